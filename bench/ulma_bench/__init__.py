@@ -1,0 +1,1 @@
+"""ulma's benchmark harness; `python bench/run.py` is its entry point."""

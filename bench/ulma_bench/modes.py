@@ -1,0 +1,66 @@
+"""The ways a workload is run, in the order one round runs them, and their command lines."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+WORKLOAD_DIR = BENCH_DIR / "workloads"
+PROFWRAP = BENCH_DIR / "profwrap.py"
+
+
+@dataclass(frozen=True)
+class Mode:
+    key: str  # stable name used in --modes and the JSON output
+    label: str  # column header
+    needs: frozenset[
+        str
+    ]  # capabilities of the interpreter (see probe.py) this mode requires
+    prefix: tuple[str, ...]  # arguments between the interpreter and the workload script
+
+
+def _ulma(*options: str) -> tuple[str, ...]:
+    return ("-m", "ulma", "run", "--no-report", *options)
+
+
+PLAIN = Mode("plain", "plain", frozenset(), ())
+MODES: tuple[Mode, ...] = (
+    PLAIN,
+    Mode("ulma", "ulma", frozenset({"ulma"}), _ulma()),
+    Mode("cprofile", "cProfile", frozenset(), (str(PROFWRAP), "cprofile")),
+    Mode("yappi", "yappi", frozenset({"yappi"}), (str(PROFWRAP), "yappi")),
+    Mode(
+        "viztracer", "VizTracer", frozenset({"viztracer"}), (str(PROFWRAP), "viztracer")
+    ),
+    Mode(
+        "floor_monitoring",
+        "floor:monitoring",
+        frozenset({"ulma", "monitoring"}),
+        _ulma("--empty-hooks", "--engine", "monitoring"),
+    ),
+    Mode(
+        "floor_pep523",
+        "floor:pep523",
+        frozenset({"ulma"}),
+        _ulma("--empty-hooks", "--engine", "pep523"),
+    ),
+)
+MODE_KEYS = tuple(mode.key for mode in MODES)
+WORKLOADS = ("fib", "mix", "io_wait", "threads")
+
+
+def workload_path(name: str) -> Path:
+    return WORKLOAD_DIR / f"{name}.py"
+
+
+def command(
+    mode: Mode, python: str, workload: str, ulma_options: tuple[str, ...] = ()
+) -> list[str]:
+    """The argv for one run; ulma_options (e.g. --ring-size) go to the full ulma mode only."""
+    extra = ulma_options if mode.key == "ulma" else ()
+    return [python, *mode.prefix, *extra, str(workload_path(workload))]
+
+
+def select_modes(keys: list[str]) -> tuple[Mode, ...]:
+    """The chosen modes in round order; plain is always kept since every ratio divides by it."""
+    wanted = set(keys) | {PLAIN.key}
+    return tuple(mode for mode in MODES if mode.key in wanted)

@@ -1,0 +1,260 @@
+"""Results of a bench run: the plain-text tables people read and the JSON machines keep."""
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .measure import Ratio, Series, overhead_share, ratios, summarize
+from .modes import PLAIN, Mode
+from .probe import EventCounts, Interpreter
+
+# Targets from the design (issue 2): ulma's overhead as a share of the other's overhead.
+TARGET_VS_FLOOR = 1.4
+TARGET_VS_CPROFILE = 0.5
+TARGET_VS_VIZTRACER = 1.0
+TARGET_DRAIN = 50e6
+
+
+@dataclass
+class WorkloadResult:
+    name: str
+    series: dict[str, Series]
+    counts: EventCounts | None = None
+
+    def ratio(self, key: str) -> Ratio | None:
+        if key not in self.series or PLAIN.key not in self.series:
+            return None
+        return summarize(ratios(self.series[PLAIN.key], self.series[key]))
+
+    def plain_seconds(self) -> float | None:
+        seconds = self.series[PLAIN.key].seconds()
+        return statistics.median(seconds) if seconds else None
+
+
+@dataclass
+class PythonResult:
+    interpreter: Interpreter
+    modes: tuple[Mode, ...]
+    workloads: list[WorkloadResult] = field(default_factory=list)
+    drain_rate: float | None = None
+    drain_note: str | None = None  # why there is no rate, or how it was measured
+
+    def unavailable(self, mode: Mode) -> str | None:
+        """Why this interpreter cannot run the mode, or None if it can."""
+        missing = mode.needs - self.interpreter.capabilities()
+        if not missing:
+            return None
+        if missing == {"monitoring"}:
+            return "needs Python 3.12+"
+        tool = min(missing - {"monitoring"})
+        return f"{tool} not importable ({self.interpreter.errors.get(tool, 'not installed')})"
+
+
+# --- text -------------------------------------------------------------------------------
+
+
+def render(results: list[PythonResult], rounds: int) -> str:
+    return "\n\n".join(_render_python(result, rounds) for result in results)
+
+
+def _render_python(result: PythonResult, rounds: int) -> str:
+    interp = result.interpreter
+    parts = [
+        f"== Python {interp.version} ({interp.executable}) ==",
+        (
+            f"Wall-time ratio to plain: median of {rounds} interleaved rounds "
+            "[min-max], lower is better."
+        ),
+        _table(*_ratio_table(result)),
+        "",
+        "ulma overhead = ratio-1; 'vs X' = ulma's overhead / X's overhead (target in brackets).",
+        _table(*_overhead_table(result)),
+        "",
+        _drain_line(result),
+    ]
+    notes = _notes(result)
+    if notes:
+        parts += ["", "Notes:", *notes]
+    return "\n".join(parts)
+
+
+def _ratio_table(result: PythonResult) -> tuple[list[str], list[list[str]]]:
+    shown = [mode for mode in result.modes if mode.key != PLAIN.key]
+    headers = ["workload", "plain s", *(mode.label for mode in shown)]
+    rows = []
+    for workload in result.workloads:
+        plain = workload.plain_seconds()
+        row = [workload.name, f"{plain:.3f}" if plain is not None else "fail"]
+        row += [_ratio_cell(result, workload, mode) for mode in shown]
+        rows.append(row)
+    return headers, rows
+
+
+def _ratio_cell(result: PythonResult, workload: WorkloadResult, mode: Mode) -> str:
+    if result.unavailable(mode):
+        return "n/a"
+    ratio = workload.ratio(mode.key)
+    if ratio is None:
+        return "fail"
+    mark = (
+        "*" if workload.series[mode.key].error else ""
+    )  # failed in a later round: see notes
+    return f"{ratio.median:.2f}x [{ratio.low:.2f}-{ratio.high:.2f}]{mark}"
+
+
+def _overhead_table(result: PythonResult) -> tuple[list[str], list[list[str]]]:
+    headers = [
+        "workload",
+        "ulma ovh",
+        f"vs cProfile (<={TARGET_VS_CPROFILE})",
+        f"vs VizTracer (<{TARGET_VS_VIZTRACER})",
+        f"vs floor:monitoring (<={TARGET_VS_FLOOR})",
+        f"vs floor:pep523 (<={TARGET_VS_FLOOR})",
+        "events",
+        "dropped",
+    ]
+    rows = []
+    for workload in result.workloads:
+        ours = workload.ratio("ulma")
+        counts = workload.counts or EventCounts(error="not measured")
+        rows.append(
+            [
+                workload.name,
+                f"{ours.median - 1.0:+.2f}" if ours else "n/a",
+                _share_cell(
+                    ours, workload.ratio("cprofile"), TARGET_VS_CPROFILE, strict=False
+                ),
+                _share_cell(
+                    ours, workload.ratio("viztracer"), TARGET_VS_VIZTRACER, strict=True
+                ),
+                _share_cell(
+                    ours,
+                    workload.ratio("floor_monitoring"),
+                    TARGET_VS_FLOOR,
+                    strict=False,
+                ),
+                _share_cell(
+                    ours, workload.ratio("floor_pep523"), TARGET_VS_FLOOR, strict=False
+                ),
+                _count_cell(counts.events, counts.error),
+                _count_cell(counts.dropped, counts.error),
+            ]
+        )
+    return headers, rows
+
+
+def _share_cell(
+    ours: Ratio | None, other: Ratio | None, target: float, strict: bool
+) -> str:
+    if ours is None or other is None:
+        return "n/a"
+    share = overhead_share(ours, other)
+    if share is None:
+        return "- (no ovh)"  # the other tool costs nothing measurable here: no share to quote
+    met = share < target if strict else share <= target
+    return f"{share:.2f} {'ok' if met else 'MISS'}"
+
+
+def _count_cell(value: int | None, error: str | None) -> str:
+    if value is None:
+        return "fail" if error and error != "not measured" else "n/a"
+    return f"{value:,}"
+
+
+def _drain_line(result: PythonResult) -> str:
+    if result.drain_rate is None:
+        return f"Monitor drain + aggregate: n/a ({result.drain_note or 'not measured'})"
+    verdict = "ok" if result.drain_rate >= TARGET_DRAIN else "MISS"
+    return (
+        f"Monitor drain + aggregate: {result.drain_rate / 1e6:.1f} M events/s "
+        f"({result.drain_note}; target >= {TARGET_DRAIN / 1e6:.0f} M/s: {verdict})"
+    )
+
+
+def _notes(result: PythonResult) -> list[str]:
+    by_reason: dict[
+        str, list[str]
+    ] = {}  # one line per reason: ulma missing hides 3 modes
+    for mode in result.modes:
+        reason = result.unavailable(mode)
+        if reason:
+            by_reason.setdefault(reason, []).append(mode.label)
+    notes = [
+        f"- {', '.join(labels)}: n/a, {reason}" for reason, labels in by_reason.items()
+    ]
+    for workload in result.workloads:
+        for mode in result.modes:
+            error = (
+                workload.series[mode.key].error if mode.key in workload.series else None
+            )
+            if error and not result.unavailable(mode):
+                notes.append(f"- {mode.label} on {workload.name}: {error}")
+        if workload.counts and workload.counts.error:
+            notes.append(
+                f"- ulma --json run on {workload.name}: {workload.counts.error}"
+            )
+    return notes
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        # First column names the row, so it reads best left-aligned; numbers align right.
+        return "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+# --- JSON -------------------------------------------------------------------------------
+
+
+def to_json(results: list[PythonResult], meta: dict[str, Any]) -> dict[str, Any]:
+    return {"meta": meta, "pythons": [_python_json(result) for result in results]}
+
+
+def _python_json(result: PythonResult) -> dict[str, Any]:
+    return {
+        "interpreter": asdict(result.interpreter),
+        "drain_events_per_s": result.drain_rate,
+        "drain_note": result.drain_note,
+        "unavailable": {
+            mode.key: result.unavailable(mode)
+            for mode in result.modes
+            if result.unavailable(mode)
+        },
+        "workloads": {
+            workload.name: _workload_json(workload) for workload in result.workloads
+        },
+    }
+
+
+def _workload_json(workload: WorkloadResult) -> dict[str, Any]:
+    modes = {}
+    for key, series in workload.series.items():
+        ratio = workload.ratio(key)
+        modes[key] = {
+            "seconds": [run.seconds if run else None for run in series.runs],
+            "wall": [run.wall if run else None for run in series.runs],
+            "ratio": asdict(ratio) if ratio else None,
+            "error": series.error,
+        }
+    ours = workload.ratio("ulma")
+    return {
+        "modes": modes,
+        "ulma_overhead_share": {
+            other: overhead_share(ours, workload.ratio(other))
+            for other in (
+                "cprofile",
+                "viztracer",
+                "yappi",
+                "floor_monitoring",
+                "floor_pep523",
+            )
+        },
+        "ulma_counts": asdict(workload.counts) if workload.counts else None,
+    }

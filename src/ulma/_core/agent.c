@@ -1,0 +1,394 @@
+/*
+ * agent.c -- the profiled process's session: mapping it, claiming a ring per
+ * thread, interning code objects into the symbol table, and the rare paths
+ * of the writer (full ring, stack restatement).  Hot code is in agent.h.
+ */
+#define _GNU_SOURCE
+#include "agent.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define Py_BUILD_CORE 1
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
+
+ulma_session_header *g_session = NULL;
+uint32_t g_clock = ULMA_CLOCK_MONOTONIC;
+uint32_t g_generation = 0;
+Py_ssize_t g_extra_index = -1;
+__thread ulma_writer *tls_writer __attribute__((tls_model("initial-exec"))) = NULL;
+__thread uint32_t tls_writer_gen __attribute__((tls_model("initial-exec"))) = 0;
+
+static size_t g_map_bytes;
+static int g_engine;
+static ulma_writer **g_writers;     /* by ring slot, for the final flush */
+static uint32_t g_writers_len;
+static pthread_key_t g_thread_key;
+static int g_thread_key_ready;
+static const _PyInterpreterFrame *g_boundary; /* bootstrap frame: stacks stop here */
+static char *g_hidden_prefix;
+static size_t g_hidden_prefix_len;
+/* Orders a thread's exit (which runs without the GIL) against unmapping. */
+static pthread_mutex_t g_exit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Publishes what the writer wrote and marks its ring finished. */
+static void writer_finish(ulma_writer *w)
+{
+    ulma_ring_header *r = w->ring;
+    atomic_store_explicit(&r->published, r->write_pos, memory_order_release);
+    atomic_store_explicit(&r->state, ULMA_RING_FINISHED, memory_order_release);
+}
+
+/* pthread key destructor: runs when a thread exits, without the GIL. */
+static void on_thread_exit(void *p)
+{
+    ulma_writer *w = p;
+    pthread_mutex_lock(&g_exit_lock);
+    if (w && w->generation == g_generation && g_session)
+        writer_finish(w);
+    pthread_mutex_unlock(&g_exit_lock);
+}
+
+ulma_writer *ulma_writer_claim(void)
+{
+    ulma_session_header *h = g_session;
+    tls_writer_gen = g_generation;
+    tls_writer = NULL;
+    if (!h)
+        return NULL;
+    uint32_t slot = atomic_fetch_add_explicit(&h->rings_used, 1, memory_order_acq_rel);
+    if (slot >= h->max_threads) {
+        atomic_fetch_add_explicit(&h->threads_overflow, 1, memory_order_relaxed);
+        return NULL;
+    }
+    /* Writers live as long as the process: a thread may still hold a
+     * pointer after its session ended, and threads exit without the GIL. */
+    ulma_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    ulma_ring_header *r = ulma_ring_at(h, slot);
+    w->ring = r;
+    w->events = ulma_ring_events(r);
+    w->mask = h->ring_events - 1;
+    w->generation = g_generation;
+    r->os_tid = (uint32_t)syscall(SYS_gettid);
+    r->py_thread_ident = (uint64_t)PyThread_get_thread_ident();
+    r->need_sync = 1; /* a thread's first event states its stack */
+    atomic_store_explicit(&r->state, ULMA_RING_ACTIVE, memory_order_release);
+    g_writers[slot] = w;
+    if (g_thread_key_ready)
+        pthread_setspecific(g_thread_key, w);
+    tls_writer = w;
+    return w;
+}
+
+/* ---- symbols --------------------------------------------------------- */
+
+static void symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t line,
+                          const char *name, size_t nlen, const char *file, size_t flen)
+{
+    ulma_session_header *h = g_session;
+    uint64_t size = (sizeof(ulma_symbol) + nlen + flen + 7) & ~(uint64_t)7;
+    uint64_t off = atomic_fetch_add_explicit(&h->symtab_reserved, size, memory_order_relaxed);
+    if (off + size > h->symtab_bytes) {
+        atomic_fetch_add_explicit(&h->symtab_overflow, 1, memory_order_relaxed);
+        return;
+    }
+    ulma_symbol *s = (ulma_symbol *)((char *)h + h->symtab_offset + off);
+    s->id = id;
+    s->kind = kind;
+    s->flags = flags;
+    s->line = line;
+    s->name_len = (uint32_t)nlen;
+    s->file_len = (uint32_t)flen;
+    memcpy((char *)(s + 1), name, nlen);
+    memcpy((char *)(s + 1) + nlen, file, flen);
+    atomic_store_explicit(&s->size, (uint32_t)size, memory_order_release);
+}
+
+uint32_t ulma_code_intern(PyCodeObject *co)
+{
+    ulma_session_header *h = g_session;
+    if (!h)
+        return 0;
+    uint32_t id = atomic_fetch_add_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
+    Py_ssize_t nlen = 0, flen = 0;
+    const char *name = PyUnicode_AsUTF8AndSize(co->co_qualname, &nlen);
+    if (!name) {
+        PyErr_Clear();
+        name = "?";
+        nlen = 1;
+    }
+    const char *file = PyUnicode_AsUTF8AndSize(co->co_filename, &flen);
+    if (!file) {
+        PyErr_Clear();
+        file = "?";
+        flen = 1;
+    }
+    uint16_t flags = 0;
+    if (g_hidden_prefix_len && (size_t)flen >= g_hidden_prefix_len &&
+        memcmp(file, g_hidden_prefix, g_hidden_prefix_len) == 0)
+        flags |= ULMA_SYMF_HIDDEN;
+    symbol_append(id, ULMA_SYM_PYFUNC, flags, (uint32_t)co->co_firstlineno, name, (size_t)nlen,
+                  file, (size_t)flen);
+    uintptr_t v = ((uintptr_t)g_generation << 32) | id;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyUnstable_Code_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
+#else
+    if (_PyCode_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
+#endif
+        PyErr_Clear(); /* re-interned next time; the definition repeats */
+    return id;
+}
+
+/* ---- the rare paths of the writer ----------------------------------- */
+
+static PyCodeObject *frame_code(const _PyInterpreterFrame *f)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyCode_Check(f->f_executable) ? (PyCodeObject *)f->f_executable : NULL;
+#else
+    return f->f_code;
+#endif
+}
+
+/* Collects the ids of the thread's Python frames, innermost first, without
+ * allocating (frame objects are not materialised).  Returns the count. */
+static uint32_t walk_stack(uint32_t *ids, uint32_t cap, int *truncated)
+{
+    PyThreadState *ts = PyThreadState_GET();
+#if PY_VERSION_HEX >= 0x030D0000
+    const _PyInterpreterFrame *f = ts->current_frame;
+#else
+    const _PyInterpreterFrame *f = ts->cframe ? ts->cframe->current_frame : NULL;
+#endif
+    uint32_t n = 0;
+    *truncated = 0;
+    for (; f != NULL; f = f->previous) {
+        if (f == g_boundary)
+            break;
+#if PY_VERSION_HEX >= 0x030C0000
+        if (f->owner == FRAME_OWNED_BY_CSTACK)
+            continue;
+#endif
+        if (_PyFrame_IsIncomplete((_PyInterpreterFrame *)f))
+            continue;
+        PyCodeObject *co = frame_code(f);
+        if (!co)
+            continue;
+        if (n == cap) {
+            *truncated = 1;
+            break;
+        }
+        ids[n++] = ulma_code_id(co);
+    }
+    return n;
+}
+
+static inline int is_entering(uint8_t kind)
+{
+    return kind == ULMA_CALL || kind == ULMA_RESUME || kind == ULMA_THROW;
+}
+
+static inline void put(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t id, uint8_t kind,
+                       uint8_t flags, uint16_t aux)
+{
+    ulma_event *e = &w->events[pos & w->mask];
+    e->ticks = t;
+    e->id = id;
+    e->kind = kind;
+    e->flags = flags;
+    e->aux = aux;
+}
+
+/*
+ * Full ring, or a stack to restate (the thread's first event, or the first
+ * event after drops).  The restatement is a SYNC group giving the stack as it
+ * was just before `kind`, so the monitor rebuilds it and goes on.
+ */
+void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t id, uint8_t kind, int top_is_event)
+{
+    static uint32_t ids[ULMA_MAX_SYNC_FRAMES + 1];
+    ulma_ring_header *r = w->ring;
+    uint64_t pos = r->write_pos;
+    uint64_t cap = w->mask + 1;
+
+    if (!r->need_sync) {
+        r->tail_cache = atomic_load_explicit(&r->read_pos, memory_order_acquire);
+        if (pos - r->tail_cache <= w->mask) {
+            put(w, pos, t, id, kind, 0, 0);
+            r->write_pos = ++pos;
+            if ((pos & (ULMA_PUBLISH_EVERY - 1)) == 0)
+                atomic_store_explicit(&r->published, pos, memory_order_release);
+            return;
+        }
+        goto drop;
+    }
+    if (w->in_slow)
+        goto drop; /* an event from inside our own stack walk (cannot happen today) */
+    w->in_slow = 1;
+
+    /* Under the GIL, so the static buffer is not shared between threads. */
+    uint32_t limit = ULMA_MAX_SYNC_FRAMES;
+    if (cap / 2 < (uint64_t)limit + 2)
+        limit = cap / 2 > 2 ? (uint32_t)(cap / 2 - 2) : 0;
+    int truncated = 0;
+    uint32_t n = walk_stack(ids, limit, &truncated);
+    /* Make the walk describe the stack *before* this event. */
+    if (top_is_event && is_entering(kind) && n > 0) {
+        memmove(ids, ids + 1, (size_t)(n - 1) * sizeof ids[0]);
+        n--;
+    } else if (!top_is_event && !is_entering(kind)) {
+        memmove(ids + 1, ids, (size_t)n * sizeof ids[0]);
+        ids[0] = id;
+        n++;
+    }
+    w->in_slow = 0;
+
+    uint64_t need = (uint64_t)n + 2;
+    r->tail_cache = atomic_load_explicit(&r->read_pos, memory_order_acquire);
+    if (pos - r->tail_cache + need > cap)
+        goto drop;
+    uint8_t gflags = ULMA_SYNC_BEGIN | (truncated ? ULMA_SYNC_TRUNCATED : 0) | r->sync_flags;
+    put(w, pos++, t, 0, ULMA_SYNC, gflags, (uint16_t)n);
+    for (uint32_t i = n; i-- > 0;) /* outermost first */
+        put(w, pos++, t, ids[i], ULMA_SYNC, ULMA_SYNC_FRAME, 0);
+    put(w, pos++, t, id, kind, 0, 0);
+    r->write_pos = pos;
+    r->need_sync = 0;
+    r->sync_flags = 0;
+    atomic_store_explicit(&r->published, pos, memory_order_release);
+    return;
+
+drop:
+    atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+    r->need_sync = 1;
+    r->sync_flags = ULMA_SYNC_AFTER_DROP;
+    /* Let the monitor see everything written so far, so it frees room. */
+    atomic_store_explicit(&r->published, pos, memory_order_release);
+}
+
+/* ---- lifecycle ---------------------------------------------------- */
+
+int ulma_agent_start(int fd, int engine, int empty, PyObject *hidden_prefix, PyObject *boundary)
+{
+    if (g_session) {
+        PyErr_SetString(PyExc_RuntimeError, "ulma agent is already running");
+        return -1;
+    }
+    ulma_session_header probe;
+    if (pread(fd, &probe, sizeof probe, 0) != (ssize_t)sizeof probe) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot read the ulma session header");
+        return -1;
+    }
+    if (probe.magic != ULMA_SESSION_MAGIC || probe.version != ULMA_FORMAT_VERSION) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "the ulma session is from another ulma version (format %u, this agent reads %u)",
+                     probe.magic == ULMA_SESSION_MAGIC ? probe.version : 0u, ULMA_FORMAT_VERSION);
+        return -1;
+    }
+    void *base = mmap(NULL, probe.total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (g_extra_index < 0) {
+        #if PY_VERSION_HEX >= 0x030C0000
+        g_extra_index = PyUnstable_Eval_RequestCodeExtraIndex(NULL);
+#else
+        g_extra_index = _PyEval_RequestCodeExtraIndex(NULL);
+#endif
+        if (g_extra_index < 0) {
+            munmap(base, probe.total_bytes);
+            PyErr_SetString(PyExc_RuntimeError, "no free co_extra slot for ulma");
+            return -1;
+        }
+    }
+    if (!g_thread_key_ready && pthread_key_create(&g_thread_key, on_thread_exit) == 0)
+        g_thread_key_ready = 1;
+    ulma_session_header *h = base;
+    g_writers = calloc(h->max_threads, sizeof *g_writers);
+    if (!g_writers) {
+        munmap(base, probe.total_bytes);
+        PyErr_NoMemory();
+        return -1;
+    }
+    g_writers_len = h->max_threads;
+    free(g_hidden_prefix);
+    g_hidden_prefix = NULL;
+    g_hidden_prefix_len = 0;
+    if (hidden_prefix && hidden_prefix != Py_None) {
+        Py_ssize_t len;
+        const char *s = PyUnicode_AsUTF8AndSize(hidden_prefix, &len);
+        if (!s || !(g_hidden_prefix = malloc((size_t)len + 1))) {
+            free(g_writers);
+            g_writers = NULL;
+            munmap(base, probe.total_bytes);
+            return -1;
+        }
+        memcpy(g_hidden_prefix, s, (size_t)len + 1);
+        g_hidden_prefix_len = (size_t)len;
+    }
+    /* ulma's bootstrap frame bounds every stack we restate.  It is executing
+     * (and stays so during the run), so its interpreter frame is live. */
+    if (boundary && boundary != Py_None) {
+        g_boundary = ((PyFrameObject *)boundary)->f_frame;
+    } else {
+        PyThreadState *ts = PyThreadState_GET();
+#if PY_VERSION_HEX >= 0x030D0000
+        g_boundary = ts->current_frame;
+#else
+        g_boundary = ts->cframe ? ts->cframe->current_frame : NULL;
+#endif
+    }
+    g_map_bytes = probe.total_bytes;
+    g_clock = h->clock_source;
+    g_session = h;
+    g_generation++;
+    atomic_store_explicit(&h->agent_pid, (uint32_t)getpid(), memory_order_relaxed);
+    atomic_store_explicit(&h->engine, (uint32_t)engine, memory_order_relaxed);
+    atomic_store_explicit(&h->agent_state, ULMA_AGENT_RUNNING, memory_order_release);
+
+    int rc = engine == ULMA_ENGINE_MONITORING ? ulma_engine_monitoring_start(empty)
+                                              : ulma_engine_pep523_start(empty);
+    if (rc < 0) {
+        g_engine = 0;
+        ulma_agent_stop(1);
+        return -1;
+    }
+    g_engine = engine;
+    return 0;
+}
+
+void ulma_agent_stop(int flush)
+{
+    ulma_session_header *h = g_session;
+    if (!h)
+        return;
+    if (g_engine == ULMA_ENGINE_MONITORING)
+        ulma_engine_monitoring_stop();
+    else if (g_engine == ULMA_ENGINE_PEP523)
+        ulma_engine_pep523_stop();
+    g_engine = 0;
+    /* Hooks are off and we hold the GIL: no writer is mid-event.  A forked
+     * child does not flush: the rings belong to its parent. */
+    if (flush) {
+        for (uint32_t i = 0; i < g_writers_len; i++)
+            if (g_writers[i])
+                writer_finish(g_writers[i]);
+        atomic_store_explicit(&h->agent_state, ULMA_AGENT_STOPPED, memory_order_release);
+    }
+    pthread_mutex_lock(&g_exit_lock);
+    g_session = NULL;
+    g_generation++;
+    pthread_mutex_unlock(&g_exit_lock);
+    g_boundary = NULL;
+    free(g_writers);
+    g_writers = NULL;
+    g_writers_len = 0;
+    munmap(h, g_map_bytes);
+}

@@ -1,0 +1,334 @@
+/* aggregate.c -- see aggregate.h for the accounting rules. */
+#include "aggregate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A corrupt stream must not make us allocate gigabytes: ids beyond this are
+ * ignored (and counted as unmatched). */
+#define MAX_FUNC_ID (1u << 24)
+#define ROOT UINT32_MAX
+
+void ulma_agg_init(ulma_thread_agg *a)
+{
+    memset(a, 0, sizeof *a);
+}
+
+void ulma_agg_free(ulma_thread_agg *a)
+{
+    free(a->funcs);
+    free(a->active);
+    free(a->edges);
+    free(a->index);
+    free(a->stack);
+    free(a->sync_ids);
+    memset(a, 0, sizeof *a);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return -1;
+    memset((char *)q + *cap * elem, 0, (n - *cap) * elem);
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static int ensure_func(ulma_thread_agg *a, uint32_t id)
+{
+    if (id < a->nfuncs)
+        return 0;
+    size_t cap = a->nfuncs, cap2 = a->nfuncs;
+    if (grow((void **)&a->funcs, &cap, (size_t)id + 1, sizeof *a->funcs) < 0 ||
+        grow((void **)&a->active, &cap2, (size_t)id + 1, sizeof *a->active) < 0)
+        return -1;
+    a->nfuncs = cap < cap2 ? cap : cap2;
+    return 0;
+}
+
+static inline uint64_t mix(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static int rehash(ulma_thread_agg *a, size_t cap)
+{
+    uint32_t *idx = calloc(cap, sizeof *idx);
+    if (!idx)
+        return -1;
+    for (size_t e = 0; e < a->nedges; e++) {
+        uint64_t key = ((uint64_t)a->edges[e].caller << 32) | a->edges[e].callee;
+        size_t i = mix(key) & (cap - 1);
+        while (idx[i])
+            i = (i + 1) & (cap - 1);
+        idx[i] = (uint32_t)e + 1;
+    }
+    free(a->index);
+    a->index = idx;
+    a->index_cap = cap;
+    return 0;
+}
+
+/* The edge caller->callee, created if new; ROOT if memory ran out. */
+static uint32_t edge_get(ulma_thread_agg *a, uint32_t caller, uint32_t callee)
+{
+    if (a->index_cap == 0 && rehash(a, 256) < 0)
+        return ROOT;
+    uint64_t key = ((uint64_t)caller << 32) | callee;
+    size_t mask = a->index_cap - 1;
+    size_t i = mix(key) & mask;
+    for (uint32_t slot; (slot = a->index[i]) != 0; i = (i + 1) & mask) {
+        ulma_edge_stats *e = &a->edges[slot - 1];
+        if (e->caller == caller && e->callee == callee)
+            return slot - 1;
+    }
+    if (grow((void **)&a->edges, &a->edges_cap, a->nedges + 1, sizeof *a->edges) < 0)
+        return ROOT;
+    uint32_t n = (uint32_t)a->nedges++;
+    a->edges[n].caller = caller;
+    a->edges[n].callee = callee;
+    a->index[i] = n + 1;
+    if (a->nedges * 2 > a->index_cap && rehash(a, a->index_cap * 2) < 0)
+        return ROOT;
+    return n;
+}
+
+/* kind: ULMA_CALL, ULMA_RESUME/ULMA_THROW, or 0 for a frame restated by SYNC. */
+static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind)
+{
+    if (id >= MAX_FUNC_ID) {
+        a->unmatched++;
+        return 0;
+    }
+    if (ensure_func(a, id) < 0 ||
+        grow((void **)&a->stack, &a->stack_cap, a->depth + 1, sizeof *a->stack) < 0)
+        return -1;
+    ulma_frame *f = &a->stack[a->depth];
+    f->id = id;
+    f->start = t;
+    f->child = 0;
+    f->edge = ROOT;
+    if (a->depth > 0) {
+        f->edge = edge_get(a, a->stack[a->depth - 1].id, id);
+        if (f->edge != ROOT) {
+            ulma_edge_stats *e = &a->edges[f->edge];
+            e->active++;
+            if (kind == ULMA_CALL)
+                e->calls++;
+            else if (kind)
+                e->resumes++;
+        }
+    }
+    a->depth++;
+    a->active[id]++;
+    if (kind == ULMA_CALL)
+        a->funcs[id].calls++;
+    else if (kind)
+        a->funcs[id].resumes++;
+    return 0;
+}
+
+static void pop(ulma_thread_agg *a, uint64_t t)
+{
+    ulma_frame *f = &a->stack[--a->depth];
+    uint64_t el = t - f->start;
+    ulma_func_stats *s = &a->funcs[f->id];
+    s->self += el > f->child ? el - f->child : 0;
+    if (--a->active[f->id] == 0)
+        s->total += el;
+    if (f->edge != ROOT) {
+        ulma_edge_stats *e = &a->edges[f->edge];
+        if (--e->active == 0)
+            e->total += el;
+    }
+    if (a->depth > 0)
+        a->stack[a->depth - 1].child += el;
+}
+
+/* Frames above a match are popped too: their exits were not seen. */
+static void on_exit(ulma_thread_agg *a, uint32_t id, uint64_t t)
+{
+    size_t i = a->depth;
+    while (i > 0 && a->stack[i - 1].id != id)
+        i--;
+    if (i == 0) {
+        a->unmatched++;
+        return;
+    }
+    while (a->depth >= i)
+        pop(a, t);
+}
+
+static int apply_sync(ulma_thread_agg *a)
+{
+    uint64_t close_at = a->last_tick;
+    while (a->depth > 0)
+        pop(a, close_at);
+    if (a->sync_flags & ULMA_SYNC_AFTER_DROP)
+        a->lost_ticks += a->sync_ticks - close_at;
+    a->syncs++;
+    for (uint32_t i = 0; i < a->sync_have; i++)
+        if (push(a, a->sync_ids[i], a->sync_ticks, 0) < 0)
+            return -1;
+    a->sync_want = a->sync_have = 0;
+    return 0;
+}
+
+int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
+{
+    if (a->failed)
+        return -1;
+    for (size_t k = 0; k < n; k++) {
+        const ulma_event *e = &ev[k];
+        uint64_t t = e->ticks;
+        if (a->events == 0)
+            a->first_tick = a->last_tick = t;
+        if (t < a->last_tick) {
+            a->clock_backwards++;
+            t = a->last_tick;
+        }
+        a->events++;
+        int rc = 0;
+        switch (e->kind) {
+        case ULMA_CALL:
+        case ULMA_RESUME:
+        case ULMA_THROW:
+            rc = push(a, e->id, t, e->kind);
+            break;
+        case ULMA_RETURN:
+        case ULMA_YIELD:
+        case ULMA_UNWIND:
+            on_exit(a, e->id, t);
+            break;
+        case ULMA_SYNC:
+            if (e->flags & ULMA_SYNC_BEGIN) {
+                a->sync_want = e->aux;
+                a->sync_have = 0;
+                a->sync_flags = e->flags;
+                a->sync_ticks = t;
+                uint32_t *ids = realloc(a->sync_ids, ((size_t)e->aux + 1) * sizeof *ids);
+                if (!ids) {
+                    rc = -1;
+                    break;
+                }
+                a->sync_ids = ids;
+                if (e->aux == 0)
+                    rc = apply_sync(a);
+                /* the old stack closes at the tick before the group */
+                t = a->last_tick;
+            } else if ((e->flags & ULMA_SYNC_FRAME) && a->sync_have < a->sync_want) {
+                a->sync_ids[a->sync_have++] = e->id;
+                t = a->last_tick;
+                if (a->sync_have == a->sync_want) {
+                    rc = apply_sync(a);
+                    t = a->sync_ticks;
+                }
+            }
+            break;
+        default:
+            break; /* kinds this version does not aggregate yet */
+        }
+        if (rc < 0) {
+            a->failed = 1;
+            return -1;
+        }
+        a->last_tick = t;
+    }
+    return 0;
+}
+
+void ulma_agg_close(ulma_thread_agg *a)
+{
+    while (a->depth > 0)
+        pop(a, a->last_tick);
+}
+
+void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)
+{
+    for (size_t i = 0; i < a->nfuncs; i++) {
+        a->funcs[i].calls = a->funcs[i].resumes = 0;
+        a->funcs[i].self = a->funcs[i].total = 0;
+    }
+    for (size_t i = 0; i < a->nedges; i++)
+        a->edges[i].calls = a->edges[i].resumes = a->edges[i].total = 0;
+    if (now < a->last_tick)
+        now = a->last_tick;
+    for (size_t i = 0; i < a->depth; i++) {
+        a->stack[i].start = now;
+        a->stack[i].child = 0;
+    }
+    a->lost_ticks = 0;
+}
+
+/* Adds src's totals into dst (a container, never fed).  With now != 0 the
+ * frames still open in src count as if they returned at `now`, so a live
+ * view shows time as it accrues; src itself is not changed. */
+int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t now)
+{
+    if (src->nfuncs && ensure_func(dst, (uint32_t)src->nfuncs - 1) < 0)
+        return -1;
+    for (size_t i = 0; i < src->nfuncs; i++) {
+        dst->funcs[i].calls += src->funcs[i].calls;
+        dst->funcs[i].resumes += src->funcs[i].resumes;
+        dst->funcs[i].self += src->funcs[i].self;
+        dst->funcs[i].total += src->funcs[i].total;
+    }
+    for (size_t i = 0; i < src->nedges; i++) {
+        const ulma_edge_stats *e = &src->edges[i];
+        uint32_t d = edge_get(dst, e->caller, e->callee);
+        if (d == ROOT)
+            return -1;
+        dst->edges[d].calls += e->calls;
+        dst->edges[d].resumes += e->resumes;
+        dst->edges[d].total += e->total;
+    }
+    if (!now || src->depth == 0)
+        return 0;
+    if (now < src->last_tick)
+        now = src->last_tick;
+    /* Open frames: self from the top down, totals for outermost occurrences
+     * only (first seen walking from the bottom). */
+    uint8_t *seen_f = calloc(src->nfuncs, 1);
+    uint8_t *seen_e = calloc(src->nedges + 1, 1);
+    if (!seen_f || !seen_e) {
+        free(seen_f);
+        free(seen_e);
+        return -1;
+    }
+    uint64_t above = 0;
+    for (size_t i = src->depth; i-- > 0;) {
+        const ulma_frame *f = &src->stack[i];
+        uint64_t el = now - f->start;
+        uint64_t busy = f->child + above;
+        dst->funcs[f->id].self += el > busy ? el - busy : 0;
+        above = el;
+    }
+    for (size_t i = 0; i < src->depth; i++) {
+        const ulma_frame *f = &src->stack[i];
+        uint64_t el = now - f->start;
+        if (!seen_f[f->id]) {
+            seen_f[f->id] = 1;
+            dst->funcs[f->id].total += el;
+        }
+        if (f->edge != ROOT && !seen_e[f->edge]) {
+            seen_e[f->edge] = 1;
+            const ulma_edge_stats *e = &src->edges[f->edge];
+            uint32_t d = edge_get(dst, e->caller, e->callee);
+            if (d != ROOT)
+                dst->edges[d].total += el;
+        }
+    }
+    free(seen_f);
+    free(seen_e);
+    return 0;
+}

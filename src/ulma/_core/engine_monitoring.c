@@ -1,0 +1,187 @@
+/*
+ * engine_monitoring.c -- sees calls and returns through sys.monitoring
+ * (PEP 669, Python 3.12+), with C callables as callbacks.  It adds no C frame
+ * to Python calls, so recursion behaves exactly as without ulma.
+ *
+ * The tool id: PROFILER_ID if free, otherwise the first free id; another
+ * tool (cProfile, a debugger, coverage) is never evicted.
+ */
+#include "agent.h"
+
+#if PY_VERSION_HEX >= 0x030C0000
+
+static int g_tool_id = -1;
+
+static inline PyObject *code_event(PyObject *code, uint8_t kind)
+{
+    ulma_writer *w = ulma_writer_get();
+    if (ULMA_LIKELY(w != NULL)) {
+        uint64_t t = ulma_ticks(g_clock);
+        ulma_emit(w, t, ulma_code_id((PyCodeObject *)code), kind, 1);
+    }
+    Py_RETURN_NONE;
+}
+
+#define CALLBACK(fn, kind)                                                         \
+    static PyObject *fn(PyObject *self, PyObject *const *args, Py_ssize_t nargs)   \
+    {                                                                              \
+        (void)self;                                                                \
+        (void)nargs;                                                               \
+        return code_event(args[0], kind);                                          \
+    }
+CALLBACK(on_start, ULMA_CALL)
+CALLBACK(on_resume, ULMA_RESUME)
+CALLBACK(on_throw, ULMA_THROW)
+CALLBACK(on_return, ULMA_RETURN)
+CALLBACK(on_yield, ULMA_YIELD)
+CALLBACK(on_unwind, ULMA_UNWIND)
+#undef CALLBACK
+
+/* The floor: the same dispatch into C, doing nothing. */
+static PyObject *on_empty(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    (void)args;
+    (void)nargs;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef g_callbacks[] = {
+    {"PY_START", (PyCFunction)(void (*)(void))on_start, METH_FASTCALL, NULL},
+    {"PY_RESUME", (PyCFunction)(void (*)(void))on_resume, METH_FASTCALL, NULL},
+    {"PY_THROW", (PyCFunction)(void (*)(void))on_throw, METH_FASTCALL, NULL},
+    {"PY_RETURN", (PyCFunction)(void (*)(void))on_return, METH_FASTCALL, NULL},
+    {"PY_YIELD", (PyCFunction)(void (*)(void))on_yield, METH_FASTCALL, NULL},
+    {"PY_UNWIND", (PyCFunction)(void (*)(void))on_unwind, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+static PyMethodDef g_empty_def = {"empty", (PyCFunction)(void (*)(void))on_empty, METH_FASTCALL, NULL};
+
+static PyObject *monitoring_module(void)
+{
+    PyObject *sys = PyImport_ImportModule("sys");
+    if (!sys)
+        return NULL;
+    PyObject *mon = PyObject_GetAttrString(sys, "monitoring");
+    Py_DECREF(sys);
+    return mon;
+}
+
+/* Claims PROFILER_ID, else the first free id; -1 with an exception if none. */
+static int claim_tool_id(PyObject *mon)
+{
+    static const int order[] = {2, 3, 4, 1, 0, 5};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        PyObject *owner = PyObject_CallMethod(mon, "get_tool", "i", order[i]);
+        if (!owner)
+            return -1;
+        int taken = owner != Py_None;
+        Py_DECREF(owner);
+        if (taken)
+            continue;
+        PyObject *r = PyObject_CallMethod(mon, "use_tool_id", "is", order[i], "ulma");
+        if (!r)
+            return -1;
+        Py_DECREF(r);
+        return order[i];
+    }
+    PyErr_SetString(PyExc_RuntimeError,
+                    "every sys.monitoring tool id is taken by other tools; ulma cannot attach");
+    return -1;
+}
+
+static int set_events(PyObject *mon, int tool, long mask)
+{
+    PyObject *r = PyObject_CallMethod(mon, "set_events", "il", tool, mask);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+int ulma_engine_monitoring_start(int empty)
+{
+    PyObject *mon = monitoring_module();
+    if (!mon)
+        return -1;
+    PyObject *events = PyObject_GetAttrString(mon, "events");
+    int tool = events ? claim_tool_id(mon) : -1;
+    long mask = 0;
+    if (tool < 0)
+        goto fail;
+    for (PyMethodDef *d = g_callbacks; d->ml_name; d++) {
+        PyObject *bit = PyObject_GetAttrString(events, d->ml_name);
+        if (!bit)
+            goto fail_tool;
+        long b = PyLong_AsLong(bit);
+        Py_DECREF(bit);
+        PyObject *fn = PyCFunction_New(empty ? &g_empty_def : d, NULL);
+        if (!fn)
+            goto fail_tool;
+        PyObject *r = PyObject_CallMethod(mon, "register_callback", "ilO", tool, b, fn);
+        Py_DECREF(fn);
+        if (!r)
+            goto fail_tool;
+        Py_DECREF(r);
+        mask |= b;
+    }
+    if (set_events(mon, tool, mask) < 0)
+        goto fail_tool;
+    g_tool_id = tool;
+    if (g_session)
+        atomic_store_explicit(&g_session->tool_id, (uint32_t)tool, memory_order_relaxed);
+    Py_DECREF(events);
+    Py_DECREF(mon);
+    return 0;
+
+fail_tool: {
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *r = PyObject_CallMethod(mon, "free_tool_id", "i", tool);
+    Py_XDECREF(r);
+    PyErr_SetRaisedException(exc);
+}
+fail:
+    Py_XDECREF(events);
+    Py_DECREF(mon);
+    return -1;
+}
+
+void ulma_engine_monitoring_stop(void)
+{
+    if (g_tool_id < 0)
+        return;
+    PyObject *exc = PyErr_GetRaisedException(); /* stop may run while one is set */
+    PyObject *mon = monitoring_module();
+    if (mon) {
+        set_events(mon, g_tool_id, 0);
+        static const char *names[] = {"PY_START", "PY_RESUME", "PY_THROW",
+                                      "PY_RETURN", "PY_YIELD", "PY_UNWIND"};
+        PyObject *events = PyObject_GetAttrString(mon, "events");
+        for (size_t i = 0; events && i < sizeof names / sizeof names[0]; i++) {
+            PyObject *bit = PyObject_GetAttrString(events, names[i]);
+            if (!bit)
+                break;
+            PyObject *r = PyObject_CallMethod(mon, "register_callback", "iOO", g_tool_id, bit, Py_None);
+            Py_XDECREF(r);
+            Py_DECREF(bit);
+        }
+        Py_XDECREF(events);
+        PyObject *r = PyObject_CallMethod(mon, "free_tool_id", "i", g_tool_id);
+        Py_XDECREF(r);
+        Py_DECREF(mon);
+    }
+    PyErr_Clear();
+    PyErr_SetRaisedException(exc);
+    g_tool_id = -1;
+}
+
+#else /* Python 3.11: no sys.monitoring */
+
+int ulma_engine_monitoring_start(int empty)
+{
+    (void)empty;
+    PyErr_SetString(PyExc_RuntimeError, "the sys.monitoring engine needs Python 3.12 or newer");
+    return -1;
+}
+
+void ulma_engine_monitoring_stop(void) {}
+
+#endif

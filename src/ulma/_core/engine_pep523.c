@@ -1,0 +1,107 @@
+/*
+ * engine_pep523.c -- sees calls and returns by wrapping the interpreter's
+ * frame evaluator (PEP 523).  It chains to any evaluator installed before it
+ * and puts that one back when profiling stops.
+ *
+ * Its price: every Python call now goes through a C function, so it uses C
+ * stack per Python frame (see stack.c for how 3.11 keeps deep recursion
+ * working) and, on 3.12+, counts against CPython's C recursion limit -- which
+ * is why it is not the default there.
+ *
+ * Generators: calling a generator function runs a short frame that only
+ * builds the generator; it is not a call in cProfile's or sys.monitoring's
+ * sense and is not reported.  The generator's own frame is reported as a
+ * call the first time it runs and as a resume (or throw) after that.
+ */
+#include "agent.h"
+
+#define Py_BUILD_CORE 1
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
+
+#include "stack.h"
+
+static _PyFrameEvalFunction g_prev_eval;
+static int g_installed;
+
+#define GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
+
+static inline PyCodeObject *frame_code(struct _PyInterpreterFrame *f)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return (PyCodeObject *)f->f_executable;
+#else
+    return f->f_code;
+#endif
+}
+
+static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    if (g_prev_eval)
+        return g_prev_eval(ts, f, throwflag);
+    return ulma_stack_guarded_eval(ts, f, throwflag);
+}
+
+static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    PyCodeObject *co = frame_code(f);
+    PyGenObject *gen = NULL;
+    uint8_t kind = ULMA_CALL;
+    if (co->co_flags & GEN_FLAGS) {
+        if (f->owner != FRAME_OWNED_BY_GENERATOR)
+            return eval_next(ts, f, throwflag); /* the frame that builds the generator */
+        gen = _PyFrame_GetGenerator(f);
+        if (throwflag)
+            kind = ULMA_THROW;
+        else if (gen->gi_frame_state != FRAME_CREATED)
+            kind = ULMA_RESUME;
+        Py_INCREF(gen); /* read its state after it ran */
+    }
+    Py_INCREF(co); /* a finished generator drops its frame's reference */
+
+    ulma_writer *w = ulma_writer_get();
+    if (ULMA_LIKELY(w != NULL))
+        ulma_emit(w, ulma_ticks(g_clock), ulma_code_id(co), kind, 0);
+
+    PyObject *res = eval_next(ts, f, throwflag);
+
+    w = ulma_writer_get(); /* profiling may have stopped or restarted meanwhile */
+    if (ULMA_LIKELY(w != NULL)) {
+        uint64_t t = ulma_ticks(g_clock);
+        uint8_t out = ULMA_RETURN;
+        if (res == NULL)
+            out = ULMA_UNWIND;
+        else if (gen && gen->gi_frame_state < FRAME_EXECUTING)
+            out = ULMA_YIELD;
+        ulma_emit(w, t, ulma_code_id(co), out, 0);
+    }
+    Py_DECREF(co);
+    Py_XDECREF(gen);
+    return res;
+}
+
+/* The floor: the wrapper's cost with nothing recorded. */
+static PyObject *ulma_eval_empty(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    return eval_next(ts, f, throwflag);
+}
+
+int ulma_engine_pep523_start(int empty)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    _PyFrameEvalFunction cur = _PyInterpreterState_GetEvalFrameFunc(interp);
+    g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;
+    _PyInterpreterState_SetEvalFrameFunc(interp, empty ? ulma_eval_empty : ulma_eval);
+    g_installed = 1;
+    return 0;
+}
+
+void ulma_engine_pep523_stop(void)
+{
+    if (!g_installed)
+        return;
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    _PyInterpreterState_SetEvalFrameFunc(interp, g_prev_eval ? g_prev_eval : _PyEval_EvalFrameDefault);
+    g_prev_eval = NULL;
+    g_installed = 0;
+}

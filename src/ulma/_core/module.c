@@ -1,0 +1,458 @@
+/*
+ * module.c -- the Python face of the C core: `ulma._core`.
+ *
+ *   agent_start / agent_stop    in the profiled process
+ *   Session                     in the monitor: drain, symbols, snapshots
+ *   LAYOUT                      records.h's numbers, for ulma.format.records
+ *   bench_drain                 the monitor's replay rate on a synthetic ring
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "clock.h"
+#include "records.h"
+#include "session.h"
+
+/* ---- agent ---------------------------------------------------------- */
+
+static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *names[] = {"fd", "engine", "empty", "hidden_prefix", "boundary", NULL};
+    int fd, empty = 0;
+    const char *engine;
+    PyObject *hidden = Py_None, *boundary = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|pOO", names, &fd, &engine, &empty, &hidden,
+                                     &boundary))
+        return NULL;
+    if (boundary != Py_None && !PyFrame_Check(boundary))
+        return PyErr_Format(PyExc_TypeError, "boundary must be a frame or None");
+    int e;
+    if (strcmp(engine, "monitoring") == 0)
+        e = ULMA_ENGINE_MONITORING;
+    else if (strcmp(engine, "pep523") == 0)
+        e = ULMA_ENGINE_PEP523;
+    else
+        return PyErr_Format(PyExc_ValueError, "unknown engine %s", engine);
+    if (ulma_agent_start(fd, e, empty, hidden, boundary) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_agent_stop(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *names[] = {"flush", NULL};
+    int flush = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p", names, &flush))
+        return NULL;
+    ulma_agent_stop(flush);
+    Py_RETURN_NONE;
+}
+
+/* ---- monitor session ------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    ulma_monitor m;
+} SessionObject;
+
+static int session_init(SessionObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"fd", "ring_bytes", "max_threads", "symtab_bytes", NULL};
+    int fd;
+    unsigned long long ring_bytes, symtab_bytes = 16u << 20;
+    unsigned int max_threads = 256;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iK|IK", names, &fd, &ring_bytes, &max_threads,
+                                     &symtab_bytes))
+        return -1;
+    if (self->m.h) {
+        PyErr_SetString(PyExc_RuntimeError, "session already created");
+        return -1;
+    }
+    int rc = ulma_monitor_create(&self->m, fd, ring_bytes, max_threads, symtab_bytes);
+    if (rc < 0) {
+        errno = -rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static void session_dealloc(SessionObject *self)
+{
+    ulma_monitor_free(&self->m);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int check_open(SessionObject *self)
+{
+    if (!self->m.h) {
+        PyErr_SetString(PyExc_ValueError, "session is closed");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *session_drain(SessionObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"postmortem", NULL};
+    int postmortem = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p", names, &postmortem) || check_open(self) < 0)
+        return NULL;
+    int64_t n;
+    Py_BEGIN_ALLOW_THREADS
+    n = ulma_monitor_drain(&self->m, postmortem);
+    Py_END_ALLOW_THREADS
+    if (n < 0)
+        return PyErr_NoMemory();
+    return PyLong_FromLongLong(n);
+}
+
+/* New symbol definitions: [(id, kind, flags, name, file, line)]. */
+static PyObject *session_symbols(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    const ulma_symbol *s;
+    while (out && (s = ulma_monitor_next_symbol(&self->m)) != NULL) {
+        const char *name = (const char *)(s + 1);
+        PyObject *t = Py_BuildValue("(IHHs#s#I)", s->id, s->kind, s->flags, name,
+                                    (Py_ssize_t)s->name_len, name + s->name_len,
+                                    (Py_ssize_t)s->file_len, s->line);
+        if (!t) { /* undecodable bytes: keep going with a replacement */
+            PyErr_Clear();
+            t = Py_BuildValue("(IHHssI)", s->id, s->kind, s->flags, "?", "?", s->line);
+        }
+        if (!t || PyList_Append(out, t) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(t);
+    }
+    return out;
+}
+
+/* (functions, edges): functions = [(id, calls, resumes, self, total)],
+ * edges = [(caller, callee, calls, resumes, total)], times in ticks.
+ * live=True counts open frames up to now; thread=None merges all threads. */
+static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"live", "thread", NULL};
+    int live = 0;
+    PyObject *thread = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO", names, &live, &thread) || check_open(self) < 0)
+        return NULL;
+    long only = -1;
+    if (thread != Py_None && (only = PyLong_AsLong(thread)) < 0)
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "bad thread index");
+    uint64_t now = live ? ulma_ticks(self->m.h->clock_source) : 0;
+    ulma_thread_agg sum;
+    ulma_agg_init(&sum);
+    uint32_t slots = ulma_monitor_slots(&self->m);
+    for (uint32_t s = 0; s < slots; s++) {
+        if (only >= 0 && (uint32_t)only != s)
+            continue;
+        if (ulma_agg_merge(&sum, &self->m.aggs[s], self->m.closed[s] ? 0 : now) < 0) {
+            ulma_agg_free(&sum);
+            return PyErr_NoMemory();
+        }
+    }
+    PyObject *funcs = PyList_New(0), *edges = PyList_New(0), *res = NULL;
+    if (!funcs || !edges)
+        goto done;
+    for (size_t i = 0; i < sum.nfuncs; i++) {
+        ulma_func_stats *f = &sum.funcs[i];
+        if (!f->calls && !f->resumes && !f->total && !f->self)
+            continue;
+        PyObject *t = Py_BuildValue("(nKKKK)", (Py_ssize_t)i, f->calls, f->resumes, f->self, f->total);
+        if (!t || PyList_Append(funcs, t) < 0) {
+            Py_XDECREF(t);
+            goto done;
+        }
+        Py_DECREF(t);
+    }
+    for (size_t i = 0; i < sum.nedges; i++) {
+        ulma_edge_stats *e = &sum.edges[i];
+        if (!e->calls && !e->resumes && !e->total)
+            continue;
+        PyObject *t = Py_BuildValue("(IIKKK)", e->caller, e->callee, e->calls, e->resumes, e->total);
+        if (!t || PyList_Append(edges, t) < 0) {
+            Py_XDECREF(t);
+            goto done;
+        }
+        Py_DECREF(t);
+    }
+    res = PyTuple_Pack(2, funcs, edges);
+done:
+    Py_XDECREF(funcs);
+    Py_XDECREF(edges);
+    ulma_agg_free(&sum);
+    return res;
+}
+
+/* One dict per thread ring: identity, progress and anomalies. */
+static PyObject *session_threads(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    ulma_session_header *h = self->m.h;
+    uint32_t slots = ulma_monitor_slots(&self->m);
+    PyObject *out = PyList_New(0);
+    for (uint32_t s = 0; out && s < slots; s++) {
+        ulma_ring_header *r = ulma_ring_at(h, s);
+        ulma_thread_agg *a = &self->m.aggs[s];
+        uint64_t pub = atomic_load_explicit(&r->published, memory_order_acquire);
+        uint64_t rd = atomic_load_explicit(&r->read_pos, memory_order_relaxed);
+        PyObject *d = Py_BuildValue(
+            "{s:I,s:I,s:K,s:I,s:K,s:K,s:n,s:K,s:K,s:K,s:K,s:d,s:K,s:K,s:i}", "slot", s, "os_tid",
+            r->os_tid, "ident", (unsigned long long)r->py_thread_ident, "state",
+            atomic_load_explicit(&r->state, memory_order_relaxed), "events", a->events, "dropped",
+            atomic_load_explicit(&r->dropped, memory_order_relaxed), "depth", (Py_ssize_t)a->depth,
+            "lost_ticks", a->lost_ticks, "unmatched", a->unmatched, "syncs", a->syncs,
+            "clock_backwards", a->clock_backwards, "fill",
+            (double)(pub - rd) / (double)h->ring_events, "first_tick", a->first_tick, "last_tick",
+            a->last_tick, "closed", (int)self->m.closed[s]);
+        if (!d || PyList_Append(out, d) < 0) {
+            Py_XDECREF(d);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(d);
+    }
+    return out;
+}
+
+static PyObject *session_counters(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    ulma_session_header *h = self->m.h;
+    return Py_BuildValue(
+        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K}", "version",
+        h->version, "clock", ulma_clock_name(h->clock_source), "start_ticks", h->start_ticks,
+        "start_mono_ns", h->start_mono_ns, "start_real_ns", h->start_real_ns, "ring_events",
+        h->ring_events, "max_threads", h->max_threads, "rings_used",
+        atomic_load_explicit(&h->rings_used, memory_order_relaxed), "agent_state",
+        atomic_load_explicit(&h->agent_state, memory_order_acquire), "agent_pid",
+        atomic_load_explicit(&h->agent_pid, memory_order_relaxed), "threads_overflow",
+        atomic_load_explicit(&h->threads_overflow, memory_order_relaxed), "symtab_overflow",
+        atomic_load_explicit(&h->symtab_overflow, memory_order_relaxed), "corrupt", self->m.corrupt,
+        "engine", atomic_load_explicit(&h->engine, memory_order_relaxed), "tool_id",
+        atomic_load_explicit(&h->tool_id, memory_order_relaxed), "symbols",
+        atomic_load_explicit(&h->next_symbol_id, memory_order_relaxed) - 1,
+        "map_bytes", (unsigned long long)self->m.map_bytes);
+}
+
+/* (ticks, monotonic ns) read back to back, for calibration. */
+static PyObject *session_clock(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    uint32_t src = self->m.h->clock_source;
+    uint64_t t0 = ulma_ticks(src), ns = ulma_mono_ns(), t1 = ulma_ticks(src);
+    return Py_BuildValue("(KK)", t0 / 2 + t1 / 2 + (t0 & t1 & 1), ns);
+}
+
+static PyObject *session_clear(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    uint64_t now = ulma_ticks(self->m.h->clock_source);
+    uint32_t slots = ulma_monitor_slots(&self->m);
+    for (uint32_t s = 0; s < slots; s++)
+        ulma_agg_clear(&self->m.aggs[s], now);
+    Py_RETURN_NONE;
+}
+
+/* End of run: every stack still open closes at its thread's last event. */
+static PyObject *session_close_all(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    uint32_t slots = ulma_monitor_slots(&self->m);
+    for (uint32_t s = 0; s < slots; s++) {
+        ulma_agg_close(&self->m.aggs[s]);
+        self->m.closed[s] = 1;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *session_close(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    ulma_monitor_free(&self->m);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef session_methods[] = {
+    {"drain", (PyCFunction)(void (*)(void))session_drain, METH_VARARGS | METH_KEYWORDS,
+     "drain(postmortem=False) -> events replayed from every ring"},
+    {"symbols", (PyCFunction)session_symbols, METH_NOARGS, "new symbol definitions"},
+    {"snapshot", (PyCFunction)(void (*)(void))session_snapshot, METH_VARARGS | METH_KEYWORDS,
+     "snapshot(live=False, thread=None) -> (functions, edges) in ticks"},
+    {"threads", (PyCFunction)session_threads, METH_NOARGS, "per-thread ring state"},
+    {"counters", (PyCFunction)session_counters, METH_NOARGS, "session-wide counters"},
+    {"clock", (PyCFunction)session_clock, METH_NOARGS, "(ticks, monotonic_ns) now"},
+    {"clear", (PyCFunction)session_clear, METH_NOARGS, "forget all totals, keep stacks"},
+    {"close_all", (PyCFunction)session_close_all, METH_NOARGS, "close every open stack"},
+    {"close", (PyCFunction)session_close, METH_NOARGS, "unmap the session"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SessionType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ulma._core.Session",
+    .tp_basicsize = sizeof(SessionObject),
+    .tp_dealloc = (destructor)session_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Session(fd, ring_bytes, max_threads=256, symtab_bytes=16 MiB): the monitor's side "
+              "of a shared-memory session created in the memfd `fd`.",
+    .tp_methods = session_methods,
+    .tp_init = (initproc)session_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- benchmark of the monitor's replay ------------------------------ */
+
+/* Fills ring 0 of a private session with a recursive-fib event pattern and
+ * times the real drain path over it; returns events per second. */
+static PyObject *py_bench_drain(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long long want = PyLong_AsLongLong(arg);
+    if (want <= 0)
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "need a positive count");
+    int fd = memfd_create("ulma-bench", MFD_CLOEXEC);
+    if (fd < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    ulma_monitor m;
+    int rc = ulma_monitor_create(&m, fd, 4u << 20, 1, 1u << 16);
+    close(fd);
+    if (rc < 0) {
+        errno = -rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    ulma_session_header *h = m.h;
+    ulma_ring_header *r = ulma_ring_at(h, 0);
+    ulma_event *ev = ulma_ring_events(r);
+    uint64_t cap = h->ring_events, mask = cap - 1;
+    atomic_store(&r->state, ULMA_RING_ACTIVE);
+    /* fib's shape: depth wanders between 1 and 25 over ~30 functions ids */
+    uint64_t pos = 0, tick = 1000, done = 0, elapsed = 0;
+    uint32_t depth = 0, stack[64];
+    uint64_t rng = 88172645463325252ULL;
+    Py_BEGIN_ALLOW_THREADS
+    while (done < (uint64_t)want) {
+        uint64_t chunk = cap / 2;
+        for (uint64_t i = 0; i < chunk; i++, pos++) {
+            ulma_event *e = &ev[pos & mask];
+            rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+            int call = depth == 0 || (depth < 25 && (rng & 1));
+            e->ticks = (tick += 37);
+            if (call) {
+                stack[depth] = 1 + (uint32_t)((rng >> 8) % 30);
+                e->id = stack[depth++];
+                e->kind = ULMA_CALL;
+            } else {
+                e->id = stack[--depth];
+                e->kind = ULMA_RETURN;
+            }
+            e->flags = 0;
+            e->aux = 0;
+        }
+        atomic_store_explicit(&r->published, pos, memory_order_release);
+        uint64_t t0 = ulma_mono_ns();
+        int64_t n = ulma_monitor_drain(&m, 0);
+        elapsed += ulma_mono_ns() - t0;
+        if (n <= 0)
+            break;
+        done += (uint64_t)n;
+    }
+    Py_END_ALLOW_THREADS
+    ulma_monitor_free(&m);
+    return PyFloat_FromDouble(elapsed ? (double)done * 1e9 / (double)elapsed : 0.0);
+}
+
+/* ---- module --------------------------------------------------------- */
+
+static PyMethodDef module_methods[] = {
+    {"agent_start", (PyCFunction)(void (*)(void))py_agent_start, METH_VARARGS | METH_KEYWORDS,
+     "agent_start(fd, engine, empty=False, hidden_prefix=None, boundary=None): hook this "
+     "interpreter and write events into the session in memfd `fd`; restated stacks stop at the "
+     "executing frame `boundary` (default: the caller's)"},
+    {"agent_stop", (PyCFunction)(void (*)(void))py_agent_stop, METH_VARARGS | METH_KEYWORDS,
+     "agent_stop(flush=True): unhook, publish every ring (unless flush=False), unmap"},
+    {"bench_drain", py_bench_drain, METH_O, "bench_drain(n) -> events/s of the monitor's replay"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "ulma._core", "ulma's C core: agent hooks, rings, monitor replay.", -1,
+    module_methods, NULL, NULL, NULL, NULL,
+};
+
+/* PyModule_Add exists only from 3.13: add and drop our reference. */
+static int add_owned(PyObject *mod, const char *name, PyObject *obj)
+{
+    if (!obj)
+        return -1;
+    int rc = PyModule_AddObjectRef(mod, name, obj);
+    Py_DECREF(obj);
+    return rc;
+}
+
+static int add_layout(PyObject *mod)
+{
+    PyObject *d = Py_BuildValue(
+        "{s:K,s:I,s:I,s:I,s:I,s:I,s:I,"
+        "s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,"
+        "s:I,s:I,s:I,s:I,s:I,s:i,s:i}",
+        "SESSION_MAGIC", ULMA_SESSION_MAGIC, "FORMAT_VERSION", ULMA_FORMAT_VERSION,
+        "EVENT_BYTES", (unsigned)sizeof(ulma_event), "SYMBOL_BYTES", (unsigned)sizeof(ulma_symbol),
+        "HEADER_BYTES", ULMA_HEADER_BYTES, "RING_HEADER_BYTES", ULMA_RING_HEADER_BYTES,
+        "PUBLISH_EVERY", ULMA_PUBLISH_EVERY, "CALL", ULMA_CALL, "RETURN", ULMA_RETURN, "UNWIND",
+        ULMA_UNWIND, "YIELD", ULMA_YIELD, "RESUME", ULMA_RESUME, "THROW", ULMA_THROW, "C_CALL",
+        ULMA_C_CALL, "C_RETURN", ULMA_C_RETURN, "SCOPE_BEGIN", ULMA_SCOPE_BEGIN, "SCOPE_END",
+        ULMA_SCOPE_END, "OBJ_NEW", ULMA_OBJ_NEW, "OBJ_FREE", ULMA_OBJ_FREE, "CPU_SAMPLE",
+        ULMA_CPU_SAMPLE, "SYNC", ULMA_SYNC, "MARK", ULMA_MARK, "SYNC_BEGIN", ULMA_SYNC_BEGIN,
+        "SYNC_FRAME", ULMA_SYNC_FRAME, "SYNC_TRUNCATED", ULMA_SYNC_TRUNCATED, "SYNC_AFTER_DROP",
+        ULMA_SYNC_AFTER_DROP, "SYMF_HIDDEN", ULMA_SYMF_HIDDEN, "SYM_PYFUNC", ULMA_SYM_PYFUNC,
+        "SYM_CFUNC", ULMA_SYM_CFUNC);
+    return add_owned(mod, "LAYOUT", d);
+}
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    if (PyType_Ready(&SessionType) < 0)
+        return NULL;
+    PyObject *mod = PyModule_Create(&module_def);
+    if (!mod)
+        return NULL;
+    Py_INCREF(&SessionType);
+    if (PyModule_AddObject(mod, "Session", (PyObject *)&SessionType) < 0) {
+        Py_DECREF(&SessionType);
+        Py_DECREF(mod);
+        return NULL;
+    }
+    PyObject *engines = PY_VERSION_HEX >= 0x030C0000 ? Py_BuildValue("(ss)", "monitoring", "pep523")
+                                                     : Py_BuildValue("(s)", "pep523");
+    if (add_layout(mod) < 0 || add_owned(mod, "ENGINES", engines) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
+}

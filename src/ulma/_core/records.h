@@ -1,0 +1,169 @@
+/*
+ * records.h -- the one place that defines ulma's shared-memory session layout
+ * and its 16-byte event record.  Python never re-declares these numbers: the
+ * extension exports them (see module.c, `_core.LAYOUT`) and ulma.format.records
+ * reads them from there; a test checks the pure-Python decoder against them.
+ *
+ * Session (one memfd, mapped by the agent and by the monitor):
+ *
+ *   offset 0                 ulma_session_header   (4 KiB, versioned)
+ *   symtab_offset            symbol table          (append-only entries)
+ *   rings_offset + i*stride  ring i: ulma_ring_header (256 B) + events
+ *
+ * Event record (little-endian, 16 bytes):
+ *
+ *   0       8          12     13      14      16
+ *   | ticks | id       | kind | flags | aux   |
+ *
+ * Ring protocol (single producer = one thread of the profiled program,
+ * single consumer = the monitor):
+ *   - the producer writes events at write_pos, bumps write_pos (its private
+ *     cache line) and, every ULMA_PUBLISH_EVERY events, release-stores
+ *     `published`; it reads the consumer's `read_pos` only when its cached
+ *     copy says the ring is full.
+ *   - the consumer acquire-loads `published`, replays [read_pos, published),
+ *     then release-stores `read_pos`.
+ *   - after the producer's process is gone the consumer may read `write_pos`
+ *     directly: every event the program wrote is recovered ("post-mortem").
+ *   - a full ring drops the event and counts it; the next event that finds
+ *     room is preceded by a SYNC group that restates the thread's stack.
+ */
+#ifndef ULMA_RECORDS_H
+#define ULMA_RECORDS_H
+
+#include <stdint.h>
+#include <stdatomic.h>
+#include <assert.h>
+
+#define ULMA_SESSION_MAGIC 0x31534553414d4c55ULL /* "ULMASES1" */
+#define ULMA_FORMAT_VERSION 1u
+#define ULMA_HEADER_BYTES 4096u
+#define ULMA_RING_HEADER_BYTES 256u
+#define ULMA_PUBLISH_EVERY 32u /* power of two */
+#define ULMA_MAX_SYNC_FRAMES 4096u
+
+/* Event kinds.  Values are part of the trace format: append, never renumber. */
+enum ulma_kind {
+    ULMA_CALL = 1,       /* a Python function starts (PY_START)            */
+    ULMA_RETURN = 2,     /* it returns (PY_RETURN)                          */
+    ULMA_UNWIND = 3,     /* it exits by an exception (PY_UNWIND)            */
+    ULMA_YIELD = 4,      /* a generator/coroutine suspends (PY_YIELD)       */
+    ULMA_RESUME = 5,     /* it is resumed (PY_RESUME)                       */
+    ULMA_THROW = 6,      /* it is resumed with an exception (PY_THROW)      */
+    ULMA_C_CALL = 7,
+    ULMA_C_RETURN = 8,
+    ULMA_SCOPE_BEGIN = 9,
+    ULMA_SCOPE_END = 10,
+    ULMA_OBJ_NEW = 11,
+    ULMA_OBJ_FREE = 12,
+    ULMA_CPU_SAMPLE = 13,
+    ULMA_SYNC = 14,      /* stack restatement, see ULMA_SYNC_* flags        */
+    ULMA_MARK = 15,
+    ULMA_KIND_MAX = 15
+};
+
+/* flags of a SYNC record: a group is one BEGIN record (aux = frame count)
+ * followed by `aux` FRAME records, outermost frame first, all with the same
+ * ticks.  The group states the stack just before the event that follows it. */
+#define ULMA_SYNC_BEGIN 0x01u
+#define ULMA_SYNC_FRAME 0x02u
+#define ULMA_SYNC_TRUNCATED 0x04u /* outer frames were left out */
+#define ULMA_SYNC_AFTER_DROP 0x08u /* events were lost before this group */
+
+typedef struct {
+    uint64_t ticks;
+    uint32_t id;
+    uint8_t kind;
+    uint8_t flags;
+    uint16_t aux;
+} ulma_event;
+static_assert(sizeof(ulma_event) == 16, "event records are 16 bytes");
+
+/* Symbol kinds and flags. */
+enum ulma_symbol_kind { ULMA_SYM_PYFUNC = 1, ULMA_SYM_CFUNC = 2, ULMA_SYM_SCOPE = 3, ULMA_SYM_TYPE = 4 };
+#define ULMA_SYMF_HIDDEN 0x01u /* ulma's own bootstrap code: not reported */
+
+/* One symbol-table entry; `size` is written last (release) and is the
+ * entry's total length rounded up to 8.  name and file bytes (UTF-8, no NUL)
+ * follow the fixed part. */
+typedef struct {
+    _Atomic uint32_t size;
+    uint32_t id;
+    uint16_t kind;
+    uint16_t flags;
+    uint32_t line;
+    uint32_t name_len;
+    uint32_t file_len;
+} ulma_symbol;
+static_assert(sizeof(ulma_symbol) == 24, "symbol entry header is 24 bytes");
+
+enum ulma_clock_source { ULMA_CLOCK_MONOTONIC = 1, ULMA_CLOCK_TSC = 2, ULMA_CLOCK_CNTVCT = 3 };
+enum ulma_ring_state { ULMA_RING_FREE = 0, ULMA_RING_ACTIVE = 1, ULMA_RING_FINISHED = 2 };
+enum ulma_agent_state { ULMA_AGENT_NONE = 0, ULMA_AGENT_RUNNING = 1, ULMA_AGENT_STOPPED = 2 };
+
+typedef struct {
+    /* written once by the creator (the monitor) */
+    uint64_t magic;
+    uint32_t version;
+    uint32_t header_bytes;
+    uint32_t max_threads;
+    uint32_t clock_source;
+    uint64_t ring_events;     /* capacity of each ring, a power of two */
+    uint64_t ring_stride;     /* bytes from one ring header to the next */
+    uint64_t symtab_offset;
+    uint64_t symtab_bytes;
+    uint64_t rings_offset;
+    uint64_t total_bytes;
+    uint64_t start_ticks;     /* clock reading at creation ...        */
+    uint64_t start_mono_ns;   /* ... and CLOCK_MONOTONIC beside it    */
+    uint64_t start_real_ns;   /* ... and CLOCK_REALTIME               */
+    uint32_t creator_pid;
+    uint32_t creator_uid;
+    uint8_t reserved0[40];
+    /* shared, atomics */
+    _Atomic uint32_t rings_used;     /* ring slots claimed by threads */
+    _Atomic uint32_t agent_state;
+    _Atomic uint32_t agent_pid;
+    _Atomic uint32_t next_symbol_id; /* ids start at 1 */
+    _Atomic uint64_t symtab_reserved;  /* bytes reserved by writers */
+    _Atomic uint64_t symtab_overflow;  /* definitions that did not fit */
+    _Atomic uint64_t threads_overflow; /* threads that found no free ring */
+    _Atomic uint64_t unringed_events;  /* their events, lost */
+    _Atomic uint32_t engine;           /* 1 sys.monitoring, 2 pep523 */
+    _Atomic uint32_t tool_id;          /* sys.monitoring tool id in use */
+} ulma_session_header;
+static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
+
+typedef struct {
+    /* line 0: producer-private (never read by the consumer while live) */
+    uint64_t write_pos;
+    uint64_t tail_cache;
+    uint32_t need_sync;
+    uint32_t sync_flags;
+    uint8_t pad0[40];
+    /* line 1: producer -> consumer */
+    _Atomic uint64_t published;
+    _Atomic uint64_t dropped;
+    uint8_t pad1[48];
+    /* line 2: consumer -> producer */
+    _Atomic uint64_t read_pos;
+    uint8_t pad2[56];
+    /* line 3: identity, written once when the slot is claimed */
+    _Atomic uint32_t state;
+    uint32_t os_tid;
+    uint64_t py_thread_ident;
+    uint8_t pad3[48];
+} ulma_ring_header;
+static_assert(sizeof(ulma_ring_header) == ULMA_RING_HEADER_BYTES, "ring header is 4 cache lines");
+
+static inline ulma_ring_header *ulma_ring_at(ulma_session_header *h, uint32_t slot)
+{
+    return (ulma_ring_header *)((char *)h + h->rings_offset + (uint64_t)slot * h->ring_stride);
+}
+
+static inline ulma_event *ulma_ring_events(ulma_ring_header *r)
+{
+    return (ulma_event *)((char *)r + ULMA_RING_HEADER_BYTES);
+}
+
+#endif

@@ -1,0 +1,149 @@
+/* session.c -- see session.h. */
+#define _GNU_SOURCE
+#include "session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "clock.h"
+
+#define PAGE 4096u
+
+static uint64_t round_up(uint64_t v, uint64_t to)
+{
+    return (v + to - 1) / to * to;
+}
+
+int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t max_threads,
+                        uint64_t symtab_bytes)
+{
+    memset(m, 0, sizeof *m);
+    uint64_t events = 64;
+    while (events * 2 * sizeof(ulma_event) <= ring_bytes)
+        events *= 2;
+    if (max_threads == 0)
+        max_threads = 1;
+    uint64_t stride = round_up(ULMA_RING_HEADER_BYTES + events * sizeof(ulma_event), PAGE);
+    symtab_bytes = round_up(symtab_bytes < PAGE ? PAGE : symtab_bytes, PAGE);
+    uint64_t rings_offset = ULMA_HEADER_BYTES + symtab_bytes;
+    uint64_t total = rings_offset + stride * max_threads;
+    if (ftruncate(fd, (off_t)total) < 0)
+        return -errno;
+    void *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED)
+        return -errno;
+    m->aggs = calloc(max_threads, sizeof *m->aggs);
+    m->closed = calloc(max_threads, 1);
+    if (!m->aggs || !m->closed) {
+        free(m->aggs);
+        free(m->closed);
+        munmap(base, total);
+        return -ENOMEM;
+    }
+    ulma_session_header *h = base;
+    h->version = ULMA_FORMAT_VERSION;
+    h->header_bytes = ULMA_HEADER_BYTES;
+    h->max_threads = max_threads;
+    h->clock_source = ulma_clock_choose();
+    h->ring_events = events;
+    h->ring_stride = stride;
+    h->symtab_offset = ULMA_HEADER_BYTES;
+    h->symtab_bytes = symtab_bytes;
+    h->rings_offset = rings_offset;
+    h->total_bytes = total;
+    h->start_real_ns = ulma_real_ns();
+    h->start_mono_ns = ulma_mono_ns();
+    h->start_ticks = ulma_ticks(h->clock_source);
+    h->creator_pid = (uint32_t)getpid();
+    h->creator_uid = (uint32_t)getuid();
+    atomic_store_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
+    /* the magic last: an agent never sees a half-written header */
+    atomic_thread_fence(memory_order_release);
+    h->magic = ULMA_SESSION_MAGIC;
+    m->h = h;
+    m->map_bytes = total;
+    return 0;
+}
+
+void ulma_monitor_free(ulma_monitor *m)
+{
+    if (!m->h)
+        return;
+    for (uint32_t i = 0; i < m->h->max_threads; i++)
+        ulma_agg_free(&m->aggs[i]);
+    free(m->aggs);
+    free(m->closed);
+    munmap(m->h, m->map_bytes);
+    memset(m, 0, sizeof *m);
+}
+
+uint32_t ulma_monitor_slots(const ulma_monitor *m)
+{
+    uint32_t used = atomic_load_explicit(&m->h->rings_used, memory_order_acquire);
+    return used < m->h->max_threads ? used : m->h->max_threads;
+}
+
+int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem)
+{
+    ulma_session_header *h = m->h;
+    uint32_t slots = ulma_monitor_slots(m);
+    uint64_t cap = h->ring_events, mask = cap - 1;
+    int64_t total = 0;
+    for (uint32_t s = 0; s < slots; s++) {
+        ulma_ring_header *r = ulma_ring_at(h, s);
+        uint32_t state = atomic_load_explicit(&r->state, memory_order_acquire);
+        if (state == ULMA_RING_FREE || m->closed[s])
+            continue;
+        uint64_t head = postmortem ? r->write_pos
+                                   : atomic_load_explicit(&r->published, memory_order_acquire);
+        uint64_t tail = atomic_load_explicit(&r->read_pos, memory_order_relaxed);
+        if (head - tail > cap) { /* cannot happen with a well-behaved writer */
+            m->corrupt++;
+            tail = head - cap;
+        }
+        const ulma_event *ev = ulma_ring_events(r);
+        ulma_thread_agg *a = &m->aggs[s];
+        while (tail != head) {
+            uint64_t at = tail & mask;
+            uint64_t n = head - tail;
+            if (n > cap - at)
+                n = cap - at; /* up to the end of the buffer, then wrap */
+            if (ulma_agg_feed(a, ev + at, (size_t)n) < 0)
+                return -1;
+            tail += n;
+            total += (int64_t)n;
+        }
+        atomic_store_explicit(&r->read_pos, tail, memory_order_release);
+        if (state == ULMA_RING_FINISHED || postmortem) {
+            /* finished: its last events were published before the state */
+            uint64_t last = postmortem ? r->write_pos
+                                       : atomic_load_explicit(&r->published, memory_order_acquire);
+            if (last == tail) {
+                ulma_agg_close(a);
+                m->closed[s] = 1;
+            }
+        }
+    }
+    return total;
+}
+
+const ulma_symbol *ulma_monitor_next_symbol(ulma_monitor *m)
+{
+    ulma_session_header *h = m->h;
+    if (m->symtab_cursor + sizeof(ulma_symbol) > h->symtab_bytes)
+        return NULL;
+    const ulma_symbol *s = (const ulma_symbol *)((char *)h + h->symtab_offset + m->symtab_cursor);
+    uint32_t size = atomic_load_explicit(&((ulma_symbol *)s)->size, memory_order_acquire);
+    if (size == 0)
+        return NULL;
+    if (size < sizeof *s || m->symtab_cursor + size > h->symtab_bytes ||
+        sizeof *s + (uint64_t)s->name_len + s->file_len > size) {
+        m->corrupt++;
+        m->symtab_cursor = h->symtab_bytes; /* stop reading a table that makes no sense */
+        return NULL;
+    }
+    m->symtab_cursor += size;
+    return s;
+}

@@ -1,0 +1,125 @@
+"""Runs the user's program inside the profiled interpreter, with the agent on.
+
+``ulma run`` starts ``python -c <this module's main>`` with the session's memfd
+inherited.  The program must see what plain ``python`` would give it:
+``sys.argv``, ``sys.path[0]``, a fresh ``__main__`` with ``__file__``, its
+traceback and exit code.  Tracebacks leave out ulma's own frames.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import io
+import os
+import sys
+import types
+from typing import NoReturn
+
+from ulma import _core
+
+ENV_FD = "ULMA_SESSION_FD"
+ENV_ENGINE = "ULMA_ENGINE"
+ENV_EMPTY = "ULMA_EMPTY_HOOKS"
+BOOT_CODE = "from ulma.agent.bootstrap import main; main()"
+
+# ulma's bootstrap code: left out of tracebacks and reports
+_AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    sys.stderr.write(f"ulma: error: {message}\n")
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _strip_ulma_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """Drops the leading traceback entries that belong to ulma's bootstrap."""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not (filename.startswith(_AGENT_DIR + os.sep) or filename == "<string>"):
+            break
+        tb = tb.tb_next
+    return tb
+
+
+def _install_excepthook() -> None:
+    original = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException,
+             tb: types.TracebackType | None) -> None:
+        original(kind, value, _strip_ulma_frames(tb))
+
+    sys.excepthook = hook
+
+
+def _start_agent(boundary: types.FrameType) -> None:
+    """Hooks the interpreter.  ``boundary`` is the frame that runs the program
+    and stays alive below it: stacks the agent restates stop there, so ulma's
+    own frames are never reported.  The variables are removed so the
+    program's children do not see them."""
+    fd = int(os.environ.pop(ENV_FD))
+    engine = os.environ.pop(ENV_ENGINE, "pep523")
+    empty = os.environ.pop(ENV_EMPTY, "0") == "1"
+    try:
+        _core.agent_start(fd, engine, empty, _AGENT_DIR + os.sep, boundary)
+    except (OSError, RuntimeError, ValueError) as exc:
+        _fail(f"cannot start the agent: {exc}")
+    finally:
+        os.close(fd)
+
+
+def _after_start() -> None:
+    # Registered first, so it runs last: after the program's own atexit
+    # handlers and after non-daemon threads were joined.
+    atexit.register(_core.agent_stop)
+    # A forked child must not write into its parent's rings.
+    os.register_at_fork(after_in_child=lambda: _core.agent_stop(flush=False))
+
+
+def _run_script(path: str) -> None:
+    try:
+        with io.open_code(path) as f:
+            source = f.read()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    abspath = os.path.abspath(path)
+    main = types.ModuleType("__main__")
+    main.__file__ = abspath
+    main.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    main.__cached__ = None  # type: ignore[attr-defined]
+    sys.modules["__main__"] = main
+    try:
+        code = compile(source, abspath, "exec", dont_inherit=True)
+    except SyntaxError:
+        raise  # printed by the excepthook, exit code 1, as plain python does
+    _start_agent(sys._getframe())
+    _after_start()
+    exec(code, main.__dict__)
+
+
+def _run_module(name: str) -> None:
+    top = name.partition(".")[0]
+    if not top or importlib.util.find_spec(top) is None:
+        _fail(f"no module named {top!r}", 1)
+    import runpy
+
+    _start_agent(sys._getframe())
+    _after_start()
+    runpy._run_module_as_main(name, alter_argv=True)  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    """Entry point: ``sys.argv`` is ``['-c', 'script'|'module', target, *args]``."""
+    if ENV_FD not in os.environ or len(sys.argv) < 3:
+        _fail("ulma.agent.bootstrap is started by `ulma run`, not by hand")
+    mode, target, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    _install_excepthook()
+    if mode == "script":
+        sys.argv = [target, *args]
+        sys.path[0] = os.path.dirname(os.path.realpath(target))
+        _run_script(target)
+    else:
+        sys.argv = [target, *args]  # runpy puts the module's file in argv[0]
+        sys.path[0] = os.getcwd()
+        _run_module(target)

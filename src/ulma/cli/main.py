@@ -1,0 +1,50 @@
+"""``ulma``: the command-line entry point.  Each subcommand is a module with
+``HELP`` and ``execute(argv) -> exit code``; errors end here as one line."""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+from ulma import __version__
+from ulma.cli import run
+from ulma.cli.errors import UsageError
+
+COMMANDS: dict[str, ModuleType] = {"run": run}
+
+
+def usage() -> str:
+    lines = [f"ulma {__version__}: a live, low-overhead tracing profiler for Python", "",
+             "usage: ulma <command> [options]", "", "commands:"]
+    lines += [f"  {name:<8} {mod.HELP}" for name, mod in COMMANDS.items()]
+    lines += ["", "`ulma <command> --help` tells more."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        sys.stderr.write("ulma: error: no command given (try `ulma run script.py` or `ulma --help`)\n")
+        return 2
+    if args[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if args[0] == "--version":
+        print(f"ulma {__version__}")
+        return 0
+    command = COMMANDS.get(args[0])
+    if command is None:
+        sys.stderr.write(f"ulma: error: unknown command {args[0]!r} (try `ulma --help`)\n")
+        return 2
+    try:
+        code: int = command.execute(args[1:])
+        return code
+    except UsageError as exc:
+        sys.stderr.write(f"ulma: error: {exc}\n")
+        return exc.code
+    except KeyboardInterrupt:
+        sys.stderr.write("ulma: interrupted\n")
+        return 130
+    except OSError as exc:
+        sys.stderr.write(f"ulma: error: {exc.strerror or exc}\n")
+        return 1

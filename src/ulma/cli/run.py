@@ -1,0 +1,102 @@
+"""``ulma run``: run a program with the agent on, drain it live, report at the end."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ulma.agent import ENGINES, resolve_engine
+from ulma.cli.errors import Parser, UsageError, parse_size
+from ulma.exporters import json_report
+from ulma.monitor import session as sessions
+from ulma.views.report import print_report
+
+HELP = "run a Python program under ulma and report where its time went"
+USAGE = "ulma run [options] (script.py | -m module) [args ...]"
+
+# options of `ulma run` that take a value: the first other token starts the program
+_VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    p.add_argument("--engine", default="auto", choices=("auto", "monitoring", "pep523"),
+                   help="how calls are seen: sys.monitoring (3.12+) or a PEP 523 frame "
+                        "evaluator; auto picks the cheaper safe one (default: auto; "
+                        f"here: {resolve_engine('auto')}; available: {', '.join(ENGINES)})")
+    p.add_argument("--ring-size", type=parse_size, default=sessions.DEFAULT_RING_BYTES,
+                   metavar="SIZE", help="bytes of event ring per thread (default: 8M)")
+    p.add_argument("--max-threads", type=int, default=sessions.DEFAULT_MAX_THREADS,
+                   metavar="N", help="threads that get a ring (default: 256)")
+    p.add_argument("--limit", type=int, default=30, metavar="N",
+                   help="rows in the report (default: 30)")
+    p.add_argument("--no-report", action="store_true", help="print no report at the end")
+    p.add_argument("--empty-hooks", action="store_true",
+                   help="benchmarking: install the engine with hooks that record nothing")
+    p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
+    p.add_argument("program", nargs="?", metavar="script.py", help="the script to run")
+    p.add_argument("args", nargs="*", help="arguments for the program")
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Splits `ulma run` options from the program and its arguments, which
+    are passed on untouched even when they look like ulma's options."""
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            return argv[:i], argv[i + 1:]
+        if tok == "-m":
+            return argv[:i + 2], argv[i + 2:]
+        if tok.startswith("-m") and len(tok) > 2:
+            return [*argv[:i], "-m", tok[2:]], argv[i + 1:]
+        if not tok.startswith("-") or tok == "-":
+            return argv[:i], argv[i:]
+        if tok in _VALUED:
+            i += 2
+            continue
+        i += 1
+    return argv, []
+
+
+def target_from(opts: argparse.Namespace, rest: list[str]) -> sessions.Target:
+    if opts.module:
+        return sessions.Target("module", opts.module, tuple(rest))
+    if not rest:
+        raise UsageError("no program to run: give a script or -m module")
+    script, *args = rest
+    if not os.path.exists(script):
+        raise UsageError(f"no such file: {script}")
+    if os.path.isdir(script):
+        raise UsageError(f"{script} is a directory; give a script or -m module")
+    return sessions.Target("script", script, tuple(args))
+
+
+def execute(argv: list[str]) -> int:
+    mine, rest = split_argv(argv)
+    parser = Parser(prog="ulma run", usage=USAGE, description=HELP)
+    add_arguments(parser)
+    opts = parser.parse_args(mine)
+    if opts.program is not None:  # only after `--`
+        rest = [opts.program, *opts.args, *rest]
+    try:
+        engine = resolve_engine(opts.engine)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if opts.max_threads < 1:
+        raise UsageError("--max-threads must be at least 1")
+    target = target_from(opts, rest)
+    result = sessions.run(target, sessions.Options(
+        engine=engine, ring_bytes=opts.ring_size, max_threads=opts.max_threads,
+        empty_hooks=opts.empty_hooks))
+    if opts.json:
+        try:
+            json_report.write(result.profile, opts.json)
+        except OSError as exc:
+            sys.stderr.write(f"ulma: error: cannot write {opts.json}: {exc.strerror}\n")
+            return result.returncode or 1
+    if not opts.no_report:
+        print_report(result.profile, sys.stderr, limit=opts.limit)
+    code = result.returncode
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's convention

@@ -1,0 +1,1 @@
+"""The record format: ulma's event and symbol layouts, in Python."""

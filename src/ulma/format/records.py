@@ -1,0 +1,63 @@
+"""Python twin of ``_core/records.h``.
+
+The numbers come from the compiled extension (``_core.LAYOUT``), never from a
+copy here, so the C writer and this reader cannot drift apart.  The pure-Python
+decoder below is the reference the C replay is tested against.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from ulma import _core
+
+LAYOUT: Final[dict[str, int]] = dict(_core.LAYOUT)
+
+EVENT_BYTES: Final = LAYOUT["EVENT_BYTES"]
+CALL: Final = LAYOUT["CALL"]
+RETURN: Final = LAYOUT["RETURN"]
+UNWIND: Final = LAYOUT["UNWIND"]
+YIELD: Final = LAYOUT["YIELD"]
+RESUME: Final = LAYOUT["RESUME"]
+THROW: Final = LAYOUT["THROW"]
+SYNC: Final = LAYOUT["SYNC"]
+SYNC_BEGIN: Final = LAYOUT["SYNC_BEGIN"]
+SYNC_FRAME: Final = LAYOUT["SYNC_FRAME"]
+SYNC_AFTER_DROP: Final = LAYOUT["SYNC_AFTER_DROP"]
+SYMF_HIDDEN: Final = LAYOUT["SYMF_HIDDEN"]
+
+KIND_NAMES: Final[dict[int, str]] = {
+    LAYOUT[name]: name.lower()
+    for name in (
+        "CALL", "RETURN", "UNWIND", "YIELD", "RESUME", "THROW", "C_CALL", "C_RETURN",
+        "SCOPE_BEGIN", "SCOPE_END", "OBJ_NEW", "OBJ_FREE", "CPU_SAMPLE", "SYNC", "MARK",
+    )
+}
+
+# u64 ticks | u32 id | u8 kind | u8 flags | u16 aux, little-endian
+_EVENT = struct.Struct("<QIBBH")
+assert _EVENT.size == EVENT_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    ticks: int
+    id: int
+    kind: int
+    flags: int
+    aux: int
+
+
+def encode(events: list[Event]) -> bytes:
+    """Packs events the way the agent writes them."""
+    return b"".join(_EVENT.pack(e.ticks, e.id, e.kind, e.flags, e.aux) for e in events)
+
+
+def decode(data: bytes) -> Iterator[Event]:
+    """Unpacks whole records; a trailing partial record is ignored."""
+    whole = len(data) - len(data) % EVENT_BYTES
+    for ticks, id_, kind, flags, aux in _EVENT.iter_unpack(data[:whole]):
+        yield Event(ticks, id_, kind, flags, aux)

@@ -1,0 +1,1 @@
+"""The monitor: owns sessions, drains them, turns the C core's totals into profiles."""

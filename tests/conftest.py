@@ -1,0 +1,251 @@
+"""Shared fixtures and helpers for ulma's tests.
+
+Every subprocess runs in its own session with a timeout; on timeout its whole process group is
+killed and the test fails with what the process had printed, so no test can hang. Subprocesses get
+PYTHONHASHSEED=0 (the same hashing in every run that is compared with another) and
+PYTHONDONTWRITEBYTECODE=1 (no __pycache__ left in tests/programs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pstats
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+PROGRAMS_DIR = TESTS_DIR / "programs"
+DEFAULT_TIMEOUT = 120.0
+
+Completed = subprocess.CompletedProcess[str]
+RunFn = Callable[..., Completed]
+Key = tuple[int, str]  # (first line, co_name) of a function in one file
+
+
+def available_engines() -> list[str]:
+    """The engines `ulma run --engine` accepts on the running Python ("auto" means no --engine flag)."""
+    engines = ["auto", "pep523"]
+    if sys.version_info >= (3, 12):
+        engines.append("monitoring")
+    return engines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", available_engines())
+
+
+def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONHASHSEED"] = "0"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("PYTHONSAFEPATH", None)  # would change sys.path[0], which the identity tests compare
+    if extra:
+        env.update(extra)
+    return env
+
+
+def kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_process(
+    cmd: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+) -> Completed:
+    """Run cmd in a new session; on timeout kill its process group and fail the test."""
+    proc = subprocess.Popen(
+        list(cmd),
+        cwd=cwd,
+        env=subprocess_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # a process outside the group still holds the pipes
+            proc.kill()
+            out, err = b"", b""
+        pytest.fail(
+            f"timed out after {timeout} s: {' '.join(cmd)}\n"
+            f"--- stdout ---\n{out.decode(errors='replace')}\n--- stderr ---\n{err.decode(errors='replace')}"
+        )
+    return subprocess.CompletedProcess(
+        list(cmd), proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    )
+
+
+def ulma_command(args: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "ulma", *args]
+
+
+def engine_args(engine: str) -> list[str]:
+    return [] if engine == "auto" else ["--engine", engine]
+
+
+def _describe(result: Completed) -> str:
+    """The command, exit code and output of a run, for assertion messages."""
+    return (
+        f"command: {' '.join(map(str, result.args))}\nexit code: {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
+    )
+
+
+def _same_file(a: str, b: str | Path, cwd: Path | None = None) -> bool:
+    base = cwd if cwd is not None else Path.cwd()
+    return os.path.realpath(base / a) == os.path.realpath(base / b)
+
+
+def _cprofile_counts(prof: Path, program: Path) -> dict[Key, int]:
+    """pstats' ncalls (all calls, recursive ones included) per function defined in `program`."""
+    stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
+    counts: dict[Key, int] = {}
+    for (filename, line, name), (_cc, nc, *_rest) in stats.items():
+        if filename != "~" and _same_file(filename, program):
+            counts[(line, name)] = nc
+    return counts
+
+
+def _ulma_functions(report: Mapping[str, Any], program: Path) -> dict[Key, dict[str, Any]]:
+    """ulma's functions defined in `program`, keyed like cprofile_counts (co_name = last part of co_qualname).
+
+    Entries with the same key (which a correct ulma never produces for the test programs) are merged by
+    adding calls, resumes and times, so that a duplicate shows up as a wrong count rather than a lost one.
+    """
+    found: dict[Key, dict[str, Any]] = {}
+    for fn in report["functions"]:
+        if not _same_file(fn["file"], program):
+            continue
+        key = (int(fn["line"]), str(fn["name"]).rsplit(".", 1)[-1])
+        if key in found:
+            merged = dict(found[key])
+            for field in ("calls", "resumes", "self_ns", "total_ns"):
+                merged[field] += fn[field]
+            found[key] = merged
+        else:
+            found[key] = dict(fn)
+    return found
+
+
+def _function_named(report: Mapping[str, Any], program: Path, qualname: str) -> tuple[int, dict[str, Any]]:
+    """(index, entry) of the one function of `program` with this co_qualname; fails the test otherwise."""
+    matches = [
+        (i, fn)
+        for i, fn in enumerate(report["functions"])
+        if fn["name"] == qualname and _same_file(fn["file"], program)
+    ]
+    names = sorted({fn["name"] for fn in report["functions"] if _same_file(fn["file"], program)})
+    assert len(matches) == 1, f"expected one function {qualname!r} of {program.name}, found {len(matches)}; have {names}"
+    return matches[0]
+
+
+@pytest.fixture
+def run_ulma() -> RunFn:
+    """run_ulma(args, cwd=None, timeout=120, env=None): `python -m ulma ARGS` as a CompletedProcess[str]."""
+
+    def run(
+        args: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        env: Mapping[str, str] | None = None,
+    ) -> Completed:
+        return run_process(ulma_command(args), cwd=cwd, timeout=timeout, env=env)
+
+    return run
+
+
+@pytest.fixture
+def run_python() -> RunFn:
+    """run_python(args, cwd=None, timeout=120, env=None): plain `python ARGS` as a CompletedProcess[str]."""
+
+    def run(
+        args: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        env: Mapping[str, str] | None = None,
+    ) -> Completed:
+        return run_process([sys.executable, *args], cwd=cwd, timeout=timeout, env=env)
+
+    return run
+
+
+@pytest.fixture
+def engine_flags(engine: str) -> list[str]:
+    """The `--engine` option for the parametrized engine (none for "auto", the default)."""
+    return engine_args(engine)
+
+
+@pytest.fixture
+def ulma_json(
+    tmp_path: Path,
+) -> Callable[..., tuple[Completed, dict[str, Any]]]:
+    """ulma_json(run_args, cwd=None, timeout=120, env=None) -> (result, report).
+
+    Runs `python -m ulma run --json FILE RUN_ARGS...` and loads FILE; fails the test, with ulma's
+    output, when FILE was not written or is not JSON.
+    """
+    counter = iter(range(1_000_000))
+
+    def run(
+        run_args: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[Completed, dict[str, Any]]:
+        out = tmp_path / f"ulma-{next(counter)}.json"
+        result = run_process(ulma_command(["run", "--json", str(out), *run_args]), cwd=cwd, timeout=timeout, env=env)
+        if not out.exists():
+            pytest.fail(f"ulma wrote no JSON file\n{_describe(result)}")
+        try:
+            report: dict[str, Any] = json.loads(out.read_text())
+        except ValueError as error:
+            pytest.fail(f"ulma's JSON file does not parse: {error}\n{_describe(result)}")
+        return result, report
+
+    return run
+
+
+@pytest.fixture
+def describe() -> Callable[[Completed], str]:
+    """describe(result): a run's command, exit code, stdout and stderr, for assertion messages."""
+    return _describe
+
+
+@pytest.fixture
+def cprofile_counts() -> Callable[[Path, Path], dict[Key, int]]:
+    """cprofile_counts(prof, program): pstats ncalls per (first line, co_name) of functions in program."""
+    return _cprofile_counts
+
+
+@pytest.fixture
+def ulma_functions() -> Callable[[Mapping[str, Any], Path], dict[Key, dict[str, Any]]]:
+    """ulma_functions(report, program): ulma's JSON functions of program, per (first line, co_name)."""
+    return _ulma_functions
+
+
+@pytest.fixture
+def function_named() -> Callable[[Mapping[str, Any], Path, str], tuple[int, dict[str, Any]]]:
+    """function_named(report, program, qualname): (index, entry) of that function; fails if not exactly one."""
+    return _function_named

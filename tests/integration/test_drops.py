@@ -1,0 +1,70 @@
+"""The drop path: a tiny ring forces drops; they are counted and reported, and the aggregate stays sane."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
+PROGRAM = PROGRAMS_DIR / "busy_drops.py"
+TINY_RING = "4K"
+MS = 1_000_000
+
+Completed = subprocess.CompletedProcess[str]
+UlmaJson = Callable[..., tuple[Completed, dict[str, Any]]]
+FunctionNamed = Callable[[Mapping[str, Any], Path, str], tuple[int, dict[str, Any]]]
+
+
+def renderings(n: int) -> set[str]:
+    """Ways a report may print the integer n."""
+    grouped = f"{n:,}"
+    return {str(n), grouped, grouped.replace(",", "_"), grouped.replace(",", " "), grouped.replace(",", "'")}
+
+
+def numbers_in(line: str) -> set[str]:
+    return {m.strip() for m in re.findall(r"\d[\d,_' ]*\d|\d", line)}
+
+
+def test_tiny_ring_drops_events_and_the_report_shows_how_many(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str]
+) -> None:
+    result, report = ulma_json([*engine_flags, "--ring-size", TINY_RING, str(PROGRAM)], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    assert result.stdout.splitlines()[-1] == str(sum(55 + i + 1 for i in range(2000))), describe(result)
+    dropped = report["dropped"]
+    assert dropped > 0, f"a {TINY_RING} ring dropped nothing\n{describe(result)}"
+    lines = [line for line in result.stderr.splitlines() if "dropped" in line.lower()]
+    assert lines, f"the report has no line about dropped events\n{describe(result)}"
+    assert any(numbers_in(line) & renderings(dropped) for line in lines), (
+        f"the report does not show the {dropped} dropped events of the JSON: {lines}"
+    )
+
+
+def test_aggregate_stays_consistent_after_drops(
+    engine_flags: list[str], ulma_json: UlmaJson, function_named: FunctionNamed, describe: Callable[[Completed], str]
+) -> None:
+    result, report = ulma_json([*engine_flags, "--no-report", "--ring-size", TINY_RING, str(PROGRAM)], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    assert report["dropped"] > 0, describe(result)
+    wall = report["wall_ns"]
+    functions = report["functions"]
+    for fn in functions:
+        assert fn["calls"] >= 0 and fn["resumes"] >= 0, fn
+        assert 0 <= fn["self_ns"] <= fn["total_ns"] <= wall, fn
+    assert sum(fn["self_ns"] for fn in functions) <= wall  # one thread: self times cannot overlap
+    for edge in report["edges"]:
+        assert 0 <= edge["caller"] < len(functions) and 0 <= edge["callee"] < len(functions), edge
+        assert edge["calls"] >= 0 and 0 <= edge["total_ns"] <= wall, edge
+
+    # No function is credited with time it never had: everything the busy phase runs must fit in the
+    # busy phase (which the program timed itself), not stretch over the 300 ms sleep that follows it.
+    busy_ns = int(re.search(r"^busy_ns (\d+)$", result.stdout, re.M).group(1))  # type: ignore[union-attr]
+    limit = busy_ns + busy_ns // 10 + 5 * MS
+    for name in ("busy", "fib", "leaf"):
+        _, fn = function_named(report, PROGRAM, name)
+        assert fn["total_ns"] <= limit, (
+            f"{name} credited with {fn['total_ns'] / MS:.1f} ms, the busy phase lasted {busy_ns / MS:.1f} ms"
+        )

@@ -1,0 +1,1 @@
+"""A package whose module `show` is run with `-m identpkg.show`."""
