@@ -38,9 +38,7 @@ def with_cprofile(body: Body) -> None:
             threading.setprofile(None)
 
 
-_thread_profilers: list[
-    Any
-] = []  # kept alive so a thread's profiler is never collected mid-run
+_thread_profilers: list[Any] = []  # kept alive so a thread's profiler is never collected mid-run
 
 
 def _enable_cprofile_here(frame: FrameType, event: str, arg: object) -> None:

@@ -42,9 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"{QUICK_ROUNDS} rounds and no warm-up round (default {DEFAULT_ROUNDS} rounds)",
     )
-    parser.add_argument(
-        "--repeat", type=int, metavar="N", help="number of measured rounds"
-    )
+    parser.add_argument("--repeat", type=int, metavar="N", help="number of measured rounds")
     parser.add_argument(
         "--workloads",
         type=_names(WORKLOADS),
@@ -63,9 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="interpreter to measure; repeat for several (default: this one)",
     )
-    parser.add_argument(
-        "--json-out", type=Path, metavar="FILE", help="also write all results as JSON"
-    )
+    parser.add_argument("--json-out", type=Path, metavar="FILE", help="also write all results as JSON")
     parser.add_argument(
         "--install",
         action="store_true",
@@ -101,9 +97,7 @@ def _names(allowed: tuple[str, ...]) -> Any:
         names = [name.strip() for name in text.split(",") if name.strip()]
         unknown = [name for name in names if name not in allowed]
         if unknown or not names:
-            raise argparse.ArgumentTypeError(
-                f"choose from {','.join(allowed)}, got {text!r}"
-            )
+            raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}, got {text!r}")
         return names
 
     return parse
@@ -124,41 +118,26 @@ def bench_python(
     interp = result.interpreter
     runnable = tuple(mode for mode in result.modes if result.unavailable(mode) is None)
     for name in workloads:
-        workload = WorkloadResult(
-            name, run_rounds(interp.executable, name, runnable, settings, progress)
-        )
+        workload = WorkloadResult(name, run_rounds(interp.executable, name, runnable, settings, progress))
         result.workloads.append(workload)
         if any(mode.key == "ulma" for mode in runnable):
             workload.counts = ulma_counts(
                 interp.executable, name, settings.cwd, settings.ulma_options, settings.timeout
             )
     if "ulma" in interp.tools:
-        progress(
-            f"  drain benchmark: bench_drain({drain_events:,}), best of {drain_repeat}"
-        )
-        result.drain_rate, error = drain_rate(
-            interp.executable, settings.cwd, drain_events, drain_repeat
-        )
-        result.drain_note = (
-            error or f"bench_drain({drain_events:,}), best of {drain_repeat}"
-        )
+        progress(f"  drain benchmark: bench_drain({drain_events:,}), best of {drain_repeat}")
+        result.drain_rate, error = drain_rate(interp.executable, settings.cwd, drain_events, drain_repeat)
+        result.drain_note = error or f"bench_drain({drain_events:,}), best of {drain_repeat}"
     else:
-        result.drain_note = (
-            f"ulma not importable: {interp.errors.get('ulma', 'not installed')}"
-        )
+        result.drain_note = f"ulma not importable: {interp.errors.get('ulma', 'not installed')}"
 
 
 def describe(interp: Interpreter) -> str:
-    tools = (
-        ", ".join(f"{name} {version}" for name, version in sorted(interp.tools.items()))
-        or "none"
-    )
+    tools = ", ".join(f"{name} {version}" for name, version in sorted(interp.tools.items())) or "none"
     return f"Python {interp.version} at {interp.executable}; tools: {tools}"
 
 
-def meta(
-    args: argparse.Namespace, rounds: int, warmup: bool, interrupted: bool
-) -> dict[str, Any]:
+def meta(args: argparse.Namespace, rounds: int, warmup: bool, interrupted: bool) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -208,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render(results, rounds))
     if args.json_out:
         args.json_out.write_text(
-            json.dumps(
-                to_json(results, meta(args, rounds, warmup, interrupted)), indent=2
-            )
+            json.dumps(to_json(results, meta(args, rounds, warmup, interrupted)), indent=2)
         )
         progress(f"results written to {args.json_out}")
     return 130 if interrupted else 0

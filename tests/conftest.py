@@ -8,9 +8,11 @@ PYTHONDONTWRITEBYTECODE=1 (no __pycache__ left in tests/programs).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pstats
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +22,6 @@ from typing import Any
 
 import pytest
 
-TESTS_DIR = Path(__file__).resolve().parent
-PROGRAMS_DIR = TESTS_DIR / "programs"
 DEFAULT_TIMEOUT = 120.0
 
 Completed = subprocess.CompletedProcess[str]
@@ -53,10 +53,8 @@ def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_process(
@@ -110,9 +108,8 @@ def _describe(result: Completed) -> str:
     )
 
 
-def _same_file(a: str, b: str | Path, cwd: Path | None = None) -> bool:
-    base = cwd if cwd is not None else Path.cwd()
-    return os.path.realpath(base / a) == os.path.realpath(base / b)
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _cprofile_counts(prof: Path, program: Path) -> dict[Key, int]:
@@ -123,6 +120,14 @@ def _cprofile_counts(prof: Path, program: Path) -> dict[Key, int]:
         if filename != "~" and _same_file(filename, program):
             counts[(line, name)] = nc
     return counts
+
+
+def _counts_next_to(text: str, word: str) -> list[int]:
+    """Integers printed right after `word` ("dropped 12", "dropped: 1,234"), else before it ("12 dropped")."""
+    number = r"(\d[\d,_']*)"
+    found = re.findall(rf"\b{word}\b\s*[:=]?\s*{number}", text, re.I)
+    found = found or re.findall(rf"{number}\s+{word}\b", text, re.I)
+    return [int(re.sub(r"[,_']", "", n)) for n in found]
 
 
 def _ulma_functions(report: Mapping[str, Any], program: Path) -> dict[Key, dict[str, Any]]:
@@ -154,7 +159,9 @@ def _function_named(report: Mapping[str, Any], program: Path, qualname: str) -> 
         if fn["name"] == qualname and _same_file(fn["file"], program)
     ]
     names = sorted({fn["name"] for fn in report["functions"] if _same_file(fn["file"], program)})
-    assert len(matches) == 1, f"expected one function {qualname!r} of {program.name}, found {len(matches)}; have {names}"
+    assert len(matches) == 1, (
+        f"expected one function {qualname!r} of {program.name}, found {len(matches)}; have {names}"
+    )
     return matches[0]
 
 
@@ -215,7 +222,8 @@ def ulma_json(
         env: Mapping[str, str] | None = None,
     ) -> tuple[Completed, dict[str, Any]]:
         out = tmp_path / f"ulma-{next(counter)}.json"
-        result = run_process(ulma_command(["run", "--json", str(out), *run_args]), cwd=cwd, timeout=timeout, env=env)
+        command = ulma_command(["run", "--json", str(out), *run_args])
+        result = run_process(command, cwd=cwd, timeout=timeout, env=env)
         if not out.exists():
             pytest.fail(f"ulma wrote no JSON file\n{_describe(result)}")
         try:
@@ -234,6 +242,12 @@ def describe() -> Callable[[Completed], str]:
 
 
 @pytest.fixture
+def counts_next_to() -> Callable[[str, str], list[int]]:
+    """counts_next_to(text, word): integers printed next to `word` in text, e.g. a report's "dropped 12"."""
+    return _counts_next_to
+
+
+@pytest.fixture
 def cprofile_counts() -> Callable[[Path, Path], dict[Key, int]]:
     """cprofile_counts(prof, program): pstats ncalls per (first line, co_name) of functions in program."""
     return _cprofile_counts
@@ -247,5 +261,5 @@ def ulma_functions() -> Callable[[Mapping[str, Any], Path], dict[Key, dict[str, 
 
 @pytest.fixture
 def function_named() -> Callable[[Mapping[str, Any], Path, str], tuple[int, dict[str, Any]]]:
-    """function_named(report, program, qualname): (index, entry) of that function; fails if not exactly one."""
+    """function_named(report, program, qualname): (index, entry) of that function, which must be unique."""
     return _function_named

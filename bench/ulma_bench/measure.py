@@ -19,9 +19,7 @@ _CHECK_RE = re.compile(r"^BENCH_CHECK=(\S*)\s*$", re.MULTILINE)
 class Run:
     seconds: float | None  # the workload's own timing of its work (what ratios use)
     wall: float  # the whole subprocess, interpreter and profiler start-up included
-    check: str | None = (
-        None  # the workload's result digest, to catch a profiler changing behaviour
-    )
+    check: str | None = None  # the workload's result digest, to catch a profiler changing behaviour
     error: str | None = None
 
 
@@ -33,11 +31,7 @@ class Series:
     error: str | None = None  # why the mode stopped being run
 
     def seconds(self) -> list[float]:
-        return [
-            run.seconds
-            for run in self.runs
-            if run is not None and run.seconds is not None
-        ]
+        return [run.seconds for run in self.runs if run is not None and run.seconds is not None]
 
 
 @dataclass
@@ -155,8 +149,8 @@ def _one_round(
             entry.runs.append(None)
             continue
         run = run_once(command(mode, python, workload, settings.ulma_options), settings)
-        plain = runs.get(PLAIN.key)
-        if run.error is None and plain is not None and run.check != plain.check:
+        plain = runs.get(PLAIN.key)  # None while running plain itself, which comes first
+        if plain and plain.error is None and run.error is None and run.check != plain.check:
             run.error = f"result differs from plain: {run.check!r} != {plain.check!r}"
             run.seconds = None
         entry.runs.append(run)
@@ -165,17 +159,13 @@ def _one_round(
     return runs
 
 
-def _round_line(
-    workload: str, index: int, total: int, modes: tuple[Mode, ...], runs: dict[str, Run]
-) -> str:
+def _round_line(workload: str, index: int, total: int, modes: tuple[Mode, ...], runs: dict[str, Run]) -> str:
     cells = []
     for mode in modes:
         run = runs.get(mode.key)
         if run is not None:
             cells.append(
-                f"{mode.label} {run.seconds:.3f}s"
-                if run.seconds is not None
-                else f"{mode.label} FAIL"
+                f"{mode.label} {run.seconds:.3f}s" if run.seconds is not None else f"{mode.label} FAIL"
             )
     return f"  {workload}: round {index + 1}/{total}: " + ", ".join(cells)
 
@@ -184,12 +174,7 @@ def ratios(plain: Series, other: Series) -> list[float]:
     """Mode time / plain time per round where both ran: each pair shares the machine's state."""
     values = []
     for base, run in zip(plain.runs, other.runs, strict=False):
-        if (
-            base is not None
-            and run is not None
-            and base.seconds
-            and run.seconds is not None
-        ):
+        if base is not None and run is not None and base.seconds and run.seconds is not None:
             values.append(run.seconds / base.seconds)
     return values
 

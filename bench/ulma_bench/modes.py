@@ -12,9 +12,7 @@ PROFWRAP = BENCH_DIR / "profwrap.py"
 class Mode:
     key: str  # stable name used in --modes and the JSON output
     label: str  # column header
-    needs: frozenset[
-        str
-    ]  # capabilities of the interpreter (see probe.py) this mode requires
+    needs: frozenset[str]  # capabilities of the interpreter (see probe.py) this mode requires
     prefix: tuple[str, ...]  # arguments between the interpreter and the workload script
 
 
@@ -28,9 +26,7 @@ MODES: tuple[Mode, ...] = (
     Mode("ulma", "ulma", frozenset({"ulma"}), _ulma()),
     Mode("cprofile", "cProfile", frozenset(), (str(PROFWRAP), "cprofile")),
     Mode("yappi", "yappi", frozenset({"yappi"}), (str(PROFWRAP), "yappi")),
-    Mode(
-        "viztracer", "VizTracer", frozenset({"viztracer"}), (str(PROFWRAP), "viztracer")
-    ),
+    Mode("viztracer", "VizTracer", frozenset({"viztracer"}), (str(PROFWRAP), "viztracer")),
     Mode(
         "floor_monitoring",
         "floor:monitoring",
@@ -52,9 +48,7 @@ def workload_path(name: str) -> Path:
     return WORKLOAD_DIR / f"{name}.py"
 
 
-def command(
-    mode: Mode, python: str, workload: str, ulma_options: tuple[str, ...] = ()
-) -> list[str]:
+def command(mode: Mode, python: str, workload: str, ulma_options: tuple[str, ...] = ()) -> list[str]:
     """The argv for one run; ulma_options (e.g. --ring-size) go to the full ulma mode only."""
     extra = ulma_options if mode.key == "ulma" else ()
     return [python, *mode.prefix, *extra, str(workload_path(workload))]

@@ -86,9 +86,7 @@ def probe(python: str, cwd: Path) -> Interpreter:
     )
 
 
-def drain_rate(
-    python: str, cwd: Path, events: int, repeat: int
-) -> tuple[float | None, str | None]:
+def drain_rate(python: str, cwd: Path, events: int, repeat: int) -> tuple[float | None, str | None]:
     """Best of `repeat` bench_drain runs: the best shows the capability, the rest is noise."""
     rates: list[float] = []
     for _ in range(repeat):
@@ -143,9 +141,7 @@ def ulma_counts(
         except subprocess.TimeoutExpired:
             return EventCounts(error=f"timed out after {timeout:.0f} s")
         if done.returncode != 0 or not out.exists():
-            return EventCounts(
-                error=_last_line(done.stderr) or f"exit code {done.returncode}"
-            )
+            return EventCounts(error=_last_line(done.stderr) or f"exit code {done.returncode}")
         data = json.loads(out.read_text())
     return EventCounts(
         events=data.get("events"),

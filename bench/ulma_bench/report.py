@@ -61,10 +61,7 @@ def _render_python(result: PythonResult, rounds: int) -> str:
     interp = result.interpreter
     parts = [
         f"== Python {interp.version} ({interp.executable}) ==",
-        (
-            f"Wall-time ratio to plain: median of {rounds} interleaved rounds "
-            "[min-max], lower is better."
-        ),
+        (f"Wall-time ratio to plain: median of {rounds} interleaved rounds [min-max], lower is better."),
         _table(*_ratio_table(result)),
         "",
         "ulma overhead = ratio-1; 'vs X' = ulma's overhead / X's overhead (target in brackets).",
@@ -96,9 +93,7 @@ def _ratio_cell(result: PythonResult, workload: WorkloadResult, mode: Mode) -> s
     ratio = workload.ratio(mode.key)
     if ratio is None:
         return "fail"
-    mark = (
-        "*" if workload.series[mode.key].error else ""
-    )  # failed in a later round: see notes
+    mark = "*" if workload.series[mode.key].error else ""  # failed in a later round: see notes
     return f"{ratio.median:.2f}x [{ratio.low:.2f}-{ratio.high:.2f}]{mark}"
 
 
@@ -121,21 +116,15 @@ def _overhead_table(result: PythonResult) -> tuple[list[str], list[list[str]]]:
             [
                 workload.name,
                 f"{ours.median - 1.0:+.2f}" if ours else "n/a",
-                _share_cell(
-                    ours, workload.ratio("cprofile"), TARGET_VS_CPROFILE, strict=False
-                ),
-                _share_cell(
-                    ours, workload.ratio("viztracer"), TARGET_VS_VIZTRACER, strict=True
-                ),
+                _share_cell(ours, workload.ratio("cprofile"), TARGET_VS_CPROFILE, strict=False),
+                _share_cell(ours, workload.ratio("viztracer"), TARGET_VS_VIZTRACER, strict=True),
                 _share_cell(
                     ours,
                     workload.ratio("floor_monitoring"),
                     TARGET_VS_FLOOR,
                     strict=False,
                 ),
-                _share_cell(
-                    ours, workload.ratio("floor_pep523"), TARGET_VS_FLOOR, strict=False
-                ),
+                _share_cell(ours, workload.ratio("floor_pep523"), TARGET_VS_FLOOR, strict=False),
                 _count_cell(counts.events, counts.error),
                 _count_cell(counts.dropped, counts.error),
             ]
@@ -143,9 +132,7 @@ def _overhead_table(result: PythonResult) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def _share_cell(
-    ours: Ratio | None, other: Ratio | None, target: float, strict: bool
-) -> str:
+def _share_cell(ours: Ratio | None, other: Ratio | None, target: float, strict: bool) -> str:
     if ours is None or other is None:
         return "n/a"
     share = overhead_share(ours, other)
@@ -172,27 +159,19 @@ def _drain_line(result: PythonResult) -> str:
 
 
 def _notes(result: PythonResult) -> list[str]:
-    by_reason: dict[
-        str, list[str]
-    ] = {}  # one line per reason: ulma missing hides 3 modes
+    by_reason: dict[str, list[str]] = {}  # one line per reason: ulma missing hides 3 modes
     for mode in result.modes:
         reason = result.unavailable(mode)
         if reason:
             by_reason.setdefault(reason, []).append(mode.label)
-    notes = [
-        f"- {', '.join(labels)}: n/a, {reason}" for reason, labels in by_reason.items()
-    ]
+    notes = [f"- {', '.join(labels)}: n/a, {reason}" for reason, labels in by_reason.items()]
     for workload in result.workloads:
         for mode in result.modes:
-            error = (
-                workload.series[mode.key].error if mode.key in workload.series else None
-            )
+            error = workload.series[mode.key].error if mode.key in workload.series else None
             if error and not result.unavailable(mode):
                 notes.append(f"- {mode.label} on {workload.name}: {error}")
         if workload.counts and workload.counts.error:
-            notes.append(
-                f"- ulma --json run on {workload.name}: {workload.counts.error}"
-            )
+            notes.append(f"- ulma --json run on {workload.name}: {workload.counts.error}")
     return notes
 
 
@@ -223,13 +202,9 @@ def _python_json(result: PythonResult) -> dict[str, Any]:
         "drain_events_per_s": result.drain_rate,
         "drain_note": result.drain_note,
         "unavailable": {
-            mode.key: result.unavailable(mode)
-            for mode in result.modes
-            if result.unavailable(mode)
+            mode.key: result.unavailable(mode) for mode in result.modes if result.unavailable(mode)
         },
-        "workloads": {
-            workload.name: _workload_json(workload) for workload in result.workloads
-        },
+        "workloads": {workload.name: _workload_json(workload) for workload in result.workloads},
     }
 
 

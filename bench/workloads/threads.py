@@ -77,9 +77,7 @@ def main() -> None:
     tally = Tally()
     results = [0] * THREADS
     threads = [
-        threading.Thread(
-            target=worker_loop, args=(w, tally, results), name=f"worker-{w}"
-        )
+        threading.Thread(target=worker_loop, args=(w, tally, results), name=f"worker-{w}")
         for w in range(THREADS)
     ]
     start = time.perf_counter()

@@ -38,8 +38,15 @@ def assert_one_error_line(result: Completed, describe: Callable[[Completed], str
         ["run", "-m"],
         [],
     ],
-    ids=["missing-script", "missing-script-in-missing-dir", "missing-module", "missing-submodule", "run-nothing",
-         "run-m-nothing", "no-arguments"],
+    ids=[
+        "missing-script",
+        "missing-script-in-missing-dir",
+        "missing-module",
+        "missing-submodule",
+        "run-nothing",
+        "run-m-nothing",
+        "no-arguments",
+    ],
 )
 def test_bad_input_prints_one_error_line_and_exits_non_zero(
     args: list[str], run_ulma: RunFn, describe: Callable[[Completed], str]
@@ -51,7 +58,8 @@ def test_bad_input_prints_one_error_line_and_exits_non_zero(
 def test_unavailable_engine_prints_one_error_line(
     engine_name: str, run_ulma: RunFn, describe: Callable[[Completed], str]
 ) -> None:
-    result = run_ulma(["run", "--engine", engine_name, str(PROGRAMS_DIR / "report_hot.py")], cwd=PROGRAMS_DIR, timeout=60)
+    program = str(PROGRAMS_DIR / "report_hot.py")
+    result = run_ulma(["run", "--engine", engine_name, program], cwd=PROGRAMS_DIR, timeout=60)
     assert_one_error_line(result, describe)
 
 

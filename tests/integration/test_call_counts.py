@@ -100,7 +100,9 @@ def reference(
     return get
 
 
-def count_mismatches(expected: Mapping[Key, int], report_functions: Mapping[Key, Mapping[str, Any]]) -> list[str]:
+def count_mismatches(
+    expected: Mapping[Key, int], report_functions: Mapping[Key, Mapping[str, Any]]
+) -> list[str]:
     problems = []
     for key in sorted(set(expected) | set(report_functions)):
         line, name = key
@@ -129,7 +131,8 @@ def test_calls_plus_resumes_equal_cprofile_ncalls(
     # The program behaves as it does without ulma: same exit code, output and traceback.
     assert result.returncode == ref.plain.returncode, describe(result)
     assert result.stdout == ref.plain.stdout, describe(result)
-    assert traceback_lines(result.stderr, program) == traceback_lines(ref.plain.stderr, program), describe(result)
+    traceback = traceback_lines(result.stderr, program)
+    assert traceback == traceback_lines(ref.plain.stderr, program), describe(result)
 
     assert report["dropped"] == 0, f"events were dropped, so counts cannot be exact\n{describe(result)}"
     assert report["events"] > 0
@@ -163,7 +166,8 @@ def test_generators_and_coroutines_count_one_call_and_a_resume_per_resumption(
 def test_sys_exit_from_deep_inside_passes_its_exit_code_through(
     engine_flags: list[str], run_ulma: RunFn, describe: Callable[[Completed], str]
 ) -> None:
-    result = run_ulma(["run", *engine_flags, "--no-report", str(PROGRAMS_DIR / "sys_exit_deep.py")], cwd=PROGRAMS_DIR)
+    program = str(PROGRAMS_DIR / "sys_exit_deep.py")
+    result = run_ulma(["run", *engine_flags, "--no-report", program], cwd=PROGRAMS_DIR)
     assert result.returncode == 3, describe(result)
     assert result.stdout == "cleanup\nfinally ran\n", describe(result)
     assert "Traceback" not in result.stderr, describe(result)

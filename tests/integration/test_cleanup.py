@@ -8,6 +8,7 @@ after they were re-parented (the marker is read from /proc/PID/environ).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import select
@@ -33,8 +34,10 @@ LINGER_TIMEOUT = 10.0
 Completed = subprocess.CompletedProcess[str]
 
 
-def no_core_dumps() -> None:
+def child_setup() -> None:
+    """No core dump from os.abort(); SIGINT delivered even if the test runner was started with it ignored."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def list_dir(path: Path) -> set[str]:
@@ -98,7 +101,7 @@ class Run:
             stderr=subprocess.PIPE,
             start_new_session=True,
             bufsize=0,
-            preexec_fn=no_core_dumps,
+            preexec_fn=child_setup,
         )
 
     @property
@@ -136,7 +139,7 @@ class Run:
             out, err = self.process.communicate(timeout=10)
             self.stdout, self.stderr = self.stdout + out, self.stderr + err
             if exited:
-                pytest.fail(f"ulma exited, but these processes still held its output:\n{holders}\n{self.output()}")
+                pytest.fail(f"ulma exited, but these processes held its output:\n{holders}\n{self.output()}")
             pytest.fail(f"ulma did not exit within {timeout} s\n{self.output()}")
         self.stdout, self.stderr = self.stdout + out, self.stderr + err
         return self.process.returncode
@@ -150,14 +153,10 @@ class Run:
 
     def kill_everything(self) -> None:
         for pid in processes_with_marker(self.marker):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def new_shm_entries(self) -> set[str]:
         return list_dir(SHM) - self.shm_before
@@ -169,8 +168,11 @@ class Run:
         if left:
             listing = describe_processes(left)
             self.kill_everything()
-            pytest.fail(f"processes of the run still alive {LINGER_TIMEOUT} s after it ended:\n{listing}\n{self.output()}")
-        assert not self.new_shm_entries(), f"left in /dev/shm: {sorted(self.new_shm_entries())}\n{self.output()}"
+            pytest.fail(
+                f"processes still alive {LINGER_TIMEOUT} s after the run:\n{listing}\n{self.output()}"
+            )
+        shm = sorted(self.new_shm_entries())
+        assert not shm, f"left in /dev/shm: {shm}\n{self.output()}"
         assert not list_dir(self.tmpdir), f"left in TMPDIR: {sorted(list_dir(self.tmpdir))}\n{self.output()}"
         new_tmp = {name for name in list_dir(Path("/tmp")) - self.tmp_before if "ulma" in name.lower()}
         assert not new_tmp, f"left in /tmp: {sorted(new_tmp)}\n{self.output()}"
@@ -222,11 +224,14 @@ def test_sigint_to_the_process_group_still_prints_the_report_and_leaves_nothing_
 
 
 @pytest.mark.parametrize("scope", ["process-group", "every-process"])
-def test_sigkill_of_ulma_and_the_program_leaves_nothing_behind(scope: str, make_run: Callable[[str], Run]) -> None:
+def test_sigkill_of_ulma_and_the_program_leaves_nothing_behind(
+    scope: str, make_run: Callable[[str], Run]
+) -> None:
     run = make_run("wait")
     run.wait_ready()
     time.sleep(0.3)
-    assert not run.new_shm_entries(), f"/dev/shm entries appeared during the run: {sorted(run.new_shm_entries())}"
+    appeared = sorted(run.new_shm_entries())
+    assert not appeared, f"/dev/shm entries appeared during the run: {appeared}"
     assert len(processes_with_marker(run.marker)) >= 1
     if scope == "process-group":
         # ulma and the program (and anything else in ulma's process group) die; whatever ulma runs

@@ -33,7 +33,8 @@ def test_script_by_relative_path_sees_the_same_as_under_python(
     script = "../programs/show_identity.py"
     cwd = TESTS_DIR / "integration"
     plain = identity(run_python([script, *PROGRAM_ARGS], cwd=cwd), describe)
-    profiled = identity(run_ulma(["run", *engine_flags, "--no-report", script, *PROGRAM_ARGS], cwd=cwd), describe)
+    ulma_args = ["run", *engine_flags, "--no-report", script, *PROGRAM_ARGS]
+    profiled = identity(run_ulma(ulma_args, cwd=cwd), describe)
     assert plain["argv"] == [script, *PROGRAM_ARGS]  # what python itself does, as the baseline
     assert profiled == plain
 
@@ -42,10 +43,8 @@ def test_module_run_with_dash_m_sees_the_same_as_under_python(
     engine_flags: list[str], run_python: RunFn, run_ulma: RunFn, describe: Callable[[Completed], str]
 ) -> None:
     plain = identity(run_python(["-m", "identpkg.show", *PROGRAM_ARGS], cwd=PROGRAMS_DIR), describe)
-    profiled = identity(
-        run_ulma(["run", *engine_flags, "--no-report", "-m", "identpkg.show", *PROGRAM_ARGS], cwd=PROGRAMS_DIR),
-        describe,
-    )
+    ulma_args = ["run", *engine_flags, "--no-report", "-m", "identpkg.show", *PROGRAM_ARGS]
+    profiled = identity(run_ulma(ulma_args, cwd=PROGRAMS_DIR), describe)
     assert plain["argv"] == [str(PROGRAMS_DIR / "identpkg" / "show.py"), *PROGRAM_ARGS]
     assert plain["spec_name"] == "identpkg.show"
     assert profiled == plain

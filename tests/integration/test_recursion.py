@@ -1,4 +1,4 @@
-"""ulma keeps the program's recursion behaviour: RecursionError at the same depth, never earlier, never a crash.
+"""ulma keeps the program's recursion behaviour: RecursionError at the same depth, never earlier, no crash.
 
 programs/recursion_limit.py prints the absolute depth (in Python frames, counted from the bottom of the
 stack, launcher frames included) at which RecursionError was raised, or that it reached its target.

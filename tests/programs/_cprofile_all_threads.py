@@ -34,7 +34,7 @@ def main() -> None:
     with open(script, "rb") as source:
         code = compile(source.read(), script, "exec")
     globs = {"__file__": script, "__name__": "__main__", "__package__": None, "__cached__": None}
-    threading.setprofile(start_thread_profile)  # type: ignore[arg-type]
+    threading.setprofile(start_thread_profile)
     main_profile = cProfile.Profile()
     main_profile.enable()
     try:
@@ -43,7 +43,7 @@ def main() -> None:
         pass
     finally:
         main_profile.disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         stats = pstats.Stats(main_profile)
         for profile in profiles:
             stats.add(profile)

@@ -1,7 +1,7 @@
-"""Generators abandoned mid-way: closed explicitly, dropped, left by a `break`, delegated to, never started."""
+"""Generators abandoned mid-way: closed, dropped, left by a `break`, delegated to, never started."""
 
 import gc
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 
 closed: list[str] = []
 
@@ -10,20 +10,20 @@ def on_close(name: str) -> None:
     closed.append(name)
 
 
-def guarded(name: str, limit: int) -> Iterator[int]:
+def guarded(name: str, limit: int) -> Generator[int, None, None]:
     try:
-        for i in range(limit):
+        for i in range(limit):  # noqa: UP028
             yield i
     finally:
         on_close(name)
 
 
-def plain(limit: int) -> Iterator[int]:
-    for i in range(limit):
+def plain(limit: int) -> Generator[int, None, None]:
+    for i in range(limit):  # noqa: UP028
         yield i
 
 
-def delegating(limit: int) -> Iterator[int]:
+def delegating(limit: int) -> Generator[int, None, None]:
     yield from guarded("delegated", limit)
 
 
@@ -35,7 +35,7 @@ def swallowing() -> Generator[int, None, None]:
         on_close("swallowing")
 
 
-def take(gen: Iterator[int], count: int) -> list[int]:
+def take(gen: Generator[int, None, None], count: int) -> list[int]:
     return [next(gen) for _ in range(count)]
 
 

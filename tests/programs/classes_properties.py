@@ -1,7 +1,7 @@
 """Classes: properties, class and static methods, dunder methods called from C, inheritance, descriptors."""
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 
 class Positive:
@@ -18,7 +18,7 @@ class Positive:
 
 
 class Base:
-    kinds: list[str] = []
+    kinds: ClassVar[list[str]] = []
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -78,6 +78,14 @@ class Point(Base):
         return f"Point({self.x}, {self.y})"
 
 
+class Pair:
+    """Instantiated many times from one call site with exact arguments (3.13 specializes such calls)."""
+
+    def __init__(self, a: int, b: int) -> None:
+        self.a = a
+        self.b = b
+
+
 class Grid:
     def __init__(self, size: int) -> None:
         self.points = [Point(i % 4, i // 4) for i in range(size)]
@@ -118,7 +126,7 @@ def main() -> None:
     grid = Grid(12)
     points = sorted(grid, reverse=True)
     print(points[:3], len(grid), grid(5), grid.unknown)
-    print(len(set(points + [Point.origin()])))
+    print(len(set([*points, Point.origin()])))
     p = grid[7]
     p.label = "seven"
     print(p.describe(), p.norm, Point.distance(p, Point.origin()))
@@ -129,6 +137,8 @@ def main() -> None:
     except ValueError:
         print("rejected", p.weight)
     print(Base.kinds)
+    pairs = [Pair(i, 2 * i) for i in range(20)]
+    print(sum(pair.a + pair.b for pair in pairs))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def greet(name: str) -> str:
     return f"hello {name}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fib(n: int) -> int:
     return n if n < 2 else fib(n - 1) + fib(n - 2)
 

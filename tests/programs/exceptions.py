@@ -1,5 +1,7 @@
 """Exceptions raised deep down and caught several frames up, re-raised, chained and cleaned up."""
 
+import contextlib
+
 
 class AppError(Exception):
     pass
@@ -77,10 +79,8 @@ def main() -> None:
     print("converted", caught)
     log: list[str] = []
     for _ in range(4):
-        try:
+        with contextlib.suppress(AppError):
             with_finally(log)
-        except AppError:
-            pass
     print(log)
     print([parse(t) for t in ("12", "x", "7", "abc")])
 

@@ -6,15 +6,15 @@ ticks() awaited by asyncio.run: 1 call, 2 resumes (after each `await asyncio.sle
 """
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 
 def count_up(limit: int) -> Iterator[int]:
-    for i in range(limit):
+    for i in range(limit):  # noqa: UP028
         yield i
 
 
-def closed_early() -> Iterator[int]:
+def closed_early() -> Generator[int, None, None]:
     try:
         yield 1
         yield 2

@@ -4,7 +4,7 @@ from collections.abc import Generator, Iterable, Iterator
 
 
 def numbers(limit: int) -> Iterator[int]:
-    for i in range(limit):
+    for i in range(limit):  # noqa: UP028
         yield i
 
 
@@ -14,7 +14,7 @@ def squares(values: Iterable[int]) -> Iterator[int]:
 
 
 def inner(n: int) -> Generator[int, None, str]:
-    for i in range(n):
+    for i in range(n):  # noqa: UP028
         yield i
     return f"inner done {n}"
 
@@ -58,7 +58,7 @@ def main() -> None:
     seen = [next(gen), gen.throw(ValueError("x")), next(gen), next(gen)]
     print(seen, list(gen))
     print(sum(x * 2 for x in numbers(20) if x % 3))
-    print(list(zip(numbers(3), squares(numbers(5)))))
+    print(list(zip(numbers(3), squares(numbers(5)), strict=False)))
 
 
 if __name__ == "__main__":

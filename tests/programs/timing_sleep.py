@@ -1,4 +1,4 @@
-"""Known times: nap() sleeps 50 ms and is called ten times; main() also calls a recursive fib and a CPU spin."""
+"""Known times: nap() sleeps 50 ms, ten times; main() also calls a recursive fib and a 100 ms CPU spin."""
 
 import time
 

@@ -30,6 +30,8 @@ static uint32_t g_writers_len;
 static pthread_key_t g_thread_key;
 static int g_thread_key_ready;
 static const _PyInterpreterFrame *g_boundary; /* bootstrap frame: stacks stop here */
+static int g_boot_frames; /* frames of ulma's bootstrap under the program */
+static PyThreadState *g_boot_thread;
 static char *g_hidden_prefix;
 static size_t g_hidden_prefix_len;
 /* Orders a thread's exit (which runs without the GIL) against unmapping. */
@@ -274,7 +276,17 @@ drop:
 
 /* ---- lifecycle ---------------------------------------------------- */
 
-int ulma_agent_start(int fd, int engine, int empty, PyObject *hidden_prefix, PyObject *boundary)
+static void recursion_budget(PyThreadState *ts, int delta)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    ts->py_recursion_remaining += delta;
+#else
+    ts->recursion_remaining += delta;
+#endif
+}
+
+int ulma_agent_start(int fd, int engine, int empty, PyObject *hidden_prefix, PyObject *boundary,
+                     int recursion_adjust)
 {
     if (g_session) {
         PyErr_SetString(PyExc_RuntimeError, "ulma agent is already running");
@@ -345,6 +357,16 @@ int ulma_agent_start(int fd, int engine, int empty, PyObject *hidden_prefix, PyO
         g_boundary = ts->cframe ? ts->cframe->current_frame : NULL;
 #endif
     }
+    /* ulma's bootstrap frames sit under the program; plain python has none
+     * there.  Hand their count back to the recursion budget so the program
+     * hits RecursionError at exactly the depth it would unprofiled. */
+    g_boot_frames = 0;
+    for (const _PyInterpreterFrame *f = g_boundary; f; f = f->previous)
+        if (!_PyFrame_IsIncomplete((_PyInterpreterFrame *)f))
+            g_boot_frames++;
+    g_boot_frames += recursion_adjust;
+    g_boot_thread = PyThreadState_GET();
+    recursion_budget(g_boot_thread, g_boot_frames);
     g_map_bytes = probe.total_bytes;
     g_clock = h->clock_source;
     g_session = h;
@@ -386,6 +408,10 @@ void ulma_agent_stop(int flush)
     g_session = NULL;
     g_generation++;
     pthread_mutex_unlock(&g_exit_lock);
+    if (g_boot_thread == PyThreadState_GET())
+        recursion_budget(g_boot_thread, -g_boot_frames);
+    g_boot_thread = NULL;
+    g_boot_frames = 0;
     g_boundary = NULL;
     free(g_writers);
     g_writers = NULL;

@@ -94,7 +94,11 @@ int ulma_engine_pep523_start(int empty);
 void ulma_engine_pep523_stop(void);
 
 /* The agent's session lifecycle (agent.c). */
-int ulma_agent_start(int fd, int engine, int empty, PyObject *hidden_prefix, PyObject *boundary);
+/* recursion_adjust: recursion budget the bootstrap uses beyond its frames
+ * (on 3.11 its exec() of a script is one more evaluator entry than plain
+ * python's; the bootstrap knows and says so). */
+int ulma_agent_start(int fd, int engine, int empty, PyObject *hidden_prefix, PyObject *boundary,
+                     int recursion_adjust);
 /* flush=0 in a forked child: unhook and unmap without touching the rings. */
 void ulma_agent_stop(int flush);
 

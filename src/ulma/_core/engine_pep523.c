@@ -24,6 +24,7 @@
 static _PyFrameEvalFunction g_prev_eval;
 static int g_installed;
 
+#define C_COUNTS_PER_CALL 2
 #define GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
 
 static inline PyCodeObject *frame_code(struct _PyInterpreterFrame *f)
@@ -35,11 +36,33 @@ static inline PyCodeObject *frame_code(struct _PyInterpreterFrame *f)
 #endif
 }
 
+/* Has this generator frame not run its first instruction yet?  (The
+ * generator's state says "executing" by the time the evaluator is called.) */
+static inline int gen_not_started(struct _PyInterpreterFrame *f, PyCodeObject *co)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return f->instr_ptr <= _PyCode_CODE(co) + co->_co_firsttraceable;
+#else
+    return f->prev_instr < _PyCode_CODE(co) + co->_co_firsttraceable;
+#endif
+}
+
 static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
 {
     if (g_prev_eval)
         return g_prev_eval(ts, f, throwflag);
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12+ counts each Python call made through an evaluator function
+     * against its C recursion limit (two counts per call, measured), where a
+     * plain Python-to-Python call counts nothing.  Give them back: the C
+     * stack that limit guards is protected by the stack guard instead. */
+    ts->c_recursion_remaining += C_COUNTS_PER_CALL;
+    PyObject *res = ulma_stack_guarded_eval(ts, f, throwflag);
+    ts->c_recursion_remaining -= C_COUNTS_PER_CALL;
+    return res;
+#else
     return ulma_stack_guarded_eval(ts, f, throwflag);
+#endif
 }
 
 static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
@@ -53,7 +76,7 @@ static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int
         gen = _PyFrame_GetGenerator(f);
         if (throwflag)
             kind = ULMA_THROW;
-        else if (gen->gi_frame_state != FRAME_CREATED)
+        else if (!gen_not_started(f, co))
             kind = ULMA_RESUME;
         Py_INCREF(gen); /* read its state after it ran */
     }

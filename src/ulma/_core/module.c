@@ -24,12 +24,13 @@
 static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    static char *names[] = {"fd", "engine", "empty", "hidden_prefix", "boundary", NULL};
-    int fd, empty = 0;
+    static char *names[] = {"fd", "engine", "empty", "hidden_prefix", "boundary", "recursion_adjust",
+                            NULL};
+    int fd, empty = 0, adjust = 0;
     const char *engine;
     PyObject *hidden = Py_None, *boundary = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|pOO", names, &fd, &engine, &empty, &hidden,
-                                     &boundary))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|pOOi", names, &fd, &engine, &empty, &hidden,
+                                     &boundary, &adjust))
         return NULL;
     if (boundary != Py_None && !PyFrame_Check(boundary))
         return PyErr_Format(PyExc_TypeError, "boundary must be a frame or None");
@@ -40,7 +41,7 @@ static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
         e = ULMA_ENGINE_PEP523;
     else
         return PyErr_Format(PyExc_ValueError, "unknown engine %s", engine);
-    if (ulma_agent_start(fd, e, empty, hidden, boundary) < 0)
+    if (ulma_agent_start(fd, e, empty, hidden, boundary, adjust) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -391,7 +392,8 @@ static PyObject *py_bench_drain(PyObject *self, PyObject *arg)
 
 static PyMethodDef module_methods[] = {
     {"agent_start", (PyCFunction)(void (*)(void))py_agent_start, METH_VARARGS | METH_KEYWORDS,
-     "agent_start(fd, engine, empty=False, hidden_prefix=None, boundary=None): hook this "
+     "agent_start(fd, engine, empty=False, hidden_prefix=None, boundary=None, recursion_adjust=0): "
+     "hook this "
      "interpreter and write events into the session in memfd `fd`; restated stacks stop at the "
      "executing frame `boundary` (default: the caller's)"},
     {"agent_stop", (PyCFunction)(void (*)(void))py_agent_stop, METH_VARARGS | METH_KEYWORDS,

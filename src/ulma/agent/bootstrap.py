@@ -9,7 +9,6 @@ traceback and exit code.  Tracebacks leave out ulma's own frames.
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import io
 import os
 import sys
@@ -53,16 +52,18 @@ def _install_excepthook() -> None:
     sys.excepthook = hook
 
 
-def _start_agent(boundary: types.FrameType) -> None:
+def _start_agent(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
     """Hooks the interpreter.  ``boundary`` is the frame that runs the program
     and stays alive below it: stacks the agent restates stop there, so ulma's
-    own frames are never reported.  The variables are removed so the
-    program's children do not see them."""
+    own frames are never reported; the agent also gives the frames below it
+    back to the recursion budget, so RecursionError comes at the same depth
+    as under plain python.  The variables are removed so the program's
+    children do not see them."""
     fd = int(os.environ.pop(ENV_FD))
     engine = os.environ.pop(ENV_ENGINE, "pep523")
     empty = os.environ.pop(ENV_EMPTY, "0") == "1"
     try:
-        _core.agent_start(fd, engine, empty, _AGENT_DIR + os.sep, boundary)
+        _core.agent_start(fd, engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust)
     except (OSError, RuntimeError, ValueError) as exc:
         _fail(f"cannot start the agent: {exc}")
     finally:
@@ -83,7 +84,8 @@ def _run_script(path: str) -> None:
             source = f.read()
     except OSError as exc:
         _fail(f"cannot read {path}: {exc.strerror}")
-    abspath = os.path.abspath(path)
+    # as plain python: absolute, but not normalised ("a/../b.py" stays)
+    abspath = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
     main = types.ModuleType("__main__")
     main.__file__ = abspath
     main.__builtins__ = __builtins__  # type: ignore[attr-defined]
@@ -93,17 +95,23 @@ def _run_script(path: str) -> None:
         code = compile(source, abspath, "exec", dont_inherit=True)
     except SyntaxError:
         raise  # printed by the excepthook, exit code 1, as plain python does
-    _start_agent(sys._getframe())
+    # 3.11 counts evaluator entries and Python frames in one recursion budget;
+    # our exec() of the script is one entry more than plain python makes.
+    _start_agent(sys._getframe(), recursion_adjust=1 if sys.version_info < (3, 12) else 0)
     _after_start()
     exec(code, main.__dict__)
 
 
 def _run_module(name: str) -> None:
-    top = name.partition(".")[0]
-    if not top or importlib.util.find_spec(top) is None:
-        _fail(f"no module named {top!r}", 1)
     import runpy
 
+    # Resolve the module as `python -m` would (this imports its parent
+    # packages), so a bad name is one line from us, not a profile of nothing.
+    try:
+        runpy._get_module_details(name)  # type: ignore[attr-defined]
+    except ImportError as exc:
+        _fail(str(exc), 1)
+    # (plain `python -m` enters runpy from C, as our exec() does: no adjustment)
     _start_agent(sys._getframe())
     _after_start()
     runpy._run_module_as_main(name, alter_argv=True)  # type: ignore[attr-defined]

@@ -90,6 +90,8 @@ def execute(argv: list[str]) -> int:
     result = sessions.run(target, sessions.Options(
         engine=engine, ring_bytes=opts.ring_size, max_threads=opts.max_threads,
         empty_hooks=opts.empty_hooks))
+    if not result.started:  # the agent said why, in one line
+        return result.returncode or 1
     if opts.json:
         try:
             json_report.write(result.profile, opts.json)

@@ -107,6 +107,7 @@ class Session:
 class RunResult:
     returncode: int
     profile: Profile
+    started: bool  # False: the program never ran (bad module, unreadable script)
 
 
 def _child_command(target: Target) -> list[str]:
@@ -149,8 +150,9 @@ def run(target: Target, options: Options,
     session.drain(postmortem=True)
     session.core.close_all()
     profile = session.profile(wall_ns=wall_ns)
+    started = session.core.counters()["agent_state"] != 0
     session.close()
-    return RunResult(returncode, profile)
+    return RunResult(returncode, profile, started)
 
 
 def _drain_until_exit(proc: subprocess.Popen[bytes], session: Session, options: Options,

@@ -45,16 +45,15 @@ def build_table(profile: Profile, limit: int) -> Table:
 
 
 def summary_lines(profile: Profile) -> list[Text]:
-    lines = []
     events, dropped = profile.events, profile.dropped
-    text = Text(f"events {events:,}  dropped {dropped:,}", style="bold red" if dropped else "")
+    seen = Text(f"events {events:,}  threads {len(profile.threads)}  run time {fmt_ns(profile.wall_ns)}")
+    seen.append(f"  engine {profile.engine}  clock {profile.clock}", style="dim")
+    lost = Text(f"dropped {dropped:,}", style="bold red" if dropped else "")
     if dropped:
         share = 100 * dropped / max(events + dropped, 1)
-        text.append(f" ({share:.2f}%; {fmt_ns(profile.lost_ns)} unmeasured around the drops;"
-                    " enlarge --ring-size)")
-    text.append(f"  threads {len(profile.threads)}  run time {fmt_ns(profile.wall_ns)}")
-    text.append(f"  engine {profile.engine}  clock {profile.clock}", style="dim")
-    lines.append(text)
+        lost.append(f" ({share:.2f}% of events; {fmt_ns(profile.lost_ns)} around the drops is "
+                    "unmeasured; enlarge --ring-size)")
+    lines = [seen, lost]
     if profile.threads_overflow:
         lines.append(Text(f"{profile.threads_overflow} threads found no free ring and were not "
                           "traced (raise --max-threads)", style="bold red"))
