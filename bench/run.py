@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                     progress(f"skipping {exc}")
                     continue
                 progress(describe(interp))
-                results.append(PythonResult(interp, modes))
+                # Read while the bench itself is idle: anything above ~0.5 is another workload.
+                results.append(PythonResult(interp, modes, load_before=os.getloadavg()[0]))
                 bench_python(
                     results[-1],
                     args.workloads,

@@ -13,6 +13,7 @@ TARGET_VS_FLOOR = 1.4
 TARGET_VS_CPROFILE = 0.5
 TARGET_VS_VIZTRACER = 1.0
 TARGET_DRAIN = 50e6
+BUSY_LOAD = 0.7  # 1-minute load average above which another workload is competing for the CPUs
 
 
 @dataclass
@@ -38,6 +39,7 @@ class PythonResult:
     workloads: list[WorkloadResult] = field(default_factory=list)
     drain_rate: float | None = None
     drain_note: str | None = None  # why there is no rate, or how it was measured
+    load_before: float = 0.0  # 1-minute load average just before this interpreter's runs
 
     def unavailable(self, mode: Mode) -> str | None:
         """Why this interpreter cannot run the mode, or None if it can."""
@@ -159,17 +161,34 @@ def _drain_line(result: PythonResult) -> str:
 
 
 def _notes(result: PythonResult) -> list[str]:
-    by_reason: dict[str, list[str]] = {}  # one line per reason: ulma missing hides 3 modes
+    return [*_busy_note(result), *_unavailable_notes(result), *_error_notes(result)]
+
+
+def _busy_note(result: PythonResult) -> list[str]:
+    if result.load_before <= BUSY_LOAD:
+        return []
+    return [
+        f"- the machine was busy before these runs (load average {result.load_before:.2f}): "
+        "other processes shared the CPUs, so ratios are noisier; rerun on a quiet machine"
+    ]
+
+
+def _unavailable_notes(result: PythonResult) -> list[str]:
+    by_reason: dict[str, list[str]] = {}  # one line per reason: a missing ulma hides 3 modes
     for mode in result.modes:
         reason = result.unavailable(mode)
         if reason:
             by_reason.setdefault(reason, []).append(mode.label)
-    notes = [f"- {', '.join(labels)}: n/a, {reason}" for reason, labels in by_reason.items()]
+    return [f"- {', '.join(labels)}: n/a, {reason}" for reason, labels in by_reason.items()]
+
+
+def _error_notes(result: PythonResult) -> list[str]:
+    notes = []
     for workload in result.workloads:
         for mode in result.modes:
-            error = workload.series[mode.key].error if mode.key in workload.series else None
-            if error and not result.unavailable(mode):
-                notes.append(f"- {mode.label} on {workload.name}: {error}")
+            series = workload.series.get(mode.key)
+            if series and series.error:
+                notes.append(f"- {mode.label} on {workload.name}: {series.error}")
         if workload.counts and workload.counts.error:
             notes.append(f"- ulma --json run on {workload.name}: {workload.counts.error}")
     return notes
@@ -201,6 +220,7 @@ def _python_json(result: PythonResult) -> dict[str, Any]:
         "interpreter": asdict(result.interpreter),
         "drain_events_per_s": result.drain_rate,
         "drain_note": result.drain_note,
+        "load_before": result.load_before,
         "unavailable": {
             mode.key: result.unavailable(mode) for mode in result.modes if result.unavailable(mode)
         },

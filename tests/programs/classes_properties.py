@@ -86,6 +86,16 @@ class Pair:
         self.b = b
 
 
+class Proxy:
+    """Forwards every attribute read; attribute reads in a loop (3.12+ specializes such reads)."""
+
+    def __init__(self, target: object) -> None:
+        object.__setattr__(self, "_target", target)
+
+    def __getattribute__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_target"), name)
+
+
 class Grid:
     def __init__(self, size: int) -> None:
         self.points = [Point(i % 4, i // 4) for i in range(size)]
@@ -139,6 +149,8 @@ def main() -> None:
     print(Base.kinds)
     pairs = [Pair(i, 2 * i) for i in range(20)]
     print(sum(pair.a + pair.b for pair in pairs))
+    proxy = Proxy(pairs[3])
+    print(sum(proxy.a for _ in range(20)))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Usage: recursion_limit.py LIMIT TARGET
   LIMIT   "default" or a number for sys.setrecursionlimit
   TARGET  "error" to recurse until RecursionError, or a depth to reach and return from
 
-Prints the depth counted in Python frames from the bottom of the stack (the launcher's frames
-included), so a launcher that adds frames below the program does not shift the number.
+Prints the depth in Python frames counted from the program's own <module> frame (which is the bottom
+frame under plain `python prog.py`), so frames a launcher keeps below the program are not counted: the
+number is how deep the program itself got.
 """
 
 import sys
@@ -13,12 +14,14 @@ import sys
 deepest = 0
 
 
-def stack_depth() -> int:
+def program_depth() -> int:
+    """Frames from the caller down to this program's <module> frame, both included."""
     frame = sys._getframe(1)
-    depth = 0
-    while frame is not None:
+    depth = 1
+    while not (frame.f_code.co_name == "<module>" and frame.f_globals is globals()):
+        assert frame.f_back is not None, "the program's <module> frame is not on the stack"
+        frame = frame.f_back
         depth += 1
-        frame = frame.f_back  # type: ignore[assignment]
     return depth
 
 
@@ -34,7 +37,7 @@ def main() -> None:
     limit, target = sys.argv[1], sys.argv[2]
     if limit != "default":
         sys.setrecursionlimit(int(limit))
-    base = stack_depth()  # frames below down(1): main, <module>, and whatever launched the program
+    base = program_depth()  # frames below down(1): main and <module>
     if target == "error":
         try:
             down(1, -1)

@@ -8,6 +8,7 @@
  * ignored (and counted as unmatched). */
 #define MAX_FUNC_ID (1u << 24)
 #define ROOT UINT32_MAX
+#define ULMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 void ulma_agg_init(ulma_thread_agg *a)
 {
@@ -18,6 +19,7 @@ void ulma_agg_free(ulma_thread_agg *a)
 {
     free(a->funcs);
     free(a->active);
+    free(a->edge_hint);
     free(a->edges);
     free(a->index);
     free(a->stack);
@@ -41,16 +43,21 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-static int ensure_func(ulma_thread_agg *a, uint32_t id)
+static int ensure_func_slow(ulma_thread_agg *a, uint32_t id)
 {
-    if (id < a->nfuncs)
-        return 0;
-    size_t cap = a->nfuncs, cap2 = a->nfuncs;
+    size_t cap = a->nfuncs, cap2 = a->nfuncs, cap3 = a->nfuncs;
     if (grow((void **)&a->funcs, &cap, (size_t)id + 1, sizeof *a->funcs) < 0 ||
-        grow((void **)&a->active, &cap2, (size_t)id + 1, sizeof *a->active) < 0)
+        grow((void **)&a->active, &cap2, (size_t)id + 1, sizeof *a->active) < 0 ||
+        grow((void **)&a->edge_hint, &cap3, (size_t)id + 1, sizeof *a->edge_hint) < 0)
         return -1;
     a->nfuncs = cap < cap2 ? cap : cap2;
+    a->nfuncs = a->nfuncs < cap3 ? a->nfuncs : cap3;
     return 0;
+}
+
+static inline int ensure_func(ulma_thread_agg *a, uint32_t id)
+{
+    return id < a->nfuncs ? 0 : ensure_func_slow(a, id);
 }
 
 static inline uint64_t mix(uint64_t k)
@@ -103,6 +110,19 @@ static uint32_t edge_get(ulma_thread_agg *a, uint32_t caller, uint32_t callee)
     return n;
 }
 
+/* Most functions are called from one caller again and again: remember the
+ * last caller's edge per callee and skip the hash lookup (callee < nfuncs). */
+static inline uint32_t edge_get_hinted(ulma_thread_agg *a, uint32_t caller, uint32_t callee)
+{
+    uint64_t hint = a->edge_hint[callee];
+    if (hint && (uint32_t)(hint >> 32) == caller)
+        return (uint32_t)hint - 1;
+    uint32_t e = edge_get(a, caller, callee);
+    if (e != ROOT)
+        a->edge_hint[callee] = ((uint64_t)caller << 32) | (e + 1);
+    return e;
+}
+
 /* kind: ULMA_CALL, ULMA_RESUME/ULMA_THROW, or 0 for a frame restated by SYNC. */
 static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind)
 {
@@ -110,7 +130,9 @@ static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind)
         a->unmatched++;
         return 0;
     }
-    if (ensure_func(a, id) < 0 ||
+    if (ensure_func(a, id) < 0)
+        return -1;
+    if (ULMA_UNLIKELY(a->depth == a->stack_cap) &&
         grow((void **)&a->stack, &a->stack_cap, a->depth + 1, sizeof *a->stack) < 0)
         return -1;
     ulma_frame *f = &a->stack[a->depth];
@@ -119,7 +141,7 @@ static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind)
     f->child = 0;
     f->edge = ROOT;
     if (a->depth > 0) {
-        f->edge = edge_get(a, a->stack[a->depth - 1].id, id);
+        f->edge = edge_get_hinted(a, a->stack[a->depth - 1].id, id);
         if (f->edge != ROOT) {
             ulma_edge_stats *e = &a->edges[f->edge];
             e->active++;

@@ -41,6 +41,7 @@ typedef struct {
     /* per function id */
     ulma_func_stats *funcs;
     uint32_t *active; /* open frames per id, for counting recursion once */
+    uint64_t *edge_hint; /* per callee: last caller << 32 | edge + 1 */
     size_t nfuncs;
     /* per caller->callee pair: dense array plus an open-addressing index */
     ulma_edge_stats *edges;

@@ -329,14 +329,24 @@ static PyTypeObject SessionType = {
 
 /* ---- benchmark of the monitor's replay ------------------------------ */
 
-/* Fills ring 0 of a private session with a recursive-fib event pattern and
- * times the real drain path over it; returns events per second. */
-static PyObject *py_bench_drain(PyObject *self, PyObject *arg)
+/* Fills ring 0 of a private session with synthetic calls and returns and
+ * times the real drain path over it; returns events per second.  Pattern
+ * "fib": one recursive function (every call has the same caller, like fib);
+ * "random": a random walk over 30 functions, each called from any other
+ * (the worst case for the edge table). */
+static PyObject *py_bench_drain(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    long long want = PyLong_AsLongLong(arg);
+    static char *names[] = {"events", "pattern", NULL};
+    long long want;
+    const char *pattern = "random";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "L|s", names, &want, &pattern))
+        return NULL;
     if (want <= 0)
-        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "need a positive count");
+        return PyErr_Format(PyExc_ValueError, "need a positive count");
+    uint32_t nfuncs = strcmp(pattern, "fib") == 0 ? 1 : strcmp(pattern, "random") == 0 ? 30 : 0;
+    if (!nfuncs)
+        return PyErr_Format(PyExc_ValueError, "pattern is 'fib' or 'random'");
     int fd = memfd_create("ulma-bench", MFD_CLOEXEC);
     if (fd < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
@@ -352,7 +362,8 @@ static PyObject *py_bench_drain(PyObject *self, PyObject *arg)
     ulma_event *ev = ulma_ring_events(r);
     uint64_t cap = h->ring_events, mask = cap - 1;
     atomic_store(&r->state, ULMA_RING_ACTIVE);
-    /* fib's shape: depth wanders between 1 and 25 over ~30 functions ids */
+    atomic_store(&h->rings_used, 1);
+    /* depth wanders between 1 and 25 */
     uint64_t pos = 0, tick = 1000, done = 0, elapsed = 0;
     uint32_t depth = 0, stack[64];
     uint64_t rng = 88172645463325252ULL;
@@ -365,7 +376,7 @@ static PyObject *py_bench_drain(PyObject *self, PyObject *arg)
             int call = depth == 0 || (depth < 25 && (rng & 1));
             e->ticks = (tick += 37);
             if (call) {
-                stack[depth] = 1 + (uint32_t)((rng >> 8) % 30);
+                stack[depth] = 1 + (uint32_t)((rng >> 8) % nfuncs);
                 e->id = stack[depth++];
                 e->kind = ULMA_CALL;
             } else {
@@ -398,7 +409,8 @@ static PyMethodDef module_methods[] = {
      "executing frame `boundary` (default: the caller's)"},
     {"agent_stop", (PyCFunction)(void (*)(void))py_agent_stop, METH_VARARGS | METH_KEYWORDS,
      "agent_stop(flush=True): unhook, publish every ring (unless flush=False), unmap"},
-    {"bench_drain", py_bench_drain, METH_O, "bench_drain(n) -> events/s of the monitor's replay"},
+    {"bench_drain", (PyCFunction)(void (*)(void))py_bench_drain, METH_VARARGS | METH_KEYWORDS,
+     "bench_drain(events, pattern='random'|'fib') -> events/s of the monitor's drain and replay"},
     {NULL, NULL, 0, NULL},
 };
 
