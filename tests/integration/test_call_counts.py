@@ -69,7 +69,8 @@ def traceback_lines(stderr: str, program: Path) -> list[str]:
     lines = stderr.splitlines()
     picked = [line.strip() for line in lines if line.strip().startswith(f'File "{program}"')]
     if "Traceback (most recent call last):" in stderr:
-        picked.append(next(line for line in reversed(lines) if re.match(r"^\w[\w.]*(: |$)", line)))
+        exception = [line for line in lines if re.match(r"^\w[\w.]*(: |$)", line)]
+        picked.append(exception[-1] if exception else "<no exception line>")
     return picked
 
 
@@ -100,6 +101,10 @@ def reference(
     return get
 
 
+# programs that create instances of Python classes repeatedly at one call site
+PEP523_313_INIT_GAP = {"classes_properties.py", "threads.py"}
+
+
 def count_mismatches(
     expected: Mapping[Key, int], report_functions: Mapping[Key, Mapping[str, Any]]
 ) -> list[str]:
@@ -118,12 +123,19 @@ def count_mismatches(
 @pytest.mark.parametrize("case", CORPUS, ids=[c.program.removesuffix(".py") for c in CORPUS])
 def test_calls_plus_resumes_equal_cprofile_ncalls(
     case: Case,
+    engine: str,
+    request: pytest.FixtureRequest,
     engine_flags: list[str],
     reference: Callable[[Case], Reference],
     ulma_json: UlmaJson,
     ulma_functions: Callable[[Mapping[str, Any], Path], dict[Key, dict[str, Any]]],
     describe: Callable[[Completed], str],
 ) -> None:
+    if engine == "pep523" and sys.version_info[:2] == (3, 13) and case.program in PEP523_313_INIT_GAP:
+        # CPython 3.13's specialised CALL_ALLOC_AND_ENTER_INIT pushes __init__ frames without
+        # going through a PEP 523 evaluator: only the first calls at a call site are seen.
+        # Not ulma's default engine on 3.13 (sys.monitoring is); strict, so a fix shows up.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="3.13 bypasses PEP 523 for __init__"))
     program = PROGRAMS_DIR / case.program
     ref = reference(case)
     result, report = ulma_json([*engine_flags, "--no-report", str(program)], cwd=PROGRAMS_DIR)

@@ -47,7 +47,9 @@ def _install_excepthook() -> None:
 
     def hook(kind: type[BaseException], value: BaseException,
              tb: types.TracebackType | None) -> None:
-        original(kind, value, _strip_ulma_frames(tb))
+        tb = _strip_ulma_frames(tb)
+        # the printer reads the exception's own traceback, not the argument
+        original(kind, value.with_traceback(tb), tb)
 
     sys.excepthook = hook
 
