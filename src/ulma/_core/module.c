@@ -143,27 +143,17 @@ static PyObject *session_symbols(SessionObject *self, PyObject *unused)
     return out;
 }
 
-/* (functions, edges): functions = [(id, calls, resumes, self, total)],
- * edges = [(caller, callee, calls, resumes, total)], times in ticks.
- * live=True counts open frames up to now; thread=None merges all threads. */
-static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject *kw)
+/* (functions, edges) of the merged aggregators, as Python lists; open frames
+ * of unclosed threads count up to `now` when it is not 0. */
+static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint32_t n, long only,
+                             uint64_t now)
 {
-    static char *names[] = {"live", "thread", NULL};
-    int live = 0;
-    PyObject *thread = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO", names, &live, &thread) || check_open(self) < 0)
-        return NULL;
-    long only = -1;
-    if (thread != Py_None && (only = PyLong_AsLong(thread)) < 0)
-        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "bad thread index");
-    uint64_t now = live ? ulma_ticks(self->m.h->clock_source) : 0;
     ulma_thread_agg sum;
     ulma_agg_init(&sum);
-    uint32_t slots = ulma_monitor_slots(&self->m);
-    for (uint32_t s = 0; s < slots; s++) {
+    for (uint32_t s = 0; s < n; s++) {
         if (only >= 0 && (uint32_t)only != s)
             continue;
-        if (ulma_agg_merge(&sum, &self->m.aggs[s], self->m.closed[s] ? 0 : now) < 0) {
+        if (ulma_agg_merge(&sum, &aggs[s], closed[s] ? 0 : now) < 0) {
             ulma_agg_free(&sum);
             return PyErr_NoMemory();
         }
@@ -201,6 +191,32 @@ done:
     return res;
 }
 
+/* The per-thread replay figures shared by Session.threads and Aggregator.threads. */
+static PyObject *agg_figures(const ulma_thread_agg *a)
+{
+    return Py_BuildValue("{s:K,s:n,s:K,s:K,s:K,s:K,s:K,s:K}", "events", a->events, "depth",
+                         (Py_ssize_t)a->depth, "lost_ticks", a->lost_ticks, "unmatched",
+                         a->unmatched, "syncs", a->syncs, "clock_backwards", a->clock_backwards,
+                         "first_tick", a->first_tick, "last_tick", a->last_tick);
+}
+
+/* (functions, edges): functions = [(id, calls, resumes, self, total)],
+ * edges = [(caller, callee, calls, resumes, total)], times in ticks.
+ * live=True counts open frames up to now; thread=None merges all threads. */
+static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"live", "thread", NULL};
+    int live = 0;
+    PyObject *thread = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO", names, &live, &thread) || check_open(self) < 0)
+        return NULL;
+    long only = -1;
+    if (thread != Py_None && (only = PyLong_AsLong(thread)) < 0)
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "bad thread index");
+    uint64_t now = live ? ulma_ticks(self->m.h->clock_source) : 0;
+    return snapshot_of(self->m.aggs, self->m.closed, ulma_monitor_slots(&self->m), only, now);
+}
+
 /* One dict per thread ring: identity, progress and anomalies. */
 static PyObject *session_threads(SessionObject *self, PyObject *unused)
 {
@@ -215,15 +231,16 @@ static PyObject *session_threads(SessionObject *self, PyObject *unused)
         ulma_thread_agg *a = &self->m.aggs[s];
         uint64_t pub = atomic_load_explicit(&r->published, memory_order_acquire);
         uint64_t rd = atomic_load_explicit(&r->read_pos, memory_order_relaxed);
-        PyObject *d = Py_BuildValue(
-            "{s:I,s:I,s:K,s:I,s:K,s:K,s:n,s:K,s:K,s:K,s:K,s:d,s:K,s:K,s:i}", "slot", s, "os_tid",
-            r->os_tid, "ident", (unsigned long long)r->py_thread_ident, "state",
-            atomic_load_explicit(&r->state, memory_order_relaxed), "events", a->events, "dropped",
-            atomic_load_explicit(&r->dropped, memory_order_relaxed), "depth", (Py_ssize_t)a->depth,
-            "lost_ticks", a->lost_ticks, "unmatched", a->unmatched, "syncs", a->syncs,
-            "clock_backwards", a->clock_backwards, "fill",
-            (double)(pub - rd) / (double)h->ring_events, "first_tick", a->first_tick, "last_tick",
-            a->last_tick, "closed", (int)self->m.closed[s]);
+        PyObject *d = agg_figures(a);
+        PyObject *ring = d ? Py_BuildValue(
+            "{s:I,s:I,s:K,s:I,s:K,s:d,s:i}", "slot", s, "os_tid", r->os_tid, "ident",
+            (unsigned long long)r->py_thread_ident, "state",
+            atomic_load_explicit(&r->state, memory_order_relaxed), "dropped",
+            atomic_load_explicit(&r->dropped, memory_order_relaxed), "fill",
+            (double)(pub - rd) / (double)h->ring_events, "closed", (int)self->m.closed[s]) : NULL;
+        if (!ring || PyDict_Update(d, ring) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(ring);
         if (!d || PyList_Append(out, d) < 0) {
             Py_XDECREF(d);
             Py_CLEAR(out);
@@ -324,6 +341,146 @@ static PyTypeObject SessionType = {
               "of a shared-memory session created in the memfd `fd`.",
     .tp_methods = session_methods,
     .tp_init = (initproc)session_init,
+    .tp_new = PyType_GenericNew,
+};
+
+
+/* ---- offline replay ------------------------------------------------- */
+
+/* Aggregator(): the same replay as a live session, fed with event records
+ * from anywhere (a trace file, a test).  Threads are small integers. */
+typedef struct {
+    PyObject_HEAD
+    ulma_thread_agg *aggs;
+    uint8_t *closed;
+    uint32_t n;
+} AggregatorObject;
+
+#define MAX_OFFLINE_THREADS 65536u
+
+static void aggregator_dealloc(AggregatorObject *self)
+{
+    for (uint32_t i = 0; i < self->n; i++)
+        ulma_agg_free(&self->aggs[i]);
+    PyMem_Free(self->aggs);
+    PyMem_Free(self->closed);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static ulma_thread_agg *aggregator_thread(AggregatorObject *self, long thread)
+{
+    if (thread < 0 || (unsigned long)thread >= MAX_OFFLINE_THREADS) {
+        PyErr_Format(PyExc_ValueError, "thread must be in [0, %u)", MAX_OFFLINE_THREADS);
+        return NULL;
+    }
+    if ((uint32_t)thread >= self->n) {
+        uint32_t n = (uint32_t)thread + 1;
+        ulma_thread_agg *aggs = PyMem_Realloc(self->aggs, n * sizeof *aggs);
+        if (!aggs)
+            return (ulma_thread_agg *)PyErr_NoMemory();
+        self->aggs = aggs;
+        uint8_t *closed = PyMem_Realloc(self->closed, n);
+        if (!closed)
+            return (ulma_thread_agg *)PyErr_NoMemory();
+        self->closed = closed;
+        for (uint32_t i = self->n; i < n; i++) {
+            ulma_agg_init(&aggs[i]);
+            closed[i] = 0;
+        }
+        self->n = n;
+    }
+    return &self->aggs[thread];
+}
+
+static PyObject *aggregator_feed(AggregatorObject *self, PyObject *args)
+{
+    long thread;
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "ly*", &thread, &buf))
+        return NULL;
+    PyObject *res = NULL;
+    ulma_thread_agg *a = aggregator_thread(self, thread);
+    if (!a)
+        goto out;
+    if (buf.len % (Py_ssize_t)sizeof(ulma_event)) {
+        PyErr_Format(PyExc_ValueError, "records are %zu bytes; got %zd bytes", sizeof(ulma_event),
+                     buf.len);
+        goto out;
+    }
+    if (self->closed[thread]) {
+        PyErr_Format(PyExc_ValueError, "thread %ld was closed", thread);
+        goto out;
+    }
+    /* records may sit at any alignment in the buffer: copy in chunks */
+    ulma_event chunk[256];
+    const char *p = buf.buf;
+    size_t left = (size_t)buf.len / sizeof(ulma_event);
+    while (left) {
+        size_t k = left < 256 ? left : 256;
+        memcpy(chunk, p, k * sizeof(ulma_event));
+        if (ulma_agg_feed(a, chunk, k) < 0) {
+            PyErr_NoMemory();
+            goto out;
+        }
+        p += k * sizeof(ulma_event);
+        left -= k;
+    }
+    res = Py_NewRef(Py_None);
+out:
+    PyBuffer_Release(&buf);
+    return res;
+}
+
+static PyObject *aggregator_close(AggregatorObject *self, PyObject *unused)
+{
+    (void)unused;
+    for (uint32_t i = 0; i < self->n; i++) {
+        ulma_agg_close(&self->aggs[i]);
+        self->closed[i] = 1;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *aggregator_snapshot(AggregatorObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"now", "thread", NULL};
+    unsigned long long now = 0;
+    long only = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|Kl", names, &now, &only))
+        return NULL;
+    return snapshot_of(self->aggs, self->closed, self->n, only, now);
+}
+
+static PyObject *aggregator_threads(AggregatorObject *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *out = PyList_New(0);
+    for (uint32_t i = 0; out && i < self->n; i++) {
+        PyObject *d = agg_figures(&self->aggs[i]);
+        if (!d || PyList_Append(out, d) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(d);
+    }
+    return out;
+}
+
+static PyMethodDef aggregator_methods[] = {
+    {"feed", (PyCFunction)aggregator_feed, METH_VARARGS,
+     "feed(thread, records): replay 16-byte event records of one thread"},
+    {"close", (PyCFunction)aggregator_close, METH_NOARGS, "close every open stack (end of data)"},
+    {"snapshot", (PyCFunction)(void (*)(void))aggregator_snapshot, METH_VARARGS | METH_KEYWORDS,
+     "snapshot(now=0, thread=-1) -> (functions, edges), as Session.snapshot"},
+    {"threads", (PyCFunction)aggregator_threads, METH_NOARGS, "per-thread replay figures"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject AggregatorType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ulma._core.Aggregator",
+    .tp_basicsize = sizeof(AggregatorObject),
+    .tp_dealloc = (destructor)aggregator_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Aggregator(): replays event records fed per thread into the same totals as a session.",
+    .tp_methods = aggregator_methods,
     .tp_new = PyType_GenericNew,
 };
 
@@ -451,7 +608,7 @@ static int add_layout(PyObject *mod)
 
 PyMODINIT_FUNC PyInit__core(void)
 {
-    if (PyType_Ready(&SessionType) < 0)
+    if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&AggregatorType) < 0)
         return NULL;
     PyObject *mod = PyModule_Create(&module_def);
     if (!mod)
@@ -459,6 +616,10 @@ PyMODINIT_FUNC PyInit__core(void)
     Py_INCREF(&SessionType);
     if (PyModule_AddObject(mod, "Session", (PyObject *)&SessionType) < 0) {
         Py_DECREF(&SessionType);
+        Py_DECREF(mod);
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(mod, "Aggregator", (PyObject *)&AggregatorType) < 0) {
         Py_DECREF(mod);
         return NULL;
     }
