@@ -14,10 +14,12 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import IO, Any
 
 from ulma import _core
 from ulma.agent import bootstrap
@@ -57,6 +59,7 @@ class Session:
             os.close(self.fd)
             raise
         self.symbols: dict[int, Symbol] = {}
+        self.lock = threading.Lock()  # the C replay is not thread-safe
         counters = self.core.counters()
         self.start_ticks: int = counters["start_ticks"]
         self.start_mono_ns: int = counters["start_mono_ns"]
@@ -68,10 +71,23 @@ class Session:
             self.fd = -1
 
     def drain(self, postmortem: bool = False) -> int:
-        n: int = self.core.drain(postmortem=postmortem)
-        for sid, kind, flags, name, file, line in self.core.symbols():
-            self.symbols[sid] = Symbol(sid, kind, flags, name, file, line)
+        with self.lock:
+            n: int = self.core.drain(postmortem=postmortem)
+            for sid, kind, flags, name, file, line in self.core.symbols():
+                self.symbols[sid] = Symbol(sid, kind, flags, name, file, line)
         return n
+
+    def clear(self) -> None:
+        with self.lock:
+            self.core.clear()
+
+    def close_all(self) -> None:
+        with self.lock:
+            self.core.close_all()
+
+    def counters(self) -> dict[str, Any]:
+        with self.lock:
+            return self.core.counters()
 
     def ns_per_tick(self) -> float:
         """Calibrates the tick clock against CLOCK_MONOTONIC over the whole
@@ -81,18 +97,21 @@ class Session:
         return (mono - self.start_mono_ns) / dt if dt > 0 else 1.0
 
     def profile(self, *, wall_ns: int, live: bool = False, thread: int | None = None) -> Profile:
-        functions, edges = self.core.snapshot(live=live, thread=thread)
-        counters = self.core.counters()
+        with self.lock:
+            functions, edges = self.core.snapshot(live=live, thread=thread)
+            counters = self.core.counters()
+            threads = self.core.threads()
+            symbols = dict(self.symbols)
         scale = self.ns_per_tick()
         profile = build_profile(
-            self.symbols, functions, edges, scale,
+            symbols, functions, edges, scale,
             python=sys.version.split()[0], wall_ns=wall_ns,
             engine=ENGINE_NAMES.get(counters["engine"], "none"), clock=self.clock,
         )
         profile.threads = [
             ThreadInfo(slot=t["slot"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
                        lost_ns=round(t["lost_ticks"] * scale), unmatched=t["unmatched"])
-            for t in self.core.threads()
+            for t in threads
         ]
         profile.threads_overflow = counters["threads_overflow"]
         profile.symtab_overflow = counters["symtab_overflow"]
@@ -100,7 +119,8 @@ class Session:
 
     def close(self) -> None:
         self.close_fd()
-        self.core.close()
+        with self.lock:
+            self.core.close()
 
 
 @dataclass(slots=True)
@@ -121,56 +141,90 @@ def _forward(proc: subprocess.Popen[bytes]) -> Callable[[int, FrameType | None],
     return handler
 
 
-def run(target: Target, options: Options,
-        on_tick: Callable[[Session, float], None] | None = None) -> RunResult:
+class Run:
+    """A program running under ulma, seen from the monitor.
+
+    The drain loop (``drain_until_exit``) may run in a worker thread while a
+    view asks for ``live_profile()`` snapshots from another: the C replay is
+    not thread-safe, so both go through the session's lock (the drain itself
+    releases the GIL)."""
+
+    def __init__(self, target: Target, options: Options, *,
+                 stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None) -> None:
+        self.options = options
+        self.session = Session(options.ring_bytes, options.max_threads)
+        env = dict(os.environ)
+        env[bootstrap.ENV_FD] = str(self.session.fd)
+        env[bootstrap.ENV_ENGINE] = options.engine
+        env[bootstrap.ENV_EMPTY] = "1" if options.empty_hooks else "0"
+        self.start_ns = time.monotonic_ns()
+        try:
+            self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
+                                         stdout=stdout, stderr=stderr)
+        except BaseException:
+            self.session.close()
+            raise
+        self.session.close_fd()  # the child has its own; the mapping keeps the memory
+        self.returncode: int | None = None
+
+    def elapsed_ns(self) -> int:
+        return time.monotonic_ns() - self.start_ns
+
+    def drain_until_exit(self, stop: threading.Event | None = None) -> int | None:
+        """Drains while the program runs; returns its exit code, or None if
+        `stop` was set first."""
+        pidfd = os.pidfd_open(self.proc.pid)
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        try:
+            while stop is None or not stop.is_set():
+                drained = self.session.drain()
+                # A busy ring is drained again at once; otherwise sleep until
+                # the next poll or the program's exit, whichever comes first.
+                wait_ms = 0 if drained > 4096 else int(self.options.poll_seconds * 1000) or 1
+                poller.poll(wait_ms)
+                if self.proc.poll() is not None:
+                    self.returncode = self.proc.returncode
+                    return self.returncode
+            return None
+        finally:
+            os.close(pidfd)
+
+    def live_profile(self, thread: int | None = None) -> Profile:
+        """Totals so far, open frames counted up to now."""
+        return self.session.profile(wall_ns=self.elapsed_ns(), live=True, thread=thread)
+
+    def clear(self) -> None:
+        """Forgets every total; the program is not affected."""
+        self.session.clear()
+
+    def finish(self) -> RunResult:
+        """After the program ended: the final profile, and the session freed."""
+        returncode = self.proc.wait()
+        wall_ns = self.elapsed_ns()
+        # Whatever the program wrote before it ended -- even by a crash, with
+        # events it never published -- is still in the shared memory.
+        self.session.drain(postmortem=True)
+        self.session.close_all()
+        profile = self.session.profile(wall_ns=wall_ns)
+        started = self.session.counters()["agent_state"] != 0
+        self.session.close()
+        return RunResult(returncode, profile, started)
+
+
+def run(target: Target, options: Options) -> RunResult:
     """Runs the target with the agent on and drains it until it exits.
 
     Ctrl-C reaches the program (it is in our process group) and ulma waits
     for it, so the report still comes; SIGTERM/SIGHUP are passed on."""
-    session = Session(options.ring_bytes, options.max_threads)
-    env = dict(os.environ)
-    env[bootstrap.ENV_FD] = str(session.fd)
-    env[bootstrap.ENV_ENGINE] = options.engine
-    env[bootstrap.ENV_EMPTY] = "1" if options.empty_hooks else "0"
-    start_ns = time.monotonic_ns()
-    proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(session.fd,))
-    session.close_fd()  # the child has its own; the mapping keeps the memory
+    running = Run(target, options)
     old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _forward(proc))
-    signal.signal(signal.SIGHUP, _forward(proc))
+    signal.signal(signal.SIGTERM, _forward(running.proc))
+    signal.signal(signal.SIGHUP, _forward(running.proc))
     try:
-        returncode = _drain_until_exit(proc, session, options, on_tick)
+        running.drain_until_exit()
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    wall_ns = time.monotonic_ns() - start_ns
-    # Whatever the program wrote before it ended -- even by a crash, with
-    # events it never published -- is still in the shared memory.
-    session.drain(postmortem=True)
-    session.core.close_all()
-    profile = session.profile(wall_ns=wall_ns)
-    started = session.core.counters()["agent_state"] != 0
-    session.close()
-    return RunResult(returncode, profile, started)
-
-
-def _drain_until_exit(proc: subprocess.Popen[bytes], session: Session, options: Options,
-                      on_tick: Callable[[Session, float], None] | None) -> int:
-    pidfd = os.pidfd_open(proc.pid)
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    try:
-        while True:
-            drained = session.drain()
-            if on_tick is not None:
-                on_tick(session, time.monotonic())
-            # A busy ring is drained again at once; otherwise sleep until the
-            # next poll or the program's exit, whichever comes first.
-            wait_ms = 0 if drained > 4096 else int(options.poll_seconds * 1000) or 1
-            if poller.poll(wait_ms) and proc.poll() is not None:
-                return proc.returncode
-            if proc.poll() is not None:
-                return proc.returncode
-    finally:
-        os.close(pidfd)
+    return running.finish()
