@@ -101,19 +101,85 @@ static int check_open(SessionObject *self)
     return 0;
 }
 
+/* Records drained per ring slot, kept for the caller (a trace file). */
+typedef struct {
+    char **data;
+    size_t *len, *cap;
+    uint32_t slots;
+} copy_buffers;
+
+static int copy_sink(void *ctx, uint32_t slot, const ulma_event *ev, size_t n)
+{
+    copy_buffers *c = ctx;
+    size_t bytes = n * sizeof *ev;
+    if (c->len[slot] + bytes > c->cap[slot]) {
+        size_t cap = c->cap[slot] ? c->cap[slot] : 1u << 16;
+        while (cap < c->len[slot] + bytes)
+            cap *= 2;
+        char *p = realloc(c->data[slot], cap);
+        if (!p)
+            return -1;
+        c->data[slot] = p;
+        c->cap[slot] = cap;
+    }
+    memcpy(c->data[slot] + c->len[slot], ev, bytes);
+    c->len[slot] += bytes;
+    return 0;
+}
+
+static void copy_free(copy_buffers *c)
+{
+    for (uint32_t i = 0; c->data && i < c->slots; i++)
+        free(c->data[i]);
+    free(c->data);
+    free(c->len);
+    free(c->cap);
+}
+
+/* drain(postmortem=False, copy=False) -> events, or (events, [(slot, records)])
+ * with copy=True: the raw records replayed, for a trace file. */
 static PyObject *session_drain(SessionObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"postmortem", NULL};
-    int postmortem = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p", names, &postmortem) || check_open(self) < 0)
+    static char *names[] = {"postmortem", "copy", NULL};
+    int postmortem = 0, copy = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pp", names, &postmortem, &copy) ||
+        check_open(self) < 0)
         return NULL;
+    copy_buffers c = {0};
+    if (copy) {
+        c.slots = self->m.h->max_threads;
+        c.data = calloc(c.slots, sizeof *c.data);
+        c.len = calloc(c.slots, sizeof *c.len);
+        c.cap = calloc(c.slots, sizeof *c.cap);
+        if (!c.data || !c.len || !c.cap) {
+            copy_free(&c);
+            return PyErr_NoMemory();
+        }
+    }
     int64_t n;
     Py_BEGIN_ALLOW_THREADS
-    n = ulma_monitor_drain(&self->m, postmortem);
+    n = ulma_monitor_drain(&self->m, postmortem, copy ? copy_sink : NULL, &c);
     Py_END_ALLOW_THREADS
-    if (n < 0)
+    if (n < 0) {
+        copy_free(&c);
         return PyErr_NoMemory();
-    return PyLong_FromLongLong(n);
+    }
+    if (!copy)
+        return PyLong_FromLongLong(n);
+    PyObject *chunks = PyList_New(0);
+    for (uint32_t i = 0; chunks && i < c.slots; i++) {
+        if (!c.len[i])
+            continue;
+        PyObject *t = Py_BuildValue("(Iy#)", i, c.data[i], (Py_ssize_t)c.len[i]);
+        if (!t || PyList_Append(chunks, t) < 0)
+            Py_CLEAR(chunks);
+        Py_XDECREF(t);
+    }
+    copy_free(&c);
+    if (!chunks)
+        return NULL;
+    PyObject *res = Py_BuildValue("(LN)", (long long)n, chunks);
+    return res;
 }
 
 /* New symbol definitions: [(id, kind, flags, name, file, line)]. */
@@ -319,7 +385,8 @@ static PyObject *session_close(SessionObject *self, PyObject *unused)
 
 static PyMethodDef session_methods[] = {
     {"drain", (PyCFunction)(void (*)(void))session_drain, METH_VARARGS | METH_KEYWORDS,
-     "drain(postmortem=False) -> events replayed from every ring"},
+     "drain(postmortem=False, copy=False) -> events replayed from every ring, or (events, "
+     "[(slot, records)]) with copy=True"},
     {"symbols", (PyCFunction)session_symbols, METH_NOARGS, "new symbol definitions"},
     {"snapshot", (PyCFunction)(void (*)(void))session_snapshot, METH_VARARGS | METH_KEYWORDS,
      "snapshot(live=False, thread=None) -> (functions, edges) in ticks"},
@@ -545,7 +612,7 @@ static PyObject *py_bench_drain(PyObject *self, PyObject *args, PyObject *kw)
         }
         atomic_store_explicit(&r->published, pos, memory_order_release);
         uint64_t t0 = ulma_mono_ns();
-        int64_t n = ulma_monitor_drain(&m, 0);
+        int64_t n = ulma_monitor_drain(&m, 0, NULL, NULL);
         elapsed += ulma_mono_ns() - t0;
         if (n <= 0)
             break;

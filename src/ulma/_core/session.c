@@ -85,7 +85,7 @@ uint32_t ulma_monitor_slots(const ulma_monitor *m)
     return used < m->h->max_threads ? used : m->h->max_threads;
 }
 
-int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem)
+int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem, ulma_sink sink, void *ctx)
 {
     ulma_session_header *h = m->h;
     uint32_t slots = ulma_monitor_slots(m);
@@ -111,6 +111,8 @@ int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem)
             if (n > cap - at)
                 n = cap - at; /* up to the end of the buffer, then wrap */
             if (ulma_agg_feed(a, ev + at, (size_t)n) < 0)
+                return -1;
+            if (sink && sink(ctx, s, ev + at, (size_t)n) < 0)
                 return -1;
             tail += n;
             total += (int64_t)n;

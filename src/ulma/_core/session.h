@@ -24,9 +24,14 @@ typedef struct {
 int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t max_threads,
                         uint64_t symtab_bytes);
 void ulma_monitor_free(ulma_monitor *m);
+/* Sees each run of records as it is replayed (a trace file writer); returns
+ * 0, or -1 to stop (out of memory). */
+typedef int (*ulma_sink)(void *ctx, uint32_t slot, const ulma_event *ev, size_t n);
+
 /* Replays what every ring published (or, post-mortem, everything the dead
- * writer wrote); returns the number of events, or -1 if memory ran out. */
-int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem);
+ * writer wrote), passing the records to `sink` too when it is not NULL;
+ * returns the number of events, or -1 if memory ran out. */
+int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem, ulma_sink sink, void *ctx);
 /* Next complete symbol-table entry, or NULL. */
 const ulma_symbol *ulma_monitor_next_symbol(ulma_monitor *m);
 uint32_t ulma_monitor_slots(const ulma_monitor *m);

@@ -7,10 +7,10 @@ import sys
 from types import ModuleType
 
 from ulma import __version__
-from ulma.cli import run
+from ulma.cli import record, report, run
 from ulma.cli.errors import UsageError
 
-COMMANDS: dict[str, ModuleType] = {"run": run}
+COMMANDS: dict[str, ModuleType] = {"run": run, "record": record, "report": report}
 
 
 def usage() -> str:

@@ -16,11 +16,13 @@ HELP = "run a Python program under ulma and report where its time went"
 USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 
 # options of `ulma run` that take a value: the first other token starts the program
-_VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit"}
+_VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    p.add_argument("-o", "--output", metavar="TRACE",
+                   help="also keep the whole event stream in the trace file TRACE (see `ulma report`)")
     p.add_argument("--engine", default="auto", choices=("auto", "monitoring", "pep523"),
                    help="how calls are seen: sys.monitoring (3.12+) or a PEP 523 frame "
                         "evaluator; auto picks the cheaper safe one (default: auto; "
@@ -73,13 +75,19 @@ def target_from(opts: argparse.Namespace, rest: list[str]) -> sessions.Target:
     return sessions.Target("script", script, tuple(args))
 
 
-def execute(argv: list[str]) -> int:
+def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
+          description: str = HELP) -> tuple[argparse.Namespace, list[str]]:
     mine, rest = split_argv(argv)
-    parser = Parser(prog="ulma run", usage=USAGE, description=HELP)
+    parser = Parser(prog=prog, usage=usage, description=description)
     add_arguments(parser)
     opts = parser.parse_args(mine)
     if opts.program is not None:  # only after `--`
         rest = [opts.program, *opts.args, *rest]
+    return opts, rest
+
+
+def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
+    """Checks the options and runs the program under ulma."""
     try:
         engine = resolve_engine(opts.engine)
     except ValueError as exc:
@@ -87,9 +95,26 @@ def execute(argv: list[str]) -> int:
     if opts.max_threads < 1:
         raise UsageError("--max-threads must be at least 1")
     target = target_from(opts, rest)
-    result = sessions.run(target, sessions.Options(
+    return sessions.run(target, sessions.Options(
         engine=engine, ring_bytes=opts.ring_size, max_threads=opts.max_threads,
-        empty_hooks=opts.empty_hooks))
+        empty_hooks=opts.empty_hooks, trace_path=opts.output))
+
+
+def exit_code(result: sessions.RunResult) -> int:
+    """The program's exit code (128+N if a signal killed it, as shells say);
+    1 if the program succeeded but ulma could not keep what it recorded."""
+    code = result.returncode
+    if code < 0:
+        return 128 - code
+    if result.trace_error:
+        sys.stderr.write(f"ulma: error: {result.trace_error}\n")
+        return code or 1
+    return code
+
+
+def execute(argv: list[str]) -> int:
+    opts, rest = parse(argv)
+    result = start(opts, rest)
     if not result.started:  # the agent said why, in one line
         return result.returncode or 1
     if opts.json:
@@ -100,5 +125,4 @@ def execute(argv: list[str]) -> int:
             return result.returncode or 1
     if not opts.no_report:
         print_report(result.profile, sys.stderr, limit=opts.limit)
-    code = result.returncode
-    return 128 - code if code < 0 else code  # killed by a signal: the shell's convention
+    return exit_code(result)

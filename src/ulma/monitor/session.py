@@ -10,8 +10,10 @@ while the program runs, so a live view sees the program as it is now.
 from __future__ import annotations
 
 import os
+import queue
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,8 +23,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import IO, Any
 
-from ulma import _core
+from ulma import __version__, _core
 from ulma.agent import bootstrap
+from ulma.format import trace
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 
 DEFAULT_RING_BYTES = 8 << 20
@@ -46,6 +49,7 @@ class Options:
     max_threads: int = DEFAULT_MAX_THREADS
     empty_hooks: bool = False
     poll_seconds: float = 0.002
+    trace_path: str | None = None  # also keep the event stream in this file
 
 
 class Session:
@@ -70,11 +74,18 @@ class Session:
             os.close(self.fd)
             self.fd = -1
 
-    def drain(self, postmortem: bool = False) -> int:
+    def drain(self, postmortem: bool = False, recorder: Recorder | None = None) -> int:
+        chunks: list[tuple[int, bytes]] = []
         with self.lock:
-            n: int = self.core.drain(postmortem=postmortem)
-            for sid, kind, flags, name, file, line in self.core.symbols():
+            if recorder is not None and recorder.active:
+                n, chunks = self.core.drain(postmortem, copy=True)
+            else:
+                n = self.core.drain(postmortem=postmortem)
+            new = self.core.symbols()
+            for sid, kind, flags, name, file, line in new:
                 self.symbols[sid] = Symbol(sid, kind, flags, name, file, line)
+        if recorder is not None:
+            recorder.write(new, chunks)
         return n
 
     def clear(self) -> None:
@@ -123,11 +134,75 @@ class Session:
             self.core.close()
 
 
+class Recorder:
+    """Keeps the drained event stream in a trace file.
+
+    Compression and writing run in a thread of their own (both release the
+    GIL), so a slow disk or codec never holds up draining -- that would make
+    the rings overflow.  A write error (a full disk) stops the recording,
+    never the program or the live profile."""
+
+    QUEUE_ITEMS = 32  # drains in flight (memory bound); beyond that, draining waits for the disk
+
+    def __init__(self, path: str, session: Session, engine: str) -> None:
+        counters = session.counters()
+        meta = {
+            "ulma": __version__, "python": sys.version.split()[0], "host": socket.gethostname(),
+            "engine": engine, "clock": session.clock, "monitor_pid": os.getpid(),
+            "start_ticks": counters["start_ticks"], "start_mono_ns": counters["start_mono_ns"],
+            "start_real_ns": counters["start_real_ns"], "ring_events": counters["ring_events"],
+        }
+        self.path = path
+        self.error: str | None = None
+        self.writer = trace.TraceWriter(path, meta)
+        self._queue: queue.Queue[tuple[list[trace.SymbolDef], list[tuple[int, bytes]]] | None] = (
+            queue.Queue(self.QUEUE_ITEMS))
+        self._thread = threading.Thread(target=self._loop, name="ulma-trace-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def active(self) -> bool:
+        return self.error is None
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self.error is not None:
+                continue  # keep taking items so the drain never blocks on us
+            defs, chunks = item
+            try:
+                self.writer.symbols(defs)
+                for slot, data in chunks:
+                    self.writer.events(slot, data)
+            except OSError as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        self.error = f"cannot write the trace {self.path}: {exc.strerror or exc}; recording stopped"
+        self.writer.abandon()
+
+    def write(self, symbols: list[tuple[int, int, int, str, str, int]],
+              chunks: list[tuple[int, bytes]]) -> None:
+        if self.error is None and (symbols or chunks):
+            defs = [trace.SymbolDef(sid, kind, flags, name, file, line)
+                    for sid, kind, flags, name, file, line in symbols]
+            self._queue.put((defs, chunks))
+
+    def close(self, end: dict[str, Any]) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is None:
+            try:
+                self.writer.close(end)
+            except OSError as exc:
+                self._fail(exc)
+
+
 @dataclass(slots=True)
 class RunResult:
     returncode: int
     profile: Profile
     started: bool  # False: the program never ran (bad module, unreadable script)
+    trace_error: str | None = None
 
 
 def _child_command(target: Target) -> list[str]:
@@ -149,7 +224,7 @@ class Run:
     not thread-safe, so both go through the session's lock (the drain itself
     releases the GIL)."""
 
-    def __init__(self, target: Target, options: Options, *,
+    def __init__(self, target: Target, options: Options, *, stdin: int | IO[bytes] | None = None,
                  stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None) -> None:
         self.options = options
         self.session = Session(options.ring_bytes, options.max_threads)
@@ -160,12 +235,21 @@ class Run:
         self.start_ns = time.monotonic_ns()
         try:
             self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
-                                         stdout=stdout, stderr=stderr)
+                                         stdin=stdin, stdout=stdout, stderr=stderr)
         except BaseException:
             self.session.close()
             raise
         self.session.close_fd()  # the child has its own; the mapping keeps the memory
         self.returncode: int | None = None
+        self.recorder: Recorder | None = None
+        if options.trace_path:
+            try:
+                self.recorder = Recorder(options.trace_path, self.session, options.engine)
+            except OSError as exc:
+                self.proc.kill()
+                self.proc.wait()
+                self.session.close()
+                raise OSError(exc.errno, f"cannot write {options.trace_path}: {exc.strerror}") from None
 
     def elapsed_ns(self) -> int:
         return time.monotonic_ns() - self.start_ns
@@ -178,12 +262,13 @@ class Run:
         poller.register(pidfd, select.POLLIN)
         try:
             while stop is None or not stop.is_set():
-                drained = self.session.drain()
+                drained = self.session.drain(recorder=self.recorder)
                 # A busy ring is drained again at once; otherwise sleep until
                 # the next poll or the program's exit, whichever comes first.
                 wait_ms = 0 if drained > 4096 else int(self.options.poll_seconds * 1000) or 1
                 poller.poll(wait_ms)
                 if self.proc.poll() is not None:
+                    self.end_ns = time.monotonic_ns()
                     self.returncode = self.proc.returncode
                     return self.returncode
             return None
@@ -192,24 +277,36 @@ class Run:
 
     def live_profile(self, thread: int | None = None) -> Profile:
         """Totals so far, open frames counted up to now."""
-        return self.session.profile(wall_ns=self.elapsed_ns(), live=True, thread=thread)
+        return self.session.profile(wall_ns=self.covered_ns(), live=True, thread=thread)
 
     def clear(self) -> None:
         """Forgets every total; the program is not affected."""
         self.session.clear()
+        self.window_start_ns = time.monotonic_ns()
 
     def finish(self) -> RunResult:
         """After the program ended: the final profile, and the session freed."""
         returncode = self.proc.wait()
-        wall_ns = self.elapsed_ns()
+        if self.end_ns is None:
+            self.end_ns = time.monotonic_ns()
+        wall_ns = self.covered_ns()
         # Whatever the program wrote before it ended -- even by a crash, with
         # events it never published -- is still in the shared memory.
-        self.session.drain(postmortem=True)
+        self.session.drain(postmortem=True, recorder=self.recorder)
         self.session.close_all()
         profile = self.session.profile(wall_ns=wall_ns)
         started = self.session.counters()["agent_state"] != 0
+        trace_error = None
+        if self.recorder is not None:
+            self.recorder.close({
+                "wall_ns": wall_ns, "ns_per_tick": self.session.ns_per_tick(),
+                "returncode": returncode, "program_pid": self.proc.pid,
+                "dropped": {str(t.slot): t.dropped for t in profile.threads},
+                "os_tid": {str(t.slot): t.os_tid for t in profile.threads},
+            })
+            trace_error = self.recorder.error
         self.session.close()
-        return RunResult(returncode, profile, started)
+        return RunResult(returncode, profile, started, trace_error)
 
 
 def run(target: Target, options: Options) -> RunResult:

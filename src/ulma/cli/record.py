@@ -1,0 +1,30 @@
+"""``ulma record``: run a program and keep its whole event stream in a trace file."""
+
+from __future__ import annotations
+
+import sys
+
+from ulma.cli import run
+from ulma.cli.errors import UsageError
+from ulma.views.units import fmt_ns
+
+HELP = "run a program and keep every event in a trace file (read it with `ulma report`)"
+USAGE = "ulma record -o TRACE [options] (script.py | -m module) [args ...]"
+
+
+def execute(argv: list[str]) -> int:
+    opts, rest = run.parse(argv, prog="ulma record", usage=USAGE, description=HELP)
+    if not opts.output:
+        raise UsageError("ulma record needs -o TRACE, the file to write")
+    result = run.start(opts, rest)
+    if not result.started:
+        return result.returncode or 1
+    p = result.profile
+    if not result.trace_error:
+        sys.stderr.write(f"ulma: recorded {p.events:,} events ({p.dropped:,} dropped) from "
+                         f"{len(p.threads)} threads in {fmt_ns(p.wall_ns)} to {opts.output}\n")
+    if opts.json:
+        from ulma.exporters import json_report
+
+        json_report.write(p, opts.json)
+    return run.exit_code(result)

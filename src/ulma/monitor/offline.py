@@ -1,0 +1,58 @@
+"""Profiles from trace files: the same C replay as a live session, fed from
+the file's chunks, so ``ulma report run.ulma`` prints what ``ulma run`` did."""
+
+from __future__ import annotations
+
+from ulma import _core
+from ulma.format import trace
+from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
+
+
+def load_profile(reader: trace.TraceReader) -> Profile:
+    agg = _core.Aggregator()
+    symbols: dict[int, Symbol] = {}
+    for chunk in reader.chunks():
+        if chunk.kind == trace.EVENTS:
+            try:
+                agg.feed(chunk.thread, chunk.payload)
+            except ValueError as exc:
+                reader.warnings.append(f"events chunk at byte {chunk.offset} skipped: {exc}")
+        elif chunk.kind == trace.SYMBOLS:
+            try:
+                defs = trace.unpack_symbols(chunk.payload)
+            except trace.TraceError as exc:
+                reader.warnings.append(f"symbols chunk at byte {chunk.offset} skipped: {exc}")
+                continue
+            for s in defs:
+                symbols[s.id] = Symbol(s.id, s.kind, s.flags, s.name, s.file, s.line)
+    agg.close()
+    end = reader.end or {}
+    meta = reader.meta
+    if reader.end is None:
+        reader.warnings.append("the trace has no end record: the run was cut short "
+                               "(figures cover what was written)")
+    ns_per_tick = _number(end.get("ns_per_tick"), _number(meta.get("ns_per_tick"), 1.0))
+    functions, edges = agg.snapshot()
+    profile = build_profile(
+        symbols, functions, edges, ns_per_tick,
+        python=str(meta.get("python", "?")), wall_ns=int(_number(end.get("wall_ns"), 0)),
+        engine=str(meta.get("engine", "?")), clock=str(meta.get("clock", "?")),
+    )
+    dropped = end.get("dropped") if isinstance(end.get("dropped"), dict) else {}
+    assert isinstance(dropped, dict)
+    for slot, figures in enumerate(agg.threads()):
+        if not figures["events"]:
+            continue
+        profile.threads.append(ThreadInfo(
+            slot=slot, os_tid=0, events=figures["events"],
+            dropped=int(_number(dropped.get(str(slot)), 0)),
+            lost_ns=round(figures["lost_ticks"] * ns_per_tick), unmatched=figures["unmatched"]))
+    if not profile.wall_ns and profile.threads:
+        first = min(f["first_tick"] for f in agg.threads() if f["events"])
+        last = max(f["last_tick"] for f in agg.threads() if f["events"])
+        profile.wall_ns = round((last - first) * ns_per_tick)
+    return profile
+
+
+def _number(value: object, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
