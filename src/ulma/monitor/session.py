@@ -232,6 +232,13 @@ class Run:
         env[bootstrap.ENV_FD] = str(self.session.fd)
         env[bootstrap.ENV_ENGINE] = options.engine
         env[bootstrap.ENV_EMPTY] = "1" if options.empty_hooks else "0"
+        self.recorder: Recorder | None = None
+        if options.trace_path:  # before the program starts: a file we cannot write stops us here
+            try:
+                self.recorder = Recorder(options.trace_path, self.session, options.engine)
+            except OSError as exc:
+                self.session.close()
+                raise OSError(exc.errno, f"cannot write {options.trace_path}: {exc.strerror}") from None
         self.start_ns = time.monotonic_ns()
         try:
             self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
@@ -241,18 +248,31 @@ class Run:
             raise
         self.session.close_fd()  # the child has its own; the mapping keeps the memory
         self.returncode: int | None = None
-        self.recorder: Recorder | None = None
-        if options.trace_path:
-            try:
-                self.recorder = Recorder(options.trace_path, self.session, options.engine)
-            except OSError as exc:
-                self.proc.kill()
-                self.proc.wait()
-                self.session.close()
-                raise OSError(exc.errno, f"cannot write {options.trace_path}: {exc.strerror}") from None
+
 
     def elapsed_ns(self) -> int:
         return time.monotonic_ns() - self.start_ns
+
+    # The wall time the totals cover runs from the start or the last clear()
+    # to the program's end: % stays right after a clear, and a view that
+    # lingers after the end does not stretch the run.
+    window_start_ns: int | None = None
+    end_ns: int | None = None
+
+    def covered_ns(self) -> int:
+        """Wall time the totals cover: since the start or the last clear(),
+        up to the program's end (or now, while it runs)."""
+        end = self.end_ns if self.end_ns is not None else time.monotonic_ns()
+        return end - (self.window_start_ns or self.start_ns)
+
+    @property
+    def cleared(self) -> bool:
+        return self.window_start_ns is not None
+
+    def settle(self) -> None:
+        """After the program ended: reads what it left in the rings, published
+        or not, so a view shows the final totals before finish()."""
+        self.session.drain(postmortem=True, recorder=self.recorder)
 
     def drain_until_exit(self, stop: threading.Event | None = None) -> int | None:
         """Drains while the program runs; returns its exit code, or None if

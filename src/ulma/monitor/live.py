@@ -1,0 +1,126 @@
+"""A run watched live: the drain loop in a worker thread, snapshots on demand,
+and the figures that say how well the monitor keeps up (its "health").
+
+Views read only ``LiveRun.snapshot()``; everything here is thread-safe
+through the session's lock."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from ulma.monitor.profile import Profile
+from ulma.monitor.session import Run
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The monitor's own figures at one moment."""
+
+    at_ns: int  # CLOCK_MONOTONIC when taken
+    cpu_s: float  # this process's CPU time so far (all its threads)
+    events: int  # events drained so far, every thread
+    dropped: int  # events the program could not write because a ring was full
+    fill: float  # fullest ring's unread share, 0..1
+    lag_ns: int | None  # age of the newest event drained; None before the first and after the end
+    slots: tuple[tuple[int, int], ...]  # (ring slot, OS thread id) of each traced thread
+    returncode: int | None  # the program's exit code once it ended
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    events_per_s: float
+    cpu_percent: float
+
+
+def rates(before: Health, after: Health) -> Rates:
+    """Events drained per second and the monitor's CPU use between two readings."""
+    dt = (after.at_ns - before.at_ns) / 1e9
+    if dt <= 0:
+        return Rates(0.0, 0.0)
+    return Rates((after.events - before.events) / dt, 100 * (after.cpu_s - before.cpu_s) / dt)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    profile: Profile  # wall_ns: the time the totals cover (since start or the last clear)
+    health: Health
+
+
+class LiveRun:
+    """A `Run` drained by a worker thread so a view can watch it.
+
+    ``done`` is set when the drain loop ended: the program exited (then its
+    last events are already read) or the loop failed (``error``)."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="ulma-drain", daemon=True)
+
+    def start(self) -> LiveRun:
+        self._thread.start()
+        return self
+
+    def _drain(self) -> None:
+        try:
+            if self.run.drain_until_exit(self._stop) is not None:
+                self.run.settle()  # the view shows the final totals, unpublished events too
+        except BaseException as exc:  # reported by the caller; the thread must not die silently
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ends the drain loop (the program is not touched) and waits for it."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.run.returncode if self.done.is_set() else None
+
+    @property
+    def pid(self) -> int:
+        return self.run.proc.pid
+
+    def started(self) -> bool:
+        """False once it is known that the program never ran (bad module,
+        unreadable script): the agent never came up."""
+        return bool(self.run.session.counters()["agent_state"] != 0)
+
+    def interrupt(self) -> None:
+        """Ctrl-C for the program: the view owns the terminal, so the
+        terminal cannot send it."""
+        if self.run.proc.poll() is None:
+            self.run.proc.send_signal(signal.SIGINT)
+
+    def clear(self) -> None:
+        self.run.clear()
+
+    def snapshot(self, thread: int | None = None) -> Snapshot:
+        profile = self.run.live_profile(thread=thread)
+        return Snapshot(profile, self.health())
+
+    def health(self) -> Health:
+        session = self.run.session
+        with session.lock:
+            threads = session.core.threads()
+            now_ticks, _ = session.core.clock()
+        # Only a ring that is still being written has a meaningful lag.
+        last = max((t["last_tick"] for t in threads if t["events"] and not t["closed"]), default=0)
+        lag = round((now_ticks - last) * session.ns_per_tick()) if last else None
+        return Health(
+            at_ns=time.monotonic_ns(),
+            cpu_s=time.process_time(),
+            events=sum(t["events"] for t in threads),
+            dropped=sum(t["dropped"] for t in threads),
+            fill=max((t["fill"] for t in threads), default=0.0),
+            lag_ns=max(lag, 0) if lag is not None and not self.done.is_set() else None,
+            slots=tuple((t["slot"], t["os_tid"]) for t in threads),
+            returncode=self.returncode,
+        )

@@ -1,0 +1,65 @@
+"""The horizontal time bar of a table row: segments of one length scale.
+
+Built for the four-way split (CPU red, call overhead yellow, waiting blue,
+unmeasured white).  Until the monitor measures those, rows show what it does
+measure: time on top of the stack (self) and time in callees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    name: str
+    style: str
+
+
+FOUR_WAY = (Part("CPU", "red"), Part("overhead", "yellow"), Part("waiting", "blue"),
+            Part("unmeasured", "white"))
+SELF_CALLEES = (Part("self", "magenta"), Part("in callees", "cyan"))
+
+BLOCK = "█"
+
+
+def cells(values: Sequence[float], full: float, width: int) -> list[int]:
+    """Whole cells per segment: the bar is as long as sum(values)/full of
+    `width` (at most `width`), split by largest remainder so the segments
+    always add up to the bar's length."""
+    if full <= 0 or width <= 0:
+        return [0] * len(values)
+    clean = [max(v, 0.0) for v in values]
+    total = sum(clean)
+    length = min(width, round(width * total / full))
+    if total <= 0 or length <= 0:
+        return [0] * len(values)
+    exact = [length * v / total for v in clean]
+    whole = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: whole[i] - exact[i])
+    for i in by_remainder[:length - sum(whole)]:
+        whole[i] += 1
+    return whole
+
+
+def render(values: Sequence[float], parts: Sequence[Part], full: float, width: int) -> Text:
+    """A bar of `width` cells: one coloured run per part, blank after."""
+    if len(values) != len(parts):
+        raise ValueError(f"{len(values)} values for {len(parts)} parts")
+    bar = Text(no_wrap=True, overflow="crop")
+    for n, part in zip(cells(values, full, width), parts, strict=True):
+        bar.append(BLOCK * n, style=part.style)
+    bar.append(" " * (width - bar.cell_len))
+    return bar
+
+
+def legend(parts: Sequence[Part]) -> Text:
+    text = Text("bar: ")
+    for i, part in enumerate(parts):
+        if i:
+            text.append("  ")
+        text.append(BLOCK, style=part.style)
+        text.append(f" {part.name}")
+    return text

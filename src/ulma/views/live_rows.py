@@ -1,0 +1,141 @@
+"""What the live table shows, without the terminal: rows with rates, sorting,
+filtering, and a function's callers and callees.  Pure functions of
+profiles, so they are tested without a screen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ulma.monitor.profile import FunctionStats, Profile
+from ulma.views.report import location
+
+FuncKey = tuple[str, str, int]  # (qualified name, file, first line): stable across snapshots
+
+
+def key_of(f: FunctionStats) -> FuncKey:
+    return (f.name, f.file, f.line)
+
+
+def row_id(key: FuncKey) -> str:
+    """A table row key for a function."""
+    return f"{key[1]}:{key[2]}:{key[0]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    key: FuncKey
+    stats: FunctionStats
+    rate: float | None  # calls per second since the previous snapshot; None: no previous one
+    share: float  # self time over the covered wall time, in %
+
+    @property
+    def per_call_ns(self) -> float | None:
+        return self.stats.total_ns / self.stats.calls if self.stats.calls else None
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    label: str
+    width: int  # 0: takes what the others leave
+    value: Callable[[Row], float | str]
+    descending: bool = True  # the first press of its key sorts this way
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("function", "function", 0, lambda r: r.stats.name.lower(), descending=False),
+    Column("calls", "calls", 12, lambda r: r.stats.activations),
+    Column("rate", "calls/s", 10, lambda r: r.rate or 0.0),
+    Column("self", "self", 10, lambda r: r.stats.self_ns),
+    Column("total", "total", 10, lambda r: r.stats.total_ns),
+    Column("per_call", "per call", 10, lambda r: r.per_call_ns or 0.0),
+    Column("share", "%", 6, lambda r: r.share),
+)
+COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Call counts at one moment, for the next snapshot's calls/s."""
+
+    at_ns: int
+    calls: dict[FuncKey, int]
+
+
+def baseline(profile: Profile, at_ns: int) -> Baseline:
+    return Baseline(at_ns, {key_of(f): f.activations for f in profile.functions})
+
+
+def make_rows(profile: Profile, before: Baseline | None, at_ns: int) -> list[Row]:
+    """One row per function; calls/s from `before` (counts absent there
+    started at zero: a clear() resets the baseline to an empty one)."""
+    wall = max(profile.wall_ns, 1)
+    dt = (at_ns - before.at_ns) / 1e9 if before is not None else 0.0
+    rows = []
+    for f in profile.functions:
+        key = key_of(f)
+        rate = None
+        if before is not None and dt > 0:
+            rate = max(f.activations - before.calls.get(key, 0), 0) / dt
+        rows.append(Row(key, f, rate, 100 * f.self_ns / wall))
+    return rows
+
+
+def matches(row: Row, needle: str) -> bool:
+    """Case-insensitive substring of the name or of file:line."""
+    if not needle:
+        return True
+    n = needle.lower()
+    f = row.stats
+    return n in f.name.lower() or n in f"{f.file}:{f.line}".lower()
+
+
+def ordered(rows: list[Row], column: Column, descending: bool) -> list[Row]:
+    """Sorted by the column; ties by name then location, so the order is stable."""
+    by_name = sorted(rows, key=lambda r: r.key)
+    return sorted(by_name, key=column.value, reverse=descending)
+
+
+def visible(rows: list[Row], needle: str, column: Column, descending: bool) -> list[Row]:
+    return ordered([r for r in rows if matches(r, needle)], column, descending)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A caller or callee of the function in focus."""
+
+    key: FuncKey
+    label: str  # name  file:line
+    calls: int
+    total_ns: int  # time in the callee along this edge
+    share: float  # of the focused function's total time (callers) or of its total (callees), %
+
+
+def _label(f: FunctionStats, cwd: str | None) -> str:
+    return f"{f.name}  {location(f, cwd)}"
+
+
+def neighbours(profile: Profile, key: FuncKey, cwd: str | None = None) -> tuple[list[Link], list[Link]]:
+    """(callers, callees) of the function `key`, most time first.
+
+    A caller's time is the focused function's time when called from there;
+    a callee's time is the callee's time when called from the focused one;
+    both as a share of the focused function's total."""
+    index = next((i for i, f in enumerate(profile.functions) if key_of(f) == key), None)
+    if index is None:
+        return [], []
+    focus_total = max(profile.functions[index].total_ns, 1)
+    callers: list[Link] = []
+    callees: list[Link] = []
+    for e in profile.edges:
+        # A recursive call (caller == callee) is listed on both sides.
+        for side, mine, other in ((callers, e.callee, e.caller), (callees, e.caller, e.callee)):
+            if mine == index:
+                f = profile.functions[other]
+                side.append(Link(key_of(f), _label(f, cwd), e.calls + e.resumes, e.total_ns,
+                                 100 * e.total_ns / focus_total))
+
+    def most_first(link: Link) -> tuple[int, int, FuncKey]:
+        return (-link.total_ns, -link.calls, link.key)
+    return sorted(callers, key=most_first), sorted(callees, key=most_first)
