@@ -21,7 +21,8 @@ def write_sample(path: Path, *, compress: bool = True, calls: int = 5000) -> byt
     for i in range(calls):
         events += [records.Event(100 + 10 * i, 1, CALL, 0, 0), records.Event(105 + 10 * i, 1, RETURN, 0, 0)]
     data = records.encode(events)
-    w = trace.TraceWriter(str(path), {"python": "3.x", "ns_per_tick": 0.5, "start_ticks": 0}, compress=compress)
+    meta = {"python": "3.x", "ns_per_tick": 0.5, "start_ticks": 0}
+    w = trace.TraceWriter(str(path), meta, compress=compress)
     w.symbols([trace.SymbolDef(1, records.LAYOUT["SYM_PYFUNC"], 0, "work", "/src/work.py", 7)])
     half = len(data) // 2 // 16 * 16
     w.events(0, data[:half])
