@@ -23,6 +23,8 @@ Py_ssize_t g_extra_index = -1;
 __thread ulma_writer *tls_writer __attribute__((tls_model("initial-exec"))) = NULL;
 __thread uint32_t tls_writer_gen __attribute__((tls_model("initial-exec"))) = 0;
 
+static __thread ulma_writer *tls_writer_keep; /* this thread's writer, across sessions */
+static __thread int tls_ignored;              /* ulma's own threads are never traced */
 static size_t g_map_bytes;
 static int g_engine;
 static ulma_writer **g_writers;     /* by ring slot, for the final flush */
@@ -50,9 +52,13 @@ static void on_thread_exit(void *p)
 {
     ulma_writer *w = p;
     pthread_mutex_lock(&g_exit_lock);
-    if (w && w->generation == g_generation && g_session)
+    if (w && w->generation == g_generation && g_session) {
         writer_finish(w);
+        if (w->slot < g_writers_len && g_writers[w->slot] == w)
+            g_writers[w->slot] = NULL;
+    }
     pthread_mutex_unlock(&g_exit_lock);
+    free(w);
 }
 
 ulma_writer *ulma_writer_claim(void)
@@ -60,23 +66,25 @@ ulma_writer *ulma_writer_claim(void)
     ulma_session_header *h = g_session;
     tls_writer_gen = g_generation;
     tls_writer = NULL;
-    if (!h)
+    if (!h || tls_ignored)
         return NULL;
     uint32_t slot = atomic_fetch_add_explicit(&h->rings_used, 1, memory_order_acq_rel);
     if (slot >= h->max_threads) {
         atomic_fetch_add_explicit(&h->threads_overflow, 1, memory_order_relaxed);
         return NULL;
     }
-    /* Writers live as long as the process: a thread may still hold a
-     * pointer after its session ended, and threads exit without the GIL. */
-    ulma_writer *w = calloc(1, sizeof *w);
-    if (!w)
+    /* A thread's writer lives as long as the thread (threads exit without
+     * the GIL, and may hold the pointer after a session ended); the next
+     * session reuses it, so attaching again and again costs no memory. */
+    ulma_writer *w = tls_writer_keep;
+    if (!w && !(w = tls_writer_keep = calloc(1, sizeof *w)))
         return NULL;
     ulma_ring_header *r = ulma_ring_at(h, slot);
     w->ring = r;
     w->events = ulma_ring_events(r);
     w->mask = h->ring_events - 1;
     w->generation = g_generation;
+    w->slot = slot;
     r->os_tid = (uint32_t)syscall(SYS_gettid);
     r->py_thread_ident = (uint64_t)PyThread_get_thread_ident();
     r->need_sync = 1; /* a thread's first event states its stack */
@@ -86,6 +94,13 @@ ulma_writer *ulma_writer_claim(void)
         pthread_setspecific(g_thread_key, w);
     tls_writer = w;
     return w;
+}
+
+void ulma_agent_ignore_thread(void)
+{
+    tls_ignored = 1;
+    tls_writer = NULL;
+    tls_writer_gen = g_generation;
 }
 
 /* ---- symbols --------------------------------------------------------- */
@@ -346,27 +361,23 @@ int ulma_agent_start(int fd, int engine, int empty, PyObject *hidden_prefix, PyO
         g_hidden_prefix_len = (size_t)len;
     }
     /* ulma's bootstrap frame bounds every stack we restate.  It is executing
-     * (and stays so during the run), so its interpreter frame is live. */
+     * (and stays so during the run), so its interpreter frame is live.  Its
+     * frames sit under the program, where plain python has none: their count
+     * goes back to the recursion budget so the program hits RecursionError
+     * at exactly the depth it would unprofiled.  Attaching to a running
+     * program has no boundary: whole stacks are restated. */
+    g_boundary = NULL;
+    g_boot_frames = 0;
+    g_boot_thread = NULL;
     if (boundary && boundary != Py_None) {
         g_boundary = ((PyFrameObject *)boundary)->f_frame;
-    } else {
-        PyThreadState *ts = PyThreadState_GET();
-#if PY_VERSION_HEX >= 0x030D0000
-        g_boundary = ts->current_frame;
-#else
-        g_boundary = ts->cframe ? ts->cframe->current_frame : NULL;
-#endif
+        for (const _PyInterpreterFrame *f = g_boundary; f; f = f->previous)
+            if (!_PyFrame_IsIncomplete((_PyInterpreterFrame *)f))
+                g_boot_frames++;
+        g_boot_frames += recursion_adjust;
+        g_boot_thread = PyThreadState_GET();
+        recursion_budget(g_boot_thread, g_boot_frames);
     }
-    /* ulma's bootstrap frames sit under the program; plain python has none
-     * there.  Hand their count back to the recursion budget so the program
-     * hits RecursionError at exactly the depth it would unprofiled. */
-    g_boot_frames = 0;
-    for (const _PyInterpreterFrame *f = g_boundary; f; f = f->previous)
-        if (!_PyFrame_IsIncomplete((_PyInterpreterFrame *)f))
-            g_boot_frames++;
-    g_boot_frames += recursion_adjust;
-    g_boot_thread = PyThreadState_GET();
-    recursion_budget(g_boot_thread, g_boot_frames);
     g_map_bytes = probe.total_bytes;
     g_clock = h->clock_source;
     g_session = h;
@@ -398,13 +409,13 @@ void ulma_agent_stop(int flush)
     g_engine = 0;
     /* Hooks are off and we hold the GIL: no writer is mid-event.  A forked
      * child does not flush: the rings belong to its parent. */
+    pthread_mutex_lock(&g_exit_lock); /* threads may be exiting meanwhile */
     if (flush) {
         for (uint32_t i = 0; i < g_writers_len; i++)
             if (g_writers[i])
                 writer_finish(g_writers[i]);
         atomic_store_explicit(&h->agent_state, ULMA_AGENT_STOPPED, memory_order_release);
     }
-    pthread_mutex_lock(&g_exit_lock);
     g_session = NULL;
     g_generation++;
     pthread_mutex_unlock(&g_exit_lock);

@@ -20,6 +20,7 @@ typedef struct {
     uint64_t mask;       /* ring_events - 1 */
     uint32_t generation; /* the agent session this writer belongs to */
     uint32_t in_slow;    /* re-entrancy guard for the sync path */
+    uint32_t slot;       /* its ring in the session */
 } ulma_writer;
 
 /* Agent globals (agent.c).  g_session is NULL while no session is active. */
@@ -31,6 +32,8 @@ extern __thread ulma_writer *tls_writer __attribute__((tls_model("initial-exec")
 extern __thread uint32_t tls_writer_gen __attribute__((tls_model("initial-exec")));
 
 ulma_writer *ulma_writer_claim(void);
+/* The calling thread (ulma's own: the attach listener) is never traced. */
+void ulma_agent_ignore_thread(void);
 uint32_t ulma_code_intern(PyCodeObject *co);
 void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t id, uint8_t kind, int top_is_event);
 

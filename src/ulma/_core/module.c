@@ -57,6 +57,14 @@ static PyObject *py_agent_stop(PyObject *self, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_agent_ignore_thread(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    ulma_agent_ignore_thread();
+    Py_RETURN_NONE;
+}
+
 /* ---- monitor session ------------------------------------------------ */
 
 typedef struct {
@@ -633,6 +641,8 @@ static PyMethodDef module_methods[] = {
      "executing frame `boundary` (default: the caller's)"},
     {"agent_stop", (PyCFunction)(void (*)(void))py_agent_stop, METH_VARARGS | METH_KEYWORDS,
      "agent_stop(flush=True): unhook, publish every ring (unless flush=False), unmap"},
+    {"agent_ignore_thread", py_agent_ignore_thread, METH_NOARGS,
+     "never trace the calling thread (ulma's own threads)"},
     {"bench_drain", (PyCFunction)(void (*)(void))py_bench_drain, METH_VARARGS | METH_KEYWORDS,
      "bench_drain(events, pattern='random'|'fib') -> events/s of the monitor's drain and replay"},
     {NULL, NULL, 0, NULL},

@@ -28,3 +28,11 @@ def resolve_engine(name: str) -> str:
         raise ValueError(f"engine {name!r} is not available on Python "
                          f"{sys.version_info.major}.{sys.version_info.minor} (have: {have})")
     return name
+
+
+def install() -> str:
+    """Carries an idle agent in this program (hooks off, no cost) that
+    ``ulma attach <pid>`` can connect to; returns its socket path."""
+    from ulma.agent import listener
+
+    return listener.install()

@@ -13,6 +13,7 @@ import io
 import os
 import sys
 import types
+from collections.abc import Callable
 from typing import NoReturn
 
 from ulma import _core
@@ -80,7 +81,18 @@ def _after_start() -> None:
     os.register_at_fork(after_in_child=lambda: _core.agent_stop(flush=False))
 
 
-def _run_script(path: str) -> None:
+def _start_idle(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
+    """An idle agent instead of a connected one: hooks stay off until a
+    monitor attaches."""
+    from ulma.agent import listener
+
+    try:
+        listener.install()
+    except OSError as exc:
+        _fail(f"cannot listen for ulma attach: {exc}")
+
+
+def _run_script(path: str, start: Callable[..., None] | None = None) -> None:
     try:
         with io.open_code(path) as f:
             source = f.read()
@@ -99,12 +111,13 @@ def _run_script(path: str) -> None:
         raise  # printed by the excepthook, exit code 1, as plain python does
     # 3.11 counts evaluator entries and Python frames in one recursion budget;
     # our exec() of the script is one entry more than plain python makes.
-    _start_agent(sys._getframe(), recursion_adjust=1 if sys.version_info < (3, 12) else 0)
-    _after_start()
+    (start or _start_agent)(sys._getframe(), recursion_adjust=1 if sys.version_info < (3, 12) else 0)
+    if start is None:
+        _after_start()
     exec(code, main.__dict__)
 
 
-def _run_module(name: str) -> None:
+def _run_module(name: str, start: Callable[..., None] | None = None) -> None:
     import runpy
 
     # Resolve the module as `python -m` would (this imports its parent
@@ -114,8 +127,9 @@ def _run_module(name: str) -> None:
     except ImportError as exc:
         _fail(str(exc), 1)
     # (plain `python -m` enters runpy from C, as our exec() does: no adjustment)
-    _start_agent(sys._getframe())
-    _after_start()
+    (start or _start_agent)(sys._getframe())
+    if start is None:
+        _after_start()
     runpy._run_module_as_main(name, alter_argv=True)  # type: ignore[attr-defined]
 
 
@@ -133,3 +147,25 @@ def main() -> None:
         sys.argv = [target, *args]  # runpy puts the module's file in argv[0]
         sys.path[0] = os.getcwd()
         _run_module(target)
+
+
+def main_idle() -> None:
+    """``python -m ulma.agent (script.py | -m module) [args]``: the program
+    runs unprofiled, with an idle agent waiting for `ulma attach <pid>`."""
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help"):
+        sys.stderr.write("usage: python -m ulma.agent (script.py | -m module) [args ...]\n")
+        sys.exit(0 if args else 2)
+    _install_excepthook()
+    if args[0] == "-m":
+        if len(args) < 2:
+            _fail("-m needs a module name")
+        sys.argv = [args[1], *args[2:]]
+        sys.path[0] = os.getcwd()
+        _run_module(args[1], start=_start_idle)
+    else:
+        if not os.path.isfile(args[0]):
+            _fail(f"no such file: {args[0]}")
+        sys.argv = list(args)
+        sys.path[0] = os.path.dirname(os.path.realpath(args[0]))
+        _run_script(args[0], start=_start_idle)

@@ -7,10 +7,12 @@ import sys
 from types import ModuleType
 
 from ulma import __version__
-from ulma.cli import record, report, run
+from ulma.cli import attach, record, report, run
 from ulma.cli.errors import UsageError
 
-COMMANDS: dict[str, ModuleType] = {"run": run, "record": record, "report": report}
+COMMANDS: dict[str, ModuleType] = {
+    "run": run, "record": record, "report": report, "attach": attach,
+}
 
 
 def usage() -> str:

@@ -1,0 +1,120 @@
+"""Attaching to a program that carries an idle agent (see ulma.agent.listener).
+
+The monitor creates the session, hands its memfd over the agent's socket and
+drains while attached; detaching turns the program's hooks off again and
+leaves it running."""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+import threading
+import time
+
+from ulma.agent import listener
+from ulma.monitor.profile import Profile
+from ulma.monitor.session import Options, Session
+
+
+class AttachError(Exception):
+    """Why we cannot attach, in one line."""
+
+
+def check_target(pid: int) -> str:
+    """The agent's socket path for `pid`, after checking the process is there,
+    is ours, and listens."""
+    try:
+        st = os.stat(f"/proc/{pid}")
+    except FileNotFoundError:
+        raise AttachError(f"no process {pid}") from None
+    if st.st_uid != os.getuid():
+        raise AttachError(f"process {pid} belongs to another user; ulma attaches only to your own")
+    path = listener.socket_path(pid)
+    try:
+        sst = os.lstat(path)
+    except FileNotFoundError:
+        raise AttachError(f"process {pid} has no ulma agent (start it with `python -m ulma.agent` "
+                          "or call ulma.agent.install() in the program)") from None
+    dst = os.lstat(os.path.dirname(path))
+    if sst.st_uid != os.getuid() or dst.st_uid != os.getuid() or dst.st_mode & 0o077:
+        raise AttachError(f"{path} is not private to you; refusing to use it")
+    return path
+
+
+class Attachment:
+    """A monitor attached to a running program (same interface as Run for views)."""
+
+    def __init__(self, pid: int, options: Options, *, timeout: float = 10.0) -> None:
+        path = check_target(pid)
+        self.pid = pid
+        self.options = options
+        self.session = Session(options.ring_bytes, options.max_threads)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.sock.settimeout(timeout)
+        try:
+            try:
+                self.sock.connect(path)
+            except ConnectionRefusedError:
+                raise AttachError(f"process {pid} has a stale ulma socket and no agent listening") from None
+            request = f"ATTACH {listener.PROTOCOL.decode()} {options.engine}\n".encode()
+            fds = array.array("i", [self.session.fd])
+            self.sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+            reply = listener._read_line(self.sock).decode(errors="replace").strip()
+        except (OSError, AttachError) as exc:
+            self._abandon()
+            if isinstance(exc, AttachError):
+                raise
+            raise AttachError(f"cannot talk to the agent of process {pid}: {exc}") from None
+        if not reply.startswith("OK"):
+            self._abandon()
+            message = reply.removeprefix("ERR ").strip() or "the agent closed the connection"
+            raise AttachError(f"process {pid} refused: {message}")
+        self.session.close_fd()
+        self.start_ns = time.monotonic_ns()
+        self.sock.settimeout(None)
+
+    def _abandon(self) -> None:
+        self.sock.close()
+        self.session.close()
+
+    def elapsed_ns(self) -> int:
+        return time.monotonic_ns() - self.start_ns
+
+    def target_alive(self) -> bool:
+        return os.path.exists(f"/proc/{self.pid}")
+
+    def drain_until(self, stop: threading.Event, duration: float | None = None) -> str:
+        """Drains until `stop` is set, `duration` seconds passed, or the program
+        ended; says which."""
+        deadline = None if duration is None else time.monotonic() + duration
+        while True:
+            self.session.drain()
+            if stop.wait(self.options.poll_seconds * 5):
+                return "stopped"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "duration"
+            if not self.target_alive():
+                return "exited"
+
+    def live_profile(self, thread: int | None = None) -> Profile:
+        return self.session.profile(wall_ns=self.elapsed_ns(), live=True, thread=thread)
+
+    def clear(self) -> None:
+        self.session.clear()
+
+    def detach(self) -> Profile:
+        """Hooks off in the program (it keeps running), then the final profile."""
+        wall_ns = self.elapsed_ns()
+        try:
+            self.sock.settimeout(5.0)
+            self.sock.sendall(b"DETACH\n")
+            listener._read_line(self.sock)  # BYE: the agent flushed every ring
+        except OSError:
+            pass  # the program is gone: what it wrote is in the session anyway
+        self.sock.close()
+        self.session.drain(postmortem=True)
+        self.session.close_all()
+        profile = self.session.profile(wall_ns=wall_ns)
+        self.session.close()
+        return profile

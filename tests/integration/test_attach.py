@@ -1,0 +1,153 @@
+"""Hot connect and disconnect: `ulma attach PID` to a program carrying an idle agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import subprocess_env
+
+PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
+TARGET = PROGRAMS_DIR / "attach_target.py"
+
+Completed = subprocess.CompletedProcess[str]
+RunFn = Callable[..., Completed]
+
+
+class Target:
+    def __init__(self, tmp_path: Path) -> None:
+        self.stop = tmp_path / "stop"
+        self.proc = subprocess.Popen([sys.executable, "-m", "ulma.agent", str(TARGET), str(self.stop)],
+                                     cwd=PROGRAMS_DIR, env=subprocess_env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        socket = Path(f"/tmp/ulma-{os.getuid()}/agent-{self.proc.pid}.sock")
+        deadline = time.monotonic() + 30
+        while not socket.exists():
+            assert self.proc.poll() is None, self.proc.communicate()
+            assert time.monotonic() < deadline, "the agent never listened"
+            time.sleep(0.01)
+        self.socket = socket
+
+    def finish(self) -> tuple[int, str, str]:
+        self.stop.touch()
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+    def fd_count(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[Target]:
+    t = Target(tmp_path)
+    try:
+        yield t
+    finally:
+        if t.proc.poll() is None:
+            t.proc.kill()
+            t.proc.wait()
+
+
+def attach_json(run_ulma: RunFn, pid: int, out: Path, duration: float) -> dict[str, object]:
+    result = run_ulma(["attach", str(pid), "--duration", str(duration), "--no-report", "--json", str(out)])
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    report: dict[str, object] = json.loads(out.read_text())
+    return report
+
+
+def tick_calls(report: dict[str, object]) -> int:
+    functions = report["functions"]
+    assert isinstance(functions, list)
+    return sum(f["calls"] for f in functions if f["name"] == "tick")
+
+
+def test_attach_detach_reattach_counts_only_attached_time_and_leaves_the_program_alone(
+        target: Target, run_ulma: RunFn, tmp_path: Path) -> None:
+    first = attach_json(run_ulma, target.proc.pid, tmp_path / "a.json", 0.5)
+    time.sleep(0.3)  # detached: nothing is counted now
+    second = attach_json(run_ulma, target.proc.pid, tmp_path / "b.json", 0.5)
+    code, out, err = target.finish()
+    assert code == 3 and "Traceback" not in err
+    total = int(out.strip().removeprefix("ticks="))
+    a, b = tick_calls(first), tick_calls(second)
+    assert a > 0 and b > 0
+    assert first["dropped"] == second["dropped"] == 0
+    # each attachment saw only its own half second, far from everything the program did
+    assert a + b < total
+    for report in (first, second):
+        wall = report["wall_ns"]
+        assert isinstance(wall, int) and 0.4e9 < wall < 3e9
+
+
+def test_fifty_attachments_leak_no_descriptors_memory_or_shared_memory(
+        target: Target, run_ulma: RunFn, tmp_path: Path) -> None:
+    shm_before = set(os.listdir("/dev/shm"))
+    attach_json(run_ulma, target.proc.pid, tmp_path / "warm.json", 0.05)
+    fds, rss = target.fd_count(), target.rss_kib()
+    for i in range(50):
+        report = attach_json(run_ulma, target.proc.pid, tmp_path / f"{i}.json", 0.02)
+        assert report["dropped"] == 0
+    assert target.fd_count() == fds
+    assert target.rss_kib() < rss + 16 * 1024  # rings are unmapped after each detach
+    assert set(os.listdir("/dev/shm")) <= shm_before
+    code, _out, _err = target.finish()
+    assert code == 3
+    assert not target.socket.exists()  # the agent removed its socket on the way out
+
+
+def test_an_idle_agent_has_no_hooks_installed(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import sys\n"
+        "import ulma.agent\n"
+        "ulma.agent.install()\n"
+        "mon = getattr(sys, 'monitoring', None)\n"
+        "print([mon.get_tool(i) for i in range(6)] if mon else 'no sys.monitoring')\n")
+    done = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=60,
+                          env=subprocess_env(), check=False)
+    assert done.returncode == 0, done.stderr
+    assert "ulma" not in done.stdout
+
+
+def test_attach_to_a_process_without_an_agent_is_one_line(run_ulma: RunFn) -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        result = run_ulma(["attach", str(sleeper.pid)])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "has no ulma agent" in result.stderr
+
+
+def test_attach_to_a_missing_process_is_one_line(run_ulma: RunFn) -> None:
+    result = run_ulma(["attach", "99999999"])
+    assert result.returncode != 0 and result.stderr.strip() == "ulma: error: no process 99999999"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to start a process as another user")
+def test_attach_to_another_users_process_is_refused_in_one_line(run_ulma: RunFn) -> None:
+    other = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "30"])
+    try:
+        time.sleep(0.2)
+        result = run_ulma(["attach", str(other.pid)])
+    finally:
+        other.kill()
+        other.wait()
+    assert result.returncode != 0
+    assert "belongs to another user" in result.stderr and len(result.stderr.strip().splitlines()) == 1
