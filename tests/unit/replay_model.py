@@ -100,6 +100,7 @@ class ThreadModel:
         close_at = self.last
         while self.stack:
             self.pop(close_at)
+        self.sync_ticks = max(self.sync_ticks, close_at)  # only a damaged stream goes back
         if self.sync_flags & records.SYNC_AFTER_DROP:
             self.lost += self.sync_ticks - close_at
         for fid in self.sync_ids:
@@ -114,6 +115,8 @@ class ThreadModel:
                 self.last = t
             t = max(t, self.last)
             self.events += 1
+            if self.sync_want and not (e.kind == records.SYNC and e.flags & records.SYNC_FRAME):
+                self.sync_want, self.sync_ids = 0, []  # a group is contiguous, or dropped
             if e.kind in ENTER:
                 self.push(e.id, t, e.kind)
             elif e.kind in EXIT:

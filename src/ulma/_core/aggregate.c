@@ -196,6 +196,8 @@ static int apply_sync(ulma_thread_agg *a)
     uint64_t close_at = a->last_tick;
     while (a->depth > 0)
         pop(a, close_at);
+    if (a->sync_ticks < close_at) /* only in a damaged stream */
+        a->sync_ticks = close_at;
     if (a->sync_flags & ULMA_SYNC_AFTER_DROP)
         a->lost_ticks += a->sync_ticks - close_at;
     a->syncs++;
@@ -221,6 +223,10 @@ int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
         }
         a->events++;
         int rc = 0;
+        /* A SYNC group is contiguous; anything else inside one means damage:
+         * the group is dropped rather than applied half-read. */
+        if (a->sync_want && !(e->kind == ULMA_SYNC && (e->flags & ULMA_SYNC_FRAME)))
+            a->sync_want = a->sync_have = 0;
         switch (e->kind) {
         case ULMA_CALL:
         case ULMA_RESUME:

@@ -51,6 +51,23 @@ class Event:
     aux: int
 
 
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """A symbol-table definition: what an event's id names."""
+
+    id: int
+    kind: int
+    flags: int
+    name: str
+    file: str
+    line: int
+
+    @property
+    def hidden(self) -> bool:
+        """ulma's own bootstrap code, never reported."""
+        return bool(self.flags & SYMF_HIDDEN)
+
+
 def encode(events: list[Event]) -> bytes:
     """Packs events the way the agent writes them."""
     return b"".join(_EVENT.pack(e.ticks, e.id, e.kind, e.flags, e.aux) for e in events)

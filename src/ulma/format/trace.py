@@ -50,14 +50,7 @@ class TraceError(Exception):
     """The file is not a trace this version can read; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class SymbolDef:
-    id: int
-    kind: int
-    flags: int
-    name: str
-    file: str
-    line: int
+SymbolDef = records.Symbol  # the trace stores the symbol table's own definitions
 
 
 def pack_symbols(symbols: list[SymbolDef]) -> bytes:

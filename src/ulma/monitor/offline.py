@@ -23,8 +23,7 @@ def load_profile(reader: trace.TraceReader) -> Profile:
             except trace.TraceError as exc:
                 reader.warnings.append(f"symbols chunk at byte {chunk.offset} skipped: {exc}")
                 continue
-            for s in defs:
-                symbols[s.id] = Symbol(s.id, s.kind, s.flags, s.name, s.file, s.line)
+            symbols.update((s.id, s) for s in defs)
     agg.close()
     end = reader.end or {}
     meta = reader.meta

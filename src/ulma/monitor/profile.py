@@ -8,21 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ulma.format import records
+from ulma.format.records import Symbol
 
-
-@dataclass(frozen=True, slots=True)
-class Symbol:
-    id: int
-    kind: int
-    flags: int
-    name: str
-    file: str
-    line: int
-
-    @property
-    def hidden(self) -> bool:
-        return bool(self.flags & records.SYMF_HIDDEN)
+__all__ = ["EdgeStats", "FunctionStats", "Profile", "Symbol", "ThreadInfo", "build_profile"]
 
 
 @dataclass(slots=True)
