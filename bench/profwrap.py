@@ -7,6 +7,7 @@ would give it. Only the profiler's tracing is measured: nothing is printed or du
 because the workload times itself and a dump would only cost time outside that window anyway.
 """
 
+import cProfile
 import importlib
 import os
 import runpy
@@ -20,8 +21,6 @@ Body = Callable[[], None]
 
 
 def with_cprofile(body: Body) -> None:
-    import cProfile
-
     profiler = cProfile.Profile()
     # Before 3.12 cProfile sees only the thread that enabled it; give every new thread its own
     # profiler so the threaded workloads pay what a user profiling them would pay. From 3.12 on
@@ -38,13 +37,11 @@ def with_cprofile(body: Body) -> None:
             threading.setprofile(None)
 
 
-_thread_profilers: list[Any] = []  # kept alive so a thread's profiler is never collected mid-run
+_thread_profilers: list[cProfile.Profile] = []  # kept alive so a thread's profiler is never collected mid-run
 
 
 def _enable_cprofile_here(frame: FrameType, event: str, arg: object) -> None:
     """A one-shot profile hook: the thread's first event replaces it with a real cProfile."""
-    import cProfile
-
     profiler = cProfile.Profile()
     _thread_profilers.append(profiler)
     profiler.enable()

@@ -16,12 +16,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ulma_bench.contention import CpuWatch
 from ulma_bench.measure import Settings, run_rounds
 from ulma_bench.modes import MODE_KEYS, WORKLOADS, select_modes
 from ulma_bench.probe import (
     Interpreter,
     ProbeError,
-    drain_rate,
+    drain_rates,
     install,
     probe,
     ulma_counts,
@@ -117,19 +118,41 @@ def bench_python(
     """Fill `result` in place, so an interrupt keeps whatever was already measured."""
     interp = result.interpreter
     runnable = tuple(mode for mode in result.modes if result.unavailable(mode) is None)
+    with_ulma = any(mode.key == "ulma" for mode in runnable)
     for name in workloads:
+        watch = CpuWatch.start()
         workload = WorkloadResult(name, run_rounds(interp.executable, name, runnable, settings, progress))
+        workload.others_cpus = watch.others_cpus()
         result.workloads.append(workload)
-        if any(mode.key == "ulma" for mode in runnable):
+        if with_ulma:
             workload.counts = ulma_counts(
                 interp.executable, name, settings.cwd, settings.ulma_options, settings.timeout
             )
-    if "ulma" in interp.tools:
+    if with_ulma:
         progress(f"  drain benchmark: bench_drain({drain_events:,}), best of {drain_repeat}")
-        result.drain_rate, error = drain_rate(interp.executable, settings.cwd, drain_events, drain_repeat)
+        result.drain_rates, error = drain_rates(interp.executable, settings.cwd, drain_events, drain_repeat)
         result.drain_note = error or f"bench_drain({drain_events:,}), best of {drain_repeat}"
+    elif "ulma" in interp.tools:
+        result.drain_note = "not measured: the ulma mode was not selected"
     else:
         result.drain_note = f"ulma not importable: {interp.errors.get('ulma', 'not installed')}"
+
+
+def bench_all(args: argparse.Namespace, settings: Settings, results: list[PythonResult]) -> None:
+    """Measure each interpreter in turn, appending to `results` as soon as one starts."""
+    modes = select_modes(args.modes)
+    for python in args.python or [sys.executable]:
+        if args.install:
+            for failed in install(python):
+                progress(f"warning: install failed: {failed}")
+        try:
+            interp = probe(python, settings.cwd)
+        except ProbeError as exc:
+            progress(f"skipping {exc}")
+            continue
+        progress(describe(interp))
+        results.append(PythonResult(interp, modes))
+        bench_python(results[-1], args.workloads, settings, args.drain_events, 1 if args.quick else 3)
 
 
 def describe(interp: Interpreter) -> str:
@@ -156,32 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rounds = args.repeat or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS)
     warmup = not args.quick
-    modes = select_modes(args.modes)
     ulma_options = ("--ring-size", args.ring_size) if args.ring_size else ()
     results: list[PythonResult] = []
     interrupted = False
     with tempfile.TemporaryDirectory(prefix="ulma-bench-") as scratch:
         settings = Settings(rounds, warmup, args.timeout, Path(scratch), ulma_options)
         try:
-            for python in args.python or [sys.executable]:
-                if args.install:
-                    for failed in install(python):
-                        progress(f"warning: install failed: {failed}")
-                try:
-                    interp = probe(python, settings.cwd)
-                except ProbeError as exc:
-                    progress(f"skipping {exc}")
-                    continue
-                progress(describe(interp))
-                # Read while the bench itself is idle: anything above ~0.5 is another workload.
-                results.append(PythonResult(interp, modes, load_before=os.getloadavg()[0]))
-                bench_python(
-                    results[-1],
-                    args.workloads,
-                    settings,
-                    args.drain_events,
-                    1 if args.quick else 3,
-                )
+            bench_all(args, settings, results)
         except KeyboardInterrupt:
             interrupted = True  # still print and save what was measured so far
             progress("interrupted: results below are partial")

@@ -13,6 +13,7 @@ from .modes import PLAIN, Mode, command
 
 _SECONDS_RE = re.compile(r"^BENCH_SECONDS=([0-9.eE+-]+)\s*$", re.MULTILINE)
 _CHECK_RE = re.compile(r"^BENCH_CHECK=(\S*)\s*$", re.MULTILINE)
+MIN_OVERHEAD = 0.05  # below this a mode's overhead is indistinguishable from noise here
 
 
 @dataclass
@@ -188,8 +189,9 @@ def summarize(values: list[float]) -> Ratio | None:
 def overhead_share(ours: Ratio | None, other: Ratio | None) -> float | None:
     """(ours - 1) / (other - 1): how much of the other tool's overhead ulma costs.
 
-    Undefined when the other's overhead is within noise of zero (a floor on a waiting workload).
+    Undefined when the other's overhead is within noise of zero (a floor on a waiting workload):
+    dividing by a few hundredths would turn run-to-run noise into a huge or negative share.
     """
-    if ours is None or other is None or other.median - 1.0 < 0.005:
+    if ours is None or other is None or other.median - 1.0 < MIN_OVERHEAD:
         return None
     return (ours.median - 1.0) / (other.median - 1.0)
