@@ -19,7 +19,7 @@ void ulma_agg_free(ulma_thread_agg *a)
 {
     free(a->funcs);
     free(a->active);
-    free(a->edge_hint);
+    free(a->edge_cache);
     free(a->edges);
     free(a->index);
     free(a->stack);
@@ -45,13 +45,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 
 static int ensure_func_slow(ulma_thread_agg *a, uint32_t id)
 {
-    size_t cap = a->nfuncs, cap2 = a->nfuncs, cap3 = a->nfuncs;
+    size_t cap = a->nfuncs, cap2 = a->nfuncs;
     if (grow((void **)&a->funcs, &cap, (size_t)id + 1, sizeof *a->funcs) < 0 ||
-        grow((void **)&a->active, &cap2, (size_t)id + 1, sizeof *a->active) < 0 ||
-        grow((void **)&a->edge_hint, &cap3, (size_t)id + 1, sizeof *a->edge_hint) < 0)
+        grow((void **)&a->active, &cap2, (size_t)id + 1, sizeof *a->active) < 0)
         return -1;
     a->nfuncs = cap < cap2 ? cap : cap2;
-    a->nfuncs = a->nfuncs < cap3 ? a->nfuncs : cap3;
+    if (!a->edge_cache && !(a->edge_cache = calloc(ULMA_EDGE_CACHE, sizeof *a->edge_cache)))
+        return -1;
     return 0;
 }
 
@@ -110,16 +110,20 @@ static uint32_t edge_get(ulma_thread_agg *a, uint32_t caller, uint32_t callee)
     return n;
 }
 
-/* Most functions are called from one caller again and again: remember the
- * last caller's edge per callee and skip the hash lookup (callee < nfuncs). */
-static inline uint32_t edge_get_hinted(ulma_thread_agg *a, uint32_t caller, uint32_t callee)
+/* A program's hot edges are few: a small direct-mapped cache in front of the
+ * hash table answers most lookups with one load and one compare. */
+static inline uint32_t edge_get_cached(ulma_thread_agg *a, uint32_t caller, uint32_t callee)
 {
-    uint64_t hint = a->edge_hint[callee];
-    if (hint && (uint32_t)(hint >> 32) == caller)
-        return (uint32_t)hint - 1;
+    uint32_t slot = ((caller * 0x9E3779B1u) ^ callee) & (ULMA_EDGE_CACHE - 1);
+    ulma_edge_cache_entry *c = &a->edge_cache[slot];
+    if (c->edge && c->caller == caller && c->callee == callee)
+        return c->edge - 1;
     uint32_t e = edge_get(a, caller, callee);
-    if (e != ROOT)
-        a->edge_hint[callee] = ((uint64_t)caller << 32) | (e + 1);
+    if (e != ROOT) {
+        c->caller = caller;
+        c->callee = callee;
+        c->edge = e + 1;
+    }
     return e;
 }
 
@@ -141,7 +145,7 @@ static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind)
     f->child = 0;
     f->edge = ROOT;
     if (a->depth > 0) {
-        f->edge = edge_get_hinted(a, a->stack[a->depth - 1].id, id);
+        f->edge = edge_get_cached(a, a->stack[a->depth - 1].id, id);
         if (f->edge != ROOT) {
             ulma_edge_stats *e = &a->edges[f->edge];
             e->active++;

@@ -30,6 +30,11 @@ typedef struct {
     uint32_t pad;
 } ulma_edge_stats;
 
+#define ULMA_EDGE_CACHE 4096u /* power of two */
+typedef struct {
+    uint32_t caller, callee, edge; /* edge + 1; 0 = empty */
+} ulma_edge_cache_entry;
+
 typedef struct {
     uint32_t id;
     uint32_t edge;   /* index into edges, or UINT32_MAX at the stack's root */
@@ -41,7 +46,7 @@ typedef struct {
     /* per function id */
     ulma_func_stats *funcs;
     uint32_t *active; /* open frames per id, for counting recursion once */
-    uint64_t *edge_hint; /* per callee: last caller << 32 | edge + 1 */
+    ulma_edge_cache_entry *edge_cache; /* ULMA_EDGE_CACHE recent edges */
     size_t nfuncs;
     /* per caller->callee pair: dense array plus an open-addressing index */
     ulma_edge_stats *edges;
