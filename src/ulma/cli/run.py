@@ -75,14 +75,40 @@ def target_from(opts: argparse.Namespace, rest: list[str]) -> sessions.Target:
     return sessions.Target("script", script, tuple(args))
 
 
+def add_live_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="show the live full-screen view while the program runs (default: when "
+                        "stdin, stdout and stderr are terminals); the program's output is kept "
+                        "aside and printed when the view closes, its stdin is /dev/null")
+    p.add_argument("--live-exit", action="store_true",
+                   help="close the live view by itself when the program ends (default: it stays "
+                        "until you press q)")
+    p.add_argument("--output-pane", action="store_true",
+                   help="show the program's output in a pane of the live view (it is printed "
+                        "after the view closes as well)")
+
+
+def choose_live(opts: argparse.Namespace) -> bool:
+    """--live/--no-live, else live when the terminal is ours on all three streams."""
+    if opts.live is None:
+        return all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr))
+    if opts.live and not all(s is not None and s.isatty() for s in (sys.stdin, sys.stderr)):
+        raise UsageError("--live needs a terminal on stdin and stderr (the view reads keys and draws there)")
+    return bool(opts.live)
+
+
 def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
-          description: str = HELP) -> tuple[argparse.Namespace, list[str]]:
+          description: str = HELP, *, live: bool = False) -> tuple[argparse.Namespace, list[str]]:
+    """`live`: offer the live view's options (`ulma run` does)."""
     mine, rest = split_argv(argv)
     parser = Parser(prog=prog, usage=usage, description=description)
     add_arguments(parser)
+    if live:
+        add_live_arguments(parser)
     opts = parser.parse_args(mine)
     if opts.program is not None:  # only after `--`
         rest = [opts.program, *opts.args, *rest]
+    opts.live = live and choose_live(opts)
     return opts, rest
 
 
@@ -95,9 +121,23 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
     if opts.max_threads < 1:
         raise UsageError("--max-threads must be at least 1")
     target = target_from(opts, rest)
-    return sessions.run(target, sessions.Options(
+    options = sessions.Options(
         engine=engine, ring_bytes=opts.ring_size, max_threads=opts.max_threads,
-        empty_hooks=opts.empty_hooks, trace_path=opts.output))
+        empty_hooks=opts.empty_hooks, trace_path=opts.output)
+    if opts.live:
+        return start_live(target, options, opts)
+    return sessions.run(target, options)
+
+
+def start_live(target: sessions.Target, options: sessions.Options,
+               opts: argparse.Namespace) -> sessions.RunResult:
+    # Textual is imported only when the view is shown.
+    from ulma.cli.live import run_live
+    from ulma.views.live import ViewSettings
+
+    title = " ".join([target.name if target.kind == "script" else f"-m {target.name}", *target.args])
+    settings = ViewSettings(title=title, exit_when_done=opts.live_exit)
+    return run_live(target, options, settings, output_pane=opts.output_pane)
 
 
 def exit_code(result: sessions.RunResult) -> int:
@@ -113,7 +153,7 @@ def exit_code(result: sessions.RunResult) -> int:
 
 
 def execute(argv: list[str]) -> int:
-    opts, rest = parse(argv)
+    opts, rest = parse(argv, live=True)
     result = start(opts, rest)
     if not result.started:  # the agent said why, in one line
         return result.returncode or 1

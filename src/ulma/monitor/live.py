@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from ulma.monitor.profile import Profile
 from ulma.monitor.session import Run
@@ -49,6 +50,26 @@ class Snapshot:
     health: Health
 
 
+class LiveSource(Protocol):
+    """What a live view reads: a program being drained, seen from the monitor."""
+
+    done: threading.Event  # set when the drain loop ended (the program exited, or `error`)
+    error: BaseException | None
+
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def cleared(self) -> bool: ...
+    def elapsed_ns(self) -> int: ...
+    def started(self) -> bool: ...
+    def interrupt(self) -> None: ...
+    def clear(self) -> None: ...
+    def snapshot(self, thread: int | None = None) -> Snapshot: ...
+    def health(self) -> Health: ...
+
+
 class LiveRun:
     """A `Run` drained by a worker thread so a view can watch it.
 
@@ -84,6 +105,11 @@ class LiveRun:
     def returncode(self) -> int | None:
         return self.run.returncode if self.done.is_set() else None
 
+    def elapsed_ns(self) -> int:
+        """Run time so far, or until the program ended."""
+        end = self.run.end_ns if self.run.end_ns is not None else time.monotonic_ns()
+        return end - self.run.start_ns
+
     @property
     def pid(self) -> int:
         return self.run.proc.pid
@@ -101,6 +127,10 @@ class LiveRun:
 
     def clear(self) -> None:
         self.run.clear()
+
+    @property
+    def cleared(self) -> bool:
+        return self.run.cleared
 
     def snapshot(self, thread: int | None = None) -> Snapshot:
         profile = self.run.live_profile(thread=thread)

@@ -18,12 +18,10 @@ class Stream:
     pane that shows it live, one for passing it through afterwards."""
 
     def __init__(self) -> None:
-        self.file: IO[bytes] = tempfile.TemporaryFile(prefix="ulma-output-")
+        # Lives as long as the run, closed by close().
+        self.file: IO[bytes] = tempfile.TemporaryFile(prefix="ulma-output-")  # noqa: SIM115
         self._shown = 0
         self._passed = 0
-
-    def size(self) -> int:
-        return os.fstat(self.file.fileno()).st_size
 
     def _read(self, start: int, limit: int) -> bytes:
         return os.pread(self.file.fileno(), limit, start)
@@ -50,10 +48,19 @@ class Captured:
     def __init__(self) -> None:
         self.stdout = Stream()
         self.stderr = Stream()
+        self.broken = False
 
     def pass_through(self, out: BinaryIO, err: BinaryIO) -> None:
-        self.stdout.pass_through(out)
-        self.stderr.pass_through(err)
+        """Copies what is new of each stream to `out` and `err`.  If they are
+        closed (a pipe whose reader left), the rest is dropped, as the
+        program's writes would have failed without ulma: the run goes on."""
+        if self.broken:
+            return
+        try:
+            self.stdout.pass_through(out)
+            self.stderr.pass_through(err)
+        except OSError:
+            self.broken = True
 
     def close(self) -> None:
         self.stdout.close()

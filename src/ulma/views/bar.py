@@ -44,15 +44,14 @@ def cells(values: Sequence[float], full: float, width: int) -> list[int]:
     return whole
 
 
-def render(values: Sequence[float], parts: Sequence[Part], full: float, width: int) -> Text:
-    """A bar of `width` cells: one coloured run per part, blank after."""
+def render(values: Sequence[float], parts: Sequence[Part], full: float, width: int) -> list[tuple[str, str]]:
+    """A bar of `width` cells as (text, style) pieces: one coloured run per
+    part, blank after."""
     if len(values) != len(parts):
         raise ValueError(f"{len(values)} values for {len(parts)} parts")
-    bar = Text(no_wrap=True, overflow="crop")
-    for n, part in zip(cells(values, full, width), parts, strict=True):
-        bar.append(BLOCK * n, style=part.style)
-    bar.append(" " * (width - bar.cell_len))
-    return bar
+    runs = cells(values, full, width)
+    pieces = [(BLOCK * n, part.style) for n, part in zip(runs, parts, strict=True) if n]
+    return [*pieces, (" " * (width - sum(runs)), "")]
 
 
 def legend(parts: Sequence[Part]) -> Text:

@@ -4,17 +4,34 @@ profiles, so they are tested without a screen."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import sysconfig
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ulma.monitor.profile import FunctionStats, Profile
-from ulma.views.report import location
 
 FuncKey = tuple[str, str, int]  # (qualified name, file, first line): stable across snapshots
 
 
 def key_of(f: FunctionStats) -> FuncKey:
     return (f.name, f.file, f.line)
+
+
+def short_roots(cwd: str) -> tuple[str, ...]:
+    """Folders whose files are named relative to them in the narrow name
+    column: the working directory, site-packages, the standard library
+    (the program runs on this same interpreter).  Longest first, as
+    site-packages lies inside the standard library's folder."""
+    paths = sysconfig.get_paths()
+    found = {cwd, paths["purelib"], paths["platlib"], paths["stdlib"]} - {""}
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def where(file: str, line: int, roots: Sequence[str]) -> str:
+    """file:line, relative to the first of `roots` that holds the file."""
+    root = next((r for r in roots if file.startswith(r + os.sep)), None)
+    return f"{file[len(root) + 1:] if root else file}:{line}"
 
 
 def row_id(key: FuncKey) -> str:
@@ -109,14 +126,11 @@ class Link:
     label: str  # name  file:line
     calls: int
     total_ns: int  # time in the callee along this edge
-    share: float  # of the focused function's total time (callers) or of its total (callees), %
+    share: float  # total_ns as a share of the focused function's total time, %
 
 
-def _label(f: FunctionStats, cwd: str | None) -> str:
-    return f"{f.name}  {location(f, cwd)}"
-
-
-def neighbours(profile: Profile, key: FuncKey, cwd: str | None = None) -> tuple[list[Link], list[Link]]:
+def neighbours(profile: Profile, key: FuncKey,
+               roots: Sequence[str] = ()) -> tuple[list[Link], list[Link]]:
     """(callers, callees) of the function `key`, most time first.
 
     A caller's time is the focused function's time when called from there;
@@ -133,7 +147,8 @@ def neighbours(profile: Profile, key: FuncKey, cwd: str | None = None) -> tuple[
         for side, mine, other in ((callers, e.callee, e.caller), (callees, e.caller, e.callee)):
             if mine == index:
                 f = profile.functions[other]
-                side.append(Link(key_of(f), _label(f, cwd), e.calls + e.resumes, e.total_ns,
+                label = f"{f.name}  {where(f.file, f.line, roots)}"
+                side.append(Link(key_of(f), label, e.calls + e.resumes, e.total_ns,
                                  100 * e.total_ns / focus_total))
 
     def most_first(link: Link) -> tuple[int, int, FuncKey]:

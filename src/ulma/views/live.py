@@ -1,0 +1,408 @@
+"""The live full-screen view: a ``top`` for function times while the program runs.
+
+A Textual app over a `LiveSource` (a `LiveRun`: a program that ulma started).
+Four times a second it takes a snapshot (totals so far, open frames counted
+up to now) and redraws the table; keys sort, filter, pause, pick a thread,
+clear history, and open a function's callers and callees.  The header
+monitors the monitor: events drained per second, ring fill, drops, lag and
+its own CPU use."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Log, Static
+
+from ulma.monitor.live import Health, LiveSource, Rates, Snapshot, rates
+from ulma.monitor.output import Captured, Stream
+from ulma.views import bar
+from ulma.views.grid import Cell, Col, Grid
+from ulma.views.live_rows import (
+    COLUMN_INDEX,
+    COLUMNS,
+    Baseline,
+    FuncKey,
+    Link,
+    Row,
+    baseline,
+    make_rows,
+    neighbours,
+    row_id,
+    short_roots,
+    visible,
+    where,
+)
+from ulma.views.units import fmt_ns
+
+REFRESH_SECONDS = 0.25
+MAX_ROWS = 500  # a table of thousands of rows redrawn 4 times a second helps nobody
+RATE_WINDOW_NS = 1_000_000_000
+BAR_WIDTH = 20
+MIN_BAR_WIDTH = 8
+MIN_NAME_WIDTH = 24
+SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+BAR_PARTS = bar.SELF_CALLEES  # becomes bar.FOUR_WAY when the monitor measures the split
+KEYS = ("1-7 sort (again: reverse)  / filter  p pause  t thread  c clear  "
+        "⏎ callers/callees  esc close  ^C interrupt program  q quit")
+
+
+@dataclass(slots=True)
+class ViewSettings:
+    title: str = ""  # the program, as the user named it
+    refresh_seconds: float | None = REFRESH_SECONDS  # None: only refresh_now() redraws (tests)
+    exit_when_done: bool = False  # close the view by itself when the program ends
+    output: Captured | None = None  # show the program's output in a pane
+    close_requested: threading.Event = field(default_factory=threading.Event)  # set from a signal handler
+    cwd: str = field(default_factory=os.getcwd)
+
+
+def fmt_count(x: float) -> str:
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= limit:
+            return f"{x / limit:.1f}{suffix}"
+    return f"{x:.0f}"
+
+
+def exit_words(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class LiveView(App[None]):
+    TITLE = "ulma"
+    CSS = """
+    #health { height: 2; padding: 0 1; background: $boost; }
+    #functions { height: 1fr; }
+    #links { height: 14; display: none; border-top: solid $accent; }
+    #links.open { display: block; }
+    #links-title { height: 1; padding: 0 1; }
+    #links Grid { width: 1fr; height: 1fr; }
+    #output { height: 8; border-top: solid $accent; }
+    #filter { display: none; }
+    #filter.open { display: block; }
+    #keys { height: 1; padding: 0 1; background: $boost; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit_view", "quit"),
+        Binding("ctrl+c", "interrupt", "interrupt the program", priority=True),
+        Binding("p", "pause", "pause"),
+        Binding("t", "next_thread", "thread"),
+        Binding("c", "clear", "clear history"),
+        Binding("slash", "filter", "filter"),
+        Binding("escape", "close", "close"),
+        *(Binding(str(i + 1), f"sort({i})", c.label, show=False) for i, c in enumerate(COLUMNS)),
+    ]
+
+    def __init__(self, source: LiveSource, settings: ViewSettings | None = None) -> None:
+        super().__init__()
+        self.source = source
+        self.settings = settings or ViewSettings()
+        self.sort_index = COLUMN_INDEX["self"]
+        self.descending = True
+        self.needle = ""
+        self.paused = False
+        self.thread: int | None = None  # ring slot shown; None: all threads
+        self.snap: Snapshot | None = None
+        self.rows: list[Row] = []
+        self.shown: list[FuncKey] = []  # the table's rows, top to bottom
+        self.focus_key: FuncKey | None = None  # the function whose callers/callees are open
+        self._baseline: Baseline | None = None
+        self._health: Health | None = None
+        self._rates: Rates | None = None
+        self._history: deque[Health] = deque()
+        self._exit_seen = False
+        self.bar_width = BAR_WIDTH
+        self.roots = short_roots(self.settings.cwd)
+        self._decoders = {"out": codecs.getincrementaldecoder("utf-8")("replace"),
+                          "err": codecs.getincrementaldecoder("utf-8")("replace")}
+
+    # -- layout ---------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="health")
+        yield Grid(id="functions")
+        with Vertical(id="links"):
+            yield Static(id="links-title")
+            with Horizontal():
+                yield Grid(id="callers")
+                yield Grid(id="callees")
+        if self.settings.output is not None:
+            yield Log(id="output", max_lines=5000)
+        yield Input(placeholder="filter by name or file (enter keeps it, esc clears it)", id="filter")
+        yield Static(id="keys")
+
+    def on_mount(self) -> None:
+        self._set_columns()
+        keys = Text(KEYS, style="dim", no_wrap=True, overflow="ellipsis")
+        keys.append("   ")
+        keys.append_text(bar.legend(BAR_PARTS))
+        self.query_one("#keys", Static).update(keys)
+        self.refresh_now()
+        if self.settings.refresh_seconds:
+            self.set_interval(self.settings.refresh_seconds, self._tick)
+
+    def on_resize(self) -> None:
+        self._set_columns()
+
+    def _set_columns(self) -> None:
+        # The name takes what the numbers leave; on a narrow terminal the bar gives way first.
+        room = self.size.width - sum(c.width + 1 for c in COLUMNS) - 4  # margins and the scrollbar
+        self.bar_width = max(MIN_BAR_WIDTH, min(BAR_WIDTH, room - MIN_NAME_WIDTH - 1))
+        name_width = max(MIN_NAME_WIDTH, room - self.bar_width - 1)
+        columns = [Col(self._header(i), c.width or name_width, right=bool(c.width))
+                   for i, c in enumerate(COLUMNS)]
+        bar_column = Col([("time split", "")], self.bar_width)
+        self.query_one("#functions", Grid).set_columns([*columns, bar_column])
+        numbers = (("calls", 9), ("time", 9), ("%", 6))
+        side = max(16, self.size.width // 2 - sum(w + 1 for _, w in numbers) - 4)
+        for which in ("callers", "callees"):
+            self.query_one(f"#{which}", Grid).set_columns(
+                [Col([(which[:-1], "")], side),
+                 *(Col([(label, "")], width, right=True) for label, width in numbers)])
+
+    def _header(self, i: int) -> Cell:
+        """The label, its sort key as a superscript digit, and the sort arrow."""
+        sorted_here = i == self.sort_index
+        arrow = ("▼" if self.descending else "▲") if sorted_here else ""
+        return [(COLUMNS[i].label, "reverse" if sorted_here else ""), (SUPERSCRIPTS[i + 1] + arrow, "dim")]
+
+    # -- data -----------------------------------------------------------------
+
+    def _tick(self) -> None:
+        if self.settings.close_requested.is_set():
+            self.exit()
+        elif not self._exit_seen:  # after the end nothing changes: keys still redraw
+            self.refresh_now()
+
+    def refresh_now(self, force: bool = False) -> None:
+        """Takes a snapshot and redraws (while paused: only the header,
+        unless forced)."""
+        done = self.source.done.is_set()
+        if self.paused and not force:
+            self._note_health(self.source.health())
+        else:
+            snap = self.source.snapshot(self.thread)
+            at = snap.health.at_ns
+            self.rows = make_rows(snap.profile, self._baseline, at)
+            self._baseline = baseline(snap.profile, at)
+            self.snap = snap
+            self._note_health(snap.health)
+            self._render_table()
+            self._render_links()
+        self._show_output()
+        self._render_health()
+        if done and not self._exit_seen:
+            self._on_program_exit()
+
+    def _note_health(self, health: Health) -> None:
+        # Rates over the last second or so: over one refresh they jitter too much to read.
+        self._history.append(health)
+        while len(self._history) > 2 and health.at_ns - self._history[1].at_ns >= RATE_WINDOW_NS:
+            self._history.popleft()
+        if len(self._history) > 1:
+            self._rates = rates(self._history[0], health)
+        self._health = health
+
+    def _on_program_exit(self) -> None:
+        self._exit_seen = True
+        if self.settings.exit_when_done or not self.source.started():
+            self.exit()
+
+    def _show_output(self) -> None:
+        captured = self.settings.output
+        if captured is None:
+            return
+        log = self.query_one("#output", Log)
+        for name, stream in (("out", captured.stdout), ("err", captured.stderr)):
+            self._pour(log, name, stream)
+
+    def _pour(self, log: Log, name: str, stream: Stream) -> None:
+        data = stream.new_for_pane()
+        if data:
+            log.write(self._decoders[name].decode(data))
+
+    # -- drawing --------------------------------------------------------------
+
+    def _render_table(self) -> None:
+        if self.snap is None:
+            return
+        rows = visible(self.rows, self.needle, COLUMNS[self.sort_index], self.descending)[:MAX_ROWS]
+        self.shown = [r.key for r in rows]
+        wall = max(self.snap.profile.wall_ns, 1)
+        self.query_one("#functions", Grid).set_rows([(row_id(r.key), self._cells(r, wall)) for r in rows])
+
+    def _cells(self, row: Row, wall: int) -> list[Cell]:
+        f = row.stats
+        name: Cell = [(f.name, "bold"), (f"  {where(f.file, f.line, self.roots)}", "dim")]
+        calls = f"{f.calls:,}" if not f.resumes else f"{f.calls:,}+{f.resumes:,}r"
+        per_call = row.per_call_ns
+        values = (calls, "-" if row.rate is None else fmt_count(row.rate), fmt_ns(f.self_ns),
+                  fmt_ns(f.total_ns), "-" if per_call is None else fmt_ns(per_call), f"{row.share:.1f}")
+        split = bar.render([f.self_ns, max(f.total_ns - f.self_ns, 0)], BAR_PARTS, wall, self.bar_width)
+        return [name, *([(v, "")] for v in values), split]
+
+    def _render_health(self) -> None:
+        lines = [self._status_line(), self._monitor_line()]
+        self.query_one("#health", Static).update(Text("\n", no_wrap=True, overflow="ellipsis").join(lines))
+
+    def _status_line(self) -> Text:
+        line = Text("ulma ", style="bold")
+        line.append(self.settings.title or "")
+        code = self.source.returncode
+        elapsed = fmt_ns(self.source.elapsed_ns())
+        if self.source.error is not None:
+            line.append(f"  monitor failed: {self.source.error}", style="bold red")
+        elif code is None:
+            line.append(f"  pid {self.source.pid}  running {elapsed}")
+        else:
+            line.append(f"  program {exit_words(code)} after {elapsed}", style="bold yellow")
+            line.append(" (q shows the report)")
+        line.append(f"  thread {self._thread_label()}  sort {COLUMNS[self.sort_index].label} "
+                    f"{'▼' if self.descending else '▲'}")
+        if self.needle:
+            line.append(f"  filter {self.needle!r}")
+        if self.snap is not None and self.source.cleared:
+            line.append(f"  since clear {fmt_ns(self.snap.profile.wall_ns)}")
+        if self.paused:
+            line.append("  PAUSED", style="bold reverse")
+        return line
+
+    def _thread_label(self) -> str:
+        if self.thread is None:
+            return "all"
+        tids = dict(self._health.slots) if self._health else {}
+        return f"#{self.thread} (tid {tids.get(self.thread, '?')})"
+
+    def _monitor_line(self) -> Text:
+        h, r = self._health, self._rates
+        line = Text("monitor: ", style="dim")
+        if h is None:
+            return line
+        line.append(f"drained {fmt_count(r.events_per_s) if r else '-'} events/s  ")
+        fill_style = "bold red" if h.fill > 0.9 else "yellow" if h.fill > 0.5 else ""
+        line.append(f"ring fill {100 * h.fill:.1f}%", style=fill_style)
+        line.append(f"  dropped {h.dropped:,}", style="bold red" if h.dropped else "")
+        line.append(f"  lag {fmt_ns(h.lag_ns) if h.lag_ns is not None else '-'}")
+        line.append(f"  CPU {r.cpu_percent:.1f}%" if r else "  CPU -")
+        line.append(f"  events {h.events:,}  threads {len(h.slots)}", style="dim")
+        return line
+
+    def _render_links(self) -> None:
+        pane = self.query_one("#links", Vertical)
+        if self.focus_key is None or self.snap is None:
+            pane.set_class(False, "open")
+            return
+        pane.set_class(True, "open")
+        callers, callees = neighbours(self.snap.profile, self.focus_key, self.roots)
+        name, file, line = self.focus_key
+        title = Text("callers and callees of ", style="dim")
+        title.append(name, style="bold")
+        title.append(f"  {where(file, line, self.roots)}   (% of its total time; "
+                     "enter on a row goes there)", style="dim")
+        self.query_one("#links-title", Static).update(title)
+        self._fill_links("callers", callers)
+        self._fill_links("callees", callees)
+
+    def _fill_links(self, side: str, links: list[Link]) -> None:
+        rows = [(row_id(link.key), [[(link.label, "")], *([(v, "")] for v in (
+            f"{link.calls:,}", fmt_ns(link.total_ns), f"{link.share:.1f}"))]) for link in links[:MAX_ROWS]]
+        self.query_one(f"#{side}", Grid).set_rows(rows)
+
+    # -- keys -----------------------------------------------------------------
+
+    def action_quit_view(self) -> None:
+        self.exit()
+
+    def action_interrupt(self) -> None:
+        self.source.interrupt()
+        self.notify("sent SIGINT to the program", timeout=2)
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self._baseline = None  # calls/s after a pause would average over the pause
+        if not self.paused:
+            self.refresh_now()
+        self._render_health()
+
+    def action_next_thread(self) -> None:
+        slots = [None, *(slot for slot, _tid in (self._health.slots if self._health else ()))]
+        at = slots.index(self.thread) if self.thread in slots else 0
+        self.thread = slots[(at + 1) % len(slots)]
+        self._baseline = None  # another thread's counts are no baseline for this one
+        self.refresh_now(force=True)
+
+    def action_clear(self) -> None:
+        self.source.clear()
+        # Counts restart at zero now: calls/s until the next snapshot is counted from here.
+        self._baseline = Baseline(time.monotonic_ns(), {})
+        self.refresh_now(force=True)
+
+    def action_sort(self, index: int) -> None:
+        if index == self.sort_index:
+            self.descending = not self.descending
+        else:
+            self.sort_index, self.descending = index, COLUMNS[index].descending
+        self._set_columns()  # the headers show the sort
+        self._render_table()
+        self._render_health()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.set_class(True, "open")
+        box.value = self.needle
+        box.focus()
+
+    def action_close(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_class("open"):
+            self._close_filter(keep=False)
+        elif self.focus_key is not None:
+            self.focus_key = None
+            self._render_links()
+            self.query_one("#functions", Grid).focus()
+
+    def _close_filter(self, keep: bool) -> None:
+        box = self.query_one("#filter", Input)
+        box.set_class(False, "open")
+        if not keep:
+            self.needle = ""
+            self._render_table()
+            self._render_health()
+        self.query_one("#functions", Grid).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.needle = event.value.strip()
+        self._render_table()
+        self._render_health()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._close_filter(keep=True)
+
+    def on_grid_selected(self, event: Grid.Selected) -> None:
+        found = next((r.key for r in self.rows if row_id(r.key) == event.key), None)
+        if found is None:
+            return
+        self.focus_key = found
+        self._render_links()
+        if event.grid.id != "functions":  # went to a caller or callee: the table follows
+            self.query_one("#functions", Grid).move_to(event.key)
+
+    def on_grid_header_clicked(self, event: Grid.HeaderClicked) -> None:
+        if event.grid.id == "functions" and event.column < len(COLUMNS):
+            self.action_sort(event.column)
+

@@ -1,0 +1,107 @@
+"""The live table's model without a screen: bar cells, calls/s, sorting, filtering, callers/callees."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ulma.monitor.profile import EdgeStats, FunctionStats, Profile
+from ulma.views import bar
+from ulma.views.live_rows import (
+    COLUMN_INDEX,
+    COLUMNS,
+    Baseline,
+    baseline,
+    key_of,
+    make_rows,
+    neighbours,
+    short_roots,
+    visible,
+    where,
+)
+
+
+def fn(name: str, calls: int, self_ns: int, total_ns: int, file: str = "/src/app.py", line: int = 1,
+       resumes: int = 0) -> FunctionStats:
+    return FunctionStats(name, file, line, calls, resumes, self_ns, total_ns)
+
+
+def sample() -> Profile:
+    """main -> work -> leaf (x100), main -> work (x10), leaf -> leaf (recursion, x5)."""
+    p = Profile(python="3.12", wall_ns=1_000_000, engine="monitoring", clock="tsc")
+    p.functions = [fn("main", 1, 10, 1_000_000, line=1), fn("work", 10, 600_000, 990_000, line=10),
+                   fn("leaf", 105, 390_000, 390_000, file="/lib/leaf.py", line=3)]
+    p.edges = [EdgeStats(0, 1, 10, 0, 990_000), EdgeStats(1, 2, 100, 0, 390_000),
+               EdgeStats(2, 2, 5, 0, 20_000)]
+    return p
+
+
+def test_bar_cells_add_up_to_the_bar_length_and_scale_with_the_whole() -> None:
+    assert bar.cells([1, 1, 1, 1], 4, 20) == [5, 5, 5, 5]
+    assert sum(bar.cells([1, 1, 1], 3, 20)) == 20  # largest remainder keeps the length
+    assert bar.cells([30, 20], 100, 10) == [3, 2]  # half the whole: half the width
+    assert bar.cells([300, 0], 100, 10) == [10, 0]  # more than the whole is capped
+    assert bar.cells([0, 0], 100, 10) == [0, 0]
+    assert bar.cells([5, 5], 0, 10) == [0, 0]
+
+
+def test_a_bar_takes_four_parts_and_is_always_its_width() -> None:
+    pieces = bar.render([40, 30, 20, 10], bar.FOUR_WAY, 100, 10)
+    assert [style for _, style in pieces] == ["red", "yellow", "blue", "white", ""]
+    assert sum(len(text) for text, _ in pieces) == 10
+    assert "".join(text for text, _ in bar.render([1, 0], bar.SELF_CALLEES, 100, 10)) == " " * 10
+    with pytest.raises(ValueError):
+        bar.render([1, 2], bar.FOUR_WAY, 10, 10)
+
+
+def test_calls_per_second_come_from_the_previous_snapshot() -> None:
+    p = sample()
+    before = Baseline(0, {key_of(p.functions[2]): 5})
+    rows = {r.stats.name: r for r in make_rows(p, before, 2_000_000_000)}  # 2 s later
+    assert rows["leaf"].rate == 50.0  # (105 - 5) / 2 s
+    assert rows["work"].rate == 5.0  # absent from the baseline: counted from zero (after a clear)
+    assert all(r.rate is None for r in make_rows(p, None, 1))
+    assert rows["work"].share == pytest.approx(60.0)  # self over the covered wall time
+    assert baseline(p, 7).calls[key_of(p.functions[2])] == 105
+
+
+def test_sorting_by_each_column_and_reversing() -> None:
+    rows = make_rows(sample(), None, 0)
+    by = {c.key: [r.stats.name for r in visible(rows, "", c, c.descending)] for c in COLUMNS}
+    assert by["self"] == ["work", "leaf", "main"]
+    assert by["calls"] == ["leaf", "work", "main"]
+    assert by["total"] == ["main", "work", "leaf"]
+    assert by["function"] == ["leaf", "main", "work"]
+    calls = COLUMNS[COLUMN_INDEX["calls"]]
+    assert [r.stats.name for r in visible(rows, "", calls, False)] == ["main", "work", "leaf"]
+
+
+def test_the_filter_matches_name_or_file_and_line_ignoring_case() -> None:
+    rows = make_rows(sample(), None, 0)
+    self_col = COLUMNS[COLUMN_INDEX["self"]]
+    assert [r.stats.name for r in visible(rows, "WOR", self_col, True)] == ["work"]
+    assert [r.stats.name for r in visible(rows, "leaf.py:3", self_col, True)] == ["leaf"]
+    assert [r.stats.name for r in visible(rows, "/src/", self_col, True)] == ["work", "main"]
+    assert visible(rows, "nothing", self_col, True) == []
+
+
+def test_callers_and_callees_with_counts_time_and_share() -> None:
+    p = sample()
+    callers, callees = neighbours(p, key_of(p.functions[1]))
+    assert [(c.key[0], c.calls, c.total_ns) for c in callers] == [("main", 10, 990_000)]
+    assert [(c.key[0], c.calls, c.total_ns) for c in callees] == [("leaf", 100, 390_000)]
+    assert callees[0].share == pytest.approx(100 * 390_000 / 990_000)
+    leaf_callers, leaf_callees = neighbours(p, key_of(p.functions[2]))
+    assert [c.key[0] for c in leaf_callers] == ["work", "leaf"]  # recursion shows on both sides
+    assert [c.key[0] for c in leaf_callees] == ["leaf"]
+    assert neighbours(p, ("gone", "x", 1)) == ([], [])
+
+
+def test_locations_are_short_inside_the_working_directory_site_packages_and_the_standard_library() -> None:
+    assert where("/work/app/x.py", 3, ("/work/app",)) == "x.py:3"
+    assert where("/elsewhere/x.py", 3, ("/work/app",)) == "/elsewhere/x.py:3"
+    assert where("/elsewhere/x.py", 3, ()) == "/elsewhere/x.py:3"
+    roots = short_roots("/work/app")
+    assert where(threading.__file__, 10, roots) == "threading.py:10"
+    assert where(pytest.__file__, 1, roots) == "pytest/__init__.py:1"

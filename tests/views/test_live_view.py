@@ -1,0 +1,258 @@
+"""The live view, driven with Textual's pilot against a real program under ulma.
+
+tests/programs/live_target.py loops hot() (nearly all the time, one call a round) and spin(), which
+calls cold() 50 times a round, until SIGTERM.  The view's timer is off (refresh_seconds=None): each
+test takes snapshots with refresh_now() and waits, within a deadline, for the program to have got
+far enough.  Stopping the program with SIGSTOP makes "clear history" exact: nothing can arrive
+between the clear and the snapshot that must show zeros.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Log, Static
+
+from ulma.agent import resolve_engine
+from ulma.monitor.live import LiveRun
+from ulma.monitor.output import Captured
+from ulma.monitor.session import Options, Run, Target
+from ulma.views.grid import Grid
+from ulma.views.live import LiveView, ViewSettings
+from ulma.views.live_rows import COLUMN_INDEX, FuncKey, Row, row_id
+
+PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
+PROGRAM = PROGRAMS_DIR / "live_target.py"
+SHORT_PROGRAM = PROGRAMS_DIR / "report_hot.py"
+DEADLINE = 60.0  # seconds any one wait may take before the test fails
+SIZE = (160, 48)
+
+LivePilot = Pilot[None]
+
+
+def key(name: str) -> FuncKey:
+    """The live target's function `name`: (name, file, first line)."""
+    lines = PROGRAM.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.startswith(f"def {name}("))
+    return (name, str(PROGRAM), line)
+
+
+HOT, COLD, SPIN, MAIN = key("hot"), key("cold"), key("spin"), key("main")
+
+
+@contextmanager
+def live_run(program: Path = PROGRAM, args: tuple[str, ...] = ("120",)) -> Iterator[tuple[LiveRun, Captured]]:
+    """The program running under ulma, drained by a worker thread; stopped and finished afterwards."""
+    captured = Captured()
+    run = Run(Target("script", str(program), args), Options(engine=resolve_engine("auto")),
+              stdin=subprocess.DEVNULL, stdout=captured.stdout.file, stderr=captured.stderr.file)
+    live = LiveRun(run).start()
+    try:
+        yield live, captured
+    finally:
+        if run.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                run.proc.send_signal(signal.SIGCONT)  # a stopped program would never see SIGTERM
+                run.proc.terminate()
+        if not live.done.wait(DEADLINE):
+            run.proc.kill()
+            live.done.wait(DEADLINE)
+        run.finish()
+        captured.close()
+
+
+def drive(body: Callable[[LiveView, LivePilot], Coroutine[Any, Any, None]],
+          live: LiveRun, settings: ViewSettings | None = None) -> LiveView:
+    """Runs `body(app, pilot)` against a headless view of `live`."""
+    app = LiveView(live, settings or ViewSettings(title="live_target.py", refresh_seconds=None))
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await body(app, pilot)
+
+    asyncio.run(main())
+    return app
+
+
+async def until(app: LiveView, pilot: LivePilot, ready: Callable[[], bool], what: str) -> None:
+    """Takes snapshots until `ready()` holds; fails after DEADLINE seconds."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        app.refresh_now()
+        await pilot.pause()
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; rows: {[r.key[0] for r in app.rows][:20]}")
+        await pilot.pause(0.05)
+
+
+def row(app: LiveView, k: FuncKey) -> Row | None:
+    return next((r for r in app.rows if r.key == k), None)
+
+
+def calls(app: LiveView, k: FuncKey) -> int:
+    r = row(app, k)
+    return r.stats.calls if r else 0
+
+
+def header(app: LiveView) -> str:
+    return str(app.query_one("#health", Static).render())
+
+
+def test_the_hot_function_is_at_the_top_and_sorting_by_calls_changes_the_order() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, HOT) >= 3 and calls(app, COLD) >= 300,
+                    "three calls of hot() and 300 of cold()")
+        assert app.shown[0] == HOT, app.shown[:5]
+        assert app.query_one("#functions", Grid).keys[0] == row_id(HOT)  # what the screen shows
+        await pilot.press("2")  # sort by calls
+        assert app.shown[0] == COLD, app.shown[:5]
+        assert "sort calls ▼" in header(app)
+        await pilot.press("2")  # again: fewest first
+        assert app.shown[-1] == COLD and "sort calls ▲" in header(app)
+        await pilot.press("4")  # back to self
+        assert app.shown[0] == HOT
+        table = app.query_one("#functions", Grid)
+        total_x = 1 + sum(c.width + 1 for c in table.columns[:4]) + 2  # inside the 5th column's header
+        await pilot.click("#functions", offset=(total_x, 0))
+        assert app.sort_index == COLUMN_INDEX["total"] and "sort total ▼" in header(app)
+
+    with live_run() as (live, _):
+        drive(body, live)
+
+
+def test_the_filter_hides_rows_that_do_not_match_and_escape_clears_it() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, SPIN) >= 1, "a call of spin()")
+        everything = len(app.shown)
+        await pilot.press("slash", "q")  # typed into the filter box: no quitting
+        assert app.is_running and app.needle == "q"
+        await pilot.press("backspace", *"spin")
+        assert app.shown == [SPIN]
+        await pilot.press("enter")  # keeps the filter, closes the box
+        assert app.needle == "spin" and app.shown == [SPIN]
+        await pilot.press("slash", "backspace", "backspace", "backspace", "backspace", *"live_target.py")
+        assert set(app.shown) >= {HOT, COLD, SPIN, MAIN} and len(app.shown) < everything
+        assert all("live_target.py" in k[1] for k in app.shown)
+        await pilot.press("escape")
+        assert app.needle == "" and len(app.shown) == everything
+        assert app.is_running
+
+    with live_run() as (live, _):
+        drive(body, live)
+
+
+def wait_stopped(pid: int) -> None:
+    """Until the kernel reports the process as stopped (SIGSTOP is asynchronous)."""
+    deadline = time.monotonic() + DEADLINE
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, "the program did not stop"
+        time.sleep(0.01)
+
+
+def test_clear_history_zeroes_the_counts_and_they_grow_again() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, COLD) >= 100, "100 calls of cold()")
+        live.run.proc.send_signal(signal.SIGSTOP)
+        wait_stopped(live.pid)
+        await until(app, pilot, lambda: live.health().fill == 0.0, "the rings to be drained")
+        assert calls(app, COLD) >= 100
+        await pilot.press("c")
+        assert app.rows, "open frames (main, at least) still show, with zero calls"
+        assert all(r.stats.calls == 0 and r.stats.resumes == 0 for r in app.rows), [
+            (r.key[0], r.stats.calls) for r in app.rows if r.stats.calls]
+        assert "since clear" in header(app)
+        live.run.proc.send_signal(signal.SIGCONT)
+        await until(app, pilot, lambda: calls(app, COLD) >= 50 and calls(app, HOT) >= 1,
+                    "counts to grow again")
+
+    with live_run() as (live, _):
+        drive(body, live)
+
+
+def test_the_callers_and_callees_pane_lists_the_right_functions() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, SPIN) >= 2 and calls(app, HOT) >= 2, "two rounds")
+        table = app.query_one("#functions", Grid)
+        table.move_to(row_id(SPIN))
+        await pilot.press("enter")
+        assert app.focus_key == SPIN
+        callers, callees = app.query_one("#callers", Grid), app.query_one("#callees", Grid)
+        assert callers.keys == [row_id(MAIN)]
+        assert callees.keys == [row_id(COLD)]
+        assert app.query_one("#links").display
+        # Enter on a callee goes there: cold() is called by spin() only.
+        callees.focus()
+        await pilot.press("enter")
+        assert app.focus_key == COLD
+        assert callers.keys == [row_id(SPIN)] and callees.keys == []
+        assert table.cursor_key == row_id(COLD)  # the table followed
+        await pilot.press("escape")
+        assert app.focus_key is None and not app.query_one("#links").display
+
+    with live_run() as (live, _):
+        drive(body, live)
+
+
+def test_pause_freezes_the_table_and_the_thread_selector_cycles() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, HOT) >= 1, "a call of hot()")
+        await pilot.press("p")
+        frozen = app.rows
+        before = calls(app, COLD)
+        await until(app, pilot, lambda: live.health().events > app.snap.health.events + 100 if app.snap
+                    else False, "more events")
+        assert app.rows is frozen and calls(app, COLD) == before and "PAUSED" in header(app)
+        await pilot.press("p")
+        assert app.rows is not frozen and "PAUSED" not in header(app)
+        await pilot.press("t")  # the one thread of the program
+        assert app.thread == 0 and "thread #0 (tid" in header(app)
+        assert calls(app, HOT) >= 1
+        await pilot.press("t")
+        assert app.thread is None and "thread all" in header(app)
+
+    with live_run() as (live, _):
+        drive(body, live)
+
+
+def test_ctrl_c_interrupts_the_program_and_the_view_says_how_it_ended() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, HOT) >= 1, "a call of hot()")
+        await pilot.press("ctrl+c")
+        await until(app, pilot, live.done.is_set, "the program to end")
+        assert "program was killed by SIGINT" in header(app)
+        assert app.is_running  # the view stays until q
+        await pilot.press("q")
+        assert not app.is_running
+
+    with live_run() as (live, _):
+        drive(body, live)
+        assert live.returncode == -signal.SIGINT
+
+
+def test_with_exit_when_done_the_view_closes_itself_and_the_output_pane_shows_the_program_output() -> None:
+    with live_run(SHORT_PROGRAM, ()) as (live, captured):
+        app = LiveView(live, ViewSettings(refresh_seconds=0.05, exit_when_done=True, output=captured))
+        panes: list[Log] = []
+
+        async def main() -> None:
+            async with app.run_test(size=SIZE):
+                panes.append(app.query_one("#output", Log))
+                deadline = time.monotonic() + DEADLINE
+                while app.is_running and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+
+        asyncio.run(main())
+        assert not app.is_running, "the view did not close when the program ended"
+        assert live.returncode == 0
+        assert [line for line in panes[0].lines if line] == ["5", "5050"]
