@@ -70,10 +70,10 @@ def test_a_trace_that_cannot_be_written_at_all_stops_before_the_program_runs(run
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs (needs root to mount; skipped otherwise)."""
+    """A 256 KiB tmpfs (needs root to mount; skipped otherwise): room for the start of a trace only."""
     mount = tmp_path / "small"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mount)],
                           capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here: " + done.stderr.decode(errors="replace").strip())
