@@ -151,3 +151,29 @@ def test_attach_to_another_users_process_is_refused_in_one_line(run_ulma: RunFn)
         other.wait()
     assert result.returncode != 0
     assert "belongs to another user" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_run_wait_attach_starts_an_idle_agent_and_passes_the_exit_code(
+        tmp_path: Path, run_ulma: RunFn) -> None:
+    stop = tmp_path / "stop"
+    proc = subprocess.Popen([sys.executable, "-m", "ulma", "run", "--wait-attach", str(TARGET), str(stop)],
+                            cwd=PROGRAMS_DIR, env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "carries an idle agent" in line, line
+        pid = int(line.split("`ulma attach ")[1].rstrip("`\n"))
+        deadline = time.monotonic() + 30
+        while not Path(f"/tmp/ulma-{os.getuid()}/agent-{pid}.sock").exists():
+            assert time.monotonic() < deadline, "the agent never listened"
+            time.sleep(0.01)
+        report = attach_json(run_ulma, pid, tmp_path / "w.json", 0.3)
+        assert tick_calls(report) > 0
+        stop.touch()
+        out, _err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3 and out.startswith("ticks=")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 
 from ulma.agent import ENGINES, resolve_engine
@@ -36,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="print no report at the end")
     p.add_argument("--empty-hooks", action="store_true",
                    help="benchmarking: install the engine with hooks that record nothing")
+    p.add_argument("--wait-attach", action="store_true",
+                   help="run the program with an idle agent (no hooks, no cost) and no monitor: "
+                        "connect later with `ulma attach PID`")
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
     p.add_argument("program", nargs="?", metavar="script.py", help="the script to run")
     p.add_argument("args", nargs="*", help="arguments for the program")
@@ -152,8 +157,23 @@ def exit_code(result: sessions.RunResult) -> int:
     return code
 
 
+def run_idle(target: sessions.Target) -> int:
+    """--wait-attach: the program runs with an idle agent; we only wait for it."""
+    program = [target.name] if target.kind == "script" else ["-m", target.name]
+    proc = subprocess.Popen([sys.executable, "-m", "ulma.agent", *program, *target.args])
+    sys.stderr.write(f"ulma: process {proc.pid} carries an idle agent: `ulma attach {proc.pid}`\n")
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the program's to handle
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return 128 - code if code < 0 else code
+
+
 def execute(argv: list[str]) -> int:
     opts, rest = parse(argv, live=True)
+    if opts.wait_attach:
+        return run_idle(target_from(opts, rest))
     result = start(opts, rest)
     if not result.started:  # the agent said why, in one line
         return result.returncode or 1
