@@ -177,3 +177,19 @@ def test_run_wait_attach_starts_an_idle_agent_and_passes_the_exit_code(
             proc.kill()
             proc.wait()
     assert proc.returncode == 3 and out.startswith("ticks=")
+
+
+def test_the_live_view_over_an_attachment_detaches_on_q_and_the_program_goes_on(
+        target: Target) -> None:
+    from tests.integration.test_live_cli import Terminal, after_view
+
+    with Terminal(["attach", str(target.proc.pid), "--limit", "5"]) as term:
+        term.read_until("attach_target.py:12")  # tick() is in the table
+        term.type(b"q")
+        assert term.wait() == 0
+        tail = after_view(term.seen)
+    assert "detached; the program goes on" in tail, tail
+    assert "tick  attach_target.py:12" in tail and "dropped 0" in tail, tail
+    assert target.proc.poll() is None  # still running, hooks off
+    code, out, _err = target.finish()
+    assert code == 3 and out.startswith("ticks=")

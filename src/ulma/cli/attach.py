@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import threading
@@ -17,6 +18,22 @@ from ulma.views.units import fmt_ns
 HELP = "attach to a running program that carries an idle ulma agent; Ctrl-C detaches"
 
 
+def _watch(att: Attachment, pid: int, duration: float | None) -> str:
+    """The live view over an attachment; closing it (q, Ctrl-C) detaches."""
+    from ulma.monitor.live import LiveAttachment
+    from ulma.views.live import LiveView, ViewSettings
+
+    live = LiveAttachment(att, duration).start()
+    try:
+        LiveView(live, ViewSettings(title=f"attached to process {pid}", exit_when_done=True)).run()
+    except Exception as exc:
+        sys.stderr.write(f"ulma: the live view failed ({type(exc).__name__}: {exc}); detaching\n")
+    live.stop()
+    if live.error is not None:
+        sys.stderr.write(f"ulma: error: the monitor stopped draining: {live.error}\n")
+    return live.why or "stopped"
+
+
 def execute(argv: list[str]) -> int:
     p = Parser(prog="ulma attach", description=HELP)
     p.add_argument("pid", type=int, help="the process to attach to")
@@ -25,7 +42,16 @@ def execute(argv: list[str]) -> int:
     p.add_argument("--ring-size", type=parse_size, default=sessions.DEFAULT_RING_BYTES, metavar="SIZE")
     p.add_argument("--limit", type=int, default=30, metavar="N", help="rows in the report (default: 30)")
     p.add_argument("--no-report", action="store_true", help="print no report after detaching")
+    p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="show the live view while attached (default: on a terminal); "
+                        "q or Ctrl-C in it detaches")
     opts = p.parse_args(argv)
+    terminal = all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr))
+    live = terminal if opts.live is None else opts.live
+    if live and not all(s is not None and s.isatty() for s in (sys.stdin, sys.stderr)):
+        raise UsageError("--live needs a terminal on stdin and stderr")
+    if live:  # import the view before attaching: a busy import would starve the drain thread
+        import ulma.views.live  # noqa: F401
     try:
         att = Attachment(opts.pid, sessions.Options(engine="auto", ring_bytes=opts.ring_size))
     except AttachError as exc:
@@ -37,9 +63,12 @@ def execute(argv: list[str]) -> int:
 
     old = signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    sys.stderr.write(f"ulma: attached to process {opts.pid}; Ctrl-C detaches\n")
     try:
-        why = att.drain_until(stop, opts.duration)
+        if live:
+            why = _watch(att, opts.pid, opts.duration)
+        else:
+            sys.stderr.write(f"ulma: attached to process {opts.pid}; Ctrl-C detaches\n")
+            why = att.drain_until(stop, opts.duration)
     finally:
         signal.signal(signal.SIGINT, old)
     profile = att.detach()

@@ -71,7 +71,9 @@ class Attachment:
             message = reply.removeprefix("ERR ").strip() or "the agent closed the connection"
             raise AttachError(f"process {pid} refused: {message}")
         self.session.close_fd()
+        self._unhooked = False
         self.start_ns = time.monotonic_ns()
+        self.end_ns: int | None = None
         self.sock.settimeout(None)
 
     def _abandon(self) -> None:
@@ -79,23 +81,43 @@ class Attachment:
         self.session.close()
 
     def elapsed_ns(self) -> int:
-        return time.monotonic_ns() - self.start_ns
+        """Time attached: until the hooks came off, or until now."""
+        return (self.end_ns or time.monotonic_ns()) - self.start_ns
 
     def target_alive(self) -> bool:
         return os.path.exists(f"/proc/{self.pid}")
 
     def drain_until(self, stop: threading.Event, duration: float | None = None) -> str:
         """Drains until `stop` is set, `duration` seconds passed, or the program
-        ended; says which."""
+        ended; says which.  The program's hooks are off when it returns: nobody
+        drains after this, so the rings must not go on filling."""
         deadline = None if duration is None else time.monotonic() + duration
-        while True:
-            self.session.drain()
-            if stop.wait(self.options.poll_seconds * 5):
-                return "stopped"
-            if deadline is not None and time.monotonic() >= deadline:
-                return "duration"
-            if not self.target_alive():
-                return "exited"
+        try:
+            while True:
+                drained = self.session.drain()
+                # a busy ring is drained again at once, as in Run.drain_until_exit
+                if stop.wait(0 if drained > 4096 else self.options.poll_seconds):
+                    return "stopped"
+                if deadline is not None and time.monotonic() >= deadline:
+                    return "duration"
+                if not self.target_alive():
+                    return "exited"
+        finally:
+            self.unhook()
+
+    def unhook(self) -> None:
+        """Asks the agent to take its hooks off; once it answers, every ring
+        is flushed.  The program goes on."""
+        if self._unhooked:
+            return
+        self._unhooked = True
+        self.end_ns = time.monotonic_ns()
+        try:
+            self.sock.settimeout(5.0)
+            self.sock.sendall(b"DETACH\n")
+            listener._read_line(self.sock)  # BYE
+        except OSError:
+            pass  # the program is gone: what it wrote is in the session anyway
 
     def live_profile(self, thread: int | None = None) -> Profile:
         return self.session.profile(wall_ns=self.elapsed_ns(), live=True, thread=thread)
@@ -105,13 +127,8 @@ class Attachment:
 
     def detach(self) -> Profile:
         """Hooks off in the program (it keeps running), then the final profile."""
+        self.unhook()
         wall_ns = self.elapsed_ns()
-        try:
-            self.sock.settimeout(5.0)
-            self.sock.sendall(b"DETACH\n")
-            listener._read_line(self.sock)  # BYE: the agent flushed every ring
-        except OSError:
-            pass  # the program is gone: what it wrote is in the session anyway
         self.sock.close()
         self.session.drain(postmortem=True)
         self.session.close_all()

@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from ulma.monitor.attach import Attachment
 from ulma.monitor.profile import Profile
-from ulma.monitor.session import Run
+from ulma.monitor.session import Run, Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,20 +138,86 @@ class LiveRun:
         return Snapshot(profile, self.health())
 
     def health(self) -> Health:
-        session = self.run.session
-        with session.lock:
-            threads = session.core.threads()
-            now_ticks, _ = session.core.clock()
-        # Only a ring that is still being written has a meaningful lag.
-        last = max((t["last_tick"] for t in threads if t["events"] and not t["closed"]), default=0)
-        lag = round((now_ticks - last) * session.ns_per_tick()) if last else None
-        return Health(
-            at_ns=time.monotonic_ns(),
-            cpu_s=time.process_time(),
-            events=sum(t["events"] for t in threads),
-            dropped=sum(t["dropped"] for t in threads),
-            fill=max((t["fill"] for t in threads), default=0.0),
-            lag_ns=max(lag, 0) if lag is not None and not self.done.is_set() else None,
-            slots=tuple((t["slot"], t["os_tid"]) for t in threads),
-            returncode=self.returncode,
-        )
+        return health_of(self.run.session, self.done.is_set(), self.returncode)
+
+
+def health_of(session: Session, done: bool, returncode: int | None) -> Health:
+    """The monitor's figures for a session now."""
+    with session.lock:
+        threads = session.core.threads()
+        now_ticks, _ = session.core.clock()
+    # Only a ring that is still being written has a meaningful lag.
+    last = max((t["last_tick"] for t in threads if t["events"] and not t["closed"]), default=0)
+    lag = round((now_ticks - last) * session.ns_per_tick()) if last else None
+    return Health(
+        at_ns=time.monotonic_ns(),
+        cpu_s=time.process_time(),
+        events=sum(t["events"] for t in threads),
+        dropped=sum(t["dropped"] for t in threads),
+        fill=max((t["fill"] for t in threads), default=0.0),
+        lag_ns=max(lag, 0) if lag is not None and not done else None,
+        slots=tuple((t["slot"], t["os_tid"]) for t in threads),
+        returncode=returncode,
+    )
+
+
+class LiveAttachment:
+    """An attachment drained by a worker thread so the live view can watch it.
+    ``interrupt`` (Ctrl-C in the view) detaches: the program goes on."""
+
+    def __init__(self, attachment: Attachment, duration: float | None = None) -> None:
+        self.attachment = attachment
+        self.duration = duration
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.why = ""
+        self._stop = threading.Event()
+        self._cleared = False
+        self._thread = threading.Thread(target=self._drain, name="ulma-drain", daemon=True)
+
+    def start(self) -> LiveAttachment:
+        self._thread.start()
+        return self
+
+    def _drain(self) -> None:
+        try:
+            self.why = self.attachment.drain_until(self._stop, self.duration)
+        except BaseException as exc:  # reported by the caller
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    @property
+    def returncode(self) -> int | None:
+        return None  # not our child: its exit code is not ours to see
+
+    @property
+    def pid(self) -> int:
+        return self.attachment.pid
+
+    @property
+    def cleared(self) -> bool:
+        return self._cleared
+
+    def elapsed_ns(self) -> int:
+        return self.attachment.elapsed_ns()
+
+    def started(self) -> bool:
+        return True
+
+    def interrupt(self) -> None:
+        self._stop.set()
+
+    def clear(self) -> None:
+        self.attachment.clear()
+        self._cleared = True
+
+    def snapshot(self, thread: int | None = None) -> Snapshot:
+        return Snapshot(self.attachment.live_profile(thread=thread), self.health())
+
+    def health(self) -> Health:
+        return health_of(self.attachment.session, self.done.is_set(), None)
