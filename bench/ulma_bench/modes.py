@@ -1,5 +1,6 @@
 """The ways a workload is run, in the order one round runs them, and their command lines."""
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,11 @@ MODES: tuple[Mode, ...] = (
         frozenset({"ulma"}),
         _ulma("--empty-hooks", "--engine", "pep523"),
     ),
+    # an idle agent waiting for `ulma attach`: its cost must be ~nothing (target <= 2 % on mix)
+    Mode("idle_agent", "idle agent", frozenset({"ulma"}), ("-m", "ulma.agent")),
+    # full tracing plus the trace file (compressed, written by the monitor)
+    Mode("ulma_record", "ulma -o", frozenset({"ulma"}),
+         _ulma("-o", str(Path(tempfile.gettempdir()) / "ulma-bench.ulma"))),
 )
 MODE_KEYS = tuple(mode.key for mode in MODES)
 WORKLOADS = ("fib", "mix", "io_wait", "threads")
