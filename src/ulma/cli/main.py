@@ -7,11 +7,11 @@ import sys
 from types import ModuleType
 
 from ulma import __version__
-from ulma.cli import attach, record, report, run
+from ulma.cli import attach, export, record, report, run
 from ulma.cli.errors import UsageError
 
 COMMANDS: dict[str, ModuleType] = {
-    "run": run, "record": record, "report": report, "attach": attach,
+    "run": run, "record": record, "report": report, "export": export, "attach": attach,
 }
 
 

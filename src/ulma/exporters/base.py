@@ -1,0 +1,85 @@
+"""The one interface every trace exporter has, and the driver that runs one.
+
+An exporter is made with the run's description and a binary output file;
+it is fed either the raw records (``records``; ``RAW = True``) or each
+thread's frames as they start and end (``enter``/``leave``/``gap``, from
+``ulma.format.stacks``), and ``finish`` completes the file.  Whatever it
+keeps between events must stay bounded by stacks, functions or threads, never
+by the number of events, so a trace of any length converts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import BinaryIO, ClassVar
+
+from ulma.format import runinfo, stacks, trace
+
+# format name -> module under ulma.exporters whose EXPORTER class writes it
+FORMATS: dict[str, str] = {
+    "text": "text",
+    "chrome": "chrome",
+    "speedscope": "speedscope",
+    "pprof": "pprof",
+    "collapsed": "collapsed",
+    "pstats": "pstats",
+}
+
+
+class Exporter:
+    """Base class: the hooks do nothing until a format overrides them."""
+
+    RAW: ClassVar[bool] = False  # fed the records themselves (``records``) instead of frames
+
+    def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
+        self.run = run
+        self.out = out
+
+    def records(self, thread: int, times: list[int], ids: list[int], codes: list[int]) -> None:
+        """Only when RAW: a chunk of one thread's records (see stacks.RecordSink)."""
+
+    def enter(self, thread: int, t: int, fid: int, parent: int, kind: int) -> None:
+        """A frame starts (see stacks.Sink)."""
+
+    def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
+        """A frame ends after `t - start` ns, `self_ns` of them outside its callees."""
+
+    def gap(self, thread: int, start: int, end: int) -> None:
+        """Events were lost between start and end."""
+
+    def finish(self) -> None:
+        """All events were fed: complete the output."""
+
+
+def exporter_class(fmt: str) -> type[Exporter]:
+    module = importlib.import_module(f"ulma.exporters.{FORMATS[fmt]}")
+    cls: type[Exporter] = module.EXPORTER
+    return cls
+
+
+def export(trace_path: str, fmt: str, out_path: str) -> runinfo.Run:
+    """Converts a trace; the output is removed again if converting fails.
+    Raises trace.TraceError for a file that is not a readable trace."""
+    reader = trace.TraceReader(trace_path)
+    run = runinfo.scan(reader)
+    cls = exporter_class(fmt)
+    to_stdout = out_path == "-"
+    out = sys.stdout.buffer if to_stdout else open(out_path, "wb")  # noqa: SIM115 -- closed below
+    try:
+        exporter = cls(run, out)
+        if cls.RAW:
+            stacks.walk_records(reader, run, exporter)
+        else:
+            stacks.walk(reader, run, exporter)
+        exporter.finish()
+        out.flush()
+    except BaseException:
+        if not to_stdout:
+            out.close()
+            os.unlink(out_path)
+        raise
+    if not to_stdout:
+        out.close()
+    return run

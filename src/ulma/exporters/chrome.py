@@ -1,0 +1,86 @@
+"""``--format chrome``: the Trace Event Format read by ui.perfetto.dev,
+chrome://tracing and speedscope.
+
+One complete ("X") event per activation of a function -- a generator's run
+from a resume to its next yield is one -- on one track per thread, named by
+process_name/thread_name metadata events.  Time lost to dropped events is an
+``ulma: events lost`` slice.  Timestamps are microseconds written with exactly
+three decimals (whole ns), so slices nest exactly as they did in the program.
+Events are written as frames end: memory holds nothing per event.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import BinaryIO
+
+from ulma import __version__
+from ulma.exporters.base import Exporter
+from ulma.format import runinfo
+
+_BATCH = 4096
+
+
+def us(ns: int) -> str:
+    """ns as a decimal number of microseconds, exact (no float rounding)."""
+    if ns < 0:
+        return "-" + us(-ns)
+    return f"{ns // 1000}.{ns % 1000:03d}"
+
+
+class ChromeExporter(Exporter):
+    def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
+        super().__init__(run, out)
+        self.text = io.TextIOWrapper(out, encoding="utf-8", newline="\n", write_through=True)
+        self.prefix: dict[tuple[int, int], str] = {}  # (thread, id) -> the event up to "ts"
+        self.lines: list[str] = []
+        meta = run.meta
+        other = {"ulma": __version__, "python": meta.get("python"), "engine": meta.get("engine"),
+                 "clock": meta.get("clock"), "host": meta.get("host"),
+                 "start_real_ns": meta.get("start_real_ns"), "trace": run.path}
+        head = [{"ph": "M", "name": "process_name", "pid": run.pid, "tid": 0,
+                 "args": {"name": f"python {meta.get('python', '')} (pid {run.pid})"}}]
+        for index, slot in enumerate(sorted(run.events)):
+            tid = run.tid(slot)
+            head.append({"ph": "M", "name": "thread_name", "pid": run.pid, "tid": tid,
+                         "args": {"name": run.thread_name(slot)}})
+            head.append({"ph": "M", "name": "thread_sort_index", "pid": run.pid, "tid": tid,
+                         "args": {"sort_index": index}})
+        self.text.write('{"displayTimeUnit": "ns", "otherData": ' + json.dumps(other)
+                        + ',\n"traceEvents": [\n' + ",\n".join(json.dumps(e) for e in head))
+
+    def _prefix(self, thread: int, fid: int) -> str:
+        f = self.run.frame(fid)
+        head = {"ph": "X", "pid": self.run.pid, "tid": self.run.tid(thread), "name": f.name,
+                "cat": "python", "args": {"file": f.file, "line": f.line}}
+        text = ",\n" + json.dumps(head)[:-1] + ', "ts": '
+        self.prefix[(thread, fid)] = text
+        return text
+
+    def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
+        prefix = self.prefix.get((thread, fid)) or self._prefix(thread, fid)
+        d = t - start
+        if start >= 0:  # us() inlined: this runs once per frame
+            self.lines.append(f'{prefix}{start // 1000}.{start % 1000:03d}, '
+                              f'"dur": {d // 1000}.{d % 1000:03d}}}')
+        else:
+            self.lines.append(f'{prefix}{us(start)}, "dur": {us(d)}}}')
+        if len(self.lines) >= _BATCH:
+            self.text.write("".join(self.lines))
+            self.lines.clear()
+
+    def gap(self, thread: int, start: int, end: int) -> None:
+        head = {"ph": "X", "pid": self.run.pid, "tid": self.run.tid(thread), "name": "ulma: events lost",
+                "cat": "ulma", "args": {"why": "a full ring dropped events; the stack was restated after"}}
+        self.lines.append(",\n" + json.dumps(head)[:-1] + f', "ts": {us(start)}, "dur": {us(end - start)}}}')
+
+    def finish(self) -> None:
+        self.lines.append("\n]}\n")
+        self.text.write("".join(self.lines))
+        self.lines.clear()
+        self.text.flush()
+        self.text.detach()
+
+
+EXPORTER = ChromeExporter

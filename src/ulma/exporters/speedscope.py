@@ -1,0 +1,104 @@
+"""``--format speedscope``: speedscope's file format, one evented profile per thread.
+
+Each frame start is an "O" event and each end a "C" event, times in ns from
+the session's start.  speedscope wants each profile's events together, but a
+trace interleaves threads: the thread with the most events is written straight
+into the output and every other thread into a temporary file of its own,
+copied in at the end.  JSON key order is free, so a profile's start and end
+values and the shared frame table follow its events.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from typing import IO, BinaryIO
+
+from ulma import __version__
+from ulma.exporters.base import Exporter
+from ulma.format import runinfo
+
+SCHEMA = "https://www.speedscope.app/file-format-schema.json"
+_BATCH = 4096
+
+
+class SpeedscopeExporter(Exporter):
+    def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
+        super().__init__(run, out)
+        self.frame_index: dict[int, int] = {}
+        self.lines: dict[int, list[str]] = {}  # thread -> events not yet written, each ",\n{...}"
+        self.sinks: dict[int, IO[bytes]] = {}  # thread -> where its events go
+        self.first: dict[int, int] = {}  # thread -> time of its first event
+        self.last: dict[int, int] = {}  # thread -> time of its last event (always a close)
+        self.written: set[int] = set()  # threads with events in their sink already
+        self.direct = max(run.events, key=lambda slot: run.events[slot], default=-1)
+        title = json.dumps(f"ulma {run.path}")
+        out.write(f'{{"$schema": "{SCHEMA}", "exporter": "ulma {__version__}", "name": {title}, '
+                  '"activeProfileIndex": 0,\n"profiles": [\n'.encode())
+
+    def _start(self, thread: int, t: int) -> list[str]:
+        if thread == self.direct:
+            self.out.write(self._head(thread))
+            self.sinks[thread] = self.out
+        else:
+            self.sinks[thread] = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in finish()
+        self.first[thread] = t
+        lines = self.lines[thread] = []
+        return lines
+
+    def _flush(self, thread: int) -> None:
+        lines = self.lines[thread]
+        if lines:
+            if thread not in self.written:
+                lines[0] = lines[0][2:]  # the profile's first event: no comma before it
+                self.written.add(thread)
+            self.sinks[thread].write("".join(lines).encode())
+            lines.clear()
+
+    def _head(self, thread: int) -> bytes:
+        name = json.dumps(self.run.thread_name(thread))
+        return f'{{"type": "evented", "name": {name}, "unit": "nanoseconds", "events": [\n'.encode()
+
+    def _frame(self, fid: int) -> int:
+        index = self.frame_index[fid] = len(self.frame_index)
+        return index
+
+    def enter(self, thread: int, t: int, fid: int, parent: int, kind: int) -> None:
+        frame = self.frame_index.get(fid)
+        if frame is None:
+            frame = self._frame(fid)
+        lines = self.lines.get(thread)
+        if lines is None:
+            lines = self._start(thread, t)
+        lines.append(f',\n{{"type": "O", "frame": {frame}, "at": {t}}}')
+        if len(lines) >= _BATCH:
+            self._flush(thread)
+
+    def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
+        lines = self.lines[thread]
+        lines.append(f',\n{{"type": "C", "frame": {self.frame_index[fid]}, "at": {t}}}')
+        self.last[thread] = t
+        if len(lines) >= _BATCH:
+            self._flush(thread)
+
+    def finish(self) -> None:
+        out = self.out
+        threads = sorted(self.lines, key=lambda slot: slot != self.direct)  # the direct one first
+        for index, thread in enumerate(threads):
+            self._flush(thread)
+            sink = self.sinks[thread]
+            if sink is not out:
+                out.write((",\n" if index else "").encode() + self._head(thread))
+                sink.seek(0)
+                shutil.copyfileobj(sink, out, 1 << 20)
+                sink.close()
+            out.write(f'\n], "startValue": {self.first[thread]}, "endValue": {self.last[thread]}}}'.encode())
+        frames = []
+        for fid in self.frame_index:  # in index order
+            f = self.run.frame(fid)
+            frames.append(json.dumps({"name": f.name, "file": f.file, "line": f.line}))
+        out.write(("\n],\n\"shared\": {\"frames\": [\n" + ",\n".join(frames) + "\n]}}\n").encode())
+
+
+EXPORTER = SpeedscopeExporter

@@ -1,0 +1,95 @@
+"""What a trace says about its run, read before its events are walked: the
+symbol table, the clock calibration (in the END record), the program's pid and
+threads.  ``scan`` is the first of an export's two passes over the file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ulma.format import records, trace
+
+SCALE_BITS: Final = 48
+
+
+@dataclass(slots=True)
+class Run:
+    """What a trace says about its run, read before the events are walked."""
+
+    path: str
+    meta: dict[str, Any]
+    end: dict[str, Any] | None
+    frames: dict[int, records.Symbol]
+    ns_per_tick: float
+    start_ticks: int
+    pid: int
+    os_tids: dict[int, int]  # ring slot -> OS thread id
+    events: dict[int, int]  # ring slot -> events in the file, in order of first appearance
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def hidden(self) -> frozenset[int]:
+        """ulma's own bootstrap code: never exported, as it is never reported."""
+        return frozenset(fid for fid, f in self.frames.items() if f.hidden)
+
+    def frame(self, fid: int) -> records.Symbol:
+        return self.frames.get(fid) or records.Symbol(fid, 0, 0, f"<unknown #{fid}>", "?", 0)
+
+    def tid(self, slot: int) -> int:
+        """The OS thread id, or the ring slot when the trace lost its END record."""
+        return self.os_tids.get(slot, slot)
+
+    def thread_name(self, slot: int) -> str:
+        tid = self.tid(slot)
+        if slot in self.os_tids and tid == self.pid:
+            return f"main thread {tid}"
+        return f"thread {tid}" if slot in self.os_tids else f"thread slot {slot}"
+
+    @property
+    def scale(self) -> int:
+        """ns per tick as a fixed-point integer (48 fraction bits): exact to well
+        under a ns over days of ticks, and twice as fast as float-then-int."""
+        return round(self.ns_per_tick * (1 << SCALE_BITS))
+
+    def ns(self, ticks: int) -> int:
+        return (ticks - self.start_ticks) * self.scale >> SCALE_BITS
+
+
+def scan(reader: trace.TraceReader) -> Run:
+    """The first of two passes over the file: symbols, threads and the END record."""
+    frames: dict[int, records.Symbol] = {}
+    events: dict[int, int] = {}
+    warnings: list[str] = []
+    for chunk in reader.chunks():
+        if chunk.kind == trace.EVENTS:
+            events[chunk.thread] = events.get(chunk.thread, 0) + len(chunk.payload) // records.EVENT_BYTES
+        elif chunk.kind == trace.SYMBOLS:
+            try:
+                defs = trace.unpack_symbols(chunk.payload)
+            except trace.TraceError as exc:
+                warnings.append(f"symbols chunk at byte {chunk.offset} skipped: {exc}")
+                continue
+            frames.update((s.id, s) for s in defs)
+    warnings[:0] = reader.warnings
+    end = reader.end
+    meta = reader.meta
+    if end is None:
+        warnings.append("the trace has no end record: the run was cut short (times assume 1 ns per "
+                        "tick unless the clock is CLOCK_MONOTONIC; thread ids are ring slots)")
+    e = end or {}
+    tids = e.get("os_tid") if isinstance(e.get("os_tid"), dict) else {}
+    assert isinstance(tids, dict)
+    return Run(
+        path=reader.path, meta=meta, end=end, frames=frames,
+        ns_per_tick=_number(e.get("ns_per_tick"), _number(meta.get("ns_per_tick"), 1.0)),
+        start_ticks=_int(meta.get("start_ticks")), pid=_int(e.get("program_pid")),
+        os_tids={int(k): int(v) for k, v in tids.items() if str(k).isdigit() and isinstance(v, int)},
+        events=events, warnings=warnings)
+
+
+def _number(value: object, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -1,0 +1,179 @@
+"""The exporters' stack walker follows the C replay's rules exactly: checked
+against the Python model of aggregate.c on generated streams, fed in pieces."""
+
+from __future__ import annotations
+
+import io
+import marshal
+from dataclasses import dataclass, field
+
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from tests.unit.replay_model import ThreadModel, snapshot
+from tests.unit.test_replay import event_lists, to_events
+from ulma.exporters.pstats import PstatsExporter
+from ulma.format import records, runinfo, stacks
+from ulma.format.records import Event
+
+CALL, RETURN, YIELD, RESUME = records.CALL, records.RETURN, records.YIELD, records.RESUME
+
+
+def make_run(hidden: frozenset[int] = frozenset()) -> runinfo.Run:
+    frames = {fid: records.Symbol(fid, 1, records.SYMF_HIDDEN * (fid in hidden), f"f{fid}", "prog.py", fid)
+              for fid in range(8)}
+    return runinfo.Run(path="t.ulma", meta={}, end={}, frames=frames, ns_per_tick=1.0, start_ticks=0,
+                      pid=1, os_tids={}, events={})
+
+
+@dataclass
+class Rebuild:
+    """Totals rebuilt from the walker's transitions, in the model's shape; checks nesting on the way."""
+
+    funcs: dict[int, list[int]] = field(default_factory=dict)  # calls, resumes, self, total
+    edges: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # calls, resumes, total
+    active: dict[int, int] = field(default_factory=dict)
+    edge_active: dict[tuple[int, int], int] = field(default_factory=dict)
+    stack: list[tuple[int, int]] = field(default_factory=list)
+    lost: int = 0
+    last: int = -(1 << 62)
+
+    def tick(self, t: int) -> None:
+        assert t >= self.last, "time went backwards"
+        self.last = t
+
+    def enter(self, thread: int, t: int, fid: int, parent: int, kind: int) -> None:
+        self.tick(t)
+        assert parent == (self.stack[-1][0] if self.stack else -1)
+        self.stack.append((fid, t))
+        f = self.funcs.setdefault(fid, [0, 0, 0, 0])
+        f[0] += kind == CALL
+        f[1] += kind not in (0, CALL)
+        self.active[fid] = self.active.get(fid, 0) + 1
+        if parent >= 0:
+            e = self.edges.setdefault((parent, fid), [0, 0, 0])
+            e[0] += kind == CALL
+            e[1] += kind not in (0, CALL)
+            self.edge_active[(parent, fid)] = self.edge_active.get((parent, fid), 0) + 1
+
+    def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
+        self.tick(t)
+        assert self.stack.pop() == (fid, start), "frames must close innermost first"
+        assert parent == (self.stack[-1][0] if self.stack else -1)
+        assert 0 <= self_ns <= t - start
+        f = self.funcs[fid]
+        f[2] += self_ns
+        self.active[fid] -= 1
+        if not self.active[fid]:
+            f[3] += t - start
+        if parent >= 0:
+            self.edge_active[(parent, fid)] -= 1
+            if not self.edge_active[(parent, fid)]:
+                self.edges[(parent, fid)][2] += t - start
+
+    def gap(self, thread: int, start: int, end: int) -> None:
+        assert not self.stack
+        self.lost += end - start
+
+
+def walk(events: list[Event], sink: stacks.Sink, run: runinfo.Run) -> stacks.ThreadWalk:
+    walker = stacks.ThreadWalk(0, run, run.hidden)
+    cut = len(events) // 3
+    walker.feed(memoryview(records.encode(events[:cut])), sink)  # where a chunk ends must not matter
+    walker.feed(memoryview(records.encode(events[cut:])), sink)
+    walker.close(sink)
+    return walker
+
+
+@settings(max_examples=300, deadline=None)
+@given(event_lists, st.integers(0, 1000))
+def test_walker_transitions_rebuild_the_models_totals(raw: list[tuple[int, int, int, int, int]],
+                                                      start: int) -> None:
+    events = to_events(raw, start)
+    model = ThreadModel()
+    model.feed(events)
+    model.close()
+    sink = Rebuild()
+    walker = walk(events, sink, make_run())
+    funcs, edges = snapshot([model])
+    got_funcs = sorted((fid, *f) for fid, f in sink.funcs.items() if any(f))
+    got_edges = sorted((c, d, *e) for (c, d), e in sink.edges.items() if any(e))
+    assert (got_funcs, got_edges) == (funcs, edges)
+    assert (walker.events, walker.unmatched, sink.lost) == (model.events, model.unmatched, model.lost)
+    assert not sink.stack
+
+
+@settings(max_examples=200, deadline=None)
+@given(event_lists, st.integers(0, 1000))
+def test_pstats_figures_are_the_models(raw: list[tuple[int, int, int, int, int]], start: int) -> None:
+    events = to_events(raw, start)
+    model = ThreadModel()
+    model.feed(events)
+    model.close()
+    run = make_run()
+    out = io.BytesIO()
+    exporter = PstatsExporter(run, out)
+    walk(events, exporter, run)
+    exporter.finish()
+    stats = marshal.loads(out.getvalue())
+    funcs, edges = snapshot([model])
+    want = {("prog.py", fid, f"f{fid}"): (calls + resumes, self_t / 1e9, total / 1e9)
+            for fid, calls, resumes, self_t, total in funcs}
+    got = {key: (nc, tt, ct) for key, (_cc, nc, tt, ct, _callers) in stats.items() if nc or tt or ct}
+    assert got == want
+    want_edges = {(c, d): (calls + resumes, total / 1e9) for c, d, calls, resumes, total in edges}
+    got_edges = {(caller[1], callee[1]): (nc, ct) for callee, (*_f, callers) in stats.items()
+                 for caller, (nc, _cc, _tt, ct) in callers.items() if nc or ct}
+    assert got_edges == want_edges
+
+
+def ev(t: int, fid: int, kind: int) -> Event:
+    return Event(t, fid, kind, 0, 0)
+
+
+def test_primitive_calls_leave_out_recursive_entries_as_cprofile_does() -> None:
+    # f(1) -> f -> f, then g(2) twice from the outer f: f has 3 calls, 1 primitive
+    events = [ev(0, 1, CALL), ev(1, 1, CALL), ev(2, 1, CALL), ev(3, 1, RETURN), ev(4, 1, RETURN),
+              ev(5, 2, CALL), ev(6, 2, RETURN), ev(7, 2, CALL), ev(8, 2, RETURN), ev(10, 1, RETURN)]
+    run = make_run()
+    out = io.BytesIO()
+    exporter = PstatsExporter(run, out)
+    walk(events, exporter, run)
+    exporter.finish()
+    stats = marshal.loads(out.getvalue())
+    f, g = ("prog.py", 1, "f1"), ("prog.py", 2, "f2")
+    assert stats[f][:2] == (1, 3) and stats[g][:2] == (2, 2)
+    assert stats[f][3] == 10 / 1e9  # cumulative: the outermost activation only
+    assert stats[f][4] == {f: (2, 1, 3 / 1e9, 3 / 1e9)}  # f->f: 2 calls, 1 primitive; spans 1..4
+    assert stats[g][4] == {f: (2, 2, 2 / 1e9, 2 / 1e9)}
+
+
+def test_hidden_frames_are_never_entered_and_their_callees_hang_below_the_visible_caller() -> None:
+    # 5 is hidden (ulma's bootstrap): main(1) -> hidden(5) -> work(2)
+    events = [ev(0, 1, CALL), ev(10, 5, CALL), ev(20, 2, CALL), ev(30, 2, RETURN), ev(40, 5, RETURN),
+              ev(50, 1, RETURN)]
+    seen: list[tuple[str, int, int]] = []
+
+    class Record(Rebuild):
+        def enter(self, thread: int, t: int, fid: int, parent: int, kind: int) -> None:
+            seen.append(("enter", fid, parent))
+
+        def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
+            seen.append(("leave", fid, self_ns))
+
+    walk(events, Record(), make_run(hidden=frozenset({5})))
+    # main's self excludes the hidden frame's span, as the aggregator counts it
+    assert seen == [("enter", 1, -1), ("enter", 2, 5), ("leave", 2, 10), ("leave", 1, 20)]
+
+
+def test_ticks_become_ns_from_the_session_start() -> None:
+    run = make_run()
+    run.start_ticks, run.ns_per_tick = 1000, 0.5
+    seen: list[tuple[int, int]] = []
+
+    class Record(Rebuild):
+        def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
+            seen.append((start, t))
+
+    walk([ev(1000, 1, CALL), ev(1400, 1, RETURN)], Record(), run)
+    assert seen == [(0, 200)]
