@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import subprocess_env, ulma_command
+from ulma.format.trace import TraceReader
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 
@@ -99,18 +100,26 @@ def test_a_disk_that_fills_up_mid_run_stops_the_recording_not_the_program(
 def test_a_recording_whose_monitor_is_killed_reads_up_to_the_last_whole_chunk(
         tmp_path: Path, run_ulma: RunFn) -> None:
     trace = tmp_path / "killed.ulma"
+    program = PROGRAMS_DIR / "attach_target.py"  # runs until its stop file appears: never, here
     proc = subprocess.Popen(
-        ulma_command(["record", "-o", str(trace), str(PROGRAMS_DIR / "busy_drops.py")]),
+        ulma_command(["record", "-o", str(trace), str(program), str(tmp_path / "never")]),
         cwd=PROGRAMS_DIR, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not trace.exists() or trace.stat().st_size < 200_000):
+        started = time.monotonic()
+        deadline = started + 60
+        # long enough for a chunk of events and a clock calibration record (once a second)
+        while time.monotonic() < deadline and (
+                not trace.exists() or trace.stat().st_size < 100_000 or time.monotonic() - started < 2.5):
             time.sleep(0.02)
-        assert trace.exists() and trace.stat().st_size >= 200_000, "nothing recorded in time"
+        assert trace.exists() and trace.stat().st_size >= 100_000, "nothing recorded in time"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+    reader = TraceReader(str(trace))
+    for _chunk in reader.chunks():
+        pass
+    assert reader.end is None and reader.calib is not None  # times are still calibrated
     result = run_ulma(["report", str(trace)], cwd=PROGRAMS_DIR)
     assert result.returncode == 0, result.stderr
     assert "ulma: warning:" in result.stderr and "no end record" in result.stderr

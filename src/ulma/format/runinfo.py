@@ -74,21 +74,17 @@ def scan(reader: trace.TraceReader) -> Run:
     end = reader.end
     meta = reader.meta
     if end is None:
-        warnings.append("the trace has no end record: the run was cut short (times assume 1 ns per "
-                        "tick unless the clock is CLOCK_MONOTONIC; thread ids are ring slots)")
+        warnings.append("the trace has no end record: the run was cut short (times use the last "
+                        "calibration written; thread ids are ring slots)")
     e = end or {}
     tids = e.get("os_tid") if isinstance(e.get("os_tid"), dict) else {}
     assert isinstance(tids, dict)
     return Run(
         path=reader.path, meta=meta, end=end, frames=frames,
-        ns_per_tick=_number(e.get("ns_per_tick"), _number(meta.get("ns_per_tick"), 1.0)),
+        ns_per_tick=reader.ns_per_tick() or 1.0,
         start_ticks=_int(meta.get("start_ticks")), pid=_int(e.get("program_pid")),
         os_tids={int(k): int(v) for k, v in tids.items() if str(k).isdigit() and isinstance(v, int)},
         events=events, warnings=warnings)
-
-
-def _number(value: object, default: float) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
 def _int(value: object) -> int:

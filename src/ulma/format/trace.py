@@ -9,9 +9,11 @@ Layout (little-endian)::
                         | u32 stored length | u32 raw length | u32 crc32 of stored bytes
                  then the stored bytes (raw, or zstd-compressed when codec = 1)
 
-Chunk kinds: META (JSON: clock calibration, pid, host, Python, engine, argv),
+Chunk kinds: META (JSON: clock start readings, pid, host, Python, engine),
 SYMBOLS (packed definitions, see ``_SYMBOL``), EVENTS (16-byte records of one
-thread), END (JSON: run time, drops, final calibration).  A file cut short --
+thread), CALIB (JSON: the clock calibration so far, about once a second, so a
+file cut short still converts ticks well), END (JSON: run time, drops, final
+calibration).  A file cut short --
 the monitor or the machine killed -- reads up to its last complete chunk and
 the reader says how much was lost.  Nothing in a trace is ever executed.
 """
@@ -35,8 +37,8 @@ MAGIC: Final = b"ULMATRCE"
 VERSION: Final = 1
 CHUNK_MAGIC: Final = b"CHNK"
 
-META, SYMBOLS, EVENTS, END = 1, 2, 3, 4
-KIND_NAMES: Final = {META: "meta", SYMBOLS: "symbols", EVENTS: "events", END: "end"}
+META, SYMBOLS, EVENTS, END, CALIB = 1, 2, 3, 4, 5
+KIND_NAMES: Final = {META: "meta", SYMBOLS: "symbols", EVENTS: "events", END: "end", CALIB: "calib"}
 RAW, ZSTD = 0, 1
 
 _HEADER = struct.Struct("<8sHHIQQ")
@@ -160,6 +162,7 @@ class TraceReader:
     path: str
     meta: dict[str, Any] = field(default_factory=dict)
     end: dict[str, Any] | None = None
+    calib: dict[str, Any] | None = None  # the last CALIB record read
     warnings: list[str] = field(default_factory=list)
     size: int = 0
     _first: int = field(default=0, init=False)
@@ -208,8 +211,19 @@ class TraceReader:
                     return
                 if chunk.kind == END:
                     self.end = _json_or_none(chunk.payload)
+                elif chunk.kind == CALIB:
+                    self.calib = _json_or_none(chunk.payload) or self.calib
                 yield chunk
                 offset = f.tell()
+
+    def ns_per_tick(self) -> float | None:
+        """The best calibration the file holds (END, else the last CALIB, else
+        META); read after ``chunks()`` went through the file."""
+        for record in (self.end, self.calib, self.meta):
+            value = (record or {}).get("ns_per_tick")
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                return float(value)
+        return None
 
     def symbols(self) -> dict[int, SymbolDef]:
         out: dict[int, SymbolDef] = {}

@@ -30,7 +30,7 @@ def load_profile(reader: trace.TraceReader) -> Profile:
     if reader.end is None:
         reader.warnings.append("the trace has no end record: the run was cut short "
                                "(figures cover what was written)")
-    ns_per_tick = _number(end.get("ns_per_tick"), _number(meta.get("ns_per_tick"), 1.0))
+    ns_per_tick = reader.ns_per_tick() or 1.0
     functions, edges = agg.snapshot()
     profile = build_profile(
         symbols, functions, edges, ns_per_tick,

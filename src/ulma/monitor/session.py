@@ -9,6 +9,7 @@ while the program runs, so a live view sees the program as it is now.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import select
@@ -107,13 +108,17 @@ class Session:
         dt = ticks - self.start_ticks
         return (mono - self.start_mono_ns) / dt if dt > 0 else 1.0
 
-    def profile(self, *, wall_ns: int, live: bool = False, thread: int | None = None) -> Profile:
+    def profile(self, *, wall_ns: int, live: bool = False, thread: int | None = None,
+                scale: float | None = None) -> Profile:
+        """The totals as a profile; `scale` (ns per tick) defaults to the
+        calibration now."""
         with self.lock:
             functions, edges = self.core.snapshot(live=live, thread=thread)
             counters = self.core.counters()
             threads = self.core.threads()
             symbols = dict(self.symbols)
-        scale = self.ns_per_tick()
+        if scale is None:
+            scale = self.ns_per_tick()
         profile = build_profile(
             symbols, functions, edges, scale,
             python=sys.version.split()[0], wall_ns=wall_ns,
@@ -132,6 +137,9 @@ class Session:
         self.close_fd()
         with self.lock:
             self.core.close()
+
+
+_Item = tuple[list[trace.SymbolDef], list[tuple[int, bytes]], dict[str, float] | None]
 
 
 class Recorder:
@@ -155,8 +163,9 @@ class Recorder:
         self.path = path
         self.error: str | None = None
         self.writer = trace.TraceWriter(path, meta)
-        self._queue: queue.Queue[tuple[list[trace.SymbolDef], list[tuple[int, bytes]]] | None] = (
-            queue.Queue(self.QUEUE_ITEMS))
+        self._queue: queue.Queue[_Item | None] = queue.Queue(self.QUEUE_ITEMS)
+        self._session = session
+        self._next_calib = time.monotonic() + 1.0
         self._thread = threading.Thread(target=self._loop, name="ulma-trace-writer", daemon=True)
         self._thread.start()
 
@@ -168,11 +177,13 @@ class Recorder:
         while (item := self._queue.get()) is not None:
             if self.error is not None:
                 continue  # keep taking items so the drain never blocks on us
-            defs, chunks = item
+            defs, chunks, calib = item
             try:
                 self.writer.symbols(defs)
                 for slot, data in chunks:
                     self.writer.events(slot, data)
+                if calib is not None:
+                    self.writer.chunk(trace.CALIB, json.dumps(calib).encode())
             except OSError as exc:
                 self._fail(exc)
 
@@ -182,10 +193,14 @@ class Recorder:
 
     def write(self, symbols: list[tuple[int, int, int, str, str, int]],
               chunks: list[tuple[int, bytes]]) -> None:
-        if self.error is None and (symbols or chunks):
+        calib = None
+        if time.monotonic() >= self._next_calib:  # the calibration so far, for a file cut short
+            self._next_calib = time.monotonic() + 1.0
+            calib = {"ns_per_tick": self._session.ns_per_tick()}
+        if self.error is None and (symbols or chunks or calib):
             defs = [trace.SymbolDef(sid, kind, flags, name, file, line)
                     for sid, kind, flags, name, file, line in symbols]
-            self._queue.put((defs, chunks))
+            self._queue.put((defs, chunks, calib))
 
     def close(self, end: dict[str, Any]) -> None:
         self._queue.put(None)
@@ -314,12 +329,13 @@ class Run:
         # events it never published -- is still in the shared memory.
         self.session.drain(postmortem=True, recorder=self.recorder)
         self.session.close_all()
-        profile = self.session.profile(wall_ns=wall_ns)
+        scale = self.session.ns_per_tick()  # one calibration for the report and the trace
+        profile = self.session.profile(wall_ns=wall_ns, scale=scale)
         started = self.session.counters()["agent_state"] != 0
         trace_error = None
         if self.recorder is not None:
             self.recorder.close({
-                "wall_ns": wall_ns, "ns_per_tick": self.session.ns_per_tick(),
+                "wall_ns": wall_ns, "ns_per_tick": scale,
                 "returncode": returncode, "program_pid": self.proc.pid,
                 "dropped": {str(t.slot): t.dropped for t in profile.threads},
                 "os_tid": {str(t.slot): t.os_tid for t in profile.threads},
