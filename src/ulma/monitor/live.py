@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Self
 
 from ulma.monitor.attach import Attachment
 from ulma.monitor.profile import Profile
@@ -71,36 +71,49 @@ class LiveSource(Protocol):
     def health(self) -> Health: ...
 
 
-class LiveRun:
+class _DrainThread:
+    """A drain loop in a worker thread: ``done`` once it ended, ``error`` if it failed."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ulma-drain", daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._drain(self._stop)
+        except BaseException as exc:  # reported by the caller; the thread must not die silently
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _drain(self, stop: threading.Event) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ends the drain loop (the program is not touched) and waits for it."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+
+class LiveRun(_DrainThread):
     """A `Run` drained by a worker thread so a view can watch it.
 
     ``done`` is set when the drain loop ended: the program exited (then its
     last events are already read) or the loop failed (``error``)."""
 
     def __init__(self, run: Run) -> None:
+        super().__init__()
         self.run = run
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._drain, name="ulma-drain", daemon=True)
 
-    def start(self) -> LiveRun:
-        self._thread.start()
-        return self
-
-    def _drain(self) -> None:
-        try:
-            if self.run.drain_until_exit(self._stop) is not None:
-                self.run.settle()  # the view shows the final totals, unpublished events too
-        except BaseException as exc:  # reported by the caller; the thread must not die silently
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Ends the drain loop (the program is not touched) and waits for it."""
-        self._stop.set()
-        self._thread.join(timeout)
+    def _drain(self, stop: threading.Event) -> None:
+        if self.run.drain_until_exit(stop) is not None:
+            self.run.settle()  # the view shows the final totals, unpublished events too
 
     @property
     def returncode(self) -> int | None:
@@ -161,35 +174,19 @@ def health_of(session: Session, done: bool, returncode: int | None) -> Health:
     )
 
 
-class LiveAttachment:
+class LiveAttachment(_DrainThread):
     """An attachment drained by a worker thread so the live view can watch it.
     ``interrupt`` (Ctrl-C in the view) detaches: the program goes on."""
 
     def __init__(self, attachment: Attachment, duration: float | None = None) -> None:
+        super().__init__()
         self.attachment = attachment
         self.duration = duration
-        self.done = threading.Event()
-        self.error: BaseException | None = None
         self.why = ""
-        self._stop = threading.Event()
         self._cleared = False
-        self._thread = threading.Thread(target=self._drain, name="ulma-drain", daemon=True)
 
-    def start(self) -> LiveAttachment:
-        self._thread.start()
-        return self
-
-    def _drain(self) -> None:
-        try:
-            self.why = self.attachment.drain_until(self._stop, self.duration)
-        except BaseException as exc:  # reported by the caller
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+    def _drain(self, stop: threading.Event) -> None:
+        self.why = self.attachment.drain_until(stop, self.duration)
 
     @property
     def returncode(self) -> int | None:
