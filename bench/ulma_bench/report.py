@@ -13,6 +13,7 @@ TARGET_VS_FLOOR = 1.4
 TARGET_VS_CPROFILE = 0.5
 TARGET_VS_VIZTRACER = 1.0
 TARGET_DRAIN = 50e6
+TARGET_CPU_READINGS = 0.03  # what telling CPU from waiting may add to ulma (issue 4)
 BUSY_CPUS = 0.2  # CPUs used by other processes during a workload's rounds worth a warning
 
 
@@ -117,6 +118,9 @@ def _overhead_table(result: PythonResult) -> tuple[list[str], list[list[str]]]:
     shown = [(selected[key], target, strict) for key, target, strict in COMPARISONS if key in selected]
     headers = ["workload", "ulma ovh"]
     headers += [f"vs {mode.label} ({'<' if strict else '<='}{target})" for mode, target, strict in shown]
+    readings = "ulma_no_cpu" in selected
+    if readings:
+        headers.append(f"CPU readings (<=+{TARGET_CPU_READINGS:.0%})")
     headers += ["events", "dropped"]
     rows = []
     for workload in result.workloads:
@@ -124,6 +128,8 @@ def _overhead_table(result: PythonResult) -> tuple[list[str], list[list[str]]]:
         counts = workload.counts or EventCounts(error="not measured")
         row = [workload.name, f"{ours.median - 1.0:+.2f}" if ours else "n/a"]
         row += [_share_cell(ours, workload.ratio(mode.key), target, strict) for mode, target, strict in shown]
+        if readings:
+            row.append(_readings_cell(ours, workload.ratio("ulma_no_cpu")))
         row += [_count_cell(counts.events, counts.error), _count_cell(counts.dropped, counts.error)]
         rows.append(row)
     return headers, rows
@@ -137,6 +143,14 @@ def _share_cell(ours: Ratio | None, other: Ratio | None, target: float, strict: 
         return f"- (<{MIN_OVERHEAD})"  # the other's overhead is within noise: no share to quote
     met = share < target if strict else share <= target
     return f"{share:.2f} {'ok' if met else 'MISS'}"
+
+
+def _readings_cell(ours: Ratio | None, without: Ratio | None) -> str:
+    """What CPU readings add: ulma's time over ulma's without them, minus one."""
+    if ours is None or without is None or without.median <= 0:
+        return "n/a"
+    extra = ours.median / without.median - 1.0
+    return f"{extra:+.1%} {'ok' if extra <= TARGET_CPU_READINGS else 'MISS'}"
 
 
 def _count_cell(value: int | None, error: str | None) -> str:

@@ -145,13 +145,18 @@ def test_text_log_has_one_tab_separated_event_per_line(record: RecordFn, export:
         assert int(time_ns) >= last.get(tid, 0) and int(pid) > 0
         last[tid] = int(time_ns)
         kinds[(kind, function)] += 1
-        if kind not in ("sync", "sync_after_drop"):
+        if kind == "cpu":
+            name, value = function.split("=")
+            assert name in ("cpu_ns", "run_delay_ns") and int(value) >= 0 and where == "-"
+        elif kind not in ("sync", "sync_after_drop"):
             file, line_no = where.rsplit(":", 1)
             assert file and int(line_no) >= 0
     numbers = recording.function("numbers")
     assert kinds[("call", "numbers")] == numbers["calls"]
     assert kinds[("resume", "numbers")] + kinds[("throw", "numbers")] == numbers["resumes"]
     assert kinds[("yield", "numbers")] > 0 and kinds[("sync", "-")] >= 1
+    # every thread's stack restatement comes with a CPU reading (a baseline)
+    assert sum(n for (kind, _f), n in kinds.items() if kind == "cpu") >= kinds[("sync", "-")]
 
 
 def test_text_export_to_standard_output(record: RecordFn) -> None:

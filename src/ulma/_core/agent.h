@@ -18,10 +18,23 @@ typedef struct {
     ulma_ring_header *ring;
     ulma_event *events;
     uint64_t mask;       /* ring_events - 1 */
+    uint64_t next_reading; /* tick at which the next event reads the CPU clock */
     uint32_t generation; /* the agent session this writer belongs to */
     uint32_t in_slow;    /* re-entrancy guard for the sync path */
     uint32_t slot;       /* its ring in the session */
+    int sched_fd;        /* /proc/thread-self/schedstat; -1 none, -2 not opened yet */
+    uint64_t reading_tick, reading_cpu_ns; /* the last CPU reading */
+    /* native calls: the Python function a CALL is about to enter */
+    void *call_code;
+    uint64_t call_tick;
 } ulma_writer;
+
+/* The agent's ids carry two bits the records do not: an excluded function
+ * (written as ULMA_EVF_UNMEASURED) and ulma's own code (native calls made
+ * from it are not reported).  Ids themselves stay below 2^24. */
+#define ULMA_ID_UNMEASURED 0x80000000u
+#define ULMA_ID_HIDDEN 0x40000000u
+#define ULMA_ID_MASK 0x3fffffffu
 
 /* Agent globals (agent.c).  g_session is NULL while no session is active. */
 extern ulma_session_header *g_session;
@@ -30,12 +43,16 @@ extern uint32_t g_generation;
 extern Py_ssize_t g_extra_index;
 extern __thread ulma_writer *tls_writer __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t tls_writer_gen __attribute__((tls_model("initial-exec")));
+extern int g_native_calls;
 
 ulma_writer *ulma_writer_claim(void);
 /* The calling thread (ulma's own: the attach listener) is never traced. */
 void ulma_agent_ignore_thread(void);
 uint32_t ulma_code_intern(PyCodeObject *co);
-void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t id, uint8_t kind, int top_is_event);
+void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
+                    uint16_t aux, int top_is_event);
+/* The id of a C function (native calls), interned on first sight. */
+uint32_t ulma_native_id(PyObject *callable);
 
 /* The calling thread's writer, claiming a ring on the thread's first event. */
 static inline ulma_writer *ulma_writer_get(void)
@@ -65,24 +82,27 @@ static inline uint32_t ulma_code_id(PyCodeObject *co)
 }
 
 /*
- * Append one event.  `top_is_event` tells the sync path whether the
- * interpreter's current frame already is the event's own frame
- * (sys.monitoring) or still the caller's (PEP 523).
+ * Append one event.  `idv` is an id, with ULMA_ID_UNMEASURED for an excluded
+ * function.  `top_is_event` tells the sync path whether the interpreter's
+ * current frame already is the event's own frame (sys.monitoring) or still
+ * the caller's (PEP 523).  Every CPU-interval the slow path also reads the
+ * thread's CPU clock (one compare here).
  */
-static inline void ulma_emit(ulma_writer *w, uint64_t t, uint32_t id, uint8_t kind, int top_is_event)
+static inline void ulma_emit_ex(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
+                                uint16_t aux, int top_is_event)
 {
     ulma_ring_header *r = w->ring;
     uint64_t pos = r->write_pos;
-    if (ULMA_UNLIKELY(r->need_sync || pos - r->tail_cache > w->mask)) {
-        ulma_emit_slow(w, t, id, kind, top_is_event);
+    if (ULMA_UNLIKELY(r->need_sync | (pos - r->tail_cache > w->mask) | (t >= w->next_reading))) {
+        ulma_emit_slow(w, t, idv, kind, flags, aux, top_is_event);
         return;
     }
     ulma_event *e = &w->events[pos & w->mask];
     e->ticks = t;
-    e->id = id;
+    e->id = idv & ULMA_ID_MASK;
     e->kind = kind;
-    e->flags = 0;
-    e->aux = 0;
+    e->flags = flags | ((idv & ULMA_ID_UNMEASURED) ? ULMA_EVF_UNMEASURED : 0);
+    e->aux = aux;
     r->write_pos = ++pos;
     /* Batch the shared store: the monitor's cache line is touched once per
      * ULMA_PUBLISH_EVERY events, not once per event. */
@@ -90,18 +110,34 @@ static inline void ulma_emit(ulma_writer *w, uint64_t t, uint32_t id, uint8_t ki
         atomic_store_explicit(&r->published, pos, memory_order_release);
 }
 
+static inline void ulma_emit(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, int top_is_event)
+{
+    ulma_emit_ex(w, t, idv, kind, 0, 0, top_is_event);
+}
+
 /* Engines (engine_monitoring.c, engine_pep523.c). */
-int ulma_engine_monitoring_start(int empty);
+int ulma_engine_monitoring_start(int empty, int native_calls);
 void ulma_engine_monitoring_stop(void);
-int ulma_engine_pep523_start(int empty);
+int ulma_engine_pep523_start(int empty, int native_calls);
 void ulma_engine_pep523_stop(void);
 
 /* The agent's session lifecycle (agent.c). */
 /* recursion_adjust: recursion budget the bootstrap uses beyond its frames
  * (on 3.11 its exec() of a script is one more evaluator entry than plain
  * python's; the bootstrap knows and says so). */
-int ulma_agent_start(int fd, int engine, int empty, PyObject *hidden_prefix, PyObject *boundary,
-                     int recursion_adjust);
+typedef struct {
+    int engine, empty, native_calls, recursion_adjust;
+    uint32_t cpu_interval_us; /* 0: no CPU readings */
+    PyObject *hidden_prefix;  /* str or None */
+    PyObject *boundary;       /* frame or None */
+    PyObject *exclude;        /* sequence of fnmatch patterns, or None */
+} ulma_agent_options;
+
+int ulma_agent_start(int fd, const ulma_agent_options *o);
+/* Calibration: this thread's events go to a private scratch ring (on=1)
+ * or back to the session (on=0).  Returns 0, or -1 with an exception. */
+int ulma_agent_scratch(int on);
+void ulma_agent_set_probe_ps(uint32_t ps);
 /* flush=0 in a forked child: unhook and unmap without touching the rings. */
 void ulma_agent_stop(int flush);
 

@@ -9,6 +9,27 @@
 #define MAX_FUNC_ID (1u << 24)
 #define ROOT UINT32_MAX
 #define ULMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define VALUE_MASK ((1ULL << ULMA_CPU_VALUE_BITS) - 1)
+
+static inline void split_add_diff(ulma_split *dst, const ulma_split *now, const ulma_split *then)
+{
+    dst->wait += now->wait - then->wait;
+    dst->runnable += now->runnable - then->runnable;
+    dst->probe += now->probe - then->probe;
+    dst->dispatch += now->dispatch - then->dispatch;
+    dst->unmeasured += now->unmeasured - then->unmeasured;
+    dst->segs += now->segs - then->segs;
+}
+
+static inline void split_add(ulma_split *dst, const ulma_split *src)
+{
+    dst->wait += src->wait;
+    dst->runnable += src->runnable;
+    dst->probe += src->probe;
+    dst->dispatch += src->dispatch;
+    dst->unmeasured += src->unmeasured;
+    dst->segs += src->segs;
+}
 
 void ulma_agg_init(ulma_thread_agg *a)
 {
@@ -127,8 +148,9 @@ static inline uint32_t edge_get_cached(ulma_thread_agg *a, uint32_t caller, uint
     return e;
 }
 
-/* kind: ULMA_CALL, ULMA_RESUME/ULMA_THROW, or 0 for a frame restated by SYNC. */
-static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind)
+/* kind: ULMA_CALL, ULMA_C_CALL, ULMA_RESUME/ULMA_THROW, or 0 for a frame
+ * restated by SYNC. */
+static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind, int unmeasured)
 {
     if (id >= MAX_FUNC_ID) {
         a->unmatched++;
@@ -144,12 +166,14 @@ static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind)
     f->start = t;
     f->child = 0;
     f->edge = ROOT;
+    f->unmeasured = unmeasured;
+    f->at = a->sums;
     if (a->depth > 0) {
         f->edge = edge_get_cached(a, a->stack[a->depth - 1].id, id);
         if (f->edge != ROOT) {
             ulma_edge_stats *e = &a->edges[f->edge];
             e->active++;
-            if (kind == ULMA_CALL)
+            if (kind == ULMA_CALL || kind == ULMA_C_CALL)
                 e->calls++;
             else if (kind)
                 e->resumes++;
@@ -157,7 +181,7 @@ static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind)
     }
     a->depth++;
     a->active[id]++;
-    if (kind == ULMA_CALL)
+    if (kind == ULMA_CALL || kind == ULMA_C_CALL)
         a->funcs[id].calls++;
     else if (kind)
         a->funcs[id].resumes++;
@@ -169,9 +193,14 @@ static void pop(ulma_thread_agg *a, uint64_t t)
     ulma_frame *f = &a->stack[--a->depth];
     uint64_t el = t - f->start;
     ulma_func_stats *s = &a->funcs[f->id];
-    s->self += el > f->child ? el - f->child : 0;
-    if (--a->active[f->id] == 0)
+    uint64_t own = el > f->child ? el - f->child : 0;
+    s->self += own;
+    if (f->unmeasured)
+        a->sums.unmeasured += own; /* before the inclusive sums are taken */
+    if (--a->active[f->id] == 0) {
         s->total += el;
+        split_add_diff(&s->total_split, &a->sums, &f->at);
+    }
     if (f->edge != ROOT) {
         ulma_edge_stats *e = &a->edges[f->edge];
         if (--e->active == 0)
@@ -195,6 +224,81 @@ static void on_exit(ulma_thread_agg *a, uint32_t id, uint64_t t)
         pop(a, t);
 }
 
+/* sync_ids keep a frame's unmeasured flag in their top bit */
+#define ULMA_SYNC_ID_UNMEASURED 0x80000000u
+
+/* The function on top of the stack, if its time is measured. */
+static inline ulma_func_stats *measured_top(ulma_thread_agg *a)
+{
+    if (a->depth == 0)
+        return NULL;
+    ulma_frame *f = &a->stack[a->depth - 1];
+    return f->unmeasured ? NULL : &a->funcs[f->id];
+}
+
+/* Every record but CPU readings and SYNC parts closes a gap between records
+ * that holds one probe's cost, or, right after a CPU reading, the reading's
+ * own measured cost. */
+static inline void end_gap(ulma_thread_agg *a, uint64_t t)
+{
+    ulma_func_stats *top = measured_top(a);
+    if (ULMA_UNLIKELY(a->after_reading)) {
+        a->after_reading = 0;
+        uint64_t cost = t - a->last_tick;
+        if (top) {
+            top->self_split.probe += cost;
+            a->sums.probe += cost;
+        }
+        return;
+    }
+    if (top) {
+        top->self_split.segs++;
+        a->sums.segs++;
+    }
+}
+
+/* A CPU reading: the interval since the previous one had wall W and CPU C;
+ * W - C off CPU goes to the function on top (see aggregate.h). */
+static void on_cpu_reading(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
+{
+    uint64_t v = (uint64_t)e->id | ((uint64_t)e->aux << 32);
+    if (e->flags & ULMA_CPU_RUN_DELAY) {
+        if (a->have_run_delay && a->last_off && a->ns_per_tick > 0) {
+            uint64_t d_ns = (v - a->run_delay_ns) & VALUE_MASK;
+            uint64_t d = (uint64_t)((double)d_ns / a->ns_per_tick);
+            if (d > a->last_off)
+                d = a->last_off; /* earlier short waits' share: not this interval's */
+            a->runnable_ticks += d;
+            if (a->last_target != ROOT) {
+                a->funcs[a->last_target].self_split.runnable += d;
+                a->sums.runnable += d;
+            }
+        }
+        a->run_delay_ns = v;
+        a->have_run_delay = 1;
+        return;
+    }
+    a->cpu_readings++;
+    a->after_reading = 1;
+    a->last_off = 0;
+    a->last_target = ROOT;
+    if (a->have_cpu && a->ns_per_tick > 0) {
+        uint64_t wall = t - a->cpu_tick;
+        uint64_t cpu = (uint64_t)((double)((v - a->cpu_ns) & VALUE_MASK) / a->ns_per_tick);
+        uint64_t off = wall > cpu ? wall - cpu : 0;
+        a->last_off = off;
+        a->wait_ticks += off;
+        if (a->depth > 0 && !a->stack[a->depth - 1].unmeasured) {
+            a->last_target = a->stack[a->depth - 1].id;
+            a->funcs[a->last_target].self_split.wait += off;
+            a->sums.wait += off;
+        }
+    }
+    a->cpu_tick = t;
+    a->cpu_ns = v;
+    a->have_cpu = 1;
+}
+
 static int apply_sync(ulma_thread_agg *a)
 {
     uint64_t close_at = a->last_tick;
@@ -205,8 +309,12 @@ static int apply_sync(ulma_thread_agg *a)
     if (a->sync_flags & ULMA_SYNC_AFTER_DROP)
         a->lost_ticks += a->sync_ticks - close_at;
     a->syncs++;
+    /* the next CPU reading is a new baseline: the gap held lost events */
+    a->have_cpu = a->have_run_delay = 0;
+    a->after_reading = 0;
     for (uint32_t i = 0; i < a->sync_have; i++)
-        if (push(a, a->sync_ids[i], a->sync_ticks, 0) < 0)
+        if (push(a, a->sync_ids[i] & ~ULMA_SYNC_ID_UNMEASURED, a->sync_ticks, 0,
+                 (a->sync_ids[i] & ULMA_SYNC_ID_UNMEASURED) != 0) < 0)
             return -1;
     a->sync_want = a->sync_have = 0;
     return 0;
@@ -235,12 +343,33 @@ int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
         case ULMA_CALL:
         case ULMA_RESUME:
         case ULMA_THROW:
-            rc = push(a, e->id, t, e->kind);
+        case ULMA_C_CALL:
+            end_gap(a, t);
+            if (e->flags & ULMA_EVF_DISPATCH) {
+                uint64_t d = e->aux, gap = t - a->last_tick;
+                if (d > gap)
+                    d = gap; /* it happened within the caller's last gap */
+                ulma_func_stats *top = measured_top(a);
+                if (top && e->id < MAX_FUNC_ID && ensure_func(a, e->id) == 0) {
+                    top = measured_top(a); /* funcs may have moved */
+                    top->self_split.dispatch += d;
+                    a->sums.dispatch += d;
+                    a->funcs[e->id].dispatch_in += d;
+                }
+            }
+            rc = push(a, e->id, t, e->kind, (e->flags & ULMA_EVF_UNMEASURED) != 0);
             break;
         case ULMA_RETURN:
         case ULMA_YIELD:
         case ULMA_UNWIND:
+        case ULMA_C_RETURN:
+            end_gap(a, t);
             on_exit(a, e->id, t);
+            break;
+        case ULMA_CPU_SAMPLE:
+            if (!(e->flags & ULMA_CPU_RUN_DELAY))
+                end_gap(a, t); /* the gap before the reading held a probe */
+            on_cpu_reading(a, e, t);
             break;
         case ULMA_SYNC:
             if (e->flags & ULMA_SYNC_BEGIN) {
@@ -259,7 +388,9 @@ int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
                 /* the old stack closes at the tick before the group */
                 t = a->last_tick;
             } else if ((e->flags & ULMA_SYNC_FRAME) && a->sync_have < a->sync_want) {
-                a->sync_ids[a->sync_have++] = e->id;
+                a->sync_ids[a->sync_have++] =
+                    (e->id & ~ULMA_SYNC_ID_UNMEASURED) |
+                    ((e->flags & ULMA_EVF_UNMEASURED) ? ULMA_SYNC_ID_UNMEASURED : 0);
                 t = a->last_tick;
                 if (a->sync_have == a->sync_want) {
                     rc = apply_sync(a);
@@ -288,8 +419,8 @@ void ulma_agg_close(ulma_thread_agg *a)
 void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)
 {
     for (size_t i = 0; i < a->nfuncs; i++) {
-        a->funcs[i].calls = a->funcs[i].resumes = 0;
-        a->funcs[i].self = a->funcs[i].total = 0;
+        ulma_func_stats *f = &a->funcs[i];
+        memset(f, 0, sizeof *f);
     }
     for (size_t i = 0; i < a->nedges; i++)
         a->edges[i].calls = a->edges[i].resumes = a->edges[i].total = 0;
@@ -298,23 +429,32 @@ void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)
     for (size_t i = 0; i < a->depth; i++) {
         a->stack[i].start = now;
         a->stack[i].child = 0;
+        a->stack[i].at = a->sums;
     }
     a->lost_ticks = 0;
+    a->wait_ticks = a->runnable_ticks = 0;
+}
+
+static void func_add(ulma_func_stats *d, const ulma_func_stats *s)
+{
+    d->calls += s->calls;
+    d->resumes += s->resumes;
+    d->self += s->self;
+    d->total += s->total;
+    split_add(&d->self_split, &s->self_split);
+    split_add(&d->total_split, &s->total_split);
+    d->dispatch_in += s->dispatch_in;
 }
 
 /* Adds src's totals into dst (a container, never fed).  With now != 0 the
  * frames still open in src count as if they returned at `now`, so a live
  * view shows time as it accrues; src itself is not changed. */
-int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t now)
+int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t now, uint64_t now_cpu_ns)
 {
     if (src->nfuncs && ensure_func(dst, (uint32_t)src->nfuncs - 1) < 0)
         return -1;
-    for (size_t i = 0; i < src->nfuncs; i++) {
-        dst->funcs[i].calls += src->funcs[i].calls;
-        dst->funcs[i].resumes += src->funcs[i].resumes;
-        dst->funcs[i].self += src->funcs[i].self;
-        dst->funcs[i].total += src->funcs[i].total;
-    }
+    for (size_t i = 0; i < src->nfuncs; i++)
+        func_add(&dst->funcs[i], &src->funcs[i]);
     for (size_t i = 0; i < src->nedges; i++) {
         const ulma_edge_stats *e = &src->edges[i];
         uint32_t d = edge_get(dst, e->caller, e->callee);
@@ -324,6 +464,9 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
         dst->edges[d].resumes += e->resumes;
         dst->edges[d].total += e->total;
     }
+    dst->wait_ticks += src->wait_ticks;
+    dst->runnable_ticks += src->runnable_ticks;
+    dst->cpu_readings += src->cpu_readings;
     if (!now || src->depth == 0)
         return 0;
     if (now < src->last_tick)
@@ -332,17 +475,36 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
      * only (first seen walking from the bottom). */
     uint8_t *seen_f = calloc(src->nfuncs, 1);
     uint8_t *seen_e = calloc(src->nedges + 1, 1);
-    if (!seen_f || !seen_e) {
+    uint64_t *unm_above = calloc(src->depth + 1, sizeof *unm_above);
+    if (!seen_f || !seen_e || !unm_above) {
         free(seen_f);
         free(seen_e);
+        free(unm_above);
         return -1;
+    }
+    /* The open interval since the last CPU reading, if the caller read the
+     * thread's CPU clock: its off-CPU time goes to the top, as a reading
+     * now would give it. */
+    uint64_t pending_wait = 0;
+    if (now_cpu_ns && src->have_cpu && src->ns_per_tick > 0 && now > src->cpu_tick) {
+        uint64_t wall = now - src->cpu_tick;
+        uint64_t cpu = (uint64_t)((double)((now_cpu_ns - src->cpu_ns) & VALUE_MASK) / src->ns_per_tick);
+        pending_wait = wall > cpu ? wall - cpu : 0;
+        const ulma_frame *top = &src->stack[src->depth - 1];
+        if (top->unmeasured)
+            pending_wait = 0;
+        else
+            dst->funcs[top->id].self_split.wait += pending_wait;
+        dst->wait_ticks += pending_wait;
     }
     uint64_t above = 0;
     for (size_t i = src->depth; i-- > 0;) {
         const ulma_frame *f = &src->stack[i];
         uint64_t el = now - f->start;
         uint64_t busy = f->child + above;
-        dst->funcs[f->id].self += el > busy ? el - busy : 0;
+        uint64_t own = el > busy ? el - busy : 0;
+        dst->funcs[f->id].self += own;
+        unm_above[i] = unm_above[i + 1] + (f->unmeasured ? own : 0);
         above = el;
     }
     for (size_t i = 0; i < src->depth; i++) {
@@ -350,7 +512,11 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
         uint64_t el = now - f->start;
         if (!seen_f[f->id]) {
             seen_f[f->id] = 1;
-            dst->funcs[f->id].total += el;
+            ulma_func_stats *d = &dst->funcs[f->id];
+            d->total += el;
+            split_add_diff(&d->total_split, &src->sums, &f->at);
+            d->total_split.unmeasured += unm_above[i + 1];
+            d->total_split.wait += pending_wait;
         }
         if (f->edge != ROOT && !seen_e[f->edge]) {
             seen_e[f->edge] = 1;
@@ -362,5 +528,6 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
     }
     free(seen_f);
     free(seen_e);
+    free(unm_above);
     return 0;
 }

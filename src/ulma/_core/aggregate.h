@@ -11,6 +11,27 @@
  *   - a SYNC group (after drops, or at a thread's first event) closes the old
  *     stack at the last tick seen and opens the stated frames without
  *     counting calls; the gap is counted as lost, credited to no function.
+ *
+ * The four-way split ("Time, split four ways" in DESIGN.md).  Each function's
+ * self time is CPU + waiting + overhead; its total time adds the unmeasured
+ * time of excluded callees.  What the replay keeps, per function, self and
+ * inclusive (outermost frame only, like total):
+ *   - wait: at each CPU reading, the interval since the previous reading
+ *     has wall W and CPU C; W - C was spent off CPU.  The agent reads only
+ *     when an event comes more than an interval after the last reading, so
+ *     a long block always ends an interval and is its last segment: the
+ *     off-CPU time goes to the function on top at the reading.  (Off-CPU
+ *     time earlier in the interval, at most one interval long, goes there
+ *     too: the bound on the error.)  `runnable` is the part of it the kernel
+ *     says the thread spent runnable but not scheduled (run delay).
+ *   - segs: the gaps between records each hold one probe's cost (the tail
+ *     of one callback and the head of the next); the monitor multiplies by
+ *     the calibrated probe cost.  probe: the measured cost of CPU readings.
+ *   - dispatch: with native calls, the ticks from a caller's CALL to the
+ *     callee's first instruction (the caller pays; the callee's dispatch_in
+ *     says what getting into it cost).
+ *   - unmeasured: the self time of excluded frames under this one.
+ * CPU is what remains of self once waiting and overhead are taken out.
  */
 #ifndef ULMA_AGGREGATE_H
 #define ULMA_AGGREGATE_H
@@ -19,8 +40,17 @@
 #include <stdint.h>
 #include "records.h"
 
+/* Running per-thread sums; a frame keeps their values at its entry, and its
+ * inclusive share is the difference at its exit. */
+typedef struct {
+    uint64_t wait, runnable, probe, dispatch, unmeasured, segs;
+} ulma_split;
+
 typedef struct {
     uint64_t calls, resumes, self, total;
+    ulma_split self_split; /* unmeasured stays 0: excluded time is a callee's */
+    ulma_split total_split;
+    uint64_t dispatch_in;  /* ticks callers spent calling into it */
 } ulma_func_stats;
 
 typedef struct {
@@ -40,6 +70,9 @@ typedef struct {
     uint32_t edge;   /* index into edges, or UINT32_MAX at the stack's root */
     uint64_t start;  /* tick the frame (re)entered */
     uint64_t child;  /* ticks spent in direct callees */
+    uint32_t unmeasured; /* an excluded function's frame */
+    uint32_t pad;
+    ulma_split at;   /* the thread's sums when it entered */
 } ulma_frame;
 
 typedef struct {
@@ -67,6 +100,16 @@ typedef struct {
     uint64_t unmatched;        /* returns with no matching frame */
     uint64_t clock_backwards;  /* ticks that went back, clamped */
     uint64_t syncs;
+    /* CPU readings */
+    double ns_per_tick;        /* set by the owner before feeding; 0 = no split */
+    ulma_split sums;           /* running sums, see ulma_split */
+    uint64_t cpu_tick, cpu_ns; /* the last CPU reading */
+    uint64_t run_delay_ns;     /* the last run-delay reading */
+    uint64_t last_off;         /* off-CPU ticks of the interval just read */
+    uint32_t last_target;      /* the function that got them, or UINT32_MAX */
+    uint8_t have_cpu, have_run_delay, after_reading, pad8;
+    uint64_t cpu_readings;
+    uint64_t wait_ticks, runnable_ticks; /* the thread's, whoever was on top */
     int failed;                /* out of memory: stats stop growing */
 } ulma_thread_agg;
 
@@ -76,8 +119,11 @@ void ulma_agg_free(ulma_thread_agg *a);
 int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n);
 /* Closes every open frame at the last tick seen (end of a thread). */
 void ulma_agg_close(ulma_thread_agg *a);
-/* Adds src's totals (and, if now != 0, its open frames up to now) to dst. */
-int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t now);
+/* Adds src's totals (and, if now != 0, its open frames up to now) to dst.
+ * now_cpu_ns, if not 0, is the thread's CPU time at `now`: the interval
+ * still open is then split too (a function blocked right now shows as
+ * waiting, not as CPU, in a live view). */
+int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t now, uint64_t now_cpu_ns);
 /* Forgets all totals; keeps the stack, restarting its frames at `now`. */
 void ulma_agg_clear(ulma_thread_agg *a, uint64_t now);
 

@@ -8,6 +8,8 @@
  */
 #include "agent.h"
 
+#include <string.h>
+
 #if PY_VERSION_HEX >= 0x030C0000
 
 static int g_tool_id = -1;
@@ -29,6 +31,71 @@ static inline PyObject *code_event(PyObject *code, uint8_t kind)
         (void)nargs;                                                               \
         return code_event(args[0], kind);                                          \
     }
+/* Builtins and method descriptors: what cProfile reports as C calls. */
+static inline int is_native(PyObject *c)
+{
+    return PyCFunction_Check(c) || Py_IS_TYPE(c, &PyMethodDescr_Type);
+}
+
+/* Native calls: CALL(code, offset, callable, arg0).  A C callee gets a
+ * C_CALL record; a Python callee is remembered, so its PY_START can say how
+ * long getting into it took.  Calls made by ulma's own code are skipped. */
+static PyObject *on_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    ulma_writer *w = ulma_writer_get();
+    if (ULMA_LIKELY(w != NULL) && nargs >= 3) {
+        PyObject *c = args[2];
+        if (is_native(c)) {
+            uint64_t t = ulma_ticks(g_clock);
+            w->call_code = NULL;
+            if (!(ulma_code_id((PyCodeObject *)args[0]) & ULMA_ID_HIDDEN))
+                ulma_emit(w, t, ulma_native_id(c), ULMA_C_CALL, 1);
+        } else {
+            PyObject *fn = PyMethod_Check(c) ? PyMethod_GET_FUNCTION(c) : c;
+            if (PyFunction_Check(fn)) {
+                w->call_code = PyFunction_GET_CODE(fn);
+                w->call_tick = ulma_ticks(g_clock);
+            }
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* C_RETURN and C_RAISE: the same callables as on_call, so calls pair up. */
+static PyObject *on_c_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    ulma_writer *w = ulma_writer_get();
+    if (ULMA_LIKELY(w != NULL) && nargs >= 3 && is_native(args[2])) {
+        uint64_t t = ulma_ticks(g_clock);
+        if (!(ulma_code_id((PyCodeObject *)args[0]) & ULMA_ID_HIDDEN))
+            ulma_emit(w, t, ulma_native_id(args[2]), ULMA_C_RETURN, 1);
+    }
+    Py_RETURN_NONE;
+}
+
+/* PY_START with native calls: the dispatch since the caller's CALL. */
+static PyObject *on_start_native(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    (void)nargs;
+    ulma_writer *w = ulma_writer_get();
+    if (ULMA_LIKELY(w != NULL)) {
+        uint64_t t = ulma_ticks(g_clock);
+        uint8_t flags = 0;
+        uint16_t aux = 0;
+        if (w->call_code == (void *)args[0]) {
+            uint64_t d = t - w->call_tick;
+            flags = ULMA_EVF_DISPATCH;
+            aux = d > 0xffff ? 0xffff : (uint16_t)d;
+        }
+        w->call_code = NULL;
+        ulma_emit_ex(w, t, ulma_code_id((PyCodeObject *)args[0]), ULMA_CALL, flags, aux, 1);
+    }
+    Py_RETURN_NONE;
+}
+
 CALLBACK(on_start, ULMA_CALL)
 CALLBACK(on_resume, ULMA_RESUME)
 CALLBACK(on_throw, ULMA_THROW)
@@ -55,7 +122,16 @@ static PyMethodDef g_callbacks[] = {
     {"PY_UNWIND", (PyCFunction)(void (*)(void))on_unwind, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
+static PyMethodDef g_native_callbacks[] = {
+    {"CALL", (PyCFunction)(void (*)(void))on_call, METH_FASTCALL, NULL},
+    {"C_RETURN", (PyCFunction)(void (*)(void))on_c_return, METH_FASTCALL, NULL},
+    {"C_RAISE", (PyCFunction)(void (*)(void))on_c_return, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+static PyMethodDef g_start_native_def = {"PY_START", (PyCFunction)(void (*)(void))on_start_native,
+                                         METH_FASTCALL, NULL};
 static PyMethodDef g_empty_def = {"empty", (PyCFunction)(void (*)(void))on_empty, METH_FASTCALL, NULL};
+static int g_registered_native;
 
 static PyObject *monitoring_module(void)
 {
@@ -97,7 +173,32 @@ static int set_events(PyObject *mon, int tool, long mask)
     return r ? 0 : -1;
 }
 
-int ulma_engine_monitoring_start(int empty)
+/* Registers each callback of `defs` (PY_START replaced by `start` if not
+ * NULL) and ORs its event bit into *mask. */
+static int register_all(PyObject *mon, PyObject *events, int tool, PyMethodDef *defs, int empty,
+                        PyMethodDef *start, long *mask)
+{
+    for (PyMethodDef *d = defs; d->ml_name; d++) {
+        PyObject *bit = PyObject_GetAttrString(events, d->ml_name);
+        if (!bit)
+            return -1;
+        long b = PyLong_AsLong(bit);
+        Py_DECREF(bit);
+        PyMethodDef *def = empty ? &g_empty_def : (start && strcmp(d->ml_name, "PY_START") == 0) ? start : d;
+        PyObject *fn = PyCFunction_New(def, NULL);
+        if (!fn)
+            return -1;
+        PyObject *r = PyObject_CallMethod(mon, "register_callback", "ilO", tool, b, fn);
+        Py_DECREF(fn);
+        if (!r)
+            return -1;
+        Py_DECREF(r);
+        *mask |= b;
+    }
+    return 0;
+}
+
+int ulma_engine_monitoring_start(int empty, int native_calls)
 {
     PyObject *mon = monitoring_module();
     if (!mon)
@@ -107,22 +208,12 @@ int ulma_engine_monitoring_start(int empty)
     long mask = 0;
     if (tool < 0)
         goto fail;
-    for (PyMethodDef *d = g_callbacks; d->ml_name; d++) {
-        PyObject *bit = PyObject_GetAttrString(events, d->ml_name);
-        if (!bit)
-            goto fail_tool;
-        long b = PyLong_AsLong(bit);
-        Py_DECREF(bit);
-        PyObject *fn = PyCFunction_New(empty ? &g_empty_def : d, NULL);
-        if (!fn)
-            goto fail_tool;
-        PyObject *r = PyObject_CallMethod(mon, "register_callback", "ilO", tool, b, fn);
-        Py_DECREF(fn);
-        if (!r)
-            goto fail_tool;
-        Py_DECREF(r);
-        mask |= b;
-    }
+    if (register_all(mon, events, tool, g_callbacks, empty, native_calls ? &g_start_native_def : NULL,
+                     &mask) < 0)
+        goto fail_tool;
+    if (native_calls && register_all(mon, events, tool, g_native_callbacks, empty, NULL, &mask) < 0)
+        goto fail_tool;
+    g_registered_native = native_calls;
     if (set_events(mon, tool, mask) < 0)
         goto fail_tool;
     g_tool_id = tool;
@@ -152,10 +243,11 @@ void ulma_engine_monitoring_stop(void)
     PyObject *mon = monitoring_module();
     if (mon) {
         set_events(mon, g_tool_id, 0);
-        static const char *names[] = {"PY_START", "PY_RESUME", "PY_THROW",
-                                      "PY_RETURN", "PY_YIELD", "PY_UNWIND"};
+        static const char *names[] = {"PY_START", "PY_RESUME", "PY_THROW", "PY_RETURN",
+                                      "PY_YIELD", "PY_UNWIND", "CALL", "C_RETURN", "C_RAISE"};
+        size_t count = g_registered_native ? 9 : 6;
         PyObject *events = PyObject_GetAttrString(mon, "events");
-        for (size_t i = 0; events && i < sizeof names / sizeof names[0]; i++) {
+        for (size_t i = 0; events && i < count; i++) {
             PyObject *bit = PyObject_GetAttrString(events, names[i]);
             if (!bit)
                 break;
@@ -175,9 +267,10 @@ void ulma_engine_monitoring_stop(void)
 
 #else /* Python 3.11: no sys.monitoring */
 
-int ulma_engine_monitoring_start(int empty)
+int ulma_engine_monitoring_start(int empty, int native_calls)
 {
     (void)empty;
+    (void)native_calls;
     PyErr_SetString(PyExc_RuntimeError, "the sys.monitoring engine needs Python 3.12 or newer");
     return -1;
 }

@@ -109,8 +109,13 @@ static PyObject *ulma_eval_empty(PyThreadState *ts, struct _PyInterpreterFrame *
     return eval_next(ts, f, throwflag);
 }
 
-int ulma_engine_pep523_start(int empty)
+int ulma_engine_pep523_start(int empty, int native_calls)
 {
+    if (native_calls) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "native calls are traced by the sys.monitoring engine only (Python 3.12+)");
+        return -1;
+    }
     PyInterpreterState *interp = PyInterpreterState_Get();
     _PyFrameEvalFunction cur = _PyInterpreterState_GetEvalFrameFunc(interp);
     g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;

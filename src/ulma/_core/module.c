@@ -25,12 +25,13 @@ static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
     static char *names[] = {"fd", "engine", "empty", "hidden_prefix", "boundary", "recursion_adjust",
-                            NULL};
-    int fd, empty = 0, adjust = 0;
+                            "native_calls", "cpu_interval_us", "exclude", NULL};
+    int fd, empty = 0, adjust = 0, native = 0;
+    unsigned int interval = 100;
     const char *engine;
-    PyObject *hidden = Py_None, *boundary = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|pOOi", names, &fd, &engine, &empty, &hidden,
-                                     &boundary, &adjust))
+    PyObject *hidden = Py_None, *boundary = Py_None, *exclude = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|pOOipIO", names, &fd, &engine, &empty, &hidden,
+                                     &boundary, &adjust, &native, &interval, &exclude))
         return NULL;
     if (boundary != Py_None && !PyFrame_Check(boundary))
         return PyErr_Format(PyExc_TypeError, "boundary must be a frame or None");
@@ -41,8 +42,32 @@ static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
         e = ULMA_ENGINE_PEP523;
     else
         return PyErr_Format(PyExc_ValueError, "unknown engine %s", engine);
-    if (ulma_agent_start(fd, e, empty, hidden, boundary, adjust) < 0)
+    ulma_agent_options o = {.engine = e, .empty = empty, .native_calls = native,
+                            .recursion_adjust = adjust, .cpu_interval_us = interval,
+                            .hidden_prefix = hidden, .boundary = boundary, .exclude = exclude};
+    if (ulma_agent_start(fd, &o) < 0)
         return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_agent_scratch(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0 || ulma_agent_scratch(on) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_agent_set_probe_cost(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    double ns = PyFloat_AsDouble(arg);
+    if (ns == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!(ns >= 0) || ns > 4e6)
+        return PyErr_Format(PyExc_ValueError, "probe cost out of range");
+    ulma_agent_set_probe_ps((uint32_t)(ns * 1000.0 + 0.5));
     Py_RETURN_NONE;
 }
 
@@ -218,16 +243,18 @@ static PyObject *session_symbols(SessionObject *self, PyObject *unused)
 }
 
 /* (functions, edges) of the merged aggregators, as Python lists; open frames
- * of unclosed threads count up to `now` when it is not 0. */
+ * of unclosed threads count up to `now` when it is not 0.  now_cpu[slot], if
+ * given and not 0, is that thread's CPU time now (ns).  split=1 adds the
+ * four-way figures to each function (see FUNC_SPLIT_FIELDS). */
 static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint32_t n, long only,
-                             uint64_t now)
+                             uint64_t now, const uint64_t *now_cpu, int split)
 {
     ulma_thread_agg sum;
     ulma_agg_init(&sum);
     for (uint32_t s = 0; s < n; s++) {
         if (only >= 0 && (uint32_t)only != s)
             continue;
-        if (ulma_agg_merge(&sum, &aggs[s], closed[s] ? 0 : now) < 0) {
+        if (ulma_agg_merge(&sum, &aggs[s], closed[s] ? 0 : now, now_cpu ? now_cpu[s] : 0) < 0) {
             ulma_agg_free(&sum);
             return PyErr_NoMemory();
         }
@@ -239,7 +266,12 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         ulma_func_stats *f = &sum.funcs[i];
         if (!f->calls && !f->resumes && !f->total && !f->self)
             continue;
-        PyObject *t = Py_BuildValue("(nKKKK)", (Py_ssize_t)i, f->calls, f->resumes, f->self, f->total);
+        const ulma_split *a = &f->self_split, *b = &f->total_split;
+        PyObject *t = split
+            ? Py_BuildValue("(nKKKKKKKKKKKKKKKK)", (Py_ssize_t)i, f->calls, f->resumes, f->self,
+                            f->total, a->wait, a->runnable, a->probe, a->dispatch, a->segs, b->wait,
+                            b->runnable, b->probe, b->dispatch, b->segs, b->unmeasured, f->dispatch_in)
+            : Py_BuildValue("(nKKKK)", (Py_ssize_t)i, f->calls, f->resumes, f->self, f->total);
         if (!t || PyList_Append(funcs, t) < 0) {
             Py_XDECREF(t);
             goto done;
@@ -268,27 +300,65 @@ done:
 /* The per-thread replay figures shared by Session.threads and Aggregator.threads. */
 static PyObject *agg_figures(const ulma_thread_agg *a)
 {
-    return Py_BuildValue("{s:K,s:n,s:K,s:K,s:K,s:K,s:K,s:K}", "events", a->events, "depth",
-                         (Py_ssize_t)a->depth, "lost_ticks", a->lost_ticks, "unmatched",
-                         a->unmatched, "syncs", a->syncs, "clock_backwards", a->clock_backwards,
-                         "first_tick", a->first_tick, "last_tick", a->last_tick);
+    return Py_BuildValue("{s:K,s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "events",
+                         a->events, "depth", (Py_ssize_t)a->depth, "lost_ticks", a->lost_ticks,
+                         "unmatched", a->unmatched, "syncs", a->syncs, "clock_backwards",
+                         a->clock_backwards, "first_tick", a->first_tick, "last_tick", a->last_tick,
+                         "cpu_readings", a->cpu_readings, "wait_ticks", a->wait_ticks,
+                         "runnable_ticks", a->runnable_ticks, "cpu_ns", a->have_cpu ? a->cpu_ns : 0,
+                         "cpu_tick", a->have_cpu ? a->cpu_tick : 0);
 }
 
 /* (functions, edges): functions = [(id, calls, resumes, self, total)],
  * edges = [(caller, callee, calls, resumes, total)], times in ticks.
  * live=True counts open frames up to now; thread=None merges all threads. */
+/* {slot: cpu_ns} -> an array over the slots (0 = unknown); NULL on error. */
+static uint64_t *cpu_array(PyObject *now_cpu, uint32_t slots)
+{
+    uint64_t *arr = PyMem_Calloc(slots + 1, sizeof *arr);
+    if (!arr)
+        return (uint64_t *)PyErr_NoMemory();
+    if (now_cpu == Py_None)
+        return arr;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    if (!PyDict_Check(now_cpu)) {
+        PyMem_Free(arr);
+        PyErr_SetString(PyExc_TypeError, "now_cpu must be a dict {slot: cpu_ns}");
+        return NULL;
+    }
+    while (PyDict_Next(now_cpu, &pos, &key, &value)) {
+        long slot = PyLong_AsLong(key);
+        unsigned long long ns = PyLong_AsUnsignedLongLong(value);
+        if (PyErr_Occurred()) {
+            PyMem_Free(arr);
+            return NULL;
+        }
+        if (slot >= 0 && (unsigned long)slot < slots)
+            arr[slot] = ns & ((1ULL << ULMA_CPU_VALUE_BITS) - 1);
+    }
+    return arr;
+}
+
 static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"live", "thread", NULL};
-    int live = 0;
-    PyObject *thread = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO", names, &live, &thread) || check_open(self) < 0)
+    static char *names[] = {"live", "thread", "split", "now_cpu", NULL};
+    int live = 0, split = 0;
+    PyObject *thread = Py_None, *now_cpu = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pOpO", names, &live, &thread, &split, &now_cpu) ||
+        check_open(self) < 0)
         return NULL;
     long only = -1;
     if (thread != Py_None && (only = PyLong_AsLong(thread)) < 0)
         return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "bad thread index");
+    uint32_t slots = ulma_monitor_slots(&self->m);
+    uint64_t *cpu = cpu_array(now_cpu, slots);
+    if (!cpu)
+        return NULL;
     uint64_t now = live ? ulma_ticks(self->m.h->clock_source) : 0;
-    return snapshot_of(self->m.aggs, self->m.closed, ulma_monitor_slots(&self->m), only, now);
+    PyObject *res = snapshot_of(self->m.aggs, self->m.closed, slots, only, now, cpu, split);
+    PyMem_Free(cpu);
+    return res;
 }
 
 /* One dict per thread ring: identity, progress and anomalies. */
@@ -347,6 +417,24 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         "map_bytes", (unsigned long long)self->m.map_bytes);
 }
 
+/* What the agent measures: its flags, calibrated probe cost, CPU interval. */
+static PyObject *session_agent_info(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    ulma_session_header *h = self->m.h;
+    uint32_t flags = atomic_load_explicit(&h->agent_flags, memory_order_acquire);
+    return Py_BuildValue("{s:O,s:O,s:O,s:d,s:I,s:d}", "cpu_samples",
+                         (flags & ULMA_AGENT_CPU_SAMPLES) ? Py_True : Py_False, "native_calls",
+                         (flags & ULMA_AGENT_NATIVE_CALLS) ? Py_True : Py_False, "schedstat",
+                         (flags & ULMA_AGENT_SCHEDSTAT) ? Py_True : Py_False, "probe_ns",
+                         atomic_load_explicit(&h->probe_ps, memory_order_relaxed) / 1000.0,
+                         "cpu_interval_us",
+                         atomic_load_explicit(&h->cpu_interval_us, memory_order_relaxed),
+                         "ns_per_tick_hint", h->ns_per_tick_hint);
+}
+
 /* (ticks, monotonic ns) read back to back, for calibration. */
 static PyObject *session_clock(SessionObject *self, PyObject *unused)
 {
@@ -397,9 +485,12 @@ static PyMethodDef session_methods[] = {
      "[(slot, records)]) with copy=True"},
     {"symbols", (PyCFunction)session_symbols, METH_NOARGS, "new symbol definitions"},
     {"snapshot", (PyCFunction)(void (*)(void))session_snapshot, METH_VARARGS | METH_KEYWORDS,
-     "snapshot(live=False, thread=None) -> (functions, edges) in ticks"},
+     "snapshot(live=False, thread=None, split=False, now_cpu=None) -> (functions, edges) in "
+     "ticks; split adds the four-way figures; now_cpu {slot: ns} splits open intervals"},
     {"threads", (PyCFunction)session_threads, METH_NOARGS, "per-thread ring state"},
     {"counters", (PyCFunction)session_counters, METH_NOARGS, "session-wide counters"},
+    {"agent_info", (PyCFunction)session_agent_info, METH_NOARGS,
+     "what the agent measures: cpu_samples, native_calls, schedstat, probe_ns, cpu_interval_us"},
     {"clock", (PyCFunction)session_clock, METH_NOARGS, "(ticks, monotonic_ns) now"},
     {"clear", (PyCFunction)session_clear, METH_NOARGS, "forget all totals, keep stacks"},
     {"close_all", (PyCFunction)session_close_all, METH_NOARGS, "close every open stack"},
@@ -429,6 +520,7 @@ typedef struct {
     ulma_thread_agg *aggs;
     uint8_t *closed;
     uint32_t n;
+    double rate; /* ns per tick for new threads; 0 until set_rate */
 } AggregatorObject;
 
 #define MAX_OFFLINE_THREADS 65536u
@@ -460,6 +552,7 @@ static ulma_thread_agg *aggregator_thread(AggregatorObject *self, long thread)
         self->closed = closed;
         for (uint32_t i = self->n; i < n; i++) {
             ulma_agg_init(&aggs[i]);
+            aggs[i].ns_per_tick = self->rate;
             closed[i] = 0;
         }
         self->n = n;
@@ -518,12 +611,27 @@ static PyObject *aggregator_close(AggregatorObject *self, PyObject *unused)
 
 static PyObject *aggregator_snapshot(AggregatorObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"now", "thread", NULL};
+    static char *names[] = {"now", "thread", "split", NULL};
     unsigned long long now = 0;
     long only = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|Kl", names, &now, &only))
+    int split = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|Klp", names, &now, &only, &split))
         return NULL;
-    return snapshot_of(self->aggs, self->closed, self->n, only, now);
+    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split);
+}
+
+/* The ns-per-tick the replay uses to compare CPU readings with ticks. */
+static PyObject *aggregator_set_rate(AggregatorObject *self, PyObject *arg)
+{
+    double r = PyFloat_AsDouble(arg);
+    if (r == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!(r > 0))
+        return PyErr_Format(PyExc_ValueError, "ns per tick must be positive");
+    self->rate = r;
+    for (uint32_t i = 0; i < self->n; i++)
+        self->aggs[i].ns_per_tick = r;
+    Py_RETURN_NONE;
 }
 
 static PyObject *aggregator_threads(AggregatorObject *self, PyObject *unused)
@@ -544,7 +652,9 @@ static PyMethodDef aggregator_methods[] = {
      "feed(thread, records): replay 16-byte event records of one thread"},
     {"close", (PyCFunction)aggregator_close, METH_NOARGS, "close every open stack (end of data)"},
     {"snapshot", (PyCFunction)(void (*)(void))aggregator_snapshot, METH_VARARGS | METH_KEYWORDS,
-     "snapshot(now=0, thread=-1) -> (functions, edges), as Session.snapshot"},
+     "snapshot(now=0, thread=-1, split=False) -> (functions, edges), as Session.snapshot"},
+    {"set_rate", (PyCFunction)aggregator_set_rate, METH_O,
+     "set_rate(ns_per_tick): lets CPU readings be compared with ticks (call before feed)"},
     {"threads", (PyCFunction)aggregator_threads, METH_NOARGS, "per-thread replay figures"},
     {NULL, NULL, 0, NULL},
 };
@@ -635,14 +745,18 @@ static PyObject *py_bench_drain(PyObject *self, PyObject *args, PyObject *kw)
 
 static PyMethodDef module_methods[] = {
     {"agent_start", (PyCFunction)(void (*)(void))py_agent_start, METH_VARARGS | METH_KEYWORDS,
-     "agent_start(fd, engine, empty=False, hidden_prefix=None, boundary=None, recursion_adjust=0): "
-     "hook this "
+     "agent_start(fd, engine, empty=False, hidden_prefix=None, boundary=None, recursion_adjust=0, "
+     "native_calls=False, cpu_interval_us=100, exclude=None): hook this "
      "interpreter and write events into the session in memfd `fd`; restated stacks stop at the "
      "executing frame `boundary` (default: the caller's)"},
     {"agent_stop", (PyCFunction)(void (*)(void))py_agent_stop, METH_VARARGS | METH_KEYWORDS,
      "agent_stop(flush=True): unhook, publish every ring (unless flush=False), unmap"},
     {"agent_ignore_thread", py_agent_ignore_thread, METH_NOARGS,
      "never trace the calling thread (ulma's own threads)"},
+    {"agent_scratch", py_agent_scratch, METH_O,
+     "agent_scratch(on): this thread's events go to a private scratch ring (calibration)"},
+    {"agent_set_probe_cost", py_agent_set_probe_cost, METH_O,
+     "agent_set_probe_cost(ns): publish the calibrated cost of one probe to the monitor"},
     {"bench_drain", (PyCFunction)(void (*)(void))py_bench_drain, METH_VARARGS | METH_KEYWORDS,
      "bench_drain(events, pattern='random'|'fib') -> events/s of the monitor's drain and replay"},
     {NULL, NULL, 0, NULL},
@@ -668,7 +782,7 @@ static int add_layout(PyObject *mod)
     PyObject *d = Py_BuildValue(
         "{s:K,s:I,s:I,s:I,s:I,s:I,s:I,"
         "s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,"
-        "s:I,s:I,s:I,s:I,s:I,s:i,s:i}",
+        "s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:i,s:i,s:i,s:i,s:i}",
         "SESSION_MAGIC", ULMA_SESSION_MAGIC, "FORMAT_VERSION", ULMA_FORMAT_VERSION,
         "EVENT_BYTES", (unsigned)sizeof(ulma_event), "SYMBOL_BYTES", (unsigned)sizeof(ulma_symbol),
         "HEADER_BYTES", ULMA_HEADER_BYTES, "RING_HEADER_BYTES", ULMA_RING_HEADER_BYTES,
@@ -679,7 +793,9 @@ static int add_layout(PyObject *mod)
         ULMA_CPU_SAMPLE, "SYNC", ULMA_SYNC, "MARK", ULMA_MARK, "SYNC_BEGIN", ULMA_SYNC_BEGIN,
         "SYNC_FRAME", ULMA_SYNC_FRAME, "SYNC_TRUNCATED", ULMA_SYNC_TRUNCATED, "SYNC_AFTER_DROP",
         ULMA_SYNC_AFTER_DROP, "SYMF_HIDDEN", ULMA_SYMF_HIDDEN, "SYM_PYFUNC", ULMA_SYM_PYFUNC,
-        "SYM_CFUNC", ULMA_SYM_CFUNC);
+        "SYM_CFUNC", ULMA_SYM_CFUNC, "SYMF_UNMEASURED", ULMA_SYMF_UNMEASURED, "EVF_UNMEASURED",
+        ULMA_EVF_UNMEASURED, "EVF_DISPATCH", ULMA_EVF_DISPATCH, "CPU_RUN_DELAY", ULMA_CPU_RUN_DELAY,
+        "CPU_VALUE_BITS", ULMA_CPU_VALUE_BITS);
     return add_owned(mod, "LAYOUT", d);
 }
 

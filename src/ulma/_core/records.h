@@ -36,7 +36,7 @@
 #include <assert.h>
 
 #define ULMA_SESSION_MAGIC 0x31534553414d4c55ULL /* "ULMASES1" */
-#define ULMA_FORMAT_VERSION 1u
+#define ULMA_FORMAT_VERSION 2u /* 2: CPU readings, native calls, probe cost */
 #define ULMA_HEADER_BYTES 4096u
 #define ULMA_RING_HEADER_BYTES 256u
 #define ULMA_PUBLISH_EVERY 32u /* power of two */
@@ -70,6 +70,23 @@ enum ulma_kind {
 #define ULMA_SYNC_TRUNCATED 0x04u /* outer frames were left out */
 #define ULMA_SYNC_AFTER_DROP 0x08u /* events were lost before this group */
 
+/* flags of an entering record (CALL, RESUME, THROW, C_CALL) or a SYNC FRAME:
+ * the function is excluded (a filter): its time is unmeasured for its
+ * callers and it gets no row. */
+#define ULMA_EVF_UNMEASURED 0x80u
+/* flag of a CALL record: aux = ticks from the caller's CALL instruction to
+ * this first instruction (saturated at 65535), seen with native calls. */
+#define ULMA_EVF_DISPATCH 0x40u
+
+/* A CPU reading (kind ULMA_CPU_SAMPLE) carries a 48-bit nanosecond value,
+ * modulo 2^48, in id (low 32 bits) and aux (high 16); its ticks are those of
+ * the event that follows it, which is stamped after the reading, so the gap
+ * is the reading's own cost.  flags 0: the thread's CPU time
+ * (CLOCK_THREAD_CPUTIME_ID); ULMA_CPU_RUN_DELAY: its run-queue wait from
+ * /proc/thread-self/schedstat (read after the thread was off CPU a while). */
+#define ULMA_CPU_RUN_DELAY 0x01u
+#define ULMA_CPU_VALUE_BITS 48
+
 typedef struct {
     uint64_t ticks;
     uint32_t id;
@@ -81,7 +98,13 @@ static_assert(sizeof(ulma_event) == 16, "event records are 16 bytes");
 
 /* Symbol kinds and flags. */
 enum ulma_symbol_kind { ULMA_SYM_PYFUNC = 1, ULMA_SYM_CFUNC = 2, ULMA_SYM_SCOPE = 3, ULMA_SYM_TYPE = 4 };
-#define ULMA_SYMF_HIDDEN 0x01u /* ulma's own bootstrap code: not reported */
+#define ULMA_SYMF_HIDDEN 0x01u     /* ulma's own bootstrap code: not reported */
+#define ULMA_SYMF_UNMEASURED 0x02u /* excluded by a filter: time unmeasured */
+
+/* agent_flags in the session header: what the agent measures */
+#define ULMA_AGENT_CPU_SAMPLES 0x01u
+#define ULMA_AGENT_NATIVE_CALLS 0x02u
+#define ULMA_AGENT_SCHEDSTAT 0x04u
 
 /* One symbol-table entry; `size` is written last (release) and is the
  * entry's total length rounded up to 8.  name and file bytes (UTF-8, no NUL)
@@ -119,7 +142,9 @@ typedef struct {
     uint64_t start_real_ns;   /* ... and CLOCK_REALTIME               */
     uint32_t creator_pid;
     uint32_t creator_uid;
-    uint8_t reserved0[40];
+    double ns_per_tick_hint;  /* a quick calibration at creation (2 ms),
+                                 enough to compare CPU ns with ticks */
+    uint8_t reserved0[32];
     /* shared, atomics */
     _Atomic uint32_t rings_used;     /* ring slots claimed by threads */
     _Atomic uint32_t agent_state;
@@ -131,6 +156,9 @@ typedef struct {
     _Atomic uint64_t unringed_events;  /* their events, lost */
     _Atomic uint32_t engine;           /* 1 sys.monitoring, 2 pep523 */
     _Atomic uint32_t tool_id;          /* sys.monitoring tool id in use */
+    _Atomic uint32_t agent_flags;      /* ULMA_AGENT_* */
+    _Atomic uint32_t probe_ps;         /* calibrated cost of one probe, ps */
+    _Atomic uint32_t cpu_interval_us;  /* CPU readings at most this often */
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 

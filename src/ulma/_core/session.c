@@ -11,6 +11,21 @@
 
 #define PAGE 4096u
 
+/* ns per tick over a 2 ms spin: the monitor refines its calibration over the
+ * whole run, but the replay must compare CPU nanoseconds with ticks from the
+ * first reading on, and 2 ms already gives ~1e-5. */
+static double quick_calibration(uint32_t source)
+{
+    if (source == ULMA_CLOCK_MONOTONIC)
+        return 1.0;
+    uint64_t n0 = ulma_mono_ns(), t0 = ulma_ticks(source), n1, t1;
+    do {
+        t1 = ulma_ticks(source);
+        n1 = ulma_mono_ns();
+    } while (n1 - n0 < 2000000u);
+    return t1 > t0 ? (double)(n1 - n0) / (double)(t1 - t0) : 1.0;
+}
+
 static uint64_t round_up(uint64_t v, uint64_t to)
 {
     return (v + to - 1) / to * to;
@@ -58,6 +73,7 @@ int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t m
     h->start_ticks = ulma_ticks(h->clock_source);
     h->creator_pid = (uint32_t)getpid();
     h->creator_uid = (uint32_t)getuid();
+    h->ns_per_tick_hint = quick_calibration(h->clock_source);
     atomic_store_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
     /* the magic last: an agent never sees a half-written header */
     atomic_thread_fence(memory_order_release);
@@ -105,6 +121,8 @@ int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem, ulma_sink sink, void
         }
         const ulma_event *ev = ulma_ring_events(r);
         ulma_thread_agg *a = &m->aggs[s];
+        if (a->ns_per_tick == 0)
+            a->ns_per_tick = h->ns_per_tick_hint;
         while (tail != head) {
             uint64_t at = tail & mask;
             uint64_t n = head - tail;

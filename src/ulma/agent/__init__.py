@@ -6,7 +6,10 @@ themselves are C (``ulma._core``).
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
+from dataclasses import dataclass, field
 
 from ulma import _core
 
@@ -28,6 +31,49 @@ def resolve_engine(name: str) -> str:
         raise ValueError(f"engine {name!r} is not available on Python "
                          f"{sys.version_info.major}.{sys.version_info.minor} (have: {have})")
     return name
+
+
+DEFAULT_CPU_INTERVAL_US = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """What the agent measures, as `ulma run` and `ulma attach` ask for it."""
+
+    engine: str
+    native_calls: bool = False  # C functions get their own rows (sys.monitoring engine)
+    cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US  # 0: no CPU readings
+    exclude: tuple[str, ...] = field(default_factory=tuple)  # fnmatch patterns: unmeasured
+
+    def encode(self) -> str:
+        """One token (no spaces) for an environment variable or the attach request."""
+        data = {"engine": self.engine, "native_calls": self.native_calls,
+                "cpu_interval_us": self.cpu_interval_us, "exclude": list(self.exclude)}
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+
+    @classmethod
+    def decode(cls, token: str) -> AgentOptions:
+        """Raises ValueError on anything but what encode() makes."""
+        try:
+            data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bad agent options: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError("bad agent options")
+        engine, native, interval = data.get("engine"), data.get("native_calls"), data.get("cpu_interval_us")
+        exclude = data.get("exclude")
+        if (not isinstance(engine, str) or not isinstance(native, bool) or not isinstance(interval, int)
+                or isinstance(interval, bool) or not 0 <= interval <= 10**7 or not isinstance(exclude, list)
+                or not all(isinstance(p, str) for p in exclude)):
+            raise ValueError("bad agent options")
+        return cls(engine, native, interval, tuple(exclude))
+
+
+def check_native_calls(engine: str) -> None:
+    """Native calls are seen through sys.monitoring only."""
+    if engine != "monitoring":
+        raise ValueError("--native-calls needs the sys.monitoring engine (Python 3.12+); "
+                         f"this run uses {engine}")
 
 
 def install() -> str:

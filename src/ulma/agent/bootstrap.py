@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ulma import _core
+from ulma.agent import AgentOptions, calibrate
 
 ENV_FD = "ULMA_SESSION_FD"
-ENV_ENGINE = "ULMA_ENGINE"
+ENV_OPTIONS = "ULMA_AGENT_OPTIONS"
 ENV_EMPTY = "ULMA_EMPTY_HOOKS"
 BOOT_CODE = "from ulma.agent.bootstrap import main; main()"
 
@@ -63,14 +64,29 @@ def _start_agent(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
     as under plain python.  The variables are removed so the program's
     children do not see them."""
     fd = int(os.environ.pop(ENV_FD))
-    engine = os.environ.pop(ENV_ENGINE, "pep523")
     empty = os.environ.pop(ENV_EMPTY, "0") == "1"
     try:
-        _core.agent_start(fd, engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust)
+        options = AgentOptions.decode(os.environ.pop(ENV_OPTIONS, ""))
+        start_agent(fd, options, empty=empty, boundary=boundary, recursion_adjust=recursion_adjust)
     except (OSError, RuntimeError, ValueError) as exc:
         _fail(f"cannot start the agent: {exc}")
     finally:
         os.close(fd)
+
+
+def start_agent(fd: int, options: AgentOptions, *, empty: bool = False,
+                boundary: types.FrameType | None = None, recursion_adjust: int = 0) -> None:
+    """Starts the agent on the session in `fd` and measures what one probe
+    costs (see ulma.agent.calibrate), for the monitor to take out of the
+    functions' times.  Used by `ulma run` and by an attach."""
+    off = 0 if empty else calibrate.hooks_off()
+    _core.agent_start(fd, options.engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust,
+                      native_calls=options.native_calls, cpu_interval_us=options.cpu_interval_us,
+                      exclude=list(options.exclude))
+    if not empty:
+        on = calibrate.hooks_on()
+        per_call = calibrate.callbacks_per_call(options.native_calls, options.engine)
+        _core.agent_set_probe_cost(calibrate.probe_ns(off, on, per_call))
 
 
 def _after_start() -> None:

@@ -10,7 +10,7 @@ pays nothing.
 
 Protocol, one line each way per step::
 
-    monitor -> agent   ATTACH <engine>\\n   (+ the memfd, SCM_RIGHTS)
+    monitor -> agent   ATTACH <protocol> <agent options, encoded>\\n   (+ the memfd, SCM_RIGHTS)
     agent -> monitor   OK <pid>\\n  |  ERR <message>\\n
     monitor -> agent   DETACH\\n     (or the connection closes)
     agent -> monitor   BYE\\n
@@ -26,11 +26,13 @@ import socket
 import stat
 import struct
 import threading
+from dataclasses import replace
 
 from ulma import _core
-from ulma.agent import resolve_engine
+from ulma.agent import AgentOptions, check_native_calls, resolve_engine
+from ulma.agent.bootstrap import start_agent
 
-PROTOCOL = b"ULMA1"
+PROTOCOL = b"ULMA2"  # 2: agent options (native calls, CPU readings, exclusions)
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _lock = threading.Lock()
 _listener: _Listener | None = None
@@ -126,8 +128,11 @@ class _Listener:
                 conn.sendall(b"ERR bad request (is the monitor another ulma version?)\n")
                 return
             try:
-                engine = resolve_engine(words[2])
-                _core.agent_start(fds[0], engine, False, _AGENT_DIR + os.sep)
+                options = AgentOptions.decode(words[2])
+                options = replace(options, engine=resolve_engine(options.engine))
+                if options.native_calls:
+                    check_native_calls(options.engine)
+                start_agent(fds[0], options)
             except (OSError, RuntimeError, ValueError) as exc:
                 conn.sendall(f"ERR {exc}\n".encode())
                 return

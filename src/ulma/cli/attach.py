@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 
 from ulma.cli.errors import Parser, UsageError, parse_size
+from ulma.cli.run import add_clock_argument, add_measure_arguments
 from ulma.exporters import json_report
 from ulma.monitor import session as sessions
 from ulma.monitor.attach import AttachError, Attachment
@@ -18,14 +19,15 @@ from ulma.views.units import fmt_ns
 HELP = "attach to a running program that carries an idle ulma agent; Ctrl-C detaches"
 
 
-def _watch(att: Attachment, pid: int, duration: float | None) -> str:
+def _watch(att: Attachment, pid: int, duration: float | None, clock: str) -> str:
     """The live view over an attachment; closing it (q, Ctrl-C) detaches."""
     from ulma.monitor.live import LiveAttachment
     from ulma.views.live import LiveView, ViewSettings
 
     live = LiveAttachment(att, duration).start()
     try:
-        LiveView(live, ViewSettings(title=f"attached to process {pid}", exit_when_done=True)).run()
+        LiveView(live, ViewSettings(title=f"attached to process {pid}", exit_when_done=True,
+                                       clock=clock)).run()
     except Exception as exc:
         sys.stderr.write(f"ulma: the live view failed ({type(exc).__name__}: {exc}); detaching\n")
     live.stop()
@@ -45,7 +47,11 @@ def execute(argv: list[str]) -> int:
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="show the live view while attached (default: on a terminal); "
                         "q or Ctrl-C in it detaches")
+    add_measure_arguments(p)
+    add_clock_argument(p)
     opts = p.parse_args(argv)
+    if opts.cpu_interval < 0:
+        raise UsageError("--cpu-interval must be 0 or more")
     terminal = all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr))
     live = terminal if opts.live is None else opts.live
     if live and not all(s is not None and s.isatty() for s in (sys.stdin, sys.stderr)):
@@ -53,7 +59,9 @@ def execute(argv: list[str]) -> int:
     if live:  # import the view before attaching: a busy import would starve the drain thread
         import ulma.views.live  # noqa: F401
     try:
-        att = Attachment(opts.pid, sessions.Options(engine="auto", ring_bytes=opts.ring_size))
+        att = Attachment(opts.pid, sessions.Options(
+            engine="auto", ring_bytes=opts.ring_size, native_calls=opts.native_calls,
+            cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude)))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
     stop = threading.Event()
@@ -65,7 +73,7 @@ def execute(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         if live:
-            why = _watch(att, opts.pid, opts.duration)
+            why = _watch(att, opts.pid, opts.duration, opts.clock)
         else:
             sys.stderr.write(f"ulma: attached to process {opts.pid}; Ctrl-C detaches\n")
             why = att.drain_until(stop, opts.duration)
@@ -77,7 +85,7 @@ def execute(argv: list[str]) -> int:
     if opts.json:
         json_report.write(profile, opts.json)
     if not opts.no_report:
-        print_report(profile, sys.stderr, limit=opts.limit)
+        print_report(profile, sys.stderr, limit=opts.limit, clock=opts.clock)
     return 0
 
 

@@ -8,6 +8,7 @@ from ulma.cli.errors import Parser, UsageError
 from ulma.exporters import json_report
 from ulma.format import trace
 from ulma.monitor.offline import load_profile
+from ulma.cli.run import add_clock_argument
 from ulma.views.report import print_report
 
 HELP = "print the report of a trace file written by `ulma record` or `ulma run -o`"
@@ -18,6 +19,7 @@ def execute(argv: list[str]) -> int:
     parser.add_argument("trace", help="the trace file")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     parser.add_argument("--limit", type=int, default=30, metavar="N", help="rows (default: 30)")
+    add_clock_argument(parser)
     opts = parser.parse_args(argv)
     try:
         reader = trace.TraceReader(opts.trace)
@@ -31,5 +33,5 @@ def execute(argv: list[str]) -> int:
             json_report.write(profile, opts.json)
         except OSError as exc:
             raise UsageError(f"cannot write {opts.json}: {exc.strerror}", 1) from None
-    print_report(profile, sys.stdout, limit=opts.limit)
+    print_report(profile, sys.stdout, limit=opts.limit, clock=opts.clock)
     return 0

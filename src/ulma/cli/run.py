@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from ulma.agent import ENGINES, resolve_engine
+from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, check_native_calls, resolve_engine
 from ulma.cli.errors import Parser, UsageError, parse_size
 from ulma.exporters import json_report
 from ulma.monitor import session as sessions
@@ -18,7 +18,38 @@ HELP = "run a Python program under ulma and report where its time went"
 USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 
 # options of `ulma run` that take a value: the first other token starts the program
-_VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output"}
+_VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output",
+           "--cpu-interval", "--exclude", "--clock"}
+
+
+def add_measure_arguments(p: argparse.ArgumentParser) -> None:
+    """What the agent measures (`ulma run`, `ulma record`, `ulma attach`)."""
+    p.add_argument("--native-calls", action="store_true",
+                   help="trace calls into C functions (builtins, extension functions) so they get "
+                        "their own rows, and measure each call's dispatch (sys.monitoring engine, "
+                        "Python 3.12+; costs more)")
+    p.add_argument("--cpu-interval", type=int, default=DEFAULT_CPU_INTERVAL_US, metavar="US",
+                   help="read the thread's CPU clock at most every US microseconds, to tell CPU "
+                        f"from waiting (default: {DEFAULT_CPU_INTERVAL_US}; 0: never)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="functions whose qualified name or file matches this shell pattern get no "
+                        "row: their time shows as unmeasured (white) in their callers; repeatable")
+
+
+def add_clock_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="what the report's time columns count and sort by: wall time, or CPU "
+                        "time only (functions that used none are left out) (default: wall)")
+
+
+def check_measure(opts: argparse.Namespace, engine: str) -> None:
+    if opts.cpu_interval < 0:
+        raise UsageError("--cpu-interval must be 0 or more")
+    if opts.native_calls:
+        try:
+            check_native_calls(engine)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=30, metavar="N",
                    help="rows in the report (default: 30)")
     p.add_argument("--no-report", action="store_true", help="print no report at the end")
+    add_measure_arguments(p)
+    add_clock_argument(p)
     p.add_argument("--empty-hooks", action="store_true",
                    help="benchmarking: install the engine with hooks that record nothing")
     p.add_argument("--wait-attach", action="store_true",
@@ -125,10 +158,12 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         raise UsageError(str(exc)) from None
     if opts.max_threads < 1:
         raise UsageError("--max-threads must be at least 1")
+    check_measure(opts, engine)
     target = target_from(opts, rest)
     options = sessions.Options(
         engine=engine, ring_bytes=opts.ring_size, max_threads=opts.max_threads,
-        empty_hooks=opts.empty_hooks, trace_path=opts.output)
+        empty_hooks=opts.empty_hooks, trace_path=opts.output, native_calls=opts.native_calls,
+        cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude))
     if opts.live:
         return start_live(target, options, opts)
     return sessions.run(target, options)
@@ -141,7 +176,7 @@ def start_live(target: sessions.Target, options: sessions.Options,
     from ulma.views.live import ViewSettings
 
     title = " ".join([target.name if target.kind == "script" else f"-m {target.name}", *target.args])
-    settings = ViewSettings(title=title, exit_when_done=opts.live_exit)
+    settings = ViewSettings(title=title, exit_when_done=opts.live_exit, clock=opts.clock)
     return run_live(target, options, settings, output_pane=opts.output_pane)
 
 
@@ -184,5 +219,5 @@ def execute(argv: list[str]) -> int:
             sys.stderr.write(f"ulma: error: cannot write {opts.json}: {exc.strerror}\n")
             return result.returncode or 1
     if not opts.no_report:
-        print_report(result.profile, sys.stderr, limit=opts.limit)
+        print_report(result.profile, sys.stderr, limit=opts.limit, clock=opts.clock)
     return exit_code(result)

@@ -4,6 +4,17 @@ Contract, version 1 -- later versions add fields, never rename these:
 ``{"version", "python", "wall_ns", "events", "dropped", "threads",
 "functions": [{"name", "file", "line", "calls", "resumes", "self_ns", "total_ns"}],
 "edges": [{"caller", "callee", "calls", "total_ns"}]}`` (edge ends index functions).
+
+Added later: per function the four-way split of total_ns -- ``cpu_ns``,
+``wait_ns``, ``overhead_ns``, ``unmeasured_ns`` (they add up to total_ns;
+cpu_ns and wait_ns are null when no CPU readings were taken), with
+``wait_blocked_ns`` and ``wait_runnable_ns`` where the kernel tells them apart
+(else null); the split of self_ns (``self_cpu_ns``, ``self_wait_ns``,
+``self_overhead_ns``); ``call_overhead_ns`` (what callers spent getting into
+it, with native calls) and ``native`` (a C function).  At the top:
+``probe_ns`` (the calibrated cost of one probe), ``overhead_ns`` (all
+overhead taken out of the functions' CPU time), ``cpu_readings``,
+``native_calls``.
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ulma.monitor.profile import Profile
+from ulma.monitor.profile import FunctionStats, Profile
 
 VERSION = 1
 
@@ -27,16 +38,29 @@ def to_dict(profile: Profile) -> dict[str, Any]:
         "lost_ns": profile.lost_ns,
         "engine": profile.engine,
         "clock": profile.clock,
-        "functions": [
-            {"name": f.name, "file": f.file, "line": f.line, "calls": f.calls,
-             "resumes": f.resumes, "self_ns": f.self_ns, "total_ns": f.total_ns}
-            for f in profile.functions
-        ],
+        "probe_ns": round(profile.probe_ns, 2),
+        "overhead_ns": profile.overhead_ns,
+        "cpu_readings": profile.split_known,
+        "native_calls": profile.native_calls,
+        "functions": [_function(f, profile.split_known) for f in profile.functions],
         "edges": [
             {"caller": e.caller, "callee": e.callee, "calls": e.calls, "resumes": e.resumes,
              "total_ns": e.total_ns}
             for e in profile.edges
         ],
+    }
+
+
+def _function(f: FunctionStats, known: bool) -> dict[str, Any]:
+    return {
+        "name": f.name, "file": f.file, "line": f.line, "calls": f.calls, "resumes": f.resumes,
+        "self_ns": f.self_ns, "total_ns": f.total_ns,
+        "cpu_ns": f.cpu_ns if known else None, "wait_ns": f.wait_ns if known else None,
+        "wait_blocked_ns": f.wait_blocked_ns, "wait_runnable_ns": f.wait_runnable_ns,
+        "overhead_ns": f.overhead_ns, "unmeasured_ns": f.unmeasured_ns,
+        "self_cpu_ns": f.self_cpu_ns if known else None, "self_wait_ns": f.self_wait_ns if known else None,
+        "self_overhead_ns": f.self_overhead_ns, "call_overhead_ns": f.call_overhead_ns,
+        "native": f.native,
     }
 
 

@@ -5,7 +5,11 @@ Columns (documented in the README)::
     time_ns  pid  tid  kind  function  file:line
 
 ``time_ns`` counts from the session's start and never goes backwards within a
-thread; ``kind`` is call, return, unwind, yield, resume or throw; ``sync`` (or
+thread; ``kind`` is call, return, unwind, yield, resume, throw, c_call or
+c_return (C functions, with native calls; their file is ``<built-in>``);
+``cpu`` is a CPU reading, with ``cpu_ns=N`` (the thread's CPU time) or
+``run_delay_ns=N`` (its run-queue wait so far) as function and ``-`` as file;
+``sync`` (or
 ``sync_after_drop``, after lost events) starts a restatement of the thread's
 stack, whose frames follow as ``frame`` lines, outermost first.  Events of
 ulma's own bootstrap code are left out, as in the report.  Tabs separate the
@@ -22,7 +26,7 @@ from ulma.format import records, runinfo
 
 HEADER = "# time_ns\tpid\ttid\tkind\tfunction\tfile:line\n"
 _FUNCTION_KINDS = frozenset((records.CALL, records.RETURN, records.UNWIND, records.YIELD,
-                             records.RESUME, records.THROW))
+                             records.RESUME, records.THROW, records.C_CALL, records.C_RETURN))
 
 
 class TextExporter(Exporter):
@@ -57,13 +61,17 @@ class TextExporter(Exporter):
                 if w:
                     lines.append(f"{t}{prefix}{name}\t{w}\n")
             else:
-                line = self._other(t, prefix, fid, code & 0xFF, code >> 8 & 0xFF)
+                line = self._other(t, prefix, fid, code & 0xFF, code >> 8 & 0xFF, code >> 16)
                 if line:
                     lines.append(line)
         self.text.write("".join(lines))
 
-    def _other(self, t: int, prefix: str, fid: int, kind: int, flags: int) -> str:
-        """A SYNC record, a function event with flags, or a kind this version does not write yet."""
+    def _other(self, t: int, prefix: str, fid: int, kind: int, flags: int, aux: int) -> str:
+        """A SYNC record, a CPU reading, a function event with flags, or a kind this version
+        does not write yet."""
+        if kind == records.CPU_SAMPLE:
+            what = "run_delay_ns" if flags & records.CPU_RUN_DELAY else "cpu_ns"
+            return f"{t}{prefix}cpu\t{what}={fid | aux << 32}\t-\n"
         if kind == records.SYNC and flags & records.SYNC_BEGIN:
             name = "sync_after_drop" if flags & records.SYNC_AFTER_DROP else "sync"
             return f"{t}{prefix}{name}\t-\t-\n"

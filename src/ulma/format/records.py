@@ -28,6 +28,14 @@ SYNC_BEGIN: Final = LAYOUT["SYNC_BEGIN"]
 SYNC_FRAME: Final = LAYOUT["SYNC_FRAME"]
 SYNC_AFTER_DROP: Final = LAYOUT["SYNC_AFTER_DROP"]
 SYMF_HIDDEN: Final = LAYOUT["SYMF_HIDDEN"]
+SYMF_UNMEASURED: Final = LAYOUT["SYMF_UNMEASURED"]
+SYM_CFUNC: Final = LAYOUT["SYM_CFUNC"]
+C_CALL: Final = LAYOUT["C_CALL"]
+C_RETURN: Final = LAYOUT["C_RETURN"]
+CPU_SAMPLE: Final = LAYOUT["CPU_SAMPLE"]
+CPU_RUN_DELAY: Final = LAYOUT["CPU_RUN_DELAY"]
+EVF_UNMEASURED: Final = LAYOUT["EVF_UNMEASURED"]
+EVF_DISPATCH: Final = LAYOUT["EVF_DISPATCH"]
 
 KIND_NAMES: Final[dict[int, str]] = {
     LAYOUT[name]: name.lower()
@@ -66,6 +74,11 @@ class Symbol:
     def hidden(self) -> bool:
         """ulma's own bootstrap code, never reported."""
         return bool(self.flags & SYMF_HIDDEN)
+
+    @property
+    def unmeasured(self) -> bool:
+        """Excluded by a filter: its time is its callers' unmeasured time."""
+        return bool(self.flags & SYMF_UNMEASURED)
 
 
 def encode(events: list[Event]) -> bytes:

@@ -29,8 +29,8 @@ MAX_FUNC_ID: Final = 1 << 24  # as aggregate.c: larger ids are corruption, count
 _EVENT = struct.Struct("<QIBBH")
 # what each event kind does to the stack: 1 enters a frame, 2 exits one, 3 restates the stack
 _ACTION: Final = bytes(
-    1 if k in (records.CALL, records.RESUME, records.THROW)
-    else 2 if k in (records.RETURN, records.YIELD, records.UNWIND)
+    1 if k in (records.CALL, records.RESUME, records.THROW, records.C_CALL)
+    else 2 if k in (records.RETURN, records.YIELD, records.UNWIND, records.C_RETURN)
     else 3 if k == records.SYNC else 0
     for k in range(256))
 

@@ -57,7 +57,7 @@ class Attachment:
                 self.sock.connect(path)
             except ConnectionRefusedError:
                 raise AttachError(f"process {pid} has a stale ulma socket and no agent listening") from None
-            request = f"ATTACH {listener.PROTOCOL.decode()} {options.engine}\n".encode()
+            request = f"ATTACH {listener.PROTOCOL.decode()} {options.agent().encode()}\n".encode()
             fds = array.array("i", [self.session.fd])
             self.sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
             reply = listener._read_line(self.sock).decode(errors="replace").strip()

@@ -10,6 +10,8 @@ from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 
 def load_profile(reader: trace.TraceReader) -> Profile:
     agg = _core.Aggregator()
+    # the replay compares CPU readings (ns) with ticks: it needs the rate first
+    agg.set_rate(reader.ns_per_tick() or 1.0)
     symbols: dict[int, Symbol] = {}
     for chunk in reader.chunks():
         if chunk.kind == trace.EVENTS:
@@ -31,11 +33,14 @@ def load_profile(reader: trace.TraceReader) -> Profile:
         reader.warnings.append("the trace has no end record: the run was cut short "
                                "(figures cover what was written)")
     ns_per_tick = reader.ns_per_tick() or 1.0
-    functions, edges = agg.snapshot()
+    functions, edges = agg.snapshot(split=True)
+    readings = any(f["cpu_readings"] for f in agg.threads())
     profile = build_profile(
         symbols, functions, edges, ns_per_tick,
         python=str(meta.get("python", "?")), wall_ns=int(_number(end.get("wall_ns"), 0)),
         engine=str(meta.get("engine", "?")), clock=str(meta.get("clock", "?")),
+        probe_ns=_number(end.get("probe_ns"), 0.0), split_known=readings,
+        schedstat=end.get("schedstat") is True, native_calls=end.get("native_calls") is True,
     )
     dropped = end.get("dropped") if isinstance(end.get("dropped"), dict) else {}
     assert isinstance(dropped, dict)

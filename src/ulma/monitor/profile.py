@@ -6,15 +6,22 @@ views and exporters read only this.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ulma.format.records import Symbol
+from ulma.format.records import SYM_CFUNC, Symbol
 
 __all__ = ["EdgeStats", "FunctionStats", "Profile", "Symbol", "ThreadInfo", "build_profile"]
 
 
 @dataclass(slots=True)
 class FunctionStats:
+    """One function's figures.  Its total time splits four ways -- CPU,
+    waiting, call overhead, unmeasured (excluded callees) -- and the parts add
+    up to total_ns; its self time splits into the first three.  Waiting
+    splits further into blocked and runnable-but-not-scheduled where the
+    kernel says (else those are None)."""
+
     name: str
     file: str
     line: int
@@ -22,6 +29,17 @@ class FunctionStats:
     resumes: int
     self_ns: int
     total_ns: int
+    cpu_ns: int = 0
+    wait_ns: int = 0
+    overhead_ns: int = 0
+    unmeasured_ns: int = 0
+    wait_blocked_ns: int | None = None
+    wait_runnable_ns: int | None = None
+    self_cpu_ns: int = 0
+    self_wait_ns: int = 0
+    self_overhead_ns: int = 0
+    call_overhead_ns: int = 0  # what its callers spent getting into it (native calls only)
+    native: bool = False  # a C function (native calls)
 
     @property
     def activations(self) -> int:
@@ -59,6 +77,15 @@ class Profile:
     threads: list[ThreadInfo] = field(default_factory=list)
     threads_overflow: int = 0
     symtab_overflow: int = 0
+    split_known: bool = False  # CPU readings were taken: CPU and waiting are told apart
+    schedstat: bool = False  # waiting splits into blocked and runnable
+    native_calls: bool = False
+    probe_ns: float = 0.0  # calibrated cost of one probe
+
+    @property
+    def overhead_ns(self) -> int:
+        """Call overhead (probe cost included) taken out of the functions' CPU time."""
+        return sum(f.self_overhead_ns for f in self.functions)
 
     @property
     def events(self) -> int:
@@ -73,9 +100,30 @@ class Profile:
         return sum(t.lost_ns for t in self.threads)
 
 
+def _split(f: FunctionStats, raw: Sequence[int], k: float, probe_ns: float, schedstat: bool) -> None:
+    """Fills f's four-way split from a snapshot's split figures (ticks, and
+    probe counts): waiting, then overhead, come out of the time, CPU is the
+    rest, so the parts add up; each part is capped by what is left, as the
+    attribution of off-CPU time can overshoot by up to one CPU interval."""
+    (s_wait, _s_run, s_probe, s_disp, s_segs,
+     t_wait, t_run, t_probe, t_disp, t_segs, t_unm, disp_in) = raw
+    f.self_wait_ns = min(round(s_wait * k), f.self_ns)
+    f.self_overhead_ns = min(round((s_probe + s_disp) * k + s_segs * probe_ns), f.self_ns - f.self_wait_ns)
+    f.self_cpu_ns = f.self_ns - f.self_wait_ns - f.self_overhead_ns
+    f.unmeasured_ns = min(round(t_unm * k), f.total_ns)
+    f.wait_ns = min(round(t_wait * k), f.total_ns - f.unmeasured_ns)
+    f.overhead_ns = min(round((t_probe + t_disp) * k + t_segs * probe_ns),
+                        f.total_ns - f.unmeasured_ns - f.wait_ns)
+    f.cpu_ns = f.total_ns - f.unmeasured_ns - f.wait_ns - f.overhead_ns
+    if schedstat:
+        f.wait_runnable_ns = min(round(t_run * k), f.wait_ns)
+        f.wait_blocked_ns = f.wait_ns - f.wait_runnable_ns
+    f.call_overhead_ns = round(disp_in * k)
+
+
 def build_profile(
     symbols: dict[int, Symbol],
-    functions: list[tuple[int, int, int, int, int]],
+    functions: Sequence[Sequence[int]],
     edges: list[tuple[int, int, int, int, int]],
     ns_per_tick: float,
     *,
@@ -83,22 +131,37 @@ def build_profile(
     wall_ns: int,
     engine: str,
     clock: str,
+    probe_ns: float = 0.0,
+    split_known: bool = False,
+    schedstat: bool = False,
+    native_calls: bool = False,
 ) -> Profile:
     """Names the snapshot's ids and converts ticks to ns.  ulma's own
-    bootstrap functions (hidden symbols) and the edges touching them are left
-    out."""
-    profile = Profile(python=python, wall_ns=wall_ns, engine=engine, clock=clock)
+    bootstrap functions (hidden symbols), excluded functions (their time is
+    their callers' unmeasured time) and the edges touching them are left out.
+    `functions` rows are (id, calls, resumes, self, total), with the split
+    figures after them when the snapshot was taken with split=True."""
+    profile = Profile(python=python, wall_ns=wall_ns, engine=engine, clock=clock,
+                      split_known=split_known, schedstat=schedstat and split_known,
+                      native_calls=native_calls, probe_ns=probe_ns)
     index: dict[int, int] = {}
-    for fid, calls, resumes, self_t, total_t in functions:
+    for row in functions:
+        fid, calls, resumes, self_t, total_t = row[:5]
         sym = symbols.get(fid)
-        if sym is not None and sym.hidden:
+        if sym is not None and (sym.hidden or sym.unmeasured):
             continue
         name, file, line = (sym.name, sym.file, sym.line) if sym else (f"<unknown #{fid}>", "?", 0)
         index[fid] = len(profile.functions)
-        profile.functions.append(FunctionStats(
+        f = FunctionStats(
             name=name, file=file, line=line, calls=calls, resumes=resumes,
             self_ns=round(self_t * ns_per_tick), total_ns=round(total_t * ns_per_tick),
-        ))
+            native=sym is not None and sym.kind == SYM_CFUNC,
+        )
+        if len(row) > 5:
+            _split(f, row[5:], ns_per_tick, probe_ns, profile.schedstat)
+        else:
+            f.cpu_ns, f.self_cpu_ns = f.total_ns, f.self_ns
+        profile.functions.append(f)
     for caller, callee, calls, resumes, total_t in edges:
         if caller in index and callee in index:
             profile.edges.append(EdgeStats(index[caller], index[callee], calls, resumes,

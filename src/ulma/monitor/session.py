@@ -25,7 +25,7 @@ from types import FrameType
 from typing import IO, Any
 
 from ulma import __version__, _core
-from ulma.agent import bootstrap
+from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format import trace
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 
@@ -51,6 +51,12 @@ class Options:
     empty_hooks: bool = False
     poll_seconds: float = 0.002
     trace_path: str | None = None  # also keep the event stream in this file
+    native_calls: bool = False
+    cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US
+    exclude: tuple[str, ...] = ()
+
+    def agent(self) -> AgentOptions:
+        return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude)
 
 
 class Session:
@@ -113,9 +119,11 @@ class Session:
         """The totals as a profile; `scale` (ns per tick) defaults to the
         calibration now."""
         with self.lock:
-            functions, edges = self.core.snapshot(live=live, thread=thread)
+            functions, edges = self.core.snapshot(live=live, thread=thread, split=True,
+                                                  now_cpu=self._cpu_now() if live else None)
             counters = self.core.counters()
             threads = self.core.threads()
+            info = self.core.agent_info()
             symbols = dict(self.symbols)
         if scale is None:
             scale = self.ns_per_tick()
@@ -123,6 +131,8 @@ class Session:
             symbols, functions, edges, scale,
             python=sys.version.split()[0], wall_ns=wall_ns,
             engine=ENGINE_NAMES.get(counters["engine"], "none"), clock=self.clock,
+            probe_ns=info["probe_ns"], split_known=info["cpu_samples"], schedstat=info["schedstat"],
+            native_calls=info["native_calls"],
         )
         profile.threads = [
             ThreadInfo(slot=t["slot"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
@@ -132,6 +142,35 @@ class Session:
         profile.threads_overflow = counters["threads_overflow"]
         profile.symtab_overflow = counters["symtab_overflow"]
         return profile
+
+    def agent_info(self) -> dict[str, Any]:
+        with self.lock:
+            return self.core.agent_info()
+
+    # A thread with no event for this long is likely blocked (or deep in C):
+    # a live view reads its CPU time from outside, so the wait shows now.
+    QUIET_NS = 20_000_000
+
+    def _cpu_now(self) -> dict[int, int]:
+        """{ring slot: CPU ns} for the threads that have been quiet a while,
+        read from /proc/<pid>/task/<tid>/schedstat (exact for a thread that is
+        off CPU, which is the case that matters).  Called under the lock."""
+        counters = self.core.counters()
+        pid = counters["agent_pid"]
+        if not pid or not self.core.agent_info()["cpu_samples"]:
+            return {}
+        now_ticks, _ = self.core.clock()
+        quiet = self.QUIET_NS / max(self.core.agent_info()["ns_per_tick_hint"], 1e-9)
+        out: dict[int, int] = {}
+        for t in self.core.threads():
+            if t["closed"] or not t["cpu_tick"] or now_ticks - t["last_tick"] < quiet:
+                continue
+            try:
+                with open(f"/proc/{pid}/task/{t['os_tid']}/schedstat", "rb") as f:
+                    out[t["slot"]] = int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
 
     def close(self) -> None:
         self.close_fd()
@@ -159,6 +198,8 @@ class Recorder:
             "engine": engine, "clock": session.clock, "monitor_pid": os.getpid(),
             "start_ticks": counters["start_ticks"], "start_mono_ns": counters["start_mono_ns"],
             "start_real_ns": counters["start_real_ns"], "ring_events": counters["ring_events"],
+            # a first calibration (2 ms at creation): the replay needs one before the END record's
+            "ns_per_tick": session.agent_info()["ns_per_tick_hint"],
         }
         self.path = path
         self.error: str | None = None
@@ -245,7 +286,7 @@ class Run:
         self.session = Session(options.ring_bytes, options.max_threads)
         env = dict(os.environ)
         env[bootstrap.ENV_FD] = str(self.session.fd)
-        env[bootstrap.ENV_ENGINE] = options.engine
+        env[bootstrap.ENV_OPTIONS] = options.agent().encode()
         env[bootstrap.ENV_EMPTY] = "1" if options.empty_hooks else "0"
         self.recorder: Recorder | None = None
         if options.trace_path:  # before the program starts: a file we cannot write stops us here
@@ -334,8 +375,11 @@ class Run:
         started = self.session.counters()["agent_state"] != 0
         trace_error = None
         if self.recorder is not None:
+            info = self.session.agent_info()
             self.recorder.close({
                 "wall_ns": wall_ns, "ns_per_tick": scale,
+                "probe_ns": info["probe_ns"], "cpu_samples": info["cpu_samples"],
+                "schedstat": info["schedstat"], "native_calls": info["native_calls"],
                 "returncode": returncode, "program_pid": self.proc.pid,
                 "dropped": {str(t.slot): t.dropped for t in profile.threads},
                 "os_tid": {str(t.slot): t.os_tid for t in profile.threads},

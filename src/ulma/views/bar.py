@@ -1,8 +1,7 @@
-"""The horizontal time bar of a table row: segments of one length scale.
-
-Built for the four-way split (CPU red, call overhead yellow, waiting blue,
-unmeasured white).  Until the monitor measures those, rows show what it does
-measure: time on top of the stack (self) and time in callees."""
+"""The horizontal time bar of a table row: a function's total time as a box
+split four ways -- CPU red, call overhead yellow, waiting blue, unmeasured
+white (excluded callees) -- all rows on one length scale.  Without CPU
+readings CPU and waiting cannot be told apart: that part is drawn as one."""
 
 from __future__ import annotations
 
@@ -10,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
+
+from ulma.monitor.profile import FunctionStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +21,19 @@ class Part:
 
 FOUR_WAY = (Part("CPU", "red"), Part("overhead", "yellow"), Part("waiting", "blue"),
             Part("unmeasured", "white"))
+UNSPLIT = (Part("CPU or waiting", "magenta"), Part("overhead", "yellow"), Part("unmeasured", "white"))
 SELF_CALLEES = (Part("self", "magenta"), Part("in callees", "cyan"))
+
+
+def parts_for(split_known: bool) -> tuple[Part, ...]:
+    return FOUR_WAY if split_known else UNSPLIT
+
+
+def split_values(f: FunctionStats, split_known: bool) -> list[float]:
+    """f's total time in the order of parts_for(split_known)."""
+    if split_known:
+        return [f.cpu_ns, f.overhead_ns, f.wait_ns, f.unmeasured_ns]
+    return [f.cpu_ns + f.wait_ns, f.overhead_ns, f.unmeasured_ns]
 
 BLOCK = "█"
 

@@ -52,8 +52,7 @@ BAR_WIDTH = 20
 MIN_BAR_WIDTH = 8
 MIN_NAME_WIDTH = 24
 SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
-BAR_PARTS = bar.SELF_CALLEES  # becomes bar.FOUR_WAY when the monitor measures the split
-KEYS = ("1-7 sort (again: reverse)  / filter  p pause  t thread  c clear  "
+KEYS = ("1-7 sort (again: reverse)  / filter  w wall/cpu  p pause  t thread  c clear  "
         "⏎ callers/callees  esc close  ^C interrupt program  q quit")
 
 
@@ -65,6 +64,7 @@ class ViewSettings:
     output: Captured | None = None  # show the program's output in a pane
     close_requested: threading.Event = field(default_factory=threading.Event)  # set from a signal handler
     cwd: str = field(default_factory=os.getcwd)
+    clock: str = "wall"  # the time columns: "wall" or "cpu" (key w toggles)
 
 
 def fmt_count(x: float) -> str:
@@ -103,6 +103,7 @@ class LiveView(App[None]):
         Binding("p", "pause", "pause"),
         Binding("t", "next_thread", "thread"),
         Binding("c", "clear", "clear history"),
+        Binding("w", "toggle_clock", "wall/cpu"),
         Binding("slash", "filter", "filter"),
         Binding("escape", "close", "close"),
         *(Binding(str(i + 1), f"sort({i})", c.label, show=False) for i, c in enumerate(COLUMNS)),
@@ -148,13 +149,17 @@ class LiveView(App[None]):
 
     def on_mount(self) -> None:
         self._set_columns()
-        keys = Text(KEYS, style="dim", no_wrap=True, overflow="ellipsis")
-        keys.append("   ")
-        keys.append_text(bar.legend(BAR_PARTS))
-        self.query_one("#keys", Static).update(keys)
+        self._render_keys()
         self.refresh_now()
         if self.settings.refresh_seconds:
             self.set_interval(self.settings.refresh_seconds, self._tick)
+
+    def _render_keys(self) -> None:
+        keys = Text(KEYS, style="dim", no_wrap=True, overflow="ellipsis")
+        keys.append("   ")
+        split_known = self.snap.profile.split_known if self.snap is not None else True
+        keys.append_text(bar.legend(bar.parts_for(split_known)))
+        self.query_one("#keys", Static).update(keys)
 
     def on_resize(self) -> None:
         self._set_columns()
@@ -198,9 +203,12 @@ class LiveView(App[None]):
         else:
             snap = self.source.snapshot(self.thread)
             at = snap.health.at_ns
-            self.rows = make_rows(snap.profile, self._baseline, at)
+            known = self.snap.profile.split_known if self.snap is not None else None
+            self.rows = make_rows(snap.profile, self._baseline, at, self.settings.clock)
             self._baseline = baseline(snap.profile, at)
             self.snap = snap
+            if known != snap.profile.split_known:
+                self._render_keys()
             self._note_health(snap.health)
             self._render_table()
             self._render_links()
@@ -253,7 +261,8 @@ class LiveView(App[None]):
         per_call = row.per_call_ns
         values = (calls, "-" if row.rate is None else fmt_count(row.rate), fmt_ns(f.self_ns),
                   fmt_ns(f.total_ns), "-" if per_call is None else fmt_ns(per_call), f"{row.share:.1f}")
-        split = bar.render([f.self_ns, max(f.total_ns - f.self_ns, 0)], BAR_PARTS, wall, self.bar_width)
+        known = self.snap is None or self.snap.profile.split_known
+        split = bar.render(bar.split_values(f, known), bar.parts_for(known), wall, self.bar_width)
         return [name, *([(v, "")] for v in values), split]
 
     def _render_health(self) -> None:
@@ -272,7 +281,8 @@ class LiveView(App[None]):
         else:
             line.append(f"  program {exit_words(code)} after {elapsed}", style="bold yellow")
             line.append(" (q shows the report)")
-        line.append(f"  thread {self._thread_label()}  sort {COLUMNS[self.sort_index].label} "
+        line.append(f"  thread {self._thread_label()}  clock {self.settings.clock}"
+                    f"  sort {COLUMNS[self.sort_index].label} "
                     f"{'▼' if self.descending else '▲'}")
         if self.needle:
             line.append(f"  filter {self.needle!r}")
@@ -350,6 +360,11 @@ class LiveView(App[None]):
         self.source.clear()
         # Counts restart at zero now: calls/s until the next snapshot is counted from here.
         self._baseline = Baseline(time.monotonic_ns(), {})
+        self.refresh_now(force=True)
+
+    def action_toggle_clock(self) -> None:
+        """The time columns count wall time or CPU time only."""
+        self.settings.clock = "cpu" if self.settings.clock == "wall" else "wall"
         self.refresh_now(force=True)
 
     def action_sort(self, index: int) -> None:

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from ulma.monitor.profile import FunctionStats, Profile
 
 FuncKey = tuple[str, str, int]  # (qualified name, file, first line): stable across snapshots
+CLOCKS = ("wall", "cpu")  # what the time columns count: elapsed time, or CPU time only
+
+
+def times(f: FunctionStats, clock: str) -> tuple[int, int]:
+    """(self, total) on the chosen clock."""
+    return (f.self_cpu_ns, f.cpu_ns) if clock == "cpu" else (f.self_ns, f.total_ns)
 
 
 def key_of(f: FunctionStats) -> FuncKey:
@@ -45,10 +51,12 @@ class Row:
     stats: FunctionStats
     rate: float | None  # calls per second since the previous snapshot; None: no previous one
     share: float  # self time over the covered wall time, in %
+    self_time: int  # self and total on the view's clock (wall or CPU)
+    total_time: int
 
     @property
     def per_call_ns(self) -> float | None:
-        return self.stats.total_ns / self.stats.calls if self.stats.calls else None
+        return self.total_time / self.stats.calls if self.stats.calls else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +72,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("function", "function", 0, lambda r: r.stats.name.lower(), descending=False),
     Column("calls", "calls", 12, lambda r: r.stats.activations),
     Column("rate", "calls/s", 10, lambda r: r.rate or 0.0),
-    Column("self", "self", 10, lambda r: r.stats.self_ns),
-    Column("total", "total", 10, lambda r: r.stats.total_ns),
+    Column("self", "self", 10, lambda r: r.self_time),
+    Column("total", "total", 10, lambda r: r.total_time),
     Column("per_call", "per call", 10, lambda r: r.per_call_ns or 0.0),
     Column("share", "%", 6, lambda r: r.share),
 )
@@ -84,18 +92,22 @@ def baseline(profile: Profile, at_ns: int) -> Baseline:
     return Baseline(at_ns, {key_of(f): f.activations for f in profile.functions})
 
 
-def make_rows(profile: Profile, before: Baseline | None, at_ns: int) -> list[Row]:
+def make_rows(profile: Profile, before: Baseline | None, at_ns: int, clock: str = "wall") -> list[Row]:
     """One row per function; calls/s from `before` (counts absent there
-    started at zero: a clear() resets the baseline to an empty one)."""
+    started at zero: a clear() resets the baseline to an empty one).  On the
+    CPU clock, functions that used no CPU time are left out."""
     wall = max(profile.wall_ns, 1)
     dt = (at_ns - before.at_ns) / 1e9 if before is not None else 0.0
     rows = []
     for f in profile.functions:
+        self_time, total_time = times(f, clock)
+        if clock == "cpu" and total_time <= 0:
+            continue
         key = key_of(f)
         rate = None
         if before is not None and dt > 0:
             rate = max(f.activations - before.calls.get(key, 0), 0) / dt
-        rows.append(Row(key, f, rate, 100 * f.self_ns / wall))
+        rows.append(Row(key, f, rate, 100 * self_time / wall, self_time, total_time))
     return rows
 
 

@@ -1,5 +1,7 @@
-"""The end-of-run report: a table of functions sorted by self time, and the
-figures that say how far to trust it (events, drops, lost time)."""
+"""The end-of-run report: a table of functions sorted by self time (wall or
+CPU), each with its total time drawn as a bar split four ways, and the
+figures that say how far to trust it (events, drops, lost time, the probe
+cost taken out)."""
 
 from __future__ import annotations
 
@@ -12,36 +14,80 @@ from rich.table import Table
 from rich.text import Text
 
 from ulma.monitor.profile import FunctionStats, Profile
+from ulma.views import bar
+from ulma.views.live_rows import times
 from ulma.views.units import fmt_ns
+
+BAR_WIDTH = 20
 
 
 def location(f: FunctionStats, cwd: str | None = None) -> str:
     """file:line, relative to the working directory when inside it."""
     cwd = cwd or os.getcwd()
+    if f.native:
+        return "(C)"
     path = f.file
     if path.startswith(cwd + os.sep):
         path = path[len(cwd) + 1:]
     return f"{path}:{f.line}"
 
 
-def build_table(profile: Profile, limit: int) -> Table:
+def ranked(profile: Profile, clock: str = "wall") -> list[FunctionStats]:
+    """Most self time first, on the clock asked for; on the CPU clock,
+    functions that used none are left out."""
+    rows = [f for f in profile.functions if clock != "cpu" or f.cpu_ns > 0]
+    return sorted(rows, key=lambda f: (-times(f, clock)[0], f.name))
+
+
+def split_bar(f: FunctionStats, profile: Profile, width: int = BAR_WIDTH) -> Text:
+    """f's total time as a box split four ways, to the scale of the run."""
+    known = profile.split_known
+    pieces = bar.render(bar.split_values(f, known), bar.parts_for(known), max(profile.wall_ns, 1), width)
+    text = Text()
+    for piece, style in pieces:
+        text.append(piece, style=style)
+    return text
+
+
+def build_table(profile: Profile, limit: int, clock: str = "wall") -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("function", overflow="fold", ratio=1)
     table.add_column("calls", justify="right", no_wrap=True)
-    table.add_column("self", justify="right", no_wrap=True)
-    table.add_column("total", justify="right", no_wrap=True)
+    label = "cpu " if clock == "cpu" else ""
+    table.add_column(f"{label}self", justify="right", no_wrap=True)
+    table.add_column(f"{label}total", justify="right", no_wrap=True)
     table.add_column("per call", justify="right", no_wrap=True)
     table.add_column("%", justify="right", no_wrap=True)
-    rows = sorted(profile.functions, key=lambda f: (-f.self_ns, f.name))
+    table.add_column("time split", no_wrap=True, min_width=BAR_WIDTH)
     wall = max(profile.wall_ns, 1)
-    for f in rows[:limit]:
+    for f in ranked(profile, clock)[:limit]:
+        self_t, total_t = times(f, clock)
         calls = str(f.calls) if not f.resumes else f"{f.calls}+{f.resumes}r"
-        per_call = fmt_ns(f.total_ns / f.calls) if f.calls else "-"
+        per_call = fmt_ns(total_t / f.calls) if f.calls else "-"
         name = Text(f.name, style="bold")
         name.append(f"  {location(f)}", style="dim")
-        table.add_row(name, calls, fmt_ns(f.self_ns), fmt_ns(f.total_ns), per_call,
-                      f"{100 * f.self_ns / wall:.1f}")
+        table.add_row(name, calls, fmt_ns(self_t), fmt_ns(total_t), per_call,
+                      f"{100 * self_t / wall:.1f}", split_bar(f, profile))
     return table
+
+
+def split_lines(profile: Profile) -> list[Text]:
+    """The legend, and what the split rests on: CPU readings, the calibrated
+    probe cost and the overhead taken out of the functions' CPU time."""
+    lines = [bar.legend(bar.parts_for(profile.split_known))]
+    if profile.split_known:
+        where = "blocked and runnable told apart by the kernel's schedstat" if profile.schedstat \
+            else "blocked and runnable not told apart (no schedstat)"
+        lines[0].append(f"   (CPU readings; waiting: {where})", style="dim")
+    else:
+        lines[0].append("   (no CPU readings: CPU and waiting not told apart)", style="dim")
+    total = sum(f.self_ns for f in profile.functions)
+    over = profile.overhead_ns
+    share = f" ({100 * over / total:.1f}% of measured time)" if total else ""
+    lines.append(Text(f"call overhead {fmt_ns(over)}{share} taken out of CPU time, shown yellow; "
+                      f"probe calibrated at {profile.probe_ns:.1f} ns per event"
+                      f"{'; native calls traced' if profile.native_calls else ''}", style="dim"))
+    return lines
 
 
 def summary_lines(profile: Profile) -> list[Text]:
@@ -63,14 +109,16 @@ def summary_lines(profile: Profile) -> list[Text]:
     return lines
 
 
-def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool | None = None) -> None:
+def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool | None = None,
+                 clock: str = "wall") -> None:
     terminal = out.isatty()
-    console = Console(file=out, width=None if terminal else 160,
+    console = Console(file=out, width=None if terminal else 180,
                       force_terminal=color, no_color=color is False or not terminal,
                       highlight=False, soft_wrap=False)
-    shown = min(limit, len(profile.functions))
-    console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by self time",
+    shown = min(limit, len(ranked(profile, clock)))
+    what = "CPU self time" if clock == "cpu" else "self time"
+    console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by {what}",
                        style="bold"))
-    console.print(build_table(profile, limit))
-    for line in summary_lines(profile):
+    console.print(build_table(profile, limit, clock))
+    for line in [*split_lines(profile), *summary_lines(profile)]:
         console.print(line)
