@@ -553,6 +553,17 @@ int ulma_agent_scratch(int on)
     return 0;
 }
 
+int ulma_agent_pause(int paused)
+{
+    if (!g_session)
+        return 0;
+    if (g_engine == ULMA_ENGINE_MONITORING)
+        return ulma_engine_monitoring_pause(paused);
+    if (g_engine == ULMA_ENGINE_PEP523)
+        return ulma_engine_pep523_pause(paused);
+    return 0;
+}
+
 void ulma_agent_set_probe_ps(uint32_t ps)
 {
     if (g_session)

@@ -118,6 +118,8 @@ static inline void ulma_emit(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t k
 /* Engines (engine_monitoring.c, engine_pep523.c). */
 int ulma_engine_monitoring_start(int empty, int native_calls);
 void ulma_engine_monitoring_stop(void);
+int ulma_engine_monitoring_pause(int paused);
+int ulma_engine_pep523_pause(int paused);
 int ulma_engine_pep523_start(int empty, int native_calls);
 void ulma_engine_pep523_stop(void);
 
@@ -138,6 +140,10 @@ int ulma_agent_start(int fd, const ulma_agent_options *o);
  * or back to the session (on=0).  Returns 0, or -1 with an exception. */
 int ulma_agent_scratch(int on);
 void ulma_agent_set_probe_ps(uint32_t ps);
+/* Calibration at start-up, before the program runs: hooks off (1) or on (0)
+ * while the session stays.  Events of other threads would be lost meanwhile,
+ * so an attach does not use it.  0, or -1 with an exception. */
+int ulma_agent_pause(int paused);
 /* flush=0 in a forked child: unhook and unmap without touching the rings. */
 void ulma_agent_stop(int flush);
 

@@ -13,6 +13,7 @@
 #if PY_VERSION_HEX >= 0x030C0000
 
 static int g_tool_id = -1;
+static long g_mask; /* the events we asked for */
 
 static inline PyObject *code_event(PyObject *code, uint8_t kind)
 {
@@ -217,6 +218,7 @@ int ulma_engine_monitoring_start(int empty, int native_calls)
     if (set_events(mon, tool, mask) < 0)
         goto fail_tool;
     g_tool_id = tool;
+    g_mask = mask;
     if (g_session)
         atomic_store_explicit(&g_session->tool_id, (uint32_t)tool, memory_order_relaxed);
     Py_DECREF(events);
@@ -233,6 +235,19 @@ fail:
     Py_XDECREF(events);
     Py_DECREF(mon);
     return -1;
+}
+
+/* Calibration: the callbacks off and on again, without giving up the tool. */
+int ulma_engine_monitoring_pause(int paused)
+{
+    if (g_tool_id < 0)
+        return 0;
+    PyObject *mon = monitoring_module();
+    if (!mon)
+        return -1;
+    int rc = set_events(mon, g_tool_id, paused ? 0 : g_mask);
+    Py_DECREF(mon);
+    return rc;
 }
 
 void ulma_engine_monitoring_stop(void)
@@ -276,5 +291,11 @@ int ulma_engine_monitoring_start(int empty, int native_calls)
 }
 
 void ulma_engine_monitoring_stop(void) {}
+
+int ulma_engine_monitoring_pause(int paused)
+{
+    (void)paused;
+    return 0;
+}
 
 #endif

@@ -23,6 +23,7 @@
 
 static _PyFrameEvalFunction g_prev_eval;
 static int g_installed;
+static _PyFrameEvalFunction g_current; /* the wrapper installed */
 
 #define C_COUNTS_PER_CALL 2
 #define GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
@@ -119,8 +120,20 @@ int ulma_engine_pep523_start(int empty, int native_calls)
     PyInterpreterState *interp = PyInterpreterState_Get();
     _PyFrameEvalFunction cur = _PyInterpreterState_GetEvalFrameFunc(interp);
     g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;
-    _PyInterpreterState_SetEvalFrameFunc(interp, empty ? ulma_eval_empty : ulma_eval);
+    g_current = empty ? ulma_eval_empty : ulma_eval;
+    _PyInterpreterState_SetEvalFrameFunc(interp, g_current);
     g_installed = 1;
+    return 0;
+}
+
+/* Calibration: the previous evaluator back for a while, then ours again. */
+int ulma_engine_pep523_pause(int paused)
+{
+    if (!g_installed)
+        return 0;
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    _PyInterpreterState_SetEvalFrameFunc(
+        interp, paused ? (g_prev_eval ? g_prev_eval : _PyEval_EvalFrameDefault) : g_current);
     return 0;
 }
 

@@ -59,6 +59,15 @@ static PyObject *py_agent_scratch(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_agent_pause(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    int paused = PyObject_IsTrue(arg);
+    if (paused < 0 || ulma_agent_pause(paused) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_agent_set_probe_cost(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -755,6 +764,8 @@ static PyMethodDef module_methods[] = {
      "never trace the calling thread (ulma's own threads)"},
     {"agent_scratch", py_agent_scratch, METH_O,
      "agent_scratch(on): this thread's events go to a private scratch ring (calibration)"},
+    {"agent_pause", py_agent_pause, METH_O,
+     "agent_pause(paused): hooks off or on again, the session kept (calibration before a run)"},
     {"agent_set_probe_cost", py_agent_set_probe_cost, METH_O,
      "agent_set_probe_cost(ns): publish the calibrated cost of one probe to the monitor"},
     {"bench_drain", (PyCFunction)(void (*)(void))py_bench_drain, METH_VARARGS | METH_KEYWORDS,

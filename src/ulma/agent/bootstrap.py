@@ -67,7 +67,8 @@ def _start_agent(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
     empty = os.environ.pop(ENV_EMPTY, "0") == "1"
     try:
         options = AgentOptions.decode(os.environ.pop(ENV_OPTIONS, ""))
-        start_agent(fd, options, empty=empty, boundary=boundary, recursion_adjust=recursion_adjust)
+        start_agent(fd, options, empty=empty, boundary=boundary, recursion_adjust=recursion_adjust,
+                    alone=True)
     except (OSError, RuntimeError, ValueError) as exc:
         _fail(f"cannot start the agent: {exc}")
     finally:
@@ -75,16 +76,21 @@ def _start_agent(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
 
 
 def start_agent(fd: int, options: AgentOptions, *, empty: bool = False,
-                boundary: types.FrameType | None = None, recursion_adjust: int = 0) -> None:
+                boundary: types.FrameType | None = None, recursion_adjust: int = 0,
+                alone: bool = False) -> None:
     """Starts the agent on the session in `fd` and measures what one probe
     costs (see ulma.agent.calibrate), for the monitor to take out of the
-    functions' times.  Used by `ulma run` and by an attach."""
-    off = 0 if empty else calibrate.hooks_off()
+    functions' times.  Used by `ulma run` and by an attach; `alone`: this is
+    the only thread (before a run), so the hooks may be paused to calibrate."""
+    off = 0 if empty or alone else calibrate.hooks_off()
     _core.agent_start(fd, options.engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust,
                       native_calls=options.native_calls, cpu_interval_us=options.cpu_interval_us,
                       exclude=list(options.exclude))
     if not empty:
-        on = calibrate.hooks_on()
+        if alone:
+            off, on = calibrate.interleaved()
+        else:
+            on = calibrate.hooks_on()
         per_call = calibrate.callbacks_per_call(options.native_calls, options.engine)
         _core.agent_set_probe_cost(calibrate.probe_ns(off, on, per_call))
 

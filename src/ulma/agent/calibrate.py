@@ -5,6 +5,10 @@ An empty function is called in a loop with the hooks off, then with them on,
 its events going to a private scratch ring (``_core.agent_scratch``): the
 difference per call, over the callbacks each call makes, is what one probe
 adds between two timestamps.  Best of a few rounds each way, ~20 ms in all.
+Before a run, when the program has no thread yet, the rounds alternate (the
+hooks paused and resumed), so a change in the machine's speed hits both
+sides; an attach cannot pause the hooks of a running program, so it times
+the loop before starting them and after.
 This module lives in ulma's hidden agent folder: its frames are never
 reported.
 """
@@ -48,6 +52,21 @@ def hooks_on(calls: int = CALLS, rounds: int = ROUNDS) -> int:
             _core.agent_scratch(False)
         best = took if best < 0 else min(best, took)
     return best
+
+
+def interleaved(calls: int = CALLS, rounds: int = ROUNDS) -> tuple[int, int]:
+    """(best hooks-off time, best hooks-on time), alternating; the agent runs."""
+    off = on = -1
+    for _ in range(rounds):
+        _core.agent_pause(True)
+        try:
+            took = _timed(calls)
+        finally:
+            _core.agent_pause(False)
+        off = took if off < 0 else min(off, took)
+        on_now = hooks_on(calls, 1)
+        on = on_now if on < 0 else min(on, on_now)
+    return off, on
 
 
 def callbacks_per_call(native_calls: bool, engine: str) -> int:

@@ -1,0 +1,194 @@
+"""The four-way split against ground truth: functions that only wait are
+waiting, a compute loop is CPU, a 50/50 function is half and half, two threads
+on one core are runnable-but-not-scheduled, excluded callees are unmeasured,
+the probe cost comes out of a tiny function, and the parts add up."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_process
+
+PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
+MS = 1_000_000
+
+Completed = subprocess.CompletedProcess[str]
+UlmaJson = Callable[..., tuple[Completed, dict[str, Any]]]
+FunctionNamed = Callable[[Mapping[str, Any], Path, str], tuple[int, dict[str, Any]]]
+
+
+def share(fn: Mapping[str, Any], part: str) -> float:
+    return float(fn[part]) / max(int(fn["total_ns"]), 1)
+
+
+def assert_parts_add_up(report: Mapping[str, Any]) -> None:
+    """Every function's four parts add up to its total within 1 %, its self
+    parts to its self time, and waiting splits into blocked + runnable."""
+    for fn in report["functions"]:
+        parts = fn["cpu_ns"] + fn["wait_ns"] + fn["overhead_ns"] + fn["unmeasured_ns"]
+        assert abs(parts - fn["total_ns"]) <= max(fn["total_ns"] // 100, 1000), fn
+        own = fn["self_cpu_ns"] + fn["self_wait_ns"] + fn["self_overhead_ns"]
+        assert abs(own - fn["self_ns"]) <= max(fn["self_ns"] // 100, 1000), fn
+        assert min(fn["cpu_ns"], fn["wait_ns"], fn["overhead_ns"], fn["unmeasured_ns"]) >= 0, fn
+        if fn["wait_runnable_ns"] is not None:
+            assert fn["wait_blocked_ns"] + fn["wait_runnable_ns"] == fn["wait_ns"], fn
+
+
+@pytest.fixture
+def split_run(ulma_json: UlmaJson, describe: Callable[[Completed], str]
+              ) -> Callable[..., tuple[dict[str, Any], dict[str, Any]]]:
+    """Runs a program of programs/ under ulma; (report, the program's JSON on stdout)."""
+
+    def run(program: str, *flags: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        result, report = ulma_json([*flags, "--no-report", str(PROGRAMS_DIR / program)], cwd=PROGRAMS_DIR)
+        assert result.returncode == 0, describe(result)
+        assert report["cpu_readings"] is True
+        assert_parts_add_up(report)
+        lines = result.stdout.strip().splitlines()
+        facts: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+        return report, facts
+
+    return run
+
+
+@pytest.mark.parametrize("name", ["sleeps", "reads_pipe", "reads_socket", "waits_event"])
+def test_a_function_that_only_waits_is_at_least_95_percent_waiting(
+    engine_flags: list[str], split_run: Callable[..., tuple[dict[str, Any], dict[str, Any]]],
+    function_named: FunctionNamed, name: str,
+) -> None:
+    report, _ = split_run("time_split.py", *engine_flags)
+    _, fn = function_named(report, PROGRAMS_DIR / "time_split.py", name)
+    assert fn["total_ns"] >= 140 * MS, fn
+    assert share(fn, "wait_ns") >= 0.95, f"{name}: {share(fn, 'wait_ns'):.1%} waiting: {fn}"
+    # a sleep or a read is not runnable-but-not-scheduled (on an idle machine: allow a little)
+    if fn["wait_blocked_ns"] is not None:
+        assert fn["wait_blocked_ns"] >= 0.8 * fn["wait_ns"], fn
+
+
+def test_a_compute_loop_is_at_least_95_percent_cpu(
+    engine_flags: list[str], split_run: Callable[..., tuple[dict[str, Any], dict[str, Any]]],
+    function_named: FunctionNamed,
+) -> None:
+    report, _ = split_run("time_split.py", *engine_flags)
+    _, fn = function_named(report, PROGRAMS_DIR / "time_split.py", "computes")
+    assert share(fn, "cpu_ns") >= 0.95, f"{share(fn, 'cpu_ns'):.1%} CPU: {fn}"
+
+
+def test_a_function_alternating_half_compute_half_sleep_is_50_50_within_5_points(
+    engine_flags: list[str], split_run: Callable[..., tuple[dict[str, Any], dict[str, Any]]],
+    function_named: FunctionNamed,
+) -> None:
+    report, _ = split_run("time_split.py", *engine_flags)
+    _, fn = function_named(report, PROGRAMS_DIR / "time_split.py", "alternates")
+    cpu, wait = share(fn, "cpu_ns"), share(fn, "wait_ns")
+    assert abs(cpu - 0.5) <= 0.05 and abs(wait - 0.5) <= 0.05, f"CPU {cpu:.1%} waiting {wait:.1%}: {fn}"
+
+
+def test_excluded_callee_time_is_unmeasured_on_the_caller(
+    engine_flags: list[str], split_run: Callable[..., tuple[dict[str, Any], dict[str, Any]]],
+    function_named: FunctionNamed,
+) -> None:
+    program = PROGRAMS_DIR / "time_split.py"
+    report, facts = split_run("time_split.py", *engine_flags, "--exclude", "*excluded_helper")
+    names = {fn["name"] for fn in report["functions"]}
+    assert "excluded_helper" not in names and "traced_helper" in names
+    _, caller = function_named(report, program, "calls_excluded")
+    _, main = function_named(report, program, "main")
+    truth = facts["excluded_helper_s"] * 1e9
+    assert abs(caller["unmeasured_ns"] - truth) <= 0.05 * truth, (caller, truth)
+    # not folded into the caller's CPU: its CPU is the traced helper's 50 ms and its own little
+    assert caller["cpu_ns"] < 0.6 * caller["total_ns"], caller
+    assert caller["self_ns"] < 5 * MS, caller
+    # inclusive: the main function carries its callee's unmeasured time too
+    assert main["unmeasured_ns"] >= caller["unmeasured_ns"], (main, caller)
+
+
+def test_two_cpu_bound_threads_on_one_core_are_runnable_not_scheduled(
+    engine_flags: list[str], split_run: Callable[..., tuple[dict[str, Any], dict[str, Any]]],
+    function_named: FunctionNamed,
+) -> None:
+    report, facts = split_run("cpu_contention.py", *engine_flags)
+    if report["functions"] and all(fn["wait_runnable_ns"] is None for fn in report["functions"]):
+        pytest.skip("this kernel offers no /proc/thread-self/schedstat")
+    _, worker = function_named(report, PROGRAMS_DIR / "cpu_contention.py", "worker")
+    assert worker["calls"] == 2
+    # CPU agrees with what each thread measured itself, and CPU + waiting with the wall time
+    assert abs(worker["cpu_ns"] - facts["cpu_s"] * 1e9) <= 0.05 * facts["cpu_s"] * 1e9, (worker, facts)
+    cpu_wait = worker["cpu_ns"] + worker["wait_ns"] + worker["overhead_ns"]
+    assert abs(cpu_wait - facts["wall_s"] * 1e9) <= 0.02 * facts["wall_s"] * 1e9, (worker, facts)
+    # two threads, one core: each waits for it a substantial part of the time
+    assert worker["wait_runnable_ns"] >= 0.25 * worker["total_ns"], worker
+
+
+def test_tiny_function_self_time_minus_probe_cost_is_within_20_percent_of_unprofiled(
+    engine: str, describe: Callable[[Completed], str],
+) -> None:
+    """programs/tiny_calls.py times a loop of a million calls unprofiled, then
+    profiled (agent and session in the same process), five rounds; the
+    profiled self time, less what ulma subtracted (the calibrated probe cost
+    per event and the CPU readings' measured cost), against the unprofiled
+    time per call."""
+    result = run_process([sys.executable, str(PROGRAMS_DIR / "tiny_calls.py"), engine], cwd=PROGRAMS_DIR,
+                         env={"ROUNDS": "5"})
+    assert result.returncode == 0, describe(result)
+    rounds = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rounds) == 5 and all(r["calls"] == 1_000_000 and r["dropped"] == 0 for r in rounds), rounds
+    assert all(r["probe_ns"] > 0 and r["corrected_ns"] < r["self_ns"] for r in rounds), rounds
+    ratio = statistics.median(r["corrected_ns"] / r["plain_ns"] for r in rounds)
+    assert 0.8 <= ratio <= 1.2, f"self less probe / unprofiled per call: {ratio:.2f} ({rounds})"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="native calls need sys.monitoring")
+def test_native_calls_give_builtins_rows_with_exact_counts_and_waiting(
+    split_run: Callable[..., tuple[dict[str, Any], dict[str, Any]]],
+    function_named: FunctionNamed,
+) -> None:
+    program = PROGRAMS_DIR / "native_calls.py"
+    report, _ = split_run("native_calls.py", "--native-calls")
+    assert report["native_calls"] is True
+    native = {fn["name"]: fn for fn in report["functions"] if fn["native"]}
+    index = {id(fn): i for i, fn in enumerate(report["functions"])}
+
+    def calls_from(caller: str, callee: Mapping[str, Any]) -> int:
+        at, _ = function_named(report, program, caller)
+        return sum(e["calls"] for e in report["edges"]
+                   if e["caller"] == at and e["callee"] == index[id(callee)])
+
+    # exact counts, per call site (the interpreter's own start-up calls builtins too)
+    assert calls_from("sleeps", native["time.sleep"]) == 4
+    assert calls_from("appends", native["list.append"]) == 500
+    assert native["math.sqrt"]["calls"] >= 1000
+    assert share(native["time.sleep"], "wait_ns") >= 0.95, native["time.sleep"]
+    # the caller's box holds its callee's waiting; its own time is small
+    _, sleeps = function_named(report, program, "sleeps")
+    assert share(sleeps, "wait_ns") >= 0.95 and sleeps["self_ns"] < 0.05 * sleeps["total_ns"], sleeps
+    # getting into a Python function from Python code is measured (CALL -> first instruction)
+    _, roots = function_named(report, program, "roots")
+    assert roots["call_overhead_ns"] > 0, roots
+
+
+def test_native_calls_need_the_monitoring_engine(run_ulma: Callable[..., Completed]) -> None:
+    result = run_ulma(["run", "--native-calls", "--engine", "pep523", str(PROGRAMS_DIR / "tiny_calls.py")])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("ulma: error: --native-calls needs")
+    assert "Traceback" not in result.stderr
+
+
+def test_without_cpu_readings_cpu_and_waiting_are_not_told_apart(
+    ulma_json: UlmaJson, describe: Callable[[Completed], str], function_named: FunctionNamed,
+) -> None:
+    program = PROGRAMS_DIR / "time_split.py"
+    result, report = ulma_json(["--cpu-interval", "0", "--no-report", str(program)], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    assert report["cpu_readings"] is False
+    _, fn = function_named(report, program, "sleeps")
+    assert fn["cpu_ns"] is None and fn["wait_ns"] is None and fn["overhead_ns"] >= 0
