@@ -103,6 +103,10 @@ static inline void ulma_emit_ex(ulma_writer *w, uint64_t t, uint32_t idv, uint8_
     e->kind = kind;
     e->flags = flags | ((idv & ULMA_ID_UNMEASURED) ? ULMA_EVF_UNMEASURED : 0);
     e->aux = aux;
+    /* the record before write_pos (a compiler barrier only: on x86 stores
+     * are seen in order; the monitor reads write_pos ahead of `published`
+     * only for a thread quiet for 20 ms, see session.c) */
+    atomic_signal_fence(memory_order_release);
     r->write_pos = ++pos;
     /* Batch the shared store: the monitor's cache line is touched once per
      * ULMA_PUBLISH_EVERY events, not once per event. */

@@ -390,7 +390,7 @@ static PyObject *session_threads(SessionObject *self, PyObject *unused)
             (unsigned long long)r->py_thread_ident, "state",
             atomic_load_explicit(&r->state, memory_order_relaxed), "dropped",
             atomic_load_explicit(&r->dropped, memory_order_relaxed), "fill",
-            (double)(pub - rd) / (double)h->ring_events, "closed", (int)self->m.closed[s]) : NULL;
+            (int64_t)(pub - rd) > 0 ? (double)(pub - rd) / (double)h->ring_events : 0.0, "closed", (int)self->m.closed[s]) : NULL;
         if (!ring || PyDict_Update(d, ring) < 0)
             Py_CLEAR(d);
         Py_XDECREF(ring);

@@ -51,9 +51,13 @@ int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t m
         return -errno;
     m->aggs = calloc(max_threads, sizeof *m->aggs);
     m->closed = calloc(max_threads, 1);
-    if (!m->aggs || !m->closed) {
+    m->last_published = calloc(max_threads, sizeof *m->last_published);
+    m->quiet_since = calloc(max_threads, sizeof *m->quiet_since);
+    if (!m->aggs || !m->closed || !m->last_published || !m->quiet_since) {
         free(m->aggs);
         free(m->closed);
+        free(m->last_published);
+        free(m->quiet_since);
         munmap(base, total);
         return -ENOMEM;
     }
@@ -91,6 +95,8 @@ void ulma_monitor_free(ulma_monitor *m)
         ulma_agg_free(&m->aggs[i]);
     free(m->aggs);
     free(m->closed);
+    free(m->last_published);
+    free(m->quiet_since);
     munmap(m->h, m->map_bytes);
     memset(m, 0, sizeof *m);
 }
@@ -101,20 +107,43 @@ uint32_t ulma_monitor_slots(const ulma_monitor *m)
     return used < m->h->max_threads ? used : m->h->max_threads;
 }
 
+/* A writer publishes every ULMA_PUBLISH_EVERY events, so a thread that
+ * blocks right after a call would hide that call until it wakes.  Once its
+ * `published` has not moved for QUIET_NS, the records below its private
+ * write_pos were written that long ago: they are read too (the writer orders
+ * its record stores before the write_pos store; see ulma_emit). */
+#define QUIET_NS 20000000u
+
+static uint64_t head_of(ulma_monitor *m, uint32_t s, const ulma_ring_header *r, uint64_t tail,
+                        uint64_t now)
+{
+    uint64_t pub = atomic_load_explicit(&((ulma_ring_header *)r)->published, memory_order_acquire);
+    if (pub != m->last_published[s]) {
+        m->last_published[s] = pub;
+        m->quiet_since[s] = now;
+    } else if (now - m->quiet_since[s] >= QUIET_NS) {
+        uint64_t wp = *(volatile const uint64_t *)&r->write_pos;
+        if ((int64_t)(wp - pub) > 0 && wp - tail <= m->h->ring_events)
+            pub = wp;
+    }
+    /* after reading ahead of `published`, it may lag behind what we read */
+    return (int64_t)(pub - tail) < 0 ? tail : pub;
+}
+
 int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem, ulma_sink sink, void *ctx)
 {
     ulma_session_header *h = m->h;
     uint32_t slots = ulma_monitor_slots(m);
     uint64_t cap = h->ring_events, mask = cap - 1;
     int64_t total = 0;
+    uint64_t now = ulma_mono_ns();
     for (uint32_t s = 0; s < slots; s++) {
         ulma_ring_header *r = ulma_ring_at(h, s);
         uint32_t state = atomic_load_explicit(&r->state, memory_order_acquire);
         if (state == ULMA_RING_FREE || m->closed[s])
             continue;
-        uint64_t head = postmortem ? r->write_pos
-                                   : atomic_load_explicit(&r->published, memory_order_acquire);
         uint64_t tail = atomic_load_explicit(&r->read_pos, memory_order_relaxed);
+        uint64_t head = postmortem ? r->write_pos : head_of(m, s, r, tail, now);
         if (head - tail > cap) { /* cannot happen with a well-behaved writer */
             m->corrupt++;
             tail = head - cap;
@@ -140,7 +169,7 @@ int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem, ulma_sink sink, void
             /* finished: its last events were published before the state */
             uint64_t last = postmortem ? r->write_pos
                                        : atomic_load_explicit(&r->published, memory_order_acquire);
-            if (last == tail) {
+            if (last == tail || (int64_t)(last - tail) < 0) {
                 ulma_agg_close(a);
                 m->closed[s] = 1;
             }

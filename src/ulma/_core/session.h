@@ -16,6 +16,8 @@ typedef struct {
     size_t map_bytes;
     ulma_thread_agg *aggs;  /* one per ring slot */
     uint8_t *closed;        /* slot's thread ended and its stack was closed */
+    uint64_t *last_published; /* per slot: `published` at the last drain ... */
+    uint64_t *quiet_since;    /* ... and since when (monotonic ns) it has not moved */
     uint64_t symtab_cursor; /* bytes of the symbol table already read */
     uint64_t corrupt;       /* ring positions that made no sense */
 } ulma_monitor;

@@ -1,0 +1,149 @@
+"""The four-way split rules of the C replay (aggregate.h), on hand-made
+streams with known answers.  Ticks are nanoseconds here (set_rate(1.0))."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ulma import _core
+from ulma.format import records
+from ulma.format.records import Event
+
+CALL, RETURN, C_CALL, C_RETURN = records.CALL, records.RETURN, records.C_CALL, records.C_RETURN
+CPU, RUN_DELAY = records.CPU_SAMPLE, records.CPU_RUN_DELAY
+SYNC, BEGIN, FRAME = records.SYNC, records.SYNC_BEGIN, records.SYNC_FRAME
+UNMEASURED, DISPATCH = records.EVF_UNMEASURED, records.EVF_DISPATCH
+
+
+class Split(NamedTuple):
+    calls: int
+    resumes: int
+    self: int
+    total: int
+    self_wait: int
+    self_runnable: int
+    self_probe: int
+    self_dispatch: int
+    self_segs: int
+    wait: int
+    runnable: int
+    probe: int
+    dispatch: int
+    segs: int
+    unmeasured: int
+    dispatch_in: int
+
+
+def ev(t: int, fid: int, kind: int, flags: int = 0, aux: int = 0) -> Event:
+    return Event(t, fid, kind, flags, aux)
+
+
+def cpu(t: int, ns: int, flags: int = 0) -> Event:
+    """A CPU reading carrying `ns` in id (low 32 bits) and aux (high 16)."""
+    return Event(t, ns & 0xFFFFFFFF, CPU, flags, ns >> 32)
+
+
+def replay(events: list[Event], *, now: int = 0) -> dict[int, Split]:
+    agg = _core.Aggregator()
+    agg.set_rate(1.0)
+    agg.feed(0, records.encode(events))
+    if not now:
+        agg.close()
+    funcs, _ = agg.snapshot(now=now, split=True)
+    return {f[0]: Split(*f[1:]) for f in funcs}
+
+
+def test_off_cpu_time_of_an_interval_goes_to_the_function_on_top_at_the_reading() -> None:
+    # main(1) calls sleeper(2), which blocks 1000 ns of its 1100 (100 ns of CPU)
+    funcs = replay([ev(0, 1, CALL), cpu(0, 5000), ev(2, 2, CALL),
+                    cpu(1102, 5100), ev(1110, 2, RETURN), ev(1200, 1, RETURN)])
+    sleeper, main = funcs[2], funcs[1]
+    assert sleeper.self_wait == 1002 and sleeper.wait == 1002  # wall 1102 - CPU 100
+    assert main.self_wait == 0 and main.wait == 1002  # inclusive: its callee waited
+    # the gap after a reading is the reading's own cost: probe time, not a probe count
+    assert sleeper.self_probe == 8 and sleeper.self_segs == 1
+
+
+def test_a_reading_before_any_baseline_attributes_nothing() -> None:
+    funcs = replay([ev(0, 1, CALL), cpu(50, 10), ev(60, 1, RETURN)])
+    assert funcs[1].wait == 0
+
+
+def test_cpu_above_wall_is_no_negative_wait() -> None:
+    funcs = replay([ev(0, 1, CALL), cpu(0, 0), cpu(100, 150), ev(110, 1, RETURN)])
+    assert funcs[1].self_wait == 0
+
+
+def test_cpu_values_wrap_at_48_bits() -> None:
+    top = (1 << 48) - 50
+    funcs = replay([ev(0, 1, CALL), cpu(0, top), cpu(1000, 50), ev(1001, 1, RETURN)])
+    assert funcs[1].self_wait == 1000 - 100
+
+
+def test_run_delay_splits_the_wait_into_runnable_and_capped_by_it() -> None:
+    # baseline run delay 1000; at the reading 300 more, of a 700 ns wait
+    funcs = replay([ev(0, 1, CALL), cpu(0, 0), cpu(0, 1000, RUN_DELAY),
+                    cpu(1000, 300), cpu(1000, 1300, RUN_DELAY), ev(1001, 1, RETURN)])
+    assert (funcs[1].self_wait, funcs[1].self_runnable, funcs[1].runnable) == (700, 300, 300)
+    # a run delay larger than the interval's wait (earlier short waits) is capped
+    funcs = replay([ev(0, 1, CALL), cpu(0, 0), cpu(0, 0, RUN_DELAY),
+                    cpu(1000, 900), cpu(1000, 5000, RUN_DELAY), ev(1001, 1, RETURN)])
+    assert (funcs[1].self_wait, funcs[1].self_runnable) == (100, 100)
+
+
+def test_each_gap_between_records_counts_one_probe_for_the_function_on_top() -> None:
+    # main: [0,10] own, leaf [10,20], [20,30] own -> main 2 gaps, leaf 1; inclusive main 3
+    funcs = replay([ev(0, 1, CALL), ev(10, 2, CALL), ev(20, 2, RETURN), ev(30, 1, RETURN)])
+    assert (funcs[1].self_segs, funcs[1].segs) == (2, 3)
+    assert (funcs[2].self_segs, funcs[2].segs) == (1, 1)
+
+
+def test_dispatch_is_the_callers_overhead_and_the_callees_call_overhead() -> None:
+    # leaf's CALL says it took 7 ticks from the CALL instruction to its first one
+    funcs = replay([ev(0, 1, CALL), ev(20, 2, CALL, DISPATCH, 7), ev(30, 2, RETURN), ev(40, 1, RETURN)])
+    assert (funcs[1].self_dispatch, funcs[1].dispatch, funcs[1].dispatch_in) == (7, 7, 0)
+    assert (funcs[2].self_dispatch, funcs[2].dispatch_in) == (0, 7)
+
+
+def test_dispatch_never_exceeds_the_callers_last_gap() -> None:
+    funcs = replay([ev(0, 1, CALL), ev(5, 2, CALL, DISPATCH, 900), ev(30, 2, RETURN), ev(40, 1, RETURN)])
+    assert funcs[1].self_dispatch == 5
+
+
+def test_an_excluded_function_is_unmeasured_for_its_callers_but_its_traced_callees_are_not() -> None:
+    # main(1) -> excluded(2) [10..110] -> traced(3) [40..70]
+    funcs = replay([ev(0, 1, CALL), ev(10, 2, CALL, UNMEASURED), ev(40, 3, CALL), ev(70, 3, RETURN),
+                    ev(110, 2, RETURN), ev(120, 1, RETURN)])
+    assert funcs[1].unmeasured == 100 - 30
+    assert funcs[3].unmeasured == 0 and funcs[3].total == 30
+    # no probe counts or waits for time inside the excluded frame's own code
+    assert funcs[1].segs == 2 + 1  # main's own two gaps and traced's one
+
+
+def test_no_wait_is_credited_while_an_excluded_function_is_on_top() -> None:
+    funcs = replay([ev(0, 1, CALL), cpu(0, 0), ev(10, 2, CALL, UNMEASURED), cpu(1010, 10),
+                    ev(1010, 2, RETURN), ev(1020, 1, RETURN)])
+    assert funcs[1].wait == 0 and funcs[1].unmeasured == 1000
+
+
+def test_c_calls_push_and_pop_like_python_calls() -> None:
+    funcs = replay([ev(0, 1, CALL), ev(10, 9, C_CALL), ev(50, 9, C_RETURN), ev(60, 1, RETURN)])
+    assert funcs[9][:4] == (1, 0, 40, 40)
+    assert funcs[1][:4] == (1, 0, 20, 60)
+
+
+def test_a_sync_after_drops_starts_a_new_cpu_baseline() -> None:
+    # 1000 ns lost: the reading after the sync must not turn the gap into waiting
+    funcs = replay([ev(0, 1, CALL), cpu(0, 0), ev(10, 2, CALL),
+                    ev(2000, 0, SYNC, BEGIN | records.SYNC_AFTER_DROP, 1), ev(2000, 1, SYNC, FRAME),
+                    cpu(2000, 100), ev(2001, 1, RETURN)])
+    assert funcs[1].wait == 0 and funcs[2].wait == 0
+
+
+def test_open_frames_carry_their_split_so_far_in_a_live_snapshot() -> None:
+    agg = _core.Aggregator()
+    agg.set_rate(1.0)
+    agg.feed(0, records.encode([ev(0, 1, CALL), cpu(0, 0), cpu(1000, 100), ev(1001, 2, CALL)]))
+    funcs = {f[0]: Split(*f[1:]) for f in agg.snapshot(now=2000, split=True)[0]}
+    assert funcs[1].self_wait == 900 and funcs[1].wait == 900  # still open: inclusive so far
+    assert funcs[1].total == 2000 and funcs[2].total == 999
