@@ -115,6 +115,8 @@ ulma_writer *ulma_writer_claim(void)
     if (g_thread_key_ready)
         pthread_setspecific(g_thread_key, w);
     tls_writer = w;
+    if (g_native_calls && g_engine == ULMA_ENGINE_PEP523)
+        ulma_engine_pep523_thread_claimed();
     return w;
 }
 
@@ -206,6 +208,20 @@ static int native_grow(void)
     return 0;
 }
 
+/* The type among type(self)'s bases that defines the method `ml`: the
+ * first list subclass to call append must not name list.append for all. */
+static const char *defining_type(PyObject *self, const PyMethodDef *ml)
+{
+    PyObject *mro = Py_TYPE(self)->tp_mro;
+    for (Py_ssize_t i = 0; mro && PyTuple_Check(mro) && i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        for (const PyMethodDef *d = t->tp_methods; d && d->ml_name; d++)
+            if (d == ml)
+                return t->tp_name;
+    }
+    return Py_TYPE(self)->tp_name;
+}
+
 /* "module.name" or "type.name" of a builtin, into buf. */
 static void native_name(PyObject *c, const PyMethodDef *ml, char *buf, size_t size)
 {
@@ -217,7 +233,7 @@ static void native_name(PyObject *c, const PyMethodDef *ml, char *buf, size_t si
             if (!owner)
                 PyErr_Clear();
         } else if (self) {
-            owner = Py_TYPE(self)->tp_name;
+            owner = defining_type(self, ml);
         }
     } else {
         owner = ((PyMethodDescrObject *)c)->d_common.d_type->tp_name;
@@ -545,6 +561,8 @@ int ulma_agent_scratch(int on)
         tls_writer = &g_scratch;
         tls_writer_gen = g_generation;
         g_scratch_on = 1;
+        if (g_native_calls && g_engine == ULMA_ENGINE_PEP523)
+            ulma_engine_pep523_thread_claimed(); /* calibrate with the profile function on */
     } else if (g_scratch_on) {
         tls_writer = g_saved_writer;
         tls_writer_gen = g_saved_gen;

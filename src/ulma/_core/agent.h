@@ -124,6 +124,8 @@ int ulma_engine_monitoring_start(int empty, int native_calls);
 void ulma_engine_monitoring_stop(void);
 int ulma_engine_monitoring_pause(int paused);
 int ulma_engine_pep523_pause(int paused);
+/* The calling thread just claimed its ring (native calls on PEP 523). */
+void ulma_engine_pep523_thread_claimed(void);
 int ulma_engine_pep523_start(int empty, int native_calls);
 void ulma_engine_pep523_stop(void);
 

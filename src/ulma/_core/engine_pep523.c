@@ -110,13 +110,56 @@ static PyObject *ulma_eval_empty(PyThreadState *ts, struct _PyInterpreterFrame *
     return eval_next(ts, f, throwflag);
 }
 
+/* ---- native calls: a C profile function per thread ----------------------
+ * PEP 523 sees Python frames only; calls into C are seen by a profile
+ * function (PyTrace_C_CALL / C_RETURN / C_EXCEPTION), which each thread gets
+ * when it claims its ring.  Python calls and returns also reach it (the
+ * interpreter's tracing path): it ignores them, but they make this mode dearer
+ * than native calls on sys.monitoring.  Dispatch time is not measured here. */
+static int g_native;
+#if PY_VERSION_HEX >= 0x030D0000
+/* exported, but declared only in the internal headers from 3.13 on */
+PyAPI_FUNC(int) _PyEval_SetProfile(PyThreadState *tstate, Py_tracefunc func, PyObject *arg);
+#endif
+
+static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    (void)obj;
+    if (what != PyTrace_C_CALL && what != PyTrace_C_RETURN && what != PyTrace_C_EXCEPTION)
+        return 0;
+    if (!arg || !(PyCFunction_Check(arg) || Py_IS_TYPE(arg, &PyMethodDescr_Type)))
+        return 0;
+    ulma_writer *w = ulma_writer_get();
+    if (ULMA_UNLIKELY(w == NULL))
+        return 0;
+    uint64_t t = ulma_ticks(g_clock);
+    if (frame && (ulma_code_id(frame_code(frame->f_frame)) & ULMA_ID_HIDDEN))
+        return 0; /* ulma's own calls */
+    ulma_emit(w, t, ulma_native_id(arg), what == PyTrace_C_CALL ? ULMA_C_CALL : ULMA_C_RETURN, 0);
+    return 0;
+}
+
+void ulma_engine_pep523_thread_claimed(void)
+{
+    if (g_native)
+        PyEval_SetProfile(native_profile, NULL);
+}
+
+static void native_off_everywhere(void)
+{
+    PyObject *type, *value, *tb; /* stop may run while an exception is set */
+    PyErr_Fetch(&type, &value, &tb);
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts))
+        if (ts->c_profilefunc == native_profile)
+            _PyEval_SetProfile(ts, NULL, NULL);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
 int ulma_engine_pep523_start(int empty, int native_calls)
 {
-    if (native_calls) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "native calls are traced by the sys.monitoring engine only (Python 3.12+)");
-        return -1;
-    }
+    g_native = native_calls && !empty;
     PyInterpreterState *interp = PyInterpreterState_Get();
     _PyFrameEvalFunction cur = _PyInterpreterState_GetEvalFrameFunc(interp);
     g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;
@@ -145,4 +188,7 @@ void ulma_engine_pep523_stop(void)
     _PyInterpreterState_SetEvalFrameFunc(interp, g_prev_eval ? g_prev_eval : _PyEval_EvalFrameDefault);
     g_prev_eval = NULL;
     g_installed = 0;
+    if (g_native)
+        native_off_everywhere();
+    g_native = 0;
 }

@@ -41,7 +41,7 @@ class AgentOptions:
     """What the agent measures, as `ulma run` and `ulma attach` ask for it."""
 
     engine: str
-    native_calls: bool = False  # C functions get their own rows (sys.monitoring engine)
+    native_calls: bool = False  # C functions get their own rows
     cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US  # 0: no CPU readings
     exclude: tuple[str, ...] = field(default_factory=tuple)  # fnmatch patterns: unmeasured
 
@@ -67,13 +67,6 @@ class AgentOptions:
                 or not all(isinstance(p, str) for p in exclude)):
             raise ValueError("bad agent options")
         return cls(engine, native, interval, tuple(exclude))
-
-
-def check_native_calls(engine: str) -> None:
-    """Native calls are seen through sys.monitoring only."""
-    if engine != "monitoring":
-        raise ValueError("--native-calls needs the sys.monitoring engine (Python 3.12+); "
-                         f"this run uses {engine}")
 
 
 def install() -> str:

@@ -29,7 +29,7 @@ import threading
 from dataclasses import replace
 
 from ulma import _core
-from ulma.agent import AgentOptions, check_native_calls, resolve_engine
+from ulma.agent import AgentOptions, resolve_engine
 from ulma.agent.bootstrap import start_agent
 
 PROTOCOL = b"ULMA2"  # 2: agent options (native calls, CPU readings, exclusions)
@@ -130,8 +130,6 @@ class _Listener:
             try:
                 options = AgentOptions.decode(words[2])
                 options = replace(options, engine=resolve_engine(options.engine))
-                if options.native_calls:
-                    check_native_calls(options.engine)
                 start_agent(fds[0], options)
             except (OSError, RuntimeError, ValueError) as exc:
                 conn.sendall(f"ERR {exc}\n".encode())

@@ -9,7 +9,7 @@ import threading
 from types import FrameType
 
 from ulma.cli.errors import Parser, UsageError, parse_size
-from ulma.cli.run import add_clock_argument, add_measure_arguments
+from ulma.cli.run import add_clock_argument, add_measure_arguments, check_measure
 from ulma.exporters import json_report
 from ulma.monitor import session as sessions
 from ulma.monitor.attach import AttachError, Attachment
@@ -50,8 +50,7 @@ def execute(argv: list[str]) -> int:
     add_measure_arguments(p)
     add_clock_argument(p)
     opts = p.parse_args(argv)
-    if opts.cpu_interval < 0:
-        raise UsageError("--cpu-interval must be 0 or more")
+    check_measure(opts)
     terminal = all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr))
     live = terminal if opts.live is None else opts.live
     if live and not all(s is not None and s.isatty() for s in (sys.stdin, sys.stderr)):

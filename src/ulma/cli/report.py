@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 
 from ulma.cli.errors import Parser, UsageError
+from ulma.cli.run import add_clock_argument
 from ulma.exporters import json_report
 from ulma.format import trace
 from ulma.monitor.offline import load_profile
-from ulma.cli.run import add_clock_argument
 from ulma.views.report import print_report
 
 HELP = "print the report of a trace file written by `ulma record` or `ulma run -o`"
