@@ -43,6 +43,28 @@ def test_report_from_a_recording_has_the_counts_the_run_reported(tmp_path: Path,
     assert "count_up" in reported.stdout or "gen" in reported.stdout
 
 
+def test_report_from_a_recording_has_the_four_way_split_the_run_reported(tmp_path: Path, run_ulma: RunFn) -> None:
+    program = str(PROGRAMS_DIR / "time_split.py")
+    live_json, file_json, trace = tmp_path / "live.json", tmp_path / "file.json", tmp_path / "run.ulma"
+    recorded = run_ulma(["run", "--no-report", "--json", str(live_json), "-o", str(trace),
+                         "--exclude", "*excluded_helper", program], cwd=PROGRAMS_DIR)
+    assert recorded.returncode == 0, recorded.stderr
+    reported = run_ulma(["report", str(trace), "--json", str(file_json)], cwd=PROGRAMS_DIR)
+    assert reported.returncode == 0, reported.stderr
+    live, offline = json.loads(live_json.read_text()), json.loads(file_json.read_text())
+    assert offline["cpu_readings"] is live["cpu_readings"] is True
+    assert offline["probe_ns"] == live["probe_ns"] > 0
+    by_name = {f["name"]: f for f in live["functions"] if f["file"] == program}
+    parts = ("cpu_ns", "wait_ns", "overhead_ns", "unmeasured_ns", "self_wait_ns", "wait_runnable_ns")
+    for f in offline["functions"]:
+        if f["file"] != program:
+            continue
+        mine = by_name[f["name"]]
+        for part in parts:  # the same events; only the tick calibration differs a little
+            assert abs(f[part] - mine[part]) <= max(mine["total_ns"] // 200, 20_000), (part, f, mine)
+    assert "excluded_helper" not in {f["name"] for f in offline["functions"]}
+
+
 def test_record_prints_one_summary_line_and_passes_the_exit_code_through(
         tmp_path: Path, run_ulma: RunFn) -> None:
     trace = tmp_path / "exit.ulma"

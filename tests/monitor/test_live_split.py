@@ -29,8 +29,10 @@ def test_a_function_blocked_right_now_shows_as_waiting_in_a_live_snapshot() -> N
         assert sleeper.total_ns >= 0.9e9, sleeper
         assert sleeper.wait_ns >= 0.9 * sleeper.total_ns, sleeper
         (busy,) = [f for f in profile.functions if f.name == "busy"]
-        # it computed (its generator's many events make much of it probe overhead): no waiting
-        assert busy.wait_ns <= 0.05 * busy.total_ns and busy.cpu_ns > 0, busy
+        # it computed (its generator's many events make much of it probe overhead): it never blocked
+        # (on a loaded machine it may have waited for a CPU: runnable, not blocked)
+        blocked = busy.wait_ns if busy.wait_blocked_ns is None else busy.wait_blocked_ns
+        assert blocked <= 0.05 * busy.total_ns and busy.cpu_ns > 0, busy
     finally:
         run.proc.terminate()
         drainer.join(30)

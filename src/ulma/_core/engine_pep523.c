@@ -141,8 +141,12 @@ static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObjec
 
 void ulma_engine_pep523_thread_claimed(void)
 {
-    if (g_native)
-        PyEval_SetProfile(native_profile, NULL);
+    if (!g_native)
+        return;
+    PyObject *type, *value, *tb; /* a thread may claim its ring while an exception unwinds */
+    PyErr_Fetch(&type, &value, &tb);
+    PyEval_SetProfile(native_profile, NULL); /* reports its own failures (an audit hook) */
+    PyErr_Restore(type, value, tb);
 }
 
 static void native_off_everywhere(void)
