@@ -43,7 +43,8 @@ def test_report_from_a_recording_has_the_counts_the_run_reported(tmp_path: Path,
     assert "count_up" in reported.stdout or "gen" in reported.stdout
 
 
-def test_report_from_a_recording_has_the_four_way_split_the_run_reported(tmp_path: Path, run_ulma: RunFn) -> None:
+def test_report_from_a_recording_has_the_four_way_split_the_run_reported(
+        tmp_path: Path, run_ulma: RunFn) -> None:
     program = str(PROGRAMS_DIR / "time_split.py")
     live_json, file_json, trace = tmp_path / "live.json", tmp_path / "file.json", tmp_path / "run.ulma"
     recorded = run_ulma(["run", "--no-report", "--json", str(live_json), "-o", str(trace),
