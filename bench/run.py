@@ -25,9 +25,10 @@ from ulma_bench.probe import (
     drain_rates,
     install,
     probe,
+    readings_cost,
     ulma_counts,
 )
-from ulma_bench.report import PythonResult, WorkloadResult, render, to_json
+from ulma_bench.report import READINGS_WORKLOADS, PythonResult, WorkloadResult, render, to_json
 
 DEFAULT_ROUNDS = 5
 QUICK_ROUNDS = 3
@@ -128,6 +129,11 @@ def bench_python(
             workload.counts = ulma_counts(
                 interp.executable, name, settings.cwd, settings.ulma_options, settings.timeout
             )
+    paired = [name for name in workloads if name in READINGS_WORKLOADS]
+    if with_ulma and paired:
+        progress(f"  CPU readings: paired in-process rounds on {', '.join(paired)}")
+        result.readings, error = readings_cost(interp.executable, settings.cwd, paired)
+        result.readings_note = error
     if with_ulma:
         progress(f"  drain benchmark: bench_drain({drain_events:,}), best of {drain_repeat}")
         result.drain_rates, error = drain_rates(interp.executable, settings.cwd, drain_events, drain_repeat)

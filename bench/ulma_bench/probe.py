@@ -117,6 +117,19 @@ def drain_rates(python: str, cwd: Path, events: int, repeat: int) -> tuple[dict[
     return best, None
 
 
+def readings_cost(
+    python: str, cwd: Path, workloads: list[str]
+) -> tuple[dict[str, dict[str, float]], str | None]:
+    """readings.py under `python`: what CPU readings cost, paired in one process."""
+    script = Path(__file__).resolve().parent / "readings.py"
+    done = subprocess.run([python, str(script), *workloads], check=False, cwd=cwd, capture_output=True,
+                          text=True, timeout=1800)
+    if done.returncode != 0:
+        return {}, _last_line(done.stderr) or f"exit code {done.returncode}"
+    data: dict[str, dict[str, float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return data, None
+
+
 @dataclass
 class EventCounts:
     events: int | None = None

@@ -93,6 +93,24 @@ def test_attach_detach_reattach_counts_only_attached_time_and_leaves_the_program
         assert isinstance(wall, int) and 0.4e9 < wall < 3e9
 
 
+def test_attach_measures_what_it_is_asked_to_and_splits_the_time(
+        target: Target, run_ulma: RunFn, tmp_path: Path) -> None:
+    out = tmp_path / "split.json"
+    result = run_ulma(["attach", str(target.proc.pid), "--duration", "0.5", "--no-report", "--json", str(out),
+                       "--native-calls", "--exclude", "tick"])
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["cpu_readings"] is True and report["native_calls"] is True and report["probe_ns"] > 0
+    names = {f["name"]: f for f in report["functions"]}
+    assert "tick" not in names  # excluded: its time is main's unmeasured time
+    assert names["time.sleep"]["native"] and names["time.sleep"]["calls"] > 0
+    main = names["main"]
+    assert main["unmeasured_ns"] > 0
+    assert main["cpu_ns"] + main["wait_ns"] + main["overhead_ns"] + main["unmeasured_ns"] == main["total_ns"]
+    code, _out, err = target.finish()
+    assert code == 3 and "Traceback" not in err
+
+
 def test_fifty_attachments_leak_no_descriptors_memory_or_shared_memory(
         target: Target, run_ulma: RunFn, tmp_path: Path) -> None:
     shm_before = set(os.listdir("/dev/shm"))

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "agent.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <pthread.h>
@@ -104,7 +105,7 @@ ulma_writer *ulma_writer_claim(void)
     w->mask = h->ring_events - 1;
     w->generation = g_generation;
     w->slot = slot;
-    w->next_reading = g_reading_ticks ? 0 : UINT64_MAX;
+    w->next_reading = 0; /* need_sync: the slow path */
     w->reading_tick = 0;
     w->call_code = NULL;
     r->os_tid = (uint32_t)syscall(SYS_gettid);
@@ -385,6 +386,8 @@ static int read_run_delay(ulma_writer *w, uint64_t *out)
         return 0;
     char buf[96];
     ssize_t n = pread(w->sched_fd, buf, sizeof buf - 1, 0);
+    if (n < 0 && errno == EINTR) /* a signal: once more */
+        n = pread(w->sched_fd, buf, sizeof buf - 1, 0);
     if (n <= 0) {
         w->sched_fd = -1; /* not ours any more: never close it */
         return 0;
@@ -512,12 +515,15 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     r->write_pos = pos;
     r->need_sync = 0;
     r->sync_flags = 0;
+    if (!g_reading_ticks)
+        w->next_reading = UINT64_MAX; /* else take_reading set it */
     atomic_store_explicit(&r->published, pos, memory_order_release);
     return;
 
 drop:
     atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
     r->need_sync = 1;
+    w->next_reading = 0; /* the next event takes the slow path */
     r->sync_flags = ULMA_SYNC_AFTER_DROP;
     /* Let the monitor see everything written so far, so it frees room. */
     atomic_store_explicit(&r->published, pos, memory_order_release);

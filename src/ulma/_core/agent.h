@@ -8,6 +8,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 #include "records.h"
 #include "clock.h"
 
@@ -18,7 +19,8 @@ typedef struct {
     ulma_ring_header *ring;
     ulma_event *events;
     uint64_t mask;       /* ring_events - 1 */
-    uint64_t next_reading; /* tick at which the next event reads the CPU clock */
+    uint64_t next_reading; /* tick at which the next event reads the CPU clock;
+                              0 while the stack must be restated */
     uint32_t generation; /* the agent session this writer belongs to */
     uint32_t in_slow;    /* re-entrancy guard for the sync path */
     uint32_t slot;       /* its ring in the session */
@@ -88,21 +90,28 @@ static inline uint32_t ulma_code_id(PyCodeObject *co)
  * the caller's (PEP 523).  Every CPU-interval the slow path also reads the
  * thread's CPU clock (one compare here).
  */
+static_assert((ULMA_ID_UNMEASURED >> 24) == ULMA_EVF_UNMEASURED, "the id bit becomes the flag");
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "ulma's records are little-endian, written as such"
+#endif
+
 static inline void ulma_emit_ex(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
                                 uint16_t aux, int top_is_event)
 {
     ulma_ring_header *r = w->ring;
     uint64_t pos = r->write_pos;
-    if (ULMA_UNLIKELY(r->need_sync | (pos - r->tail_cache > w->mask) | (t >= w->next_reading))) {
+    /* next_reading is 0 while the stack must be restated (need_sync): one
+     * compare covers both */
+    if (ULMA_UNLIKELY((pos - r->tail_cache > w->mask) | (t >= w->next_reading))) {
         ulma_emit_slow(w, t, idv, kind, flags, aux, top_is_event);
         return;
     }
     ulma_event *e = &w->events[pos & w->mask];
+    /* id | kind | flags | aux in one store */
+    uint64_t rest = (uint64_t)(idv & ULMA_ID_MASK) | (uint64_t)kind << 32 |
+                    (uint64_t)(flags | ((idv >> 24) & ULMA_EVF_UNMEASURED)) << 40 | (uint64_t)aux << 48;
     e->ticks = t;
-    e->id = idv & ULMA_ID_MASK;
-    e->kind = kind;
-    e->flags = flags | ((idv & ULMA_ID_UNMEASURED) ? ULMA_EVF_UNMEASURED : 0);
-    e->aux = aux;
+    memcpy((char *)e + 8, &rest, sizeof rest);
     /* the record before write_pos (a compiler barrier only: on x86 stores
      * are seen in order; the monitor reads write_pos ahead of `published`
      * only for a thread quiet for 20 ms, see session.c) */
