@@ -1,14 +1,14 @@
 /*
  * agent.c -- the profiled process's session: mapping it, claiming a ring per
- * thread, interning code objects into the symbol table, and the rare paths
- * of the writer (full ring, stack restatement).  Hot code is in agent.h.
+ * thread, the rare paths of the writer (full ring, stack restatement, a CPU
+ * reading due) and the probe's calibration.  Hot code is in agent.h; names
+ * and ids are in symbols.c, CPU readings in readings.c.
  */
 #define _GNU_SOURCE
 #include "agent.h"
+#include "readings.h"
+#include "symbols.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <fnmatch.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +28,6 @@ __thread ulma_writer *tls_writer __attribute__((tls_model("initial-exec"))) = NU
 __thread uint32_t tls_writer_gen __attribute__((tls_model("initial-exec"))) = 0;
 int g_native_calls = 0;
 
-/* CPU readings: at most every g_reading_ticks; the run delay is read too
- * after the thread was off CPU at least RUN_DELAY_AFTER_NS (a read costs
- * ~1 us, so only where a wait already cost much more). */
-#define RUN_DELAY_AFTER_NS 20000.0
-static uint64_t g_reading_ticks;   /* 0: no readings */
-static double g_ns_per_tick = 1.0; /* the monitor's quick calibration */
-/* --exclude patterns (fnmatch), matched against file and qualified name */
-static char **g_exclude;
-static size_t g_exclude_len;
-
 static __thread ulma_writer *tls_writer_keep; /* this thread's writer, across sessions */
 static __thread int tls_ignored;              /* ulma's own threads are never traced */
 static size_t g_map_bytes;
@@ -49,8 +39,6 @@ static int g_thread_key_ready;
 static const _PyInterpreterFrame *g_boundary; /* bootstrap frame: stacks stop here */
 static int g_boot_frames; /* frames of ulma's bootstrap under the program */
 static PyThreadState *g_boot_thread;
-static char *g_hidden_prefix;
-static size_t g_hidden_prefix_len;
 /* Orders a thread's exit (which runs without the GIL) against unmapping. */
 static pthread_mutex_t g_exit_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -128,191 +116,6 @@ void ulma_agent_ignore_thread(void)
     tls_writer_gen = g_generation;
 }
 
-/* ---- symbols --------------------------------------------------------- */
-
-static void symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t line,
-                          const char *name, size_t nlen, const char *file, size_t flen)
-{
-    ulma_session_header *h = g_session;
-    uint64_t size = (sizeof(ulma_symbol) + nlen + flen + 7) & ~(uint64_t)7;
-    uint64_t off = atomic_fetch_add_explicit(&h->symtab_reserved, size, memory_order_relaxed);
-    if (off + size > h->symtab_bytes) {
-        atomic_fetch_add_explicit(&h->symtab_overflow, 1, memory_order_relaxed);
-        return;
-    }
-    ulma_symbol *s = (ulma_symbol *)((char *)h + h->symtab_offset + off);
-    s->id = id;
-    s->kind = kind;
-    s->flags = flags;
-    s->line = line;
-    s->name_len = (uint32_t)nlen;
-    s->file_len = (uint32_t)flen;
-    memcpy((char *)(s + 1), name, nlen);
-    memcpy((char *)(s + 1) + nlen, file, flen);
-    atomic_store_explicit(&s->size, (uint32_t)size, memory_order_release);
-}
-
-/* Does an --exclude pattern match this qualified name or file? */
-static int excluded(const char *name, const char *file)
-{
-    for (size_t i = 0; i < g_exclude_len; i++)
-        if (fnmatch(g_exclude[i], name, 0) == 0 || (file && fnmatch(g_exclude[i], file, 0) == 0))
-            return 1;
-    return 0;
-}
-
-static void exclude_free(void)
-{
-    for (size_t i = 0; i < g_exclude_len; i++)
-        free(g_exclude[i]);
-    free(g_exclude);
-    g_exclude = NULL;
-    g_exclude_len = 0;
-}
-
-/* ---- native (C) functions ------------------------------------------- */
-
-/* PyMethodDef pointer -> id, for this session (open addressing; under the
- * GIL).  Builtins bound to different objects share their PyMethodDef, so a
- * method like list.append is one row whatever list it is called on. */
-typedef struct {
-    const void *key;
-    uint32_t id;
-} native_slot;
-static native_slot *g_native;
-static size_t g_native_cap, g_native_len;
-
-static void native_free(void)
-{
-    free(g_native);
-    g_native = NULL;
-    g_native_cap = g_native_len = 0;
-}
-
-static int native_grow(void)
-{
-    size_t cap = g_native_cap ? g_native_cap * 2 : 1024;
-    native_slot *tab = calloc(cap, sizeof *tab);
-    if (!tab)
-        return -1;
-    for (size_t i = 0; i < g_native_cap; i++) {
-        if (!g_native[i].key)
-            continue;
-        size_t j = ((uintptr_t)g_native[i].key >> 4) & (cap - 1);
-        while (tab[j].key)
-            j = (j + 1) & (cap - 1);
-        tab[j] = g_native[i];
-    }
-    free(g_native);
-    g_native = tab;
-    g_native_cap = cap;
-    return 0;
-}
-
-/* The type among type(self)'s bases that defines the method `ml`: the
- * first list subclass to call append must not name list.append for all. */
-static const char *defining_type(PyObject *self, const PyMethodDef *ml)
-{
-    PyObject *mro = Py_TYPE(self)->tp_mro;
-    for (Py_ssize_t i = 0; mro && PyTuple_Check(mro) && i < PyTuple_GET_SIZE(mro); i++) {
-        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
-        for (const PyMethodDef *d = t->tp_methods; d && d->ml_name; d++)
-            if (d == ml)
-                return t->tp_name;
-    }
-    return Py_TYPE(self)->tp_name;
-}
-
-/* "module.name" or "type.name" of a builtin, into buf. */
-static void native_name(PyObject *c, const PyMethodDef *ml, char *buf, size_t size)
-{
-    const char *owner = NULL;
-    if (PyCFunction_Check(c)) {
-        PyObject *self = PyCFunction_GET_SELF(c);
-        if (self && PyModule_Check(self)) {
-            owner = PyModule_GetName(self);
-            if (!owner)
-                PyErr_Clear();
-        } else if (self) {
-            owner = defining_type(self, ml);
-        }
-    } else {
-        owner = ((PyMethodDescrObject *)c)->d_common.d_type->tp_name;
-    }
-    snprintf(buf, size, "%s%s%s", owner ? owner : "", owner ? "." : "", ml->ml_name);
-}
-
-uint32_t ulma_native_id(PyObject *c)
-{
-    const PyMethodDef *ml = PyCFunction_Check(c) ? ((PyCFunctionObject *)c)->m_ml
-                                                 : ((PyMethodDescrObject *)c)->d_method;
-    if (g_native_cap) {
-        size_t j = ((uintptr_t)ml >> 4) & (g_native_cap - 1);
-        for (; g_native[j].key; j = (j + 1) & (g_native_cap - 1))
-            if (g_native[j].key == ml)
-                return g_native[j].id;
-    }
-    ulma_session_header *h = g_session;
-    if (!h || ((g_native_len + 1) * 2 > g_native_cap && native_grow() < 0))
-        return 0;
-    char name[256];
-    native_name(c, ml, name, sizeof name);
-    uint32_t id = atomic_fetch_add_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
-    static const char file[] = "<built-in>";
-    uint16_t flags = excluded(name, NULL) ? ULMA_SYMF_UNMEASURED : 0;
-    symbol_append(id, ULMA_SYM_CFUNC, flags, 0, name, strlen(name), file, sizeof file - 1);
-    if (flags)
-        id |= ULMA_ID_UNMEASURED;
-    size_t j = ((uintptr_t)ml >> 4) & (g_native_cap - 1);
-    while (g_native[j].key)
-        j = (j + 1) & (g_native_cap - 1);
-    g_native[j].key = ml;
-    g_native[j].id = id;
-    g_native_len++;
-    return id;
-}
-
-uint32_t ulma_code_intern(PyCodeObject *co)
-{
-    ulma_session_header *h = g_session;
-    if (!h)
-        return 0;
-    uint32_t id = atomic_fetch_add_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
-    Py_ssize_t nlen = 0, flen = 0;
-    const char *name = PyUnicode_AsUTF8AndSize(co->co_qualname, &nlen);
-    if (!name) {
-        PyErr_Clear();
-        name = "?";
-        nlen = 1;
-    }
-    const char *file = PyUnicode_AsUTF8AndSize(co->co_filename, &flen);
-    if (!file) {
-        PyErr_Clear();
-        file = "?";
-        flen = 1;
-    }
-    uint16_t flags = 0;
-    if (g_hidden_prefix_len && (size_t)flen >= g_hidden_prefix_len &&
-        memcmp(file, g_hidden_prefix, g_hidden_prefix_len) == 0)
-        flags |= ULMA_SYMF_HIDDEN;
-    else if (excluded(name, file))
-        flags |= ULMA_SYMF_UNMEASURED;
-    symbol_append(id, ULMA_SYM_PYFUNC, flags, (uint32_t)co->co_firstlineno, name, (size_t)nlen,
-                  file, (size_t)flen);
-    if (flags & ULMA_SYMF_UNMEASURED)
-        id |= ULMA_ID_UNMEASURED;
-    if (flags & ULMA_SYMF_HIDDEN)
-        id |= ULMA_ID_HIDDEN;
-    uintptr_t v = ((uintptr_t)g_generation << 32) | id;
-#if PY_VERSION_HEX >= 0x030C0000
-    if (PyUnstable_Code_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
-#else
-    if (_PyCode_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
-#endif
-        PyErr_Clear(); /* re-interned next time; the definition repeats */
-    return id;
-}
-
 /* ---- the rare paths of the writer ----------------------------------- */
 
 static PyCodeObject *frame_code(const _PyInterpreterFrame *f)
@@ -373,74 +176,6 @@ static inline void put(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t idv, u
     e->aux = aux;
 }
 
-/* ---- CPU readings ---------------------------------------------------- */
-
-/* The run-queue delay (ns) from /proc/thread-self/schedstat, kept open per
- * thread.  If the program closed our descriptor (some close every fd they
- * do not know), reads fail or stop parsing, and we stop reading. */
-static int read_run_delay(ulma_writer *w, uint64_t *out)
-{
-    if (w->sched_fd == -2)
-        w->sched_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-    if (w->sched_fd < 0)
-        return 0;
-    char buf[96];
-    ssize_t n = pread(w->sched_fd, buf, sizeof buf - 1, 0);
-    if (n < 0 && errno == EINTR) /* a signal: once more */
-        n = pread(w->sched_fd, buf, sizeof buf - 1, 0);
-    if (n <= 0) {
-        w->sched_fd = -1; /* not ours any more: never close it */
-        return 0;
-    }
-    buf[n] = 0;
-    /* "<on-cpu ns> <run-delay ns> <timeslices>\n" */
-    char *end;
-    strtoull(buf, &end, 10);
-    if (end == buf || *end != ' ') {
-        w->sched_fd = -1;
-        return 0;
-    }
-    char *start = end + 1;
-    *out = strtoull(start, &end, 10);
-    if (end == start || *end != ' ') {
-        w->sched_fd = -1;
-        return 0;
-    }
-    atomic_fetch_or_explicit(&g_session->agent_flags, ULMA_AGENT_SCHEDSTAT, memory_order_relaxed);
-    return 1;
-}
-
-static inline ulma_event reading_record(uint64_t t, uint64_t ns, uint8_t flags)
-{
-    ulma_event e = {.ticks = t, .id = (uint32_t)ns, .kind = ULMA_CPU_SAMPLE, .flags = flags,
-                    .aux = (uint16_t)(ns >> 32)};
-    return e;
-}
-
-/* Reads the thread's CPU clock into out[0] and, on a baseline or after a
- * while off CPU, its run delay into out[1].  Returns the record count. */
-static uint32_t take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event *out)
-{
-    struct timespec ts;
-    w->next_reading = t + g_reading_ticks;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
-        return 0;
-    uint64_t cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    uint32_t n = 0;
-    out[n++] = reading_record(t, cpu, 0);
-    int want = baseline || !w->reading_tick;
-    if (!want) {
-        double off = (double)(t - w->reading_tick) * g_ns_per_tick - (double)(cpu - w->reading_cpu_ns);
-        want = off >= RUN_DELAY_AFTER_NS;
-    }
-    uint64_t delay;
-    if (want && read_run_delay(w, &delay))
-        out[n++] = reading_record(t, delay, ULMA_CPU_RUN_DELAY);
-    w->reading_tick = t;
-    w->reading_cpu_ns = cpu;
-    return n;
-}
-
 /*
  * The rare paths: a full ring, a stack to restate (the thread's first event,
  * or the first event after drops), or a CPU reading due.  A restatement is a
@@ -459,7 +194,7 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     uint32_t nread = 0;
     uint64_t t_event = t;
     if (g_reading_ticks && (r->need_sync || t >= w->next_reading)) {
-        nread = take_reading(w, t, r->need_sync, reading);
+        nread = ulma_take_reading(w, t, r->need_sync, reading);
         t_event = ulma_ticks(g_clock);
     }
 
@@ -605,36 +340,6 @@ static void recursion_budget(PyThreadState *ts, int delta)
 #endif
 }
 
-/* Copies the --exclude patterns; 0, or -1 with an exception. */
-static int exclude_set(PyObject *patterns)
-{
-    exclude_free();
-    if (!patterns || patterns == Py_None)
-        return 0;
-    PyObject *seq = PySequence_Fast(patterns, "exclude must be a sequence of str");
-    if (!seq)
-        return -1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    g_exclude = calloc((size_t)n + 1, sizeof *g_exclude);
-    for (Py_ssize_t i = 0; g_exclude && i < n; i++) {
-        const char *p = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
-        if (!p || !(g_exclude[i] = strdup(p))) {
-            Py_DECREF(seq);
-            exclude_free();
-            if (!PyErr_Occurred())
-                PyErr_NoMemory();
-            return -1;
-        }
-        g_exclude_len++;
-    }
-    Py_DECREF(seq);
-    if (!g_exclude) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
-}
-
 int ulma_agent_start(int fd, const ulma_agent_options *o)
 {
     int engine = o->engine, empty = o->empty, recursion_adjust = o->recursion_adjust;
@@ -681,20 +386,11 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         return -1;
     }
     g_writers_len = h->max_threads;
-    free(g_hidden_prefix);
-    g_hidden_prefix = NULL;
-    g_hidden_prefix_len = 0;
-    if (hidden_prefix && hidden_prefix != Py_None) {
-        Py_ssize_t len;
-        const char *s = PyUnicode_AsUTF8AndSize(hidden_prefix, &len);
-        if (!s || !(g_hidden_prefix = malloc((size_t)len + 1))) {
-            free(g_writers);
-            g_writers = NULL;
-            munmap(base, probe.total_bytes);
-            return -1;
-        }
-        memcpy(g_hidden_prefix, s, (size_t)len + 1);
-        g_hidden_prefix_len = (size_t)len;
+    if (ulma_symbols_configure(hidden_prefix, o->exclude) < 0) {
+        free(g_writers);
+        g_writers = NULL;
+        munmap(base, probe.total_bytes);
+        return -1;
     }
     /* ulma's bootstrap frame bounds every stack we restate.  It is executing
      * (and stays so during the run), so its interpreter frame is live.  Its
@@ -714,21 +410,8 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         g_boot_thread = PyThreadState_GET();
         recursion_budget(g_boot_thread, g_boot_frames);
     }
-    if (exclude_set(o->exclude) < 0) {
-        free(g_writers);
-        g_writers = NULL;
-        munmap(base, probe.total_bytes);
-        return -1;
-    }
-    native_free();
     g_native_calls = o->native_calls && !empty;
-    g_ns_per_tick = h->ns_per_tick_hint > 0 ? h->ns_per_tick_hint : 1.0;
-    g_reading_ticks = 0;
-    if (o->cpu_interval_us && !empty) {
-        g_reading_ticks = (uint64_t)((double)o->cpu_interval_us * 1000.0 / g_ns_per_tick);
-        if (!g_reading_ticks)
-            g_reading_ticks = 1;
-    }
+    ulma_readings_configure(h->ns_per_tick_hint, empty ? 0 : o->cpu_interval_us);
     atomic_store_explicit(&h->cpu_interval_us, g_reading_ticks ? o->cpu_interval_us : 0,
                           memory_order_relaxed);
     atomic_store_explicit(&h->agent_flags,
@@ -777,10 +460,9 @@ void ulma_agent_stop(int flush)
     g_generation++;
     pthread_mutex_unlock(&g_exit_lock);
     ulma_agent_scratch(0);
-    native_free();
-    exclude_free();
+    ulma_symbols_reset();
     g_native_calls = 0;
-    g_reading_ticks = 0;
+    ulma_readings_configure(1.0, 0);
     if (g_boot_thread == PyThreadState_GET())
         recursion_budget(g_boot_thread, -g_boot_frames);
     g_boot_thread = NULL;

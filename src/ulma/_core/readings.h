@@ -1,0 +1,20 @@
+/*
+ * readings.h -- CPU readings (readings.c): the thread's CPU clock and, after
+ * a wait, its run delay, as cpu_sample records.
+ */
+#ifndef ULMA_READINGS_H
+#define ULMA_READINGS_H
+
+#include "agent.h"
+
+/* Ticks between readings (0: none); set by ulma_readings_configure. */
+extern uint64_t g_reading_ticks;
+
+/* ns_per_tick: the session's quick calibration; interval_us 0 turns readings off. */
+void ulma_readings_configure(double ns_per_tick, uint32_t interval_us);
+/* Reads the CPU clock into out[0] and, on a baseline or after a while off
+ * CPU, the run delay into out[1]; schedules the next reading.  Returns the
+ * record count (0 if the clock could not be read). */
+uint32_t ulma_take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event *out);
+
+#endif

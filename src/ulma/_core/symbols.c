@@ -1,0 +1,265 @@
+/*
+ * symbols.c -- naming things by small ids: a definition record is appended to
+ * the session's symbol table the first time the agent sees a code object or
+ * a C function (native calls), and the id is cached (on the code object's
+ * co_extra slot, or in a table keyed by the C function's PyMethodDef).  The
+ * --exclude patterns and ulma's own files are decided here, once per thing.
+ * Cold paths, under the GIL.
+ */
+#define _GNU_SOURCE
+#include "symbols.h"
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *g_hidden_prefix;      /* ulma's own files: not reported */
+static size_t g_hidden_prefix_len;
+/* --exclude patterns (fnmatch), matched against file and qualified name */
+static char **g_exclude;
+static size_t g_exclude_len;
+
+
+void ulma_symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t line,
+                          const char *name, size_t nlen, const char *file, size_t flen)
+{
+    ulma_session_header *h = g_session;
+    uint64_t size = (sizeof(ulma_symbol) + nlen + flen + 7) & ~(uint64_t)7;
+    uint64_t off = atomic_fetch_add_explicit(&h->symtab_reserved, size, memory_order_relaxed);
+    if (off + size > h->symtab_bytes) {
+        atomic_fetch_add_explicit(&h->symtab_overflow, 1, memory_order_relaxed);
+        return;
+    }
+    ulma_symbol *s = (ulma_symbol *)((char *)h + h->symtab_offset + off);
+    s->id = id;
+    s->kind = kind;
+    s->flags = flags;
+    s->line = line;
+    s->name_len = (uint32_t)nlen;
+    s->file_len = (uint32_t)flen;
+    memcpy((char *)(s + 1), name, nlen);
+    memcpy((char *)(s + 1) + nlen, file, flen);
+    atomic_store_explicit(&s->size, (uint32_t)size, memory_order_release);
+}
+
+/* Does an --exclude pattern match this qualified name or file? */
+static int excluded(const char *name, const char *file)
+{
+    for (size_t i = 0; i < g_exclude_len; i++)
+        if (fnmatch(g_exclude[i], name, 0) == 0 || (file && fnmatch(g_exclude[i], file, 0) == 0))
+            return 1;
+    return 0;
+}
+
+static void exclude_free(void)
+{
+    for (size_t i = 0; i < g_exclude_len; i++)
+        free(g_exclude[i]);
+    free(g_exclude);
+    g_exclude = NULL;
+    g_exclude_len = 0;
+}
+
+/* ---- native (C) functions ------------------------------------------- */
+
+/* PyMethodDef pointer -> id, for this session (open addressing; under the
+ * GIL).  Builtins bound to different objects share their PyMethodDef, so a
+ * method like list.append is one row whatever list it is called on. */
+typedef struct {
+    const void *key;
+    uint32_t id;
+} native_slot;
+static native_slot *g_native;
+static size_t g_native_cap, g_native_len;
+
+static void native_free(void)
+{
+    free(g_native);
+    g_native = NULL;
+    g_native_cap = g_native_len = 0;
+}
+
+static int native_grow(void)
+{
+    size_t cap = g_native_cap ? g_native_cap * 2 : 1024;
+    native_slot *tab = calloc(cap, sizeof *tab);
+    if (!tab)
+        return -1;
+    for (size_t i = 0; i < g_native_cap; i++) {
+        if (!g_native[i].key)
+            continue;
+        size_t j = ((uintptr_t)g_native[i].key >> 4) & (cap - 1);
+        while (tab[j].key)
+            j = (j + 1) & (cap - 1);
+        tab[j] = g_native[i];
+    }
+    free(g_native);
+    g_native = tab;
+    g_native_cap = cap;
+    return 0;
+}
+
+/* The type among type(self)'s bases that defines the method `ml`: the
+ * first list subclass to call append must not name list.append for all. */
+static const char *defining_type(PyObject *self, const PyMethodDef *ml)
+{
+    PyObject *mro = Py_TYPE(self)->tp_mro;
+    for (Py_ssize_t i = 0; mro && PyTuple_Check(mro) && i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        for (const PyMethodDef *d = t->tp_methods; d && d->ml_name; d++)
+            if (d == ml)
+                return t->tp_name;
+    }
+    return Py_TYPE(self)->tp_name;
+}
+
+/* "module.name" or "type.name" of a builtin, into buf. */
+static void native_name(PyObject *c, const PyMethodDef *ml, char *buf, size_t size)
+{
+    const char *owner = NULL;
+    if (PyCFunction_Check(c)) {
+        PyObject *self = PyCFunction_GET_SELF(c);
+        if (self && PyModule_Check(self)) {
+            owner = PyModule_GetName(self);
+            if (!owner)
+                PyErr_Clear();
+        } else if (self) {
+            owner = defining_type(self, ml);
+        }
+    } else {
+        owner = ((PyMethodDescrObject *)c)->d_common.d_type->tp_name;
+    }
+    snprintf(buf, size, "%s%s%s", owner ? owner : "", owner ? "." : "", ml->ml_name);
+}
+
+uint32_t ulma_native_id(PyObject *c)
+{
+    const PyMethodDef *ml = PyCFunction_Check(c) ? ((PyCFunctionObject *)c)->m_ml
+                                                 : ((PyMethodDescrObject *)c)->d_method;
+    if (g_native_cap) {
+        size_t j = ((uintptr_t)ml >> 4) & (g_native_cap - 1);
+        for (; g_native[j].key; j = (j + 1) & (g_native_cap - 1))
+            if (g_native[j].key == ml)
+                return g_native[j].id;
+    }
+    ulma_session_header *h = g_session;
+    if (!h || ((g_native_len + 1) * 2 > g_native_cap && native_grow() < 0))
+        return 0;
+    char name[256];
+    native_name(c, ml, name, sizeof name);
+    uint32_t id = atomic_fetch_add_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
+    static const char file[] = "<built-in>";
+    uint16_t flags = excluded(name, NULL) ? ULMA_SYMF_UNMEASURED : 0;
+    ulma_symbol_append(id, ULMA_SYM_CFUNC, flags, 0, name, strlen(name), file, sizeof file - 1);
+    if (flags)
+        id |= ULMA_ID_UNMEASURED;
+    size_t j = ((uintptr_t)ml >> 4) & (g_native_cap - 1);
+    while (g_native[j].key)
+        j = (j + 1) & (g_native_cap - 1);
+    g_native[j].key = ml;
+    g_native[j].id = id;
+    g_native_len++;
+    return id;
+}
+
+uint32_t ulma_code_intern(PyCodeObject *co)
+{
+    ulma_session_header *h = g_session;
+    if (!h)
+        return 0;
+    uint32_t id = atomic_fetch_add_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
+    Py_ssize_t nlen = 0, flen = 0;
+    const char *name = PyUnicode_AsUTF8AndSize(co->co_qualname, &nlen);
+    if (!name) {
+        PyErr_Clear();
+        name = "?";
+        nlen = 1;
+    }
+    const char *file = PyUnicode_AsUTF8AndSize(co->co_filename, &flen);
+    if (!file) {
+        PyErr_Clear();
+        file = "?";
+        flen = 1;
+    }
+    uint16_t flags = 0;
+    if (g_hidden_prefix_len && (size_t)flen >= g_hidden_prefix_len &&
+        memcmp(file, g_hidden_prefix, g_hidden_prefix_len) == 0)
+        flags |= ULMA_SYMF_HIDDEN;
+    else if (excluded(name, file))
+        flags |= ULMA_SYMF_UNMEASURED;
+    ulma_symbol_append(id, ULMA_SYM_PYFUNC, flags, (uint32_t)co->co_firstlineno, name, (size_t)nlen,
+                  file, (size_t)flen);
+    if (flags & ULMA_SYMF_UNMEASURED)
+        id |= ULMA_ID_UNMEASURED;
+    if (flags & ULMA_SYMF_HIDDEN)
+        id |= ULMA_ID_HIDDEN;
+    uintptr_t v = ((uintptr_t)g_generation << 32) | id;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyUnstable_Code_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
+#else
+    if (_PyCode_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
+#endif
+        PyErr_Clear(); /* re-interned next time; the definition repeats */
+    return id;
+}
+
+/* Copies the --exclude patterns; 0, or -1 with an exception. */
+static int exclude_set(PyObject *patterns)
+{
+    exclude_free();
+    if (!patterns || patterns == Py_None)
+        return 0;
+    PyObject *seq = PySequence_Fast(patterns, "exclude must be a sequence of str");
+    if (!seq)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    g_exclude = calloc((size_t)n + 1, sizeof *g_exclude);
+    for (Py_ssize_t i = 0; g_exclude && i < n; i++) {
+        const char *p = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
+        if (!p || !(g_exclude[i] = strdup(p))) {
+            Py_DECREF(seq);
+            exclude_free();
+            if (!PyErr_Occurred())
+                PyErr_NoMemory();
+            return -1;
+        }
+        g_exclude_len++;
+    }
+    Py_DECREF(seq);
+    if (!g_exclude) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude)
+{
+    ulma_symbols_reset();
+    if (hidden_prefix && hidden_prefix != Py_None) {
+        Py_ssize_t len;
+        const char *s = PyUnicode_AsUTF8AndSize(hidden_prefix, &len);
+        if (!s)
+            return -1;
+        if (!(g_hidden_prefix = malloc((size_t)len + 1))) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(g_hidden_prefix, s, (size_t)len + 1);
+        g_hidden_prefix_len = (size_t)len;
+    }
+    if (exclude_set(exclude) < 0) {
+        ulma_symbols_reset();
+        return -1;
+    }
+    return 0;
+}
+
+void ulma_symbols_reset(void)
+{
+    free(g_hidden_prefix);
+    g_hidden_prefix = NULL;
+    g_hidden_prefix_len = 0;
+    exclude_free();
+    native_free();
+}

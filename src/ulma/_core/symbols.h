@@ -1,0 +1,21 @@
+/*
+ * symbols.h -- ids and definition records for code objects and C functions
+ * (symbols.c).  The hot lookup of a code object's id is ulma_code_id in
+ * agent.h; these are its slow paths.
+ */
+#ifndef ULMA_SYMBOLS_H
+#define ULMA_SYMBOLS_H
+
+#include "agent.h"
+
+/* Appends one definition to the session's symbol table (or counts it as
+ * overflow); `size` is stored last, with release. */
+void ulma_symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t line, const char *name,
+                        size_t nlen, const char *file, size_t flen);
+/* ulma's own files (hidden) and the --exclude patterns for a new session;
+ * 0, or -1 with an exception. */
+int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude);
+/* Forgets all of it, the C function ids too (ids are per session). */
+void ulma_symbols_reset(void);
+
+#endif
