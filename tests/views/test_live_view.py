@@ -256,3 +256,24 @@ def test_with_exit_when_done_the_view_closes_itself_and_the_output_pane_shows_th
         assert not app.is_running, "the view did not close when the program ended"
         assert live.returncode == 0
         assert [line for line in panes[0].lines if line] == ["5", "5050"]
+
+
+def test_the_time_bar_is_drawn_in_four_colours_and_w_switches_to_cpu_time() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, HOT) >= 3, "three calls of hot()")
+        # hot() computes: its bar is red (CPU), perhaps with some yellow (overhead), never blue
+        grid = app.query_one("#functions", Grid)
+        bar_of = {key: grid.rows[i][-1] for i, key in enumerate(app.shown)}
+        hot_styles = {style for text, style in bar_of[HOT] if text.strip()}
+        assert hot_styles and hot_styles <= {"red", "yellow"} and "red" in hot_styles, bar_of[HOT]
+        keys = str(app.query_one("#keys", Static).render())
+        assert all(part in keys for part in ("CPU", "overhead", "waiting", "unmeasured"))
+        before = row(app, HOT)
+        assert before is not None and before.self_time == before.stats.self_ns
+        await pilot.press("w")
+        after = row(app, HOT)
+        assert app.settings.clock == "cpu" and "clock cpu" in header(app)
+        assert after is not None and after.self_time == after.stats.self_cpu_ns <= after.stats.self_ns
+
+    with live_run() as (live, _):
+        drive(body, live)
