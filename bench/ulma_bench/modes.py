@@ -27,8 +27,8 @@ MODES: tuple[Mode, ...] = (
     Mode("ulma", "ulma", frozenset({"ulma"}), _ulma()),
     # the same without CPU readings: ulma / this is what telling CPU from waiting costs (target <= 3 %)
     Mode("ulma_no_cpu", "ulma no-cpu", frozenset({"ulma"}), _ulma("--cpu-interval", "0")),
-    # C functions traced too, each with its own row (sys.monitoring engine)
-    Mode("ulma_native", "ulma native", frozenset({"ulma", "monitoring"}), _ulma("--native-calls")),
+    # C functions traced too, each with its own row (sys.monitoring; a C profile function on 3.11)
+    Mode("ulma_native", "ulma native", frozenset({"ulma"}), _ulma("--native-calls")),
     Mode("cprofile", "cProfile", frozenset(), (str(PROFWRAP), "cprofile")),
     Mode("yappi", "yappi", frozenset({"yappi"}), (str(PROFWRAP), "yappi")),
     Mode("viztracer", "VizTracer", frozenset({"viztracer"}), (str(PROFWRAP), "viztracer")),

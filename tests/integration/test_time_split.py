@@ -77,19 +77,32 @@ def test_a_compute_loop_is_at_least_95_percent_cpu(
     engine_flags: list[str], split_run: Callable[..., tuple[dict[str, Any], dict[str, Any]]],
     function_named: FunctionNamed,
 ) -> None:
-    report, _ = split_run("time_split.py", *engine_flags)
+    """The ground truth is the thread's own CPU clock: on a virtual machine
+    the host may take the CPU away (steal), which no CPU clock counts, so a
+    compute loop is then honestly a little less than all CPU.  ulma must agree
+    with the thread within 3 points, and the loop must be >= 95 % CPU save for
+    what the thread itself did not get."""
+    report, facts = split_run("time_split.py", *engine_flags)
     _, fn = function_named(report, PROGRAMS_DIR / "time_split.py", "computes")
-    assert share(fn, "cpu_ns") >= 0.95, f"{share(fn, 'cpu_ns'):.1%} CPU: {fn}"
+    truth = facts["computes_cpu_s"] / facts["computes_wall_s"]
+    cpu = share(fn, "cpu_ns")
+    assert abs(cpu - truth) <= 0.03, f"{cpu:.1%} CPU, the thread measured {truth:.1%}: {fn}"
+    assert cpu >= 0.95 - (1 - truth), f"{cpu:.1%} CPU, the thread measured {truth:.1%}: {fn}"
 
 
 def test_a_function_alternating_half_compute_half_sleep_is_50_50_within_5_points(
     engine_flags: list[str], split_run: Callable[..., tuple[dict[str, Any], dict[str, Any]]],
     function_named: FunctionNamed,
 ) -> None:
-    report, _ = split_run("time_split.py", *engine_flags)
+    report, facts = split_run("time_split.py", *engine_flags)
     _, fn = function_named(report, PROGRAMS_DIR / "time_split.py", "alternates")
     cpu, wait = share(fn, "cpu_ns"), share(fn, "wait_ns")
-    assert abs(cpu - 0.5) <= 0.05 and abs(wait - 0.5) <= 0.05, f"CPU {cpu:.1%} waiting {wait:.1%}: {fn}"
+    truth = facts["alternates_cpu_s"] / facts["alternates_wall_s"]
+    assert abs(cpu - truth) <= 0.03, f"CPU {cpu:.1%}, the thread measured {truth:.1%}: {fn}"
+    # by design half and half; what the host took from the compute half counts as waiting
+    stolen = 0.5 - truth if truth < 0.5 else 0.0
+    assert abs(cpu + stolen - 0.5) <= 0.05 and abs(wait - stolen - 0.5) <= 0.05, (
+        f"CPU {cpu:.1%} waiting {wait:.1%} (thread measured CPU {truth:.1%}): {fn}")
 
 
 def test_excluded_callee_time_is_unmeasured_on_the_caller(

@@ -91,6 +91,17 @@ def test_run_delay_splits_the_wait_into_runnable_and_capped_by_it() -> None:
     assert (funcs[1].self_wait, funcs[1].self_runnable) == (100, 100)
 
 
+def test_a_thread_that_never_blocked_was_waiting_for_a_cpu_all_its_off_cpu_time() -> None:
+    # 700 ns off CPU, no run delay counted (a hypervisor took the CPU), no voluntary switch
+    funcs = replay([ev(0, 1, CALL), cpu(0, 0), cpu(0, 1000, RUN_DELAY),
+                    cpu(1000, 300), cpu(1000, 1000, RUN_DELAY | records.CPU_NO_BLOCK), ev(1001, 1, RETURN)])
+    assert (funcs[1].self_wait, funcs[1].self_runnable) == (700, 700)
+    # the same with a voluntary switch: blocked, as the run delay says nothing of it
+    funcs = replay([ev(0, 1, CALL), cpu(0, 0), cpu(0, 1000, RUN_DELAY),
+                    cpu(1000, 300), cpu(1000, 1000, RUN_DELAY), ev(1001, 1, RETURN)])
+    assert (funcs[1].self_wait, funcs[1].self_runnable) == (700, 0)
+
+
 def test_each_gap_between_records_counts_one_probe_for_the_function_on_top() -> None:
     # main: [0,10] own, leaf [10,20], [20,30] own -> main 2 gaps, leaf 1; inclusive main 3
     funcs = replay([ev(0, 1, CALL), ev(10, 2, CALL), ev(20, 2, RETURN), ev(30, 1, RETURN)])

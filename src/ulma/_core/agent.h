@@ -26,6 +26,7 @@ typedef struct {
     uint32_t slot;       /* its ring in the session */
     int sched_fd;        /* /proc/thread-self/schedstat; -1 none, -2 not opened yet */
     uint64_t reading_tick, reading_cpu_ns; /* the last CPU reading */
+    uint64_t nvcsw;        /* voluntary context switches at the last run-delay read */
     /* native calls: the Python function a CALL is about to enter */
     void *call_code;
     uint64_t call_tick;

@@ -266,8 +266,8 @@ static void on_cpu_reading(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
         if (a->have_run_delay && a->last_off && a->ns_per_tick > 0) {
             uint64_t d_ns = (v - a->run_delay_ns) & VALUE_MASK;
             uint64_t d = (uint64_t)((double)d_ns / a->ns_per_tick);
-            if (d > a->last_off)
-                d = a->last_off; /* earlier short waits' share: not this interval's */
+            if (d > a->last_off || (e->flags & ULMA_CPU_NO_BLOCK))
+                d = a->last_off; /* never blocked: all of it; more: earlier waits' share */
             a->runnable_ticks += d;
             if (a->last_target != ROOT) {
                 a->funcs[a->last_target].self_split.runnable += d;

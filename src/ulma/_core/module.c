@@ -793,7 +793,7 @@ static int add_layout(PyObject *mod)
     PyObject *d = Py_BuildValue(
         "{s:K,s:I,s:I,s:I,s:I,s:I,s:I,"
         "s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,"
-        "s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:i,s:i,s:i,s:i,s:i}",
+        "s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}",
         "SESSION_MAGIC", ULMA_SESSION_MAGIC, "FORMAT_VERSION", ULMA_FORMAT_VERSION,
         "EVENT_BYTES", (unsigned)sizeof(ulma_event), "SYMBOL_BYTES", (unsigned)sizeof(ulma_symbol),
         "HEADER_BYTES", ULMA_HEADER_BYTES, "RING_HEADER_BYTES", ULMA_RING_HEADER_BYTES,
@@ -806,6 +806,7 @@ static int add_layout(PyObject *mod)
         ULMA_SYNC_AFTER_DROP, "SYMF_HIDDEN", ULMA_SYMF_HIDDEN, "SYM_PYFUNC", ULMA_SYM_PYFUNC,
         "SYM_CFUNC", ULMA_SYM_CFUNC, "SYMF_UNMEASURED", ULMA_SYMF_UNMEASURED, "EVF_UNMEASURED",
         ULMA_EVF_UNMEASURED, "EVF_DISPATCH", ULMA_EVF_DISPATCH, "CPU_RUN_DELAY", ULMA_CPU_RUN_DELAY,
+        "CPU_NO_BLOCK", ULMA_CPU_NO_BLOCK,
         "CPU_VALUE_BITS", ULMA_CPU_VALUE_BITS);
     return add_owned(mod, "LAYOUT", d);
 }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,8 +91,17 @@ uint32_t ulma_take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event 
         want = off >= RUN_DELAY_AFTER_NS;
     }
     uint64_t delay;
-    if (want && read_run_delay(w, &delay))
-        out[n++] = reading_record(t, delay, ULMA_CPU_RUN_DELAY);
+    if (want && read_run_delay(w, &delay)) {
+        uint8_t flags = ULMA_CPU_RUN_DELAY;
+        struct rusage ru;
+        if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+            uint64_t nv = (uint64_t)ru.ru_nvcsw;
+            if (!baseline && w->reading_tick && nv == w->nvcsw)
+                flags |= ULMA_CPU_NO_BLOCK;
+            w->nvcsw = nv;
+        }
+        out[n++] = reading_record(t, delay, flags);
+    }
     w->reading_tick = t;
     w->reading_cpu_ns = cpu;
     return n;

@@ -85,6 +85,11 @@ enum ulma_kind {
  * (CLOCK_THREAD_CPUTIME_ID); ULMA_CPU_RUN_DELAY: its run-queue wait from
  * /proc/thread-self/schedstat (read after the thread was off CPU a while). */
 #define ULMA_CPU_RUN_DELAY 0x01u
+/* with ULMA_CPU_RUN_DELAY: the thread made no voluntary context switch since
+ * the previous run-delay record (getrusage's ru_nvcsw), so it never blocked:
+ * all its off-CPU time was waiting for a CPU, including time a hypervisor
+ * took (steal), which no run delay counts. */
+#define ULMA_CPU_NO_BLOCK 0x02u
 #define ULMA_CPU_VALUE_BITS 48
 
 typedef struct {
