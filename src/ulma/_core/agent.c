@@ -61,8 +61,8 @@ static void on_thread_exit(void *p)
             g_writers[w->slot] = NULL;
     }
     pthread_mutex_unlock(&g_exit_lock);
-    if (w && w->sched_fd >= 0)
-        close(w->sched_fd);
+    if (w)
+        ulma_readings_thread_exit(w);
     free(w);
 }
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,8 +38,14 @@ void ulma_readings_configure(double ns_per_tick, uint32_t interval_us)
  * do not know), reads fail or stop parsing, and we stop reading. */
 static int read_run_delay(ulma_writer *w, uint64_t *out)
 {
-    if (w->sched_fd == -2)
+    if (w->sched_fd == -2) {
+        struct stat st;
         w->sched_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+        if (w->sched_fd >= 0 && fstat(w->sched_fd, &st) == 0) {
+            w->sched_dev = (uint64_t)st.st_dev;
+            w->sched_ino = (uint64_t)st.st_ino;
+        }
+    }
     if (w->sched_fd < 0)
         return 0;
     char buf[96];
@@ -76,6 +83,17 @@ static inline ulma_event reading_record(uint64_t t, uint64_t ns, uint8_t flags)
 
 /* Reads the thread's CPU clock into out[0] and, on a baseline or after a
  * while off CPU, its run delay into out[1].  Returns the record count. */
+void ulma_readings_thread_exit(ulma_writer *w)
+{
+    /* The program may have closed our descriptor and opened something of its
+     * own under the same number: close it only if it still is our file. */
+    struct stat st;
+    if (w->sched_fd >= 0 && fstat(w->sched_fd, &st) == 0 && (uint64_t)st.st_dev == w->sched_dev &&
+        (uint64_t)st.st_ino == w->sched_ino)
+        close(w->sched_fd);
+    w->sched_fd = -1;
+}
+
 uint32_t ulma_take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event *out)
 {
     struct timespec ts;
