@@ -64,6 +64,13 @@ def test_off_cpu_time_of_an_interval_goes_to_the_function_on_top_at_the_reading(
     assert sleeper.self_probe == 8 and sleeper.self_segs == 1
 
 
+def test_a_readings_cost_is_capped_a_longer_gap_is_the_functions_own_time() -> None:
+    # the thread lost the CPU during the reading: 1 ms of gap, of which only 50 us can be the reading
+    funcs = replay([ev(0, 1, CALL), cpu(0, 0), ev(0, 1, RETURN), ev(10, 2, CALL),
+                    cpu(200_000, 150_000), ev(1_200_000, 2, RETURN)])
+    assert funcs[2].self_probe == 50_000 and funcs[2].self == 1_200_000 - 10
+
+
 def test_a_reading_before_any_baseline_attributes_nothing() -> None:
     funcs = replay([ev(0, 1, CALL), cpu(50, 10), ev(60, 1, RETURN)])
     assert funcs[1].wait == 0

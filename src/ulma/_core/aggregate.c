@@ -10,6 +10,7 @@
 #define ROOT UINT32_MAX
 #define ULMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define VALUE_MASK ((1ULL << ULMA_CPU_VALUE_BITS) - 1)
+#define READING_COST_MAX_NS 50000.0
 
 static inline void split_add_diff(ulma_split *dst, const ulma_split *now, const ulma_split *then)
 {
@@ -244,7 +245,12 @@ static inline void end_gap(ulma_thread_agg *a, uint64_t t)
     ulma_func_stats *top = measured_top(a);
     if (ULMA_UNLIKELY(a->after_reading)) {
         a->after_reading = 0;
+        /* a reading is a few system calls: a longer gap means the thread lost
+         * the CPU meanwhile, which the next reading counts as waiting */
         uint64_t cost = t - a->last_tick;
+        double cap = a->ns_per_tick > 0 ? READING_COST_MAX_NS / a->ns_per_tick : READING_COST_MAX_NS;
+        if ((double)cost > cap)
+            cost = (uint64_t)cap;
         if (top) {
             top->self_split.probe += cost;
             a->sums.probe += cost;
