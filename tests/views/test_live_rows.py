@@ -50,7 +50,7 @@ def test_a_bar_takes_four_parts_and_is_always_its_width() -> None:
     pieces = bar.render([40, 30, 20, 10], bar.FOUR_WAY, 100, 10)
     assert [style for _, style in pieces] == ["red", "yellow", "blue", "white", ""]
     assert sum(len(text) for text, _ in pieces) == 10
-    assert "".join(text for text, _ in bar.render([1, 0], bar.SELF_CALLEES, 100, 10)) == " " * 10
+    assert "".join(text for text, _ in bar.render([1, 0, 0], bar.UNSPLIT, 100, 10)) == " " * 10
     with pytest.raises(ValueError):
         bar.render([1, 2], bar.FOUR_WAY, 10, 10)
 

@@ -274,7 +274,6 @@ static void on_cpu_reading(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
             uint64_t d = (uint64_t)((double)d_ns / a->ns_per_tick);
             if (d > a->last_off || (e->flags & ULMA_CPU_NO_BLOCK))
                 d = a->last_off; /* never blocked: all of it; more: earlier waits' share */
-            a->runnable_ticks += d;
             if (a->last_target != ROOT) {
                 a->funcs[a->last_target].self_split.runnable += d;
                 a->sums.runnable += d;
@@ -293,7 +292,6 @@ static void on_cpu_reading(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
         uint64_t cpu = (uint64_t)((double)((v - a->cpu_ns) & VALUE_MASK) / a->ns_per_tick);
         uint64_t off = wall > cpu ? wall - cpu : 0;
         a->last_off = off;
-        a->wait_ticks += off;
         if (a->depth > 0 && !a->stack[a->depth - 1].unmeasured) {
             a->last_target = a->stack[a->depth - 1].id;
             a->funcs[a->last_target].self_split.wait += off;
@@ -438,7 +436,6 @@ void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)
         a->stack[i].at = a->sums;
     }
     a->lost_ticks = 0;
-    a->wait_ticks = a->runnable_ticks = 0;
 }
 
 static void func_add(ulma_func_stats *d, const ulma_func_stats *s)
@@ -470,8 +467,6 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
         dst->edges[d].resumes += e->resumes;
         dst->edges[d].total += e->total;
     }
-    dst->wait_ticks += src->wait_ticks;
-    dst->runnable_ticks += src->runnable_ticks;
     dst->cpu_readings += src->cpu_readings;
     if (!now || src->depth == 0)
         return 0;
@@ -501,7 +496,6 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
             pending_wait = 0;
         else
             dst->funcs[top->id].self_split.wait += pending_wait;
-        dst->wait_ticks += pending_wait;
     }
     uint64_t above = 0;
     for (size_t i = src->depth; i-- > 0;) {

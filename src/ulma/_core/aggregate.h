@@ -109,7 +109,6 @@ typedef struct {
     uint32_t last_target;      /* the function that got them, or UINT32_MAX */
     uint8_t have_cpu, have_run_delay, after_reading, pad8;
     uint64_t cpu_readings;
-    uint64_t wait_ticks, runnable_ticks; /* the thread's, whoever was on top */
     int failed;                /* out of memory: stats stop growing */
 } ulma_thread_agg;
 

@@ -50,22 +50,25 @@ static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+/* fn(truth of arg): the calibration switches, agent_scratch and agent_pause. */
+static PyObject *call_with_flag(PyObject *arg, int (*fn)(int))
+{
+    int flag = PyObject_IsTrue(arg);
+    if (flag < 0 || fn(flag) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_agent_scratch(PyObject *self, PyObject *arg)
 {
     (void)self;
-    int on = PyObject_IsTrue(arg);
-    if (on < 0 || ulma_agent_scratch(on) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    return call_with_flag(arg, ulma_agent_scratch);
 }
 
 static PyObject *py_agent_pause(PyObject *self, PyObject *arg)
 {
     (void)self;
-    int paused = PyObject_IsTrue(arg);
-    if (paused < 0 || ulma_agent_pause(paused) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    return call_with_flag(arg, ulma_agent_pause);
 }
 
 static PyObject *py_agent_set_probe_cost(PyObject *self, PyObject *arg)
@@ -254,7 +257,7 @@ static PyObject *session_symbols(SessionObject *self, PyObject *unused)
 /* (functions, edges) of the merged aggregators, as Python lists; open frames
  * of unclosed threads count up to `now` when it is not 0.  now_cpu[slot], if
  * given and not 0, is that thread's CPU time now (ns).  split=1 adds the
- * four-way figures to each function (see FUNC_SPLIT_FIELDS). */
+ * four-way figures to each function (the order of monitor/profile.py's _split). */
 static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint32_t n, long only,
                              uint64_t now, const uint64_t *now_cpu, int split)
 {
@@ -309,18 +312,13 @@ done:
 /* The per-thread replay figures shared by Session.threads and Aggregator.threads. */
 static PyObject *agg_figures(const ulma_thread_agg *a)
 {
-    return Py_BuildValue("{s:K,s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "events",
+    return Py_BuildValue("{s:K,s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "events",
                          a->events, "depth", (Py_ssize_t)a->depth, "lost_ticks", a->lost_ticks,
                          "unmatched", a->unmatched, "syncs", a->syncs, "clock_backwards",
                          a->clock_backwards, "first_tick", a->first_tick, "last_tick", a->last_tick,
-                         "cpu_readings", a->cpu_readings, "wait_ticks", a->wait_ticks,
-                         "runnable_ticks", a->runnable_ticks, "cpu_ns", a->have_cpu ? a->cpu_ns : 0,
-                         "cpu_tick", a->have_cpu ? a->cpu_tick : 0);
+                         "cpu_readings", a->cpu_readings, "cpu_tick", a->have_cpu ? a->cpu_tick : 0);
 }
 
-/* (functions, edges): functions = [(id, calls, resumes, self, total)],
- * edges = [(caller, callee, calls, resumes, total)], times in ticks.
- * live=True counts open frames up to now; thread=None merges all threads. */
 /* {slot: cpu_ns} -> an array over the slots (0 = unknown); NULL on error. */
 static uint64_t *cpu_array(PyObject *now_cpu, uint32_t slots)
 {
@@ -349,6 +347,10 @@ static uint64_t *cpu_array(PyObject *now_cpu, uint32_t slots)
     return arr;
 }
 
+/* (functions, edges): functions = [(id, calls, resumes, self, total)] (split
+ * figures after them with split=True), edges = [(caller, callee, calls,
+ * resumes, total)], times in ticks.  live=True counts open frames up to now;
+ * thread=None merges all threads. */
 static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"live", "thread", "split", "now_cpu", NULL};
@@ -390,7 +392,8 @@ static PyObject *session_threads(SessionObject *self, PyObject *unused)
             (unsigned long long)r->py_thread_ident, "state",
             atomic_load_explicit(&r->state, memory_order_relaxed), "dropped",
             atomic_load_explicit(&r->dropped, memory_order_relaxed), "fill",
-            (int64_t)(pub - rd) > 0 ? (double)(pub - rd) / (double)h->ring_events : 0.0, "closed", (int)self->m.closed[s]) : NULL;
+            (int64_t)(pub - rd) > 0 ? (double)(pub - rd) / (double)h->ring_events : 0.0, "closed",
+            (int)self->m.closed[s]) : NULL;
         if (!ring || PyDict_Update(d, ring) < 0)
             Py_CLEAR(d);
         Py_XDECREF(ring);

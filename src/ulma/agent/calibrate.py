@@ -16,6 +16,7 @@ reported.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ulma import _core
 
@@ -41,32 +42,25 @@ def hooks_off(calls: int = CALLS, rounds: int = ROUNDS) -> int:
     return min(_timed(calls) for _ in range(rounds))
 
 
+def _timed_with(switch: Callable[[bool], None], calls: int) -> int:
+    """The loop's time with `switch` on, then off again whatever happens."""
+    switch(True)
+    try:
+        return _timed(calls)
+    finally:
+        switch(False)
+
+
 def hooks_on(calls: int = CALLS, rounds: int = ROUNDS) -> int:
     """Best time of the loop with the agent on, into the scratch ring (ns)."""
-    best = -1
-    for _ in range(rounds):
-        _core.agent_scratch(True)
-        try:
-            took = _timed(calls)
-        finally:
-            _core.agent_scratch(False)
-        best = took if best < 0 else min(best, took)
-    return best
+    return min(_timed_with(_core.agent_scratch, calls) for _ in range(rounds))
 
 
 def interleaved(calls: int = CALLS, rounds: int = ROUNDS) -> tuple[int, int]:
     """(best hooks-off time, best hooks-on time), alternating; the agent runs."""
-    off = on = -1
-    for _ in range(rounds):
-        _core.agent_pause(True)
-        try:
-            took = _timed(calls)
-        finally:
-            _core.agent_pause(False)
-        off = took if off < 0 else min(off, took)
-        on_now = hooks_on(calls, 1)
-        on = on_now if on < 0 else min(on, on_now)
-    return off, on
+    pairs = [(_timed_with(_core.agent_pause, calls), _timed_with(_core.agent_scratch, calls))
+             for _ in range(rounds)]
+    return min(off for off, _ in pairs), min(on for _, on in pairs)
 
 
 def callbacks_per_call(native_calls: bool, engine: str) -> int:

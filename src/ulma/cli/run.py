@@ -12,6 +12,7 @@ from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
 from ulma.cli.errors import Parser, UsageError, parse_size
 from ulma.exporters import json_report
 from ulma.monitor import session as sessions
+from ulma.views.live_rows import CLOCKS
 from ulma.views.report import print_report
 
 HELP = "run a Python program under ulma and report where its time went"
@@ -37,7 +38,7 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_clock_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+    p.add_argument("--clock", choices=CLOCKS, default="wall",
                    help="what the report's time columns count and sort by: wall time, or CPU "
                         "time only (functions that used none are left out) (default: wall)")
 

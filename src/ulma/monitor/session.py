@@ -155,12 +155,12 @@ class Session:
         """{ring slot: CPU ns} for the threads that have been quiet a while,
         read from /proc/<pid>/task/<tid>/schedstat (exact for a thread that is
         off CPU, which is the case that matters).  Called under the lock."""
-        counters = self.core.counters()
-        pid = counters["agent_pid"]
-        if not pid or not self.core.agent_info()["cpu_samples"]:
+        pid = self.core.counters()["agent_pid"]
+        info = self.core.agent_info()
+        if not pid or not info["cpu_samples"]:
             return {}
         now_ticks, _ = self.core.clock()
-        quiet = self.QUIET_NS / max(self.core.agent_info()["ns_per_tick_hint"], 1e-9)
+        quiet = self.QUIET_NS / max(info["ns_per_tick_hint"], 1e-9)
         out: dict[int, int] = {}
         for t in self.core.threads():
             if t["closed"] or not t["cpu_tick"] or now_ticks - t["last_tick"] < quiet:

@@ -22,7 +22,6 @@ class Part:
 FOUR_WAY = (Part("CPU", "red"), Part("overhead", "yellow"), Part("waiting", "blue"),
             Part("unmeasured", "white"))
 UNSPLIT = (Part("CPU or waiting", "magenta"), Part("overhead", "yellow"), Part("unmeasured", "white"))
-SELF_CALLEES = (Part("self", "magenta"), Part("in callees", "cyan"))
 
 
 def parts_for(split_known: bool) -> tuple[Part, ...]:

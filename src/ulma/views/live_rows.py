@@ -20,6 +20,11 @@ def times(f: FunctionStats, clock: str) -> tuple[int, int]:
     return (f.self_cpu_ns, f.cpu_ns) if clock == "cpu" else (f.self_ns, f.total_ns)
 
 
+def on_clock(f: FunctionStats, clock: str) -> bool:
+    """Is f shown on this clock?  On the CPU clock, not if it used no CPU time."""
+    return clock != "cpu" or f.cpu_ns > 0
+
+
 def key_of(f: FunctionStats) -> FuncKey:
     return (f.name, f.file, f.line)
 
@@ -100,9 +105,9 @@ def make_rows(profile: Profile, before: Baseline | None, at_ns: int, clock: str 
     dt = (at_ns - before.at_ns) / 1e9 if before is not None else 0.0
     rows = []
     for f in profile.functions:
-        self_time, total_time = times(f, clock)
-        if clock == "cpu" and total_time <= 0:
+        if not on_clock(f, clock):
             continue
+        self_time, total_time = times(f, clock)
         key = key_of(f)
         rate = None
         if before is not None and dt > 0:

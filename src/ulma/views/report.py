@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ulma.monitor.profile import FunctionStats, Profile
 from ulma.views import bar
-from ulma.views.live_rows import times
+from ulma.views.live_rows import on_clock, times
 from ulma.views.units import fmt_ns
 
 BAR_WIDTH = 20
@@ -35,7 +35,7 @@ def location(f: FunctionStats, cwd: str | None = None) -> str:
 def ranked(profile: Profile, clock: str = "wall") -> list[FunctionStats]:
     """Most self time first, on the clock asked for; on the CPU clock,
     functions that used none are left out."""
-    rows = [f for f in profile.functions if clock != "cpu" or f.cpu_ns > 0]
+    rows = [f for f in profile.functions if on_clock(f, clock)]
     return sorted(rows, key=lambda f: (-times(f, clock)[0], f.name))
 
 
