@@ -20,6 +20,9 @@ static inline void split_add_diff(ulma_split *dst, const ulma_split *now, const 
     dst->dispatch += now->dispatch - then->dispatch;
     dst->unmeasured += now->unmeasured - then->unmeasured;
     dst->segs += now->segs - then->segs;
+    dst->wait_cpu += now->wait_cpu - then->wait_cpu;
+    dst->runnable_cpu += now->runnable_cpu - then->runnable_cpu;
+    dst->runnable_ns += now->runnable_ns - then->runnable_ns;
 }
 
 static inline void split_add(ulma_split *dst, const ulma_split *src)
@@ -30,6 +33,18 @@ static inline void split_add(ulma_split *dst, const ulma_split *src)
     dst->dispatch += src->dispatch;
     dst->unmeasured += src->unmeasured;
     dst->segs += src->segs;
+    dst->wait_cpu += src->wait_cpu;
+    dst->runnable_cpu += src->runnable_cpu;
+    dst->runnable_ns += src->runnable_ns;
+}
+
+void ulma_agg_wait(const ulma_split *s, double ns_per_tick, uint64_t *wait, uint64_t *runnable)
+{
+    double k = ns_per_tick > 0 ? ns_per_tick : 1.0;
+    double w = (double)s->wait - (double)s->wait_cpu / k;
+    double r = (double)s->runnable - ((double)s->runnable_cpu - (double)s->runnable_ns) / k;
+    *wait = w > 0 ? (uint64_t)(w + 0.5) : 0;
+    *runnable = r > 0 ? (uint64_t)(r + 0.5) : 0;
 }
 
 void ulma_agg_init(ulma_thread_agg *a)
@@ -269,14 +284,21 @@ static void on_cpu_reading(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
 {
     uint64_t v = (uint64_t)e->id | ((uint64_t)e->aux << 32);
     if (e->flags & ULMA_CPU_RUN_DELAY) {
-        if (a->have_run_delay && a->last_off && a->ns_per_tick > 0) {
+        /* the interval's wait at the rate known now: only to compare it with
+         * the run delay (which of the two counts), never kept */
+        double off_ns = (double)a->last_wall * a->ns_per_tick - (double)a->last_cpu;
+        if (a->have_run_delay && off_ns > 0 && a->ns_per_tick > 0 && a->last_target != ROOT) {
             uint64_t d_ns = (v - a->run_delay_ns) & VALUE_MASK;
-            uint64_t d = (uint64_t)((double)d_ns / a->ns_per_tick);
-            if (d > a->last_off || (e->flags & ULMA_CPU_NO_BLOCK))
-                d = a->last_off; /* never blocked: all of it; more: earlier waits' share */
-            if (a->last_target != ROOT) {
-                a->funcs[a->last_target].self_split.runnable += d;
-                a->sums.runnable += d;
+            ulma_split *own = &a->funcs[a->last_target].self_split;
+            if ((double)d_ns >= off_ns || (e->flags & ULMA_CPU_NO_BLOCK)) {
+                /* never blocked: all of it; more: earlier waits' share */
+                own->runnable += a->last_wall;
+                own->runnable_cpu += a->last_cpu;
+                a->sums.runnable += a->last_wall;
+                a->sums.runnable_cpu += a->last_cpu;
+            } else {
+                own->runnable_ns += d_ns;
+                a->sums.runnable_ns += d_ns;
             }
         }
         a->run_delay_ns = v;
@@ -285,17 +307,18 @@ static void on_cpu_reading(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
     }
     a->cpu_readings++;
     a->after_reading = 1;
-    a->last_off = 0;
+    a->last_wall = a->last_cpu = 0;
     a->last_target = ROOT;
-    if (a->have_cpu && a->ns_per_tick > 0) {
-        uint64_t wall = t - a->cpu_tick;
-        uint64_t cpu = (uint64_t)((double)((v - a->cpu_ns) & VALUE_MASK) / a->ns_per_tick);
-        uint64_t off = wall > cpu ? wall - cpu : 0;
-        a->last_off = off;
+    if (a->have_cpu) {
+        a->last_wall = t - a->cpu_tick;
+        a->last_cpu = (v - a->cpu_ns) & VALUE_MASK;
         if (a->depth > 0 && !a->stack[a->depth - 1].unmeasured) {
             a->last_target = a->stack[a->depth - 1].id;
-            a->funcs[a->last_target].self_split.wait += off;
-            a->sums.wait += off;
+            ulma_split *own = &a->funcs[a->last_target].self_split;
+            own->wait += a->last_wall;
+            own->wait_cpu += a->last_cpu;
+            a->sums.wait += a->last_wall;
+            a->sums.wait_cpu += a->last_cpu;
         }
     }
     a->cpu_tick = t;
@@ -486,16 +509,14 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
     /* The open interval since the last CPU reading, if the caller read the
      * thread's CPU clock: its off-CPU time goes to the top, as a reading
      * now would give it. */
-    uint64_t pending_wait = 0;
-    if (now_cpu_ns && src->have_cpu && src->ns_per_tick > 0 && now > src->cpu_tick) {
-        uint64_t wall = now - src->cpu_tick;
-        uint64_t cpu = (uint64_t)((double)((now_cpu_ns - src->cpu_ns) & VALUE_MASK) / src->ns_per_tick);
-        pending_wait = wall > cpu ? wall - cpu : 0;
-        const ulma_frame *top = &src->stack[src->depth - 1];
-        if (top->unmeasured)
-            pending_wait = 0;
-        else
-            dst->funcs[top->id].self_split.wait += pending_wait;
+    uint64_t pending_wall = 0, pending_cpu = 0;
+    if (now_cpu_ns && src->have_cpu && now > src->cpu_tick &&
+        !src->stack[src->depth - 1].unmeasured) {
+        pending_wall = now - src->cpu_tick;
+        pending_cpu = (now_cpu_ns - src->cpu_ns) & VALUE_MASK;
+        ulma_split *own = &dst->funcs[src->stack[src->depth - 1].id].self_split;
+        own->wait += pending_wall;
+        own->wait_cpu += pending_cpu;
     }
     uint64_t above = 0;
     for (size_t i = src->depth; i-- > 0;) {
@@ -516,7 +537,8 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
             d->total += el;
             split_add_diff(&d->total_split, &src->sums, &f->at);
             d->total_split.unmeasured += unm_above[i + 1];
-            d->total_split.wait += pending_wait;
+            d->total_split.wait += pending_wall;
+            d->total_split.wait_cpu += pending_cpu;
         }
         if (f->edge != ROOT && !seen_e[f->edge]) {
             seen_e[f->edge] = 1;

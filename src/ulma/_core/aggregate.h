@@ -24,6 +24,13 @@
  *     time earlier in the interval, at most one interval long, goes there
  *     too: the bound on the error.)  `runnable` is the part of it the kernel
  *     says the thread spent runnable but not scheduled (run delay).
+ *     W is in ticks and C in ns, so waiting is kept as its two parts, W
+ *     (`wait`, ticks) and C (`wait_cpu`, ns), and W - C is formed only when
+ *     a snapshot is taken, with the rate known then (ulma_agg_wait): the
+ *     sums are linear in the rate, so a calibration refined over the run
+ *     applies to everything replayed before it.  Runnable likewise:
+ *     `runnable` ticks - `runnable_cpu` ns (whole intervals) + `runnable_ns`
+ *     (run delays smaller than the interval's wait).
  *   - segs: the gaps between records each hold one probe's cost (the tail
  *     of one callback and the head of the next); the monitor multiplies by
  *     the calibrated probe cost.  probe: the measured cost of CPU readings.
@@ -44,6 +51,7 @@
  * inclusive share is the difference at its exit. */
 typedef struct {
     uint64_t wait, runnable, probe, dispatch, unmeasured, segs;
+    uint64_t wait_cpu, runnable_cpu, runnable_ns; /* ns: see wait above */
 } ulma_split;
 
 typedef struct {
@@ -105,7 +113,7 @@ typedef struct {
     ulma_split sums;           /* running sums, see ulma_split */
     uint64_t cpu_tick, cpu_ns; /* the last CPU reading */
     uint64_t run_delay_ns;     /* the last run-delay reading */
-    uint64_t last_off;         /* off-CPU ticks of the interval just read */
+    uint64_t last_wall, last_cpu; /* the interval just read: wall ticks, CPU ns */
     uint32_t last_target;      /* the function that got them, or UINT32_MAX */
     uint8_t have_cpu, have_run_delay, after_reading, pad8;
     uint64_t cpu_readings;
@@ -123,6 +131,9 @@ void ulma_agg_close(ulma_thread_agg *a);
  * still open is then split too (a function blocked right now shows as
  * waiting, not as CPU, in a live view). */
 int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t now, uint64_t now_cpu_ns);
+/* A split's waiting and runnable in ticks, at `ns_per_tick`: W - C and the
+ * run delays, never below 0 (noise can make C exceed W at one rate). */
+void ulma_agg_wait(const ulma_split *s, double ns_per_tick, uint64_t *wait, uint64_t *runnable);
 /* Forgets all totals; keeps the stack, restarting its frames at `now`. */
 void ulma_agg_clear(ulma_thread_agg *a, uint64_t now);
 

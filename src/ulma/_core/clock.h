@@ -43,6 +43,22 @@ static inline uint64_t ulma_ticks(uint32_t source)
     return ulma_mono_ns();
 }
 
+/* A tick reading and the CLOCK_MONOTONIC time it was taken at, known to
+ * within width_ns: the tick is read between two monotonic reads, and the
+ * tightest of several such brackets is kept, so a preemption between the
+ * reads (which can last milliseconds on a busy machine) cannot pair a tick
+ * with the wrong time. */
+typedef struct {
+    uint64_t ticks;
+    uint64_t mono_ns;  /* the middle of the bracket */
+    uint64_t width_ns; /* the bracket's width: the pairing's uncertainty */
+} ulma_clock_pair;
+
+ulma_clock_pair ulma_clock_pair_read(uint32_t source);
+/* ns per tick over at least `window_ns` between two tight pairs (the first
+ * returned in *start if not NULL); 1.0 for CLOCK_MONOTONIC.  See clock.c. */
+double ulma_clock_calibrate(uint32_t source, uint64_t window_ns, ulma_clock_pair *start);
+
 /* Which source this machine can trust (see clock.c). */
 uint32_t ulma_clock_choose(void);
 const char *ulma_clock_name(uint32_t source);

@@ -111,13 +111,18 @@ typedef struct {
 
 static int session_init(SessionObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"fd", "ring_bytes", "max_threads", "symtab_bytes", NULL};
+    static char *names[] = {"fd", "ring_bytes", "max_threads", "symtab_bytes", "hint_scale", NULL};
     int fd;
     unsigned long long ring_bytes, symtab_bytes = 16u << 20;
     unsigned int max_threads = 256;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iK|IK", names, &fd, &ring_bytes, &max_threads,
-                                     &symtab_bytes))
+    double hint_scale = 1.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iK|IKd", names, &fd, &ring_bytes, &max_threads,
+                                     &symtab_bytes, &hint_scale))
         return -1;
+    if (!(hint_scale > 0)) {
+        PyErr_SetString(PyExc_ValueError, "hint_scale must be positive");
+        return -1;
+    }
     if (self->m.h) {
         PyErr_SetString(PyExc_RuntimeError, "session already created");
         return -1;
@@ -128,6 +133,8 @@ static int session_init(SessionObject *self, PyObject *args, PyObject *kw)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    /* tests: a skewed first calibration, which nothing may depend on */
+    self->m.h->ns_per_tick_hint *= hint_scale;
     return 0;
 }
 
@@ -259,7 +266,7 @@ static PyObject *session_symbols(SessionObject *self, PyObject *unused)
  * given and not 0, is that thread's CPU time now (ns).  split=1 adds the
  * four-way figures to each function (the order of monitor/profile.py's _split). */
 static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint32_t n, long only,
-                             uint64_t now, const uint64_t *now_cpu, int split)
+                             uint64_t now, const uint64_t *now_cpu, int split, double rate)
 {
     ulma_thread_agg sum;
     ulma_agg_init(&sum);
@@ -279,10 +286,13 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         if (!f->calls && !f->resumes && !f->total && !f->self)
             continue;
         const ulma_split *a = &f->self_split, *b = &f->total_split;
+        uint64_t a_wait, a_run, b_wait, b_run; /* at the rate given now (aggregate.h) */
+        ulma_agg_wait(a, rate, &a_wait, &a_run);
+        ulma_agg_wait(b, rate, &b_wait, &b_run);
         PyObject *t = split
             ? Py_BuildValue("(nKKKKKKKKKKKKKKKK)", (Py_ssize_t)i, f->calls, f->resumes, f->self,
-                            f->total, a->wait, a->runnable, a->probe, a->dispatch, a->segs, b->wait,
-                            b->runnable, b->probe, b->dispatch, b->segs, b->unmeasured, f->dispatch_in)
+                            f->total, a_wait, a_run, a->probe, a->dispatch, a->segs, b_wait,
+                            b_run, b->probe, b->dispatch, b->segs, b->unmeasured, f->dispatch_in)
             : Py_BuildValue("(nKKKK)", (Py_ssize_t)i, f->calls, f->resumes, f->self, f->total);
         if (!t || PyList_Append(funcs, t) < 0) {
             Py_XDECREF(t);
@@ -350,15 +360,20 @@ static uint64_t *cpu_array(PyObject *now_cpu, uint32_t slots)
 /* (functions, edges): functions = [(id, calls, resumes, self, total)] (split
  * figures after them with split=True), edges = [(caller, callee, calls,
  * resumes, total)], times in ticks.  live=True counts open frames up to now;
- * thread=None merges all threads. */
+ * thread=None merges all threads; waiting is formed at `rate` ns per tick
+ * (default: the session's first calibration). */
 static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"live", "thread", "split", "now_cpu", NULL};
+    static char *names[] = {"live", "thread", "split", "now_cpu", "rate", NULL};
     int live = 0, split = 0;
+    double rate = 0;
     PyObject *thread = Py_None, *now_cpu = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pOpO", names, &live, &thread, &split, &now_cpu) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pOpOd", names, &live, &thread, &split, &now_cpu,
+                                     &rate) ||
         check_open(self) < 0)
         return NULL;
+    if (!(rate > 0))
+        rate = self->m.h->ns_per_tick_hint;
     long only = -1;
     if (thread != Py_None && (only = PyLong_AsLong(thread)) < 0)
         return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "bad thread index");
@@ -367,7 +382,7 @@ static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject 
     if (!cpu)
         return NULL;
     uint64_t now = live ? ulma_ticks(self->m.h->clock_source) : 0;
-    PyObject *res = snapshot_of(self->m.aggs, self->m.closed, slots, only, now, cpu, split);
+    PyObject *res = snapshot_of(self->m.aggs, self->m.closed, slots, only, now, cpu, split, rate);
     PyMem_Free(cpu);
     return res;
 }
@@ -447,15 +462,14 @@ static PyObject *session_agent_info(SessionObject *self, PyObject *unused)
                          "ns_per_tick_hint", h->ns_per_tick_hint);
 }
 
-/* (ticks, monotonic ns) read back to back, for calibration. */
+/* (ticks, monotonic ns) taken together (a tight pair, see clock.h), for calibration. */
 static PyObject *session_clock(SessionObject *self, PyObject *unused)
 {
     (void)unused;
     if (check_open(self) < 0)
         return NULL;
-    uint32_t src = self->m.h->clock_source;
-    uint64_t t0 = ulma_ticks(src), ns = ulma_mono_ns(), t1 = ulma_ticks(src);
-    return Py_BuildValue("(KK)", t0 / 2 + t1 / 2 + (t0 & t1 & 1), ns);
+    ulma_clock_pair p = ulma_clock_pair_read(self->m.h->clock_source);
+    return Py_BuildValue("(KK)", p.ticks, p.mono_ns);
 }
 
 static PyObject *session_clear(SessionObject *self, PyObject *unused)
@@ -497,8 +511,9 @@ static PyMethodDef session_methods[] = {
      "[(slot, records)]) with copy=True"},
     {"symbols", (PyCFunction)session_symbols, METH_NOARGS, "new symbol definitions"},
     {"snapshot", (PyCFunction)(void (*)(void))session_snapshot, METH_VARARGS | METH_KEYWORDS,
-     "snapshot(live=False, thread=None, split=False, now_cpu=None) -> (functions, edges) in "
-     "ticks; split adds the four-way figures; now_cpu {slot: ns} splits open intervals"},
+     "snapshot(live=False, thread=None, split=False, now_cpu=None, rate=hint) -> (functions, "
+     "edges) in ticks; split adds the four-way figures, waiting formed at `rate` ns per tick; "
+     "now_cpu {slot: ns} splits open intervals"},
     {"threads", (PyCFunction)session_threads, METH_NOARGS, "per-thread ring state"},
     {"counters", (PyCFunction)session_counters, METH_NOARGS, "session-wide counters"},
     {"agent_info", (PyCFunction)session_agent_info, METH_NOARGS,
@@ -515,8 +530,9 @@ static PyTypeObject SessionType = {
     .tp_basicsize = sizeof(SessionObject),
     .tp_dealloc = (destructor)session_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Session(fd, ring_bytes, max_threads=256, symtab_bytes=16 MiB): the monitor's side "
-              "of a shared-memory session created in the memfd `fd`.",
+    .tp_doc = "Session(fd, ring_bytes, max_threads=256, symtab_bytes=16 MiB, hint_scale=1.0): the "
+              "monitor's side of a shared-memory session created in the memfd `fd` (hint_scale "
+              "skews the first calibration, for tests)",
     .tp_methods = session_methods,
     .tp_init = (initproc)session_init,
     .tp_new = PyType_GenericNew,
@@ -623,13 +639,16 @@ static PyObject *aggregator_close(AggregatorObject *self, PyObject *unused)
 
 static PyObject *aggregator_snapshot(AggregatorObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"now", "thread", "split", NULL};
+    static char *names[] = {"now", "thread", "split", "rate", NULL};
     unsigned long long now = 0;
     long only = -1;
     int split = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|Klp", names, &now, &only, &split))
+    double rate = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|Klpd", names, &now, &only, &split, &rate))
         return NULL;
-    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split);
+    if (!(rate > 0))
+        rate = self->rate > 0 ? self->rate : 1.0;
+    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split, rate);
 }
 
 /* The ns-per-tick the replay uses to compare CPU readings with ticks. */
@@ -664,9 +683,11 @@ static PyMethodDef aggregator_methods[] = {
      "feed(thread, records): replay 16-byte event records of one thread"},
     {"close", (PyCFunction)aggregator_close, METH_NOARGS, "close every open stack (end of data)"},
     {"snapshot", (PyCFunction)(void (*)(void))aggregator_snapshot, METH_VARARGS | METH_KEYWORDS,
-     "snapshot(now=0, thread=-1, split=False) -> (functions, edges), as Session.snapshot"},
+     "snapshot(now=0, thread=-1, split=False, rate=set_rate's) -> (functions, edges), as "
+     "Session.snapshot"},
     {"set_rate", (PyCFunction)aggregator_set_rate, METH_O,
-     "set_rate(ns_per_tick): lets CPU readings be compared with ticks (call before feed)"},
+     "set_rate(ns_per_tick): a first rate, before feed (run delays and readings' cost are "
+     "compared at it); snapshots form waiting at the rate given to them"},
     {"threads", (PyCFunction)aggregator_threads, METH_NOARGS, "per-thread replay figures"},
     {NULL, NULL, 0, NULL},
 };
@@ -753,6 +774,34 @@ static PyObject *py_bench_drain(PyObject *self, PyObject *args, PyObject *kw)
     return PyFloat_FromDouble(elapsed ? (double)done * 1e9 / (double)elapsed : 0.0);
 }
 
+/* ---- clock calibration ---------------------------------------------- */
+
+/* The calibration a session starts with, on its own, so a test can run it
+ * under load many times. */
+static PyObject *py_calibrate_clock(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *names[] = {"window_ns", NULL};
+    unsigned long long window = 2000000u;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|K", names, &window))
+        return NULL;
+    if (window > 10000000000ull)
+        return PyErr_Format(PyExc_ValueError, "window_ns is at most 10 s");
+    double r;
+    Py_BEGIN_ALLOW_THREADS
+    r = ulma_clock_calibrate(ulma_clock_choose(), window, NULL);
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble(r);
+}
+
+static PyObject *py_clock_pair(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    ulma_clock_pair p = ulma_clock_pair_read(ulma_clock_choose());
+    return Py_BuildValue("(KKK)", p.ticks, p.mono_ns, p.width_ns);
+}
+
 /* ---- module --------------------------------------------------------- */
 
 static PyMethodDef module_methods[] = {
@@ -771,6 +820,11 @@ static PyMethodDef module_methods[] = {
      "agent_pause(paused): hooks off or on again, the session kept (calibration before a run)"},
     {"agent_set_probe_cost", py_agent_set_probe_cost, METH_O,
      "agent_set_probe_cost(ns): publish the calibrated cost of one probe to the monitor"},
+    {"calibrate_clock", (PyCFunction)(void (*)(void))py_calibrate_clock, METH_VARARGS | METH_KEYWORDS,
+     "calibrate_clock(window_ns=2000000) -> ns per tick of this machine's tick clock, as a "
+     "session measures it at creation"},
+    {"clock_pair", py_clock_pair, METH_NOARGS,
+     "clock_pair() -> (ticks, monotonic ns, uncertainty ns): a tight pair of readings"},
     {"bench_drain", (PyCFunction)(void (*)(void))py_bench_drain, METH_VARARGS | METH_KEYWORDS,
      "bench_drain(events, pattern='random'|'fib') -> events/s of the monitor's drain and replay"},
     {NULL, NULL, 0, NULL},

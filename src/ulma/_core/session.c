@@ -11,20 +11,12 @@
 
 #define PAGE 4096u
 
-/* ns per tick over a 2 ms spin: the monitor refines its calibration over the
- * whole run, but the replay must compare CPU nanoseconds with ticks from the
- * first reading on, and 2 ms already gives ~1e-5. */
-static double quick_calibration(uint32_t source)
-{
-    if (source == ULMA_CLOCK_MONOTONIC)
-        return 1.0;
-    uint64_t n0 = ulma_mono_ns(), t0 = ulma_ticks(source), n1, t1;
-    do {
-        t1 = ulma_ticks(source);
-        n1 = ulma_mono_ns();
-    } while (n1 - n0 < 2000000u);
-    return t1 > t0 ? (double)(n1 - n0) / (double)(t1 - t0) : 1.0;
-}
+/* The replay compares CPU nanoseconds with ticks from the first reading on,
+ * and the agent spaces its readings in ticks: both need a rate at once.  A
+ * 2 ms calibration between two tight clock pairs (clock.c) gives ~1e-4 even
+ * on a busy machine; the monitor refines it over the whole run from the same
+ * start pair, and converts the replay's sums with the refined rate. */
+#define QUICK_CALIBRATION_NS 2000000u
 
 static uint64_t round_up(uint64_t v, uint64_t to)
 {
@@ -73,11 +65,12 @@ int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t m
     h->rings_offset = rings_offset;
     h->total_bytes = total;
     h->start_real_ns = ulma_real_ns();
-    h->start_mono_ns = ulma_mono_ns();
-    h->start_ticks = ulma_ticks(h->clock_source);
     h->creator_pid = (uint32_t)getpid();
     h->creator_uid = (uint32_t)getuid();
-    h->ns_per_tick_hint = quick_calibration(h->clock_source);
+    ulma_clock_pair start;
+    h->ns_per_tick_hint = ulma_clock_calibrate(h->clock_source, QUICK_CALIBRATION_NS, &start);
+    h->start_ticks = start.ticks;
+    h->start_mono_ns = start.mono_ns;
     atomic_store_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
     /* the magic last: an agent never sees a half-written header */
     atomic_thread_fence(memory_order_release);

@@ -10,7 +10,8 @@ from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 
 def load_profile(reader: trace.TraceReader) -> Profile:
     agg = _core.Aggregator()
-    # the replay compares CPU readings (ns) with ticks: it needs the rate first
+    # a first rate (META's) for what the replay decides as it goes; waiting is
+    # formed at the file's best calibration, read after the chunks (END's)
     agg.set_rate(reader.ns_per_tick() or 1.0)
     symbols: dict[int, Symbol] = {}
     for chunk in reader.chunks():
@@ -33,7 +34,7 @@ def load_profile(reader: trace.TraceReader) -> Profile:
         reader.warnings.append("the trace has no end record: the run was cut short "
                                "(figures cover what was written)")
     ns_per_tick = reader.ns_per_tick() or 1.0
-    functions, edges = agg.snapshot(split=True)
+    functions, edges = agg.snapshot(split=True, rate=ns_per_tick)
     readings = any(f["cpu_readings"] for f in agg.threads())
     profile = build_profile(
         symbols, functions, edges, ns_per_tick,
