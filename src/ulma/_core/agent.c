@@ -323,10 +323,15 @@ int ulma_agent_pause(int paused)
     return 0;
 }
 
+/* Published once the calibration is done: the program's own code starts
+ * now, which is where its run time starts too. */
 void ulma_agent_set_probe_ps(uint32_t ps)
 {
-    if (g_session)
+    if (g_session) {
         atomic_store_explicit(&g_session->probe_ps, ps, memory_order_relaxed);
+        atomic_store_explicit(&g_session->program_start_ticks, ulma_ticks(g_clock),
+                              memory_order_relaxed);
+    }
 }
 
 /* ---- lifecycle ---------------------------------------------------- */

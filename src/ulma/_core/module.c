@@ -452,14 +452,16 @@ static PyObject *session_agent_info(SessionObject *self, PyObject *unused)
         return NULL;
     ulma_session_header *h = self->m.h;
     uint32_t flags = atomic_load_explicit(&h->agent_flags, memory_order_acquire);
-    return Py_BuildValue("{s:O,s:O,s:O,s:d,s:I,s:d}", "cpu_samples",
+    return Py_BuildValue("{s:O,s:O,s:O,s:d,s:I,s:d,s:K}", "cpu_samples",
                          (flags & ULMA_AGENT_CPU_SAMPLES) ? Py_True : Py_False, "native_calls",
                          (flags & ULMA_AGENT_NATIVE_CALLS) ? Py_True : Py_False, "schedstat",
                          (flags & ULMA_AGENT_SCHEDSTAT) ? Py_True : Py_False, "probe_ns",
                          atomic_load_explicit(&h->probe_ps, memory_order_relaxed) / 1000.0,
                          "cpu_interval_us",
                          atomic_load_explicit(&h->cpu_interval_us, memory_order_relaxed),
-                         "ns_per_tick_hint", h->ns_per_tick_hint);
+                         "ns_per_tick_hint", h->ns_per_tick_hint, "program_start_ticks",
+                         (unsigned long long)atomic_load_explicit(&h->program_start_ticks,
+                                                                  memory_order_relaxed));
 }
 
 /* (ticks, monotonic ns) taken together (a tight pair, see clock.h), for calibration. */
@@ -517,7 +519,8 @@ static PyMethodDef session_methods[] = {
     {"threads", (PyCFunction)session_threads, METH_NOARGS, "per-thread ring state"},
     {"counters", (PyCFunction)session_counters, METH_NOARGS, "session-wide counters"},
     {"agent_info", (PyCFunction)session_agent_info, METH_NOARGS,
-     "what the agent measures: cpu_samples, native_calls, schedstat, probe_ns, cpu_interval_us"},
+     "what the agent measures: cpu_samples, native_calls, schedstat, probe_ns, cpu_interval_us, "
+     "ns_per_tick_hint, program_start_ticks"},
     {"clock", (PyCFunction)session_clock, METH_NOARGS, "(ticks, monotonic_ns) now"},
     {"clear", (PyCFunction)session_clear, METH_NOARGS, "forget all totals, keep stacks"},
     {"close_all", (PyCFunction)session_close_all, METH_NOARGS, "close every open stack"},

@@ -149,7 +149,10 @@ typedef struct {
     uint32_t creator_uid;
     double ns_per_tick_hint;  /* a quick calibration at creation (2 ms),
                                  enough to compare CPU ns with ticks */
-    uint8_t reserved0[32];
+    _Atomic uint64_t program_start_ticks; /* set by the agent when its start-up
+                                             (calibration) is done and the
+                                             program's own code begins; 0 before */
+    uint8_t reserved0[24];
     /* shared, atomics */
     _Atomic uint32_t rings_used;     /* ring slots claimed by threads */
     _Atomic uint32_t agent_state;

@@ -120,9 +120,8 @@ class LiveRun(_DrainThread):
         return self.run.returncode if self.done.is_set() else None
 
     def elapsed_ns(self) -> int:
-        """Run time so far, or until the program ended."""
-        end = self.run.end_ns if self.run.end_ns is not None else time.monotonic_ns()
-        return end - self.run.start_ns
+        """Run time so far, or the program's own once it ended."""
+        return self.run.elapsed_ns()
 
     @property
     def pid(self) -> int:

@@ -119,6 +119,27 @@ class Session:
         dt = ticks - self.start_ticks
         return (mono - self.start_mono_ns) / dt if dt > 0 else 1.0
 
+    def mono_ns(self, ticks: int, scale: float) -> int:
+        """A tick reading as CLOCK_MONOTONIC ns, at `scale` ns per tick."""
+        return self.start_mono_ns + round((ticks - self.start_ticks) * scale)
+
+    def program_span_ns(self, scale: float | None = None) -> tuple[int, int] | None:
+        """(first, last) event of the program, any thread, as CLOCK_MONOTONIC
+        ns: when it ran, on its own clock -- a monitor that was stopped or slow
+        to see the exit does not stretch it.  It starts once the agent's
+        start-up (its calibration) is done.  None before the first event."""
+        with self.lock:
+            threads = self.core.threads()
+            started = self.core.agent_info()["program_start_ticks"]
+        spans = [(t["first_tick"], t["last_tick"]) for t in threads if t["events"]]
+        if not spans:
+            return None
+        first, last = min(a for a, _ in spans), max(b for _, b in spans)
+        if first < started <= last:
+            first = started
+        k = scale if scale is not None else self.ns_per_tick()
+        return self.mono_ns(first, k), self.mono_ns(last, k)
+
     def profile(self, *, wall_ns: int, live: bool = False, thread: int | None = None,
                 scale: float | None = None) -> Profile:
         """The totals as a profile; `scale` (ns per tick) defaults to the
@@ -313,19 +334,28 @@ class Run:
 
 
     def elapsed_ns(self) -> int:
-        return time.monotonic_ns() - self.start_ns
+        """Run time so far; once the program ended, its own (first to last event)."""
+        span = self.session.program_span_ns() if self.end_ns is not None else None
+        if span is not None:
+            return span[1] - span[0]
+        end = self.end_ns if self.end_ns is not None else time.monotonic_ns()
+        return end - self.start_ns
 
     # The wall time the totals cover runs from the start or the last clear()
     # to the program's end: % stays right after a clear, and a view that
     # lingers after the end does not stretch the run.
     window_start_ns: int | None = None
-    end_ns: int | None = None
+    end_ns: int | None = None  # when the monitor saw the exit (late if it was stopped)
 
-    def covered_ns(self) -> int:
-        """Wall time the totals cover: since the start or the last clear(),
-        up to the program's end (or now, while it runs)."""
-        end = self.end_ns if self.end_ns is not None else time.monotonic_ns()
-        return end - (self.window_start_ns or self.start_ns)
+    def covered_ns(self, scale: float | None = None) -> int:
+        """Wall time the totals cover: since the program's first event or the
+        last clear(), up to its last event once it ended (or now, while it
+        runs), at `scale` ns per tick (default: the calibration now)."""
+        span = self.session.program_span_ns(scale)
+        start = self.window_start_ns or (span[0] if span else self.start_ns)
+        ended = self.end_ns is not None
+        end = (span[1] if span else self.end_ns or 0) if ended else time.monotonic_ns()
+        return max(end - start, 0)
 
     @property
     def cleared(self) -> bool:
@@ -371,12 +401,12 @@ class Run:
         returncode = self.proc.wait()
         if self.end_ns is None:
             self.end_ns = time.monotonic_ns()
-        wall_ns = self.covered_ns()
         # Whatever the program wrote before it ended -- even by a crash, with
         # events it never published -- is still in the shared memory.
         self.session.drain(postmortem=True, recorder=self.recorder)
         self.session.close_all()
         scale = self.session.ns_per_tick()  # one calibration for the report and the trace
+        wall_ns = self.covered_ns(scale)
         profile = self.session.profile(wall_ns=wall_ns, scale=scale)
         started = self.session.counters()["agent_state"] != 0
         trace_error = None
