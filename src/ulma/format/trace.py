@@ -11,9 +11,11 @@ Layout (little-endian)::
 
 Chunk kinds: META (JSON: clock start readings, pid, host, Python, engine),
 SYMBOLS (packed definitions, see ``_SYMBOL``), EVENTS (16-byte records of one
-thread), CALIB (JSON: the clock calibration so far, about once a second, so a
-file cut short still converts ticks well), END (JSON: run time, drops, final
-calibration).  A file cut short --
+thread), CALIB (JSON: the clock calibration so far, so a file cut short still
+converts ticks well, and once the agent started what it measured there,
+``AGENT_KEYS``: the first CALIB comes before the program's first events, the
+next about once a second), END (JSON: run time, drops, final calibration, the
+agent's figures).  A file cut short --
 the monitor or the machine killed -- reads up to its last complete chunk and
 the reader says how much was lost.  Nothing in a trace is ever executed.
 """
@@ -25,7 +27,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
@@ -46,6 +48,10 @@ _CHUNK = struct.Struct("<4sBBHIIII")
 _SYMBOL = struct.Struct("<IHHIII")  # id, kind, flags, line, name bytes, file bytes
 MAX_CHUNK_BYTES: Final = 64 << 20  # larger lengths are corruption, not data
 EVENTS_PER_CHUNK: Final = 1 << 16  # 1 MiB of records before a chunk is written
+
+
+# The agent's figures (Session.agent_info) kept in CALIB and END records.
+AGENT_KEYS: Final = ("probe_ns", "cpu_samples", "schedstat", "native_calls", "program_start_ticks")
 
 
 class TraceError(Exception):
@@ -219,10 +225,17 @@ class TraceReader:
     def ns_per_tick(self) -> float | None:
         """The best calibration the file holds (END, else the last CALIB, else
         META); read after ``chunks()`` went through the file."""
+        value = self.latest("ns_per_tick", _positive_number)
+        return float(value) if value is not None else None
+
+    def latest(self, key: str, valid: Callable[[Any], bool] = lambda v: v is not None) -> Any:
+        """The first valid value of `key` in END, else in the last CALIB, else
+        in META (None if none has one); read after ``chunks()`` went through
+        the file."""
         for record in (self.end, self.calib, self.meta):
-            value = (record or {}).get("ns_per_tick")
-            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-                return float(value)
+            value = (record or {}).get(key)
+            if valid(value):
+                return value
         return None
 
     def symbols(self) -> dict[int, SymbolDef]:
@@ -232,6 +245,10 @@ class TraceReader:
                 for s in unpack_symbols(chunk.payload):
                     out[s.id] = s
         return out
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def _json_or_none(data: bytes) -> dict[str, Any] | None:

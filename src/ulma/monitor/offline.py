@@ -40,8 +40,8 @@ def load_profile(reader: trace.TraceReader) -> Profile:
         symbols, functions, edges, ns_per_tick,
         python=str(meta.get("python", "?")), wall_ns=int(_number(end.get("wall_ns"), 0)),
         engine=str(meta.get("engine", "?")), clock=str(meta.get("clock", "?")),
-        probe_ns=_number(end.get("probe_ns"), 0.0), split_known=readings,
-        schedstat=end.get("schedstat") is True, native_calls=end.get("native_calls") is True,
+        probe_ns=_number(reader.latest("probe_ns"), 0.0), split_known=readings,
+        schedstat=reader.latest("schedstat") is True, native_calls=reader.latest("native_calls") is True,
     )
     dropped = end.get("dropped") if isinstance(end.get("dropped"), dict) else {}
     assert isinstance(dropped, dict)
@@ -52,9 +52,12 @@ def load_profile(reader: trace.TraceReader) -> Profile:
             slot=slot, os_tid=0, events=figures["events"],
             dropped=int(_number(dropped.get(str(slot)), 0)),
             lost_ns=round(figures["lost_ticks"] * ns_per_tick), unmatched=figures["unmatched"]))
-    if not profile.wall_ns and profile.threads:
+    if not profile.wall_ns and profile.threads:  # cut short: from the program's start to its last event
         first = min(f["first_tick"] for f in agg.threads() if f["events"])
         last = max(f["last_tick"] for f in agg.threads() if f["events"])
+        started = reader.latest("program_start_ticks")
+        if isinstance(started, int) and first < started <= last:
+            first = started
         profile.wall_ns = round((last - first) * ns_per_tick)
     return profile
 

@@ -231,6 +231,7 @@ class Recorder:
         self.path = path
         self.error: str | None = None
         self.writer = trace.TraceWriter(path, meta)
+        self._agent_seen = False  # its start-up figures written (see write())
         self._queue: queue.Queue[_Item | None] = queue.Queue(self.QUEUE_ITEMS)
         self._session = session
         self._next_calib = time.monotonic() + 1.0
@@ -261,10 +262,19 @@ class Recorder:
 
     def write(self, symbols: list[tuple[int, int, int, str, str, int]],
               chunks: list[tuple[int, bytes]]) -> None:
-        calib = None
-        if time.monotonic() >= self._next_calib:  # the calibration so far, for a file cut short
+        # What a file cut short needs to be read right: the calibration so far
+        # (about once a second) and what the agent measured at its start (the
+        # probe cost: META goes out before the program starts, without it),
+        # written as soon as the agent published it, before its first events.
+        calib: dict[str, Any] | None = None
+        info = self._session.agent_info()
+        fresh = not self._agent_seen and info["program_start_ticks"] != 0
+        if fresh or time.monotonic() >= self._next_calib:
             self._next_calib = time.monotonic() + 1.0
+            self._agent_seen = self._agent_seen or fresh
             calib = {"ns_per_tick": self._session.ns_per_tick()}
+            if self._agent_seen:
+                calib.update({key: info[key] for key in trace.AGENT_KEYS})
         if self.error is None and (symbols or chunks or calib):
             defs = [trace.SymbolDef(sid, kind, flags, name, file, line)
                     for sid, kind, flags, name, file, line in symbols]
@@ -414,8 +424,7 @@ class Run:
             info = self.session.agent_info()
             self.recorder.close({
                 "wall_ns": wall_ns, "ns_per_tick": scale,
-                "probe_ns": info["probe_ns"], "cpu_samples": info["cpu_samples"],
-                "schedstat": info["schedstat"], "native_calls": info["native_calls"],
+                **{key: info[key] for key in trace.AGENT_KEYS},
                 "returncode": returncode, "program_pid": self.proc.pid,
                 "dropped": {str(t.slot): t.dropped for t in profile.threads},
                 "os_tid": {str(t.slot): t.os_tid for t in profile.threads},
