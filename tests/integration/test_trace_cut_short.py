@@ -35,8 +35,8 @@ def test_report_of_a_trace_cut_short_shows_the_calibrated_probe_cost(
     engine_flags: list[str], tmp_path: Path, run_ulma: RunFn, describe: Callable[[Completed], str],
 ) -> None:
     path, out = tmp_path / "cut.ulma", tmp_path / "cut.json"
-    proc = subprocess.Popen(ulma_command(["run", *engine_flags, "-o", str(path), "--no-report", str(PROGRAM)]),
-                            cwd=PROGRAMS_DIR, env=subprocess_env(), stdin=subprocess.PIPE,
+    command = ulma_command(["run", *engine_flags, "-o", str(path), "--no-report", str(PROGRAM)])
+    proc = subprocess.Popen(command, cwd=PROGRAMS_DIR, env=subprocess_env(), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     assert proc.stdin is not None and proc.stdout is not None
     try:
