@@ -267,9 +267,10 @@ class Recorder:
         # probe cost: META goes out before the program starts, without it),
         # written as soon as the agent published it, before its first events.
         calib: dict[str, Any] | None = None
-        info = self._session.agent_info()
-        fresh = not self._agent_seen and info["program_start_ticks"] != 0
-        if fresh or time.monotonic() >= self._next_calib:
+        due = time.monotonic() >= self._next_calib
+        info = self._session.agent_info() if due or not self._agent_seen else {}
+        fresh = not self._agent_seen and info.get("program_start_ticks", 0) != 0
+        if fresh or due:
             self._next_calib = time.monotonic() + 1.0
             self._agent_seen = self._agent_seen or fresh
             calib = {"ns_per_tick": self._session.ns_per_tick()}
