@@ -18,12 +18,13 @@ STREAM = [Event(0, 0, CPU, 0, 0), Event(0, 0, CPU, RUN_DELAY, 0), Event(1, 1, CA
           Event(3001, 2, RETURN, 0, 0), Event(3002, 1, RETURN, 0, 0)]
 
 
-def snapshot(first_rate: float, **kw: float) -> dict[int, tuple[int, ...]]:
+def snapshot(first_rate: float, rate: float = 0.0) -> dict[int, tuple[int, ...]]:
+    """Replays STREAM after set_rate(first_rate); the snapshot at `rate` (0: the first)."""
     agg = _core.Aggregator()
     agg.set_rate(first_rate)
     agg.feed(0, records.encode(STREAM))
     agg.close()
-    return {row[0]: tuple(row[1:]) for row in agg.snapshot(split=True, **kw)[0]}
+    return {row[0]: tuple(row[1:]) for row in agg.snapshot(split=True, rate=rate)[0]}
 
 
 def without_runnable(funcs: dict[int, tuple[int, ...]]) -> dict[int, tuple[int, ...]]:
