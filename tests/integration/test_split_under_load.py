@@ -6,7 +6,8 @@ every engine; and the report of the trace file says the same as the JSON.
 The session's first calibration (2 ms, ticks against CLOCK_MONOTONIC) used to
 be one unbracketed pair of reads: a preemption between them skewed it by up
 to 600x, and a 300 ms computation showed as a few ms of CPU.  The second case
-skews that first calibration on purpose, 20x too large: nothing may depend on it."""
+skews the rate the replay starts from on purpose, 20x too large: nothing may
+depend on it."""
 
 from __future__ import annotations
 

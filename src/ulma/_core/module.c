@@ -133,8 +133,11 @@ static int session_init(SessionObject *self, PyObject *args, PyObject *kw)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    /* tests: a skewed first calibration, which nothing may depend on */
-    self->m.h->ns_per_tick_hint *= hint_scale;
+    /* tests: the replay starts from a skewed rate, which no figure may depend
+     * on (the agent still spaces its readings by the true one) */
+    if (hint_scale != 1.0)
+        for (uint32_t i = 0; i < self->m.h->max_threads; i++)
+            self->m.aggs[i].ns_per_tick = self->m.h->ns_per_tick_hint * hint_scale;
     return 0;
 }
 
@@ -535,7 +538,7 @@ static PyTypeObject SessionType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Session(fd, ring_bytes, max_threads=256, symtab_bytes=16 MiB, hint_scale=1.0): the "
               "monitor's side of a shared-memory session created in the memfd `fd` (hint_scale "
-              "skews the first calibration, for tests)",
+              "skews the rate the replay starts from, for tests)",
     .tp_methods = session_methods,
     .tp_init = (initproc)session_init,
     .tp_new = PyType_GenericNew,

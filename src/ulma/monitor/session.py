@@ -62,15 +62,16 @@ class Options:
 class Session:
     """A shared-memory session seen from the monitor."""
 
-    # Tests only: multiplies the session's first 2 ms calibration, to show
-    # that no figure depends on it (the monitor refines it over the run).
+    # Tests only: multiplies the first 2 ms calibration as the replay (live,
+    # and a trace's META) starts from it, to show that no figure depends on
+    # it (the monitor refines it over the run).
     ENV_HINT_SCALE = "ULMA_DEBUG_HINT_SCALE"
 
     def __init__(self, ring_bytes: int, max_threads: int) -> None:
         self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC)
         try:
-            scale = float(os.environ.get(self.ENV_HINT_SCALE) or 1.0)
-            self.core = _core.Session(self.fd, ring_bytes, max_threads, hint_scale=scale)
+            self.hint_scale = float(os.environ.get(self.ENV_HINT_SCALE) or 1.0)
+            self.core = _core.Session(self.fd, ring_bytes, max_threads, hint_scale=self.hint_scale)
         except BaseException:
             os.close(self.fd)
             raise
@@ -226,7 +227,7 @@ class Recorder:
             "start_ticks": counters["start_ticks"], "start_mono_ns": counters["start_mono_ns"],
             "start_real_ns": counters["start_real_ns"], "ring_events": counters["ring_events"],
             # a first calibration (2 ms at creation): the replay needs one before the END record's
-            "ns_per_tick": session.agent_info()["ns_per_tick_hint"],
+            "ns_per_tick": session.agent_info()["ns_per_tick_hint"] * session.hint_scale,
         }
         self.path = path
         self.error: str | None = None
