@@ -157,7 +157,7 @@ def test_on_the_cpu_clock_sorting_by_every_time_column_follows_cpu_time() -> Non
         assert order.index("burns") < order.index("naps"), (key, order)
     wall_rows = make_rows(clocks_sample(), None, 0, "wall")
     self_col = COLUMNS[COLUMN_INDEX["self"]]
-    assert [r.stats.name for r in visible(wall_rows, "", self_col, True)][0] == "naps"
+    assert visible(wall_rows, "", self_col, True)[0].stats.name == "naps"
 
 
 def test_on_the_cpu_clock_the_bar_is_the_cpu_time_alone() -> None:

@@ -305,7 +305,8 @@ def drawn_row(app: LiveView, k: FuncKey) -> dict[str, Any]:
     grid = app.query_one("#functions", Grid)
     cells = grid.rows[grid.keys.index(row_id(k))]
     names = ["function", "calls", "rate", "self", "total", "per_call", "share"]
-    shown: dict[str, Any] = {n: "".join(text for text, _ in cell) for n, cell in zip(names, cells, strict=False)}
+    shown: dict[str, Any] = {n: "".join(text for text, _ in cell)
+                             for n, cell in zip(names, cells, strict=False)}
     shown["bar"] = [(len(text), style) for text, style in cells[-1] if text.strip()]
     return shown
 
