@@ -37,7 +37,7 @@ def test_every_event_kind_in_records_h_is_exported_with_the_same_value_and_named
     assert len(kinds) == header_numbers()["KIND_MAX"], kinds  # kinds run 1..KIND_MAX, none missed
     assert sorted(kinds.values()) == list(range(1, len(kinds) + 1)), kinds
     assert {name: _core.LAYOUT.get(name) for name in kinds} == kinds
-    assert records.KIND_NAMES == {value: name.lower() for name, value in kinds.items()}
+    assert {value: name.lower() for name, value in kinds.items()} == records.KIND_NAMES
 
 
 def test_every_number_the_extension_exports_is_the_one_in_records_h() -> None:

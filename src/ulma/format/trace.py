@@ -46,6 +46,9 @@ _CHUNK = struct.Struct("<4sBBHIIII")
 _SYMBOL = struct.Struct("<IHHIII")  # id, kind, flags, line, name bytes, file bytes
 MAX_CHUNK_BYTES: Final = 64 << 20  # larger lengths are corruption, not data
 EVENTS_PER_CHUNK: Final = 1 << 16  # 1 MiB of records before a chunk is written
+# A calibration outside this is damage, not a clock (a tick of 1 fs to 1 ms); times computed
+# from it would overflow.
+NS_PER_TICK_RANGE: Final = (1e-6, 1e6)
 
 
 class TraceError(Exception):
@@ -221,7 +224,8 @@ class TraceReader:
         META); read after ``chunks()`` went through the file."""
         for record in (self.end, self.calib, self.meta):
             value = (record or {}).get("ns_per_tick")
-            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            if isinstance(value, int | float) and not isinstance(value, bool) \
+                    and NS_PER_TICK_RANGE[0] <= value <= NS_PER_TICK_RANGE[1]:  # NaN is not
                 return float(value)
         return None
 
