@@ -43,7 +43,7 @@ ids = st.one_of(SMALL_IDS, st.integers(0, 4096), st.sampled_from([MAX_FUNC_ID, U
 texts = st.one_of(
     st.sampled_from(["", "<module>", "a;b", "x\ny", "tab\there", "cr\rlf", " ", "\x00", "λ (ü:1)",
                      "<unknown #3>", "f (/a.py:1);g (/b.py:2) 9", "\\", '"', "%s%n", "1e308"]),
-    st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=24),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=24),
 )
 # any JSON value, including the wrong types for every field and NaN/Infinity
 json_values = st.recursive(
