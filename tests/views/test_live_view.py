@@ -231,6 +231,8 @@ def test_ctrl_c_interrupts_the_program_and_the_view_says_how_it_ended() -> None:
         await until(app, pilot, lambda: calls(app, HOT) >= 1, "a call of hot()")
         await pilot.press("ctrl+c")
         await until(app, pilot, live.done.is_set, "the program to end")
+        app.refresh_now()  # the end may have come after until()'s last snapshot
+        await pilot.pause()
         assert "program was killed by SIGINT" in header(app)
         assert app.is_running  # the view stays until q
         await pilot.press("q")
