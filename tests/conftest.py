@@ -18,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -27,6 +27,19 @@ DEFAULT_TIMEOUT = 120.0
 Completed = subprocess.CompletedProcess[str]
 RunFn = Callable[..., Completed]
 Key = tuple[int, str]  # (first line, co_name) of a function in one file
+
+
+REQUIRE_DEPS = "ULMA_REQUIRE_DEPS"  # set to 1 (.ci/run does): a missing outside reader fails the test
+
+
+def missing_dependency(why: str) -> NoReturn:
+    """A test cannot run because something outside Python is missing (`why`
+    names the package that brings it).  With ULMA_REQUIRE_DEPS=1, as in CI,
+    that is a failure: CI installs it, so a skip there would hide a test that
+    never ran.  Elsewhere the test is skipped, saying what to install."""
+    if os.environ.get(REQUIRE_DEPS) == "1":
+        pytest.fail(f"{why} ({REQUIRE_DEPS}=1: required here)", pytrace=False)
+    pytest.skip(why)
 
 
 def available_engines() -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_process, ulma_command
+from tests.conftest import missing_dependency, run_process, ulma_command
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 SPEEDSCOPE_PACKAGE = "speedscope@1.25.0"  # its dist/release/file-format-schema.json
@@ -77,13 +77,16 @@ def speedscope_schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     """speedscope's published file-format JSON schema, from its npm package."""
     npm = shutil.which("npm")
     if npm is None:
-        pytest.skip("npm is not installed: cannot fetch speedscope's file-format schema")
+        missing_dependency("npm is not installed (Debian package npm): cannot fetch speedscope's "
+                           "file-format schema")
     folder = tmp_path_factory.mktemp("speedscope")
     try:
         subprocess.run([npm, "pack", SPEEDSCOPE_PACKAGE, "--silent", "--pack-destination", str(folder)],
                        cwd=folder, check=True, capture_output=True, timeout=180)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"`npm pack {SPEEDSCOPE_PACKAGE}` failed (no registry?): {exc}")
+        stderr = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] if exc.stderr else []
+        missing_dependency(f"`npm pack {SPEEDSCOPE_PACKAGE}` failed (no npm registry?): "
+                           f"{' '.join(stderr) or exc}")
     (tarball,) = folder.glob("speedscope-*.tgz")
     with tarfile.open(tarball) as tar:
         member = tar.extractfile("package/dist/release/file-format-schema.json")

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import run_process, ulma_command
+from tests.conftest import missing_dependency, run_process, ulma_command
 from tests.exporters.conftest import Recording
 from ulma.exporters.collapsed import label
 
@@ -28,7 +28,7 @@ def test_go_tool_pprof_reads_the_pprof_export_and_lists_the_hot_function_first(
         tmp_path: Path, record: RecordFn, export: ExportFn) -> None:
     go = shutil.which("go")
     if go is None:
-        pytest.skip("`go` is not installed (Debian: apt-get install golang-go): cannot run go tool pprof")
+        missing_dependency("`go` is not installed (Debian package golang-go): cannot run go tool pprof")
     out = export(record("report_hot.py"), "pprof")
     env = {**os.environ, "PPROF_TMPDIR": str(tmp_path), "HOME": str(tmp_path), "GOCACHE": str(tmp_path)}
     result = subprocess.run([go, "tool", "pprof", "-top", str(out)], capture_output=True, text=True,

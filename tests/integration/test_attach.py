@@ -127,18 +127,50 @@ def test_fifty_attachments_leak_no_descriptors_memory_or_shared_memory(
     assert not target.socket.exists()  # the agent removed its socket on the way out
 
 
-def test_an_idle_agent_has_no_hooks_installed(tmp_path: Path) -> None:
+# What a program can see of the hooks a profiler may install: the interpreter's frame evaluator
+# (PEP 523, the default engine on 3.11), profile and trace functions (also those set for new threads)
+# and the sys.monitoring tools (3.12+).  Printed as JSON; `install` first installs an idle agent.
+HOOKS_PROBE = """\
+import ctypes, json, sys, threading
+if sys.argv[1:] == ["install"]:
+    import ulma.agent
+    ulma.agent.install()
+api = ctypes.pythonapi
+api.PyInterpreterState_Get.restype = ctypes.c_void_p
+evaluator = api._PyInterpreterState_GetEvalFrameFunc
+evaluator.restype, evaluator.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+default = ctypes.cast(api._PyEval_EvalFrameDefault, ctypes.c_void_p).value
+mon = getattr(sys, "monitoring", None)
+print(json.dumps({
+    "evaluator_replaced": evaluator(api.PyInterpreterState_Get()) != default,
+    "profile": [repr(sys.getprofile()), repr(threading.getprofile())],
+    "trace": [repr(sys.gettrace()), repr(threading.gettrace())],
+    "tools": [mon.get_tool(i) for i in range(6)] if mon else [],
+}))
+"""
+NO_HOOKS = {"evaluator_replaced": False, "profile": ["None", "None"], "trace": ["None", "None"]}
+
+
+def test_an_idle_agent_has_no_hooks_installed(tmp_path: Path, run_ulma: RunFn) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text(
-        "import sys\n"
-        "import ulma.agent\n"
-        "ulma.agent.install()\n"
-        "mon = getattr(sys, 'monitoring', None)\n"
-        "print([mon.get_tool(i) for i in range(6)] if mon else 'no sys.monitoring')\n")
-    done = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=60,
-                          env=subprocess_env(), check=False)
+    probe.write_text(HOOKS_PROBE)
+    # The probe sees the hooks of a profiled program, on every engine of this Python ...
+    engines = ["pep523", *(["monitoring"] if sys.version_info >= (3, 12) else [])]
+    for engine in engines:
+        profiled = run_ulma(["run", "--no-report", "--engine", engine, str(probe)])
+        assert profiled.returncode == 0, profiled.stderr
+        seen = json.loads(profiled.stdout)
+        if engine == "pep523":
+            assert seen["evaluator_replaced"] is True, seen
+        else:
+            assert "ulma" in seen["tools"], seen
+    # ... and none in a program whose agent waits for an attach.
+    done = subprocess.run([sys.executable, str(probe), "install"], capture_output=True, text=True,
+                          timeout=60, env=subprocess_env(), check=False)
     assert done.returncode == 0, done.stderr
-    assert "ulma" not in done.stdout
+    idle = json.loads(done.stdout)
+    assert {k: idle[k] for k in NO_HOOKS} == NO_HOOKS, idle
+    assert idle["tools"] == ([None] * 6 if sys.version_info >= (3, 12) else []), idle
 
 
 def test_attach_to_a_process_without_an_agent_is_one_line(run_ulma: RunFn) -> None:

@@ -12,6 +12,8 @@ PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 PROGRAM = PROGRAMS_DIR / "busy_drops.py"
 TINY_RING = "4K"
 MS = 1_000_000
+ROUNDS = 2_000  # as in busy_drops.py: each round calls fib(10) and leaf() once
+FIB_10_CALLS = 177  # calls of fib to compute fib(10): c(n) = 1 + c(n - 1) + c(n - 2), c(0) = c(1) = 1
 
 Completed = subprocess.CompletedProcess[str]
 UlmaJson = Callable[..., tuple[Completed, dict[str, Any]]]
@@ -46,12 +48,27 @@ def test_aggregate_stays_consistent_after_drops(
     wall = report["wall_ns"]
     functions = report["functions"]
     for fn in functions:
-        assert fn["calls"] >= 0 and fn["resumes"] >= 0, fn
-        assert 0 <= fn["self_ns"] <= fn["total_ns"] <= wall, fn
+        assert fn["self_ns"] <= fn["total_ns"] <= wall, fn
     assert sum(fn["self_ns"] for fn in functions) <= wall  # one thread: self times cannot overlap
+
+    # A drop loses calls, never invents them: no count above what the program made (no generators:
+    # no resumes), and no edge with more calls than its callee had.
+    made = {"main": 1, "busy": 1, "rest": 1, "leaf": ROUNDS, "fib": ROUNDS * FIB_10_CALLS}
+    index = {name: function_named(report, PROGRAM, name)[0] for name in made}
+    for name, at in index.items():
+        fn = functions[at]
+        assert fn["calls"] <= made[name] and fn["resumes"] == 0, (name, made[name], fn)
+    into: dict[int, int] = {}
     for edge in report["edges"]:
         assert 0 <= edge["caller"] < len(functions) and 0 <= edge["callee"] < len(functions), edge
-        assert edge["calls"] >= 0 and 0 <= edge["total_ns"] <= wall, edge
+        assert edge["total_ns"] <= wall, edge
+        into[edge["callee"]] = into.get(edge["callee"], 0) + edge["calls"]
+    for name, at in index.items():
+        assert into.get(at, 0) <= functions[at]["calls"], (name, into.get(at), functions[at])
+    edge_calls = {(e["caller"], e["callee"]): e["calls"] for e in report["edges"]}
+    assert edge_calls.get((index["busy"], index["leaf"]), 0) <= ROUNDS
+    assert edge_calls.get((index["busy"], index["fib"]), 0) <= ROUNDS
+    assert edge_calls.get((index["fib"], index["fib"]), 0) <= ROUNDS * (FIB_10_CALLS - 1)
 
     # No function is credited with time it never had: everything the busy phase runs must fit in the
     # busy phase (which the program timed itself), not stretch over the 300 ms sleep that follows it.

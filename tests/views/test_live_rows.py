@@ -12,14 +12,19 @@ from ulma.views.live_rows import (
     COLUMN_INDEX,
     COLUMNS,
     Baseline,
+    Row,
     baseline,
     key_of,
+    label,
     make_rows,
     neighbours,
     short_roots,
+    texts,
+    time_bar,
     visible,
     where,
 )
+from ulma.views.units import fmt_ns
 
 
 def fn(name: str, calls: int, self_ns: int, total_ns: int, file: str = "/src/app.py", line: int = 1,
@@ -105,3 +110,81 @@ def test_locations_are_short_inside_the_working_directory_site_packages_and_the_
     roots = short_roots("/work/app")
     assert where(threading.__file__, 10, roots) == "threading.py:10"
     assert where(pytest.__file__, 1, roots) == "pytest/__init__.py:1"
+
+
+MS = 1_000_000
+
+
+def clocks_sample(split_known: bool = True) -> Profile:
+    """A 10 s run: naps() slept 5.9 s in 59 calls using 2 ms of CPU (1 ms of it its own);
+    burns() computed 3 s of CPU in 3 s, in 30 calls; main() called both."""
+    p = Profile(python="3.12", wall_ns=10_000 * MS, engine="monitoring", clock="tsc",
+                split_known=split_known)
+    main = FunctionStats("main", "/src/app.py", 1, 1, 0, 1 * MS, 8_902 * MS, cpu_ns=3_003 * MS,
+                         wait_ns=5_899 * MS, self_cpu_ns=1 * MS)
+    naps = FunctionStats("naps", "/src/app.py", 5, 59, 0, 5_900 * MS, 5_900 * MS, cpu_ns=2 * MS,
+                         wait_ns=5_898 * MS, self_cpu_ns=1 * MS, self_wait_ns=5_899 * MS)
+    burns = FunctionStats("burns", "/src/app.py", 9, 30, 0, 3_000 * MS, 3_000 * MS, cpu_ns=3_000 * MS,
+                          self_cpu_ns=3_000 * MS)
+    p.functions = [main, naps, burns]
+    p.edges = [EdgeStats(0, 1, 59, 0, 5_900 * MS), EdgeStats(0, 2, 30, 0, 3_000 * MS)]
+    return p
+
+
+def drawn(rows: list[Row]) -> dict[str, dict[str, str]]:
+    """Each row's numbers as the table draws them, by column."""
+    return {r.stats.name: dict(zip([c.key for c in COLUMNS[1:]], texts(r), strict=True)) for r in rows}
+
+
+def test_on_the_cpu_clock_self_total_per_call_and_share_count_cpu_time_only() -> None:
+    p = clocks_sample()
+    cpu = drawn(make_rows(p, None, 0, "cpu"))
+    # naps() slept 5.9 s: on the CPU clock it shows the 2 ms it computed, never its sleep
+    assert cpu["naps"] == {"calls": "59", "rate": "-", "self": "1.0 ms", "total": "2.0 ms",
+                           "per_call": fmt_ns(2 * MS / 59), "share": "0.0"}
+    assert cpu["burns"] == {"calls": "30", "rate": "-", "self": "3.00 s", "total": "3.00 s",
+                            "per_call": "100.0 ms", "share": "30.0"}
+    wall = drawn(make_rows(p, None, 0, "wall"))
+    assert wall["naps"] == {"calls": "59", "rate": "-", "self": "5.90 s", "total": "5.90 s",
+                            "per_call": "100.0 ms", "share": "59.0"}
+
+
+def test_on_the_cpu_clock_sorting_by_every_time_column_follows_cpu_time() -> None:
+    rows = make_rows(clocks_sample(), None, 0, "cpu")
+    for key in ("self", "total", "per_call", "share"):
+        column = COLUMNS[COLUMN_INDEX[key]]
+        order = [r.stats.name for r in visible(rows, "", column, True)]
+        assert order.index("burns") < order.index("naps"), (key, order)
+    wall_rows = make_rows(clocks_sample(), None, 0, "wall")
+    self_col = COLUMNS[COLUMN_INDEX["self"]]
+    assert visible(wall_rows, "", self_col, True)[0].stats.name == "naps"
+
+
+def test_on_the_cpu_clock_the_bar_is_the_cpu_time_alone() -> None:
+    p = clocks_sample()
+    rows = {r.stats.name: r for r in make_rows(p, None, 0, "cpu")}
+    naps = time_bar(rows["naps"], True, p.wall_ns, 20)
+    assert "".join(text for text, _ in naps) == " " * 20, naps  # 2 ms of 10 s: no cell
+    burns = time_bar(rows["burns"], True, p.wall_ns, 20)
+    assert [(len(text), style) for text, style in burns] == [(6, "red"), (14, "")], burns  # 30 % of 20
+    wall_rows = {r.stats.name: r for r in make_rows(p, None, 0, "wall")}
+    naps_wall = time_bar(wall_rows["naps"], True, p.wall_ns, 20)
+    assert [(len(text), style) for text, style in naps_wall] == [(12, "blue"), (8, "")], naps_wall
+    assert bar.parts_for(True, "cpu") == bar.CPU_ONLY
+
+
+def test_on_the_cpu_clock_the_time_columns_say_so() -> None:
+    assert [label(c, "cpu") for c in COLUMNS] == [
+        "function", "calls", "calls/s", "cpu self", "cpu total", "cpu/call", "cpu%"]
+    assert [label(c, "wall") for c in COLUMNS] == [c.label for c in COLUMNS]
+    # each label fits its column with the sort key's digit and the arrow
+    assert all(len(label(c, "cpu")) + 2 <= c.width for c in COLUMNS if c.width)
+
+
+def test_without_cpu_readings_the_cpu_clock_shows_wall_time_not_a_cpu_time_it_does_not_have() -> None:
+    p = clocks_sample(split_known=False)
+    for f in p.functions:  # as build_profile leaves them without readings
+        f.cpu_ns, f.self_cpu_ns = f.total_ns, f.self_ns
+    rows = make_rows(p, None, 0, "cpu")
+    assert {r.clock for r in rows} == {"wall"}
+    assert drawn(rows)["naps"]["self"] == "5.90 s"

@@ -29,6 +29,7 @@ from ulma.monitor.session import Options, Run, Target
 from ulma.views.grid import Grid
 from ulma.views.live import LiveView, ViewSettings
 from ulma.views.live_rows import COLUMN_INDEX, FuncKey, Row, row_id
+from ulma.views.units import fmt_ns
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 PROGRAM = PROGRAMS_DIR / "live_target.py"
@@ -230,6 +231,8 @@ def test_ctrl_c_interrupts_the_program_and_the_view_says_how_it_ended() -> None:
         await until(app, pilot, lambda: calls(app, HOT) >= 1, "a call of hot()")
         await pilot.press("ctrl+c")
         await until(app, pilot, live.done.is_set, "the program to end")
+        app.refresh_now()  # the end may have come after until()'s last snapshot
+        await pilot.pause()
         assert "program was killed by SIGINT" in header(app)
         assert app.is_running  # the view stays until q
         await pilot.press("q")
@@ -276,4 +279,120 @@ def test_the_time_bar_is_drawn_in_four_colours_and_w_switches_to_cpu_time() -> N
         assert after is not None and after.self_time == after.stats.self_cpu_ns <= after.stats.self_ns
 
     with live_run() as (live, _):
+        drive(body, live)
+
+
+CLOCK_PROGRAM = PROGRAMS_DIR / "live_clock.py"
+NAP_NS = 100_000_000  # as in live_clock.py: naps() sleeps that long a call
+
+
+def clock_key(name: str) -> FuncKey:
+    lines = CLOCK_PROGRAM.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.startswith(f"def {name}("))
+    return (name, str(CLOCK_PROGRAM), line)
+
+
+NAPS, BURNS, CLOCK_MAIN = clock_key("naps"), clock_key("burns"), clock_key("main")
+UNITS = {"ns": 1, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def ns_of(text: str) -> float:
+    """A duration as the view draws it ("5.90 s") back in nanoseconds."""
+    number, unit = text.split()
+    return float(number) * UNITS[unit]
+
+
+def drawn_row(app: LiveView, k: FuncKey) -> dict[str, Any]:
+    """What the table draws for k's row: each column's text, the bar's (cells, style) runs."""
+    grid = app.query_one("#functions", Grid)
+    cells = grid.rows[grid.keys.index(row_id(k))]
+    names = ["function", "calls", "rate", "self", "total", "per_call", "share"]
+    shown: dict[str, Any] = {n: "".join(text for text, _ in cell)
+                             for n, cell in zip(names, cells, strict=False)}
+    shown["bar"] = [(len(text), style) for text, style in cells[-1] if text.strip()]
+    return shown
+
+
+def header_labels(grid: Grid) -> list[str]:
+    return [col.header[0][0] for col in grid.columns]
+
+
+def test_on_the_cpu_clock_every_time_column_counts_cpu_time_and_says_so() -> None:
+    """naps() sleeps 100 ms a call: on the CPU clock (w) its self, total, per call, % and bar
+    show the little CPU it used, not its sleep; burns() (20 ms of CPU a call) goes above it in
+    every time column's sort; the callers pane says its times are wall times."""
+
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, NAPS) >= 4 and calls(app, BURNS) >= 4,
+                    "four calls of naps() and of burns()")
+        wall = drawn_row(app, NAPS)
+        n = int(wall["calls"].replace(",", ""))
+        # the program slept that long (the last call may still be open)
+        assert ns_of(wall["self"]) >= 0.95 * (n - 1) * NAP_NS, wall
+        assert "blue" in {style for _, style in wall["bar"]}, wall  # waiting
+
+        await pilot.press("w")
+        assert "clock cpu" in header(app)
+        table = app.query_one("#functions", Grid)
+        assert header_labels(table)[3:7] == ["cpu self", "cpu total", "cpu/call", "cpu%"]
+        assert table.columns[-1].header[0][0] == "CPU time"
+        naps, burns = drawn_row(app, NAPS), drawn_row(app, BURNS)
+        n = int(naps["calls"].replace(",", ""))
+        # naps() computes nothing: a few ms of CPU at most, whatever its calls
+        for column in ("self", "total"):
+            assert ns_of(naps[column]) <= 0.05 * n * NAP_NS, (column, naps)
+        assert ns_of(naps["per_call"]) <= 0.05 * NAP_NS, naps
+        snap_wall = app.snap.profile.wall_ns if app.snap else 0
+        assert float(naps["share"]) <= 100 * 0.05 * n * NAP_NS / snap_wall, (naps, snap_wall)
+        assert {style for _, style in naps["bar"]} <= {"red"}, naps
+        assert sum(cells for cells, _ in naps["bar"]) <= 1, naps
+        assert {style for _, style in burns["bar"]} <= {"red"}, burns
+        # every time column draws the row's CPU figures (how right those are is tested with the split)
+        for k, shown in ((NAPS, naps), (BURNS, burns)):
+            r = row(app, k)
+            assert r is not None
+            f = r.stats
+            assert (shown["self"], shown["total"], shown["per_call"]) == (
+                fmt_ns(f.self_cpu_ns), fmt_ns(f.cpu_ns), fmt_ns(f.cpu_ns / f.calls)), (shown, f)
+            assert shown["share"] == f"{100 * f.self_cpu_ns / max(snap_wall, 1):.1f}", (shown, f)
+        for number in (4, 5, 6, 7):  # sort by self, total, per call, %
+            await pilot.press(str(number))
+            if COLUMN_INDEX["self"] + 1 == number:
+                await pilot.press(str(number))  # self was already the sort: back to most first
+            assert app.descending and app.shown.index(BURNS) < app.shown.index(NAPS), (number, app.shown)
+        assert "sort cpu% ▼" in header(app)
+
+        # The callers pane: per-edge CPU time is not kept, so it shows wall time and says so.
+        table.move_to(row_id(NAPS))
+        await pilot.press("enter")
+        callers = app.query_one("#callers", Grid)
+        assert callers.keys == [row_id(CLOCK_MAIN)]
+        assert header_labels(callers)[2:] == ["wall time", "% wall"]
+        assert "wall time" in str(app.query_one("#links-title", Static).render())
+        from_main = "".join(text for text, _ in callers.rows[0][2])
+        assert ns_of(from_main) >= 0.95 * (n - 1) * NAP_NS, from_main
+
+        await pilot.press("escape", "w")
+        assert "clock wall" in header(app) and header_labels(table)[3] == "self"
+        assert ns_of(drawn_row(app, NAPS)["self"]) >= 0.95 * (n - 1) * NAP_NS
+
+    with live_run(CLOCK_PROGRAM) as (live, _):
+        drive(body, live, ViewSettings(title="live_clock.py", refresh_seconds=None))
+
+
+def test_clear_after_the_program_ended_keeps_the_history_and_never_shows_a_negative_time() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, live.done.is_set, "the program to end")
+        before = {r.key: r.stats.calls for r in app.rows}
+        assert sum(before.values()) > 0
+        await asyncio.sleep(0.3)  # the view lingers after the end
+        await pilot.press("c")
+        app.refresh_now()
+        await pilot.pause()
+        assert "since clear" not in header(app), header(app)
+        assert {r.key: r.stats.calls for r in app.rows} == before
+        assert app.snap is not None and app.snap.profile.wall_ns > 0
+        assert live.run.covered_ns() > 0  # what the report after q covers
+
+    with live_run(SHORT_PROGRAM, ()) as (live, _):
         drive(body, live)

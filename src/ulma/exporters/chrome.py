@@ -36,9 +36,11 @@ class ChromeExporter(Exporter):
         self.prefix: dict[tuple[int, int], str] = {}  # (thread, id) -> the event up to "ts"
         self.lines: list[str] = []
         meta = run.meta
-        other = {"ulma": __version__, "python": meta.get("python"), "engine": meta.get("engine"),
-                 "clock": meta.get("clock"), "host": meta.get("host"),
-                 "start_real_ns": meta.get("start_real_ns"), "trace": run.path}
+        # A damaged META may hold anything: only strings and integers pass (a NaN would make the
+        # whole file unreadable to JSON.parse).
+        about = {key: meta.get(key) for key in ("python", "engine", "clock", "host", "start_real_ns")}
+        other = {"ulma": __version__, **{key: value if isinstance(value, str | int) else None
+                                         for key, value in about.items()}, "trace": run.path}
         head = [{"ph": "M", "name": "process_name", "pid": run.pid, "tid": 0,
                  "args": {"name": f"python {meta.get('python', '')} (pid {run.pid})"}}]
         for index, slot in enumerate(sorted(run.events)):

@@ -82,7 +82,7 @@ class TextExporter(Exporter):
         else:
             name = records.KIND_NAMES.get(kind, f"kind{kind}")
             what = (self.where.get(fid) or self._where(fid)) if fid in self.run.frames else "-\t-"
-            return f"{t}{prefix}{name}\t{what}\n"
+            return f"{t}{prefix}{name}\t{what}\n" if what else ""  # "": ulma's own code, left out
         w = self.where.get(fid)
         if w is None:
             w = self._where(fid)

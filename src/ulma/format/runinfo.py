@@ -83,7 +83,7 @@ def scan(reader: trace.TraceReader) -> Run:
         path=reader.path, meta=meta, end=end, frames=frames,
         ns_per_tick=reader.ns_per_tick() or 1.0,
         start_ticks=_int(meta.get("start_ticks")), pid=_int(e.get("program_pid")),
-        os_tids={int(k): int(v) for k, v in tids.items() if str(k).isdigit() and isinstance(v, int)},
+        os_tids={int(k): int(v) for k, v in tids.items() if str(k).isdecimal() and isinstance(v, int)},
         events=events, warnings=warnings)
 
 

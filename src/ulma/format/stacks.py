@@ -8,7 +8,8 @@ one chunk at a time: memory holds the stacks, never the event stream.
 
 Times given to sinks are integer ns since the session started (META
 ``start_ticks``), never decreasing within a thread (ticks that go backwards
-are clamped, as the aggregator does).  A thread's frames nest exactly:
+are clamped, as the aggregator does, and so are ticks before the start, which
+only a damaged file has).  A thread's frames nest exactly:
 ``leave`` gets the frame's start and its self time (its span less its
 callees' spans), so sums of self times telescope to a root's span.
 """
@@ -100,8 +101,8 @@ class ThreadWalk:
         pop_fid, pop_start, pop_child = fids.pop, starts.pop, childs.pop
         t0, scale, thread, action = self.t0, self.scale, self.thread, _ACTION
         enter, leave = sink.enter, sink.leave
-        if self.events == 0:
-            self.last = _EVENT.unpack_from(data)[0]
+        if self.events == 0:  # nothing is before the session's start (a damaged file may say so)
+            self.last = max(_EVENT.unpack_from(data)[0], t0)
         last = self.last
         in_group = self.sync_want != 0  # inside a SYNC group, which only SYNC records continue
         self.events += len(data) // _EVENT.size
@@ -249,7 +250,7 @@ def walk_records(reader: trace.TraceReader, run: Run, sink: RecordSink) -> None:
             continue
         for piece in _slices(chunk.payload):
             ticks, ids, codes = _columns(piece)
-            first = last.get(chunk.thread, ticks[0])
+            first = last.get(chunk.thread, max(ticks[0], t0))  # as ThreadWalk: never before the start
             clamped = list(itertools.accumulate(ticks, max, initial=first))
             last[chunk.thread] = clamped[-1]
             sink.records(chunk.thread, [(t - t0) * scale >> SCALE_BITS for t in clamped[1:]], ids, codes)

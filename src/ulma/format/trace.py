@@ -48,6 +48,9 @@ _CHUNK = struct.Struct("<4sBBHIIII")
 _SYMBOL = struct.Struct("<IHHIII")  # id, kind, flags, line, name bytes, file bytes
 MAX_CHUNK_BYTES: Final = 64 << 20  # larger lengths are corruption, not data
 EVENTS_PER_CHUNK: Final = 1 << 16  # 1 MiB of records before a chunk is written
+# A calibration outside this is damage, not a clock (a tick of 1 fs to 1 ms); times computed
+# from it would overflow.
+NS_PER_TICK_RANGE: Final = (1e-6, 1e6)
 
 
 # The agent's figures (Session.agent_info) kept in CALIB and END records.
@@ -248,7 +251,9 @@ class TraceReader:
 
 
 def _positive_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    # a calibration outside NS_PER_TICK_RANGE is damage, not a clock (NaN compares false)
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and NS_PER_TICK_RANGE[0] <= value <= NS_PER_TICK_RANGE[1]
 
 
 def _json_or_none(data: bytes) -> dict[str, Any] | None:

@@ -63,4 +63,8 @@ def load_profile(reader: trace.TraceReader) -> Profile:
 
 
 def _number(value: object, default: float) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    """A count or a duration from the file: finite and not negative, else `default`
+    (a damaged record must not make an infinite or negative run time, probe cost or drop count)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf"):
+        return float(value)
+    return default

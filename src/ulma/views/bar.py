@@ -1,7 +1,8 @@
 """The horizontal time bar of a table row: a function's total time as a box
 split four ways -- CPU red, call overhead yellow, waiting blue, unmeasured
 white (excluded callees) -- all rows on one length scale.  Without CPU
-readings CPU and waiting cannot be told apart: that part is drawn as one."""
+readings CPU and waiting cannot be told apart: that part is drawn as one.
+On the CPU clock the bar is the CPU part alone, on the same scale."""
 
 from __future__ import annotations
 
@@ -22,14 +23,21 @@ class Part:
 FOUR_WAY = (Part("CPU", "red"), Part("overhead", "yellow"), Part("waiting", "blue"),
             Part("unmeasured", "white"))
 UNSPLIT = (Part("CPU or waiting", "magenta"), Part("overhead", "yellow"), Part("unmeasured", "white"))
+CPU_ONLY = (FOUR_WAY[0],)
 
 
-def parts_for(split_known: bool) -> tuple[Part, ...]:
+def parts_for(split_known: bool, clock: str = "wall") -> tuple[Part, ...]:
+    """The bar's parts.  The CPU clock needs CPU readings (split_known); the
+    caller falls back to the wall clock without them."""
+    if clock == "cpu" and split_known:
+        return CPU_ONLY
     return FOUR_WAY if split_known else UNSPLIT
 
 
-def split_values(f: FunctionStats, split_known: bool) -> list[float]:
-    """f's total time in the order of parts_for(split_known)."""
+def split_values(f: FunctionStats, split_known: bool, clock: str = "wall") -> list[float]:
+    """f's total time in the order of parts_for(split_known, clock)."""
+    if clock == "cpu" and split_known:
+        return [f.cpu_ns]
     if split_known:
         return [f.cpu_ns, f.overhead_ns, f.wait_ns, f.unmeasured_ns]
     return [f.cpu_ns + f.wait_ns, f.overhead_ns, f.unmeasured_ns]

@@ -36,10 +36,15 @@ from ulma.views.live_rows import (
     Link,
     Row,
     baseline,
+    fmt_count,
+    label,
     make_rows,
     neighbours,
     row_id,
     short_roots,
+    shown_clock,
+    texts,
+    time_bar,
     visible,
     where,
 )
@@ -65,13 +70,6 @@ class ViewSettings:
     close_requested: threading.Event = field(default_factory=threading.Event)  # set from a signal handler
     cwd: str = field(default_factory=os.getcwd)
     clock: str = "wall"  # the time columns: "wall" or "cpu" (key w toggles)
-
-
-def fmt_count(x: float) -> str:
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if x >= limit:
-            return f"{x / limit:.1f}{suffix}"
-    return f"{x:.0f}"
 
 
 def exit_words(code: int) -> str:
@@ -127,6 +125,7 @@ class LiveView(App[None]):
         self._rates: Rates | None = None
         self._history: deque[Health] = deque()
         self._exit_seen = False
+        self._drawn_clock = ""  # the clock the headers and the legend were drawn for
         self.bar_width = BAR_WIDTH
         self.roots = short_roots(self.settings.cwd)
         self._decoders = {"out": codecs.getincrementaldecoder("utf-8")("replace"),
@@ -158,8 +157,14 @@ class LiveView(App[None]):
         keys = Text(KEYS, style="dim", no_wrap=True, overflow="ellipsis")
         keys.append("   ")
         split_known = self.snap.profile.split_known if self.snap is not None else True
-        keys.append_text(bar.legend(bar.parts_for(split_known)))
+        keys.append_text(bar.legend(bar.parts_for(split_known, self.clock)))
         self.query_one("#keys", Static).update(keys)
+
+    @property
+    def clock(self) -> str:
+        """The clock the time columns show: the one chosen, if this run can show it."""
+        return shown_clock(self.snap.profile, self.settings.clock) if self.snap is not None \
+            else self.settings.clock
 
     def on_resize(self) -> None:
         self._set_columns()
@@ -171,9 +176,11 @@ class LiveView(App[None]):
         name_width = max(MIN_NAME_WIDTH, room - self.bar_width - 1)
         columns = [Col(self._header(i), c.width or name_width, right=bool(c.width))
                    for i, c in enumerate(COLUMNS)]
-        bar_column = Col([("time split", "")], self.bar_width)
+        bar_column = Col([("CPU time" if self.clock == "cpu" else "time split", "")], self.bar_width)
         self.query_one("#functions", Grid).set_columns([*columns, bar_column])
-        numbers = (("calls", 9), ("time", 9), ("%", 6))
+        # Per-edge times are wall times: the replay keeps no CPU time per caller-callee pair.
+        numbers = (("calls", 9), ("wall time" if self.clock == "cpu" else "time", 9),
+                   ("% wall" if self.clock == "cpu" else "%", 6))
         side = max(16, self.size.width // 2 - sum(w + 1 for _, w in numbers) - 4)
         for which in ("callers", "callees"):
             self.query_one(f"#{which}", Grid).set_columns(
@@ -184,7 +191,8 @@ class LiveView(App[None]):
         """The label, its sort key as a superscript digit, and the sort arrow."""
         sorted_here = i == self.sort_index
         arrow = ("▼" if self.descending else "▲") if sorted_here else ""
-        return [(COLUMNS[i].label, "reverse" if sorted_here else ""), (SUPERSCRIPTS[i + 1] + arrow, "dim")]
+        return [(label(COLUMNS[i], self.clock), "reverse" if sorted_here else ""),
+                (SUPERSCRIPTS[i + 1] + arrow, "dim")]
 
     # -- data -----------------------------------------------------------------
 
@@ -203,12 +211,13 @@ class LiveView(App[None]):
         else:
             snap = self.source.snapshot(self.thread)
             at = snap.health.at_ns
-            known = self.snap.profile.split_known if self.snap is not None else None
             self.rows = make_rows(snap.profile, self._baseline, at, self.settings.clock)
             self._baseline = baseline(snap.profile, at)
             self.snap = snap
-            if known != snap.profile.split_known:
+            if self._drawn_clock != self.clock:  # first snapshot, w pressed, or CPU readings known
+                self._drawn_clock = self.clock
                 self._render_keys()
+                self._set_columns()
             self._note_health(snap.health)
             self._render_table()
             self._render_links()
@@ -257,13 +266,8 @@ class LiveView(App[None]):
     def _cells(self, row: Row, wall: int) -> list[Cell]:
         f = row.stats
         name: Cell = [(f.name, "bold"), (f"  {where(f.file, f.line, self.roots)}", "dim")]
-        calls = f"{f.calls:,}" if not f.resumes else f"{f.calls:,}+{f.resumes:,}r"
-        per_call = row.per_call_ns
-        values = (calls, "-" if row.rate is None else fmt_count(row.rate), fmt_ns(f.self_ns),
-                  fmt_ns(f.total_ns), "-" if per_call is None else fmt_ns(per_call), f"{row.share:.1f}")
         known = self.snap is None or self.snap.profile.split_known
-        split = bar.render(bar.split_values(f, known), bar.parts_for(known), wall, self.bar_width)
-        return [name, *([(v, "")] for v in values), split]
+        return [name, *([(v, "")] for v in texts(row)), time_bar(row, known, wall, self.bar_width)]
 
     def _render_health(self) -> None:
         lines = [self._status_line(), self._monitor_line()]
@@ -281,8 +285,11 @@ class LiveView(App[None]):
         else:
             line.append(f"  program {exit_words(code)} after {elapsed}", style="bold yellow")
             line.append(" (q shows the report)")
-        line.append(f"  thread {self._thread_label()}  clock {self.settings.clock}"
-                    f"  sort {COLUMNS[self.sort_index].label} "
+        clock = self.settings.clock
+        if clock != self.clock:
+            clock += f" unavailable (no CPU readings): {self.clock} shown"
+        line.append(f"  thread {self._thread_label()}  clock {clock}"
+                    f"  sort {label(COLUMNS[self.sort_index], self.clock)} "
                     f"{'▼' if self.descending else '▲'}")
         if self.needle:
             line.append(f"  filter {self.needle!r}")
@@ -322,8 +329,9 @@ class LiveView(App[None]):
         name, file, line = self.focus_key
         title = Text("callers and callees of ", style="dim")
         title.append(name, style="bold")
-        title.append(f"  {where(file, line, self.roots)}   (% of its total time; "
-                     "enter on a row goes there)", style="dim")
+        what = ("wall time: CPU time is not kept per caller and callee; % of its total wall time"
+                if self.clock == "cpu" else "% of its total time")
+        title.append(f"  {where(file, line, self.roots)}   ({what}; enter on a row goes there)", style="dim")
         self.query_one("#links-title", Static).update(title)
         self._fill_links("callers", callers)
         self._fill_links("callees", callees)
@@ -357,6 +365,10 @@ class LiveView(App[None]):
         self.refresh_now(force=True)
 
     def action_clear(self) -> None:
+        if self.source.done.is_set():
+            # Nothing more can be counted, and the report after q covers what the view kept.
+            self.notify("the program has ended: history kept (q shows the report)", timeout=3)
+            return
         self.source.clear()
         # Counts restart at zero now: calls/s until the next snapshot is counted from here.
         self._baseline = Baseline(time.monotonic_ns(), {})

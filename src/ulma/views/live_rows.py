@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ulma.monitor.profile import FunctionStats, Profile
+from ulma.views import bar
+from ulma.views.units import fmt_ns
 
 FuncKey = tuple[str, str, int]  # (qualified name, file, first line): stable across snapshots
 CLOCKS = ("wall", "cpu")  # what the time columns count: elapsed time, or CPU time only
@@ -18,6 +20,12 @@ CLOCKS = ("wall", "cpu")  # what the time columns count: elapsed time, or CPU ti
 def times(f: FunctionStats, clock: str) -> tuple[int, int]:
     """(self, total) on the chosen clock."""
     return (f.self_cpu_ns, f.cpu_ns) if clock == "cpu" else (f.self_ns, f.total_ns)
+
+
+def shown_clock(profile: Profile, clock: str) -> str:
+    """The clock the time columns can show: CPU time needs CPU readings
+    (without them, `cpu_ns` is the wall time and must not be shown as CPU)."""
+    return clock if profile.split_known else "wall"
 
 
 def on_clock(f: FunctionStats, clock: str) -> bool:
@@ -55,9 +63,10 @@ class Row:
     key: FuncKey
     stats: FunctionStats
     rate: float | None  # calls per second since the previous snapshot; None: no previous one
-    share: float  # self time over the covered wall time, in %
-    self_time: int  # self and total on the view's clock (wall or CPU)
+    share: float  # self time (on the row's clock) over the covered wall time, in %
+    self_time: int  # self and total on the row's clock (wall or CPU)
     total_time: int
+    clock: str = "wall"  # what self_time, total_time, per_call_ns and share count
 
     @property
     def per_call_ns(self) -> float | None:
@@ -71,18 +80,48 @@ class Column:
     width: int  # 0: takes what the others leave
     value: Callable[[Row], float | str]
     descending: bool = True  # the first press of its key sorts this way
+    cpu_label: str = ""  # the label on the CPU clock, for the columns that count time
 
 
 COLUMNS: tuple[Column, ...] = (
     Column("function", "function", 0, lambda r: r.stats.name.lower(), descending=False),
     Column("calls", "calls", 12, lambda r: r.stats.activations),
     Column("rate", "calls/s", 10, lambda r: r.rate or 0.0),
-    Column("self", "self", 10, lambda r: r.self_time),
-    Column("total", "total", 10, lambda r: r.total_time),
-    Column("per_call", "per call", 10, lambda r: r.per_call_ns or 0.0),
-    Column("share", "%", 6, lambda r: r.share),
+    Column("self", "self", 10, lambda r: r.self_time, cpu_label="cpu self"),
+    Column("total", "total", 11, lambda r: r.total_time, cpu_label="cpu total"),
+    Column("per_call", "per call", 10, lambda r: r.per_call_ns or 0.0, cpu_label="cpu/call"),
+    Column("share", "%", 6, lambda r: r.share, cpu_label="cpu%"),
 )
 COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
+
+
+def label(column: Column, clock: str) -> str:
+    """A column's header on the clock shown: the time columns say when they count CPU time."""
+    return column.cpu_label if clock == "cpu" and column.cpu_label else column.label
+
+
+def fmt_count(x: float) -> str:
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= limit:
+            return f"{x / limit:.1f}{suffix}"
+    return f"{x:.0f}"
+
+
+def texts(row: Row) -> tuple[str, ...]:
+    """The row's numbers as drawn, in the order of COLUMNS after the name:
+    the time columns on the row's clock."""
+    f = row.stats
+    calls = f"{f.calls:,}" if not f.resumes else f"{f.calls:,}+{f.resumes:,}r"
+    per_call = row.per_call_ns
+    return (calls, "-" if row.rate is None else fmt_count(row.rate), fmt_ns(row.self_time),
+            fmt_ns(row.total_time), "-" if per_call is None else fmt_ns(per_call), f"{row.share:.1f}")
+
+
+def time_bar(row: Row, split_known: bool, wall_ns: int, width: int) -> list[tuple[str, str]]:
+    """The row's bar: its total time split four ways on the wall clock, its
+    CPU time alone on the CPU clock; every row on the scale of `wall_ns`."""
+    parts = bar.parts_for(split_known, row.clock)
+    return bar.render(bar.split_values(row.stats, split_known, row.clock), parts, max(wall_ns, 1), width)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +139,9 @@ def baseline(profile: Profile, at_ns: int) -> Baseline:
 def make_rows(profile: Profile, before: Baseline | None, at_ns: int, clock: str = "wall") -> list[Row]:
     """One row per function; calls/s from `before` (counts absent there
     started at zero: a clear() resets the baseline to an empty one).  On the
-    CPU clock, functions that used no CPU time are left out."""
+    CPU clock (given CPU readings: see shown_clock), functions that used no
+    CPU time are left out."""
+    clock = shown_clock(profile, clock)
     wall = max(profile.wall_ns, 1)
     dt = (at_ns - before.at_ns) / 1e9 if before is not None else 0.0
     rows = []
@@ -112,7 +153,7 @@ def make_rows(profile: Profile, before: Baseline | None, at_ns: int, clock: str 
         rate = None
         if before is not None and dt > 0:
             rate = max(f.activations - before.calls.get(key, 0), 0) / dt
-        rows.append(Row(key, f, rate, 100 * self_time / wall, self_time, total_time))
+        rows.append(Row(key, f, rate, 100 * self_time / wall, self_time, total_time, clock))
     return rows
 
 

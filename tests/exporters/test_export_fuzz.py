@@ -1,0 +1,141 @@
+"""Every export format on trace files whose chunks are intact but whose records are hostile
+(tests/hostile_traces.py): `ulma export` writes a file its readers can parse, or says what is wrong
+in one line; never a traceback, a hang or unbounded memory."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import marshal
+import math
+import pstats
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from tests.hostile_traces import HostileTrace, bounded, hostile_traces, write
+from ulma.cli.main import main
+from ulma.exporters.base import FORMATS
+from ulma.exporters.text import HEADER
+
+
+def no_constants(name: str) -> Any:
+    raise AssertionError(f"{name} is not JSON")  # NaN and Infinity: readers other than Python's refuse them
+
+
+def strict_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=no_constants)
+
+
+def check_text(path: Path) -> None:
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines[0] + "\n" == HEADER and lines[-1] == "", lines[:2]
+    last: dict[str, int] = {}
+    for line in lines[1:-1]:
+        fields = line.split("\t")
+        assert len(fields) == 6, line
+        t, tid = int(fields[0]), fields[2]
+        assert t >= last.get(tid, t), f"time went back in thread {tid}: {line}"
+        last[tid] = t
+
+
+def check_chrome(path: Path) -> None:
+    events = strict_json(path)["traceEvents"]
+    for e in events:
+        assert e["ph"] in ("X", "M"), e
+        if e["ph"] == "X":
+            assert e["ts"] >= 0 and e["dur"] >= 0, e
+
+
+def check_speedscope(path: Path) -> None:
+    data = strict_json(path)
+    frames = data["shared"]["frames"]
+    for profile in data["profiles"]:
+        stack: list[int] = []
+        last = profile["startValue"]
+        for e in profile["events"]:
+            assert 0 <= e["frame"] < len(frames) and e["at"] >= last, e
+            last = e["at"]
+            if e["type"] == "O":
+                stack.append(e["frame"])
+            else:
+                assert stack and stack.pop() == e["frame"], "a frame closed that was not on top"
+        assert not stack and profile["endValue"] >= last
+
+
+def check_collapsed(path: Path) -> None:
+    for line in path.read_text(encoding="utf-8").split("\n")[:-1]:
+        stack, ns = line.rsplit(" ", 1)
+        assert stack and int(ns) > 0 and "\r" not in line, line
+
+
+def protobuf_fields(data: bytes) -> int:
+    """Walks a protobuf message's top-level fields (varints and length-delimited); their count."""
+    at, count = 0, 0
+
+    def varint() -> int:
+        nonlocal at
+        value, shift = 0, 0
+        while True:
+            byte = data[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+    while at < len(data):
+        key = varint()
+        if key & 7 == 0:
+            varint()
+        else:
+            assert key & 7 == 2, f"wire type {key & 7}"
+            length = varint()
+            at += length
+            assert at <= len(data), "a field runs past the end"
+        count += 1
+    return count
+
+
+def check_pprof(path: Path) -> None:
+    assert protobuf_fields(gzip.decompress(path.read_bytes())) > 0
+
+
+def check_pstats(path: Path) -> None:
+    if marshal.loads(path.read_bytes()) == {}:
+        return  # nothing was called: pstats refuses an empty profile, as it does cProfile's
+    stats: dict[Any, Any] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    for cc, nc, tt, ct, _callers in stats.values():
+        assert cc >= 0 and nc >= 0 and math.isfinite(tt) and math.isfinite(ct), (cc, nc, tt, ct)
+
+
+CHECKS = {"text": check_text, "chrome": check_chrome, "speedscope": check_speedscope,
+          "collapsed": check_collapsed, "pprof": check_pprof, "pstats": check_pstats}
+
+
+def test_every_export_format_is_fuzzed() -> None:
+    assert set(CHECKS) == set(FORMATS)
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(t=hostile_traces())
+def test_hostile_records_export_to_a_readable_file_or_one_error_line(
+        tmp_path: Path, fmt: str, t: HostileTrace) -> None:
+    path, out = tmp_path / "hostile.ulma", tmp_path / f"out.{fmt}"
+    out.unlink(missing_ok=True)
+    write(path, t)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with bounded(30), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["export", str(path), "--format", fmt, "-o", str(out)])  # an exception: a traceback
+    lines = stderr.getvalue().splitlines()
+    if code != 0:
+        assert len(lines) == 1 and lines[0].startswith("ulma: error: "), (code, lines)
+        assert not out.exists(), "a failed export leaves no file behind"
+        return
+    assert all(line.startswith("ulma: warning: ") for line in lines), lines
+    CHECKS[fmt](out)
