@@ -39,7 +39,7 @@ def test_an_exception_unwinding_a_function_named_during_the_unwind_keeps_identit
             restarts_then_raises()
         except Marker as caught:
             got: BaseException = caught
-        except BaseException as other:  # noqa: BLE001 - what replaced it is the failure shown
+        except BaseException as other:  # what replaced it is the failure shown
             got = other
         finally:
             _core.agent_stop()
