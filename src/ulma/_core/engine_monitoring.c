@@ -3,8 +3,9 @@
  * (PEP 669, Python 3.12+), with C callables as callbacks.  It adds no C frame
  * to Python calls, so recursion behaves exactly as without ulma.
  *
- * The tool id: PROFILER_ID if free, otherwise the first free id; another
- * tool (cProfile, a debugger, coverage) is never evicted.
+ * The tool id: 4, else 3 -- the two ids no standard tool expects.  DEBUGGER_ID
+ * 0, COVERAGE_ID 1, PROFILER_ID 2 (cProfile) and OPTIMIZER_ID 5 stay free for
+ * the program's own tools, and no tool is ever evicted.
  */
 #include "agent.h"
 
@@ -144,10 +145,10 @@ static PyObject *monitoring_module(void)
     return mon;
 }
 
-/* Claims PROFILER_ID, else the first free id; -1 with an exception if none. */
+/* Claims id 4, else 3; -1 with an exception if both are taken. */
 static int claim_tool_id(PyObject *mon)
 {
-    static const int order[] = {2, 3, 4, 1, 0, 5};
+    static const int order[] = {4, 3};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         PyObject *owner = PyObject_CallMethod(mon, "get_tool", "i", order[i]);
         if (!owner)
@@ -163,7 +164,8 @@ static int claim_tool_id(PyObject *mon)
         return order[i];
     }
     PyErr_SetString(PyExc_RuntimeError,
-                    "every sys.monitoring tool id is taken by other tools; ulma cannot attach");
+                    "sys.monitoring tool ids 3 and 4 are both taken by the program's own tools; ulma "
+                    "leaves 0, 1, 2 and 5 to the tools that expect them, so it cannot attach");
     return -1;
 }
 

@@ -141,6 +141,8 @@ class Session:
         ]
         profile.threads_overflow = counters["threads_overflow"]
         profile.symtab_overflow = counters["symtab_overflow"]
+        profile.tool_id = counters["tool_id"] if profile.engine == "monitoring" else None
+        profile.hooks_displaced = counters["hooks_displaced"]
         return profile
 
     def agent_info(self) -> dict[str, Any]:
@@ -383,6 +385,7 @@ class Run:
                 "returncode": returncode, "program_pid": self.proc.pid,
                 "dropped": {str(t.slot): t.dropped for t in profile.threads},
                 "os_tid": {str(t.slot): t.os_tid for t in profile.threads},
+                "tool_id": profile.tool_id, "hooks_displaced": profile.hooks_displaced,
             })
             trace_error = self.recorder.error
         self.session.close()
