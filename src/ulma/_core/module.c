@@ -30,7 +30,7 @@ static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
     unsigned int interval = 100;
     const char *engine;
     PyObject *hidden = Py_None, *boundary = Py_None, *exclude = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|pOOipIO", names, &fd, &engine, &empty, &hidden,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|iOOipIO", names, &fd, &engine, &empty, &hidden,
                                      &boundary, &adjust, &native, &interval, &exclude))
         return NULL;
     if (boundary != Py_None && !PyFrame_Check(boundary))
@@ -758,7 +758,7 @@ static PyObject *py_bench_drain(PyObject *self, PyObject *args, PyObject *kw)
 
 static PyMethodDef module_methods[] = {
     {"agent_start", (PyCFunction)(void (*)(void))py_agent_start, METH_VARARGS | METH_KEYWORDS,
-     "agent_start(fd, engine, empty=False, hidden_prefix=None, boundary=None, recursion_adjust=0, "
+     "agent_start(fd, engine, empty=0, hidden_prefix=None, boundary=None, recursion_adjust=0, "
      "native_calls=False, cpu_interval_us=100, exclude=None): hook this "
      "interpreter and write events into the session in memfd `fd`; restated stacks stop at the "
      "executing frame `boundary` (default: the caller's)"},
