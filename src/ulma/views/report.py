@@ -106,8 +106,9 @@ def summary_lines(profile: Profile) -> list[Text]:
                           "traced (raise --max-threads)", style="bold red"))
     if profile.hooks_displaced:
         lines.append(Text(f"the program's own profile function or frame evaluator took over from "
-                          f"ulma's {profile.hooks_displaced} times: calls into C made after that are "
-                          "not traced", style="bold red"))
+                          f"ulma's {profile.hooks_displaced} times: after that ulma misses the thread's "
+                          "calls into C (a profile function) or the calls the program's evaluator does "
+                          "not pass on (an evaluator)", style="bold red"))
     if profile.symtab_overflow:
         lines.append(Text(f"{profile.symtab_overflow} function names did not fit the symbol table",
                           style="bold red"))
