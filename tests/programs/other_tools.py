@@ -63,7 +63,7 @@ def with_thread_setprofile() -> None:
     t = threading.Thread(target=lambda: [work(LEAF_PER_WORK) for _ in range(10)])
     t.start()
     t.join()
-    threading.setprofile(None)  # type: ignore[arg-type]
+    threading.setprofile(None)
     print("thread setprofile:", sorted((k, v) for k, v in counter.calls.items() if k != "<lambda>"))
 
 
