@@ -148,6 +148,16 @@ def test_an_evaluator_installed_after_ulmas_stays_when_ulma_stops(tmp_path: Path
         calls = {names[fid]: c for fid, c, _r, _s, _t in session.snapshot()[0]}
         assert calls["leaf"] == 10  # ulma's, under the program's, still saw every call
         assert session.counters()["hooks_displaced"] == 1  # and says the program's took the front
+        # the program took its own out, which put back ulma's (idle now); ulma starts again on top of it
+        _core.agent_start(fd, "pep523")
+        try:
+            work()
+        finally:
+            _core.agent_stop()
+        session.drain()
+        names.update((sid, name) for sid, _kind, _flags, name, _file, _line in session.symbols())
+        leaf_calls = sum(c for fid, c, _r, _s, _t in session.snapshot()[0] if names[fid] == "leaf")
+        assert leaf_calls == 20  # 10 more: each session names the function anew
     finally:
         session.close()
         os.close(fd)

@@ -216,7 +216,10 @@ int ulma_engine_pep523_start(int empty, int native_calls)
     g_native = native_calls && !empty;
     PyInterpreterState *interp = PyInterpreterState_Get();
     _PyFrameEvalFunction cur = _PyInterpreterState_GetEvalFrameFunc(interp);
-    g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;
+    /* ulma's own, left by a session whose stop found the program's evaluator
+     * in front (which the program took out since): keep what it chained to */
+    if (cur != ulma_eval && cur != ulma_eval_empty && cur != ulma_eval_floor)
+        g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;
     g_current = empty == ULMA_HOOKS_FLOOR ? ulma_eval_floor : empty ? ulma_eval_empty : ulma_eval;
     _PyInterpreterState_SetEvalFrameFunc(interp, g_current);
     g_installed = 1;
