@@ -3,9 +3,10 @@
  * (PEP 669, Python 3.12+), with C callables as callbacks.  It adds no C frame
  * to Python calls, so recursion behaves exactly as without ulma.
  *
- * The tool id: 4, else 3 -- the two ids no standard tool expects.  DEBUGGER_ID
+ * The tool id: 3, else 4 -- the two ids no standard tool expects.  DEBUGGER_ID
  * 0, COVERAGE_ID 1, PROFILER_ID 2 (cProfile) and OPTIMIZER_ID 5 stay free for
- * the program's own tools, and no tool is ever evicted.
+ * the program's own tools, and no tool is ever evicted.  (3.12 walks the
+ * tool bits from 0 up for every event: 3 costs ~3 instructions less than 4.)
  */
 #include "agent.h"
 
@@ -162,10 +163,10 @@ static PyObject *monitoring_module(void)
     return mon;
 }
 
-/* Claims id 4, else 3; -1 with an exception if both are taken. */
+/* Claims id 3, else 4; -1 with an exception if both are taken. */
 static int claim_tool_id(PyObject *mon)
 {
-    static const int order[] = {4, 3};
+    static const int order[] = {3, 4};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         PyObject *owner = PyObject_CallMethod(mon, "get_tool", "i", order[i]);
         if (!owner)
