@@ -59,7 +59,7 @@ static void on_segment(void *arg)
     c->result = _PyEval_EvalFrameDefault(c->ts, c->f, c->throwflag);
 }
 
-#if defined(__x86_64__) || defined(__aarch64__)
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(ULMA_STACK_UCONTEXT)
 /* ulma_on_stack(arg, fn, top): fn(arg) with the stack pointer at `top`
  * (16-byte aligned); the caller's frame pointer keeps the way back. */
 void ulma_on_stack(void *arg, void (*fn)(void *), void *top);
