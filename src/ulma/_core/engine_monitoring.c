@@ -121,7 +121,7 @@ static PyObject *on_empty(PyObject *self, PyObject *const *args, Py_ssize_t narg
 static __thread struct {
     uint64_t ticks;
     const void *what;
-} tls_floor_slot;
+} tls_floor_slot __attribute__((tls_model("initial-exec")));
 
 static PyObject *on_floor(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {

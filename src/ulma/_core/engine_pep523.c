@@ -68,7 +68,8 @@ static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame 
 #endif
 }
 
-static __thread uint32_t tls_native_gen; /* the session whose native_profile this thread runs, or 0 */
+/* the session whose native_profile this thread runs, or 0 (initial-exec: read per call) */
+static __thread uint32_t tls_native_gen __attribute__((tls_model("initial-exec")));
 static void native_displaced(void);
 static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 
@@ -123,7 +124,7 @@ static PyObject *ulma_eval_empty(PyThreadState *ts, struct _PyInterpreterFrame *
 static __thread struct {
     uint64_t ticks;
     const void *what;
-} tls_floor_slot;
+} tls_floor_slot __attribute__((tls_model("initial-exec")));
 
 static PyObject *ulma_eval_floor(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
 {
