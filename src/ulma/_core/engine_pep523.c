@@ -73,10 +73,11 @@ static __thread uint32_t tls_native_gen __attribute__((tls_model("initial-exec")
 static void native_displaced(void);
 static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 
-static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+static inline __attribute__((always_inline)) PyObject *
+traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int native)
 {
     PyCodeObject *co = frame_code(f);
-    if (ULMA_UNLIKELY(tls_native_gen) && ts->c_profilefunc != native_profile)
+    if (native && ULMA_UNLIKELY(tls_native_gen) && ts->c_profilefunc != native_profile)
         native_displaced();
     PyGenObject *gen = NULL;
     uint8_t kind = ULMA_CALL;
@@ -111,6 +112,17 @@ static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int
     Py_DECREF(co);
     Py_XDECREF(gen);
     return res;
+}
+
+static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    return traced_eval(ts, f, throwflag, 0);
+}
+
+/* With native calls: also notices the program's profile function taking over. */
+static PyObject *ulma_eval_native(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    return traced_eval(ts, f, throwflag, 1);
 }
 
 /* The floor: the wrapper's cost with nothing recorded. */
@@ -219,9 +231,12 @@ int ulma_engine_pep523_start(int empty, int native_calls)
     _PyFrameEvalFunction cur = _PyInterpreterState_GetEvalFrameFunc(interp);
     /* ulma's own, left by a session whose stop found the program's evaluator
      * in front (which the program took out since): keep what it chained to */
-    if (cur != ulma_eval && cur != ulma_eval_empty && cur != ulma_eval_floor)
+    if (cur != ulma_eval && cur != ulma_eval_native && cur != ulma_eval_empty && cur != ulma_eval_floor)
         g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;
-    g_current = empty == ULMA_HOOKS_FLOOR ? ulma_eval_floor : empty ? ulma_eval_empty : ulma_eval;
+    g_current = empty == ULMA_HOOKS_FLOOR ? ulma_eval_floor
+                : empty                   ? ulma_eval_empty
+                : g_native                ? ulma_eval_native
+                                          : ulma_eval;
     _PyInterpreterState_SetEvalFrameFunc(interp, g_current);
     g_installed = 1;
     return 0;
