@@ -44,6 +44,9 @@ MODES: tuple[Mode, ...] = (
         frozenset({"ulma"}),
         _ulma("--empty-hooks", "--engine", "pep523"),
     ),
+    # the recording floor, on the engine full tracing uses: each hook reads the clock and makes one
+    # 16-byte store, nothing else; ulma's overhead / this one's is what ulma adds beyond recording
+    Mode("recording_floor", "rec floor", frozenset({"ulma"}), _ulma("--recording-floor")),
     # an idle agent waiting for `ulma attach`: its cost must be ~nothing (target <= 2 % on mix)
     Mode("idle_agent", "idle agent", frozenset({"ulma"}), ("-m", "ulma.agent")),
     # full tracing plus the trace file (compressed, written by the monitor)

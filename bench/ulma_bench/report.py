@@ -10,6 +10,7 @@ from .probe import EventCounts, Interpreter
 
 # Targets from the design (issue 2): ulma's overhead as a share of the other's overhead.
 TARGET_VS_FLOOR = 1.4
+TARGET_VS_RECORDING_FLOOR = 1.15  # full tracing vs hooks that only read the clock and store 16 bytes
 TARGET_VS_CPROFILE = 0.5
 TARGET_VS_VIZTRACER = 1.0
 TARGET_DRAIN = 50e6
@@ -76,6 +77,7 @@ def _render_python(result: PythonResult, rounds: int) -> str:
             "",
             "ulma overhead = ratio-1; 'vs X' = ulma's overhead / X's overhead (target in brackets).",
             _table(*_overhead_table(result)),
+            *_recording_floor_lines(result),
             "",
             *_readings_lines(result),
             _drain_line(result),
@@ -115,6 +117,7 @@ COMPARISONS: tuple[tuple[str, float, bool], ...] = (
     ("viztracer", TARGET_VS_VIZTRACER, True),
     ("floor_monitoring", TARGET_VS_FLOOR, False),
     ("floor_pep523", TARGET_VS_FLOOR, False),
+    ("recording_floor", TARGET_VS_RECORDING_FLOOR, False),
 )
 
 
@@ -143,6 +146,26 @@ def _share_cell(ours: Ratio | None, other: Ratio | None, target: float, strict: 
         return f"- (<{MIN_OVERHEAD})"  # the other's overhead is within noise: no share to quote
     met = share < target if strict else share <= target
     return f"{share:.2f} {'ok' if met else 'MISS'}"
+
+
+def _recording_floor_lines(result: PythonResult) -> list[str]:
+    """Full tracing next to the recording floor (the same engine's hooks doing only a clock read
+    and one 16-byte store): what ulma's recording costs beyond the least any recorder pays."""
+    if not any(mode.key == "recording_floor" for mode in result.modes):
+        return []
+    lines = []
+    for workload in result.workloads:
+        ours, floor = workload.ratio("ulma"), workload.ratio("recording_floor")
+        if ours is None or floor is None:
+            continue
+        share = overhead_share(ours, floor)
+        verdict = "n/a (floor within noise)" if share is None else (
+            f"{share:.2f}x the floor's overhead, target <= {TARGET_VS_RECORDING_FLOOR}: "
+            f"{'ok' if share <= TARGET_VS_RECORDING_FLOOR else 'MISS'}")
+        others = "n/a" if workload.others_cpus is None else f"{workload.others_cpus:.2f}"
+        lines.append(f"Full tracing vs recording floor on {workload.name}: ulma {ours.median - 1.0:+.2f}, "
+                     f"floor {floor.median - 1.0:+.2f} overhead; ulma = {verdict} (others {others} CPU)")
+    return lines
 
 
 def _readings_lines(result: PythonResult) -> list[str]:
@@ -275,6 +298,7 @@ def _workload_json(workload: WorkloadResult) -> dict[str, Any]:
                 "yappi",
                 "floor_monitoring",
                 "floor_pep523",
+                "recording_floor",
             )
         },
         "ulma_counts": asdict(workload.counts) if workload.counts else None,

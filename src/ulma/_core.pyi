@@ -6,7 +6,7 @@ from typing import Any, Final, Literal, overload
 LAYOUT: Final[dict[str, int]]
 ENGINES: Final[tuple[str, ...]]
 
-def agent_start(fd: int, engine: str, empty: bool = ..., hidden_prefix: str | None = ...,
+def agent_start(fd: int, engine: str, empty: int = ..., hidden_prefix: str | None = ...,
                 boundary: FrameType | None = ..., recursion_adjust: int = ..., *,
                 native_calls: bool = ..., cpu_interval_us: int = ...,
                 exclude: list[str] | None = ...) -> None: ...

@@ -131,6 +131,9 @@ static inline void ulma_emit(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t k
 }
 
 /* Engines (engine_monitoring.c, engine_pep523.c). */
+/* `empty` (benchmarks): 0 full tracing, 1 hooks that do nothing, ULMA_HOOKS_FLOOR
+ * hooks that read the clock and make one 16-byte store (the recording floor). */
+#define ULMA_HOOKS_FLOOR 2
 int ulma_engine_monitoring_start(int empty, int native_calls);
 void ulma_engine_monitoring_stop(void);
 int ulma_engine_monitoring_pause(int paused);

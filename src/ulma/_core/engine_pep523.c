@@ -1,7 +1,9 @@
 /*
  * engine_pep523.c -- sees calls and returns by wrapping the interpreter's
  * frame evaluator (PEP 523).  It chains to any evaluator installed before it
- * and puts that one back when profiling stops.
+ * and puts that one back when profiling stops -- unless the program installed
+ * its own evaluator after ulma's: that one stays (ulma's, if it chains to
+ * it, goes on passing frames through), and the report says so.
  *
  * Its price: every Python call now goes through a C function, so it uses C
  * stack per Python frame (see stack.c for how 3.11 keeps deep recursion
@@ -66,9 +68,17 @@ static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame 
 #endif
 }
 
-static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+/* the session whose native_profile this thread runs, or 0 (initial-exec: read per call) */
+static __thread uint32_t tls_native_gen __attribute__((tls_model("initial-exec")));
+static void native_displaced(void);
+static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+
+static inline __attribute__((always_inline)) PyObject *
+traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int native)
 {
     PyCodeObject *co = frame_code(f);
+    if (native && ULMA_UNLIKELY(tls_native_gen) && ts->c_profilefunc != native_profile)
+        native_displaced();
     PyGenObject *gen = NULL;
     uint8_t kind = ULMA_CALL;
     if (co->co_flags & GEN_FLAGS) {
@@ -104,10 +114,39 @@ static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int
     return res;
 }
 
+static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    return traced_eval(ts, f, throwflag, 0);
+}
+
+/* With native calls: also notices the program's profile function taking over. */
+static PyObject *ulma_eval_native(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    return traced_eval(ts, f, throwflag, 1);
+}
+
 /* The floor: the wrapper's cost with nothing recorded. */
 static PyObject *ulma_eval_empty(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
 {
     return eval_next(ts, f, throwflag);
+}
+
+/* The recording floor: the wrapper, a clock read and one 16-byte store at
+ * each end -- what any recorder pays, with nothing else ulma does. */
+static __thread struct {
+    uint64_t ticks;
+    const void *what;
+} tls_floor_slot __attribute__((tls_model("initial-exec")));
+
+static PyObject *ulma_eval_floor(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    PyCodeObject *co = frame_code(f);
+    tls_floor_slot.ticks = ulma_ticks(g_clock);
+    tls_floor_slot.what = co;
+    PyObject *res = eval_next(ts, f, throwflag);
+    tls_floor_slot.ticks = ulma_ticks(g_clock);
+    tls_floor_slot.what = co;
+    return res;
 }
 
 /* ---- native calls: a C profile function per thread ----------------------
@@ -139,14 +178,38 @@ static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObjec
     return 0;
 }
 
+static void count_displaced(void)
+{
+    if (g_session)
+        atomic_fetch_add_explicit(&g_session->hooks_displaced, 1, memory_order_relaxed);
+}
+
+/* The program's sys.setprofile (or cProfile on 3.11) replaced ulma's profile
+ * function in this thread: its calls into C are not seen from now on. */
+static void native_displaced(void)
+{
+    if (g_native && tls_native_gen == g_generation)
+        count_displaced();
+    tls_native_gen = 0;
+}
+
+/* A thread gets ulma's profile function, unless the program's own is there:
+ * that one is never replaced (and the thread's calls into C go unseen). */
 void ulma_engine_pep523_thread_claimed(void)
 {
     if (!g_native)
         return;
+    PyThreadState *ts = PyThreadState_Get();
+    if (ts->c_profilefunc && ts->c_profilefunc != native_profile) {
+        tls_native_gen = 0;
+        count_displaced();
+        return;
+    }
     PyObject *type, *value, *tb; /* a thread may claim its ring while an exception unwinds */
     PyErr_Fetch(&type, &value, &tb);
     PyEval_SetProfile(native_profile, NULL); /* reports its own failures (an audit hook) */
     PyErr_Restore(type, value, tb);
+    tls_native_gen = ts->c_profilefunc == native_profile ? g_generation : 0;
 }
 
 static void native_off_everywhere(void)
@@ -166,21 +229,29 @@ int ulma_engine_pep523_start(int empty, int native_calls)
     g_native = native_calls && !empty;
     PyInterpreterState *interp = PyInterpreterState_Get();
     _PyFrameEvalFunction cur = _PyInterpreterState_GetEvalFrameFunc(interp);
-    g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;
-    g_current = empty ? ulma_eval_empty : ulma_eval;
+    /* ulma's own, left by a session whose stop found the program's evaluator
+     * in front (which the program took out since): keep what it chained to */
+    if (cur != ulma_eval && cur != ulma_eval_native && cur != ulma_eval_empty && cur != ulma_eval_floor)
+        g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;
+    g_current = empty == ULMA_HOOKS_FLOOR ? ulma_eval_floor
+                : empty                   ? ulma_eval_empty
+                : g_native                ? ulma_eval_native
+                                          : ulma_eval;
     _PyInterpreterState_SetEvalFrameFunc(interp, g_current);
     g_installed = 1;
     return 0;
 }
 
-/* Calibration: the previous evaluator back for a while, then ours again. */
+/* Calibration: the previous evaluator back for a while, then ours again --
+ * only while the one in place is the one ulma put there. */
 int ulma_engine_pep523_pause(int paused)
 {
     if (!g_installed)
         return 0;
     PyInterpreterState *interp = PyInterpreterState_Get();
-    _PyInterpreterState_SetEvalFrameFunc(
-        interp, paused ? (g_prev_eval ? g_prev_eval : _PyEval_EvalFrameDefault) : g_current);
+    _PyFrameEvalFunction prev = g_prev_eval ? g_prev_eval : _PyEval_EvalFrameDefault;
+    if (_PyInterpreterState_GetEvalFrameFunc(interp) == (paused ? g_current : prev))
+        _PyInterpreterState_SetEvalFrameFunc(interp, paused ? prev : g_current);
     return 0;
 }
 
@@ -189,8 +260,12 @@ void ulma_engine_pep523_stop(void)
     if (!g_installed)
         return;
     PyInterpreterState *interp = PyInterpreterState_Get();
-    _PyInterpreterState_SetEvalFrameFunc(interp, g_prev_eval ? g_prev_eval : _PyEval_EvalFrameDefault);
-    g_prev_eval = NULL;
+    if (_PyInterpreterState_GetEvalFrameFunc(interp) == g_current) {
+        _PyInterpreterState_SetEvalFrameFunc(interp, g_prev_eval ? g_prev_eval : _PyEval_EvalFrameDefault);
+        g_prev_eval = NULL;
+    } else {
+        count_displaced(); /* kept, and ulma_eval keeps chaining to g_prev_eval */
+    }
     g_installed = 0;
     if (g_native)
         native_off_everywhere();

@@ -30,7 +30,7 @@ static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
     unsigned int interval = 100;
     const char *engine;
     PyObject *hidden = Py_None, *boundary = Py_None, *exclude = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|pOOipIO", names, &fd, &engine, &empty, &hidden,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|iOOipIO", names, &fd, &engine, &empty, &hidden,
                                      &boundary, &adjust, &native, &interval, &exclude))
         return NULL;
     if (boundary != Py_None && !PyFrame_Check(boundary))
@@ -432,7 +432,7 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         return NULL;
     ulma_session_header *h = self->m.h;
     return Py_BuildValue(
-        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K}", "version",
+        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K,s:I}", "version",
         h->version, "clock", ulma_clock_name(h->clock_source), "start_ticks", h->start_ticks,
         "start_mono_ns", h->start_mono_ns, "start_real_ns", h->start_real_ns, "ring_events",
         h->ring_events, "max_threads", h->max_threads, "rings_used",
@@ -444,7 +444,8 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         "engine", atomic_load_explicit(&h->engine, memory_order_relaxed), "tool_id",
         atomic_load_explicit(&h->tool_id, memory_order_relaxed), "symbols",
         atomic_load_explicit(&h->next_symbol_id, memory_order_relaxed) - 1,
-        "map_bytes", (unsigned long long)self->m.map_bytes);
+        "map_bytes", (unsigned long long)self->m.map_bytes, "hooks_displaced",
+        atomic_load_explicit(&h->hooks_displaced, memory_order_relaxed));
 }
 
 /* What the agent measures: its flags, calibrated probe cost, CPU interval. */
@@ -812,7 +813,7 @@ static PyObject *py_clock_pair(PyObject *self, PyObject *unused)
 
 static PyMethodDef module_methods[] = {
     {"agent_start", (PyCFunction)(void (*)(void))py_agent_start, METH_VARARGS | METH_KEYWORDS,
-     "agent_start(fd, engine, empty=False, hidden_prefix=None, boundary=None, recursion_adjust=0, "
+     "agent_start(fd, engine, empty=0, hidden_prefix=None, boundary=None, recursion_adjust=0, "
      "native_calls=False, cpu_interval_us=100, exclude=None): hook this "
      "interpreter and write events into the session in memfd `fd`; restated stacks stop at the "
      "executing frame `boundary` (default: the caller's)"},

@@ -167,6 +167,8 @@ typedef struct {
     _Atomic uint32_t agent_flags;      /* ULMA_AGENT_* */
     _Atomic uint32_t probe_ps;         /* calibrated cost of one probe, ps */
     _Atomic uint32_t cpu_interval_us;  /* CPU readings at most this often */
+    _Atomic uint32_t hooks_displaced;  /* the program's own profile function or frame
+                                          evaluator took over from ulma's (PEP 523) */
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 

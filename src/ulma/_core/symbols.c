@@ -132,16 +132,8 @@ static void native_name(PyObject *c, const PyMethodDef *ml, char *buf, size_t si
     snprintf(buf, size, "%s%s%s", owner ? owner : "", owner ? "." : "", ml->ml_name);
 }
 
-uint32_t ulma_native_id(PyObject *c)
+static uint32_t native_intern(PyObject *c, const PyMethodDef *ml)
 {
-    const PyMethodDef *ml = PyCFunction_Check(c) ? ((PyCFunctionObject *)c)->m_ml
-                                                 : ((PyMethodDescrObject *)c)->d_method;
-    if (g_native_cap) {
-        size_t j = ((uintptr_t)ml >> 4) & (g_native_cap - 1);
-        for (; g_native[j].key; j = (j + 1) & (g_native_cap - 1))
-            if (g_native[j].key == ml)
-                return g_native[j].id;
-    }
     ulma_session_header *h = g_session;
     if (!h || ((g_native_len + 1) * 2 > g_native_cap && native_grow() < 0))
         return 0;
@@ -162,7 +154,7 @@ uint32_t ulma_native_id(PyObject *c)
     return id;
 }
 
-uint32_t ulma_code_intern(PyCodeObject *co)
+static uint32_t code_intern(PyCodeObject *co)
 {
     ulma_session_header *h = g_session;
     if (!h)
@@ -200,6 +192,50 @@ uint32_t ulma_code_intern(PyCodeObject *co)
     if (_PyCode_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
 #endif
         PyErr_Clear(); /* re-interned next time; the definition repeats */
+    return id;
+}
+
+/* Interning runs on the unwind path too (an exception in flight) and clears
+ * what its own calls fail at: the exception being raised is kept aside
+ * meanwhile, so it reaches the program as it was. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define KEEP_ERROR(call)                                                                           \
+    do {                                                                                           \
+        PyObject *exc_ = PyErr_GetRaisedException();                                               \
+        id = call;                                                                                 \
+        PyErr_Clear();                                                                             \
+        PyErr_SetRaisedException(exc_);                                                            \
+    } while (0)
+#else
+#define KEEP_ERROR(call)                                                                           \
+    do {                                                                                           \
+        PyObject *type_, *value_, *tb_;                                                            \
+        PyErr_Fetch(&type_, &value_, &tb_);                                                        \
+        id = call;                                                                                 \
+        PyErr_Clear();                                                                             \
+        PyErr_Restore(type_, value_, tb_);                                                         \
+    } while (0)
+#endif
+
+uint32_t ulma_native_id(PyObject *c)
+{
+    const PyMethodDef *ml = PyCFunction_Check(c) ? ((PyCFunctionObject *)c)->m_ml
+                                                 : ((PyMethodDescrObject *)c)->d_method;
+    if (g_native_cap) {
+        size_t j = ((uintptr_t)ml >> 4) & (g_native_cap - 1);
+        for (; g_native[j].key; j = (j + 1) & (g_native_cap - 1))
+            if (g_native[j].key == ml)
+                return g_native[j].id;
+    }
+    uint32_t id;
+    KEEP_ERROR(native_intern(c, ml));
+    return id;
+}
+
+uint32_t ulma_code_intern(PyCodeObject *co)
+{
+    uint32_t id;
+    KEEP_ERROR(code_intern(co));
     return id;
 }
 

@@ -64,7 +64,7 @@ def _start_agent(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
     as under plain python.  The variables are removed so the program's
     children do not see them."""
     fd = int(os.environ.pop(ENV_FD))
-    empty = os.environ.pop(ENV_EMPTY, "0") == "1"
+    empty = {"1": 1, "2": 2}.get(os.environ.pop(ENV_EMPTY, "0"), 0)  # benchmarks: see start_agent
     try:
         options = AgentOptions.decode(os.environ.pop(ENV_OPTIONS, ""))
         start_agent(fd, options, empty=empty, boundary=boundary, recursion_adjust=recursion_adjust,
@@ -75,13 +75,15 @@ def _start_agent(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
         os.close(fd)
 
 
-def start_agent(fd: int, options: AgentOptions, *, empty: bool = False,
+def start_agent(fd: int, options: AgentOptions, *, empty: int = 0,
                 boundary: types.FrameType | None = None, recursion_adjust: int = 0,
                 alone: bool = False) -> None:
     """Starts the agent on the session in `fd` and measures what one probe
     costs (see ulma.agent.calibrate), for the monitor to take out of the
     functions' times.  Used by `ulma run` and by an attach; `alone`: this is
-    the only thread (before a run), so the hooks may be paused to calibrate."""
+    the only thread (before a run), so the hooks may be paused to calibrate.
+    `empty` (benchmarks): 1 hooks that do nothing, 2 hooks that read the
+    clock and make one 16-byte store (the recording floor)."""
     off = 0 if empty or alone else calibrate.hooks_off()
     _core.agent_start(fd, options.engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust,
                       native_calls=options.native_calls, cpu_interval_us=options.cpu_interval_us,

@@ -67,6 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_clock_argument(p)
     p.add_argument("--empty-hooks", action="store_true",
                    help="benchmarking: install the engine with hooks that record nothing")
+    p.add_argument("--recording-floor", action="store_true",
+                   help="benchmarking: hooks that only read the clock and store 16 bytes per event")
     p.add_argument("--wait-attach", action="store_true",
                    help="run the program with an idle agent (no hooks, no cost) and no monitor: "
                         "connect later with `ulma attach PID`")
@@ -158,7 +160,8 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
     target = target_from(opts, rest)
     options = sessions.Options(
         engine=engine, ring_bytes=opts.ring_size, max_threads=opts.max_threads,
-        empty_hooks=opts.empty_hooks, trace_path=opts.output, native_calls=opts.native_calls,
+        empty_hooks=opts.empty_hooks, recording_floor=opts.recording_floor,
+        trace_path=opts.output, native_calls=opts.native_calls,
         cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude))
     if opts.live:
         return start_live(target, options, opts)

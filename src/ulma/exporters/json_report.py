@@ -14,7 +14,10 @@ cpu_ns and wait_ns are null when no CPU readings were taken), with
 it, with native calls) and ``native`` (a C function).  At the top:
 ``probe_ns`` (the calibrated cost of one probe), ``overhead_ns`` (all
 overhead taken out of the functions' CPU time), ``cpu_readings``,
-``native_calls``.
+``native_calls``, ``tool_id`` (the sys.monitoring tool id ulma used, 3 or 4;
+null on the PEP 523 engine), ``hooks_displaced`` (how often the program's own
+profile function or frame evaluator took over from ulma's; calls into C are
+not traced in a thread after that).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def to_dict(profile: Profile) -> dict[str, Any]:
         "overhead_ns": profile.overhead_ns,
         "cpu_readings": profile.split_known,
         "native_calls": profile.native_calls,
+        "tool_id": profile.tool_id,
+        "hooks_displaced": profile.hooks_displaced,
         "functions": [_function(f, profile.split_known) for f in profile.functions],
         "edges": [
             {"caller": e.caller, "callee": e.callee, "calls": e.calls, "resumes": e.resumes,

@@ -43,6 +43,9 @@ def load_profile(reader: trace.TraceReader) -> Profile:
         probe_ns=_number(reader.latest("probe_ns"), 0.0), split_known=readings,
         schedstat=reader.latest("schedstat") is True, native_calls=reader.latest("native_calls") is True,
     )
+    tool_id = end.get("tool_id")
+    profile.tool_id = tool_id if isinstance(tool_id, int) and not isinstance(tool_id, bool) else None
+    profile.hooks_displaced = int(_number(end.get("hooks_displaced"), 0))
     dropped = end.get("dropped") if isinstance(end.get("dropped"), dict) else {}
     assert isinstance(dropped, dict)
     for slot, figures in enumerate(agg.threads()):

@@ -81,6 +81,8 @@ class Profile:
     schedstat: bool = False  # waiting splits into blocked and runnable
     native_calls: bool = False
     probe_ns: float = 0.0  # calibrated cost of one probe
+    tool_id: int | None = None  # the sys.monitoring tool id ulma used (None: PEP 523 engine)
+    hooks_displaced: int = 0  # times the program's own profile function or evaluator took over ulma's
 
     @property
     def overhead_ns(self) -> int:

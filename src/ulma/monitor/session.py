@@ -49,6 +49,7 @@ class Options:
     ring_bytes: int = DEFAULT_RING_BYTES
     max_threads: int = DEFAULT_MAX_THREADS
     empty_hooks: bool = False
+    recording_floor: bool = False  # benchmarks: hooks that read the clock and store 16 bytes
     poll_seconds: float = 0.002
     trace_path: str | None = None  # also keep the event stream in this file
     native_calls: bool = False
@@ -169,6 +170,8 @@ class Session:
         ]
         profile.threads_overflow = counters["threads_overflow"]
         profile.symtab_overflow = counters["symtab_overflow"]
+        profile.tool_id = counters["tool_id"] if profile.engine == "monitoring" else None
+        profile.hooks_displaced = counters["hooks_displaced"]
         return profile
 
     def agent_info(self) -> dict[str, Any]:
@@ -326,7 +329,7 @@ class Run:
         env = dict(os.environ)
         env[bootstrap.ENV_FD] = str(self.session.fd)
         env[bootstrap.ENV_OPTIONS] = options.agent().encode()
-        env[bootstrap.ENV_EMPTY] = "1" if options.empty_hooks else "0"
+        env[bootstrap.ENV_EMPTY] = "2" if options.recording_floor else "1" if options.empty_hooks else "0"
         self.recorder: Recorder | None = None
         if options.trace_path:  # before the program starts: a file we cannot write stops us here
             try:
@@ -430,6 +433,7 @@ class Run:
                 "returncode": returncode, "program_pid": self.proc.pid,
                 "dropped": {str(t.slot): t.dropped for t in profile.threads},
                 "os_tid": {str(t.slot): t.os_tid for t in profile.threads},
+                "tool_id": profile.tool_id, "hooks_displaced": profile.hooks_displaced,
             })
             trace_error = self.recorder.error
         self.session.close()

@@ -93,7 +93,8 @@ def split_lines(profile: Profile) -> list[Text]:
 def summary_lines(profile: Profile) -> list[Text]:
     events, dropped = profile.events, profile.dropped
     seen = Text(f"events {events:,}  threads {len(profile.threads)}  run time {fmt_ns(profile.wall_ns)}")
-    seen.append(f"  engine {profile.engine}  clock {profile.clock}", style="dim")
+    tool = f" (sys.monitoring tool id {profile.tool_id})" if profile.tool_id is not None else ""
+    seen.append(f"  engine {profile.engine}{tool}  clock {profile.clock}", style="dim")
     lost = Text(f"dropped {dropped:,}", style="bold red" if dropped else "")
     if dropped:
         share = 100 * dropped / max(events + dropped, 1)
@@ -103,6 +104,11 @@ def summary_lines(profile: Profile) -> list[Text]:
     if profile.threads_overflow:
         lines.append(Text(f"{profile.threads_overflow} threads found no free ring and were not "
                           "traced (raise --max-threads)", style="bold red"))
+    if profile.hooks_displaced:
+        lines.append(Text(f"the program's own profile function or frame evaluator took over from "
+                          f"ulma's {profile.hooks_displaced} times: after that ulma misses the thread's "
+                          "calls into C (a profile function) or the calls the program's evaluator does "
+                          "not pass on (an evaluator)", style="bold red"))
     if profile.symtab_overflow:
         lines.append(Text(f"{profile.symtab_overflow} function names did not fit the symbol table",
                           style="bold red"))

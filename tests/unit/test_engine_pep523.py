@@ -1,0 +1,163 @@
+"""The PEP 523 engine shares the interpreter with the program's own hooks: it never replaces the program's
+profile function and never removes a frame evaluator the program installed after ulma's; it counts each
+takeover (the session's hooks_displaced), and the report says so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from ulma import _core
+from ulma.agent import resolve_engine
+
+
+def leaf() -> int:
+    return 1
+
+
+def work() -> int:
+    return sum(leaf() for _ in range(10))
+
+
+def test_the_programs_own_profile_function_is_kept_when_native_calls_start(engine: str) -> None:
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC)
+    session = _core.Session(fd, 1 << 20, 8)
+    seen: list[str] = []
+
+    def own(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code is leaf.__code__:
+            seen.append("leaf")
+
+    sys.setprofile(own)
+    try:
+        _core.agent_start(fd, resolve_engine(engine), native_calls=True)
+        try:
+            work()
+            kept = sys.getprofile()
+        finally:
+            _core.agent_stop()
+            sys.setprofile(None)
+        assert kept is own, f"the program's profile function became {kept!r}"
+        assert seen == ["leaf"] * 10, seen
+        displaced = session.counters()["hooks_displaced"]
+        # where ulma traces calls into C with a profile function (PEP 523), it says it did not here
+        assert displaced == (1 if resolve_engine(engine) == "pep523" else 0)
+    finally:
+        session.close()
+        os.close(fd)
+
+
+EVALUATOR_C = r"""
+#include <Python.h>
+
+static _PyFrameEvalFunction prev;
+static long frames;
+
+static PyObject *own_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    frames++;
+    return prev(ts, f, throwflag);
+}
+
+static PyObject *install(PyObject *self, PyObject *unused)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    prev = _PyInterpreterState_GetEvalFrameFunc(interp);
+    _PyInterpreterState_SetEvalFrameFunc(interp, own_eval);
+    Py_RETURN_NONE;
+}
+
+static PyObject *installed(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(_PyInterpreterState_GetEvalFrameFunc(PyInterpreterState_Get()) == own_eval);
+}
+
+static PyObject *uninstall(PyObject *self, PyObject *unused)
+{
+    _PyInterpreterState_SetEvalFrameFunc(PyInterpreterState_Get(), prev);
+    Py_RETURN_NONE;
+}
+
+static PyObject *count(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(frames);
+}
+
+static PyMethodDef methods[] = {
+    {"install", install, METH_NOARGS, NULL},
+    {"installed", installed, METH_NOARGS, NULL},
+    {"uninstall", uninstall, METH_NOARGS, NULL},
+    {"count", count, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "own_evaluator", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_own_evaluator(void) { return PyModule_Create(&def); }
+"""
+
+
+def build_evaluator(where: Path) -> Path:
+    """A frame evaluator of the program's own (chaining to the one before it), as an extension module."""
+    src = where / "own_evaluator.c"
+    src.write_text(textwrap.dedent(EVALUATOR_C))
+    out = where / f"own_evaluator{sysconfig.get_config_var('EXT_SUFFIX')}"
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    subprocess.run([*cc, "-shared", "-fPIC", "-O1", f"-I{sysconfig.get_paths()['include']}",
+                    "-o", str(out), str(src)], check=True, capture_output=True, text=True)
+    return out
+
+
+def test_an_evaluator_installed_after_ulmas_stays_when_ulma_stops(tmp_path: Path) -> None:
+    if resolve_engine("pep523") != "pep523":
+        pytest.skip("no PEP 523 engine here")
+    build_evaluator(tmp_path)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import own_evaluator  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC)
+    session = _core.Session(fd, 1 << 20, 8)
+    try:
+        _core.agent_start(fd, "pep523")
+        try:
+            own_evaluator.install()  # chains to ulma's
+            work()
+            _core.agent_pause(True)  # a calibration pause must not take it out either
+            _core.agent_pause(False)
+        finally:
+            _core.agent_stop()
+        try:
+            still = own_evaluator.installed()
+            before = own_evaluator.count()
+            work()
+            grew = own_evaluator.count() - before
+        finally:
+            own_evaluator.uninstall()
+        assert still, "ulma's stop removed the program's frame evaluator"
+        assert grew == 23, grew  # work, 10 leaf calls, its generator expression: 12 runs (start, 11 resumes)
+        session.drain()
+        names = {sid: name for sid, _kind, _flags, name, _file, _line in session.symbols()}
+        calls = {names[fid]: c for fid, c, _r, _s, _t in session.snapshot()[0]}
+        assert calls["leaf"] == 10  # ulma's, under the program's, still saw every call
+        assert session.counters()["hooks_displaced"] == 1  # and says the program's took the front
+        # the program took its own out, which put back ulma's (idle now); ulma starts again on top of it
+        _core.agent_start(fd, "pep523")
+        try:
+            work()
+        finally:
+            _core.agent_stop()
+        session.drain()
+        names.update((sid, name) for sid, _kind, _flags, name, _file, _line in session.symbols())
+        leaf_calls = sum(c for fid, c, _r, _s, _t in session.snapshot()[0] if names[fid] == "leaf")
+        assert leaf_calls == 20  # 10 more: each session names the function anew
+    finally:
+        session.close()
+        os.close(fd)
