@@ -280,10 +280,10 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
             continue;
         const ulma_split *a = &f->self_split, *b = &f->total_split;
         PyObject *t = split
-            ? Py_BuildValue("(nKKKKKKKKKKKKKKKK)", (Py_ssize_t)i, f->calls, f->resumes, f->self,
+            ? Py_BuildValue("(IKKKKKKKKKKKKKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self,
                             f->total, a->wait, a->runnable, a->probe, a->dispatch, a->segs, b->wait,
                             b->runnable, b->probe, b->dispatch, b->segs, b->unmeasured, f->dispatch_in)
-            : Py_BuildValue("(nKKKK)", (Py_ssize_t)i, f->calls, f->resumes, f->self, f->total);
+            : Py_BuildValue("(IKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self, f->total);
         if (!t || PyList_Append(funcs, t) < 0) {
             Py_XDECREF(t);
             goto done;
