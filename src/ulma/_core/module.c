@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "records.h"
 #include "session.h"
+#include "symbols.h"
 
 /* ---- agent ---------------------------------------------------------- */
 
@@ -69,6 +70,16 @@ static PyObject *py_agent_pause(PyObject *self, PyObject *arg)
 {
     (void)self;
     return call_with_flag(arg, ulma_agent_pause);
+}
+
+static PyObject *py_agent_id_limit(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    unsigned long n = PyLong_AsUnsignedLong(arg);
+    if (n == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    ulma_symbols_set_id_limit(n > ULMA_ID_LIMIT ? ULMA_ID_LIMIT : (uint32_t)n);
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_agent_set_probe_cost(PyObject *self, PyObject *arg)
@@ -414,7 +425,7 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         return NULL;
     ulma_session_header *h = self->m.h;
     return Py_BuildValue(
-        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K}", "version",
+        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K,s:I}", "version",
         h->version, "clock", ulma_clock_name(h->clock_source), "start_ticks", h->start_ticks,
         "start_mono_ns", h->start_mono_ns, "start_real_ns", h->start_real_ns, "ring_events",
         h->ring_events, "max_threads", h->max_threads, "rings_used",
@@ -426,7 +437,8 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         "engine", atomic_load_explicit(&h->engine, memory_order_relaxed), "tool_id",
         atomic_load_explicit(&h->tool_id, memory_order_relaxed), "symbols",
         atomic_load_explicit(&h->next_symbol_id, memory_order_relaxed) - 1,
-        "map_bytes", (unsigned long long)self->m.map_bytes);
+        "map_bytes", (unsigned long long)self->m.map_bytes, "ids_overflow",
+        atomic_load_explicit(&h->ids_overflow, memory_order_relaxed));
 }
 
 /* What the agent measures: its flags, calibrated probe cost, CPU interval. */
@@ -765,6 +777,9 @@ static PyMethodDef module_methods[] = {
      "agent_stop(flush=True): unhook, publish every ring (unless flush=False), unmap"},
     {"agent_ignore_thread", py_agent_ignore_thread, METH_NOARGS,
      "never trace the calling thread (ulma's own threads)"},
+    {"agent_id_limit", py_agent_id_limit, METH_O,
+     "agent_id_limit(n): sessions started after this use ids below n (at most 2**24); the "
+     "functions seen once they are taken share the last one, counted as ids_overflow"},
     {"agent_scratch", py_agent_scratch, METH_O,
      "agent_scratch(on): this thread's events go to a private scratch ring (calibration)"},
     {"agent_pause", py_agent_pause, METH_O,

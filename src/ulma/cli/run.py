@@ -20,7 +20,7 @@ USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 
 # options of `ulma run` that take a value: the first other token starts the program
 _VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output",
-           "--cpu-interval", "--exclude", "--clock"}
+           "--cpu-interval", "--exclude", "--clock", "--id-limit"}
 
 
 def add_measure_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,6 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait-attach", action="store_true",
                    help="run the program with an idle agent (no hooks, no cost) and no monitor: "
                         "connect later with `ulma attach PID`")
+    # tests: fewer function ids, to reach the overflow row without 2**24 functions
+    p.add_argument("--id-limit", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
     p.add_argument("program", nargs="?", metavar="script.py", help="the script to run")
     p.add_argument("args", nargs="*", help="arguments for the program")
@@ -159,7 +161,7 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
     options = sessions.Options(
         engine=engine, ring_bytes=opts.ring_size, max_threads=opts.max_threads,
         empty_hooks=opts.empty_hooks, trace_path=opts.output, native_calls=opts.native_calls,
-        cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude))
+        cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit)
     if opts.live:
         return start_live(target, options, opts)
     return sessions.run(target, options)

@@ -54,9 +54,11 @@ class Options:
     native_calls: bool = False
     cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US
     exclude: tuple[str, ...] = ()
+    id_limit: int = 0  # function ids (0: 2**24); tests use fewer to reach the overflow row
 
     def agent(self) -> AgentOptions:
-        return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude)
+        return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
+                            self.id_limit)
 
 
 class Session:
