@@ -143,6 +143,7 @@ class Session:
         ]
         profile.threads_overflow = counters["threads_overflow"]
         profile.symtab_overflow = counters["symtab_overflow"]
+        profile.ids_overflow = counters["ids_overflow"]
         return profile
 
     def agent_info(self) -> dict[str, Any]:

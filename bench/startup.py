@@ -1,0 +1,65 @@
+"""Start-up: `ulma run --no-report` of an empty script against plain python,
+interleaved, the median of each run's whole wall time (monitor start-up,
+the profiled process's bootstrap and calibration, and the end included),
+and which modules the program finds loaded at its first line.  Target
+(issue 9 §8): within 50 ms of plain python, at most 5 standard modules more.
+
+    python bench/startup.py [--rounds R] [--python PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+SHOW = "import sys, json; json.dump(sorted(sys.modules), sys.stdout)\n"
+
+
+def run(cmd: list[str]) -> tuple[float, str]:
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    return wall, proc.stdout
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--python", default=sys.executable)
+    opts = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        empty, show = Path(tmp, "empty.py"), Path(tmp, "show.py")
+        empty.write_text("")
+        show.write_text(SHOW)
+        plain, ulma, program = [], [], []
+        for _ in range(opts.rounds):
+            plain.append(run([opts.python, str(empty)])[0])
+            ulma.append(run([opts.python, "-m", "ulma", "run", "--no-report", str(empty)])[0])
+        before = set(json.loads(run([opts.python, str(show)])[1]))
+        under = set(json.loads(run([opts.python, "-m", "ulma", "run", "--no-report", str(show)])[1]))
+    extra = sorted(under - before)
+    ours = [m for m in extra if m == "ulma" or m.startswith("ulma.")]
+    stdlib = [m for m in extra if m not in ours]
+    # the monitor's side alone: importing ulma's command line
+    program = [run([opts.python, "-c", "import ulma.cli.main"])[0] for _ in range(opts.rounds)]
+    pm, um, im = (statistics.median(x) * 1000 for x in (plain, ulma, program))
+    print(f"Python {sys.version.split()[0]}, {opts.rounds} rounds: empty script plain {pm:.1f} ms, "
+          f"ulma run {um:.1f} ms (+{um - pm:.1f} ms; target +50 ms); of which importing ulma's "
+          f"command line {im - pm:.1f} ms")
+    print(f"modules at the program's first line: {len(before)} plain, {len(under)} under ulma; "
+          f"standard ones more: {len(stdlib)} {stdlib} (target <= 5); ulma's own: {ours}")
+
+
+if __name__ == "__main__":
+    main()
