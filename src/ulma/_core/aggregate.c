@@ -54,6 +54,69 @@ void ulma_agg_free(ulma_thread_agg *a)
     memset(a, 0, sizeof *a);
 }
 
+void ulma_agg_release_funcs(ulma_thread_agg *a)
+{
+    if (a->depth)
+        return; /* open frames point into the totals */
+    free(a->funcs);
+    free(a->active);
+    free(a->func_ids);
+    for (size_t i = 0; i < a->npages; i++)
+        free(a->pages[i]);
+    free(a->pages);
+    a->funcs = NULL;
+    a->active = a->func_ids = NULL;
+    a->pages = NULL;
+    a->nfuncs = a->funcs_cap = a->npages = 0;
+}
+
+void ulma_agg_release(ulma_thread_agg *a)
+{
+    if (a->depth)
+        return;
+    ulma_agg_release_funcs(a);
+    free(a->edge_cache);
+    free(a->edges);
+    free(a->index);
+    a->edge_cache = NULL;
+    a->edges = NULL;
+    a->index = NULL;
+    a->nedges = a->edges_cap = a->index_cap = 0;
+}
+
+int ulma_agg_hand_over(ulma_thread_agg *dst, ulma_thread_agg *src)
+{
+    if (src->depth || dst->nfuncs || dst->nedges) {
+        if (ulma_agg_merge(dst, src, 0, 0) < 0)
+            return -1;
+        ulma_agg_release(src);
+        return 0;
+    }
+    ulma_agg_release(dst); /* empty, but may hold arrays */
+    dst->funcs = src->funcs;
+    dst->active = src->active;
+    dst->func_ids = src->func_ids;
+    dst->nfuncs = src->nfuncs;
+    dst->funcs_cap = src->funcs_cap;
+    dst->pages = src->pages;
+    dst->npages = src->npages;
+    dst->edge_cache = src->edge_cache;
+    dst->edges = src->edges;
+    dst->nedges = src->nedges;
+    dst->edges_cap = src->edges_cap;
+    dst->index = src->index;
+    dst->index_cap = src->index_cap;
+    dst->cpu_readings += src->cpu_readings;
+    src->funcs = NULL;
+    src->active = src->func_ids = NULL;
+    src->pages = NULL;
+    src->edge_cache = NULL;
+    src->edges = NULL;
+    src->index = NULL;
+    src->nfuncs = src->funcs_cap = src->npages = src->nedges = src->edges_cap = src->index_cap = 0;
+    return 0;
+}
+
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)

@@ -133,6 +133,14 @@ void ulma_agg_close(ulma_thread_agg *a);
 int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t now, uint64_t now_cpu_ns);
 /* The slot of function `id` in a->funcs, or UINT32_MAX if it has none. */
 uint32_t ulma_agg_find(const ulma_thread_agg *a, uint32_t id);
+/* Frees the per-function and per-edge totals of a thread whose stack is
+ * closed (after the last snapshot); its counters stay. */
+void ulma_agg_release(ulma_thread_agg *a);
+/* The same for the per-function totals only. */
+void ulma_agg_release_funcs(ulma_thread_agg *a);
+/* The last snapshot: src's totals go to dst and src keeps none; moved
+ * without a copy when dst has none yet.  0, or -1 if memory ran out. */
+int ulma_agg_hand_over(ulma_thread_agg *dst, ulma_thread_agg *src);
 /* Forgets all totals; keeps the stack, restarting its frames at `now`. */
 void ulma_agg_clear(ulma_thread_agg *a, uint64_t now);
 

@@ -270,14 +270,17 @@ static PyObject *session_symbols(SessionObject *self, PyObject *unused)
  * given and not 0, is that thread's CPU time now (ns).  split=1 adds the
  * four-way figures to each function (the order of monitor/profile.py's _split). */
 static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint32_t n, long only,
-                             uint64_t now, const uint64_t *now_cpu, int split)
+                             uint64_t now, const uint64_t *now_cpu, int split, int final)
 {
     ulma_thread_agg sum;
     ulma_agg_init(&sum);
     for (uint32_t s = 0; s < n; s++) {
         if (only >= 0 && (uint32_t)only != s)
             continue;
-        if (ulma_agg_merge(&sum, &aggs[s], closed[s] ? 0 : now, now_cpu ? now_cpu[s] : 0) < 0) {
+        /* final: the totals are handed over, so a program that made many
+         * functions never has them twice in the monitor */
+        if ((final ? ulma_agg_hand_over(&sum, &aggs[s])
+                   : ulma_agg_merge(&sum, &aggs[s], closed[s] ? 0 : now, now_cpu ? now_cpu[s] : 0)) < 0) {
             ulma_agg_free(&sum);
             return PyErr_NoMemory();
         }
@@ -301,6 +304,8 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         }
         Py_DECREF(t);
     }
+    if (final) /* the function rows are made: their totals can go */
+        ulma_agg_release_funcs(&sum);
     for (size_t i = 0; i < sum.nedges; i++) {
         ulma_edge_stats *e = &sum.edges[i];
         if (!e->calls && !e->resumes && !e->total)
@@ -364,10 +369,11 @@ static uint64_t *cpu_array(PyObject *now_cpu, uint32_t slots)
  * thread=None merges all threads. */
 static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"live", "thread", "split", "now_cpu", NULL};
-    int live = 0, split = 0;
+    static char *names[] = {"live", "thread", "split", "now_cpu", "final", NULL};
+    int live = 0, split = 0, final = 0;
     PyObject *thread = Py_None, *now_cpu = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pOpO", names, &live, &thread, &split, &now_cpu) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pOpOp", names, &live, &thread, &split, &now_cpu,
+                                     &final) ||
         check_open(self) < 0)
         return NULL;
     long only = -1;
@@ -378,7 +384,7 @@ static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject 
     if (!cpu)
         return NULL;
     uint64_t now = live ? ulma_ticks(self->m.h->clock_source) : 0;
-    PyObject *res = snapshot_of(self->m.aggs, self->m.closed, slots, only, now, cpu, split);
+    PyObject *res = snapshot_of(self->m.aggs, self->m.closed, slots, only, now, cpu, split, final);
     PyMem_Free(cpu);
     return res;
 }
@@ -509,7 +515,8 @@ static PyMethodDef session_methods[] = {
      "[(slot, records)]) with copy=True"},
     {"symbols", (PyCFunction)session_symbols, METH_NOARGS, "new symbol definitions"},
     {"snapshot", (PyCFunction)(void (*)(void))session_snapshot, METH_VARARGS | METH_KEYWORDS,
-     "snapshot(live=False, thread=None, split=False, now_cpu=None) -> (functions, edges) in "
+     "snapshot(live=False, thread=None, split=False, now_cpu=None, final=False) -> (functions, "
+     "edges) in "
      "ticks; split adds the four-way figures; now_cpu {slot: ns} splits open intervals"},
     {"threads", (PyCFunction)session_threads, METH_NOARGS, "per-thread ring state"},
     {"counters", (PyCFunction)session_counters, METH_NOARGS, "session-wide counters"},
@@ -641,7 +648,7 @@ static PyObject *aggregator_snapshot(AggregatorObject *self, PyObject *args, PyO
     int split = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|Klp", names, &now, &only, &split))
         return NULL;
-    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split);
+    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split, 0);
 }
 
 /* The ns-per-tick the replay uses to compare CPU readings with ticks. */

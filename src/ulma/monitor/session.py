@@ -19,10 +19,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
@@ -72,6 +72,7 @@ class Session:
             os.close(self.fd)
             raise
         self.symbols: dict[int, Symbol] = {}
+        self._files: dict[str, str] = {}  # one str per file name, however many functions it has
         self.lock = threading.Lock()  # the C replay is not thread-safe
         counters = self.core.counters()
         self.start_ticks: int = counters["start_ticks"]
@@ -91,8 +92,9 @@ class Session:
             else:
                 n = self.core.drain(postmortem=postmortem)
             new = self.core.symbols()
+            files = self._files
             for sid, kind, flags, name, file, line in new:
-                self.symbols[sid] = Symbol(sid, kind, flags, name, file, line)
+                self.symbols[sid] = Symbol(sid, kind, flags, name, files.setdefault(file, file), line)
         if recorder is not None:
             recorder.write(new, chunks)
         return n
@@ -117,20 +119,26 @@ class Session:
         return (mono - self.start_mono_ns) / dt if dt > 0 else 1.0
 
     def profile(self, *, wall_ns: int, live: bool = False, thread: int | None = None,
-                scale: float | None = None) -> Profile:
+                scale: float | None = None, final: bool = False) -> Profile:
         """The totals as a profile; `scale` (ns per tick) defaults to the
-        calibration now."""
+        calibration now.  `final`: the last one, after the program ended and
+        the last drain; the replay's totals are freed as they are read."""
         with self.lock:
             functions, edges = self.core.snapshot(live=live, thread=thread, split=True,
-                                                  now_cpu=self._cpu_now() if live else None)
+                                                  now_cpu=self._cpu_now() if live else None,
+                                                  final=final)
             counters = self.core.counters()
             threads = self.core.threads()
             info = self.core.agent_info()
-            symbols = dict(self.symbols)
+            # nothing adds symbols after the last drain: no copy needed
+            symbols = self.symbols if final else dict(self.symbols)
         if scale is None:
             scale = self.ns_per_tick()
+        # the rows are dropped as they become the profile's: a program that
+        # made 300 000 functions never holds both forms at once
+        rows = _consumed(functions)
         profile = build_profile(
-            symbols, functions, edges, scale,
+            symbols, rows, _consumed(edges), scale,
             python=sys.version.split()[0], wall_ns=wall_ns,
             engine=ENGINE_NAMES.get(counters["engine"], "none"), clock=self.clock,
             probe_ns=info["probe_ns"], split_known=info["cpu_samples"], schedstat=info["schedstat"],
@@ -374,7 +382,7 @@ class Run:
         self.session.drain(postmortem=True, recorder=self.recorder)
         self.session.close_all()
         scale = self.session.ns_per_tick()  # one calibration for the report and the trace
-        profile = self.session.profile(wall_ns=wall_ns, scale=scale)
+        profile = self.session.profile(wall_ns=wall_ns, scale=scale, final=True)
         started = self.session.counters()["agent_state"] != 0
         trace_error = None
         if self.recorder is not None:
@@ -390,6 +398,16 @@ class Run:
             trace_error = self.recorder.error
         self.session.close()
         return RunResult(returncode, profile, started, trace_error)
+
+
+_Row = TypeVar("_Row")
+
+
+def _consumed(rows: list[_Row]) -> Iterator[_Row]:
+    """The rows in order, each removed from the list as it is handed out."""
+    rows.reverse()
+    while rows:
+        yield rows.pop()
 
 
 def run(target: Target, options: Options) -> RunResult:
