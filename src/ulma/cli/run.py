@@ -10,10 +10,8 @@ import sys
 
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
 from ulma.cli.errors import Parser, UsageError, parse_size
-from ulma.exporters import json_report
 from ulma.monitor import session as sessions
 from ulma.views.live_rows import CLOCKS
-from ulma.views.report import print_report
 
 HELP = "run a Python program under ulma and report where its time went"
 USAGE = "ulma run [options] (script.py | -m module) [args ...]"
@@ -210,12 +208,17 @@ def execute(argv: list[str]) -> int:
     result = start(opts, rest)
     if not result.started:  # the agent said why, in one line
         return result.returncode or 1
+    # the report's modules (rich) are loaded only when there is a report to make
     if opts.json:
+        from ulma.exporters import json_report
+
         try:
             json_report.write(result.profile, opts.json)
         except OSError as exc:
             sys.stderr.write(f"ulma: error: cannot write {opts.json}: {exc.strerror}\n")
             return result.returncode or 1
     if not opts.no_report:
+        from ulma.views.report import print_report
+
         print_report(result.profile, sys.stderr, limit=opts.limit, clock=opts.clock)
     return exit_code(result)
