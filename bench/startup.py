@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-SHOW = "import sys, json; json.dump(sorted(sys.modules), sys.stdout)\n"
+SHOW = "import sys\nloaded = sorted(sys.modules)\nimport json\njson.dump(loaded, sys.stdout)\n"
 
 
 def run(cmd: list[str]) -> tuple[float, str]:
@@ -31,6 +31,31 @@ def run(cmd: list[str]) -> tuple[float, str]:
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     return wall, proc.stdout
+
+
+def child_alone(python: str, script: Path, rounds: int) -> tuple[float, float]:
+    """(plain, profiled) median ms of the program's process alone: a session
+    made in this process, the program started with the agent and waited for;
+    ulma's command line and its report are not in it."""
+    sys.path.insert(0, str(SRC))
+    os.environ["PYTHONPATH"] = str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    from ulma.agent import resolve_engine
+    from ulma.monitor import session as sessions
+
+    options = sessions.Options(engine=resolve_engine("auto"))
+    target = sessions.Target("script", str(script), ())
+    plain, profiled = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        subprocess.run([python, str(script)], check=True)
+        plain.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        running = sessions.Run(target, options)
+        running.proc.wait()
+        profiled.append(time.perf_counter() - t0)
+        if running.finish().returncode != 0:
+            sys.exit("the profiled empty script failed")
+    return statistics.median(plain) * 1000, statistics.median(profiled) * 1000
 
 
 def main() -> None:
@@ -48,15 +73,19 @@ def main() -> None:
             ulma.append(run([opts.python, "-m", "ulma", "run", "--no-report", str(empty)])[0])
         before = set(json.loads(run([opts.python, str(show)])[1]))
         under = set(json.loads(run([opts.python, "-m", "ulma", "run", "--no-report", str(show)])[1]))
+        alone = child_alone(opts.python, empty, opts.rounds) if opts.python == sys.executable else None
     extra = sorted(under - before)
     ours = [m for m in extra if m == "ulma" or m.startswith("ulma.")]
     stdlib = [m for m in extra if m not in ours]
     # the monitor's side alone: importing ulma's command line
-    program = [run([opts.python, "-c", "import ulma.cli.main"])[0] for _ in range(opts.rounds)]
+    program = [run([opts.python, "-c", "import ulma.cli.main, ulma.cli.run"])[0] for _ in range(opts.rounds)]
     pm, um, im = (statistics.median(x) * 1000 for x in (plain, ulma, program))
     print(f"Python {sys.version.split()[0]}, {opts.rounds} rounds: empty script plain {pm:.1f} ms, "
           f"ulma run {um:.1f} ms (+{um - pm:.1f} ms; target +50 ms); of which importing ulma's "
           f"command line {im - pm:.1f} ms")
+    if alone:
+        print(f"the program's process alone (session made, bootstrap, calibration): {alone[1]:.1f} ms "
+              f"against {alone[0]:.1f} ms (+{alone[1] - alone[0]:.1f} ms)")
     print(f"modules at the program's first line: {len(before)} plain, {len(under)} under ulma; "
           f"standard ones more: {len(stdlib)} {stdlib} (target <= 5); ulma's own: {ours}")
 
