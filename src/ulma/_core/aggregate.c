@@ -9,6 +9,7 @@
 #define MAX_FUNC_ID (1u << 24)
 #define ROOT UINT32_MAX
 #define ULMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define ULMA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define VALUE_MASK ((1ULL << ULMA_CPU_VALUE_BITS) - 1)
 #define READING_COST_MAX_NS 50000.0
 
@@ -56,12 +57,79 @@ void ulma_agg_free(ulma_thread_agg *a)
 {
     free(a->funcs);
     free(a->active);
+    free(a->func_ids);
+    for (size_t i = 0; i < a->npages; i++)
+        free(a->pages[i]);
+    free(a->pages);
     free(a->edge_cache);
     free(a->edges);
     free(a->index);
     free(a->stack);
     free(a->sync_ids);
     memset(a, 0, sizeof *a);
+}
+
+void ulma_agg_release_funcs(ulma_thread_agg *a)
+{
+    if (a->depth)
+        return; /* open frames point into the totals */
+    free(a->funcs);
+    free(a->active);
+    free(a->func_ids);
+    for (size_t i = 0; i < a->npages; i++)
+        free(a->pages[i]);
+    free(a->pages);
+    a->funcs = NULL;
+    a->active = a->func_ids = NULL;
+    a->pages = NULL;
+    a->nfuncs = a->funcs_cap = a->npages = 0;
+}
+
+void ulma_agg_release(ulma_thread_agg *a)
+{
+    if (a->depth)
+        return;
+    ulma_agg_release_funcs(a);
+    free(a->edge_cache);
+    free(a->edges);
+    free(a->index);
+    a->edge_cache = NULL;
+    a->edges = NULL;
+    a->index = NULL;
+    a->nedges = a->edges_cap = a->index_cap = 0;
+}
+
+int ulma_agg_hand_over(ulma_thread_agg *dst, ulma_thread_agg *src)
+{
+    if (src->depth || dst->nfuncs || dst->nedges) {
+        if (ulma_agg_merge(dst, src, 0, 0) < 0)
+            return -1;
+        ulma_agg_release(src);
+        return 0;
+    }
+    ulma_agg_release(dst); /* empty, but may hold arrays */
+    dst->funcs = src->funcs;
+    dst->active = src->active;
+    dst->func_ids = src->func_ids;
+    dst->nfuncs = src->nfuncs;
+    dst->funcs_cap = src->funcs_cap;
+    dst->pages = src->pages;
+    dst->npages = src->npages;
+    dst->edge_cache = src->edge_cache;
+    dst->edges = src->edges;
+    dst->nedges = src->nedges;
+    dst->edges_cap = src->edges_cap;
+    dst->index = src->index;
+    dst->index_cap = src->index_cap;
+    dst->cpu_readings += src->cpu_readings;
+    src->funcs = NULL;
+    src->active = src->func_ids = NULL;
+    src->pages = NULL;
+    src->edge_cache = NULL;
+    src->edges = NULL;
+    src->index = NULL;
+    src->nfuncs = src->funcs_cap = src->npages = src->nedges = src->edges_cap = src->index_cap = 0;
+    return 0;
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -80,21 +148,77 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-static int ensure_func_slow(ulma_thread_agg *a, uint32_t id)
+#define FUNC_PAGE (1u << ULMA_FUNC_PAGE_BITS)
+
+/* Capacity for one more slot.  The tails are not zeroed: each slot is set
+ * when it is made, so capacity never used is never touched either. */
+static int funcs_reserve(ulma_thread_agg *a)
 {
-    size_t cap = a->nfuncs, cap2 = a->nfuncs;
-    if (grow((void **)&a->funcs, &cap, (size_t)id + 1, sizeof *a->funcs) < 0 ||
-        grow((void **)&a->active, &cap2, (size_t)id + 1, sizeof *a->active) < 0)
+    if (a->nfuncs < a->funcs_cap)
+        return 0;
+    size_t cap = a->funcs_cap ? a->funcs_cap * 2 : 64;
+    ulma_func_stats *f = realloc(a->funcs, cap * sizeof *f);
+    if (!f)
         return -1;
-    a->nfuncs = cap < cap2 ? cap : cap2;
-    if (!a->edge_cache && !(a->edge_cache = calloc(ULMA_EDGE_CACHE, sizeof *a->edge_cache)))
+    a->funcs = f;
+    uint32_t *act = realloc(a->active, cap * sizeof *act);
+    if (!act)
         return -1;
+    a->active = act;
+    uint32_t *ids = realloc(a->func_ids, cap * sizeof *ids);
+    if (!ids)
+        return -1;
+    a->func_ids = ids;
+    a->funcs_cap = cap;
     return 0;
 }
 
-static inline int ensure_func(ulma_thread_agg *a, uint32_t id)
+uint32_t ulma_agg_find(const ulma_thread_agg *a, uint32_t id)
 {
-    return id < a->nfuncs ? 0 : ensure_func_slow(a, id);
+    size_t p = id >> ULMA_FUNC_PAGE_BITS;
+    uint32_t s = p < a->npages && a->pages[p] ? a->pages[p][id & (FUNC_PAGE - 1)] : 0;
+    return s ? s - 1 : ROOT;
+}
+
+/* A new slot for `id` (below MAX_FUNC_ID); ROOT if memory ran out. */
+static uint32_t func_slot_new(ulma_thread_agg *a, uint32_t id)
+{
+    size_t p = id >> ULMA_FUNC_PAGE_BITS;
+    if (p >= a->npages) {
+        size_t n = a->npages ? a->npages : 16;
+        while (n <= p)
+            n *= 2;
+        uint32_t **pages = realloc(a->pages, n * sizeof *pages);
+        if (!pages)
+            return ROOT;
+        memset(pages + a->npages, 0, (n - a->npages) * sizeof *pages);
+        a->pages = pages;
+        a->npages = n;
+    }
+    if (!a->pages[p] && !(a->pages[p] = calloc(FUNC_PAGE, sizeof **a->pages)))
+        return ROOT;
+    if (funcs_reserve(a) < 0)
+        return ROOT;
+    if (!a->edge_cache && !(a->edge_cache = calloc(ULMA_EDGE_CACHE, sizeof *a->edge_cache)))
+        return ROOT;
+    uint32_t s = (uint32_t)a->nfuncs++;
+    memset(&a->funcs[s], 0, sizeof a->funcs[s]);
+    a->active[s] = 0;
+    a->func_ids[s] = id;
+    a->pages[p][id & (FUNC_PAGE - 1)] = s + 1;
+    return s;
+}
+
+/* The slot of function `id`, made if new; ROOT if memory ran out. */
+static inline uint32_t func_slot(ulma_thread_agg *a, uint32_t id)
+{
+    size_t p = id >> ULMA_FUNC_PAGE_BITS;
+    if (ULMA_LIKELY(p < a->npages) && ULMA_LIKELY(a->pages[p] != NULL)) {
+        uint32_t s = a->pages[p][id & (FUNC_PAGE - 1)];
+        if (ULMA_LIKELY(s != 0))
+            return s - 1;
+    }
+    return func_slot_new(a, id);
 }
 
 static inline uint64_t mix(uint64_t k)
@@ -172,13 +296,15 @@ static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind, int u
         a->unmatched++;
         return 0;
     }
-    if (ensure_func(a, id) < 0)
+    uint32_t slot = func_slot(a, id);
+    if (slot == ROOT)
         return -1;
     if (ULMA_UNLIKELY(a->depth == a->stack_cap) &&
         grow((void **)&a->stack, &a->stack_cap, a->depth + 1, sizeof *a->stack) < 0)
         return -1;
     ulma_frame *f = &a->stack[a->depth];
     f->id = id;
+    f->slot = slot;
     f->start = t;
     f->child = 0;
     f->edge = ROOT;
@@ -196,11 +322,11 @@ static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind, int u
         }
     }
     a->depth++;
-    a->active[id]++;
+    a->active[slot]++;
     if (kind == ULMA_CALL || kind == ULMA_C_CALL)
-        a->funcs[id].calls++;
+        a->funcs[slot].calls++;
     else if (kind)
-        a->funcs[id].resumes++;
+        a->funcs[slot].resumes++;
     return 0;
 }
 
@@ -208,12 +334,12 @@ static void pop(ulma_thread_agg *a, uint64_t t)
 {
     ulma_frame *f = &a->stack[--a->depth];
     uint64_t el = t - f->start;
-    ulma_func_stats *s = &a->funcs[f->id];
+    ulma_func_stats *s = &a->funcs[f->slot];
     uint64_t own = el > f->child ? el - f->child : 0;
     s->self += own;
     if (f->unmeasured)
         a->sums.unmeasured += own; /* before the inclusive sums are taken */
-    if (--a->active[f->id] == 0) {
+    if (--a->active[f->slot] == 0) {
         s->total += el;
         split_add_diff(&s->total_split, &a->sums, &f->at);
     }
@@ -249,7 +375,7 @@ static inline ulma_func_stats *measured_top(ulma_thread_agg *a)
     if (a->depth == 0)
         return NULL;
     ulma_frame *f = &a->stack[a->depth - 1];
-    return f->unmeasured ? NULL : &a->funcs[f->id];
+    return f->unmeasured ? NULL : &a->funcs[f->slot];
 }
 
 /* Every record but CPU readings and SYNC parts closes a gap between records
@@ -313,7 +439,7 @@ static void on_cpu_reading(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
         a->last_wall = t - a->cpu_tick;
         a->last_cpu = (v - a->cpu_ns) & VALUE_MASK;
         if (a->depth > 0 && !a->stack[a->depth - 1].unmeasured) {
-            a->last_target = a->stack[a->depth - 1].id;
+            a->last_target = a->stack[a->depth - 1].slot;
             ulma_split *own = &a->funcs[a->last_target].self_split;
             own->wait += a->last_wall;
             own->wait_cpu += a->last_cpu;
@@ -377,11 +503,12 @@ int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
                 if (d > gap)
                     d = gap; /* it happened within the caller's last gap */
                 ulma_func_stats *top = measured_top(a);
-                if (top && e->id < MAX_FUNC_ID && ensure_func(a, e->id) == 0) {
+                uint32_t callee = top && e->id < MAX_FUNC_ID ? func_slot(a, e->id) : ROOT;
+                if (callee != ROOT) {
                     top = measured_top(a); /* funcs may have moved */
                     top->self_split.dispatch += d;
                     a->sums.dispatch += d;
-                    a->funcs[e->id].dispatch_in += d;
+                    a->funcs[callee].dispatch_in += d;
                 }
             }
             rc = push(a, e->id, t, e->kind, (e->flags & ULMA_EVF_UNMEASURED) != 0);
@@ -477,10 +604,12 @@ static void func_add(ulma_func_stats *d, const ulma_func_stats *s)
  * view shows time as it accrues; src itself is not changed. */
 int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t now, uint64_t now_cpu_ns)
 {
-    if (src->nfuncs && ensure_func(dst, (uint32_t)src->nfuncs - 1) < 0)
-        return -1;
-    for (size_t i = 0; i < src->nfuncs; i++)
-        func_add(&dst->funcs[i], &src->funcs[i]);
+    for (size_t i = 0; i < src->nfuncs; i++) {
+        uint32_t d = func_slot(dst, src->func_ids[i]);
+        if (d == ROOT)
+            return -1;
+        func_add(&dst->funcs[d], &src->funcs[i]);
+    }
     for (size_t i = 0; i < src->nedges; i++) {
         const ulma_edge_stats *e = &src->edges[i];
         uint32_t d = edge_get(dst, e->caller, e->callee);
@@ -514,7 +643,7 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
         !src->stack[src->depth - 1].unmeasured) {
         pending_wall = now - src->cpu_tick;
         pending_cpu = (now_cpu_ns - src->cpu_ns) & VALUE_MASK;
-        ulma_split *own = &dst->funcs[src->stack[src->depth - 1].id].self_split;
+        ulma_split *own = &dst->funcs[ulma_agg_find(dst, src->stack[src->depth - 1].id)].self_split;
         own->wait += pending_wall;
         own->wait_cpu += pending_cpu;
     }
@@ -524,16 +653,16 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
         uint64_t el = now - f->start;
         uint64_t busy = f->child + above;
         uint64_t own = el > busy ? el - busy : 0;
-        dst->funcs[f->id].self += own;
+        dst->funcs[ulma_agg_find(dst, f->id)].self += own;
         unm_above[i] = unm_above[i + 1] + (f->unmeasured ? own : 0);
         above = el;
     }
     for (size_t i = 0; i < src->depth; i++) {
         const ulma_frame *f = &src->stack[i];
         uint64_t el = now - f->start;
-        if (!seen_f[f->id]) {
-            seen_f[f->id] = 1;
-            ulma_func_stats *d = &dst->funcs[f->id];
+        if (!seen_f[f->slot]) {
+            seen_f[f->slot] = 1;
+            ulma_func_stats *d = &dst->funcs[ulma_agg_find(dst, f->id)];
             d->total += el;
             split_add_diff(&d->total_split, &src->sums, &f->at);
             d->total_split.unmeasured += unm_above[i + 1];

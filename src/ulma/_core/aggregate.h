@@ -79,16 +79,24 @@ typedef struct {
     uint64_t start;  /* tick the frame (re)entered */
     uint64_t child;  /* ticks spent in direct callees */
     uint32_t unmeasured; /* an excluded function's frame */
-    uint32_t pad;
+    uint32_t slot;   /* the function's slot in funcs */
     ulma_split at;   /* the thread's sums when it entered */
 } ulma_frame;
 
+/* Function ids index a two-level table of pages of this many slots. */
+#define ULMA_FUNC_PAGE_BITS 8u
+
 typedef struct {
-    /* per function id */
-    ulma_func_stats *funcs;
-    uint32_t *active; /* open frames per id, for counting recursion once */
+    /* per function, sparse: only the functions this thread ran have a slot,
+     * numbered in the order first seen; memory follows what the thread ran,
+     * not how many functions the program made */
+    ulma_func_stats *funcs;  /* by slot */
+    uint32_t *active;        /* by slot: open frames, for counting recursion once */
+    uint32_t *func_ids;      /* by slot: the function's id */
+    size_t nfuncs, funcs_cap;
+    uint32_t **pages;        /* id >> ULMA_FUNC_PAGE_BITS -> page of slot + 1 (0: none) */
+    size_t npages;
     ulma_edge_cache_entry *edge_cache; /* ULMA_EDGE_CACHE recent edges */
-    size_t nfuncs;
     /* per caller->callee pair: dense array plus an open-addressing index */
     ulma_edge_stats *edges;
     size_t nedges, edges_cap;
@@ -114,7 +122,7 @@ typedef struct {
     uint64_t cpu_tick, cpu_ns; /* the last CPU reading */
     uint64_t run_delay_ns;     /* the last run-delay reading */
     uint64_t last_wall, last_cpu; /* the interval just read: wall ticks, CPU ns */
-    uint32_t last_target;      /* the function that got them, or UINT32_MAX */
+    uint32_t last_target;      /* the slot that got them, or UINT32_MAX */
     uint8_t have_cpu, have_run_delay, after_reading, pad8;
     uint64_t cpu_readings;
     int failed;                /* out of memory: stats stop growing */
@@ -134,6 +142,16 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
 /* A split's waiting and runnable in ticks, at `ns_per_tick`: W - C and the
  * run delays, never below 0 (noise can make C exceed W at one rate). */
 void ulma_agg_wait(const ulma_split *s, double ns_per_tick, uint64_t *wait, uint64_t *runnable);
+/* The slot of function `id` in a->funcs, or UINT32_MAX if it has none. */
+uint32_t ulma_agg_find(const ulma_thread_agg *a, uint32_t id);
+/* Frees the per-function and per-edge totals of a thread whose stack is
+ * closed (after the last snapshot); its counters stay. */
+void ulma_agg_release(ulma_thread_agg *a);
+/* The same for the per-function totals only. */
+void ulma_agg_release_funcs(ulma_thread_agg *a);
+/* The last snapshot: src's totals go to dst and src keeps none; moved
+ * without a copy when dst has none yet.  0, or -1 if memory ran out. */
+int ulma_agg_hand_over(ulma_thread_agg *dst, ulma_thread_agg *src);
 /* Forgets all totals; keeps the stack, restarting its frames at `now`. */
 void ulma_agg_clear(ulma_thread_agg *a, uint64_t now);
 

@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "records.h"
 #include "session.h"
+#include "symbols.h"
 
 /* ---- agent ---------------------------------------------------------- */
 
@@ -69,6 +70,16 @@ static PyObject *py_agent_pause(PyObject *self, PyObject *arg)
 {
     (void)self;
     return call_with_flag(arg, ulma_agent_pause);
+}
+
+static PyObject *py_agent_id_limit(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    unsigned long n = PyLong_AsUnsignedLong(arg);
+    if (n == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    ulma_symbols_set_id_limit(n > ULMA_ID_LIMIT ? ULMA_ID_LIMIT : (uint32_t)n);
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_agent_set_probe_cost(PyObject *self, PyObject *arg)
@@ -269,14 +280,17 @@ static PyObject *session_symbols(SessionObject *self, PyObject *unused)
  * given and not 0, is that thread's CPU time now (ns).  split=1 adds the
  * four-way figures to each function (the order of monitor/profile.py's _split). */
 static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint32_t n, long only,
-                             uint64_t now, const uint64_t *now_cpu, int split, double rate)
+                             uint64_t now, const uint64_t *now_cpu, int split, double rate, int final)
 {
     ulma_thread_agg sum;
     ulma_agg_init(&sum);
     for (uint32_t s = 0; s < n; s++) {
         if (only >= 0 && (uint32_t)only != s)
             continue;
-        if (ulma_agg_merge(&sum, &aggs[s], closed[s] ? 0 : now, now_cpu ? now_cpu[s] : 0) < 0) {
+        /* final: the totals are handed over, so a program that made many
+         * functions never has them twice in the monitor */
+        if ((final ? ulma_agg_hand_over(&sum, &aggs[s])
+                   : ulma_agg_merge(&sum, &aggs[s], closed[s] ? 0 : now, now_cpu ? now_cpu[s] : 0)) < 0) {
             ulma_agg_free(&sum);
             return PyErr_NoMemory();
         }
@@ -293,16 +307,18 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         ulma_agg_wait(a, rate, &a_wait, &a_run);
         ulma_agg_wait(b, rate, &b_wait, &b_run);
         PyObject *t = split
-            ? Py_BuildValue("(nKKKKKKKKKKKKKKKK)", (Py_ssize_t)i, f->calls, f->resumes, f->self,
+            ? Py_BuildValue("(IKKKKKKKKKKKKKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self,
                             f->total, a_wait, a_run, a->probe, a->dispatch, a->segs, b_wait,
                             b_run, b->probe, b->dispatch, b->segs, b->unmeasured, f->dispatch_in)
-            : Py_BuildValue("(nKKKK)", (Py_ssize_t)i, f->calls, f->resumes, f->self, f->total);
+            : Py_BuildValue("(IKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self, f->total);
         if (!t || PyList_Append(funcs, t) < 0) {
             Py_XDECREF(t);
             goto done;
         }
         Py_DECREF(t);
     }
+    if (final) /* the function rows are made: their totals can go */
+        ulma_agg_release_funcs(&sum);
     for (size_t i = 0; i < sum.nedges; i++) {
         ulma_edge_stats *e = &sum.edges[i];
         if (!e->calls && !e->resumes && !e->total)
@@ -367,12 +383,12 @@ static uint64_t *cpu_array(PyObject *now_cpu, uint32_t slots)
  * (default: the session's first calibration). */
 static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"live", "thread", "split", "now_cpu", "rate", NULL};
-    int live = 0, split = 0;
+    static char *names[] = {"live", "thread", "split", "now_cpu", "rate", "final", NULL};
+    int live = 0, split = 0, final = 0;
     double rate = 0;
     PyObject *thread = Py_None, *now_cpu = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pOpOd", names, &live, &thread, &split, &now_cpu,
-                                     &rate) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pOpOdp", names, &live, &thread, &split, &now_cpu,
+                                     &rate, &final) ||
         check_open(self) < 0)
         return NULL;
     if (!(rate > 0))
@@ -385,7 +401,7 @@ static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject 
     if (!cpu)
         return NULL;
     uint64_t now = live ? ulma_ticks(self->m.h->clock_source) : 0;
-    PyObject *res = snapshot_of(self->m.aggs, self->m.closed, slots, only, now, cpu, split, rate);
+    PyObject *res = snapshot_of(self->m.aggs, self->m.closed, slots, only, now, cpu, split, rate, final);
     PyMem_Free(cpu);
     return res;
 }
@@ -432,7 +448,7 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         return NULL;
     ulma_session_header *h = self->m.h;
     return Py_BuildValue(
-        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K,s:I}", "version",
+        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K,s:I,s:I}", "version",
         h->version, "clock", ulma_clock_name(h->clock_source), "start_ticks", h->start_ticks,
         "start_mono_ns", h->start_mono_ns, "start_real_ns", h->start_real_ns, "ring_events",
         h->ring_events, "max_threads", h->max_threads, "rings_used",
@@ -445,7 +461,8 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         atomic_load_explicit(&h->tool_id, memory_order_relaxed), "symbols",
         atomic_load_explicit(&h->next_symbol_id, memory_order_relaxed) - 1,
         "map_bytes", (unsigned long long)self->m.map_bytes, "hooks_displaced",
-        atomic_load_explicit(&h->hooks_displaced, memory_order_relaxed));
+        atomic_load_explicit(&h->hooks_displaced, memory_order_relaxed), "ids_overflow",
+        atomic_load_explicit(&h->ids_overflow, memory_order_relaxed));
 }
 
 /* What the agent measures: its flags, calibrated probe cost, CPU interval. */
@@ -517,9 +534,9 @@ static PyMethodDef session_methods[] = {
      "[(slot, records)]) with copy=True"},
     {"symbols", (PyCFunction)session_symbols, METH_NOARGS, "new symbol definitions"},
     {"snapshot", (PyCFunction)(void (*)(void))session_snapshot, METH_VARARGS | METH_KEYWORDS,
-     "snapshot(live=False, thread=None, split=False, now_cpu=None, rate=hint) -> (functions, "
-     "edges) in ticks; split adds the four-way figures, waiting formed at `rate` ns per tick; "
-     "now_cpu {slot: ns} splits open intervals"},
+     "snapshot(live=False, thread=None, split=False, now_cpu=None, rate=hint, final=False) -> "
+     "(functions, edges) in ticks; split adds the four-way figures, waiting formed at `rate` ns "
+     "per tick; now_cpu {slot: ns} splits open intervals; final hands the totals over"},
     {"threads", (PyCFunction)session_threads, METH_NOARGS, "per-thread ring state"},
     {"counters", (PyCFunction)session_counters, METH_NOARGS, "session-wide counters"},
     {"agent_info", (PyCFunction)session_agent_info, METH_NOARGS,
@@ -655,7 +672,7 @@ static PyObject *aggregator_snapshot(AggregatorObject *self, PyObject *args, PyO
         return NULL;
     if (!(rate > 0))
         rate = self->rate > 0 ? self->rate : 1.0;
-    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split, rate);
+    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split, rate, 0);
 }
 
 /* The ns-per-tick the replay uses to compare CPU readings with ticks. */
@@ -821,6 +838,9 @@ static PyMethodDef module_methods[] = {
      "agent_stop(flush=True): unhook, publish every ring (unless flush=False), unmap"},
     {"agent_ignore_thread", py_agent_ignore_thread, METH_NOARGS,
      "never trace the calling thread (ulma's own threads)"},
+    {"agent_id_limit", py_agent_id_limit, METH_O,
+     "agent_id_limit(n): sessions started after this use ids below n (at most 2**24); the "
+     "functions seen once they are taken share the last one, counted as ids_overflow"},
     {"agent_scratch", py_agent_scratch, METH_O,
      "agent_scratch(on): this thread's events go to a private scratch ring (calibration)"},
     {"agent_pause", py_agent_pause, METH_O,

@@ -169,6 +169,7 @@ typedef struct {
     _Atomic uint32_t cpu_interval_us;  /* CPU readings at most this often */
     _Atomic uint32_t hooks_displaced;  /* the program's own profile function or frame
                                           evaluator took over from ulma's (PEP 523) */
+    _Atomic uint32_t ids_overflow;     /* functions seen once every id was taken */
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 

@@ -4,6 +4,13 @@
  * a C function (native calls), and the id is cached (on the code object's
  * co_extra slot, or in a table keyed by the C function's PyMethodDef).  The
  * --exclude patterns and ulma's own files are decided here, once per thing.
+ *
+ * Code objects are interned by definition, (name, file, first line): a
+ * program that makes the same function again and again (exec, a closure
+ * compiled per call, a reloaded module) gets one id and one row, not one per
+ * code object.  Ids stay below g_id_limit (2^24, what the replay accepts):
+ * things seen once every id is taken share the last id, a row named
+ * OVERFLOW_NAME, and are counted in the header's ids_overflow.
  * Cold paths, under the GIL.
  */
 #define _GNU_SOURCE
@@ -18,6 +25,34 @@ static size_t g_hidden_prefix_len;
 /* --exclude patterns (fnmatch), matched against file and qualified name */
 static char **g_exclude;
 static size_t g_exclude_len;
+/* ids are 1 .. g_id_limit - 2; g_id_limit - 1 is the overflow row */
+static uint32_t g_id_limit = ULMA_ID_LIMIT;
+static int g_overflow_named; /* the overflow row's definition was written */
+static const char OVERFLOW_NAME[] = "<functions past the id limit>";
+
+void ulma_symbols_set_id_limit(uint32_t limit)
+{
+    g_id_limit = limit < 3 ? 3 : limit > ULMA_ID_LIMIT ? ULMA_ID_LIMIT : limit;
+}
+
+/* A new id, or the overflow id (counted) once every id is taken. */
+static uint32_t new_id(ulma_session_header *h)
+{
+    uint32_t last = g_id_limit - 1;
+    if (atomic_load_explicit(&h->next_symbol_id, memory_order_relaxed) < last) {
+        uint32_t id = atomic_fetch_add_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
+        if (id < last)
+            return id;
+    }
+    atomic_fetch_add_explicit(&h->ids_overflow, 1, memory_order_relaxed);
+    if (!g_overflow_named) {
+        g_overflow_named = 1;
+        static const char file[] = "<ulma>";
+        ulma_symbol_append(last, ULMA_SYM_PYFUNC, 0, 0, OVERFLOW_NAME, sizeof OVERFLOW_NAME - 1,
+                           file, sizeof file - 1);
+    }
+    return last;
+}
 
 
 void ulma_symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t line,
@@ -139,10 +174,11 @@ static uint32_t native_intern(PyObject *c, const PyMethodDef *ml)
         return 0;
     char name[256];
     native_name(c, ml, name, sizeof name);
-    uint32_t id = atomic_fetch_add_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
+    uint32_t id = new_id(h);
     static const char file[] = "<built-in>";
     uint16_t flags = excluded(name, NULL) ? ULMA_SYMF_UNMEASURED : 0;
-    ulma_symbol_append(id, ULMA_SYM_CFUNC, flags, 0, name, strlen(name), file, sizeof file - 1);
+    if (id != g_id_limit - 1)
+        ulma_symbol_append(id, ULMA_SYM_CFUNC, flags, 0, name, strlen(name), file, sizeof file - 1);
     if (flags)
         id |= ULMA_ID_UNMEASURED;
     size_t j = ((uintptr_t)ml >> 4) & (g_native_cap - 1);
@@ -154,12 +190,151 @@ static uint32_t native_intern(PyObject *c, const PyMethodDef *ml)
     return id;
 }
 
+/* ---- definitions: (kind, line, name, file) -> id ------------------------ */
+
+/* Open addressing over entries whose key bytes (name then file) live in
+ * g_def_arena blocks.  The value is the full id, flag bits included. */
+typedef struct {
+    uint64_t hash;
+    const char *key; /* name bytes then file bytes; NULL: empty */
+    uint32_t nlen, flen, line, idv;
+} def_slot;
+static def_slot *g_defs;
+static size_t g_defs_cap, g_defs_len;
+typedef struct arena_block {
+    struct arena_block *next;
+    size_t used, size;
+    char data[];
+} arena_block;
+static arena_block *g_def_arena;
+
+static void defs_free(void)
+{
+    free(g_defs);
+    g_defs = NULL;
+    g_defs_cap = g_defs_len = 0;
+    while (g_def_arena) {
+        arena_block *next = g_def_arena->next;
+        free(g_def_arena);
+        g_def_arena = next;
+    }
+    g_overflow_named = 0;
+}
+
+static uint64_t def_hash(uint32_t kind, uint32_t line, const char *name, size_t nlen, const char *file,
+                         size_t flen)
+{
+    uint64_t x = 0xcbf29ce484222325ULL ^ ((uint64_t)kind << 32 | line);
+    for (size_t i = 0; i < nlen; i++)
+        x = (x ^ (unsigned char)name[i]) * 0x100000001b3ULL;
+    x = (x ^ 0xff) * 0x100000001b3ULL; /* "ab"+"c" is not "a"+"bc" */
+    for (size_t i = 0; i < flen; i++)
+        x = (x ^ (unsigned char)file[i]) * 0x100000001b3ULL;
+    return x ^ (x >> 29);
+}
+
+static def_slot *def_find(uint64_t hash, uint32_t line, const char *name, size_t nlen, const char *file,
+                          size_t flen)
+{
+    size_t mask = g_defs_cap - 1;
+    for (size_t i = hash & mask; g_defs[i].key; i = (i + 1) & mask) {
+        def_slot *d = &g_defs[i];
+        if (d->hash == hash && d->line == line && d->nlen == nlen && d->flen == flen &&
+            memcmp(d->key, name, nlen) == 0 && memcmp(d->key + nlen, file, flen) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+static int defs_grow(void)
+{
+    size_t cap = g_defs_cap ? g_defs_cap * 2 : 4096;
+    def_slot *tab = calloc(cap, sizeof *tab);
+    if (!tab)
+        return -1;
+    for (size_t i = 0; i < g_defs_cap; i++) {
+        if (!g_defs[i].key)
+            continue;
+        size_t j = g_defs[i].hash & (cap - 1);
+        while (tab[j].key)
+            j = (j + 1) & (cap - 1);
+        tab[j] = g_defs[i];
+    }
+    free(g_defs);
+    g_defs = tab;
+    g_defs_cap = cap;
+    return 0;
+}
+
+/* Copies the key into the arena; NULL if memory ran out. */
+static const char *arena_copy(const char *name, size_t nlen, const char *file, size_t flen)
+{
+    size_t need = nlen + flen;
+    if (!g_def_arena || g_def_arena->size - g_def_arena->used < need) {
+        size_t size = need > 65536 ? need : 65536;
+        arena_block *b = malloc(sizeof *b + size);
+        if (!b)
+            return NULL;
+        b->next = g_def_arena;
+        b->used = 0;
+        b->size = size;
+        g_def_arena = b;
+    }
+    char *p = g_def_arena->data + g_def_arena->used;
+    memcpy(p, name, nlen);
+    memcpy(p + nlen, file, flen);
+    g_def_arena->used += need;
+    return p;
+}
+
+/* Remembers a definition's id (if memory allows: else it is made again). */
+static void def_add(uint64_t hash, uint32_t line, const char *name, size_t nlen, const char *file,
+                    size_t flen, uint32_t idv)
+{
+    if ((g_defs_len + 1) * 2 > g_defs_cap && defs_grow() < 0)
+        return;
+    const char *key = arena_copy(name, nlen, file, flen);
+    if (!key)
+        return;
+    size_t j = hash & (g_defs_cap - 1);
+    while (g_defs[j].key)
+        j = (j + 1) & (g_defs_cap - 1);
+    g_defs[j] = (def_slot){hash, key, (uint32_t)nlen, (uint32_t)flen, line, idv};
+    g_defs_len++;
+}
+
+/* The id of a definition, made (and its record written) if new. */
+static uint32_t definition_id(ulma_session_header *h, const char *name, size_t nlen, const char *file,
+                              size_t flen, uint32_t line)
+{
+    uint64_t hash = def_hash(ULMA_SYM_PYFUNC, line, name, nlen, file, flen);
+    if (g_defs_cap) {
+        def_slot *d = def_find(hash, line, name, nlen, file, flen);
+        if (d)
+            return d->idv;
+    }
+    uint16_t flags = 0;
+    if (g_hidden_prefix_len && flen >= g_hidden_prefix_len &&
+        memcmp(file, g_hidden_prefix, g_hidden_prefix_len) == 0)
+        flags |= ULMA_SYMF_HIDDEN;
+    else if (excluded(name, file))
+        flags |= ULMA_SYMF_UNMEASURED;
+    uint32_t id = new_id(h);
+    if (id != g_id_limit - 1)
+        ulma_symbol_append(id, ULMA_SYM_PYFUNC, flags, line, name, nlen, file, flen);
+    if (flags & ULMA_SYMF_UNMEASURED)
+        id |= ULMA_ID_UNMEASURED;
+    if (flags & ULMA_SYMF_HIDDEN)
+        id |= ULMA_ID_HIDDEN;
+    def_add(hash, line, name, nlen, file, flen, id);
+    return id;
+}
+
 static uint32_t code_intern(PyCodeObject *co)
 {
     ulma_session_header *h = g_session;
     if (!h)
         return 0;
-    uint32_t id = atomic_fetch_add_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
     Py_ssize_t nlen = 0, flen = 0;
     const char *name = PyUnicode_AsUTF8AndSize(co->co_qualname, &nlen);
     if (!name) {
@@ -173,25 +348,14 @@ static uint32_t code_intern(PyCodeObject *co)
         file = "?";
         flen = 1;
     }
-    uint16_t flags = 0;
-    if (g_hidden_prefix_len && (size_t)flen >= g_hidden_prefix_len &&
-        memcmp(file, g_hidden_prefix, g_hidden_prefix_len) == 0)
-        flags |= ULMA_SYMF_HIDDEN;
-    else if (excluded(name, file))
-        flags |= ULMA_SYMF_UNMEASURED;
-    ulma_symbol_append(id, ULMA_SYM_PYFUNC, flags, (uint32_t)co->co_firstlineno, name, (size_t)nlen,
-                  file, (size_t)flen);
-    if (flags & ULMA_SYMF_UNMEASURED)
-        id |= ULMA_ID_UNMEASURED;
-    if (flags & ULMA_SYMF_HIDDEN)
-        id |= ULMA_ID_HIDDEN;
+    uint32_t id = definition_id(h, name, (size_t)nlen, file, (size_t)flen, (uint32_t)co->co_firstlineno);
     uintptr_t v = ((uintptr_t)g_generation << 32) | id;
 #if PY_VERSION_HEX >= 0x030C0000
     if (PyUnstable_Code_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
 #else
     if (_PyCode_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
 #endif
-        PyErr_Clear(); /* re-interned next time; the definition repeats */
+        PyErr_Clear(); /* looked up again next time */
     return id;
 }
 
@@ -298,4 +462,5 @@ void ulma_symbols_reset(void)
     g_hidden_prefix_len = 0;
     exclude_free();
     native_free();
+    defs_free();
 }

@@ -15,6 +15,9 @@ void ulma_symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t lin
 /* ulma's own files (hidden) and the --exclude patterns for a new session;
  * 0, or -1 with an exception. */
 int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude);
+/* Ids a session may use (what the replay accepts); fewer for tests. */
+#define ULMA_ID_LIMIT (1u << 24)
+void ulma_symbols_set_id_limit(uint32_t limit);
 /* Forgets all of it, the C function ids too (ids are per session). */
 void ulma_symbols_reset(void);
 

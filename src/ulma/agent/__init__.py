@@ -1,15 +1,12 @@
 """The agent: the part of ulma that lives inside the profiled program.
 
 It is started by ``ulma run`` through :mod:`ulma.agent.bootstrap`; the hooks
-themselves are C (``ulma._core``).
+themselves are C (``ulma._core``).  This package is imported by the profiled
+program before its first line, so it imports nothing that plain python has
+not loaded already (its own imports must stay the program's to make).
 """
 
-from __future__ import annotations
-
-import base64
-import json
 import sys
-from dataclasses import dataclass, field
 
 from ulma import _core
 
@@ -36,37 +33,62 @@ def resolve_engine(name: str) -> str:
 DEFAULT_CPU_INTERVAL_US = 100
 
 
-@dataclass(frozen=True, slots=True)
 class AgentOptions:
-    """What the agent measures, as `ulma run` and `ulma attach` ask for it."""
+    """What the agent measures, as `ulma run` and `ulma attach` ask for it.
+    `id_limit` (0: the default, 2**24) bounds the function ids; tests use a
+    small one to reach the overflow row."""
 
-    engine: str
-    native_calls: bool = False  # C functions get their own rows
-    cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US  # 0: no CPU readings
-    exclude: tuple[str, ...] = field(default_factory=tuple)  # fnmatch patterns: unmeasured
+    __slots__ = ("cpu_interval_us", "engine", "exclude", "id_limit", "native_calls")
+
+    def __init__(self, engine: str, native_calls: bool = False,
+                 cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
+                 exclude: tuple[str, ...] = (), id_limit: int = 0) -> None:
+        self.engine = engine
+        self.native_calls = native_calls  # C functions get their own rows
+        self.cpu_interval_us = cpu_interval_us  # 0: no CPU readings
+        self.exclude = tuple(exclude)  # fnmatch patterns: unmeasured
+        self.id_limit = id_limit
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.engine, self.native_calls, self.cpu_interval_us, self.exclude, self.id_limit)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AgentOptions) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "AgentOptions({!r}, {!r}, {!r}, {!r}, {!r})".format(*self._fields())
+
+    def with_engine(self, engine: str) -> "AgentOptions":
+        return AgentOptions(engine, self.native_calls, self.cpu_interval_us, self.exclude, self.id_limit)
 
     def encode(self) -> str:
-        """One token (no spaces) for an environment variable or the attach request."""
-        data = {"engine": self.engine, "native_calls": self.native_calls,
-                "cpu_interval_us": self.cpu_interval_us, "exclude": list(self.exclude)}
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+        """One token (no spaces) for an environment variable or the attach
+        request: ``1,engine,native,interval,id_limit[,pattern...]``, each
+        pattern as the hex of its UTF-8 bytes; decoded with builtins only."""
+        fields = ["1", self.engine, "1" if self.native_calls else "0", str(self.cpu_interval_us),
+                  str(self.id_limit)]
+        fields += [p.encode("utf-8", "surrogateescape").hex() for p in self.exclude]
+        return ",".join(fields)
 
     @classmethod
-    def decode(cls, token: str) -> AgentOptions:
+    def decode(cls, token: str) -> "AgentOptions":
         """Raises ValueError on anything but what encode() makes."""
+        fields = token.split(",")
+        if (len(fields) < 5 or fields[0] != "1" or not fields[1].isidentifier()
+                or fields[2] not in ("0", "1") or not fields[3].isdigit() or not fields[4].isdigit()
+                or not fields[3].isascii() or not fields[4].isascii()):
+            raise ValueError("bad agent options")
+        interval, id_limit = int(fields[3]), int(fields[4])
+        if interval > 10**7 or id_limit > 2**24:
+            raise ValueError("bad agent options")
         try:
-            data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"bad agent options: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError("bad agent options")
-        engine, native, interval = data.get("engine"), data.get("native_calls"), data.get("cpu_interval_us")
-        exclude = data.get("exclude")
-        if (not isinstance(engine, str) or not isinstance(native, bool) or not isinstance(interval, int)
-                or isinstance(interval, bool) or not 0 <= interval <= 10**7 or not isinstance(exclude, list)
-                or not all(isinstance(p, str) for p in exclude)):
-            raise ValueError("bad agent options")
-        return cls(engine, native, interval, tuple(exclude))
+            exclude = tuple(bytes.fromhex(p).decode("utf-8", "surrogateescape") for p in fields[5:])
+        except ValueError:
+            raise ValueError("bad agent options") from None
+        return cls(fields[1], fields[2] == "1", interval, exclude, id_limit)
 
 
 def install() -> str:

@@ -4,20 +4,30 @@
 inherited.  The program must see what plain ``python`` would give it:
 ``sys.argv``, ``sys.path[0]``, a fresh ``__main__`` with ``__file__``, its
 traceback and exit code.  Tracebacks leave out ulma's own frames.
-"""
 
-from __future__ import annotations
+It must not import what the program would import itself: a module loaded
+here would be loaded already when the program imports it, so its import-time
+code would never run under the profiler, and the program's start-up would be
+ulma's.  So this module, ulma.agent and ulma.agent.calibrate import only
+modules plain python has loaded before the program's first line (os, sys,
+io, time) and atexit (built in); options come as one plain token
+(AgentOptions.encode); annotations are strings, their names imported for
+type checkers only.
+"""
 
 import atexit
 import io
 import os
 import sys
-import types
-from collections.abc import Callable
-from typing import NoReturn
 
 from ulma import _core
 from ulma.agent import AgentOptions, calibrate
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import types
+    from collections.abc import Callable
+    from typing import NoReturn
 
 ENV_FD = "ULMA_SESSION_FD"
 ENV_OPTIONS = "ULMA_AGENT_OPTIONS"
@@ -28,13 +38,13 @@ BOOT_CODE = "from ulma.agent.bootstrap import main; main()"
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
+def _fail(message: str, code: int = 2) -> "NoReturn":
     sys.stderr.write(f"ulma: error: {message}\n")
     sys.stderr.flush()
     os._exit(code)
 
 
-def _strip_ulma_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+def _strip_ulma_frames(tb: "types.TracebackType | None") -> "types.TracebackType | None":
     """Drops the leading traceback entries that belong to ulma's bootstrap."""
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
@@ -47,8 +57,8 @@ def _strip_ulma_frames(tb: types.TracebackType | None) -> types.TracebackType | 
 def _install_excepthook() -> None:
     original = sys.excepthook
 
-    def hook(kind: type[BaseException], value: BaseException,
-             tb: types.TracebackType | None) -> None:
+    def hook(kind: "type[BaseException]", value: BaseException,
+             tb: "types.TracebackType | None") -> None:
         tb = _strip_ulma_frames(tb)
         # the printer reads the exception's own traceback, not the argument
         original(kind, value.with_traceback(tb), tb)
@@ -56,7 +66,7 @@ def _install_excepthook() -> None:
     sys.excepthook = hook
 
 
-def _start_agent(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
+def _start_agent(boundary: "types.FrameType", recursion_adjust: int = 0) -> None:
     """Hooks the interpreter.  ``boundary`` is the frame that runs the program
     and stays alive below it: stacks the agent restates stop there, so ulma's
     own frames are never reported; the agent also gives the frames below it
@@ -76,7 +86,7 @@ def _start_agent(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
 
 
 def start_agent(fd: int, options: AgentOptions, *, empty: int = 0,
-                boundary: types.FrameType | None = None, recursion_adjust: int = 0,
+                boundary: "types.FrameType | None" = None, recursion_adjust: int = 0,
                 alone: bool = False) -> None:
     """Starts the agent on the session in `fd` and measures what one probe
     costs (see ulma.agent.calibrate), for the monitor to take out of the
@@ -85,6 +95,7 @@ def start_agent(fd: int, options: AgentOptions, *, empty: int = 0,
     `empty` (benchmarks): 1 hooks that do nothing, 2 hooks that read the
     clock and make one 16-byte store (the recording floor)."""
     off = 0 if empty or alone else calibrate.hooks_off()
+    _core.agent_id_limit(options.id_limit or 1 << 24)
     _core.agent_start(fd, options.engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust,
                       native_calls=options.native_calls, cpu_interval_us=options.cpu_interval_us,
                       exclude=list(options.exclude))
@@ -105,7 +116,7 @@ def _after_start() -> None:
     os.register_at_fork(after_in_child=lambda: _core.agent_stop(flush=False))
 
 
-def _start_idle(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
+def _start_idle(boundary: "types.FrameType", recursion_adjust: int = 0) -> None:
     """An idle agent instead of a connected one: hooks stay off until a
     monitor attaches."""
     from ulma.agent import listener
@@ -116,7 +127,7 @@ def _start_idle(boundary: types.FrameType, recursion_adjust: int = 0) -> None:
         _fail(f"cannot listen for ulma attach: {exc}")
 
 
-def _run_script(path: str, start: Callable[..., None] | None = None) -> None:
+def _run_script(path: str, start: "Callable[..., None] | None" = None) -> None:
     try:
         with io.open_code(path) as f:
             source = f.read()
@@ -124,7 +135,7 @@ def _run_script(path: str, start: Callable[..., None] | None = None) -> None:
         _fail(f"cannot read {path}: {exc.strerror}")
     # as plain python: absolute, but not normalised ("a/../b.py" stays)
     abspath = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
-    main = types.ModuleType("__main__")
+    main = type(sys)("__main__")
     main.__file__ = abspath
     main.__builtins__ = __builtins__  # type: ignore[attr-defined]
     main.__cached__ = None  # type: ignore[attr-defined]
@@ -141,7 +152,7 @@ def _run_script(path: str, start: Callable[..., None] | None = None) -> None:
     exec(code, main.__dict__)
 
 
-def _run_module(name: str, start: Callable[..., None] | None = None) -> None:
+def _run_module(name: str, start: "Callable[..., None] | None" = None) -> None:
     import runpy
 
     # Resolve the module as `python -m` would (this imports its parent

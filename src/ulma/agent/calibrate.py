@@ -10,15 +10,16 @@ hooks paused and resumed), so a change in the machine's speed hits both
 sides; an attach cannot pause the hooks of a running program, so it times
 the loop before starting them and after.
 This module lives in ulma's hidden agent folder: its frames are never
-reported.
+reported.  It imports nothing plain python has not loaded (see bootstrap).
 """
 
-from __future__ import annotations
-
 import time
-from collections.abc import Callable
 
 from ulma import _core
+
+TYPE_CHECKING = False  # no typing import in the profiled program
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CALLS = 20_000
 ROUNDS = 5
@@ -42,7 +43,7 @@ def hooks_off(calls: int = CALLS, rounds: int = ROUNDS) -> int:
     return min(_timed(calls) for _ in range(rounds))
 
 
-def _timed_with(switch: Callable[[bool], None], calls: int) -> int:
+def _timed_with(switch: "Callable[[bool], None]", calls: int) -> int:
     """The loop's time with `switch` on, then off again whatever happens."""
     switch(True)
     try:

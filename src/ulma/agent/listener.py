@@ -26,7 +26,6 @@ import socket
 import stat
 import struct
 import threading
-from dataclasses import replace
 
 from ulma import _core
 from ulma.agent import AgentOptions, resolve_engine
@@ -129,7 +128,7 @@ class _Listener:
                 return
             try:
                 options = AgentOptions.decode(words[2])
-                options = replace(options, engine=resolve_engine(options.engine))
+                options = options.with_engine(resolve_engine(options.engine))
                 start_agent(fds[0], options)
             except (OSError, RuntimeError, ValueError) as exc:
                 conn.sendall(f"ERR {exc}\n".encode())

@@ -3,22 +3,25 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from types import ModuleType
 
 from ulma import __version__
-from ulma.cli import attach, export, record, report, run
 from ulma.cli.errors import UsageError
 
-COMMANDS: dict[str, ModuleType] = {
-    "run": run, "record": record, "report": report, "export": export, "attach": attach,
-}
+# imported when used: `ulma run` starts without loading what only the others need
+COMMANDS = ("run", "record", "report", "export", "attach")
+
+
+def _command(name: str) -> ModuleType:
+    return importlib.import_module(f"ulma.cli.{name}")
 
 
 def usage() -> str:
     lines = [f"ulma {__version__}: a live, low-overhead tracing profiler for Python", "",
              "usage: ulma <command> [options]", "", "commands:"]
-    lines += [f"  {name:<8} {mod.HELP}" for name, mod in COMMANDS.items()]
+    lines += [f"  {name:<8} {_command(name).HELP}" for name in COMMANDS]
     lines += ["", "`ulma <command> --help` tells more."]
     return "\n".join(lines)
 
@@ -34,12 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "--version":
         print(f"ulma {__version__}")
         return 0
-    command = COMMANDS.get(args[0])
-    if command is None:
+    if args[0] not in COMMANDS:
         sys.stderr.write(f"ulma: error: unknown command {args[0]!r} (try `ulma --help`)\n")
         return 2
     try:
-        code: int = command.execute(args[1:])
+        code: int = _command(args[0]).execute(args[1:])
         return code
     except UsageError as exc:
         sys.stderr.write(f"ulma: error: {exc}\n")

@@ -10,17 +10,15 @@ import sys
 
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
 from ulma.cli.errors import Parser, UsageError, parse_size
-from ulma.exporters import json_report
 from ulma.monitor import session as sessions
 from ulma.views.live_rows import CLOCKS
-from ulma.views.report import print_report
 
 HELP = "run a Python program under ulma and report where its time went"
 USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 
 # options of `ulma run` that take a value: the first other token starts the program
 _VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output",
-           "--cpu-interval", "--exclude", "--clock"}
+           "--cpu-interval", "--exclude", "--clock", "--id-limit"}
 
 
 def add_measure_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,6 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait-attach", action="store_true",
                    help="run the program with an idle agent (no hooks, no cost) and no monitor: "
                         "connect later with `ulma attach PID`")
+    # tests: fewer function ids, to reach the overflow row without 2**24 functions
+    p.add_argument("--id-limit", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
     p.add_argument("program", nargs="?", metavar="script.py", help="the script to run")
     p.add_argument("args", nargs="*", help="arguments for the program")
@@ -162,7 +162,7 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         engine=engine, ring_bytes=opts.ring_size, max_threads=opts.max_threads,
         empty_hooks=opts.empty_hooks, recording_floor=opts.recording_floor,
         trace_path=opts.output, native_calls=opts.native_calls,
-        cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude))
+        cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit)
     if opts.live:
         return start_live(target, options, opts)
     return sessions.run(target, options)
@@ -211,12 +211,17 @@ def execute(argv: list[str]) -> int:
     result = start(opts, rest)
     if not result.started:  # the agent said why, in one line
         return result.returncode or 1
+    # the report's modules (rich) are loaded only when there is a report to make
     if opts.json:
+        from ulma.exporters import json_report
+
         try:
             json_report.write(result.profile, opts.json)
         except OSError as exc:
             sys.stderr.write(f"ulma: error: cannot write {opts.json}: {exc.strerror}\n")
             return result.returncode or 1
     if not opts.no_report:
+        from ulma.views.report import print_report
+
         print_report(result.profile, sys.stderr, limit=opts.limit, clock=opts.clock)
     return exit_code(result)

@@ -17,7 +17,8 @@ overhead taken out of the functions' CPU time), ``cpu_readings``,
 ``native_calls``, ``tool_id`` (the sys.monitoring tool id ulma used, 3 or 4;
 null on the PEP 523 engine), ``hooks_displaced`` (how often the program's own
 profile function or frame evaluator took over from ulma's; calls into C are
-not traced in a thread after that).
+not traced in a thread after that), ``ids_overflow`` (functions made after every function id
+was taken: their calls are in the row "<functions past the id limit>").
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def to_dict(profile: Profile) -> dict[str, Any]:
         "native_calls": profile.native_calls,
         "tool_id": profile.tool_id,
         "hooks_displaced": profile.hooks_displaced,
+        "ids_overflow": profile.ids_overflow,
         "functions": [_function(f, profile.split_known) for f in profile.functions],
         "edges": [
             {"caller": e.caller, "callee": e.callee, "calls": e.calls, "resumes": e.resumes,

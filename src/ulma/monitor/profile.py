@@ -6,7 +6,8 @@ views and exporters read only this.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ulma.format.records import SYM_CFUNC, Symbol
@@ -77,6 +78,7 @@ class Profile:
     threads: list[ThreadInfo] = field(default_factory=list)
     threads_overflow: int = 0
     symtab_overflow: int = 0
+    ids_overflow: int = 0  # functions that share the overflow row (every id was taken)
     split_known: bool = False  # CPU readings were taken: CPU and waiting are told apart
     schedstat: bool = False  # waiting splits into blocked and runnable
     native_calls: bool = False
@@ -125,8 +127,8 @@ def _split(f: FunctionStats, raw: Sequence[int], k: float, probe_ns: float, sche
 
 def build_profile(
     symbols: dict[int, Symbol],
-    functions: Sequence[Sequence[int]],
-    edges: list[tuple[int, int, int, int, int]],
+    functions: Iterable[Sequence[int]],
+    edges: Iterable[tuple[int, int, int, int, int]],
     ns_per_tick: float,
     *,
     python: str,
@@ -146,14 +148,16 @@ def build_profile(
     profile = Profile(python=python, wall_ns=wall_ns, engine=engine, clock=clock,
                       split_known=split_known, schedstat=schedstat and split_known,
                       native_calls=native_calls, probe_ns=probe_ns)
-    index: dict[int, int] = {}
+    index = array("i")  # id -> row + 1 (0: none); ids are small, a dict would cost more
     for row in functions:
         fid, calls, resumes, self_t, total_t = row[:5]
         sym = symbols.get(fid)
         if sym is not None and (sym.hidden or sym.unmeasured):
             continue
         name, file, line = (sym.name, sym.file, sym.line) if sym else (f"<unknown #{fid}>", "?", 0)
-        index[fid] = len(profile.functions)
+        if fid >= len(index):
+            index.frombytes(bytes(index.itemsize * max(fid + 1 - len(index), len(index))))
+        index[fid] = len(profile.functions) + 1
         f = FunctionStats(
             name=name, file=file, line=line, calls=calls, resumes=resumes,
             self_ns=round(self_t * ns_per_tick), total_ns=round(total_t * ns_per_tick),
@@ -165,7 +169,8 @@ def build_profile(
             f.cpu_ns, f.self_cpu_ns = f.total_ns, f.self_ns
         profile.functions.append(f)
     for caller, callee, calls, resumes, total_t in edges:
-        if caller in index and callee in index:
-            profile.edges.append(EdgeStats(index[caller], index[callee], calls, resumes,
-                                           round(total_t * ns_per_tick)))
+        a = index[caller] if caller < len(index) else 0
+        b = index[callee] if callee < len(index) else 0
+        if a and b:
+            profile.edges.append(EdgeStats(a - 1, b - 1, calls, resumes, round(total_t * ns_per_tick)))
     return profile

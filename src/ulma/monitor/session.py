@@ -19,10 +19,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
@@ -55,9 +55,11 @@ class Options:
     native_calls: bool = False
     cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US
     exclude: tuple[str, ...] = ()
+    id_limit: int = 0  # function ids (0: 2**24); tests use fewer to reach the overflow row
 
     def agent(self) -> AgentOptions:
-        return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude)
+        return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
+                            self.id_limit)
 
 
 class Session:
@@ -77,6 +79,7 @@ class Session:
             os.close(self.fd)
             raise
         self.symbols: dict[int, Symbol] = {}
+        self._files: dict[str, str] = {}  # one str per file name, however many functions it has
         self.lock = threading.Lock()  # the C replay is not thread-safe
         counters = self.core.counters()
         self.start_ticks: int = counters["start_ticks"]
@@ -96,8 +99,9 @@ class Session:
             else:
                 n = self.core.drain(postmortem=postmortem)
             new = self.core.symbols()
+            files = self._files
             for sid, kind, flags, name, file, line in new:
-                self.symbols[sid] = Symbol(sid, kind, flags, name, file, line)
+                self.symbols[sid] = Symbol(sid, kind, flags, name, files.setdefault(file, file), line)
         if recorder is not None:
             recorder.write(new, chunks)
         return n
@@ -143,21 +147,27 @@ class Session:
         return self.mono_ns(first, k), self.mono_ns(last, k)
 
     def profile(self, *, wall_ns: int, live: bool = False, thread: int | None = None,
-                scale: float | None = None) -> Profile:
+                scale: float | None = None, final: bool = False) -> Profile:
         """The totals as a profile; `scale` (ns per tick) defaults to the
-        calibration now."""
+        calibration now (waiting is formed at this rate, for everything
+        replayed so far).  `final`: the last one, after the program ended and
+        the last drain; the replay's totals are freed as they are read."""
         if scale is None:
             scale = self.ns_per_tick()
-        with self.lock:  # waiting is formed at this rate, for everything replayed so far
+        with self.lock:
             functions, edges = self.core.snapshot(live=live, thread=thread, split=True,
                                                   now_cpu=self._cpu_now() if live else None,
-                                                  rate=scale)
+                                                  rate=scale, final=final)
             counters = self.core.counters()
             threads = self.core.threads()
             info = self.core.agent_info()
-            symbols = dict(self.symbols)
+            # nothing adds symbols after the last drain: no copy needed
+            symbols = self.symbols if final else dict(self.symbols)
+        # the rows are dropped as they become the profile's: a program that
+        # made 300 000 functions never holds both forms at once
+        rows = _consumed(functions)
         profile = build_profile(
-            symbols, functions, edges, scale,
+            symbols, rows, _consumed(edges), scale,
             python=sys.version.split()[0], wall_ns=wall_ns,
             engine=ENGINE_NAMES.get(counters["engine"], "none"), clock=self.clock,
             probe_ns=info["probe_ns"], split_known=info["cpu_samples"], schedstat=info["schedstat"],
@@ -172,6 +182,7 @@ class Session:
         profile.symtab_overflow = counters["symtab_overflow"]
         profile.tool_id = counters["tool_id"] if profile.engine == "monitoring" else None
         profile.hooks_displaced = counters["hooks_displaced"]
+        profile.ids_overflow = counters["ids_overflow"]
         return profile
 
     def agent_info(self) -> dict[str, Any]:
@@ -422,7 +433,7 @@ class Run:
         self.session.close_all()
         scale = self.session.ns_per_tick()  # one calibration for the report and the trace
         wall_ns = self.covered_ns(scale)
-        profile = self.session.profile(wall_ns=wall_ns, scale=scale)
+        profile = self.session.profile(wall_ns=wall_ns, scale=scale, final=True)
         started = self.session.counters()["agent_state"] != 0
         trace_error = None
         if self.recorder is not None:
@@ -438,6 +449,16 @@ class Run:
             trace_error = self.recorder.error
         self.session.close()
         return RunResult(returncode, profile, started, trace_error)
+
+
+_Row = TypeVar("_Row")
+
+
+def _consumed(rows: list[_Row]) -> Iterator[_Row]:
+    """The rows in order, each removed from the list as it is handed out."""
+    rows.reverse()
+    while rows:
+        yield rows.pop()
 
 
 def run(target: Target, options: Options) -> RunResult:

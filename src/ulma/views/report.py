@@ -112,6 +112,10 @@ def summary_lines(profile: Profile) -> list[Text]:
     if profile.symtab_overflow:
         lines.append(Text(f"{profile.symtab_overflow} function names did not fit the symbol table",
                           style="bold red"))
+    if profile.ids_overflow:
+        lines.append(Text(f"{profile.ids_overflow} functions were made after every function id was "
+                          "taken: their calls are in the row <functions past the id limit>",
+                          style="bold red"))
     return lines
 
 

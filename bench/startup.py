@@ -1,0 +1,94 @@
+"""Start-up: `ulma run --no-report` of an empty script against plain python,
+interleaved, the median of each run's whole wall time (monitor start-up,
+the profiled process's bootstrap and calibration, and the end included),
+and which modules the program finds loaded at its first line.  Target
+(issue 9 §8): within 50 ms of plain python, at most 5 standard modules more.
+
+    python bench/startup.py [--rounds R] [--python PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+SHOW = "import sys\nloaded = sorted(sys.modules)\nimport json\njson.dump(loaded, sys.stdout)\n"
+
+
+def run(cmd: list[str]) -> tuple[float, str]:
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    return wall, proc.stdout
+
+
+def child_alone(python: str, script: Path, rounds: int) -> tuple[float, float]:
+    """(plain, profiled) median ms of the program's process alone: a session
+    made in this process, the program started with the agent and waited for;
+    ulma's command line and its report are not in it."""
+    sys.path.insert(0, str(SRC))
+    os.environ["PYTHONPATH"] = str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    from ulma.agent import resolve_engine
+    from ulma.monitor import session as sessions
+
+    options = sessions.Options(engine=resolve_engine("auto"))
+    target = sessions.Target("script", str(script), ())
+    plain, profiled = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        subprocess.run([python, str(script)], check=True)
+        plain.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        running = sessions.Run(target, options)
+        running.proc.wait()
+        profiled.append(time.perf_counter() - t0)
+        if running.finish().returncode != 0:
+            sys.exit("the profiled empty script failed")
+    return statistics.median(plain) * 1000, statistics.median(profiled) * 1000
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--python", default=sys.executable)
+    opts = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        empty, show = Path(tmp, "empty.py"), Path(tmp, "show.py")
+        empty.write_text("")
+        show.write_text(SHOW)
+        plain, ulma, program = [], [], []
+        for _ in range(opts.rounds):
+            plain.append(run([opts.python, str(empty)])[0])
+            ulma.append(run([opts.python, "-m", "ulma", "run", "--no-report", str(empty)])[0])
+        before = set(json.loads(run([opts.python, str(show)])[1]))
+        under = set(json.loads(run([opts.python, "-m", "ulma", "run", "--no-report", str(show)])[1]))
+        alone = child_alone(opts.python, empty, opts.rounds) if opts.python == sys.executable else None
+    extra = sorted(under - before)
+    ours = [m for m in extra if m == "ulma" or m.startswith("ulma.")]
+    stdlib = [m for m in extra if m not in ours]
+    # the monitor's side alone: importing ulma's command line
+    program = [run([opts.python, "-c", "import ulma.cli.main, ulma.cli.run"])[0] for _ in range(opts.rounds)]
+    pm, um, im = (statistics.median(x) * 1000 for x in (plain, ulma, program))
+    print(f"Python {sys.version.split()[0]}, {opts.rounds} rounds: empty script plain {pm:.1f} ms, "
+          f"ulma run {um:.1f} ms (+{um - pm:.1f} ms; target +50 ms); of which importing ulma's "
+          f"command line {im - pm:.1f} ms")
+    if alone:
+        print(f"the program's process alone (session made, bootstrap, calibration): {alone[1]:.1f} ms "
+              f"against {alone[0]:.1f} ms (+{alone[1] - alone[0]:.1f} ms)")
+    print(f"modules at the program's first line: {len(before)} plain, {len(under)} under ulma; "
+          f"standard ones more: {len(stdlib)} {stdlib} (target <= 5); ulma's own: {ours}")
+
+
+if __name__ == "__main__":
+    main()
