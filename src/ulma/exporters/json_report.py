@@ -14,7 +14,10 @@ cpu_ns and wait_ns are null when no CPU readings were taken), with
 it, with native calls) and ``native`` (a C function).  At the top:
 ``probe_ns`` (the calibrated cost of one probe), ``overhead_ns`` (all
 overhead taken out of the functions' CPU time), ``cpu_readings``,
-``native_calls``.
+``native_calls``.  Loss besides drops: ``untraced_threads`` (threads that got
+no ring: more were alive at once than --max-threads), ``untraced_events``
+(their events, counted, not recorded) and ``symbols_lost`` (function names
+that did not fit the symbol table: those functions show as ``<unknown #id>``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ def to_dict(profile: Profile) -> dict[str, Any]:
         "events": profile.events,
         "dropped": profile.dropped,
         "threads": len(profile.threads),
+        "untraced_threads": profile.threads_overflow,
+        "untraced_events": profile.untraced_events,
+        "symbols_lost": profile.symtab_overflow,
         "lost_ns": profile.lost_ns,
         "engine": profile.engine,
         "clock": profile.clock,

@@ -30,7 +30,7 @@ from ulma.format import trace
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 
 DEFAULT_RING_BYTES = 8 << 20
-DEFAULT_MAX_THREADS = 256
+DEFAULT_MAX_THREADS = 4096  # rings in use at once; a finished thread's ring is reused
 ENGINE_NAMES = {1: "monitoring", 2: "pep523"}
 
 
@@ -135,11 +135,12 @@ class Session:
             native_calls=info["native_calls"],
         )
         profile.threads = [
-            ThreadInfo(slot=t["slot"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
+            ThreadInfo(thread=t["thread"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
                        lost_ns=round(t["lost_ticks"] * scale), unmatched=t["unmatched"])
             for t in threads
         ]
         profile.threads_overflow = counters["threads_overflow"]
+        profile.untraced_events = counters["unringed_events"]
         profile.symtab_overflow = counters["symtab_overflow"]
         return profile
 
@@ -152,7 +153,7 @@ class Session:
     QUIET_NS = 20_000_000
 
     def _cpu_now(self) -> dict[int, int]:
-        """{ring slot: CPU ns} for the threads that have been quiet a while,
+        """{thread: CPU ns} for the threads that have been quiet a while,
         read from /proc/<pid>/task/<tid>/schedstat (exact for a thread that is
         off CPU, which is the case that matters).  Called under the lock."""
         pid = self.core.counters()["agent_pid"]
@@ -167,7 +168,7 @@ class Session:
                 continue
             try:
                 with open(f"/proc/{pid}/task/{t['os_tid']}/schedstat", "rb") as f:
-                    out[t["slot"]] = int(f.read().split()[0])
+                    out[t["thread"]] = int(f.read().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
         return out
@@ -381,8 +382,11 @@ class Run:
                 "probe_ns": info["probe_ns"], "cpu_samples": info["cpu_samples"],
                 "schedstat": info["schedstat"], "native_calls": info["native_calls"],
                 "returncode": returncode, "program_pid": self.proc.pid,
-                "dropped": {str(t.slot): t.dropped for t in profile.threads},
-                "os_tid": {str(t.slot): t.os_tid for t in profile.threads},
+                "dropped": {str(t.thread): t.dropped for t in profile.threads},
+                "os_tid": {str(t.thread): t.os_tid for t in profile.threads},
+                "untraced_threads": profile.threads_overflow,
+                "untraced_events": profile.untraced_events,
+                "symbols_lost": profile.symtab_overflow,
             })
             trace_error = self.recorder.error
         self.session.close()
