@@ -105,7 +105,7 @@ def test_symbol_definitions_that_do_not_fit_are_counted(
     assert counts_next_to(result.stderr, "symbols lost") == [report["symbols_lost"]], describe(result)
 
 
-def test_the_monitor_reads_the_session_as_it_made_it_whatever_the_program_writes_there(
+def test_the_monitor_reads_the_session_as_it_made_it_whatever_the_program_writes_or_truncates(
     engine_flags: list[str], ulma_json: UlmaJson, function_named: FunctionNamed,
     describe: Callable[[Completed], str],
 ) -> None:

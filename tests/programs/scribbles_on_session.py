@@ -1,10 +1,13 @@
 """Writes nonsense over the ring layout fields of the ulma session header it
 finds mapped in itself (ring count, size and stride, where the rings are), then
+tries to truncate the session through any descriptor of it it has, and
 calls `worker` a known number of times from a few threads.  The program may
 write its own memory; the monitor must go on reading the session as it made
 it.  Under plain python there is no session: it only calls."""
 
+import contextlib
 import ctypes
+import os
 import threading
 
 CALLS, THREADS = 1000, 4
@@ -24,6 +27,13 @@ def scribble() -> bool:
     return False
 
 
+def truncate() -> None:
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if "ulma-session" in os.readlink(f"/proc/self/fd/{fd}"):
+                os.ftruncate(int(fd), 0)
+
+
 def worker(n: int) -> int:
     return n + 1
 
@@ -35,6 +45,7 @@ def body() -> None:
 
 def main() -> None:
     scribble()
+    truncate()
     threads = [threading.Thread(target=body) for _ in range(THREADS)]
     for t in threads:
         t.start()

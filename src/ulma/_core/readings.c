@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 /* The run delay is read too after the thread was off CPU at least this long:
- * a read costs ~1 us, so only where a wait already cost much more. */
+ * a read (open, read, close: a few us) is only worth it where a wait already cost more. */
 #define RUN_DELAY_AFTER_NS 20000.0
 
 uint64_t g_reading_ticks;          /* 0: no readings */

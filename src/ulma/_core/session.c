@@ -64,6 +64,10 @@ int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t m
     uint32_t nchunks = (max_threads + chunk_slots - 1) / chunk_slots;
     if (ftruncate(fd, (off_t)total) < 0)
         return -errno;
+    /* Its size is fixed from now on: a program that truncated it would make
+     * every reader of the rings die of SIGBUS.  (A memfd made without
+     * MFD_ALLOW_SEALING refuses the seals: then it is only not sealed.) */
+    (void)fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
     /* Our own descriptor: chunks are mapped as threads need them, and the
      * caller may close its own once the program has one. */
     int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);

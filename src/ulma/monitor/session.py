@@ -63,7 +63,8 @@ class Session:
     """A shared-memory session seen from the monitor."""
 
     def __init__(self, ring_bytes: int, max_threads: int) -> None:
-        self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC)
+        # sealable: the C side fixes its size (see ulma_monitor_create)
+        self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             self.core = _core.Session(self.fd, ring_bytes, max_threads)
         except BaseException:
