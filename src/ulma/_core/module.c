@@ -406,16 +406,19 @@ static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject 
 
 /* One dict per thread seen, in order: identity, progress and anomalies.
  * `thread` is the monitor's number for it; `slot` the ring it used (a slot
- * serves one thread after another). */
-static PyObject *session_threads(SessionObject *self, PyObject *unused)
+ * serves one thread after another).  open_only: the threads still running. */
+static PyObject *session_threads(SessionObject *self, PyObject *args, PyObject *kw)
 {
-    (void)unused;
-    if (check_open(self) < 0)
+    static char *names[] = {"open_only", NULL};
+    int open_only = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p", names, &open_only) || check_open(self) < 0)
         return NULL;
     ulma_monitor *m = &self->m;
     uint32_t n = ulma_monitor_threads(m);
     PyObject *out = PyList_New(0);
     for (uint32_t t = 0; out && t < n; t++) {
+        if (open_only && m->closed[t])
+            continue;
         const ulma_thread_info *in = &m->info[t];
         uint32_t state = ULMA_RING_FINISHED;
         double fill = 0.0;
@@ -546,8 +549,9 @@ static PyMethodDef session_methods[] = {
     {"snapshot", (PyCFunction)(void (*)(void))session_snapshot, METH_VARARGS | METH_KEYWORDS,
      "snapshot(live=False, thread=None, split=False, now_cpu=None) -> (functions, edges) in "
      "ticks; split adds the four-way figures; now_cpu {thread: ns} splits open intervals"},
-    {"threads", (PyCFunction)session_threads, METH_NOARGS,
-     "per thread seen (the monitor's thread numbers): identity, ring and replay figures"},
+    {"threads", (PyCFunction)(void (*)(void))session_threads, METH_VARARGS | METH_KEYWORDS,
+     "threads(open_only=False): per thread seen (the monitor's thread numbers): identity, ring "
+     "and replay figures"},
     {"counters", (PyCFunction)session_counters, METH_NOARGS, "session-wide counters"},
     {"agent_info", (PyCFunction)session_agent_info, METH_NOARGS,
      "what the agent measures: cpu_samples, native_calls, schedstat, probe_ns, cpu_interval_us"},

@@ -164,7 +164,7 @@ class Session:
         now_ticks, _ = self.core.clock()
         quiet = self.QUIET_NS / max(info["ns_per_tick_hint"], 1e-9)
         out: dict[int, int] = {}
-        for t in self.core.threads():
+        for t in self.core.threads(open_only=True):
             if t["closed"] or not t["cpu_tick"] or now_ticks - t["last_tick"] < quiet:
                 continue
             try:
