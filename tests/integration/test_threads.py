@@ -170,3 +170,10 @@ def test_an_attachment_leaves_no_descriptor_open_in_the_program(
     attach_target.stop.touch()
     _out, err = attach_target.proc.communicate(timeout=60)
     assert attach_target.proc.returncode == 3 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0", "65537"])
+def test_max_threads_out_of_range_is_one_line(value: str, run_ulma: RunFn) -> None:
+    result = run_ulma(["run", "--max-threads", value, str(SEQUENTIAL), "1"], cwd=PROGRAMS_DIR)
+    assert result.returncode != 0
+    assert result.stderr.strip() == "ulma: error: --max-threads must be between 1 and 65536"

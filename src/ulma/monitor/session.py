@@ -31,6 +31,7 @@ from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 
 DEFAULT_RING_BYTES = 8 << 20
 DEFAULT_MAX_THREADS = 4096  # rings in use at once; a finished thread's ring is reused
+MAX_THREADS_LIMIT = 65536  # the C side's bound (session.c MAX_SLOTS)
 ENGINE_NAMES = {1: "monitoring", 2: "pep523"}
 
 
