@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ FEW_FDS = PROGRAMS_DIR / "many_threads_few_fds.py"
 SCRIBBLES = PROGRAMS_DIR / "scribbles_on_session.py"
 LONG_NAMES = PROGRAMS_DIR / "long_symbol_names.py"
 ATTACH_TARGET = PROGRAMS_DIR / "attach_threads_target.py"
+GIVEN_BACK = PROGRAMS_DIR / "rings_given_back.py"
 
 Completed = subprocess.CompletedProcess[str]
 RunFn = Callable[..., Completed]
@@ -91,6 +93,19 @@ def test_threads_beyond_max_threads_are_counted_untraced_with_their_events(
     # each untraced thread entered and left worker 5 times at least: events the agent counted
     assert report["untraced_events"] >= 7 * 5 * 2
     assert counts_next_to(result.stderr, "untraced threads") == [7], describe(result)
+
+
+def test_the_memory_of_finished_threads_rings_is_given_back(
+    engine_flags: list[str], run_ulma: RunFn, describe: Callable[[Completed], str],
+) -> None:
+    result = run_ulma(["run", *engine_flags, "--no-report", "--ring-size", "1M", str(GIVEN_BACK)],
+                      cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    match = re.fullmatch(r"while the threads lived: (\d+) KiB, after: (\d+) KiB\n", result.stdout)
+    assert match, describe(result)
+    alive, after = int(match[1]), int(match[2])
+    assert alive >= 40 * 1024  # 40 full rings of 1 MiB
+    assert after <= 4096, describe(result)  # a few pages of the header and symbol table
 
 
 def test_symbol_definitions_that_do_not_fit_are_counted(
