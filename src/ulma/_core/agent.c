@@ -9,10 +9,13 @@
 #include "readings.h"
 #include "symbols.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -30,10 +33,26 @@ int g_native_calls = 0;
 
 static __thread ulma_writer *tls_writer_keep; /* this thread's writer, across sessions */
 static __thread int tls_ignored;              /* ulma's own threads are never traced */
-static size_t g_map_bytes;
+static size_t g_head_bytes;   /* header, free queue and symbol table: mapped at start */
 static int g_engine;
 static ulma_writer **g_writers;     /* by ring slot, for the final flush */
 static uint32_t g_writers_len;
+/* Rings are mapped a chunk at a time, when a thread first needs one: our
+ * own descriptor of the memfd, and what it was (the program may close it
+ * and reuse the number: then no more chunks, and threads go untraced,
+ * counted). */
+static int g_fd = -1;
+static uint64_t g_fd_dev, g_fd_ino;
+static char **g_chunks;
+static uint32_t g_chunk_slots, g_nchunks;
+static uint64_t g_stride, g_rings_offset, g_ring_events, g_freeq_offset;
+static uint32_t g_freeq_slots;
+/* Threads that found no ring write into this private one, which nobody
+ * reads: its writer counts their events (session's unringed_events) every
+ * UNTRACED_EVENTS.  Shared by all such threads, under the GIL. */
+#define UNTRACED_EVENTS 64u
+static ulma_writer g_untraced;
+static _Alignas(64) char g_untraced_ring[ULMA_RING_HEADER_BYTES + UNTRACED_EVENTS * sizeof(ulma_event)];
 static pthread_key_t g_thread_key;
 static int g_thread_key_ready;
 static const _PyInterpreterFrame *g_boundary; /* bootstrap frame: stacks stop here */
@@ -50,20 +69,100 @@ static void writer_finish(ulma_writer *w)
     atomic_store_explicit(&r->state, ULMA_RING_FINISHED, memory_order_release);
 }
 
-/* pthread key destructor: runs when a thread exits, without the GIL. */
+/* pthread key destructor: runs when a thread exits, without the GIL.  Once
+ * its ring is FINISHED the monitor may give the slot to another thread, so
+ * the slot's entry is cleared first. */
 static void on_thread_exit(void *p)
 {
     ulma_writer *w = p;
     pthread_mutex_lock(&g_exit_lock);
     if (w && w->generation == g_generation && g_session) {
-        writer_finish(w);
         if (w->slot < g_writers_len && g_writers[w->slot] == w)
             g_writers[w->slot] = NULL;
+        writer_finish(w);
     }
     pthread_mutex_unlock(&g_exit_lock);
-    if (w)
-        ulma_readings_thread_exit(w);
     free(w);
+}
+
+/* Adds the untraced writer's events since the last count (and the event
+ * that brought it here, `with_event`) to the session's unringed_events. */
+static void untraced_count(ulma_writer *w, uint64_t with_event)
+{
+    ulma_ring_header *r = w->ring;
+    uint64_t n = r->write_pos - r->tail_cache + with_event;
+    r->tail_cache = r->write_pos;
+    if (g_session && n)
+        atomic_fetch_add_explicit(&g_session->unringed_events, n, memory_order_relaxed);
+}
+
+static void untraced_setup(void)
+{
+    memset(g_untraced_ring, 0, sizeof g_untraced_ring);
+    memset(&g_untraced, 0, sizeof g_untraced);
+    g_untraced.ring = (ulma_ring_header *)g_untraced_ring;
+    g_untraced.events = ulma_ring_events(g_untraced.ring);
+    g_untraced.mask = UNTRACED_EVENTS - 1;
+    g_untraced.next_reading = UINT64_MAX; /* no readings, no restatement */
+    g_untraced.generation = g_generation;
+    g_untraced.slot = UINT32_MAX;
+}
+
+/* A ring slot: the oldest one the monitor gave back (a finished thread's,
+ * zeroed), else the next never used; UINT32_MAX if none is left. */
+static uint32_t take_slot(ulma_session_header *h)
+{
+    _Atomic uint32_t *q = ulma_freeq(h, g_freeq_offset);
+    uint64_t tail = atomic_load_explicit(&h->freeq_tail, memory_order_relaxed);
+    for (;;) {
+        uint64_t head = atomic_load_explicit(&h->freeq_head, memory_order_acquire);
+        if (tail == head || head - tail > g_freeq_slots)
+            break; /* empty (or nonsense) */
+        uint32_t slot = atomic_load_explicit(&q[tail & (g_freeq_slots - 1)], memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&h->freeq_tail, &tail, tail + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed) &&
+            slot < g_writers_len)
+            return slot;
+    }
+    uint32_t slot = atomic_fetch_add_explicit(&h->rings_used, 1, memory_order_acq_rel);
+    return slot < g_writers_len ? slot : UINT32_MAX;
+}
+
+/* Is our descriptor still the memfd we duplicated? */
+static int own_fd_intact(void)
+{
+    struct stat st;
+    return g_fd >= 0 && fstat(g_fd, &st) == 0 && (uint64_t)st.st_dev == g_fd_dev &&
+           (uint64_t)st.st_ino == g_fd_ino;
+}
+
+/* The ring of `slot`, mapping its chunk if this is the chunk's first
+ * thread; NULL if it cannot be mapped. */
+static ulma_ring_header *ring_of(uint32_t slot)
+{
+    uint32_t k = slot / g_chunk_slots;
+    if (!g_chunks[k]) {
+        if (!own_fd_intact())
+            return NULL; /* the program closed our descriptor */
+        uint32_t first = k * g_chunk_slots;
+        uint32_t n = g_writers_len - first < g_chunk_slots ? g_writers_len - first : g_chunk_slots;
+        void *p = mmap(NULL, (size_t)n * g_stride, PROT_READ | PROT_WRITE, MAP_SHARED, g_fd,
+                       (off_t)ulma_ring_file_offset(g_rings_offset, g_stride, first));
+        if (p == MAP_FAILED)
+            return NULL;
+        g_chunks[k] = p;
+    }
+    return (ulma_ring_header *)(g_chunks[k] + (uint64_t)(slot % g_chunk_slots) * g_stride);
+}
+
+/* This thread goes untraced: its events are counted, not written. */
+static ulma_writer *untraced(ulma_session_header *h)
+{
+    atomic_fetch_add_explicit(&h->threads_overflow, 1, memory_order_relaxed);
+    tls_writer = &g_untraced;
+    if (g_native_calls && g_engine == ULMA_ENGINE_PEP523)
+        ulma_engine_pep523_thread_claimed(); /* its C calls are counted too */
+    return &g_untraced;
 }
 
 ulma_writer *ulma_writer_claim(void)
@@ -73,29 +172,30 @@ ulma_writer *ulma_writer_claim(void)
     tls_writer = NULL;
     if (!h || tls_ignored)
         return NULL;
-    uint32_t slot = atomic_fetch_add_explicit(&h->rings_used, 1, memory_order_acq_rel);
-    if (slot >= h->max_threads) {
-        atomic_fetch_add_explicit(&h->threads_overflow, 1, memory_order_relaxed);
-        return NULL;
-    }
     /* A thread's writer lives as long as the thread (threads exit without
      * the GIL, and may hold the pointer after a session ended); the next
      * session reuses it, so attaching again and again costs no memory. */
     ulma_writer *w = tls_writer_keep;
-    if (!w) {
-        if (!(w = tls_writer_keep = calloc(1, sizeof *w)))
-            return NULL;
-        w->sched_fd = -2;
-    }
-    ulma_ring_header *r = ulma_ring_at(h, slot);
+    if (!w && !(w = tls_writer_keep = calloc(1, sizeof *w)))
+        return untraced(h);
+    uint32_t slot = take_slot(h);
+    ulma_ring_header *r = slot == UINT32_MAX ? NULL : ring_of(slot);
+    if (!r)
+        return untraced(h); /* (a slot whose chunk could not be mapped stays unused) */
     w->ring = r;
     w->events = ulma_ring_events(r);
-    w->mask = h->ring_events - 1;
+    w->mask = g_ring_events - 1;
     w->generation = g_generation;
     w->slot = slot;
     w->next_reading = 0; /* need_sync: the slow path */
     w->reading_tick = 0;
     w->call_code = NULL;
+    /* A reused ring was zeroed by the monitor; say so anyway. */
+    r->write_pos = 0;
+    r->tail_cache = 0;
+    r->sync_flags = 0;
+    atomic_store_explicit(&r->published, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->dropped, 0, memory_order_relaxed);
     r->os_tid = (uint32_t)syscall(SYS_gettid);
     r->py_thread_ident = (uint64_t)PyThread_get_thread_ident();
     r->need_sync = 1; /* a thread's first event states its stack */
@@ -186,6 +286,10 @@ static inline void put(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t idv, u
 void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
                     uint16_t aux, int top_is_event)
 {
+    if (ULMA_UNLIKELY(w == &g_untraced)) { /* a thread with no ring: counted only */
+        untraced_count(w, 1);
+        return;
+    }
     static uint32_t ids[ULMA_MAX_SYNC_FRAMES + 1];
     ulma_ring_header *r = w->ring;
     uint64_t pos = r->write_pos;
@@ -296,7 +400,6 @@ int ulma_agent_scratch(int on)
         g_scratch.mask = SCRATCH_EVENTS - 1;
         g_scratch.next_reading = UINT64_MAX; /* readings are measured on their own */
         g_scratch.generation = g_generation;
-        g_scratch.sched_fd = -1;
         g_saved_writer = tls_writer;
         g_saved_gen = tls_writer_gen;
         tls_writer = &g_scratch;
@@ -345,6 +448,91 @@ static void recursion_budget(PyThreadState *ts, int delta)
 #endif
 }
 
+/* Unmaps the session and closes our descriptor (if it still is ours). */
+static void session_unmap(void *base)
+{
+    for (uint32_t k = 0; g_chunks && k < g_nchunks; k++)
+        if (g_chunks[k]) {
+            uint32_t first = k * g_chunk_slots;
+            uint32_t n = g_writers_len - first < g_chunk_slots ? g_writers_len - first : g_chunk_slots;
+            munmap(g_chunks[k], (size_t)n * g_stride);
+        }
+    free(g_chunks);
+    g_chunks = NULL;
+    g_nchunks = 0;
+    free(g_writers);
+    g_writers = NULL;
+    g_writers_len = 0;
+    if (own_fd_intact())
+        close(g_fd);
+    g_fd = -1;
+    if (base)
+        munmap(base, g_head_bytes);
+    g_head_bytes = 0;
+}
+
+/* Checks the session's layout, keeps our own descriptor of it and maps
+ * its header, free queue and symbol table (rings come later, by chunk).
+ * Returns the header, or NULL with an exception. */
+static ulma_session_header *session_map(int fd, const ulma_session_header *p)
+{
+    uint64_t page = 4096;
+    if (p->max_threads == 0 || p->chunk_slots == 0 || p->ring_events < 2 ||
+        (p->ring_events & (p->ring_events - 1)) || p->freeq_slots < p->max_threads ||
+        (p->freeq_slots & (p->freeq_slots - 1)) || p->rings_offset % page || p->ring_stride % page ||
+        p->ring_stride < ULMA_RING_HEADER_BYTES + p->ring_events * sizeof(ulma_event) ||
+        p->freeq_offset + (uint64_t)p->freeq_slots * sizeof(uint32_t) > p->symtab_offset ||
+        p->symtab_offset + p->symtab_bytes > p->rings_offset ||
+        p->rings_offset + p->ring_stride * p->max_threads > p->total_bytes) {
+        PyErr_SetString(PyExc_RuntimeError, "the ulma session header makes no sense");
+        return NULL;
+    }
+    /* a descriptor above the program's usual numbers: its own first
+     * descriptors are numbered as under plain python */
+    struct rlimit rl;
+    int low = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (int)(rl.rlim_cur / 2) : 512;
+    if (low > 512)
+        low = 512;
+    if (low < 3)
+        low = 3;
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, low);
+    if (own < 0)
+        own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    struct stat st;
+    if (own < 0 || fstat(own, &st) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        if (own >= 0)
+            close(own);
+        return NULL;
+    }
+    g_fd = own;
+    g_fd_dev = (uint64_t)st.st_dev;
+    g_fd_ino = (uint64_t)st.st_ino;
+    g_writers_len = p->max_threads;
+    g_chunk_slots = p->chunk_slots;
+    g_nchunks = (p->max_threads + p->chunk_slots - 1) / p->chunk_slots;
+    g_stride = p->ring_stride;
+    g_rings_offset = p->rings_offset;
+    g_ring_events = p->ring_events;
+    g_freeq_offset = p->freeq_offset;
+    g_freeq_slots = p->freeq_slots;
+    g_head_bytes = p->rings_offset;
+    g_writers = calloc(g_writers_len, sizeof *g_writers);
+    g_chunks = calloc(g_nchunks, sizeof *g_chunks);
+    void *base = g_writers && g_chunks
+                     ? mmap(NULL, g_head_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, own, 0)
+                     : MAP_FAILED;
+    if (base == MAP_FAILED) {
+        if (g_writers && g_chunks)
+            PyErr_SetFromErrno(PyExc_OSError);
+        else
+            PyErr_NoMemory();
+        session_unmap(NULL);
+        return NULL;
+    }
+    return base;
+}
+
 int ulma_agent_start(int fd, const ulma_agent_options *o)
 {
     int engine = o->engine, empty = o->empty, recursion_adjust = o->recursion_adjust;
@@ -364,11 +552,9 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
                      probe.magic == ULMA_SESSION_MAGIC ? probe.version : 0u, ULMA_FORMAT_VERSION);
         return -1;
     }
-    void *base = mmap(NULL, probe.total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) {
-        PyErr_SetFromErrno(PyExc_OSError);
+    ulma_session_header *h = session_map(fd, &probe);
+    if (!h)
         return -1;
-    }
     if (g_extra_index < 0) {
         #if PY_VERSION_HEX >= 0x030C0000
         g_extra_index = PyUnstable_Eval_RequestCodeExtraIndex(NULL);
@@ -376,25 +562,15 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         g_extra_index = _PyEval_RequestCodeExtraIndex(NULL);
 #endif
         if (g_extra_index < 0) {
-            munmap(base, probe.total_bytes);
+            session_unmap(h);
             PyErr_SetString(PyExc_RuntimeError, "no free co_extra slot for ulma");
             return -1;
         }
     }
     if (!g_thread_key_ready && pthread_key_create(&g_thread_key, on_thread_exit) == 0)
         g_thread_key_ready = 1;
-    ulma_session_header *h = base;
-    g_writers = calloc(h->max_threads, sizeof *g_writers);
-    if (!g_writers) {
-        munmap(base, probe.total_bytes);
-        PyErr_NoMemory();
-        return -1;
-    }
-    g_writers_len = h->max_threads;
     if (ulma_symbols_configure(hidden_prefix, o->exclude) < 0) {
-        free(g_writers);
-        g_writers = NULL;
-        munmap(base, probe.total_bytes);
+        session_unmap(h);
         return -1;
     }
     /* ulma's bootstrap frame bounds every stack we restate.  It is executing
@@ -423,10 +599,10 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
                           (g_reading_ticks ? ULMA_AGENT_CPU_SAMPLES : 0u) |
                               (g_native_calls ? ULMA_AGENT_NATIVE_CALLS : 0u),
                           memory_order_relaxed);
-    g_map_bytes = probe.total_bytes;
     g_clock = h->clock_source;
     g_session = h;
     g_generation++;
+    untraced_setup();
     atomic_store_explicit(&h->agent_pid, (uint32_t)getpid(), memory_order_relaxed);
     atomic_store_explicit(&h->engine, (uint32_t)engine, memory_order_relaxed);
     atomic_store_explicit(&h->agent_state, ULMA_AGENT_RUNNING, memory_order_release);
@@ -459,6 +635,7 @@ void ulma_agent_stop(int flush)
         for (uint32_t i = 0; i < g_writers_len; i++)
             if (g_writers[i])
                 writer_finish(g_writers[i]);
+        untraced_count(&g_untraced, 0);
         atomic_store_explicit(&h->agent_state, ULMA_AGENT_STOPPED, memory_order_release);
     }
     g_session = NULL;
@@ -473,8 +650,5 @@ void ulma_agent_stop(int flush)
     g_boot_thread = NULL;
     g_boot_frames = 0;
     g_boundary = NULL;
-    free(g_writers);
-    g_writers = NULL;
-    g_writers_len = 0;
-    munmap(h, g_map_bytes);
+    session_unmap(h);
 }

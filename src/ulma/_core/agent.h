@@ -24,8 +24,6 @@ typedef struct {
     uint32_t generation; /* the agent session this writer belongs to */
     uint32_t in_slow;    /* re-entrancy guard for the sync path */
     uint32_t slot;       /* its ring in the session */
-    int sched_fd;        /* /proc/thread-self/schedstat; -1 none, -2 not opened yet */
-    uint64_t sched_dev, sched_ino; /* what sched_fd was: closed only if it still is */
     uint64_t reading_tick, reading_cpu_ns; /* the last CPU reading */
     uint64_t nvcsw;        /* voluntary context switches at the last run-delay read */
     /* native calls: the Python function a CALL is about to enter */

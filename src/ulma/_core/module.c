@@ -125,7 +125,7 @@ static int session_init(SessionObject *self, PyObject *args, PyObject *kw)
     static char *names[] = {"fd", "ring_bytes", "max_threads", "symtab_bytes", "hint_scale", NULL};
     int fd;
     unsigned long long ring_bytes, symtab_bytes = 16u << 20;
-    unsigned int max_threads = 256;
+    unsigned int max_threads = 4096;
     double hint_scale = 1.0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "iK|IKd", names, &fd, &ring_bytes, &max_threads,
                                      &symtab_bytes, &hint_scale))
@@ -146,9 +146,7 @@ static int session_init(SessionObject *self, PyObject *args, PyObject *kw)
     }
     /* tests: the replay starts from a skewed rate, which no figure may depend
      * on (the agent still spaces its readings by the true one) */
-    if (hint_scale != 1.0)
-        for (uint32_t i = 0; i < self->m.h->max_threads; i++)
-            self->m.aggs[i].ns_per_tick = self->m.h->ns_per_tick_hint * hint_scale;
+    self->m.ns_per_tick_hint *= hint_scale;
     return 0;
 }
 
@@ -167,17 +165,47 @@ static int check_open(SessionObject *self)
     return 0;
 }
 
-/* Records drained per ring slot, kept for the caller (a trace file). */
+/* Records drained per thread, kept for the caller (a trace file). */
 typedef struct {
     char **data;
     size_t *len, *cap;
-    uint32_t slots;
+    uint32_t slots; /* threads the arrays cover */
 } copy_buffers;
+
+/* Covers threads [0, n); 0 or -1. */
+static int copy_reserve(copy_buffers *c, uint32_t n)
+{
+    if (n <= c->slots)
+        return 0;
+    uint32_t want = c->slots ? c->slots : 64;
+    while (want < n)
+        want *= 2;
+    char **data = realloc(c->data, want * sizeof *data);
+    if (!data)
+        return -1;
+    c->data = data;
+    size_t *len = realloc(c->len, want * sizeof *len);
+    if (!len)
+        return -1;
+    c->len = len;
+    size_t *cap = realloc(c->cap, want * sizeof *cap);
+    if (!cap)
+        return -1;
+    c->cap = cap;
+    for (uint32_t i = c->slots; i < want; i++) {
+        data[i] = NULL;
+        len[i] = cap[i] = 0;
+    }
+    c->slots = want;
+    return 0;
+}
 
 static int copy_sink(void *ctx, uint32_t slot, const ulma_event *ev, size_t n)
 {
     copy_buffers *c = ctx;
     size_t bytes = n * sizeof *ev;
+    if (copy_reserve(c, slot + 1) < 0)
+        return -1;
     if (c->len[slot] + bytes > c->cap[slot]) {
         size_t cap = c->cap[slot] ? c->cap[slot] : 1u << 16;
         while (cap < c->len[slot] + bytes)
@@ -202,7 +230,7 @@ static void copy_free(copy_buffers *c)
     free(c->cap);
 }
 
-/* drain(postmortem=False, copy=False) -> events, or (events, [(slot, records)])
+/* drain(postmortem=False, copy=False) -> events, or (events, [(thread, records)])
  * with copy=True: the raw records replayed, for a trace file. */
 static PyObject *session_drain(SessionObject *self, PyObject *args, PyObject *kw)
 {
@@ -212,15 +240,9 @@ static PyObject *session_drain(SessionObject *self, PyObject *args, PyObject *kw
         check_open(self) < 0)
         return NULL;
     copy_buffers c = {0};
-    if (copy) {
-        c.slots = self->m.h->max_threads;
-        c.data = calloc(c.slots, sizeof *c.data);
-        c.len = calloc(c.slots, sizeof *c.len);
-        c.cap = calloc(c.slots, sizeof *c.cap);
-        if (!c.data || !c.len || !c.cap) {
-            copy_free(&c);
-            return PyErr_NoMemory();
-        }
+    if (copy && copy_reserve(&c, ulma_monitor_threads(&self->m) + 1) < 0) {
+        copy_free(&c);
+        return PyErr_NoMemory();
     }
     int64_t n;
     Py_BEGIN_ALLOW_THREADS
@@ -280,10 +302,18 @@ static PyObject *session_symbols(SessionObject *self, PyObject *unused)
  * given and not 0, is that thread's CPU time now (ns).  split=1 adds the
  * four-way figures to each function (the order of monitor/profile.py's _split). */
 static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint32_t n, long only,
-                             uint64_t now, const uint64_t *now_cpu, int split, double rate, int final)
+                             uint64_t now, const uint64_t *now_cpu, int split, double rate, int final,
+                             ulma_thread_agg *ended)
 {
     ulma_thread_agg sum;
     ulma_agg_init(&sum);
+    /* ended: the folded totals of ended threads (a session), merged unless
+     * one thread is asked for */
+    if (ended && only < 0 &&
+        (final ? ulma_agg_hand_over(&sum, ended) : ulma_agg_merge(&sum, ended, 0, 0)) < 0) {
+        ulma_agg_free(&sum);
+        return PyErr_NoMemory();
+    }
     for (uint32_t s = 0; s < n; s++) {
         if (only >= 0 && (uint32_t)only != s)
             continue;
@@ -348,7 +378,7 @@ static PyObject *agg_figures(const ulma_thread_agg *a)
                          "cpu_readings", a->cpu_readings, "cpu_tick", a->have_cpu ? a->cpu_tick : 0);
 }
 
-/* {slot: cpu_ns} -> an array over the slots (0 = unknown); NULL on error. */
+/* {thread: cpu_ns} -> an array over the threads (0 = unknown); NULL on error. */
 static uint64_t *cpu_array(PyObject *now_cpu, uint32_t slots)
 {
     uint64_t *arr = PyMem_Calloc(slots + 1, sizeof *arr);
@@ -360,7 +390,7 @@ static uint64_t *cpu_array(PyObject *now_cpu, uint32_t slots)
     Py_ssize_t pos = 0;
     if (!PyDict_Check(now_cpu)) {
         PyMem_Free(arr);
-        PyErr_SetString(PyExc_TypeError, "now_cpu must be a dict {slot: cpu_ns}");
+        PyErr_SetString(PyExc_TypeError, "now_cpu must be a dict {thread: cpu_ns}");
         return NULL;
     }
     while (PyDict_Next(now_cpu, &pos, &key, &value)) {
@@ -392,42 +422,56 @@ static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject 
         check_open(self) < 0)
         return NULL;
     if (!(rate > 0))
-        rate = self->m.h->ns_per_tick_hint;
+        rate = self->m.ns_per_tick_hint;
     long only = -1;
     if (thread != Py_None && (only = PyLong_AsLong(thread)) < 0)
         return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "bad thread index");
-    uint32_t slots = ulma_monitor_slots(&self->m);
-    uint64_t *cpu = cpu_array(now_cpu, slots);
+    uint32_t threads = ulma_monitor_threads(&self->m);
+    uint64_t *cpu = cpu_array(now_cpu, threads);
     if (!cpu)
         return NULL;
-    uint64_t now = live ? ulma_ticks(self->m.h->clock_source) : 0;
-    PyObject *res = snapshot_of(self->m.aggs, self->m.closed, slots, only, now, cpu, split, rate, final);
+    uint64_t now = live ? ulma_ticks(self->m.clock_source) : 0;
+    PyObject *res = snapshot_of(self->m.aggs, self->m.closed, threads, only, now, cpu, split, rate, final,
+                                &self->m.ended);
     PyMem_Free(cpu);
     return res;
 }
 
-/* One dict per thread ring: identity, progress and anomalies. */
-static PyObject *session_threads(SessionObject *self, PyObject *unused)
+/* One dict per thread seen, in order: identity, progress and anomalies.
+ * `thread` is the monitor's number for it; `slot` the ring it used (a slot
+ * serves one thread after another).  open_only: the threads still running. */
+static PyObject *session_threads(SessionObject *self, PyObject *args, PyObject *kw)
 {
-    (void)unused;
-    if (check_open(self) < 0)
+    static char *names[] = {"open_only", NULL};
+    int open_only = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p", names, &open_only) || check_open(self) < 0)
         return NULL;
-    ulma_session_header *h = self->m.h;
-    uint32_t slots = ulma_monitor_slots(&self->m);
+    ulma_monitor *m = &self->m;
+    uint32_t n = ulma_monitor_threads(m);
     PyObject *out = PyList_New(0);
-    for (uint32_t s = 0; out && s < slots; s++) {
-        ulma_ring_header *r = ulma_ring_at(h, s);
-        ulma_thread_agg *a = &self->m.aggs[s];
-        uint64_t pub = atomic_load_explicit(&r->published, memory_order_acquire);
-        uint64_t rd = atomic_load_explicit(&r->read_pos, memory_order_relaxed);
-        PyObject *d = agg_figures(a);
+    for (uint32_t t = 0; out && t < n; t++) {
+        if (open_only && m->closed[t])
+            continue;
+        const ulma_thread_info *in = &m->info[t];
+        uint32_t state = ULMA_RING_FINISHED;
+        double fill = 0.0;
+        if (!m->closed[t]) { /* still in its ring */
+            ulma_ring_header *r = ulma_monitor_ring(m, in->slot);
+            if (r) {
+                uint64_t pub = atomic_load_explicit(&r->published, memory_order_acquire);
+                uint64_t rd = m->slots[in->slot].tail;
+                state = atomic_load_explicit(&r->state, memory_order_relaxed);
+                fill = (int64_t)(pub - rd) > 0 ? (double)(pub - rd) / (double)m->ring_events : 0.0;
+                if (fill > 1.0)
+                    fill = 1.0;
+            }
+        }
+        PyObject *d = agg_figures(&m->aggs[t]);
         PyObject *ring = d ? Py_BuildValue(
-            "{s:I,s:I,s:K,s:I,s:K,s:d,s:i}", "slot", s, "os_tid", r->os_tid, "ident",
-            (unsigned long long)r->py_thread_ident, "state",
-            atomic_load_explicit(&r->state, memory_order_relaxed), "dropped",
-            atomic_load_explicit(&r->dropped, memory_order_relaxed), "fill",
-            (int64_t)(pub - rd) > 0 ? (double)(pub - rd) / (double)h->ring_events : 0.0, "closed",
-            (int)self->m.closed[s]) : NULL;
+            "{s:I,s:I,s:I,s:K,s:I,s:K,s:d,s:i,s:O}", "thread", t, "slot", in->slot, "os_tid",
+            in->os_tid, "ident", (unsigned long long)in->ident, "state", state, "dropped",
+            (unsigned long long)in->dropped, "fill", fill, "closed", m->closed[t] != 0, "folded",
+            m->closed[t] == ULMA_THREAD_FOLDED ? Py_True : Py_False) : NULL;
         if (!ring || PyDict_Update(d, ring) < 0)
             Py_CLEAR(d);
         Py_XDECREF(ring);
@@ -446,13 +490,14 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
     (void)unused;
     if (check_open(self) < 0)
         return NULL;
-    ulma_session_header *h = self->m.h;
+    ulma_monitor *m = &self->m;
+    ulma_session_header *h = m->h;
     return Py_BuildValue(
-        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K,s:I,s:I}", "version",
-        h->version, "clock", ulma_clock_name(h->clock_source), "start_ticks", h->start_ticks,
-        "start_mono_ns", h->start_mono_ns, "start_real_ns", h->start_real_ns, "ring_events",
-        h->ring_events, "max_threads", h->max_threads, "rings_used",
-        atomic_load_explicit(&h->rings_used, memory_order_relaxed), "agent_state",
+        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K,s:K,s:I,s:K,s:I,s:I}",
+        "version", ULMA_FORMAT_VERSION, "clock", ulma_clock_name(m->clock_source), "start_ticks",
+        m->start_ticks, "start_mono_ns", m->start_mono_ns, "start_real_ns", m->start_real_ns,
+        "ring_events", m->ring_events, "max_threads", m->max_threads, "rings_used",
+        ulma_monitor_slots_used(m), "agent_state",
         atomic_load_explicit(&h->agent_state, memory_order_acquire), "agent_pid",
         atomic_load_explicit(&h->agent_pid, memory_order_relaxed), "threads_overflow",
         atomic_load_explicit(&h->threads_overflow, memory_order_relaxed), "symtab_overflow",
@@ -460,7 +505,9 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         "engine", atomic_load_explicit(&h->engine, memory_order_relaxed), "tool_id",
         atomic_load_explicit(&h->tool_id, memory_order_relaxed), "symbols",
         atomic_load_explicit(&h->next_symbol_id, memory_order_relaxed) - 1,
-        "map_bytes", (unsigned long long)self->m.map_bytes, "hooks_displaced",
+        "unringed_events", atomic_load_explicit(&h->unringed_events, memory_order_relaxed),
+        "chunk_failures", m->chunk_failures, "threads_seen", ulma_monitor_threads(m),
+        "ring_stride", m->ring_stride, "hooks_displaced",
         atomic_load_explicit(&h->hooks_displaced, memory_order_relaxed), "ids_overflow",
         atomic_load_explicit(&h->ids_overflow, memory_order_relaxed));
 }
@@ -480,7 +527,7 @@ static PyObject *session_agent_info(SessionObject *self, PyObject *unused)
                          atomic_load_explicit(&h->probe_ps, memory_order_relaxed) / 1000.0,
                          "cpu_interval_us",
                          atomic_load_explicit(&h->cpu_interval_us, memory_order_relaxed),
-                         "ns_per_tick_hint", h->ns_per_tick_hint, "program_start_ticks",
+                         "ns_per_tick_hint", self->m.ns_per_tick_hint, "program_start_ticks",
                          (unsigned long long)atomic_load_explicit(&h->program_start_ticks,
                                                                   memory_order_relaxed));
 }
@@ -491,7 +538,7 @@ static PyObject *session_clock(SessionObject *self, PyObject *unused)
     (void)unused;
     if (check_open(self) < 0)
         return NULL;
-    ulma_clock_pair p = ulma_clock_pair_read(self->m.h->clock_source);
+    ulma_clock_pair p = ulma_clock_pair_read(self->m.clock_source);
     return Py_BuildValue("(KK)", p.ticks, p.mono_ns);
 }
 
@@ -500,10 +547,11 @@ static PyObject *session_clear(SessionObject *self, PyObject *unused)
     (void)unused;
     if (check_open(self) < 0)
         return NULL;
-    uint64_t now = ulma_ticks(self->m.h->clock_source);
-    uint32_t slots = ulma_monitor_slots(&self->m);
-    for (uint32_t s = 0; s < slots; s++)
-        ulma_agg_clear(&self->m.aggs[s], now);
+    uint64_t now = ulma_ticks(self->m.clock_source);
+    uint32_t threads = ulma_monitor_threads(&self->m);
+    for (uint32_t t = 0; t < threads; t++)
+        ulma_agg_clear(&self->m.aggs[t], now);
+    ulma_agg_clear(&self->m.ended, now);
     Py_RETURN_NONE;
 }
 
@@ -513,10 +561,11 @@ static PyObject *session_close_all(SessionObject *self, PyObject *unused)
     (void)unused;
     if (check_open(self) < 0)
         return NULL;
-    uint32_t slots = ulma_monitor_slots(&self->m);
-    for (uint32_t s = 0; s < slots; s++) {
-        ulma_agg_close(&self->m.aggs[s]);
-        self->m.closed[s] = 1;
+    uint32_t threads = ulma_monitor_threads(&self->m);
+    for (uint32_t t = 0; t < threads; t++) {
+        ulma_agg_close(&self->m.aggs[t]);
+        if (!self->m.closed[t])
+            self->m.closed[t] = ULMA_THREAD_CLOSED;
     }
     Py_RETURN_NONE;
 }
@@ -531,13 +580,15 @@ static PyObject *session_close(SessionObject *self, PyObject *unused)
 static PyMethodDef session_methods[] = {
     {"drain", (PyCFunction)(void (*)(void))session_drain, METH_VARARGS | METH_KEYWORDS,
      "drain(postmortem=False, copy=False) -> events replayed from every ring, or (events, "
-     "[(slot, records)]) with copy=True"},
+     "[(thread, records)]) with copy=True"},
     {"symbols", (PyCFunction)session_symbols, METH_NOARGS, "new symbol definitions"},
     {"snapshot", (PyCFunction)(void (*)(void))session_snapshot, METH_VARARGS | METH_KEYWORDS,
      "snapshot(live=False, thread=None, split=False, now_cpu=None, rate=hint, final=False) -> "
      "(functions, edges) in ticks; split adds the four-way figures, waiting formed at `rate` ns "
-     "per tick; now_cpu {slot: ns} splits open intervals; final hands the totals over"},
-    {"threads", (PyCFunction)session_threads, METH_NOARGS, "per-thread ring state"},
+     "per tick; now_cpu {thread: ns} splits open intervals; final hands the totals over"},
+    {"threads", (PyCFunction)(void (*)(void))session_threads, METH_VARARGS | METH_KEYWORDS,
+     "threads(open_only=False): per thread seen (the monitor's thread numbers): identity, ring "
+     "and replay figures"},
     {"counters", (PyCFunction)session_counters, METH_NOARGS, "session-wide counters"},
     {"agent_info", (PyCFunction)session_agent_info, METH_NOARGS,
      "what the agent measures: cpu_samples, native_calls, schedstat, probe_ns, cpu_interval_us, "
@@ -554,9 +605,10 @@ static PyTypeObject SessionType = {
     .tp_basicsize = sizeof(SessionObject),
     .tp_dealloc = (destructor)session_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Session(fd, ring_bytes, max_threads=256, symtab_bytes=16 MiB, hint_scale=1.0): the "
-              "monitor's side of a shared-memory session created in the memfd `fd` (hint_scale "
-              "skews the rate the replay starts from, for tests)",
+    .tp_doc = "Session(fd, ring_bytes, max_threads=4096, symtab_bytes=16 MiB, hint_scale=1.0): the "
+              "monitor's side of a shared-memory session created in the memfd `fd` (max_threads: "
+              "rings in use at once; a finished thread's ring is reused; hint_scale skews the rate "
+              "the replay starts from, for tests)",
     .tp_methods = session_methods,
     .tp_init = (initproc)session_init,
     .tp_new = PyType_GenericNew,
@@ -672,7 +724,7 @@ static PyObject *aggregator_snapshot(AggregatorObject *self, PyObject *args, PyO
         return NULL;
     if (!(rate > 0))
         rate = self->rate > 0 ? self->rate : 1.0;
-    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split, rate, 0);
+    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split, rate, 0, NULL);
 }
 
 /* The ns-per-tick the replay uses to compare CPU readings with ticks. */
@@ -757,9 +809,13 @@ static PyObject *py_bench_drain(PyObject *self, PyObject *args, PyObject *kw)
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     ulma_session_header *h = m.h;
-    ulma_ring_header *r = ulma_ring_at(h, 0);
+    ulma_ring_header *r = ulma_monitor_ring(&m, 0);
+    if (!r) {
+        ulma_monitor_free(&m);
+        return PyErr_NoMemory();
+    }
     ulma_event *ev = ulma_ring_events(r);
-    uint64_t cap = h->ring_events, mask = cap - 1;
+    uint64_t cap = m.ring_events, mask = cap - 1;
     atomic_store(&r->state, ULMA_RING_ACTIVE);
     atomic_store(&h->rings_used, 1);
     /* depth wanders between 1 and 25 */

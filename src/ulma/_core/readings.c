@@ -11,21 +11,27 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-/* The run delay is read too after the thread was off CPU at least this long:
- * a read costs ~1 us, so only where a wait already cost much more. */
-#define RUN_DELAY_AFTER_NS 20000.0
+/* The run delay is read too after the thread was off CPU at least this long.
+ * A read opens, reads and closes /proc/thread-self/schedstat (~5 us of CPU:
+ * no descriptor is kept per thread), so only after a wait 20 times longer;
+ * shorter waits are not split into blocked and runnable (counted blocked). */
+#define RUN_DELAY_AFTER_NS 100000.0
 
 uint64_t g_reading_ticks;          /* 0: no readings */
 static double g_ns_per_tick = 1.0; /* the monitor's quick calibration */
+
+/* 0: the run delay can be read; 1: it cannot (no schedstat in this
+ * kernel, or not the file we expect): we stop trying. */
+static int g_no_run_delay;
 
 void ulma_readings_configure(double ns_per_tick, uint32_t interval_us)
 {
     g_ns_per_tick = ns_per_tick > 0 ? ns_per_tick : 1.0;
     g_reading_ticks = 0;
+    g_no_run_delay = 0;
     if (interval_us) {
         g_reading_ticks = (uint64_t)((double)interval_us * 1000.0 / g_ns_per_tick);
         if (!g_reading_ticks)
@@ -33,41 +39,40 @@ void ulma_readings_configure(double ns_per_tick, uint32_t interval_us)
     }
 }
 
-/* The run-queue delay (ns) from /proc/thread-self/schedstat, kept open per
- * thread.  If the program closed our descriptor (some close every fd they
- * do not know), reads fail or stop parsing, and we stop reading. */
-static int read_run_delay(ulma_writer *w, uint64_t *out)
+/* The run-queue delay (ns) from /proc/thread-self/schedstat.  No descriptor
+ * is kept: one per thread would count against the program's open-file limit
+ * (and stay open in it after a detach).  Opened, read and closed each time
+ * (a few us, after a wait of at least RUN_DELAY_AFTER_NS). */
+static int read_run_delay(uint64_t *out)
 {
-    if (w->sched_fd == -2) {
-        struct stat st;
-        w->sched_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-        if (w->sched_fd >= 0 && fstat(w->sched_fd, &st) == 0) {
-            w->sched_dev = (uint64_t)st.st_dev;
-            w->sched_ino = (uint64_t)st.st_ino;
-        }
-    }
-    if (w->sched_fd < 0)
+    if (g_no_run_delay)
         return 0;
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        /* at the program's descriptor limit, or a signal: skip this one */
+        if (errno != EMFILE && errno != ENFILE && errno != EINTR && errno != ENOMEM)
+            g_no_run_delay = 1;
+        return 0;
+    }
     char buf[96];
-    ssize_t n = pread(w->sched_fd, buf, sizeof buf - 1, 0);
+    ssize_t n = read(fd, buf, sizeof buf - 1);
     if (n < 0 && errno == EINTR) /* a signal: once more */
-        n = pread(w->sched_fd, buf, sizeof buf - 1, 0);
-    if (n <= 0) {
-        w->sched_fd = -1; /* not ours any more: never close it */
+        n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    if (n <= 0)
         return 0;
-    }
     buf[n] = 0;
     /* "<on-cpu ns> <run-delay ns> <timeslices>\n" */
     char *end;
     strtoull(buf, &end, 10);
     if (end == buf || *end != ' ') {
-        w->sched_fd = -1;
+        g_no_run_delay = 1;
         return 0;
     }
     char *start = end + 1;
     *out = strtoull(start, &end, 10);
     if (end == start || *end != ' ') {
-        w->sched_fd = -1;
+        g_no_run_delay = 1;
         return 0;
     }
     atomic_fetch_or_explicit(&g_session->agent_flags, ULMA_AGENT_SCHEDSTAT, memory_order_relaxed);
@@ -83,17 +88,6 @@ static inline ulma_event reading_record(uint64_t t, uint64_t ns, uint8_t flags)
 
 /* Reads the thread's CPU clock into out[0] and, on a baseline or after a
  * while off CPU, its run delay into out[1].  Returns the record count. */
-void ulma_readings_thread_exit(ulma_writer *w)
-{
-    /* The program may have closed our descriptor and opened something of its
-     * own under the same number: close it only if it still is our file. */
-    struct stat st;
-    if (w->sched_fd >= 0 && fstat(w->sched_fd, &st) == 0 && (uint64_t)st.st_dev == w->sched_dev &&
-        (uint64_t)st.st_ino == w->sched_ino)
-        close(w->sched_fd);
-    w->sched_fd = -1;
-}
-
 uint32_t ulma_take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event *out)
 {
     struct timespec ts;
@@ -109,7 +103,7 @@ uint32_t ulma_take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event 
         want = off >= RUN_DELAY_AFTER_NS;
     }
     uint64_t delay;
-    if (want && read_run_delay(w, &delay)) {
+    if (want && read_run_delay(&delay)) {
         uint8_t flags = ULMA_CPU_RUN_DELAY;
         struct rusage ru;
         if (getrusage(RUSAGE_THREAD, &ru) == 0) {

@@ -16,7 +16,5 @@ void ulma_readings_configure(double ns_per_tick, uint32_t interval_us);
  * CPU, the run delay into out[1]; schedules the next reading.  Returns the
  * record count (0 if the clock could not be read). */
 uint32_t ulma_take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event *out);
-/* The thread is ending: its schedstat descriptor is closed if still ours. */
-void ulma_readings_thread_exit(ulma_writer *w);
 
 #endif

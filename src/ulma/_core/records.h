@@ -7,8 +7,24 @@
  * Session (one memfd, mapped by the agent and by the monitor):
  *
  *   offset 0                 ulma_session_header   (4 KiB, versioned)
+ *   freeq_offset             free-ring queue       (freeq_slots uint32 slot numbers)
  *   symtab_offset            symbol table          (append-only entries)
  *   rings_offset + i*stride  ring i: ulma_ring_header (256 B) + events
+ *
+ * Rings come in chunks of chunk_slots; each process maps a chunk the first
+ * time it needs one of its rings.  The memfd is sized for max_threads rings
+ * from the start, but it is sparse: a page costs memory only once touched,
+ * and the monitor gives a finished thread's ring back (PUNCH_HOLE) before it
+ * offers the slot for reuse.
+ *
+ * Ring slots are reused.  A thread claims the slot at the free queue's tail
+ * if there is one, else the next never-used slot (rings_used).  When a
+ * thread ends it marks its ring FINISHED; the monitor replays the ring to its
+ * end, closes that thread's totals, zeroes the ring (FREE again, positions
+ * 0) and pushes the slot at the queue's head.  The queue has one producer
+ * (the monitor) and consumers that claim a slot by compare-and-swap on the
+ * tail.  The monitor keeps its own copy of every layout field and of its
+ * read positions: the program can write the whole session.
  *
  * Event record (little-endian, 16 bytes):
  *
@@ -36,7 +52,7 @@
 #include <assert.h>
 
 #define ULMA_SESSION_MAGIC 0x31534553414d4c55ULL /* "ULMASES1" */
-#define ULMA_FORMAT_VERSION 2u /* 2: CPU readings, native calls, probe cost */
+#define ULMA_FORMAT_VERSION 3u /* 2: CPU readings, native calls, probe cost; 3: reused rings in chunks */
 #define ULMA_HEADER_BYTES 4096u
 #define ULMA_RING_HEADER_BYTES 256u
 #define ULMA_PUBLISH_EVERY 32u /* power of two */
@@ -126,6 +142,8 @@ typedef struct {
 static_assert(sizeof(ulma_symbol) == 24, "symbol entry header is 24 bytes");
 
 enum ulma_clock_source { ULMA_CLOCK_MONOTONIC = 1, ULMA_CLOCK_TSC = 2, ULMA_CLOCK_CNTVCT = 3 };
+/* FREE (never used, or zeroed by the monitor after a thread) -> ACTIVE (a
+ * thread claimed it) -> FINISHED (the thread ended) -> FREE */
 enum ulma_ring_state { ULMA_RING_FREE = 0, ULMA_RING_ACTIVE = 1, ULMA_RING_FINISHED = 2 };
 enum ulma_agent_state { ULMA_AGENT_NONE = 0, ULMA_AGENT_RUNNING = 1, ULMA_AGENT_STOPPED = 2 };
 
@@ -152,16 +170,19 @@ typedef struct {
     _Atomic uint64_t program_start_ticks; /* set by the agent when its start-up
                                              (calibration) is done and the
                                              program's own code begins; 0 before */
-    uint8_t reserved0[24];
+    uint32_t chunk_slots;     /* rings per mapped chunk */
+    uint32_t freeq_slots;     /* free queue capacity, a power of two >= max_threads */
+    uint64_t freeq_offset;
+    uint8_t reserved0[8];
     /* shared, atomics */
-    _Atomic uint32_t rings_used;     /* ring slots claimed by threads */
+    _Atomic uint32_t rings_used;     /* ring slots ever handed out (may pass max_threads) */
     _Atomic uint32_t agent_state;
     _Atomic uint32_t agent_pid;
     _Atomic uint32_t next_symbol_id; /* ids start at 1 */
     _Atomic uint64_t symtab_reserved;  /* bytes reserved by writers */
     _Atomic uint64_t symtab_overflow;  /* definitions that did not fit */
-    _Atomic uint64_t threads_overflow; /* threads that found no free ring */
-    _Atomic uint64_t unringed_events;  /* their events, lost */
+    _Atomic uint64_t threads_overflow; /* threads that found no free ring: untraced */
+    _Atomic uint64_t unringed_events;  /* their events, lost (counted by the agent) */
     _Atomic uint32_t engine;           /* 1 sys.monitoring, 2 pep523 */
     _Atomic uint32_t tool_id;          /* sys.monitoring tool id in use */
     _Atomic uint32_t agent_flags;      /* ULMA_AGENT_* */
@@ -170,6 +191,8 @@ typedef struct {
     _Atomic uint32_t hooks_displaced;  /* the program's own profile function or frame
                                           evaluator took over from ulma's (PEP 523) */
     _Atomic uint32_t ids_overflow;     /* functions seen once every id was taken */
+    _Atomic uint64_t freeq_head;       /* free queue: the monitor pushes here ... */
+    _Atomic uint64_t freeq_tail;       /* ... threads claim here (CAS) */
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 
@@ -187,7 +210,7 @@ typedef struct {
     /* line 2: consumer -> producer */
     _Atomic uint64_t read_pos;
     uint8_t pad2[56];
-    /* line 3: identity, written once when the slot is claimed */
+    /* line 3: identity, written by the thread that claims the slot */
     _Atomic uint32_t state;
     uint32_t os_tid;
     uint64_t py_thread_ident;
@@ -195,9 +218,15 @@ typedef struct {
 } ulma_ring_header;
 static_assert(sizeof(ulma_ring_header) == ULMA_RING_HEADER_BYTES, "ring header is 4 cache lines");
 
-static inline ulma_ring_header *ulma_ring_at(ulma_session_header *h, uint32_t slot)
+/* Where slot's ring starts in the memfd. */
+static inline uint64_t ulma_ring_file_offset(uint64_t rings_offset, uint64_t stride, uint32_t slot)
 {
-    return (ulma_ring_header *)((char *)h + h->rings_offset + (uint64_t)slot * h->ring_stride);
+    return rings_offset + (uint64_t)slot * stride;
+}
+
+static inline _Atomic uint32_t *ulma_freeq(ulma_session_header *h, uint64_t freeq_offset)
+{
+    return (_Atomic uint32_t *)((char *)h + freeq_offset);
 }
 
 static inline ulma_event *ulma_ring_events(ulma_ring_header *r)

@@ -57,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ring-size", type=parse_size, default=sessions.DEFAULT_RING_BYTES,
                    metavar="SIZE", help="bytes of event ring per thread (default: 8M)")
     p.add_argument("--max-threads", type=int, default=sessions.DEFAULT_MAX_THREADS,
-                   metavar="N", help="threads that get a ring (default: 256)")
+                   metavar="N", help="threads traced at once; a thread that ended gives its ring to "
+                                     "the next (default: 4096, at most 65536)")
     p.add_argument("--limit", type=int, default=30, metavar="N",
                    help="rows in the report (default: 30)")
     p.add_argument("--no-report", action="store_true", help="print no report at the end")
@@ -154,8 +155,8 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         engine = resolve_engine(opts.engine)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if opts.max_threads < 1:
-        raise UsageError("--max-threads must be at least 1")
+    if not 1 <= opts.max_threads <= sessions.MAX_THREADS_LIMIT:
+        raise UsageError(f"--max-threads must be between 1 and {sessions.MAX_THREADS_LIMIT}")
     check_measure(opts)
     target = target_from(opts, rest)
     options = sessions.Options(

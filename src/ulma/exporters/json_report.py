@@ -19,6 +19,10 @@ null on the PEP 523 engine), ``hooks_displaced`` (how often the program's own
 profile function or frame evaluator took over from ulma's; calls into C are
 not traced in a thread after that), ``ids_overflow`` (functions made after every function id
 was taken: their calls are in the row "<functions past the id limit>").
+Loss besides drops: ``untraced_threads`` (threads that got
+no ring: more were alive at once than --max-threads), ``untraced_events``
+(their events, counted, not recorded) and ``symbols_lost`` (function names
+that did not fit the symbol table: those functions show as ``<unknown #id>``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ def to_dict(profile: Profile) -> dict[str, Any]:
         "events": profile.events,
         "dropped": profile.dropped,
         "threads": len(profile.threads),
+        "untraced_threads": profile.threads_overflow,
+        "untraced_events": profile.untraced_events,
+        "symbols_lost": profile.symtab_overflow,
         "lost_ns": profile.lost_ns,
         "engine": profile.engine,
         "clock": profile.clock,

@@ -168,7 +168,7 @@ def health_of(session: Session, done: bool, returncode: int | None) -> Health:
         dropped=sum(t["dropped"] for t in threads),
         fill=max((t["fill"] for t in threads), default=0.0),
         lag_ns=max(lag, 0) if lag is not None and not done else None,
-        slots=tuple((t["slot"], t["os_tid"]) for t in threads),
+        slots=tuple((t["thread"], t["os_tid"]) for t in threads),
         returncode=returncode,
     )
 

@@ -48,13 +48,16 @@ def load_profile(reader: trace.TraceReader) -> Profile:
     profile.hooks_displaced = int(_number(end.get("hooks_displaced"), 0))
     dropped = end.get("dropped") if isinstance(end.get("dropped"), dict) else {}
     assert isinstance(dropped, dict)
-    for slot, figures in enumerate(agg.threads()):
+    for thread, figures in enumerate(agg.threads()):
         if not figures["events"]:
             continue
         profile.threads.append(ThreadInfo(
-            slot=slot, os_tid=0, events=figures["events"],
-            dropped=int(_number(dropped.get(str(slot)), 0)),
+            thread=thread, os_tid=0, events=figures["events"],
+            dropped=int(_number(dropped.get(str(thread)), 0)),
             lost_ns=round(figures["lost_ticks"] * ns_per_tick), unmatched=figures["unmatched"]))
+    profile.threads_overflow = int(_number(end.get("untraced_threads"), 0))
+    profile.untraced_events = int(_number(end.get("untraced_events"), 0))
+    profile.symtab_overflow = int(_number(end.get("symbols_lost"), 0))
     if not profile.wall_ns and profile.threads:  # cut short: from the program's start to its last event
         first = min(f["first_tick"] for f in agg.threads() if f["events"])
         last = max(f["last_tick"] for f in agg.threads() if f["events"])

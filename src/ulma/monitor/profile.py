@@ -59,7 +59,7 @@ class EdgeStats:
 
 @dataclass(slots=True)
 class ThreadInfo:
-    slot: int
+    thread: int  # the session's number for it, in order of first event (ring slots are reused)
     os_tid: int
     events: int
     dropped: int
@@ -76,8 +76,9 @@ class Profile:
     functions: list[FunctionStats] = field(default_factory=list)
     edges: list[EdgeStats] = field(default_factory=list)
     threads: list[ThreadInfo] = field(default_factory=list)
-    threads_overflow: int = 0
-    symtab_overflow: int = 0
+    threads_overflow: int = 0  # threads that got no ring: untraced
+    untraced_events: int = 0  # their events, counted by the agent
+    symtab_overflow: int = 0  # symbol definitions that did not fit the table
     ids_overflow: int = 0  # functions that share the overflow row (every id was taken)
     split_known: bool = False  # CPU readings were taken: CPU and waiting are told apart
     schedstat: bool = False  # waiting splits into blocked and runnable

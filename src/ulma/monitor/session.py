@@ -30,7 +30,8 @@ from ulma.format import trace
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 
 DEFAULT_RING_BYTES = 8 << 20
-DEFAULT_MAX_THREADS = 256
+DEFAULT_MAX_THREADS = 4096  # rings in use at once; a finished thread's ring is reused
+MAX_THREADS_LIMIT = 65536  # the C side's bound (session.c MAX_SLOTS)
 ENGINE_NAMES = {1: "monitoring", 2: "pep523"}
 
 
@@ -71,7 +72,8 @@ class Session:
     ENV_HINT_SCALE = "ULMA_DEBUG_HINT_SCALE"
 
     def __init__(self, ring_bytes: int, max_threads: int) -> None:
-        self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC)
+        # sealable: the C side fixes its size (see ulma_monitor_create)
+        self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             self.hint_scale = float(os.environ.get(self.ENV_HINT_SCALE) or 1.0)
             self.core = _core.Session(self.fd, ring_bytes, max_threads, hint_scale=self.hint_scale)
@@ -174,11 +176,12 @@ class Session:
             native_calls=info["native_calls"],
         )
         profile.threads = [
-            ThreadInfo(slot=t["slot"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
+            ThreadInfo(thread=t["thread"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
                        lost_ns=round(t["lost_ticks"] * scale), unmatched=t["unmatched"])
             for t in threads
         ]
         profile.threads_overflow = counters["threads_overflow"]
+        profile.untraced_events = counters["unringed_events"]
         profile.symtab_overflow = counters["symtab_overflow"]
         profile.tool_id = counters["tool_id"] if profile.engine == "monitoring" else None
         profile.hooks_displaced = counters["hooks_displaced"]
@@ -194,7 +197,7 @@ class Session:
     QUIET_NS = 20_000_000
 
     def _cpu_now(self) -> dict[int, int]:
-        """{ring slot: CPU ns} for the threads that have been quiet a while,
+        """{thread: CPU ns} for the threads that have been quiet a while,
         read from /proc/<pid>/task/<tid>/schedstat (exact for a thread that is
         off CPU, which is the case that matters).  Called under the lock."""
         pid = self.core.counters()["agent_pid"]
@@ -204,12 +207,12 @@ class Session:
         now_ticks, _ = self.core.clock()
         quiet = self.QUIET_NS / max(info["ns_per_tick_hint"], 1e-9)
         out: dict[int, int] = {}
-        for t in self.core.threads():
+        for t in self.core.threads(open_only=True):
             if t["closed"] or not t["cpu_tick"] or now_ticks - t["last_tick"] < quiet:
                 continue
             try:
                 with open(f"/proc/{pid}/task/{t['os_tid']}/schedstat", "rb") as f:
-                    out[t["slot"]] = int(f.read().split()[0])
+                    out[t["thread"]] = int(f.read().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
         return out
@@ -241,7 +244,7 @@ class Recorder:
             "start_ticks": counters["start_ticks"], "start_mono_ns": counters["start_mono_ns"],
             "start_real_ns": counters["start_real_ns"], "ring_events": counters["ring_events"],
             # a first calibration (2 ms at creation): the replay needs one before the END record's
-            "ns_per_tick": session.agent_info()["ns_per_tick_hint"] * session.hint_scale,
+            "ns_per_tick": session.agent_info()["ns_per_tick_hint"],  # skewed by hint_scale (tests)
         }
         self.path = path
         self.error: str | None = None
@@ -442,9 +445,12 @@ class Run:
                 "wall_ns": wall_ns, "ns_per_tick": scale,
                 **{key: info[key] for key in trace.AGENT_KEYS},
                 "returncode": returncode, "program_pid": self.proc.pid,
-                "dropped": {str(t.slot): t.dropped for t in profile.threads},
-                "os_tid": {str(t.slot): t.os_tid for t in profile.threads},
+                "dropped": {str(t.thread): t.dropped for t in profile.threads},
+                "os_tid": {str(t.thread): t.os_tid for t in profile.threads},
                 "tool_id": profile.tool_id, "hooks_displaced": profile.hooks_displaced,
+                "untraced_threads": profile.threads_overflow,
+                "untraced_events": profile.untraced_events,
+                "symbols_lost": profile.symtab_overflow,
             })
             trace_error = self.recorder.error
         self.session.close()

@@ -102,16 +102,17 @@ def summary_lines(profile: Profile) -> list[Text]:
                     "unmeasured; enlarge --ring-size)")
     lines = [seen, lost]
     if profile.threads_overflow:
-        lines.append(Text(f"{profile.threads_overflow} threads found no free ring and were not "
-                          "traced (raise --max-threads)", style="bold red"))
+        lines.append(Text(f"untraced threads {profile.threads_overflow:,} ({profile.untraced_events:,} "
+                          "of their events not recorded): more threads were alive at once than "
+                          "--max-threads", style="bold red"))
     if profile.hooks_displaced:
         lines.append(Text(f"the program's own profile function or frame evaluator took over from "
                           f"ulma's {profile.hooks_displaced} times: after that ulma misses the thread's "
                           "calls into C (a profile function) or the calls the program's evaluator does "
                           "not pass on (an evaluator)", style="bold red"))
     if profile.symtab_overflow:
-        lines.append(Text(f"{profile.symtab_overflow} function names did not fit the symbol table",
-                          style="bold red"))
+        lines.append(Text(f"symbols lost {profile.symtab_overflow:,}: function names that did not fit "
+                          "the symbol table (shown as <unknown #id>)", style="bold red"))
     if profile.ids_overflow:
         lines.append(Text(f"{profile.ids_overflow} functions were made after every function id was "
                           "taken: their calls are in the row <functions past the id limit>",
