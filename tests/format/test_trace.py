@@ -190,9 +190,6 @@ def test_hostile_records_in_an_intact_trace_give_a_report_or_one_error_line(
         assert f["self_ns"] <= f["total_ns"], f
 
 
-@pytest.mark.xfail(strict=True, raises=MemoryError, reason=(
-    "issue 9 section 7: the replay keeps dense per-id arrays, so one record with an id just below "
-    "2^24 costs gigabytes (sparse aggregates are another change of the same issue)"))
 def test_one_record_with_a_large_id_takes_bounded_memory(tmp_path: Path) -> None:
     path = tmp_path / "one.ulma"
     event = records.Event(10, (1 << 24) - 1, CALL, 0, 0)
