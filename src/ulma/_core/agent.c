@@ -41,6 +41,33 @@ static int g_boot_frames; /* frames of ulma's bootstrap under the program */
 static PyThreadState *g_boot_thread;
 /* Orders a thread's exit (which runs without the GIL) against unmapping. */
 static pthread_mutex_t g_exit_lock = PTHREAD_MUTEX_INITIALIZER;
+/* In a forked child: the parent's session, detached at the fork, whose hooks
+ * and mapping ulma_agent_stop still has to take down. */
+static ulma_session_header *g_forked_from;
+static int g_atfork_ready;
+
+/*
+ * pthread_atfork child handler: runs inside fork(), in the child, before any
+ * Python code there (the interpreter's own after-fork work and os.register_at_fork
+ * handlers come later).  The rings, and each ring's writer cursors, are the
+ * parent's: the child detaches at once, so no event of its own reaches them.
+ * Only this thread survives the fork; a lock another thread held at that
+ * moment stays held forever, so this takes none: it counts the child, makes
+ * every writer stale (a new generation; g_session NULL, so no thread claims a
+ * ring) and re-initialises g_exit_lock.  The hooks stay installed until
+ * ulma_agent_stop (needs the GIL); meanwhile they find no writer and return.
+ */
+static void at_fork_child(void)
+{
+    ulma_session_header *h = g_session;
+    pthread_mutex_init(&g_exit_lock, NULL);
+    if (!h)
+        return;
+    atomic_fetch_add_explicit(&h->forked_children, 1, memory_order_relaxed);
+    g_forked_from = h;
+    g_session = NULL;
+    g_generation++;
+}
 
 /* Publishes what the writer wrote and marks its ring finished. */
 static void writer_finish(ulma_writer *w)
@@ -348,6 +375,9 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         PyErr_SetString(PyExc_RuntimeError, "ulma agent is already running");
         return -1;
     }
+    ulma_agent_stop(0); /* the hooks of a session detached by a fork, if any */
+    if (!g_atfork_ready && pthread_atfork(NULL, NULL, at_fork_child) == 0)
+        g_atfork_ready = 1;
     ulma_session_header probe;
     if (pread(fd, &probe, sizeof probe, 0) != (ssize_t)sizeof probe) {
         PyErr_SetString(PyExc_RuntimeError, "cannot read the ulma session header");
@@ -440,15 +470,21 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
 void ulma_agent_stop(int flush)
 {
     ulma_session_header *h = g_session;
-    if (!h)
-        return;
+    if (!h) {
+        /* a forked child: unhook and unmap what at_fork_child detached */
+        if (!(h = g_forked_from))
+            return;
+        flush = 0;
+    }
+    g_forked_from = NULL;
     if (g_engine == ULMA_ENGINE_MONITORING)
         ulma_engine_monitoring_stop();
     else if (g_engine == ULMA_ENGINE_PEP523)
         ulma_engine_pep523_stop();
     g_engine = 0;
     /* Hooks are off and we hold the GIL: no writer is mid-event.  A forked
-     * child does not flush: the rings belong to its parent. */
+     * child does not flush: the rings belong to its parent (and it never
+     * gets here with g_session set: at_fork_child detached it). */
     pthread_mutex_lock(&g_exit_lock); /* threads may be exiting meanwhile */
     if (flush) {
         for (uint32_t i = 0; i < g_writers_len; i++)

@@ -414,7 +414,7 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         return NULL;
     ulma_session_header *h = self->m.h;
     return Py_BuildValue(
-        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K}", "version",
+        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K,s:I}", "version",
         h->version, "clock", ulma_clock_name(h->clock_source), "start_ticks", h->start_ticks,
         "start_mono_ns", h->start_mono_ns, "start_real_ns", h->start_real_ns, "ring_events",
         h->ring_events, "max_threads", h->max_threads, "rings_used",
@@ -426,7 +426,8 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         "engine", atomic_load_explicit(&h->engine, memory_order_relaxed), "tool_id",
         atomic_load_explicit(&h->tool_id, memory_order_relaxed), "symbols",
         atomic_load_explicit(&h->next_symbol_id, memory_order_relaxed) - 1,
-        "map_bytes", (unsigned long long)self->m.map_bytes);
+        "map_bytes", (unsigned long long)self->m.map_bytes, "forked_children",
+        atomic_load_explicit(&h->forked_children, memory_order_relaxed));
 }
 
 /* What the agent measures: its flags, calibrated probe cost, CPU interval. */

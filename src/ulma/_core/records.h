@@ -164,6 +164,7 @@ typedef struct {
     _Atomic uint32_t agent_flags;      /* ULMA_AGENT_* */
     _Atomic uint32_t probe_ps;         /* calibrated cost of one probe, ps */
     _Atomic uint32_t cpu_interval_us;  /* CPU readings at most this often */
+    _Atomic uint32_t forked_children;  /* children forked while profiling: unprofiled */
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 

@@ -82,6 +82,7 @@ def start_agent(fd: int, options: AgentOptions, *, empty: bool = False,
     costs (see ulma.agent.calibrate), for the monitor to take out of the
     functions' times.  Used by `ulma run` and by an attach; `alone`: this is
     the only thread (before a run), so the hooks may be paused to calibrate."""
+    _unhook_forked_children()
     off = 0 if empty or alone else calibrate.hooks_off()
     _core.agent_start(fd, options.engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust,
                       native_calls=options.native_calls, cpu_interval_us=options.cpu_interval_us,
@@ -95,12 +96,23 @@ def start_agent(fd: int, options: AgentOptions, *, empty: bool = False,
         _core.agent_set_probe_cost(calibrate.probe_ns(off, on, per_call))
 
 
+_at_fork_registered = False
+
+
+def _unhook_forked_children() -> None:
+    """A forked child is detached from the rings inside fork() itself (the
+    agent's C at-fork handler), before any Python code runs there; this takes
+    its hooks off too, so it runs at full speed, unprofiled."""
+    global _at_fork_registered
+    if not _at_fork_registered:
+        os.register_at_fork(after_in_child=lambda: _core.agent_stop(flush=False))
+        _at_fork_registered = True
+
+
 def _after_start() -> None:
     # Registered first, so it runs last: after the program's own atexit
     # handlers and after non-daemon threads were joined.
     atexit.register(_core.agent_stop)
-    # A forked child must not write into its parent's rings.
-    os.register_at_fork(after_in_child=lambda: _core.agent_stop(flush=False))
 
 
 def _start_idle(boundary: types.FrameType, recursion_adjust: int = 0) -> None:

@@ -14,7 +14,8 @@ cpu_ns and wait_ns are null when no CPU readings were taken), with
 it, with native calls) and ``native`` (a C function).  At the top:
 ``probe_ns`` (the calibrated cost of one probe), ``overhead_ns`` (all
 overhead taken out of the functions' CPU time), ``cpu_readings``,
-``native_calls``.
+``native_calls``; ``forked_children`` (children the program forked while
+profiled: they ran unprofiled, and are in no count).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def to_dict(profile: Profile) -> dict[str, Any]:
         "overhead_ns": profile.overhead_ns,
         "cpu_readings": profile.split_known,
         "native_calls": profile.native_calls,
+        "forked_children": profile.forked_children,
         "functions": [_function(f, profile.split_known) for f in profile.functions],
         "edges": [
             {"caller": e.caller, "callee": e.callee, "calls": e.calls, "resumes": e.resumes,

@@ -77,6 +77,7 @@ class Profile:
     threads: list[ThreadInfo] = field(default_factory=list)
     threads_overflow: int = 0
     symtab_overflow: int = 0
+    forked_children: int = 0  # children forked during the run: they ran unprofiled
     split_known: bool = False  # CPU readings were taken: CPU and waiting are told apart
     schedstat: bool = False  # waiting splits into blocked and runnable
     native_calls: bool = False

@@ -141,6 +141,7 @@ class Session:
         ]
         profile.threads_overflow = counters["threads_overflow"]
         profile.symtab_overflow = counters["symtab_overflow"]
+        profile.forked_children = counters["forked_children"]
         return profile
 
     def agent_info(self) -> dict[str, Any]:

@@ -106,6 +106,8 @@ def summary_lines(profile: Profile) -> list[Text]:
     if profile.symtab_overflow:
         lines.append(Text(f"{profile.symtab_overflow} function names did not fit the symbol table",
                           style="bold red"))
+    if profile.forked_children:
+        lines.append(Text(f"{profile.forked_children} forked children ran unprofiled", style="bold"))
     return lines
 
 
