@@ -73,7 +73,8 @@ static void at_fork_child(void)
 static void writer_finish(ulma_writer *w)
 {
     ulma_ring_header *r = w->ring;
-    atomic_store_explicit(&r->published, r->write_pos, memory_order_release);
+    atomic_store_explicit(&r->published, atomic_load_explicit(&r->write_pos, memory_order_relaxed),
+                          memory_order_release);
     atomic_store_explicit(&r->state, ULMA_RING_FINISHED, memory_order_release);
 }
 
@@ -121,6 +122,7 @@ ulma_writer *ulma_writer_claim(void)
     w->generation = g_generation;
     w->slot = slot;
     w->next_reading = 0; /* need_sync: the slow path */
+    w->retry_tick = 0;
     w->reading_tick = 0;
     w->call_code = NULL;
     r->os_tid = (uint32_t)syscall(SYS_gettid);
@@ -203,6 +205,21 @@ static inline void put(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t idv, u
     e->aux = aux;
 }
 
+/* While a ring stays full (a monitor stopped or slow), each event is only
+ * counted: no CPU reading, no stack walk, no store the monitor reads.  Room
+ * is looked for again at most this often (a restatement needs at least
+ * ULMA_MIN_RESTATEMENT records: SYNC begin, two readings, the event). */
+#define ULMA_DROP_RETRY_NS 50000.0
+#define ULMA_MIN_RESTATEMENT 4u
+static uint64_t g_retry_ticks = 1;
+
+/* The ring's drop count: its producer alone writes it, so no atomic add. */
+static inline void count_drop(ulma_ring_header *r)
+{
+    atomic_store_explicit(&r->dropped, atomic_load_explicit(&r->dropped, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 /*
  * The rare paths: a full ring, a stack to restate (the thread's first event,
  * or the first event after drops), or a CPU reading due.  A restatement is a
@@ -215,11 +232,20 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
 {
     static uint32_t ids[ULMA_MAX_SYNC_FRAMES + 1];
     ulma_ring_header *r = w->ring;
-    uint64_t pos = r->write_pos;
+    uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
     uint64_t cap = w->mask + 1;
     ulma_event reading[2];
     uint32_t nread = 0;
     uint64_t t_event = t;
+    if (r->need_sync) {
+        if (t < w->retry_tick) {
+            count_drop(r); /* still dropping: not yet time to look for room */
+            return;
+        }
+        r->tail_cache = atomic_load_explicit(&r->read_pos, memory_order_acquire);
+        if (pos - r->tail_cache + ULMA_MIN_RESTATEMENT > cap)
+            goto drop; /* still full: no reading, no walk */
+    }
     if (g_reading_ticks && (r->need_sync || t >= w->next_reading)) {
         nread = ulma_take_reading(w, t, r->need_sync, reading);
         t_event = ulma_ticks(g_clock);
@@ -234,7 +260,7 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
         for (uint32_t i = 0; i < nread; i++)
             w->events[pos++ & w->mask] = reading[i];
         put(w, pos++, t_event, idv, kind, flags, aux);
-        r->write_pos = pos;
+        atomic_store_explicit(&r->write_pos, pos, memory_order_release);
         atomic_store_explicit(&r->published, pos, memory_order_release);
         return;
     }
@@ -274,7 +300,7 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     for (uint32_t i = 0; i < nread; i++)
         w->events[pos++ & w->mask] = reading[i];
     put(w, pos++, t_event, idv, kind, flags, aux);
-    r->write_pos = pos;
+    atomic_store_explicit(&r->write_pos, pos, memory_order_release);
     r->need_sync = 0;
     r->sync_flags = 0;
     if (!g_reading_ticks)
@@ -283,9 +309,10 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     return;
 
 drop:
-    atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+    count_drop(r);
     r->need_sync = 1;
-    w->next_reading = 0; /* the next event takes the slow path */
+    w->next_reading = 0; /* the next events take the slow path ... */
+    w->retry_tick = t + g_retry_ticks; /* ... and are only counted until then */
     r->sync_flags = ULMA_SYNC_AFTER_DROP;
     /* Let the monitor see everything written so far, so it frees room. */
     atomic_store_explicit(&r->published, pos, memory_order_release);
@@ -442,6 +469,9 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
     }
     g_native_calls = o->native_calls && !empty;
     ulma_readings_configure(h->ns_per_tick_hint, empty ? 0 : o->cpu_interval_us);
+    g_retry_ticks = h->ns_per_tick_hint > 0 ? (uint64_t)(ULMA_DROP_RETRY_NS / h->ns_per_tick_hint) : 1;
+    if (!g_retry_ticks)
+        g_retry_ticks = 1;
     atomic_store_explicit(&h->cpu_interval_us, g_reading_ticks ? o->cpu_interval_us : 0,
                           memory_order_relaxed);
     atomic_store_explicit(&h->agent_flags,

@@ -110,8 +110,9 @@ uint32_t ulma_monitor_slots(const ulma_monitor *m)
 /* A writer publishes every ULMA_PUBLISH_EVERY events, so a thread that
  * blocks right after a call would hide that call until it wakes.  Once its
  * `published` has not moved for QUIET_NS, the records below its private
- * write_pos were written that long ago: they are read too (the writer orders
- * its record stores before the write_pos store; see ulma_emit). */
+ * write_pos were written that long ago: they are read too (the writer
+ * release-stores write_pos after the records, this acquire-loads it; see
+ * ulma_emit_ex). */
 #define QUIET_NS 20000000u
 
 static uint64_t head_of(ulma_monitor *m, uint32_t s, const ulma_ring_header *r, uint64_t tail,
@@ -122,7 +123,7 @@ static uint64_t head_of(ulma_monitor *m, uint32_t s, const ulma_ring_header *r, 
         m->last_published[s] = pub;
         m->quiet_since[s] = now;
     } else if (now - m->quiet_since[s] >= QUIET_NS) {
-        uint64_t wp = *(volatile const uint64_t *)&r->write_pos;
+        uint64_t wp = atomic_load_explicit(&((ulma_ring_header *)r)->write_pos, memory_order_acquire);
         if ((int64_t)(wp - pub) > 0 && wp - tail <= m->h->ring_events)
             pub = wp;
     }
@@ -143,7 +144,8 @@ int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem, ulma_sink sink, void
         if (state == ULMA_RING_FREE || m->closed[s])
             continue;
         uint64_t tail = atomic_load_explicit(&r->read_pos, memory_order_relaxed);
-        uint64_t head = postmortem ? r->write_pos : head_of(m, s, r, tail, now);
+        uint64_t head = postmortem ? atomic_load_explicit(&r->write_pos, memory_order_acquire)
+                                   : head_of(m, s, r, tail, now);
         if (head - tail > cap) { /* cannot happen with a well-behaved writer */
             m->corrupt++;
             tail = head - cap;
@@ -167,7 +169,7 @@ int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem, ulma_sink sink, void
         atomic_store_explicit(&r->read_pos, tail, memory_order_release);
         if (state == ULMA_RING_FINISHED || postmortem) {
             /* finished: its last events were published before the state */
-            uint64_t last = postmortem ? r->write_pos
+            uint64_t last = postmortem ? atomic_load_explicit(&r->write_pos, memory_order_acquire)
                                        : atomic_load_explicit(&r->published, memory_order_acquire);
             if (last == tail || (int64_t)(last - tail) < 0) {
                 ulma_agg_close(a);
