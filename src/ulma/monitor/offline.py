@@ -42,6 +42,7 @@ def load_profile(reader: trace.TraceReader) -> Profile:
         probe_ns=_number(end.get("probe_ns"), 0.0), split_known=readings,
         schedstat=end.get("schedstat") is True, native_calls=end.get("native_calls") is True,
     )
+    profile.forked_children = int(_number(end.get("forked_children"), 0))
     dropped = end.get("dropped") if isinstance(end.get("dropped"), dict) else {}
     assert isinstance(dropped, dict)
     for slot, figures in enumerate(agg.threads()):

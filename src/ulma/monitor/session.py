@@ -384,6 +384,7 @@ class Run:
                 "returncode": returncode, "program_pid": self.proc.pid,
                 "dropped": {str(t.slot): t.dropped for t in profile.threads},
                 "os_tid": {str(t.slot): t.os_tid for t in profile.threads},
+                "forked_children": profile.forked_children,
             })
             trace_error = self.recorder.error
         self.session.close()
