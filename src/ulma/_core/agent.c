@@ -60,12 +60,40 @@ static int g_boot_frames; /* frames of ulma's bootstrap under the program */
 static PyThreadState *g_boot_thread;
 /* Orders a thread's exit (which runs without the GIL) against unmapping. */
 static pthread_mutex_t g_exit_lock = PTHREAD_MUTEX_INITIALIZER;
+/* In a forked child: the parent's session, detached at the fork, whose hooks
+ * and mapping ulma_agent_stop still has to take down. */
+static ulma_session_header *g_forked_from;
+static int g_atfork_ready;
+
+/*
+ * pthread_atfork child handler: runs inside fork(), in the child, before any
+ * Python code there (the interpreter's own after-fork work and os.register_at_fork
+ * handlers come later).  The rings, and each ring's writer cursors, are the
+ * parent's: the child detaches at once, so no event of its own reaches them.
+ * Only this thread survives the fork; a lock another thread held at that
+ * moment stays held forever, so this takes none: it counts the child, makes
+ * every writer stale (a new generation; g_session NULL, so no thread claims a
+ * ring) and re-initialises g_exit_lock.  The hooks stay installed until
+ * ulma_agent_stop (needs the GIL); meanwhile they find no writer and return.
+ */
+static void at_fork_child(void)
+{
+    ulma_session_header *h = g_session;
+    pthread_mutex_init(&g_exit_lock, NULL);
+    if (!h)
+        return;
+    atomic_fetch_add_explicit(&h->forked_children, 1, memory_order_relaxed);
+    g_forked_from = h;
+    g_session = NULL;
+    g_generation++;
+}
 
 /* Publishes what the writer wrote and marks its ring finished. */
 static void writer_finish(ulma_writer *w)
 {
     ulma_ring_header *r = w->ring;
-    atomic_store_explicit(&r->published, r->write_pos, memory_order_release);
+    atomic_store_explicit(&r->published, atomic_load_explicit(&r->write_pos, memory_order_relaxed),
+                          memory_order_release);
     atomic_store_explicit(&r->state, ULMA_RING_FINISHED, memory_order_release);
 }
 
@@ -188,6 +216,7 @@ ulma_writer *ulma_writer_claim(void)
     w->generation = g_generation;
     w->slot = slot;
     w->next_reading = 0; /* need_sync: the slow path */
+    w->retry_tick = 0;
     w->reading_tick = 0;
     w->call_code = NULL;
     /* A reused ring was zeroed by the monitor; say so anyway. */
@@ -276,6 +305,21 @@ static inline void put(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t idv, u
     e->aux = aux;
 }
 
+/* While a ring stays full (a monitor stopped or slow), each event is only
+ * counted: no CPU reading, no stack walk, no store the monitor reads.  Room
+ * is looked for again at most this often (a restatement needs at least
+ * ULMA_MIN_RESTATEMENT records: SYNC begin, two readings, the event). */
+#define ULMA_DROP_RETRY_NS 50000.0
+#define ULMA_MIN_RESTATEMENT 4u
+static uint64_t g_retry_ticks = 1;
+
+/* The ring's drop count: its producer alone writes it, so no atomic add. */
+static inline void count_drop(ulma_ring_header *r)
+{
+    atomic_store_explicit(&r->dropped, atomic_load_explicit(&r->dropped, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 /*
  * The rare paths: a full ring, a stack to restate (the thread's first event,
  * or the first event after drops), or a CPU reading due.  A restatement is a
@@ -292,11 +336,20 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     }
     static uint32_t ids[ULMA_MAX_SYNC_FRAMES + 1];
     ulma_ring_header *r = w->ring;
-    uint64_t pos = r->write_pos;
+    uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
     uint64_t cap = w->mask + 1;
     ulma_event reading[2];
     uint32_t nread = 0;
     uint64_t t_event = t;
+    if (r->need_sync) {
+        if (t < w->retry_tick) {
+            count_drop(r); /* still dropping: not yet time to look for room */
+            return;
+        }
+        r->tail_cache = atomic_load_explicit(&r->read_pos, memory_order_acquire);
+        if (pos - r->tail_cache + ULMA_MIN_RESTATEMENT > cap)
+            goto drop; /* still full: no reading, no walk */
+    }
     if (g_reading_ticks && (r->need_sync || t >= w->next_reading)) {
         nread = ulma_take_reading(w, t, r->need_sync, reading);
         t_event = ulma_ticks(g_clock);
@@ -311,7 +364,7 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
         for (uint32_t i = 0; i < nread; i++)
             w->events[pos++ & w->mask] = reading[i];
         put(w, pos++, t_event, idv, kind, flags, aux);
-        r->write_pos = pos;
+        atomic_store_explicit(&r->write_pos, pos, memory_order_release);
         atomic_store_explicit(&r->published, pos, memory_order_release);
         return;
     }
@@ -351,7 +404,7 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     for (uint32_t i = 0; i < nread; i++)
         w->events[pos++ & w->mask] = reading[i];
     put(w, pos++, t_event, idv, kind, flags, aux);
-    r->write_pos = pos;
+    atomic_store_explicit(&r->write_pos, pos, memory_order_release);
     r->need_sync = 0;
     r->sync_flags = 0;
     if (!g_reading_ticks)
@@ -360,9 +413,10 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     return;
 
 drop:
-    atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+    count_drop(r);
     r->need_sync = 1;
-    w->next_reading = 0; /* the next event takes the slow path */
+    w->next_reading = 0; /* the next events take the slow path ... */
+    w->retry_tick = t + g_retry_ticks; /* ... and are only counted until then */
     r->sync_flags = ULMA_SYNC_AFTER_DROP;
     /* Let the monitor see everything written so far, so it frees room. */
     atomic_store_explicit(&r->published, pos, memory_order_release);
@@ -541,6 +595,9 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         PyErr_SetString(PyExc_RuntimeError, "ulma agent is already running");
         return -1;
     }
+    ulma_agent_stop(0); /* the hooks of a session detached by a fork, if any */
+    if (!g_atfork_ready && pthread_atfork(NULL, NULL, at_fork_child) == 0)
+        g_atfork_ready = 1;
     ulma_session_header probe;
     if (pread(fd, &probe, sizeof probe, 0) != (ssize_t)sizeof probe) {
         PyErr_SetString(PyExc_RuntimeError, "cannot read the ulma session header");
@@ -593,6 +650,9 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
     }
     g_native_calls = o->native_calls && !empty;
     ulma_readings_configure(h->ns_per_tick_hint, empty ? 0 : o->cpu_interval_us);
+    g_retry_ticks = h->ns_per_tick_hint > 0 ? (uint64_t)(ULMA_DROP_RETRY_NS / h->ns_per_tick_hint) : 1;
+    if (!g_retry_ticks)
+        g_retry_ticks = 1;
     atomic_store_explicit(&h->cpu_interval_us, g_reading_ticks ? o->cpu_interval_us : 0,
                           memory_order_relaxed);
     atomic_store_explicit(&h->agent_flags,
@@ -621,15 +681,21 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
 void ulma_agent_stop(int flush)
 {
     ulma_session_header *h = g_session;
-    if (!h)
-        return;
+    if (!h) {
+        /* a forked child: unhook and unmap what at_fork_child detached */
+        if (!(h = g_forked_from))
+            return;
+        flush = 0;
+    }
+    g_forked_from = NULL;
     if (g_engine == ULMA_ENGINE_MONITORING)
         ulma_engine_monitoring_stop();
     else if (g_engine == ULMA_ENGINE_PEP523)
         ulma_engine_pep523_stop();
     g_engine = 0;
     /* Hooks are off and we hold the GIL: no writer is mid-event.  A forked
-     * child does not flush: the rings belong to its parent. */
+     * child does not flush: the rings belong to its parent (and it never
+     * gets here with g_session set: at_fork_child detached it). */
     pthread_mutex_lock(&g_exit_lock); /* threads may be exiting meanwhile */
     if (flush) {
         for (uint32_t i = 0; i < g_writers_len; i++)

@@ -21,6 +21,7 @@ typedef struct {
     uint64_t mask;       /* ring_events - 1 */
     uint64_t next_reading; /* tick at which the next event reads the CPU clock;
                               0 while the stack must be restated */
+    uint64_t retry_tick; /* after a drop: events before this tick are only counted */
     uint32_t generation; /* the agent session this writer belongs to */
     uint32_t in_slow;    /* re-entrancy guard for the sync path */
     uint32_t slot;       /* its ring in the session */
@@ -99,7 +100,7 @@ static inline void ulma_emit_ex(ulma_writer *w, uint64_t t, uint32_t idv, uint8_
                                 uint16_t aux, int top_is_event)
 {
     ulma_ring_header *r = w->ring;
-    uint64_t pos = r->write_pos;
+    uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
     /* next_reading is 0 while the stack must be restated (need_sync): one
      * compare covers both */
     if (ULMA_UNLIKELY((pos - r->tail_cache > w->mask) | (t >= w->next_reading))) {
@@ -112,11 +113,10 @@ static inline void ulma_emit_ex(ulma_writer *w, uint64_t t, uint32_t idv, uint8_
                     (uint64_t)(flags | ((idv >> 24) & ULMA_EVF_UNMEASURED)) << 40 | (uint64_t)aux << 48;
     e->ticks = t;
     memcpy((char *)e + 8, &rest, sizeof rest);
-    /* the record before write_pos (a compiler barrier only: on x86 stores
-     * are seen in order; the monitor reads write_pos ahead of `published`
-     * only for a thread quiet for 20 ms, see session.c) */
-    atomic_signal_fence(memory_order_release);
-    r->write_pos = ++pos;
+    /* the record before write_pos: the monitor reads write_pos ahead of
+     * `published` for a thread quiet for 20 ms (session.c head_of).  A plain
+     * store on x86; an ordered store (stlr) on arm64. */
+    atomic_store_explicit(&r->write_pos, ++pos, memory_order_release);
     /* Batch the shared store: the monitor's cache line is touched once per
      * ULMA_PUBLISH_EVERY events, not once per event. */
     if ((pos & (ULMA_PUBLISH_EVERY - 1)) == 0)

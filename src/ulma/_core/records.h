@@ -33,16 +33,18 @@
  *
  * Ring protocol (single producer = one thread of the profiled program,
  * single consumer = the monitor):
- *   - the producer writes events at write_pos, bumps write_pos (its private
- *     cache line) and, every ULMA_PUBLISH_EVERY events, release-stores
- *     `published`; it reads the consumer's `read_pos` only when its cached
- *     copy says the ring is full.
+ *   - the producer writes events at write_pos, release-stores write_pos+1 (its
+ *     own cache line; a plain store on x86) and, every ULMA_PUBLISH_EVERY
+ *     events, release-stores `published`; it reads the consumer's `read_pos`
+ *     only when its cached copy says the ring is full.
  *   - the consumer acquire-loads `published`, replays [read_pos, published),
  *     then release-stores `read_pos`.
  *   - after the producer's process is gone the consumer may read `write_pos`
  *     directly: every event the program wrote is recovered ("post-mortem").
- *   - a full ring drops the event and counts it; the next event that finds
- *     room is preceded by a SYNC group that restates the thread's stack.
+ *   - a full ring drops the event and counts it (`dropped`: the producer
+ *     alone writes it); while it stays full, events are only counted, and
+ *     room is looked for again at most every 50 us; the first event that
+ *     finds room is preceded by a SYNC group that restates the thread's stack.
  */
 #ifndef ULMA_RECORDS_H
 #define ULMA_RECORDS_H
@@ -193,12 +195,15 @@ typedef struct {
     _Atomic uint32_t ids_overflow;     /* functions seen once every id was taken */
     _Atomic uint64_t freeq_head;       /* free queue: the monitor pushes here ... */
     _Atomic uint64_t freeq_tail;       /* ... threads claim here (CAS) */
+    _Atomic uint32_t forked_children;  /* children forked while profiling: unprofiled */
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 
 typedef struct {
-    /* line 0: producer-private (never read by the consumer while live) */
-    uint64_t write_pos;
+    /* line 0: the producer's cursors.  The consumer reads write_pos only
+     * post-mortem and for a thread quiet for 20 ms (acquire; the producer
+     * stores it with release, after the records); the rest is the producer's. */
+    _Atomic uint64_t write_pos;
     uint64_t tail_cache;
     uint32_t need_sync;
     uint32_t sync_flags;

@@ -264,8 +264,9 @@ static void retire(ulma_monitor *m, uint32_t t)
 /* A writer publishes every ULMA_PUBLISH_EVERY events, so a thread that
  * blocks right after a call would hide that call until it wakes.  Once its
  * `published` has not moved for QUIET_NS, the records below its private
- * write_pos were written that long ago: they are read too (the writer orders
- * its record stores before the write_pos store; see ulma_emit). */
+ * write_pos were written that long ago: they are read too (the writer
+ * release-stores write_pos after the records, this acquire-loads it; see
+ * ulma_emit_ex). */
 #define QUIET_NS 20000000u
 
 static uint64_t head_of(ulma_monitor *m, ulma_slot_state *st, const ulma_ring_header *r,
@@ -276,7 +277,7 @@ static uint64_t head_of(ulma_monitor *m, ulma_slot_state *st, const ulma_ring_he
         st->last_published = pub;
         st->quiet_since = now;
     } else if (now - st->quiet_since >= QUIET_NS) {
-        uint64_t wp = *(volatile const uint64_t *)&r->write_pos;
+        uint64_t wp = atomic_load_explicit(&((ulma_ring_header *)r)->write_pos, memory_order_acquire);
         if ((int64_t)(wp - pub) > 0 && wp - tail <= m->ring_events)
             pub = wp;
     }
@@ -306,7 +307,8 @@ int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem, ulma_sink sink, void
         if (m->closed[t])
             continue;
         uint64_t tail = st->tail;
-        uint64_t head = postmortem ? r->write_pos : head_of(m, st, r, tail, now);
+        uint64_t head = postmortem ? atomic_load_explicit(&r->write_pos, memory_order_acquire)
+                                   : head_of(m, st, r, tail, now);
         if (head - tail > cap) { /* cannot happen with a well-behaved writer */
             m->corrupt++;
             tail = head - cap;
@@ -330,7 +332,7 @@ int64_t ulma_monitor_drain(ulma_monitor *m, int postmortem, ulma_sink sink, void
         m->info[t].dropped = atomic_load_explicit(&r->dropped, memory_order_relaxed);
         if (state == ULMA_RING_FINISHED || postmortem) {
             /* finished: its last events were published before the state */
-            uint64_t last = postmortem ? r->write_pos
+            uint64_t last = postmortem ? atomic_load_explicit(&r->write_pos, memory_order_acquire)
                                        : atomic_load_explicit(&r->published, memory_order_acquire);
             if (last == tail || (int64_t)(last - tail) < 0) {
                 ulma_agg_close(a);

@@ -94,6 +94,7 @@ def start_agent(fd: int, options: AgentOptions, *, empty: int = 0,
     the only thread (before a run), so the hooks may be paused to calibrate.
     `empty` (benchmarks): 1 hooks that do nothing, 2 hooks that read the
     clock and make one 16-byte store (the recording floor)."""
+    _unhook_forked_children()
     off = 0 if empty or alone else calibrate.hooks_off()
     _core.agent_id_limit(options.id_limit or 1 << 24)
     _core.agent_start(fd, options.engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust,
@@ -108,12 +109,23 @@ def start_agent(fd: int, options: AgentOptions, *, empty: int = 0,
         _core.agent_set_probe_cost(calibrate.probe_ns(off, on, per_call))
 
 
+_at_fork_registered = False
+
+
+def _unhook_forked_children() -> None:
+    """A forked child is detached from the rings inside fork() itself (the
+    agent's C at-fork handler), before any Python code runs there; this takes
+    its hooks off too, so it runs at full speed, unprofiled."""
+    global _at_fork_registered
+    if not _at_fork_registered:
+        os.register_at_fork(after_in_child=lambda: _core.agent_stop(flush=False))
+        _at_fork_registered = True
+
+
 def _after_start() -> None:
     # Registered first, so it runs last: after the program's own atexit
     # handlers and after non-daemon threads were joined.
     atexit.register(_core.agent_stop)
-    # A forked child must not write into its parent's rings.
-    os.register_at_fork(after_in_child=lambda: _core.agent_stop(flush=False))
 
 
 def _start_idle(boundary: "types.FrameType", recursion_adjust: int = 0) -> None:

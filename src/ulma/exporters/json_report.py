@@ -18,7 +18,9 @@ overhead taken out of the functions' CPU time), ``cpu_readings``,
 null on the PEP 523 engine), ``hooks_displaced`` (how often the program's own
 profile function or frame evaluator took over from ulma's; calls into C are
 not traced in a thread after that), ``ids_overflow`` (functions made after every function id
-was taken: their calls are in the row "<functions past the id limit>").
+was taken: their calls are in the row "<functions past the id limit>"),
+``forked_children`` (children the program forked while profiled: they ran
+unprofiled, and are in no count).
 Loss besides drops: ``untraced_threads`` (threads that got
 no ring: more were alive at once than --max-threads), ``untraced_events``
 (their events, counted, not recorded) and ``symbols_lost`` (function names
@@ -56,6 +58,7 @@ def to_dict(profile: Profile) -> dict[str, Any]:
         "tool_id": profile.tool_id,
         "hooks_displaced": profile.hooks_displaced,
         "ids_overflow": profile.ids_overflow,
+        "forked_children": profile.forked_children,
         "functions": [_function(f, profile.split_known) for f in profile.functions],
         "edges": [
             {"caller": e.caller, "callee": e.callee, "calls": e.calls, "resumes": e.resumes,

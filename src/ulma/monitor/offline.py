@@ -46,6 +46,7 @@ def load_profile(reader: trace.TraceReader) -> Profile:
     tool_id = end.get("tool_id")
     profile.tool_id = tool_id if isinstance(tool_id, int) and not isinstance(tool_id, bool) else None
     profile.hooks_displaced = int(_number(end.get("hooks_displaced"), 0))
+    profile.forked_children = int(_number(end.get("forked_children"), 0))
     dropped = end.get("dropped") if isinstance(end.get("dropped"), dict) else {}
     assert isinstance(dropped, dict)
     for thread, figures in enumerate(agg.threads()):

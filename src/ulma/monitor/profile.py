@@ -80,6 +80,7 @@ class Profile:
     untraced_events: int = 0  # their events, counted by the agent
     symtab_overflow: int = 0  # symbol definitions that did not fit the table
     ids_overflow: int = 0  # functions that share the overflow row (every id was taken)
+    forked_children: int = 0  # children forked during the run: they ran unprofiled
     split_known: bool = False  # CPU readings were taken: CPU and waiting are told apart
     schedstat: bool = False  # waiting splits into blocked and runnable
     native_calls: bool = False

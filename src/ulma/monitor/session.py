@@ -186,6 +186,7 @@ class Session:
         profile.tool_id = counters["tool_id"] if profile.engine == "monitoring" else None
         profile.hooks_displaced = counters["hooks_displaced"]
         profile.ids_overflow = counters["ids_overflow"]
+        profile.forked_children = counters["forked_children"]
         return profile
 
     def agent_info(self) -> dict[str, Any]:
@@ -451,6 +452,7 @@ class Run:
                 "untraced_threads": profile.threads_overflow,
                 "untraced_events": profile.untraced_events,
                 "symbols_lost": profile.symtab_overflow,
+                "forked_children": profile.forked_children,
             })
             trace_error = self.recorder.error
         self.session.close()

@@ -117,6 +117,8 @@ def summary_lines(profile: Profile) -> list[Text]:
         lines.append(Text(f"{profile.ids_overflow} functions were made after every function id was "
                           "taken: their calls are in the row <functions past the id limit>",
                           style="bold red"))
+    if profile.forked_children:
+        lines.append(Text(f"{profile.forked_children} forked children ran unprofiled", style="bold"))
     return lines
 
 

@@ -1,0 +1,110 @@
+"""Instructions per traced event, counted by callgrind (exact, unlike wall time on a busy machine).
+
+    python bench/per_event.py [--engine E] [--cpu-interval US] [--depth N]
+
+runs recursive fib three times under `valgrind --tool=callgrind`, counting only what runs inside
+the measured region (the fib calls, entered through `map`, so `--toggle-collect=map_next`):
+
+  plain   no agent
+  room    the agent on an in-process session whose ring holds every event
+  full    the agent on a tiny ring nobody drains: it fills at once and every later event is
+          dropped (a stalled monitor)
+
+and prints the instructions each event adds to plain Python, with room and with a full ring, and
+their ratio.  The agent is started without calibration and with CPU readings every
+`--cpu-interval` microseconds (default 0: none, the hot path alone; valgrind runs ~50x slower, so
+readings would come ~50x more often per event than in a real run).  `--depth` runs fib below that
+many extra frames (a restated stack is walked whole).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+FIB_N = 18
+ROUNDS = 3
+
+
+def fib(n: int) -> int:
+    if n < 2:
+        return n
+    return fib(n - 1) + fib(n - 2)
+
+
+def calls(n: int) -> int:
+    """Calls fib(n) makes, itself included."""
+    return 1 if n < 2 else 1 + calls(n - 1) + calls(n - 2)
+
+
+def nested(depth: int) -> int:
+    if depth:
+        return nested(depth - 1)
+    return sum(map(lambda _: fib(FIB_N), range(ROUNDS)))  # map_next brackets the region
+
+
+def child(mode: str, engine: str, interval: int, depth: int) -> None:
+    from ulma import _core
+    from ulma.agent import resolve_engine
+
+    if mode == "plain":
+        nested(depth)
+        return
+    fd = os.memfd_create("ulma-per-event", os.MFD_CLOEXEC)
+    session = _core.Session(fd, (64 << 20) if mode == "room" else 4096, 4)
+    _core.agent_start(fd, resolve_engine(engine), cpu_interval_us=interval)
+    try:
+        nested(depth)
+    finally:
+        _core.agent_stop()
+    session.drain()
+    (thread,) = session.threads()
+    print(f"DROPPED={thread['dropped']}")
+    session.close()
+    os.close(fd)
+
+
+def instructions(mode: str, args: argparse.Namespace) -> tuple[int, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--toggle-collect=map_next",
+               sys.executable, __file__, "--child", mode, "--engine", args.engine,
+               "--cpu-interval", str(args.cpu_interval), "--depth", str(args.depth)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{mode}: valgrind failed:\n{done.stderr[-2000:]}")
+        with open(out) as f:
+            found = re.search(r"^summary:\s+(\d+)", f.read(), re.M)
+        if not found:
+            raise SystemExit(f"{mode}: no summary in callgrind's output")
+        return int(found.group(1)), done.stdout
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engine", default="auto")
+    p.add_argument("--cpu-interval", type=int, default=0, metavar="US")
+    p.add_argument("--depth", type=int, default=0)
+    p.add_argument("--child", choices=("plain", "room", "full"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args.child, args.engine, args.cpu_interval, args.depth)
+        return
+    events = 2 * ROUNDS * (calls(FIB_N) + 1)  # fib's calls and the lambda's
+    plain, _ = instructions("plain", args)
+    room, _ = instructions("room", args)
+    full, full_out = instructions("full", args)
+    print(f"Python {sys.version.split()[0]}, engine {args.engine}, cpu-interval {args.cpu_interval} us, "
+          f"{events:,} events, {full_out.strip()} with a full ring")
+    print(f"instructions per event added to plain python: ring with room {(room - plain) / events:.1f}, "
+          f"ring full {(full - plain) / events:.1f}")
+    print(f"instructions per call (2 events): plain {2 * plain / events:.1f}, ring with room "
+          f"{2 * room / events:.1f}, ring full {2 * full / events:.1f}; full/room {full / room:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
