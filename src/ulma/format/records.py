@@ -10,9 +10,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final
 
 from ulma import _core
+
+TYPE_CHECKING = False  # the monitor's start (`ulma run`) does without typing
+if TYPE_CHECKING:
+    from typing import Final
 
 LAYOUT: Final[dict[str, int]] = dict(_core.LAYOUT)
 

@@ -9,12 +9,9 @@ while the program runs, so a live view sees the program as it is now.
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,12 +19,23 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import IO, Any, TypeVar
 
 from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
-from ulma.format import trace
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
+
+# `ulma run` imports this on its way to starting the program: what only a
+# trace file needs (the trace format, zstandard, json, queue, socket) is
+# imported by the Recorder, and typing only by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import queue
+    from typing import IO, Any, TypeVar
+
+    from ulma.format import trace
+
+    _Row = TypeVar("_Row")
+    _Item = tuple[list[trace.SymbolDef], list[tuple[int, bytes]], dict[str, float] | None]
 
 DEFAULT_RING_BYTES = 8 << 20
 DEFAULT_MAX_THREADS = 4096  # rings in use at once; a finished thread's ring is reused
@@ -223,9 +231,6 @@ class Session:
             self.core.close()
 
 
-_Item = tuple[list[trace.SymbolDef], list[tuple[int, bytes]], dict[str, float] | None]
-
-
 class Recorder:
     """Keeps the drained event stream in a trace file.
 
@@ -237,6 +242,11 @@ class Recorder:
     QUEUE_ITEMS = 32  # drains in flight (memory bound); beyond that, draining waits for the disk
 
     def __init__(self, path: str, session: Session, engine: str) -> None:
+        import queue
+        import socket
+
+        from ulma.format import trace
+
         counters = session.counters()
         meta = {
             "ulma": __version__, "python": sys.version.split()[0], "host": socket.gethostname(),
@@ -261,6 +271,10 @@ class Recorder:
         return self.error is None
 
     def _loop(self) -> None:
+        import json
+
+        from ulma.format import trace
+
         while (item := self._queue.get()) is not None:
             if self.error is not None:
                 continue  # keep taking items so the drain never blocks on us
@@ -284,6 +298,8 @@ class Recorder:
         # (about once a second) and what the agent measured at its start (the
         # probe cost: META goes out before the program starts, without it),
         # written as soon as the agent published it, before its first events.
+        from ulma.format import trace
+
         calib: dict[str, Any] | None = None
         due = time.monotonic() >= self._next_calib
         info = self._session.agent_info() if due or not self._agent_seen else {}
@@ -440,6 +456,8 @@ class Run:
         started = self.session.counters()["agent_state"] != 0
         trace_error = None
         if self.recorder is not None:
+            from ulma.format import trace
+
             info = self.session.agent_info()
             self.recorder.close({
                 "wall_ns": wall_ns, "ns_per_tick": scale,
@@ -455,9 +473,6 @@ class Run:
             trace_error = self.recorder.error
         self.session.close()
         return RunResult(returncode, profile, started, trace_error)
-
-
-_Row = TypeVar("_Row")
 
 
 def _consumed(rows: list[_Row]) -> Iterator[_Row]:
