@@ -5,7 +5,10 @@ and ulma's final report included) is timed, and ulma's monitor reports its
 own peak resident memory.  Targets (issue 9 §7): monitor <= 300 MiB, run
 <= 3x plain.
 
-    python bench/made_code.py [--functions N] [--rounds R] [--python PATH]
+    python bench/made_code.py [--functions N] [--rounds R] [--python PATH] [--json]
+
+With --json, ulma also writes its JSON report (`--json FILE`, in a temporary
+directory), whose writing is then part of the monitor's peak memory.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,10 +54,17 @@ def main() -> None:
     p.add_argument("--functions", type=int, default=300_000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--python", default=sys.executable)
+    p.add_argument("--json", action="store_true", help="ulma writes its JSON report too")
     opts = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        measure(opts, Path(tmp, "report.json") if opts.json else None)
+
+
+def measure(opts: argparse.Namespace, json_path: Path | None) -> None:
     n = str(opts.functions)
     plain_cmd = [opts.python, str(WORKLOAD), n]
-    ulma_cmd = [opts.python, "-c", MONITOR, "run", "--no-report", str(WORKLOAD), n]
+    json_args = ["--json", str(json_path)] if json_path else []
+    ulma_cmd = [opts.python, "-c", MONITOR, "run", "--no-report", *json_args, str(WORKLOAD), n]
     ratios, cpu_ratios, rss, plain_walls = [], [], [], []
     for r in range(opts.rounds):
         pw, pc, _ = timed(plain_cmd)
@@ -65,7 +76,8 @@ def main() -> None:
         plain_walls.append(pw)
         print(f"round {r + 1}: plain {pw:.2f} s, ulma {uw:.2f} s ({uw / pw:.2f}x wall, {uc / pc:.2f}x CPU), "
               f"monitor peak {kb / 1024:.0f} MiB", flush=True)
-    print(f"{opts.functions} exec-made functions, Python {sys.version.split()[0]}: plain "
+    print(f"{opts.functions} exec-made functions{' (--json)' if json_path else ''}, Python "
+          f"{sys.version.split()[0]}: plain "
           f"{statistics.median(plain_walls):.2f} s; ulma {statistics.median(ratios):.2f}x wall "
           f"[{min(ratios):.2f}-{max(ratios):.2f}], {statistics.median(cpu_ratios):.2f}x CPU; monitor peak "
           f"{max(rss):.0f} MiB (targets: <= 3x, <= 300 MiB)")

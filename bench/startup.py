@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,8 +24,16 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 SHOW = "import sys\nloaded = sorted(sys.modules)\nimport json\njson.dump(loaded, sys.stdout)\n"
 
 
+# As installed: ulma's modules are read from cached bytecode, not compiled on
+# every start (this matters where PYTHONDONTWRITEBYTECODE is set).  The cache
+# goes to a temporary directory, never into the source tree.
+PYCACHE = tempfile.mkdtemp(prefix="ulma-startup-pycache-")
+
+
 def run(cmd: list[str]) -> tuple[float, str]:
-    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PYTHONPYCACHEPREFIX=PYCACHE)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
@@ -39,6 +48,8 @@ def child_alone(python: str, script: Path, rounds: int) -> tuple[float, float]:
     ulma's command line and its report are not in it."""
     sys.path.insert(0, str(SRC))
     os.environ["PYTHONPATH"] = str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPYCACHEPREFIX"] = PYCACHE
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     from ulma.agent import resolve_engine
     from ulma.monitor import session as sessions
 
@@ -68,6 +79,7 @@ def main() -> None:
         empty.write_text("")
         show.write_text(SHOW)
         plain, ulma, program = [], [], []
+        run([opts.python, "-m", "ulma", "run", "--no-report", str(empty)])  # bytecode cached
         for _ in range(opts.rounds):
             plain.append(run([opts.python, str(empty)])[0])
             ulma.append(run([opts.python, "-m", "ulma", "run", "--no-report", str(empty)])[0])
@@ -86,6 +98,7 @@ def main() -> None:
     if alone:
         print(f"the program's process alone (session made, bootstrap, calibration): {alone[1]:.1f} ms "
               f"against {alone[0]:.1f} ms (+{alone[1] - alone[0]:.1f} ms)")
+    shutil.rmtree(PYCACHE, ignore_errors=True)
     print(f"modules at the program's first line: {len(before)} plain, {len(under)} under ulma; "
           f"standard ones more: {len(stdlib)} {stdlib} (target <= 5); ulma's own: {ours}")
 

@@ -49,3 +49,27 @@ def test_a_standard_module_the_program_imports_has_its_import_time_calls_profile
     assert calls.get(("json", "__init__.py", "<module>")) == 1, sorted(calls)[:40]
     assert calls.get(("json", "encoder.py", "JSONEncoder.__init__")) == 1
     assert calls.get(("json", "decoder.py", "JSONDecoder.__init__")) == 1
+
+
+# ulma's command line, run in a process that prints what it imported once the run is over
+MONITOR_MODULES = ("import atexit, json, runpy, sys\n"
+                   "atexit.register(lambda: sys.stdout.write(json.dumps(sorted(sys.modules))))\n"
+                   "sys.argv = ['ulma'] + sys.argv[1:]\n"
+                   "runpy.run_module('ulma', run_name='__main__', alter_sys=True)\n")
+# what only a trace file, a printed report, the live view or the type checker needs
+NOT_FOR_A_PLAIN_RUN = ("rich", "textual", "zstandard", "ulma.format.trace", "ulma.views.report",
+                       "ulma.views.live", "ulma.views.live_rows", "dataclasses", "inspect", "typing",
+                       "shutil")
+
+
+def test_ulma_run_without_report_or_trace_imports_no_report_trace_or_typing_modules(
+    engine_flags: list[str], run_python: RunFn, tmp_path: Path, describe: Callable[[Completed], str]
+) -> None:
+    empty = tmp_path / "empty.py"
+    empty.write_text("")
+    baseline = run_python(["-c", "import json, sys; sys.stdout.write(json.dumps(sorted(sys.modules)))"])
+    result = run_python(["-c", MONITOR_MODULES, "run", *engine_flags, "--no-report", str(empty)])
+    assert result.returncode == 0 and baseline.returncode == 0, describe(result)
+    loaded = set(json.loads(result.stdout)) - set(json.loads(baseline.stdout))
+    heavy = sorted(m for m in loaded if m in NOT_FOR_A_PLAIN_RUN or m.split(".")[0] in NOT_FOR_A_PLAIN_RUN)
+    assert heavy == [], f"`ulma run --no-report` imported {heavy}"

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import NoReturn
+
+TYPE_CHECKING = False  # typing is not imported on `ulma run`'s way to the program
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 
 class UsageError(Exception):
@@ -15,8 +19,36 @@ class UsageError(Exception):
         self.code = code
 
 
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size() tells it (COLUMNS,
+    else stdout's terminal, else 80), without importing shutil (and with it
+    bz2 and lzma) on every start: argparse makes a help formatter for each
+    option it is given."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _columns() - 2 if width is None else width)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line ('ulma: error: ...')."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"ulma: error: {message} (see `{self.prog} --help`)\n")

@@ -11,7 +11,7 @@ import sys
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
 from ulma.cli.errors import Parser, UsageError, parse_size
 from ulma.monitor import session as sessions
-from ulma.views.live_rows import CLOCKS
+from ulma.views.units import CLOCKS
 
 HELP = "run a Python program under ulma and report where its time went"
 USAGE = "ulma run [options] (script.py | -m module) [args ...]"

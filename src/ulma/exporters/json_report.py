@@ -30,14 +30,17 @@ that did not fit the symbol table: those functions show as ``<unknown #id>``).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
-from ulma.monitor.profile import FunctionStats, Profile
+from ulma.monitor.profile import EdgeStats, FunctionStats, Profile
 
 VERSION = 1
+_ITEM = json.JSONEncoder(separators=(",\n   ", ": "))
 
 
-def to_dict(profile: Profile) -> dict[str, Any]:
+def _header(profile: Profile) -> dict[str, Any]:
+    """The document's fields before "functions" and "edges", in order."""
     return {
         "version": VERSION,
         "python": profile.python,
@@ -59,13 +62,12 @@ def to_dict(profile: Profile) -> dict[str, Any]:
         "hooks_displaced": profile.hooks_displaced,
         "ids_overflow": profile.ids_overflow,
         "forked_children": profile.forked_children,
-        "functions": [_function(f, profile.split_known) for f in profile.functions],
-        "edges": [
-            {"caller": e.caller, "callee": e.callee, "calls": e.calls, "resumes": e.resumes,
-             "total_ns": e.total_ns}
-            for e in profile.edges
-        ],
     }
+
+
+def _edge(e: EdgeStats) -> dict[str, Any]:
+    return {"caller": e.caller, "callee": e.callee, "calls": e.calls, "resumes": e.resumes,
+            "total_ns": e.total_ns}
 
 
 def _function(f: FunctionStats, known: bool) -> dict[str, Any]:
@@ -82,6 +84,29 @@ def _function(f: FunctionStats, known: bool) -> dict[str, Any]:
 
 
 def write(profile: Profile, path: str) -> None:
+    """Writes the document item by item (one function, one edge at a time),
+    so that memory does not grow by a copy of the whole document: a program
+    that made 300 000 functions has 300 000 rows.  The text is what
+    ``json.dump(document, f, indent=1)`` writes, byte for byte."""
+    known = profile.split_known
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(to_dict(profile), f, indent=1)
+        head = json.dumps(_header(profile), indent=1)
+        f.write(head[:-2])  # without the closing "\n}"
+        _write_list(f, "functions", (_function(fn, known) for fn in profile.functions), last=False)
+        _write_list(f, "edges", (_edge(e) for e in profile.edges), last=True)
+        f.write("}\n")
+
+
+def _write_list(f: TextIO, key: str, items: Iterable[dict[str, Any]], *, last: bool) -> None:
+    """Writes `,\n "key": [...]` at the document's top level, each item as
+    json.dump with indent=1 lays it out two levels deep."""
+    f.write(f",\n {json.dumps(key)}: [")
+    first = True
+    for item in items:
+        # items are flat (scalar values, and strings escape their newlines):
+        # the fast C encoder with these separators, then the braces' lines
+        f.write(("\n  {\n   " if first else ",\n  {\n   ") + _ITEM.encode(item)[1:-1] + "\n  }")
+        first = False
+    f.write("]" if first else "\n ]")
+    if last:
         f.write("\n")

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Final
 
 from ulma import _core
+from ulma.format.plain import Frozen
+
+TYPE_CHECKING = False  # the monitor's start (`ulma run`) does without typing
+if TYPE_CHECKING:
+    from typing import Final
 
 LAYOUT: Final[dict[str, int]] = dict(_core.LAYOUT)
 
@@ -51,18 +54,27 @@ _EVENT = struct.Struct("<QIBBH")
 assert _EVENT.size == EVENT_BYTES
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(Frozen):
+    __slots__ = ("aux", "flags", "id", "kind", "ticks")
+
     ticks: int
     id: int
     kind: int
     flags: int
     aux: int
 
+    def __init__(self, ticks: int, id: int, kind: int, flags: int, aux: int) -> None:
+        object.__setattr__(self, "ticks", ticks)
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "aux", aux)
 
-@dataclass(frozen=True, slots=True)
-class Symbol:
+
+class Symbol(Frozen):
     """A symbol-table definition: what an event's id names."""
+
+    __slots__ = ("file", "flags", "id", "kind", "line", "name")
 
     id: int
     kind: int
@@ -70,6 +82,14 @@ class Symbol:
     name: str
     file: str
     line: int
+
+    def __init__(self, id: int, kind: int, flags: int, name: str, file: str, line: int) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "file", file)
+        object.__setattr__(self, "line", line)
 
     @property
     def hidden(self) -> bool:

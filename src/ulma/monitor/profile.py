@@ -8,20 +8,23 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
+from ulma.format.plain import Frozen, Plain
 from ulma.format.records import SYM_CFUNC, Symbol
 
 __all__ = ["EdgeStats", "FunctionStats", "Profile", "Symbol", "ThreadInfo", "build_profile"]
 
 
-@dataclass(slots=True)
-class FunctionStats:
+class FunctionStats(Plain):
     """One function's figures.  Its total time splits four ways -- CPU,
     waiting, call overhead, unmeasured (excluded callees) -- and the parts add
     up to total_ns; its self time splits into the first three.  Waiting
     splits further into blocked and runnable-but-not-scheduled where the
     kernel says (else those are None)."""
+
+    __slots__ = ("call_overhead_ns", "calls", "cpu_ns", "file", "line", "name", "native", "overhead_ns",
+                 "resumes", "self_cpu_ns", "self_ns", "self_overhead_ns", "self_wait_ns", "total_ns",
+                 "unmeasured_ns", "wait_blocked_ns", "wait_ns", "wait_runnable_ns")
 
     name: str
     file: str
@@ -30,17 +33,41 @@ class FunctionStats:
     resumes: int
     self_ns: int
     total_ns: int
-    cpu_ns: int = 0
-    wait_ns: int = 0
-    overhead_ns: int = 0
-    unmeasured_ns: int = 0
-    wait_blocked_ns: int | None = None
-    wait_runnable_ns: int | None = None
-    self_cpu_ns: int = 0
-    self_wait_ns: int = 0
-    self_overhead_ns: int = 0
-    call_overhead_ns: int = 0  # what its callers spent getting into it (native calls only)
-    native: bool = False  # a C function (native calls)
+    cpu_ns: int
+    wait_ns: int
+    overhead_ns: int
+    unmeasured_ns: int
+    wait_blocked_ns: int | None
+    wait_runnable_ns: int | None
+    self_cpu_ns: int
+    self_wait_ns: int
+    self_overhead_ns: int
+    call_overhead_ns: int  # what its callers spent getting into it (native calls only)
+    native: bool  # a C function (native calls)
+
+    def __init__(self, name: str, file: str, line: int, calls: int, resumes: int, self_ns: int,
+                 total_ns: int, cpu_ns: int = 0, wait_ns: int = 0, overhead_ns: int = 0,
+                 unmeasured_ns: int = 0, wait_blocked_ns: int | None = None,
+                 wait_runnable_ns: int | None = None, self_cpu_ns: int = 0, self_wait_ns: int = 0,
+                 self_overhead_ns: int = 0, call_overhead_ns: int = 0, native: bool = False) -> None:
+        self.name = name
+        self.file = file
+        self.line = line
+        self.calls = calls
+        self.resumes = resumes
+        self.self_ns = self_ns
+        self.total_ns = total_ns
+        self.cpu_ns = cpu_ns
+        self.wait_ns = wait_ns
+        self.overhead_ns = overhead_ns
+        self.unmeasured_ns = unmeasured_ns
+        self.wait_blocked_ns = wait_blocked_ns
+        self.wait_runnable_ns = wait_runnable_ns
+        self.self_cpu_ns = self_cpu_ns
+        self.self_wait_ns = self_wait_ns
+        self.self_overhead_ns = self_overhead_ns
+        self.call_overhead_ns = call_overhead_ns
+        self.native = native
 
     @property
     def activations(self) -> int:
@@ -48,17 +75,26 @@ class FunctionStats:
         return self.calls + self.resumes
 
 
-@dataclass(frozen=True, slots=True)
-class EdgeStats:
+class EdgeStats(Frozen):
+    __slots__ = ("callee", "caller", "calls", "resumes", "total_ns")
+
     caller: int  # index into Profile.functions
     callee: int
     calls: int
     resumes: int
     total_ns: int
 
+    def __init__(self, caller: int, callee: int, calls: int, resumes: int, total_ns: int) -> None:
+        object.__setattr__(self, "caller", caller)
+        object.__setattr__(self, "callee", callee)
+        object.__setattr__(self, "calls", calls)
+        object.__setattr__(self, "resumes", resumes)
+        object.__setattr__(self, "total_ns", total_ns)
 
-@dataclass(slots=True)
-class ThreadInfo:
+
+class ThreadInfo(Plain):
+    __slots__ = ("dropped", "events", "lost_ns", "os_tid", "thread", "unmatched")
+
     thread: int  # the session's number for it, in order of first event (ring slots are reused)
     os_tid: int
     events: int
@@ -66,27 +102,66 @@ class ThreadInfo:
     lost_ns: int
     unmatched: int
 
+    def __init__(self, thread: int, os_tid: int, events: int, dropped: int, lost_ns: int,
+                 unmatched: int) -> None:
+        self.thread = thread
+        self.os_tid = os_tid
+        self.events = events
+        self.dropped = dropped
+        self.lost_ns = lost_ns
+        self.unmatched = unmatched
 
-@dataclass(slots=True)
-class Profile:
+
+class Profile(Plain):
+    __slots__ = ("clock", "edges", "engine", "forked_children", "functions", "hooks_displaced", "ids_overflow",
+                 "native_calls",
+                 "probe_ns", "python", "schedstat", "split_known", "symtab_overflow", "threads",
+                 "threads_overflow", "tool_id", "untraced_events", "wall_ns")
+
     python: str
     wall_ns: int
     engine: str
     clock: str
-    functions: list[FunctionStats] = field(default_factory=list)
-    edges: list[EdgeStats] = field(default_factory=list)
-    threads: list[ThreadInfo] = field(default_factory=list)
-    threads_overflow: int = 0  # threads that got no ring: untraced
-    untraced_events: int = 0  # their events, counted by the agent
-    symtab_overflow: int = 0  # symbol definitions that did not fit the table
-    ids_overflow: int = 0  # functions that share the overflow row (every id was taken)
-    forked_children: int = 0  # children forked during the run: they ran unprofiled
-    split_known: bool = False  # CPU readings were taken: CPU and waiting are told apart
-    schedstat: bool = False  # waiting splits into blocked and runnable
-    native_calls: bool = False
-    probe_ns: float = 0.0  # calibrated cost of one probe
-    tool_id: int | None = None  # the sys.monitoring tool id ulma used (None: PEP 523 engine)
-    hooks_displaced: int = 0  # times the program's own profile function or evaluator took over ulma's
+    functions: list[FunctionStats]
+    edges: list[EdgeStats]
+    threads: list[ThreadInfo]
+    threads_overflow: int  # threads that got no ring: untraced
+    untraced_events: int  # their events, counted by the agent
+    symtab_overflow: int  # symbol definitions that did not fit the table
+    ids_overflow: int  # functions that share the overflow row (every id was taken)
+    forked_children: int  # children forked during the run: they ran unprofiled
+    split_known: bool  # CPU readings were taken: CPU and waiting are told apart
+    schedstat: bool  # waiting splits into blocked and runnable
+    native_calls: bool
+    probe_ns: float  # calibrated cost of one probe
+    tool_id: int | None  # the sys.monitoring tool id ulma used (None: PEP 523 engine)
+    hooks_displaced: int  # times the program's own profile function or evaluator took over ulma's
+
+    def __init__(self, python: str, wall_ns: int, engine: str, clock: str,
+                 functions: list[FunctionStats] | None = None, edges: list[EdgeStats] | None = None,
+                 threads: list[ThreadInfo] | None = None, threads_overflow: int = 0,
+                 untraced_events: int = 0, symtab_overflow: int = 0, ids_overflow: int = 0,
+                 forked_children: int = 0,
+                 split_known: bool = False, schedstat: bool = False, native_calls: bool = False,
+                 probe_ns: float = 0.0, tool_id: int | None = None, hooks_displaced: int = 0) -> None:
+        self.python = python
+        self.wall_ns = wall_ns
+        self.engine = engine
+        self.clock = clock
+        self.functions = [] if functions is None else functions
+        self.edges = [] if edges is None else edges
+        self.threads = [] if threads is None else threads
+        self.threads_overflow = threads_overflow
+        self.untraced_events = untraced_events
+        self.symtab_overflow = symtab_overflow
+        self.ids_overflow = ids_overflow
+        self.forked_children = forked_children
+        self.split_known = split_known
+        self.schedstat = schedstat
+        self.native_calls = native_calls
+        self.probe_ns = probe_ns
+        self.tool_id = tool_id
+        self.hooks_displaced = hooks_displaced
 
     @property
     def overhead_ns(self) -> int:

@@ -9,25 +9,33 @@ while the program runs, so a live view sees the program as it is now.
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import FrameType
-from typing import IO, Any, TypeVar
 
 from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
-from ulma.format import trace
+from ulma.format.plain import Frozen, Plain
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
+
+# `ulma run` imports this on its way to starting the program: what only a
+# trace file needs (the trace format, zstandard, json, queue, socket) is
+# imported by the Recorder, and typing only by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import queue
+    from typing import IO, Any, TypeVar
+
+    from ulma.format import trace
+
+    _Row = TypeVar("_Row")
+    _Item = tuple[list[trace.SymbolDef], list[tuple[int, bytes]], dict[str, float] | None]
 
 DEFAULT_RING_BYTES = 8 << 20
 DEFAULT_MAX_THREADS = 4096  # rings in use at once; a finished thread's ring is reused
@@ -35,28 +43,53 @@ MAX_THREADS_LIMIT = 65536  # the C side's bound (session.c MAX_SLOTS)
 ENGINE_NAMES = {1: "monitoring", 2: "pep523"}
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(Frozen):
     """What to run: a script path or a module name, with its arguments."""
+
+    __slots__ = ("args", "kind", "name")
 
     kind: str  # "script" or "module"
     name: str
     args: tuple[str, ...]
 
+    def __init__(self, kind: str, name: str, args: tuple[str, ...]) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "args", args)
 
-@dataclass(frozen=True, slots=True)
-class Options:
+
+class Options(Frozen):
+    __slots__ = ("cpu_interval_us", "empty_hooks", "engine", "exclude", "id_limit", "max_threads",
+                 "native_calls", "poll_seconds", "recording_floor", "ring_bytes", "trace_path")
+
     engine: str
-    ring_bytes: int = DEFAULT_RING_BYTES
-    max_threads: int = DEFAULT_MAX_THREADS
-    empty_hooks: bool = False
-    recording_floor: bool = False  # benchmarks: hooks that read the clock and store 16 bytes
-    poll_seconds: float = 0.002
-    trace_path: str | None = None  # also keep the event stream in this file
-    native_calls: bool = False
-    cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US
-    exclude: tuple[str, ...] = ()
-    id_limit: int = 0  # function ids (0: 2**24); tests use fewer to reach the overflow row
+    ring_bytes: int
+    max_threads: int
+    empty_hooks: bool
+    recording_floor: bool  # benchmarks: hooks that read the clock and store 16 bytes
+    poll_seconds: float
+    trace_path: str | None  # also keep the event stream in this file
+    native_calls: bool
+    cpu_interval_us: int
+    exclude: tuple[str, ...]
+    id_limit: int  # function ids (0: 2**24); tests use fewer to reach the overflow row
+
+    def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
+                 max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
+                 recording_floor: bool = False, poll_seconds: float = 0.002, trace_path: str | None = None,
+                 native_calls: bool = False, cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
+                 exclude: tuple[str, ...] = (), id_limit: int = 0) -> None:
+        object.__setattr__(self, "engine", engine)
+        object.__setattr__(self, "ring_bytes", ring_bytes)
+        object.__setattr__(self, "max_threads", max_threads)
+        object.__setattr__(self, "empty_hooks", empty_hooks)
+        object.__setattr__(self, "recording_floor", recording_floor)
+        object.__setattr__(self, "poll_seconds", poll_seconds)
+        object.__setattr__(self, "trace_path", trace_path)
+        object.__setattr__(self, "native_calls", native_calls)
+        object.__setattr__(self, "cpu_interval_us", cpu_interval_us)
+        object.__setattr__(self, "exclude", exclude)
+        object.__setattr__(self, "id_limit", id_limit)
 
     def agent(self) -> AgentOptions:
         return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
@@ -224,9 +257,6 @@ class Session:
             self.core.close()
 
 
-_Item = tuple[list[trace.SymbolDef], list[tuple[int, bytes]], dict[str, float] | None]
-
-
 class Recorder:
     """Keeps the drained event stream in a trace file.
 
@@ -238,6 +268,11 @@ class Recorder:
     QUEUE_ITEMS = 32  # drains in flight (memory bound); beyond that, draining waits for the disk
 
     def __init__(self, path: str, session: Session, engine: str) -> None:
+        import queue
+        import socket
+
+        from ulma.format import trace
+
         counters = session.counters()
         meta = {
             "ulma": __version__, "python": sys.version.split()[0], "host": socket.gethostname(),
@@ -262,6 +297,10 @@ class Recorder:
         return self.error is None
 
     def _loop(self) -> None:
+        import json
+
+        from ulma.format import trace
+
         while (item := self._queue.get()) is not None:
             if self.error is not None:
                 continue  # keep taking items so the drain never blocks on us
@@ -285,6 +324,8 @@ class Recorder:
         # (about once a second) and what the agent measured at its start (the
         # probe cost: META goes out before the program starts, without it),
         # written as soon as the agent published it, before its first events.
+        from ulma.format import trace
+
         calib: dict[str, Any] | None = None
         due = time.monotonic() >= self._next_calib
         info = self._session.agent_info() if due or not self._agent_seen else {}
@@ -310,12 +351,20 @@ class Recorder:
                 self._fail(exc)
 
 
-@dataclass(slots=True)
-class RunResult:
+class RunResult(Plain):
+    __slots__ = ("profile", "returncode", "started", "trace_error")
+
     returncode: int
     profile: Profile
     started: bool  # False: the program never ran (bad module, unreadable script)
-    trace_error: str | None = None
+    trace_error: str | None
+
+    def __init__(self, returncode: int, profile: Profile, started: bool,
+                 trace_error: str | None = None) -> None:
+        self.returncode = returncode
+        self.profile = profile
+        self.started = started
+        self.trace_error = trace_error
 
 
 def _child_command(target: Target) -> list[str]:
@@ -441,6 +490,8 @@ class Run:
         started = self.session.counters()["agent_state"] != 0
         trace_error = None
         if self.recorder is not None:
+            from ulma.format import trace
+
             info = self.session.agent_info()
             self.recorder.close({
                 "wall_ns": wall_ns, "ns_per_tick": scale,
@@ -457,9 +508,6 @@ class Run:
             trace_error = self.recorder.error
         self.session.close()
         return RunResult(returncode, profile, started, trace_error)
-
-
-_Row = TypeVar("_Row")
 
 
 def _consumed(rows: list[_Row]) -> Iterator[_Row]:

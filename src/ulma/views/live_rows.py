@@ -14,7 +14,6 @@ from ulma.views import bar
 from ulma.views.units import fmt_ns
 
 FuncKey = tuple[str, str, int]  # (qualified name, file, first line): stable across snapshots
-CLOCKS = ("wall", "cpu")  # what the time columns count: elapsed time, or CPU time only
 
 
 def times(f: FunctionStats, clock: str) -> tuple[int, int]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# what the time columns count: elapsed time, or CPU time only (here, not in live_rows,
+# so that `ulma run` offers --clock without importing the views)
+CLOCKS = ("wall", "cpu")
+
 
 def fmt_ns(ns: float) -> str:
     """A duration in the unit that keeps three significant digits readable."""
