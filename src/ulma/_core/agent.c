@@ -27,8 +27,7 @@ ulma_session_header *g_session = NULL;
 uint32_t g_clock = ULMA_CLOCK_MONOTONIC;
 uint32_t g_generation = 0;
 Py_ssize_t g_extra_index = -1;
-__thread ulma_writer *tls_writer __attribute__((tls_model("initial-exec"))) = NULL;
-__thread uint32_t tls_writer_gen __attribute__((tls_model("initial-exec"))) = 0;
+__thread ulma_tls_writer tls_hot __attribute__((tls_model("initial-exec"))) = {NULL, 0};
 int g_native_calls = 0;
 
 static __thread ulma_writer *tls_writer_keep; /* this thread's writer, across sessions */
@@ -287,6 +286,15 @@ static uint32_t walk_stack(uint32_t *ids, uint32_t cap, int *truncated)
         ids[n++] = ulma_code_id(co);
     }
     return n;
+}
+
+void ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event)
+{
+    ulma_writer *w = ulma_writer_get();
+    if (ULMA_LIKELY(w != NULL)) {
+        uint64_t t = ulma_ticks(g_clock);
+        ulma_emit(w, t, ulma_code_id(co), kind, top_is_event);
+    }
 }
 
 static inline int is_entering(uint8_t kind)
