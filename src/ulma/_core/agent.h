@@ -24,6 +24,8 @@ typedef struct {
     ulma_ring_header *ring;
     ulma_event *events;
     uint64_t mask;       /* ring_events - 1 */
+    uint64_t room_end;   /* the ring's tail_cache + ring_events: room while write_pos is below
+                            (one compare on the hot path; agent.c set_tail keeps it) */
     uint64_t next_reading; /* tick at which the next event reads the CPU clock;
                               0 while the stack must be restated */
     uint64_t retry_tick; /* after a drop: events before this tick are only counted */
@@ -116,7 +118,7 @@ static inline void ulma_emit_ex(ulma_writer *w, uint64_t t, uint32_t idv, uint8_
     uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
     /* next_reading is 0 while the stack must be restated (need_sync): one
      * compare covers both */
-    if (ULMA_UNLIKELY((pos - r->tail_cache > w->mask) | (t >= w->next_reading))) {
+    if (ULMA_UNLIKELY((pos >= w->room_end) | (t >= w->next_reading))) {
         ulma_emit_slow(w, t, idv, kind, flags, aux, top_is_event);
         return;
     }
@@ -152,7 +154,7 @@ static inline __attribute__((always_inline)) int ulma_emit_fast(ulma_writer *w, 
 {
     ulma_ring_header *r = w->ring;
     uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
-    if (ULMA_UNLIKELY((pos - r->tail_cache > w->mask) | (t >= w->next_reading)))
+    if (ULMA_UNLIKELY((pos >= w->room_end) | (t >= w->next_reading)))
         return 0;
     ulma_event *e = &w->events[pos & w->mask];
     /* as ulma_emit_ex; the id's own bits (excluded, hidden) are rare */

@@ -84,7 +84,8 @@ static inline __attribute__((always_inline)) int code_event(PyCodeObject *co, ui
 
 /* The return (or yield, unwind) of a call whose entry found `co`'s id `idv`
  * in session `gen`: while that session goes on, the id is the same, so it
- * is not looked up again. */
+ * is not looked up again.  Otherwise (the entry's writer or id was not at
+ * hand, or the session changed) the whole event goes out of line. */
 static inline __attribute__((always_inline)) void code_exit(PyCodeObject *co, uint8_t kind, int known,
                                                             uint32_t gen, uint32_t idv)
 {
@@ -96,7 +97,7 @@ static inline __attribute__((always_inline)) void code_exit(PyCodeObject *co, ui
             ulma_emit_slow(w, t, idv, kind, 0, 0, 0);
         return;
     }
-    code_event(co, kind, &idv);
+    ulma_code_event_slow(co, kind, 0); /* rare: not worth inlining the lookup again */
 }
 
 /* the session whose native_profile this thread runs, or 0 (initial-exec: read per call) */
@@ -104,15 +105,21 @@ static __thread uint32_t tls_native_gen __attribute__((tls_model("initial-exec")
 static void native_displaced(void);
 static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 
+static PyObject *traced_gen_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag);
+
+/* `gens`: 0 in the evaluators (a generator's frame goes to traced_gen_eval, so
+ * the common path carries nothing of generators), 1 in traced_gen_eval. */
 static inline __attribute__((always_inline)) PyObject *
-traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int native)
+traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int native, int gens)
 {
     PyCodeObject *co = frame_code(f);
     if (native && ULMA_UNLIKELY(tls_native_gen) && ts->c_profilefunc != native_profile)
         native_displaced();
     PyGenObject *gen = NULL;
     uint8_t kind = ULMA_CALL;
-    if (co->co_flags & GEN_FLAGS) {
+    if (!gens && ULMA_UNLIKELY(co->co_flags & GEN_FLAGS))
+        return traced_gen_eval(ts, f, throwflag);
+    if (gens && (co->co_flags & GEN_FLAGS)) {
         if (f->owner != FRAME_OWNED_BY_GENERATOR)
             return eval_next(ts, f, throwflag); /* the frame that builds the generator */
         gen = _PyFrame_GetGenerator(f);
@@ -143,13 +150,20 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
 
 static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
 {
-    return traced_eval(ts, f, throwflag, 0);
+    return traced_eval(ts, f, throwflag, 0, 0);
 }
 
 /* With native calls: also notices the program's profile function taking over. */
 static PyObject *ulma_eval_native(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
 {
-    return traced_eval(ts, f, throwflag, 1);
+    return traced_eval(ts, f, throwflag, 1, 0);
+}
+
+/* Generators' frames (the native check was made by the caller). */
+static __attribute__((noinline)) PyObject *traced_gen_eval(PyThreadState *ts, struct _PyInterpreterFrame *f,
+                                                           int throwflag)
+{
+    return traced_eval(ts, f, throwflag, 0, 1);
 }
 
 /* The floor: the wrapper's cost with nothing recorded. */
