@@ -8,7 +8,8 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 CORE = Path("src/ulma/_core")
-flags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-fno-strict-aliasing"]
+# hidden: the agent's globals are read on the hot path without a GOT load (only PyInit_ is exported)
+flags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-fno-strict-aliasing", "-fvisibility=hidden"]
 if os.environ.get("ULMA_STRICT") == "1":
     flags.append("-Werror")
 

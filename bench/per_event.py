@@ -9,9 +9,12 @@ the measured region (the fib calls, entered through `map`, so `--toggle-collect=
   room    the agent on an in-process session whose ring holds every event
   full    the agent on a tiny ring nobody drains: it fills at once and every later event is
           dropped (a stalled monitor)
+  floor   the recording floor (`ulma run --recording-floor`): the same engine's hooks reading the
+          clock and making one 16-byte store, nothing else
 
-and prints the instructions each event adds to plain Python, with room and with a full ring, and
-their ratio.  The agent is started without calibration and with CPU readings every
+and prints the instructions each event adds to plain Python, with room, with a full ring and at the
+recording floor; full tracing's share of the floor's (target at most 1.15); and the ratio of full
+to room.  The agent is started without calibration and with CPU readings every
 `--cpu-interval` microseconds (default 0: none, the hot path alone; valgrind runs ~50x slower, so
 readings would come ~50x more often per event than in a real run).  `--depth` runs fib below that
 many extra frames (a restated stack is walked whole).
@@ -55,13 +58,17 @@ def child(mode: str, engine: str, interval: int, depth: int) -> None:
         nested(depth)
         return
     fd = os.memfd_create("ulma-per-event", os.MFD_CLOEXEC)
-    session = _core.Session(fd, (64 << 20) if mode == "room" else 4096, 4)
-    _core.agent_start(fd, resolve_engine(engine), cpu_interval_us=interval)
+    session = _core.Session(fd, 4096 if mode == "full" else (64 << 20), 4)
+    _core.agent_start(fd, resolve_engine(engine), empty=2 if mode == "floor" else 0, cpu_interval_us=interval)
     try:
         nested(depth)
     finally:
         _core.agent_stop()
     session.drain()
+    if mode == "floor":  # writes nothing to the ring
+        session.close()
+        os.close(fd)
+        return
     (thread,) = session.threads()
     print(f"DROPPED={thread['dropped']}")
     session.close()
@@ -89,7 +96,7 @@ def main() -> None:
     p.add_argument("--engine", default="auto")
     p.add_argument("--cpu-interval", type=int, default=0, metavar="US")
     p.add_argument("--depth", type=int, default=0)
-    p.add_argument("--child", choices=("plain", "room", "full"), help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=("plain", "room", "full", "floor"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args.child, args.engine, args.cpu_interval, args.depth)
@@ -98,10 +105,13 @@ def main() -> None:
     plain, _ = instructions("plain", args)
     room, _ = instructions("room", args)
     full, full_out = instructions("full", args)
+    floor, _ = instructions("floor", args)
     print(f"Python {sys.version.split()[0]}, engine {args.engine}, cpu-interval {args.cpu_interval} us, "
           f"{events:,} events, {full_out.strip()} with a full ring")
     print(f"instructions per event added to plain python: ring with room {(room - plain) / events:.1f}, "
           f"ring full {(full - plain) / events:.1f}")
+    print(f"recording floor {(floor - plain) / events:.1f} per event added; full tracing / floor "
+          f"{(room - plain) / (floor - plain):.2f}x (target <= 1.15)")
     print(f"instructions per call (2 events): plain {2 * plain / events:.1f}, ring with room "
           f"{2 * room / events:.1f}, ring full {2 * full / events:.1f}; full/room {full / room:.2f}x")
 

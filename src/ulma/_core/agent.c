@@ -27,8 +27,7 @@ ulma_session_header *g_session = NULL;
 uint32_t g_clock = ULMA_CLOCK_MONOTONIC;
 uint32_t g_generation = 0;
 Py_ssize_t g_extra_index = -1;
-__thread ulma_writer *tls_writer __attribute__((tls_model("initial-exec"))) = NULL;
-__thread uint32_t tls_writer_gen __attribute__((tls_model("initial-exec"))) = 0;
+__thread ulma_tls_writer tls_hot __attribute__((tls_model("initial-exec"))) = {NULL, 0};
 int g_native_calls = 0;
 
 static __thread ulma_writer *tls_writer_keep; /* this thread's writer, across sessions */
@@ -113,13 +112,21 @@ static void on_thread_exit(void *p)
     free(w);
 }
 
+/* The writer's copy of where the monitor has read up to (the ring's
+ * tail_cache), and with it the hot path's room_end. */
+static inline void set_tail(ulma_writer *w, ulma_ring_header *r, uint64_t tail)
+{
+    r->tail_cache = tail;
+    w->room_end = tail + w->mask + 1;
+}
+
 /* Adds the untraced writer's events since the last count (and the event
  * that brought it here, `with_event`) to the session's unringed_events. */
 static void untraced_count(ulma_writer *w, uint64_t with_event)
 {
     ulma_ring_header *r = w->ring;
     uint64_t n = r->write_pos - r->tail_cache + with_event;
-    r->tail_cache = r->write_pos;
+    set_tail(w, r, r->write_pos);
     if (g_session && n)
         atomic_fetch_add_explicit(&g_session->unringed_events, n, memory_order_relaxed);
 }
@@ -131,6 +138,7 @@ static void untraced_setup(void)
     g_untraced.ring = (ulma_ring_header *)g_untraced_ring;
     g_untraced.events = ulma_ring_events(g_untraced.ring);
     g_untraced.mask = UNTRACED_EVENTS - 1;
+    g_untraced.room_end = UNTRACED_EVENTS; /* tail 0 */
     g_untraced.next_reading = UINT64_MAX; /* no readings, no restatement */
     g_untraced.generation = g_generation;
     g_untraced.slot = UINT32_MAX;
@@ -221,7 +229,7 @@ ulma_writer *ulma_writer_claim(void)
     w->call_code = NULL;
     /* A reused ring was zeroed by the monitor; say so anyway. */
     r->write_pos = 0;
-    r->tail_cache = 0;
+    set_tail(w, r, 0);
     r->sync_flags = 0;
     atomic_store_explicit(&r->published, 0, memory_order_relaxed);
     atomic_store_explicit(&r->dropped, 0, memory_order_relaxed);
@@ -289,6 +297,15 @@ static uint32_t walk_stack(uint32_t *ids, uint32_t cap, int *truncated)
     return n;
 }
 
+void ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event)
+{
+    ulma_writer *w = ulma_writer_get();
+    if (ULMA_LIKELY(w != NULL)) {
+        uint64_t t = ulma_ticks(g_clock);
+        ulma_emit(w, t, ulma_code_id(co), kind, top_is_event);
+    }
+}
+
 static inline int is_entering(uint8_t kind)
 {
     return kind == ULMA_CALL || kind == ULMA_RESUME || kind == ULMA_THROW;
@@ -346,7 +363,7 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
             count_drop(r); /* still dropping: not yet time to look for room */
             return;
         }
-        r->tail_cache = atomic_load_explicit(&r->read_pos, memory_order_acquire);
+        set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
         if (pos - r->tail_cache + ULMA_MIN_RESTATEMENT > cap)
             goto drop; /* still full: no reading, no walk */
     }
@@ -358,7 +375,7 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     if (!r->need_sync) {
         uint64_t need = (uint64_t)nread + 1;
         if (pos - r->tail_cache + need > cap)
-            r->tail_cache = atomic_load_explicit(&r->read_pos, memory_order_acquire);
+            set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
         if (pos - r->tail_cache + need > cap)
             goto drop;
         for (uint32_t i = 0; i < nread; i++)
@@ -394,7 +411,7 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     w->in_slow = 0;
 
     uint64_t need = (uint64_t)n + 2 + nread;
-    r->tail_cache = atomic_load_explicit(&r->read_pos, memory_order_acquire);
+    set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
     if (pos - r->tail_cache + need > cap)
         goto drop;
     uint8_t gflags = ULMA_SYNC_BEGIN | (truncated ? ULMA_SYNC_TRUNCATED : 0) | r->sync_flags;
@@ -452,6 +469,7 @@ int ulma_agent_scratch(int on)
         g_scratch.ring = g_scratch_ring;
         g_scratch.events = ulma_ring_events(g_scratch_ring);
         g_scratch.mask = SCRATCH_EVENTS - 1;
+        g_scratch.room_end = SCRATCH_EVENTS; /* tail 0 */
         g_scratch.next_reading = UINT64_MAX; /* readings are measured on their own */
         g_scratch.generation = g_generation;
         g_saved_writer = tls_writer;

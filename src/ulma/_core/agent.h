@@ -12,6 +12,11 @@
 #include "records.h"
 #include "clock.h"
 
+/* Everything declared below is the extension's own (setup.py builds with
+ * -fvisibility=hidden): the hot path reads these globals directly, not
+ * through the GOT. */
+#pragma GCC visibility push(hidden)
+
 #define ULMA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define ULMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -19,6 +24,8 @@ typedef struct {
     ulma_ring_header *ring;
     ulma_event *events;
     uint64_t mask;       /* ring_events - 1 */
+    uint64_t room_end;   /* the ring's tail_cache + ring_events: room while write_pos is below
+                            (one compare on the hot path; agent.c set_tail keeps it) */
     uint64_t next_reading; /* tick at which the next event reads the CPU clock;
                               0 while the stack must be restated */
     uint64_t retry_tick; /* after a drop: events before this tick are only counted */
@@ -44,8 +51,16 @@ extern ulma_session_header *g_session;
 extern uint32_t g_clock;
 extern uint32_t g_generation;
 extern Py_ssize_t g_extra_index;
-extern __thread ulma_writer *tls_writer __attribute__((tls_model("initial-exec")));
-extern __thread uint32_t tls_writer_gen __attribute__((tls_model("initial-exec")));
+/* The calling thread's writer and the session it was claimed for, side by
+ * side: one thread-pointer offset reaches both (initial-exec: in a shared
+ * object each TLS variable costs a GOT load of its offset). */
+typedef struct {
+    ulma_writer *writer;
+    uint32_t gen;
+} ulma_tls_writer;
+extern __thread ulma_tls_writer tls_hot __attribute__((tls_model("initial-exec")));
+#define tls_writer (tls_hot.writer)
+#define tls_writer_gen (tls_hot.gen)
 extern int g_native_calls;
 
 ulma_writer *ulma_writer_claim(void);
@@ -103,7 +118,7 @@ static inline void ulma_emit_ex(ulma_writer *w, uint64_t t, uint32_t idv, uint8_
     uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
     /* next_reading is 0 while the stack must be restated (need_sync): one
      * compare covers both */
-    if (ULMA_UNLIKELY((pos - r->tail_cache > w->mask) | (t >= w->next_reading))) {
+    if (ULMA_UNLIKELY((pos >= w->room_end) | (t >= w->next_reading))) {
         ulma_emit_slow(w, t, idv, kind, flags, aux, top_is_event);
         return;
     }
@@ -127,6 +142,74 @@ static inline void ulma_emit(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t k
 {
     ulma_emit_ex(w, t, idv, kind, 0, 0, top_is_event);
 }
+
+/*
+ * The common case of ulma_emit for an event with flags 0 (but an excluded
+ * function's) and aux 0, with no call in it: room in the ring and no
+ * reading due.  1 if written; 0 if nothing was done and the caller must call
+ * ulma_emit_slow(w, t, idv, kind, 0, 0, top_is_event).
+ */
+static inline __attribute__((always_inline)) int ulma_emit_fast(ulma_writer *w, uint64_t t, uint32_t idv,
+                                                                uint8_t kind)
+{
+    ulma_ring_header *r = w->ring;
+    uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
+    if (ULMA_UNLIKELY((pos >= w->room_end) | (t >= w->next_reading)))
+        return 0;
+    ulma_event *e = &w->events[pos & w->mask];
+    /* as ulma_emit_ex; the id's own bits (excluded, hidden) are rare */
+    uint64_t rest = (uint64_t)idv | (uint64_t)kind << 32;
+    if (ULMA_UNLIKELY(idv & ~ULMA_ID_MASK))
+        rest = (uint64_t)(idv & ULMA_ID_MASK) | (uint64_t)kind << 32 | (uint64_t)(idv & ULMA_ID_UNMEASURED) << 16;
+    e->ticks = t;
+    memcpy((char *)e + 8, &rest, sizeof rest);
+    atomic_store_explicit(&r->write_pos, ++pos, memory_order_release); /* as ulma_emit_ex */
+    if ((pos & (ULMA_PUBLISH_EVERY - 1)) == 0)
+        atomic_store_explicit(&r->published, pos, memory_order_release);
+    return 1;
+}
+
+/*
+ * One event of a Python code object, the common case only, with no call in
+ * it (so the engines' hooks need no saved registers): the writer current,
+ * the code's id known for this session, a clock read inline, room in the
+ * ring and no reading due.  Returns
+ *   ULMA_FAST_DONE  written; *idp is the code's id;
+ *   ULMA_FAST_EMIT  writer, tick and id are in *wp, *tp, *idp: the ring is
+ *                   full or a reading/restatement is due (ulma_emit_slow);
+ *   ULMA_FAST_NONE  nothing done: the caller takes ulma_code_event_slow (the
+ *                   same event through ulma_writer_get, ulma_code_id, ulma_emit).
+ */
+#define ULMA_FAST_DONE 0
+#define ULMA_FAST_EMIT 1
+#define ULMA_FAST_NONE 2
+static inline __attribute__((always_inline)) int ulma_code_event_fast(PyCodeObject *co, uint8_t kind,
+                                                                      ulma_writer **wp, uint64_t *tp,
+                                                                      uint32_t *idp)
+{
+    uint32_t gen = g_generation;
+    ulma_writer *w = tls_writer;
+    ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
+    if (ULMA_UNLIKELY(tls_writer_gen != gen || w == NULL || x == NULL))
+        return ULMA_FAST_NONE;
+    Py_ssize_t index = g_extra_index;
+    if (ULMA_UNLIKELY(index >= x->size))
+        return ULMA_FAST_NONE;
+    uintptr_t v = (uintptr_t)x->slots[index];
+    uint64_t t;
+    if (ULMA_UNLIKELY((uint32_t)(v >> 32) != gen || !ulma_ticks_inline(g_clock, &t)))
+        return ULMA_FAST_NONE;
+    *idp = (uint32_t)v;
+    if (ULMA_LIKELY(ulma_emit_fast(w, t, (uint32_t)v, kind)))
+        return ULMA_FAST_DONE;
+    *wp = w;
+    *tp = t;
+    return ULMA_FAST_EMIT;
+}
+static_assert((uint64_t)ULMA_ID_UNMEASURED << 16 == (uint64_t)ULMA_EVF_UNMEASURED << 40,
+              "the id's bit lands on the flag");
+/* Everything ulma_code_event_fast leaves (out of line). */
+void ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event);
 
 /* Engines (engine_monitoring.c, engine_pep523.c). */
 /* `empty` (benchmarks): 0 full tracing, 1 hooks that do nothing, ULMA_HOOKS_FLOOR
@@ -167,5 +250,7 @@ void ulma_agent_stop(int flush);
 
 #define ULMA_ENGINE_MONITORING 1
 #define ULMA_ENGINE_PEP523 2
+
+#pragma GCC visibility pop
 
 #endif

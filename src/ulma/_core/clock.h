@@ -43,6 +43,26 @@ static inline uint64_t ulma_ticks(uint32_t source)
     return ulma_mono_ns();
 }
 
+/* The tick in *t and 1 when `source` is read without a call (TSC, CNTVCT);
+ * else 0 and the caller goes the long way (ulma_ticks). */
+static inline int ulma_ticks_inline(uint32_t source, uint64_t *t)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (source == ULMA_CLOCK_TSC) {
+        *t = __rdtsc();
+        return 1;
+    }
+#elif defined(__aarch64__)
+    if (source == ULMA_CLOCK_CNTVCT) {
+        __asm__ volatile("mrs %0, cntvct_el0" : "=r"(*t));
+        return 1;
+    }
+#endif
+    (void)source;
+    (void)t;
+    return 0;
+}
+
 /* A tick reading and the CLOCK_MONOTONIC time it was taken at, known to
  * within width_ns: the tick is read between two monotonic reads, and the
  * tightest of several such brackets is kept, so a preemption between the

@@ -68,20 +68,58 @@ static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame 
 #endif
 }
 
+/* One event of `co`: the common case inline, the rest out of line.  1 and
+ * the code's id in *idp if the id was known (the return reuses it). */
+static inline __attribute__((always_inline)) int code_event(PyCodeObject *co, uint8_t kind, uint32_t *idp)
+{
+    ulma_writer *w;
+    uint64_t t;
+    int how = ulma_code_event_fast(co, kind, &w, &t, idp);
+    if (ULMA_UNLIKELY(how == ULMA_FAST_EMIT))
+        ulma_emit_slow(w, t, *idp, kind, 0, 0, 0);
+    else if (ULMA_UNLIKELY(how == ULMA_FAST_NONE))
+        ulma_code_event_slow(co, kind, 0);
+    return how != ULMA_FAST_NONE;
+}
+
+/* The return (or yield, unwind) of a call whose entry found `co`'s id `idv`
+ * in session `gen`: while that session goes on, the id is the same, so it
+ * is not looked up again.  Otherwise (the entry's writer or id was not at
+ * hand, or the session changed) the whole event goes out of line. */
+static inline __attribute__((always_inline)) void code_exit(PyCodeObject *co, uint8_t kind, int known,
+                                                            uint32_t gen, uint32_t idv)
+{
+    ulma_writer *w = tls_writer;
+    uint64_t t;
+    if (ULMA_LIKELY(known && gen == g_generation && tls_writer_gen == gen && w != NULL &&
+                    ulma_ticks_inline(g_clock, &t))) {
+        if (ULMA_UNLIKELY(!ulma_emit_fast(w, t, idv, kind)))
+            ulma_emit_slow(w, t, idv, kind, 0, 0, 0);
+        return;
+    }
+    ulma_code_event_slow(co, kind, 0); /* rare: not worth inlining the lookup again */
+}
+
 /* the session whose native_profile this thread runs, or 0 (initial-exec: read per call) */
 static __thread uint32_t tls_native_gen __attribute__((tls_model("initial-exec")));
 static void native_displaced(void);
 static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 
+static PyObject *traced_gen_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag);
+
+/* `gens`: 0 in the evaluators (a generator's frame goes to traced_gen_eval, so
+ * the common path carries nothing of generators), 1 in traced_gen_eval. */
 static inline __attribute__((always_inline)) PyObject *
-traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int native)
+traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int native, int gens)
 {
     PyCodeObject *co = frame_code(f);
     if (native && ULMA_UNLIKELY(tls_native_gen) && ts->c_profilefunc != native_profile)
         native_displaced();
     PyGenObject *gen = NULL;
     uint8_t kind = ULMA_CALL;
-    if (co->co_flags & GEN_FLAGS) {
+    if (!gens && ULMA_UNLIKELY(co->co_flags & GEN_FLAGS))
+        return traced_gen_eval(ts, f, throwflag);
+    if (gens && (co->co_flags & GEN_FLAGS)) {
         if (f->owner != FRAME_OWNED_BY_GENERATOR)
             return eval_next(ts, f, throwflag); /* the frame that builds the generator */
         gen = _PyFrame_GetGenerator(f);
@@ -93,22 +131,18 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
     }
     Py_INCREF(co); /* a finished generator drops its frame's reference */
 
-    ulma_writer *w = ulma_writer_get();
-    if (ULMA_LIKELY(w != NULL))
-        ulma_emit(w, ulma_ticks(g_clock), ulma_code_id(co), kind, 0);
+    uint32_t gen0 = g_generation, id0 = 0;
+    int known = code_event(co, kind, &id0);
 
     PyObject *res = eval_next(ts, f, throwflag);
 
-    w = ulma_writer_get(); /* profiling may have stopped or restarted meanwhile */
-    if (ULMA_LIKELY(w != NULL)) {
-        uint64_t t = ulma_ticks(g_clock);
-        uint8_t out = ULMA_RETURN;
-        if (res == NULL)
-            out = ULMA_UNWIND;
-        else if (gen && gen->gi_frame_state < FRAME_EXECUTING)
-            out = ULMA_YIELD;
-        ulma_emit(w, t, ulma_code_id(co), out, 0);
-    }
+    /* (profiling may have stopped or restarted meanwhile: both paths look) */
+    uint8_t out = ULMA_RETURN;
+    if (res == NULL)
+        out = ULMA_UNWIND;
+    else if (gen && gen->gi_frame_state < FRAME_EXECUTING)
+        out = ULMA_YIELD;
+    code_exit(co, out, known, gen0, id0);
     Py_DECREF(co);
     Py_XDECREF(gen);
     return res;
@@ -116,13 +150,20 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
 
 static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
 {
-    return traced_eval(ts, f, throwflag, 0);
+    return traced_eval(ts, f, throwflag, 0, 0);
 }
 
 /* With native calls: also notices the program's profile function taking over. */
 static PyObject *ulma_eval_native(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
 {
-    return traced_eval(ts, f, throwflag, 1);
+    return traced_eval(ts, f, throwflag, 1, 0);
+}
+
+/* Generators' frames (the native check was made by the caller). */
+static __attribute__((noinline)) PyObject *traced_gen_eval(PyThreadState *ts, struct _PyInterpreterFrame *f,
+                                                           int throwflag)
+{
+    return traced_eval(ts, f, throwflag, 0, 1);
 }
 
 /* The floor: the wrapper's cost with nothing recorded. */
@@ -133,9 +174,11 @@ static PyObject *ulma_eval_empty(PyThreadState *ts, struct _PyInterpreterFrame *
 
 /* The recording floor: the wrapper, a clock read and one 16-byte store at
  * each end -- what any recorder pays, with nothing else ulma does. */
+/* volatile: nothing reads the slot, and without it the compiler drops the
+ * stores (it did: the floor measured no store at all) */
 static __thread struct {
-    uint64_t ticks;
-    const void *what;
+    volatile uint64_t ticks;
+    const void *volatile what;
 } tls_floor_slot __attribute__((tls_model("initial-exec")));
 
 static PyObject *ulma_eval_floor(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
