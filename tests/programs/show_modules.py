@@ -4,4 +4,5 @@ LOADED = sorted(sys.modules)
 
 import json  # noqa: E402  (imported by the program itself: its import-time code must be profiled)
 
-json.dump({"modules": LOADED, "encoder": type(json._default_encoder).__name__}, sys.stdout)
+json.dump({"modules": LOADED, "encoder": type(json._default_encoder).__name__},  # type: ignore[attr-defined]
+          sys.stdout)

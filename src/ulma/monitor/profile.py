@@ -113,10 +113,9 @@ class ThreadInfo(Plain):
 
 
 class Profile(Plain):
-    __slots__ = ("clock", "edges", "engine", "forked_children", "functions", "hooks_displaced", "ids_overflow",
-                 "native_calls",
-                 "probe_ns", "python", "schedstat", "split_known", "symtab_overflow", "threads",
-                 "threads_overflow", "tool_id", "untraced_events", "wall_ns")
+    __slots__ = ("clock", "edges", "engine", "forked_children", "functions", "hooks_displaced",
+                 "ids_overflow", "native_calls", "probe_ns", "python", "schedstat", "split_known",
+                 "symtab_overflow", "threads", "threads_overflow", "tool_id", "untraced_events", "wall_ns")
 
     python: str
     wall_ns: int
