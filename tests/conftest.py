@@ -16,7 +16,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -276,3 +277,57 @@ def ulma_functions() -> Callable[[Mapping[str, Any], Path], dict[Key, dict[str, 
 def function_named() -> Callable[[Mapping[str, Any], Path, str], tuple[int, dict[str, Any]]]:
     """function_named(report, program, qualname): (index, entry) of that function, which must be unique."""
     return _function_named
+
+
+class AgentTarget:
+    """`python -m ulma.agent PROGRAM STOP`: a program carrying an idle agent, ready once its agent
+    listens; it runs until the file STOP exists (see tests/programs/attach_target.py)."""
+
+    def __init__(self, program: Path, tmp_path: Path) -> None:
+        self.stop = tmp_path / "stop"
+        self.proc = subprocess.Popen([sys.executable, "-m", "ulma.agent", str(program), str(self.stop)],
+                                     cwd=program.parent, env=subprocess_env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        socket = Path(f"/tmp/ulma-{os.getuid()}/agent-{self.proc.pid}.sock")
+        deadline = time.monotonic() + 30
+        while not socket.exists():
+            assert self.proc.poll() is None, self.proc.communicate()
+            assert time.monotonic() < deadline, "the agent never listened"
+            time.sleep(0.01)
+        self.socket = socket
+
+    def finish(self) -> tuple[int, str, str]:
+        self.stop.touch()
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+    def fd_count(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def descriptors(self) -> dict[str, str]:
+        """{fd: what it is} of the target now."""
+        found = {}
+        for fd in os.listdir(f"/proc/{self.proc.pid}/fd"):
+            try:
+                found[fd] = os.readlink(f"/proc/{self.proc.pid}/fd/{fd}")
+            except FileNotFoundError:
+                continue  # closed while we looked
+        return found
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+
+@contextlib.contextmanager
+def agent_target(program: Path, tmp_path: Path) -> Iterator[AgentTarget]:
+    """An AgentTarget, killed afterwards if it still runs."""
+    t = AgentTarget(program, tmp_path)
+    try:
+        yield t
+    finally:
+        if t.proc.poll() is None:
+            t.proc.kill()
+            t.proc.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import subprocess_env
+from tests.conftest import AgentTarget, agent_target, subprocess_env
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 TARGET = PROGRAMS_DIR / "attach_target.py"
@@ -21,44 +21,10 @@ Completed = subprocess.CompletedProcess[str]
 RunFn = Callable[..., Completed]
 
 
-class Target:
-    def __init__(self, tmp_path: Path) -> None:
-        self.stop = tmp_path / "stop"
-        self.proc = subprocess.Popen([sys.executable, "-m", "ulma.agent", str(TARGET), str(self.stop)],
-                                     cwd=PROGRAMS_DIR, env=subprocess_env(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        socket = Path(f"/tmp/ulma-{os.getuid()}/agent-{self.proc.pid}.sock")
-        deadline = time.monotonic() + 30
-        while not socket.exists():
-            assert self.proc.poll() is None, self.proc.communicate()
-            assert time.monotonic() < deadline, "the agent never listened"
-            time.sleep(0.01)
-        self.socket = socket
-
-    def finish(self) -> tuple[int, str, str]:
-        self.stop.touch()
-        out, err = self.proc.communicate(timeout=60)
-        return self.proc.returncode, out, err
-
-    def fd_count(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[Target]:
-    t = Target(tmp_path)
-    try:
+def target(tmp_path: Path) -> Iterator[AgentTarget]:
+    with agent_target(TARGET, tmp_path) as t:
         yield t
-    finally:
-        if t.proc.poll() is None:
-            t.proc.kill()
-            t.proc.wait()
 
 
 def attach_json(run_ulma: RunFn, pid: int, out: Path, duration: float) -> dict[str, object]:
@@ -76,7 +42,7 @@ def tick_calls(report: dict[str, object]) -> int:
 
 
 def test_attach_detach_reattach_counts_only_attached_time_and_leaves_the_program_alone(
-        target: Target, run_ulma: RunFn, tmp_path: Path) -> None:
+        target: AgentTarget, run_ulma: RunFn, tmp_path: Path) -> None:
     first = attach_json(run_ulma, target.proc.pid, tmp_path / "a.json", 0.5)
     time.sleep(0.3)  # detached: nothing is counted now
     second = attach_json(run_ulma, target.proc.pid, tmp_path / "b.json", 0.5)
@@ -94,7 +60,7 @@ def test_attach_detach_reattach_counts_only_attached_time_and_leaves_the_program
 
 
 def test_attach_measures_what_it_is_asked_to_and_splits_the_time(
-        target: Target, run_ulma: RunFn, tmp_path: Path) -> None:
+        target: AgentTarget, run_ulma: RunFn, tmp_path: Path) -> None:
     out = tmp_path / "split.json"
     result = run_ulma(["attach", str(target.proc.pid), "--duration", "0.5", "--no-report", "--json", str(out),
                        "--native-calls", "--exclude", "tick"])
@@ -112,7 +78,7 @@ def test_attach_measures_what_it_is_asked_to_and_splits_the_time(
 
 
 def test_fifty_attachments_leak_no_descriptors_memory_or_shared_memory(
-        target: Target, run_ulma: RunFn, tmp_path: Path) -> None:
+        target: AgentTarget, run_ulma: RunFn, tmp_path: Path) -> None:
     shm_before = set(os.listdir("/dev/shm"))
     attach_json(run_ulma, target.proc.pid, tmp_path / "warm.json", 0.05)
     fds, rss = target.fd_count(), target.rss_kib()
@@ -230,7 +196,7 @@ def test_run_wait_attach_starts_an_idle_agent_and_passes_the_exit_code(
 
 
 def test_the_live_view_over_an_attachment_detaches_on_q_and_the_program_goes_on(
-        target: Target) -> None:
+        target: AgentTarget) -> None:
     from tests.integration.test_live_cli import Terminal, after_view
 
     with Terminal(["attach", str(target.proc.pid), "--limit", "5"]) as term:

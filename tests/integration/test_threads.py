@@ -5,10 +5,8 @@ counted in the report and the JSON."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import subprocess_env
+from tests.conftest import AgentTarget, agent_target
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 SEQUENTIAL = PROGRAMS_DIR / "many_sequential_threads.py"
@@ -130,43 +128,14 @@ def test_the_monitor_reads_the_session_as_it_made_it_whatever_the_program_writes
     assert_nothing_lost(report)
 
 
-class AttachTarget:
-    def __init__(self, tmp_path: Path) -> None:
-        self.stop = tmp_path / "stop"
-        self.proc = subprocess.Popen([sys.executable, "-m", "ulma.agent", str(ATTACH_TARGET), str(self.stop)],
-                                     cwd=PROGRAMS_DIR, env=subprocess_env(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        socket = Path(f"/tmp/ulma-{os.getuid()}/agent-{self.proc.pid}.sock")
-        deadline = time.monotonic() + 30
-        while not socket.exists():
-            assert self.proc.poll() is None, self.proc.communicate()
-            assert time.monotonic() < deadline, "the agent never listened"
-            time.sleep(0.01)
-
-    def descriptors(self) -> dict[str, str]:
-        """{fd: what it is} of the target now."""
-        found = {}
-        for fd in os.listdir(f"/proc/{self.proc.pid}/fd"):
-            try:
-                found[fd] = os.readlink(f"/proc/{self.proc.pid}/fd/{fd}")
-            except FileNotFoundError:
-                continue  # closed while we looked
-        return found
-
-
 @pytest.fixture
-def attach_target(tmp_path: Path) -> Iterator[AttachTarget]:
-    t = AttachTarget(tmp_path)
-    try:
+def attach_target(tmp_path: Path) -> Iterator[AgentTarget]:
+    with agent_target(ATTACH_TARGET, tmp_path) as t:
         yield t
-    finally:
-        if t.proc.poll() is None:
-            t.proc.kill()
-            t.proc.wait()
 
 
 def test_an_attachment_leaves_no_descriptor_open_in_the_program(
-    attach_target: AttachTarget, run_ulma: RunFn, tmp_path: Path,
+    attach_target: AgentTarget, run_ulma: RunFn, tmp_path: Path,
 ) -> None:
     before = attach_target.descriptors()
     out = tmp_path / "attach.json"
