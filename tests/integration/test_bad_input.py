@@ -71,3 +71,12 @@ def test_console_script_with_no_arguments_prints_one_error_line(
     # Run through the interpreter so the test does not depend on the script's shebang or PATH.
     result = run_python([str(script)], cwd=PROGRAMS_DIR, timeout=60)
     assert_one_error_line(result, describe)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "inf", "nan"])
+def test_a_bad_debug_hint_scale_prints_one_error_line(
+    value: str, run_ulma: RunFn, describe: Callable[[Completed], str],
+) -> None:
+    result = run_ulma(["run", "--no-report", str(PROGRAMS_DIR / "report_hot.py")],
+                      env={"ULMA_DEBUG_HINT_SCALE": value})
+    assert_one_error_line(result, describe)

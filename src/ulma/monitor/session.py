@@ -96,6 +96,18 @@ class Options(Frozen):
                             self.id_limit)
 
 
+def _hint_scale(text: str | None) -> float:
+    """ULMA_DEBUG_HINT_SCALE (tests): a positive number, else one line for the user."""
+    try:
+        value = float(text or 1.0)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        from ulma.cli.errors import UsageError
+        raise UsageError(f"{Session.ENV_HINT_SCALE} must be a positive number, not {text!r}")
+    return value
+
+
 class Session:
     """A shared-memory session seen from the monitor."""
 
@@ -108,7 +120,7 @@ class Session:
         # sealable: the C side fixes its size (see ulma_monitor_create)
         self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            self.hint_scale = float(os.environ.get(self.ENV_HINT_SCALE) or 1.0)
+            self.hint_scale = _hint_scale(os.environ.get(self.ENV_HINT_SCALE))
             self.core = _core.Session(self.fd, ring_bytes, max_threads, hint_scale=self.hint_scale)
         except BaseException:
             os.close(self.fd)
