@@ -190,6 +190,21 @@ def test_hostile_records_in_an_intact_trace_give_a_report_or_one_error_line(
         assert f["self_ns"] <= f["total_ns"], f
 
 
+@pytest.mark.parametrize("probe_ns", [1e308, 5e6, -1.0])
+def test_a_probe_cost_no_agent_could_write_is_ignored(tmp_path: Path, probe_ns: float) -> None:
+    """The agent keeps the probe cost in 32 bits of picoseconds: a larger one in END is damage
+    (1e308 made every overhead infinite: a traceback found by the fuzzer in CI)."""
+    path, out = tmp_path / "t.ulma", tmp_path / "r.json"
+    events = [records.Event(10, 1, CALL, 0, 0), records.Event(20, 1, RETURN, 0, 0)]
+    write(path, HostileTrace({}, False, [
+        ("symbols", [trace.SymbolDef(1, records.LAYOUT["SYM_PYFUNC"], 0, "work", "/src/work.py", 7)]),
+        ("events", (0, records.encode(events)))], {"probe_ns": probe_ns}))
+    code, _stdout, err = run_cli(["report", str(path), "--json", str(out)])
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert report["probe_ns"] == 0 and [f["calls"] for f in report["functions"]] == [1], report
+
+
 def test_one_record_with_a_large_id_takes_bounded_memory(tmp_path: Path) -> None:
     path = tmp_path / "one.ulma"
     event = records.Event(10, (1 << 24) - 1, CALL, 0, 0)

@@ -40,7 +40,7 @@ def load_profile(reader: trace.TraceReader) -> Profile:
         symbols, functions, edges, ns_per_tick,
         python=str(meta.get("python", "?")), wall_ns=int(_number(end.get("wall_ns"), 0)),
         engine=str(meta.get("engine", "?")), clock=str(meta.get("clock", "?")),
-        probe_ns=_number(reader.latest("probe_ns"), 0.0), split_known=readings,
+        probe_ns=_number(reader.latest("probe_ns"), 0.0, PROBE_NS_MAX), split_known=readings,
         schedstat=reader.latest("schedstat") is True, native_calls=reader.latest("native_calls") is True,
     )
     tool_id = end.get("tool_id")
@@ -69,9 +69,15 @@ def load_profile(reader: trace.TraceReader) -> Profile:
     return profile
 
 
-def _number(value: object, default: float) -> float:
-    """A count or a duration from the file: finite and not negative, else `default`
-    (a damaged record must not make an infinite or negative run time, probe cost or drop count)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf"):
+# The agent keeps the probe cost in picoseconds in a 32-bit field (records.h, probe_ps).
+PROBE_NS_MAX = ((1 << 32) - 1) / 1000
+
+
+def _number(value: object, default: float, limit: float = float("inf")) -> float:
+    """A count or a duration from the file: finite, not negative and not above `limit`, else
+    `default` (a damaged record must not make an infinite or negative run time, probe cost or drop
+    count, nor a probe cost that turns every function's overhead infinite)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf") \
+            and value <= limit:
         return float(value)
     return default
