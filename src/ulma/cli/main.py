@@ -9,6 +9,7 @@ from types import ModuleType
 
 from ulma import __version__
 from ulma.cli.errors import UsageError
+from ulma.monitor import output
 
 # imported when used: `ulma run` starts without loading what only the others need
 COMMANDS = ("run", "record", "report", "export", "attach")
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] not in COMMANDS:
         sys.stderr.write(f"ulma: error: unknown command {args[0]!r} (try `ulma --help`)\n")
         return 2
+    # the output of a run whose ulma was killed or lost its terminal first
+    output.report_leftovers(sys.stderr)
     try:
         code: int = _command(args[0]).execute(args[1:])
         return code

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from types import FrameType
+from collections.abc import Iterator
 
 from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
+from ulma.monitor.terminal import Forwarding
 
 # `ulma run` imports this on its way to starting the program: what only a
 # trace file needs (the trace format, zstandard, json, queue, socket) is
@@ -383,13 +382,6 @@ def _child_command(target: Target) -> list[str]:
     return [sys.executable, "-c", bootstrap.BOOT_CODE, target.kind, target.name, *target.args]
 
 
-def _forward(proc: subprocess.Popen[bytes]) -> Callable[[int, FrameType | None], None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signum)
-    return handler
-
-
 class Run:
     """A program running under ulma, seen from the monitor.
 
@@ -533,15 +525,9 @@ def run(target: Target, options: Options) -> RunResult:
     """Runs the target with the agent on and drains it until it exits.
 
     Ctrl-C reaches the program (it is in our process group) and ulma waits
-    for it, so the report still comes; SIGTERM/SIGHUP are passed on."""
+    for it, so the report still comes; SIGTERM/SIGHUP are passed on (see
+    ``terminal.Forwarding``)."""
     running = Run(target, options)
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _forward(running.proc))
-    signal.signal(signal.SIGHUP, _forward(running.proc))
-    try:
+    with Forwarding().to(running.proc):
         running.drain_until_exit()
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
     return running.finish()

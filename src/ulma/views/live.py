@@ -10,18 +10,21 @@ its own CPU use."""
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import signal
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, TextIO, cast
 
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.widgets import Input, Log, Static
 
 from ulma.monitor.live import Health, LiveSource, Rates, Snapshot, rates
@@ -81,6 +84,38 @@ def exit_words(code: int) -> str:
     return f"exited with code {code}"
 
 
+class _Lenient:
+    """The terminal as Textual's writer thread sees it, minus the errors of
+    one that went away (EIO): that thread would die of the first, and the
+    view, whose writes it queues, would wait for it forever on its way out."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def write(self, text: str) -> int:
+        try:
+            return self._file.write(text)
+        except OSError:
+            return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.flush()
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+
+class _Driver(LinuxDriver):
+    """Textual's terminal driver, writing through `_Lenient`."""
+
+    def __init__(self, app: App[Any], **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        file = getattr(self, "_file", None)
+        if file is not None and hasattr(file, "write"):
+            self._file = cast(Any, _Lenient(file))
+
+
 class LiveView(App[None]):
     TITLE = "ulma"
     CSS = """
@@ -130,6 +165,10 @@ class LiveView(App[None]):
         self.roots = short_roots(self.settings.cwd)
         self._decoders = {"out": codecs.getincrementaldecoder("utf-8")("replace"),
                           "err": codecs.getincrementaldecoder("utf-8")("replace")}
+
+    def get_driver_class(self) -> type[Driver]:
+        found = super().get_driver_class()
+        return _Driver if found is LinuxDriver else found
 
     # -- layout ---------------------------------------------------------------
 
