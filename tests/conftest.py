@@ -51,6 +51,31 @@ def available_engines() -> list[str]:
     return engines
 
 
+_STATE_HOME = "XDG_STATE_HOME"  # where `ulma run` keeps the program's output (ulma.monitor.output)
+_state_key = pytest.StashKey[str | None]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every ulma the tests start keeps the program's output under a directory of this session,
+    not the user's: what a test leaves there (a killed ulma) is no concern of the user's ulma, nor
+    what the user's runs left of the tests'."""
+    import tempfile
+
+    config.stash[_state_key] = os.environ.get(_STATE_HOME)
+    os.environ[_STATE_HOME] = tempfile.mkdtemp(prefix="ulma-tests-state-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    shutil.rmtree(os.environ[_STATE_HOME], ignore_errors=True)
+    old = config.stash.get(_state_key, None)
+    if old is None:
+        os.environ.pop(_STATE_HOME, None)
+    else:
+        os.environ[_STATE_HOME] = old
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "engine" in metafunc.fixturenames:
         metafunc.parametrize("engine", available_engines())

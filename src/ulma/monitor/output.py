@@ -29,15 +29,13 @@ _FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def output_root() -> str:
-    """Where runs keep their output: $XDG_RUNTIME_DIR/ulma-output (private
-    to the user by definition), else $XDG_CACHE_HOME (~/.cache)/ulma/output."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime):
-        return os.path.join(runtime, "ulma-output")
-    cache = os.environ.get("XDG_CACHE_HOME")
-    if not (cache and os.path.isabs(cache)):
-        cache = os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "ulma", "output")
+    """Where runs keep their output: $XDG_STATE_HOME (~/.local/state)/ulma/output,
+    the user's own (unlike /tmp, where another user could plant the name
+    first), and kept across a reboot, like any log."""
+    state = os.environ.get("XDG_STATE_HOME")
+    if not (state and os.path.isabs(state)):
+        state = os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "ulma", "output")
 
 
 def _open_private_dir(path: str, create: bool) -> int:
