@@ -78,10 +78,12 @@ class Tmux:
             pytest.fail(f"tmux {' '.join(args)}: {out.stderr}")
         return out.stdout
 
-    def start(self, session: str, argv: list[str]) -> int:
-        """Runs argv as the pane's process (exec: it is the session leader); its pid."""
+    def start(self, session: str, argv: list[str], *, ignore_hup: bool = False) -> int:
+        """Runs argv as the pane's process (exec: it is the session leader); its pid.
+        `ignore_hup`: it starts with SIGHUP ignored, as under nohup."""
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items() if k in PASSED)
-        command = f"cd {shlex.quote(str(PROGRAMS_DIR))} && exec env {env} {shlex.join(argv)}"
+        trap = "trap '' HUP; " if ignore_hup else ""
+        command = f"{trap}cd {shlex.quote(str(PROGRAMS_DIR))} && exec env {env} {shlex.join(argv)}"
         self.tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "45", command)
         pid = int(self.tmux("display-message", "-p", "-t", session, "#{pane_pid}"))
         self.pids.append(pid)
@@ -200,6 +202,20 @@ def test_sigterm_ends_ulma_and_the_program_that_outlived_its_terminal(tmux: Tmux
     os.kill(ulma, signal.SIGTERM)
     left = wait_gone([ulma, program], GONE_WITHIN)
     assert not left, f"still running {GONE_WITHIN} s after SIGTERM: {left} (ulma {ulma}, program {program})"
+    assert calls_of(report(out), "work") > 0
+
+
+def test_with_sighup_ignored_a_closed_terminal_closes_the_view_and_ulma_ends_with_the_program(
+        tmux: Tmux, tmp_path: Path) -> None:
+    pid_file, out = tmp_path / "pid", tmp_path / "report.json"
+    ulma = tmux.start("s", ulma_run("--json", str(out), str(TARGET), str(pid_file), "5"), ignore_hup=True)
+    program = started(tmux, "s", pid_file)
+    tmux.tmux("kill-session", "-t", "s")
+    time.sleep(0.5)
+    assert alive(program), "SIGHUP is ignored (inherited, as under nohup): the program goes on"
+    assert not wait_gone([program], DEADLINE), "the program did not end"
+    left = wait_gone([ulma], GONE_WITHIN)
+    assert not left, f"ulma {ulma} still running {GONE_WITHIN} s after its program ended"
     assert calls_of(report(out), "work") > 0
 
 

@@ -31,6 +31,7 @@ def run_live(target: sessions.Target, options: sessions.Options, settings: ViewS
         sys.stderr.write(f"ulma: warning: {captured.warning}\n")
     settings.output = captured if output_pane else None
     signals = terminal.Forwarding(settings.close_requested.set)
+    settings.terminal_gone = signals.check_terminal
     try:
         running = sessions.Run(target, options, stdin=subprocess.DEVNULL,
                                stdout=captured.stdout.file, stderr=captured.stderr.file)

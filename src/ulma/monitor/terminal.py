@@ -84,11 +84,18 @@ class Forwarding:
         self.proc = proc
         return self
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received = signum
-        if signum == signal.SIGHUP and not self.hung_up and hung_up(self.terminals):
+    def check_terminal(self) -> bool:
+        """True once the terminal went away (seen here or on SIGHUP), then let go of.
+        A live view asks on every redraw: with SIGHUP ignored no signal says so."""
+        if not self.hung_up and hung_up(self.terminals):
             self.hung_up = True
             let_go(self.terminals)
+        return self.hung_up
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        if signum == signal.SIGHUP:
+            self.check_terminal()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signum)
         if self.on_signal is not None:
@@ -97,8 +104,11 @@ class Forwarding:
     def __enter__(self) -> Forwarding:
         self._old = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGHUP, self._handle)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            # ignored when ulma started (nohup, `trap '' HUP`): ignored still, as by
+            # python, and by the program, which inherited that
+            if self._old[sig] != signal.SIG_IGN:
+                signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TextIO, cast
 
@@ -71,6 +72,7 @@ class ViewSettings:
     exit_when_done: bool = False  # close the view by itself when the program ends
     output: Captured | None = None  # show the program's output in a pane
     close_requested: threading.Event = field(default_factory=threading.Event)  # set from a signal handler
+    terminal_gone: Callable[[], bool] = lambda: False  # asked on every tick: True closes the view
     cwd: str = field(default_factory=os.getcwd)
     clock: str = "wall"  # the time columns: "wall" or "cpu" (key w toggles)
 
@@ -236,7 +238,7 @@ class LiveView(App[None]):
     # -- data -----------------------------------------------------------------
 
     def _tick(self) -> None:
-        if self.settings.close_requested.is_set():
+        if self.settings.close_requested.is_set() or self.settings.terminal_gone():
             self.exit()
         elif not self._exit_seen:  # after the end nothing changes: keys still redraw
             self.refresh_now()
