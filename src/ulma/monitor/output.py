@@ -211,7 +211,8 @@ def _leftover(root_fd: int, name: str) -> str | None:
         try:
             cfd = os.open(COMMAND, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             with os.fdopen(cfd, "rb") as f:
-                return f.read(4096).decode("utf-8", "replace").strip()
+                text = f.read(4096).decode("utf-8", "replace").strip()
+            return "".join(c if c.isprintable() else "?" for c in text)  # no escapes to the terminal
         except OSError:
             return ""
     finally:
