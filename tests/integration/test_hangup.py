@@ -62,7 +62,7 @@ def wait_for(what: str, check: Callable[[], bool], seen: Callable[[], str] = lam
 
 
 class Tmux:
-    """A tmux server of this test's own; the processes it started are SIGKILLed at the end."""
+    """A tmux server of this test's own; the processes it started (`pids`) are SIGKILLed at the end."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
         self.name = f"ulma-test-{os.getpid()}-{time.monotonic_ns()}"
@@ -143,7 +143,9 @@ def started(tmux: Tmux, session: str, pid_file: Path) -> int:
 
     wait_for("the live view", lambda: "hangup_target.py:" in screen(), screen)
     wait_for("the program's pid", pid_file.exists, screen)
-    return int(pid_file.read_text())
+    pid = int(pid_file.read_text())
+    tmux.pids.append(pid)  # killed at the end if a failed test left it running
+    return pid
 
 
 def report(path: Path) -> dict[str, Any]:
