@@ -87,7 +87,8 @@ def test_run_and_record_refuse_an_option_outside_its_range_in_one_line(
     command: str, options: list[str], expected: str, program: Path
 ) -> None:
     out = ["-o", str(program.parent / "t.ulma")] if command == "record" else []
-    result = run_process(ulma_command([command, *out, *options, str(program)]), cwd=program.parent, timeout=60)
+    result = run_process(ulma_command([command, *out, *options, str(program)]), cwd=program.parent,
+                         timeout=60)
     assert_one_line(result, expected, program.parent / "ran")
     assert not (program.parent / "t.ulma").exists()
 
