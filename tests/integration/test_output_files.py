@@ -165,3 +165,29 @@ def test_attach_json_is_0600_under_umask_0_and_refuses_a_symlink(tmp_path: Path)
                                     "and ulma writes through none (name the file it points to, or "
                                     "remove the link)"], refused.stderr
     assert victim.read_text() == "precious\n" and link.is_symlink()
+
+
+@pytest.mark.parametrize("command", ["run", "record"])
+@pytest.mark.parametrize("target", ["a symlink", "a directory", "in a missing directory"])
+def test_a_json_target_that_cannot_be_written_is_refused_before_the_program_runs(
+    command: str, target: str, tmp_path: Path
+) -> None:
+    program = tmp_path / "prog.py"
+    program.write_text("open(__file__[:-len('prog.py')] + 'ran', 'w').close()\n")
+    out = {"a symlink": tmp_path / "link.json", "a directory": tmp_path / "dir",
+           "in a missing directory": tmp_path / "missing" / "out.json"}[target]
+    if target == "a symlink":
+        out.symlink_to(tmp_path / "victim")
+    elif target == "a directory":
+        out.mkdir()
+    trace = ["-o", str(tmp_path / "t.ulma")] if command == "record" else []
+    result = run_process(ulma_command([command, *trace, "--json", str(out), str(program)]), cwd=tmp_path,
+                         timeout=60)
+    reason = {"a symlink": "a symbolic link is in its place", "a directory": "Is a directory",
+              "in a missing directory": "No such file or directory"}[target]
+    assert result.returncode == 1, result.stderr
+    assert error_lines(result) == result.stderr.splitlines(), result.stderr
+    assert len(error_lines(result)) == 1 and error_lines(result)[0].startswith(
+        f"ulma: error: cannot write {out}: {reason}"), result.stderr
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "victim").exists()
+    assert not (tmp_path / "t.ulma").exists()

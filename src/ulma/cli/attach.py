@@ -9,7 +9,13 @@ import threading
 from types import FrameType
 
 from ulma.cli.errors import Parser, UsageError
-from ulma.cli.run import add_clock_argument, add_limit_argument, add_measure_arguments, add_ring_argument
+from ulma.cli.run import (
+    add_clock_argument,
+    add_limit_argument,
+    add_measure_arguments,
+    add_ring_argument,
+    check_output,
+)
 from ulma.exporters import json_report
 from ulma.monitor import session as sessions
 from ulma.monitor.attach import AttachError, Attachment
@@ -54,6 +60,8 @@ def execute(argv: list[str]) -> int:
     live = terminal if opts.live is None else opts.live
     if live and not all(s is not None and s.isatty() for s in (sys.stdin, sys.stderr)):
         raise UsageError("--live needs a terminal on stdin and stderr")
+    if opts.json:
+        check_output(opts.json)
     if live:  # import the view before attaching: a busy import would starve the drain thread
         import ulma.views.live  # noqa: F401
     try:

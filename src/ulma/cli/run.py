@@ -167,6 +167,8 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     target = target_from(opts, rest)
+    if opts.json:  # refused now rather than after the program ran
+        check_output(opts.json)
     options = sessions.Options(
         engine=engine, ring_bytes=opts.test_ring_size or opts.ring_size, max_threads=opts.max_threads,
         empty_hooks=opts.empty_hooks, recording_floor=opts.recording_floor,
@@ -175,6 +177,16 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
     if opts.live:
         return start_live(target, options, opts)
     return sessions.run(target, options)
+
+
+def check_output(path: str) -> None:
+    """A file that could not be written (--json) is refused before anything runs."""
+    from ulma.format import files
+
+    try:
+        files.check(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}", 1) from None
 
 
 def start_live(target: sessions.Target, options: sessions.Options,

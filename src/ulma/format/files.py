@@ -48,14 +48,7 @@ class NewFile:
     def __init__(self, path: str, *, at_once: bool = False) -> None:
         self.path = path
         self._temp: str | None = None  # the name it has until it is renamed
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            st = None
-        if st is not None and stat.S_ISLNK(st.st_mode):
-            raise OSError(errno.ELOOP, LINK_REFUSED, path)
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        st = _in_place(path)
         if st is not None and not stat.S_ISREG(st.st_mode):
             self.fd = _open_in_place(path)
             return
@@ -92,6 +85,33 @@ class NewFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _in_place(path: str) -> os.stat_result | None:
+    """What has the name `path` (None: nothing); a link or a directory is refused."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(errno.ELOOP, LINK_REFUSED, path)
+    if stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    return st
+
+
+def check(path: str) -> None:
+    """Raises the OSError that writing `path` would meet now (a link or a
+    directory in its place, a directory missing or not ours to write in),
+    so that a command can refuse before it runs a program for minutes."""
+    st = _in_place(path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return  # written in place
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
 
 
 def _create_beside(path: str) -> tuple[str, int]:
