@@ -68,9 +68,10 @@
  * before the next.  A ring must hold what one thread writes meanwhile: a
  * Python call and return with their probes come at most about every 32 ns
  * per event (seen here at best 55 ns, a loop of empty calls, 3.12), so 2 ms
- * is at most 62 500 events: 2^16 (1 MiB).  Measured with that loop (1 M
- * calls, 2 cores shared): 256 KiB dropped 52 % of the events, 64 KiB 86 %,
- * 1 KiB 99.8 %; 1 MiB 6 %, as 8 MiB did (11 %) on the same busy machine.
+ * is at most 62 500 events: 2^16 (1 MiB).  bench/ring_sizes.py (1 M empty
+ * calls, medians of 3, 2 cores at load 11): 1 KiB dropped 99.4 % of the
+ * events and ran 2.1x as long as 1 MiB, 64 KiB 81 %, 256 KiB 41 %; 1 MiB
+ * 1.3 %, 8 MiB none.
  * Half the minimum also holds a whole stack restatement (below that the
  * agent cuts restatements short: agent.c, ulma_emit_slow).  The maximum,
  * 2^26 events (1 GiB), holds seconds of a thread at full speed, longer than
