@@ -21,7 +21,10 @@ What is at the target decides:
   directly): written in place, as a shell's ``>`` would, opened without
   following a link and without creating anything.
 
-Writing to standard output (``-``, exports) does not come here.
+The look at the target is only there to refuse in one line: the safety is
+the rename, so a link planted after the look is replaced, not followed (and
+O_NOFOLLOW guards the in-place case).  Writing to standard output (``-``,
+exports) does not come here.
 """
 
 from __future__ import annotations
