@@ -50,3 +50,15 @@ def test_a_link_to_a_fifo_is_refused_too(tmp_path: Path) -> None:
     link.symlink_to(fifo)
     with pytest.raises(OSError, match="symbolic link"):
         files.NewFile(str(link))
+
+
+def test_a_link_planted_while_the_file_is_written_is_replaced_not_followed(tmp_path: Path) -> None:
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    new = files.NewFile(str(out))  # nothing in its place yet
+    out.symlink_to(victim)  # planted between the look and the rename
+    os.write(new.fd, b"report")
+    new.close()
+    assert victim.read_bytes() == b"precious"
+    assert not out.is_symlink() and out.read_bytes() == b"report"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
