@@ -4,6 +4,7 @@ from types import FrameType
 from typing import Any, Final, Literal, overload
 
 LAYOUT: Final[dict[str, int]]
+LIMITS: Final[dict[str, int]]  # what a session and the agent may be asked for
 ENGINES: Final[tuple[str, ...]]
 
 def agent_start(fd: int, engine: str, empty: int = ..., hidden_prefix: str | None = ...,

@@ -132,7 +132,7 @@ def test_a_child_forked_while_threads_end_never_hangs(
     engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str]
 ) -> None:
     # every thread gets a ring (so every ending thread runs ulma's clean-up); tiny rings keep fork fast
-    args = [*engine_flags, "--no-report", "--max-threads", "20000", "--ring-size", "4K",
+    args = [*engine_flags, "--no-report", "--max-threads", "20000", "--test-ring-size", "4K",
             "--cpu-interval", "0", str(THREAD_EXITS), "3000"]
     result, _report = ulma_json(args, cwd=PROGRAMS_DIR, timeout=240)
     assert result.returncode == 0 and "hung 0" in result.stdout, describe(result)

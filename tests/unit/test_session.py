@@ -66,3 +66,34 @@ def test_the_agent_records_this_thread_and_the_monitor_replays_it(engine: str) -
     finally:
         session.close()
         os.close(fd)
+
+
+def new_session(ring_bytes: int, max_threads: int) -> dict[str, int]:
+    """The ring and thread counts of a session made with these, closed again."""
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC)
+    try:
+        session = _core.Session(fd, ring_bytes, max_threads)
+        counters = session.counters()
+        session.close()
+        return {"ring_events": counters["ring_events"], "max_threads": counters["max_threads"]}
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("max_threads", [0, _core.LIMITS["MAX_THREADS"] + 1, 2**32 + 1, -1])
+def test_a_thread_count_outside_the_limit_is_refused_not_wrapped_or_clamped(max_threads: int) -> None:
+    # 2**32 + 1 used to wrap to 1 (the C int was parsed modulo 2**32); 0 became 1, 65537 65536
+    with pytest.raises((ValueError, OverflowError)):
+        new_session(1 << 20, max_threads)
+
+
+def test_a_ring_above_the_limit_is_refused_and_the_limits_themselves_are_taken() -> None:
+    most, least = _core.LIMITS["MAX_RING_BYTES"], _core.LIMITS["MIN_RING_BYTES"]
+    event = records.LAYOUT["EVENT_BYTES"]
+    with pytest.raises(ValueError, match="ring_bytes"):
+        new_session(most + 1, 1)
+    with pytest.raises(OverflowError):
+        new_session(2**64 + (1 << 20), 1)  # was taken modulo 2**64: a 1 MiB ring
+    assert new_session(most, 1) == {"ring_events": most // event, "max_threads": 1}
+    assert new_session(least, _core.LIMITS["MAX_THREADS"]) == {
+        "ring_events": least // event, "max_threads": _core.LIMITS["MAX_THREADS"]}

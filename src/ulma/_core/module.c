@@ -124,12 +124,28 @@ static int session_init(SessionObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"fd", "ring_bytes", "max_threads", "symtab_bytes", "hint_scale", NULL};
     int fd;
-    unsigned long long ring_bytes, symtab_bytes = 16u << 20;
-    unsigned int max_threads = 4096;
+    unsigned long long symtab_bytes = 16u << 20;
+    PyObject *ring_obj, *threads_obj = NULL;
     double hint_scale = 1.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iK|IKd", names, &fd, &ring_bytes, &max_threads,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iO|OKd", names, &fd, &ring_obj, &threads_obj,
                                      &symtab_bytes, &hint_scale))
         return -1;
+    /* out of range is an error, never wrapped or clamped */
+    unsigned long long ring_bytes = PyLong_AsUnsignedLongLong(ring_obj);
+    if (ring_bytes == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    unsigned long long max_threads = threads_obj ? PyLong_AsUnsignedLongLong(threads_obj) : 4096;
+    if (max_threads == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    if (ring_bytes > ULMA_MAX_RING_EVENTS * sizeof(ulma_event)) {
+        PyErr_Format(PyExc_ValueError, "ring_bytes must be at most %llu",
+                     (unsigned long long)(ULMA_MAX_RING_EVENTS * sizeof(ulma_event)));
+        return -1;
+    }
+    if (max_threads < 1 || max_threads > ULMA_MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "max_threads must be between 1 and %u", ULMA_MAX_THREADS);
+        return -1;
+    }
     if (!(hint_scale > 0)) {
         PyErr_SetString(PyExc_ValueError, "hint_scale must be positive");
         return -1;
@@ -138,7 +154,7 @@ static int session_init(SessionObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "session already created");
         return -1;
     }
-    int rc = ulma_monitor_create(&self->m, fd, ring_bytes, max_threads, symtab_bytes);
+    int rc = ulma_monitor_create(&self->m, fd, ring_bytes, (uint32_t)max_threads, symtab_bytes);
     if (rc < 0) {
         errno = -rc;
         PyErr_SetFromErrno(PyExc_OSError);
@@ -608,7 +624,8 @@ static PyTypeObject SessionType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Session(fd, ring_bytes, max_threads=4096, symtab_bytes=16 MiB, hint_scale=1.0): the "
               "monitor's side of a shared-memory session created in the memfd `fd` (max_threads: "
-              "rings in use at once; a finished thread's ring is reused; hint_scale skews the rate "
+              "rings in use at once, 1 to LIMITS['MAX_THREADS']; a finished thread's ring is reused; "
+              "ring_bytes at most LIMITS['MAX_RING_BYTES']; hint_scale skews the rate "
               "the replay starts from, for tests)",
     .tp_methods = session_methods,
     .tp_init = (initproc)session_init,
@@ -952,6 +969,20 @@ static int add_layout(PyObject *mod)
     return add_owned(mod, "LAYOUT", d);
 }
 
+/* The bounds of what a session and the agent may be asked for (records.h,
+ * symbols.h): ulma.cli.bounds gives every option its range from these. */
+static int add_limits(PyObject *mod)
+{
+    PyObject *d = Py_BuildValue(
+        "{s:K,s:K,s:I,s:I,s:I,s:I,s:I}",
+        "MIN_RING_BYTES", (unsigned long long)(ULMA_MIN_RING_EVENTS * sizeof(ulma_event)),
+        "MAX_RING_BYTES", (unsigned long long)(ULMA_MAX_RING_EVENTS * sizeof(ulma_event)),
+        "DRAIN_WAIT_US", ULMA_DRAIN_WAIT_US, "MAX_THREADS", ULMA_MAX_THREADS,
+        "MAX_CPU_INTERVAL_US", ULMA_MAX_CPU_INTERVAL_US, "ID_LIMIT", ULMA_ID_LIMIT,
+        "MIN_ID_LIMIT", ULMA_MIN_ID_LIMIT);
+    return add_owned(mod, "LIMITS", d);
+}
+
 PyMODINIT_FUNC PyInit__core(void)
 {
     if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&AggregatorType) < 0)
@@ -971,7 +1002,7 @@ PyMODINIT_FUNC PyInit__core(void)
     }
     PyObject *engines = PY_VERSION_HEX >= 0x030C0000 ? Py_BuildValue("(ss)", "monitoring", "pep523")
                                                      : Py_BuildValue("(s)", "pep523");
-    if (add_layout(mod) < 0 || add_owned(mod, "ENGINES", engines) < 0) {
+    if (add_layout(mod) < 0 || add_limits(mod) < 0 || add_owned(mod, "ENGINES", engines) < 0) {
         Py_DECREF(mod);
         return NULL;
     }

@@ -60,6 +60,34 @@
 #define ULMA_PUBLISH_EVERY 32u /* power of two */
 #define ULMA_MAX_SYNC_FRAMES 4096u
 
+/*
+ * What a session may be asked for (ulma's options refuse anything outside,
+ * naming the bound; ulma.cli.bounds reads these through `_core.LIMITS`).
+ *
+ * Rings: the monitor, when a drain found little, waits ULMA_DRAIN_WAIT_US
+ * before the next.  A ring must hold what one thread writes meanwhile: a
+ * Python call and return with their probes come at most about every 32 ns
+ * per event (seen here at best 55 ns, a loop of empty calls, 3.12), so 2 ms
+ * is at most 62 500 events: 2^16 (1 MiB).  bench/ring_sizes.py (1 M empty
+ * calls, medians of 3, 2 cores at load 11): 1 KiB dropped 99.4 % of the
+ * events and ran 2.1x as long as 1 MiB, 64 KiB 81 %, 256 KiB 41 %; 1 MiB
+ * 1.3 %, 8 MiB none.
+ * Half the minimum also holds a whole stack restatement (below that the
+ * agent cuts restatements short: agent.c, ulma_emit_slow).  The maximum,
+ * 2^26 events (1 GiB), holds seconds of a thread at full speed, longer than
+ * any pause of the monitor; a larger ring only pins memory, as the writer
+ * goes round all of its pages.  Session() itself still takes rings down to
+ * 64 events (tests force drops with them).
+ */
+#define ULMA_DRAIN_WAIT_US 2000u
+#define ULMA_FASTEST_EVENT_NS 32u
+#define ULMA_MIN_RING_EVENTS (1ull << 16)
+#define ULMA_MAX_RING_EVENTS (1ull << 26)
+/* Ring slots: more would only make the monitor's bookkeeping big. */
+#define ULMA_MAX_THREADS 65536u
+/* CPU readings at most every 10 s: rarer ones would split no run's time. */
+#define ULMA_MAX_CPU_INTERVAL_US 10000000u
+
 /* Event kinds.  Values are part of the trace format: append, never renumber. */
 enum ulma_kind {
     ULMA_CALL = 1,       /* a Python function starts (PY_START)            */
@@ -118,6 +146,10 @@ typedef struct {
     uint16_t aux;
 } ulma_event;
 static_assert(sizeof(ulma_event) == 16, "event records are 16 bytes");
+static_assert(ULMA_MIN_RING_EVENTS >= ULMA_DRAIN_WAIT_US * 1000ull / ULMA_FASTEST_EVENT_NS,
+              "the smallest ring holds what a thread writes while the monitor waits");
+static_assert(ULMA_MIN_RING_EVENTS / 2 >= ULMA_MAX_SYNC_FRAMES + 4u,
+              "half the smallest ring holds a whole stack restatement");
 
 /* Symbol kinds and flags. */
 enum ulma_symbol_kind { ULMA_SYM_PYFUNC = 1, ULMA_SYM_CFUNC = 2, ULMA_SYM_SCOPE = 3, ULMA_SYM_TYPE = 4 };

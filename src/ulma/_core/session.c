@@ -27,8 +27,6 @@ static uint64_t round_up(uint64_t v, uint64_t to)
 /* Rings per chunk: a chunk is mapped whole, so a program with one thread
  * maps CHUNK_SLOTS rings of address space (touching only what it writes). */
 #define CHUNK_SLOTS 32u
-/* More slots than this would only make the bookkeeping big. */
-#define MAX_SLOTS 65536u
 
 int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t max_threads,
                         uint64_t symtab_bytes)
@@ -36,12 +34,12 @@ int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t m
     memset(m, 0, sizeof *m);
     m->fd = -1;
     uint64_t events = 64;
-    while (events * 2 * sizeof(ulma_event) <= ring_bytes)
+    while (events < ULMA_MAX_RING_EVENTS && events * 2 * sizeof(ulma_event) <= ring_bytes)
         events *= 2;
     if (max_threads == 0)
         max_threads = 1;
-    if (max_threads > MAX_SLOTS)
-        max_threads = MAX_SLOTS;
+    if (max_threads > ULMA_MAX_THREADS)
+        max_threads = ULMA_MAX_THREADS;
     uint32_t freeq_slots = 1;
     while (freeq_slots < max_threads)
         freeq_slots *= 2;

@@ -32,7 +32,7 @@ static const char OVERFLOW_NAME[] = "<functions past the id limit>";
 
 void ulma_symbols_set_id_limit(uint32_t limit)
 {
-    g_id_limit = limit < 3 ? 3 : limit > ULMA_ID_LIMIT ? ULMA_ID_LIMIT : limit;
+    g_id_limit = limit < ULMA_MIN_ID_LIMIT ? ULMA_MIN_ID_LIMIT : limit > ULMA_ID_LIMIT ? ULMA_ID_LIMIT : limit;
 }
 
 /* A new id, or the overflow id (counted) once every id is taken. */

@@ -17,6 +17,8 @@ void ulma_symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t lin
 int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude);
 /* Ids a session may use (what the replay accepts); fewer for tests. */
 #define ULMA_ID_LIMIT (1u << 24)
+/* the fewest: id 1 and the overflow row's id 2 (0 is no function) */
+#define ULMA_MIN_ID_LIMIT 3u
 void ulma_symbols_set_id_limit(uint32_t limit);
 /* Forgets all of it, the C function ids too (ids are per session). */
 void ulma_symbols_reset(void);

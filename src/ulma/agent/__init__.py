@@ -82,7 +82,8 @@ class AgentOptions:
                 or not fields[3].isascii() or not fields[4].isascii()):
             raise ValueError("bad agent options")
         interval, id_limit = int(fields[3]), int(fields[4])
-        if interval > 10**7 or id_limit > 2**24:
+        if (interval > _core.LIMITS["MAX_CPU_INTERVAL_US"] or id_limit > _core.LIMITS["ID_LIMIT"]
+                or 0 < id_limit < _core.LIMITS["MIN_ID_LIMIT"]):
             raise ValueError("bad agent options")
         try:
             exclude = tuple(bytes.fromhex(p).decode("utf-8", "surrogateescape") for p in fields[5:])

@@ -8,8 +8,14 @@ import sys
 import threading
 from types import FrameType
 
-from ulma.cli.errors import Parser, UsageError, parse_size
-from ulma.cli.run import add_clock_argument, add_measure_arguments, check_measure
+from ulma.cli.errors import Parser, UsageError
+from ulma.cli.run import (
+    add_clock_argument,
+    add_limit_argument,
+    add_measure_arguments,
+    add_ring_argument,
+    check_output,
+)
 from ulma.exporters import json_report
 from ulma.monitor import session as sessions
 from ulma.monitor.attach import AttachError, Attachment
@@ -41,20 +47,21 @@ def execute(argv: list[str]) -> int:
     p.add_argument("pid", type=int, help="the process to attach to")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="detach after SECONDS")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
-    p.add_argument("--ring-size", type=parse_size, default=sessions.DEFAULT_RING_BYTES, metavar="SIZE")
-    p.add_argument("--limit", type=int, default=30, metavar="N", help="rows in the report (default: 30)")
+    add_ring_argument(p)
+    add_limit_argument(p)
     p.add_argument("--no-report", action="store_true", help="print no report after detaching")
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="show the live view while attached (default: on a terminal); "
                         "q or Ctrl-C in it detaches")
     add_measure_arguments(p)
     add_clock_argument(p)
-    opts = p.parse_args(argv)
-    check_measure(opts)
+    opts = p.parse(argv)
     terminal = all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr))
     live = terminal if opts.live is None else opts.live
     if live and not all(s is not None and s.isatty() for s in (sys.stdin, sys.stderr)):
         raise UsageError("--live needs a terminal on stdin and stderr")
+    if opts.json:
+        check_output(opts.json)
     if live:  # import the view before attaching: a busy import would starve the drain thread
         import ulma.views.live  # noqa: F401
     try:
@@ -82,7 +89,10 @@ def execute(argv: list[str]) -> int:
     ended = "the program ended" if why == "exited" else "detached; the program goes on"
     sys.stderr.write(f"ulma: {ended} after {fmt_ns(profile.wall_ns)} attached\n")
     if opts.json:
-        json_report.write(profile, opts.json)
+        try:
+            json_report.write(profile, opts.json)
+        except OSError as exc:
+            raise UsageError(f"cannot write {opts.json}: {exc.strerror}", 1) from None
     if not opts.no_report:
         print_report(profile, sys.stderr, limit=opts.limit, clock=opts.clock)
     return 0

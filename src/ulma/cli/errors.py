@@ -50,6 +50,15 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
 
+    def parse(self, argv: list[str]) -> argparse.Namespace:
+        """parse_args, then every numeric option checked against its range
+        (bounds.py): one line and exit code 2 outside it."""
+        from ulma.cli import bounds
+
+        opts = self.parse_args(argv)
+        bounds.check(opts)
+        return opts
+
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"ulma: error: {message} (see `{self.prog} --help`)\n")
         sys.exit(2)
@@ -61,8 +70,6 @@ def parse_size(text: str) -> int:
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
     try:
         value = int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: 'infK', '1e999M'
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 8M or 512K)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
-    return value
+    return value  # its range is checked with the other options' (bounds.py)

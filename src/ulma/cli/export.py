@@ -29,7 +29,7 @@ def execute(argv: list[str]) -> int:
                         help=f"the output format ({formats})")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="the file to write ('-' for standard output)")
-    opts = parser.parse_args(argv)
+    opts = parser.parse(argv)
     if opts.output != "-" and os.path.exists(opts.output) and os.path.exists(opts.trace) \
             and os.path.samefile(opts.output, opts.trace):
         raise UsageError(f"{opts.output} is the trace itself: give another output file")

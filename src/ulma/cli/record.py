@@ -26,5 +26,9 @@ def execute(argv: list[str]) -> int:
     if opts.json:
         from ulma.exporters import json_report
 
-        json_report.write(p, opts.json)
+        try:
+            json_report.write(p, opts.json)
+        except OSError as exc:
+            sys.stderr.write(f"ulma: error: cannot write {opts.json}: {exc.strerror}\n")
+            return result.returncode or 1
     return run.exit_code(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ulma.cli.errors import Parser, UsageError
-from ulma.cli.run import add_clock_argument
+from ulma.cli.run import add_clock_argument, add_limit_argument
 from ulma.exporters import json_report
 from ulma.format import trace
 from ulma.monitor.offline import load_profile
@@ -18,9 +18,9 @@ def execute(argv: list[str]) -> int:
     parser = Parser(prog="ulma report", description=HELP)
     parser.add_argument("trace", help="the trace file")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
-    parser.add_argument("--limit", type=int, default=30, metavar="N", help="rows (default: 30)")
+    add_limit_argument(parser)
     add_clock_argument(parser)
-    opts = parser.parse_args(argv)
+    opts = parser.parse(argv)
     try:
         reader = trace.TraceReader(opts.trace)
         profile = load_profile(reader)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
+from ulma.cli import bounds
 from ulma.cli.errors import Parser, UsageError, parse_size
 from ulma.monitor import session as sessions
 from ulma.views.units import CLOCKS
@@ -18,7 +19,7 @@ USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 
 # options of `ulma run` that take a value: the first other token starts the program
 _VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output",
-           "--cpu-interval", "--exclude", "--clock", "--id-limit"}
+           "--cpu-interval", "--exclude", "--clock", "--id-limit", "--test-ring-size"}
 
 
 def add_measure_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,21 +30,30 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                         "measured too (costs more: see bench/)")
     p.add_argument("--cpu-interval", type=int, default=DEFAULT_CPU_INTERVAL_US, metavar="US",
                    help="read the thread's CPU clock at most every US microseconds, to tell CPU "
-                        f"from waiting (default: {DEFAULT_CPU_INTERVAL_US}; 0: never)")
+                        f"from waiting (default: {DEFAULT_CPU_INTERVAL_US}; 0: never; at most "
+                        f"{bounds.LIMITS['MAX_CPU_INTERVAL_US']})")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                    help="functions whose qualified name or file matches this shell pattern get no "
                         "row: their time shows as unmeasured (white) in their callers; repeatable")
+
+
+def add_ring_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ring-size", type=parse_size, default=sessions.DEFAULT_RING_BYTES,
+                   metavar="SIZE", help="bytes of event ring per thread, rounded down to a power of "
+                                        f"two (default: {bounds.fmt_size(sessions.DEFAULT_RING_BYTES)}; "
+                                        f"{bounds.fmt_size(bounds.MIN_RING_BYTES)} to "
+                                        f"{bounds.fmt_size(bounds.MAX_RING_BYTES)})")
+
+
+def add_limit_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, default=30, metavar="N",
+                   help="rows in the report (default: 30; 0: all)")
 
 
 def add_clock_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clock", choices=CLOCKS, default="wall",
                    help="what the report's time columns count and sort by: wall time, or CPU "
                         "time only (functions that used none are left out) (default: wall)")
-
-
-def check_measure(opts: argparse.Namespace) -> None:
-    if opts.cpu_interval < 0:
-        raise UsageError("--cpu-interval must be 0 or more")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,13 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how calls are seen: sys.monitoring (3.12+) or a PEP 523 frame "
                         "evaluator; auto picks the cheaper safe one (default: auto; "
                         f"here: {resolve_engine('auto')}; available: {', '.join(ENGINES)})")
-    p.add_argument("--ring-size", type=parse_size, default=sessions.DEFAULT_RING_BYTES,
-                   metavar="SIZE", help="bytes of event ring per thread (default: 8M)")
+    add_ring_argument(p)
     p.add_argument("--max-threads", type=int, default=sessions.DEFAULT_MAX_THREADS,
                    metavar="N", help="threads traced at once; a thread that ended gives its ring to "
-                                     "the next (default: 4096, at most 65536)")
-    p.add_argument("--limit", type=int, default=30, metavar="N",
-                   help="rows in the report (default: 30)")
+                                     f"the next (default: {sessions.DEFAULT_MAX_THREADS}, at most "
+                                     f"{bounds.LIMITS['MAX_THREADS']})")
+    add_limit_argument(p)
     p.add_argument("--no-report", action="store_true", help="print no report at the end")
     add_measure_arguments(p)
     add_clock_argument(p)
@@ -73,6 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "connect later with `ulma attach PID`")
     # tests: fewer function ids, to reach the overflow row without 2**24 functions
     p.add_argument("--id-limit", type=int, default=0, help=argparse.SUPPRESS)
+    # tests: a ring below --ring-size's minimum, to force drops
+    p.add_argument("--test-ring-size", type=parse_size, help=argparse.SUPPRESS)
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
     p.add_argument("program", nargs="?", metavar="script.py", help="the script to run")
     p.add_argument("args", nargs="*", help="arguments for the program")
@@ -142,7 +153,7 @@ def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
     add_arguments(parser)
     if live:
         add_live_arguments(parser)
-    opts = parser.parse_args(mine)
+    opts = parser.parse(mine)
     if opts.program is not None:  # only after `--`
         rest = [opts.program, *opts.args, *rest]
     opts.live = live and choose_live(opts)
@@ -155,18 +166,27 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         engine = resolve_engine(opts.engine)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if not 1 <= opts.max_threads <= sessions.MAX_THREADS_LIMIT:
-        raise UsageError(f"--max-threads must be between 1 and {sessions.MAX_THREADS_LIMIT}")
-    check_measure(opts)
     target = target_from(opts, rest)
+    if opts.json:  # refused now rather than after the program ran
+        check_output(opts.json)
     options = sessions.Options(
-        engine=engine, ring_bytes=opts.ring_size, max_threads=opts.max_threads,
+        engine=engine, ring_bytes=opts.test_ring_size or opts.ring_size, max_threads=opts.max_threads,
         empty_hooks=opts.empty_hooks, recording_floor=opts.recording_floor,
         trace_path=opts.output, native_calls=opts.native_calls,
         cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit)
     if opts.live:
         return start_live(target, options, opts)
     return sessions.run(target, options)
+
+
+def check_output(path: str) -> None:
+    """A file that could not be written (--json) is refused before anything runs."""
+    from ulma.format import files
+
+    try:
+        files.check(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}", 1) from None
 
 
 def start_live(target: sessions.Target, options: sessions.Options,

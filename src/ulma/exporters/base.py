@@ -10,12 +10,12 @@ by the number of events, so a trace of any length converts.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import os
 import sys
 from typing import BinaryIO, ClassVar
 
-from ulma.format import runinfo, stacks, trace
+from ulma.format import files, runinfo, stacks, trace
 
 # format name -> module under ulma.exporters whose EXPORTER class writes it
 FORMATS: dict[str, str] = {
@@ -60,14 +60,13 @@ def exporter_class(fmt: str) -> type[Exporter]:
 
 
 def export(trace_path: str, fmt: str, out_path: str) -> runinfo.Run:
-    """Converts a trace; the output is removed again if converting fails.
+    """Converts a trace; if converting fails, the output is not written.
     Raises trace.TraceError for a file that is not a readable trace."""
     reader = trace.TraceReader(trace_path)
     run = runinfo.scan(reader)
     cls = exporter_class(fmt)
-    to_stdout = out_path == "-"
-    out = sys.stdout.buffer if to_stdout else open(out_path, "wb")  # noqa: SIM115 -- closed below
-    try:
+    with contextlib.nullcontext(sys.stdout.buffer) if out_path == "-" else files.writing(out_path) as out:
+        # a file is 0600 and never written through a link; it appears whole, or not at all
         exporter = cls(run, out)
         if cls.RAW:
             stacks.walk_records(reader, run, exporter)
@@ -75,11 +74,4 @@ def export(trace_path: str, fmt: str, out_path: str) -> runinfo.Run:
             stacks.walk(reader, run, exporter)
         exporter.finish()
         out.flush()
-    except BaseException:
-        if not to_stdout:
-            out.close()
-            os.unlink(out_path)
-        raise
-    if not to_stdout:
-        out.close()
     return run

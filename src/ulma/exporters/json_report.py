@@ -33,6 +33,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from ulma.format import files
 from ulma.monitor.profile import EdgeStats, FunctionStats, Profile
 
 VERSION = 1
@@ -89,7 +90,7 @@ def write(profile: Profile, path: str) -> None:
     that made 300 000 functions has 300 000 rows.  The text is what
     ``json.dump(document, f, indent=1)`` writes, byte for byte."""
     known = profile.split_known
-    with open(path, "w", encoding="utf-8") as f:
+    with files.writing_text(path) as f:  # 0600, no link followed
         head = json.dumps(_header(profile), indent=1)
         f.write(head[:-2])  # without the closing "\n}"
         _write_list(f, "functions", (_function(fn, known) for fn in profile.functions), last=False)

@@ -33,7 +33,7 @@ from typing import IO, Any, Final
 
 import zstandard
 
-from ulma.format import records
+from ulma.format import files, records
 
 MAGIC: Final = b"ULMATRCE"
 VERSION: Final = 1
@@ -94,7 +94,9 @@ class TraceWriter:
 
     def __init__(self, path: str, meta: dict[str, Any], *, compress: bool = True) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        # in place of path from the start (0600, no link followed): a run cut short leaves it readable
+        self._out = files.NewFile(path, at_once=True)
+        self._fd = self._out.fd
         self._zstd = zstandard.ZstdCompressor(level=1) if compress else None
         self._pending: dict[int, list[bytes]] = {}
         self._pending_events: dict[int, int] = {}
@@ -151,7 +153,7 @@ class TraceWriter:
     def abandon(self) -> None:
         """Stops writing; what is on disk stays readable up to its last whole chunk."""
         if self._fd >= 0:
-            os.close(self._fd)
+            self._out.close()
             self._fd = -1
 
 

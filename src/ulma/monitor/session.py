@@ -38,7 +38,10 @@ if TYPE_CHECKING:
 
 DEFAULT_RING_BYTES = 8 << 20
 DEFAULT_MAX_THREADS = 4096  # rings in use at once; a finished thread's ring is reused
-MAX_THREADS_LIMIT = 65536  # the C side's bound (session.c MAX_SLOTS)
+MAX_THREADS_LIMIT: int = _core.LIMITS["MAX_THREADS"]  # records.h ULMA_MAX_THREADS
+# the wait after a drain that found little; the smallest ring allowed holds a thread's events
+# for this long (records.h ULMA_DRAIN_WAIT_US)
+DRAIN_WAIT_SECONDS: float = _core.LIMITS["DRAIN_WAIT_US"] / 1e6
 ENGINE_NAMES = {1: "monitoring", 2: "pep523"}
 
 
@@ -75,7 +78,8 @@ class Options(Frozen):
 
     def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
                  max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
-                 recording_floor: bool = False, poll_seconds: float = 0.002, trace_path: str | None = None,
+                 recording_floor: bool = False, poll_seconds: float = DRAIN_WAIT_SECONDS,
+                 trace_path: str | None = None,
                  native_calls: bool = False, cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
                  exclude: tuple[str, ...] = (), id_limit: int = 0) -> None:
         object.__setattr__(self, "engine", engine)

@@ -124,11 +124,15 @@ def summary_lines(profile: Profile) -> list[Text]:
 
 def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool | None = None,
                  clock: str = "wall") -> None:
+    """The end-of-run report: the `limit` functions with the most self time
+    (0: all of them), then the run's summary lines."""
     terminal = out.isatty()
     console = Console(file=out, width=None if terminal else 180,
                       force_terminal=color, no_color=color is False or not terminal,
                       highlight=False, soft_wrap=False)
-    shown = min(limit, len(ranked(profile, clock)))
+    rows = len(ranked(profile, clock))
+    limit = limit or rows  # 0: all rows
+    shown = min(limit, rows)
     what = "CPU self time" if clock == "cpu" else "self time"
     console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by {what}",
                        style="bold"))

@@ -1,0 +1,64 @@
+"""ulma.format.files, the one way ulma makes a file for the user: what happens to what is in the
+target's place (the command-line behaviour is in tests/integration/test_output_files.py)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from ulma.format import files
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.write_bytes(b"old")
+    with pytest.raises(RuntimeError), files.writing(str(out)) as f:
+        f.write(b"half of it")
+        raise RuntimeError("the export failed")
+    assert out.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_trace_is_in_place_while_it_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "t.ulma"
+    new = files.NewFile(str(out), at_once=True)
+    os.write(new.fd, b"first chunk")
+    assert out.read_bytes() == b"first chunk" and stat.S_IMODE(out.stat().st_mode) == 0o600
+    new.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.ulma"]
+
+
+def test_a_fifo_named_directly_is_written_in_place(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with files.writing(str(fifo)) as f:
+        f.write(b"through the pipe")
+    reader.join(10)
+    assert got == [b"through the pipe"] and stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+def test_a_link_to_a_fifo_is_refused_too(tmp_path: Path) -> None:
+    fifo, link = tmp_path / "fifo", tmp_path / "link"
+    os.mkfifo(fifo)
+    link.symlink_to(fifo)
+    with pytest.raises(OSError, match="symbolic link"):
+        files.NewFile(str(link))
+
+
+def test_a_link_planted_while_the_file_is_written_is_replaced_not_followed(tmp_path: Path) -> None:
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    new = files.NewFile(str(out))  # nothing in its place yet
+    out.symlink_to(victim)  # planted between the look and the rename
+    os.write(new.fd, b"report")
+    new.close()
+    assert victim.read_bytes() == b"precious"
+    assert not out.is_symlink() and out.read_bytes() == b"report"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
