@@ -44,9 +44,25 @@ def test_a_fifo_named_directly_is_written_in_place(tmp_path: Path) -> None:
     assert got == [b"through the pipe"] and stat.S_ISFIFO(fifo.lstat().st_mode)
 
 
-def test_a_link_to_a_fifo_is_refused_too(tmp_path: Path) -> None:
+def test_a_link_to_a_pipe_of_ours_is_written_through(tmp_path: Path) -> None:
+    """/dev/stdout, /dev/fd/N from a shell's >(cmd): links to the user's own pipe or terminal."""
+    read_end, write_end = os.pipe()
+    link = tmp_path / "link"
+    link.symlink_to(f"/proc/self/fd/{write_end}")
+    with files.writing(str(link)) as f:
+        f.write(b"through the link")
+    os.close(write_end)
+    assert os.read(read_end, 100) == b"through the link" and link.is_symlink()
+    os.close(read_end)
+
+
+def test_a_link_to_a_fifo_another_user_owns_is_refused(tmp_path: Path) -> None:
+    """What is written into someone else's FIFO is theirs to read."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to make a FIFO owned by another user")
     fifo, link = tmp_path / "fifo", tmp_path / "link"
     os.mkfifo(fifo)
+    os.chown(fifo, 65534, 65534)
     link.symlink_to(fifo)
     with pytest.raises(OSError, match="symbolic link"):
         files.NewFile(str(link))

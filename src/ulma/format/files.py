@@ -12,10 +12,13 @@ export when it is complete, so a failed one leaves the target as it was.
 What is at the target decides:
 
 - nothing, or a regular file: it gets (is replaced by) the new file;
-- a symbolic link: refused, in one line.  Writing through it is what an
-  attacker who planted it wants, and replacing it would silently undo a link
-  the user made on purpose (or, as root, turn /dev/stdout into a file); the
-  user can name the file the link points to;
+- a symbolic link to a file: refused, in one line.  Writing through it is
+  what an attacker who planted it wants, and replacing it would silently undo
+  a link the user made on purpose; the user can name the file it points to;
+- a symbolic link to a pipe, terminal or device that is the user's own or
+  root's (``/dev/stdout``, ``/dev/fd/N`` from ``>(cmd)``, ``/dev/null``):
+  written through, in place.  A FIFO another user made is refused (what is
+  written there would be theirs to read);
 - a directory: refused;
 - a FIFO, a terminal, /dev/null (anything not a regular file, named
   directly): written in place, as a shell's ``>`` would, opened without
@@ -53,7 +56,7 @@ class NewFile:
         self._temp: str | None = None  # the name it has until it is renamed
         st = _in_place(path)
         if st is not None and not stat.S_ISREG(st.st_mode):
-            self.fd = _open_in_place(path)
+            self.fd = _open_in_place(path, follow=_is_link(path))
             return
         self._temp, self.fd = _create_beside(path)
         if at_once:
@@ -97,10 +100,26 @@ def _in_place(path: str) -> os.stat_result | None:
     except FileNotFoundError:
         return None
     if stat.S_ISLNK(st.st_mode):
-        raise OSError(errno.ELOOP, LINK_REFUSED, path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise OSError(errno.ELOOP, LINK_REFUSED, path) from None
+        if not _device_of_ours(st):
+            raise OSError(errno.ELOOP, LINK_REFUSED, path)
     if stat.S_ISDIR(st.st_mode):
         raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     return st
+
+
+def _is_link(path: str) -> bool:
+    return stat.S_ISLNK(os.lstat(path).st_mode)
+
+
+def _device_of_ours(st: os.stat_result) -> bool:
+    """A pipe, terminal, socket or device (not a file, not a directory) owned
+    by the user or by root: safe to write to through a link."""
+    mode = st.st_mode
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)) and st.st_uid in (os.getuid(), 0)
 
 
 def check(path: str) -> None:
@@ -134,16 +153,19 @@ def _create_beside(path: str) -> tuple[str, int]:
     raise OSError(errno.EEXIST, "no unused temporary name beside it", path)
 
 
-def _open_in_place(path: str) -> int:
-    """A FIFO, terminal or device named directly: opened as it is (a link
-    put there since it was looked at is refused by O_NOFOLLOW)."""
+def _open_in_place(path: str, *, follow: bool = False) -> int:
+    """A FIFO, terminal or device: opened as it is.  Named directly, a link
+    put there since it was looked at is refused by O_NOFOLLOW; through a
+    link, what was opened is checked again to be a device of ours."""
+    flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise OSError(errno.ELOOP, LINK_REFUSED, path) from None
         raise
-    if stat.S_ISREG(os.fstat(fd).st_mode):  # replaced by a regular file meanwhile: not ours
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) or (follow and not _device_of_ours(st)):  # changed meanwhile
         os.close(fd)
         raise OSError(errno.EBUSY, "it changed while being opened", path)
     return fd
