@@ -327,3 +327,27 @@ def test_another_user_can_neither_attach_nor_keep_the_owner_from_attaching(
         hostile.kill()
         hostile.wait()
     finished_cleanly(target)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to start a program in a network namespace of its own")
+def test_attach_to_a_program_in_another_network_namespace_says_why_in_one_line(
+        run_ulma: RunFn, tmp_path: Path) -> None:
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot make a network namespace here (unshare --net needs CAP_SYS_ADMIN)")
+    stop = tmp_path / "stop"
+    proc = subprocess.Popen(["unshare", "--net", sys.executable, "-m", "ulma.agent", str(TARGET), str(stop)],
+                            cwd=PROGRAMS_DIR, env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_agent(proc)  # (its socket table is read through its own /proc/PID/net)
+        result = run_ulma(["attach", str(proc.pid), "--duration", "0.1", "--no-report"])
+        stop.touch()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert result.returncode != 0
+    assert result.stderr == (f"ulma: error: process {proc.pid} is in another network namespace; "
+                             "run ulma attach inside it\n")
+    assert (proc.returncode, err) == (3, "") and out.startswith("ticks=")
