@@ -329,14 +329,14 @@ def test_another_user_can_neither_attach_nor_keep_the_owner_from_attaching(
     finished_cleanly(target)
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to start a program in a network namespace of its own")
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a program a network namespace of its own")
 def test_attach_to_a_program_in_another_network_namespace_says_why_in_one_line(
         run_ulma: RunFn, tmp_path: Path) -> None:
     if subprocess.run(["unshare", "--net", "true"], capture_output=True, check=False).returncode != 0:
         pytest.skip("cannot make a network namespace here (unshare --net needs CAP_SYS_ADMIN)")
     stop = tmp_path / "stop"
-    proc = subprocess.Popen(["unshare", "--net", sys.executable, "-m", "ulma.agent", str(TARGET), str(stop)],
-                            cwd=PROGRAMS_DIR, env=subprocess_env(), stdout=subprocess.PIPE,
+    command = ["unshare", "--net", sys.executable, "-m", "ulma.agent", str(TARGET), str(stop)]
+    proc = subprocess.Popen(command, cwd=PROGRAMS_DIR, env=subprocess_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         wait_for_agent(proc)  # (its socket table is read through its own /proc/PID/net)
