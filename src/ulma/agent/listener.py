@@ -79,7 +79,7 @@ def read_message(conn: socket.socket, limit: int = MAX_LINE) -> tuple[bytes, lis
     fds: list[int] = []
     ancillary = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
     try:
-        while not data.endswith(b"\n") and len(data) < limit:
+        while b"\n" not in data and len(data) < limit:
             msg, anc, _flags, _addr = conn.recvmsg(limit - len(data), ancillary, socket.MSG_CMSG_CLOEXEC)
             for level, kind, payload in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
