@@ -48,7 +48,7 @@ def timed(mode: str, engine: str, calls: int, depth: int) -> tuple[float, int]:
     """(ns per call, events dropped)."""
     if mode == "plain":
         return below(depth, lambda: loop(calls)) / calls, 0
-    fd = os.memfd_create("ulma-full-ring", os.MFD_CLOEXEC)
+    fd = os.memfd_create("ulma-full-ring", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     ring = (2 * calls + 4096) * 16 * 2 if mode == "room" else 4096
     session = _core.Session(fd, ring, 4)
     try:

@@ -57,7 +57,7 @@ def child(mode: str, engine: str, interval: int, depth: int) -> None:
     if mode == "plain":
         nested(depth)
         return
-    fd = os.memfd_create("ulma-per-event", os.MFD_CLOEXEC)
+    fd = os.memfd_create("ulma-per-event", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 4096 if mode == "full" else (64 << 20), 4)
     _core.agent_start(fd, resolve_engine(engine), empty=2 if mode == "floor" else 0, cpu_interval_us=interval)
     try:

@@ -304,6 +304,22 @@ def function_named() -> Callable[[Mapping[str, Any], Path, str], tuple[int, dict
     return _function_named
 
 
+def wait_for_agent(proc: subprocess.Popen[str], pid: int | None = None) -> str:
+    """The address the idle agent of `pid` (default: proc's) listens on, once it does."""
+    from ulma.agent.listener import agent_addresses
+
+    pid = proc.pid if pid is None else pid
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(FileNotFoundError):
+            addresses = agent_addresses(pid)
+            if addresses:
+                return addresses[0]
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the agent never listened"
+        time.sleep(0.01)
+
+
 class AgentTarget:
     """`python -m ulma.agent PROGRAM STOP`: a program carrying an idle agent, ready once its agent
     listens; it runs until the file STOP exists (see tests/programs/attach_target.py)."""
@@ -313,13 +329,7 @@ class AgentTarget:
         self.proc = subprocess.Popen([sys.executable, "-m", "ulma.agent", str(program), str(self.stop)],
                                      cwd=program.parent, env=subprocess_env(), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
-        socket = Path(f"/tmp/ulma-{os.getuid()}/agent-{self.proc.pid}.sock")
-        deadline = time.monotonic() + 30
-        while not socket.exists():
-            assert self.proc.poll() is None, self.proc.communicate()
-            assert time.monotonic() < deadline, "the agent never listened"
-            time.sleep(0.01)
-        self.socket = socket
+        self.address = wait_for_agent(self.proc)
 
     def finish(self) -> tuple[int, str, str]:
         self.stop.touch()

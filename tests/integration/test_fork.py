@@ -8,18 +8,16 @@ and gave a leaf function a total above its self time, with nothing dropped.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import kill_group, subprocess_env, ulma_command
+from tests.conftest import kill_group, subprocess_env, ulma_command, wait_for_agent
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 CHILDREN = PROGRAMS_DIR / "fork_children.py"
@@ -91,11 +89,7 @@ def start_idle(launcher: str, go: Path) -> tuple[subprocess.Popen[str], int]:
         line = proc.stderr.readline()
         assert "carries an idle agent" in line, line
         pid = int(line.split("`ulma attach ")[1].rstrip("`\n"))
-    socket = Path(f"/tmp/ulma-{os.getuid()}/agent-{pid}.sock")
-    deadline = time.monotonic() + 30
-    while not socket.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the agent never listened"
-        time.sleep(0.01)
+    wait_for_agent(proc, pid)
     return proc, pid
 
 

@@ -14,7 +14,7 @@ CALLS = 500
 
 
 def test_every_event_made_while_the_ring_fills_and_empties_is_written_or_counted_dropped(engine: str) -> None:
-    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC)
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 4096, 4)  # a few hundred events: full within one chunk
     data: list[bytes] = []
 

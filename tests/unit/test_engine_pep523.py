@@ -28,7 +28,7 @@ def work() -> int:
 
 
 def test_the_programs_own_profile_function_is_kept_when_native_calls_start(engine: str) -> None:
-    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC)
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 1 << 20, 8)
     seen: list[str] = []
 
@@ -123,7 +123,7 @@ def test_an_evaluator_installed_after_ulmas_stays_when_ulma_stops(tmp_path: Path
         import own_evaluator  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(tmp_path))
-    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC)
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 1 << 20, 8)
     try:
         _core.agent_start(fd, "pep523")

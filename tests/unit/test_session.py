@@ -13,7 +13,7 @@ from ulma.format import records
 
 
 def make_session(ring_bytes: int = 1 << 16) -> tuple[int, _core.Session]:
-    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC)
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     return fd, _core.Session(fd, ring_bytes, 4)
 
 

@@ -22,7 +22,7 @@ class Marker(Exception):
 def test_an_exception_unwinding_a_function_named_during_the_unwind_keeps_identity_and_traceback(
     engine: str,
 ) -> None:
-    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC)
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 1 << 20, 8)
     raised = Marker("from the frame named during unwind")
 

@@ -543,22 +543,35 @@ static void session_unmap(void *base)
     g_head_bytes = 0;
 }
 
+/* Does the layout in `p` fit in `size` bytes?  Every offset and size is
+ * first bounded by total_bytes (itself at most the file's size, below 2**63),
+ * so no sum or product below can wrap around. */
+static int layout_fits(const ulma_session_header *p, uint64_t size)
+{
+    uint64_t page = 4096, total = p->total_bytes;
+    if (total > size || p->rings_offset > total || p->symtab_offset > total || p->symtab_bytes > total ||
+        p->freeq_offset > total || p->ring_stride > total)
+        return 0;
+    return p->max_threads != 0 && p->chunk_slots != 0 && p->ring_events >= 2 &&
+           !(p->ring_events & (p->ring_events - 1)) && p->freeq_slots >= p->max_threads &&
+           !(p->freeq_slots & (p->freeq_slots - 1)) && p->rings_offset % page == 0 &&
+           p->ring_stride % page == 0 && p->freeq_offset >= ULMA_HEADER_BYTES && p->freeq_offset % 8 == 0 &&
+           p->ring_stride >= ULMA_RING_HEADER_BYTES &&
+           (p->ring_stride - ULMA_RING_HEADER_BYTES) / sizeof(ulma_event) >= p->ring_events &&
+           p->freeq_offset + (uint64_t)p->freeq_slots * sizeof(uint32_t) <= p->symtab_offset &&
+           p->symtab_offset + p->symtab_bytes <= p->rings_offset &&
+           (total - p->rings_offset) / p->max_threads >= p->ring_stride;
+}
+
 /* Checks the session's layout, keeps our own descriptor of it and maps
  * its header, free queue and symbol table (rings come later, by chunk).
- * Returns the header, or NULL with an exception. */
+ * Whoever handed the memfd over also holds it: were it shrunk under our
+ * mappings, the program's next event would die of SIGBUS.  So it must be
+ * sealed against shrinking (the monitor seals it at creation, session.c)
+ * and, sealed, hold every byte its header describes, before anything is
+ * mapped.  Returns the header, or NULL with an exception. */
 static ulma_session_header *session_map(int fd, const ulma_session_header *p)
 {
-    uint64_t page = 4096;
-    if (p->max_threads == 0 || p->chunk_slots == 0 || p->ring_events < 2 ||
-        (p->ring_events & (p->ring_events - 1)) || p->freeq_slots < p->max_threads ||
-        (p->freeq_slots & (p->freeq_slots - 1)) || p->rings_offset % page || p->ring_stride % page ||
-        p->ring_stride < ULMA_RING_HEADER_BYTES + p->ring_events * sizeof(ulma_event) ||
-        p->freeq_offset + (uint64_t)p->freeq_slots * sizeof(uint32_t) > p->symtab_offset ||
-        p->symtab_offset + p->symtab_bytes > p->rings_offset ||
-        p->rings_offset + p->ring_stride * p->max_threads > p->total_bytes) {
-        PyErr_SetString(PyExc_RuntimeError, "the ulma session header makes no sense");
-        return NULL;
-    }
     /* a descriptor above the program's usual numbers: its own first
      * descriptors are numbered as under plain python */
     struct rlimit rl;
@@ -571,10 +584,21 @@ static ulma_session_header *session_map(int fd, const ulma_session_header *p)
     if (own < 0)
         own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     struct stat st;
+    int seals = own < 0 ? -1 : fcntl(own, F_GET_SEALS);
     if (own < 0 || fstat(own, &st) != 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         if (own >= 0)
             close(own);
+        return NULL;
+    }
+    const char *refused = NULL;
+    if (seals < 0 || !(seals & F_SEAL_SHRINK))
+        refused = "the ulma session is not a memfd sealed against shrinking";
+    else if (st.st_size < 0 || !layout_fits(p, (uint64_t)st.st_size))
+        refused = "the ulma session header makes no sense (or describes more than its memfd holds)";
+    if (refused) {
+        PyErr_SetString(PyExc_RuntimeError, refused);
+        close(own);
         return NULL;
     }
     g_fd = own;

@@ -92,9 +92,11 @@ class AgentOptions:
         return cls(fields[1], fields[2] == "1", interval, exclude, id_limit)
 
 
-def install() -> str:
+def install() -> str | None:
     """Carries an idle agent in this program (hooks off, no cost) that
-    ``ulma attach <pid>`` can connect to; returns its socket path."""
+    ``ulma attach <pid>`` can connect to; returns its socket's address (an
+    abstract socket, as ``ss -x`` shows it), or None, said in one line on
+    stderr, if it cannot listen: the program goes on regardless."""
     from ulma.agent import listener
 
     return listener.install()

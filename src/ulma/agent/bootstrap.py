@@ -130,13 +130,11 @@ def _after_start() -> None:
 
 def _start_idle(boundary: "types.FrameType", recursion_adjust: int = 0) -> None:
     """An idle agent instead of a connected one: hooks stay off until a
-    monitor attaches."""
+    monitor attaches.  If it cannot listen, it says so in one line and the
+    program runs all the same, unprofiled."""
     from ulma.agent import listener
 
-    try:
-        listener.install()
-    except OSError as exc:
-        _fail(f"cannot listen for ulma attach: {exc}")
+    listener.install()
 
 
 def _run_script(path: str, start: "Callable[..., None] | None" = None) -> None:

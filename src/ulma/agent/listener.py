@@ -1,12 +1,21 @@
 """The idle agent: a program carries it at no cost until a monitor attaches.
 
-``install()`` starts a thread that waits on a private Unix socket,
-``/tmp/ulma-<uid>/agent-<pid>.sock`` (directory 0700, socket 0600).  A
-monitor of the same user (checked with SO_PEERCRED) connects and hands over
-the session's memfd; the agent hooks the interpreter, and every thread's
-first event restates its stack.  When the monitor says DETACH, or its
-connection drops, the hooks come off again: while nobody watches, the program
-pays nothing.
+``install()`` starts a thread that waits on a Linux abstract Unix socket,
+``@ulma-agent-<pid>-<random>``.  An abstract socket has no file: nobody can
+plant a directory, a file or a symlink in its place, and the kernel removes
+it with the last descriptor, so an agent killed by a signal leaves nothing
+behind.  Its random part cannot be guessed, so no other user can take the
+name first.  Anyone may connect to an abstract socket: the agent reads the
+peer's uid (SO_PEERCRED) before it reads a byte and closes the connection of
+another user at once, and the monitor checks the agent's uid and pid the
+same way.  A monitor finds the socket of process PID among that process's
+own descriptors (/proc/PID/fd, matched by inode in /proc/PID/net/unix), so no
+other process can pose as it.
+
+The monitor hands over the session's memfd; the agent hooks the interpreter,
+and every thread's first event restates its stack.  When the monitor says
+DETACH, or its connection drops, the hooks come off again: while nobody
+watches, the program pays nothing.
 
 Protocol, one line each way per step::
 
@@ -14,6 +23,11 @@ Protocol, one line each way per step::
     agent -> monitor   OK <pid>\\n  |  ERR <message>\\n
     monitor -> agent   DETACH\\n     (or the connection closes)
     agent -> monitor   BYE\\n
+
+Every read is bounded: a line of at most MAX_LINE bytes, the request within
+REQUEST_SECONDS, every descriptor received closed unless it is the one
+session memfd of the request.  Anything else ends that connection, never the
+listener.
 """
 
 from __future__ import annotations
@@ -21,109 +35,173 @@ from __future__ import annotations
 import array
 import atexit
 import contextlib
+import errno
 import os
 import socket
-import stat
 import struct
+import sys
 import threading
+import time
 
 from ulma import _core
 from ulma.agent import AgentOptions, resolve_engine
 from ulma.agent.bootstrap import start_agent
 
 PROTOCOL = b"ULMA2"  # 2: agent options (native calls, CPU readings, exclusions)
-_AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+ADDRESS_PREFIX = "ulma-agent-"
+MAX_LINE = 4096  # a request: options with many exclusion patterns
+MAX_FDS = 4  # descriptors taken per message; the kernel closes what does not fit
+REQUEST_SECONDS = 5.0  # a peer that has not sent its request by then is dropped
+_ACCEPTING = 0x10000  # __SO_ACCEPTCON in /proc/net/unix's flags: a listening socket
 _lock = threading.Lock()
 _listener: _Listener | None = None
 
 
-def socket_dir(uid: int | None = None) -> str:
-    return os.path.join("/tmp", f"ulma-{os.getuid() if uid is None else uid}")
-
-
-def socket_path(pid: int, uid: int | None = None) -> str:
-    return os.path.join(socket_dir(uid), f"agent-{pid}.sock")
-
-
-def private_dir() -> str:
-    """Our socket directory, created 0700; refused if someone else owns it."""
-    path = socket_dir()
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o700)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise PermissionError(f"{path} is not a private directory of this user; not listening there")
-    return path
-
-
-def _peer_uid(conn: socket.socket) -> int:
+def peer_credentials(conn: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end (for a connection to a
+    listening socket: of the process that made it listen)."""
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return int(pid), int(uid)
 
 
-def _read_line(conn: socket.socket, fds: list[int] | None = None) -> bytes:
-    """One protocol line (short), collecting any descriptors sent with it."""
+def close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def read_message(conn: socket.socket, limit: int = MAX_LINE) -> tuple[bytes, list[int]]:
+    """One protocol line, at most `limit` bytes (shorter if the peer stopped
+    or closed), and the descriptors that came with it; the caller closes
+    them.  Raises OSError (a timeout included): what was received is closed."""
     data = b""
-    while not data.endswith(b"\n") and len(data) < 256:
-        msg, anc, _flags, _addr = conn.recvmsg(256, socket.CMSG_SPACE(4 * array.array("i").itemsize))
-        if not msg:
-            break
-        data += msg
-        for level, kind, payload in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and fds is not None:
-                got = array.array("i")
-                got.frombytes(payload[: len(payload) - len(payload) % got.itemsize])
-                fds.extend(got)
+    fds: list[int] = []
+    ancillary = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+    try:
+        while b"\n" not in data and len(data) < limit:
+            msg, anc, _flags, _addr = conn.recvmsg(limit - len(data), ancillary, socket.MSG_CMSG_CLOEXEC)
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    got = array.array("i")
+                    got.frombytes(payload[: len(payload) - len(payload) % got.itemsize])
+                    fds.extend(got)
+            if not msg:
+                break
+            data += msg
+    except BaseException:
+        close_all(fds)
+        raise
+    return data, fds
+
+
+def read_line(conn: socket.socket, limit: int = MAX_LINE) -> bytes:
+    """read_message() for a line that carries no descriptor: any that came are closed."""
+    data, fds = read_message(conn, limit)
+    close_all(fds)
     return data
+
+
+def agent_addresses(pid: int) -> list[str]:
+    """The abstract addresses ("\\0ulma-agent-...") that process `pid` listens
+    on: names in its network namespace's socket table whose inode is one of
+    the process's own descriptors.  Raises OSError if its /proc cannot be read."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:[") and link.endswith("]"):
+                inodes.add(link[8:-1].encode())
+    found: list[str] = []
+    prefix = b"@" + ADDRESS_PREFIX.encode()
+    with open(f"/proc/{pid}/net/unix", "rb") as table:
+        for line in table:  # Num RefCount Protocol Flags Type St Inode Path
+            fields = line.split()
+            if (len(fields) == 8 and fields[7].startswith(prefix) and fields[6] in inodes
+                    and int(fields[3], 16) & _ACCEPTING):
+                address = "\0" + fields[7][1:].decode("ascii", "replace")
+                if address not in found:
+                    found.append(address)
+    return found
+
+
+def _listening_socket() -> tuple[socket.socket, str]:
+    """A listening abstract socket under a fresh unguessable name."""
+    for _ in range(8):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(None)  # blocking, whatever socket.setdefaulttimeout() the program chose
+        address = f"\0{ADDRESS_PREFIX}{os.getpid()}-{os.urandom(8).hex()}"
+        try:
+            sock.bind(address)
+            sock.listen(16)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                continue  # taken (by chance, or by someone who guessed): another name
+            raise
+        return sock, address
+    raise OSError(errno.EADDRINUSE, "no free name for the agent's socket")
 
 
 class _Listener:
     def __init__(self) -> None:
-        self.path = socket_path(os.getpid())
-        private_dir()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # a stale socket of an earlier process with our pid
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o177)
-        try:
-            self.sock.bind(self.path)
-        finally:
-            os.umask(old)
-        self.sock.listen(1)
+        self.sock, self.address = _listening_socket()
         self.pid = os.getpid()
+        self.closed = False
         self.thread = threading.Thread(target=self._serve, name="ulma-agent-listener", daemon=True)
-        self.thread.start()
+        try:
+            self.thread.start()
+        except BaseException:
+            self.sock.close()
+            raise
         atexit.register(self.close)
 
+    @property
+    def name(self) -> str:
+        """The address as tools print it (`ss -x`, /proc/net/unix): '@' for the NUL."""
+        return "@" + self.address[1:]
+
     def close(self) -> None:
+        self.closed = True
         _core.agent_stop()
-        if os.getpid() == self.pid:
+        if os.getpid() == self.pid:  # (a forked child shares the socket: only its own copy goes)
             with contextlib.suppress(OSError):
-                os.unlink(self.path)
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept()
         with contextlib.suppress(OSError):
             self.sock.close()
 
     def _serve(self) -> None:
         _core.agent_ignore_thread()  # the listener is ulma, not the program
-        while True:
+        while not self.closed:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
-                return  # closed at exit
-            with conn, contextlib.suppress(OSError):
-                self._session(conn)
-            _core.agent_stop()  # the monitor is gone: hooks off
+                if self.closed:
+                    return
+                time.sleep(0.1)  # out of descriptors or memory for now: try again
+                continue
+            with conn:
+                try:
+                    self._session(conn)
+                except OSError:
+                    pass  # the peer went away, sent too little, or too slowly
+                except Exception as exc:  # a bug of ours: this connection ends, the listener goes on
+                    with contextlib.suppress(OSError):
+                        conn.sendall(f"ERR the agent failed: {type(exc).__name__}\n".encode())
+                finally:
+                    _core.agent_stop()  # the monitor is gone: hooks off
 
     def _session(self, conn: socket.socket) -> None:
-        if _peer_uid(conn) != os.getuid():
+        conn.settimeout(REQUEST_SECONDS)
+        _pid, uid = peer_credentials(conn)
+        if uid != os.getuid():
             conn.sendall(b"ERR attaching needs the same user\n")
             return
-        fds: list[int] = []
-        line = _read_line(conn, fds)
+        line, fds = read_message(conn)
         try:
-            words = line.decode().split()
-            if len(words) != 3 or words[0] != "ATTACH" or words[1] != PROTOCOL.decode() or len(fds) != 1:
+            words = line.decode("ascii", "replace").split()
+            if (not line.endswith(b"\n") or len(words) != 3 or words[0] != "ATTACH"
+                    or words[1] != PROTOCOL.decode() or len(fds) != 1):
                 conn.sendall(b"ERR bad request (is the monitor another ulma version?)\n")
                 return
             try:
@@ -134,19 +212,27 @@ class _Listener:
                 conn.sendall(f"ERR {exc}\n".encode())
                 return
         finally:
-            for fd in fds:
-                os.close(fd)
+            close_all(fds)
         conn.sendall(f"OK {os.getpid()}\n".encode())
-        _read_line(conn)  # DETACH, or the connection closing
+        conn.settimeout(None)  # attached for as long as the monitor likes
+        read_line(conn)  # DETACH, the connection closing, or anything else: all detach
         _core.agent_stop()
         conn.sendall(b"BYE\n")
 
 
-def install() -> str:
-    """Carries an idle agent in this program; returns the socket path that
-    `ulma attach <pid>` connects to.  Idempotent."""
+def install() -> str | None:
+    """Carries an idle agent in this program; returns the socket's address
+    (as `ss -x` shows it) that `ulma attach <pid>` finds.  Idempotent.  If it
+    cannot listen, it says so in one line on stderr, returns None, and the
+    program goes on unprofiled."""
     global _listener
     with _lock:
         if _listener is None or _listener.pid != os.getpid():
-            _listener = _Listener()
-        return _listener.path
+            try:
+                _listener = _Listener()
+            except (OSError, RuntimeError) as exc:
+                sys.stderr.write(f"ulma: cannot listen for ulma attach ({exc}); "
+                                 "the program runs without an agent\n")
+                sys.stderr.flush()
+                return None
+        return _listener.name

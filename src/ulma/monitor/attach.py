@@ -21,54 +21,77 @@ class AttachError(Exception):
     """Why we cannot attach, in one line."""
 
 
-def check_target(pid: int) -> str:
-    """The agent's socket path for `pid`, after checking the process is there,
-    is ours, and listens."""
+def check_target(pid: int) -> list[str]:
+    """The addresses the agent of `pid` may listen on, after checking the
+    process is there, is ours, and shares our network namespace (where its
+    abstract socket lives)."""
     try:
         st = os.stat(f"/proc/{pid}")
     except FileNotFoundError:
         raise AttachError(f"no process {pid}") from None
     if st.st_uid != os.getuid():
         raise AttachError(f"process {pid} belongs to another user; ulma attaches only to your own")
-    path = listener.socket_path(pid)
     try:
-        sst = os.lstat(path)
+        if os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino:
+            raise AttachError(f"process {pid} is in another network namespace; run ulma attach inside it")
+        addresses = listener.agent_addresses(pid)
     except FileNotFoundError:
+        raise AttachError(f"no process {pid}") from None
+    except OSError as exc:
+        raise AttachError(f"cannot look at process {pid}: {exc.strerror}") from None
+    if not addresses:
         raise AttachError(f"process {pid} has no ulma agent (start it with `python -m ulma.agent` "
-                          "or call ulma.agent.install() in the program)") from None
-    dst = os.lstat(os.path.dirname(path))
-    if sst.st_uid != os.getuid() or dst.st_uid != os.getuid() or dst.st_mode & 0o077:
-        raise AttachError(f"{path} is not private to you; refusing to use it")
-    return path
+                          "or call ulma.agent.install() in the program)")
+    return addresses
+
+
+def _connect(pid: int, addresses: list[str], timeout: float) -> socket.socket:
+    """A connection to the agent that process `pid` itself runs, as our user
+    (SO_PEERCRED: a socket the process only inherited answers for another pid)."""
+    why = f"process {pid} has no ulma agent listening"
+    for address in addresses:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+            peer_pid, peer_uid = listener.peer_credentials(sock)
+        except OSError as exc:
+            sock.close()
+            why = f"cannot talk to the agent of process {pid}: {exc}"
+            continue
+        if peer_uid == os.getuid() and peer_pid == pid:
+            return sock
+        sock.close()
+        if peer_uid != os.getuid():
+            why = f"the socket of process {pid} is another user's; refusing to use it"
+    raise AttachError(why)
 
 
 class Attachment:
     """A monitor attached to a running program (same interface as Run for views)."""
 
     def __init__(self, pid: int, options: Options, *, timeout: float = 10.0) -> None:
-        path = check_target(pid)
+        addresses = check_target(pid)
         self.pid = pid
         self.options = options
-        self.session = Session(options.ring_bytes, options.max_threads)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.sock.settimeout(timeout)
+        self.sock = _connect(pid, addresses, timeout)
         try:
-            try:
-                self.sock.connect(path)
-            except ConnectionRefusedError:
-                raise AttachError(f"process {pid} has a stale ulma socket and no agent listening") from None
+            self.session = Session(options.ring_bytes, options.max_threads)
+        except BaseException:
+            self.sock.close()
+            raise
+        try:
             request = f"ATTACH {listener.PROTOCOL.decode()} {options.agent().encode()}\n".encode()
             fds = array.array("i", [self.session.fd])
             self.sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
-            reply = listener._read_line(self.sock).decode(errors="replace").strip()
-        except (OSError, AttachError) as exc:
+            reply = listener.read_line(self.sock).decode("utf-8", "replace").strip()
+        except OSError as exc:
             self._abandon()
-            if isinstance(exc, AttachError):
-                raise
             raise AttachError(f"cannot talk to the agent of process {pid}: {exc}") from None
         if not reply.startswith("OK"):
             self._abandon()
             message = reply.removeprefix("ERR ").strip() or "the agent closed the connection"
+            message = "".join(c if c.isprintable() else "?" for c in message)[:300]
             raise AttachError(f"process {pid} refused: {message}")
         self.session.close_fd()
         self._unhooked = False
@@ -115,7 +138,7 @@ class Attachment:
         try:
             self.sock.settimeout(5.0)
             self.sock.sendall(b"DETACH\n")
-            listener._read_line(self.sock)  # BYE
+            listener.read_line(self.sock)  # BYE
         except OSError:
             pass  # the program is gone: what it wrote is in the session anyway
 

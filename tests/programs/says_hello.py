@@ -1,0 +1,3 @@
+"""Prints one line and ends: a program whose whole output a test can compare."""
+
+print("hello")
