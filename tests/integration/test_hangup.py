@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import missing_dependency, subprocess_env
+from tests.conftest import agent_target, missing_dependency, subprocess_env
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 TARGET = PROGRAMS_DIR / "hangup_target.py"
@@ -258,3 +258,42 @@ def test_a_killed_monitor_leaves_the_output_for_the_next_ulma_to_name_and_shown_
     assert f"hangup_target {pid_file_b.read_text()} on stdout" in screen, screen
     assert LEFTOVER.search(screen), screen
     assert kept_runs(state_dir) == [kept]
+
+
+ATTACH_TARGET = PROGRAMS_DIR / "attach_target.py"
+
+
+def attached(tmux: Tmux, session: str) -> None:
+    wait_for("the attached live view", lambda: "tick" in tmux.screen(session), lambda: tmux.screen(session))
+
+
+def test_closing_the_terminal_of_a_live_attach_detaches_writes_json_and_the_program_goes_on(
+        tmux: Tmux, tmp_path: Path) -> None:
+    out = tmp_path / "attach.json"
+    with agent_target(ATTACH_TARGET, tmp_path) as target:
+        ulma = tmux.start("s", [sys.executable, "-m", "ulma", "attach", "--json", str(out),
+                                str(target.proc.pid)])
+        attached(tmux, "s")
+        tmux.tmux("kill-session", "-t", "s")
+        left = wait_gone([ulma], GONE_WITHIN)
+        assert not left, f"ulma attach {ulma} still running {GONE_WITHIN} s after its terminal closed"
+        assert sum(int(f["calls"]) for f in report(out)["functions"] if f["name"] == "tick") > 0
+        assert target.proc.poll() is None, "detaching must leave the program running"
+        code, stdout, _ = target.finish()
+        assert code == 3 and stdout.startswith("ticks=")
+
+
+def test_sigterm_to_ulma_attach_in_its_live_view_detaches_and_writes_json(tmux: Tmux, tmp_path: Path) -> None:
+    out = tmp_path / "attach.json"
+    with agent_target(ATTACH_TARGET, tmp_path) as target:
+        ulma = tmux.start("s", [sys.executable, "-m", "ulma", "attach", "--json", str(out),
+                                str(target.proc.pid)])
+        attached(tmux, "s")
+        os.kill(ulma, signal.SIGTERM)
+        left = wait_gone([ulma], GONE_WITHIN)
+        assert not left, f"ulma attach {ulma} still running {GONE_WITHIN} s after SIGTERM"
+        assert "Traceback" not in tmux.screen("s")
+        assert sum(int(f["calls"]) for f in report(out)["functions"] if f["name"] == "tick") > 0
+        assert target.proc.poll() is None, "detaching must leave the program running"
+        code, stdout, _ = target.finish()
+        assert code == 3 and stdout.startswith("ticks=")

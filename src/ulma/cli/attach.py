@@ -18,6 +18,7 @@ from ulma.cli.run import (
 )
 from ulma.exporters import json_report
 from ulma.monitor import session as sessions
+from ulma.monitor import terminal
 from ulma.monitor.attach import AttachError, Attachment
 from ulma.views.report import print_report
 from ulma.views.units import fmt_ns
@@ -25,15 +26,56 @@ from ulma.views.units import fmt_ns
 HELP = "attach to a running program that carries an idle ulma agent; Ctrl-C detaches"
 
 
-def _watch(att: Attachment, pid: int, duration: float | None, clock: str) -> str:
-    """The live view over an attachment; closing it (q, Ctrl-C) detaches."""
+class Detaching:
+    """Ctrl-C, SIGTERM and SIGHUP detach: the program is not ulma's, it goes on.
+    SIGHUP from a terminal that went away (or a redraw that finds it gone, with
+    SIGHUP ignored) also points the descriptors that were the terminal at
+    /dev/null, so the report and --json are still written on the way out."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.terminals = terminal.terminals()
+        self.gone = False
+        self._old: dict[int, terminal.Handler] = {}
+
+    def terminal_gone(self) -> bool:
+        if not self.gone and terminal.hung_up(self.terminals):
+            self.gone = True
+            terminal.let_go(self.terminals)
+        return self.gone
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.terminal_gone()
+        self.stop.set()
+
+    def __enter__(self) -> Detaching:
+        self._old = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+        for sig in self.SIGNALS:
+            if self._old[sig] != signal.SIG_IGN:  # nohup: ignored still
+                signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        if self.stop.is_set():  # a second signal must not cut the report and --json short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _watch(att: Attachment, pid: int, duration: float | None, clock: str, signals: Detaching) -> str:
+    """The live view over an attachment; closing it (q, Ctrl-C, SIGTERM, SIGHUP) detaches."""
     from ulma.monitor.live import LiveAttachment
     from ulma.views.live import LiveView, ViewSettings
 
     live = LiveAttachment(att, duration).start()
     try:
         LiveView(live, ViewSettings(title=f"attached to process {pid}", exit_when_done=True,
-                                       clock=clock)).run()
+                                    clock=clock, close_requested=signals.stop,
+                                    terminal_gone=signals.terminal_gone)).run()
     except Exception as exc:
         sys.stderr.write(f"ulma: the live view failed ({type(exc).__name__}: {exc}); detaching\n")
     live.stop()
@@ -70,22 +112,13 @@ def execute(argv: list[str]) -> int:
             cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude)))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    old = signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
+    with Detaching() as signals:
         if live:
-            why = _watch(att, opts.pid, opts.duration, opts.clock)
+            why = _watch(att, opts.pid, opts.duration, opts.clock, signals)
         else:
             sys.stderr.write(f"ulma: attached to process {opts.pid}; Ctrl-C detaches\n")
-            why = att.drain_until(stop, opts.duration)
-    finally:
-        signal.signal(signal.SIGINT, old)
-    profile = att.detach()
+            why = att.drain_until(signals.stop, opts.duration)
+        profile = att.detach()
     ended = "the program ended" if why == "exited" else "detached; the program goes on"
     sys.stderr.write(f"ulma: {ended} after {fmt_ns(profile.wall_ns)} attached\n")
     if opts.json:
