@@ -205,3 +205,32 @@ def test_the_live_view_over_an_attachment_detaches_on_q_and_the_program_goes_on(
     assert target.proc.poll() is None  # still running, hooks off
     code, out, _err = target.finish()
     assert code == 3 and out.startswith("ticks=")
+
+
+def test_a_second_monitor_is_told_at_once_that_one_is_attached_and_the_first_goes_on(
+        target: AgentTarget, run_ulma: RunFn, tmp_path: Path) -> None:
+    out = tmp_path / "first.json"
+    first = subprocess.Popen([sys.executable, "-m", "ulma", "attach", "--no-live", "--duration", "20",
+                              "--no-report", "--json", str(out), str(target.proc.pid)],
+                             env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stderr is not None
+        assert "attached to process" in first.stderr.readline()
+        started = time.monotonic()
+        second = run_ulma(["attach", "--no-live", "--duration", "1", str(target.proc.pid)])
+        waited = time.monotonic() - started
+        assert second.returncode == 1
+        [line] = second.stderr.splitlines()
+        assert "already attached" in line and f"monitor process {first.pid}" in line, line
+        # told, not left to wait for the 10 s the monitor gives an agent to answer
+        assert waited < 8, f"the second monitor waited {waited:.1f} s"
+        first.send_signal(2)  # Ctrl-C detaches the first: its report covers what it saw
+        first.communicate(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0
+    assert tick_calls(json.loads(out.read_text())) > 0
+    code, _, _ = target.finish()
+    assert code == 3

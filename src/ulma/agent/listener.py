@@ -37,6 +37,7 @@ import atexit
 import contextlib
 import errno
 import os
+import selectors
 import socket
 import struct
 import sys
@@ -215,9 +216,36 @@ class _Listener:
             close_all(fds)
         conn.sendall(f"OK {os.getpid()}\n".encode())
         conn.settimeout(None)  # attached for as long as the monitor likes
+        self._attached(conn, _pid)
         read_line(conn)  # DETACH, the connection closing, or anything else: all detach
         _core.agent_stop()
         conn.sendall(b"BYE\n")
+
+    def _attached(self, conn: socket.socket, monitor: int) -> None:
+        """Waits until the monitor says something (or goes); meanwhile another
+        monitor that connects is told at once that one is attached, instead of
+        waiting in the backlog until it gives up."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(conn, selectors.EVENT_READ)
+            sel.register(self.sock, selectors.EVENT_READ)
+            while not self.closed:
+                for key, _ in sel.select():
+                    if key.fileobj is conn:
+                        return
+                    self._refuse_busy(monitor)
+
+    def _refuse_busy(self, monitor: int) -> None:
+        try:
+            other, _ = self.sock.accept()
+        except OSError:
+            return
+        with other:
+            other.settimeout(REQUEST_SECONDS)
+            with contextlib.suppress(OSError):
+                _pid, uid = peer_credentials(other)
+                message = (f"ERR already attached (monitor process {monitor}); detach it first\n"
+                           if uid == os.getuid() else "ERR attaching needs the same user\n")
+                other.sendall(message.encode())
 
 
 def install() -> str | None:

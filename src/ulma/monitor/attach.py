@@ -83,7 +83,10 @@ class Attachment:
         try:
             request = f"ATTACH {listener.PROTOCOL.decode()} {options.agent().encode()}\n".encode()
             fds = array.array("i", [self.session.fd])
-            self.sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+            try:
+                self.sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+            except BrokenPipeError:
+                pass  # the agent answered and closed before reading (busy): its answer is read below
             reply = listener.read_line(self.sock).decode("utf-8", "replace").strip()
         except OSError as exc:
             self._abandon()
