@@ -7,6 +7,7 @@ leaves it running."""
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import socket
 import threading
@@ -83,10 +84,9 @@ class Attachment:
         try:
             request = f"ATTACH {listener.PROTOCOL.decode()} {options.agent().encode()}\n".encode()
             fds = array.array("i", [self.session.fd])
-            try:
+            # BrokenPipeError: the agent answered and closed before reading (busy): read its answer
+            with contextlib.suppress(BrokenPipeError):
                 self.sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
-            except BrokenPipeError:
-                pass  # the agent answered and closed before reading (busy): its answer is read below
             reply = listener.read_line(self.sock).decode("utf-8", "replace").strip()
         except OSError as exc:
             self._abandon()
