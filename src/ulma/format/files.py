@@ -39,7 +39,10 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, TextIO
+
+TYPE_CHECKING = False  # typing is for the type checker only: `ulma run` does not import it
+if TYPE_CHECKING:
+    from typing import BinaryIO, TextIO
 
 MODE = 0o600
 _TEMP_TRIES = 100

@@ -19,7 +19,10 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from typing import IO, BinaryIO
+
+TYPE_CHECKING = False  # typing is for the type checker only: `ulma run` does not import it
+if TYPE_CHECKING:
+    from typing import IO, BinaryIO
 
 CHUNK = 1 << 16
 STREAMS = ("stdout", "stderr")

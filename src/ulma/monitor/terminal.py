@@ -17,9 +17,12 @@ import subprocess
 import termios
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
 
-Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+TYPE_CHECKING = False  # typing is for the type checker only: `ulma run` does not import it
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    Handler: TypeAlias = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 STANDARD = (0, 1, 2)
 
