@@ -91,8 +91,11 @@ def test_a_truncated_file_reads_up_to_its_last_whole_chunk_and_says_what_was_cut
 @pytest.mark.parametrize(("blob", "message"), [
     (b"", "not an ulma trace"),
     (b"GARBAGE!" * 10, "not an ulma trace"),
-    (struct.pack("<8sHHIQQ", trace.MAGIC, trace.VERSION + 1, 32, 0, 0, 0), "this ulma reads up to"),
-    (struct.pack("<8sHHIQQ", trace.MAGIC, trace.VERSION, 32, 0, 0, 0), "no readable metadata"),
+    (trace.file_header(trace.VERSION + 1, 0), "is trace format 3; this ulma reads formats 1 up to 2"),
+    (trace.file_header(0, 0), "is trace format 0; this ulma reads formats 1 up to 2"),
+    (trace.file_header(trace.VERSION, 0), "no readable metadata"),
+    (trace.file_header(trace.VERSION, 0)[:-8] + bytes(8), "damaged header"),  # its checksum
+    (trace.file_header(1, 0), "no readable metadata"),  # format 1: no header checksum
 ])
 def test_files_that_are_not_readable_traces_get_one_clear_error(
         tmp_path: Path, blob: bytes, message: str) -> None:
@@ -117,11 +120,6 @@ def chunk_offsets(blob: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def unchecked_header_bytes(blob: bytes) -> set[int]:
-    """The positions of the chunk headers' kind, reserved and thread fields, which no checksum covers."""
-    return {at + i for at, _kind in chunk_offsets(blob) for i in (4, *range(6, 12))}
-
-
 def changed(before: bytes, after: bytes) -> set[int]:
     return {i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b}
 
@@ -144,11 +142,10 @@ def test_damaged_files_never_crash_the_reader(tmp_path: Path, data: st.DataObjec
     except trace.TraceError:
         return
     profile = load_profile(reader)  # a partial result, never an exception
-    # Damage is never silent: without a warning the result is the whole file's (the damage hit a
-    # byte that nothing reads, or wrote back the same value).  The chunk headers' kind and thread
-    # are not under the checksum: test_a_damaged_chunk_kind_or_thread_is_not_silent.
-    if not reader.warnings and not unchecked_header_bytes(bytes(path.read_bytes())) & changed(
-            path.read_bytes(), bytes(blob)):
+    # Damage is never silent: without a warning the result is the whole file's (the damage wrote
+    # back the same value, or cut the file right after a chunk: then the END record is missing).
+    if not reader.warnings:
+        assert bytes(blob) == path.read_bytes()
         assert [(f.name, f.calls, f.total_ns) for f in profile.functions] == [("work", 3000, 3000 * 5 * 0.5)]
         assert profile.dropped == 3
     for f in profile.functions:  # a partial result: never more than was written
@@ -214,11 +211,6 @@ def test_one_record_with_a_large_id_takes_bounded_memory(tmp_path: Path) -> None
     assert [f.calls for f in profile.functions] == [1]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a chunk header's kind and thread are outside its crc32 (which covers the stored bytes only): an "
-    "events chunk whose kind byte reads META is skipped, and one whose thread changed moves to "
-    "another thread (its drops with it), without a warning; the fix is a checksum over the header "
-    "too, a trace format change"))
 @pytest.mark.parametrize(("field", "at"), [("kind", 4), ("thread", 8)])
 def test_a_damaged_chunk_kind_or_thread_is_not_silent(tmp_path: Path, field: str, at: int) -> None:
     path, bad = tmp_path / "t.ulma", tmp_path / "bad.ulma"
@@ -229,4 +221,5 @@ def test_a_damaged_chunk_kind_or_thread_is_not_silent(tmp_path: Path, field: str
     bad.write_bytes(bytes(blob))
     reader = trace.TraceReader(str(bad))
     profile = load_profile(reader)
-    assert reader.warnings or ([f.calls for f in profile.functions], profile.dropped) == ([3000], 3), field
+    assert any("fails its checksum" in w for w in reader.warnings), (field, reader.warnings)
+    assert profile.functions == [], "nothing after the damage is read"
