@@ -190,7 +190,8 @@ def _fits(value: Any, field: _Field) -> bool:
     if field.kind is str:
         return isinstance(value, str) and (r is None or len(value) <= r.high)
     if field.kind is int:
-        return isinstance(value, int) and not isinstance(value, bool) and (r is None or r.low <= value <= r.high)
+        return isinstance(value, int) and not isinstance(value, bool) \
+            and (r is None or r.low <= value <= r.high)
     if field.kind is float:
         return isinstance(value, int | float) and not isinstance(value, bool) \
             and (r is None or r.low <= value <= r.high)

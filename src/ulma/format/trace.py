@@ -38,12 +38,13 @@ CALIB and END are checked against ``ulma.format.schema``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
@@ -213,7 +214,8 @@ def file_header(version: int, created: int) -> bytes:
     return head if version < 2 else head[:24] + struct.pack("<Q", zlib.crc32(head[:24]))
 
 
-def chunk_header(kind: int, codec: int, thread: int, stored: bytes, raw_length: int, version: int = VERSION) -> bytes:
+def chunk_header(kind: int, codec: int, thread: int, stored: bytes, raw_length: int,
+                 version: int = VERSION) -> bytes:
     """A chunk's 24-byte header; from format 2 its crc32 covers the header's other
     fields as well as the stored bytes."""
     head = _CHUNK.pack(CHUNK_MAGIC, kind, codec, 0, thread, len(stored), raw_length, 0)[:20]
@@ -264,9 +266,8 @@ class TraceReader:
         if header_bytes < _HEADER.size:
             raise TraceError(f"{self.path} has a damaged header")
         self.version, self._first = version, header_bytes
-        reading = self._chunks(parse=False)
-        first = next(reading, None)
-        reading.close()
+        with contextlib.closing(self._chunks(parse=False)) as reading:
+            first = next(reading, None)
         if first is None or first.kind != META:
             problem = f" ({self.warnings[0].split(' at byte')[0]})" if self.warnings else ""
             raise TraceError(f"{self.path} has no readable metadata chunk{problem}")
@@ -283,7 +284,7 @@ class TraceReader:
         file has yielded its decompression budget."""
         return self._chunks(parse=True)
 
-    def _chunks(self, *, parse: bool) -> Iterator[Chunk]:
+    def _chunks(self, *, parse: bool) -> Generator[Chunk]:
         self.warnings[:] = self._meta_warnings
         left = budget(self.size)
         with open(self.path, "rb") as f:
