@@ -89,6 +89,14 @@ def test_a_string_longer_than_the_schema_allows_is_dropped(tmp_path: Path) -> No
     assert reader.meta == {"engine": "pep523"} and warned(reader, "metadata has python")
 
 
+@pytest.mark.parametrize("text", [b'"\\ud800"', b'"\xed\xa0\x80"'])
+def test_a_string_with_a_lone_surrogate_is_dropped(tmp_path: Path, text: bytes) -> None:
+    """json reads both (the second: UTF-8-encoded surrogates); pprof's writer then failed on it
+    (found by the fuzzer)."""
+    reader = read(tmp_path, meta=b'{"python": ' + text + b', "engine": "pep523"}')
+    assert reader.meta == {"engine": "pep523"} and warned(reader, "metadata has python")
+
+
 def test_unknown_keys_are_ignored_without_a_warning(tmp_path: Path) -> None:
     reader = read(tmp_path, end=b'{"from_a_newer_ulma": NaN, "wall_ns": 5}')
     assert reader.end == {"wall_ns": 5} and reader.warnings == []

@@ -21,6 +21,7 @@ from tests.hostile_traces import (
     WORK,
     HostileTrace,
     bounded,
+    file_header,
     raw_chunk,
     raw_trace,
     symbols_chunk,
@@ -104,11 +105,11 @@ def test_a_truncated_file_reads_up_to_its_last_whole_chunk_and_says_what_was_cut
 @pytest.mark.parametrize(("blob", "message"), [
     (b"", "not an ulma trace"),
     (b"GARBAGE!" * 10, "not an ulma trace"),
-    (trace.file_header(trace.VERSION + 1, 0), "is trace format 3; this ulma reads formats 1 up to 2"),
-    (trace.file_header(0, 0), "is trace format 0; this ulma reads formats 1 up to 2"),
-    (trace.file_header(trace.VERSION, 0), "no readable metadata"),
-    (trace.file_header(trace.VERSION, 0)[:-8] + bytes(8), "damaged header"),  # its checksum
-    (trace.file_header(1, 0), "no readable metadata"),  # format 1: no header checksum
+    (file_header(3), "is trace format 3; this ulma reads formats 1 up to 2"),
+    (file_header(0), "is trace format 0; this ulma reads formats 1 up to 2"),
+    (file_header(2), "no readable metadata"),
+    (file_header(2)[:-8] + bytes(8), "damaged header"),  # its checksum
+    (file_header(1), "no readable metadata"),  # format 1: no header checksum
 ])
 def test_files_that_are_not_readable_traces_get_one_clear_error(
         tmp_path: Path, blob: bytes, message: str) -> None:

@@ -12,7 +12,8 @@ never reaches a report or an export:
 - a value that is not finite (``NaN``, ``Infinity`` -- which Python's json
   accepts -- or a float that overflows, ``1e400``), of the wrong type (a float
   or a boolean where a count is due), outside its range, or a string longer
-  than ``MAX_TEXT`` is dropped, and the record's problems named in one line.
+  than ``MAX_TEXT`` or holding a lone surrogate (which json lets through) is
+  dropped, and the record's problems named in one line.
 
 Unknown keys are ignored: a newer writer may add some.
 """
@@ -187,8 +188,8 @@ def _fits(value: Any, field: _Field) -> bool:
     r = field.range
     if field.kind is bool:
         return isinstance(value, bool)
-    if field.kind is str:
-        return isinstance(value, str) and (r is None or len(value) <= r.high)
+    if field.kind is str:  # json lets lone surrogates through ("\ud800"): no UTF-8 writer takes them
+        return isinstance(value, str) and (r is None or len(value) <= r.high) and _utf8(value)
     if field.kind is int:
         return isinstance(value, int) and not isinstance(value, bool) \
             and (r is None or r.low <= value <= r.high)
@@ -196,6 +197,14 @@ def _fits(value: Any, field: _Field) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool) \
             and (r is None or r.low <= value <= r.high)
     raise TypeError(field.kind)  # pragma: no cover -- a hint above that this module does not know
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _slots(value: Any, field: _Field) -> dict[str, int]:

@@ -77,7 +77,6 @@ MAX_CHUNK_BYTES: Final = 64 << 20  # format 1's limit for every kind (its events
 MAX_WINDOW: Final = 8 << 20  # a zstd window the writer (level 1, chunks of 1 MiB) never exceeds
 BUDGET_RATIO: Final = 64  # decompressed bytes a file may yield per byte of its size ...
 BUDGET_FLOOR: Final = 32 << 20  # ... and at least this many, whatever its size
-NS_PER_TICK_RANGE: Final = schema.NS_PER_TICK_RANGE
 
 
 def budget(size: int) -> int:
