@@ -26,10 +26,10 @@ the reader says how much was lost.  Nothing in a trace is ever executed.
 
 What a reader spends on a file is bounded by the file, whatever it holds:
 each chunk's raw length is at most its kind's maximum (``MAX_RAW``: an events
-chunk holds at most ``EVENTS_PER_CHUNK`` records), a zstd frame is
-decompressed into at most that many bytes (a frame whose header claims more,
-or that yields more, or needs a window above ``MAX_WINDOW``, is damage: its
-content size is never trusted for an allocation), and a file yields at most
+chunk holds at most ``EVENTS_PER_CHUNK`` records; format 1: 64 MiB), a zstd
+frame is decompressed into at most the chunk's raw length (a frame whose header
+claims more, or that yields more, or needs a window above ``MAX_WINDOW``, is
+damage: its content size is never trusted for an allocation), and a file yields at most
 ``budget(size)`` decompressed bytes in all -- ``BUDGET_RATIO`` times its size
 (real traces expand about 5 times), and never less than ``BUDGET_FLOOR``;
 past it the reader stops with a warning, as for a file cut short.  META,
