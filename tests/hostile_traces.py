@@ -308,7 +308,7 @@ CRAFTED: dict[str, Crafted] = {
         {"report", "chrome", "speedscope", "pprof", "collapsed", "pstats"})),
     "nan_and_infinity_in_end": Crafted(lambda p: raw_trace(
         p, _work_chunks(), end=b'{"wall_ns": NaN, "ns_per_tick": Infinity, "probe_ns": -Infinity, '
-                               b'"dropped": {"0": NaN}}'), warns="wall_ns, probe_ns, dropped"),
+                               b'"dropped": {"0": NaN}}'), warns="ns_per_tick, probe_ns, wall_ns, dropped"),
     "overflowing_float_in_calib": Crafted(lambda p: raw_trace(
         p, [*_work_chunks(), raw_chunk(trace.CALIB, b'{"ns_per_tick": 1e400}')], end=None),
         warns="the calib record has ns_per_tick"),
