@@ -22,8 +22,18 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 DEFAULT_TIMEOUT = 120.0
+
+# Fuzzing budget.  "ci" (the default) keeps the fuzz tests of trace files (tests/format,
+# tests/exporters/test_export_fuzz.py) to about a minute per Python on CI's runner, the same
+# examples on every run being no goal (a failure prints its reproduction blob); "long"
+# (HYPOTHESIS_PROFILE=long) searches twenty times deeper.  Those tests set no count of their own.
+settings.register_profile("ci", max_examples=150, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("long", settings.get_profile("ci"), max_examples=3000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 Completed = subprocess.CompletedProcess[str]
 RunFn = Callable[..., Completed]

@@ -1,6 +1,10 @@
-"""Every export format on trace files whose chunks are intact but whose records are hostile
-(tests/hostile_traces.py): `ulma export` writes a file its readers can parse, or says what is wrong
-in one line; never a traceback, a hang or unbounded memory."""
+"""`ulma report` and every export format on hostile trace files (tests/hostile_traces.py): files
+whose chunks are intact but whose records are hostile, and files put together chunk by chunk
+whose headers, zstd frames and JSON records lie too.  Each command writes what its readers can
+parse, or says what is wrong in one line; never a traceback, a hang or unbounded memory.
+
+How many examples: the hypothesis profile (tests/conftest.py; "ci" by default, about a minute
+for this file per Python; HYPOTHESIS_PROFILE=long for a deeper search)."""
 
 from __future__ import annotations
 
@@ -14,10 +18,10 @@ import pstats
 from pathlib import Path
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+import hypothesis.strategies as st
+from hypothesis import given
 
-from tests.hostile_traces import HostileTrace, bounded, hostile_traces, write
+from tests.hostile_traces import HostileTrace, RawTrace, bounded, chunk_streams, hostile_traces, write
 from ulma.cli.main import main
 from ulma.exporters.base import FORMATS
 from ulma.exporters.text import HEADER
@@ -121,21 +125,46 @@ def test_every_export_format_is_fuzzed() -> None:
     assert set(CHECKS) == set(FORMATS)
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(t=hostile_traces())
-def test_hostile_records_export_to_a_readable_file_or_one_error_line(
-        tmp_path: Path, fmt: str, t: HostileTrace) -> None:
-    path, out = tmp_path / "hostile.ulma", tmp_path / f"out.{fmt}"
-    out.unlink(missing_ok=True)
-    write(path, t)
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """`ulma ARGV` in this process: (exit code, stderr).  An exception escaping main() is what a
+    user would see as a traceback: it fails the test."""
     stdout, stderr = io.StringIO(), io.StringIO()
-    with bounded(30), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(["export", str(path), "--format", fmt, "-o", str(out)])  # an exception: a traceback
-    lines = stderr.getvalue().splitlines()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(argv)
+    return code, stderr.getvalue()
+
+
+def assert_warnings_or_one_error(code: int, err: str) -> bool:
+    """Whether the command succeeded (then every line on stderr is a warning); else exactly one
+    error line."""
+    lines = err.splitlines()
     if code != 0:
         assert len(lines) == 1 and lines[0].startswith("ulma: error: "), (code, lines)
-        assert not out.exists(), "a failed export leaves no file behind"
-        return
+        return False
     assert all(line.startswith("ulma: warning: ") for line in lines), lines
-    CHECKS[fmt](out)
+    return True
+
+
+@given(t=st.one_of(hostile_traces(), chunk_streams()))
+def test_hostile_traces_give_a_report_and_every_export_or_one_error_line(
+        tmp_path: Path, t: HostileTrace | RawTrace) -> None:
+    """The report's counts come from the records there are; every export parses."""
+    path, report = tmp_path / "hostile.ulma", tmp_path / "report.json"
+    report.unlink(missing_ok=True)
+    write(path, t)
+    with bounded(30):
+        code, err = run_cli(["report", str(path), "--json", str(report)])
+        if assert_warnings_or_one_error(code, err):
+            data = strict_json(report)
+            calls = sum(f["calls"] + f["resumes"] for f in data["functions"])
+            assert calls <= t.record_count, (calls, t.record_count)  # a record is at most one call
+            for f in data["functions"]:
+                assert f["self_ns"] <= f["total_ns"], f
+        for fmt in sorted(FORMATS):
+            out = tmp_path / f"out.{fmt}"
+            out.unlink(missing_ok=True)
+            code, err = run_cli(["export", str(path), "--format", fmt, "-o", str(out)])
+            if assert_warnings_or_one_error(code, err):
+                CHECKS[fmt](out)
+            else:
+                assert not out.exists(), "a failed export leaves no file behind"

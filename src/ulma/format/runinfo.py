@@ -76,16 +76,10 @@ def scan(reader: trace.TraceReader) -> Run:
     if end is None:
         warnings.append("the trace has no end record: the run was cut short (times use the last "
                         "calibration written; thread ids are ring slots)")
-    e = end or {}
-    tids = e.get("os_tid") if isinstance(e.get("os_tid"), dict) else {}
-    assert isinstance(tids, dict)
+    e = end or {}  # every value passed ulma.format.schema
     return Run(
         path=reader.path, meta=meta, end=end, frames=frames,
         ns_per_tick=reader.ns_per_tick() or 1.0,
-        start_ticks=_int(meta.get("start_ticks")), pid=_int(e.get("program_pid")),
-        os_tids={int(k): int(v) for k, v in tids.items() if str(k).isdecimal() and isinstance(v, int)},
+        start_ticks=meta.get("start_ticks", 0), pid=e.get("program_pid", 0),
+        os_tids={int(k): v for k, v in e.get("os_tid", {}).items()},
         events=events, warnings=warnings)
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -4,10 +4,15 @@ self-describing chunks appended while the program runs.
 Layout (little-endian)::
 
     file header  32 B   magic "ULMATRCE" | u16 version | u16 header bytes | u32 flags
-                        | u64 created (CLOCK_REALTIME ns) | u64 reserved
+                        | u64 created (CLOCK_REALTIME ns) | u64 crc32 of the 24 bytes before
     chunk        24 B   magic "CHNK" | u8 kind | u8 codec | u16 reserved | u32 thread
-                        | u32 stored length | u32 raw length | u32 crc32 of stored bytes
+                        | u32 stored length | u32 raw length
+                        | u32 crc32 of the 20 header bytes before it, then of the stored bytes
                  then the stored bytes (raw, or zstd-compressed when codec = 1)
+
+Format 2 (this one) puts the headers under the checksums; format 1 (ulma
+before it) checked the stored bytes only, so a damaged kind or thread went
+unnoticed.  Format 1 files are still read, with format 1's checks.
 
 Chunk kinds: META (JSON: clock start readings, pid, host, Python, engine),
 SYMBOLS (packed definitions, see ``_SYMBOL``), EVENTS (16-byte records of one
@@ -18,25 +23,38 @@ next about once a second), END (JSON: run time, drops, final calibration, the
 agent's figures).  A file cut short --
 the monitor or the machine killed -- reads up to its last complete chunk and
 the reader says how much was lost.  Nothing in a trace is ever executed.
+
+What a reader spends on a file is bounded by the file, whatever it holds:
+each chunk's raw length is at most its kind's maximum (``MAX_RAW``: an events
+chunk holds at most ``EVENTS_PER_CHUNK`` records; format 1: 64 MiB), a zstd
+frame is decompressed into at most the chunk's raw length (a frame whose header
+claims more, or that yields more, or needs a window above ``MAX_WINDOW``, is
+damage: its content size is never trusted for an allocation), and a file yields at most
+``budget(size)`` decompressed bytes in all -- ``BUDGET_RATIO`` times its size
+(real traces expand about 5 times), and never less than ``BUDGET_FLOOR``;
+past it the reader stops with a warning, as for a file cut short.  META,
+CALIB and END are checked against ``ulma.format.schema``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 import zstandard
 
-from ulma.format import files, records
+from ulma.format import files, records, schema
 
 MAGIC: Final = b"ULMATRCE"
-VERSION: Final = 1
+VERSION: Final = 2  # 2: checksums over the file and chunk headers too
+OLDEST_VERSION: Final = 1
 CHUNK_MAGIC: Final = b"CHNK"
 
 META, SYMBOLS, EVENTS, END, CALIB = 1, 2, 3, 4, 5
@@ -46,11 +64,24 @@ RAW, ZSTD = 0, 1
 _HEADER = struct.Struct("<8sHHIQQ")
 _CHUNK = struct.Struct("<4sBBHIIII")
 _SYMBOL = struct.Struct("<IHHIII")  # id, kind, flags, line, name bytes, file bytes
-MAX_CHUNK_BYTES: Final = 64 << 20  # larger lengths are corruption, not data
-EVENTS_PER_CHUNK: Final = 1 << 16  # 1 MiB of records before a chunk is written
-# A calibration outside this is damage, not a clock (a tick of 1 fs to 1 ms); times computed
-# from it would overflow.
-NS_PER_TICK_RANGE: Final = (1e-6, 1e6)
+EVENTS_PER_CHUNK: Final = 1 << 16  # records in a full events chunk (1 MiB)
+SYMBOLS_CHUNK_BYTES: Final = 1 << 20  # the writer starts a new symbols chunk past this
+MAX_SYMBOL_TEXT: Final = 1 << 16  # bytes of a symbol's name or file kept (the writer cuts longer ones)
+# The largest raw length of each kind of chunk (format 2); unknown kinds: the largest of these.
+MAX_RAW: Final = {
+    EVENTS: EVENTS_PER_CHUNK * records.EVENT_BYTES,
+    SYMBOLS: SYMBOLS_CHUNK_BYTES + _SYMBOL.size + 2 * MAX_SYMBOL_TEXT,
+    META: schema.MAX_JSON_BYTES, END: schema.MAX_JSON_BYTES, CALIB: schema.MAX_JSON_BYTES,
+}
+MAX_CHUNK_BYTES: Final = 64 << 20  # format 1's limit for every kind (its events chunks ran past 1 MiB)
+MAX_WINDOW: Final = 8 << 20  # a zstd window the writer (level 1, chunks of 1 MiB) never exceeds
+BUDGET_RATIO: Final = 64  # decompressed bytes a file may yield per byte of its size ...
+BUDGET_FLOOR: Final = 32 << 20  # ... and at least this many, whatever its size
+
+
+def budget(size: int) -> int:
+    """The decompressed bytes a trace of `size` bytes may yield in one pass."""
+    return max(BUDGET_FLOOR, BUDGET_RATIO * size)
 
 
 # The agent's figures (Session.agent_info) kept in CALIB and END records.
@@ -64,12 +95,27 @@ class TraceError(Exception):
 SymbolDef = records.Symbol  # the trace stores the symbol table's own definitions
 
 
-def pack_symbols(symbols: list[SymbolDef]) -> bytes:
-    out = []
+def _text(text: str) -> bytes:
+    """UTF-8, cut to MAX_SYMBOL_TEXT bytes at a character boundary."""
+    data = text.encode("utf-8", "replace")
+    if len(data) > MAX_SYMBOL_TEXT:
+        data = data[:MAX_SYMBOL_TEXT].decode("utf-8", "ignore").encode()
+    return data
+
+
+def pack_symbols(symbols: list[SymbolDef]) -> Iterator[bytes]:
+    """The definitions in chunks of about SYMBOLS_CHUNK_BYTES (at most MAX_RAW[SYMBOLS])."""
+    out: list[bytes] = []
+    size = 0
     for s in symbols:
-        name, file = s.name.encode(), s.file.encode()
+        name, file = _text(s.name), _text(s.file)
         out.append(_SYMBOL.pack(s.id, s.kind, s.flags, s.line, len(name), len(file)) + name + file)
-    return b"".join(out)
+        size += len(out[-1])
+        if size >= SYMBOLS_CHUNK_BYTES:
+            yield b"".join(out)
+            out, size = [], 0
+    if out:
+        yield b"".join(out)
 
 
 def unpack_symbols(data: bytes) -> list[SymbolDef]:
@@ -98,11 +144,10 @@ class TraceWriter:
         self._out = files.NewFile(path, at_once=True)
         self._fd = self._out.fd
         self._zstd = zstandard.ZstdCompressor(level=1) if compress else None
-        self._pending: dict[int, list[bytes]] = {}
-        self._pending_events: dict[int, int] = {}
+        self._pending: dict[int, bytearray] = {}
         self.bytes_raw = 0
         self.bytes_written = 0
-        self._write(_HEADER.pack(MAGIC, VERSION, _HEADER.size, 0, time.time_ns(), 0))
+        self._write(file_header(VERSION, time.time_ns()))
         self.chunk(META, json.dumps(meta).encode())
 
     def _write(self, data: bytes) -> None:
@@ -119,27 +164,26 @@ class TraceWriter:
             if len(packed) < len(payload):
                 stored, codec = packed, ZSTD
         self.bytes_raw += len(payload)
-        head = _CHUNK.pack(CHUNK_MAGIC, kind, codec, 0, thread, len(stored), len(payload),
-                           zlib.crc32(stored))
-        self._write(head + stored)
+        self._write(chunk_header(kind, codec, thread, stored, len(payload)) + stored)
 
     def symbols(self, symbols: list[SymbolDef]) -> None:
-        if symbols:
-            self.chunk(SYMBOLS, pack_symbols(symbols))
+        for data in pack_symbols(symbols):
+            self.chunk(SYMBOLS, data)
 
     def events(self, thread: int, data: bytes) -> None:
-        """Buffers a thread's records; a chunk goes out every ~1 MiB."""
-        self._pending.setdefault(thread, []).append(data)
-        count = self._pending_events.get(thread, 0) + len(data) // records.EVENT_BYTES
-        self._pending_events[thread] = count
-        if count >= EVENTS_PER_CHUNK:
-            self._flush(thread)
+        """Buffers a thread's records; a chunk of EVENTS_PER_CHUNK records goes out
+        as soon as there are that many (never more: the reader refuses more)."""
+        pending = self._pending.setdefault(thread, bytearray())
+        pending += data
+        full = MAX_RAW[EVENTS]
+        while len(pending) >= full:
+            self.chunk(EVENTS, bytes(pending[:full]), thread)
+            del pending[:full]
 
     def _flush(self, thread: int) -> None:
-        parts = self._pending.pop(thread, [])
-        self._pending_events.pop(thread, None)
-        if parts:
-            self.chunk(EVENTS, b"".join(parts), thread)
+        pending = self._pending.pop(thread, None)
+        if pending:
+            self.chunk(EVENTS, bytes(pending), thread)
 
     def flush(self) -> None:
         for thread in list(self._pending):
@@ -165,18 +209,43 @@ class Chunk:
     offset: int
 
 
+def file_header(version: int, created: int) -> bytes:
+    """The 32-byte file header; from format 2 its last word is the crc32 of the rest."""
+    head = _HEADER.pack(MAGIC, version, _HEADER.size, 0, created, 0)
+    return head if version < 2 else head[:24] + struct.pack("<Q", zlib.crc32(head[:24]))
+
+
+def chunk_header(kind: int, codec: int, thread: int, stored: bytes, raw_length: int,
+                 version: int = VERSION) -> bytes:
+    """A chunk's 24-byte header; from format 2 its crc32 covers the header's other
+    fields as well as the stored bytes."""
+    head = _CHUNK.pack(CHUNK_MAGIC, kind, codec, 0, thread, len(stored), raw_length, 0)[:20]
+    return head + struct.pack("<I", zlib.crc32(stored, _header_crc(head, version)))
+
+
+def _header_crc(head: bytes, version: int) -> int:
+    """Where a chunk's crc32 starts: format 1 left the header out."""
+    return zlib.crc32(head[:20]) if version >= 2 else 0
+
+
+_JSON_KINDS: Final = {META: schema.Meta, END: schema.End, CALIB: schema.Calib}
+
+
 @dataclass(slots=True)
 class TraceReader:
     """Reads a trace, checking every chunk.  Damage after the last good chunk
-    is not an error: ``warnings`` says what was cut."""
+    is not an error: ``warnings`` says what was cut.  ``meta``, ``end`` and
+    ``calib`` hold only what ``ulma.format.schema`` lets through."""
 
     path: str
-    meta: dict[str, Any] = field(default_factory=dict)
-    end: dict[str, Any] | None = None
-    calib: dict[str, Any] | None = None  # the last CALIB record read
+    meta: dict[str, Any] = field(default_factory=dict)  # schema.Meta
+    end: dict[str, Any] | None = None  # schema.End
+    calib: dict[str, Any] | None = None  # schema.Calib: the last CALIB record read
     warnings: list[str] = field(default_factory=list)
     size: int = 0
+    version: int = 0
     _first: int = field(default=0, init=False)
+    _meta_warnings: list[str] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         try:
@@ -187,56 +256,84 @@ class TraceReader:
             raise TraceError(f"cannot read {self.path}: {exc.strerror}") from None
         if len(head) < _HEADER.size:
             raise TraceError(f"{self.path} is not an ulma trace (too short: {self.size} bytes)")
-        magic, version, header_bytes, _flags, _created, _ = _HEADER.unpack(head)
+        magic, version, header_bytes, _flags, _created, crc = _HEADER.unpack(head)
         if magic != MAGIC:
             raise TraceError(f"{self.path} is not an ulma trace (bad magic)")
-        if version > VERSION:
-            raise TraceError(f"{self.path} is trace format {version}; this ulma reads up to {VERSION}")
+        if not OLDEST_VERSION <= version <= VERSION:
+            raise TraceError(f"{self.path} is trace format {version}; this ulma reads formats "
+                             f"{OLDEST_VERSION} up to {VERSION}")
+        if version >= 2 and crc != zlib.crc32(head[:24]):
+            raise TraceError(f"{self.path} has a damaged header (it fails its checksum)")
         if header_bytes < _HEADER.size:
             raise TraceError(f"{self.path} has a damaged header")
-        self._first = header_bytes
-        first = next(self.chunks(), None)
+        self.version, self._first = version, header_bytes
+        with contextlib.closing(self._chunks(parse=False)) as reading:
+            first = next(reading, None)
         if first is None or first.kind != META:
-            raise TraceError(f"{self.path} has no readable metadata chunk")
+            problem = f" ({self.warnings[0].split(' at byte')[0]})" if self.warnings else ""
+            raise TraceError(f"{self.path} has no readable metadata chunk{problem}")
         try:
-            self.meta = json.loads(first.payload)
-        except ValueError:
-            raise TraceError(f"{self.path} has damaged metadata") from None
-        if not isinstance(self.meta, dict):
-            raise TraceError(f"{self.path} has damaged metadata")
-        self.warnings.clear()  # chunks() is read again in full by the caller
+            self.meta, bad = schema.check(schema.Meta, schema.parse(first.payload))
+        except schema.Damaged as exc:
+            raise TraceError(f"{self.path} has damaged metadata ({exc})") from None
+        if bad:
+            self._meta_warnings.append(_fields_ignored("metadata", bad))
+        self.warnings[:] = self._meta_warnings  # chunks() is read again in full by the caller
 
     def chunks(self) -> Iterator[Chunk]:
-        """Every intact chunk in order; stops at the first damaged one."""
-        self.warnings.clear()
+        """Every intact chunk in order; stops at the first damaged one, or when the
+        file has yielded its decompression budget."""
+        return self._chunks(parse=True)
+
+    def _chunks(self, *, parse: bool) -> Generator[Chunk]:
+        self.warnings[:] = self._meta_warnings
+        left = budget(self.size)
         with open(self.path, "rb") as f:
             offset = self._first
             f.seek(offset)
             while True:
-                chunk, problem = _read_chunk(f, offset)
+                chunk, problem = _read_chunk(f, self.version, left)
                 if chunk is None:
                     if problem:
                         lost = self.size - offset
-                        self.warnings.append(f"{problem} at byte {offset}: the last {lost} bytes "
-                                             "of the trace were not read")
+                        self._warn(f"{problem} at byte {offset}: the last {lost} bytes "
+                                   "of the trace were not read")
                     return
-                if chunk.kind == END:
-                    self.end = _json_or_none(chunk.payload)
-                elif chunk.kind == CALIB:
-                    self.calib = _json_or_none(chunk.payload) or self.calib
+                left -= len(chunk.payload)
+                chunk.offset = offset
+                if parse and chunk.kind in (END, CALIB):
+                    self._record(chunk)
                 yield chunk
                 offset = f.tell()
+
+    def _record(self, chunk: Chunk) -> None:
+        name = KIND_NAMES[chunk.kind]
+        try:
+            values, bad = schema.check(_JSON_KINDS[chunk.kind], schema.parse(chunk.payload))
+        except schema.Damaged as exc:
+            self._warn(f"the {name} record at byte {chunk.offset} is damaged ({exc}): ignored")
+            return
+        if bad:
+            self._warn(_fields_ignored(f"the {name} record", bad))
+        if chunk.kind == END:
+            self.end = values
+        else:
+            self.calib = values
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:  # a CALIB a second: each problem once
+            self.warnings.append(message)
 
     def ns_per_tick(self) -> float | None:
         """The best calibration the file holds (END, else the last CALIB, else
         META); read after ``chunks()`` went through the file."""
-        value = self.latest("ns_per_tick", _positive_number)
+        value = self.latest("ns_per_tick")
         return float(value) if value is not None else None
 
     def latest(self, key: str, valid: Callable[[Any], bool] = lambda v: v is not None) -> Any:
         """The first valid value of `key` in END, else in the last CALIB, else
         in META (None if none has one); read after ``chunks()`` went through
-        the file."""
+        the file.  Every value there passed ``ulma.format.schema``."""
         for record in (self.end, self.calib, self.meta):
             value = (record or {}).get(key)
             if valid(value):
@@ -252,24 +349,17 @@ class TraceReader:
         return out
 
 
-def _positive_number(value: Any) -> bool:
-    # a calibration outside NS_PER_TICK_RANGE is damage, not a clock (NaN compares false)
-    return isinstance(value, int | float) and not isinstance(value, bool) \
-        and NS_PER_TICK_RANGE[0] <= value <= NS_PER_TICK_RANGE[1]
+def _fields_ignored(record: str, keys: list[str]) -> str:
+    return (f"{record} has {', '.join(keys)} not finite, out of range or of the wrong type: "
+            "ignored")
 
 
-def _json_or_none(data: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+_DECOMPRESSOR = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
 
 
-_DECOMPRESSOR = zstandard.ZstdDecompressor()
-
-
-def _read_chunk(f: IO[bytes], offset: int) -> tuple[Chunk | None, str]:
+def _read_chunk(f: IO[bytes], version: int, left: int) -> tuple[Chunk | None, str]:
+    """The next chunk, or None and what is wrong (nothing: the end of the file).
+    `left`: the decompressed bytes the file may still yield."""
     head = f.read(_CHUNK.size)
     if not head:
         return None, ""
@@ -278,22 +368,30 @@ def _read_chunk(f: IO[bytes], offset: int) -> tuple[Chunk | None, str]:
     magic, kind, codec, _res, thread, stored_len, raw_len, crc = _CHUNK.unpack(head)
     if magic != CHUNK_MAGIC:
         return None, "bad chunk magic"
-    if stored_len > MAX_CHUNK_BYTES or raw_len > MAX_CHUNK_BYTES:
-        return None, "an impossible chunk length"
+    limit = MAX_CHUNK_BYTES if version < 2 else MAX_RAW.get(kind, max(MAX_RAW.values()))
+    if stored_len > limit or raw_len > limit:
+        return None, f"an impossible chunk length ({max(stored_len, raw_len)} bytes; at most {limit})"
     stored = f.read(stored_len)
     if len(stored) < stored_len:
         return None, "a chunk is cut short"
-    if zlib.crc32(stored) != crc:
+    if zlib.crc32(stored, _header_crc(head, version)) != crc:
         return None, "a chunk fails its checksum"
+    if raw_len > left:
+        return None, (f"the trace expands to more than {BUDGET_RATIO} times its size (a real one: "
+                      f"about 5; at least {BUDGET_FLOOR >> 20} MiB is always read)")
     if codec == RAW:
         payload = stored
     elif codec == ZSTD:
         try:
-            payload = _DECOMPRESSOR.decompress(stored, max_output_size=raw_len)
+            claimed = zstandard.frame_content_size(stored)
+            if claimed > raw_len:  # -1: not in the frame header
+                return None, f"a zstd frame claims {claimed} bytes, more than its chunk's {raw_len}"
+            # at most raw_len bytes come out (the claim above is never used to allocate more)
+            payload = _DECOMPRESSOR.decompress(stored, max_output_size=raw_len, allow_extra_data=False)
         except zstandard.ZstdError:
             return None, "a chunk does not decompress"
     else:
         return None, f"unknown codec {codec}"
     if len(payload) != raw_len:
         return None, "a chunk has the wrong length"
-    return Chunk(kind, thread, payload, offset), ""
+    return Chunk(kind, thread, payload, 0), ""

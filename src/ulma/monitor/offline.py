@@ -28,7 +28,7 @@ def load_profile(reader: trace.TraceReader) -> Profile:
                 continue
             symbols.update((s.id, s) for s in defs)
     agg.close()
-    end = reader.end or {}
+    end = reader.end or {}  # every value passed ulma.format.schema
     meta = reader.meta
     if reader.end is None:
         reader.warnings.append("the trace has no end record: the run was cut short "
@@ -38,27 +38,25 @@ def load_profile(reader: trace.TraceReader) -> Profile:
     readings = any(f["cpu_readings"] for f in agg.threads())
     profile = build_profile(
         symbols, functions, edges, ns_per_tick,
-        python=str(meta.get("python", "?")), wall_ns=int(_number(end.get("wall_ns"), 0)),
+        python=str(meta.get("python", "?")), wall_ns=end.get("wall_ns", 0),
         engine=str(meta.get("engine", "?")), clock=str(meta.get("clock", "?")),
-        probe_ns=_number(reader.latest("probe_ns"), 0.0, PROBE_NS_MAX), split_known=readings,
+        probe_ns=reader.latest("probe_ns") or 0.0, split_known=readings,
         schedstat=reader.latest("schedstat") is True, native_calls=reader.latest("native_calls") is True,
     )
-    tool_id = end.get("tool_id")
-    profile.tool_id = tool_id if isinstance(tool_id, int) and not isinstance(tool_id, bool) else None
-    profile.hooks_displaced = int(_number(end.get("hooks_displaced"), 0))
-    profile.forked_children = int(_number(end.get("forked_children"), 0))
-    dropped = end.get("dropped") if isinstance(end.get("dropped"), dict) else {}
-    assert isinstance(dropped, dict)
+    profile.tool_id = end.get("tool_id")
+    profile.hooks_displaced = end.get("hooks_displaced", 0)
+    profile.forked_children = end.get("forked_children", 0)
+    dropped = end.get("dropped", {})
     for thread, figures in enumerate(agg.threads()):
         if not figures["events"]:
             continue
         profile.threads.append(ThreadInfo(
             thread=thread, os_tid=0, events=figures["events"],
-            dropped=int(_number(dropped.get(str(thread)), 0)),
+            dropped=dropped.get(str(thread), 0),
             lost_ns=round(figures["lost_ticks"] * ns_per_tick), unmatched=figures["unmatched"]))
-    profile.threads_overflow = int(_number(end.get("untraced_threads"), 0))
-    profile.untraced_events = int(_number(end.get("untraced_events"), 0))
-    profile.symtab_overflow = int(_number(end.get("symbols_lost"), 0))
+    profile.threads_overflow = end.get("untraced_threads", 0)
+    profile.untraced_events = end.get("untraced_events", 0)
+    profile.symtab_overflow = end.get("symbols_lost", 0)
     if not profile.wall_ns and profile.threads:  # cut short: from the program's start to its last event
         first = min(f["first_tick"] for f in agg.threads() if f["events"])
         last = max(f["last_tick"] for f in agg.threads() if f["events"])
@@ -68,16 +66,3 @@ def load_profile(reader: trace.TraceReader) -> Profile:
         profile.wall_ns = round((last - first) * ns_per_tick)
     return profile
 
-
-# The agent keeps the probe cost in picoseconds in a 32-bit field (records.h, probe_ps).
-PROBE_NS_MAX = ((1 << 32) - 1) / 1000
-
-
-def _number(value: object, default: float, limit: float = float("inf")) -> float:
-    """A count or a duration from the file: finite, not negative and not above `limit`, else
-    `default` (a damaged record must not make an infinite or negative run time, probe cost or drop
-    count, nor a probe cost that turns every function's overhead infinite)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf") \
-            and value <= limit:
-        return float(value)
-    return default
