@@ -349,7 +349,7 @@ static uint32_t code_intern(PyCodeObject *co)
         flen = 1;
     }
     uint32_t id = definition_id(h, name, (size_t)nlen, file, (size_t)flen, (uint32_t)co->co_firstlineno);
-    uintptr_t v = ((uintptr_t)g_generation << 32) | id;
+    uintptr_t v = ((uintptr_t)id << 32) | g_generation; /* agent.h */
 #if PY_VERSION_HEX >= 0x030C0000
     if (PyUnstable_Code_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
 #else
