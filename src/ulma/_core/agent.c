@@ -79,7 +79,7 @@ static int g_atfork_ready;
  * stale.  Never 0, the generation of a thread with no writer (agent.h). */
 static void next_generation(void)
 {
-    if (++g_generation == 0)
+    if (++g_generation >= ULMA_GEN_SLOW)
         g_generation = 1;
 }
 
@@ -658,6 +658,7 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         session_unmap(h);
         return -1;
     }
+    ulma_symbols_slot_marks(engine == ULMA_ENGINE_PEP523 && !empty);
     /* ulma's bootstrap frame bounds every stack we restate.  It is executing
      * (and stays so during the run), so its interpreter frame is live.  Its
      * frames sit under the program, where plain python has none: their count

@@ -91,12 +91,18 @@ typedef struct {
     void *slots[1];
 } ulma_code_extra;
 
+/* A slot's generation with this bit (PEP 523 sessions only, symbols.c): the
+ * code takes the engine's general path (a generator's, an excluded
+ * function's), as its generation differs from the thread's.  Generations
+ * stay below it. */
+#define ULMA_GEN_SLOW 0x80000000u
+
 static inline uint32_t ulma_code_id(PyCodeObject *co)
 {
     ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
     if (ULMA_LIKELY(x != NULL && g_extra_index < x->size)) {
         uintptr_t v = (uintptr_t)x->slots[g_extra_index];
-        if (ULMA_LIKELY((uint32_t)v == g_generation))
+        if (ULMA_LIKELY(((uint32_t)v & ~ULMA_GEN_SLOW) == g_generation))
             return (uint32_t)(v >> 32);
     }
     return ulma_code_intern(co);

@@ -22,6 +22,7 @@
 #undef Py_BUILD_CORE
 
 #include "stack.h"
+#include "symbols.h"
 
 static _PyFrameEvalFunction g_prev_eval;
 static int g_installed;
@@ -50,10 +51,11 @@ static inline int gen_not_started(struct _PyInterpreterFrame *f, PyCodeObject *c
 #endif
 }
 
-static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+/* The default evaluator (no other was installed before ulma's). */
+static inline __attribute__((always_inline)) PyObject *eval_default(PyThreadState *ts,
+                                                                    struct _PyInterpreterFrame *f,
+                                                                    int throwflag)
 {
-    if (g_prev_eval)
-        return g_prev_eval(ts, f, throwflag);
 #if PY_VERSION_HEX >= 0x030C0000
     /* 3.12+ counts each Python call made through an evaluator function
      * against its C recursion limit (two counts per call, measured), where a
@@ -66,6 +68,14 @@ static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame 
 #else
     return ulma_stack_guarded_eval(ts, f, throwflag);
 #endif
+}
+
+/* The evaluator ulma chains to. */
+static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    if (g_prev_eval)
+        return g_prev_eval(ts, f, throwflag);
+    return eval_default(ts, f, throwflag);
 }
 
 /* One event of `co`: the common case inline, the rest out of line.  1 and
@@ -165,13 +175,26 @@ static __attribute__((noinline)) void put_slow(ulma_writer *w, uint64_t t, uint6
     ulma_emit_slow(w, t, idv, kind, 0, 0, 0);
 }
 
+/* The session changed while the frame ran: its return goes the general way. */
+#if PY_VERSION_HEX >= 0x030C0000
+static __attribute__((noinline)) void return_in_new_session(PyCodeObject *co, PyObject *res)
+{
+    ulma_code_event_slow(co, res ? ULMA_RETURN : ULMA_UNWIND, 0);
+}
+#else
+static __attribute__((noinline)) void return_in_new_session(struct _PyInterpreterFrame *f, PyObject *res)
+{
+    ulma_code_event_slow(frame_code(f), res ? ULMA_RETURN : ULMA_UNWIND, 0);
+}
+#endif
+
 /* The call's evaluation and its return, once the call's record is made:
  * the return reuses the call's writer and record word while the session
  * goes on (the writer's ring stays mapped as long as its generation lasts;
  * w->generation is the session's when the call was recorded). */
 static inline __attribute__((always_inline)) PyObject *
 counter_rest(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, PyCodeObject *co,
-             ulma_writer *w, uint64_t word)
+             ulma_writer *w, uint64_t word, int chain)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     /* 3.12+ clears the frame inside the evaluator: the code object might go
@@ -179,10 +202,7 @@ counter_rest(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, Py
      * a new session needs it.  3.11 clears the frame after we return. */
     Py_INCREF(co);
 #endif
-    PyObject *res = eval_next(ts, f, throwflag);
-#if PY_VERSION_HEX < 0x030C0000
-    co = frame_code(f); /* (not kept in a register across the call) */
-#endif
+    PyObject *res = chain ? eval_next(ts, f, throwflag) : eval_default(ts, f, throwflag);
     if (ULMA_LIKELY(w->generation == g_generation)) {
         uint64_t t = ulma_counter_ticks();
         /* RETURN's bits are in UNWIND's */
@@ -192,10 +212,16 @@ counter_rest(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, Py
         if (ULMA_UNLIKELY(!ulma_put_fast(w, t, rest)))
             put_slow(w, t, word, res ? ULMA_RETURN : ULMA_UNWIND);
     } else {
-        ulma_code_event_slow(co, res ? ULMA_RETURN : ULMA_UNWIND, 0); /* the session changed meanwhile */
+#if PY_VERSION_HEX >= 0x030C0000
+        return_in_new_session(co, res);
+#else
+        return_in_new_session(f, res); /* (f, not co, is kept across the call) */
+#endif
     }
 #if PY_VERSION_HEX >= 0x030C0000
     Py_DECREF(co);
+#else
+    (void)co;
 #endif
     return res;
 }
@@ -205,10 +231,12 @@ counter_rest(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, Py
 static __attribute__((noinline)) PyObject *counter_eval_slow_call(PyThreadState *ts,
                                                                   struct _PyInterpreterFrame *f,
                                                                   int throwflag, ulma_writer *w,
-                                                                  uint64_t t, uint64_t word)
+                                                                  uint64_t t, uint64_t word, int chain)
 {
     put_slow(w, t, word, ULMA_CALL);
-    return counter_rest(ts, f, throwflag, frame_code(f), w, word);
+    if (chain)
+        return counter_rest(ts, f, throwflag, frame_code(f), w, word, 1);
+    return counter_rest(ts, f, throwflag, frame_code(f), w, word, 0);
 }
 
 /*
@@ -219,7 +247,7 @@ static __attribute__((noinline)) PyObject *counter_eval_slow_call(PyThreadState 
  * calls), so the arguments stay in their registers.
  */
 static inline __attribute__((always_inline)) PyObject *
-counter_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int native)
+counter_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int native, int chain)
 {
     PyCodeObject *co = frame_code(f);
     if (native && ULMA_UNLIKELY(tls_native_gen) && ts->c_profilefunc != native_profile)
@@ -227,30 +255,44 @@ counter_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, in
     ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
     Py_ssize_t index = g_extra_index;
     uint32_t gen = tls_writer_gen;
-    if (ULMA_UNLIKELY(x == NULL || index >= x->size || (co->co_flags & GEN_FLAGS)))
-        return traced_any_eval(ts, f, throwflag); /* (no id yet, or a generator) */
+    if (ULMA_UNLIKELY(x == NULL || index >= x->size))
+        return traced_any_eval(ts, f, throwflag); /* (no id yet) */
     uintptr_t v = (uintptr_t)x->slots[index];
     /* the code's id and the thread's writer are this session's (a writer
-     * is there: agent.h) */
+     * is there: agent.h), and the code is not a generator's nor excluded
+     * (ULMA_GEN_SLOW): its id is written as it is (symbols.h) */
     if (ULMA_UNLIKELY((uint32_t)v != gen || gen != g_generation))
         return traced_any_eval(ts, f, throwflag);
     ulma_writer *w = tls_writer;
-    uint64_t word = ulma_id_word((uint32_t)(v >> 32));
+    uint64_t word = v >> 32;
     uint64_t t = ulma_counter_ticks();
     if (ULMA_UNLIKELY(!ulma_put_fast(w, t, word | (uint64_t)ULMA_CALL << 32)))
-        return counter_eval_slow_call(ts, f, throwflag, w, t, word);
-    return counter_rest(ts, f, throwflag, co, w, word);
+        return counter_eval_slow_call(ts, f, throwflag, w, t, word, chain);
+    return counter_rest(ts, f, throwflag, co, w, word, chain);
 }
 static_assert((ULMA_UNWIND & ULMA_RETURN) == ULMA_RETURN, "RETURN's bits are in UNWIND's");
 
+/* The evaluators of the hot path: `chain` when another evaluator was there
+ * before ulma's (chosen at start, so the common case does not look). */
 static PyObject *ulma_eval_counter(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
 {
-    return counter_eval(ts, f, throwflag, 0);
+    return counter_eval(ts, f, throwflag, 0, 0);
+}
+
+static PyObject *ulma_eval_counter_chain(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    return counter_eval(ts, f, throwflag, 0, 1);
 }
 
 static PyObject *ulma_eval_counter_native(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
 {
-    return counter_eval(ts, f, throwflag, 1);
+    return counter_eval(ts, f, throwflag, 1, 0);
+}
+
+static PyObject *ulma_eval_counter_native_chain(PyThreadState *ts, struct _PyInterpreterFrame *f,
+                                                int throwflag)
+{
+    return counter_eval(ts, f, throwflag, 1, 1);
 }
 #endif
 
@@ -322,7 +364,7 @@ static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObjec
     if (ULMA_UNLIKELY(w == NULL))
         return 0;
     uint64_t t = ulma_ticks(g_clock);
-    if (frame && (ulma_code_id(frame_code(frame->f_frame)) & ULMA_ID_HIDDEN))
+    if (frame && ulma_symbols_hidden(ulma_code_id(frame_code(frame->f_frame))))
         return 0; /* ulma's own calls */
     ulma_emit(w, t, ulma_native_id(arg), what == PyTrace_C_CALL ? ULMA_C_CALL : ULMA_C_RETURN, 0);
     return 0;
@@ -377,7 +419,8 @@ static void native_off_everywhere(void)
 static int is_ours(_PyFrameEvalFunction e)
 {
 #ifdef ULMA_COUNTER_SOURCE
-    if (e == ulma_eval_counter || e == ulma_eval_counter_native)
+    if (e == ulma_eval_counter || e == ulma_eval_counter_native || e == ulma_eval_counter_chain ||
+        e == ulma_eval_counter_native_chain)
         return 1;
 #endif
     return e == ulma_eval || e == ulma_eval_native || e == ulma_eval_empty || e == ulma_eval_floor;
@@ -398,7 +441,8 @@ int ulma_engine_pep523_start(int empty, int native_calls)
                                           : ulma_eval;
 #ifdef ULMA_COUNTER_SOURCE
     if (!empty && g_clock == ULMA_COUNTER_SOURCE) /* the clock read inline, unchecked */
-        g_current = g_native ? ulma_eval_counter_native : ulma_eval_counter;
+        g_current = g_native ? (g_prev_eval ? ulma_eval_counter_native_chain : ulma_eval_counter_native)
+                             : (g_prev_eval ? ulma_eval_counter_chain : ulma_eval_counter);
 #endif
     _PyInterpreterState_SetEvalFrameFunc(interp, g_current);
     g_installed = 1;
