@@ -4,7 +4,10 @@ the profiled process's bootstrap and calibration, and the end included),
 and which modules the program finds loaded at its first line.  Target
 (issue 9 §8): within 50 ms of plain python, at most 5 standard modules more.
 
-    python bench/startup.py [--rounds R] [--python PATH]
+    python bench/startup.py [--rounds R] [--python PATH] [--compare SRC]
+
+`--compare SRC`: another ulma tree's src/ folder (its C core built), whose
+`ulma run` is timed in the same rounds, interleaved: a before/after.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ SHOW = "import sys\nloaded = sorted(sys.modules)\nimport json\njson.dump(loaded,
 PYCACHE = tempfile.mkdtemp(prefix="ulma-startup-pycache-")
 
 
-def run(cmd: list[str]) -> tuple[float, str]:
-    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+def run(cmd: list[str], src: Path = SRC) -> tuple[float, str]:
+    env = dict(os.environ, PYTHONPATH=str(src) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                PYTHONPYCACHEPREFIX=PYCACHE)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.perf_counter()
@@ -73,16 +76,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--python", default=sys.executable)
+    p.add_argument("--compare", type=Path, metavar="SRC", help="another ulma tree's src/, timed alongside")
     opts = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         empty, show = Path(tmp, "empty.py"), Path(tmp, "show.py")
         empty.write_text("")
         show.write_text(SHOW)
-        plain, ulma, program = [], [], []
-        run([opts.python, "-m", "ulma", "run", "--no-report", str(empty)])  # bytecode cached
+        plain, ulma, program, other = [], [], [], []
+        ulma_run = [opts.python, "-m", "ulma", "run", "--no-report", str(empty)]
+        run(ulma_run)  # bytecode cached
+        if opts.compare:
+            run(ulma_run, opts.compare)
         for _ in range(opts.rounds):
             plain.append(run([opts.python, str(empty)])[0])
-            ulma.append(run([opts.python, "-m", "ulma", "run", "--no-report", str(empty)])[0])
+            ulma.append(run(ulma_run)[0])
+            if opts.compare:
+                other.append(run(ulma_run, opts.compare)[0])
         before = set(json.loads(run([opts.python, str(show)])[1]))
         under = set(json.loads(run([opts.python, "-m", "ulma", "run", "--no-report", str(show)])[1]))
         alone = child_alone(opts.python, empty, opts.rounds) if opts.python == sys.executable else None
@@ -95,6 +104,9 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}, {opts.rounds} rounds: empty script plain {pm:.1f} ms, "
           f"ulma run {um:.1f} ms (+{um - pm:.1f} ms; target +50 ms); of which importing ulma's "
           f"command line {im - pm:.1f} ms")
+    if other:
+        om = statistics.median(other) * 1000
+        print(f"  against {opts.compare} in the same rounds: ulma run {om:.1f} ms (+{om - pm:.1f} ms)")
     if alone:
         print(f"the program's process alone (session made, bootstrap, calibration): {alone[1]:.1f} ms "
               f"against {alone[0]:.1f} ms (+{alone[1] - alone[0]:.1f} ms)")

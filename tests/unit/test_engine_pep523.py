@@ -161,3 +161,40 @@ def test_an_evaluator_installed_after_ulmas_stays_when_ulma_stops(tmp_path: Path
     finally:
         session.close()
         os.close(fd)
+
+
+def test_an_evaluator_installed_before_ulmas_sees_every_frame_and_ulma_every_call(tmp_path: Path) -> None:
+    """ulma's hot path is chosen at start: with the program's evaluator already
+    there, it is the one that chains to it."""
+    if resolve_engine("pep523") != "pep523":
+        pytest.skip("no PEP 523 engine here")
+    build_evaluator(tmp_path)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import own_evaluator
+    finally:
+        sys.path.remove(str(tmp_path))
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC)
+    session = _core.Session(fd, 1 << 20, 8)
+    own_evaluator.install()
+    try:
+        _core.agent_start(fd, "pep523")
+        try:
+            work()  # interned: the second run is the hot path's
+            before = own_evaluator.count()
+            work()
+            grew = own_evaluator.count() - before
+        finally:
+            _core.agent_stop()
+        assert own_evaluator.installed(), "ulma's stop removed the program's frame evaluator"
+    finally:
+        own_evaluator.uninstall()
+    try:
+        assert grew == 23, grew  # work, 10 leaf calls, its generator expression: 12 runs
+        session.drain()
+        names = {sid: name for sid, _kind, _flags, name, _file, _line in session.symbols()}
+        calls = {names[fid]: c for fid, c, _r, _s, _t in session.snapshot()[0]}
+        assert calls["leaf"] == 20 and calls["work"] == 2, calls
+    finally:
+        session.close()
+        os.close(fd)

@@ -75,6 +75,14 @@ static int g_atfork_ready;
  * ring) and re-initialises g_exit_lock.  The hooks stay installed until
  * ulma_agent_stop (needs the GIL); meanwhile they find no writer and return.
  */
+/* A new session generation: every writer and code id of the last one goes
+ * stale.  Never 0, the generation of a thread with no writer (agent.h). */
+static void next_generation(void)
+{
+    if (++g_generation >= ULMA_GEN_SLOW)
+        g_generation = 1;
+}
+
 static void at_fork_child(void)
 {
     ulma_session_header *h = g_session;
@@ -84,7 +92,7 @@ static void at_fork_child(void)
     atomic_fetch_add_explicit(&h->forked_children, 1, memory_order_relaxed);
     g_forked_from = h;
     g_session = NULL;
-    g_generation++;
+    next_generation();
 }
 
 /* Publishes what the writer wrote and marks its ring finished. */
@@ -196,6 +204,7 @@ static ulma_writer *untraced(ulma_session_header *h)
 {
     atomic_fetch_add_explicit(&h->threads_overflow, 1, memory_order_relaxed);
     tls_writer = &g_untraced;
+    tls_writer_gen = g_generation;
     if (g_native_calls && g_engine == ULMA_ENGINE_PEP523)
         ulma_engine_pep523_thread_claimed(); /* its C calls are counted too */
     return &g_untraced;
@@ -204,7 +213,7 @@ static ulma_writer *untraced(ulma_session_header *h)
 ulma_writer *ulma_writer_claim(void)
 {
     ulma_session_header *h = g_session;
-    tls_writer_gen = g_generation;
+    tls_writer_gen = 0; /* no writer (yet): asked again at the next event */
     tls_writer = NULL;
     if (!h || tls_ignored)
         return NULL;
@@ -241,6 +250,7 @@ ulma_writer *ulma_writer_claim(void)
     if (g_thread_key_ready)
         pthread_setspecific(g_thread_key, w);
     tls_writer = w;
+    tls_writer_gen = g_generation;
     if (g_native_calls && g_engine == ULMA_ENGINE_PEP523)
         ulma_engine_pep523_thread_claimed();
     return w;
@@ -250,7 +260,7 @@ void ulma_agent_ignore_thread(void)
 {
     tls_ignored = 1;
     tls_writer = NULL;
-    tls_writer_gen = g_generation;
+    tls_writer_gen = 0;
 }
 
 /* ---- the rare paths of the writer ----------------------------------- */
@@ -672,6 +682,7 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         session_unmap(h);
         return -1;
     }
+    ulma_symbols_slot_marks(engine == ULMA_ENGINE_PEP523 && !empty);
     /* ulma's bootstrap frame bounds every stack we restate.  It is executing
      * (and stays so during the run), so its interpreter frame is live.  Its
      * frames sit under the program, where plain python has none: their count
@@ -703,7 +714,7 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
                           memory_order_relaxed);
     g_clock = h->clock_source;
     g_session = h;
-    g_generation++;
+    next_generation();
     untraced_setup();
     atomic_store_explicit(&h->agent_pid, (uint32_t)getpid(), memory_order_relaxed);
     atomic_store_explicit(&h->engine, (uint32_t)engine, memory_order_relaxed);
@@ -747,7 +758,7 @@ void ulma_agent_stop(int flush)
         atomic_store_explicit(&h->agent_state, ULMA_AGENT_STOPPED, memory_order_release);
     }
     g_session = NULL;
-    g_generation++;
+    next_generation();
     pthread_mutex_unlock(&g_exit_lock);
     ulma_agent_scratch(0);
     ulma_symbols_reset();

@@ -53,7 +53,9 @@ extern uint32_t g_generation;
 extern Py_ssize_t g_extra_index;
 /* The calling thread's writer and the session it was claimed for, side by
  * side: one thread-pointer offset reaches both (initial-exec: in a shared
- * object each TLS variable costs a GOT load of its offset). */
+ * object each TLS variable costs a GOT load of its offset).  A thread with
+ * no writer (ulma's own, or no session) has gen 0, which no session has:
+ * gen == g_generation means a writer is there (the hot path tests one). */
 typedef struct {
     ulma_writer *writer;
     uint32_t gen;
@@ -82,19 +84,26 @@ static inline ulma_writer *ulma_writer_get(void)
 
 /* co_extra is an array {size, slots[]}; CPython's own accessor is a call into
  * libpython, so the hot path reads the slot directly and falls back to the
- * API only to intern.  The slot holds (generation << 32 | id). */
+ * API only to intern.  The slot holds (id << 32 | generation): the
+ * generation is compared as it is, the id shifted down once. */
 typedef struct {
     Py_ssize_t size;
     void *slots[1];
 } ulma_code_extra;
+
+/* A slot's generation with this bit (PEP 523 sessions only, symbols.c): the
+ * code takes the engine's general path (a generator's, an excluded
+ * function's), as its generation differs from the thread's.  Generations
+ * stay below it. */
+#define ULMA_GEN_SLOW 0x80000000u
 
 static inline uint32_t ulma_code_id(PyCodeObject *co)
 {
     ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
     if (ULMA_LIKELY(x != NULL && g_extra_index < x->size)) {
         uintptr_t v = (uintptr_t)x->slots[g_extra_index];
-        if (ULMA_LIKELY((uint32_t)(v >> 32) == g_generation))
-            return (uint32_t)v;
+        if (ULMA_LIKELY(((uint32_t)v & ~ULMA_GEN_SLOW) == g_generation))
+            return (uint32_t)(v >> 32);
     }
     return ulma_code_intern(co);
 }
@@ -143,30 +152,45 @@ static inline void ulma_emit(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t k
     ulma_emit_ex(w, t, idv, kind, 0, 0, top_is_event);
 }
 
+/* The second word of a record (id, kind, flags, aux) for id `idv` with
+ * kind 0, flags 0 (but an excluded function's) and aux 0: OR the kind in at
+ * bit 32.  The id's own bits (excluded, hidden) are rare. */
+static inline __attribute__((always_inline)) uint64_t ulma_id_word(uint32_t idv)
+{
+    if (ULMA_LIKELY(!(idv & ~ULMA_ID_MASK)))
+        return idv;
+    return (uint64_t)(idv & ULMA_ID_MASK) | (uint64_t)(idv & ULMA_ID_UNMEASURED) << 16;
+}
+static_assert((uint64_t)ULMA_ID_UNMEASURED << 16 == (uint64_t)ULMA_EVF_UNMEASURED << 40,
+              "the id's bit lands on the flag");
+
 /*
- * The common case of ulma_emit for an event with flags 0 (but an excluded
- * function's) and aux 0, with no call in it: room in the ring and no
- * reading due.  1 if written; 0 if nothing was done and the caller must call
- * ulma_emit_slow(w, t, idv, kind, 0, 0, top_is_event).
+ * The common case of ulma_emit, with no call in it: room in the ring and no
+ * reading due.  `rest` is the record's second word (ulma_id_word | kind <<
+ * 32).  1 if written; 0 if nothing was done and the caller must call
+ * ulma_emit_slow.
  */
-static inline __attribute__((always_inline)) int ulma_emit_fast(ulma_writer *w, uint64_t t, uint32_t idv,
-                                                                uint8_t kind)
+static inline __attribute__((always_inline)) int ulma_put_fast(ulma_writer *w, uint64_t t, uint64_t rest)
 {
     ulma_ring_header *r = w->ring;
     uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
     if (ULMA_UNLIKELY((pos >= w->room_end) | (t >= w->next_reading)))
         return 0;
     ulma_event *e = &w->events[pos & w->mask];
-    /* as ulma_emit_ex; the id's own bits (excluded, hidden) are rare */
-    uint64_t rest = (uint64_t)idv | (uint64_t)kind << 32;
-    if (ULMA_UNLIKELY(idv & ~ULMA_ID_MASK))
-        rest = (uint64_t)(idv & ULMA_ID_MASK) | (uint64_t)kind << 32 | (uint64_t)(idv & ULMA_ID_UNMEASURED) << 16;
     e->ticks = t;
     memcpy((char *)e + 8, &rest, sizeof rest);
     atomic_store_explicit(&r->write_pos, ++pos, memory_order_release); /* as ulma_emit_ex */
     if ((pos & (ULMA_PUBLISH_EVERY - 1)) == 0)
         atomic_store_explicit(&r->published, pos, memory_order_release);
     return 1;
+}
+
+/* ulma_put_fast of an event with flags 0 (but an excluded function's) and
+ * aux 0; else ulma_emit_slow(w, t, idv, kind, 0, 0, top_is_event). */
+static inline __attribute__((always_inline)) int ulma_emit_fast(ulma_writer *w, uint64_t t, uint32_t idv,
+                                                                uint8_t kind)
+{
+    return ulma_put_fast(w, t, ulma_id_word(idv) | (uint64_t)kind << 32);
 }
 
 /*
@@ -197,17 +221,15 @@ static inline __attribute__((always_inline)) int ulma_code_event_fast(PyCodeObje
         return ULMA_FAST_NONE;
     uintptr_t v = (uintptr_t)x->slots[index];
     uint64_t t;
-    if (ULMA_UNLIKELY((uint32_t)(v >> 32) != gen || !ulma_ticks_inline(g_clock, &t)))
+    if (ULMA_UNLIKELY((uint32_t)v != gen || !ulma_ticks_inline(g_clock, &t)))
         return ULMA_FAST_NONE;
-    *idp = (uint32_t)v;
-    if (ULMA_LIKELY(ulma_emit_fast(w, t, (uint32_t)v, kind)))
+    *idp = (uint32_t)(v >> 32);
+    if (ULMA_LIKELY(ulma_emit_fast(w, t, (uint32_t)(v >> 32), kind)))
         return ULMA_FAST_DONE;
     *wp = w;
     *tp = t;
     return ULMA_FAST_EMIT;
 }
-static_assert((uint64_t)ULMA_ID_UNMEASURED << 16 == (uint64_t)ULMA_EVF_UNMEASURED << 40,
-              "the id's bit lands on the flag");
 /* Everything ulma_code_event_fast leaves (out of line). */
 void ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event);
 

@@ -63,6 +63,25 @@ static inline int ulma_ticks_inline(uint32_t source, uint64_t *t)
     return 0;
 }
 
+/* The machine's cycle counter, where ulma reads one (x86 TSC, arm64
+ * CNTVCT): ULMA_COUNTER_SOURCE is its clock source.  For code chosen once
+ * the session's source is known to be it (no check per read). */
+#if defined(__x86_64__) || defined(__i386__)
+#define ULMA_COUNTER_SOURCE ULMA_CLOCK_TSC
+static inline uint64_t ulma_counter_ticks(void)
+{
+    return __rdtsc();
+}
+#elif defined(__aarch64__)
+#define ULMA_COUNTER_SOURCE ULMA_CLOCK_CNTVCT
+static inline uint64_t ulma_counter_ticks(void)
+{
+    uint64_t v;
+    __asm__ volatile("mrs %0, cntvct_el0" : "=r"(v));
+    return v;
+}
+#endif
+
 /* A tick reading and the CLOCK_MONOTONIC time it was taken at, known to
  * within width_ns: the tick is read between two monotonic reads, and the
  * tightest of several such brackets is kept, so a preemption between the

@@ -22,6 +22,7 @@
 #undef Py_BUILD_CORE
 
 #include "stack.h"
+#include "symbols.h"
 
 static _PyFrameEvalFunction g_prev_eval;
 static int g_installed;
@@ -50,10 +51,11 @@ static inline int gen_not_started(struct _PyInterpreterFrame *f, PyCodeObject *c
 #endif
 }
 
-static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+/* The default evaluator (no other was installed before ulma's). */
+static inline __attribute__((always_inline)) PyObject *eval_default(PyThreadState *ts,
+                                                                    struct _PyInterpreterFrame *f,
+                                                                    int throwflag)
 {
-    if (g_prev_eval)
-        return g_prev_eval(ts, f, throwflag);
 #if PY_VERSION_HEX >= 0x030C0000
     /* 3.12+ counts each Python call made through an evaluator function
      * against its C recursion limit (two counts per call, measured), where a
@@ -66,6 +68,14 @@ static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame 
 #else
     return ulma_stack_guarded_eval(ts, f, throwflag);
 #endif
+}
+
+/* The evaluator ulma chains to. */
+static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    if (g_prev_eval)
+        return g_prev_eval(ts, f, throwflag);
+    return eval_default(ts, f, throwflag);
 }
 
 /* One event of `co`: the common case inline, the rest out of line.  1 and
@@ -148,6 +158,145 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
     return res;
 }
 
+/* Any frame, by the general path: generators, a clock read by a call, a
+ * code not yet known in this session, a thread with no writer yet. */
+static __attribute__((noinline)) PyObject *traced_any_eval(PyThreadState *ts, struct _PyInterpreterFrame *f,
+                                                           int throwflag)
+{
+    return traced_eval(ts, f, throwflag, 0, 0);
+}
+
+#ifdef ULMA_COUNTER_SOURCE
+/* ulma_emit_slow of a record word (ulma_id_word, no kind): out of line, so
+ * the hot path keeps no id beside the word. */
+static __attribute__((noinline)) void put_slow(ulma_writer *w, uint64_t t, uint64_t word, uint8_t kind)
+{
+    uint32_t idv = (uint32_t)word | (uint32_t)((word >> 16) & ULMA_ID_UNMEASURED);
+    ulma_emit_slow(w, t, idv, kind, 0, 0, 0);
+}
+
+/* The session changed while the frame ran: its return goes the general way. */
+#if PY_VERSION_HEX >= 0x030C0000
+static __attribute__((noinline)) void return_in_new_session(PyCodeObject *co, PyObject *res)
+{
+    ulma_code_event_slow(co, res ? ULMA_RETURN : ULMA_UNWIND, 0);
+}
+#else
+static __attribute__((noinline)) void return_in_new_session(struct _PyInterpreterFrame *f, PyObject *res)
+{
+    ulma_code_event_slow(frame_code(f), res ? ULMA_RETURN : ULMA_UNWIND, 0);
+}
+#endif
+
+/* The call's evaluation and its return, once the call's record is made:
+ * the return reuses the call's writer and record word while the session
+ * goes on (the writer's ring stays mapped as long as its generation lasts;
+ * w->generation is the session's when the call was recorded). */
+static inline __attribute__((always_inline)) PyObject *
+counter_rest(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, PyCodeObject *co,
+             ulma_writer *w, uint64_t word, int chain)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12+ clears the frame inside the evaluator: the code object might go
+     * with it (its function's __code__ replaced meanwhile), and a return in
+     * a new session needs it.  3.11 clears the frame after we return. */
+    Py_INCREF(co);
+#endif
+    PyObject *res = chain ? eval_next(ts, f, throwflag) : eval_default(ts, f, throwflag);
+    if (ULMA_LIKELY(w->generation == g_generation)) {
+        uint64_t t = ulma_counter_ticks();
+        /* RETURN's bits are in UNWIND's */
+        uint64_t rest = word | (uint64_t)ULMA_RETURN << 32;
+        if (ULMA_UNLIKELY(res == NULL))
+            rest |= (uint64_t)ULMA_UNWIND << 32;
+        if (ULMA_UNLIKELY(!ulma_put_fast(w, t, rest)))
+            put_slow(w, t, word, res ? ULMA_RETURN : ULMA_UNWIND);
+    } else {
+#if PY_VERSION_HEX >= 0x030C0000
+        return_in_new_session(co, res);
+#else
+        return_in_new_session(f, res); /* (f, not co, is kept across the call) */
+#endif
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    Py_DECREF(co);
+#else
+    (void)co;
+#endif
+    return res;
+}
+
+/* The call's record went the slow way (ring full, a reading or restatement
+ * due); the rest as usual. */
+static __attribute__((noinline)) PyObject *counter_eval_slow_call(PyThreadState *ts,
+                                                                  struct _PyInterpreterFrame *f,
+                                                                  int throwflag, ulma_writer *w,
+                                                                  uint64_t t, uint64_t word, int chain)
+{
+    put_slow(w, t, word, ULMA_CALL);
+    if (chain)
+        return counter_rest(ts, f, throwflag, frame_code(f), w, word, 1);
+    return counter_rest(ts, f, throwflag, frame_code(f), w, word, 0);
+}
+
+/*
+ * The hot path, installed when the session's clock is the cycle counter:
+ * a plain function's frame whose code already has its id in this session,
+ * on a thread that has its writer; anything else goes the general way.
+ * Nothing before the evaluator's call is a call (rare ones are tail
+ * calls), so the arguments stay in their registers.
+ */
+static inline __attribute__((always_inline)) PyObject *
+counter_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int native, int chain)
+{
+    PyCodeObject *co = frame_code(f);
+    if (native && ULMA_UNLIKELY(tls_native_gen) && ts->c_profilefunc != native_profile)
+        native_displaced();
+    ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
+    Py_ssize_t index = g_extra_index;
+    uint32_t gen = tls_writer_gen;
+    if (ULMA_UNLIKELY(x == NULL || index >= x->size))
+        return traced_any_eval(ts, f, throwflag); /* (no id yet) */
+    uintptr_t v = (uintptr_t)x->slots[index];
+    /* the code's id and the thread's writer are this session's (a writer
+     * is there: agent.h), and the code is not a generator's nor excluded
+     * (ULMA_GEN_SLOW): its id is written as it is (symbols.h) */
+    if (ULMA_UNLIKELY((uint32_t)v != gen || gen != g_generation))
+        return traced_any_eval(ts, f, throwflag);
+    ulma_writer *w = tls_writer;
+    uint64_t word = v >> 32;
+    uint64_t t = ulma_counter_ticks();
+    if (ULMA_UNLIKELY(!ulma_put_fast(w, t, word | (uint64_t)ULMA_CALL << 32)))
+        return counter_eval_slow_call(ts, f, throwflag, w, t, word, chain);
+    return counter_rest(ts, f, throwflag, co, w, word, chain);
+}
+static_assert((ULMA_UNWIND & ULMA_RETURN) == ULMA_RETURN, "RETURN's bits are in UNWIND's");
+
+/* The evaluators of the hot path: `chain` when another evaluator was there
+ * before ulma's (chosen at start, so the common case does not look). */
+static PyObject *ulma_eval_counter(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    return counter_eval(ts, f, throwflag, 0, 0);
+}
+
+static PyObject *ulma_eval_counter_chain(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    return counter_eval(ts, f, throwflag, 0, 1);
+}
+
+static PyObject *ulma_eval_counter_native(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    return counter_eval(ts, f, throwflag, 1, 0);
+}
+
+static PyObject *ulma_eval_counter_native_chain(PyThreadState *ts, struct _PyInterpreterFrame *f,
+                                                int throwflag)
+{
+    return counter_eval(ts, f, throwflag, 1, 1);
+}
+#endif
+
+/* The general path as the evaluator (a clock read by a call). */
 static PyObject *ulma_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
 {
     return traced_eval(ts, f, throwflag, 0, 0);
@@ -215,7 +364,7 @@ static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObjec
     if (ULMA_UNLIKELY(w == NULL))
         return 0;
     uint64_t t = ulma_ticks(g_clock);
-    if (frame && (ulma_code_id(frame_code(frame->f_frame)) & ULMA_ID_HIDDEN))
+    if (frame && ulma_symbols_hidden(ulma_code_id(frame_code(frame->f_frame))))
         return 0; /* ulma's own calls */
     ulma_emit(w, t, ulma_native_id(arg), what == PyTrace_C_CALL ? ULMA_C_CALL : ULMA_C_RETURN, 0);
     return 0;
@@ -267,6 +416,16 @@ static void native_off_everywhere(void)
     PyErr_Restore(type, value, tb);
 }
 
+static int is_ours(_PyFrameEvalFunction e)
+{
+#ifdef ULMA_COUNTER_SOURCE
+    if (e == ulma_eval_counter || e == ulma_eval_counter_native || e == ulma_eval_counter_chain ||
+        e == ulma_eval_counter_native_chain)
+        return 1;
+#endif
+    return e == ulma_eval || e == ulma_eval_native || e == ulma_eval_empty || e == ulma_eval_floor;
+}
+
 int ulma_engine_pep523_start(int empty, int native_calls)
 {
     g_native = native_calls && !empty;
@@ -274,12 +433,17 @@ int ulma_engine_pep523_start(int empty, int native_calls)
     _PyFrameEvalFunction cur = _PyInterpreterState_GetEvalFrameFunc(interp);
     /* ulma's own, left by a session whose stop found the program's evaluator
      * in front (which the program took out since): keep what it chained to */
-    if (cur != ulma_eval && cur != ulma_eval_native && cur != ulma_eval_empty && cur != ulma_eval_floor)
+    if (!is_ours(cur))
         g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;
     g_current = empty == ULMA_HOOKS_FLOOR ? ulma_eval_floor
                 : empty                   ? ulma_eval_empty
                 : g_native                ? ulma_eval_native
                                           : ulma_eval;
+#ifdef ULMA_COUNTER_SOURCE
+    if (!empty && g_clock == ULMA_COUNTER_SOURCE) /* the clock read inline, unchecked */
+        g_current = g_native ? (g_prev_eval ? ulma_eval_counter_native_chain : ulma_eval_counter_native)
+                             : (g_prev_eval ? ulma_eval_counter_chain : ulma_eval_counter);
+#endif
     _PyInterpreterState_SetEvalFrameFunc(interp, g_current);
     g_installed = 1;
     return 0;

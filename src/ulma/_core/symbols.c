@@ -330,6 +330,42 @@ static uint32_t definition_id(ulma_session_header *h, const char *name, size_t n
     return id;
 }
 
+/* ulma_symbols_slot_marks: on, and the ids of ulma's own functions (a
+ * bitmap, grown to the largest one). */
+static int g_slot_marks;
+static uint8_t *g_hidden_ids;
+static size_t g_hidden_ids_bytes;
+
+void ulma_symbols_slot_marks(int on)
+{
+    g_slot_marks = on;
+}
+
+/* 0, or -1 if memory ran out (the id's C calls are then reported). */
+static int hidden_ids_add(uint32_t id)
+{
+    size_t byte = id / 8;
+    if (byte >= g_hidden_ids_bytes) {
+        size_t want = (byte + 1) * 2 > 64 ? (byte + 1) * 2 : 64;
+        uint8_t *p = realloc(g_hidden_ids, want);
+        if (!p)
+            return -1;
+        memset(p + g_hidden_ids_bytes, 0, want - g_hidden_ids_bytes);
+        g_hidden_ids = p;
+        g_hidden_ids_bytes = want;
+    }
+    g_hidden_ids[byte] |= (uint8_t)(1u << (id % 8));
+    return 0;
+}
+
+int ulma_symbols_hidden(uint32_t idv)
+{
+    if (idv & ULMA_ID_HIDDEN)
+        return 1;
+    uint32_t id = idv & ULMA_ID_MASK;
+    return id / 8 < g_hidden_ids_bytes && (g_hidden_ids[id / 8] >> (id % 8)) & 1;
+}
+
 static uint32_t code_intern(PyCodeObject *co)
 {
     ulma_session_header *h = g_session;
@@ -349,7 +385,15 @@ static uint32_t code_intern(PyCodeObject *co)
         flen = 1;
     }
     uint32_t id = definition_id(h, name, (size_t)nlen, file, (size_t)flen, (uint32_t)co->co_firstlineno);
-    uintptr_t v = ((uintptr_t)g_generation << 32) | id;
+    uint32_t slot_id = id, tag = g_generation;
+    if (g_slot_marks) {
+        if ((id & ULMA_ID_HIDDEN) && hidden_ids_add(id & ULMA_ID_MASK) == 0)
+            slot_id &= ~ULMA_ID_HIDDEN;
+        /* (an excluded function's bit, or ulma's own if the bitmap could not grow) */
+        if ((co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) || (slot_id & ~ULMA_ID_MASK))
+            tag |= ULMA_GEN_SLOW;
+    }
+    uintptr_t v = ((uintptr_t)slot_id << 32) | tag; /* agent.h */
 #if PY_VERSION_HEX >= 0x030C0000
     if (PyUnstable_Code_SetExtra((PyObject *)co, g_extra_index, (void *)v) < 0)
 #else
@@ -463,4 +507,8 @@ void ulma_symbols_reset(void)
     exclude_free();
     native_free();
     defs_free();
+    free(g_hidden_ids);
+    g_hidden_ids = NULL;
+    g_hidden_ids_bytes = 0;
+    g_slot_marks = 0;
 }

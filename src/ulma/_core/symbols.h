@@ -20,6 +20,14 @@ int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude);
 /* the fewest: id 1 and the overflow row's id 2 (0 is no function) */
 #define ULMA_MIN_ID_LIMIT 3u
 void ulma_symbols_set_id_limit(uint32_t limit);
+/* PEP 523 sessions (on=1): a code object's slot sends generators and
+ * excluded functions to the engine's general path (ULMA_GEN_SLOW) and
+ * holds ulma's own functions' ids without ULMA_ID_HIDDEN, so that the hot
+ * path writes any id it finds as it is; ulma_symbols_hidden still knows
+ * them.  Until the session ends. */
+void ulma_symbols_slot_marks(int on);
+/* Is `idv` (an id as a slot or ulma_code_intern gives it) ulma's own? */
+int ulma_symbols_hidden(uint32_t idv);
 /* Forgets all of it, the C function ids too (ids are per session). */
 void ulma_symbols_reset(void);
 

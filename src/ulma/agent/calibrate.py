@@ -4,7 +4,10 @@ of the functions (as cProfile's calibration does) and show it as overhead.
 An empty function is called in a loop with the hooks off, then with them on,
 its events going to a private scratch ring (``_core.agent_scratch``): the
 difference per call, over the callbacks each call makes, is what one probe
-adds between two timestamps.  Best of a few rounds each way, ~20 ms in all.
+adds between two timestamps.  Best of a few rounds each way.  The loops are
+timed in the thread's CPU time: on a busy machine a round preempted in wall
+time would add the other programs' time to one side (a probe of 300 ns where
+it costs 30 was seen with ten runnable processes on two cores).
 Before a run, when the program has no thread yet, the rounds alternate (the
 hooks paused and resumed), so a change in the machine's speed hits both
 sides; an attach cannot pause the hooks of a running program, so it times
@@ -21,45 +24,51 @@ TYPE_CHECKING = False  # no typing import in the profiled program
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-CALLS = 20_000
-ROUNDS = 5
+# bench/probe_cost.py: against the best of 41 such rounds, on two cores busy
+# with ten runnable processes, 5 000 calls x 7 rounds came within 0.92-1.24
+# (median 1.08) where 20 000 x 5 in wall time was 0.9-13x; a third of the work
+CALLS = 5_000
+ROUNDS = 7
 
 
 def _empty() -> None:
     pass
 
 
-def _timed(calls: int) -> int:
+CLOCK = time.thread_time_ns
+
+
+def _timed(calls: int, clock: "Callable[[], int]" = CLOCK) -> int:
     f = _empty
-    clock = time.perf_counter_ns
     t0 = clock()
     for _ in range(calls):
         f()
     return clock() - t0
 
 
-def hooks_off(calls: int = CALLS, rounds: int = ROUNDS) -> int:
+def hooks_off(calls: int = CALLS, rounds: int = ROUNDS, clock: "Callable[[], int]" = CLOCK) -> int:
     """Best time of the loop before the agent starts (ns)."""
-    return min(_timed(calls) for _ in range(rounds))
+    return min(_timed(calls, clock) for _ in range(rounds))
 
 
-def _timed_with(switch: "Callable[[bool], None]", calls: int) -> int:
+def _timed_with(switch: "Callable[[bool], None]", calls: int, clock: "Callable[[], int]") -> int:
     """The loop's time with `switch` on, then off again whatever happens."""
     switch(True)
     try:
-        return _timed(calls)
+        return _timed(calls, clock)
     finally:
         switch(False)
 
 
-def hooks_on(calls: int = CALLS, rounds: int = ROUNDS) -> int:
+def hooks_on(calls: int = CALLS, rounds: int = ROUNDS, clock: "Callable[[], int]" = CLOCK) -> int:
     """Best time of the loop with the agent on, into the scratch ring (ns)."""
-    return min(_timed_with(_core.agent_scratch, calls) for _ in range(rounds))
+    return min(_timed_with(_core.agent_scratch, calls, clock) for _ in range(rounds))
 
 
-def interleaved(calls: int = CALLS, rounds: int = ROUNDS) -> tuple[int, int]:
+def interleaved(calls: int = CALLS, rounds: int = ROUNDS,
+                clock: "Callable[[], int]" = CLOCK) -> tuple[int, int]:
     """(best hooks-off time, best hooks-on time), alternating; the agent runs."""
-    pairs = [(_timed_with(_core.agent_pause, calls), _timed_with(_core.agent_scratch, calls))
+    pairs = [(_timed_with(_core.agent_pause, calls, clock), _timed_with(_core.agent_scratch, calls, clock))
              for _ in range(rounds)]
     return min(off for off, _ in pairs), min(on for _, on in pairs)
 
