@@ -372,9 +372,9 @@ done:
 static PyObject *agg_figures(const ulma_thread_agg *a)
 {
     return Py_BuildValue("{s:K,s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "events",
-                         a->events, "depth", (Py_ssize_t)a->depth, "lost_ticks", a->lost_ticks,
-                         "unmatched", a->unmatched, "syncs", a->syncs, "clock_backwards",
-                         a->clock_backwards, "first_tick", a->first_tick, "last_tick", a->last_tick,
+                         a->w.events, "depth", (Py_ssize_t)a->depth, "lost_ticks", a->w.lost_ticks,
+                         "unmatched", a->w.unmatched, "syncs", a->w.syncs, "clock_backwards",
+                         a->w.clock_backwards, "first_tick", a->w.first_tick, "last_tick", a->w.last_tick,
                          "cpu_readings", a->cpu_readings, "cpu_tick", a->have_cpu ? a->cpu_tick : 0);
 }
 
