@@ -3,6 +3,7 @@
  *
  *   agent_start / agent_stop    in the profiled process
  *   Session                     in the monitor: drain, symbols, snapshots
+ *   Aggregator, Replay          replays of trace files: totals; frames, stacks (exporters)
  *   LAYOUT                      records.h's numbers, for ulma.format.records
  *   bench_drain                 the monitor's replay rate on a synthetic ring
  */
@@ -17,6 +18,7 @@
 #include "agent.h"
 #include "clock.h"
 #include "records.h"
+#include "replay.h"
 #include "session.h"
 #include "symbols.h"
 
@@ -779,6 +781,223 @@ static PyTypeObject AggregatorType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ---- the exporters' replay ------------------------------------------ */
+
+/* Replay(start_ticks, scale, what, hidden=()): replay.h's replay of a
+ * trace's records, fed per thread; scale is ns per tick << 48 (runinfo.Run's);
+ * what is a sum of REPLAY_* flags. */
+typedef struct {
+    PyObject_HEAD
+    ulma_replay r;
+    int ready;
+} ReplayObject;
+
+static int replay_init(ReplayObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"start_ticks", "scale", "what", "hidden", NULL};
+    unsigned long long start, scale;
+    unsigned int what;
+    PyObject *hidden = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "KKI|O", names, &start, &scale, &what, &hidden))
+        return -1;
+    if (self->ready)
+        ulma_replay_free(&self->r);
+    self->ready = 0;
+    if (ulma_replay_init(&self->r, what, start, scale) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->ready = 1;
+    if (!hidden)
+        return 0;
+    PyObject *it = PyObject_GetIter(hidden), *item;
+    if (!it)
+        return -1;
+    while ((item = PyIter_Next(it))) {
+        unsigned long id = PyLong_AsUnsignedLong(item);
+        Py_DECREF(item);
+        if (PyErr_Occurred())
+            break;
+        if (id < ULMA_MAX_FUNC_ID && ulma_replay_hide(&self->r, (uint32_t)id) < 0) {
+            PyErr_NoMemory();
+            break;
+        }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static void replay_dealloc(ReplayObject *self)
+{
+    if (self->ready)
+        ulma_replay_free(&self->r);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *replay_feed(ReplayObject *self, PyObject *args)
+{
+    unsigned int thread;
+    Py_buffer buf;
+    if (!self->ready)
+        return PyErr_Format(PyExc_ValueError, "Replay not initialised");
+    if (!PyArg_ParseTuple(args, "Iy*", &thread, &buf))
+        return NULL;
+    PyObject *res = NULL;
+    if (buf.len % (Py_ssize_t)sizeof(ulma_event)) {
+        PyErr_Format(PyExc_ValueError, "records are %zu bytes; got %zd bytes", sizeof(ulma_event),
+                     buf.len);
+        goto out;
+    }
+    /* records may sit at any alignment in the buffer: copy in pieces */
+    ulma_event piece[512];
+    const char *p = buf.buf;
+    size_t left = (size_t)buf.len / sizeof(ulma_event);
+    int rc = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (left && rc == 0) {
+        size_t k = left < 512 ? left : 512;
+        memcpy(piece, p, k * sizeof(ulma_event));
+        rc = ulma_replay_feed(&self->r, thread, piece, k);
+        p += k * sizeof(ulma_event);
+        left -= k;
+    }
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    res = Py_NewRef(Py_None);
+out:
+    PyBuffer_Release(&buf);
+    return res;
+}
+
+static PyObject *replay_close(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->ready)
+        ulma_replay_close(&self->r);
+    Py_RETURN_NONE;
+}
+
+/* The transitions made since the last take, packed (replay.h), as bytes. */
+static PyObject *replay_take(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!self->ready)
+        return PyBytes_FromStringAndSize(NULL, 0);
+    PyObject *b = PyBytes_FromStringAndSize((const char *)self->r.out,
+                                            (Py_ssize_t)(self->r.nout * sizeof(ulma_transition)));
+    self->r.nout = 0;
+    if (self->r.out_cap > 65536) { /* one feed made many: give the room back */
+        free(self->r.out);
+        self->r.out = NULL;
+        self->r.out_cap = 0;
+    }
+    return b;
+}
+
+static PyObject *replay_tree(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out && self->ready && i < self->r.nnodes; i++) {
+        PyObject *t = Py_BuildValue("(iLKK)", self->r.node_parent[i], (long long)self->r.node_fid[i],
+                                    self->r.node_self[i], self->r.node_calls[i]);
+        if (!t || PyList_Append(out, t) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(t);
+    }
+    return out;
+}
+
+static PyObject *replay_tree_max_depth(ReplayObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    return PyLong_FromUnsignedLong(ULMA_TREE_MAX_DEPTH);
+}
+
+static PyObject *replay_cut_frames(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(self->ready ? self->r.cut_frames : 0);
+}
+
+static PyObject *replay_pstats(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *funcs = PyList_New(0), *edges = PyList_New(0), *res = NULL;
+    if (!funcs || !edges)
+        goto done;
+    for (size_t i = 0; self->ready && i < self->r.nfuncs; i++) {
+        const ulma_pstat *p = &self->r.funcs[i];
+        PyObject *t = Py_BuildValue("(IKKKK)", self->r.func_ids[i], p->entries, p->recursive, p->self,
+                                    p->cum);
+        if (!t || PyList_Append(funcs, t) < 0) {
+            Py_XDECREF(t);
+            goto done;
+        }
+        Py_DECREF(t);
+    }
+    for (size_t i = 0; self->ready && i < self->r.nedges; i++) {
+        const ulma_pstat *p = &self->r.edges[i];
+        uint64_t k = self->r.edge_keys[i];
+        PyObject *t = Py_BuildValue("(IIKKKK)", (unsigned int)(k >> 32), (unsigned int)(k & 0xffffffffu),
+                                    p->entries, p->recursive, p->self, p->cum);
+        if (!t || PyList_Append(edges, t) < 0) {
+            Py_XDECREF(t);
+            goto done;
+        }
+        Py_DECREF(t);
+    }
+    res = PyTuple_Pack(2, funcs, edges);
+done:
+    Py_XDECREF(funcs);
+    Py_XDECREF(edges);
+    return res;
+}
+
+static PyObject *replay_threads(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out && self->ready && i < self->r.nthreads; i++) {
+        const ulma_replay_thread *th = self->r.threads[i];
+        PyObject *d = Py_BuildValue("{s:I,s:K,s:K,s:K,s:n}", "thread", th->thread, "events", th->w.events,
+                                    "unmatched", th->w.unmatched, "lost_ticks", th->w.lost_ticks,
+                                    "depth", (Py_ssize_t)th->depth);
+        if (!d || PyList_Append(out, d) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(d);
+    }
+    return out;
+}
+
+static PyMethodDef replay_methods[] = {
+    {"feed", (PyCFunction)replay_feed, METH_VARARGS, "feed(thread, records): replay one thread's 16-byte records"},
+    {"close", (PyCFunction)replay_close, METH_NOARGS, "end of the stream: open frames end at their thread's last tick"},
+    {"take", (PyCFunction)replay_take, METH_NOARGS, "the transitions made since the last take, packed (40 bytes each)"},
+    {"tree", (PyCFunction)replay_tree, METH_NOARGS, "the stack tree: [(parent, fid, self_ns, entries)] by node"},
+    {"pstats", (PyCFunction)replay_pstats, METH_NOARGS,
+     "([(fid, entries, recursive, self_ns, cum_ns)], [(caller, callee, entries, recursive, self_ns, cum_ns)])"},
+    {"threads", (PyCFunction)replay_threads, METH_NOARGS, "per-thread figures, in order of first feed"},
+    {"cut_frames", (PyCFunction)replay_cut_frames, METH_NOARGS,
+     "frames deeper than the tree keeps (their time went to the frame at the limit)"},
+    {"tree_max_depth", (PyCFunction)replay_tree_max_depth, METH_NOARGS, "the depth the tree keeps"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ReplayType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ulma._core.Replay",
+    .tp_basicsize = sizeof(ReplayObject),
+    .tp_dealloc = (destructor)replay_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Replay(start_ticks, scale, what, hidden=()): the exporters' replay (replay.h).",
+    .tp_methods = replay_methods,
+    .tp_init = (initproc)replay_init,
+    .tp_new = PyType_GenericNew,
+};
+
 /* ---- benchmark of the monitor's replay ------------------------------ */
 
 /* Fills ring 0 of a private session with synthetic calls and returns and
@@ -954,7 +1173,8 @@ static int add_layout(PyObject *mod)
 
 PyMODINIT_FUNC PyInit__core(void)
 {
-    if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&AggregatorType) < 0)
+    if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&AggregatorType) < 0 ||
+        PyType_Ready(&ReplayType) < 0)
         return NULL;
     PyObject *mod = PyModule_Create(&module_def);
     if (!mod)
@@ -965,7 +1185,13 @@ PyMODINIT_FUNC PyInit__core(void)
         Py_DECREF(mod);
         return NULL;
     }
-    if (PyModule_AddObjectRef(mod, "Aggregator", (PyObject *)&AggregatorType) < 0) {
+    if (PyModule_AddObjectRef(mod, "Aggregator", (PyObject *)&AggregatorType) < 0 ||
+        PyModule_AddObjectRef(mod, "Replay", (PyObject *)&ReplayType) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_FRAMES", ULMA_REPLAY_FRAMES) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_TREE", ULMA_REPLAY_TREE) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_TREE_PER_THREAD", ULMA_REPLAY_TREE_PER_THREAD) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_PSTATS", ULMA_REPLAY_PSTATS) < 0 ||
+        PyModule_AddIntConstant(mod, "TRANSITION_BYTES", (long)sizeof(ulma_transition)) < 0) {
         Py_DECREF(mod);
         return NULL;
     }
