@@ -81,6 +81,7 @@ void ulma_agg_release_funcs(ulma_thread_agg *a)
     a->active = a->func_ids = NULL;
     a->pages = NULL;
     a->nfuncs = a->funcs_cap = a->npages = 0;
+    a->last_target = ROOT; /* a slot that is gone */
 }
 
 void ulma_agg_release(ulma_thread_agg *a)
@@ -95,6 +96,11 @@ void ulma_agg_release(ulma_thread_agg *a)
     a->edges = NULL;
     a->index = NULL;
     a->nedges = a->edges_cap = a->index_cap = 0;
+    free(a->stack); /* empty */
+    a->stack = NULL;
+    a->stack_cap = 0;
+    if (!a->w.sync_want) /* not inside a SYNC group cut by a chunk's end */
+        ulma_walk_free(&a->w);
 }
 
 int ulma_agg_hand_over(ulma_thread_agg *dst, ulma_thread_agg *src)

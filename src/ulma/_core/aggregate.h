@@ -136,8 +136,9 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
 void ulma_agg_wait(const ulma_split *s, double ns_per_tick, uint64_t *wait, uint64_t *runnable);
 /* The slot of function `id` in a->funcs, or UINT32_MAX if it has none. */
 uint32_t ulma_agg_find(const ulma_thread_agg *a, uint32_t id);
-/* Frees the per-function and per-edge totals of a thread whose stack is
- * closed (after the last snapshot); its counters stay. */
+/* Frees the per-function and per-edge totals (and the empty stack) of a
+ * thread whose stack is closed (after the last snapshot, or folded); its
+ * counters stay. */
 void ulma_agg_release(ulma_thread_agg *a);
 /* The same for the per-function totals only. */
 void ulma_agg_release_funcs(ulma_thread_agg *a);

@@ -628,6 +628,7 @@ typedef struct {
     uint8_t *closed;
     uint32_t n;
     double rate; /* ns per tick for new threads; 0 until set_rate */
+    ulma_thread_agg ended; /* totals folded out of idle threads (fold) */
 } AggregatorObject;
 
 #define MAX_OFFLINE_THREADS 65536u
@@ -636,6 +637,7 @@ static void aggregator_dealloc(AggregatorObject *self)
 {
     for (uint32_t i = 0; i < self->n; i++)
         ulma_agg_free(&self->aggs[i]);
+    ulma_agg_free(&self->ended);
     PyMem_Free(self->aggs);
     PyMem_Free(self->closed);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -727,7 +729,29 @@ static PyObject *aggregator_snapshot(AggregatorObject *self, PyObject *args, PyO
         return NULL;
     if (!(rate > 0))
         rate = self->rate > 0 ? self->rate : 1.0;
-    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split, rate, 0, NULL);
+    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split, rate, 0, &self->ended);
+}
+
+/* fold(thread): a thread with no open frame gives its totals to the folded
+ * ones and frees them (its counters stay): memory then follows the threads
+ * running, not all the threads a trace ever had.  Exact, as nothing of its
+ * is open; a later event of it starts new totals.  True if it folded. */
+static PyObject *aggregator_fold(AggregatorObject *self, PyObject *arg)
+{
+    long thread = PyLong_AsLong(arg);
+    if (thread == -1 && PyErr_Occurred())
+        return NULL;
+    if (thread < 0 || (unsigned long)thread >= self->n)
+        Py_RETURN_FALSE;
+    ulma_thread_agg *a = &self->aggs[thread];
+    if (a->depth || (!a->nfuncs && !a->nedges))
+        Py_RETURN_FALSE;
+    uint64_t readings = a->cpu_readings;
+    if (ulma_agg_merge(&self->ended, a, 0, 0) < 0)
+        return PyErr_NoMemory();
+    self->ended.cpu_readings -= readings; /* they stay the thread's own figure */
+    ulma_agg_release(a);
+    Py_RETURN_TRUE;
 }
 
 /* The ns-per-tick the replay uses to compare CPU readings with ticks. */
@@ -768,6 +792,8 @@ static PyMethodDef aggregator_methods[] = {
      "set_rate(ns_per_tick): a first rate, before feed (run delays and readings' cost are "
      "compared at it); snapshots form waiting at the rate given to them"},
     {"threads", (PyCFunction)aggregator_threads, METH_NOARGS, "per-thread replay figures"},
+    {"fold", (PyCFunction)aggregator_fold, METH_O,
+     "fold(thread) -> bool: an idle thread's totals join the folded ones (memory per running thread)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -427,6 +427,16 @@ __attribute__((flatten)) int ulma_replay_feed(ulma_replay *r, uint32_t thread, c
         th->failed = 1;
         return -1;
     }
+    if (th->depth == 0 && !th->w.sync_want) {
+        /* idle or ended: nothing is open, so its stack and counts can go (a
+         * trace of many short threads then costs little per thread) */
+        free(th->stack);
+        th->stack = NULL;
+        th->cap = 0;
+        map_free(&th->open);
+        map_free(&th->edge_open);
+        ulma_walk_free(&th->w);
+    }
     return 0;
 }
 
