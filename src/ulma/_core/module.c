@@ -999,10 +999,115 @@ static PyObject *replay_threads(ReplayObject *self, PyObject *unused)
     return out;
 }
 
+/* ---- chrome lines ---- */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} text_buf;
+
+static int text_put(text_buf *b, const char *s, size_t n)
+{
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1 << 16;
+        while (cap < b->n + n)
+            cap *= 2;
+        char *q = PyMem_Realloc(b->p, cap);
+        if (!q) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+
+/* ns as microseconds with exactly three decimals: "12.345", "-0.007" */
+static int text_us(text_buf *b, int64_t ns)
+{
+    char tmp[32];
+    char *e = tmp + sizeof tmp, *q = e;
+    uint64_t v = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
+    uint64_t frac = v % 1000, whole = v / 1000;
+    *--q = (char)('0' + frac % 10);
+    *--q = (char)('0' + frac / 10 % 10);
+    *--q = (char)('0' + frac / 100);
+    *--q = '.';
+    do {
+        *--q = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    if (ns < 0)
+        *--q = '-';
+    return text_put(b, q, (size_t)(e - q));
+}
+
+/* take_chrome(prefixes, make_prefix, gap_line) -> bytes: the transitions made
+ * since the last take, as chrome "X" events: one per frame that ended,
+ * `prefix + ts + ', "dur": ' + dur + '}'`, prefixes[(thread << 32) | fid]
+ * (bytes) made by make_prefix(thread, fid) when missing; a gap's text comes
+ * from gap_line(thread, start, end) (str). */
+static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
+{
+    PyObject *prefixes, *make_prefix, *gap_line;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &prefixes, &make_prefix, &gap_line))
+        return NULL;
+    text_buf b = {0};
+    PyObject *res = NULL;
+    for (size_t i = 0; self->ready && i < self->r.nout; i++) {
+        const ulma_transition *x = &self->r.out[i];
+        if (x->op == ULMA_TR_GAP) {
+            PyObject *line = PyObject_CallFunction(gap_line, "IL", x->thread, (long long)x->t,
+                                                   (long long)x->start);
+            Py_ssize_t n;
+            const char *s = line ? PyUnicode_AsUTF8AndSize(line, &n) : NULL;
+            int rc = s ? text_put(&b, s, (size_t)n) : -1;
+            Py_XDECREF(line);
+            if (rc < 0)
+                goto done;
+            continue;
+        }
+        if (x->op != ULMA_TR_LEAVE)
+            continue;
+        PyObject *key = PyLong_FromUnsignedLongLong((unsigned long long)x->thread << 32 | x->fid);
+        if (!key)
+            goto done;
+        PyObject *prefix = PyDict_GetItemWithError(prefixes, key); /* borrowed */
+        if (!prefix && !PyErr_Occurred()) {
+            prefix = PyObject_CallFunction(make_prefix, "II", x->thread, x->fid);
+            if (prefix && PyDict_SetItem(prefixes, key, prefix) < 0)
+                Py_CLEAR(prefix);
+            Py_XDECREF(prefix); /* the dict holds it */
+        }
+        Py_DECREF(key);
+        if (!prefix)
+            goto done;
+        if (!PyBytes_Check(prefix)) {
+            PyErr_SetString(PyExc_TypeError, "a prefix must be bytes");
+            goto done;
+        }
+        if (text_put(&b, PyBytes_AS_STRING(prefix), (size_t)PyBytes_GET_SIZE(prefix)) < 0 ||
+            text_us(&b, x->start) < 0 || text_put(&b, ", \"dur\": ", 9) < 0 ||
+            text_us(&b, x->t - x->start) < 0 || text_put(&b, "}", 1) < 0)
+            goto done;
+    }
+    res = PyBytes_FromStringAndSize(b.p ? b.p : "", (Py_ssize_t)b.n);
+    if (self->ready)
+        self->r.nout = 0;
+done:
+    PyMem_Free(b.p);
+    return res;
+}
+
 static PyMethodDef replay_methods[] = {
     {"feed", (PyCFunction)replay_feed, METH_VARARGS, "feed(thread, records): replay one thread's 16-byte records"},
     {"close", (PyCFunction)replay_close, METH_NOARGS, "end of the stream: open frames end at their thread's last tick"},
     {"take", (PyCFunction)replay_take, METH_NOARGS, "the transitions made since the last take, packed (40 bytes each)"},
+    {"take_chrome", (PyCFunction)replay_take_chrome, METH_VARARGS,
+     "take_chrome(prefixes, make_prefix, gap_line) -> bytes: the frames that ended, as chrome events"},
     {"tree", (PyCFunction)replay_tree, METH_NOARGS, "the stack tree: [(parent, fid, self_ns, entries)] by node"},
     {"pstats", (PyCFunction)replay_pstats, METH_NOARGS,
      "([(fid, entries, recursive, self_ns, cum_ns)], [(caller, callee, entries, recursive, self_ns, cum_ns)])"},

@@ -53,6 +53,11 @@ class Exporter:
     def gap(self, thread: int, start: int, end: int) -> None:
         """Events were lost between start and end."""
 
+    def take_frames(self, replay: _core.Replay) -> None:
+        """With stacks.FRAMES: takes the frames the replay made so far (by default into
+        ``enter``/``leave``/``gap``; a writer may format them in C instead)."""
+        stacks.deliver(replay.take(), self)
+
     def replayed(self, replay: _core.Replay) -> None:
         """Unless RAW: the replay, closed, after the last frame (its tree() or pstats())."""
 
@@ -79,8 +84,8 @@ def export(trace_path: str, fmt: str, out_path: str) -> runinfo.Run:
         if cls.RAW:
             stacks.walk_records(reader, run, exporter)
         else:
-            sink = exporter if cls.REPLAY & stacks.FRAMES else None
-            exporter.replayed(stacks.replay(reader, run, cls.REPLAY, sink))
+            take = exporter.take_frames if cls.REPLAY & stacks.FRAMES else None
+            exporter.replayed(stacks.replay(reader, run, cls.REPLAY, take))
         exporter.finish()
         out.flush()
     except BaseException:

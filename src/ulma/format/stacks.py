@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final, Protocol
 
 from ulma import _core
@@ -80,26 +80,28 @@ def deliver(transitions: bytes, sink: Sink) -> None:
             gap(thread, t, start)
 
 
-def replay(reader: trace.TraceReader, run: Run, what: int, sink: Sink | None = None) -> _core.Replay:
-    """The second pass: every thread's events through the C replay, chunk by chunk; with FRAMES
-    the frames go to `sink` as they are made.  Returns the replay (closed)."""
+def replay(reader: trace.TraceReader, run: Run, what: int,
+           take: Callable[[_core.Replay], None] | None = None) -> _core.Replay:
+    """The second pass: every thread's events through the C replay, chunk by chunk; with FRAMES,
+    `take` takes the frames made after each piece (``Replay.take()``, or a writer's own).
+    Returns the replay (closed)."""
     r = _core.Replay(run.start_ticks, run.scale, what, run.hidden)
     for chunk in reader.chunks():
         if chunk.kind != trace.EVENTS or not _whole(chunk, run):
             continue
         for piece in _slices(chunk.payload):
             r.feed(chunk.thread, piece)
-            if sink is not None:
-                deliver(r.take(), sink)
+            if take is not None:
+                take(r)
     r.close()
-    if sink is not None:
-        deliver(r.take(), sink)
+    if take is not None:
+        take(r)
     return r
 
 
 def walk(reader: trace.TraceReader, run: Run, sink: Sink) -> _core.Replay:
     """Every thread's frames into `sink`, chunk by chunk."""
-    return replay(reader, run, FRAMES, sink)
+    return replay(reader, run, FRAMES, lambda r: deliver(r.take(), sink))
 
 
 def _whole(chunk: trace.Chunk, run: Run) -> bool:
