@@ -1102,10 +1102,114 @@ done:
     return res;
 }
 
+/* ---- speedscope events ---- */
+
+static int text_int(text_buf *b, int64_t v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof tmp, *q = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--q = '-';
+    return text_put(b, q, (size_t)(e - q));
+}
+
+typedef struct {
+    uint32_t thread;
+    int64_t first, last; /* first enter, last leave; -1: none in this batch */
+    text_buf text;
+} thread_text;
+
+/* take_speedscope(frame_index) -> [(thread, bytes, first, last)]: the
+ * transitions made since the last take as speedscope "O"/"C" events, each
+ * `,\n{"type": "O", "frame": N, "at": T}`, per thread in order of first
+ * appearance; frame_index (id -> index) gets new ids in order of first entry.
+ * first: the time of the thread's first enter here, last: of its last leave
+ * (-1 if none). */
+static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
+{
+    if (!PyDict_Check(arg))
+        return PyErr_Format(PyExc_TypeError, "frame_index must be a dict");
+    thread_text *tt = NULL;
+    size_t ntt = 0, cap = 0, hit = 0;
+    PyObject *res = NULL;
+    for (size_t i = 0; self->ready && i < self->r.nout; i++) {
+        const ulma_transition *x = &self->r.out[i];
+        if (x->op != ULMA_TR_ENTER && x->op != ULMA_TR_LEAVE)
+            continue;
+        if (hit >= ntt || tt[hit].thread != x->thread) {
+            for (hit = 0; hit < ntt && tt[hit].thread != x->thread; hit++)
+                ;
+            if (hit == ntt) {
+                if (ntt == cap) {
+                    size_t c = cap ? cap * 2 : 8;
+                    thread_text *q = PyMem_Realloc(tt, c * sizeof *q);
+                    if (!q) {
+                        PyErr_NoMemory();
+                        goto done;
+                    }
+                    tt = q;
+                    cap = c;
+                }
+                tt[ntt++] = (thread_text){.thread = x->thread, .first = -1, .last = -1};
+            }
+        }
+        thread_text *th = &tt[hit];
+        PyObject *key = PyLong_FromUnsignedLong(x->fid);
+        if (!key)
+            goto done;
+        PyObject *index = PyDict_GetItemWithError(arg, key); /* borrowed */
+        if (!index && !PyErr_Occurred()) {
+            index = PyLong_FromSsize_t(PyDict_GET_SIZE(arg));
+            if (index && PyDict_SetItem(arg, key, index) < 0)
+                Py_CLEAR(index);
+            Py_XDECREF(index); /* the dict holds it */
+        }
+        Py_DECREF(key);
+        long long frame = index ? PyLong_AsLongLong(index) : -1;
+        if (frame == -1 && PyErr_Occurred())
+            goto done;
+        if (x->op == ULMA_TR_ENTER) {
+            if (th->first < 0)
+                th->first = x->t;
+        } else {
+            th->last = x->t;
+        }
+        const char *head = x->op == ULMA_TR_ENTER ? ",\n{\"type\": \"O\", \"frame\": "
+                                                  : ",\n{\"type\": \"C\", \"frame\": ";
+        if (text_put(&th->text, head, strlen(head)) < 0 || text_int(&th->text, frame) < 0 ||
+            text_put(&th->text, ", \"at\": ", 8) < 0 || text_int(&th->text, x->t) < 0 ||
+            text_put(&th->text, "}", 1) < 0)
+            goto done;
+    }
+    res = PyList_New((Py_ssize_t)ntt);
+    for (size_t i = 0; res && i < ntt; i++) {
+        PyObject *t = Py_BuildValue("(Iy#LL)", tt[i].thread, tt[i].text.p ? tt[i].text.p : "",
+                                    (Py_ssize_t)tt[i].text.n, (long long)tt[i].first, (long long)tt[i].last);
+        if (!t)
+            Py_CLEAR(res);
+        else
+            PyList_SET_ITEM(res, (Py_ssize_t)i, t);
+    }
+    if (res && self->ready)
+        self->r.nout = 0;
+done:
+    for (size_t i = 0; i < ntt; i++)
+        PyMem_Free(tt[i].text.p);
+    PyMem_Free(tt);
+    return res;
+}
+
 static PyMethodDef replay_methods[] = {
     {"feed", (PyCFunction)replay_feed, METH_VARARGS, "feed(thread, records): replay one thread's 16-byte records"},
     {"close", (PyCFunction)replay_close, METH_NOARGS, "end of the stream: open frames end at their thread's last tick"},
     {"take", (PyCFunction)replay_take, METH_NOARGS, "the transitions made since the last take, packed (40 bytes each)"},
+    {"take_speedscope", (PyCFunction)replay_take_speedscope, METH_O,
+     "take_speedscope(frame_index) -> [(thread, events, first, last)]: speedscope events per thread"},
     {"take_chrome", (PyCFunction)replay_take_chrome, METH_VARARGS,
      "take_chrome(prefixes, make_prefix, gap_line) -> bytes: the frames that ended, as chrome events"},
     {"tree", (PyCFunction)replay_tree, METH_NOARGS, "the stack tree: [(parent, fid, self_ns, entries)] by node"},
