@@ -3,7 +3,8 @@
     python bench/replay_rate.py [--events N] [--formats text,chrome,...] [--python PATH]
 
 Writes two synthetic traces with the real trace writer -- N events and 4N events (2 threads, a
-random walk over 40 functions, stacks 1 to 30 deep, like a busy program) -- then runs each command
+random walk over 40 functions, stacks 1 to 12 deep, each function calling one of two others, like
+a busy program) -- then runs each command
 once per trace in a subprocess of its own and prints, side by side, the events per second of CPU
 time (user + system of that subprocess: one core; interpreter start-up included) and its peak
 resident memory (ru_maxrss).  Targets: at least 10 M events/s, and the same peak memory for N and
@@ -27,18 +28,20 @@ from ulma.exporters.base import FORMATS  # noqa: E402
 from ulma.format import records, trace  # noqa: E402
 
 FUNCTIONS = 40
+DEPTH = 12
 BLOCK = 1 << 16  # events per chunk
 
 
 def block(rng: random.Random) -> bytes:
     """One chunk's worth of a random walk (calls and returns balanced), ticks from 0."""
-    events = []
+    events: list[records.Event] = []
     stack: list[int] = []
     t = 0
     while len(events) < BLOCK - 32:
         t += rng.randrange(20, 200)
-        if not stack or (len(stack) < 30 and rng.random() < 0.5):
-            fid = rng.randrange(1, FUNCTIONS + 1)
+        if not stack or (len(stack) < DEPTH and rng.random() < 0.5):
+            # each function calls one of two others: about 2^DEPTH distinct stacks, as a program has
+            fid = ((stack[-1] if stack else 0) * 7 + rng.randrange(2)) % FUNCTIONS + 1
             stack.append(fid)
             events.append(records.Event(t, fid, records.CALL, 0, 0))
         else:

@@ -1060,7 +1060,7 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
     for (size_t i = 0; self->ready && i < self->r.nout; i++) {
         const ulma_transition *x = &self->r.out[i];
         if (x->op == ULMA_TR_GAP) {
-            PyObject *line = PyObject_CallFunction(gap_line, "IL", x->thread, (long long)x->t,
+            PyObject *line = PyObject_CallFunction(gap_line, "ILL", x->thread, (long long)x->t,
                                                    (long long)x->start);
             Py_ssize_t n;
             const char *s = line ? PyUnicode_AsUTF8AndSize(line, &n) : NULL;
