@@ -1,5 +1,7 @@
-"""The exporters' stack walker follows the C replay's rules exactly: checked
-against the Python model of aggregate.c on generated streams, fed in pieces."""
+"""The exporters' C replay (``_core/replay.c``) follows the stack rules exactly: its frames are
+the Python reference walker's (``tests/unit/replay_model.FrameWalk``), and they rebuild the
+aggregator model's totals, on generated streams (drops, SYNC groups, unmatched exits, ticks
+going back, ids past the limit) fed in pieces."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from dataclasses import dataclass, field
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-from tests.unit.replay_model import ThreadModel, snapshot
+from tests.unit.replay_model import FrameWalk, ThreadModel, snapshot
 from tests.unit.test_replay import event_lists, to_events
+from ulma import _core
 from ulma.exporters.pstats import PstatsExporter
 from ulma.format import records, runinfo, stacks
 from ulma.format.records import Event
@@ -76,13 +79,73 @@ class Rebuild:
         self.lost += end - start
 
 
-def walk(events: list[Event], sink: stacks.Sink, run: runinfo.Run) -> stacks.ThreadWalk:
-    walker = stacks.ThreadWalk(0, run, run.hidden)
+def walk(events: list[Event], sink: stacks.Sink | None, run: runinfo.Run,
+         what: int = stacks.FRAMES) -> _core.Replay:
+    """The C replay of one thread's events, fed in two pieces (where a chunk ends must not
+    matter), its frames delivered to `sink`."""
+    replay = _core.Replay(run.start_ticks, run.scale, what, run.hidden)
     cut = len(events) // 3
-    walker.feed(memoryview(records.encode(events[:cut])), sink)  # where a chunk ends must not matter
-    walker.feed(memoryview(records.encode(events[cut:])), sink)
-    walker.close(sink)
-    return walker
+    for piece in (events[:cut], events[cut:]):
+        replay.feed(0, records.encode(piece))
+        if sink is not None:
+            stacks.deliver(replay.take(), sink)
+    replay.close()
+    if sink is not None:
+        stacks.deliver(replay.take(), sink)
+    return replay
+
+
+@dataclass
+class Transitions:
+    """Every call a sink gets, in order."""
+
+    seen: list[tuple[int, ...]] = field(default_factory=list)
+
+    def enter(self, thread: int, t: int, fid: int, parent: int, kind: int) -> None:
+        self.seen.append((1, thread, t, fid, parent, kind))
+
+    def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
+        self.seen.append((2, thread, t, fid, parent, start, self_ns))
+
+    def gap(self, thread: int, start: int, end: int) -> None:
+        self.seen.append((3, thread, start, end))
+
+
+# wider than the totals model's streams: calls into C, CPU readings, excluded frames, ids with
+# the top bit set (a SYNC frame keeps its excluded flag there)
+frame_event_lists = st.lists(
+    st.builds(lambda dt, fid, kind, flags, aux: (dt, fid, kind, flags, aux),
+              st.integers(0, 50),
+              st.integers(0, 6) | st.sampled_from([(1 << 24) - 1, 1 << 24, (1 << 31) + 3, (1 << 32) - 1]),
+              st.sampled_from([CALL, RETURN, records.UNWIND, YIELD, RESUME, records.THROW, records.C_CALL,
+                               records.C_RETURN, records.CPU_SAMPLE, records.SYNC, 0, 200]),
+              st.sampled_from([0, records.SYNC_BEGIN, records.SYNC_FRAME,
+                               records.SYNC_BEGIN | records.SYNC_AFTER_DROP,
+                               records.SYNC_FRAME | records.EVF_UNMEASURED, 0xFF]),
+              st.integers(0, 3)),
+    max_size=150)
+
+
+@settings(max_examples=400, deadline=None)
+@given(frame_event_lists, st.integers(0, 1000), st.sampled_from([0.5, 1.0, 3.3]), st.integers(0, 300),
+       st.sampled_from([frozenset(), frozenset({2}), frozenset({1, 3})]))
+def test_c_frames_are_the_reference_walkers(raw: list[tuple[int, int, int, int, int]], start: int,
+                                            ns_per_tick: float, t0: int, hidden: frozenset[int]) -> None:
+    events = to_events(raw, start)
+    run = make_run(hidden)
+    run.start_ticks, run.ns_per_tick = t0, ns_per_tick  # ticks before the start are clamped to it
+    want = Transitions()
+    model = FrameWalk(0, run, run.hidden)
+    cut = len(events) // 2  # the model cut elsewhere: neither may care
+    for piece in (events[:cut], events[cut:]):
+        if piece:
+            model.feed(memoryview(records.encode(piece)), want)
+    model.close(want)
+    got = Transitions()
+    replay = walk(events, got, run)
+    assert got.seen == want.seen
+    (figures,) = replay.threads() if events else ({"events": 0, "unmatched": 0},)
+    assert (figures["events"], figures["unmatched"]) == (model.events, model.unmatched)
 
 
 @settings(max_examples=300, deadline=None)
@@ -94,12 +157,13 @@ def test_walker_transitions_rebuild_the_models_totals(raw: list[tuple[int, int, 
     model.feed(events)
     model.close()
     sink = Rebuild()
-    walker = walk(events, sink, make_run())
+    replay = walk(events, sink, make_run())
     funcs, edges = snapshot([model])
     got_funcs = sorted((fid, *f) for fid, f in sink.funcs.items() if any(f))
     got_edges = sorted((c, d, *e) for (c, d), e in sink.edges.items() if any(e))
     assert (got_funcs, got_edges) == (funcs, edges)
-    assert (walker.events, walker.unmatched, sink.lost) == (model.events, model.unmatched, model.lost)
+    figures = replay.threads()[0] if events else {"events": 0, "unmatched": 0}
+    assert (figures["events"], figures["unmatched"], sink.lost) == (model.events, model.unmatched, model.lost)
     assert not sink.stack
 
 
@@ -113,7 +177,7 @@ def test_pstats_figures_are_the_models(raw: list[tuple[int, int, int, int, int]]
     run = make_run()
     out = io.BytesIO()
     exporter = PstatsExporter(run, out)
-    walk(events, exporter, run)
+    exporter.replayed(walk(events, None, run, stacks.PSTATS))
     exporter.finish()
     stats = marshal.loads(out.getvalue())
     funcs, edges = snapshot([model])
@@ -138,7 +202,7 @@ def test_primitive_calls_leave_out_recursive_entries_as_cprofile_does() -> None:
     run = make_run()
     out = io.BytesIO()
     exporter = PstatsExporter(run, out)
-    walk(events, exporter, run)
+    exporter.replayed(walk(events, None, run, stacks.PSTATS))
     exporter.finish()
     stats = marshal.loads(out.getvalue())
     f, g = ("prog.py", 1, "f1"), ("prog.py", 2, "f2")

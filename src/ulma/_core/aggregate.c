@@ -4,9 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A corrupt stream must not make us allocate gigabytes: ids beyond this are
- * ignored (and counted as unmatched). */
-#define MAX_FUNC_ID (1u << 24)
+#define MAX_FUNC_ID ULMA_MAX_FUNC_ID /* walk.h */
 #define ROOT UINT32_MAX
 #define ULMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define ULMA_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -65,7 +63,7 @@ void ulma_agg_free(ulma_thread_agg *a)
     free(a->edges);
     free(a->index);
     free(a->stack);
-    free(a->sync_ids);
+    ulma_walk_free(&a->w);
     memset(a, 0, sizeof *a);
 }
 
@@ -83,6 +81,7 @@ void ulma_agg_release_funcs(ulma_thread_agg *a)
     a->active = a->func_ids = NULL;
     a->pages = NULL;
     a->nfuncs = a->funcs_cap = a->npages = 0;
+    a->last_target = ROOT; /* a slot that is gone */
 }
 
 void ulma_agg_release(ulma_thread_agg *a)
@@ -97,6 +96,11 @@ void ulma_agg_release(ulma_thread_agg *a)
     a->edges = NULL;
     a->index = NULL;
     a->nedges = a->edges_cap = a->index_cap = 0;
+    free(a->stack); /* empty */
+    a->stack = NULL;
+    a->stack_cap = 0;
+    if (!a->w.sync_want) /* not inside a SYNC group cut by a chunk's end */
+        ulma_walk_free(&a->w);
 }
 
 int ulma_agg_hand_over(ulma_thread_agg *dst, ulma_thread_agg *src)
@@ -290,12 +294,8 @@ static inline uint32_t edge_get_cached(ulma_thread_agg *a, uint32_t caller, uint
 
 /* kind: ULMA_CALL, ULMA_C_CALL, ULMA_RESUME/ULMA_THROW, or 0 for a frame
  * restated by SYNC. */
-static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind, int unmeasured)
+static inline int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind, int unmeasured)
 {
-    if (id >= MAX_FUNC_ID) {
-        a->unmatched++;
-        return 0;
-    }
     uint32_t slot = func_slot(a, id);
     if (slot == ROOT)
         return -1;
@@ -330,7 +330,7 @@ static int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind, int u
     return 0;
 }
 
-static void pop(ulma_thread_agg *a, uint64_t t)
+static inline void pop(ulma_thread_agg *a, uint64_t t)
 {
     ulma_frame *f = &a->stack[--a->depth];
     uint64_t el = t - f->start;
@@ -352,23 +352,6 @@ static void pop(ulma_thread_agg *a, uint64_t t)
         a->stack[a->depth - 1].child += el;
 }
 
-/* Frames above a match are popped too: their exits were not seen. */
-static void on_exit(ulma_thread_agg *a, uint32_t id, uint64_t t)
-{
-    size_t i = a->depth;
-    while (i > 0 && a->stack[i - 1].id != id)
-        i--;
-    if (i == 0) {
-        a->unmatched++;
-        return;
-    }
-    while (a->depth >= i)
-        pop(a, t);
-}
-
-/* sync_ids keep a frame's unmeasured flag in their top bit */
-#define ULMA_SYNC_ID_UNMEASURED 0x80000000u
-
 /* The function on top of the stack, if its time is measured. */
 static inline ulma_func_stats *measured_top(ulma_thread_agg *a)
 {
@@ -388,7 +371,7 @@ static inline void end_gap(ulma_thread_agg *a, uint64_t t)
         a->after_reading = 0;
         /* a reading is a few system calls: a longer gap means the thread lost
          * the CPU meanwhile, which the next reading counts as waiting */
-        uint64_t cost = t - a->last_tick;
+        uint64_t cost = t - a->w.last_tick;
         double cap = a->ns_per_tick > 0 ? READING_COST_MAX_NS / a->ns_per_tick : READING_COST_MAX_NS;
         if ((double)cost > cap)
             cost = (uint64_t)cap;
@@ -452,114 +435,91 @@ static void on_cpu_reading(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
     a->have_cpu = 1;
 }
 
-static int apply_sync(ulma_thread_agg *a)
+/* ---- the hooks of the stack rules (walk.h) ---- */
+
+static void hook_record(void *ctx, const ulma_event *e, uint64_t t)
 {
-    uint64_t close_at = a->last_tick;
-    while (a->depth > 0)
-        pop(a, close_at);
-    if (a->sync_ticks < close_at) /* only in a damaged stream */
-        a->sync_ticks = close_at;
-    if (a->sync_flags & ULMA_SYNC_AFTER_DROP)
-        a->lost_ticks += a->sync_ticks - close_at;
-    a->syncs++;
+    ulma_thread_agg *a = ctx;
+    end_gap(a, t);
+    if ((e->flags & ULMA_EVF_DISPATCH) &&
+        (e->kind == ULMA_CALL || e->kind == ULMA_RESUME || e->kind == ULMA_THROW || e->kind == ULMA_C_CALL)) {
+        uint64_t d = e->aux, gap = t - a->w.last_tick;
+        if (d > gap)
+            d = gap; /* it happened within the caller's last gap */
+        ulma_func_stats *top = measured_top(a);
+        uint32_t callee = top && e->id < MAX_FUNC_ID ? func_slot(a, e->id) : ROOT;
+        if (callee != ROOT) {
+            top = measured_top(a); /* funcs may have moved */
+            top->self_split.dispatch += d;
+            a->sums.dispatch += d;
+            a->funcs[callee].dispatch_in += d;
+        }
+    }
+}
+
+static int hook_push(void *ctx, uint32_t id, uint64_t t, uint8_t kind, int unmeasured)
+{
+    return push(ctx, id, t, kind, unmeasured);
+}
+
+static void hook_pop(void *ctx, uint64_t t)
+{
+    pop(ctx, t);
+}
+
+static size_t hook_depth(const void *ctx)
+{
+    return ((const ulma_thread_agg *)ctx)->depth;
+}
+
+static uint32_t hook_id_at(const void *ctx, size_t i)
+{
+    return ((const ulma_thread_agg *)ctx)->stack[i].id;
+}
+
+/* active[] counts a function's open frames (for recursion): the O(1) test */
+static int hook_on_stack(const void *ctx, uint32_t id)
+{
+    const ulma_thread_agg *a = ctx;
+    uint32_t slot = ulma_agg_find(a, id);
+    return slot != ROOT && a->active[slot] != 0;
+}
+
+static void hook_synced(void *ctx, uint64_t close_at, uint64_t at, uint32_t flags)
+{
+    (void)close_at, (void)at, (void)flags;
+    ulma_thread_agg *a = ctx;
     /* the next CPU reading is a new baseline: the gap held lost events */
     a->have_cpu = a->have_run_delay = 0;
     a->after_reading = 0;
-    for (uint32_t i = 0; i < a->sync_have; i++)
-        if (push(a, a->sync_ids[i] & ~ULMA_SYNC_ID_UNMEASURED, a->sync_ticks, 0,
-                 (a->sync_ids[i] & ULMA_SYNC_ID_UNMEASURED) != 0) < 0)
-            return -1;
-    a->sync_want = a->sync_have = 0;
-    return 0;
 }
 
-int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
+static void hook_cpu(void *ctx, const ulma_event *e, uint64_t t)
+{
+    ulma_thread_agg *a = ctx;
+    if (!(e->flags & ULMA_CPU_RUN_DELAY))
+        end_gap(a, t); /* the gap before the reading held a probe */
+    on_cpu_reading(a, e, t);
+}
+
+static const ulma_walk_hooks AGG_HOOKS = {
+    .record = hook_record,
+    .push = hook_push,
+    .pop = hook_pop,
+    .depth = hook_depth,
+    .id_at = hook_id_at,
+    .on_stack = hook_on_stack,
+    .synced = hook_synced,
+    .cpu = hook_cpu,
+};
+
+__attribute__((flatten)) int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
 {
     if (a->failed)
         return -1;
-    for (size_t k = 0; k < n; k++) {
-        const ulma_event *e = &ev[k];
-        uint64_t t = e->ticks;
-        if (a->events == 0)
-            a->first_tick = a->last_tick = t;
-        if (t < a->last_tick) {
-            a->clock_backwards++;
-            t = a->last_tick;
-        }
-        a->events++;
-        int rc = 0;
-        /* A SYNC group is contiguous; anything else inside one means damage:
-         * the group is dropped rather than applied half-read. */
-        if (a->sync_want && !(e->kind == ULMA_SYNC && (e->flags & ULMA_SYNC_FRAME)))
-            a->sync_want = a->sync_have = 0;
-        switch (e->kind) {
-        case ULMA_CALL:
-        case ULMA_RESUME:
-        case ULMA_THROW:
-        case ULMA_C_CALL:
-            end_gap(a, t);
-            if (e->flags & ULMA_EVF_DISPATCH) {
-                uint64_t d = e->aux, gap = t - a->last_tick;
-                if (d > gap)
-                    d = gap; /* it happened within the caller's last gap */
-                ulma_func_stats *top = measured_top(a);
-                uint32_t callee = top && e->id < MAX_FUNC_ID ? func_slot(a, e->id) : ROOT;
-                if (callee != ROOT) {
-                    top = measured_top(a); /* funcs may have moved */
-                    top->self_split.dispatch += d;
-                    a->sums.dispatch += d;
-                    a->funcs[callee].dispatch_in += d;
-                }
-            }
-            rc = push(a, e->id, t, e->kind, (e->flags & ULMA_EVF_UNMEASURED) != 0);
-            break;
-        case ULMA_RETURN:
-        case ULMA_YIELD:
-        case ULMA_UNWIND:
-        case ULMA_C_RETURN:
-            end_gap(a, t);
-            on_exit(a, e->id, t);
-            break;
-        case ULMA_CPU_SAMPLE:
-            if (!(e->flags & ULMA_CPU_RUN_DELAY))
-                end_gap(a, t); /* the gap before the reading held a probe */
-            on_cpu_reading(a, e, t);
-            break;
-        case ULMA_SYNC:
-            if (e->flags & ULMA_SYNC_BEGIN) {
-                a->sync_want = e->aux;
-                a->sync_have = 0;
-                a->sync_flags = e->flags;
-                a->sync_ticks = t;
-                uint32_t *ids = realloc(a->sync_ids, ((size_t)e->aux + 1) * sizeof *ids);
-                if (!ids) {
-                    rc = -1;
-                    break;
-                }
-                a->sync_ids = ids;
-                if (e->aux == 0)
-                    rc = apply_sync(a);
-                /* the old stack closes at the tick before the group */
-                t = a->last_tick;
-            } else if ((e->flags & ULMA_SYNC_FRAME) && a->sync_have < a->sync_want) {
-                a->sync_ids[a->sync_have++] =
-                    (e->id & ~ULMA_SYNC_ID_UNMEASURED) |
-                    ((e->flags & ULMA_EVF_UNMEASURED) ? ULMA_SYNC_ID_UNMEASURED : 0);
-                t = a->last_tick;
-                if (a->sync_have == a->sync_want) {
-                    rc = apply_sync(a);
-                    t = a->sync_ticks;
-                }
-            }
-            break;
-        default:
-            break; /* kinds this version does not aggregate yet */
-        }
-        if (rc < 0) {
-            a->failed = 1;
-            return -1;
-        }
-        a->last_tick = t;
+    if (ulma_walk_feed(&a->w, &AGG_HOOKS, a, ev, n) < 0) {
+        a->failed = 1;
+        return -1;
     }
     return 0;
 }
@@ -567,7 +527,7 @@ int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
 void ulma_agg_close(ulma_thread_agg *a)
 {
     while (a->depth > 0)
-        pop(a, a->last_tick);
+        pop(a, a->w.last_tick);
 }
 
 void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)
@@ -578,14 +538,14 @@ void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)
     }
     for (size_t i = 0; i < a->nedges; i++)
         a->edges[i].calls = a->edges[i].resumes = a->edges[i].total = 0;
-    if (now < a->last_tick)
-        now = a->last_tick;
+    if (now < a->w.last_tick)
+        now = a->w.last_tick;
     for (size_t i = 0; i < a->depth; i++) {
         a->stack[i].start = now;
         a->stack[i].child = 0;
         a->stack[i].at = a->sums;
     }
-    a->lost_ticks = 0;
+    a->w.lost_ticks = 0;
 }
 
 static void func_add(ulma_func_stats *d, const ulma_func_stats *s)
@@ -622,8 +582,8 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
     dst->cpu_readings += src->cpu_readings;
     if (!now || src->depth == 0)
         return 0;
-    if (now < src->last_tick)
-        now = src->last_tick;
+    if (now < src->w.last_tick)
+        now = src->w.last_tick;
     /* Open frames: self from the top down, totals for outermost occurrences
      * only (first seen walking from the bottom). */
     uint8_t *seen_f = calloc(src->nfuncs, 1);

@@ -46,6 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "records.h"
+#include "walk.h"
 
 /* Running per-thread sums; a frame keeps their values at its entry, and its
  * inclusive share is the difference at its exit. */
@@ -105,17 +106,8 @@ typedef struct {
     /* the thread's shadow stack */
     ulma_frame *stack;
     size_t depth, stack_cap;
-    /* a SYNC group being read */
-    uint32_t *sync_ids;
-    uint32_t sync_want, sync_have, sync_flags;
-    uint64_t sync_ticks;
-    /* bookkeeping */
-    uint64_t first_tick, last_tick;
-    uint64_t events;
-    uint64_t lost_ticks;       /* gaps around drops, credited to nobody */
-    uint64_t unmatched;        /* returns with no matching frame */
-    uint64_t clock_backwards;  /* ticks that went back, clamped */
-    uint64_t syncs;
+    /* the stack rules' own state (walk.h): ticks, counts, a SYNC group */
+    ulma_walk w;
     /* CPU readings */
     double ns_per_tick;        /* set by the owner before feeding; 0 = no split */
     ulma_split sums;           /* running sums, see ulma_split */
@@ -144,8 +136,9 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
 void ulma_agg_wait(const ulma_split *s, double ns_per_tick, uint64_t *wait, uint64_t *runnable);
 /* The slot of function `id` in a->funcs, or UINT32_MAX if it has none. */
 uint32_t ulma_agg_find(const ulma_thread_agg *a, uint32_t id);
-/* Frees the per-function and per-edge totals of a thread whose stack is
- * closed (after the last snapshot); its counters stay. */
+/* Frees the per-function and per-edge totals (and the empty stack) of a
+ * thread whose stack is closed (after the last snapshot, or folded); its
+ * counters stay. */
 void ulma_agg_release(ulma_thread_agg *a);
 /* The same for the per-function totals only. */
 void ulma_agg_release_funcs(ulma_thread_agg *a);

@@ -3,6 +3,7 @@
  *
  *   agent_start / agent_stop    in the profiled process
  *   Session                     in the monitor: drain, symbols, snapshots
+ *   Aggregator, Replay          replays of trace files: totals; frames, stacks (exporters)
  *   LAYOUT                      records.h's numbers, for ulma.format.records
  *   bench_drain                 the monitor's replay rate on a synthetic ring
  */
@@ -17,6 +18,7 @@
 #include "agent.h"
 #include "clock.h"
 #include "records.h"
+#include "replay.h"
 #include "session.h"
 #include "symbols.h"
 
@@ -388,9 +390,9 @@ done:
 static PyObject *agg_figures(const ulma_thread_agg *a)
 {
     return Py_BuildValue("{s:K,s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "events",
-                         a->events, "depth", (Py_ssize_t)a->depth, "lost_ticks", a->lost_ticks,
-                         "unmatched", a->unmatched, "syncs", a->syncs, "clock_backwards",
-                         a->clock_backwards, "first_tick", a->first_tick, "last_tick", a->last_tick,
+                         a->w.events, "depth", (Py_ssize_t)a->depth, "lost_ticks", a->w.lost_ticks,
+                         "unmatched", a->w.unmatched, "syncs", a->w.syncs, "clock_backwards",
+                         a->w.clock_backwards, "first_tick", a->w.first_tick, "last_tick", a->w.last_tick,
                          "cpu_readings", a->cpu_readings, "cpu_tick", a->have_cpu ? a->cpu_tick : 0);
 }
 
@@ -643,6 +645,7 @@ typedef struct {
     uint8_t *closed;
     uint32_t n;
     double rate; /* ns per tick for new threads; 0 until set_rate */
+    ulma_thread_agg ended; /* totals folded out of idle threads (fold) */
 } AggregatorObject;
 
 #define MAX_OFFLINE_THREADS 65536u
@@ -651,6 +654,7 @@ static void aggregator_dealloc(AggregatorObject *self)
 {
     for (uint32_t i = 0; i < self->n; i++)
         ulma_agg_free(&self->aggs[i]);
+    ulma_agg_free(&self->ended);
     PyMem_Free(self->aggs);
     PyMem_Free(self->closed);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -742,7 +746,29 @@ static PyObject *aggregator_snapshot(AggregatorObject *self, PyObject *args, PyO
         return NULL;
     if (!(rate > 0))
         rate = self->rate > 0 ? self->rate : 1.0;
-    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split, rate, 0, NULL);
+    return snapshot_of(self->aggs, self->closed, self->n, only, now, NULL, split, rate, 0, &self->ended);
+}
+
+/* fold(thread): a thread with no open frame gives its totals to the folded
+ * ones and frees them (its counters stay): memory then follows the threads
+ * running, not all the threads a trace ever had.  Exact, as nothing of its
+ * is open; a later event of it starts new totals.  True if it folded. */
+static PyObject *aggregator_fold(AggregatorObject *self, PyObject *arg)
+{
+    long thread = PyLong_AsLong(arg);
+    if (thread == -1 && PyErr_Occurred())
+        return NULL;
+    if (thread < 0 || (unsigned long)thread >= self->n)
+        Py_RETURN_FALSE;
+    ulma_thread_agg *a = &self->aggs[thread];
+    if (a->depth || (!a->nfuncs && !a->nedges))
+        Py_RETURN_FALSE;
+    uint64_t readings = a->cpu_readings;
+    if (ulma_agg_merge(&self->ended, a, 0, 0) < 0)
+        return PyErr_NoMemory();
+    self->ended.cpu_readings -= readings; /* they stay the thread's own figure */
+    ulma_agg_release(a);
+    Py_RETURN_TRUE;
 }
 
 /* The ns-per-tick the replay uses to compare CPU readings with ticks. */
@@ -783,6 +809,8 @@ static PyMethodDef aggregator_methods[] = {
      "set_rate(ns_per_tick): a first rate, before feed (run delays and readings' cost are "
      "compared at it); snapshots form waiting at the rate given to them"},
     {"threads", (PyCFunction)aggregator_threads, METH_NOARGS, "per-thread replay figures"},
+    {"fold", (PyCFunction)aggregator_fold, METH_O,
+     "fold(thread) -> bool: an idle thread's totals join the folded ones (memory per running thread)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -793,6 +821,432 @@ static PyTypeObject AggregatorType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Aggregator(): replays event records fed per thread into the same totals as a session.",
     .tp_methods = aggregator_methods,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- the exporters' replay ------------------------------------------ */
+
+/* Replay(start_ticks, scale, what, hidden=()): replay.h's replay of a
+ * trace's records, fed per thread; scale is ns per tick << 48 (runinfo.Run's);
+ * what is a sum of REPLAY_* flags. */
+typedef struct {
+    PyObject_HEAD
+    ulma_replay r;
+    int ready;
+} ReplayObject;
+
+static int replay_init(ReplayObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"start_ticks", "scale", "what", "hidden", NULL};
+    unsigned long long start, scale;
+    unsigned int what;
+    PyObject *hidden = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "KKI|O", names, &start, &scale, &what, &hidden))
+        return -1;
+    if (self->ready)
+        ulma_replay_free(&self->r);
+    self->ready = 0;
+    if (ulma_replay_init(&self->r, what, start, scale) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->ready = 1;
+    if (!hidden)
+        return 0;
+    PyObject *it = PyObject_GetIter(hidden), *item;
+    if (!it)
+        return -1;
+    while ((item = PyIter_Next(it))) {
+        unsigned long id = PyLong_AsUnsignedLong(item);
+        Py_DECREF(item);
+        if (PyErr_Occurred())
+            break;
+        if (id < ULMA_MAX_FUNC_ID && ulma_replay_hide(&self->r, (uint32_t)id) < 0) {
+            PyErr_NoMemory();
+            break;
+        }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static void replay_dealloc(ReplayObject *self)
+{
+    if (self->ready)
+        ulma_replay_free(&self->r);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *replay_feed(ReplayObject *self, PyObject *args)
+{
+    unsigned int thread;
+    Py_buffer buf;
+    if (!self->ready)
+        return PyErr_Format(PyExc_ValueError, "Replay not initialised");
+    if (!PyArg_ParseTuple(args, "Iy*", &thread, &buf))
+        return NULL;
+    PyObject *res = NULL;
+    if (buf.len % (Py_ssize_t)sizeof(ulma_event)) {
+        PyErr_Format(PyExc_ValueError, "records are %zu bytes; got %zd bytes", sizeof(ulma_event),
+                     buf.len);
+        goto out;
+    }
+    /* records may sit at any alignment in the buffer: copy in pieces */
+    ulma_event piece[512];
+    const char *p = buf.buf;
+    size_t left = (size_t)buf.len / sizeof(ulma_event);
+    int rc = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (left && rc == 0) {
+        size_t k = left < 512 ? left : 512;
+        memcpy(piece, p, k * sizeof(ulma_event));
+        rc = ulma_replay_feed(&self->r, thread, piece, k);
+        p += k * sizeof(ulma_event);
+        left -= k;
+    }
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    res = Py_NewRef(Py_None);
+out:
+    PyBuffer_Release(&buf);
+    return res;
+}
+
+static PyObject *replay_close(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->ready)
+        ulma_replay_close(&self->r);
+    Py_RETURN_NONE;
+}
+
+/* The transitions made since the last take, packed (replay.h), as bytes. */
+static PyObject *replay_take(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!self->ready)
+        return PyBytes_FromStringAndSize(NULL, 0);
+    PyObject *b = PyBytes_FromStringAndSize((const char *)self->r.out,
+                                            (Py_ssize_t)(self->r.nout * sizeof(ulma_transition)));
+    self->r.nout = 0;
+    if (self->r.out_cap > 65536) { /* one feed made many: give the room back */
+        free(self->r.out);
+        self->r.out = NULL;
+        self->r.out_cap = 0;
+    }
+    return b;
+}
+
+static PyObject *replay_tree(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out && self->ready && i < self->r.nnodes; i++) {
+        PyObject *t = Py_BuildValue("(iLKK)", self->r.node_parent[i], (long long)self->r.node_fid[i],
+                                    self->r.node_self[i], self->r.node_calls[i]);
+        if (!t || PyList_Append(out, t) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(t);
+    }
+    return out;
+}
+
+static PyObject *replay_tree_max_depth(ReplayObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    return PyLong_FromUnsignedLong(ULMA_TREE_MAX_DEPTH);
+}
+
+static PyObject *replay_cut_frames(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(self->ready ? self->r.cut_frames : 0);
+}
+
+static PyObject *replay_pstats(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *funcs = PyList_New(0), *edges = PyList_New(0), *res = NULL;
+    if (!funcs || !edges)
+        goto done;
+    for (size_t i = 0; self->ready && i < self->r.nfuncs; i++) {
+        const ulma_pstat *p = &self->r.funcs[i];
+        PyObject *t = Py_BuildValue("(IKKKK)", self->r.func_ids[i], p->entries, p->recursive, p->self,
+                                    p->cum);
+        if (!t || PyList_Append(funcs, t) < 0) {
+            Py_XDECREF(t);
+            goto done;
+        }
+        Py_DECREF(t);
+    }
+    for (size_t i = 0; self->ready && i < self->r.nedges; i++) {
+        const ulma_pstat *p = &self->r.edges[i];
+        uint64_t k = self->r.edge_keys[i];
+        PyObject *t = Py_BuildValue("(IIKKKK)", (unsigned int)(k >> 32), (unsigned int)(k & 0xffffffffu),
+                                    p->entries, p->recursive, p->self, p->cum);
+        if (!t || PyList_Append(edges, t) < 0) {
+            Py_XDECREF(t);
+            goto done;
+        }
+        Py_DECREF(t);
+    }
+    res = PyTuple_Pack(2, funcs, edges);
+done:
+    Py_XDECREF(funcs);
+    Py_XDECREF(edges);
+    return res;
+}
+
+static PyObject *replay_threads(ReplayObject *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out && self->ready && i < self->r.nthreads; i++) {
+        const ulma_replay_thread *th = self->r.threads[i];
+        PyObject *d = Py_BuildValue("{s:I,s:K,s:K,s:K,s:n}", "thread", th->thread, "events", th->w.events,
+                                    "unmatched", th->w.unmatched, "lost_ticks", th->w.lost_ticks,
+                                    "depth", (Py_ssize_t)th->depth);
+        if (!d || PyList_Append(out, d) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(d);
+    }
+    return out;
+}
+
+/* ---- chrome lines ---- */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} text_buf;
+
+static int text_put(text_buf *b, const char *s, size_t n)
+{
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1 << 16;
+        while (cap < b->n + n)
+            cap *= 2;
+        char *q = PyMem_Realloc(b->p, cap);
+        if (!q) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+
+/* ns as microseconds with exactly three decimals: "12.345", "-0.007" */
+static int text_us(text_buf *b, int64_t ns)
+{
+    char tmp[32];
+    char *e = tmp + sizeof tmp, *q = e;
+    uint64_t v = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
+    uint64_t frac = v % 1000, whole = v / 1000;
+    *--q = (char)('0' + frac % 10);
+    *--q = (char)('0' + frac / 10 % 10);
+    *--q = (char)('0' + frac / 100);
+    *--q = '.';
+    do {
+        *--q = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    if (ns < 0)
+        *--q = '-';
+    return text_put(b, q, (size_t)(e - q));
+}
+
+/* take_chrome(prefixes, make_prefix, gap_line) -> bytes: the transitions made
+ * since the last take, as chrome "X" events: one per frame that ended,
+ * `prefix + ts + ', "dur": ' + dur + '}'`, prefixes[(thread << 32) | fid]
+ * (bytes) made by make_prefix(thread, fid) when missing; a gap's text comes
+ * from gap_line(thread, start, end) (str). */
+static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
+{
+    PyObject *prefixes, *make_prefix, *gap_line;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &prefixes, &make_prefix, &gap_line))
+        return NULL;
+    text_buf b = {0};
+    PyObject *res = NULL;
+    for (size_t i = 0; self->ready && i < self->r.nout; i++) {
+        const ulma_transition *x = &self->r.out[i];
+        if (x->op == ULMA_TR_GAP) {
+            PyObject *line = PyObject_CallFunction(gap_line, "ILL", x->thread, (long long)x->t,
+                                                   (long long)x->start);
+            Py_ssize_t n;
+            const char *s = line ? PyUnicode_AsUTF8AndSize(line, &n) : NULL;
+            int rc = s ? text_put(&b, s, (size_t)n) : -1;
+            Py_XDECREF(line);
+            if (rc < 0)
+                goto done;
+            continue;
+        }
+        if (x->op != ULMA_TR_LEAVE)
+            continue;
+        PyObject *key = PyLong_FromUnsignedLongLong((unsigned long long)x->thread << 32 | x->fid);
+        if (!key)
+            goto done;
+        PyObject *prefix = PyDict_GetItemWithError(prefixes, key); /* borrowed */
+        if (!prefix && !PyErr_Occurred()) {
+            prefix = PyObject_CallFunction(make_prefix, "II", x->thread, x->fid);
+            if (prefix && PyDict_SetItem(prefixes, key, prefix) < 0)
+                Py_CLEAR(prefix);
+            Py_XDECREF(prefix); /* the dict holds it */
+        }
+        Py_DECREF(key);
+        if (!prefix)
+            goto done;
+        if (!PyBytes_Check(prefix)) {
+            PyErr_SetString(PyExc_TypeError, "a prefix must be bytes");
+            goto done;
+        }
+        if (text_put(&b, PyBytes_AS_STRING(prefix), (size_t)PyBytes_GET_SIZE(prefix)) < 0 ||
+            text_us(&b, x->start) < 0 || text_put(&b, ", \"dur\": ", 9) < 0 ||
+            text_us(&b, x->t - x->start) < 0 || text_put(&b, "}", 1) < 0)
+            goto done;
+    }
+    res = PyBytes_FromStringAndSize(b.p ? b.p : "", (Py_ssize_t)b.n);
+    if (self->ready)
+        self->r.nout = 0;
+done:
+    PyMem_Free(b.p);
+    return res;
+}
+
+/* ---- speedscope events ---- */
+
+static int text_int(text_buf *b, int64_t v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof tmp, *q = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--q = '-';
+    return text_put(b, q, (size_t)(e - q));
+}
+
+typedef struct {
+    uint32_t thread;
+    int64_t first, last; /* first enter, last leave; -1: none in this batch */
+    text_buf text;
+} thread_text;
+
+/* take_speedscope(frame_index) -> [(thread, bytes, first, last)]: the
+ * transitions made since the last take as speedscope "O"/"C" events, each
+ * `,\n{"type": "O", "frame": N, "at": T}`, per thread in order of first
+ * appearance; frame_index (id -> index) gets new ids in order of first entry.
+ * first: the time of the thread's first enter here, last: of its last leave
+ * (-1 if none). */
+static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
+{
+    if (!PyDict_Check(arg))
+        return PyErr_Format(PyExc_TypeError, "frame_index must be a dict");
+    thread_text *tt = NULL;
+    size_t ntt = 0, cap = 0, hit = 0;
+    PyObject *res = NULL;
+    for (size_t i = 0; self->ready && i < self->r.nout; i++) {
+        const ulma_transition *x = &self->r.out[i];
+        if (x->op != ULMA_TR_ENTER && x->op != ULMA_TR_LEAVE)
+            continue;
+        if (hit >= ntt || tt[hit].thread != x->thread) {
+            for (hit = 0; hit < ntt && tt[hit].thread != x->thread; hit++)
+                ;
+            if (hit == ntt) {
+                if (ntt == cap) {
+                    size_t c = cap ? cap * 2 : 8;
+                    thread_text *q = PyMem_Realloc(tt, c * sizeof *q);
+                    if (!q) {
+                        PyErr_NoMemory();
+                        goto done;
+                    }
+                    tt = q;
+                    cap = c;
+                }
+                tt[ntt++] = (thread_text){.thread = x->thread, .first = -1, .last = -1};
+            }
+        }
+        thread_text *th = &tt[hit];
+        PyObject *key = PyLong_FromUnsignedLong(x->fid);
+        if (!key)
+            goto done;
+        PyObject *index = PyDict_GetItemWithError(arg, key); /* borrowed */
+        if (!index && !PyErr_Occurred()) {
+            index = PyLong_FromSsize_t(PyDict_GET_SIZE(arg));
+            if (index && PyDict_SetItem(arg, key, index) < 0)
+                Py_CLEAR(index);
+            Py_XDECREF(index); /* the dict holds it */
+        }
+        Py_DECREF(key);
+        long long frame = index ? PyLong_AsLongLong(index) : -1;
+        if (frame == -1 && PyErr_Occurred())
+            goto done;
+        if (x->op == ULMA_TR_ENTER) {
+            if (th->first < 0)
+                th->first = x->t;
+        } else {
+            th->last = x->t;
+        }
+        const char *head = x->op == ULMA_TR_ENTER ? ",\n{\"type\": \"O\", \"frame\": "
+                                                  : ",\n{\"type\": \"C\", \"frame\": ";
+        if (text_put(&th->text, head, strlen(head)) < 0 || text_int(&th->text, frame) < 0 ||
+            text_put(&th->text, ", \"at\": ", 8) < 0 || text_int(&th->text, x->t) < 0 ||
+            text_put(&th->text, "}", 1) < 0)
+            goto done;
+    }
+    res = PyList_New((Py_ssize_t)ntt);
+    for (size_t i = 0; res && i < ntt; i++) {
+        PyObject *t = Py_BuildValue("(Iy#LL)", tt[i].thread, tt[i].text.p ? tt[i].text.p : "",
+                                    (Py_ssize_t)tt[i].text.n, (long long)tt[i].first, (long long)tt[i].last);
+        if (!t)
+            Py_CLEAR(res);
+        else
+            PyList_SET_ITEM(res, (Py_ssize_t)i, t);
+    }
+    if (res && self->ready)
+        self->r.nout = 0;
+done:
+    for (size_t i = 0; i < ntt; i++)
+        PyMem_Free(tt[i].text.p);
+    PyMem_Free(tt);
+    return res;
+}
+
+static PyMethodDef replay_methods[] = {
+    {"feed", (PyCFunction)replay_feed, METH_VARARGS, "feed(thread, records): replay one thread's 16-byte records"},
+    {"close", (PyCFunction)replay_close, METH_NOARGS, "end of the stream: open frames end at their thread's last tick"},
+    {"take", (PyCFunction)replay_take, METH_NOARGS, "the transitions made since the last take, packed (40 bytes each)"},
+    {"take_speedscope", (PyCFunction)replay_take_speedscope, METH_O,
+     "take_speedscope(frame_index) -> [(thread, events, first, last)]: speedscope events per thread"},
+    {"take_chrome", (PyCFunction)replay_take_chrome, METH_VARARGS,
+     "take_chrome(prefixes, make_prefix, gap_line) -> bytes: the frames that ended, as chrome events"},
+    {"tree", (PyCFunction)replay_tree, METH_NOARGS, "the stack tree: [(parent, fid, self_ns, entries)] by node"},
+    {"pstats", (PyCFunction)replay_pstats, METH_NOARGS,
+     "([(fid, entries, recursive, self_ns, cum_ns)], [(caller, callee, entries, recursive, self_ns, cum_ns)])"},
+    {"threads", (PyCFunction)replay_threads, METH_NOARGS, "per-thread figures, in order of first feed"},
+    {"cut_frames", (PyCFunction)replay_cut_frames, METH_NOARGS,
+     "frames deeper than the tree keeps (their time went to the frame at the limit)"},
+    {"tree_max_depth", (PyCFunction)replay_tree_max_depth, METH_NOARGS, "the depth the tree keeps"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ReplayType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ulma._core.Replay",
+    .tp_basicsize = sizeof(ReplayObject),
+    .tp_dealloc = (destructor)replay_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Replay(start_ticks, scale, what, hidden=()): the exporters' replay (replay.h).",
+    .tp_methods = replay_methods,
+    .tp_init = (initproc)replay_init,
     .tp_new = PyType_GenericNew,
 };
 
@@ -985,7 +1439,8 @@ static int add_limits(PyObject *mod)
 
 PyMODINIT_FUNC PyInit__core(void)
 {
-    if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&AggregatorType) < 0)
+    if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&AggregatorType) < 0 ||
+        PyType_Ready(&ReplayType) < 0)
         return NULL;
     PyObject *mod = PyModule_Create(&module_def);
     if (!mod)
@@ -996,7 +1451,13 @@ PyMODINIT_FUNC PyInit__core(void)
         Py_DECREF(mod);
         return NULL;
     }
-    if (PyModule_AddObjectRef(mod, "Aggregator", (PyObject *)&AggregatorType) < 0) {
+    if (PyModule_AddObjectRef(mod, "Aggregator", (PyObject *)&AggregatorType) < 0 ||
+        PyModule_AddObjectRef(mod, "Replay", (PyObject *)&ReplayType) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_FRAMES", ULMA_REPLAY_FRAMES) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_TREE", ULMA_REPLAY_TREE) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_TREE_PER_THREAD", ULMA_REPLAY_TREE_PER_THREAD) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_PSTATS", ULMA_REPLAY_PSTATS) < 0 ||
+        PyModule_AddIntConstant(mod, "TRANSITION_BYTES", (long)sizeof(ulma_transition)) < 0) {
         Py_DECREF(mod);
         return NULL;
     }

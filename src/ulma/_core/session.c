@@ -248,13 +248,9 @@ static void retire(ulma_monitor *m, uint32_t t)
     ulma_agg_free(a);
     ulma_agg_init(a);
     a->ns_per_tick = keep.ns_per_tick;
-    a->first_tick = keep.first_tick;
-    a->last_tick = keep.last_tick;
-    a->events = keep.events;
-    a->lost_ticks = keep.lost_ticks;
-    a->unmatched = keep.unmatched;
-    a->clock_backwards = keep.clock_backwards;
-    a->syncs = keep.syncs;
+    a->w = keep.w; /* the stack rules' counters (walk.h); its SYNC buffer was freed */
+    a->w.sync_ids = NULL;
+    a->w.sync_want = a->w.sync_have = 0;
     a->cpu_readings = keep.cpu_readings;
     m->closed[t] = ULMA_THREAD_FOLDED;
 }

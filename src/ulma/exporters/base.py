@@ -1,11 +1,13 @@
 """The one interface every trace exporter has, and the driver that runs one.
 
 An exporter is made with the run's description and a binary output file;
-it is fed either the raw records (``records``; ``RAW = True``) or each
-thread's frames as they start and end (``enter``/``leave``/``gap``, from
-``ulma.format.stacks``), and ``finish`` completes the file.  Whatever it
-keeps between events must stay bounded by stacks, functions or threads, never
-by the number of events, so a trace of any length converts.
+it is fed either the raw records (``records``; ``RAW = True``) or what the C
+replay (``ulma.format.stacks``) makes of them -- ``REPLAY`` says what: each
+thread's frames as they start and end (``enter``/``leave``/``gap``), or the
+tree of distinct stacks, or cProfile's figures, handed over in ``replayed``
+-- and ``finish`` completes the file.  Whatever it keeps between events must
+stay bounded by stacks, functions or threads, never by the number of events,
+so a trace of any length converts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import importlib
 import sys
 from typing import BinaryIO, ClassVar
 
+from ulma import _core
 from ulma.format import files, runinfo, stacks, trace
 
 # format name -> module under ulma.exporters whose EXPORTER class writes it
@@ -32,6 +35,7 @@ class Exporter:
     """Base class: the hooks do nothing until a format overrides them."""
 
     RAW: ClassVar[bool] = False  # fed the records themselves (``records``) instead of frames
+    REPLAY: ClassVar[int] = stacks.FRAMES  # what the replay makes for it (stacks.FRAMES, TREE...)
 
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         self.run = run
@@ -48,6 +52,14 @@ class Exporter:
 
     def gap(self, thread: int, start: int, end: int) -> None:
         """Events were lost between start and end."""
+
+    def take_frames(self, replay: _core.Replay) -> None:
+        """With stacks.FRAMES: takes the frames the replay made so far (by default into
+        ``enter``/``leave``/``gap``; a writer may format them in C instead)."""
+        stacks.deliver(replay.take(), self)
+
+    def replayed(self, replay: _core.Replay) -> None:
+        """Unless RAW: the replay, closed, after the last frame (its tree() or pstats())."""
 
     def finish(self) -> None:
         """All events were fed: complete the output."""
@@ -71,7 +83,8 @@ def export(trace_path: str, fmt: str, out_path: str) -> runinfo.Run:
         if cls.RAW:
             stacks.walk_records(reader, run, exporter)
         else:
-            stacks.walk(reader, run, exporter)
+            take = exporter.take_frames if cls.REPLAY & stacks.FRAMES else None
+            exporter.replayed(stacks.replay(reader, run, cls.REPLAY, take))
         exporter.finish()
         out.flush()
     return run

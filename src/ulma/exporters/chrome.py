@@ -6,7 +6,8 @@ from a resume to its next yield is one -- on one track per thread, named by
 process_name/thread_name metadata events.  Time lost to dropped events is an
 ``ulma: events lost`` slice.  Timestamps are microseconds written with exactly
 three decimals (whole ns), so slices nest exactly as they did in the program.
-Events are written as frames end: memory holds nothing per event.
+Events are written as frames end, formatted by the C replay: memory holds
+nothing per event.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import io
 import json
 from typing import BinaryIO
 
-from ulma import __version__
+from ulma import __version__, _core
 from ulma.exporters.base import Exporter
 from ulma.format import runinfo
-
-_BATCH = 4096
 
 
 def us(ns: int) -> str:
@@ -33,8 +32,7 @@ class ChromeExporter(Exporter):
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)
         self.text = io.TextIOWrapper(out, encoding="utf-8", newline="\n", write_through=True)
-        self.prefix: dict[tuple[int, int], str] = {}  # (thread, id) -> the event up to "ts"
-        self.lines: list[str] = []
+        self.prefix: dict[int, bytes] = {}  # thread << 32 | id -> the event up to "ts"
         meta = run.meta
         # A damaged META may hold anything: only strings and integers pass (a NaN would make the
         # whole file unreadable to JSON.parse).
@@ -52,35 +50,23 @@ class ChromeExporter(Exporter):
         self.text.write('{"displayTimeUnit": "ns", "otherData": ' + json.dumps(other)
                         + ',\n"traceEvents": [\n' + ",\n".join(json.dumps(e) for e in head))
 
-    def _prefix(self, thread: int, fid: int) -> str:
+    def _prefix(self, thread: int, fid: int) -> bytes:
         f = self.run.frame(fid)
         head = {"ph": "X", "pid": self.run.pid, "tid": self.run.tid(thread), "name": f.name,
                 "cat": "python", "args": {"file": f.file, "line": f.line}}
-        text = ",\n" + json.dumps(head)[:-1] + ', "ts": '
-        self.prefix[(thread, fid)] = text
-        return text
+        return (",\n" + json.dumps(head)[:-1] + ', "ts": ').encode()
 
-    def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
-        prefix = self.prefix.get((thread, fid)) or self._prefix(thread, fid)
-        d = t - start
-        if start >= 0:  # us() inlined: this runs once per frame
-            self.lines.append(f'{prefix}{start // 1000}.{start % 1000:03d}, '
-                              f'"dur": {d // 1000}.{d % 1000:03d}}}')
-        else:
-            self.lines.append(f'{prefix}{us(start)}, "dur": {us(d)}}}')
-        if len(self.lines) >= _BATCH:
-            self.text.write("".join(self.lines))
-            self.lines.clear()
-
-    def gap(self, thread: int, start: int, end: int) -> None:
+    def _gap(self, thread: int, start: int, end: int) -> str:
         head = {"ph": "X", "pid": self.run.pid, "tid": self.run.tid(thread), "name": "ulma: events lost",
                 "cat": "ulma", "args": {"why": "a full ring dropped events; the stack was restated after"}}
-        self.lines.append(",\n" + json.dumps(head)[:-1] + f', "ts": {us(start)}, "dur": {us(end - start)}}}')
+        return ",\n" + json.dumps(head)[:-1] + f', "ts": {us(start)}, "dur": {us(end - start)}}}'
+
+    def take_frames(self, replay: _core.Replay) -> None:
+        """The frames that ended, formatted in C (one line each, as ``_prefix`` and ``us`` say)."""
+        self.out.write(replay.take_chrome(self.prefix, self._prefix, self._gap))
 
     def finish(self) -> None:
-        self.lines.append("\n]}\n")
-        self.text.write("".join(self.lines))
-        self.lines.clear()
+        self.text.write("\n]}\n")
         self.text.flush()
         self.text.detach()
 

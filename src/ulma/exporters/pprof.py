@@ -18,7 +18,7 @@ from typing import BinaryIO
 from ulma import __version__
 from ulma.exporters import protobuf as pb
 from ulma.exporters.tree import StackTreeExporter
-from ulma.format import runinfo
+from ulma.format import runinfo, stacks
 
 # profile.proto field numbers
 P_SAMPLE_TYPE, P_SAMPLE, P_MAPPING, P_LOCATION, P_FUNCTION, P_STRINGS = 1, 2, 3, 4, 5, 6
@@ -33,7 +33,7 @@ F_ID, F_NAME, F_FILENAME, F_START_LINE = 1, 2, 4, 5  # no system_name (3): see b
 
 
 class PprofExporter(StackTreeExporter):
-    PER_THREAD = True  # samples carry their thread as a label
+    REPLAY = stacks.TREE | stacks.TREE_PER_THREAD  # samples carry their thread as a label
 
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)

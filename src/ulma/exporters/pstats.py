@@ -22,65 +22,26 @@ from __future__ import annotations
 import marshal
 from typing import BinaryIO
 
+from ulma import _core
 from ulma.exporters.base import Exporter
-from ulma.format import runinfo
+from ulma.format import runinfo, stacks
 
 Key = tuple[str, int, str]
 Figures = list[int]  # entries, recursive entries, self ns, cumulative ns
 
 
 class PstatsExporter(Exporter):
+    REPLAY = stacks.PSTATS  # the C replay counts by these rules (replay.c)
+
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)
-        self.hidden = run.hidden
         self.funcs: dict[int, Figures] = {}
         self.edges: dict[tuple[int, int], Figures] = {}
-        self.active: dict[int, dict[int, int]] = {}  # thread -> id -> open activations
-        self.edge_active: dict[int, dict[tuple[int, int], int]] = {}
 
-    def enter(self, thread: int, t: int, fid: int, parent: int, kind: int) -> None:
-        active = self.active.get(thread)
-        if active is None:
-            active = self.active[thread] = {}
-            self.edge_active[thread] = {}
-        level = active.get(fid, 0)
-        active[fid] = level + 1
-        f = self.funcs.get(fid)
-        if f is None:
-            f = self.funcs[fid] = [0, 0, 0, 0]
-        if kind:
-            f[0] += 1
-            if level:
-                f[1] += 1
-        if parent >= 0 and parent not in self.hidden:
-            edge = (parent, fid)
-            levels = self.edge_active[thread]
-            level = levels.get(edge, 0)
-            levels[edge] = level + 1
-            e = self.edges.get(edge)
-            if e is None:
-                e = self.edges[edge] = [0, 0, 0, 0]
-            if kind:
-                e[0] += 1
-                if level:
-                    e[1] += 1
-
-    def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
-        el = t - start
-        active = self.active[thread]
-        active[fid] -= 1
-        f = self.funcs[fid]
-        f[2] += self_ns
-        if not active[fid]:
-            f[3] += el
-        if parent >= 0 and parent not in self.hidden:
-            edge = (parent, fid)
-            levels = self.edge_active[thread]
-            levels[edge] -= 1
-            e = self.edges[edge]
-            e[2] += self_ns
-            if not levels[edge]:
-                e[3] += el
+    def replayed(self, replay: _core.Replay) -> None:
+        funcs, edges = replay.pstats()  # in order of first entry, as cProfile's dicts
+        self.funcs = {fid: [n, rec, tt, ct] for fid, n, rec, tt, ct in funcs}
+        self.edges = {(caller, callee): [n, rec, tt, ct] for caller, callee, n, rec, tt, ct in edges}
 
     def key(self, fid: int) -> Key:
         f = self.run.frame(fid)

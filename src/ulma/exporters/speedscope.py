@@ -1,7 +1,7 @@
 """``--format speedscope``: speedscope's file format, one evented profile per thread.
 
 Each frame start is an "O" event and each end a "C" event, times in ns from
-the session's start.  speedscope wants each profile's events together, but a
+the session's start, formatted by the C replay.  speedscope wants each profile's events together, but a
 trace interleaves threads: the thread with the most events is written straight
 into the output and every other thread into a temporary file of its own,
 copied in at the end.  JSON key order is free, so a profile's start and end
@@ -15,19 +15,20 @@ import shutil
 import tempfile
 from typing import IO, BinaryIO
 
-from ulma import __version__
+from ulma import __version__, _core
 from ulma.exporters.base import Exporter
 from ulma.format import runinfo
 
 SCHEMA = "https://www.speedscope.app/file-format-schema.json"
-_BATCH = 4096
+_FLUSH_BYTES = 1 << 20
 
 
 class SpeedscopeExporter(Exporter):
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)
-        self.frame_index: dict[int, int] = {}
-        self.lines: dict[int, list[str]] = {}  # thread -> events not yet written, each ",\n{...}"
+        self.frame_index: dict[int, int] = {}  # id -> index, in order of first entry
+        self.lines: dict[int, list[bytes]] = {}  # thread -> events not yet written, each ",\n{...}"
+        self.pending: dict[int, int] = {}  # thread -> bytes in lines
         self.sinks: dict[int, IO[bytes]] = {}  # thread -> where its events go
         self.first: dict[int, int] = {}  # thread -> time of its first event
         self.last: dict[int, int] = {}  # thread -> time of its last event (always a close)
@@ -37,50 +38,42 @@ class SpeedscopeExporter(Exporter):
         out.write(f'{{"$schema": "{SCHEMA}", "exporter": "ulma {__version__}", "name": {title}, '
                   '"activeProfileIndex": 0,\n"profiles": [\n'.encode())
 
-    def _start(self, thread: int, t: int) -> list[str]:
+    def _start(self, thread: int, t: int) -> None:
         if thread == self.direct:
             self.out.write(self._head(thread))
             self.sinks[thread] = self.out
         else:
             self.sinks[thread] = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in finish()
         self.first[thread] = t
-        lines = self.lines[thread] = []
-        return lines
+        self.lines[thread] = []
+        self.pending[thread] = 0
 
     def _flush(self, thread: int) -> None:
         lines = self.lines[thread]
         if lines:
+            text = b"".join(lines)
             if thread not in self.written:
-                lines[0] = lines[0][2:]  # the profile's first event: no comma before it
+                text = text[2:]  # the profile's first event: no comma before it
                 self.written.add(thread)
-            self.sinks[thread].write("".join(lines).encode())
+            self.sinks[thread].write(text)
             lines.clear()
+            self.pending[thread] = 0
 
     def _head(self, thread: int) -> bytes:
         name = json.dumps(self.run.thread_name(thread))
         return f'{{"type": "evented", "name": {name}, "unit": "nanoseconds", "events": [\n'.encode()
 
-    def _frame(self, fid: int) -> int:
-        index = self.frame_index[fid] = len(self.frame_index)
-        return index
-
-    def enter(self, thread: int, t: int, fid: int, parent: int, kind: int) -> None:
-        frame = self.frame_index.get(fid)
-        if frame is None:
-            frame = self._frame(fid)
-        lines = self.lines.get(thread)
-        if lines is None:
-            lines = self._start(thread, t)
-        lines.append(f',\n{{"type": "O", "frame": {frame}, "at": {t}}}')
-        if len(lines) >= _BATCH:
-            self._flush(thread)
-
-    def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
-        lines = self.lines[thread]
-        lines.append(f',\n{{"type": "C", "frame": {self.frame_index[fid]}, "at": {t}}}')
-        self.last[thread] = t
-        if len(lines) >= _BATCH:
-            self._flush(thread)
+    def take_frames(self, replay: _core.Replay) -> None:
+        """Each frame's start ("O") and end ("C"), formatted in C, per thread."""
+        for thread, text, first, last in replay.take_speedscope(self.frame_index):
+            if thread not in self.sinks:
+                self._start(thread, first)
+            self.lines[thread].append(text)
+            self.pending[thread] += len(text)
+            if last >= 0:
+                self.last[thread] = last
+            if self.pending[thread] >= _FLUSH_BYTES:
+                self._flush(thread)
 
     def finish(self) -> None:
         out = self.out

@@ -1,20 +1,23 @@
 """A tree of distinct call stacks with self time and calls per stack: what
-the collapsed-stack and pprof exporters write.  It grows with the number of
-distinct stacks, never with the number of events."""
+the collapsed-stack and pprof exporters write, built by the C replay.  It
+grows with the number of distinct stacks, never with the number of events."""
 
 from __future__ import annotations
 
 from typing import BinaryIO
 
+from ulma import _core
 from ulma.exporters.base import Exporter
-from ulma.format import runinfo
+from ulma.format import runinfo, stacks
 
 
 class StackTreeExporter(Exporter):
     """Node 0.. are stacks; a node's path to its root is the stack, root first.
-    With ``PER_THREAD`` each thread has a root of its own, else all share one."""
+    The C replay builds the tree; this keeps its nodes.  With
+    ``stacks.TREE_PER_THREAD`` in REPLAY each thread has a root of its own
+    (its fid -1 - thread), else all share node 0."""
 
-    PER_THREAD = False
+    REPLAY = stacks.TREE
 
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)
@@ -23,37 +26,21 @@ class StackTreeExporter(Exporter):
         self.self_ns: list[int] = [0]
         self.calls: list[int] = [0]
         self.thread_of_root: dict[int, int] = {0: -1}  # root node -> thread (-1: shared)
-        self.children: dict[tuple[int, int], int] = {}  # (node, id) -> node
-        self.at: dict[int, list[int]] = {}  # thread -> its stack of nodes
 
-    def _node(self, parent: int, fid: int) -> int:
-        node = self.children[(parent, fid)] = len(self.fid)
-        self.parent.append(parent)
-        self.fid.append(fid)
-        self.self_ns.append(0)
-        self.calls.append(0)
-        return node
-
-    def _thread_stack(self, thread: int) -> list[int]:
-        root = 0
-        if self.PER_THREAD:
-            root = self._node(-1, -1 - thread)
-            self.thread_of_root[root] = thread
-        stack = self.at[thread] = [root]
-        return stack
-
-    def enter(self, thread: int, t: int, fid: int, parent: int, kind: int) -> None:
-        stack = self.at.get(thread) or self._thread_stack(thread)
-        top = stack[-1]
-        node = self.children.get((top, fid))
-        if node is None:
-            node = self._node(top, fid)
-        stack.append(node)
-        if kind:
-            self.calls[node] += 1
-
-    def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:
-        self.self_ns[self.at[thread].pop()] += self_ns
+    def replayed(self, replay: _core.Replay) -> None:
+        nodes = replay.tree()
+        cut = replay.cut_frames()
+        if cut:
+            self.run.warnings.append(f"{cut} frames deeper than {replay.tree_max_depth()} were cut: "
+                                     "their time is the deepest kept frame's")
+        self.parent = [n[0] for n in nodes]
+        self.fid = [n[1] for n in nodes]
+        self.self_ns = [n[2] for n in nodes]
+        self.calls = [n[3] for n in nodes]
+        self.thread_of_root = {0: -1}
+        for node, (parent, fid, _ns, _calls) in enumerate(nodes):
+            if parent < 0 and node:
+                self.thread_of_root[node] = -1 - fid
 
     def path(self, node: int) -> list[int]:
         """The ids on the stack of `node`, outermost first (the root left out)."""

@@ -20,6 +20,10 @@ def load_profile(reader: trace.TraceReader) -> Profile:
                 agg.feed(chunk.thread, chunk.payload)
             except ValueError as exc:
                 reader.warnings.append(f"events chunk at byte {chunk.offset} skipped: {exc}")
+            # a thread back at the bottom of its stack (ended, or idle) gives its totals to the
+            # folded ones, as a live session folds ended threads: memory follows the threads
+            # running, not every thread the trace ever had
+            agg.fold(chunk.thread)
         elif chunk.kind == trace.SYMBOLS:
             try:
                 defs = trace.unpack_symbols(chunk.payload)

@@ -1,0 +1,450 @@
+/* replay.c -- see replay.h. */
+#include "replay.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define NONE UINT32_MAX
+#define SCALE_BITS 48
+
+/* ---- map ---- */
+
+static inline uint64_t mix(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static void map_free(ulma_map *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+static int map_grow(ulma_map *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 16;
+    uint64_t *keys = calloc(cap, sizeof *keys);
+    uint32_t *vals = malloc(cap * sizeof *vals);
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return -1;
+    }
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->keys[i])
+            continue;
+        size_t j = mix(m->keys[i]) & (cap - 1);
+        while (keys[j])
+            j = (j + 1) & (cap - 1);
+        keys[j] = m->keys[i];
+        vals[j] = m->vals[i];
+    }
+    free(m->keys);
+    free(m->vals);
+    m->keys = keys;
+    m->vals = vals;
+    m->cap = cap;
+    return 0;
+}
+
+/* The value of key, or NULL. */
+static inline uint32_t *map_find(const ulma_map *m, uint64_t key)
+{
+    if (!m->cap)
+        return NULL;
+    key++;
+    for (size_t j = mix(key) & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
+        if (m->keys[j] == key)
+            return &m->vals[j];
+        if (!m->keys[j])
+            return NULL;
+    }
+}
+
+/* The value of key, made `fresh` if new; NULL if memory ran out. */
+static inline uint32_t *map_get(ulma_map *m, uint64_t key, uint32_t fresh, int *made)
+{
+    uint32_t *v = map_find(m, key);
+    if (made)
+        *made = 0;
+    if (v)
+        return v;
+    if ((m->n + 1) * 2 > m->cap && map_grow(m) < 0)
+        return NULL;
+    key++;
+    size_t j = mix(key) & (m->cap - 1);
+    while (m->keys[j])
+        j = (j + 1) & (m->cap - 1);
+    m->keys[j] = key;
+    m->vals[j] = fresh;
+    m->n++;
+    if (made)
+        *made = 1;
+    return &m->vals[j];
+}
+
+static int reserve(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* ---- the replay ---- */
+
+static inline int64_t ns_of(const ulma_replay *r, uint64_t t)
+{
+    /* t >= start_ticks: the walk's floor */
+    unsigned __int128 v = (unsigned __int128)(t - r->start_ticks) * r->scale >> SCALE_BITS;
+    return v > (unsigned __int128)INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+static ulma_transition *emit(ulma_replay *r)
+{
+    if (r->nout == r->out_cap &&
+        reserve((void **)&r->out, &r->out_cap, r->nout + 1, sizeof *r->out) < 0)
+        return NULL;
+    ulma_transition *x = &r->out[r->nout++];
+    memset(x, 0, sizeof *x);
+    return x;
+}
+
+static uint32_t node_new(ulma_replay *r, int32_t parent, int64_t fid)
+{
+    size_t cap = r->nodes_cap;
+    if (r->nnodes == cap) {
+        size_t c = cap;
+        if (reserve((void **)&r->node_parent, &c, cap + 1, sizeof *r->node_parent) < 0)
+            return NONE;
+        c = cap;
+        if (reserve((void **)&r->node_fid, &c, cap + 1, sizeof *r->node_fid) < 0)
+            return NONE;
+        c = cap;
+        if (reserve((void **)&r->node_self, &c, cap + 1, sizeof *r->node_self) < 0)
+            return NONE;
+        c = cap;
+        if (reserve((void **)&r->node_calls, &c, cap + 1, sizeof *r->node_calls) < 0)
+            return NONE;
+        r->nodes_cap = c;
+    }
+    uint32_t n = (uint32_t)r->nnodes++;
+    r->node_parent[n] = parent;
+    r->node_fid[n] = fid;
+    r->node_self[n] = r->node_calls[n] = 0;
+    return n;
+}
+
+static ulma_pstat *pstat_of(ulma_map *index, uint64_t key, ulma_pstat **arr, size_t *n, size_t *cap,
+                            void **keys, size_t key_size)
+{
+    int made;
+    uint32_t *v = map_get(index, key, (uint32_t)*n, &made);
+    if (!v)
+        return NULL;
+    if (made) {
+        size_t c = *cap;
+        if (reserve((void **)arr, &c, *n + 1, sizeof **arr) < 0)
+            return NULL;
+        c = *cap;
+        if (reserve(keys, &c, *n + 1, key_size) < 0)
+            return NULL;
+        *cap = c;
+        memset(&(*arr)[*n], 0, sizeof **arr);
+        if (key_size == sizeof(uint32_t))
+            ((uint32_t *)*keys)[*n] = (uint32_t)key;
+        else
+            ((uint64_t *)*keys)[*n] = key;
+        (*n)++;
+    }
+    return &(*arr)[*v];
+}
+
+static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t kind)
+{
+    ulma_replay *r = th->r;
+    if (th->depth == th->cap &&
+        reserve((void **)&th->stack, &th->cap, th->depth + 1, sizeof *th->stack) < 0)
+        return -1;
+    uint32_t *open = map_get(&th->open, id, 0, NULL);
+    if (!open)
+        return -1;
+    uint32_t level = (*open)++;
+    int64_t t = ns_of(r, ticks);
+    int32_t parent = th->depth ? (int32_t)th->stack[th->depth - 1].id : -1;
+    ulma_rframe *f = &th->stack[th->depth++];
+    f->id = id;
+    f->start = t;
+    f->child = 0;
+    f->hidden = r->hidden.n && map_find(&r->hidden, id) != NULL;
+    f->node = f > th->stack ? f[-1].node : th->root;
+    if (f->hidden)
+        return 0;
+    if (r->what & ULMA_REPLAY_FRAMES) {
+        ulma_transition *x = emit(r);
+        if (!x)
+            return -1;
+        x->op = ULMA_TR_ENTER;
+        x->t = t;
+        x->fid = id;
+        x->parent = parent;
+        x->thread = th->thread;
+        x->kind = kind;
+    }
+    if ((r->what & ULMA_REPLAY_TREE) && th->depth > ULMA_TREE_MAX_DEPTH && f->node != NONE) {
+        r->cut_frames++; /* its time stays with the frame at the limit */
+    } else if (r->what & ULMA_REPLAY_TREE) {
+        if (f->node == NONE) { /* the thread's first frame */
+            if (r->what & ULMA_REPLAY_TREE_PER_THREAD) {
+                th->root = node_new(r, -1, -1 - (int64_t)th->thread);
+                if (th->root == NONE)
+                    return -1;
+            } else {
+                th->root = 0;
+            }
+            for (size_t i = 0; i + 1 < th->depth; i++) /* hidden frames below it */
+                th->stack[i].node = th->root;
+            f->node = th->root;
+        }
+        int made;
+        uint32_t *child = map_get(&r->children, (uint64_t)f->node << 32 | id, (uint32_t)r->nnodes, &made);
+        if (!child)
+            return -1;
+        if (made && node_new(r, (int32_t)f->node, id) == NONE)
+            return -1;
+        f->node = *child;
+        if (kind)
+            r->node_calls[f->node]++;
+    }
+    if (r->what & ULMA_REPLAY_PSTATS) {
+        ulma_pstat *p = pstat_of(&r->func_index, id, &r->funcs, &r->nfuncs, &r->funcs_cap,
+                                 (void **)&r->func_ids, sizeof *r->func_ids);
+        if (!p)
+            return -1;
+        if (kind) {
+            p->entries++;
+            p->recursive += level != 0;
+        }
+        if (parent >= 0 && !map_find(&r->hidden, (uint32_t)parent)) {
+            uint64_t key = (uint64_t)(uint32_t)parent << 32 | id;
+            uint32_t *eo = map_get(&th->edge_open, key, 0, NULL);
+            p = eo ? pstat_of(&r->edge_index, key, &r->edges, &r->nedges, &r->edges_cap,
+                              (void **)&r->edge_keys, sizeof *r->edge_keys) : NULL;
+            if (!p)
+                return -1;
+            if (kind) {
+                p->entries++;
+                p->recursive += *eo != 0;
+            }
+            (*eo)++;
+        }
+    }
+    return 0;
+}
+
+static void rpop(ulma_replay_thread *th, uint64_t ticks)
+{
+    ulma_replay *r = th->r;
+    ulma_rframe *f = &th->stack[--th->depth];
+    int64_t t = ns_of(r, ticks);
+    int64_t el = t - f->start;
+    int64_t own = el - f->child;
+    if (th->depth)
+        th->stack[th->depth - 1].child += el;
+    uint32_t *open = map_find(&th->open, f->id);
+    uint32_t left = --*open;
+    if (f->hidden)
+        return;
+    int32_t parent = th->depth ? (int32_t)th->stack[th->depth - 1].id : -1;
+    if (r->what & ULMA_REPLAY_FRAMES) {
+        ulma_transition *x = emit(r);
+        if (!x) {
+            th->failed = 1;
+            return;
+        }
+        x->op = ULMA_TR_LEAVE;
+        x->t = t;
+        x->start = f->start;
+        x->self_ns = own;
+        x->fid = f->id;
+        x->parent = parent;
+        x->thread = th->thread;
+    }
+    if (r->what & ULMA_REPLAY_TREE)
+        r->node_self[f->node] += (uint64_t)own;
+    if (r->what & ULMA_REPLAY_PSTATS) {
+        ulma_pstat *p = &r->funcs[*map_find(&r->func_index, f->id)];
+        p->self += (uint64_t)own;
+        if (!left)
+            p->cum += (uint64_t)el;
+        if (parent >= 0 && !map_find(&r->hidden, (uint32_t)parent)) {
+            uint64_t key = (uint64_t)(uint32_t)parent << 32 | f->id;
+            uint32_t *eo = map_find(&th->edge_open, key);
+            ulma_pstat *e = &r->edges[*map_find(&r->edge_index, key)];
+            e->self += (uint64_t)own;
+            if (!--*eo)
+                e->cum += (uint64_t)el;
+        }
+    }
+}
+
+/* ---- the hooks of the stack rules (walk.h) ---- */
+
+static int hook_push(void *ctx, uint32_t id, uint64_t t, uint8_t kind, int unmeasured)
+{
+    (void)unmeasured; /* exporters show excluded frames as the trace has them */
+    return rpush(ctx, id, t, kind);
+}
+
+static void hook_pop(void *ctx, uint64_t t)
+{
+    rpop(ctx, t);
+}
+
+static size_t hook_depth(const void *ctx)
+{
+    return ((const ulma_replay_thread *)ctx)->depth;
+}
+
+static uint32_t hook_id_at(const void *ctx, size_t i)
+{
+    return ((const ulma_replay_thread *)ctx)->stack[i].id;
+}
+
+static int hook_on_stack(const void *ctx, uint32_t id)
+{
+    const uint32_t *open = map_find(&((const ulma_replay_thread *)ctx)->open, id);
+    return open && *open;
+}
+
+static void hook_synced(void *ctx, uint64_t close_at, uint64_t at, uint32_t flags)
+{
+    ulma_replay_thread *th = ctx;
+    if (!(flags & ULMA_SYNC_AFTER_DROP) || !(th->r->what & ULMA_REPLAY_FRAMES))
+        return;
+    ulma_transition *x = emit(th->r);
+    if (!x) {
+        th->failed = 1;
+        return;
+    }
+    x->op = ULMA_TR_GAP;
+    x->t = ns_of(th->r, close_at);
+    x->start = ns_of(th->r, at);
+    x->thread = th->thread;
+}
+
+static const ulma_walk_hooks REPLAY_HOOKS = {
+    .push = hook_push,
+    .pop = hook_pop,
+    .depth = hook_depth,
+    .id_at = hook_id_at,
+    .on_stack = hook_on_stack,
+    .synced = hook_synced,
+};
+
+int ulma_replay_init(ulma_replay *r, uint32_t what, uint64_t start_ticks, uint64_t scale)
+{
+    memset(r, 0, sizeof *r);
+    r->what = what;
+    r->start_ticks = start_ticks;
+    r->scale = scale;
+    if ((what & ULMA_REPLAY_TREE) && node_new(r, -1, -1) == NONE)
+        return -1;
+    return 0;
+}
+
+void ulma_replay_free(ulma_replay *r)
+{
+    for (size_t i = 0; i < r->nthreads; i++) {
+        ulma_replay_thread *th = r->threads[i];
+        ulma_walk_free(&th->w);
+        free(th->stack);
+        map_free(&th->open);
+        map_free(&th->edge_open);
+        free(th);
+    }
+    free(r->threads);
+    map_free(&r->thread_index);
+    map_free(&r->hidden);
+    free(r->out);
+    free(r->node_parent);
+    free(r->node_fid);
+    free(r->node_self);
+    free(r->node_calls);
+    map_free(&r->children);
+    free(r->func_ids);
+    free(r->funcs);
+    map_free(&r->func_index);
+    free(r->edge_keys);
+    free(r->edges);
+    map_free(&r->edge_index);
+    memset(r, 0, sizeof *r);
+}
+
+int ulma_replay_hide(ulma_replay *r, uint32_t id)
+{
+    return map_get(&r->hidden, id, 1, NULL) ? 0 : -1;
+}
+
+static ulma_replay_thread *thread_of(ulma_replay *r, uint32_t thread)
+{
+    int made;
+    uint32_t *v = map_get(&r->thread_index, thread, (uint32_t)r->nthreads, &made);
+    if (!v)
+        return NULL;
+    if (!made)
+        return r->threads[*v];
+    ulma_replay_thread *th = calloc(1, sizeof *th);
+    if (!th || reserve((void **)&r->threads, &r->threads_cap, r->nthreads + 1, sizeof *r->threads) < 0) {
+        free(th);
+        return NULL;
+    }
+    th->thread = thread;
+    th->root = NONE;
+    th->r = r;
+    th->w.floor_tick = r->start_ticks;
+    r->threads[r->nthreads++] = th;
+    return th;
+}
+
+__attribute__((flatten)) int ulma_replay_feed(ulma_replay *r, uint32_t thread, const ulma_event *ev, size_t n)
+{
+    ulma_replay_thread *th = thread_of(r, thread);
+    if (!th)
+        return -1;
+    if (th->failed || ulma_walk_feed(&th->w, &REPLAY_HOOKS, th, ev, n) < 0 || th->failed) {
+        th->failed = 1;
+        return -1;
+    }
+    if (th->depth == 0 && !th->w.sync_want) {
+        /* idle or ended: nothing is open, so its stack and counts can go (a
+         * trace of many short threads then costs little per thread) */
+        free(th->stack);
+        th->stack = NULL;
+        th->cap = 0;
+        map_free(&th->open);
+        map_free(&th->edge_open);
+        ulma_walk_free(&th->w);
+    }
+    return 0;
+}
+
+void ulma_replay_close(ulma_replay *r)
+{
+    for (size_t i = 0; i < r->nthreads; i++) {
+        ulma_replay_thread *th = r->threads[i];
+        while (th->depth)
+            rpop(th, th->w.last_tick);
+    }
+}

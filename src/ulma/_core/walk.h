@@ -1,0 +1,213 @@
+/*
+ * walk.h -- the stack rules of every replay of an event stream, written
+ * once.  The aggregator (aggregate.c: totals, live and for `ulma report`)
+ * and the exporters' replay (replay.c: frames and stacks) both run
+ * ulma_walk_feed with their own hooks; what the rules decide is the same for
+ * both:
+ *   - ticks never go back within a thread: a tick below the last one is
+ *     taken as the last one (and counted); the first tick is taken as at
+ *     least `floor_tick`;
+ *   - CALL, C_CALL, RESUME and THROW push a frame; ids at or above
+ *     ULMA_MAX_FUNC_ID are corruption: counted as unmatched, never pushed;
+ *   - RETURN, C_RETURN, YIELD and UNWIND pop the frame of their id; frames
+ *     above it pop with it (their exits were not seen); an id with no open
+ *     frame is counted as unmatched and changes nothing.  The hooks say in
+ *     O(1) whether an id has an open frame, so such a record costs O(1), and
+ *     a search down the stack is paid for by the frames it pops;
+ *   - a SYNC group (a BEGIN record, then `aux` FRAME records; anything else
+ *     in between drops the group) closes the old stack at the last tick seen
+ *     and pushes the stated frames, outermost first, at the group's tick
+ *     (never before the last tick); after drops, the time between is lost;
+ *   - CPU readings go to the `cpu` hook; other kinds are skipped.
+ * The functions are inline and the hooks constant, so each user gets its own
+ * copy of the loop with its hooks inlined: no call per event.
+ */
+#ifndef ULMA_WALK_H
+#define ULMA_WALK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include "records.h"
+
+/* A corrupt stream must not make a replay allocate by the id: ids at or
+ * above this are counted as unmatched. */
+#define ULMA_MAX_FUNC_ID (1u << 24)
+/* sync_ids keep a frame's unmeasured flag in their top bit */
+#define ULMA_SYNC_ID_UNMEASURED 0x80000000u
+
+typedef struct {
+    uint64_t floor_tick;       /* the first tick is taken as at least this */
+    uint64_t first_tick, last_tick;
+    uint64_t events;
+    uint64_t lost_ticks;       /* gaps around drops, credited to nobody */
+    uint64_t unmatched;        /* exits with no open frame; ids past the limit */
+    uint64_t clock_backwards;  /* ticks that went back, clamped */
+    uint64_t syncs;
+    /* a SYNC group being read */
+    uint32_t *sync_ids;
+    uint32_t sync_want, sync_have, sync_flags;
+    uint64_t sync_ticks;
+} ulma_walk;
+
+/* What a replay does at each step.  ctx is the replay's own state. */
+typedef struct {
+    /* before a CALL-like or RETURN-like record (t clamped, last_tick still
+     * the previous record's); may be NULL */
+    void (*record)(void *ctx, const ulma_event *e, uint64_t t);
+    /* pushes a frame; kind is the record's, or 0 for a frame a SYNC group
+     * restates; -1 if memory ran out */
+    int (*push)(void *ctx, uint32_t id, uint64_t t, uint8_t kind, int unmeasured);
+    /* pops the top frame at t */
+    void (*pop)(void *ctx, uint64_t t);
+    size_t (*depth)(const void *ctx);
+    uint32_t (*id_at)(const void *ctx, size_t i); /* id of frame i, 0 = bottom */
+    int (*on_stack)(const void *ctx, uint32_t id); /* some frame of id is open (O(1)) */
+    /* a SYNC group was applied: the stack closed at close_at and restarts at
+     * `at` (frames not pushed yet); may be NULL */
+    void (*synced)(void *ctx, uint64_t close_at, uint64_t at, uint32_t flags);
+    /* a CPU reading; may be NULL */
+    void (*cpu)(void *ctx, const ulma_event *e, uint64_t t);
+} ulma_walk_hooks;
+
+#define ULMA_WALK_INLINE static inline __attribute__((always_inline))
+
+static inline void ulma_walk_free(ulma_walk *w)
+{
+    free(w->sync_ids);
+    w->sync_ids = NULL;
+    w->sync_want = w->sync_have = 0;
+}
+
+ULMA_WALK_INLINE int ulma_walk_push(ulma_walk *w, const ulma_walk_hooks *h, void *ctx, uint32_t id,
+                                    uint64_t t, uint8_t kind, int unmeasured)
+{
+    if (id >= ULMA_MAX_FUNC_ID) {
+        w->unmatched++;
+        return 0;
+    }
+    return h->push(ctx, id, t, kind, unmeasured);
+}
+
+/* Frames above a match are popped too: their exits were not seen. */
+ULMA_WALK_INLINE void ulma_walk_exit(ulma_walk *w, const ulma_walk_hooks *h, void *ctx, uint32_t id,
+                                     uint64_t t)
+{
+    size_t d = h->depth(ctx);
+    if (__builtin_expect(d > 0 && h->id_at(ctx, d - 1) == id, 1)) {
+        h->pop(ctx, t);
+        return;
+    }
+    if (id >= ULMA_MAX_FUNC_ID || !h->on_stack(ctx, id)) {
+        w->unmatched++;
+        return;
+    }
+    size_t i = d;
+    while (i > 0 && h->id_at(ctx, i - 1) != id)
+        i--;
+    while (h->depth(ctx) >= i && h->depth(ctx) > 0)
+        h->pop(ctx, t);
+}
+
+ULMA_WALK_INLINE int ulma_walk_apply_sync(ulma_walk *w, const ulma_walk_hooks *h, void *ctx)
+{
+    uint64_t close_at = w->last_tick;
+    while (h->depth(ctx) > 0)
+        h->pop(ctx, close_at);
+    if (w->sync_ticks < close_at) /* only in a damaged stream */
+        w->sync_ticks = close_at;
+    if (w->sync_flags & ULMA_SYNC_AFTER_DROP)
+        w->lost_ticks += w->sync_ticks - close_at;
+    w->syncs++;
+    if (h->synced)
+        h->synced(ctx, close_at, w->sync_ticks, w->sync_flags);
+    for (uint32_t i = 0; i < w->sync_have; i++)
+        if (ulma_walk_push(w, h, ctx, w->sync_ids[i] & ~ULMA_SYNC_ID_UNMEASURED, w->sync_ticks, 0,
+                           (w->sync_ids[i] & ULMA_SYNC_ID_UNMEASURED) != 0) < 0)
+            return -1;
+    w->sync_want = w->sync_have = 0;
+    return 0;
+}
+
+/* Replays n records; 0, or -1 if memory ran out (the caller stops then). */
+ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void *ctx,
+                                    const ulma_event *ev, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        const ulma_event *e = &ev[k];
+        uint64_t t = e->ticks;
+        if (w->events == 0) {
+            if (t < w->floor_tick)
+                t = w->floor_tick;
+            w->first_tick = w->last_tick = t;
+        }
+        if (t < w->last_tick) {
+            w->clock_backwards++;
+            t = w->last_tick;
+        }
+        w->events++;
+        int rc = 0;
+        /* A SYNC group is contiguous; anything else inside one means damage:
+         * the group is dropped rather than applied half-read. */
+        if (w->sync_want && !(e->kind == ULMA_SYNC && (e->flags & ULMA_SYNC_FRAME)))
+            w->sync_want = w->sync_have = 0;
+        switch (e->kind) {
+        case ULMA_CALL:
+        case ULMA_RESUME:
+        case ULMA_THROW:
+        case ULMA_C_CALL:
+            if (h->record)
+                h->record(ctx, e, t);
+            rc = ulma_walk_push(w, h, ctx, e->id, t, e->kind, (e->flags & ULMA_EVF_UNMEASURED) != 0);
+            break;
+        case ULMA_RETURN:
+        case ULMA_YIELD:
+        case ULMA_UNWIND:
+        case ULMA_C_RETURN:
+            if (h->record)
+                h->record(ctx, e, t);
+            ulma_walk_exit(w, h, ctx, e->id, t);
+            break;
+        case ULMA_CPU_SAMPLE:
+            if (h->cpu)
+                h->cpu(ctx, e, t);
+            break;
+        case ULMA_SYNC:
+            if (e->flags & ULMA_SYNC_BEGIN) {
+                uint32_t *ids = realloc(w->sync_ids, ((size_t)e->aux + 1) * sizeof *ids);
+                if (!ids) {
+                    rc = -1;
+                    break;
+                }
+                w->sync_ids = ids;
+                w->sync_want = e->aux;
+                w->sync_have = 0;
+                w->sync_flags = e->flags;
+                w->sync_ticks = t;
+                if (e->aux == 0)
+                    rc = ulma_walk_apply_sync(w, h, ctx);
+                /* the old stack closes at the tick before the group */
+                t = w->last_tick;
+            } else if ((e->flags & ULMA_SYNC_FRAME) && w->sync_have < w->sync_want) {
+                /* an id past the limit stays one (it is not pushed) */
+                uint32_t id = e->id < ULMA_MAX_FUNC_ID ? e->id : ULMA_MAX_FUNC_ID;
+                w->sync_ids[w->sync_have++] =
+                    id | ((e->flags & ULMA_EVF_UNMEASURED) ? ULMA_SYNC_ID_UNMEASURED : 0);
+                t = w->last_tick;
+                if (w->sync_have == w->sync_want) {
+                    rc = ulma_walk_apply_sync(w, h, ctx);
+                    t = w->sync_ticks;
+                }
+            }
+            break;
+        default:
+            break; /* kinds no replay reads yet */
+        }
+        if (rc < 0)
+            return -1;
+        w->last_tick = t;
+    }
+    return 0;
+}
+
+#endif
