@@ -294,9 +294,6 @@ class Crafted:
     write: CraftFn
     warns: str | None = None
     fails: str | None = None
-    # the commands ("report", or an export format) that keep within the limits only with the one
-    # replay in C of issue 10 (branch `replay`)
-    replay: frozenset[str] = frozenset()
 
 
 CRAFTED: dict[str, Crafted] = {
@@ -304,8 +301,7 @@ CRAFTED: dict[str, Crafted] = {
     "chunks_of_64_mib": Crafted(lambda p: _chunks_of_64_mib(p, None), warns="impossible chunk length"),
     "format_1_chunks_of_64_mib": Crafted(lambda p: _chunks_of_64_mib(p, 1), warns="expands to more than"),
     "full_chunks_past_the_budget": Crafted(_full_chunks_past_the_budget, warns="expands to more than"),
-    "300k_calls_then_300k_unmatched_returns": Crafted(_unmatched_returns, replay=frozenset(
-        {"report", "chrome", "speedscope", "pprof", "collapsed", "pstats"})),
+    "300k_calls_then_300k_unmatched_returns": Crafted(_unmatched_returns),
     "nan_and_infinity_in_end": Crafted(lambda p: raw_trace(
         p, _work_chunks(), end=b'{"wall_ns": NaN, "ns_per_tick": Infinity, "probe_ns": -Infinity, '
                                b'"dropped": {"0": NaN}}'), warns="ns_per_tick, probe_ns, wall_ns, dropped"),

@@ -15,12 +15,6 @@ from ulma.exporters.base import FORMATS
 
 COMMANDS = {"report": ["report"], **{fmt: ["export", "--format", fmt] for fmt in FORMATS}}
 
-# These traces are intact but hostile to the pure-Python replay the exporters use today (dense
-# per-id arrays, a quadratic walk on unmatched returns): they pass with the one replay in C of
-# issue 10 (branch `replay`).  strict: a pass shows the mark is to be removed.
-NEEDS_C_REPLAY = pytest.mark.xfail(strict=True, reason="needs the C replay of issue 10 (branch replay)")
-
-
 @pytest.fixture(scope="module")
 def crafted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = tmp_path_factory.mktemp("crafted")
@@ -30,9 +24,7 @@ def crafted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cases() -> list[object]:
-    return [pytest.param(name, command, marks=[NEEDS_C_REPLAY] if command in crafted.replay else [],
-                         id=f"{name}-{command}")
-            for name, crafted in CRAFTED.items() for command in COMMANDS]
+    return [pytest.param(name, command, id=f"{name}-{command}") for name in CRAFTED for command in COMMANDS]
 
 
 @pytest.mark.parametrize(("name", "command"), cases())
