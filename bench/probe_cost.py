@@ -35,7 +35,7 @@ def child(calls: int, rounds: int, wall: bool) -> None:
     from ulma.agent import calibrate, resolve_engine
 
     engine = resolve_engine("auto")
-    fd = os.memfd_create("ulma-probe-cost", os.MFD_CLOEXEC)
+    fd = os.memfd_create("ulma-probe-cost", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 1 << 20, 4)
     # as the bootstrap does: ulma's agent folder hidden (the calibration's own frames in it)
     _core.agent_start(fd, engine, 0, os.path.dirname(calibrate.__file__) + os.sep, None, 0,

@@ -174,7 +174,7 @@ def test_an_evaluator_installed_before_ulmas_sees_every_frame_and_ulma_every_cal
         import own_evaluator
     finally:
         sys.path.remove(str(tmp_path))
-    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC)
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 1 << 20, 8)
     own_evaluator.install()
     try:
