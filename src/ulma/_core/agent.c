@@ -514,8 +514,9 @@ void ulma_agent_set_probe_ps(uint32_t ps)
 {
     if (g_session) {
         atomic_store_explicit(&g_session->probe_ps, ps, memory_order_relaxed);
+        /* release: a monitor that sees the start sees the probe cost (module.c agent_info) */
         atomic_store_explicit(&g_session->program_start_ticks, ulma_ticks(g_clock),
-                              memory_order_relaxed);
+                              memory_order_release);
     }
 }
 

@@ -539,16 +539,18 @@ static PyObject *session_agent_info(SessionObject *self, PyObject *unused)
         return NULL;
     ulma_session_header *h = self->m.h;
     uint32_t flags = atomic_load_explicit(&h->agent_flags, memory_order_acquire);
+    /* the start first (acquire): once it is set, the probe cost stored before it is seen too
+     * (read inside the call below, in an unspecified order, it could be read before it was set) */
+    unsigned long long start =
+        atomic_load_explicit(&h->program_start_ticks, memory_order_acquire);
+    double probe_ns = atomic_load_explicit(&h->probe_ps, memory_order_relaxed) / 1000.0;
     return Py_BuildValue("{s:O,s:O,s:O,s:d,s:I,s:d,s:K}", "cpu_samples",
                          (flags & ULMA_AGENT_CPU_SAMPLES) ? Py_True : Py_False, "native_calls",
                          (flags & ULMA_AGENT_NATIVE_CALLS) ? Py_True : Py_False, "schedstat",
-                         (flags & ULMA_AGENT_SCHEDSTAT) ? Py_True : Py_False, "probe_ns",
-                         atomic_load_explicit(&h->probe_ps, memory_order_relaxed) / 1000.0,
+                         (flags & ULMA_AGENT_SCHEDSTAT) ? Py_True : Py_False, "probe_ns", probe_ns,
                          "cpu_interval_us",
                          atomic_load_explicit(&h->cpu_interval_us, memory_order_relaxed),
-                         "ns_per_tick_hint", self->m.ns_per_tick_hint, "program_start_ticks",
-                         (unsigned long long)atomic_load_explicit(&h->program_start_ticks,
-                                                                  memory_order_relaxed));
+                         "ns_per_tick_hint", self->m.ns_per_tick_hint, "program_start_ticks", start);
 }
 
 /* (ticks, monotonic ns) taken together (a tight pair, see clock.h), for calibration. */
