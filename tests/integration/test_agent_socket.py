@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import ulma
 from tests.conftest import AgentTarget, agent_target, missing_dependency, subprocess_env, wait_for_agent
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
@@ -86,10 +87,20 @@ def private_tmp_possible() -> bool:
 
 def in_private_tmp(plant: str, command: list[str]) -> list[str]:
     """`command` in a mount namespace of its own, whose /tmp is a fresh tmpfs holding what another
-    user planted there (so the test plants nothing in the real /tmp)."""
-    quoted = " ".join("'" + part.replace("'", "'\\''") + "'" for part in command)
+    user planted there (so the test plants nothing in the real /tmp).  What the program needs from
+    the real /tmp (CI's venv lives there) is bound back in place, through the real /tmp bound on
+    /mnt first (all within the namespace: the machine's mounts are untouched)."""
+    def q(part: str) -> str:
+        return "'" + part.replace("'", "'\\''") + "'"
+
+    needed = [sys.prefix, str(PROGRAMS_DIR), str(Path(ulma.__file__).parent),
+              *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    under_tmp = sorted({os.path.realpath(p) for p in needed if p and os.path.realpath(p).startswith("/tmp/")})
+    steps = ["mount --bind /tmp /mnt", "mount -t tmpfs tmpfs /tmp"]
+    steps += [f"mkdir -p {q(p)} && mount --bind {q('/mnt' + p[4:])} {q(p)}" for p in under_tmp]
+    quoted = " ".join(q(part) for part in command)
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            f"mount -t tmpfs tmpfs /tmp && {plant} && exec {quoted}"]
+            f"{' && '.join(steps)} && {plant} && exec {quoted}"]
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a program a private /tmp (unshare --mount)")
