@@ -63,6 +63,7 @@ def available_engines() -> list[str]:
 
 _STATE_HOME = "XDG_STATE_HOME"  # where `ulma run` keeps the program's output (ulma.monitor.output)
 _state_key = pytest.StashKey[str | None]()
+_session_state_key = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,13 +73,24 @@ def pytest_configure(config: pytest.Config) -> None:
     import tempfile
 
     config.stash[_state_key] = os.environ.get(_STATE_HOME)
-    os.environ[_STATE_HOME] = tempfile.mkdtemp(prefix="ulma-tests-state-")
+    config.stash[_session_state_key] = os.environ[_STATE_HOME] = tempfile.mkdtemp(prefix="ulma-tests-state-")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Each test its own place for kept output, inside the session's: a test whose ulma lost its
+    terminal or was killed keeps the program's output there, and every later ulma would name it in
+    a line of its own on stderr (the live-view tests close their terminal with the program still
+    running)."""
+    import tempfile
+
+    session_home = item.config.stash[_session_state_key]
+    os.environ[_STATE_HOME] = tempfile.mkdtemp(prefix="test-", dir=session_home)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     import shutil
 
-    shutil.rmtree(os.environ[_STATE_HOME], ignore_errors=True)
+    shutil.rmtree(config.stash[_session_state_key], ignore_errors=True)
     old = config.stash.get(_state_key, None)
     if old is None:
         os.environ.pop(_STATE_HOME, None)
