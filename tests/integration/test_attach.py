@@ -59,6 +59,85 @@ def test_attach_detach_reattach_counts_only_attached_time_and_leaves_the_program
         assert isinstance(wall, int) and 0.4e9 < wall < 3e9
 
 
+# A program that carries an idle agent, watches for the agent's hooks (the frame evaluator on
+# 3.11, a sys.monitoring tool on 3.12+) and works once they are on: half a second on its own clock
+# (`ends`: then it ends while attached), or until they come off again (`detached`); then prints
+# when that was (CLOCK_MONOTONIC, as ulma's).
+HOOKED_SPAN = """\
+import ctypes, sys, time
+import ulma.agent
+ulma.agent.install()
+api = ctypes.pythonapi
+api.PyInterpreterState_Get.restype = ctypes.c_void_p
+evaluator = api._PyInterpreterState_GetEvalFrameFunc
+evaluator.restype, evaluator.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+default = ctypes.cast(api._PyEval_EvalFrameDefault, ctypes.c_void_p).value
+mon = getattr(sys, "monitoring", None)
+def hooked():
+    return (evaluator(api.PyInterpreterState_Get()) != default
+            or (mon is not None and any(mon.get_tool(i) is not None for i in range(6))))
+def work(n):
+    return n + 1
+while not hooked():
+    time.sleep(0.001)
+on = time.monotonic_ns()
+count = 0
+while (time.monotonic_ns() - on < 500_000_000) if sys.argv[1] == "ends" else hooked():
+    for _ in range(100):
+        count = work(count)
+    time.sleep(0.001)
+print(on, time.monotonic_ns(), flush=True)
+"""
+
+
+# What the program's own view may differ from ulma's by: the agent's calibration after the hooks
+# went on, the program's 1 ms polls, its last events after its last reading (10-13 ms here).
+HOOKED_SLACK_NS = 200_000_000
+
+
+def hooked_span(tmp_path: Path, run_ulma: RunFn, mode: str, duration: float) -> tuple[int, int]:
+    """(run time in ulma attach's JSON, the program's own time under the hooks) of HOOKED_SPAN in
+    `mode`, attached for up to `duration` s."""
+    program = tmp_path / "hooked_span.py"
+    program.write_text(HOOKED_SPAN)
+    proc = subprocess.Popen([sys.executable, str(program), mode], env=subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_agent(proc)
+        # Not reaped until the monitor is done: /proc keeps an ended program (a zombie), so the
+        # monitor sees the end only when its --duration runs out, seconds after the program's.
+        out = tmp_path / f"{mode}.json"
+        result = run_ulma(["attach", str(proc.pid), "--duration", str(duration), "--no-report",
+                           "--json", str(out)])
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    on, off = map(int, stdout.split()[-2:])
+    report = json.loads(out.read_text())
+    assert any(f["name"] == "work" and f["calls"] > 0 for f in report["functions"])
+    wall = report["wall_ns"]
+    assert isinstance(wall, int)
+    return wall, off - on
+
+
+def test_attach_run_time_is_the_programs_own_when_it_ends_while_attached(
+        tmp_path: Path, run_ulma: RunFn) -> None:
+    wall, hooked = hooked_span(tmp_path, run_ulma, "ends", 4)
+    # from when the hooks went on (give or take the agent's calibration) to the program's end,
+    # not the monitor's 4 s
+    assert abs(wall - hooked) < HOOKED_SLACK_NS, (wall, hooked)
+
+
+def test_attach_run_time_is_the_programs_time_under_the_hooks_when_it_detaches(
+        tmp_path: Path, run_ulma: RunFn) -> None:
+    wall, hooked = hooked_span(tmp_path, run_ulma, "detached", 0.5)
+    assert abs(wall - hooked) < HOOKED_SLACK_NS, (wall, hooked)
+
+
 def test_attach_measures_what_it_is_asked_to_and_splits_the_time(
         target: AgentTarget, run_ulma: RunFn, tmp_path: Path) -> None:
     out = tmp_path / "split.json"

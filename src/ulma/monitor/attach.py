@@ -98,6 +98,7 @@ class Attachment:
             raise AttachError(f"process {pid} refused: {message}")
         self.session.close_fd()
         self._unhooked = False
+        self._program_ended = False
         self.start_ns = time.monotonic_ns()
         self.end_ns: int | None = None
         self.sock.settimeout(None)
@@ -106,9 +107,23 @@ class Attachment:
         self.sock.close()
         self.session.close()
 
-    def elapsed_ns(self) -> int:
-        """Time attached: until the hooks came off, or until now."""
-        return (self.end_ns or time.monotonic_ns()) - self.start_ns
+    def elapsed_ns(self, scale: float | None = None) -> int:
+        """The program's time under the hooks, on its own clock: from when they
+        went on (the agent's start, its calibration done) until they came off
+        at our DETACH -- or until its last event, if it ended while attached --
+        or until now, while attached.  `scale`: ns per tick (default: the
+        calibration now).  The handshake before and the drain after are not
+        the program's time."""
+        k = scale if scale is not None else self.session.ns_per_tick()
+        on = self.session.agent_info()["program_start_ticks"]
+        start = self.session.mono_ns(on, k) if on else self.start_ns
+        if self.end_ns is None:
+            return max(time.monotonic_ns() - start, 0)
+        span = self.session.program_span_ns(k)
+        last = span[1] if span else self.end_ns
+        # events written while our DETACH was on its way are the program's time too
+        end = last if self._program_ended else max(self.end_ns, last)
+        return max(end - start, 0)
 
     def target_alive(self) -> bool:
         return os.path.exists(f"/proc/{self.pid}")
@@ -141,9 +156,10 @@ class Attachment:
         try:
             self.sock.settimeout(5.0)
             self.sock.sendall(b"DETACH\n")
-            listener.read_line(self.sock)  # BYE
+            # no BYE: the program ended first (its time ends at its last event)
+            self._program_ended = listener.read_line(self.sock) != b"BYE\n"
         except OSError:
-            pass  # the program is gone: what it wrote is in the session anyway
+            self._program_ended = True  # what it wrote is in the session anyway
 
     def live_profile(self, thread: int | None = None) -> Profile:
         return self.session.profile(wall_ns=self.elapsed_ns(), live=True, thread=thread)
@@ -154,10 +170,10 @@ class Attachment:
     def detach(self) -> Profile:
         """Hooks off in the program (it keeps running), then the final profile."""
         self.unhook()
-        wall_ns = self.elapsed_ns()
         self.sock.close()
         self.session.drain(postmortem=True)
         self.session.close_all()
-        profile = self.session.profile(wall_ns=wall_ns)
+        scale = self.session.ns_per_tick()  # one calibration for the run time and the totals
+        profile = self.session.profile(wall_ns=self.elapsed_ns(scale), scale=scale)
         self.session.close()
         return profile
