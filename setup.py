@@ -28,6 +28,9 @@ if sanitize:
     link_flags += san
 
 setup(
+    # sanitized objects apart from plain ones: a tree already built plainly (CI's earlier installs
+    # leave build/ behind) would otherwise be linked again without the sanitizers
+    options={"build": {"build_base": "build/sanitize"}} if sanitize else {},
     ext_modules=[
         Extension(
             "ulma._core",
