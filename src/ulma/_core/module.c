@@ -9,6 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <endian.h>
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
@@ -1356,9 +1357,114 @@ static PyObject *py_clock_pair(PyObject *self, PyObject *unused)
     return Py_BuildValue("(KKK)", p.ticks, p.mono_ns, p.width_ns);
 }
 
+/* ---- text export lines ---- */
+
+/* Decimal digits of v (any unsigned 128-bit value) into b. */
+static int text_u128(text_buf *b, unsigned __int128 v)
+{
+    char tmp[48];
+    char *e = tmp + sizeof tmp, *q = e;
+    while (v > UINT64_MAX) {
+        *--q = (char)('0' + (int)(v % 10));
+        v /= 10;
+    }
+    uint64_t w = (uint64_t)v;
+    do {
+        *--q = (char)('0' + w % 10);
+        w /= 10;
+    } while (w);
+    return text_put(b, q, (size_t)(e - q));
+}
+
+/* text_lines(records, last, start_ticks, scale_hi, scale_lo, tails, make_tail) -> (bytes, last):
+ * one thread's 16-byte records as `--format text` lines, `ns + tail`, where ns
+ * is ((tick clamped never to go backwards) - start_ticks) * scale >> 48, exactly,
+ * scale = scale_hi << 64 | scale_lo (scale_hi < 2^40: ns_per_tick may pass 2^16)
+ * (the first tick of a thread, `last` None, is also clamped to start_ticks), and
+ * tail is tails[record's second word: id | kind << 32 | flags << 40 | aux << 48]
+ * (bytes), made by make_tail(word) when missing (which may store it in tails);
+ * an empty tail leaves the record out.  Returns the text and the last tick. */
+static PyObject *py_text_lines(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    Py_buffer view;
+    PyObject *last_obj, *tails, *make_tail;
+    unsigned long long t0, scale_hi, scale_lo;
+    if (!PyArg_ParseTuple(args, "y*OKKKO!O", &view, &last_obj, &t0, &scale_hi, &scale_lo,
+                          &PyDict_Type, &tails, &make_tail))
+        return NULL;
+    text_buf b = {0};
+    PyObject *res = NULL;
+    size_t n = (size_t)view.len / 16;
+    const unsigned char *p = view.buf;
+    uint64_t prev = 0;
+    if ((size_t)view.len % 16) {
+        PyErr_SetString(PyExc_ValueError, "records must be whole 16-byte records");
+        goto done;
+    }
+    if (scale_hi >> 40) {
+        PyErr_SetString(PyExc_OverflowError, "scale out of range");
+        goto done;
+    }
+    if (last_obj == Py_None) {
+        if (n) {
+            memcpy(&prev, p, 8);
+            prev = le64toh(prev);
+            if (prev < t0)
+                prev = t0;
+        }
+    } else {
+        prev = PyLong_AsUnsignedLongLong(last_obj);
+        if (prev == (uint64_t)-1 && PyErr_Occurred())
+            goto done;
+    }
+    for (size_t i = 0; i < n; i++, p += 16) {
+        uint64_t tick, word;
+        memcpy(&tick, p, 8);
+        memcpy(&word, p + 8, 8);
+        tick = le64toh(tick);
+        word = le64toh(word);
+        if (tick > prev)
+            prev = tick;
+        PyObject *key = PyLong_FromUnsignedLongLong(word);
+        if (!key)
+            goto done;
+        PyObject *tail = PyDict_GetItemWithError(tails, key); /* borrowed */
+        PyObject *made = NULL;
+        if (!tail && !PyErr_Occurred())
+            tail = made = PyObject_CallOneArg(make_tail, key);
+        Py_DECREF(key);
+        if (!tail)
+            goto done;
+        int rc = 0;
+        if (!PyBytes_Check(tail)) {
+            PyErr_SetString(PyExc_TypeError, "a tail must be bytes");
+            rc = -1;
+        } else if (PyBytes_GET_SIZE(tail)) {
+            /* (d * (hi << 64 | lo)) >> 48 = (d * hi) << 16 + (d * lo) >> 48, exactly */
+            uint64_t d = prev - t0;
+            unsigned __int128 ns = ((unsigned __int128)d * scale_hi << 16) +
+                                   ((unsigned __int128)d * scale_lo >> 48);
+            rc = text_u128(&b, ns) < 0 ||
+                 text_put(&b, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail)) < 0 ? -1 : 0;
+        }
+        Py_XDECREF(made);
+        if (rc < 0)
+            goto done;
+    }
+    res = Py_BuildValue("(y#K)", b.p ? b.p : "", (Py_ssize_t)b.n, (unsigned long long)prev);
+done:
+    PyMem_Free(b.p);
+    PyBuffer_Release(&view);
+    return res;
+}
+
 /* ---- module --------------------------------------------------------- */
 
 static PyMethodDef module_methods[] = {
+    {"text_lines", py_text_lines, METH_VARARGS,
+     "text_lines(records, last, start_ticks, scale, tails, make_tail) -> (bytes, last): one "
+     "thread's records as `--format text` lines (see module.c)"},
     {"agent_start", (PyCFunction)(void (*)(void))py_agent_start, METH_VARARGS | METH_KEYWORDS,
      "agent_start(fd, engine, empty=0, hidden_prefix=None, boundary=None, recursion_adjust=0, "
      "native_calls=False, cpu_interval_us=100, exclude=None): hook this "
