@@ -1359,9 +1359,12 @@ static PyObject *py_clock_pair(PyObject *self, PyObject *unused)
 
 /* ---- text export lines ---- */
 
-/* Decimal digits of v (any unsigned 128-bit value) into b. */
+/* Decimal digits of v (any unsigned 128-bit value) into b, two at a time. */
 static int text_u128(text_buf *b, unsigned __int128 v)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
     char tmp[48];
     char *e = tmp + sizeof tmp, *q = e;
     while (v > UINT64_MAX) {
@@ -1369,10 +1372,20 @@ static int text_u128(text_buf *b, unsigned __int128 v)
         v /= 10;
     }
     uint64_t w = (uint64_t)v;
-    do {
-        *--q = (char)('0' + w % 10);
-        w /= 10;
-    } while (w);
+    while (w >= 100) {
+        unsigned d = (unsigned)(w % 100) * 2;
+        w /= 100;
+        q -= 2;
+        q[0] = pairs[d];
+        q[1] = pairs[d + 1];
+    }
+    if (w >= 10) {
+        q -= 2;
+        q[0] = pairs[w * 2];
+        q[1] = pairs[w * 2 + 1];
+    } else {
+        *--q = (char)('0' + w);
+    }
     return text_put(b, q, (size_t)(e - q));
 }
 
@@ -1398,6 +1411,10 @@ static PyObject *py_text_lines(PyObject *mod, PyObject *args)
     size_t n = (size_t)view.len / 16;
     const unsigned char *p = view.buf;
     uint64_t prev = 0;
+    /* tails found in the dict, by word: saves a lookup per record (strong references) */
+    enum { CACHE = 256 };
+    struct { uint64_t word; PyObject *tail; } cache[CACHE];
+    memset(cache, 0, sizeof cache);
     if ((size_t)view.len % 16) {
         PyErr_SetString(PyExc_ValueError, "records must be whole 16-byte records");
         goto done;
@@ -1426,16 +1443,25 @@ static PyObject *py_text_lines(PyObject *mod, PyObject *args)
         word = le64toh(word);
         if (tick > prev)
             prev = tick;
-        PyObject *key = PyLong_FromUnsignedLongLong(word);
-        if (!key)
-            goto done;
-        PyObject *tail = PyDict_GetItemWithError(tails, key); /* borrowed */
+        size_t slot = (size_t)((word ^ word >> 29) * 0x9E3779B97F4A7C15u >> 56) % CACHE;
+        PyObject *tail = cache[slot].tail && cache[slot].word == word ? cache[slot].tail : NULL;
         PyObject *made = NULL;
-        if (!tail && !PyErr_Occurred())
-            tail = made = PyObject_CallOneArg(make_tail, key);
-        Py_DECREF(key);
-        if (!tail)
-            goto done;
+        if (!tail) {
+            PyObject *key = PyLong_FromUnsignedLongLong(word);
+            if (!key)
+                goto done;
+            tail = PyDict_GetItemWithError(tails, key); /* borrowed */
+            if (tail) {
+                Py_INCREF(tail);
+                Py_XSETREF(cache[slot].tail, tail);
+                cache[slot].word = word;
+            } else if (!PyErr_Occurred()) {
+                tail = made = PyObject_CallOneArg(make_tail, key);
+            }
+            Py_DECREF(key);
+            if (!tail)
+                goto done;
+        }
         int rc = 0;
         if (!PyBytes_Check(tail)) {
             PyErr_SetString(PyExc_TypeError, "a tail must be bytes");
@@ -1454,6 +1480,8 @@ static PyObject *py_text_lines(PyObject *mod, PyObject *args)
     }
     res = Py_BuildValue("(y#K)", b.p ? b.p : "", (Py_ssize_t)b.n, (unsigned long long)prev);
 done:
+    for (size_t i = 0; i < CACHE; i++)
+        Py_XDECREF(cache[i].tail);
     PyMem_Free(b.p);
     PyBuffer_Release(&view);
     return res;
