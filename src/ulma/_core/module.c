@@ -1046,6 +1046,30 @@ static int text_put(text_buf *b, const char *s, size_t n)
 }
 
 /* ns as microseconds with exactly three decimals: "12.345", "-0.007" */
+/* The decimal digits of v, two at a time, ending just before `end`; returns the first. */
+static char *digits_u64(char *end, uint64_t v)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    char *q = end;
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2;
+        v /= 100;
+        q -= 2;
+        q[0] = pairs[d];
+        q[1] = pairs[d + 1];
+    }
+    if (v >= 10) {
+        q -= 2;
+        q[0] = pairs[v * 2];
+        q[1] = pairs[v * 2 + 1];
+    } else {
+        *--q = (char)('0' + v);
+    }
+    return q;
+}
+
 static int text_us(text_buf *b, int64_t ns)
 {
     char tmp[32];
@@ -1056,10 +1080,7 @@ static int text_us(text_buf *b, int64_t ns)
     *--q = (char)('0' + frac / 10 % 10);
     *--q = (char)('0' + frac / 100);
     *--q = '.';
-    do {
-        *--q = (char)('0' + whole % 10);
-        whole /= 10;
-    } while (whole);
+    q = digits_u64(q, whole);
     if (ns < 0)
         *--q = '-';
     return text_put(b, q, (size_t)(e - q));
@@ -1077,6 +1098,10 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
         return NULL;
     text_buf b = {0};
     PyObject *res = NULL;
+    /* prefixes by key, saving a dict lookup per frame (strong references) */
+    enum { CACHE = 256 };
+    struct { uint64_t key; PyObject *prefix; } cache[CACHE];
+    memset(cache, 0, sizeof cache);
     for (size_t i = 0; self->ready && i < self->r.nout; i++) {
         const ulma_transition *x = &self->r.out[i];
         if (x->op == ULMA_TR_GAP) {
@@ -1092,19 +1117,27 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
         }
         if (x->op != ULMA_TR_LEAVE)
             continue;
-        PyObject *key = PyLong_FromUnsignedLongLong((unsigned long long)x->thread << 32 | x->fid);
-        if (!key)
-            goto done;
-        PyObject *prefix = PyDict_GetItemWithError(prefixes, key); /* borrowed */
-        if (!prefix && !PyErr_Occurred()) {
-            prefix = PyObject_CallFunction(make_prefix, "II", x->thread, x->fid);
-            if (prefix && PyDict_SetItem(prefixes, key, prefix) < 0)
-                Py_CLEAR(prefix);
-            Py_XDECREF(prefix); /* the dict holds it */
+        uint64_t k = (uint64_t)x->thread << 32 | x->fid;
+        size_t slot = (size_t)((k ^ k >> 29) * 0x9E3779B97F4A7C15u >> 56) % CACHE;
+        PyObject *prefix = cache[slot].prefix && cache[slot].key == k ? cache[slot].prefix : NULL;
+        if (!prefix) {
+            PyObject *key = PyLong_FromUnsignedLongLong(k);
+            if (!key)
+                goto done;
+            prefix = PyDict_GetItemWithError(prefixes, key); /* borrowed */
+            if (!prefix && !PyErr_Occurred()) {
+                prefix = PyObject_CallFunction(make_prefix, "II", x->thread, x->fid);
+                if (prefix && PyDict_SetItem(prefixes, key, prefix) < 0)
+                    Py_CLEAR(prefix);
+                Py_XDECREF(prefix); /* the dict holds it */
+            }
+            Py_DECREF(key);
+            if (!prefix)
+                goto done;
+            Py_INCREF(prefix);
+            Py_XSETREF(cache[slot].prefix, prefix);
+            cache[slot].key = k;
         }
-        Py_DECREF(key);
-        if (!prefix)
-            goto done;
         if (!PyBytes_Check(prefix)) {
             PyErr_SetString(PyExc_TypeError, "a prefix must be bytes");
             goto done;
@@ -1118,6 +1151,8 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
     if (self->ready)
         self->r.nout = 0;
 done:
+    for (size_t i = 0; i < CACHE; i++)
+        Py_XDECREF(cache[i].prefix);
     PyMem_Free(b.p);
     return res;
 }
@@ -1129,10 +1164,7 @@ static int text_int(text_buf *b, int64_t v)
     char tmp[24];
     char *e = tmp + sizeof tmp, *q = e;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    q = digits_u64(q, u);
     if (v < 0)
         *--q = '-';
     return text_put(b, q, (size_t)(e - q));
@@ -1157,6 +1189,11 @@ static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
     thread_text *tt = NULL;
     size_t ntt = 0, cap = 0, hit = 0;
     PyObject *res = NULL;
+    /* frame indexes by id (an id's index never changes once given), saving a dict lookup */
+    enum { CACHE = 256 };
+    struct { uint32_t fid; long long frame; } cache[CACHE];
+    for (size_t i = 0; i < CACHE; i++)
+        cache[i].frame = -1;
     for (size_t i = 0; self->ready && i < self->r.nout; i++) {
         const ulma_transition *x = &self->r.out[i];
         if (x->op != ULMA_TR_ENTER && x->op != ULMA_TR_LEAVE)
@@ -1179,20 +1216,28 @@ static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
             }
         }
         thread_text *th = &tt[hit];
-        PyObject *key = PyLong_FromUnsignedLong(x->fid);
-        if (!key)
-            goto done;
-        PyObject *index = PyDict_GetItemWithError(arg, key); /* borrowed */
-        if (!index && !PyErr_Occurred()) {
-            index = PyLong_FromSsize_t(PyDict_GET_SIZE(arg));
-            if (index && PyDict_SetItem(arg, key, index) < 0)
-                Py_CLEAR(index);
-            Py_XDECREF(index); /* the dict holds it */
+        size_t slot = (size_t)(x->fid * 0x9E3779B1u >> 24) % CACHE;
+        long long frame = cache[slot].frame >= 0 && cache[slot].fid == x->fid ? cache[slot].frame : -1;
+        if (frame < 0) {
+            PyObject *key = PyLong_FromUnsignedLong(x->fid);
+            if (!key)
+                goto done;
+            PyObject *index = PyDict_GetItemWithError(arg, key); /* borrowed */
+            if (!index && !PyErr_Occurred()) {
+                index = PyLong_FromSsize_t(PyDict_GET_SIZE(arg));
+                if (index && PyDict_SetItem(arg, key, index) < 0)
+                    Py_CLEAR(index);
+                Py_XDECREF(index); /* the dict holds it */
+            }
+            Py_DECREF(key);
+            frame = index ? PyLong_AsLongLong(index) : -1;
+            if (frame == -1 && PyErr_Occurred())
+                goto done;
+            if (frame >= 0) {
+                cache[slot].fid = x->fid;
+                cache[slot].frame = frame;
+            }
         }
-        Py_DECREF(key);
-        long long frame = index ? PyLong_AsLongLong(index) : -1;
-        if (frame == -1 && PyErr_Occurred())
-            goto done;
         if (x->op == ULMA_TR_ENTER) {
             if (th->first < 0)
                 th->first = x->t;
@@ -1359,33 +1404,16 @@ static PyObject *py_clock_pair(PyObject *self, PyObject *unused)
 
 /* ---- text export lines ---- */
 
-/* Decimal digits of v (any unsigned 128-bit value) into b, two at a time. */
+/* Decimal digits of v (any unsigned 128-bit value) into b. */
 static int text_u128(text_buf *b, unsigned __int128 v)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-                                "8081828384858687888990919293949596979899";
     char tmp[48];
     char *e = tmp + sizeof tmp, *q = e;
     while (v > UINT64_MAX) {
         *--q = (char)('0' + (int)(v % 10));
         v /= 10;
     }
-    uint64_t w = (uint64_t)v;
-    while (w >= 100) {
-        unsigned d = (unsigned)(w % 100) * 2;
-        w /= 100;
-        q -= 2;
-        q[0] = pairs[d];
-        q[1] = pairs[d + 1];
-    }
-    if (w >= 10) {
-        q -= 2;
-        q[0] = pairs[w * 2];
-        q[1] = pairs[w * 2 + 1];
-    } else {
-        *--q = (char)('0' + w);
-    }
+    q = digits_u64(q, (uint64_t)v);
     return text_put(b, q, (size_t)(e - q));
 }
 
