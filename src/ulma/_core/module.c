@@ -9,6 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <endian.h>
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
@@ -1045,6 +1046,30 @@ static int text_put(text_buf *b, const char *s, size_t n)
 }
 
 /* ns as microseconds with exactly three decimals: "12.345", "-0.007" */
+/* The decimal digits of v, two at a time, ending just before `end`; returns the first. */
+static char *digits_u64(char *end, uint64_t v)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    char *q = end;
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2;
+        v /= 100;
+        q -= 2;
+        q[0] = pairs[d];
+        q[1] = pairs[d + 1];
+    }
+    if (v >= 10) {
+        q -= 2;
+        q[0] = pairs[v * 2];
+        q[1] = pairs[v * 2 + 1];
+    } else {
+        *--q = (char)('0' + v);
+    }
+    return q;
+}
+
 static int text_us(text_buf *b, int64_t ns)
 {
     char tmp[32];
@@ -1055,10 +1080,7 @@ static int text_us(text_buf *b, int64_t ns)
     *--q = (char)('0' + frac / 10 % 10);
     *--q = (char)('0' + frac / 100);
     *--q = '.';
-    do {
-        *--q = (char)('0' + whole % 10);
-        whole /= 10;
-    } while (whole);
+    q = digits_u64(q, whole);
     if (ns < 0)
         *--q = '-';
     return text_put(b, q, (size_t)(e - q));
@@ -1076,6 +1098,10 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
         return NULL;
     text_buf b = {0};
     PyObject *res = NULL;
+    /* prefixes by key, saving a dict lookup per frame (strong references) */
+    enum { CACHE = 256 };
+    struct { uint64_t key; PyObject *prefix; } cache[CACHE];
+    memset(cache, 0, sizeof cache);
     for (size_t i = 0; self->ready && i < self->r.nout; i++) {
         const ulma_transition *x = &self->r.out[i];
         if (x->op == ULMA_TR_GAP) {
@@ -1091,19 +1117,27 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
         }
         if (x->op != ULMA_TR_LEAVE)
             continue;
-        PyObject *key = PyLong_FromUnsignedLongLong((unsigned long long)x->thread << 32 | x->fid);
-        if (!key)
-            goto done;
-        PyObject *prefix = PyDict_GetItemWithError(prefixes, key); /* borrowed */
-        if (!prefix && !PyErr_Occurred()) {
-            prefix = PyObject_CallFunction(make_prefix, "II", x->thread, x->fid);
-            if (prefix && PyDict_SetItem(prefixes, key, prefix) < 0)
-                Py_CLEAR(prefix);
-            Py_XDECREF(prefix); /* the dict holds it */
+        uint64_t k = (uint64_t)x->thread << 32 | x->fid;
+        size_t slot = (size_t)((k ^ k >> 29) * 0x9E3779B97F4A7C15u >> 56) % CACHE;
+        PyObject *prefix = cache[slot].prefix && cache[slot].key == k ? cache[slot].prefix : NULL;
+        if (!prefix) {
+            PyObject *key = PyLong_FromUnsignedLongLong(k);
+            if (!key)
+                goto done;
+            prefix = PyDict_GetItemWithError(prefixes, key); /* borrowed */
+            if (!prefix && !PyErr_Occurred()) {
+                prefix = PyObject_CallFunction(make_prefix, "II", x->thread, x->fid);
+                if (prefix && PyDict_SetItem(prefixes, key, prefix) < 0)
+                    Py_CLEAR(prefix);
+                Py_XDECREF(prefix); /* the dict holds it */
+            }
+            Py_DECREF(key);
+            if (!prefix)
+                goto done;
+            Py_INCREF(prefix);
+            Py_XSETREF(cache[slot].prefix, prefix);
+            cache[slot].key = k;
         }
-        Py_DECREF(key);
-        if (!prefix)
-            goto done;
         if (!PyBytes_Check(prefix)) {
             PyErr_SetString(PyExc_TypeError, "a prefix must be bytes");
             goto done;
@@ -1117,6 +1151,8 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
     if (self->ready)
         self->r.nout = 0;
 done:
+    for (size_t i = 0; i < CACHE; i++)
+        Py_XDECREF(cache[i].prefix);
     PyMem_Free(b.p);
     return res;
 }
@@ -1128,10 +1164,7 @@ static int text_int(text_buf *b, int64_t v)
     char tmp[24];
     char *e = tmp + sizeof tmp, *q = e;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    q = digits_u64(q, u);
     if (v < 0)
         *--q = '-';
     return text_put(b, q, (size_t)(e - q));
@@ -1156,6 +1189,11 @@ static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
     thread_text *tt = NULL;
     size_t ntt = 0, cap = 0, hit = 0;
     PyObject *res = NULL;
+    /* frame indexes by id (an id's index never changes once given), saving a dict lookup */
+    enum { CACHE = 256 };
+    struct { uint32_t fid; long long frame; } cache[CACHE];
+    for (size_t i = 0; i < CACHE; i++)
+        cache[i].frame = -1;
     for (size_t i = 0; self->ready && i < self->r.nout; i++) {
         const ulma_transition *x = &self->r.out[i];
         if (x->op != ULMA_TR_ENTER && x->op != ULMA_TR_LEAVE)
@@ -1178,20 +1216,28 @@ static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
             }
         }
         thread_text *th = &tt[hit];
-        PyObject *key = PyLong_FromUnsignedLong(x->fid);
-        if (!key)
-            goto done;
-        PyObject *index = PyDict_GetItemWithError(arg, key); /* borrowed */
-        if (!index && !PyErr_Occurred()) {
-            index = PyLong_FromSsize_t(PyDict_GET_SIZE(arg));
-            if (index && PyDict_SetItem(arg, key, index) < 0)
-                Py_CLEAR(index);
-            Py_XDECREF(index); /* the dict holds it */
+        size_t slot = (size_t)(x->fid * 0x9E3779B1u >> 24) % CACHE;
+        long long frame = cache[slot].frame >= 0 && cache[slot].fid == x->fid ? cache[slot].frame : -1;
+        if (frame < 0) {
+            PyObject *key = PyLong_FromUnsignedLong(x->fid);
+            if (!key)
+                goto done;
+            PyObject *index = PyDict_GetItemWithError(arg, key); /* borrowed */
+            if (!index && !PyErr_Occurred()) {
+                index = PyLong_FromSsize_t(PyDict_GET_SIZE(arg));
+                if (index && PyDict_SetItem(arg, key, index) < 0)
+                    Py_CLEAR(index);
+                Py_XDECREF(index); /* the dict holds it */
+            }
+            Py_DECREF(key);
+            frame = index ? PyLong_AsLongLong(index) : -1;
+            if (frame == -1 && PyErr_Occurred())
+                goto done;
+            if (frame >= 0) {
+                cache[slot].fid = x->fid;
+                cache[slot].frame = frame;
+            }
         }
-        Py_DECREF(key);
-        long long frame = index ? PyLong_AsLongLong(index) : -1;
-        if (frame == -1 && PyErr_Occurred())
-            goto done;
         if (x->op == ULMA_TR_ENTER) {
             if (th->first < 0)
                 th->first = x->t;
@@ -1356,9 +1402,125 @@ static PyObject *py_clock_pair(PyObject *self, PyObject *unused)
     return Py_BuildValue("(KKK)", p.ticks, p.mono_ns, p.width_ns);
 }
 
+/* ---- text export lines ---- */
+
+/* Decimal digits of v (any unsigned 128-bit value) into b. */
+static int text_u128(text_buf *b, unsigned __int128 v)
+{
+    char tmp[48];
+    char *e = tmp + sizeof tmp, *q = e;
+    while (v > UINT64_MAX) {
+        *--q = (char)('0' + (int)(v % 10));
+        v /= 10;
+    }
+    q = digits_u64(q, (uint64_t)v);
+    return text_put(b, q, (size_t)(e - q));
+}
+
+/* text_lines(records, last, start_ticks, scale_hi, scale_lo, tails, make_tail) -> (bytes, last):
+ * one thread's 16-byte records as `--format text` lines, `ns + tail`, where ns
+ * is ((tick clamped never to go backwards) - start_ticks) * scale >> 48, exactly,
+ * scale = scale_hi << 64 | scale_lo (scale_hi < 2^40: ns_per_tick may pass 2^16)
+ * (the first tick of a thread, `last` None, is also clamped to start_ticks), and
+ * tail is tails[record's second word: id | kind << 32 | flags << 40 | aux << 48]
+ * (bytes), made by make_tail(word) when missing (which may store it in tails);
+ * an empty tail leaves the record out.  Returns the text and the last tick. */
+static PyObject *py_text_lines(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    Py_buffer view;
+    PyObject *last_obj, *tails, *make_tail;
+    unsigned long long t0, scale_hi, scale_lo;
+    if (!PyArg_ParseTuple(args, "y*OKKKO!O", &view, &last_obj, &t0, &scale_hi, &scale_lo,
+                          &PyDict_Type, &tails, &make_tail))
+        return NULL;
+    text_buf b = {0};
+    PyObject *res = NULL;
+    size_t n = (size_t)view.len / 16;
+    const unsigned char *p = view.buf;
+    uint64_t prev = 0;
+    /* tails found in the dict, by word: saves a lookup per record (strong references) */
+    enum { CACHE = 256 };
+    struct { uint64_t word; PyObject *tail; } cache[CACHE];
+    memset(cache, 0, sizeof cache);
+    if ((size_t)view.len % 16) {
+        PyErr_SetString(PyExc_ValueError, "records must be whole 16-byte records");
+        goto done;
+    }
+    if (scale_hi >> 40) {
+        PyErr_SetString(PyExc_OverflowError, "scale out of range");
+        goto done;
+    }
+    if (last_obj == Py_None) {
+        if (n) {
+            memcpy(&prev, p, 8);
+            prev = le64toh(prev);
+            if (prev < t0)
+                prev = t0;
+        }
+    } else {
+        prev = PyLong_AsUnsignedLongLong(last_obj);
+        if (prev == (uint64_t)-1 && PyErr_Occurred())
+            goto done;
+    }
+    for (size_t i = 0; i < n; i++, p += 16) {
+        uint64_t tick, word;
+        memcpy(&tick, p, 8);
+        memcpy(&word, p + 8, 8);
+        tick = le64toh(tick);
+        word = le64toh(word);
+        if (tick > prev)
+            prev = tick;
+        size_t slot = (size_t)((word ^ word >> 29) * 0x9E3779B97F4A7C15u >> 56) % CACHE;
+        PyObject *tail = cache[slot].tail && cache[slot].word == word ? cache[slot].tail : NULL;
+        PyObject *made = NULL;
+        if (!tail) {
+            PyObject *key = PyLong_FromUnsignedLongLong(word);
+            if (!key)
+                goto done;
+            tail = PyDict_GetItemWithError(tails, key); /* borrowed */
+            if (tail) {
+                Py_INCREF(tail);
+                Py_XSETREF(cache[slot].tail, tail);
+                cache[slot].word = word;
+            } else if (!PyErr_Occurred()) {
+                tail = made = PyObject_CallOneArg(make_tail, key);
+            }
+            Py_DECREF(key);
+            if (!tail)
+                goto done;
+        }
+        int rc = 0;
+        if (!PyBytes_Check(tail)) {
+            PyErr_SetString(PyExc_TypeError, "a tail must be bytes");
+            rc = -1;
+        } else if (PyBytes_GET_SIZE(tail)) {
+            /* (d * (hi << 64 | lo)) >> 48 = (d * hi) << 16 + (d * lo) >> 48, exactly */
+            uint64_t d = prev - t0;
+            unsigned __int128 ns = ((unsigned __int128)d * scale_hi << 16) +
+                                   ((unsigned __int128)d * scale_lo >> 48);
+            rc = text_u128(&b, ns) < 0 ||
+                 text_put(&b, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail)) < 0 ? -1 : 0;
+        }
+        Py_XDECREF(made);
+        if (rc < 0)
+            goto done;
+    }
+    res = Py_BuildValue("(y#K)", b.p ? b.p : "", (Py_ssize_t)b.n, (unsigned long long)prev);
+done:
+    for (size_t i = 0; i < CACHE; i++)
+        Py_XDECREF(cache[i].tail);
+    PyMem_Free(b.p);
+    PyBuffer_Release(&view);
+    return res;
+}
+
 /* ---- module --------------------------------------------------------- */
 
 static PyMethodDef module_methods[] = {
+    {"text_lines", py_text_lines, METH_VARARGS,
+     "text_lines(records, last, start_ticks, scale, tails, make_tail) -> (bytes, last): one "
+     "thread's records as `--format text` lines (see module.c)"},
     {"agent_start", (PyCFunction)(void (*)(void))py_agent_start, METH_VARARGS | METH_KEYWORDS,
      "agent_start(fd, engine, empty=0, hidden_prefix=None, boundary=None, recursion_adjust=0, "
      "native_calls=False, cpu_interval_us=100, exclude=None): hook this "

@@ -35,6 +35,7 @@ class Exporter:
     """Base class: the hooks do nothing until a format overrides them."""
 
     RAW: ClassVar[bool] = False  # fed the records themselves (``records``) instead of frames
+    SLICES: ClassVar[bool] = False  # with RAW: fed them as they are stored (``slice``), not as columns
     REPLAY: ClassVar[int] = stacks.FRAMES  # what the replay makes for it (stacks.FRAMES, TREE...)
 
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
@@ -43,6 +44,9 @@ class Exporter:
 
     def records(self, thread: int, times: list[int], ids: list[int], codes: list[int]) -> None:
         """Only when RAW: a chunk of one thread's records (see stacks.RecordSink)."""
+
+    def slice(self, thread: int, data: memoryview) -> None:
+        """Only when SLICES: a piece of one thread's 16-byte records, as stored (see stacks.walk_slices)."""
 
     def enter(self, thread: int, t: int, fid: int, parent: int, kind: int) -> None:
         """A frame starts (see stacks.Sink)."""
@@ -80,11 +84,15 @@ def export(trace_path: str, fmt: str, out_path: str) -> runinfo.Run:
     with contextlib.nullcontext(sys.stdout.buffer) if out_path == "-" else files.writing(out_path) as out:
         # a file is 0600 and never written through a link; it appears whole, or not at all
         exporter = cls(run, out)
-        if cls.RAW:
+        if cls.SLICES:
+            stacks.walk_slices(reader, run, exporter.slice)
+        elif cls.RAW:
             stacks.walk_records(reader, run, exporter)
         else:
             take = exporter.take_frames if cls.REPLAY & stacks.FRAMES else None
             exporter.replayed(stacks.replay(reader, run, cls.REPLAY, take))
         exporter.finish()
         out.flush()
+    # what only the second pass can find (an events chunk that does not decompress)
+    run.warnings.extend(w for w in reader.warnings if w not in run.warnings)
     return run

@@ -18,12 +18,13 @@ columns because file names may hold spaces: ``awk -F'\\t'``.
 
 from __future__ import annotations
 
-import io
 from typing import BinaryIO
 
+from ulma import _core
 from ulma.exporters.base import Exporter
 from ulma.format import records, runinfo
 
+_U64 = (1 << 64) - 1
 HEADER = "# time_ns\tpid\ttid\tkind\tfunction\tfile:line\n"
 _FUNCTION_KINDS = frozenset((records.CALL, records.RETURN, records.UNWIND, records.YIELD,
                              records.RESUME, records.THROW, records.C_CALL, records.C_RETURN))
@@ -31,50 +32,52 @@ _FUNCTION_KINDS = frozenset((records.CALL, records.RETURN, records.UNWIND, recor
 
 class TextExporter(Exporter):
     RAW = True
+    SLICES = True
 
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)
-        self.text = io.TextIOWrapper(out, encoding="utf-8", newline="\n", write_through=True)
-        self.text.write(HEADER)
-        # plain function events (no flags, no aux): their code is their kind
-        self.plain = {k: records.KIND_NAMES[k] for k in _FUNCTION_KINDS}
+        out.write(HEADER.encode())
         self.where: dict[int, str] = {}  # id -> "function\tfile:line", "" for hidden functions
         self.prefix: dict[int, str] = {}  # thread -> "\tpid\ttid\t"
+        # thread -> a record's second word (id | kind << 32 | flags << 40 | aux << 48) -> what
+        # follows the time on its line (b"": left out); for defined ids and plain kinds only, so
+        # bounded by the symbol table
+        self.tails: dict[int, dict[int, bytes]] = {}
+        self.last: dict[int, int] = {}  # thread -> its last tick (clamped)
 
     def _where(self, fid: int) -> str:
         f = self.run.frame(fid)
         text = self.where[fid] = "" if f.hidden else f"{_clean(f.name)}\t{_clean(f.file)}:{f.line}"
         return text
 
-    def records(self, thread: int, times: list[int], ids: list[int], codes: list[int]) -> None:
-        prefix = self.prefix.get(thread)
-        if prefix is None:
-            prefix = self.prefix[thread] = f"\t{self.run.pid}\t{self.run.tid(thread)}\t"
-        plain, where = self.plain, self.where
-        lines = []
-        for t, fid, code in zip(times, ids, codes, strict=True):
-            name = plain.get(code)
-            if name is not None:
-                w = where.get(fid)
-                if w is None:
-                    w = self._where(fid)
-                if w:
-                    lines.append(f"{t}{prefix}{name}\t{w}\n")
-            else:
-                line = self._other(t, prefix, fid, code & 0xFF, code >> 8 & 0xFF, code >> 16)
-                if line:
-                    lines.append(line)
-        self.text.write("".join(lines))
+    def slice(self, thread: int, data: memoryview) -> None:
+        tails = self.tails.get(thread)
+        if tails is None:
+            tails = self.tails[thread] = {}
+            self.prefix[thread] = f"\t{self.run.pid}\t{self.run.tid(thread)}\t"
+        prefix, frames = self.prefix[thread], self.run.frames
 
-    def _other(self, t: int, prefix: str, fid: int, kind: int, flags: int, aux: int) -> str:
-        """A SYNC record, a CPU reading, a function event with flags, or a kind this version
-        does not write yet."""
+        def make_tail(word: int) -> bytes:
+            fid, kind, flags, aux = word & 0xFFFFFFFF, word >> 32 & 0xFF, word >> 40 & 0xFF, word >> 48
+            tail = self._tail(prefix, fid, kind, flags, aux).encode()
+            if word >> 40 == 0 and kind != records.CPU_SAMPLE and fid in frames:
+                tails[word] = tail
+            return tail
+
+        scale = self.run.scale
+        text, self.last[thread] = _core.text_lines(data, self.last.get(thread), self.run.start_ticks,
+                                                   scale >> 64, scale & _U64, tails, make_tail)
+        self.out.write(text)
+
+    def _tail(self, prefix: str, fid: int, kind: int, flags: int, aux: int) -> str:
+        """What follows the time on a record's line: a function event, a SYNC record, a CPU
+        reading, or a kind this version does not write yet; "" leaves the record out."""
         if kind == records.CPU_SAMPLE:
             what = "run_delay_ns" if flags & records.CPU_RUN_DELAY else "cpu_ns"
-            return f"{t}{prefix}cpu\t{what}={fid | aux << 32}\t-\n"
+            return f"{prefix}cpu\t{what}={fid | aux << 32}\t-\n"
         if kind == records.SYNC and flags & records.SYNC_BEGIN:
             name = "sync_after_drop" if flags & records.SYNC_AFTER_DROP else "sync"
-            return f"{t}{prefix}{name}\t-\t-\n"
+            return f"{prefix}{name}\t-\t-\n"
         if kind == records.SYNC and flags & records.SYNC_FRAME:
             name = "frame"
         elif kind in _FUNCTION_KINDS:
@@ -82,15 +85,12 @@ class TextExporter(Exporter):
         else:
             name = records.KIND_NAMES.get(kind, f"kind{kind}")
             what = (self.where.get(fid) or self._where(fid)) if fid in self.run.frames else "-\t-"
-            return f"{t}{prefix}{name}\t{what}\n" if what else ""  # "": ulma's own code, left out
+            return f"{prefix}{name}\t{what}\n" if what else ""  # "": ulma's own code, left out
         w = self.where.get(fid)
         if w is None:
             w = self._where(fid)
-        return f"{t}{prefix}{name}\t{w}\n" if w else ""
+        return f"{prefix}{name}\t{w}\n" if w else ""
 
-    def finish(self) -> None:
-        self.text.flush()
-        self.text.detach()  # the caller closes the file
 
 
 def _clean(text: str) -> str:

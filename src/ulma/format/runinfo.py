@@ -1,6 +1,8 @@
 """What a trace says about its run, read before its events are walked: the
 symbol table, the clock calibration (in the END record), the program's pid and
-threads.  ``scan`` is the first of an export's two passes over the file."""
+threads.  ``scan`` is the first of an export's two passes over the file; it
+checks every chunk but leaves the events compressed (the second pass reads
+them, and adds what it finds wrong with them to ``Run.warnings``)."""
 
 from __future__ import annotations
 
@@ -60,9 +62,9 @@ def scan(reader: trace.TraceReader) -> Run:
     frames: dict[int, records.Symbol] = {}
     events: dict[int, int] = {}
     warnings: list[str] = []
-    for chunk in reader.chunks():
+    for chunk in reader.chunks(events=False):  # the events are decompressed by the second pass only
         if chunk.kind == trace.EVENTS:
-            events[chunk.thread] = events.get(chunk.thread, 0) + len(chunk.payload) // records.EVENT_BYTES
+            events[chunk.thread] = events.get(chunk.thread, 0) + chunk.raw_length // records.EVENT_BYTES
         elif chunk.kind == trace.SYMBOLS:
             try:
                 defs = trace.unpack_symbols(chunk.payload)

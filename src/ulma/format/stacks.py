@@ -140,3 +140,13 @@ def walk_records(reader: trace.TraceReader, run: Run, sink: RecordSink) -> None:
             clamped = list(itertools.accumulate(ticks, max, initial=first))
             last[chunk.thread] = clamped[-1]
             sink.records(chunk.thread, [(t - t0) * scale >> SCALE_BITS for t in clamped[1:]], ids, codes)
+
+
+def walk_slices(reader: trace.TraceReader, run: Run, take: Callable[[int, memoryview], None]) -> None:
+    """The second pass for formats that read the records as stored: `take(thread, piece)`, a
+    piece of a chunk (whole records) at a time, in the file's order."""
+    for chunk in reader.chunks():
+        if chunk.kind != trace.EVENTS or not _whole(chunk, run):
+            continue
+        for piece in _slices(chunk.payload):
+            take(chunk.thread, piece)

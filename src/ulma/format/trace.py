@@ -207,6 +207,11 @@ class Chunk:
     thread: int
     payload: bytes
     offset: int
+    length: int = -1  # the raw length; the payload's, unless an events chunk was passed over
+
+    @property
+    def raw_length(self) -> int:
+        return len(self.payload) if self.length < 0 else self.length
 
 
 def file_header(version: int, created: int) -> bytes:
@@ -280,26 +285,30 @@ class TraceReader:
             self._meta_warnings.append(_fields_ignored("metadata", bad))
         self.warnings[:] = self._meta_warnings  # chunks() is read again in full by the caller
 
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self, *, events: bool = True) -> Iterator[Chunk]:
         """Every intact chunk in order; stops at the first damaged one, or when the
-        file has yielded its decompression budget."""
-        return self._chunks(parse=True)
+        file has yielded its decompression budget.  With ``events=False`` an events
+        chunk is checked (header, lengths, checksum, a zstd frame's claimed size,
+        the budget) but not decompressed: its payload is empty and ``raw_length``
+        says how long it is; a frame that then fails to decompress is found by the
+        pass that reads the events, which stops there with the same warning."""
+        return self._chunks(parse=True, events=events)
 
-    def _chunks(self, *, parse: bool) -> Generator[Chunk]:
+    def _chunks(self, *, parse: bool, events: bool = True) -> Generator[Chunk]:
         self.warnings[:] = self._meta_warnings
         left = budget(self.size)
         with open(self.path, "rb") as f:
             offset = self._first
             f.seek(offset)
             while True:
-                chunk, problem = _read_chunk(f, self.version, left)
+                chunk, problem = _read_chunk(f, self.version, left, events)
                 if chunk is None:
                     if problem:
                         lost = self.size - offset
                         self._warn(f"{problem} at byte {offset}: the last {lost} bytes "
                                    "of the trace were not read")
                     return
-                left -= len(chunk.payload)
+                left -= chunk.raw_length
                 chunk.offset = offset
                 if parse and chunk.kind in (END, CALIB):
                     self._record(chunk)
@@ -357,9 +366,10 @@ def _fields_ignored(record: str, keys: list[str]) -> str:
 _DECOMPRESSOR = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
 
 
-def _read_chunk(f: IO[bytes], version: int, left: int) -> tuple[Chunk | None, str]:
+def _read_chunk(f: IO[bytes], version: int, left: int, events: bool = True) -> tuple[Chunk | None, str]:
     """The next chunk, or None and what is wrong (nothing: the end of the file).
-    `left`: the decompressed bytes the file may still yield."""
+    `left`: the decompressed bytes the file may still yield; `events`: False to pass
+    over an events chunk's payload once its checks short of decompressing pass."""
     head = f.read(_CHUNK.size)
     if not head:
         return None, ""
@@ -381,6 +391,13 @@ def _read_chunk(f: IO[bytes], version: int, left: int) -> tuple[Chunk | None, st
                       f"about 5; at least {BUDGET_FLOOR >> 20} MiB is always read)")
     if codec == RAW:
         payload = stored
+    elif codec == ZSTD and not events and kind == EVENTS:
+        claimed = _claimed(stored)
+        if claimed > raw_len:
+            return None, f"a zstd frame claims {claimed} bytes, more than its chunk's {raw_len}"
+        if claimed == -2:
+            return None, "a chunk does not decompress"
+        return Chunk(kind, thread, b"", 0, raw_len), ""
     elif codec == ZSTD:
         try:
             claimed = zstandard.frame_content_size(stored)
@@ -394,4 +411,15 @@ def _read_chunk(f: IO[bytes], version: int, left: int) -> tuple[Chunk | None, st
         return None, f"unknown codec {codec}"
     if len(payload) != raw_len:
         return None, "a chunk has the wrong length"
+    if not events and kind == EVENTS:
+        return Chunk(kind, thread, b"", 0, raw_len), ""
     return Chunk(kind, thread, payload, 0), ""
+
+
+def _claimed(stored: bytes) -> int:
+    """A zstd frame's content size as its header claims it: -1 when it says none, -2
+    when the header cannot be read (then the frame does not decompress either)."""
+    try:
+        return int(zstandard.frame_content_size(stored))
+    except zstandard.ZstdError:
+        return -2
