@@ -138,8 +138,20 @@ def ensure_agent(pid: int, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> str | 
     """Loads ulma's idle agent into process `pid` unless it carries one;
     returns what was done, in a line, or None if the agent was there.
     Raises InjectError (one line) when it cannot."""
-    if agent_addresses(pid):  # also: the process is there, is ours, in our network namespace
-        return None
+    try:
+        if agent_addresses(pid):  # also: the process is there, is ours, in our network namespace
+            return None
+    except AttachError:
+        try:
+            os.stat(f"/proc/{pid}/ns/net")
+            os.listdir(f"/proc/{pid}/fd")
+        except PermissionError:  # ours, but not dumpable: only CAP_SYS_PTRACE may look inside
+            from ulma.inject.gdb import ptrace_refused
+
+            raise InjectError(ptrace_refused(pid)) from None
+        except OSError:
+            pass
+        raise
     from ulma.inject import payload, remote
 
     mapped = _version_from_maps(pid)

@@ -42,21 +42,38 @@ def find() -> str:
     return path
 
 
-def _ptrace_refused(pid: int) -> str:
-    scope = None
+def _status(pid: int | str, field: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def ptrace_refused(pid: int) -> str:
+    """Why the kernel refuses ulma's ptrace of `pid`, with what to change."""
+    tracer = _status(pid, "TracerPid")
+    if tracer not in (None, "0"):
+        return f"process {pid} is already traced by process {tracer} (a debugger?); ulma cannot trace it too"
     try:
         with open("/proc/sys/kernel/yama/ptrace_scope") as f:
             scope = f.read().strip()
     except OSError:
-        pass
-    why = f"the kernel does not let ulma trace process {pid} (ptrace: operation not permitted): "
-    if scope not in (None, "0"):
-        why += (f"kernel.yama.ptrace_scope is {scope}; set it to 0 "
-                "(sysctl kernel.yama.ptrace_scope=0) or run ulma attach with CAP_SYS_PTRACE")
-    else:
-        why += ("ulma attach needs CAP_SYS_PTRACE (in a container: --cap-add=SYS_PTRACE), "
-                "or the program must be dumpable")
-    return why
+        scope = "0"  # no Yama
+    capable = bool(int(_status("self", "CapEff") or "0", 16) >> 19 & 1)  # CAP_SYS_PTRACE
+    why = f"the kernel does not let ulma trace process {pid}: "
+    if scope == "3":
+        return why + "kernel.yama.ptrace_scope is 3 (no tracing at all until reboot)"
+    if scope in ("1", "2") and not capable:
+        return why + (f"kernel.yama.ptrace_scope is {scope}; set it to 0 (sysctl kernel.yama.ptrace_scope=0) "
+                      "or give ulma attach CAP_SYS_PTRACE")
+    if not capable:
+        return why + ("it is not dumpable, which takes CAP_SYS_PTRACE, and ulma attach lacks it "
+                      "(in a container: --cap-add=SYS_PTRACE)")
+    return why + "refused by a security module (seccomp, AppArmor or SELinux?)"
 
 
 def run(pid: int, commands: list[str]) -> str:
@@ -78,7 +95,7 @@ def run(pid: int, commands: list[str]) -> str:
             raise GdbError(f"cannot run gdb: {exc.strerror}") from None
     output = done.stdout + "\n" + done.stderr
     if "ptrace: Operation not permitted" in output:
-        raise GdbError(_ptrace_refused(pid))
+        raise GdbError(ptrace_refused(pid))
     if "ptrace: No such process" in output:
         raise GdbError(f"no process {pid}")
     if "Could not attach" in output or "Can't attach" in output:
@@ -91,9 +108,9 @@ def python_version(pid: int) -> tuple[int, int] | None:
     """(major, minor) of the CPython that process `pid` runs, from the
     interpreter's own Py_Version (3.11+); raises GdbError naming what it is
     otherwise."""
-    output = run(pid, [
-        'printf "ulma-version %lu\\n", *(unsigned long *) &Py_Version',
+    output = run(pid, [  # (an error ends gdb's script: what every CPython has first)
         'printf "ulma-python %lu\\n", (unsigned long) &Py_Initialize',
+        'printf "ulma-version %lu\\n", *(unsigned long *) &Py_Version',
     ])
     found = re.search(r"^ulma-version (\d+)$", output, re.M)
     if found:

@@ -36,8 +36,8 @@ def run(pid: int, code: str, wait: Callable[[], None]) -> None:
         try:
             remote_exec(pid, path)
         except PermissionError:
-            raise RemoteExecError(f"the kernel does not let ulma reach into process {pid} "
-                                  "(see kernel.yama.ptrace_scope, or CAP_SYS_PTRACE in a container)") from None
+            raise RemoteExecError(f"the kernel does not let ulma reach into process {pid} (see "
+                                  "kernel.yama.ptrace_scope, or CAP_SYS_PTRACE in a container)") from None
         except (OSError, RuntimeError, ValueError) as exc:
             raise RemoteExecError(f"sys.remote_exec failed on process {pid}: {exc}") from None
         wait()
