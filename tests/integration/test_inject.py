@@ -129,7 +129,7 @@ def attach_detach_attach(tmp_path: Path, target: PlainTarget, k: int) -> None:
         assert not [f["name"] for f in report["functions"] if f["name"] in ("_attach", "_load")]
     if "sleep" not in str(target.dir):
         a, b = calls_of(first, "tick"), calls_of(second, "tick")
-        assert 0 < a and 0 < b and a + b < ticks, (a, b, ticks)
+        assert a > 0 and b > 0 and a + b < ticks, (a, b, ticks)
 
 
 def test_attach_to_a_sleeping_plain_python_loads_the_agent_once_and_counts_only_attached_time(

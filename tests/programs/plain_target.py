@@ -10,6 +10,7 @@ main thread first sleeps an hour in one C call, until SIGUSR1 wakes it; at the e
 `socket` and `ulma` were imported.
 """
 
+import contextlib
 import os
 import signal
 import sys
@@ -60,8 +61,11 @@ def on_usr1(signum: int, frame: object) -> None:
 def main() -> None:
     control, mode = sys.argv[1], sys.argv[2]
     wake = "--wake-on-usr1" in sys.argv[3:]
-    path = lambda name: os.path.join(control, name)  # noqa: E731
-    phases: "list[tuple[int, int]]" = []
+
+    def path(name: str) -> str:
+        return os.path.join(control, name)
+
+    phases: list[tuple[int, int]] = []
     orders = [0] * (THREADS + 1)
     results = [0] * (THREADS + 1)
     done = threading.Semaphore(0)
@@ -75,10 +79,8 @@ def main() -> None:
     if wake:
         signal.signal(signal.SIGUSR1, on_usr1)
         open(path("ready"), "w").close()
-        try:
+        with contextlib.suppress(Wake):
             time.sleep(3600)
-        except Wake:
-            pass
         open(path("woke"), "w").close()
     else:
         open(path("ready"), "w").close()
