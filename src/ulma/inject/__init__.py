@@ -175,9 +175,10 @@ def ensure_agent(pid: int, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> str | 
         code = payload.source(deadline_ns, report, fallback, suffix)
         answer = ""
         if use_remote:
-            def wait() -> None:
+            def wait() -> bool:
                 nonlocal answer
                 answer = _wait_answer(sock, pid, time.monotonic() + wait_seconds)
+                return bool(answer)
             try:
                 remote.run(pid, code, wait)
             except remote.RemoteExecError as exc:
