@@ -154,9 +154,9 @@ def ensure_agent(pid: int, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> str | 
         raise
     from ulma.inject import payload, remote
 
-    mapped = _version_from_maps(pid)
-    use_remote = remote.available(mapped)
-    version = mapped if use_remote and mapped else _python_version(pid)
+    mapped = _version_from_maps(pid)  # no gdb needed when it says sys.remote_exec can do it
+    version = mapped if mapped is not None and remote.available(mapped) else _python_version(pid)
+    use_remote = remote.available(version)
     where = f"{version[0]}.{version[1]}"
     if not use_remote and version not in SUPPORTED:
         if version >= (3, 14):
