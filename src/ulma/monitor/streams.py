@@ -100,6 +100,8 @@ class LogWriter:
         self._pid = 0
         self._exporter: text.TextExporter | None = None
         self._out = _Collect()
+        self._frames: dict[int, Symbol] = {}  # the symbols so far, by id
+        self._tids: dict[int, int] = {}  # thread -> OS thread id
         self.known_threads: set[int] = set()  # threads whose OS id was looked up
         try:
             _write_all(self.file.fd, text.HEADER.encode())
@@ -165,28 +167,31 @@ class LogWriter:
         from ulma.format import runinfo
 
         for symbols, chunks, tids in items:
-            if self._exporter is None:
-                assert self._session is not None
-                run = runinfo.Run(path=self.path, meta={}, end=None, frames={},
-                                  ns_per_tick=self.ns_per_tick or 1.0,
+            self._tids.update(tids)
+            for sid, kind, flags, name, file, line in symbols:
+                self._frames[sid] = Symbol(sid, kind, flags, name, file, line)
+            if self._exporter is None and chunks:  # the calibration is fixed with the first events
+                assert self._session is not None and self.ns_per_tick is not None
+                run = runinfo.Run(path=self.path, meta={}, end=None, frames=self._frames,
+                                  ns_per_tick=self.ns_per_tick,
                                   start_ticks=self._session.start_ticks, pid=self._pid,
-                                  os_tids={}, events={})
+                                  os_tids=self._tids, events={})
                 self._exporter = text.TextExporter(run, self._out)  # type: ignore[arg-type]
                 self._out.parts.clear()  # its header is already in the file
-            run = self._exporter.run
-            run.os_tids.update(tids)
-            for sid, kind, flags, name, file, line in symbols:
-                run.frames[sid] = Symbol(sid, kind, flags, name, file, line)
             for thread, data in chunks:
+                assert self._exporter is not None
                 n = lost.pop(thread, 0)
                 if n:
-                    self._out.write(f"# ulma: {n} events of thread {run.tid(thread)} are not in "
-                                    "this log: it fell behind (its disk was slow)\n".encode())
+                    self._out.write(self._lost_line(thread, n))
                 self._exporter.slice(thread, memoryview(data))
                 self.written += len(data) // EVENT_BYTES
         for thread, n in lost.items():  # dropped, and nothing of theirs came after
-            self._out.write(f"# ulma: {n} events of thread {thread} are not in this log: it "
-                            "fell behind (its disk was slow)\n".encode())
+            self._out.write(self._lost_line(thread, n))
+
+    def _lost_line(self, thread: int, n: int) -> bytes:
+        """The comment that says, in the log, where events are missing."""
+        return (f"# ulma: {n} events of thread {self._tids.get(thread, thread)} are not in this "
+                "log: it fell behind (its disk was slow)\n").encode()
 
     def close(self) -> list[str]:
         """Writes what is queued, closes the file; what the user must be told."""
