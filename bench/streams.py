@@ -8,9 +8,12 @@ Runs each workload under `ulma run --no-live --no-report` four ways -- no stream
 after each run.  For each mode it prints the medians of:
 
 - program s: the workload's own time (its BENCH_SECONDS), and its ratio to ulma without streams
-  (the program's overhead; the streams are written by the monitor, a separate process);
+  (the program's overhead; the streams are written by the monitor, a separate process, so on a
+  machine with a core to spare it should not move); program CPU s: the program's CPU time (its
+  own rusage), which is what the streams could change without a spare core's noise;
 - monitor CPU s: user + system CPU of the ulma process itself (its rusage from wait4, which also
   counts the program it waited for, minus the program's own rusage, which a wrapper prints);
+- ring dropped: events the program could not write because the monitor drained too slowly;
 - M events/s: events drained (the --json report's count) per second of the monitor's CPU -- the
   rate the monitor sustains writing those streams on one core;
 - log dropped: events left out of the log because its writer fell behind (bounded, counted:
@@ -64,10 +67,13 @@ def one(python: str, workload: Path, mode: str, where: Path) -> dict[str, float]
     program_cpu = float(re.findall(r"BENCH_RUSAGE=([\d.]+)", err)[-1])
     dropped = re.search(r"fell behind: (\d+) events", err)
     log = d / "run.log"
+    report = json.loads((d / "r.json").read_text())
     out = {
         "program_s": float(re.findall(r"BENCH_SECONDS=([\d.]+)", err)[-1]),
+        "program_cpu_s": program_cpu,
         "monitor_cpu_s": usage.ru_utime + usage.ru_stime - program_cpu,
-        "events": json.loads((d / "r.json").read_text())["events"],
+        "events": report["events"],
+        "ring_dropped": report["dropped"],
         "log_dropped": int(dropped[1]) if dropped else 0,
         "log_mb": log.stat().st_size / 1e6 if log.exists() else 0.0,
     }
@@ -92,14 +98,15 @@ def main() -> None:
                     runs[mode].append(one(opts.python, workload, mode, Path(where)))
         base = statistics.median(r["program_s"] for r in runs["ulma"])
         print(f"\n{name} ({opts.repeat} rounds, medians; python {opts.python})")
-        print(f"{'mode':8} {'program s':>10} {'vs ulma':>8} {'monitor CPU s':>14} {'events':>12} "
-              f"{'M events/s':>11} {'log dropped':>12} {'log MB':>8}")
+        print(f"{'mode':8} {'program s':>10} {'vs ulma':>8} {'program CPU s':>14} {'monitor CPU s':>14} "
+              f"{'events':>12} {'ring dropped':>13} {'M events/s':>11} {'log dropped':>12} {'log MB':>8}")
         for mode, rs in runs.items():
             def med(key: str, rs: list[dict[str, float]] = rs) -> float:
                 return statistics.median(r[key] for r in rs)
             rate = statistics.median(r["events"] / r["monitor_cpu_s"] / 1e6 for r in rs)
             print(f"{mode:8} {med('program_s'):10.3f} {med('program_s') / base:7.2f}x "
-                  f"{med('monitor_cpu_s'):14.2f} {med('events'):12,.0f} {rate:11.2f} "
+                  f"{med('program_cpu_s'):14.2f} {med('monitor_cpu_s'):14.2f} {med('events'):12,.0f} "
+                  f"{med('ring_dropped'):13,.0f} {rate:11.2f} "
                   f"{med('log_dropped'):12,.0f} {med('log_mb'):8.0f}")
 
 

@@ -169,6 +169,70 @@ def test_run_log_and_jsonl_are_read_while_the_program_runs_and_end_with_its_own_
         assert os.stat(path).st_mode & 0o777 == 0o600
 
 
+def test_run_with_the_live_view_writes_the_same_streams(tmp_path: Path) -> None:
+    """On a terminal (a pseudo-terminal here), with the live view drawing."""
+    import pty
+    import threading
+
+    log_path, jsonl_path = tmp_path / "events.log", tmp_path / "figures.jsonl"
+    with go_fifo(tmp_path) as (go, go_fd):
+        env = subprocess_env({"TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
+        args = ["run", "--live", "--live-exit", "--no-report", "--log", str(log_path), "--jsonl",
+                str(jsonl_path), str(PHASES_PROGRAM), str(go), str(PHASES), str(N)]
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: exec at once (this process has threads)
+            try:
+                os.execve(sys.executable, ulma_command(args), env)
+            finally:
+                os._exit(127)
+        shown = bytearray()
+
+        def read_terminal() -> None:  # the view must never block on a full terminal
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                shown.extend(data)
+
+        reader = threading.Thread(target=read_terminal, daemon=True)
+        reader.start()
+        ended: list[int] = []
+
+        class Waiter:  # what follow_phases asks of a process
+            def poll(self) -> int | None:
+                if not ended:
+                    got, status = os.waitpid(pid, os.WNOHANG)
+                    if got:
+                        ended.append(os.waitstatus_to_exitcode(status))
+                return ended[0] if ended else None
+
+            def communicate(self) -> tuple[bytes, bytes]:
+                return b"", bytes(shown[-3000:])
+
+            returncode = None
+
+        try:
+            log, jsonl = Tail(log_path), Tail(jsonl_path)
+            follow_phases(Waiter(), go_fd, log, jsonl)  # type: ignore[arg-type]
+            deadline = time.monotonic() + DEADLINE
+            while Waiter().poll() is None:
+                assert time.monotonic() < deadline, bytes(shown[-3000:]).decode(errors="replace")
+                time.sleep(0.05)
+        finally:
+            if not ended:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            reader.join(10)
+            os.close(fd)
+    text = bytes(shown).decode(errors="replace")
+    assert ended == [0], text[-3000:]
+    assert "\x1b[?1049h" in text  # the view was drawn
+    check_final(log, jsonl, program_counts(text))
+
+
 def test_attach_log_and_jsonl_are_read_while_the_program_runs_and_end_with_its_own_counts(
         tmp_path: Path) -> None:
     log_path, jsonl_path = tmp_path / "events.log", tmp_path / "figures.jsonl"
