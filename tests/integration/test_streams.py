@@ -51,14 +51,15 @@ class Tail:
         *whole, self.rest = (self.rest + data).split(b"\n")
         self.lines += whole
 
-    def wait_for(self, ready: Callable[[list[bytes]], bool], what: str, proc: subprocess.Popen[bytes]) -> None:
+    def wait_for(self, ready: Callable[[list[bytes]], bool], what: str,
+                 proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + DEADLINE
         while True:
             self.poll()
             if ready(self.lines):
                 return
             if proc.poll() is not None:
-                out, err = proc.communicate()
+                _, err = proc.communicate()
                 pytest.fail(f"{what}: never seen before ulma ended ({proc.returncode})\n{err.decode()}")
             if time.monotonic() > deadline:
                 pytest.fail(f"{what}: never seen in {self.path}; it has {len(self.lines)} lines")
@@ -112,11 +113,15 @@ def follow_phases(proc: subprocess.Popen[bytes], go: int, log: Tail, jsonl: Tail
     """Releases each phase once both streams showed the one before, while the program waits."""
     for k in range(PHASES + 1):
         if k:
-            log.wait_for(lambda lines, k=k: calls_in_log(lines, "phase_mark") >= k,
-                         f"phase {k - 1} in the log", proc)
-            jsonl.wait_for(lambda lines, k=k: any(
-                calls_in(o, "phase_mark") >= k and calls_in(o, "work") > (k - 1) * N
-                for o in objects(lines)), f"phase {k - 1} in the jsonl", proc)
+            def in_log(lines: list[bytes], k: int = k) -> bool:
+                return calls_in_log(lines, "phase_mark") >= k
+
+            def in_jsonl(lines: list[bytes], k: int = k) -> bool:
+                return any(calls_in(o, "phase_mark") >= k and calls_in(o, "work") > (k - 1) * N
+                           for o in objects(lines))
+
+            log.wait_for(in_log, f"phase {k - 1} in the log", proc)
+            jsonl.wait_for(in_jsonl, f"phase {k - 1} in the jsonl", proc)
             assert proc.poll() is None  # the program still runs: it waits for us
             assert_log_lines(log.lines)
             assert_jsonl_objects(jsonl.lines)
@@ -258,7 +263,7 @@ def test_attach_log_and_jsonl_are_read_while_the_program_runs_and_end_with_its_o
             log, jsonl = Tail(log_path), Tail(jsonl_path)
             follow_phases(attach, go_fd, log, jsonl)
             out, err = target.communicate(timeout=DEADLINE)
-            a_out, a_err = attach.communicate(timeout=DEADLINE)  # it sees the program end
+            _, a_err = attach.communicate(timeout=DEADLINE)  # it sees the program end
         finally:
             for p in (target, attach):
                 if p is not None and p.poll() is None:
