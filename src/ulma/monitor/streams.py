@@ -50,6 +50,8 @@ JSONL_SECONDS = 0.5  # between two objects of --jsonl
 # is not written to the log (counted and said), so a slow disk costs the monitor no memory
 LOG_QUEUE_BYTES = 32 << 20
 EVENT_BYTES = 16
+PIECE_BYTES = 8192 * EVENT_BYTES  # records converted at once (about a millisecond of the GIL)
+WRITE_BYTES = 4 << 20  # text held before it is written, at most (and a piece's)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -72,10 +74,18 @@ class _Collect:
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
+        self.size = 0
 
     def write(self, data: bytes | memoryview) -> int:
         self.parts.append(bytes(data))
+        self.size += len(data)
         return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return data
 
 
 class LogWriter:
@@ -153,11 +163,9 @@ class LogWriter:
                 continue  # keep taking items: the drain never waits for us
             try:
                 self._convert(items, lost)
-                data = b"".join(self._out.parts)
-                self._out.parts.clear()
-                _write_all(self.file.fd, data)
+                _write_all(self.file.fd, self._out.take())
             except OSError as exc:
-                self._out.parts.clear()
+                self._out.take()
                 self.error = f"cannot write the log {self.path}: {exc.strerror or exc}; the log stopped"
 
     def _convert(self, items: list[tuple[list[tuple[int, int, int, str, str, int]],
@@ -177,13 +185,18 @@ class LogWriter:
                                   start_ticks=self._session.start_ticks, pid=self._pid,
                                   os_tids=self._tids, events={})
                 self._exporter = text.TextExporter(run, self._out)  # type: ignore[arg-type]
-                self._out.parts.clear()  # its header is already in the file
+                self._out.take()  # its header is already in the file
             for thread, data in chunks:
                 assert self._exporter is not None
                 n = lost.pop(thread, 0)
                 if n:
                     self._out.write(self._lost_line(thread, n))
-                self._exporter.slice(thread, memoryview(data))
+                view = memoryview(data)
+                # in pieces: the conversion holds the GIL, which the drain needs between drains
+                for at in range(0, len(view), PIECE_BYTES):
+                    self._exporter.slice(thread, view[at:at + PIECE_BYTES])
+                    if self._out.size >= WRITE_BYTES:  # whole lines: a piece ends at a line's end
+                        _write_all(self.file.fd, self._out.take())
                 self.written += len(data) // EVENT_BYTES
         for thread, n in lost.items():  # dropped, and nothing of theirs came after
             self._out.write(self._lost_line(thread, n))
@@ -203,7 +216,7 @@ class LogWriter:
         if self._lost and self.error is None:  # dropped at the very end
             try:
                 self._convert([], self._lost)
-                _write_all(self.file.fd, b"".join(self._out.parts))
+                _write_all(self.file.fd, self._out.take())
             except OSError as exc:
                 self.error = f"cannot write the log {self.path}: {exc.strerror or exc}; the log stopped"
         self.file.close()
