@@ -15,7 +15,9 @@ from ulma.cli.run import (
     add_limit_argument,
     add_measure_arguments,
     add_ring_argument,
+    add_stream_arguments,
     check_output,
+    check_streams,
 )
 from ulma.exporters import json_report
 from ulma.monitor import session as sessions
@@ -99,6 +101,7 @@ def execute(argv: list[str]) -> int:
     add_measure_arguments(p)
     add_clock_argument(p)
     inject.add_arguments(p)
+    add_stream_arguments(p)
     opts = p.parse(argv)
     inject.check_arguments(opts)
     terminal = all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr))
@@ -107,6 +110,7 @@ def execute(argv: list[str]) -> int:
         raise UsageError("--live needs a terminal on stdin and stderr")
     if opts.json:
         check_output(opts.json)
+    check_streams(opts, opts.json)
     if live:  # import the view before attaching: a busy import would starve the drain thread
         import ulma.views.live  # noqa: F401
     try:
@@ -115,7 +119,8 @@ def execute(argv: list[str]) -> int:
             sys.stderr.write(f"ulma: {loaded}\n")
         att = Attachment(opts.pid, sessions.Options(
             engine="auto", ring_bytes=opts.ring_size, native_calls=opts.native_calls,
-            cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude)))
+            cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude),
+            log_path=opts.log, jsonl_path=opts.jsonl))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
     with Detaching() as signals:
@@ -125,6 +130,8 @@ def execute(argv: list[str]) -> int:
             sys.stderr.write(f"ulma: attached to process {opts.pid}; Ctrl-C detaches\n")
             why = att.drain_until(signals.stop, opts.duration)
         profile = att.detach()
+    for line in att.streams_said:  # --log, --jsonl
+        sys.stderr.write(f"ulma: {line}\n")
     ended = "the program ended" if why == "exited" else "detached; the program goes on"
     sys.stderr.write(f"ulma: {ended} after {fmt_ns(profile.wall_ns)} attached\n")
     if opts.json:
@@ -134,7 +141,7 @@ def execute(argv: list[str]) -> int:
             raise UsageError(f"cannot write {opts.json}: {exc.strerror}", 1) from None
     if not opts.no_report:
         print_report(profile, sys.stderr, limit=opts.limit, clock=opts.clock)
-    return 0
+    return 1 if any(line.startswith("error") for line in att.streams_said) else 0
 
 
 

@@ -19,7 +19,8 @@ USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 
 # options of `ulma run` that take a value: the first other token starts the program
 _VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output",
-           "--cpu-interval", "--exclude", "--clock", "--id-limit", "--test-ring-size"}
+           "--cpu-interval", "--exclude", "--clock", "--id-limit", "--test-ring-size",
+           "--log", "--jsonl"}
 
 
 def add_measure_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,6 +36,29 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                    help="functions whose qualified name or file matches this shell pattern get no "
                         "row: their time shows as unmeasured (white) in their callers; repeatable")
+
+
+def add_stream_arguments(p: argparse.ArgumentParser) -> None:
+    """Live streams for other tools (`ulma run`, `ulma attach`; see ulma.monitor.streams)."""
+    p.add_argument("--log", metavar="FILE",
+                   help="write every event to FILE while the program runs, in the format of "
+                        "`ulma export --format text` (flushed at least every 100 ms)")
+    p.add_argument("--jsonl", metavar="FILE",
+                   help="write one JSON object per line to FILE twice a second while the program "
+                        "runs (the monitor's health, every function's figures), and a last one at "
+                        "the end")
+
+
+def check_streams(opts: argparse.Namespace, *others: str | None) -> None:
+    """--log and --jsonl refused before anything runs: a path that cannot be written, or
+    one that another output also names."""
+    named = [p for p in others if p]
+    for path in (opts.log, opts.jsonl):
+        if path:
+            check_output(path)
+            if path in named:
+                raise UsageError(f"{path} is named by two outputs: give each its own file")
+            named.append(path)
 
 
 def add_ring_argument(p: argparse.ArgumentParser) -> None:
@@ -71,6 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                      f"{bounds.LIMITS['MAX_THREADS']})")
     add_limit_argument(p)
     p.add_argument("--no-report", action="store_true", help="print no report at the end")
+    add_stream_arguments(p)
     add_measure_arguments(p)
     add_clock_argument(p)
     p.add_argument("--empty-hooks", action="store_true",
@@ -169,11 +194,13 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
     target = target_from(opts, rest)
     if opts.json:  # refused now rather than after the program ran
         check_output(opts.json)
+    check_streams(opts, opts.json, opts.output)
     options = sessions.Options(
         engine=engine, ring_bytes=opts.test_ring_size or opts.ring_size, max_threads=opts.max_threads,
         empty_hooks=opts.empty_hooks, recording_floor=opts.recording_floor,
         trace_path=opts.output, native_calls=opts.native_calls,
-        cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit)
+        cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit,
+        log_path=opts.log, jsonl_path=opts.jsonl)
     if opts.live:
         return start_live(target, options, opts)
     return sessions.run(target, options)
@@ -204,6 +231,10 @@ def exit_code(result: sessions.RunResult) -> int:
     """The program's exit code (128+N if a signal killed it, as shells say);
     1 if the program succeeded but ulma could not keep what it recorded."""
     code = result.returncode
+    for line in result.streams_said:  # --log, --jsonl
+        sys.stderr.write(f"ulma: {line}\n")
+    if any(line.startswith("error") for line in result.streams_said):
+        code = code or 1
     if code < 0:
         return 128 - code
     if result.trace_error:

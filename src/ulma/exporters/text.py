@@ -64,7 +64,7 @@ class TextExporter(Exporter):
                 tails[word] = tail
             return tail
 
-        scale = self.run.scale
+        scale = self.run.text_scale  # the run's --log's, if it wrote one
         text, self.last[thread] = _core.text_lines(data, self.last.get(thread), self.run.start_ticks,
                                                    scale >> 64, scale & _U64, tails, make_tail)
         self.out.write(text)

@@ -28,6 +28,8 @@ class Run:
     os_tids: dict[int, int]  # ring slot -> OS thread id
     events: dict[int, int]  # ring slot -> events in the file, in order of first appearance
     warnings: list[str] = field(default_factory=list)
+    # the calibration of the text log written along with the trace (--log), if there was one
+    text_ns_per_tick: float | None = None
 
     @property
     def hidden(self) -> frozenset[int]:
@@ -52,6 +54,12 @@ class Run:
         """ns per tick as a fixed-point integer (48 fraction bits): exact to well
         under a ns over days of ticks, and twice as fast as float-then-int."""
         return round(self.ns_per_tick * (1 << SCALE_BITS))
+
+    @property
+    def text_scale(self) -> int:
+        """``scale`` for the text export: the --log's calibration when the run wrote one, so
+        that export and log agree line for line (ulma.monitor.streams)."""
+        return round((self.text_ns_per_tick or self.ns_per_tick) * (1 << SCALE_BITS))
 
     def ns(self, ticks: int) -> int:
         return (ticks - self.start_ticks) * self.scale >> SCALE_BITS
@@ -84,4 +92,4 @@ def scan(reader: trace.TraceReader) -> Run:
         ns_per_tick=reader.ns_per_tick() or 1.0,
         start_ticks=meta.get("start_ticks", 0), pid=e.get("program_pid", 0),
         os_tids={int(k): v for k, v in e.get("os_tid", {}).items()},
-        events=events, warnings=warnings)
+        events=events, warnings=warnings, text_ns_per_tick=reader.latest("text_ns_per_tick"))

@@ -79,6 +79,9 @@ class Calib(TypedDict, total=False):
     (trace.AGENT_KEYS); written about once a second."""
 
     ns_per_tick: NsPerTick
+    # the one calibration of the text log written in the same run (`ulma run --log`): the
+    # text export uses it, so that both agree line for line
+    text_ns_per_tick: NsPerTick
     probe_ns: ProbeNs
     cpu_samples: bool
     schedstat: bool

@@ -16,6 +16,11 @@ import time
 from ulma.agent import listener
 from ulma.monitor.profile import Profile
 from ulma.monitor.session import Options, Session
+from ulma.monitor.streams import LogWriter, Streams
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ulma.monitor.live import Health
 
 
 class AttachError(Exception):
@@ -81,11 +86,26 @@ class Attachment:
         addresses = check_target(pid)
         self.pid = pid
         self.options = options
-        self.sock = _connect(pid, addresses, timeout)
+        self.streams_said: list[str] = []  # --log, --jsonl: lines for stderr after detaching
+        self.streams: Streams | None = None
+        if options.log_path or options.jsonl_path:  # a file we cannot write stops us before attaching
+            try:
+                self.streams = Streams(options.log_path, options.jsonl_path)
+            except OSError as exc:
+                raise AttachError(exc.strerror or str(exc)) from None
+        self.log: LogWriter | None = self.streams.log if self.streams else None
+        try:
+            self.sock = _connect(pid, addresses, timeout)
+        except BaseException:
+            if self.streams is not None:
+                self.streams.abandon()
+            raise
         try:
             self.session = Session(options.ring_bytes, options.max_threads)
         except BaseException:
             self.sock.close()
+            if self.streams is not None:
+                self.streams.abandon()
             raise
         try:
             request = f"ATTACH {listener.PROTOCOL.decode()} {options.agent().encode()}\n".encode()
@@ -108,10 +128,19 @@ class Attachment:
         self.start_ns = time.monotonic_ns()
         self.end_ns: int | None = None
         self.sock.settimeout(None)
+        if self.streams is not None:
+            self.streams.start(self.session, pid, self._stream_snapshot)
+
+    def _stream_snapshot(self) -> tuple[Profile, Health]:
+        from ulma.monitor.live import health_of
+
+        return self.live_profile(), health_of(self.session, self.end_ns is not None, None)
 
     def _abandon(self) -> None:
         self.sock.close()
         self.session.close()
+        if self.streams is not None:
+            self.streams.abandon()
 
     def elapsed_ns(self, scale: float | None = None) -> int:
         """The program's time under the hooks, on its own clock: from when they
@@ -141,7 +170,7 @@ class Attachment:
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while True:
-                drained = self.session.drain()
+                drained = self.session.drain(log=self.log)
                 # a busy ring is drained again at once, as in Run.drain_until_exit
                 if stop.wait(0 if drained > 4096 else self.options.poll_seconds):
                     return "stopped"
@@ -177,9 +206,13 @@ class Attachment:
         """Hooks off in the program (it keeps running), then the final profile."""
         self.unhook()
         self.sock.close()
-        self.session.drain(postmortem=True)
+        if self.streams is not None:
+            self.streams.stop()  # no snapshot from here on
+        self.session.drain(postmortem=True, log=self.log)
         self.session.close_all()
         scale = self.session.ns_per_tick()  # one calibration for the run time and the totals
         profile = self.session.profile(wall_ns=self.elapsed_ns(scale), scale=scale)
         self.session.close()
+        if self.streams is not None:
+            self.streams_said = self.streams.close(profile)
         return profile

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from typing import IO, Any, TypeVar
 
     from ulma.format import trace
+    from ulma.monitor.live import Health
+    from ulma.monitor.streams import LogWriter, Streams
 
     _Row = TypeVar("_Row")
     _Item = tuple[list[trace.SymbolDef], list[tuple[int, bytes]], dict[str, float] | None]
@@ -61,8 +63,9 @@ class Target(Frozen):
 
 
 class Options(Frozen):
-    __slots__ = ("cpu_interval_us", "empty_hooks", "engine", "exclude", "id_limit", "max_threads",
-                 "native_calls", "poll_seconds", "recording_floor", "ring_bytes", "trace_path")
+    __slots__ = ("cpu_interval_us", "empty_hooks", "engine", "exclude", "id_limit", "jsonl_path",
+                 "log_path", "max_threads", "native_calls", "poll_seconds", "recording_floor",
+                 "ring_bytes", "trace_path")
 
     engine: str
     ring_bytes: int
@@ -75,13 +78,16 @@ class Options(Frozen):
     cpu_interval_us: int
     exclude: tuple[str, ...]
     id_limit: int  # function ids (0: 2**24); tests use fewer to reach the overflow row
+    log_path: str | None  # --log: the text export's lines, as the program runs
+    jsonl_path: str | None  # --jsonl: one JSON object per refresh
 
     def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
                  max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
                  recording_floor: bool = False, poll_seconds: float = DRAIN_WAIT_SECONDS,
                  trace_path: str | None = None,
                  native_calls: bool = False, cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
-                 exclude: tuple[str, ...] = (), id_limit: int = 0) -> None:
+                 exclude: tuple[str, ...] = (), id_limit: int = 0, log_path: str | None = None,
+                 jsonl_path: str | None = None) -> None:
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "ring_bytes", ring_bytes)
         object.__setattr__(self, "max_threads", max_threads)
@@ -93,6 +99,8 @@ class Options(Frozen):
         object.__setattr__(self, "cpu_interval_us", cpu_interval_us)
         object.__setattr__(self, "exclude", exclude)
         object.__setattr__(self, "id_limit", id_limit)
+        object.__setattr__(self, "log_path", log_path)
+        object.__setattr__(self, "jsonl_path", jsonl_path)
 
     def agent(self) -> AgentOptions:
         return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
@@ -141,10 +149,14 @@ class Session:
             os.close(self.fd)
             self.fd = -1
 
-    def drain(self, postmortem: bool = False, recorder: Recorder | None = None) -> int:
+    def drain(self, postmortem: bool = False, recorder: Recorder | None = None,
+              log: LogWriter | None = None) -> int:
+        """Replays what the rings hold; the same records go to the trace
+        (`recorder`, -o) and the text log (`log`, --log)."""
         chunks: list[tuple[int, bytes]] = []
+        tids: dict[int, int] = {}
         with self.lock:
-            if recorder is not None and recorder.active:
+            if (recorder is not None and recorder.active) or (log is not None and log.error is None):
                 n, chunks = self.core.drain(postmortem, copy=True)
             else:
                 n = self.core.drain(postmortem=postmortem)
@@ -152,8 +164,15 @@ class Session:
             files = self._files
             for sid, kind, flags, name, file, line in new:
                 self.symbols[sid] = Symbol(sid, kind, flags, name, files.setdefault(file, file), line)
+            if log is not None and any(t not in log.known_threads for t, _ in chunks):
+                for t in self.core.threads():  # a new thread: its OS id, once
+                    if t["thread"] not in log.known_threads:
+                        log.known_threads.add(t["thread"])
+                        tids[t["thread"]] = t["os_tid"]
+        if log is not None:
+            log.write(new, chunks, tids)
         if recorder is not None:
-            recorder.write(new, chunks)
+            recorder.write(new, chunks, log.ns_per_tick if log is not None else None)
         return n
 
     def clear(self) -> None:
@@ -301,6 +320,7 @@ class Recorder:
         self.error: str | None = None
         self.writer = trace.TraceWriter(path, meta)
         self._agent_seen = False  # its start-up figures written (see write())
+        self.text_ns_per_tick: float | None = None  # --log's calibration (see monitor.streams)
         self._queue: queue.Queue[_Item | None] = queue.Queue(self.QUEUE_ITEMS)
         self._session = session
         self._next_calib = time.monotonic() + 1.0
@@ -334,7 +354,7 @@ class Recorder:
         self.writer.abandon()
 
     def write(self, symbols: list[tuple[int, int, int, str, str, int]],
-              chunks: list[tuple[int, bytes]]) -> None:
+              chunks: list[tuple[int, bytes]], text_ns_per_tick: float | None = None) -> None:
         # What a file cut short needs to be read right: the calibration so far
         # (about once a second) and what the agent measured at its start (the
         # probe cost: META goes out before the program starts, without it),
@@ -343,12 +363,18 @@ class Recorder:
 
         calib: dict[str, Any] | None = None
         due = time.monotonic() >= self._next_calib
+        # --log's calibration, as soon as it is fixed: the text export then agrees with the log
+        due = due or (text_ns_per_tick is not None and self.text_ns_per_tick is None)
+        if text_ns_per_tick is not None:
+            self.text_ns_per_tick = text_ns_per_tick
         info = self._session.agent_info() if due or not self._agent_seen else {}
         fresh = not self._agent_seen and info.get("program_start_ticks", 0) != 0
         if fresh or due:
             self._next_calib = time.monotonic() + 1.0
             self._agent_seen = self._agent_seen or fresh
             calib = {"ns_per_tick": self._session.ns_per_tick()}
+            if self.text_ns_per_tick is not None:
+                calib["text_ns_per_tick"] = self.text_ns_per_tick
             if self._agent_seen:
                 calib.update({key: info[key] for key in trace.AGENT_KEYS})
         if self.error is None and (symbols or chunks or calib):
@@ -367,19 +393,21 @@ class Recorder:
 
 
 class RunResult(Plain):
-    __slots__ = ("profile", "returncode", "started", "trace_error")
+    __slots__ = ("profile", "returncode", "started", "streams_said", "trace_error")
 
     returncode: int
     profile: Profile
     started: bool  # False: the program never ran (bad module, unreadable script)
     trace_error: str | None
+    streams_said: list[str]  # --log / --jsonl: "warning: ..." or "error: ..." lines for stderr
 
     def __init__(self, returncode: int, profile: Profile, started: bool,
-                 trace_error: str | None = None) -> None:
+                 trace_error: str | None = None, streams_said: list[str] | None = None) -> None:
         self.returncode = returncode
         self.profile = profile
         self.started = started
         self.trace_error = trace_error
+        self.streams_said = streams_said or []
 
 
 def _child_command(target: Target) -> list[str]:
@@ -402,11 +430,24 @@ class Run:
         env[bootstrap.ENV_FD] = str(self.session.fd)
         env[bootstrap.ENV_OPTIONS] = options.agent().encode()
         env[bootstrap.ENV_EMPTY] = "2" if options.recording_floor else "1" if options.empty_hooks else "0"
+        self.streams: Streams | None = None
+        self.log: LogWriter | None = None
+        if options.log_path or options.jsonl_path:  # before the program starts, as the trace
+            from ulma.monitor.streams import Streams
+
+            try:
+                self.streams = Streams(options.log_path, options.jsonl_path)
+            except BaseException:
+                self.session.close()
+                raise
+            self.log = self.streams.log
         self.recorder: Recorder | None = None
         if options.trace_path:  # before the program starts: a file we cannot write stops us here
             try:
                 self.recorder = Recorder(options.trace_path, self.session, options.engine)
             except OSError as exc:
+                if self.streams is not None:
+                    self.streams.abandon()
                 self.session.close()
                 raise OSError(exc.errno, f"cannot write {options.trace_path}: {exc.strerror}") from None
         self.start_ns = time.monotonic_ns()
@@ -414,10 +455,20 @@ class Run:
             self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
                                          stdin=stdin, stdout=stdout, stderr=stderr)
         except BaseException:
+            if self.streams is not None:
+                self.streams.abandon()
             self.session.close()
             raise
         self.session.close_fd()  # the child has its own; the mapping keeps the memory
         self.returncode: int | None = None
+        if self.streams is not None:
+            self.streams.start(self.session, self.proc.pid, self._stream_snapshot)
+
+    def _stream_snapshot(self) -> tuple[Profile, Health]:
+        from ulma.monitor.live import health_of
+
+        profile = self.live_profile()
+        return profile, health_of(self.session, self.end_ns is not None, self.returncode)
 
 
     def elapsed_ns(self) -> int:
@@ -451,7 +502,7 @@ class Run:
     def settle(self) -> None:
         """After the program ended: reads what it left in the rings, published
         or not, so a view shows the final totals before finish()."""
-        self.session.drain(postmortem=True, recorder=self.recorder)
+        self.session.drain(postmortem=True, recorder=self.recorder, log=self.log)
 
     def drain_until_exit(self, stop: threading.Event | None = None) -> int | None:
         """Drains while the program runs; returns its exit code, or None if
@@ -461,7 +512,7 @@ class Run:
         poller.register(pidfd, select.POLLIN)
         try:
             while stop is None or not stop.is_set():
-                drained = self.session.drain(recorder=self.recorder)
+                drained = self.session.drain(recorder=self.recorder, log=self.log)
                 # A busy ring is drained again at once; otherwise sleep until
                 # the next poll or the program's exit, whichever comes first.
                 wait_ms = 0 if drained > 4096 else int(self.options.poll_seconds * 1000) or 1
@@ -486,11 +537,13 @@ class Run:
     def finish(self) -> RunResult:
         """After the program ended: the final profile, and the session freed."""
         returncode = self.proc.wait()
+        if self.streams is not None:
+            self.streams.stop()  # no snapshot from here on: the final figures free the totals
         if self.end_ns is None:
             self.end_ns = time.monotonic_ns()
         # Whatever the program wrote before it ended -- even by a crash, with
         # events it never published -- is still in the shared memory.
-        self.session.drain(postmortem=True, recorder=self.recorder)
+        self.session.drain(postmortem=True, recorder=self.recorder, log=self.log)
         self.session.close_all()
         scale = self.session.ns_per_tick()  # one calibration for the report and the trace
         wall_ns = self.covered_ns(scale)
@@ -512,10 +565,13 @@ class Run:
                 "untraced_events": profile.untraced_events,
                 "symbols_lost": profile.symtab_overflow,
                 "forked_children": profile.forked_children,
+                **({"text_ns_per_tick": self.log.ns_per_tick}
+                   if self.log is not None and self.log.ns_per_tick is not None else {}),
             })
             trace_error = self.recorder.error
         self.session.close()
-        return RunResult(returncode, profile, started, trace_error)
+        said = self.streams.close(profile) if self.streams is not None else []
+        return RunResult(returncode, profile, started, trace_error, said)
 
 
 def _consumed(rows: list[_Row]) -> Iterator[_Row]:
