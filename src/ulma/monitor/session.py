@@ -20,18 +20,19 @@ from collections.abc import Iterator
 from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
-from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
-from ulma.monitor.terminal import Forwarding
 
 # `ulma run` imports this on its way to starting the program: what only a
 # trace file needs (the trace format, zstandard, json, queue, socket) is
-# imported by the Recorder, and typing only by the type checker.
+# imported by the Recorder, typing only by the type checker, and what the
+# monitor needs once the program runs (profile, terminal) after it started,
+# so that their import overlaps the program's start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import queue
     from typing import IO, Any, TypeVar
 
     from ulma.format import trace
+    from ulma.monitor.profile import Profile, Symbol
 
     _Row = TypeVar("_Row")
     _Item = tuple[list[trace.SymbolDef], list[tuple[int, bytes]], dict[str, float] | None]
@@ -142,6 +143,8 @@ class Session:
             self.fd = -1
 
     def drain(self, postmortem: bool = False, recorder: Recorder | None = None) -> int:
+        from ulma.monitor.profile import Symbol
+
         chunks: list[tuple[int, bytes]] = []
         with self.lock:
             if recorder is not None and recorder.active:
@@ -202,6 +205,8 @@ class Session:
         calibration now (waiting is formed at this rate, for everything
         replayed so far).  `final`: the last one, after the program ended and
         the last drain; the replay's totals are freed as they are read."""
+        from ulma.monitor.profile import ThreadInfo, build_profile
+
         if scale is None:
             scale = self.ns_per_tick()
         with self.lock:
@@ -532,6 +537,8 @@ def run(target: Target, options: Options) -> RunResult:
     for it, so the report still comes; SIGTERM/SIGHUP are passed on (see
     ``terminal.Forwarding``)."""
     running = Run(target, options)
+    from ulma.monitor.terminal import Forwarding  # once the program starts (see the imports)
+
     with Forwarding().to(running.proc):
         running.drain_until_exit()
     return running.finish()
