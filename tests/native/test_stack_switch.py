@@ -27,7 +27,8 @@ CROSS = {
 # per machine: the register the switch must give back, and one line of stack_switch.h that
 # gives it back, with a version that does not (the driver must catch it)
 RESTORE_FP = {
-    "aarch64": ("x29 (fp)", '"    ldp x29, x30, [sp], #16\\n"', '"    ldr x30, [sp, #8]\\n add sp, sp, #16\\n"'),
+    "aarch64": ("x29 (fp)", '"    ldp x29, x30, [sp], #16\\n"',
+                '"    ldr x30, [sp, #8]\\n add sp, sp, #16\\n"'),
     "x86_64": ("rbp", '"    popq %rbp\\n"', '"    addq $8, %rsp\\n"'),
 }
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
+from ulma.monitor import prestart
 
 # `ulma run` imports this on its way to starting the program: what only a
 # trace file needs (the trace format, zstandard, json, queue, socket) is
@@ -120,9 +121,10 @@ class Session:
     # it (the monitor refines it over the run).
     ENV_HINT_SCALE = "ULMA_DEBUG_HINT_SCALE"
 
-    def __init__(self, ring_bytes: int, max_threads: int) -> None:
+    def __init__(self, ring_bytes: int, max_threads: int, fd: int | None = None) -> None:
+        """`fd`: a new, empty memfd made sealable (ulma.monitor.prestart), else one is made."""
         # sealable: the C side fixes its size (see ulma_monitor_create)
-        self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING) if fd is None else fd
         try:
             self.hint_scale = _hint_scale(os.environ.get(self.ENV_HINT_SCALE))
             self.core = _core.Session(self.fd, ring_bytes, max_threads, hint_scale=self.hint_scale)
@@ -402,22 +404,42 @@ class Run:
     def __init__(self, target: Target, options: Options, *, stdin: int | IO[bytes] | None = None,
                  stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None) -> None:
         self.options = options
-        self.session = Session(options.ring_bytes, options.max_threads)
+        # the program's interpreter, if `ulma run` started it early (and its streams are ours)
+        early = prestart.take() if stdin is None and stdout is None and stderr is None else None
+        fd = None
+        if early is not None:  # its memfd is the session's from now on (closed with it)
+            fd, early.session_fd = early.session_fd, -1
+        try:
+            self.session = Session(options.ring_bytes, options.max_threads, fd=fd)
+        except BaseException:
+            if early is not None:
+                early.discard()
+            raise
+        empty = "2" if options.recording_floor else "1" if options.empty_hooks else "0"
         env = dict(os.environ)
         env[bootstrap.ENV_FD] = str(self.session.fd)
         env[bootstrap.ENV_OPTIONS] = options.agent().encode()
-        env[bootstrap.ENV_EMPTY] = "2" if options.recording_floor else "1" if options.empty_hooks else "0"
+        env[bootstrap.ENV_EMPTY] = empty
         self.recorder: Recorder | None = None
         if options.trace_path:  # before the program starts: a file we cannot write stops us here
             try:
                 self.recorder = Recorder(options.trace_path, self.session, options.engine)
             except OSError as exc:
+                if early is not None:
+                    early.discard()
                 self.session.close()
                 raise OSError(exc.errno, f"cannot write {options.trace_path}: {exc.strerror}") from None
         self.start_ns = time.monotonic_ns()
         try:
-            self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
-                                         stdin=stdin, stdout=stdout, stderr=stderr)
+            if early is not None:
+                if early.go([options.agent().encode(), empty, target.kind, target.name, *target.args]):
+                    self.proc = early.proc
+                else:  # it died waiting: start another
+                    early.discard()
+                    early = None
+            if early is None:
+                self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
+                                             stdin=stdin, stdout=stdout, stderr=stderr)
         except BaseException:
             self.session.close()
             raise
