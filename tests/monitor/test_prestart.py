@@ -36,7 +36,7 @@ def test_ulma_run_runs_the_program_in_the_interpreter_started_before_the_options
     script.write_text(SHOW)
     result = run_ulma(["run", "--no-report", str(script), "a", "--b"])
     assert result.returncode == 0, describe(result)
-    assert result.stdout.splitlines() == [repr(bootstrap.BOOT_EARLY_CODE), "['a', '--b']"], describe(result)
+    assert result.stdout.splitlines() == [repr(prestart.BOOT_EARLY_CODE), "['a', '--b']"], describe(result)
 
 
 def test_an_option_error_ends_the_prestarted_interpreter_unused_with_one_line_from_ulma(

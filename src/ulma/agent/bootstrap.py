@@ -33,8 +33,6 @@ ENV_FD = "ULMA_SESSION_FD"
 ENV_OPTIONS = "ULMA_AGENT_OPTIONS"
 ENV_EMPTY = "ULMA_EMPTY_HOOKS"
 BOOT_CODE = "from ulma.agent.bootstrap import main; main()"
-# started before the monitor knows what to run (ulma.monitor.prestart)
-BOOT_EARLY_CODE = "from ulma.agent.bootstrap import main_early; main_early()"
 
 # what _start_agent starts: (session fd, AgentOptions token, empty-hooks flag)
 _handoff: "tuple[int, str, str] | None" = None

@@ -21,8 +21,9 @@ import os
 import subprocess
 import sys
 
-from ulma.agent import bootstrap
-
+# ulma.agent.bootstrap's entry for it (named here: the monitor imports the
+# agent's modules, and _core, only once this interpreter has started)
+BOOT_EARLY_CODE = "from ulma.agent.bootstrap import main_early; main_early()"
 # options after which `ulma run` runs no program in a prestarted interpreter
 _NOT_PRESTARTED = frozenset({"-h", "--help", "--live", "--live-exit", "--output-pane", "--wait-attach"})
 
@@ -34,7 +35,7 @@ class Prestarted:
         self.session_fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         read, self._pipe = os.pipe()
         try:
-            self.proc = subprocess.Popen([sys.executable, "-c", bootstrap.BOOT_EARLY_CODE, str(read),
+            self.proc = subprocess.Popen([sys.executable, "-c", BOOT_EARLY_CODE, str(read),
                                           str(self.session_fd)], pass_fds=(read, self.session_fd))
         except BaseException:
             for fd in (self._pipe, self.session_fd):
