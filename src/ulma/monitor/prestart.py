@@ -84,10 +84,15 @@ def wanted(run_args: list[str]) -> bool:
 
 
 def start() -> None:
-    """Starts the program's interpreter; its pipe closes with this process."""
+    """Starts the program's interpreter; its pipe closes with this process.
+    If it cannot be started now (no descriptors left), `Run` starts the
+    program as usual, and says why if that fails too."""
     global _prestarted
     if _prestarted is None:
-        _prestarted = Prestarted()
+        try:
+            _prestarted = Prestarted()
+        except OSError:
+            _prestarted = None
 
 
 def take() -> Prestarted | None:
