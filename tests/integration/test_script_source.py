@@ -16,7 +16,8 @@ RunFn = Callable[..., Completed]
 SOURCES = {
     "latin1_cookie": b"# -*- coding: latin-1 -*-\nprint(ascii('caf\xe9'), len('\xe9\xe8'))\n",
     "utf8_bom": b"\xef\xbb\xbfprint(ascii('\xc3\xa9t\xc3\xa9'))\n",
-    "future_annotations": b"from __future__ import annotations\ndef f(x: nowhere): pass\nprint(f.__annotations__)\n",
+    "future_annotations": (b"from __future__ import annotations\n"
+                           b"def f(x: nowhere): pass\nprint(f.__annotations__)\n"),
     "syntax_error": b"print('before')\nx = (1,\n",
 }
 
