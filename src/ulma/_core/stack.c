@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include "stack.h"
+#include "stack_switch.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -59,56 +60,7 @@ static void on_segment(void *arg)
     c->result = _PyEval_EvalFrameDefault(c->ts, c->f, c->throwflag);
 }
 
-#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(ULMA_STACK_UCONTEXT)
-/* ulma_on_stack(arg, fn, top): fn(arg) with the stack pointer at `top`
- * (16-byte aligned); the caller's frame pointer keeps the way back. */
-void ulma_on_stack(void *arg, void (*fn)(void *), void *top);
-#if defined(__x86_64__)
-__asm__(".text\n"
-        ".p2align 4\n"
-        ".globl ulma_on_stack\n"
-        ".hidden ulma_on_stack\n"
-        ".type ulma_on_stack, @function\n"
-        "ulma_on_stack:\n"
-        ".cfi_startproc\n"
-        "    pushq %rbp\n"
-        ".cfi_def_cfa_offset 16\n"
-        ".cfi_offset %rbp, -16\n"
-        "    movq %rsp, %rbp\n"
-        ".cfi_def_cfa_register %rbp\n"
-        "    movq %rdx, %rsp\n"
-        "    callq *%rsi\n"
-        "    movq %rbp, %rsp\n"
-        "    popq %rbp\n"
-        ".cfi_def_cfa %rsp, 8\n"
-        "    retq\n"
-        ".cfi_endproc\n"
-        ".size ulma_on_stack, .-ulma_on_stack\n");
-#else
-__asm__(".text\n"
-        ".p2align 2\n"
-        ".globl ulma_on_stack\n"
-        ".hidden ulma_on_stack\n"
-        ".type ulma_on_stack, %function\n"
-        "ulma_on_stack:\n"
-        ".cfi_startproc\n"
-        "    stp x29, x30, [sp, #-16]!\n"
-        ".cfi_def_cfa_offset 16\n"
-        ".cfi_offset x29, -16\n"
-        ".cfi_offset x30, -8\n"
-        "    mov x29, sp\n"
-        ".cfi_def_cfa_register x29\n"
-        "    mov sp, x2\n"
-        "    blr x1\n"
-        "    mov sp, x29\n"
-        ".cfi_def_cfa sp, 16\n"
-        "    ldp x29, x30, [sp], #16\n"
-        ".cfi_def_cfa_offset 0\n"
-        "    ret\n"
-        ".cfi_endproc\n"
-        ".size ulma_on_stack, .-ulma_on_stack\n");
-#endif
-
+#ifdef ULMA_ON_STACK /* x86-64, aarch64: stack_switch.h */
 static void run_on(char *lo, size_t size, struct call *c)
 {
     ulma_on_stack(c, on_segment, (void *)(((uintptr_t)lo + size) & ~(uintptr_t)15));

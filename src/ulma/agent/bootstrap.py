@@ -34,6 +34,9 @@ ENV_OPTIONS = "ULMA_AGENT_OPTIONS"
 ENV_EMPTY = "ULMA_EMPTY_HOOKS"
 BOOT_CODE = "from ulma.agent.bootstrap import main; main()"
 
+# what _start_agent starts: (session fd, AgentOptions token, empty-hooks flag)
+_handoff: "tuple[int, str, str] | None" = None
+
 # ulma's bootstrap code: left out of tracebacks and reports
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -73,10 +76,11 @@ def _start_agent(boundary: "types.FrameType", recursion_adjust: int = 0) -> None
     back to the recursion budget, so RecursionError comes at the same depth
     as under plain python.  The variables are removed so the program's
     children do not see them."""
-    fd = int(os.environ.pop(ENV_FD))
-    empty = {"1": 1, "2": 2}.get(os.environ.pop(ENV_EMPTY, "0"), 0)  # benchmarks: see start_agent
+    assert _handoff is not None
+    fd, token, empty_flag = _handoff
+    empty = {"1": 1, "2": 2}.get(empty_flag, 0)  # benchmarks: see start_agent
     try:
-        options = AgentOptions.decode(os.environ.pop(ENV_OPTIONS, ""))
+        options = AgentOptions.decode(token)
         start_agent(fd, options, empty=empty, boundary=boundary, recursion_adjust=recursion_adjust,
                     alone=True)
     except (OSError, RuntimeError, ValueError) as exc:
@@ -151,7 +155,12 @@ def _run_script(path: str, start: "Callable[..., None] | None" = None) -> None:
     main.__cached__ = None  # type: ignore[attr-defined]
     sys.modules["__main__"] = main
     try:
-        code = compile(source, abspath, "exec", dont_inherit=True)
+        # compile() would first build the ast module's types (~2 ms plain python never spends);
+        # a source with a NUL byte is the builtin's to refuse, in its words
+        if b"\0" in source:
+            code = compile(source, abspath, "exec", dont_inherit=True)
+        else:
+            code = _core.compile_program(source, abspath)
     except SyntaxError:
         raise  # printed by the excepthook, exit code 1, as plain python does
     # 3.11 counts evaluator entries and Python frames in one recursion budget;
@@ -180,9 +189,40 @@ def _run_module(name: str, start: "Callable[..., None] | None" = None) -> None:
 
 def main() -> None:
     """Entry point: ``sys.argv`` is ``['-c', 'script'|'module', target, *args]``."""
+    global _handoff
     if ENV_FD not in os.environ or len(sys.argv) < 3:
         _fail("ulma.agent.bootstrap is started by `ulma run`, not by hand")
-    mode, target, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    _handoff = (int(os.environ.pop(ENV_FD)), os.environ.pop(ENV_OPTIONS, ""), os.environ.pop(ENV_EMPTY, "0"))
+    _run(sys.argv[1], sys.argv[2], sys.argv[3:])
+
+
+def main_early() -> None:
+    """Entry point of a prestarted interpreter: ``sys.argv`` is ``['-c', pipe
+    fd, session fd]``.  Waits for what to run: the AgentOptions token, the
+    empty-hooks flag, 'script'|'module', the target and its arguments, NUL
+    separated, then the end of the pipe.  An empty pipe: ulma ran nothing
+    here, and this interpreter ends quietly."""
+    global _handoff
+    if len(sys.argv) != 3 or not (sys.argv[1].isdigit() and sys.argv[2].isdigit()):
+        _fail("ulma.agent.bootstrap is started by `ulma run`, not by hand")
+    pipe, fd = int(sys.argv[1]), int(sys.argv[2])
+    chunks = []
+    try:
+        while chunk := os.read(pipe, 1 << 16):
+            chunks.append(chunk)
+    except KeyboardInterrupt:  # Ctrl-C before ulma handed over: ulma says so
+        os._exit(130)
+    finally:
+        os.close(pipe)
+    fields = b"".join(chunks).decode("utf-8", "surrogateescape").split("\0")
+    if len(fields) < 4:
+        os._exit(0)
+    token, empty, mode, target, *args = fields
+    _handoff = (fd, token, empty)
+    _run(mode, target, args)
+
+
+def _run(mode: str, target: str, args: "list[str]") -> None:
     _install_excepthook()
     if mode == "script":
         sys.argv = [target, *args]

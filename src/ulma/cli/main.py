@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib
 import sys
-from types import ModuleType
 
 from ulma import __version__
-from ulma.cli.errors import UsageError
-from ulma.monitor import output
+
+# argparse (ulma.cli.errors) and the rest are imported in main(), after
+# `ulma run` has started the program's interpreter (ulma.monitor.prestart)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
 
 # imported when used: `ulma run` starts without loading what only the others need
 COMMANDS = ("run", "record", "report", "export", "attach")
@@ -29,6 +32,22 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if argv is None and args[:1] == ["run"]:
+        from ulma.monitor import prestart
+
+        if prestart.wanted(args[1:]):
+            prestart.start()
+        try:
+            return _main(args)
+        finally:
+            prestart.discard()
+    return _main(args)
+
+
+def _main(args: list[str]) -> int:
+    from ulma.cli.errors import UsageError
+    from ulma.monitor import output
+
     if not args:
         sys.stderr.write("ulma: error: no command given (try `ulma run script.py` or `ulma --help`)\n")
         return 2

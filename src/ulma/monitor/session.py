@@ -20,12 +20,13 @@ from collections.abc import Iterator
 from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
-from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
-from ulma.monitor.terminal import Forwarding
+from ulma.monitor import prestart
 
 # `ulma run` imports this on its way to starting the program: what only a
 # trace file needs (the trace format, zstandard, json, queue, socket) is
-# imported by the Recorder, and typing only by the type checker.
+# imported by the Recorder, typing only by the type checker, and what the
+# monitor needs once the program runs (profile, terminal) after it started,
+# so that their import overlaps the program's start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import queue
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from ulma.format import trace
     from ulma.monitor.live import Health
+    from ulma.monitor.profile import Profile, Symbol
     from ulma.monitor.streams import LogWriter, Streams
 
     _Row = TypeVar("_Row")
@@ -127,9 +129,10 @@ class Session:
     # it (the monitor refines it over the run).
     ENV_HINT_SCALE = "ULMA_DEBUG_HINT_SCALE"
 
-    def __init__(self, ring_bytes: int, max_threads: int) -> None:
+    def __init__(self, ring_bytes: int, max_threads: int, fd: int | None = None) -> None:
+        """`fd`: a new, empty memfd made sealable (ulma.monitor.prestart), else one is made."""
         # sealable: the C side fixes its size (see ulma_monitor_create)
-        self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING) if fd is None else fd
         try:
             self.hint_scale = _hint_scale(os.environ.get(self.ENV_HINT_SCALE))
             self.core = _core.Session(self.fd, ring_bytes, max_threads, hint_scale=self.hint_scale)
@@ -153,6 +156,8 @@ class Session:
               log: LogWriter | None = None) -> int:
         """Replays what the rings hold; the same records go to the trace
         (`recorder`, -o) and the text log (`log`, --log)."""
+        from ulma.monitor.profile import Symbol
+
         chunks: list[tuple[int, bytes]] = []
         tids: dict[int, int] = {}
         with self.lock:
@@ -221,6 +226,8 @@ class Session:
         calibration now (waiting is formed at this rate, for everything
         replayed so far).  `final`: the last one, after the program ended and
         the last drain; the replay's totals are freed as they are read."""
+        from ulma.monitor.profile import ThreadInfo, build_profile
+
         if scale is None:
             scale = self.ns_per_tick()
         with self.lock:
@@ -425,11 +432,22 @@ class Run:
     def __init__(self, target: Target, options: Options, *, stdin: int | IO[bytes] | None = None,
                  stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None) -> None:
         self.options = options
-        self.session = Session(options.ring_bytes, options.max_threads)
+        # the program's interpreter, if `ulma run` started it early (and its streams are ours)
+        early = prestart.take() if stdin is None and stdout is None and stderr is None else None
+        fd = None
+        if early is not None:  # its memfd is the session's from now on (closed with it)
+            fd, early.session_fd = early.session_fd, -1
+        try:
+            self.session = Session(options.ring_bytes, options.max_threads, fd=fd)
+        except BaseException:
+            if early is not None:
+                early.discard()
+            raise
+        empty = "2" if options.recording_floor else "1" if options.empty_hooks else "0"
         env = dict(os.environ)
         env[bootstrap.ENV_FD] = str(self.session.fd)
         env[bootstrap.ENV_OPTIONS] = options.agent().encode()
-        env[bootstrap.ENV_EMPTY] = "2" if options.recording_floor else "1" if options.empty_hooks else "0"
+        env[bootstrap.ENV_EMPTY] = empty
         self.streams: Streams | None = None
         self.log: LogWriter | None = None
         if options.log_path or options.jsonl_path:  # before the program starts, as the trace
@@ -438,6 +456,8 @@ class Run:
             try:
                 self.streams = Streams(options.log_path, options.jsonl_path)
             except BaseException:
+                if early is not None:
+                    early.discard()
                 self.session.close()
                 raise
             self.log = self.streams.log
@@ -448,12 +468,21 @@ class Run:
             except OSError as exc:
                 if self.streams is not None:
                     self.streams.abandon()
+                if early is not None:
+                    early.discard()
                 self.session.close()
                 raise OSError(exc.errno, f"cannot write {options.trace_path}: {exc.strerror}") from None
         self.start_ns = time.monotonic_ns()
         try:
-            self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
-                                         stdin=stdin, stdout=stdout, stderr=stderr)
+            if early is not None:
+                if early.go([options.agent().encode(), empty, target.kind, target.name, *target.args]):
+                    self.proc = early.proc
+                else:  # it died waiting: start another
+                    early.discard()
+                    early = None
+            if early is None:
+                self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
+                                             stdin=stdin, stdout=stdout, stderr=stderr)
         except BaseException:
             if self.streams is not None:
                 self.streams.abandon()
@@ -588,6 +617,8 @@ def run(target: Target, options: Options) -> RunResult:
     for it, so the report still comes; SIGTERM/SIGHUP are passed on (see
     ``terminal.Forwarding``)."""
     running = Run(target, options)
+    from ulma.monitor.terminal import Forwarding  # once the program starts (see the imports)
+
     with Forwarding().to(running.proc):
         running.drain_until_exit()
     return running.finish()

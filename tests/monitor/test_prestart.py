@@ -1,0 +1,97 @@
+"""`ulma run` starts the program's interpreter before it imports its command line (argparse), so
+that interpreter's start-up overlaps the monitor's (ulma.monitor.prestart): the program then runs in
+that interpreter, one that ulma did not need ends without a word, and one that died waiting is
+replaced."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ulma.agent import bootstrap, resolve_engine
+from ulma.monitor import prestart
+from ulma.monitor.session import Options, Run, Target
+
+Completed = subprocess.CompletedProcess[str]
+
+SHOW = "import sys\nprint(repr(sys.orig_argv[2]))\nprint(sys.argv[1:])\n"
+
+
+@pytest.fixture
+def nothing_prestarted() -> Iterator[None]:
+    prestart.discard()
+    yield
+    prestart.discard()
+
+
+def test_ulma_run_runs_the_program_in_the_interpreter_started_before_the_options_were_read(
+    run_ulma: Callable[..., Completed], tmp_path: Path, describe: Callable[[Completed], str]
+) -> None:
+    script = tmp_path / "show.py"
+    script.write_text(SHOW)
+    result = run_ulma(["run", "--no-report", str(script), "a", "--b"])
+    assert result.returncode == 0, describe(result)
+    assert result.stdout.splitlines() == [repr(prestart.BOOT_EARLY_CODE), "['a', '--b']"], describe(result)
+
+
+def test_an_option_error_ends_the_prestarted_interpreter_unused_with_one_line_from_ulma(
+    run_ulma: Callable[..., Completed], tmp_path: Path, describe: Callable[[Completed], str]
+) -> None:
+    script = tmp_path / "show.py"
+    script.write_text(SHOW)
+    result = run_ulma(["run", "--no-such-option", str(script)])
+    assert result.returncode == 2 and result.stdout == "", describe(result)
+    assert len(result.stderr.splitlines()) == 1 and "--no-such-option" in result.stderr, describe(result)
+
+
+def test_a_prestarted_interpreter_given_nothing_to_run_exits_zero_and_prints_nothing(
+    nothing_prestarted: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    prestart.start()
+    early = prestart.take()
+    assert early is not None
+    early.discard()
+    assert early.proc.returncode == 0
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_run_replaces_a_prestarted_interpreter_that_died_waiting(
+    nothing_prestarted: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "show.py"
+    script.write_text(SHOW)
+    prestart.start()
+    early = prestart._prestarted
+    assert early is not None
+    early.proc.send_signal(signal.SIGKILL)
+    early.proc.wait()
+    running = Run(Target("script", str(script), ("x",)), Options(engine=resolve_engine("auto")))
+    assert running.proc.pid != early.proc.pid
+    running.drain_until_exit()
+    result = running.finish()
+    assert result.returncode == 0 and result.started
+    out = capfd.readouterr().out.splitlines()
+    assert out == [repr(bootstrap.BOOT_CODE), "['x']"], out
+
+
+def test_a_prestarted_interpreter_runs_the_program_with_the_agent_on(
+    nothing_prestarted: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "work.py"
+    script.write_text("def leaf():\n    pass\nfor _ in range(100):\n    leaf()\n")
+    prestart.start()
+    early = prestart._prestarted
+    assert early is not None
+    running = Run(Target("script", str(script), ()), Options(engine=resolve_engine("auto")))
+    assert running.proc is early.proc
+    running.drain_until_exit()
+    result = running.finish()
+    assert result.returncode == 0 and result.started
+    calls = {fn.name: fn.calls for fn in result.profile.functions}
+    assert calls.get("leaf") == 100, sorted(calls.items())[:20]
+    assert capfd.readouterr() == ("", ""), sys.executable
