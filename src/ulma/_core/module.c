@@ -833,9 +833,27 @@ static PyTypeObject AggregatorType = {
  * trace's records, fed per thread; scale is ns per tick << 48 (runinfo.Run's);
  * what is a sum of REPLAY_* flags. */
 typedef struct {
+    char *p;
+    size_t n, cap;
+} text_buf;
+
+/* A take's text buffer keeps its room for the next take up to this size. */
+#define TEXT_KEEP_BYTES ((size_t)4 << 20)
+
+typedef struct {
+    uint32_t thread;
+    int64_t first, last; /* first enter, last leave of the text held; -1: none */
+    text_buf text;
+} thread_text;
+
+typedef struct {
     PyObject_HEAD
     ulma_replay r;
     int ready;
+    int taking;         /* in take_chrome or take_speedscope */
+    text_buf chrome;    /* take_chrome's text */
+    thread_text *tt;    /* take_speedscope's text per thread, in order of first appearance */
+    size_t ntt, tt_cap;
 } ReplayObject;
 
 static int replay_init(ReplayObject *self, PyObject *args, PyObject *kw)
@@ -846,9 +864,17 @@ static int replay_init(ReplayObject *self, PyObject *args, PyObject *kw)
     PyObject *hidden = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "KKI|O", names, &start, &scale, &what, &hidden))
         return -1;
+    if (self->taking) {
+        PyErr_SetString(PyExc_RuntimeError, "a take is running");
+        return -1;
+    }
     if (self->ready)
         ulma_replay_free(&self->r);
     self->ready = 0;
+    for (size_t i = 0; i < self->ntt; i++) /* text of the replay before */
+        PyMem_Free(self->tt[i].text.p);
+    self->ntt = 0;
+    self->chrome.n = 0;
     if (ulma_replay_init(&self->r, what, start, scale) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -877,6 +903,10 @@ static void replay_dealloc(ReplayObject *self)
 {
     if (self->ready)
         ulma_replay_free(&self->r);
+    PyMem_Free(self->chrome.p);
+    for (size_t i = 0; i < self->ntt; i++)
+        PyMem_Free(self->tt[i].text.p);
+    PyMem_Free(self->tt);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1021,31 +1051,44 @@ static PyObject *replay_threads(ReplayObject *self, PyObject *unused)
 
 /* ---- chrome lines ---- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-} text_buf;
+/* Room for `more` bytes past b->n; -1 (MemoryError set) if memory ran out. */
+static int text_reserve(text_buf *b, size_t more)
+{
+    if (b->n + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + more)
+        cap *= 2;
+    char *q = PyMem_Realloc(b->p, cap);
+    if (!q) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = q;
+    b->cap = cap;
+    return 0;
+}
 
 static int text_put(text_buf *b, const char *s, size_t n)
 {
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1 << 16;
-        while (cap < b->n + n)
-            cap *= 2;
-        char *q = PyMem_Realloc(b->p, cap);
-        if (!q) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
+    if (text_reserve(b, n) < 0)
+        return -1;
     memcpy(b->p + b->n, s, n);
     b->n += n;
     return 0;
 }
 
-/* ns as microseconds with exactly three decimals: "12.345", "-0.007" */
+/* The buffer emptied; its room kept unless it grew past what a take usually needs. */
+static void text_clear(text_buf *b)
+{
+    b->n = 0;
+    if (b->cap > TEXT_KEEP_BYTES) {
+        PyMem_Free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+}
+
 /* The decimal digits of v, two at a time, ending just before `end`; returns the first. */
 static char *digits_u64(char *end, uint64_t v)
 {
@@ -1070,38 +1113,99 @@ static char *digits_u64(char *end, uint64_t v)
     return q;
 }
 
-static int text_us(text_buf *b, int64_t ns)
+/* Longest text of put_us / put_int: a sign, 20 digits and a point. */
+#define NUMBER_TEXT_MAX 24
+
+/* ns as microseconds with exactly three decimals ("12.345", "-0.007") at q,
+ * which has room for NUMBER_TEXT_MAX bytes; returns the end. */
+static inline char *put_us(char *q, int64_t ns)
 {
-    char tmp[32];
-    char *e = tmp + sizeof tmp, *q = e;
+    char tmp[NUMBER_TEXT_MAX];
+    char *e = tmp + sizeof tmp, *s = e;
     uint64_t v = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
     uint64_t frac = v % 1000, whole = v / 1000;
-    *--q = (char)('0' + frac % 10);
-    *--q = (char)('0' + frac / 10 % 10);
-    *--q = (char)('0' + frac / 100);
-    *--q = '.';
-    q = digits_u64(q, whole);
+    *--s = (char)('0' + frac % 10);
+    *--s = (char)('0' + frac / 10 % 10);
+    *--s = (char)('0' + frac / 100);
+    *--s = '.';
+    s = digits_u64(s, whole);
     if (ns < 0)
-        *--q = '-';
-    return text_put(b, q, (size_t)(e - q));
+        *--s = '-';
+    memcpy(q, s, (size_t)(e - s));
+    return q + (e - s);
 }
 
-/* take_chrome(prefixes, make_prefix, gap_line) -> bytes: the transitions made
- * since the last take, as chrome "X" events: one per frame that ended,
+/* v in decimal at q (room for NUMBER_TEXT_MAX bytes); returns the end. */
+static inline char *put_int(char *q, int64_t v)
+{
+    char tmp[NUMBER_TEXT_MAX];
+    char *e = tmp + sizeof tmp, *s = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    s = digits_u64(s, u);
+    if (v < 0)
+        *--s = '-';
+    memcpy(q, s, (size_t)(e - s));
+    return q + (e - s);
+}
+
+static inline char *put_lit(char *q, const char *s, size_t n)
+{
+    memcpy(q, s, n);
+    return q + n;
+}
+#define PUT_LIT(q, s) put_lit((q), (s), sizeof(s) - 1)
+
+/* Hands b's text to write(memoryview) and empties b.  The view is released
+ * after the call, so a writer that kept it holds nothing that dangles. */
+static int text_write(text_buf *b, PyObject *write)
+{
+    if (!b->n)
+        return 0;
+    PyObject *view = PyMemoryView_FromMemory(b->p, (Py_ssize_t)b->n, PyBUF_READ);
+    if (!view)
+        return -1;
+    PyObject *r = PyObject_CallOneArg(write, view);
+    PyObject *released = PyObject_CallMethod(view, "release", NULL);
+    Py_DECREF(view);
+    int rc = r && released ? 0 : -1;
+    Py_XDECREF(r);
+    Py_XDECREF(released);
+    if (rc == 0)
+        text_clear(b);
+    return rc;
+}
+
+/* Refuses a take inside a take (a callback calling back): the buffers are shared. */
+static int take_begin(ReplayObject *self)
+{
+    if (self->taking) {
+        PyErr_SetString(PyExc_RuntimeError, "a take is already running");
+        return -1;
+    }
+    self->taking = 1;
+    return 0;
+}
+
+/* take_chrome(prefixes, make_prefix, gap_line, write): the transitions made
+ * since the last take, as chrome "X" events, handed to write() as one
+ * memoryview (valid during the call only): one per frame that ended,
  * `prefix + ts + ', "dur": ' + dur + '}'`, prefixes[(thread << 32) | fid]
  * (bytes) made by make_prefix(thread, fid) when missing; a gap's text comes
  * from gap_line(thread, start, end) (str). */
 static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
 {
-    PyObject *prefixes, *make_prefix, *gap_line;
-    if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &prefixes, &make_prefix, &gap_line))
+    PyObject *prefixes, *make_prefix, *gap_line, *write;
+    if (!PyArg_ParseTuple(args, "O!OOO", &PyDict_Type, &prefixes, &make_prefix, &gap_line, &write))
         return NULL;
-    text_buf b = {0};
+    if (take_begin(self) < 0)
+        return NULL;
+    text_buf *b = &self->chrome;
     PyObject *res = NULL;
     /* prefixes by key, saving a dict lookup per frame (strong references) */
     enum { CACHE = 256 };
     struct { uint64_t key; PyObject *prefix; } cache[CACHE];
     memset(cache, 0, sizeof cache);
+    b->n = 0;
     for (size_t i = 0; self->ready && i < self->r.nout; i++) {
         const ulma_transition *x = &self->r.out[i];
         if (x->op == ULMA_TR_GAP) {
@@ -1109,7 +1213,7 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
                                                    (long long)x->start);
             Py_ssize_t n;
             const char *s = line ? PyUnicode_AsUTF8AndSize(line, &n) : NULL;
-            int rc = s ? text_put(&b, s, (size_t)n) : -1;
+            int rc = s ? text_put(b, s, (size_t)n) : -1;
             Py_XDECREF(line);
             if (rc < 0)
                 goto done;
@@ -1134,60 +1238,82 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
             Py_DECREF(key);
             if (!prefix)
                 goto done;
+            if (!PyBytes_Check(prefix)) {
+                PyErr_SetString(PyExc_TypeError, "a prefix must be bytes");
+                goto done;
+            }
             Py_INCREF(prefix);
             Py_XSETREF(cache[slot].prefix, prefix);
             cache[slot].key = k;
         }
-        if (!PyBytes_Check(prefix)) {
-            PyErr_SetString(PyExc_TypeError, "a prefix must be bytes");
+        size_t plen = (size_t)PyBytes_GET_SIZE(prefix);
+        if (text_reserve(b, plen + 2 * NUMBER_TEXT_MAX + 16) < 0)
             goto done;
-        }
-        if (text_put(&b, PyBytes_AS_STRING(prefix), (size_t)PyBytes_GET_SIZE(prefix)) < 0 ||
-            text_us(&b, x->start) < 0 || text_put(&b, ", \"dur\": ", 9) < 0 ||
-            text_us(&b, x->t - x->start) < 0 || text_put(&b, "}", 1) < 0)
-            goto done;
+        char *q = put_lit(b->p + b->n, PyBytes_AS_STRING(prefix), plen);
+        q = put_us(q, x->start);
+        q = PUT_LIT(q, ", \"dur\": ");
+        q = put_us(q, x->t - x->start);
+        *q++ = '}';
+        b->n = (size_t)(q - b->p);
     }
-    res = PyBytes_FromStringAndSize(b.p ? b.p : "", (Py_ssize_t)b.n);
+    if (text_write(b, write) < 0)
+        goto done;
     if (self->ready)
         self->r.nout = 0;
+    res = Py_NewRef(Py_None);
 done:
     for (size_t i = 0; i < CACHE; i++)
         Py_XDECREF(cache[i].prefix);
-    PyMem_Free(b.p);
+    if (!res)
+        text_clear(b);
+    self->taking = 0;
     return res;
 }
 
 /* ---- speedscope events ---- */
 
-static int text_int(text_buf *b, int64_t v)
+/* The thread's text in self->threads_text, made if new; NULL if memory ran out. */
+static thread_text *thread_text_of(ReplayObject *self, uint32_t thread, size_t *hint)
 {
-    char tmp[24];
-    char *e = tmp + sizeof tmp, *q = e;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    q = digits_u64(q, u);
-    if (v < 0)
-        *--q = '-';
-    return text_put(b, q, (size_t)(e - q));
+    size_t i = *hint;
+    if (i < self->ntt && self->tt[i].thread == thread)
+        return &self->tt[i];
+    for (i = 0; i < self->ntt && self->tt[i].thread != thread; i++)
+        ;
+    if (i == self->ntt) {
+        if (self->ntt == self->tt_cap) {
+            size_t c = self->tt_cap ? self->tt_cap * 2 : 8;
+            thread_text *q = PyMem_Realloc(self->tt, c * sizeof *q);
+            if (!q) {
+                PyErr_NoMemory();
+                return NULL;
+            }
+            self->tt = q;
+            self->tt_cap = c;
+        }
+        self->tt[self->ntt++] = (thread_text){.thread = thread, .first = -1, .last = -1};
+    }
+    *hint = i;
+    return &self->tt[i];
 }
 
-typedef struct {
-    uint32_t thread;
-    int64_t first, last; /* first enter, last leave; -1: none in this batch */
-    text_buf text;
-} thread_text;
-
-/* take_speedscope(frame_index) -> [(thread, bytes, first, last)]: the
- * transitions made since the last take as speedscope "O"/"C" events, each
- * `,\n{"type": "O", "frame": N, "at": T}`, per thread in order of first
- * appearance; frame_index (id -> index) gets new ids in order of first entry.
- * first: the time of the thread's first enter here, last: of its last leave
- * (-1 if none). */
-static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
+/* take_speedscope(frame_index, flush_bytes) -> [(thread, bytes, first, last)]:
+ * the transitions made since the last take as speedscope "O"/"C" events, each
+ * `,\n{"type": "O", "frame": N, "at": T}`, kept per thread until a thread has
+ * flush_bytes of them (0: all are handed out now); frame_index (id -> index)
+ * gets new ids in order of first entry.  Each tuple holds a thread's events
+ * not handed out before, with the time of its first enter among them (first)
+ * and of its last leave (last; -1 if none), threads in order of first
+ * appearance. */
+static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *args)
 {
-    if (!PyDict_Check(arg))
-        return PyErr_Format(PyExc_TypeError, "frame_index must be a dict");
-    thread_text *tt = NULL;
-    size_t ntt = 0, cap = 0, hit = 0;
+    PyObject *frame_index;
+    Py_ssize_t flush_bytes;
+    if (!PyArg_ParseTuple(args, "O!n", &PyDict_Type, &frame_index, &flush_bytes))
+        return NULL;
+    if (take_begin(self) < 0)
+        return NULL;
+    size_t hit = 0;
     PyObject *res = NULL;
     /* frame indexes by id (an id's index never changes once given), saving a dict lookup */
     enum { CACHE = 256 };
@@ -1198,34 +1324,19 @@ static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
         const ulma_transition *x = &self->r.out[i];
         if (x->op != ULMA_TR_ENTER && x->op != ULMA_TR_LEAVE)
             continue;
-        if (hit >= ntt || tt[hit].thread != x->thread) {
-            for (hit = 0; hit < ntt && tt[hit].thread != x->thread; hit++)
-                ;
-            if (hit == ntt) {
-                if (ntt == cap) {
-                    size_t c = cap ? cap * 2 : 8;
-                    thread_text *q = PyMem_Realloc(tt, c * sizeof *q);
-                    if (!q) {
-                        PyErr_NoMemory();
-                        goto done;
-                    }
-                    tt = q;
-                    cap = c;
-                }
-                tt[ntt++] = (thread_text){.thread = x->thread, .first = -1, .last = -1};
-            }
-        }
-        thread_text *th = &tt[hit];
+        thread_text *th = thread_text_of(self, x->thread, &hit);
+        if (!th)
+            goto done;
         size_t slot = (size_t)(x->fid * 0x9E3779B1u >> 24) % CACHE;
         long long frame = cache[slot].frame >= 0 && cache[slot].fid == x->fid ? cache[slot].frame : -1;
         if (frame < 0) {
             PyObject *key = PyLong_FromUnsignedLong(x->fid);
             if (!key)
                 goto done;
-            PyObject *index = PyDict_GetItemWithError(arg, key); /* borrowed */
+            PyObject *index = PyDict_GetItemWithError(frame_index, key); /* borrowed */
             if (!index && !PyErr_Occurred()) {
-                index = PyLong_FromSsize_t(PyDict_GET_SIZE(arg));
-                if (index && PyDict_SetItem(arg, key, index) < 0)
+                index = PyLong_FromSsize_t(PyDict_GET_SIZE(frame_index));
+                if (index && PyDict_SetItem(frame_index, key, index) < 0)
                     Py_CLEAR(index);
                 Py_XDECREF(index); /* the dict holds it */
             }
@@ -1244,28 +1355,34 @@ static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
         } else {
             th->last = x->t;
         }
-        const char *head = x->op == ULMA_TR_ENTER ? ",\n{\"type\": \"O\", \"frame\": "
-                                                  : ",\n{\"type\": \"C\", \"frame\": ";
-        if (text_put(&th->text, head, strlen(head)) < 0 || text_int(&th->text, frame) < 0 ||
-            text_put(&th->text, ", \"at\": ", 8) < 0 || text_int(&th->text, x->t) < 0 ||
-            text_put(&th->text, "}", 1) < 0)
+        if (text_reserve(&th->text, 2 * NUMBER_TEXT_MAX + 40) < 0)
             goto done;
+        char *q = th->text.p + th->text.n;
+        q = x->op == ULMA_TR_ENTER ? PUT_LIT(q, ",\n{\"type\": \"O\", \"frame\": ")
+                                   : PUT_LIT(q, ",\n{\"type\": \"C\", \"frame\": ");
+        q = put_int(q, frame);
+        q = PUT_LIT(q, ", \"at\": ");
+        q = put_int(q, x->t);
+        *q++ = '}';
+        th->text.n = (size_t)(q - th->text.p);
     }
-    res = PyList_New((Py_ssize_t)ntt);
-    for (size_t i = 0; res && i < ntt; i++) {
-        PyObject *t = Py_BuildValue("(Iy#LL)", tt[i].thread, tt[i].text.p ? tt[i].text.p : "",
-                                    (Py_ssize_t)tt[i].text.n, (long long)tt[i].first, (long long)tt[i].last);
-        if (!t)
-            Py_CLEAR(res);
-        else
-            PyList_SET_ITEM(res, (Py_ssize_t)i, t);
-    }
-    if (res && self->ready)
+    if (self->ready)
         self->r.nout = 0;
+    res = PyList_New(0);
+    for (size_t i = 0; res && i < self->ntt; i++) {
+        thread_text *th = &self->tt[i];
+        if (!th->text.n || (flush_bytes && th->text.n < (size_t)flush_bytes))
+            continue;
+        PyObject *t = Py_BuildValue("(Iy#LL)", th->thread, th->text.p, (Py_ssize_t)th->text.n,
+                                    (long long)th->first, (long long)th->last);
+        if (!t || PyList_Append(res, t) < 0)
+            Py_CLEAR(res);
+        Py_XDECREF(t);
+        text_clear(&th->text);
+        th->first = th->last = -1;
+    }
 done:
-    for (size_t i = 0; i < ntt; i++)
-        PyMem_Free(tt[i].text.p);
-    PyMem_Free(tt);
+    self->taking = 0;
     return res;
 }
 
@@ -1273,10 +1390,10 @@ static PyMethodDef replay_methods[] = {
     {"feed", (PyCFunction)replay_feed, METH_VARARGS, "feed(thread, records): replay one thread's 16-byte records"},
     {"close", (PyCFunction)replay_close, METH_NOARGS, "end of the stream: open frames end at their thread's last tick"},
     {"take", (PyCFunction)replay_take, METH_NOARGS, "the transitions made since the last take, packed (40 bytes each)"},
-    {"take_speedscope", (PyCFunction)replay_take_speedscope, METH_O,
-     "take_speedscope(frame_index) -> [(thread, events, first, last)]: speedscope events per thread"},
+    {"take_speedscope", (PyCFunction)replay_take_speedscope, METH_VARARGS,
+     "take_speedscope(frame_index, flush_bytes) -> [(thread, events, first, last)]: speedscope events per thread"},
     {"take_chrome", (PyCFunction)replay_take_chrome, METH_VARARGS,
-     "take_chrome(prefixes, make_prefix, gap_line) -> bytes: the frames that ended, as chrome events"},
+     "take_chrome(prefixes, make_prefix, gap_line, write): the frames that ended, as chrome events"},
     {"tree", (PyCFunction)replay_tree, METH_NOARGS, "the stack tree: [(parent, fid, self_ns, entries)] by node"},
     {"pstats", (PyCFunction)replay_pstats, METH_NOARGS,
      "([(fid, entries, recursive, self_ns, cum_ns)], [(caller, callee, entries, recursive, self_ns, cum_ns)])"},
@@ -1621,6 +1738,7 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddIntConstant(mod, "REPLAY_TREE", ULMA_REPLAY_TREE) < 0 ||
         PyModule_AddIntConstant(mod, "REPLAY_TREE_PER_THREAD", ULMA_REPLAY_TREE_PER_THREAD) < 0 ||
         PyModule_AddIntConstant(mod, "REPLAY_PSTATS", ULMA_REPLAY_PSTATS) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_ENDS_ONLY", ULMA_REPLAY_ENDS_ONLY) < 0 ||
         PyModule_AddIntConstant(mod, "TRANSITION_BYTES", (long)sizeof(ulma_transition)) < 0) {
         Py_DECREF(mod);
         return NULL;

@@ -191,7 +191,7 @@ static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t ki
     f->node = f > th->stack ? f[-1].node : th->root;
     if (f->hidden)
         return 0;
-    if (r->what & ULMA_REPLAY_FRAMES) {
+    if ((r->what & (ULMA_REPLAY_FRAMES | ULMA_REPLAY_ENDS_ONLY)) == ULMA_REPLAY_FRAMES) {
         ulma_transition *x = emit(r);
         if (!x)
             return -1;

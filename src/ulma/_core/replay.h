@@ -80,6 +80,9 @@ typedef struct {
 #define ULMA_REPLAY_TREE 0x2u
 #define ULMA_REPLAY_TREE_PER_THREAD 0x4u
 #define ULMA_REPLAY_PSTATS 0x8u
+/* with FRAMES: no enter transitions, only leaves and gaps (for writers that
+ * write a frame once, when it ends) */
+#define ULMA_REPLAY_ENDS_ONLY 0x10u
 
 typedef struct {
     uint64_t entries, recursive, self, cum;

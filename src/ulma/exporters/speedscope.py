@@ -27,8 +27,6 @@ class SpeedscopeExporter(Exporter):
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)
         self.frame_index: dict[int, int] = {}  # id -> index, in order of first entry
-        self.lines: dict[int, list[bytes]] = {}  # thread -> events not yet written, each ",\n{...}"
-        self.pending: dict[int, int] = {}  # thread -> bytes in lines
         self.sinks: dict[int, IO[bytes]] = {}  # thread -> where its events go
         self.first: dict[int, int] = {}  # thread -> time of its first event
         self.last: dict[int, int] = {}  # thread -> time of its last event (always a close)
@@ -45,41 +43,36 @@ class SpeedscopeExporter(Exporter):
         else:
             self.sinks[thread] = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in finish()
         self.first[thread] = t
-        self.lines[thread] = []
-        self.pending[thread] = 0
-
-    def _flush(self, thread: int) -> None:
-        lines = self.lines[thread]
-        if lines:
-            text = b"".join(lines)
-            if thread not in self.written:
-                text = text[2:]  # the profile's first event: no comma before it
-                self.written.add(thread)
-            self.sinks[thread].write(text)
-            lines.clear()
-            self.pending[thread] = 0
 
     def _head(self, thread: int) -> bytes:
         name = json.dumps(self.run.thread_name(thread))
         return f'{{"type": "evented", "name": {name}, "unit": "nanoseconds", "events": [\n'.encode()
 
-    def take_frames(self, replay: _core.Replay) -> None:
-        """Each frame's start ("O") and end ("C"), formatted in C, per thread."""
-        for thread, text, first, last in replay.take_speedscope(self.frame_index):
+    def _write(self, batches: list[tuple[int, bytes, int, int]]) -> None:
+        """Each thread's events, held in C until there were _FLUSH_BYTES of them, into its sink."""
+        for thread, text, first, last in batches:
             if thread not in self.sinks:
                 self._start(thread, first)
-            self.lines[thread].append(text)
-            self.pending[thread] += len(text)
             if last >= 0:
                 self.last[thread] = last
-            if self.pending[thread] >= _FLUSH_BYTES:
-                self._flush(thread)
+            if thread in self.written:
+                self.sinks[thread].write(text)
+            else:  # the profile's first event: no comma before it
+                self.sinks[thread].write(memoryview(text)[2:])
+                self.written.add(thread)
+
+    def take_frames(self, replay: _core.Replay) -> None:
+        """Each frame's start ("O") and end ("C"), formatted in C, per thread."""
+        self._write(replay.take_speedscope(self.frame_index, _FLUSH_BYTES))
+
+    def replayed(self, replay: _core.Replay) -> None:
+        """What the replay still holds, every thread's."""
+        self._write(replay.take_speedscope(self.frame_index, 0))
 
     def finish(self) -> None:
         out = self.out
-        threads = sorted(self.lines, key=lambda slot: slot != self.direct)  # the direct one first
+        threads = sorted(self.sinks, key=lambda slot: slot != self.direct)  # the direct one first
         for index, thread in enumerate(threads):
-            self._flush(thread)
             sink = self.sinks[thread]
             if sink is not out:
                 out.write((",\n" if index else "").encode() + self._head(thread))
