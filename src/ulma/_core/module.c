@@ -689,6 +689,34 @@ static ulma_thread_agg *aggregator_thread(AggregatorObject *self, long thread)
     return &self->aggs[thread];
 }
 
+/* Hands the records in buf (a whole number of them) to fn(ctx, records, n):
+ * all at once when they are aligned (as in bytes, the usual case), else
+ * copied in pieces.  fn's result: 0, or -1 to stop. */
+typedef int (*records_fn)(void *ctx, const ulma_event *ev, size_t n);
+
+static int feed_records(const Py_buffer *buf, records_fn fn, void *ctx)
+{
+    const char *p = buf->buf;
+    size_t left = (size_t)buf->len / sizeof(ulma_event);
+    if ((uintptr_t)p % _Alignof(ulma_event) == 0)
+        return left ? fn(ctx, (const ulma_event *)(const void *)p, left) : 0;
+    ulma_event piece[512];
+    while (left) {
+        size_t k = left < 512 ? left : 512;
+        memcpy(piece, p, k * sizeof(ulma_event));
+        if (fn(ctx, piece, k) < 0)
+            return -1;
+        p += k * sizeof(ulma_event);
+        left -= k;
+    }
+    return 0;
+}
+
+static int agg_records(void *ctx, const ulma_event *ev, size_t n)
+{
+    return ulma_agg_feed(ctx, ev, n);
+}
+
 static PyObject *aggregator_feed(AggregatorObject *self, PyObject *args)
 {
     long thread;
@@ -708,19 +736,9 @@ static PyObject *aggregator_feed(AggregatorObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "thread %ld was closed", thread);
         goto out;
     }
-    /* records may sit at any alignment in the buffer: copy in chunks */
-    ulma_event chunk[256];
-    const char *p = buf.buf;
-    size_t left = (size_t)buf.len / sizeof(ulma_event);
-    while (left) {
-        size_t k = left < 256 ? left : 256;
-        memcpy(chunk, p, k * sizeof(ulma_event));
-        if (ulma_agg_feed(a, chunk, k) < 0) {
-            PyErr_NoMemory();
-            goto out;
-        }
-        p += k * sizeof(ulma_event);
-        left -= k;
+    if (feed_records(&buf, agg_records, a) < 0) {
+        PyErr_NoMemory();
+        goto out;
     }
     res = Py_NewRef(Py_None);
 out:
@@ -910,6 +928,17 @@ static void replay_dealloc(ReplayObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+struct replay_feed_ctx {
+    ulma_replay *r;
+    uint32_t thread;
+};
+
+static int replay_records(void *ctx, const ulma_event *ev, size_t n)
+{
+    struct replay_feed_ctx *c = ctx;
+    return ulma_replay_feed(c->r, c->thread, ev, n);
+}
+
 static PyObject *replay_feed(ReplayObject *self, PyObject *args)
 {
     unsigned int thread;
@@ -924,19 +953,10 @@ static PyObject *replay_feed(ReplayObject *self, PyObject *args)
                      buf.len);
         goto out;
     }
-    /* records may sit at any alignment in the buffer: copy in pieces */
-    ulma_event piece[512];
-    const char *p = buf.buf;
-    size_t left = (size_t)buf.len / sizeof(ulma_event);
-    int rc = 0;
+    struct replay_feed_ctx ctx = {&self->r, thread};
+    int rc;
     Py_BEGIN_ALLOW_THREADS
-    while (left && rc == 0) {
-        size_t k = left < 512 ? left : 512;
-        memcpy(piece, p, k * sizeof(ulma_event));
-        rc = ulma_replay_feed(&self->r, thread, piece, k);
-        p += k * sizeof(ulma_event);
-        left -= k;
-    }
+    rc = feed_records(&buf, replay_records, &ctx);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         PyErr_NoMemory();

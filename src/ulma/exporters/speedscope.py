@@ -11,6 +11,7 @@ values and the shared frame table follow its events.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from typing import IO, BinaryIO
@@ -21,6 +22,24 @@ from ulma.format import runinfo
 
 SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 _FLUSH_BYTES = 1 << 20
+
+
+def _copy(sink: IO[bytes], out: BinaryIO) -> None:
+    """Everything written to sink, at the end of out: by the kernel (sendfile) when out is a file
+    descriptor that takes it, else read and written again."""
+    sink.flush()
+    size, done = sink.tell(), 0
+    try:
+        out_fd = out.fileno()
+        out.flush()
+        while done < size:
+            sent = os.sendfile(out_fd, sink.fileno(), done, size - done)
+            if not sent:
+                raise OSError("sendfile wrote nothing")
+            done += sent
+    except (OSError, ValueError):  # no descriptor, or one sendfile does not write to (O_APPEND)
+        sink.seek(done)
+        shutil.copyfileobj(sink, out, 1 << 20)
 
 
 class SpeedscopeExporter(Exporter):
@@ -76,8 +95,7 @@ class SpeedscopeExporter(Exporter):
             sink = self.sinks[thread]
             if sink is not out:
                 out.write((",\n" if index else "").encode() + self._head(thread))
-                sink.seek(0)
-                shutil.copyfileobj(sink, out, 1 << 20)
+                _copy(sink, out)
                 sink.close()
             out.write(f'\n], "startValue": {self.first[thread]}, "endValue": {self.last[thread]}}}'.encode())
         frames = []
