@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <endian.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -316,6 +317,20 @@ static PyObject *session_symbols(SessionObject *self, PyObject *unused)
     return out;
 }
 
+/* Appends Py_BuildValue(fmt, ...) to list; 0, or -1 with an exception set. */
+static int append_built(PyObject *list, const char *fmt, ...)
+{
+    va_list va;
+    va_start(va, fmt);
+    PyObject *t = Py_VaBuildValue(fmt, va);
+    va_end(va);
+    if (!t)
+        return -1;
+    int rc = PyList_Append(list, t);
+    Py_DECREF(t);
+    return rc;
+}
+
 /* (functions, edges) of the merged aggregators, as Python lists; open frames
  * of unclosed threads count up to `now` when it is not 0.  now_cpu[slot], if
  * given and not 0, is that thread's CPU time now (ns).  split=1 adds the
@@ -355,16 +370,13 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         uint64_t a_wait, a_run, b_wait, b_run; /* at the rate given now (aggregate.h) */
         ulma_agg_wait(a, rate, &a_wait, &a_run);
         ulma_agg_wait(b, rate, &b_wait, &b_run);
-        PyObject *t = split
-            ? Py_BuildValue("(IKKKKKKKKKKKKKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self,
-                            f->total, a_wait, a_run, a->probe, a->dispatch, a->segs, b_wait,
-                            b_run, b->probe, b->dispatch, b->segs, b->unmeasured, f->dispatch_in)
-            : Py_BuildValue("(IKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self, f->total);
-        if (!t || PyList_Append(funcs, t) < 0) {
-            Py_XDECREF(t);
+        if ((split ? append_built(funcs, "(IKKKKKKKKKKKKKKKK)", sum.func_ids[i], f->calls, f->resumes,
+                                  f->self, f->total, a_wait, a_run, a->probe, a->dispatch, a->segs,
+                                  b_wait, b_run, b->probe, b->dispatch, b->segs, b->unmeasured,
+                                  f->dispatch_in)
+                   : append_built(funcs, "(IKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self,
+                                  f->total)) < 0)
             goto done;
-        }
-        Py_DECREF(t);
     }
     if (final) /* the function rows are made: their totals can go */
         ulma_agg_release_funcs(&sum);
@@ -372,12 +384,8 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         ulma_edge_stats *e = &sum.edges[i];
         if (!e->calls && !e->resumes && !e->total)
             continue;
-        PyObject *t = Py_BuildValue("(IIKKK)", e->caller, e->callee, e->calls, e->resumes, e->total);
-        if (!t || PyList_Append(edges, t) < 0) {
-            Py_XDECREF(t);
+        if (append_built(edges, "(IIKKK)", e->caller, e->callee, e->calls, e->resumes, e->total) < 0)
             goto done;
-        }
-        Py_DECREF(t);
     }
     res = PyTuple_Pack(2, funcs, edges);
 done:
@@ -998,11 +1006,9 @@ static PyObject *replay_tree(ReplayObject *self, PyObject *unused)
     (void)unused;
     PyObject *out = PyList_New(0);
     for (size_t i = 0; out && self->ready && i < self->r.nnodes; i++) {
-        PyObject *t = Py_BuildValue("(iLKK)", self->r.node_parent[i], (long long)self->r.node_fid[i],
-                                    self->r.node_self[i], self->r.node_calls[i]);
-        if (!t || PyList_Append(out, t) < 0)
+        if (append_built(out, "(iLKK)", self->r.node_parent[i], (long long)self->r.node_fid[i],
+                         self->r.node_self[i], self->r.node_calls[i]) < 0)
             Py_CLEAR(out);
-        Py_XDECREF(t);
     }
     return out;
 }
@@ -1027,24 +1033,16 @@ static PyObject *replay_pstats(ReplayObject *self, PyObject *unused)
         goto done;
     for (size_t i = 0; self->ready && i < self->r.nfuncs; i++) {
         const ulma_pstat *p = &self->r.funcs[i];
-        PyObject *t = Py_BuildValue("(IKKKK)", self->r.func_ids[i], p->entries, p->recursive, p->self,
-                                    p->cum);
-        if (!t || PyList_Append(funcs, t) < 0) {
-            Py_XDECREF(t);
+        if (append_built(funcs, "(IKKKK)", self->r.func_ids[i], p->entries, p->recursive, p->self,
+                         p->cum) < 0)
             goto done;
-        }
-        Py_DECREF(t);
     }
     for (size_t i = 0; self->ready && i < self->r.nedges; i++) {
         const ulma_pstat *p = &self->r.edges[i];
         uint64_t k = self->r.edge_keys[i];
-        PyObject *t = Py_BuildValue("(IIKKKK)", (unsigned int)(k >> 32), (unsigned int)(k & 0xffffffffu),
-                                    p->entries, p->recursive, p->self, p->cum);
-        if (!t || PyList_Append(edges, t) < 0) {
-            Py_XDECREF(t);
+        if (append_built(edges, "(IIKKKK)", (unsigned int)(k >> 32), (unsigned int)(k & 0xffffffffu),
+                         p->entries, p->recursive, p->self, p->cum) < 0)
             goto done;
-        }
-        Py_DECREF(t);
     }
     res = PyTuple_Pack(2, funcs, edges);
 done:
@@ -1059,12 +1057,10 @@ static PyObject *replay_threads(ReplayObject *self, PyObject *unused)
     PyObject *out = PyList_New(0);
     for (size_t i = 0; out && self->ready && i < self->r.nthreads; i++) {
         const ulma_replay_thread *th = self->r.threads[i];
-        PyObject *d = Py_BuildValue("{s:I,s:K,s:K,s:K,s:n}", "thread", th->thread, "events", th->w.events,
-                                    "unmatched", th->w.unmatched, "lost_ticks", th->w.lost_ticks,
-                                    "depth", (Py_ssize_t)th->depth);
-        if (!d || PyList_Append(out, d) < 0)
+        if (append_built(out, "{s:I,s:K,s:K,s:K,s:n}", "thread", th->thread, "events", th->w.events,
+                         "unmatched", th->w.unmatched, "lost_ticks", th->w.lost_ticks, "depth",
+                         (Py_ssize_t)th->depth) < 0)
             Py_CLEAR(out);
-        Py_XDECREF(d);
     }
     return out;
 }

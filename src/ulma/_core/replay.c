@@ -1,6 +1,8 @@
 /* replay.c -- see replay.h. */
 #include "replay.h"
 
+#include "grow.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,21 +104,6 @@ static inline uint32_t *map_at(const ulma_map *m, ulma_map_ref ref, uint64_t key
     return ref.gen == m->gen ? &m->vals[ref.slot] : map_find(m, key);
 }
 
-static int reserve(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
 /* ---- the replay ---- */
 
 static inline int64_t ns_of(const ulma_replay *r, uint64_t t)
@@ -129,7 +116,7 @@ static inline int64_t ns_of(const ulma_replay *r, uint64_t t)
 static ulma_transition *emit(ulma_replay *r)
 {
     if (r->nout == r->out_cap &&
-        reserve((void **)&r->out, &r->out_cap, r->nout + 1, sizeof *r->out) < 0)
+        ulma_grow((void **)&r->out, &r->out_cap, r->nout + 1, sizeof *r->out, 0) < 0)
         return NULL;
     ulma_transition *x = &r->out[r->nout++];
     memset(x, 0, sizeof *x);
@@ -141,16 +128,16 @@ static uint32_t node_new(ulma_replay *r, int32_t parent, int64_t fid)
     size_t cap = r->nodes_cap;
     if (r->nnodes == cap) {
         size_t c = cap;
-        if (reserve((void **)&r->node_parent, &c, cap + 1, sizeof *r->node_parent) < 0)
+        if (ulma_grow((void **)&r->node_parent, &c, cap + 1, sizeof *r->node_parent, 0) < 0)
             return NONE;
         c = cap;
-        if (reserve((void **)&r->node_fid, &c, cap + 1, sizeof *r->node_fid) < 0)
+        if (ulma_grow((void **)&r->node_fid, &c, cap + 1, sizeof *r->node_fid, 0) < 0)
             return NONE;
         c = cap;
-        if (reserve((void **)&r->node_self, &c, cap + 1, sizeof *r->node_self) < 0)
+        if (ulma_grow((void **)&r->node_self, &c, cap + 1, sizeof *r->node_self, 0) < 0)
             return NONE;
         c = cap;
-        if (reserve((void **)&r->node_calls, &c, cap + 1, sizeof *r->node_calls) < 0)
+        if (ulma_grow((void **)&r->node_calls, &c, cap + 1, sizeof *r->node_calls, 0) < 0)
             return NONE;
         r->nodes_cap = c;
     }
@@ -171,10 +158,10 @@ static uint32_t pstat_of(ulma_map *index, uint64_t key, ulma_pstat **arr, size_t
         return NONE;
     if (made) {
         size_t c = *cap;
-        if (reserve((void **)arr, &c, *n + 1, sizeof **arr) < 0)
+        if (ulma_grow((void **)arr, &c, *n + 1, sizeof **arr, 0) < 0)
             return NONE;
         c = *cap;
-        if (reserve(keys, &c, *n + 1, key_size) < 0)
+        if (ulma_grow(keys, &c, *n + 1, key_size, 0) < 0)
             return NONE;
         *cap = c;
         memset(&(*arr)[*n], 0, sizeof **arr);
@@ -191,7 +178,7 @@ static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t ki
 {
     ulma_replay *r = th->r;
     if (th->depth == th->cap &&
-        reserve((void **)&th->stack, &th->cap, th->depth + 1, sizeof *th->stack) < 0)
+        ulma_grow((void **)&th->stack, &th->cap, th->depth + 1, sizeof *th->stack, 0) < 0)
         return -1;
     uint32_t *open = map_get(&th->open, id, 0, NULL);
     if (!open)
@@ -429,7 +416,7 @@ static ulma_replay_thread *thread_of(ulma_replay *r, uint32_t thread)
     if (!made)
         return r->threads[*v];
     ulma_replay_thread *th = calloc(1, sizeof *th);
-    if (!th || reserve((void **)&r->threads, &r->threads_cap, r->nthreads + 1, sizeof *r->threads) < 0) {
+    if (!th || ulma_grow((void **)&r->threads, &r->threads_cap, r->nthreads + 1, sizeof *r->threads, 0) < 0) {
         free(th);
         return NULL;
     }
