@@ -1132,36 +1132,45 @@ static char *digits_u64(char *end, uint64_t v)
 /* Longest text of put_us / put_int: a sign, 20 digits and a point. */
 #define NUMBER_TEXT_MAX 24
 
+/* How many decimal digits v has. */
+static inline unsigned decimal_digits(uint64_t v)
+{
+    unsigned n = 1;
+    for (uint64_t p = 10; n < 20 && v >= p; p *= 10)
+        n++;
+    return n;
+}
+
+/* v in decimal at q; returns the end. */
+static inline char *put_u64(char *q, uint64_t v)
+{
+    q += decimal_digits(v);
+    digits_u64(q, v);
+    return q;
+}
+
 /* ns as microseconds with exactly three decimals ("12.345", "-0.007") at q,
  * which has room for NUMBER_TEXT_MAX bytes; returns the end. */
 static inline char *put_us(char *q, int64_t ns)
 {
-    char tmp[NUMBER_TEXT_MAX];
-    char *e = tmp + sizeof tmp, *s = e;
     uint64_t v = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
-    uint64_t frac = v % 1000, whole = v / 1000;
-    *--s = (char)('0' + frac % 10);
-    *--s = (char)('0' + frac / 10 % 10);
-    *--s = (char)('0' + frac / 100);
-    *--s = '.';
-    s = digits_u64(s, whole);
+    uint64_t frac = v % 1000;
     if (ns < 0)
-        *--s = '-';
-    memcpy(q, s, (size_t)(e - s));
-    return q + (e - s);
+        *q++ = '-';
+    q = put_u64(q, v / 1000);
+    q[0] = '.';
+    q[1] = (char)('0' + frac / 100);
+    q[2] = (char)('0' + frac / 10 % 10);
+    q[3] = (char)('0' + frac % 10);
+    return q + 4;
 }
 
 /* v in decimal at q (room for NUMBER_TEXT_MAX bytes); returns the end. */
 static inline char *put_int(char *q, int64_t v)
 {
-    char tmp[NUMBER_TEXT_MAX];
-    char *e = tmp + sizeof tmp, *s = e;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    s = digits_u64(s, u);
     if (v < 0)
-        *--s = '-';
-    memcpy(q, s, (size_t)(e - s));
-    return q + (e - s);
+        *q++ = '-';
+    return put_u64(q, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
 }
 
 static inline char *put_lit(char *q, const char *s, size_t n)
@@ -1313,19 +1322,19 @@ static thread_text *thread_text_of(ReplayObject *self, uint32_t thread, size_t *
     return &self->tt[i];
 }
 
-/* take_speedscope(frame_index, flush_bytes) -> [(thread, bytes, first, last)]:
- * the transitions made since the last take as speedscope "O"/"C" events, each
+/* take_speedscope(frame_index, flush_bytes, write): the transitions made
+ * since the last take as speedscope "O"/"C" events, each
  * `,\n{"type": "O", "frame": N, "at": T}`, kept per thread until a thread has
  * flush_bytes of them (0: all are handed out now); frame_index (id -> index)
- * gets new ids in order of first entry.  Each tuple holds a thread's events
- * not handed out before, with the time of its first enter among them (first)
- * and of its last leave (last; -1 if none), threads in order of first
- * appearance. */
+ * gets new ids in order of first entry.  A thread's events not handed out
+ * before go to write(thread, text, first, last), text a memoryview valid
+ * during the call only, first the time of its first enter among them and
+ * last of its last leave (-1 if none), threads in order of first appearance. */
 static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *args)
 {
-    PyObject *frame_index;
+    PyObject *frame_index, *write;
     Py_ssize_t flush_bytes;
-    if (!PyArg_ParseTuple(args, "O!n", &PyDict_Type, &frame_index, &flush_bytes))
+    if (!PyArg_ParseTuple(args, "O!nO", &PyDict_Type, &frame_index, &flush_bytes, &write))
         return NULL;
     if (take_begin(self) < 0)
         return NULL;
@@ -1384,19 +1393,26 @@ static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *args)
     }
     if (self->ready)
         self->r.nout = 0;
-    res = PyList_New(0);
-    for (size_t i = 0; res && i < self->ntt; i++) {
+    for (size_t i = 0; i < self->ntt; i++) {
         thread_text *th = &self->tt[i];
         if (!th->text.n || (flush_bytes && th->text.n < (size_t)flush_bytes))
             continue;
-        PyObject *t = Py_BuildValue("(Iy#LL)", th->thread, th->text.p, (Py_ssize_t)th->text.n,
-                                    (long long)th->first, (long long)th->last);
-        if (!t || PyList_Append(res, t) < 0)
-            Py_CLEAR(res);
-        Py_XDECREF(t);
+        PyObject *view = PyMemoryView_FromMemory(th->text.p, (Py_ssize_t)th->text.n, PyBUF_READ);
+        if (!view)
+            goto done;
+        PyObject *r = PyObject_CallFunction(write, "IOLL", th->thread, view, (long long)th->first,
+                                            (long long)th->last);
+        PyObject *released = PyObject_CallMethod(view, "release", NULL);
+        Py_DECREF(view);
+        int ok = r && released;
+        Py_XDECREF(r);
+        Py_XDECREF(released);
+        if (!ok)
+            goto done;
         text_clear(&th->text);
         th->first = th->last = -1;
     }
+    res = Py_NewRef(Py_None);
 done:
     self->taking = 0;
     return res;
@@ -1407,7 +1423,7 @@ static PyMethodDef replay_methods[] = {
     {"close", (PyCFunction)replay_close, METH_NOARGS, "end of the stream: open frames end at their thread's last tick"},
     {"take", (PyCFunction)replay_take, METH_NOARGS, "the transitions made since the last take, packed (40 bytes each)"},
     {"take_speedscope", (PyCFunction)replay_take_speedscope, METH_VARARGS,
-     "take_speedscope(frame_index, flush_bytes) -> [(thread, events, first, last)]: speedscope events per thread"},
+     "take_speedscope(frame_index, flush_bytes, write): speedscope events, per thread, to write(thread, text, first, last)"},
     {"take_chrome", (PyCFunction)replay_take_chrome, METH_VARARGS,
      "take_chrome(prefixes, make_prefix, gap_line, write): the frames that ended, as chrome events"},
     {"tree", (PyCFunction)replay_tree, METH_NOARGS, "the stack tree: [(parent, fid, self_ns, entries)] by node"},

@@ -67,26 +67,25 @@ class SpeedscopeExporter(Exporter):
         name = json.dumps(self.run.thread_name(thread))
         return f'{{"type": "evented", "name": {name}, "unit": "nanoseconds", "events": [\n'.encode()
 
-    def _write(self, batches: list[tuple[int, bytes, int, int]]) -> None:
-        """Each thread's events, held in C until there were _FLUSH_BYTES of them, into its sink."""
-        for thread, text, first, last in batches:
-            if thread not in self.sinks:
-                self._start(thread, first)
-            if last >= 0:
-                self.last[thread] = last
-            if thread in self.written:
-                self.sinks[thread].write(text)
-            else:  # the profile's first event: no comma before it
-                self.sinks[thread].write(memoryview(text)[2:])
-                self.written.add(thread)
+    def _write(self, thread: int, text: memoryview, first: int, last: int) -> None:
+        """A thread's events, held in C until there were _FLUSH_BYTES of them, into its sink."""
+        if thread not in self.sinks:
+            self._start(thread, first)
+        if last >= 0:
+            self.last[thread] = last
+        if thread in self.written:
+            self.sinks[thread].write(text)
+        else:  # the profile's first event: no comma before it
+            self.sinks[thread].write(text[2:])
+            self.written.add(thread)
 
     def take_frames(self, replay: _core.Replay) -> None:
         """Each frame's start ("O") and end ("C"), formatted in C, per thread."""
-        self._write(replay.take_speedscope(self.frame_index, _FLUSH_BYTES))
+        replay.take_speedscope(self.frame_index, _FLUSH_BYTES, self._write)
 
     def replayed(self, replay: _core.Replay) -> None:
         """What the replay still holds, every thread's."""
-        self._write(replay.take_speedscope(self.frame_index, 0))
+        replay.take_speedscope(self.frame_index, 0, self._write)
 
     def finish(self) -> None:
         out = self.out
