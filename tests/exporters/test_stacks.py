@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import marshal
+import random
 from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
@@ -244,7 +245,8 @@ def test_ticks_become_ns_from_the_session_start() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(frame_event_lists, st.integers(0, 1000), st.sampled_from([frozenset(), frozenset({2}), frozenset({1, 3})]))
+@given(frame_event_lists, st.integers(0, 1000),
+       st.sampled_from([frozenset(), frozenset({2}), frozenset({1, 3})]))
 def test_frames_ends_only_are_the_frames_without_their_starts(raw: list[tuple[int, int, int, int, int]],
                                                               start: int, hidden: frozenset[int]) -> None:
     events = to_events(raw, start)
@@ -259,8 +261,6 @@ def deep_walk(seed: int, functions: int, depth: int, length: int) -> list[Event]
     """A random walk over many functions with deep stacks, recursion, and now and then an exit of a
     frame far down the stack (the frames above it end with it): a replay's maps of open frames grow
     while frames are open."""
-    import random
-
     rng = random.Random(seed)
     events: list[Event] = []
     stack: list[int] = []

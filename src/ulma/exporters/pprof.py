@@ -67,7 +67,8 @@ class PprofExporter(StackTreeExporter):
         location_varint: dict[int, bytes] = {}  # trace id -> its location id, encoded
         thread_label: dict[int, bytes] = {}
         key = self.s("thread")
-        parent, fids, self_ns, calls, roots = self.parent, self.fid, self.self_ns, self.calls, self.thread_of_root
+        parent, fids, self_ns, calls = self.parent, self.fid, self.self_ns, self.calls
+        roots = self.thread_of_root
         varint, nested, location_key = pb.varint, pb.nested, pb.varint(S_LOCATION << 3 | 2)
         value_key = pb.varint(S_VALUE << 3 | 2)
         samples: list[bytes] = []
