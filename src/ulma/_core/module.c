@@ -1105,28 +1105,45 @@ static void text_clear(text_buf *b)
     }
 }
 
-/* The decimal digits of v, two at a time, ending just before `end`; returns the first. */
-static char *digits_u64(char *end, uint64_t v)
+static const char DIGIT_PAIRS[] = "0001020304050607080910111213141516171819202122232425262728293031323334353637383940"
+                                  "4142434445464748495051525354555657585960616263646566676869707172737475767778798081"
+                                  "828384858687888990919293949596979899";
+
+/* The decimal digits of v, two at a time in 32-bit arithmetic, ending just before `end`;
+ * returns the first. */
+static inline char *digits_u32(char *end, uint32_t v)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-                                "8081828384858687888990919293949596979899";
     char *q = end;
     while (v >= 100) {
-        unsigned d = (unsigned)(v % 100) * 2;
+        uint32_t d = v % 100 * 2;
         v /= 100;
         q -= 2;
-        q[0] = pairs[d];
-        q[1] = pairs[d + 1];
+        memcpy(q, DIGIT_PAIRS + d, 2);
     }
     if (v >= 10) {
         q -= 2;
-        q[0] = pairs[v * 2];
-        q[1] = pairs[v * 2 + 1];
+        memcpy(q, DIGIT_PAIRS + v * 2, 2);
     } else {
         *--q = (char)('0' + v);
     }
     return q;
+}
+
+/* The decimal digits of v ending just before `end`; returns the first.  Eight
+ * digits at a time are cut off in 64 bits, the rest written in 32. */
+static inline char *digits_u64(char *end, uint64_t v)
+{
+    char *q = end;
+    while (v > UINT32_MAX) {
+        uint32_t low = (uint32_t)(v % 100000000u);
+        v /= 100000000u;
+        for (int i = 0; i < 4; i++) { /* exactly eight digits, leading zeros kept */
+            q -= 2;
+            memcpy(q, DIGIT_PAIRS + low % 100 * 2, 2);
+            low /= 100;
+        }
+    }
+    return digits_u32(q, (uint32_t)v);
 }
 
 /* Longest text of put_us / put_int: a sign, 20 digits and a point. */
@@ -1135,10 +1152,16 @@ static char *digits_u64(char *end, uint64_t v)
 /* How many decimal digits v has. */
 static inline unsigned decimal_digits(uint64_t v)
 {
-    unsigned n = 1;
-    for (uint64_t p = 10; n < 20 && v >= p; p *= 10)
-        n++;
-    return n;
+    static const uint64_t pow10[20] = {
+        1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u,
+        10000000000u, 100000000000u, 1000000000000u, 10000000000000u, 100000000000000u,
+        1000000000000000u, 10000000000000000u, 100000000000000000u, 1000000000000000000u,
+        10000000000000000000u};
+    /* bits * log10(2) rounded down is the count or one short; v | 1 has v's
+     * digits (10^k is even), and one for 0 */
+    uint64_t w = v | 1;
+    unsigned n = (unsigned)(64 - __builtin_clzll(w)) * 1233 >> 12;
+    return n + (w >= pow10[n]);
 }
 
 /* v in decimal at q; returns the end. */
