@@ -6,6 +6,7 @@ going back, ids past the limit) fed in pieces."""
 from __future__ import annotations
 
 import io
+import itertools
 import marshal
 import random
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from tests.unit.replay_model import FrameWalk, ThreadModel, snapshot
 from tests.unit.test_replay import event_lists, to_events
 from ulma import _core
+from ulma.exporters.chrome import us
 from ulma.exporters.pstats import PstatsExporter
 from ulma.format import records, runinfo, stacks
 from ulma.format.records import Event
@@ -318,3 +320,26 @@ def test_records_at_any_alignment_replay_alike() -> None:
         agg.close()
         totals.append(agg.snapshot())
     assert totals[0] == totals[1] and totals[0][0]
+
+
+def test_c_formatted_times_are_pythons_at_every_digit_boundary() -> None:
+    # frames from one boundary to the next: around each power of ten and of two, up to 2^62 ns
+    ticks = sorted({n + d for k in range(19) for n in (10**k, 1 << (3 * k + 6)) for d in (-1, 0, 1)}
+                   | {(1 << 62) - 1})
+    pairs = list(itertools.pairwise(ticks))
+    events = [e for a, b in pairs for e in (ev(a, 1, CALL), ev(b, 1, RETURN))]
+    run = make_run()
+    chrome: list[bytes] = []
+    replay = _core.Replay(0, run.scale, stacks.FRAMES | stacks.ENDS_ONLY)
+    replay.feed(0, records.encode(events))
+    replay.take_chrome({}, lambda thread, fid: b"P", lambda thread, start, end: "",
+                       lambda text: chrome.append(bytes(text)))
+    assert b"".join(chrome) == b"".join(f"P{us(a)}, \"dur\": {us(b - a)}}}".encode()
+                                        for a, b in pairs)
+    speedscope: list[bytes] = []
+    replay = _core.Replay(0, run.scale, stacks.FRAMES)
+    replay.feed(0, records.encode(events))
+    replay.take_speedscope({}, 0, lambda thread, text, first, last: speedscope.append(bytes(text)))
+    assert b"".join(speedscope) == b"".join(
+        f',\n{{"type": "O", "frame": 0, "at": {a}}},\n{{"type": "C", "frame": 0, "at": {b}}}'.encode()
+        for a, b in pairs)
