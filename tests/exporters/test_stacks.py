@@ -6,7 +6,9 @@ going back, ids past the limit) fed in pieces."""
 from __future__ import annotations
 
 import io
+import itertools
 import marshal
+import random
 from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
@@ -15,6 +17,7 @@ from hypothesis import given, settings
 from tests.unit.replay_model import FrameWalk, ThreadModel, snapshot
 from tests.unit.test_replay import event_lists, to_events
 from ulma import _core
+from ulma.exporters.chrome import us
 from ulma.exporters.pstats import PstatsExporter
 from ulma.format import records, runinfo, stacks
 from ulma.format.records import Event
@@ -241,3 +244,102 @@ def test_ticks_become_ns_from_the_session_start() -> None:
 
     walk([ev(1000, 1, CALL), ev(1400, 1, RETURN)], Record(), run)
     assert seen == [(0, 200)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(frame_event_lists, st.integers(0, 1000),
+       st.sampled_from([frozenset(), frozenset({2}), frozenset({1, 3})]))
+def test_frames_ends_only_are_the_frames_without_their_starts(raw: list[tuple[int, int, int, int, int]],
+                                                              start: int, hidden: frozenset[int]) -> None:
+    events = to_events(raw, start)
+    run = make_run(hidden)
+    every, ends = Transitions(), Transitions()
+    walk(events, every, run)
+    walk(events, ends, run, stacks.FRAMES | stacks.ENDS_ONLY)
+    assert ends.seen == [seen for seen in every.seen if seen[0] != 1]
+
+
+def deep_walk(seed: int, functions: int, depth: int, length: int) -> list[Event]:
+    """A random walk over many functions with deep stacks, recursion, and now and then an exit of a
+    frame far down the stack (the frames above it end with it): a replay's maps of open frames grow
+    while frames are open."""
+    rng = random.Random(seed)
+    events: list[Event] = []
+    stack: list[int] = []
+    for t in range(length):
+        if not stack or (len(stack) < depth and rng.random() < 0.55):
+            fid = rng.randrange(1, functions + 1) if rng.random() < 0.9 else stack[-1] if stack else 1
+            stack.append(fid)
+            events.append(Event(t * 3, fid, rng.choice((CALL, CALL, RESUME)), 0, 0))
+        else:
+            at = len(stack) - 1 if rng.random() < 0.97 else rng.randrange(len(stack))
+            events.append(Event(t * 3, stack[at], rng.choice((RETURN, RETURN, YIELD)), 0, 0))
+            del stack[at:]
+    return events
+
+
+def test_a_deep_stack_of_many_functions_replays_as_the_models() -> None:
+    for seed in range(4):
+        events = deep_walk(seed, functions=500, depth=300, length=20_000)
+        run = make_run()
+        # frames: the reference walker's
+        want = Transitions()
+        model = FrameWalk(0, run, run.hidden)
+        model.feed(memoryview(records.encode(events)), want)
+        model.close(want)
+        got = Transitions()
+        walk(events, got, run)
+        assert got.seen == want.seen
+        # cProfile's figures: the totals model's
+        totals = ThreadModel()
+        totals.feed(events)
+        totals.close()
+        funcs, edges = snapshot([totals])
+        c_funcs, c_edges = walk(events, None, run, stacks.PSTATS).pstats()
+        assert sorted((fid, n, ns, cum) for fid, n, _rec, ns, cum in c_funcs if n or ns or cum) == sorted(
+            (fid, calls + resumes, self_t, total) for fid, calls, resumes, self_t, total in funcs)
+        assert sorted((c, d, n, cum) for c, d, n, _rec, _ns, cum in c_edges if n or cum) == sorted(
+            (c, d, calls + resumes, total) for c, d, calls, resumes, total in edges)
+
+
+def test_records_at_any_alignment_replay_alike() -> None:
+    data = records.encode(deep_walk(7, functions=40, depth=12, length=5000))
+    shifted = memoryview(bytearray(3) + data)[3:]  # records off their 8-byte alignment
+    run = make_run()
+    transitions = []
+    for buf in (data, shifted):
+        replay = _core.Replay(run.start_ticks, run.scale, stacks.FRAMES | stacks.PSTATS, run.hidden)
+        replay.feed(0, buf)
+        replay.close()
+        transitions.append((replay.take(), replay.pstats()))
+    assert transitions[0] == transitions[1] and transitions[0][0]
+    totals = []
+    for buf in (data, shifted):
+        agg = _core.Aggregator()
+        agg.feed(0, buf)
+        agg.close()
+        totals.append(agg.snapshot())
+    assert totals[0] == totals[1] and totals[0][0]
+
+
+def test_c_formatted_times_are_pythons_at_every_digit_boundary() -> None:
+    # frames from one boundary to the next: around each power of ten and of two, up to 2^62 ns
+    ticks = sorted({n + d for k in range(19) for n in (10**k, 1 << (3 * k + 6)) for d in (-1, 0, 1)}
+                   | {(1 << 62) - 1})
+    pairs = list(itertools.pairwise(ticks))
+    events = [e for a, b in pairs for e in (ev(a, 1, CALL), ev(b, 1, RETURN))]
+    run = make_run()
+    chrome: list[bytes] = []
+    replay = _core.Replay(0, run.scale, stacks.FRAMES | stacks.ENDS_ONLY)
+    replay.feed(0, records.encode(events))
+    replay.take_chrome({}, lambda thread, fid: b"P", lambda thread, start, end: "",
+                       lambda text: chrome.append(bytes(text)))
+    assert b"".join(chrome) == b"".join(f"P{us(a)}, \"dur\": {us(b - a)}}}".encode()
+                                        for a, b in pairs)
+    speedscope: list[bytes] = []
+    replay = _core.Replay(0, run.scale, stacks.FRAMES)
+    replay.feed(0, records.encode(events))
+    replay.take_speedscope({}, 0, lambda thread, text, first, last: speedscope.append(bytes(text)))
+    assert b"".join(speedscope) == b"".join(
+        f',\n{{"type": "O", "frame": 0, "at": {a}}},\n{{"type": "C", "frame": 0, "at": {b}}}'.encode()
+        for a, b in pairs)

@@ -1,5 +1,6 @@
 /* aggregate.c -- see aggregate.h for the accounting rules. */
 #include "aggregate.h"
+#include "grow.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -136,22 +137,6 @@ int ulma_agg_hand_over(ulma_thread_agg *dst, ulma_thread_agg *src)
     return 0;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return -1;
-    memset((char *)q + *cap * elem, 0, (n - *cap) * elem);
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
 #define FUNC_PAGE (1u << ULMA_FUNC_PAGE_BITS)
 
 /* Capacity for one more slot.  The tails are not zeroed: each slot is set
@@ -264,7 +249,7 @@ static uint32_t edge_get(ulma_thread_agg *a, uint32_t caller, uint32_t callee)
         if (e->caller == caller && e->callee == callee)
             return slot - 1;
     }
-    if (grow((void **)&a->edges, &a->edges_cap, a->nedges + 1, sizeof *a->edges) < 0)
+    if (ulma_grow((void **)&a->edges, &a->edges_cap, a->nedges + 1, sizeof *a->edges, 1) < 0)
         return ROOT;
     uint32_t n = (uint32_t)a->nedges++;
     a->edges[n].caller = caller;
@@ -300,7 +285,7 @@ static inline int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind
     if (slot == ROOT)
         return -1;
     if (ULMA_UNLIKELY(a->depth == a->stack_cap) &&
-        grow((void **)&a->stack, &a->stack_cap, a->depth + 1, sizeof *a->stack) < 0)
+        ulma_grow((void **)&a->stack, &a->stack_cap, a->depth + 1, sizeof *a->stack, 1) < 0)
         return -1;
     ulma_frame *f = &a->stack[a->depth];
     f->id = id;

@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <endian.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -337,6 +338,20 @@ static PyObject *session_symbols(SessionObject *self, PyObject *unused)
     return out;
 }
 
+/* Appends Py_BuildValue(fmt, ...) to list; 0, or -1 with an exception set. */
+static int append_built(PyObject *list, const char *fmt, ...)
+{
+    va_list va;
+    va_start(va, fmt);
+    PyObject *t = Py_VaBuildValue(fmt, va);
+    va_end(va);
+    if (!t)
+        return -1;
+    int rc = PyList_Append(list, t);
+    Py_DECREF(t);
+    return rc;
+}
+
 /* (functions, edges) of the merged aggregators, as Python lists; open frames
  * of unclosed threads count up to `now` when it is not 0.  now_cpu[slot], if
  * given and not 0, is that thread's CPU time now (ns).  split=1 adds the
@@ -376,16 +391,13 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         uint64_t a_wait, a_run, b_wait, b_run; /* at the rate given now (aggregate.h) */
         ulma_agg_wait(a, rate, &a_wait, &a_run);
         ulma_agg_wait(b, rate, &b_wait, &b_run);
-        PyObject *t = split
-            ? Py_BuildValue("(IKKKKKKKKKKKKKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self,
-                            f->total, a_wait, a_run, a->probe, a->dispatch, a->segs, b_wait,
-                            b_run, b->probe, b->dispatch, b->segs, b->unmeasured, f->dispatch_in)
-            : Py_BuildValue("(IKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self, f->total);
-        if (!t || PyList_Append(funcs, t) < 0) {
-            Py_XDECREF(t);
+        if ((split ? append_built(funcs, "(IKKKKKKKKKKKKKKKK)", sum.func_ids[i], f->calls, f->resumes,
+                                  f->self, f->total, a_wait, a_run, a->probe, a->dispatch, a->segs,
+                                  b_wait, b_run, b->probe, b->dispatch, b->segs, b->unmeasured,
+                                  f->dispatch_in)
+                   : append_built(funcs, "(IKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self,
+                                  f->total)) < 0)
             goto done;
-        }
-        Py_DECREF(t);
     }
     if (final) /* the function rows are made: their totals can go */
         ulma_agg_release_funcs(&sum);
@@ -393,12 +405,8 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         ulma_edge_stats *e = &sum.edges[i];
         if (!e->calls && !e->resumes && !e->total)
             continue;
-        PyObject *t = Py_BuildValue("(IIKKK)", e->caller, e->callee, e->calls, e->resumes, e->total);
-        if (!t || PyList_Append(edges, t) < 0) {
-            Py_XDECREF(t);
+        if (append_built(edges, "(IIKKK)", e->caller, e->callee, e->calls, e->resumes, e->total) < 0)
             goto done;
-        }
-        Py_DECREF(t);
     }
     res = PyTuple_Pack(2, funcs, edges);
 done:
@@ -710,6 +718,34 @@ static ulma_thread_agg *aggregator_thread(AggregatorObject *self, long thread)
     return &self->aggs[thread];
 }
 
+/* Hands the records in buf (a whole number of them) to fn(ctx, records, n):
+ * all at once when they are aligned (as in bytes, the usual case), else
+ * copied in pieces.  fn's result: 0, or -1 to stop. */
+typedef int (*records_fn)(void *ctx, const ulma_event *ev, size_t n);
+
+static int feed_records(const Py_buffer *buf, records_fn fn, void *ctx)
+{
+    const char *p = buf->buf;
+    size_t left = (size_t)buf->len / sizeof(ulma_event);
+    if ((uintptr_t)p % _Alignof(ulma_event) == 0)
+        return left ? fn(ctx, (const ulma_event *)(const void *)p, left) : 0;
+    ulma_event piece[512];
+    while (left) {
+        size_t k = left < 512 ? left : 512;
+        memcpy(piece, p, k * sizeof(ulma_event));
+        if (fn(ctx, piece, k) < 0)
+            return -1;
+        p += k * sizeof(ulma_event);
+        left -= k;
+    }
+    return 0;
+}
+
+static int agg_records(void *ctx, const ulma_event *ev, size_t n)
+{
+    return ulma_agg_feed(ctx, ev, n);
+}
+
 static PyObject *aggregator_feed(AggregatorObject *self, PyObject *args)
 {
     long thread;
@@ -729,19 +765,9 @@ static PyObject *aggregator_feed(AggregatorObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "thread %ld was closed", thread);
         goto out;
     }
-    /* records may sit at any alignment in the buffer: copy in chunks */
-    ulma_event chunk[256];
-    const char *p = buf.buf;
-    size_t left = (size_t)buf.len / sizeof(ulma_event);
-    while (left) {
-        size_t k = left < 256 ? left : 256;
-        memcpy(chunk, p, k * sizeof(ulma_event));
-        if (ulma_agg_feed(a, chunk, k) < 0) {
-            PyErr_NoMemory();
-            goto out;
-        }
-        p += k * sizeof(ulma_event);
-        left -= k;
+    if (feed_records(&buf, agg_records, a) < 0) {
+        PyErr_NoMemory();
+        goto out;
     }
     res = Py_NewRef(Py_None);
 out:
@@ -854,9 +880,27 @@ static PyTypeObject AggregatorType = {
  * trace's records, fed per thread; scale is ns per tick << 48 (runinfo.Run's);
  * what is a sum of REPLAY_* flags. */
 typedef struct {
+    char *p;
+    size_t n, cap;
+} text_buf;
+
+/* A take's text buffer keeps its room for the next take up to this size. */
+#define TEXT_KEEP_BYTES ((size_t)4 << 20)
+
+typedef struct {
+    uint32_t thread;
+    int64_t first, last; /* first enter, last leave of the text held; -1: none */
+    text_buf text;
+} thread_text;
+
+typedef struct {
     PyObject_HEAD
     ulma_replay r;
     int ready;
+    int taking;         /* in take_chrome or take_speedscope */
+    text_buf chrome;    /* take_chrome's text */
+    thread_text *tt;    /* take_speedscope's text per thread, in order of first appearance */
+    size_t ntt, tt_cap;
 } ReplayObject;
 
 static int replay_init(ReplayObject *self, PyObject *args, PyObject *kw)
@@ -867,9 +911,17 @@ static int replay_init(ReplayObject *self, PyObject *args, PyObject *kw)
     PyObject *hidden = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "KKI|O", names, &start, &scale, &what, &hidden))
         return -1;
+    if (self->taking) {
+        PyErr_SetString(PyExc_RuntimeError, "a take is running");
+        return -1;
+    }
     if (self->ready)
         ulma_replay_free(&self->r);
     self->ready = 0;
+    for (size_t i = 0; i < self->ntt; i++) /* text of the replay before */
+        PyMem_Free(self->tt[i].text.p);
+    self->ntt = 0;
+    self->chrome.n = 0;
     if (ulma_replay_init(&self->r, what, start, scale) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -898,7 +950,22 @@ static void replay_dealloc(ReplayObject *self)
 {
     if (self->ready)
         ulma_replay_free(&self->r);
+    PyMem_Free(self->chrome.p);
+    for (size_t i = 0; i < self->ntt; i++)
+        PyMem_Free(self->tt[i].text.p);
+    PyMem_Free(self->tt);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+struct replay_feed_ctx {
+    ulma_replay *r;
+    uint32_t thread;
+};
+
+static int replay_records(void *ctx, const ulma_event *ev, size_t n)
+{
+    struct replay_feed_ctx *c = ctx;
+    return ulma_replay_feed(c->r, c->thread, ev, n);
 }
 
 static PyObject *replay_feed(ReplayObject *self, PyObject *args)
@@ -915,19 +982,10 @@ static PyObject *replay_feed(ReplayObject *self, PyObject *args)
                      buf.len);
         goto out;
     }
-    /* records may sit at any alignment in the buffer: copy in pieces */
-    ulma_event piece[512];
-    const char *p = buf.buf;
-    size_t left = (size_t)buf.len / sizeof(ulma_event);
-    int rc = 0;
+    struct replay_feed_ctx ctx = {&self->r, thread};
+    int rc;
     Py_BEGIN_ALLOW_THREADS
-    while (left && rc == 0) {
-        size_t k = left < 512 ? left : 512;
-        memcpy(piece, p, k * sizeof(ulma_event));
-        rc = ulma_replay_feed(&self->r, thread, piece, k);
-        p += k * sizeof(ulma_event);
-        left -= k;
-    }
+    rc = feed_records(&buf, replay_records, &ctx);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         PyErr_NoMemory();
@@ -969,11 +1027,9 @@ static PyObject *replay_tree(ReplayObject *self, PyObject *unused)
     (void)unused;
     PyObject *out = PyList_New(0);
     for (size_t i = 0; out && self->ready && i < self->r.nnodes; i++) {
-        PyObject *t = Py_BuildValue("(iLKK)", self->r.node_parent[i], (long long)self->r.node_fid[i],
-                                    self->r.node_self[i], self->r.node_calls[i]);
-        if (!t || PyList_Append(out, t) < 0)
+        if (append_built(out, "(iLKK)", self->r.node_parent[i], (long long)self->r.node_fid[i],
+                         self->r.node_self[i], self->r.node_calls[i]) < 0)
             Py_CLEAR(out);
-        Py_XDECREF(t);
     }
     return out;
 }
@@ -998,24 +1054,16 @@ static PyObject *replay_pstats(ReplayObject *self, PyObject *unused)
         goto done;
     for (size_t i = 0; self->ready && i < self->r.nfuncs; i++) {
         const ulma_pstat *p = &self->r.funcs[i];
-        PyObject *t = Py_BuildValue("(IKKKK)", self->r.func_ids[i], p->entries, p->recursive, p->self,
-                                    p->cum);
-        if (!t || PyList_Append(funcs, t) < 0) {
-            Py_XDECREF(t);
+        if (append_built(funcs, "(IKKKK)", self->r.func_ids[i], p->entries, p->recursive, p->self,
+                         p->cum) < 0)
             goto done;
-        }
-        Py_DECREF(t);
     }
     for (size_t i = 0; self->ready && i < self->r.nedges; i++) {
         const ulma_pstat *p = &self->r.edges[i];
         uint64_t k = self->r.edge_keys[i];
-        PyObject *t = Py_BuildValue("(IIKKKK)", (unsigned int)(k >> 32), (unsigned int)(k & 0xffffffffu),
-                                    p->entries, p->recursive, p->self, p->cum);
-        if (!t || PyList_Append(edges, t) < 0) {
-            Py_XDECREF(t);
+        if (append_built(edges, "(IIKKKK)", (unsigned int)(k >> 32), (unsigned int)(k & 0xffffffffu),
+                         p->entries, p->recursive, p->self, p->cum) < 0)
             goto done;
-        }
-        Py_DECREF(t);
     }
     res = PyTuple_Pack(2, funcs, edges);
 done:
@@ -1030,99 +1078,203 @@ static PyObject *replay_threads(ReplayObject *self, PyObject *unused)
     PyObject *out = PyList_New(0);
     for (size_t i = 0; out && self->ready && i < self->r.nthreads; i++) {
         const ulma_replay_thread *th = self->r.threads[i];
-        PyObject *d = Py_BuildValue("{s:I,s:K,s:K,s:K,s:n}", "thread", th->thread, "events", th->w.events,
-                                    "unmatched", th->w.unmatched, "lost_ticks", th->w.lost_ticks,
-                                    "depth", (Py_ssize_t)th->depth);
-        if (!d || PyList_Append(out, d) < 0)
+        if (append_built(out, "{s:I,s:K,s:K,s:K,s:n}", "thread", th->thread, "events", th->w.events,
+                         "unmatched", th->w.unmatched, "lost_ticks", th->w.lost_ticks, "depth",
+                         (Py_ssize_t)th->depth) < 0)
             Py_CLEAR(out);
-        Py_XDECREF(d);
     }
     return out;
 }
 
 /* ---- chrome lines ---- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-} text_buf;
+/* Room for `more` bytes past b->n; -1 (MemoryError set) if memory ran out. */
+static int text_reserve(text_buf *b, size_t more)
+{
+    if (b->n + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + more)
+        cap *= 2;
+    char *q = PyMem_Realloc(b->p, cap);
+    if (!q) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = q;
+    b->cap = cap;
+    return 0;
+}
 
 static int text_put(text_buf *b, const char *s, size_t n)
 {
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1 << 16;
-        while (cap < b->n + n)
-            cap *= 2;
-        char *q = PyMem_Realloc(b->p, cap);
-        if (!q) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
+    if (text_reserve(b, n) < 0)
+        return -1;
     memcpy(b->p + b->n, s, n);
     b->n += n;
     return 0;
 }
 
-/* ns as microseconds with exactly three decimals: "12.345", "-0.007" */
-/* The decimal digits of v, two at a time, ending just before `end`; returns the first. */
-static char *digits_u64(char *end, uint64_t v)
+/* The buffer emptied; its room kept unless it grew past what a take usually needs. */
+static void text_clear(text_buf *b)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-                                "8081828384858687888990919293949596979899";
+    b->n = 0;
+    if (b->cap > TEXT_KEEP_BYTES) {
+        PyMem_Free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+}
+
+static const char DIGIT_PAIRS[] = "0001020304050607080910111213141516171819202122232425262728293031323334353637383940"
+                                  "4142434445464748495051525354555657585960616263646566676869707172737475767778798081"
+                                  "828384858687888990919293949596979899";
+
+/* The decimal digits of v, two at a time in 32-bit arithmetic, ending just before `end`;
+ * returns the first. */
+static inline char *digits_u32(char *end, uint32_t v)
+{
     char *q = end;
     while (v >= 100) {
-        unsigned d = (unsigned)(v % 100) * 2;
+        uint32_t d = v % 100 * 2;
         v /= 100;
         q -= 2;
-        q[0] = pairs[d];
-        q[1] = pairs[d + 1];
+        memcpy(q, DIGIT_PAIRS + d, 2);
     }
     if (v >= 10) {
         q -= 2;
-        q[0] = pairs[v * 2];
-        q[1] = pairs[v * 2 + 1];
+        memcpy(q, DIGIT_PAIRS + v * 2, 2);
     } else {
         *--q = (char)('0' + v);
     }
     return q;
 }
 
-static int text_us(text_buf *b, int64_t ns)
+/* The decimal digits of v ending just before `end`; returns the first.  Eight
+ * digits at a time are cut off in 64 bits, the rest written in 32. */
+static inline char *digits_u64(char *end, uint64_t v)
 {
-    char tmp[32];
-    char *e = tmp + sizeof tmp, *q = e;
-    uint64_t v = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
-    uint64_t frac = v % 1000, whole = v / 1000;
-    *--q = (char)('0' + frac % 10);
-    *--q = (char)('0' + frac / 10 % 10);
-    *--q = (char)('0' + frac / 100);
-    *--q = '.';
-    q = digits_u64(q, whole);
-    if (ns < 0)
-        *--q = '-';
-    return text_put(b, q, (size_t)(e - q));
+    char *q = end;
+    while (v > UINT32_MAX) {
+        uint32_t low = (uint32_t)(v % 100000000u);
+        v /= 100000000u;
+        for (int i = 0; i < 4; i++) { /* exactly eight digits, leading zeros kept */
+            q -= 2;
+            memcpy(q, DIGIT_PAIRS + low % 100 * 2, 2);
+            low /= 100;
+        }
+    }
+    return digits_u32(q, (uint32_t)v);
 }
 
-/* take_chrome(prefixes, make_prefix, gap_line) -> bytes: the transitions made
- * since the last take, as chrome "X" events: one per frame that ended,
+/* Longest text of put_us / put_int: a sign, 20 digits and a point. */
+#define NUMBER_TEXT_MAX 24
+
+/* How many decimal digits v has. */
+static inline unsigned decimal_digits(uint64_t v)
+{
+    static const uint64_t pow10[20] = {
+        1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u,
+        10000000000u, 100000000000u, 1000000000000u, 10000000000000u, 100000000000000u,
+        1000000000000000u, 10000000000000000u, 100000000000000000u, 1000000000000000000u,
+        10000000000000000000u};
+    /* bits * log10(2) rounded down is the count or one short; v | 1 has v's
+     * digits (10^k is even), and one for 0 */
+    uint64_t w = v | 1;
+    unsigned n = (unsigned)(64 - __builtin_clzll(w)) * 1233 >> 12;
+    return n + (w >= pow10[n]);
+}
+
+/* v in decimal at q; returns the end. */
+static inline char *put_u64(char *q, uint64_t v)
+{
+    q += decimal_digits(v);
+    digits_u64(q, v);
+    return q;
+}
+
+/* ns as microseconds with exactly three decimals ("12.345", "-0.007") at q,
+ * which has room for NUMBER_TEXT_MAX bytes; returns the end. */
+static inline char *put_us(char *q, int64_t ns)
+{
+    uint64_t v = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
+    uint64_t frac = v % 1000;
+    if (ns < 0)
+        *q++ = '-';
+    q = put_u64(q, v / 1000);
+    q[0] = '.';
+    q[1] = (char)('0' + frac / 100);
+    q[2] = (char)('0' + frac / 10 % 10);
+    q[3] = (char)('0' + frac % 10);
+    return q + 4;
+}
+
+/* v in decimal at q (room for NUMBER_TEXT_MAX bytes); returns the end. */
+static inline char *put_int(char *q, int64_t v)
+{
+    if (v < 0)
+        *q++ = '-';
+    return put_u64(q, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
+}
+
+static inline char *put_lit(char *q, const char *s, size_t n)
+{
+    memcpy(q, s, n);
+    return q + n;
+}
+#define PUT_LIT(q, s) put_lit((q), (s), sizeof(s) - 1)
+
+/* Hands b's text to write(memoryview) and empties b.  The view is released
+ * after the call, so a writer that kept it holds nothing that dangles. */
+static int text_write(text_buf *b, PyObject *write)
+{
+    if (!b->n)
+        return 0;
+    PyObject *view = PyMemoryView_FromMemory(b->p, (Py_ssize_t)b->n, PyBUF_READ);
+    if (!view)
+        return -1;
+    PyObject *r = PyObject_CallOneArg(write, view);
+    PyObject *released = PyObject_CallMethod(view, "release", NULL);
+    Py_DECREF(view);
+    int rc = r && released ? 0 : -1;
+    Py_XDECREF(r);
+    Py_XDECREF(released);
+    if (rc == 0)
+        text_clear(b);
+    return rc;
+}
+
+/* Refuses a take inside a take (a callback calling back): the buffers are shared. */
+static int take_begin(ReplayObject *self)
+{
+    if (self->taking) {
+        PyErr_SetString(PyExc_RuntimeError, "a take is already running");
+        return -1;
+    }
+    self->taking = 1;
+    return 0;
+}
+
+/* take_chrome(prefixes, make_prefix, gap_line, write): the transitions made
+ * since the last take, as chrome "X" events, handed to write() as one
+ * memoryview (valid during the call only): one per frame that ended,
  * `prefix + ts + ', "dur": ' + dur + '}'`, prefixes[(thread << 32) | fid]
  * (bytes) made by make_prefix(thread, fid) when missing; a gap's text comes
  * from gap_line(thread, start, end) (str). */
 static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
 {
-    PyObject *prefixes, *make_prefix, *gap_line;
-    if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &prefixes, &make_prefix, &gap_line))
+    PyObject *prefixes, *make_prefix, *gap_line, *write;
+    if (!PyArg_ParseTuple(args, "O!OOO", &PyDict_Type, &prefixes, &make_prefix, &gap_line, &write))
         return NULL;
-    text_buf b = {0};
+    if (take_begin(self) < 0)
+        return NULL;
+    text_buf *b = &self->chrome;
     PyObject *res = NULL;
     /* prefixes by key, saving a dict lookup per frame (strong references) */
     enum { CACHE = 256 };
     struct { uint64_t key; PyObject *prefix; } cache[CACHE];
     memset(cache, 0, sizeof cache);
+    b->n = 0;
     for (size_t i = 0; self->ready && i < self->r.nout; i++) {
         const ulma_transition *x = &self->r.out[i];
         if (x->op == ULMA_TR_GAP) {
@@ -1130,7 +1282,7 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
                                                    (long long)x->start);
             Py_ssize_t n;
             const char *s = line ? PyUnicode_AsUTF8AndSize(line, &n) : NULL;
-            int rc = s ? text_put(&b, s, (size_t)n) : -1;
+            int rc = s ? text_put(b, s, (size_t)n) : -1;
             Py_XDECREF(line);
             if (rc < 0)
                 goto done;
@@ -1155,60 +1307,82 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
             Py_DECREF(key);
             if (!prefix)
                 goto done;
+            if (!PyBytes_Check(prefix)) {
+                PyErr_SetString(PyExc_TypeError, "a prefix must be bytes");
+                goto done;
+            }
             Py_INCREF(prefix);
             Py_XSETREF(cache[slot].prefix, prefix);
             cache[slot].key = k;
         }
-        if (!PyBytes_Check(prefix)) {
-            PyErr_SetString(PyExc_TypeError, "a prefix must be bytes");
+        size_t plen = (size_t)PyBytes_GET_SIZE(prefix);
+        if (text_reserve(b, plen + 2 * NUMBER_TEXT_MAX + 16) < 0)
             goto done;
-        }
-        if (text_put(&b, PyBytes_AS_STRING(prefix), (size_t)PyBytes_GET_SIZE(prefix)) < 0 ||
-            text_us(&b, x->start) < 0 || text_put(&b, ", \"dur\": ", 9) < 0 ||
-            text_us(&b, x->t - x->start) < 0 || text_put(&b, "}", 1) < 0)
-            goto done;
+        char *q = put_lit(b->p + b->n, PyBytes_AS_STRING(prefix), plen);
+        q = put_us(q, x->start);
+        q = PUT_LIT(q, ", \"dur\": ");
+        q = put_us(q, x->t - x->start);
+        *q++ = '}';
+        b->n = (size_t)(q - b->p);
     }
-    res = PyBytes_FromStringAndSize(b.p ? b.p : "", (Py_ssize_t)b.n);
+    if (text_write(b, write) < 0)
+        goto done;
     if (self->ready)
         self->r.nout = 0;
+    res = Py_NewRef(Py_None);
 done:
     for (size_t i = 0; i < CACHE; i++)
         Py_XDECREF(cache[i].prefix);
-    PyMem_Free(b.p);
+    if (!res)
+        text_clear(b);
+    self->taking = 0;
     return res;
 }
 
 /* ---- speedscope events ---- */
 
-static int text_int(text_buf *b, int64_t v)
+/* The thread's text in self->threads_text, made if new; NULL if memory ran out. */
+static thread_text *thread_text_of(ReplayObject *self, uint32_t thread, size_t *hint)
 {
-    char tmp[24];
-    char *e = tmp + sizeof tmp, *q = e;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    q = digits_u64(q, u);
-    if (v < 0)
-        *--q = '-';
-    return text_put(b, q, (size_t)(e - q));
+    size_t i = *hint;
+    if (i < self->ntt && self->tt[i].thread == thread)
+        return &self->tt[i];
+    for (i = 0; i < self->ntt && self->tt[i].thread != thread; i++)
+        ;
+    if (i == self->ntt) {
+        if (self->ntt == self->tt_cap) {
+            size_t c = self->tt_cap ? self->tt_cap * 2 : 8;
+            thread_text *q = PyMem_Realloc(self->tt, c * sizeof *q);
+            if (!q) {
+                PyErr_NoMemory();
+                return NULL;
+            }
+            self->tt = q;
+            self->tt_cap = c;
+        }
+        self->tt[self->ntt++] = (thread_text){.thread = thread, .first = -1, .last = -1};
+    }
+    *hint = i;
+    return &self->tt[i];
 }
 
-typedef struct {
-    uint32_t thread;
-    int64_t first, last; /* first enter, last leave; -1: none in this batch */
-    text_buf text;
-} thread_text;
-
-/* take_speedscope(frame_index) -> [(thread, bytes, first, last)]: the
- * transitions made since the last take as speedscope "O"/"C" events, each
- * `,\n{"type": "O", "frame": N, "at": T}`, per thread in order of first
- * appearance; frame_index (id -> index) gets new ids in order of first entry.
- * first: the time of the thread's first enter here, last: of its last leave
- * (-1 if none). */
-static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
+/* take_speedscope(frame_index, flush_bytes, write): the transitions made
+ * since the last take as speedscope "O"/"C" events, each
+ * `,\n{"type": "O", "frame": N, "at": T}`, kept per thread until a thread has
+ * flush_bytes of them (0: all are handed out now); frame_index (id -> index)
+ * gets new ids in order of first entry.  A thread's events not handed out
+ * before go to write(thread, text, first, last), text a memoryview valid
+ * during the call only, first the time of its first enter among them and
+ * last of its last leave (-1 if none), threads in order of first appearance. */
+static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *args)
 {
-    if (!PyDict_Check(arg))
-        return PyErr_Format(PyExc_TypeError, "frame_index must be a dict");
-    thread_text *tt = NULL;
-    size_t ntt = 0, cap = 0, hit = 0;
+    PyObject *frame_index, *write;
+    Py_ssize_t flush_bytes;
+    if (!PyArg_ParseTuple(args, "O!nO", &PyDict_Type, &frame_index, &flush_bytes, &write))
+        return NULL;
+    if (take_begin(self) < 0)
+        return NULL;
+    size_t hit = 0;
     PyObject *res = NULL;
     /* frame indexes by id (an id's index never changes once given), saving a dict lookup */
     enum { CACHE = 256 };
@@ -1219,34 +1393,19 @@ static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
         const ulma_transition *x = &self->r.out[i];
         if (x->op != ULMA_TR_ENTER && x->op != ULMA_TR_LEAVE)
             continue;
-        if (hit >= ntt || tt[hit].thread != x->thread) {
-            for (hit = 0; hit < ntt && tt[hit].thread != x->thread; hit++)
-                ;
-            if (hit == ntt) {
-                if (ntt == cap) {
-                    size_t c = cap ? cap * 2 : 8;
-                    thread_text *q = PyMem_Realloc(tt, c * sizeof *q);
-                    if (!q) {
-                        PyErr_NoMemory();
-                        goto done;
-                    }
-                    tt = q;
-                    cap = c;
-                }
-                tt[ntt++] = (thread_text){.thread = x->thread, .first = -1, .last = -1};
-            }
-        }
-        thread_text *th = &tt[hit];
+        thread_text *th = thread_text_of(self, x->thread, &hit);
+        if (!th)
+            goto done;
         size_t slot = (size_t)(x->fid * 0x9E3779B1u >> 24) % CACHE;
         long long frame = cache[slot].frame >= 0 && cache[slot].fid == x->fid ? cache[slot].frame : -1;
         if (frame < 0) {
             PyObject *key = PyLong_FromUnsignedLong(x->fid);
             if (!key)
                 goto done;
-            PyObject *index = PyDict_GetItemWithError(arg, key); /* borrowed */
+            PyObject *index = PyDict_GetItemWithError(frame_index, key); /* borrowed */
             if (!index && !PyErr_Occurred()) {
-                index = PyLong_FromSsize_t(PyDict_GET_SIZE(arg));
-                if (index && PyDict_SetItem(arg, key, index) < 0)
+                index = PyLong_FromSsize_t(PyDict_GET_SIZE(frame_index));
+                if (index && PyDict_SetItem(frame_index, key, index) < 0)
                     Py_CLEAR(index);
                 Py_XDECREF(index); /* the dict holds it */
             }
@@ -1265,28 +1424,41 @@ static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *arg)
         } else {
             th->last = x->t;
         }
-        const char *head = x->op == ULMA_TR_ENTER ? ",\n{\"type\": \"O\", \"frame\": "
-                                                  : ",\n{\"type\": \"C\", \"frame\": ";
-        if (text_put(&th->text, head, strlen(head)) < 0 || text_int(&th->text, frame) < 0 ||
-            text_put(&th->text, ", \"at\": ", 8) < 0 || text_int(&th->text, x->t) < 0 ||
-            text_put(&th->text, "}", 1) < 0)
+        if (text_reserve(&th->text, 2 * NUMBER_TEXT_MAX + 40) < 0)
             goto done;
+        char *q = th->text.p + th->text.n;
+        q = x->op == ULMA_TR_ENTER ? PUT_LIT(q, ",\n{\"type\": \"O\", \"frame\": ")
+                                   : PUT_LIT(q, ",\n{\"type\": \"C\", \"frame\": ");
+        q = put_int(q, frame);
+        q = PUT_LIT(q, ", \"at\": ");
+        q = put_int(q, x->t);
+        *q++ = '}';
+        th->text.n = (size_t)(q - th->text.p);
     }
-    res = PyList_New((Py_ssize_t)ntt);
-    for (size_t i = 0; res && i < ntt; i++) {
-        PyObject *t = Py_BuildValue("(Iy#LL)", tt[i].thread, tt[i].text.p ? tt[i].text.p : "",
-                                    (Py_ssize_t)tt[i].text.n, (long long)tt[i].first, (long long)tt[i].last);
-        if (!t)
-            Py_CLEAR(res);
-        else
-            PyList_SET_ITEM(res, (Py_ssize_t)i, t);
-    }
-    if (res && self->ready)
+    if (self->ready)
         self->r.nout = 0;
+    for (size_t i = 0; i < self->ntt; i++) {
+        thread_text *th = &self->tt[i];
+        if (!th->text.n || (flush_bytes && th->text.n < (size_t)flush_bytes))
+            continue;
+        PyObject *view = PyMemoryView_FromMemory(th->text.p, (Py_ssize_t)th->text.n, PyBUF_READ);
+        if (!view)
+            goto done;
+        PyObject *r = PyObject_CallFunction(write, "IOLL", th->thread, view, (long long)th->first,
+                                            (long long)th->last);
+        PyObject *released = PyObject_CallMethod(view, "release", NULL);
+        Py_DECREF(view);
+        int ok = r && released;
+        Py_XDECREF(r);
+        Py_XDECREF(released);
+        if (!ok)
+            goto done;
+        text_clear(&th->text);
+        th->first = th->last = -1;
+    }
+    res = Py_NewRef(Py_None);
 done:
-    for (size_t i = 0; i < ntt; i++)
-        PyMem_Free(tt[i].text.p);
-    PyMem_Free(tt);
+    self->taking = 0;
     return res;
 }
 
@@ -1294,10 +1466,10 @@ static PyMethodDef replay_methods[] = {
     {"feed", (PyCFunction)replay_feed, METH_VARARGS, "feed(thread, records): replay one thread's 16-byte records"},
     {"close", (PyCFunction)replay_close, METH_NOARGS, "end of the stream: open frames end at their thread's last tick"},
     {"take", (PyCFunction)replay_take, METH_NOARGS, "the transitions made since the last take, packed (40 bytes each)"},
-    {"take_speedscope", (PyCFunction)replay_take_speedscope, METH_O,
-     "take_speedscope(frame_index) -> [(thread, events, first, last)]: speedscope events per thread"},
+    {"take_speedscope", (PyCFunction)replay_take_speedscope, METH_VARARGS,
+     "take_speedscope(frame_index, flush_bytes, write): speedscope events, per thread, to write(thread, text, first, last)"},
     {"take_chrome", (PyCFunction)replay_take_chrome, METH_VARARGS,
-     "take_chrome(prefixes, make_prefix, gap_line) -> bytes: the frames that ended, as chrome events"},
+     "take_chrome(prefixes, make_prefix, gap_line, write): the frames that ended, as chrome events"},
     {"tree", (PyCFunction)replay_tree, METH_NOARGS, "the stack tree: [(parent, fid, self_ns, entries)] by node"},
     {"pstats", (PyCFunction)replay_pstats, METH_NOARGS,
      "([(fid, entries, recursive, self_ns, cum_ns)], [(caller, callee, entries, recursive, self_ns, cum_ns)])"},
@@ -1645,6 +1817,7 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddIntConstant(mod, "REPLAY_TREE", ULMA_REPLAY_TREE) < 0 ||
         PyModule_AddIntConstant(mod, "REPLAY_TREE_PER_THREAD", ULMA_REPLAY_TREE_PER_THREAD) < 0 ||
         PyModule_AddIntConstant(mod, "REPLAY_PSTATS", ULMA_REPLAY_PSTATS) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_ENDS_ONLY", ULMA_REPLAY_ENDS_ONLY) < 0 ||
         PyModule_AddIntConstant(mod, "TRANSITION_BYTES", (long)sizeof(ulma_transition)) < 0) {
         Py_DECREF(mod);
         return NULL;

@@ -1,6 +1,8 @@
 /* replay.c -- see replay.h. */
 #include "replay.h"
 
+#include "grow.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,9 +21,11 @@ static inline uint64_t mix(uint64_t k)
 
 static void map_free(ulma_map *m)
 {
+    uint32_t gen = m->gen + 1; /* references into it are stale */
     free(m->keys);
     free(m->vals);
     memset(m, 0, sizeof *m);
+    m->gen = gen;
 }
 
 static int map_grow(ulma_map *m)
@@ -48,6 +52,7 @@ static int map_grow(ulma_map *m)
     m->keys = keys;
     m->vals = vals;
     m->cap = cap;
+    m->gen++;
     return 0;
 }
 
@@ -87,19 +92,16 @@ static inline uint32_t *map_get(ulma_map *m, uint64_t key, uint32_t fresh, int *
     return &m->vals[j];
 }
 
-static int reserve(void **p, size_t *cap, size_t need, size_t elem)
+/* A reference to v, a value in m, for map_at. */
+static inline ulma_map_ref map_ref(const ulma_map *m, const uint32_t *v)
 {
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = n;
-    return 0;
+    return (ulma_map_ref){(uint32_t)(v - m->vals), m->gen};
+}
+
+/* The value of key, at `ref` if the map has not moved it since (no search). */
+static inline uint32_t *map_at(const ulma_map *m, ulma_map_ref ref, uint64_t key)
+{
+    return ref.gen == m->gen ? &m->vals[ref.slot] : map_find(m, key);
 }
 
 /* ---- the replay ---- */
@@ -114,7 +116,7 @@ static inline int64_t ns_of(const ulma_replay *r, uint64_t t)
 static ulma_transition *emit(ulma_replay *r)
 {
     if (r->nout == r->out_cap &&
-        reserve((void **)&r->out, &r->out_cap, r->nout + 1, sizeof *r->out) < 0)
+        ulma_grow((void **)&r->out, &r->out_cap, r->nout + 1, sizeof *r->out, 0) < 0)
         return NULL;
     ulma_transition *x = &r->out[r->nout++];
     memset(x, 0, sizeof *x);
@@ -126,16 +128,16 @@ static uint32_t node_new(ulma_replay *r, int32_t parent, int64_t fid)
     size_t cap = r->nodes_cap;
     if (r->nnodes == cap) {
         size_t c = cap;
-        if (reserve((void **)&r->node_parent, &c, cap + 1, sizeof *r->node_parent) < 0)
+        if (ulma_grow((void **)&r->node_parent, &c, cap + 1, sizeof *r->node_parent, 0) < 0)
             return NONE;
         c = cap;
-        if (reserve((void **)&r->node_fid, &c, cap + 1, sizeof *r->node_fid) < 0)
+        if (ulma_grow((void **)&r->node_fid, &c, cap + 1, sizeof *r->node_fid, 0) < 0)
             return NONE;
         c = cap;
-        if (reserve((void **)&r->node_self, &c, cap + 1, sizeof *r->node_self) < 0)
+        if (ulma_grow((void **)&r->node_self, &c, cap + 1, sizeof *r->node_self, 0) < 0)
             return NONE;
         c = cap;
-        if (reserve((void **)&r->node_calls, &c, cap + 1, sizeof *r->node_calls) < 0)
+        if (ulma_grow((void **)&r->node_calls, &c, cap + 1, sizeof *r->node_calls, 0) < 0)
             return NONE;
         r->nodes_cap = c;
     }
@@ -146,20 +148,21 @@ static uint32_t node_new(ulma_replay *r, int32_t parent, int64_t fid)
     return n;
 }
 
-static ulma_pstat *pstat_of(ulma_map *index, uint64_t key, ulma_pstat **arr, size_t *n, size_t *cap,
-                            void **keys, size_t key_size)
+/* The index of key's figures, made if new; NONE if memory ran out. */
+static uint32_t pstat_of(ulma_map *index, uint64_t key, ulma_pstat **arr, size_t *n, size_t *cap,
+                         void **keys, size_t key_size)
 {
     int made;
     uint32_t *v = map_get(index, key, (uint32_t)*n, &made);
     if (!v)
-        return NULL;
+        return NONE;
     if (made) {
         size_t c = *cap;
-        if (reserve((void **)arr, &c, *n + 1, sizeof **arr) < 0)
-            return NULL;
+        if (ulma_grow((void **)arr, &c, *n + 1, sizeof **arr, 0) < 0)
+            return NONE;
         c = *cap;
-        if (reserve(keys, &c, *n + 1, key_size) < 0)
-            return NULL;
+        if (ulma_grow(keys, &c, *n + 1, key_size, 0) < 0)
+            return NONE;
         *cap = c;
         memset(&(*arr)[*n], 0, sizeof **arr);
         if (key_size == sizeof(uint32_t))
@@ -168,14 +171,14 @@ static ulma_pstat *pstat_of(ulma_map *index, uint64_t key, ulma_pstat **arr, siz
             ((uint64_t *)*keys)[*n] = key;
         (*n)++;
     }
-    return &(*arr)[*v];
+    return *v;
 }
 
 static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t kind)
 {
     ulma_replay *r = th->r;
     if (th->depth == th->cap &&
-        reserve((void **)&th->stack, &th->cap, th->depth + 1, sizeof *th->stack) < 0)
+        ulma_grow((void **)&th->stack, &th->cap, th->depth + 1, sizeof *th->stack, 0) < 0)
         return -1;
     uint32_t *open = map_get(&th->open, id, 0, NULL);
     if (!open)
@@ -183,15 +186,18 @@ static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t ki
     uint32_t level = (*open)++;
     int64_t t = ns_of(r, ticks);
     int32_t parent = th->depth ? (int32_t)th->stack[th->depth - 1].id : -1;
+    int parent_hidden = th->depth ? th->stack[th->depth - 1].hidden : 0;
     ulma_rframe *f = &th->stack[th->depth++];
     f->id = id;
     f->start = t;
     f->child = 0;
     f->hidden = r->hidden.n && map_find(&r->hidden, id) != NULL;
     f->node = f > th->stack ? f[-1].node : th->root;
+    f->open = map_ref(&th->open, open);
+    f->func = f->edge = NONE;
     if (f->hidden)
         return 0;
-    if (r->what & ULMA_REPLAY_FRAMES) {
+    if ((r->what & (ULMA_REPLAY_FRAMES | ULMA_REPLAY_ENDS_ONLY)) == ULMA_REPLAY_FRAMES) {
         ulma_transition *x = emit(r);
         if (!x)
             return -1;
@@ -228,21 +234,27 @@ static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t ki
             r->node_calls[f->node]++;
     }
     if (r->what & ULMA_REPLAY_PSTATS) {
-        ulma_pstat *p = pstat_of(&r->func_index, id, &r->funcs, &r->nfuncs, &r->funcs_cap,
-                                 (void **)&r->func_ids, sizeof *r->func_ids);
-        if (!p)
+        f->func = pstat_of(&r->func_index, id, &r->funcs, &r->nfuncs, &r->funcs_cap,
+                           (void **)&r->func_ids, sizeof *r->func_ids);
+        if (f->func == NONE)
             return -1;
+        ulma_pstat *p = &r->funcs[f->func];
         if (kind) {
             p->entries++;
             p->recursive += level != 0;
         }
-        if (parent >= 0 && !map_find(&r->hidden, (uint32_t)parent)) {
+        if (parent >= 0 && !parent_hidden) {
             uint64_t key = (uint64_t)(uint32_t)parent << 32 | id;
             uint32_t *eo = map_get(&th->edge_open, key, 0, NULL);
-            p = eo ? pstat_of(&r->edge_index, key, &r->edges, &r->nedges, &r->edges_cap,
-                              (void **)&r->edge_keys, sizeof *r->edge_keys) : NULL;
-            if (!p)
+            if (!eo)
                 return -1;
+            uint32_t edge = pstat_of(&r->edge_index, key, &r->edges, &r->nedges, &r->edges_cap,
+                                     (void **)&r->edge_keys, sizeof *r->edge_keys);
+            if (edge == NONE)
+                return -1;
+            f->edge = edge;
+            f->edge_open = map_ref(&th->edge_open, eo);
+            p = &r->edges[edge];
             if (kind) {
                 p->entries++;
                 p->recursive += *eo != 0;
@@ -262,8 +274,7 @@ static void rpop(ulma_replay_thread *th, uint64_t ticks)
     int64_t own = el - f->child;
     if (th->depth)
         th->stack[th->depth - 1].child += el;
-    uint32_t *open = map_find(&th->open, f->id);
-    uint32_t left = --*open;
+    uint32_t left = --*map_at(&th->open, f->open, f->id);
     if (f->hidden)
         return;
     int32_t parent = th->depth ? (int32_t)th->stack[th->depth - 1].id : -1;
@@ -284,16 +295,15 @@ static void rpop(ulma_replay_thread *th, uint64_t ticks)
     if (r->what & ULMA_REPLAY_TREE)
         r->node_self[f->node] += (uint64_t)own;
     if (r->what & ULMA_REPLAY_PSTATS) {
-        ulma_pstat *p = &r->funcs[*map_find(&r->func_index, f->id)];
+        ulma_pstat *p = &r->funcs[f->func];
         p->self += (uint64_t)own;
         if (!left)
             p->cum += (uint64_t)el;
-        if (parent >= 0 && !map_find(&r->hidden, (uint32_t)parent)) {
+        if (f->edge != NONE) {
             uint64_t key = (uint64_t)(uint32_t)parent << 32 | f->id;
-            uint32_t *eo = map_find(&th->edge_open, key);
-            ulma_pstat *e = &r->edges[*map_find(&r->edge_index, key)];
+            ulma_pstat *e = &r->edges[f->edge];
             e->self += (uint64_t)own;
-            if (!--*eo)
+            if (!--*map_at(&th->edge_open, f->edge_open, key))
                 e->cum += (uint64_t)el;
         }
     }
@@ -406,7 +416,7 @@ static ulma_replay_thread *thread_of(ulma_replay *r, uint32_t thread)
     if (!made)
         return r->threads[*v];
     ulma_replay_thread *th = calloc(1, sizeof *th);
-    if (!th || reserve((void **)&r->threads, &r->threads_cap, r->nthreads + 1, sizeof *r->threads) < 0) {
+    if (!th || ulma_grow((void **)&r->threads, &r->threads_cap, r->nthreads + 1, sizeof *r->threads, 0) < 0) {
         free(th);
         return NULL;
     }

@@ -47,7 +47,13 @@ typedef struct {
     uint64_t *keys; /* key + 1; 0 = empty */
     uint32_t *vals;
     size_t n, cap;
+    uint32_t gen;   /* changes whenever values move: a slot kept from before is stale */
 } ulma_map;
+
+/* Where a value sat in a map (found again by key if the map moved it since). */
+typedef struct {
+    uint32_t slot, gen;
+} ulma_map_ref;
 
 typedef struct {
     uint32_t id;
@@ -55,6 +61,11 @@ typedef struct {
     int64_t start;   /* ns */
     int64_t child;   /* ns spent in callees */
     uint8_t hidden;
+    ulma_map_ref open;      /* its count in the thread's `open` */
+    /* pstats: its function's and its edge's figures (edge UINT32_MAX: none,
+     * at the bottom or over a hidden frame), and its edge's open count */
+    uint32_t func, edge;
+    ulma_map_ref edge_open;
 } ulma_rframe;
 
 typedef struct {
@@ -80,6 +91,9 @@ typedef struct {
 #define ULMA_REPLAY_TREE 0x2u
 #define ULMA_REPLAY_TREE_PER_THREAD 0x4u
 #define ULMA_REPLAY_PSTATS 0x8u
+/* with FRAMES: no enter transitions, only leaves and gaps (for writers that
+ * write a frame once, when it ends) */
+#define ULMA_REPLAY_ENDS_ONLY 0x10u
 
 typedef struct {
     uint64_t entries, recursive, self, cum;

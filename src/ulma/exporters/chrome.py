@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from ulma import __version__, _core
 from ulma.exporters.base import Exporter
-from ulma.format import runinfo
+from ulma.format import runinfo, stacks
 
 
 def us(ns: int) -> str:
@@ -29,6 +29,8 @@ def us(ns: int) -> str:
 
 
 class ChromeExporter(Exporter):
+    REPLAY = stacks.FRAMES | stacks.ENDS_ONLY  # an event is written whole, as its frame ends
+
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)
         self.text = io.TextIOWrapper(out, encoding="utf-8", newline="\n", write_through=True)
@@ -62,8 +64,9 @@ class ChromeExporter(Exporter):
         return ",\n" + json.dumps(head)[:-1] + f', "ts": {us(start)}, "dur": {us(end - start)}}}'
 
     def take_frames(self, replay: _core.Replay) -> None:
-        """The frames that ended, formatted in C (one line each, as ``_prefix`` and ``us`` say)."""
-        self.out.write(replay.take_chrome(self.prefix, self._prefix, self._gap))
+        """The frames that ended, formatted in C (one line each, as ``_prefix`` and ``us`` say) and
+        written straight from its buffer."""
+        replay.take_chrome(self.prefix, self._prefix, self._gap, self.out.write)
 
     def finish(self) -> None:
         self.text.write("\n]}\n")

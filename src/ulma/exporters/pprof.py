@@ -64,22 +64,41 @@ class PprofExporter(StackTreeExporter):
     def write_samples(self, z: gzip.GzipFile) -> dict[int, int]:
         """One sample per stack with time or calls; returns trace id -> location id."""
         location: dict[int, int] = {}
+        location_varint: dict[int, bytes] = {}  # trace id -> its location id, encoded
         thread_label: dict[int, bytes] = {}
         key = self.s("thread")
-        for node in range(1, len(self.fid)):
-            wall, calls = self.self_ns[node], self.calls[node]
-            if self.parent[node] < 0 or not (wall or calls):
+        parent, fids, self_ns, calls = self.parent, self.fid, self.self_ns, self.calls
+        roots = self.thread_of_root
+        varint, nested, location_key = pb.varint, pb.nested, pb.varint(S_LOCATION << 3 | 2)
+        value_key = pb.varint(S_VALUE << 3 | 2)
+        samples: list[bytes] = []
+        for node in range(1, len(fids)):
+            wall, count = self_ns[node], calls[node]
+            if parent[node] < 0 or not (wall or count):
                 continue  # a thread's root, or a stack only passed through
-            ids = [location.get(fid) or location.setdefault(fid, len(location) + 1)
-                   for fid in reversed(self.path(node))]  # innermost first
-            thread = self.thread_of_root[self.root(node)]
+            ids = []  # innermost first: up the tree to the thread's root
+            at = node
+            while parent[at] >= 0:
+                fid = fids[at]
+                code = location_varint.get(fid)
+                if code is None:
+                    code = location_varint[fid] = varint(location.setdefault(fid, len(location) + 1))
+                ids.append(code)
+                at = parent[at]
+            thread = roots[at]
             label = thread_label.get(thread)
             if label is None:
                 name = self.s(self.run.thread_name(thread))
-                label = thread_label[thread] = pb.nested(
+                label = thread_label[thread] = nested(
                     S_LABEL, pb.integer(LABEL_KEY, key) + pb.integer(LABEL_STR, name))
-            z.write(pb.nested(P_SAMPLE, pb.packed(S_LOCATION, ids) + pb.packed(S_VALUE, [wall, calls])
-                              + label))
+            packed_ids = b"".join(ids)
+            values = varint(wall) + varint(count)
+            samples.append(nested(P_SAMPLE, location_key + varint(len(packed_ids)) + packed_ids + value_key
+                                  + varint(len(values)) + values + label))
+            if len(samples) >= 1024:
+                z.write(b"".join(samples))
+                samples.clear()
+        z.write(b"".join(samples))
         return location
 
     def write_functions(self, z: gzip.GzipFile, locations: dict[int, int]) -> None:

@@ -11,6 +11,7 @@ values and the shared frame table follow its events.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from typing import IO, BinaryIO
@@ -23,12 +24,28 @@ SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 _FLUSH_BYTES = 1 << 20
 
 
+def _copy(sink: IO[bytes], out: BinaryIO) -> None:
+    """Everything written to sink, at the end of out: by the kernel (sendfile) when out is a file
+    descriptor that takes it, else read and written again."""
+    sink.flush()
+    size, done = sink.tell(), 0
+    try:
+        out_fd = out.fileno()
+        out.flush()
+        while done < size:
+            sent = os.sendfile(out_fd, sink.fileno(), done, size - done)
+            if not sent:
+                raise OSError("sendfile wrote nothing")
+            done += sent
+    except (OSError, ValueError):  # no descriptor, or one sendfile does not write to (O_APPEND)
+        sink.seek(done)
+        shutil.copyfileobj(sink, out, 1 << 20)
+
+
 class SpeedscopeExporter(Exporter):
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)
         self.frame_index: dict[int, int] = {}  # id -> index, in order of first entry
-        self.lines: dict[int, list[bytes]] = {}  # thread -> events not yet written, each ",\n{...}"
-        self.pending: dict[int, int] = {}  # thread -> bytes in lines
         self.sinks: dict[int, IO[bytes]] = {}  # thread -> where its events go
         self.first: dict[int, int] = {}  # thread -> time of its first event
         self.last: dict[int, int] = {}  # thread -> time of its last event (always a close)
@@ -45,46 +62,39 @@ class SpeedscopeExporter(Exporter):
         else:
             self.sinks[thread] = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in finish()
         self.first[thread] = t
-        self.lines[thread] = []
-        self.pending[thread] = 0
-
-    def _flush(self, thread: int) -> None:
-        lines = self.lines[thread]
-        if lines:
-            text = b"".join(lines)
-            if thread not in self.written:
-                text = text[2:]  # the profile's first event: no comma before it
-                self.written.add(thread)
-            self.sinks[thread].write(text)
-            lines.clear()
-            self.pending[thread] = 0
 
     def _head(self, thread: int) -> bytes:
         name = json.dumps(self.run.thread_name(thread))
         return f'{{"type": "evented", "name": {name}, "unit": "nanoseconds", "events": [\n'.encode()
 
+    def _write(self, thread: int, text: memoryview, first: int, last: int) -> None:
+        """A thread's events, held in C until there were _FLUSH_BYTES of them, into its sink."""
+        if thread not in self.sinks:
+            self._start(thread, first)
+        if last >= 0:
+            self.last[thread] = last
+        if thread in self.written:
+            self.sinks[thread].write(text)
+        else:  # the profile's first event: no comma before it
+            self.sinks[thread].write(text[2:])
+            self.written.add(thread)
+
     def take_frames(self, replay: _core.Replay) -> None:
         """Each frame's start ("O") and end ("C"), formatted in C, per thread."""
-        for thread, text, first, last in replay.take_speedscope(self.frame_index):
-            if thread not in self.sinks:
-                self._start(thread, first)
-            self.lines[thread].append(text)
-            self.pending[thread] += len(text)
-            if last >= 0:
-                self.last[thread] = last
-            if self.pending[thread] >= _FLUSH_BYTES:
-                self._flush(thread)
+        replay.take_speedscope(self.frame_index, _FLUSH_BYTES, self._write)
+
+    def replayed(self, replay: _core.Replay) -> None:
+        """What the replay still holds, every thread's."""
+        replay.take_speedscope(self.frame_index, 0, self._write)
 
     def finish(self) -> None:
         out = self.out
-        threads = sorted(self.lines, key=lambda slot: slot != self.direct)  # the direct one first
+        threads = sorted(self.sinks, key=lambda slot: slot != self.direct)  # the direct one first
         for index, thread in enumerate(threads):
-            self._flush(thread)
             sink = self.sinks[thread]
             if sink is not out:
                 out.write((",\n" if index else "").encode() + self._head(thread))
-                sink.seek(0)
-                shutil.copyfileobj(sink, out, 1 << 20)
+                _copy(sink, out)
                 sink.close()
             out.write(f'\n], "startValue": {self.first[thread]}, "endValue": {self.last[thread]}}}'.encode())
         frames = []

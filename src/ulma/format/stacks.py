@@ -7,7 +7,8 @@ aggregator runs (``_core/walk.h``; written out slowly in
 holds stacks, never the event stream.  What it makes depends on ``what``:
 
 - ``FRAMES``: every frame that starts or ends, handed to a sink's
-  ``enter``/``leave``/``gap`` in batches of packed transitions;
+  ``enter``/``leave``/``gap`` in batches of packed transitions (with
+  ``ENDS_ONLY``, no starts: for a writer that writes a frame as it ends);
 - ``TREE`` (``TREE_PER_THREAD``): the distinct stacks with self time and
   entries, read from the returned replay's ``tree()``;
 - ``PSTATS``: cProfile's figures per function and caller pair (``pstats()``).
@@ -38,6 +39,7 @@ FRAMES: Final = _core.REPLAY_FRAMES
 TREE: Final = _core.REPLAY_TREE
 TREE_PER_THREAD: Final = _core.REPLAY_TREE_PER_THREAD
 PSTATS: Final = _core.REPLAY_PSTATS
+ENDS_ONLY: Final = _core.REPLAY_ENDS_ONLY  # with FRAMES: frames as they end (and gaps) only
 _TRANSITION = struct.Struct("<qqqIiIBBH")  # replay.h's ulma_transition
 assert _TRANSITION.size == _core.TRANSITION_BYTES
 _ENTER, _LEAVE = 1, 2
