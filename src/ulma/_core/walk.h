@@ -18,6 +18,7 @@
  *     in between drops the group) closes the old stack at the last tick seen
  *     and pushes the stated frames, outermost first, at the group's tick
  *     (never before the last tick); after drops, the time between is lost;
+ *     a restatement (ULMA_SYNC_RESTATE) closes the old stack at its own tick;
  *   - CPU readings go to the `cpu` hook; other kinds are skipped.
  * The functions are inline and the hooks constant, so each user gets its own
  * copy of the loop with its hooks inlined: no call per event.
@@ -112,6 +113,9 @@ ULMA_WALK_INLINE void ulma_walk_exit(ulma_walk *w, const ulma_walk_hooks *h, voi
 ULMA_WALK_INLINE int ulma_walk_apply_sync(ulma_walk *w, const ulma_walk_hooks *h, void *ctx)
 {
     uint64_t close_at = w->last_tick;
+    /* a restatement after a switch lost nothing: the old stack ran until then */
+    if ((w->sync_flags & ULMA_SYNC_RESTATE) && w->sync_ticks > close_at)
+        close_at = w->sync_ticks;
     while (h->depth(ctx) > 0)
         h->pop(ctx, close_at);
     if (w->sync_ticks < close_at) /* only in a damaged stream */

@@ -15,7 +15,7 @@ import time
 
 from ulma.agent import listener
 from ulma.monitor.profile import Profile
-from ulma.monitor.session import Options, Session
+from ulma.monitor.session import Options, Session, scope_of
 
 
 class AttachError(Exception):
@@ -81,6 +81,7 @@ class Attachment:
         except BaseException:
             self.sock.close()
             raise
+        self.session.scope = scope_of(options.only, options.exclude)
         try:
             request = f"ATTACH {listener.PROTOCOL.decode()} {options.agent().encode()}\n".encode()
             fds = array.array("i", [self.session.fd])

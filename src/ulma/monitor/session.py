@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
+from ulma.monitor.control import Control
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 from ulma.monitor.terminal import Forwarding
 
@@ -62,7 +63,7 @@ class Target(Frozen):
 
 class Options(Frozen):
     __slots__ = ("cpu_interval_us", "empty_hooks", "engine", "exclude", "id_limit", "max_threads",
-                 "native_calls", "poll_seconds", "recording_floor", "ring_bytes", "trace_path")
+                 "native_calls", "only", "poll_seconds", "recording_floor", "ring_bytes", "trace_path")
 
     engine: str
     ring_bytes: int
@@ -75,13 +76,15 @@ class Options(Frozen):
     cpu_interval_us: int
     exclude: tuple[str, ...]
     id_limit: int  # function ids (0: 2**24); tests use fewer to reach the overflow row
+    only: tuple[str, ...]  # --only: trace only the Python functions these shell patterns match
 
     def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
                  max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
                  recording_floor: bool = False, poll_seconds: float = DRAIN_WAIT_SECONDS,
                  trace_path: str | None = None,
                  native_calls: bool = False, cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
-                 exclude: tuple[str, ...] = (), id_limit: int = 0) -> None:
+                 exclude: tuple[str, ...] = (), id_limit: int = 0,
+                 only: tuple[str, ...] = ()) -> None:
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "ring_bytes", ring_bytes)
         object.__setattr__(self, "max_threads", max_threads)
@@ -93,10 +96,11 @@ class Options(Frozen):
         object.__setattr__(self, "cpu_interval_us", cpu_interval_us)
         object.__setattr__(self, "exclude", exclude)
         object.__setattr__(self, "id_limit", id_limit)
+        object.__setattr__(self, "only", only)
 
     def agent(self) -> AgentOptions:
         return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
-                            self.id_limit)
+                            self.id_limit, self.only)
 
 
 def _hint_scale(text: str | None) -> float:
@@ -135,6 +139,9 @@ class Session:
         self.start_ticks: int = counters["start_ticks"]
         self.start_mono_ns: int = counters["start_mono_ns"]
         self.clock: str = counters["clock"]
+        self.scope: tuple[str, ...] = ()  # --only / --exclude in effect, for the report
+        self.control = Control(self.core, self.lock, lambda t: self.mono_ns(t, self.ns_per_tick()),
+                               time.monotonic_ns)
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -154,6 +161,7 @@ class Session:
                 self.symbols[sid] = Symbol(sid, kind, flags, name, files.setdefault(file, file), line)
         if recorder is not None:
             recorder.write(new, chunks)
+        self.control.poll()
         return n
 
     def clear(self) -> None:
@@ -221,8 +229,9 @@ class Session:
             python=sys.version.split()[0], wall_ns=wall_ns,
             engine=ENGINE_NAMES.get(counters["engine"], "none"), clock=self.clock,
             probe_ns=info["probe_ns"], split_known=info["cpu_samples"], schedstat=info["schedstat"],
-            native_calls=info["native_calls"],
+            native_calls=info["native_calls"], switched=self.switched(),
         )
+        profile.scope = self.scope
         profile.threads = [
             ThreadInfo(thread=t["thread"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
                        lost_ns=round(t["lost_ticks"] * scale), unmatched=t["unmatched"])
@@ -236,6 +245,13 @@ class Session:
         profile.ids_overflow = counters["ids_overflow"]
         profile.forked_children = counters["forked_children"]
         return profile
+
+    def switched(self) -> dict[int, tuple[bool, int]]:
+        """id -> (off now, ns it was off so far) of every function switched
+        through the control channel."""
+        now = time.monotonic_ns()
+        return {fid: (sw.off_since_ns is not None, sw.off_total(now))
+                for fid, sw in list(self.control.functions.items())}
 
     def agent_info(self) -> dict[str, Any]:
         with self.lock:
@@ -398,6 +414,7 @@ class Run:
                  stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None) -> None:
         self.options = options
         self.session = Session(options.ring_bytes, options.max_threads)
+        self.session.scope = scope_of(options.only, options.exclude)
         env = dict(os.environ)
         env[bootstrap.ENV_FD] = str(self.session.fd)
         env[bootstrap.ENV_OPTIONS] = options.agent().encode()
@@ -516,6 +533,11 @@ class Run:
             trace_error = self.recorder.error
         self.session.close()
         return RunResult(returncode, profile, started, trace_error)
+
+
+def scope_of(only: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
+    """The --only and --exclude options in effect, as the report names them."""
+    return (*(f"--only {p}" for p in only), *(f"--exclude {p}" for p in exclude))
 
 
 def _consumed(rows: list[_Row]) -> Iterator[_Row]:
