@@ -63,6 +63,7 @@ def _header(profile: Profile) -> dict[str, Any]:
         "hooks_displaced": profile.hooks_displaced,
         "ids_overflow": profile.ids_overflow,
         "forked_children": profile.forked_children,
+        "scope": list(profile.scope),
     }
 
 
@@ -80,7 +81,7 @@ def _function(f: FunctionStats, known: bool) -> dict[str, Any]:
         "overhead_ns": f.overhead_ns, "unmeasured_ns": f.unmeasured_ns,
         "self_cpu_ns": f.self_cpu_ns if known else None, "self_wait_ns": f.self_wait_ns if known else None,
         "self_overhead_ns": f.self_overhead_ns, "call_overhead_ns": f.call_overhead_ns,
-        "native": f.native,
+        "native": f.native, "off": f.off, "off_ns": f.off_ns, "untraced_callees": f.untraced_callees,
     }
 
 
