@@ -10,7 +10,10 @@
 #include "symbols.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -32,6 +35,7 @@ __thread ulma_tls_writer tls_hot __attribute__((tls_model("initial-exec"))) = {N
 int g_native_calls = 0;
 
 static ulma_control *g_ctl; /* the control channel; NULL: none (another version, or no session) */
+static int g_bell_running;  /* its waiter thread (below) runs */
 static __thread ulma_writer *tls_writer_keep; /* this thread's writer, across sessions */
 static __thread int tls_ignored;              /* ulma's own threads are never traced */
 static size_t g_head_bytes;   /* header, free queue and symbol table: mapped at start */
@@ -104,6 +108,7 @@ static void at_fork_child(void)
     g_forked_from = h;
     g_session = NULL;
     g_ctl = NULL;
+    g_bell_running = 0; /* only this thread survived the fork */
     next_generation();
 }
 
@@ -357,7 +362,9 @@ static inline void put(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t idv, u
 
 /* ---- the control channel (records.h) ---------------------------------- */
 
-static uint64_t g_ctl_acked;     /* our own count: what the header says is not trusted */
+/* our own count (what the header says is not trusted); written under the
+ * GIL, read by the doorbell thread too */
+static _Atomic uint64_t g_ctl_acked;
 static uint64_t g_poll_ticks = UINT64_MAX; /* without CPU readings: the slow path this often */
 
 /* Switches function `id` off or on.  1 if it changed, 0 if it already was
@@ -395,15 +402,16 @@ static int control_apply(uint64_t t)
     ulma_control *c = g_ctl;
     uint64_t posted = atomic_load_explicit(&c->posted, memory_order_acquire);
     int changed = 0, restart = 0;
-    uint64_t todo = posted - g_ctl_acked;
+    uint64_t acked = atomic_load_explicit(&g_ctl_acked, memory_order_relaxed);
+    uint64_t todo = posted - acked;
     if (todo > ULMA_CONTROL_SLOTS) {
         /* more than the channel holds, or `posted` went back: garbage */
         atomic_fetch_add_explicit(&c->refused, 1, memory_order_relaxed);
-        g_ctl_acked = posted;
+        atomic_store_explicit(&g_ctl_acked, posted, memory_order_relaxed);
         atomic_store_explicit(&c->acked, posted, memory_order_release);
         return 0;
     }
-    for (uint64_t k = g_ctl_acked + 1; k <= posted; k++) {
+    for (uint64_t k = acked + 1; k <= posted; k++) {
         ulma_control_cmd *cmd = &c->cmd[(k - 1) & (ULMA_CONTROL_SLOTS - 1)];
         uint64_t seq = atomic_load_explicit(&cmd->seq, memory_order_acquire);
         uint32_t op = cmd->op, arg = cmd->arg;
@@ -419,7 +427,7 @@ static int control_apply(uint64_t t)
                               memory_order_relaxed);
         if (rc < 0)
             atomic_fetch_add_explicit(&c->refused, 1, memory_order_relaxed);
-        g_ctl_acked = k;
+        atomic_store_explicit(&g_ctl_acked, k, memory_order_relaxed);
         atomic_store_explicit(&c->acked, k, memory_order_release);
     }
     if (!changed)
@@ -446,10 +454,81 @@ static int control_apply(uint64_t t)
 static inline int control_poll(uint64_t t)
 {
     ulma_control *c = g_ctl;
-    if (ULMA_LIKELY(!c || atomic_load_explicit(&c->posted, memory_order_relaxed) == g_ctl_acked))
+    if (ULMA_LIKELY(!c || atomic_load_explicit(&c->posted, memory_order_relaxed) ==
+                                  atomic_load_explicit(&g_ctl_acked, memory_order_relaxed)))
         return 0;
     return control_apply(t);
 }
+
+/* ---- the doorbell: commands applied while no traced function runs ------ */
+
+static pthread_t g_bell_thread;
+static atomic_int g_bell_stop;
+
+static int finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+/* The waiter: woken by the monitor after it posted, it takes the GIL (the
+ * program's threads give it up every switch interval) and applies the
+ * commands, as a slow path would.  It runs no Python code and is never
+ * traced (ulma_agent_ignore_thread). */
+static void *bell_main(void *arg)
+{
+    ulma_control *c = arg;
+    int ignored = 0;
+    for (;;) {
+        uint32_t seen = atomic_load_explicit(&c->doorbell, memory_order_acquire);
+        if (atomic_load_explicit(&g_bell_stop, memory_order_acquire))
+            return NULL;
+        if (atomic_load_explicit(&c->posted, memory_order_acquire) !=
+                atomic_load_explicit(&g_ctl_acked, memory_order_relaxed) &&
+            !finalizing()) {
+            PyGILState_STATE st = PyGILState_Ensure();
+            if (!ignored) {
+                ulma_agent_ignore_thread();
+                ignored = 1;
+            }
+            if (g_session && g_ctl && !atomic_load_explicit(&g_bell_stop, memory_order_acquire))
+                control_poll(ulma_ticks(g_clock));
+            PyGILState_Release(st);
+        }
+        /* a shared futex (the monitor is another process); at most 1 s asleep,
+         * so a stop or a lost wake-up is seen anyway */
+        struct timespec ts = {1, 0};
+        syscall(SYS_futex, &c->doorbell, FUTEX_WAIT, seen, &ts, NULL, 0);
+    }
+}
+
+/* Starts the waiter, every signal blocked in it: they stay the program's. */
+static void bell_start(ulma_control *c)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    atomic_store(&g_bell_stop, 0);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    g_bell_running = pthread_create(&g_bell_thread, NULL, bell_main, c) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void bell_stop(ulma_control *c)
+{
+    if (!g_bell_running)
+        return;
+    atomic_store_explicit(&g_bell_stop, 1, memory_order_release);
+    atomic_fetch_add_explicit(&c->doorbell, 1, memory_order_release);
+    syscall(SYS_futex, &c->doorbell, FUTEX_WAKE, 1, NULL, NULL, 0);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(g_bell_thread, NULL);
+    Py_END_ALLOW_THREADS
+    g_bell_running = 0;
+}
+
 
 /* While a ring stays full (a monitor stopped or slow), each event is only
  * counted: no CPU reading, no stack walk, no store the monitor reads.  Room
@@ -841,7 +920,8 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
      * every CPU reading, or every ULMA_CONTROL_POLL_US without them */
     ulma_control *ctl = ulma_session_control(h);
     g_ctl = ctl->version == ULMA_CONTROL_VERSION && !empty ? ctl : NULL;
-    g_ctl_acked = g_ctl ? atomic_load_explicit(&ctl->acked, memory_order_acquire) : 0;
+    atomic_store_explicit(&g_ctl_acked, g_ctl ? atomic_load_explicit(&ctl->acked, memory_order_acquire) : 0,
+                          memory_order_relaxed);
     g_poll_ticks = UINT64_MAX;
     if (g_ctl && !g_reading_ticks && h->ns_per_tick_hint > 0) {
         g_poll_ticks = (uint64_t)(ULMA_CONTROL_POLL_US * 1000.0 / h->ns_per_tick_hint);
@@ -864,6 +944,8 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         return -1;
     }
     g_engine = engine;
+    if (g_ctl)
+        bell_start(g_ctl);
     return 0;
 }
 
@@ -877,6 +959,8 @@ void ulma_agent_stop(int flush)
         flush = 0;
     }
     g_forked_from = NULL;
+    if (g_ctl)
+        bell_stop(g_ctl);
     if (g_engine == ULMA_ENGINE_MONITORING)
         ulma_engine_monitoring_stop();
     else if (g_engine == ULMA_ENGINE_PEP523)

@@ -251,9 +251,13 @@ static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its
  *     ULMA_CONTROL_SLOTS] -- op, arg, then seq = k with release -- and then
  *     release-stores posted = k.  It never has more than ULMA_CONTROL_SLOTS
  *     commands unacknowledged.
- *   - the agent polls only in its slow path (ulma_emit_slow, taken every CPU
+ *   - the agent polls in its slow path (ulma_emit_slow, taken every CPU
  *     interval, or every ULMA_CONTROL_POLL_US without CPU readings): one
- *     acquire load of `posted` against its own private count.  For each new
+ *     load of `posted` against its own private count.  As a program whose
+ *     traced functions do not run takes no slow path (everything switched
+ *     off, say), the monitor also rings `doorbell`: an agent thread waiting
+ *     on it (a futex, no GIL) asks the interpreter for a pending call, and
+ *     the main thread polls at its next safe point.  For each new
  *     command it checks seq == k, the op and the argument, applies it (or
  *     refuses it: status REFUSED, `refused` + 1), writes status and the tick
  *     it took effect (done_ticks), then release-stores acked = k.
@@ -289,7 +293,8 @@ typedef struct {
     _Atomic uint64_t posted;   /* monitor: commands written */
     _Atomic uint64_t acked;    /* agent: commands applied or refused */
     _Atomic uint64_t refused;  /* agent: commands refused (garbage, unknown op or id) */
-    uint8_t pad[32];
+    _Atomic uint32_t doorbell; /* monitor: + 1 and FUTEX_WAKE after posting (a futex word) */
+    uint8_t pad[28];
     ulma_control_cmd cmd[ULMA_CONTROL_SLOTS];
 } ulma_control;
 static_assert(sizeof(ulma_control) == 64 + 32 * ULMA_CONTROL_SLOTS, "control block layout");
