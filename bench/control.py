@@ -14,8 +14,9 @@
 
 3. `--only` in instructions (exact where wall time is noisy): the workload's loop run under
    `valgrind --tool=callgrind` in one process, counting only the loop (entered through `map`,
-   `--toggle-collect=map_next`), plain and with the agent on an in-process session with --only
-   chosen (CPU readings every 100 us as by default; no monitor).  `--no-callgrind` skips it.
+   `--toggle-collect=map_next`), plain and with the agent on an in-process session: --only
+   chosen, --only matching nothing (what the untraced functions cost), full tracing (CPU
+   readings every 100 us as by default; no monitor).  `--no-callgrind` skips it.
 
 The idle channel's cost is not wall-clock here: `bench/per_event.py` counts the instructions per
 event with callgrind (see README.md).
@@ -67,15 +68,15 @@ def only_cost(rounds: int, engine: list[str]) -> None:
         for mode, cmd in modes.items():
             if mode == "plain":
                 continue
-            t, c, got = seconds(cmd)
+            t, cpu_t, got = seconds(cmd)
             if got != check:
                 raise SystemExit(f"{mode} changed the program's result: {got} != {check}")
             walls[mode].append(t / base)
-            cpus[mode].append(c / base_cpu)
+            cpus[mode].append(cpu_t / base_cpu)
     print(f"--only on workloads/scoped.py ({rounds} rounds, plain median {statistics.median(plain):.3f} s); "
           "ratio to plain: wall | the program thread's CPU time (robust to a busy machine)")
     for mode in walls:
-        w, c = walls[mode], cpus[mode]
+        w, c = walls[mode], cpus[mode]  # ratios per round
         line = (f"  {mode:<14} wall {statistics.median(w):.3f}x [{min(w):.3f} .. {max(w):.3f}]  "
                 f"cpu {statistics.median(c):.3f}x [{min(c):.3f} .. {max(c):.3f}]")
         if mode == "--only chosen":
@@ -134,8 +135,8 @@ def callgrind_child(mode: str, engine: str) -> None:
         return
     fd = os.memfd_create("ulma-control-bench", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 64 << 20, 4)
-    _core.agent_start(fd, resolve_engine(engine), cpu_interval_us=100,
-                      only=["chosen"] if mode == "only" else None)
+    only = {"only": ["chosen"], "none": ["no-such-module"]}.get(mode)
+    _core.agent_start(fd, resolve_engine(engine), cpu_interval_us=100, only=only)
     try:
         sum(map(lambda i: scoped.step(acc, i), range(CALLGRIND_ROUNDS)))
     finally:
@@ -164,9 +165,11 @@ def callgrind_instructions(mode: str, engine: str) -> int:
 def only_instructions(engine: str) -> None:
     plain = callgrind_instructions("plain", engine)
     only = callgrind_instructions("only", engine)
+    none = callgrind_instructions("none", engine)
     full = callgrind_instructions("full", engine)
-    print(f"--only in instructions (callgrind, {CALLGRIND_ROUNDS} rounds of the loop): plain {plain:,}, "
-          f"--only chosen {only / plain:.3f}x, full tracing {full / plain:.3f}x   "
+    print(f"--only in instructions (callgrind, {CALLGRIND_ROUNDS} rounds of the loop): plain {plain:,}; "
+          f"ratio to plain: --only chosen {only / plain:.3f}x, --only matching nothing {none / plain:.3f}x, "
+          f"full tracing {full / plain:.3f}x   "
           f"target <= {ONLY_TARGET}x: {'ok' if only / plain <= ONLY_TARGET else 'MISS'}")
 
 
@@ -176,7 +179,7 @@ def main() -> None:
     p.add_argument("--switches", type=int, default=20)
     p.add_argument("--engine", default="auto")
     p.add_argument("--no-callgrind", action="store_true")
-    p.add_argument("--child", choices=("plain", "only", "full"), help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=("plain", "only", "none", "full"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         callgrind_child(args.child, args.engine)

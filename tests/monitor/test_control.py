@@ -152,7 +152,8 @@ def test_garbage_in_the_channel_is_refused_counted_and_changes_nothing(driven: D
     assert core.post(77, hot) == 3  # no such op
     driven.round(1000)
     assert core.control()["refused"] == 3 and core.control()["acked"] == 3
-    assert [core.command(k)[0] for k in (1, 2, 3)] == ["refused"] * 3
+    statuses = [core.command(k) for k in (1, 2, 3)]
+    assert all(st is not None and st[0] == "refused" and st[1] > 0 for st in statuses), statuses
     # a hostile writer: a slot whose number is not the one expected, then a
     # `posted` far beyond what the channel holds
     cmd = _core.LAYOUT["CONTROL_CMD_BYTES"]

@@ -1,7 +1,7 @@
 """A program whose package `scopedpkg` makes about a tenth of the calls
 (ulma run --only scopedpkg / --exclude): the rest are calls of its own."""
 
-from scopedpkg.work import Acc, chosen
+from scopedpkg.work import Acc, chosen  # type: ignore[import-not-found]
 
 
 def other(x: int) -> int:

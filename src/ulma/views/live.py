@@ -30,8 +30,8 @@ from textual.widgets import Input, Log, Static
 
 from ulma.monitor.control import ChannelFull
 from ulma.monitor.live import Health, LiveSource, Rates, Snapshot, rates
-from ulma.monitor.profile import FunctionStats
 from ulma.monitor.output import Captured, Stream
+from ulma.monitor.profile import FunctionStats
 from ulma.views import bar
 from ulma.views.grid import Cell, Col, Grid
 from ulma.views.live_rows import (
@@ -313,15 +313,13 @@ class LiveView(App[None]):
 
     def _cells(self, row: Row, wall: int) -> list[Cell]:
         f = row.stats
-        name: Cell = [(f.name, "bold"), (f"  {where(f.file, f.line, self.roots)}", "dim")]
         mark = self._switch_mark(f)
-        if mark:
-            name.insert(1, (f"  {mark}", "bold magenta"))
+        name: Cell = [(f.name, "bold"), *([(f"  {mark}", "bold magenta")] if mark else []),
+                      (f"  {where(f.file, f.line, self.roots)}", "dim")]
         known = self.snap is None or self.snap.profile.split_known
-        values = texts(row)
+        values = list(texts(row))
         if f.untraced_callees:  # its self time holds callees' time while they were off
-            at = COLUMN_INDEX["self"] - 1
-            values = [*values[:at], values[at] + UNTRACED_MARK, *values[at + 1:]]
+            values[COLUMN_INDEX["self"] - 1] += UNTRACED_MARK
         return [name, *([(v, "")] for v in values), time_bar(row, known, wall, self.bar_width)]
 
     def _switch_mark(self, f: FunctionStats) -> str:

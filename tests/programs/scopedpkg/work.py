@@ -24,6 +24,6 @@ def chosen(acc: Acc, x: int) -> None:
     try:
         risky(x)
     except ValueError:
-        pass
+        acc.add(0)
     if x % 50 == 0:
         depth(5)
