@@ -561,9 +561,6 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     }
     static uint32_t ids[ULMA_MAX_SYNC_FRAMES + 1];
     ulma_ring_header *r = w->ring;
-    if (ULMA_UNLIKELY(control_poll(t)) && g_engine == ULMA_ENGINE_MONITORING &&
-        ulma_id_off(idv & ULMA_ID_MASK) && kind != ULMA_C_CALL && kind != ULMA_C_RETURN)
-        return; /* its function was just switched off: the next event restates the stack */
     uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
     uint64_t cap = w->mask + 1;
     ulma_event reading[2];
@@ -578,6 +575,11 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
         if (pos - r->tail_cache + ULMA_MIN_RESTATEMENT > cap)
             goto drop; /* still full: no reading, no walk */
     }
+    /* the control channel, while the ring has room (its waiter thread
+     * applies commands meanwhile); may set need_sync (a restatement) */
+    if (ULMA_UNLIKELY(control_poll(t)) && g_engine == ULMA_ENGINE_MONITORING &&
+        ulma_id_off(idv & ULMA_ID_MASK) && kind != ULMA_C_CALL && kind != ULMA_C_RETURN)
+        return; /* its function was just switched off: the next event restates the stack */
     if (g_reading_ticks && (r->need_sync || t >= w->next_reading)) {
         nread = ulma_take_reading(w, t, r->need_sync, reading);
         t_event = ulma_ticks(g_clock);

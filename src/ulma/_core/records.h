@@ -297,7 +297,8 @@ typedef struct {
     uint8_t pad[28];
     ulma_control_cmd cmd[ULMA_CONTROL_SLOTS];
 } ulma_control;
-static_assert(sizeof(ulma_control) == 64 + 32 * ULMA_CONTROL_SLOTS, "control block layout");
+static_assert(sizeof(ulma_control) == 2112, "control block layout: 64 bytes, then the slots");
+static_assert(sizeof(ulma_control) == 64 + sizeof(ulma_control_cmd) * ULMA_CONTROL_SLOTS, "control block layout");
 
 typedef struct {
     /* line 0: the producer's cursors.  The consumer reads write_pos only
