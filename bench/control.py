@@ -15,8 +15,9 @@
 3. `--only` in instructions (exact where wall time is noisy): the workload's loop run under
    `valgrind --tool=callgrind` in one process, counting only the loop (entered through `map`,
    `--toggle-collect=map_next`), plain and with the agent on an in-process session: --only
-   chosen, --only matching nothing (what the untraced functions cost), full tracing (CPU
-   readings every 100 us as by default; no monitor).  `--no-callgrind` skips it.
+   chosen, --only matching nothing (what the untraced functions cost), full tracing; no CPU
+   readings (valgrind runs ~50x slower, so they would come ~50x more often per event than in a
+   real run, as bench/per_event.py explains); no monitor.  `--no-callgrind` skips it.
 
 The idle channel's cost is not wall-clock here: `bench/per_event.py` counts the instructions per
 event with callgrind (see README.md).
@@ -136,7 +137,7 @@ def callgrind_child(mode: str, engine: str) -> None:
     fd = os.memfd_create("ulma-control-bench", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 64 << 20, 4)
     only = {"only": ["chosen"], "none": ["no-such-module"]}.get(mode)
-    _core.agent_start(fd, resolve_engine(engine), cpu_interval_us=100, only=only)
+    _core.agent_start(fd, resolve_engine(engine), cpu_interval_us=0, only=only)
     try:
         sum(map(lambda i: scoped.step(acc, i), range(CALLGRIND_ROUNDS)))
     finally:

@@ -115,6 +115,20 @@ static inline __attribute__((always_inline)) void code_exit(PyCodeObject *co, ui
     ulma_code_event_slow(co, kind, 0, 1); /* rare: not worth inlining the lookup again */
 }
 
+/* Is a code object whose co_extra slot holds `v` a function not traced now
+ * (--only, --exclude, switched off)?  Such a frame goes straight to the
+ * next evaluator: no clock read, no record, no exit. */
+static inline int slot_off(uintptr_t v)
+{
+    return ((uint32_t)v & ~ULMA_GEN_SLOW) == g_code_gen && ((uint64_t)v >> 32) & ULMA_ID_OFF;
+}
+
+static inline int code_off(PyCodeObject *co)
+{
+    ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
+    return x != NULL && g_extra_index < x->size && slot_off((uintptr_t)x->slots[g_extra_index]);
+}
+
 /* the session whose native_profile this thread runs, or 0 (initial-exec: read per call) */
 static __thread uint32_t tls_native_gen __attribute__((tls_model("initial-exec")));
 static void native_displaced(void);
@@ -132,6 +146,8 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
         native_displaced();
     PyGenObject *gen = NULL;
     uint8_t kind = ULMA_CALL;
+    if (ULMA_UNLIKELY(code_off(co)))
+        return eval_next(ts, f, throwflag);
     if (!gens && ULMA_UNLIKELY(co->co_flags & GEN_FLAGS))
         return traced_gen_eval(ts, f, throwflag);
     if (gens && (co->co_flags & GEN_FLAGS)) {
@@ -274,8 +290,11 @@ counter_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, in
     /* the code's id and the thread's writer are this session's (a writer
      * is there: agent.h), and the code is not a generator's nor off
      * (ULMA_GEN_SLOW): its id is written as it is (symbols.h) */
-    if (ULMA_UNLIKELY(((uint32_t)v != g_code_gen) | (gen != g_generation)))
+    if (ULMA_UNLIKELY(((uint32_t)v != g_code_gen) | (gen != g_generation))) {
+        if (slot_off(v)) /* not traced now: straight on */
+            return chain ? eval_next(ts, f, throwflag) : eval_default(ts, f, throwflag);
         return traced_any_eval(ts, f, throwflag);
+    }
     ulma_writer *w = tls_writer;
     uint64_t word = v >> 32;
     uint64_t t = ulma_counter_ticks();

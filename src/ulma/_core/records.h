@@ -298,7 +298,7 @@ typedef struct {
     ulma_control_cmd cmd[ULMA_CONTROL_SLOTS];
 } ulma_control;
 static_assert(sizeof(ulma_control) == 2112, "control block layout: 64 bytes, then the slots");
-static_assert(sizeof(ulma_control) == 64 + sizeof(ulma_control_cmd) * ULMA_CONTROL_SLOTS, "control block layout");
+static_assert(64 + sizeof(ulma_control_cmd) * ULMA_CONTROL_SLOTS == sizeof(ulma_control), "control block layout");
 
 typedef struct {
     /* line 0: the producer's cursors.  The consumer reads write_pos only

@@ -188,10 +188,14 @@ ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void
                 w->sync_have = 0;
                 w->sync_flags = e->flags;
                 w->sync_ticks = t;
-                if (e->aux == 0)
-                    rc = ulma_walk_apply_sync(w, h, ctx);
-                /* the old stack closes at the tick before the group */
+                /* the old stack closes at the tick before the group (a
+                 * restatement: at the group's own, which it then reached) */
                 t = w->last_tick;
+                if (e->aux == 0) {
+                    rc = ulma_walk_apply_sync(w, h, ctx);
+                    if (e->flags & ULMA_SYNC_RESTATE)
+                        t = w->sync_ticks;
+                }
             } else if ((e->flags & ULMA_SYNC_FRAME) && w->sync_have < w->sync_want) {
                 /* an id past the limit stays one (it is not pushed) */
                 uint32_t id = e->id < ULMA_MAX_FUNC_ID ? e->id : ULMA_MAX_FUNC_ID;

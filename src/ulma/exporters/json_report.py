@@ -20,7 +20,12 @@ profile function or frame evaluator took over from ulma's; calls into C are
 not traced in a thread after that), ``ids_overflow`` (functions made after every function id
 was taken: their calls are in the row "<functions past the id limit>"),
 ``forked_children`` (children the program forked while profiled: they ran
-unprofiled, and are in no count).
+unprofiled, and are in no count), ``scope`` (the --only and --exclude options
+in effect: what they leave out is not traced, its time is in its callers'
+self time).  Per function: ``off`` (switched off now), ``off_ns`` (how long
+it was switched off through the control channel; its counts cover the time
+it was on) and ``untraced_callees`` (its self time includes a callee's time
+while that callee was switched off: not its own measured CPU).
 Loss besides drops: ``untraced_threads`` (threads that got
 no ring: more were alive at once than --max-threads), ``untraced_events``
 (their events, counted, not recorded) and ``symbols_lost`` (function names

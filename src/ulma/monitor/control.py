@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from ulma import _core
 
@@ -26,23 +25,33 @@ class ChannelFull(Exception):
     no Python code, or it is not there): nothing more is posted."""
 
 
-@dataclass(slots=True)
 class Command:
-    seq: int
-    fid: int
-    off: bool
-    posted_ns: int  # CLOCK_MONOTONIC when posted
-    status: str = "pending"  # "applied" or "refused" once acknowledged
-    done_ns: int | None = None  # when it took effect (the agent's tick, as CLOCK_MONOTONIC)
+    """One command posted (plain class: `ulma run` imports no dataclasses)."""
+
+    __slots__ = ("done_ns", "fid", "off", "posted_ns", "seq", "status")
+
+    def __init__(self, seq: int, fid: int, off: bool, posted_ns: int) -> None:
+        self.seq = seq
+        self.fid = fid
+        self.off = off
+        self.posted_ns = posted_ns  # CLOCK_MONOTONIC when posted
+        self.status = "pending"  # "applied" or "refused" once acknowledged
+        self.done_ns: int | None = None  # when it took effect (the agent's tick, as CLOCK_MONOTONIC)
+
+    def __repr__(self) -> str:
+        return (f"Command(seq={self.seq}, fid={self.fid}, off={self.off}, status={self.status!r}, "
+                f"posted_ns={self.posted_ns}, done_ns={self.done_ns})")
 
 
-@dataclass(slots=True)
 class Switched:
     """What the monitor knows of one function that was ever switched."""
 
-    off_since_ns: int | None = None  # off now, since then
-    off_ns: int = 0  # closed spans of being off
-    pending: bool = False  # a command for it awaits its acknowledgement
+    __slots__ = ("off_ns", "off_since_ns", "pending")
+
+    def __init__(self) -> None:
+        self.off_since_ns: int | None = None  # off now, since then
+        self.off_ns = 0  # closed spans of being off
+        self.pending = False  # a command for it awaits its acknowledgement
 
     def off_total(self, now_ns: int) -> int:
         """Time it was off so far."""
