@@ -104,6 +104,8 @@ class ThreadModel:
 
     def apply_sync(self) -> None:
         close_at = self.last
+        if self.sync_flags & records.SYNC_RESTATE:  # nothing lost: the old stack ran until then
+            close_at = max(close_at, self.sync_ticks)
         while self.stack:
             self.pop(close_at)
         self.sync_ticks = max(self.sync_ticks, close_at)  # only a damaged stream goes back
@@ -131,9 +133,11 @@ class ThreadModel:
                 if e.flags & records.SYNC_BEGIN:
                     self.sync_want, self.sync_ids = e.aux, []
                     self.sync_flags, self.sync_ticks = e.flags, t
+                    t = self.last
                     if e.aux == 0:
                         self.apply_sync()
-                    t = self.last
+                        if e.flags & records.SYNC_RESTATE:
+                            t = self.sync_ticks
                 elif e.flags & records.SYNC_FRAME and len(self.sync_ids) < self.sync_want:
                     self.sync_ids.append(e.id)
                     t = self.last
@@ -321,6 +325,8 @@ class FrameWalk:
             self.sync_flags, self.sync_ticks = flags, ticks
             if aux == 0:
                 self._apply_sync(sink)
+                if flags & records.SYNC_RESTATE:
+                    return self.sync_ticks
             return self.last
         if flags & records.SYNC_FRAME and len(self.sync_ids) < self.sync_want:
             self.sync_ids.append(fid)
@@ -331,10 +337,13 @@ class FrameWalk:
         return ticks
 
     def _apply_sync(self, sink: Sink) -> None:
-        close_at = (self.last - self.t0) * self.scale >> SCALE_BITS
+        last = self.last
+        if self.sync_flags & records.SYNC_RESTATE:  # nothing lost: the old stack ran until then
+            last = max(last, self.sync_ticks)
+        close_at = (last - self.t0) * self.scale >> SCALE_BITS
         while self.fids:
             self._pop(close_at, sink.leave)
-        self.sync_ticks = max(self.sync_ticks, self.last)  # only a damaged stream goes back
+        self.sync_ticks = max(self.sync_ticks, last)  # only a damaged stream goes back
         at = (self.sync_ticks - self.t0) * self.scale >> SCALE_BITS
         if self.sync_flags & records.SYNC_AFTER_DROP:
             sink.gap(self.thread, close_at, at)

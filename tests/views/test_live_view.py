@@ -406,3 +406,66 @@ def test_clear_after_the_program_ended_keeps_the_history_and_never_shows_a_negat
 
     with live_run(SHORT_PROGRAM, ()) as (live, _):
         drive(body, live)
+
+
+def fid_of(app: LiveView, k: FuncKey) -> int:
+    r = row(app, k)
+    assert r is not None and r.stats.fid, k
+    return r.stats.fid
+
+
+def cells_text(app: LiveView, k: FuncKey) -> str:
+    table = app.query_one("#functions", Grid)
+    cells = table.rows[table.keys.index(row_id(k))]
+    return " | ".join("".join(text for text, _style in cell) for cell in cells)
+
+
+def test_x_switches_the_selected_function_off_and_on_and_its_counts_stop_and_resume() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, COLD) >= 100, "100 calls of cold()")
+        control = live.control
+        cold = fid_of(app, COLD)
+        app.query_one("#functions", Grid).move_to(row_id(COLD))
+        await pilot.press("x")
+        assert cold in control.functions  # asked: the row says "off…" until the agent took it
+        await until(app, pilot, lambda: control.is_off(cold), "the agent to switch cold() off")
+        (cmd,) = control.done
+        assert cmd.status == "applied" and cmd.done_ns is not None
+        assert cmd.done_ns - cmd.posted_ns < 100_000_000  # took effect within 100 ms
+        # the counts stop: spin() goes on calling cold() 50 times a round, none counted
+        await until(app, pilot, lambda: calls(app, SPIN) >= 2, "a round of spin()")
+        frozen, rounds = calls(app, COLD), calls(app, SPIN)
+        await until(app, pilot, lambda: calls(app, SPIN) >= rounds + 3, "three more rounds")
+        assert calls(app, COLD) == frozen < 50 * calls(app, SPIN)
+        assert "off " in cells_text(app, COLD)
+        assert "*" in cells_text(app, SPIN)  # its self time holds cold()'s, unmeasured: marked
+        await pilot.press("x")  # the cursor is still on cold(): on again
+        await until(app, pilot, lambda: not control.is_off(cold), "the agent to switch cold() on")
+        await until(app, pilot, lambda: calls(app, COLD) >= frozen + 100, "cold() to be counted again")
+        assert "was off" in cells_text(app, COLD)
+
+    with live_run() as (live, _):
+        drive(body, live)
+
+
+def test_x_after_a_filter_switches_every_function_shown_and_shift_x_the_whole_module() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, SPIN) >= 1 and calls(app, HOT) >= 1, "a round")
+        control = live.control
+        await pilot.press("slash", *"live_target.py:2", "enter")  # cold() and spin(), lines 2x
+        shown = set(app.shown)
+        assert shown == {COLD, SPIN}, shown
+        await pilot.press("x")
+        wanted = {fid_of(app, k) for k in shown}
+        await until(app, pilot, lambda: all(control.is_off(f) for f in wanted), "all shown off")
+        assert not control.is_off(fid_of(app, HOT))
+        await pilot.press("escape")
+        app.query_one("#functions", Grid).move_to(row_id(HOT))
+        await pilot.press("X")  # the module: some are off, so all go off
+        module = {fid_of(app, r.key) for r in app.rows if r.key[1] == str(PROGRAM)}
+        await until(app, pilot, lambda: all(control.is_off(f) for f in module), "the module off")
+        await pilot.press("X")  # all off: all on again
+        await until(app, pilot, lambda: not any(control.is_off(f) for f in module), "the module on")
+
+    with live_run() as (live, _):
+        drive(body, live)

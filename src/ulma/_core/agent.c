@@ -10,7 +10,10 @@
 #include "symbols.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -26,10 +29,13 @@
 ulma_session_header *g_session = NULL;
 uint32_t g_clock = ULMA_CLOCK_MONOTONIC;
 uint32_t g_generation = 0;
+uint32_t g_code_gen = 0;
 Py_ssize_t g_extra_index = -1;
 __thread ulma_tls_writer tls_hot __attribute__((tls_model("initial-exec"))) = {NULL, 0};
 int g_native_calls = 0;
 
+static ulma_control *g_ctl; /* the control channel; NULL: none (another version, or no session) */
+static int g_bell_running;  /* its waiter thread (below) runs */
 static __thread ulma_writer *tls_writer_keep; /* this thread's writer, across sessions */
 static __thread int tls_ignored;              /* ulma's own threads are never traced */
 static size_t g_head_bytes;   /* header, free queue and symbol table: mapped at start */
@@ -81,6 +87,15 @@ static void next_generation(void)
 {
     if (++g_generation >= ULMA_GEN_SLOW)
         g_generation = 1;
+    if (++g_code_gen >= ULMA_GEN_SLOW)
+        g_code_gen = 1;
+}
+
+/* What is traced changed: every code object finds its id again. */
+static void next_code_gen(void)
+{
+    if (++g_code_gen >= ULMA_GEN_SLOW)
+        g_code_gen = 1;
 }
 
 static void at_fork_child(void)
@@ -92,6 +107,8 @@ static void at_fork_child(void)
     atomic_fetch_add_explicit(&h->forked_children, 1, memory_order_relaxed);
     g_forked_from = h;
     g_session = NULL;
+    g_ctl = NULL;
+    g_bell_running = 0; /* only this thread survived the fork */
     next_generation();
 }
 
@@ -298,22 +315,32 @@ static uint32_t walk_stack(uint32_t *ids, uint32_t cap, int *truncated)
         PyCodeObject *co = frame_code(f);
         if (!co)
             continue;
+        uint32_t idv = ulma_code_id(co);
+        if (idv & ULMA_ID_OFF)
+            continue; /* not traced now: none of its events is written */
         if (n == cap) {
             *truncated = 1;
             break;
         }
-        ids[n++] = ulma_code_id(co);
+        ids[n++] = idv;
     }
     return n;
 }
 
-void ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event)
+int ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event, int force)
 {
     ulma_writer *w = ulma_writer_get();
     if (ULMA_LIKELY(w != NULL)) {
         uint64_t t = ulma_ticks(g_clock);
-        ulma_emit(w, t, ulma_code_id(co), kind, top_is_event);
+        uint32_t idv = ulma_code_id(co);
+        if (ULMA_UNLIKELY(idv & ULMA_ID_OFF)) {
+            if (!force)
+                return 1;
+            idv &= ~ULMA_ID_OFF;
+        }
+        ulma_emit(w, t, idv, kind, top_is_event);
     }
+    return 0;
 }
 
 static inline int is_entering(uint8_t kind)
@@ -331,6 +358,177 @@ static inline void put(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t idv, u
     e->flags = flags | ((idv & ULMA_ID_UNMEASURED) ? ULMA_EVF_UNMEASURED : 0);
     e->aux = aux;
 }
+
+
+/* ---- the control channel (records.h) ---------------------------------- */
+
+/* our own count (what the header says is not trusted); written under the
+ * GIL, read by the doorbell thread too */
+static _Atomic uint64_t g_ctl_acked;
+static uint64_t g_poll_ticks = UINT64_MAX; /* without CPU readings: the slow path this often */
+
+/* Switches function `id` off or on.  1 if it changed, 0 if it already was
+ * so, -1 if refused (no such id, or memory ran out). */
+static int control_switch(uint32_t id, int off)
+{
+    uint32_t known = atomic_load_explicit(&g_session->next_symbol_id, memory_order_relaxed);
+    if (id == 0 || id >= known || id >= ULMA_ID_MASK || ulma_symbols_hidden(id))
+        return -1;
+    if (ulma_id_off(id) == off)
+        return 0;
+    return ulma_symbols_set_off(id, off) < 0 ? -1 : 1;
+}
+
+/*
+ * Applies the commands posted since the last poll, in the slow path of the
+ * thread that polls (under the GIL).  What "off" means:
+ *   - every code object of the function finds, at its next event, that it is
+ *     off (a new g_code_gen: all slots go stale and are interned again), and
+ *     writes nothing from then on; on sys.monitoring its callbacks return
+ *     DISABLE, so the interpreter stops calling them (an ON restarts them:
+ *     sys.monitoring.restart_events, which also re-arms what other tools
+ *     disabled -- they disable it again at its next event);
+ *   - sys.monitoring: a return is not tied to its call, so every thread
+ *     restates its stack at its next event (a SYNC group with
+ *     ULMA_SYNC_RESTATE) without the frames that are off now: no frame is
+ *     left open in the replay, none is closed twice;
+ *   - PEP 523: a frame's exit is written if and only if its entry was (the
+ *     evaluator keeps the decision on its C stack), so frames open at the
+ *     switch end as they began and nothing is restated.
+ * Returns whether something changed.
+ */
+static int control_apply(uint64_t t)
+{
+    ulma_control *c = g_ctl;
+    uint64_t posted = atomic_load_explicit(&c->posted, memory_order_acquire);
+    int changed = 0, restart = 0;
+    uint64_t acked = atomic_load_explicit(&g_ctl_acked, memory_order_relaxed);
+    uint64_t todo = posted - acked;
+    if (todo > ULMA_CONTROL_SLOTS) {
+        /* more than the channel holds, or `posted` went back: garbage */
+        atomic_fetch_add_explicit(&c->refused, 1, memory_order_relaxed);
+        atomic_store_explicit(&g_ctl_acked, posted, memory_order_relaxed);
+        atomic_store_explicit(&c->acked, posted, memory_order_release);
+        return 0;
+    }
+    for (uint64_t k = acked + 1; k <= posted; k++) {
+        ulma_control_cmd *cmd = &c->cmd[(k - 1) & (ULMA_CONTROL_SLOTS - 1)];
+        uint64_t seq = atomic_load_explicit(&cmd->seq, memory_order_acquire);
+        uint32_t op = cmd->op, arg = cmd->arg;
+        int rc = -1;
+        if (seq == k && (op == ULMA_CTL_OFF || op == ULMA_CTL_ON))
+            rc = control_switch(arg, op == ULMA_CTL_OFF);
+        if (rc > 0) {
+            changed = 1;
+            restart |= op == ULMA_CTL_ON;
+        }
+        atomic_store_explicit(&cmd->done_ticks, t, memory_order_relaxed);
+        atomic_store_explicit(&cmd->status, rc < 0 ? ULMA_CTL_REFUSED : ULMA_CTL_APPLIED,
+                              memory_order_relaxed);
+        if (rc < 0)
+            atomic_fetch_add_explicit(&c->refused, 1, memory_order_relaxed);
+        atomic_store_explicit(&g_ctl_acked, k, memory_order_relaxed);
+        atomic_store_explicit(&c->acked, k, memory_order_release);
+    }
+    if (!changed)
+        return 0;
+    next_code_gen();
+    if (g_engine == ULMA_ENGINE_MONITORING) {
+        if (restart)
+            ulma_engine_monitoring_restart();
+        /* every thread restates its stack at its next event */
+        for (uint32_t i = 0; i < g_writers_len; i++) {
+            ulma_writer *o = g_writers[i];
+            if (o && o->generation == g_generation && !o->ring->need_sync) {
+                o->ring->need_sync = 1;
+                o->ring->sync_flags = ULMA_SYNC_RESTATE;
+                o->next_reading = 0;
+                o->retry_tick = 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* The slow path's look at the channel: one load when nothing is posted. */
+static inline int control_poll(uint64_t t)
+{
+    ulma_control *c = g_ctl;
+    if (ULMA_LIKELY(!c || atomic_load_explicit(&c->posted, memory_order_relaxed) ==
+                                  atomic_load_explicit(&g_ctl_acked, memory_order_relaxed)))
+        return 0;
+    return control_apply(t);
+}
+
+/* ---- the doorbell: commands applied while no traced function runs ------ */
+
+static pthread_t g_bell_thread;
+static atomic_int g_bell_stop;
+
+static int finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+/* The waiter: woken by the monitor after it posted, it takes the GIL (the
+ * program's threads give it up every switch interval) and applies the
+ * commands, as a slow path would.  It runs no Python code and is never
+ * traced (ulma_agent_ignore_thread). */
+static void *bell_main(void *arg)
+{
+    ulma_control *c = arg;
+    int ignored = 0;
+    for (;;) {
+        uint32_t seen = atomic_load_explicit(&c->doorbell, memory_order_acquire);
+        if (atomic_load_explicit(&g_bell_stop, memory_order_acquire))
+            return NULL;
+        if (atomic_load_explicit(&c->posted, memory_order_acquire) !=
+                atomic_load_explicit(&g_ctl_acked, memory_order_relaxed) &&
+            !finalizing()) {
+            PyGILState_STATE st = PyGILState_Ensure();
+            if (!ignored) {
+                ulma_agent_ignore_thread();
+                ignored = 1;
+            }
+            if (g_session && g_ctl && !atomic_load_explicit(&g_bell_stop, memory_order_acquire))
+                control_poll(ulma_ticks(g_clock));
+            PyGILState_Release(st);
+        }
+        /* a shared futex (the monitor is another process); at most 1 s asleep,
+         * so a stop or a lost wake-up is seen anyway */
+        struct timespec ts = {1, 0};
+        syscall(SYS_futex, &c->doorbell, FUTEX_WAIT, seen, &ts, NULL, 0);
+    }
+}
+
+/* Starts the waiter, every signal blocked in it: they stay the program's. */
+static void bell_start(ulma_control *c)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    atomic_store(&g_bell_stop, 0);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    g_bell_running = pthread_create(&g_bell_thread, NULL, bell_main, c) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void bell_stop(ulma_control *c)
+{
+    if (!g_bell_running)
+        return;
+    atomic_store_explicit(&g_bell_stop, 1, memory_order_release);
+    atomic_fetch_add_explicit(&c->doorbell, 1, memory_order_release);
+    syscall(SYS_futex, &c->doorbell, FUTEX_WAKE, 1, NULL, NULL, 0);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(g_bell_thread, NULL);
+    Py_END_ALLOW_THREADS
+    g_bell_running = 0;
+}
+
 
 /* While a ring stays full (a monitor stopped or slow), each event is only
  * counted: no CPU reading, no stack walk, no store the monitor reads.  Room
@@ -377,6 +575,11 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
         if (pos - r->tail_cache + ULMA_MIN_RESTATEMENT > cap)
             goto drop; /* still full: no reading, no walk */
     }
+    /* the control channel, while the ring has room (its waiter thread
+     * applies commands meanwhile); may set need_sync (a restatement) */
+    if (ULMA_UNLIKELY(control_poll(t)) && g_engine == ULMA_ENGINE_MONITORING &&
+        ulma_id_off(idv & ULMA_ID_MASK) && kind != ULMA_C_CALL && kind != ULMA_C_RETURN)
+        return; /* its function was just switched off: the next event restates the stack */
     if (g_reading_ticks && (r->need_sync || t >= w->next_reading)) {
         nread = ulma_take_reading(w, t, r->need_sync, reading);
         t_event = ulma_ticks(g_clock);
@@ -393,6 +596,8 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
         put(w, pos++, t_event, idv, kind, flags, aux);
         atomic_store_explicit(&r->write_pos, pos, memory_order_release);
         atomic_store_explicit(&r->published, pos, memory_order_release);
+        if (!g_reading_ticks && t >= w->next_reading) /* a poll of the channel was due */
+            w->next_reading = g_poll_ticks == UINT64_MAX ? UINT64_MAX : t + g_poll_ticks;
         return;
     }
     if (w->in_slow)
@@ -435,7 +640,7 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
     r->need_sync = 0;
     r->sync_flags = 0;
     if (!g_reading_ticks)
-        w->next_reading = UINT64_MAX; /* else take_reading set it */
+        w->next_reading = g_poll_ticks == UINT64_MAX ? UINT64_MAX : t + g_poll_ticks; /* else take_reading set it */
     atomic_store_explicit(&r->published, pos, memory_order_release);
     return;
 
@@ -679,7 +884,7 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
     }
     if (!g_thread_key_ready && pthread_key_create(&g_thread_key, on_thread_exit) == 0)
         g_thread_key_ready = 1;
-    if (ulma_symbols_configure(hidden_prefix, o->exclude) < 0) {
+    if (ulma_symbols_configure(hidden_prefix, o->exclude, o->only) < 0) {
         session_unmap(h);
         return -1;
     }
@@ -713,6 +918,18 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
                           (g_reading_ticks ? ULMA_AGENT_CPU_SAMPLES : 0u) |
                               (g_native_calls ? ULMA_AGENT_NATIVE_CALLS : 0u),
                           memory_order_relaxed);
+    /* the channel, if the monitor made one this agent reads; we poll it
+     * every CPU reading, or every ULMA_CONTROL_POLL_US without them */
+    ulma_control *ctl = ulma_session_control(h);
+    g_ctl = ctl->version == ULMA_CONTROL_VERSION && !empty ? ctl : NULL;
+    atomic_store_explicit(&g_ctl_acked, g_ctl ? atomic_load_explicit(&ctl->acked, memory_order_acquire) : 0,
+                          memory_order_relaxed);
+    g_poll_ticks = UINT64_MAX;
+    if (g_ctl && !g_reading_ticks && h->ns_per_tick_hint > 0) {
+        g_poll_ticks = (uint64_t)(ULMA_CONTROL_POLL_US * 1000.0 / h->ns_per_tick_hint);
+        if (!g_poll_ticks)
+            g_poll_ticks = 1;
+    }
     g_clock = h->clock_source;
     g_session = h;
     next_generation();
@@ -729,6 +946,8 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         return -1;
     }
     g_engine = engine;
+    if (g_ctl)
+        bell_start(g_ctl);
     return 0;
 }
 
@@ -742,6 +961,8 @@ void ulma_agent_stop(int flush)
         flush = 0;
     }
     g_forked_from = NULL;
+    if (g_ctl)
+        bell_stop(g_ctl);
     if (g_engine == ULMA_ENGINE_MONITORING)
         ulma_engine_monitoring_stop();
     else if (g_engine == ULMA_ENGINE_PEP523)
@@ -759,6 +980,7 @@ void ulma_agent_stop(int flush)
         atomic_store_explicit(&h->agent_state, ULMA_AGENT_STOPPED, memory_order_release);
     }
     g_session = NULL;
+    g_ctl = NULL;
     next_generation();
     pthread_mutex_unlock(&g_exit_lock);
     ulma_agent_scratch(0);

@@ -44,12 +44,20 @@ typedef struct {
  * from it are not reported).  Ids themselves stay below 2^24. */
 #define ULMA_ID_UNMEASURED 0x80000000u
 #define ULMA_ID_HIDDEN 0x40000000u
-#define ULMA_ID_MASK 0x3fffffffu
+/* A function not traced now (--only, --exclude, or switched off through the
+ * control channel): none of its events is written.  Its code objects' slots
+ * carry ULMA_GEN_SLOW, so the hot paths never see this bit. */
+#define ULMA_ID_OFF 0x20000000u
+#define ULMA_ID_MASK 0x1fffffffu
 
 /* Agent globals (agent.c).  g_session is NULL while no session is active. */
 extern ulma_session_header *g_session;
 extern uint32_t g_clock;
 extern uint32_t g_generation;
+/* The generation code objects' slots are tagged with: a new session, or a
+ * function switched off or on, makes a new one, and every code object then
+ * finds its id (and whether it is traced) again on its next event. */
+extern uint32_t g_code_gen;
 extern Py_ssize_t g_extra_index;
 /* The calling thread's writer and the session it was claimed for, side by
  * side: one thread-pointer offset reaches both (initial-exec: in a shared
@@ -91,10 +99,10 @@ typedef struct {
     void *slots[1];
 } ulma_code_extra;
 
-/* A slot's generation with this bit (PEP 523 sessions only, symbols.c): the
- * code takes the engine's general path (a generator's, an excluded
- * function's), as its generation differs from the thread's.  Generations
- * stay below it. */
+/* A slot's generation with this bit (symbols.c): the code takes the
+ * engine's general path, as its generation differs from g_code_gen -- a
+ * function not traced now (both engines), and on PEP 523 sessions a
+ * generator's or an excluded C-unmeasured one's.  Generations stay below it. */
 #define ULMA_GEN_SLOW 0x80000000u
 
 static inline uint32_t ulma_code_id(PyCodeObject *co)
@@ -102,7 +110,7 @@ static inline uint32_t ulma_code_id(PyCodeObject *co)
     ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
     if (ULMA_LIKELY(x != NULL && g_extra_index < x->size)) {
         uintptr_t v = (uintptr_t)x->slots[g_extra_index];
-        if (ULMA_LIKELY(((uint32_t)v & ~ULMA_GEN_SLOW) == g_generation))
+        if (ULMA_LIKELY(((uint32_t)v & ~ULMA_GEN_SLOW) == g_code_gen))
             return (uint32_t)(v >> 32);
     }
     return ulma_code_intern(co);
@@ -221,7 +229,7 @@ static inline __attribute__((always_inline)) int ulma_code_event_fast(PyCodeObje
         return ULMA_FAST_NONE;
     uintptr_t v = (uintptr_t)x->slots[index];
     uint64_t t;
-    if (ULMA_UNLIKELY((uint32_t)v != gen || !ulma_ticks_inline(g_clock, &t)))
+    if (ULMA_UNLIKELY((uint32_t)v != g_code_gen || !ulma_ticks_inline(g_clock, &t)))
         return ULMA_FAST_NONE;
     *idp = (uint32_t)(v >> 32);
     if (ULMA_LIKELY(ulma_emit_fast(w, t, (uint32_t)(v >> 32), kind)))
@@ -230,8 +238,13 @@ static inline __attribute__((always_inline)) int ulma_code_event_fast(PyCodeObje
     *tp = t;
     return ULMA_FAST_EMIT;
 }
-/* Everything ulma_code_event_fast leaves (out of line). */
-void ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event);
+/* Everything ulma_code_event_fast leaves (out of line).  Returns 1 if the
+ * code's function is not traced now (nothing written; sys.monitoring may
+ * disable the event), else 0.  `force` (PEP 523, an exit whose entry was
+ * written): written even if the function was switched off meanwhile. */
+int ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event, int force);
+/* Is the function of id `id` (no flag bits) off now? */
+int ulma_id_off(uint32_t id);
 
 /* Engines (engine_monitoring.c, engine_pep523.c). */
 /* `empty` (benchmarks): 0 full tracing, 1 hooks that do nothing, ULMA_HOOKS_FLOOR
@@ -240,6 +253,9 @@ void ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event);
 int ulma_engine_monitoring_start(int empty, int native_calls);
 void ulma_engine_monitoring_stop(void);
 int ulma_engine_monitoring_pause(int paused);
+/* sys.monitoring.restart_events(): events a callback disabled fire again
+ * (a function switched on).  Keeps any exception in flight. */
+void ulma_engine_monitoring_restart(void);
 int ulma_engine_pep523_pause(int paused);
 /* The calling thread just claimed its ring (native calls on PEP 523). */
 void ulma_engine_pep523_thread_claimed(void);
@@ -256,6 +272,7 @@ typedef struct {
     PyObject *hidden_prefix;  /* str or None */
     PyObject *boundary;       /* frame or None */
     PyObject *exclude;        /* sequence of fnmatch patterns, or None */
+    PyObject *only;           /* sequence of fnmatch patterns, or None: trace only these */
 } ulma_agent_options;
 
 int ulma_agent_start(int fd, const ulma_agent_options *o);

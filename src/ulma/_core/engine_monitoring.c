@@ -16,10 +16,23 @@
 
 static int g_tool_id = -1;
 static long g_mask; /* the events we asked for */
+static PyObject *g_disable; /* sys.monitoring.DISABLE */
+
+/* A function not traced now (--only, --exclude, switched off): its event
+ * is disabled where it fired, so the interpreter stops calling us there
+ * (until restart_events).  PY_THROW and PY_UNWIND cannot be disabled
+ * (sys.monitoring refuses): they are rare, and only not written. */
+static inline PyObject *not_traced(uint8_t kind)
+{
+    if (kind == ULMA_THROW || kind == ULMA_UNWIND || !g_disable)
+        Py_RETURN_NONE;
+    return Py_NewRef(g_disable);
+}
 
 static __attribute__((noinline)) PyObject *code_event_slow(PyObject *code, uint8_t kind)
 {
-    ulma_code_event_slow((PyCodeObject *)code, kind, 1);
+    if (ulma_code_event_slow((PyCodeObject *)code, kind, 1, 0))
+        return not_traced(kind);
     Py_RETURN_NONE;
 }
 
@@ -110,7 +123,10 @@ static PyObject *on_start_native(PyObject *self, PyObject *const *args, Py_ssize
             aux = d > 0xffff ? 0xffff : (uint16_t)d;
         }
         w->call_code = NULL;
-        ulma_emit_ex(w, t, ulma_code_id((PyCodeObject *)args[0]), ULMA_CALL, flags, aux, 1);
+        uint32_t idv = ulma_code_id((PyCodeObject *)args[0]);
+        if (idv & ULMA_ID_OFF)
+            return not_traced(ULMA_CALL);
+        ulma_emit_ex(w, t, idv, ULMA_CALL, flags, aux, 1);
     }
     Py_RETURN_NONE;
 }
@@ -260,6 +276,9 @@ int ulma_engine_monitoring_start(int empty, int native_calls)
         goto fail_tool;
     g_tool_id = tool;
     g_mask = mask;
+    Py_XSETREF(g_disable, PyObject_GetAttrString(mon, "DISABLE"));
+    if (!g_disable)
+        PyErr_Clear(); /* events of functions not traced are then only not written */
     if (g_session)
         atomic_store_explicit(&g_session->tool_id, (uint32_t)tool, memory_order_relaxed);
     Py_DECREF(events);
@@ -276,6 +295,19 @@ fail:
     Py_XDECREF(events);
     Py_DECREF(mon);
     return -1;
+}
+
+void ulma_engine_monitoring_restart(void)
+{
+    if (g_tool_id < 0)
+        return;
+    PyObject *exc = PyErr_GetRaisedException(); /* an event on the unwind path */
+    PyObject *mon = monitoring_module();
+    PyObject *r = mon ? PyObject_CallMethod(mon, "restart_events", NULL) : NULL;
+    Py_XDECREF(r);
+    Py_XDECREF(mon);
+    PyErr_Clear();
+    PyErr_SetRaisedException(exc);
 }
 
 /* Calibration: the callbacks off and on again, without giving up the tool. */
@@ -338,5 +370,7 @@ int ulma_engine_monitoring_pause(int paused)
     (void)paused;
     return 0;
 }
+
+void ulma_engine_monitoring_restart(void) {}
 
 #endif

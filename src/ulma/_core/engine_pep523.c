@@ -78,8 +78,13 @@ static inline PyObject *eval_next(PyThreadState *ts, struct _PyInterpreterFrame 
     return eval_default(ts, f, throwflag);
 }
 
-/* One event of `co`: the common case inline, the rest out of line.  1 and
- * the code's id in *idp if the id was known (the return reuses it). */
+/* One event of `co`: the common case inline, the rest out of line.
+ * EVENT_KNOWN and the code's id in *idp if the id was known (the return
+ * reuses it); EVENT_WRITTEN if written the general way; EVENT_OFF if the
+ * function is not traced now: nothing written, and its exit must not be. */
+#define EVENT_WRITTEN 0
+#define EVENT_KNOWN 1
+#define EVENT_OFF 2
 static inline __attribute__((always_inline)) int code_event(PyCodeObject *co, uint8_t kind, uint32_t *idp)
 {
     ulma_writer *w;
@@ -88,8 +93,8 @@ static inline __attribute__((always_inline)) int code_event(PyCodeObject *co, ui
     if (ULMA_UNLIKELY(how == ULMA_FAST_EMIT))
         ulma_emit_slow(w, t, *idp, kind, 0, 0, 0);
     else if (ULMA_UNLIKELY(how == ULMA_FAST_NONE))
-        ulma_code_event_slow(co, kind, 0);
-    return how != ULMA_FAST_NONE;
+        return ulma_code_event_slow(co, kind, 0, 0) ? EVENT_OFF : EVENT_WRITTEN;
+    return EVENT_KNOWN;
 }
 
 /* The return (or yield, unwind) of a call whose entry found `co`'s id `idv`
@@ -107,7 +112,21 @@ static inline __attribute__((always_inline)) void code_exit(PyCodeObject *co, ui
             ulma_emit_slow(w, t, idv, kind, 0, 0, 0);
         return;
     }
-    ulma_code_event_slow(co, kind, 0); /* rare: not worth inlining the lookup again */
+    ulma_code_event_slow(co, kind, 0, 1); /* rare: not worth inlining the lookup again */
+}
+
+/* Is a code object whose co_extra slot holds `v` a function not traced now
+ * (--only, --exclude, switched off)?  Such a frame goes straight to the
+ * next evaluator: no clock read, no record, no exit. */
+static inline int slot_off(uintptr_t v)
+{
+    return ((uint32_t)v & ~ULMA_GEN_SLOW) == g_code_gen && ((uint64_t)v >> 32) & ULMA_ID_OFF;
+}
+
+static inline int code_off(PyCodeObject *co)
+{
+    ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
+    return x != NULL && g_extra_index < x->size && slot_off((uintptr_t)x->slots[g_extra_index]);
 }
 
 /* the session whose native_profile this thread runs, or 0 (initial-exec: read per call) */
@@ -127,6 +146,8 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
         native_displaced();
     PyGenObject *gen = NULL;
     uint8_t kind = ULMA_CALL;
+    if (ULMA_UNLIKELY(code_off(co)))
+        return eval_next(ts, f, throwflag);
     if (!gens && ULMA_UNLIKELY(co->co_flags & GEN_FLAGS))
         return traced_gen_eval(ts, f, throwflag);
     if (gens && (co->co_flags & GEN_FLAGS)) {
@@ -142,9 +163,17 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
     Py_INCREF(co); /* a finished generator drops its frame's reference */
 
     uint32_t gen0 = g_generation, id0 = 0;
+    g_intern_frame = f; /* its module, should the code be new (--only) */
     int known = code_event(co, kind, &id0);
+    g_intern_frame = NULL;
 
     PyObject *res = eval_next(ts, f, throwflag);
+    if (ULMA_UNLIKELY(known == EVENT_OFF)) {
+        /* not traced now: its exit is not either, whatever happens meanwhile */
+        Py_DECREF(co);
+        Py_XDECREF(gen);
+        return res;
+    }
 
     /* (profiling may have stopped or restarted meanwhile: both paths look) */
     uint8_t out = ULMA_RETURN;
@@ -152,7 +181,7 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
         out = ULMA_UNWIND;
     else if (gen && gen->gi_frame_state < FRAME_EXECUTING)
         out = ULMA_YIELD;
-    code_exit(co, out, known, gen0, id0);
+    code_exit(co, out, known == EVENT_KNOWN, gen0, id0);
     Py_DECREF(co);
     Py_XDECREF(gen);
     return res;
@@ -179,12 +208,12 @@ static __attribute__((noinline)) void put_slow(ulma_writer *w, uint64_t t, uint6
 #if PY_VERSION_HEX >= 0x030C0000
 static __attribute__((noinline)) void return_in_new_session(PyCodeObject *co, PyObject *res)
 {
-    ulma_code_event_slow(co, res ? ULMA_RETURN : ULMA_UNWIND, 0);
+    ulma_code_event_slow(co, res ? ULMA_RETURN : ULMA_UNWIND, 0, 1);
 }
 #else
 static __attribute__((noinline)) void return_in_new_session(struct _PyInterpreterFrame *f, PyObject *res)
 {
-    ulma_code_event_slow(frame_code(f), res ? ULMA_RETURN : ULMA_UNWIND, 0);
+    ulma_code_event_slow(frame_code(f), res ? ULMA_RETURN : ULMA_UNWIND, 0, 1);
 }
 #endif
 
@@ -259,10 +288,13 @@ counter_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, in
         return traced_any_eval(ts, f, throwflag); /* (no id yet) */
     uintptr_t v = (uintptr_t)x->slots[index];
     /* the code's id and the thread's writer are this session's (a writer
-     * is there: agent.h), and the code is not a generator's nor excluded
+     * is there: agent.h), and the code is not a generator's nor off
      * (ULMA_GEN_SLOW): its id is written as it is (symbols.h) */
-    if (ULMA_UNLIKELY((uint32_t)v != gen || gen != g_generation))
+    if (ULMA_UNLIKELY(((uint32_t)v != g_code_gen) | (gen != g_generation))) {
+        if (slot_off(v)) /* not traced now: straight on */
+            return chain ? eval_next(ts, f, throwflag) : eval_default(ts, f, throwflag);
         return traced_any_eval(ts, f, throwflag);
+    }
     ulma_writer *w = tls_writer;
     uint64_t word = v >> 32;
     uint64_t t = ulma_counter_ticks();

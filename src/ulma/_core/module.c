@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "clock.h"
 #include "records.h"
 #include "replay.h"
@@ -30,13 +33,13 @@ static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
     static char *names[] = {"fd", "engine", "empty", "hidden_prefix", "boundary", "recursion_adjust",
-                            "native_calls", "cpu_interval_us", "exclude", NULL};
+                            "native_calls", "cpu_interval_us", "exclude", "only", NULL};
     int fd, empty = 0, adjust = 0, native = 0;
     unsigned int interval = 100;
     const char *engine;
-    PyObject *hidden = Py_None, *boundary = Py_None, *exclude = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|iOOipIO", names, &fd, &engine, &empty, &hidden,
-                                     &boundary, &adjust, &native, &interval, &exclude))
+    PyObject *hidden = Py_None, *boundary = Py_None, *exclude = Py_None, *only = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|iOOipIOO", names, &fd, &engine, &empty, &hidden,
+                                     &boundary, &adjust, &native, &interval, &exclude, &only))
         return NULL;
     if (boundary != Py_None && !PyFrame_Check(boundary))
         return PyErr_Format(PyExc_TypeError, "boundary must be a frame or None");
@@ -49,7 +52,8 @@ static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
         return PyErr_Format(PyExc_ValueError, "unknown engine %s", engine);
     ulma_agent_options o = {.engine = e, .empty = empty, .native_calls = native,
                             .recursion_adjust = adjust, .cpu_interval_us = interval,
-                            .hidden_prefix = hidden, .boundary = boundary, .exclude = exclude};
+                            .hidden_prefix = hidden, .boundary = boundary, .exclude = exclude,
+                            .only = only};
     if (ulma_agent_start(fd, &o) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -621,6 +625,96 @@ static PyObject *session_close_all(SessionObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+
+/* ---- the control channel (records.h), the monitor's side ----------------- */
+
+/* post(op, arg): writes one command; its number, or 0 if the channel holds
+ * ULMA_CONTROL_SLOTS commands the agent has not acknowledged yet. */
+static PyObject *session_post(SessionObject *self, PyObject *args)
+{
+    unsigned int op, arg;
+    if (!PyArg_ParseTuple(args, "II", &op, &arg))
+        return NULL;
+    if (check_open(self) < 0)
+        return NULL;
+    ulma_monitor *m = &self->m;
+    ulma_control *c = ulma_session_control(m->h);
+    uint64_t acked = atomic_load_explicit(&c->acked, memory_order_acquire);
+    /* (the program could write acked: our own count bounds what we believe) */
+    if (acked > m->ctl_posted)
+        acked = m->ctl_posted;
+    if (m->ctl_posted - acked >= ULMA_CONTROL_SLOTS)
+        return PyLong_FromLong(0);
+    uint64_t k = ++m->ctl_posted;
+    ulma_control_cmd *cmd = &c->cmd[(k - 1) & (ULMA_CONTROL_SLOTS - 1)];
+    cmd->op = op;
+    cmd->arg = arg;
+    atomic_store_explicit(&cmd->status, ULMA_CTL_PENDING, memory_order_relaxed);
+    atomic_store_explicit(&cmd->done_ticks, 0, memory_order_relaxed);
+    atomic_store_explicit(&cmd->seq, k, memory_order_release);
+    atomic_store_explicit(&c->posted, k, memory_order_release);
+    /* the agent's waiter: for a program whose traced functions do not run */
+    atomic_fetch_add_explicit(&c->doorbell, 1, memory_order_release);
+    syscall(SYS_futex, &c->doorbell, FUTEX_WAKE, 1, NULL, NULL, 0);
+    return PyLong_FromUnsignedLongLong(k);
+}
+
+/* command(k): (status, done_ticks) of command k while its slot still holds
+ * it, else None.  status: "pending", "applied" or "refused". */
+static PyObject *session_command(SessionObject *self, PyObject *arg)
+{
+    unsigned long long k = PyLong_AsUnsignedLongLong(arg);
+    if (k == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (check_open(self) < 0)
+        return NULL;
+    ulma_monitor *m = &self->m;
+    if (k == 0 || k > m->ctl_posted || m->ctl_posted - k >= ULMA_CONTROL_SLOTS)
+        Py_RETURN_NONE;
+    ulma_control *c = ulma_session_control(m->h);
+    uint64_t acked = atomic_load_explicit(&c->acked, memory_order_acquire);
+    ulma_control_cmd *cmd = &c->cmd[(k - 1) & (ULMA_CONTROL_SLOTS - 1)];
+    if (acked < k || acked > m->ctl_posted)
+        return Py_BuildValue("(sK)", "pending", 0ULL);
+    uint32_t st = atomic_load_explicit(&cmd->status, memory_order_relaxed);
+    const char *name = st == ULMA_CTL_APPLIED ? "applied" : st == ULMA_CTL_REFUSED ? "refused" : "pending";
+    return Py_BuildValue("(sK)", name,
+                         (unsigned long long)atomic_load_explicit(&cmd->done_ticks, memory_order_relaxed));
+}
+
+/* control(): the channel's counters. */
+static PyObject *session_control(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    ulma_control *c = ulma_session_control(self->m.h);
+    return Py_BuildValue("{s:I,s:K,s:K,s:K}", "version", ULMA_CONTROL_VERSION, "posted",
+                         (unsigned long long)self->m.ctl_posted, "acked",
+                         (unsigned long long)atomic_load_explicit(&c->acked, memory_order_acquire),
+                         "refused",
+                         (unsigned long long)atomic_load_explicit(&c->refused, memory_order_relaxed));
+}
+
+/* scribble(offset, data) (tests: a hostile writer): writes raw bytes into
+ * the control block, as a program holding the memfd could. */
+static PyObject *session_scribble(SessionObject *self, PyObject *args)
+{
+    unsigned int off;
+    Py_buffer b;
+    if (!PyArg_ParseTuple(args, "Iy*", &off, &b))
+        return NULL;
+    if (check_open(self) < 0 || off > sizeof(ulma_control) || (size_t)b.len > sizeof(ulma_control) - off) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "outside the control block");
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    memcpy((char *)ulma_session_control(self->m.h) + off, b.buf, (size_t)b.len);
+    PyBuffer_Release(&b);
+    Py_RETURN_NONE;
+}
+
 static PyObject *session_close(SessionObject *self, PyObject *unused)
 {
     (void)unused;
@@ -648,6 +742,13 @@ static PyMethodDef session_methods[] = {
     {"clear", (PyCFunction)session_clear, METH_NOARGS, "forget all totals, keep stacks"},
     {"close_all", (PyCFunction)session_close_all, METH_NOARGS, "close every open stack"},
     {"close", (PyCFunction)session_close, METH_NOARGS, "unmap the session"},
+    {"post", (PyCFunction)session_post, METH_VARARGS,
+     "post(op, arg): a command to the agent; its number, or 0 if the channel is full"},
+    {"command", (PyCFunction)session_command, METH_O,
+     "command(k): (status, done_ticks) of command k, or None once its slot was reused"},
+    {"control", (PyCFunction)session_control, METH_NOARGS, "the control channel's counters"},
+    {"scribble", (PyCFunction)session_scribble, METH_VARARGS,
+     "scribble(offset, data): raw bytes into the control block (tests: a hostile writer)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1760,6 +1861,14 @@ static int add_owned(PyObject *mod, const char *name, PyObject *obj)
     return rc;
 }
 
+static int set_int(PyObject *d, const char *name, long v)
+{
+    PyObject *o = PyLong_FromLong(v);
+    int rc = o ? PyDict_SetItemString(d, name, o) : -1;
+    Py_XDECREF(o);
+    return rc;
+}
+
 static int add_layout(PyObject *mod)
 {
     PyObject *d = Py_BuildValue(
@@ -1780,6 +1889,17 @@ static int add_layout(PyObject *mod)
         ULMA_EVF_UNMEASURED, "EVF_DISPATCH", ULMA_EVF_DISPATCH, "CPU_RUN_DELAY", ULMA_CPU_RUN_DELAY,
         "CPU_NO_BLOCK", ULMA_CPU_NO_BLOCK,
         "CPU_VALUE_BITS", ULMA_CPU_VALUE_BITS);
+    /* the control channel and what came with it */
+    if (d && (set_int(d, "SYNC_RESTATE", ULMA_SYNC_RESTATE) < 0 || set_int(d, "SYMF_OFF", ULMA_SYMF_OFF) < 0 ||
+              set_int(d, "CTL_OFF", ULMA_CTL_OFF) < 0 || set_int(d, "CTL_ON", ULMA_CTL_ON) < 0 ||
+              set_int(d, "CONTROL_VERSION", ULMA_CONTROL_VERSION) < 0 ||
+              set_int(d, "CONTROL_SLOTS", ULMA_CONTROL_SLOTS) < 0 ||
+              set_int(d, "CONTROL_BYTES", (long)sizeof(ulma_control)) < 0 ||
+              set_int(d, "CONTROL_CMD_BYTES", (long)sizeof(ulma_control_cmd)) < 0 ||
+              set_int(d, "CONTROL_POLL_US", ULMA_CONTROL_POLL_US) < 0)) {
+        Py_DECREF(d);
+        d = NULL;
+    }
     return add_owned(mod, "LAYOUT", d);
 }
 

@@ -7,6 +7,7 @@
  * Session (one memfd, mapped by the agent and by the monitor):
  *
  *   offset 0                 ulma_session_header   (4 KiB, versioned)
+ *   ULMA_CONTROL_OFFSET      ulma_control          (in the header's page)
  *   freeq_offset             free-ring queue       (freeq_slots uint32 slot numbers)
  *   symtab_offset            symbol table          (append-only entries)
  *   rings_offset + i*stride  ring i: ulma_ring_header (256 B) + events
@@ -54,7 +55,8 @@
 #include <assert.h>
 
 #define ULMA_SESSION_MAGIC 0x31534553414d4c55ULL /* "ULMASES1" */
-#define ULMA_FORMAT_VERSION 3u /* 2: CPU readings, native calls, probe cost; 3: reused rings in chunks */
+#define ULMA_FORMAT_VERSION 4u /* 2: CPU readings, native calls, probe cost; 3: reused rings in chunks;
+                                  4: the control channel */
 #define ULMA_HEADER_BYTES 4096u
 #define ULMA_RING_HEADER_BYTES 256u
 #define ULMA_PUBLISH_EVERY 32u /* power of two */
@@ -115,6 +117,10 @@ enum ulma_kind {
 #define ULMA_SYNC_FRAME 0x02u
 #define ULMA_SYNC_TRUNCATED 0x04u /* outer frames were left out */
 #define ULMA_SYNC_AFTER_DROP 0x08u /* events were lost before this group */
+/* a restatement after what is traced changed (a function switched off or on
+ * through the control channel): nothing was lost, the old stack ran until
+ * the group's tick, and frames the group leaves out are not traced now */
+#define ULMA_SYNC_RESTATE 0x10u
 
 /* flags of an entering record (CALL, RESUME, THROW, C_CALL) or a SYNC FRAME:
  * the function is excluded (a filter): its time is unmeasured for its
@@ -155,6 +161,9 @@ static_assert(ULMA_MIN_RING_EVENTS / 2 >= ULMA_MAX_SYNC_FRAMES + 4u,
 enum ulma_symbol_kind { ULMA_SYM_PYFUNC = 1, ULMA_SYM_CFUNC = 2, ULMA_SYM_SCOPE = 3, ULMA_SYM_TYPE = 4 };
 #define ULMA_SYMF_HIDDEN 0x01u     /* ulma's own bootstrap code: not reported */
 #define ULMA_SYMF_UNMEASURED 0x02u /* excluded by a filter: time unmeasured */
+/* not traced from the start (--exclude, or outside every --only pattern):
+ * no event of it is ever written; its time is its callers' self time */
+#define ULMA_SYMF_OFF 0x04u
 
 /* agent_flags in the session header: what the agent measures */
 #define ULMA_AGENT_CPU_SAMPLES 0x01u
@@ -231,6 +240,66 @@ typedef struct {
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 
+
+/*
+ * The control channel: monitor -> agent, in the session header's page at
+ * ULMA_CONTROL_OFFSET.  Both `ulma run` and `ulma attach` map the session,
+ * so both have it; it is as private as the memfd (only the monitor and the
+ * program hold it).  One writer (the monitor), one reader (the agent).
+ *
+ *   - the monitor writes command k (k = 1, 2, ...) into cmd[(k - 1) %
+ *     ULMA_CONTROL_SLOTS] -- op, arg, then seq = k with release -- and then
+ *     release-stores posted = k.  It never has more than ULMA_CONTROL_SLOTS
+ *     commands unacknowledged.
+ *   - the agent polls in its slow path (ulma_emit_slow, taken every CPU
+ *     interval, or every ULMA_CONTROL_POLL_US without CPU readings): one
+ *     load of `posted` against its own private count.  As a program whose
+ *     traced functions do not run takes no slow path (everything switched
+ *     off, say), the monitor also rings `doorbell`: an agent thread waiting
+ *     on it (a futex, no GIL) asks the interpreter for a pending call, and
+ *     the main thread polls at its next safe point.  For each new
+ *     command it checks seq == k, the op and the argument, applies it (or
+ *     refuses it: status REFUSED, `refused` + 1), writes status and the tick
+ *     it took effect (done_ticks), then release-stores acked = k.
+ *   - the agent trusts nothing it reads here: its own copy of acked decides
+ *     what is new, at most ULMA_CONTROL_SLOTS commands are read per poll, and
+ *     a command it cannot make sense of is refused and counted, never
+ *     followed.  A channel whose version is not ULMA_CONTROL_VERSION is
+ *     never read.
+ *
+ * Ops: OFF and ON switch the Python function of id `arg` off or on (see
+ * agent.c control_apply for what "off" means on each engine).
+ */
+#define ULMA_CONTROL_VERSION 1u
+#define ULMA_CONTROL_OFFSET 1024u
+#define ULMA_CONTROL_SLOTS 64u /* power of two */
+#define ULMA_CONTROL_POLL_US 10000u
+enum ulma_control_op { ULMA_CTL_OFF = 1, ULMA_CTL_ON = 2 };
+enum ulma_control_status { ULMA_CTL_PENDING = 0, ULMA_CTL_APPLIED = 1, ULMA_CTL_REFUSED = 2 };
+
+typedef struct {
+    _Atomic uint64_t seq;        /* monitor: the command's number, stored last */
+    uint32_t op;                 /* monitor: ULMA_CTL_* */
+    uint32_t arg;                /* monitor: a function id */
+    _Atomic uint64_t done_ticks; /* agent: when it took effect (session clock) */
+    _Atomic uint32_t status;     /* agent: ULMA_CTL_APPLIED or ULMA_CTL_REFUSED */
+    uint32_t pad;
+} ulma_control_cmd;
+static_assert(sizeof(ulma_control_cmd) == 32, "a control command is 32 bytes");
+
+typedef struct {
+    uint32_t version;          /* written once by the creator */
+    uint32_t slots;
+    _Atomic uint64_t posted;   /* monitor: commands written */
+    _Atomic uint64_t acked;    /* agent: commands applied or refused */
+    _Atomic uint64_t refused;  /* agent: commands refused (garbage, unknown op or id) */
+    _Atomic uint32_t doorbell; /* monitor: + 1 and FUTEX_WAKE after posting (a futex word) */
+    uint8_t pad[28];
+    ulma_control_cmd cmd[ULMA_CONTROL_SLOTS];
+} ulma_control;
+static_assert(sizeof(ulma_control) == 2112, "control block layout: 64 bytes, then the slots");
+static_assert(64 + sizeof(ulma_control_cmd) * ULMA_CONTROL_SLOTS == sizeof(ulma_control), "control block layout");
+
 typedef struct {
     /* line 0: the producer's cursors.  The consumer reads write_pos only
      * post-mortem and for a thread quiet for 20 ms (acquire; the producer
@@ -254,6 +323,15 @@ typedef struct {
     uint8_t pad3[48];
 } ulma_ring_header;
 static_assert(sizeof(ulma_ring_header) == ULMA_RING_HEADER_BYTES, "ring header is 4 cache lines");
+
+static_assert(sizeof(ulma_session_header) <= ULMA_CONTROL_OFFSET &&
+                  ULMA_CONTROL_OFFSET + sizeof(ulma_control) <= ULMA_HEADER_BYTES,
+              "the control block sits in the header's page, after the header");
+
+static inline ulma_control *ulma_session_control(ulma_session_header *h)
+{
+    return (ulma_control *)((char *)h + ULMA_CONTROL_OFFSET);
+}
 
 /* Where slot's ring starts in the memfd. */
 static inline uint64_t ulma_ring_file_offset(uint64_t rings_offset, uint64_t stride, uint32_t slot)

@@ -106,6 +106,9 @@ int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t m
     h->start_ticks = start.ticks;
     h->start_mono_ns = start.mono_ns;
     atomic_store_explicit(&h->next_symbol_id, 1, memory_order_relaxed);
+    ulma_control *ctl = ulma_session_control(h);
+    ctl->version = ULMA_CONTROL_VERSION;
+    ctl->slots = ULMA_CONTROL_SLOTS;
     /* our copies: what the program writes into the header later never
      * changes how we read the session */
     m->max_threads = max_threads;

@@ -66,6 +66,7 @@ typedef struct {
     uint64_t symtab_cursor; /* bytes of the symbol table already read */
     uint64_t corrupt;       /* ring positions that made no sense */
     uint64_t chunk_failures; /* chunks we could not map: their threads are not read */
+    uint64_t ctl_posted;    /* control commands written (our own count) */
 } ulma_monitor;
 
 /* Sizes the memfd, maps it and writes the header.  0 or -errno. */

@@ -17,6 +17,19 @@
 #include "symbols.h"
 
 #include <fnmatch.h>
+
+#define Py_BUILD_CORE 1
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
+
+static inline PyCodeObject *ulma_frame_code(const _PyInterpreterFrame *f)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyCode_Check(f->f_executable) ? (PyCodeObject *)f->f_executable : NULL;
+#else
+    return f->f_code;
+#endif
+}
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +38,14 @@ static size_t g_hidden_prefix_len;
 /* --exclude patterns (fnmatch), matched against file and qualified name */
 static char **g_exclude;
 static size_t g_exclude_len;
+/* --only patterns (fnmatch), matched against the module (a package's
+ * pattern also matches its submodules: g_only_sub holds "pattern.*"), the
+ * qualified name and the file; none: everything is traced */
+static char **g_only, **g_only_sub;
+static size_t g_only_len;
+/* ids of the functions off now (bit set): --only, --exclude, commands */
+static uint8_t *g_off_ids;
+static size_t g_off_ids_bytes;
 /* ids are 1 .. g_id_limit - 2; g_id_limit - 1 is the overflow row */
 static uint32_t g_id_limit = ULMA_ID_LIMIT;
 static int g_overflow_named; /* the overflow row's definition was written */
@@ -93,6 +114,91 @@ static void exclude_free(void)
     free(g_exclude);
     g_exclude = NULL;
     g_exclude_len = 0;
+    for (size_t i = 0; i < g_only_len; i++) {
+        free(g_only[i]);
+        free(g_only_sub[i]);
+    }
+    free(g_only);
+    free(g_only_sub);
+    g_only = g_only_sub = NULL;
+    g_only_len = 0;
+}
+
+/* ---- the module of a code object (for --only) ----------------------- */
+
+const void *g_intern_frame; /* the frame a PEP 523 evaluator is entering */
+
+static const char *globals_name(PyObject *globals)
+{
+    if (!globals || !PyDict_Check(globals))
+        return NULL;
+    PyObject *n = PyDict_GetItemString(globals, "__name__"); /* borrowed; no error set */
+    if (!n || !PyUnicode_Check(n))
+        return NULL;
+    const char *s = PyUnicode_AsUTF8(n);
+    if (!s)
+        PyErr_Clear();
+    return s;
+}
+
+/* The module a code object runs in: its frame's globals' __name__, from
+ * the frame being entered (PEP 523) or one of the thread's frames (the
+ * event's own on sys.monitoring, the walked one in a restatement); NULL if
+ * no frame of it is at hand (then only the name and file are matched). */
+static const char *module_name(PyCodeObject *co)
+{
+    const _PyInterpreterFrame *f = g_intern_frame;
+    if (f && ulma_frame_code(f) == co)
+        return globals_name(f->f_globals);
+    PyThreadState *ts = PyThreadState_GET();
+#if PY_VERSION_HEX >= 0x030D0000
+    f = ts->current_frame;
+#else
+    f = ts->cframe ? ts->cframe->current_frame : NULL;
+#endif
+    for (int i = 0; f && i < 256; f = f->previous, i++)
+        if (ulma_frame_code(f) == co)
+            return globals_name(f->f_globals);
+    return NULL;
+}
+
+/* ---- functions off now ---------------------------------------------- */
+
+int ulma_id_off(uint32_t id)
+{
+    return id / 8 < g_off_ids_bytes && (g_off_ids[id / 8] >> (id % 8)) & 1;
+}
+
+/* 0, or -1 if memory ran out (the function then stays as it was). */
+int ulma_symbols_set_off(uint32_t id, int off)
+{
+    size_t byte = id / 8;
+    if (byte >= g_off_ids_bytes) {
+        if (!off)
+            return 0;
+        size_t want = (byte + 1) * 2 > 64 ? (byte + 1) * 2 : 64;
+        uint8_t *p = realloc(g_off_ids, want);
+        if (!p)
+            return -1;
+        memset(p + g_off_ids_bytes, 0, want - g_off_ids_bytes);
+        g_off_ids = p;
+        g_off_ids_bytes = want;
+    }
+    if (off)
+        g_off_ids[byte] |= (uint8_t)(1u << (id % 8));
+    else
+        g_off_ids[byte] &= (uint8_t)~(1u << (id % 8));
+    return 0;
+}
+
+/* Does the module `mod` (may be NULL), qualified name or file match an --only pattern? */
+static int only_matches(const char *mod, const char *name, const char *file)
+{
+    for (size_t i = 0; i < g_only_len; i++)
+        if ((mod && (fnmatch(g_only[i], mod, 0) == 0 || fnmatch(g_only_sub[i], mod, 0) == 0)) ||
+            fnmatch(g_only[i], name, 0) == 0 || fnmatch(g_only[i], file, 0) == 0)
+            return 1;
+    return 0;
 }
 
 /* ---- native (C) functions ------------------------------------------- */
@@ -305,7 +411,7 @@ static void def_add(uint64_t hash, uint32_t line, const char *name, size_t nlen,
 
 /* The id of a definition, made (and its record written) if new. */
 static uint32_t definition_id(ulma_session_header *h, const char *name, size_t nlen, const char *file,
-                              size_t flen, uint32_t line)
+                              size_t flen, uint32_t line, PyCodeObject *co)
 {
     uint64_t hash = def_hash(ULMA_SYM_PYFUNC, line, name, nlen, file, flen);
     if (g_defs_cap) {
@@ -317,13 +423,14 @@ static uint32_t definition_id(ulma_session_header *h, const char *name, size_t n
     if (g_hidden_prefix_len && flen >= g_hidden_prefix_len &&
         memcmp(file, g_hidden_prefix, g_hidden_prefix_len) == 0)
         flags |= ULMA_SYMF_HIDDEN;
-    else if (excluded(name, file))
-        flags |= ULMA_SYMF_UNMEASURED;
+    else if (excluded(name, file) || (g_only_len && !only_matches(module_name(co), name, file)))
+        flags |= ULMA_SYMF_OFF; /* names and files are NUL-terminated (CPython's UTF-8 cache) */
     uint32_t id = new_id(h);
     if (id != g_id_limit - 1)
         ulma_symbol_append(id, ULMA_SYM_PYFUNC, flags, line, name, nlen, file, flen);
-    if (flags & ULMA_SYMF_UNMEASURED)
-        id |= ULMA_ID_UNMEASURED;
+    /* (the overflow row is never off: it stands for many functions) */
+    if ((flags & ULMA_SYMF_OFF) && id != g_id_limit - 1 && ulma_symbols_set_off(id, 1) < 0)
+        flags &= (uint16_t)~ULMA_SYMF_OFF;
     if (flags & ULMA_SYMF_HIDDEN)
         id |= ULMA_ID_HIDDEN;
     def_add(hash, line, name, nlen, file, flen, id);
@@ -384,8 +491,12 @@ static uint32_t code_intern(PyCodeObject *co)
         file = "?";
         flen = 1;
     }
-    uint32_t id = definition_id(h, name, (size_t)nlen, file, (size_t)flen, (uint32_t)co->co_firstlineno);
-    uint32_t slot_id = id, tag = g_generation;
+    uint32_t id = definition_id(h, name, (size_t)nlen, file, (size_t)flen, (uint32_t)co->co_firstlineno, co);
+    if (ulma_id_off(id & ULMA_ID_MASK))
+        id |= ULMA_ID_OFF;
+    uint32_t slot_id = id, tag = g_code_gen;
+    if (id & ULMA_ID_OFF)
+        tag |= ULMA_GEN_SLOW; /* never the hot path: the engines' slow paths see the bit */
     if (g_slot_marks) {
         if ((id & ULMA_ID_HIDDEN) && hidden_ids_add(id & ULMA_ID_MASK) == 0)
             slot_id &= ~ULMA_ID_HIDDEN;
@@ -447,37 +558,55 @@ uint32_t ulma_code_intern(PyCodeObject *co)
     return id;
 }
 
-/* Copies the --exclude patterns; 0, or -1 with an exception. */
-static int exclude_set(PyObject *patterns)
+/* Copies a sequence of patterns into *out (and, if `sub`, each pattern
+ * followed by ".*" into *sub); 0, or -1 with an exception. */
+static int patterns_copy(PyObject *patterns, char ***out, char ***sub, size_t *len)
 {
-    exclude_free();
     if (!patterns || patterns == Py_None)
         return 0;
-    PyObject *seq = PySequence_Fast(patterns, "exclude must be a sequence of str");
+    PyObject *seq = PySequence_Fast(patterns, "patterns must be a sequence of str");
     if (!seq)
         return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    g_exclude = calloc((size_t)n + 1, sizeof *g_exclude);
-    for (Py_ssize_t i = 0; g_exclude && i < n; i++) {
+    *out = calloc((size_t)n + 1, sizeof **out);
+    if (sub)
+        *sub = calloc((size_t)n + 1, sizeof **sub);
+    for (Py_ssize_t i = 0; *out && (!sub || *sub) && i < n; i++) {
         const char *p = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
-        if (!p || !(g_exclude[i] = strdup(p))) {
+        size_t plen = p ? strlen(p) : 0;
+        if (!p || !((*out)[i] = strdup(p)) || (sub && !((*sub)[i] = malloc(plen + 3)))) {
+            if (p && (*out)[i])
+                (*len)++; /* freed with the rest */
             Py_DECREF(seq);
-            exclude_free();
             if (!PyErr_Occurred())
                 PyErr_NoMemory();
             return -1;
         }
-        g_exclude_len++;
+        if (sub)
+            memcpy((*sub)[i], p, plen), memcpy((*sub)[i] + plen, ".*", 3);
+        (*len)++;
     }
     Py_DECREF(seq);
-    if (!g_exclude) {
+    if (!*out || (sub && !*sub)) {
         PyErr_NoMemory();
         return -1;
     }
     return 0;
 }
 
-int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude)
+/* Copies the --exclude and --only patterns; 0, or -1 with an exception. */
+static int exclude_set(PyObject *exclude, PyObject *only)
+{
+    exclude_free();
+    if (patterns_copy(exclude, &g_exclude, NULL, &g_exclude_len) < 0 ||
+        patterns_copy(only, &g_only, &g_only_sub, &g_only_len) < 0) {
+        exclude_free();
+        return -1;
+    }
+    return 0;
+}
+
+int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude, PyObject *only)
 {
     ulma_symbols_reset();
     if (hidden_prefix && hidden_prefix != Py_None) {
@@ -492,7 +621,7 @@ int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude)
         memcpy(g_hidden_prefix, s, (size_t)len + 1);
         g_hidden_prefix_len = (size_t)len;
     }
-    if (exclude_set(exclude) < 0) {
+    if (exclude_set(exclude, only) < 0) {
         ulma_symbols_reset();
         return -1;
     }
@@ -501,6 +630,9 @@ int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude)
 
 void ulma_symbols_reset(void)
 {
+    free(g_off_ids);
+    g_off_ids = NULL;
+    g_off_ids_bytes = 0;
     free(g_hidden_prefix);
     g_hidden_prefix = NULL;
     g_hidden_prefix_len = 0;

@@ -12,9 +12,17 @@
  * overflow); `size` is stored last, with release. */
 void ulma_symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t line, const char *name,
                         size_t nlen, const char *file, size_t flen);
-/* ulma's own files (hidden) and the --exclude patterns for a new session;
- * 0, or -1 with an exception. */
-int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude);
+/* ulma's own files (hidden), the --exclude and the --only patterns for a
+ * new session; 0, or -1 with an exception.  A Python function that an
+ * --exclude pattern matches, or (with --only) no --only pattern does, is off
+ * from its first sight: ULMA_SYMF_OFF in its definition. */
+int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude, PyObject *only);
+/* Switches function `id` off (1) or on (0) for the code objects interned
+ * from now on (the caller makes a new g_code_gen); 0, or -1 (out of memory). */
+int ulma_symbols_set_off(uint32_t id, int off);
+/* A PEP 523 evaluator's frame being entered (an _PyInterpreterFrame), so
+ * that interning it finds its module without walking; may be stale. */
+extern const void *g_intern_frame;
 /* Ids a session may use (what the replay accepts); fewer for tests. */
 #define ULMA_ID_LIMIT (1u << 24)
 /* the fewest: id 1 and the overflow row's id 2 (0 is no function) */

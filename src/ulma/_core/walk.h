@@ -18,6 +18,7 @@
  *     in between drops the group) closes the old stack at the last tick seen
  *     and pushes the stated frames, outermost first, at the group's tick
  *     (never before the last tick); after drops, the time between is lost;
+ *     a restatement (ULMA_SYNC_RESTATE) closes the old stack at its own tick;
  *   - CPU readings go to the `cpu` hook; other kinds are skipped.
  * The functions are inline and the hooks constant, so each user gets its own
  * copy of the loop with its hooks inlined: no call per event.
@@ -112,6 +113,9 @@ ULMA_WALK_INLINE void ulma_walk_exit(ulma_walk *w, const ulma_walk_hooks *h, voi
 ULMA_WALK_INLINE int ulma_walk_apply_sync(ulma_walk *w, const ulma_walk_hooks *h, void *ctx)
 {
     uint64_t close_at = w->last_tick;
+    /* a restatement after a switch lost nothing: the old stack ran until then */
+    if ((w->sync_flags & ULMA_SYNC_RESTATE) && w->sync_ticks > close_at)
+        close_at = w->sync_ticks;
     while (h->depth(ctx) > 0)
         h->pop(ctx, close_at);
     if (w->sync_ticks < close_at) /* only in a damaged stream */
@@ -184,10 +188,14 @@ ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void
                 w->sync_have = 0;
                 w->sync_flags = e->flags;
                 w->sync_ticks = t;
-                if (e->aux == 0)
-                    rc = ulma_walk_apply_sync(w, h, ctx);
-                /* the old stack closes at the tick before the group */
+                /* the old stack closes at the tick before the group (a
+                 * restatement: at the group's own, which it then reached) */
                 t = w->last_tick;
+                if (e->aux == 0) {
+                    rc = ulma_walk_apply_sync(w, h, ctx);
+                    if (e->flags & ULMA_SYNC_RESTATE)
+                        t = w->sync_ticks;
+                }
             } else if ((e->flags & ULMA_SYNC_FRAME) && w->sync_have < w->sync_want) {
                 /* an id past the limit stays one (it is not pushed) */
                 uint32_t id = e->id < ULMA_MAX_FUNC_ID ? e->id : ULMA_MAX_FUNC_ID;

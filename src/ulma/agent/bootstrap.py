@@ -103,7 +103,7 @@ def start_agent(fd: int, options: AgentOptions, *, empty: int = 0,
     _core.agent_id_limit(options.id_limit or 1 << 24)
     _core.agent_start(fd, options.engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust,
                       native_calls=options.native_calls, cpu_interval_us=options.cpu_interval_us,
-                      exclude=list(options.exclude))
+                      exclude=list(options.exclude), only=list(options.only))
     if not empty:
         if alone:
             off, on = calibrate.interleaved()

@@ -119,7 +119,7 @@ def execute(argv: list[str]) -> int:
             sys.stderr.write(f"ulma: {loaded}\n")
         att = Attachment(opts.pid, sessions.Options(
             engine="auto", ring_bytes=opts.ring_size, native_calls=opts.native_calls,
-            cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude),
+            cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), only=tuple(opts.only),
             log_path=opts.log, jsonl_path=opts.jsonl))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None

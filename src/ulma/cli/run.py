@@ -19,7 +19,7 @@ USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 
 # options of `ulma run` that take a value: the first other token starts the program
 _VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output",
-           "--cpu-interval", "--exclude", "--clock", "--id-limit", "--test-ring-size",
+           "--cpu-interval", "--exclude", "--only", "--clock", "--id-limit", "--test-ring-size",
            "--log", "--jsonl"}
 
 
@@ -34,8 +34,13 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                         f"from waiting (default: {DEFAULT_CPU_INTERVAL_US}; 0: never; at most "
                         f"{bounds.LIMITS['MAX_CPU_INTERVAL_US']})")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                   help="functions whose qualified name or file matches this shell pattern get no "
-                        "row: their time shows as unmeasured (white) in their callers; repeatable")
+                   help="functions whose qualified name or file matches this shell pattern are not "
+                        "traced (no callback fires for a Python function) and get no row: their "
+                        "time is in their callers' self time, marked; repeatable")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="trace only the Python functions whose module (or a package above it), "
+                        "qualified name or file matches this shell pattern; nothing fires for the "
+                        "others; repeatable")
 
 
 def add_stream_arguments(p: argparse.ArgumentParser) -> None:
@@ -200,7 +205,7 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         empty_hooks=opts.empty_hooks, recording_floor=opts.recording_floor,
         trace_path=opts.output, native_calls=opts.native_calls,
         cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit,
-        log_path=opts.log, jsonl_path=opts.jsonl)
+        only=tuple(opts.only), log_path=opts.log, jsonl_path=opts.jsonl)
     if opts.live:
         return start_live(target, options, opts)
     return sessions.run(target, options)

@@ -20,7 +20,12 @@ profile function or frame evaluator took over from ulma's; calls into C are
 not traced in a thread after that), ``ids_overflow`` (functions made after every function id
 was taken: their calls are in the row "<functions past the id limit>"),
 ``forked_children`` (children the program forked while profiled: they ran
-unprofiled, and are in no count).
+unprofiled, and are in no count), ``scope`` (the --only and --exclude options
+in effect: what they leave out is not traced, its time is in its callers'
+self time).  Per function: ``off`` (switched off now), ``off_ns`` (how long
+it was switched off through the control channel; its counts cover the time
+it was on) and ``untraced_callees`` (its self time includes a callee's time
+while that callee was switched off: not its own measured CPU).
 Loss besides drops: ``untraced_threads`` (threads that got
 no ring: more were alive at once than --max-threads), ``untraced_events``
 (their events, counted, not recorded) and ``symbols_lost`` (function names
@@ -63,6 +68,7 @@ def _header(profile: Profile) -> dict[str, Any]:
         "hooks_displaced": profile.hooks_displaced,
         "ids_overflow": profile.ids_overflow,
         "forked_children": profile.forked_children,
+        "scope": list(profile.scope),
     }
 
 
@@ -80,7 +86,7 @@ def _function(f: FunctionStats, known: bool) -> dict[str, Any]:
         "overhead_ns": f.overhead_ns, "unmeasured_ns": f.unmeasured_ns,
         "self_cpu_ns": f.self_cpu_ns if known else None, "self_wait_ns": f.self_wait_ns if known else None,
         "self_overhead_ns": f.self_overhead_ns, "call_overhead_ns": f.call_overhead_ns,
-        "native": f.native,
+        "native": f.native, "off": f.off, "off_ns": f.off_ns, "untraced_callees": f.untraced_callees,
     }
 
 

@@ -15,7 +15,7 @@ import time
 
 from ulma.agent import listener
 from ulma.monitor.profile import Profile
-from ulma.monitor.session import Options, Session
+from ulma.monitor.session import Options, Session, scope_of
 from ulma.monitor.streams import LogWriter, Streams
 
 TYPE_CHECKING = False
@@ -107,6 +107,7 @@ class Attachment:
             if self.streams is not None:
                 self.streams.abandon()
             raise
+        self.session.scope = scope_of(options.only, options.exclude)
         try:
             request = f"ATTACH {listener.PROTOCOL.decode()} {options.agent().encode()}\n".encode()
             fds = array.array("i", [self.session.fd])

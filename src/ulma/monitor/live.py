@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, Self
 
 from ulma.monitor.attach import Attachment
+from ulma.monitor.control import Control
 from ulma.monitor.profile import Profile
 from ulma.monitor.session import Run, Session
 
@@ -69,6 +70,8 @@ class LiveSource(Protocol):
     def clear(self) -> None: ...
     def snapshot(self, thread: int | None = None) -> Snapshot: ...
     def health(self) -> Health: ...
+    @property
+    def control(self) -> Control: ...
 
 
 class _DrainThread:
@@ -149,6 +152,11 @@ class LiveRun(_DrainThread):
         profile = self.run.live_profile(thread=thread)
         return Snapshot(profile, self.health())
 
+    @property
+    def control(self) -> Control:
+        """The channel to the agent: functions off and on."""
+        return self.run.session.control
+
     def health(self) -> Health:
         return health_of(self.run.session, self.done.is_set(), self.returncode)
 
@@ -214,6 +222,10 @@ class LiveAttachment(_DrainThread):
 
     def snapshot(self, thread: int | None = None) -> Snapshot:
         return Snapshot(self.attachment.live_profile(thread=thread), self.health())
+
+    @property
+    def control(self) -> Control:
+        return self.attachment.session.control
 
     def health(self) -> Health:
         return health_of(self.attachment.session, self.done.is_set(), None)

@@ -22,9 +22,30 @@ class FunctionStats(Plain):
     splits further into blocked and runnable-but-not-scheduled where the
     kernel says (else those are None)."""
 
-    __slots__ = ("call_overhead_ns", "calls", "cpu_ns", "file", "line", "name", "native", "overhead_ns",
-                 "resumes", "self_cpu_ns", "self_ns", "self_overhead_ns", "self_wait_ns", "total_ns",
-                 "unmeasured_ns", "wait_blocked_ns", "wait_ns", "wait_runnable_ns")
+    __slots__ = (
+        "call_overhead_ns",
+        "calls",
+        "cpu_ns",
+        "fid",
+        "file",
+        "line",
+        "name",
+        "native",
+        "off",
+        "off_ns",
+        "overhead_ns",
+        "resumes",
+        "self_cpu_ns",
+        "self_ns",
+        "self_overhead_ns",
+        "self_wait_ns",
+        "total_ns",
+        "unmeasured_ns",
+        "untraced_callees",
+        "wait_blocked_ns",
+        "wait_ns",
+        "wait_runnable_ns",
+    )
 
     name: str
     file: str
@@ -44,6 +65,13 @@ class FunctionStats(Plain):
     self_overhead_ns: int
     call_overhead_ns: int  # what its callers spent getting into it (native calls only)
     native: bool  # a C function (native calls)
+    fid: int  # the session's id of the function (0: not known)
+    off: bool  # switched off now (the control channel): its counts stopped
+    off_ns: int  # how long it was switched off so far (0: never)
+    # a callee of it was switched off for a while: its self time then includes
+    # that callee's time, which was not measured (never shown as its own CPU
+    # without this mark)
+    untraced_callees: bool
 
     def __init__(self, name: str, file: str, line: int, calls: int, resumes: int, self_ns: int,
                  total_ns: int, cpu_ns: int = 0, wait_ns: int = 0, overhead_ns: int = 0,
@@ -68,6 +96,10 @@ class FunctionStats(Plain):
         self.self_overhead_ns = self_overhead_ns
         self.call_overhead_ns = call_overhead_ns
         self.native = native
+        self.fid = 0
+        self.off = False
+        self.off_ns = 0
+        self.untraced_callees = False
 
     @property
     def activations(self) -> int:
@@ -114,7 +146,7 @@ class ThreadInfo(Plain):
 
 class Profile(Plain):
     __slots__ = ("clock", "edges", "engine", "forked_children", "functions", "hooks_displaced",
-                 "ids_overflow", "native_calls", "probe_ns", "python", "schedstat", "split_known",
+                 "ids_overflow", "native_calls", "probe_ns", "python", "schedstat", "scope", "split_known",
                  "symtab_overflow", "threads", "threads_overflow", "tool_id", "untraced_events", "wall_ns")
 
     python: str
@@ -135,6 +167,9 @@ class Profile(Plain):
     probe_ns: float  # calibrated cost of one probe
     tool_id: int | None  # the sys.monitoring tool id ulma used (None: PEP 523 engine)
     hooks_displaced: int  # times the program's own profile function or evaluator took over ulma's
+    # --only / --exclude patterns in effect ("--only P", "--exclude P"): the functions they
+    # leave out are not traced, and their time is in their callers' self time
+    scope: tuple[str, ...]
 
     def __init__(self, python: str, wall_ns: int, engine: str, clock: str,
                  functions: list[FunctionStats] | None = None, edges: list[EdgeStats] | None = None,
@@ -161,6 +196,7 @@ class Profile(Plain):
         self.probe_ns = probe_ns
         self.tool_id = tool_id
         self.hooks_displaced = hooks_displaced
+        self.scope = ()
 
     @property
     def overhead_ns(self) -> int:
@@ -215,12 +251,15 @@ def build_profile(
     split_known: bool = False,
     schedstat: bool = False,
     native_calls: bool = False,
+    switched: dict[int, tuple[bool, int]] | None = None,
 ) -> Profile:
     """Names the snapshot's ids and converts ticks to ns.  ulma's own
     bootstrap functions (hidden symbols), excluded functions (their time is
     their callers' unmeasured time) and the edges touching them are left out.
     `functions` rows are (id, calls, resumes, self, total), with the split
-    figures after them when the snapshot was taken with split=True."""
+    figures after them when the snapshot was taken with split=True.
+    `switched`: id -> (off now, ns it was off) of the functions switched
+    through the control channel; their callers get `untraced_callees`."""
     profile = Profile(python=python, wall_ns=wall_ns, engine=engine, clock=clock,
                       split_known=split_known, schedstat=schedstat and split_known,
                       native_calls=native_calls, probe_ns=probe_ns)
@@ -243,10 +282,15 @@ def build_profile(
             _split(f, row[5:], ns_per_tick, probe_ns, profile.schedstat)
         else:
             f.cpu_ns, f.self_cpu_ns = f.total_ns, f.self_ns
+        f.fid = fid
+        if switched and fid in switched:
+            f.off, f.off_ns = switched[fid]
         profile.functions.append(f)
     for caller, callee, calls, resumes, total_t in edges:
         a = index[caller] if caller < len(index) else 0
         b = index[callee] if callee < len(index) else 0
         if a and b:
             profile.edges.append(EdgeStats(a - 1, b - 1, calls, resumes, round(total_t * ns_per_tick)))
+            if switched and callee in switched and switched[callee][1] > 0:
+                profile.functions[a - 1].untraced_callees = True
     return profile

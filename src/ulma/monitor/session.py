@@ -21,6 +21,7 @@ from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
 from ulma.monitor import prestart
+from ulma.monitor.control import Control
 
 # `ulma run` imports this on its way to starting the program: what only a
 # trace file needs (the trace format, zstandard, json, queue, socket) is
@@ -66,7 +67,7 @@ class Target(Frozen):
 
 class Options(Frozen):
     __slots__ = ("cpu_interval_us", "empty_hooks", "engine", "exclude", "id_limit", "jsonl_path",
-                 "log_path", "max_threads", "native_calls", "poll_seconds", "recording_floor",
+                 "log_path", "max_threads", "native_calls", "only", "poll_seconds", "recording_floor",
                  "ring_bytes", "trace_path")
 
     engine: str
@@ -82,6 +83,7 @@ class Options(Frozen):
     id_limit: int  # function ids (0: 2**24); tests use fewer to reach the overflow row
     log_path: str | None  # --log: the text export's lines, as the program runs
     jsonl_path: str | None  # --jsonl: one JSON object per refresh
+    only: tuple[str, ...]  # --only: trace only the Python functions these shell patterns match
 
     def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
                  max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
@@ -89,7 +91,7 @@ class Options(Frozen):
                  trace_path: str | None = None,
                  native_calls: bool = False, cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
                  exclude: tuple[str, ...] = (), id_limit: int = 0, log_path: str | None = None,
-                 jsonl_path: str | None = None) -> None:
+                 jsonl_path: str | None = None, only: tuple[str, ...] = ()) -> None:
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "ring_bytes", ring_bytes)
         object.__setattr__(self, "max_threads", max_threads)
@@ -103,10 +105,11 @@ class Options(Frozen):
         object.__setattr__(self, "id_limit", id_limit)
         object.__setattr__(self, "log_path", log_path)
         object.__setattr__(self, "jsonl_path", jsonl_path)
+        object.__setattr__(self, "only", only)
 
     def agent(self) -> AgentOptions:
         return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
-                            self.id_limit)
+                            self.id_limit, self.only)
 
 
 def _hint_scale(text: str | None) -> float:
@@ -146,6 +149,9 @@ class Session:
         self.start_ticks: int = counters["start_ticks"]
         self.start_mono_ns: int = counters["start_mono_ns"]
         self.clock: str = counters["clock"]
+        self.scope: tuple[str, ...] = ()  # --only / --exclude in effect, for the report
+        self.control = Control(self.core, self.lock, lambda t: self.mono_ns(t, self.ns_per_tick()),
+                               time.monotonic_ns)
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -178,6 +184,7 @@ class Session:
             log.write(new, chunks, tids)
         if recorder is not None:
             recorder.write(new, chunks, log.ns_per_tick if log is not None else None)
+        self.control.poll()
         return n
 
     def clear(self) -> None:
@@ -247,8 +254,9 @@ class Session:
             python=sys.version.split()[0], wall_ns=wall_ns,
             engine=ENGINE_NAMES.get(counters["engine"], "none"), clock=self.clock,
             probe_ns=info["probe_ns"], split_known=info["cpu_samples"], schedstat=info["schedstat"],
-            native_calls=info["native_calls"],
+            native_calls=info["native_calls"], switched=self.switched(),
         )
+        profile.scope = self.scope
         profile.threads = [
             ThreadInfo(thread=t["thread"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
                        lost_ns=round(t["lost_ticks"] * scale), unmatched=t["unmatched"])
@@ -262,6 +270,13 @@ class Session:
         profile.ids_overflow = counters["ids_overflow"]
         profile.forked_children = counters["forked_children"]
         return profile
+
+    def switched(self) -> dict[int, tuple[bool, int]]:
+        """id -> (off now, ns it was off so far) of every function switched
+        through the control channel."""
+        now = time.monotonic_ns()
+        return {fid: (sw.off_since_ns is not None, sw.off_total(now))
+                for fid, sw in list(self.control.functions.items())}
 
     def agent_info(self) -> dict[str, Any]:
         with self.lock:
@@ -443,6 +458,7 @@ class Run:
             if early is not None:
                 early.discard()
             raise
+        self.session.scope = scope_of(options.only, options.exclude)
         empty = "2" if options.recording_floor else "1" if options.empty_hooks else "0"
         env = dict(os.environ)
         env[bootstrap.ENV_FD] = str(self.session.fd)
@@ -601,6 +617,11 @@ class Run:
         self.session.close()
         said = self.streams.close(profile) if self.streams is not None else []
         return RunResult(returncode, profile, started, trace_error, said)
+
+
+def scope_of(only: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
+    """The --only and --exclude options in effect, as the report names them."""
+    return (*(f"--only {p}" for p in only), *(f"--exclude {p}" for p in exclude))
 
 
 def _consumed(rows: list[_Row]) -> Iterator[_Row]:

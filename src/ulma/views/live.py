@@ -28,8 +28,10 @@ from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.widgets import Input, Log, Static
 
+from ulma.monitor.control import ChannelFull
 from ulma.monitor.live import Health, LiveSource, Rates, Snapshot, rates
 from ulma.monitor.output import Captured, Stream
+from ulma.monitor.profile import FunctionStats
 from ulma.views import bar
 from ulma.views.grid import Cell, Col, Grid
 from ulma.views.live_rows import (
@@ -52,6 +54,7 @@ from ulma.views.live_rows import (
     visible,
     where,
 )
+from ulma.views.report import UNTRACED_MARK
 from ulma.views.units import fmt_ns
 
 REFRESH_SECONDS = 0.25
@@ -61,8 +64,8 @@ BAR_WIDTH = 20
 MIN_BAR_WIDTH = 8
 MIN_NAME_WIDTH = 24
 SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
-KEYS = ("1-7 sort (again: reverse)  / filter  w wall/cpu  p pause  t thread  c clear  "
-        "⏎ callers/callees  esc close  ^C interrupt program  q quit")
+KEYS = ("1-7 sort (again: reverse)  / filter  x off/on (filtered: all shown)  X module off/on  "
+        "w wall/cpu  p pause  t thread  c clear  ⏎ callers/callees  esc close  ^C interrupt program  q quit")
 
 
 @dataclass(slots=True)
@@ -140,6 +143,8 @@ class LiveView(App[None]):
         Binding("c", "clear", "clear history"),
         Binding("w", "toggle_clock", "wall/cpu"),
         Binding("slash", "filter", "filter"),
+        Binding("x", "switch", "off/on"),
+        Binding("X", "switch_module", "module off/on"),
         Binding("escape", "close", "close"),
         *(Binding(str(i + 1), f"sort({i})", c.label, show=False) for i, c in enumerate(COLUMNS)),
     ]
@@ -165,6 +170,7 @@ class LiveView(App[None]):
         self._drawn_clock = ""  # the clock the headers and the legend were drawn for
         self.bar_width = BAR_WIDTH
         self.roots = short_roots(self.settings.cwd)
+        self._acked = 0  # control commands whose effect was already told
         self._decoders = {"out": codecs.getincrementaldecoder("utf-8")("replace"),
                           "err": codecs.getincrementaldecoder("utf-8")("replace")}
 
@@ -262,6 +268,7 @@ class LiveView(App[None]):
             self._note_health(snap.health)
             self._render_table()
             self._render_links()
+        self._tell_switches()
         self._show_output()
         self._render_health()
         if done and not self._exit_seen:
@@ -306,9 +313,39 @@ class LiveView(App[None]):
 
     def _cells(self, row: Row, wall: int) -> list[Cell]:
         f = row.stats
-        name: Cell = [(f.name, "bold"), (f"  {where(f.file, f.line, self.roots)}", "dim")]
+        mark = self._switch_mark(f)
+        name: Cell = [(f.name, "bold"), *([(f"  {mark}", "bold magenta")] if mark else []),
+                      (f"  {where(f.file, f.line, self.roots)}", "dim")]
         known = self.snap is None or self.snap.profile.split_known
-        return [name, *([(v, "")] for v in texts(row)), time_bar(row, known, wall, self.bar_width)]
+        values = list(texts(row))
+        if f.untraced_callees:  # its self time holds callees' time while they were off
+            values[COLUMN_INDEX["self"] - 1] += UNTRACED_MARK
+        return [name, *([(v, "")] for v in values), time_bar(row, known, wall, self.bar_width)]
+
+    def _switch_mark(self, f: FunctionStats) -> str:
+        """off (since when), off… (asked, not yet taken), or how long it was off."""
+        sw = self.source.control.functions.get(f.fid) if f.fid else None
+        if sw is not None and sw.pending:
+            return "on…" if sw.off_since_ns is not None else "off…"
+        if f.off:
+            return f"off {fmt_ns(f.off_ns)}"
+        if f.off_ns:
+            return f"was off {fmt_ns(f.off_ns)}"
+        return ""
+
+    def _tell_switches(self) -> None:
+        """Says when each switch took effect (the agent's acknowledgement)."""
+        done = self.source.control.done
+        names = {r.stats.fid: r.stats.name for r in self.rows}
+        for cmd in done[self._acked:]:
+            name = names.get(cmd.fid, f"#{cmd.fid}")
+            if cmd.status != "applied" or cmd.done_ns is None:
+                self.notify(f"{name}: the agent refused the switch", severity="warning", timeout=3)
+                continue
+            after = fmt_ns(max(cmd.done_ns - cmd.posted_ns, 0))
+            self.notify(f"{name} {'off' if cmd.off else 'on'}: took effect {after} after the key",
+                        timeout=3)
+        self._acked = len(done)
 
     def _render_health(self) -> None:
         lines = [self._status_line(), self._monitor_line()]
@@ -428,6 +465,42 @@ class LiveView(App[None]):
         self._set_columns()  # the headers show the sort
         self._render_table()
         self._render_health()
+
+    def action_switch(self) -> None:
+        """x: the selected function off or on; with a filter, every function shown."""
+        if self.needle:
+            targets = [r.stats for r in self.rows if r.key in set(self.shown)]
+        else:
+            key = self.query_one("#functions", Grid).cursor_key
+            targets = [r.stats for r in self.rows if row_id(r.key) == key]
+        self._switch(targets)
+
+    def action_switch_module(self) -> None:
+        """X: every function seen of the selected function's module (its file) off or on."""
+        key = self.query_one("#functions", Grid).cursor_key
+        picked = next((r.stats for r in self.rows if row_id(r.key) == key), None)
+        if picked is not None:
+            self._switch([r.stats for r in self.rows if r.stats.file == picked.file])
+
+    def _switch(self, targets: list[FunctionStats]) -> None:
+        targets = [f for f in targets if f.fid and not f.native]
+        if not targets:
+            self.notify("nothing to switch (C functions cannot be switched)", timeout=2)
+            return
+        if self.source.done.is_set():
+            self.notify("the program has ended", timeout=2)
+            return
+        control = self.source.control
+        # all off already: on again; else off
+        off = not all(control.is_off(f.fid) for f in targets)
+        try:
+            control.switch([f.fid for f in targets], off)
+        except ChannelFull:
+            self.notify("the agent has not taken the last switches yet (is the program running "
+                        "Python code?)", severity="warning", timeout=3)
+        self.notify(f"{len(targets)} function{'s' if len(targets) > 1 else ''} "
+                    f"{'off' if off else 'on'}: asked", timeout=2)
+        self._render_table()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

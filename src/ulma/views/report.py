@@ -66,9 +66,39 @@ def build_table(profile: Profile, limit: int, clock: str = "wall") -> Table:
         per_call = fmt_ns(total_t / f.calls) if f.calls else "-"
         name = Text(f.name, style="bold")
         name.append(f"  {location(f)}", style="dim")
-        table.add_row(name, calls, fmt_ns(self_t), fmt_ns(total_t), per_call,
+        if f.off_ns:
+            name.append(f"  {off_words(f)}", style="bold magenta")
+        self_text = fmt_ns(self_t) + (UNTRACED_MARK if f.untraced_callees else "")
+        table.add_row(name, calls, self_text, fmt_ns(total_t), per_call,
                       f"{100 * self_t / wall:.1f}", split_bar(f, profile))
     return table
+
+
+# after a self time that includes the time of callees switched off (not measured)
+UNTRACED_MARK = "*"
+
+
+def off_words(f: FunctionStats) -> str:
+    """A function switched off through the control channel: off now or not,
+    and for how long it was; its counts cover only the time it was on."""
+    return f"{'off' if f.off else 'was off'} {fmt_ns(f.off_ns)}"
+
+
+def scope_lines(profile: Profile) -> list[Text]:
+    """What was not traced, and where its time went."""
+    lines = []
+    if any(f.untraced_callees for f in profile.functions):
+        lines.append(Text(f"{UNTRACED_MARK} self time includes callees while they were switched off "
+                          "(their time was not measured, and is not this function's own CPU)",
+                          style="bold magenta"))
+    if any(f.off_ns for f in profile.functions):
+        lines.append(Text("off: switched off while running (key x); its counts cover only the time "
+                          "it was on", style="magenta"))
+    if profile.scope:
+        lines.append(Text(f"traced: {' '.join(profile.scope)} -- the functions left out were not "
+                          "traced: their time is in their callers' self time, not measured apart",
+                          style="bold magenta"))
+    return lines
 
 
 def split_lines(profile: Profile) -> list[Text]:
@@ -137,5 +167,5 @@ def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool 
     console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by {what}",
                        style="bold"))
     console.print(build_table(profile, limit, clock))
-    for line in [*split_lines(profile), *summary_lines(profile)]:
+    for line in [*split_lines(profile), *scope_lines(profile), *summary_lines(profile)]:
         console.print(line)

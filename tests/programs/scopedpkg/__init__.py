@@ -1,0 +1,1 @@
+"""The package `scoped.py` picks out with --only: a tenth of its calls."""
