@@ -19,7 +19,7 @@ USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 
 # options of `ulma run` that take a value: the first other token starts the program
 _VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output",
-           "--cpu-interval", "--exclude", "--only", "--clock", "--id-limit", "--test-ring-size"}
+           "--cpu-interval", "--exclude", "--only", "--budget", "--refresh", "--clock", "--id-limit", "--test-ring-size"}
 
 
 def add_measure_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +40,17 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                    help="trace only the Python functions whose module (or a package above it), "
                         "qualified name or file matches this shell pattern; nothing fires for the "
                         "others; repeatable")
+
+
+def add_dial_arguments(p: argparse.ArgumentParser) -> None:
+    """The dial: overhead against detail (ulma.monitor.dial)."""
+    p.add_argument("--budget", type=float, default=None, metavar="PCT",
+                   help="keep ulma's estimated overhead under PCT %% of the plain run time by "
+                        "switching off the functions whose events cost most for the time they show "
+                        "(and on again when the program's shape changes); the report lists them")
+    p.add_argument("--refresh", type=int, default=None, metavar="MS",
+                   help="how often the live view redraws and the dial judges the overhead "
+                        f"(default: the view its own, the dial {round(sessions.DIAL_SECONDS * 1000)} ms)")
 
 
 def add_ring_argument(p: argparse.ArgumentParser) -> None:
@@ -156,6 +167,7 @@ def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
     mine, rest = split_argv(argv)
     parser = Parser(prog=prog, usage=usage, description=description)
     add_arguments(parser)
+    add_dial_arguments(parser)
     if live:
         add_live_arguments(parser)
     opts = parser.parse(mine)
@@ -179,7 +191,8 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         empty_hooks=opts.empty_hooks, recording_floor=opts.recording_floor,
         trace_path=opts.output, native_calls=opts.native_calls,
         cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit,
-        only=tuple(opts.only))
+        only=tuple(opts.only), budget=opts.budget or 0.0,
+        dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS)
     if opts.live:
         return start_live(target, options, opts)
     return sessions.run(target, options)
@@ -203,6 +216,8 @@ def start_live(target: sessions.Target, options: sessions.Options,
 
     title = " ".join([target.name if target.kind == "script" else f"-m {target.name}", *target.args])
     settings = ViewSettings(title=title, exit_when_done=opts.live_exit, clock=opts.clock)
+    if opts.refresh:
+        settings.refresh_seconds = opts.refresh / 1000
     return run_live(target, options, settings, output_pane=opts.output_pane)
 
 

@@ -64,6 +64,12 @@ def _header(profile: Profile) -> dict[str, Any]:
         "ids_overflow": profile.ids_overflow,
         "forked_children": profile.forked_children,
         "scope": list(profile.scope),
+        "dial": None if profile.dial is None else {
+            "budget": profile.dial.budget, "estimate": profile.dial.estimate,
+            "history": [list(p) for p in profile.dial.history],
+            "switched_off": [{"function": sw.name, "fid": sw.fid, "at_s": sw.at_s, "calls": sw.calls,
+                              "events_per_s": sw.rate, "back_on_s": sw.back_on_s}
+                             for sw in profile.dial.switches]},
     }
 
 

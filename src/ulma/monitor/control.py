@@ -109,6 +109,10 @@ class Control:
                     sw.off_since_ns = None
         return acked
 
+    def pending(self) -> bool:
+        """Commands await their acknowledgement."""
+        return bool(self._pending)
+
     def is_off(self, fid: int) -> bool:
         sw = self.functions.get(fid)
         return sw is not None and sw.off_since_ns is not None

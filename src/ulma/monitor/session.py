@@ -21,6 +21,7 @@ from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
 from ulma.monitor.control import Control
+from ulma.monitor.dial import Dial
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 from ulma.monitor.terminal import Forwarding
 
@@ -61,9 +62,15 @@ class Target(Frozen):
         object.__setattr__(self, "args", args)
 
 
+# the dial's window: short, as a call-bound program pays full tracing until
+# its first decision (fib: 2.7x for those 20 ms)
+DIAL_SECONDS = 0.02
+
+
 class Options(Frozen):
-    __slots__ = ("cpu_interval_us", "empty_hooks", "engine", "exclude", "id_limit", "max_threads",
-                 "native_calls", "only", "poll_seconds", "recording_floor", "ring_bytes", "trace_path")
+    __slots__ = ("budget", "cpu_interval_us", "dial_seconds", "empty_hooks", "engine", "exclude",
+                 "id_limit", "max_threads", "native_calls", "only", "poll_seconds", "recording_floor",
+                 "ring_bytes", "trace_path")
 
     engine: str
     ring_bytes: int
@@ -77,6 +84,8 @@ class Options(Frozen):
     exclude: tuple[str, ...]
     id_limit: int  # function ids (0: 2**24); tests use fewer to reach the overflow row
     only: tuple[str, ...]  # --only: trace only the Python functions these shell patterns match
+    budget: float  # --budget: the overhead the dial keeps under, % of plain (0: no dial)
+    dial_seconds: float  # the dial's window (--refresh)
 
     def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
                  max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
@@ -84,7 +93,8 @@ class Options(Frozen):
                  trace_path: str | None = None,
                  native_calls: bool = False, cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
                  exclude: tuple[str, ...] = (), id_limit: int = 0,
-                 only: tuple[str, ...] = ()) -> None:
+                 only: tuple[str, ...] = (), budget: float = 0.0,
+                 dial_seconds: float = DIAL_SECONDS) -> None:
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "ring_bytes", ring_bytes)
         object.__setattr__(self, "max_threads", max_threads)
@@ -97,6 +107,8 @@ class Options(Frozen):
         object.__setattr__(self, "exclude", exclude)
         object.__setattr__(self, "id_limit", id_limit)
         object.__setattr__(self, "only", only)
+        object.__setattr__(self, "budget", budget)
+        object.__setattr__(self, "dial_seconds", dial_seconds)
 
     def agent(self) -> AgentOptions:
         return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
@@ -113,6 +125,10 @@ def _hint_scale(text: str | None) -> float:
         from ulma.cli.errors import UsageError
         raise UsageError(f"{Session.ENV_HINT_SCALE} must be a positive number, not {text!r}")
     return value
+
+
+# symbols the dial never switches: ulma's own, and those not traced anyway
+HIDDEN_OR_OFF: int = _core.LAYOUT["SYMF_HIDDEN"] | _core.LAYOUT["SYMF_UNMEASURED"] | _core.LAYOUT["SYMF_OFF"]
 
 
 class Session:
@@ -142,6 +158,7 @@ class Session:
         self.scope: tuple[str, ...] = ()  # --only / --exclude in effect, for the report
         self.control = Control(self.core, self.lock, lambda t: self.mono_ns(t, self.ns_per_tick()),
                                time.monotonic_ns)
+        self.dial: Dial | None = None  # --budget: switches functions off to keep the overhead down
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -162,7 +179,22 @@ class Session:
         if recorder is not None:
             recorder.write(new, chunks)
         self.control.poll()
+        if self.dial is not None:
+            self.turn_dial()
         return n
+
+    def turn_dial(self) -> None:
+        """Lets the dial look at the totals, once per its window."""
+        dial = self.dial
+        if dial is None or not dial.due(time.monotonic()):
+            return
+        scale = self.ns_per_tick()
+        with self.lock:
+            functions, _ = self.core.snapshot(live=False, split=False, rate=scale)
+            probe_ns = self.core.agent_info()["probe_ns"]
+        names = {sid: s.name for sid, s in list(self.symbols.items())
+                 if s.kind == _core.LAYOUT["SYM_PYFUNC"] and not s.flags & HIDDEN_OR_OFF}
+        dial.tick(functions, names, probe_ns, scale)
 
     def clear(self) -> None:
         with self.lock:
@@ -232,6 +264,8 @@ class Session:
             native_calls=info["native_calls"], switched=self.switched(),
         )
         profile.scope = self.scope
+        if self.dial is not None:
+            profile.dial = self.dial.report(profile.functions, final)
         profile.threads = [
             ThreadInfo(thread=t["thread"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
                        lost_ns=round(t["lost_ticks"] * scale), unmatched=t["unmatched"])
@@ -415,6 +449,8 @@ class Run:
         self.options = options
         self.session = Session(options.ring_bytes, options.max_threads)
         self.session.scope = scope_of(options.only, options.exclude)
+        if options.budget:
+            self.session.dial = Dial(options.budget, self.session.control, options.dial_seconds)
         env = dict(os.environ)
         env[bootstrap.ENV_FD] = str(self.session.fd)
         env[bootstrap.ENV_OPTIONS] = options.agent().encode()

@@ -101,6 +101,27 @@ def scope_lines(profile: Profile) -> list[Text]:
     return lines
 
 
+def dial_lines(profile: Profile) -> list[Text]:
+    """--budget: what the dial switched off (with its exact count up to then)
+    and the overhead it estimated over the run."""
+    dial = profile.dial
+    if dial is None:
+        return []
+    lines = [Text(f"dial: budget {dial.budget:g}% -- switched off {len(dial.switches)} time(s), "
+                  f"{dial.off_now} off at the end; estimated overhead now {dial.estimate:.1f}%",
+                  style="bold magenta")]
+    for sw in dial.switches:
+        count = "?" if sw.calls is None else f"{sw.calls:,}"
+        back = f", on again at {sw.back_on_s:.2f} s" if sw.back_on_s is not None else ""
+        lines.append(Text(f"  off at {sw.at_s:.2f} s: {sw.name}  {count} calls up to then "
+                          f"({sw.rate:,.0f} events/s){back}"))
+    if dial.history:
+        step = max(len(dial.history) // 8, 1)
+        points = "  ".join(f"{t:.2f}s {p:.1f}%" for t, p in dial.history[::step])
+        lines.append(Text(f"  estimated overhead over time: {points}", style="dim"))
+    return lines
+
+
 def split_lines(profile: Profile) -> list[Text]:
     """The legend, and what the split rests on: CPU readings, the calibrated
     probe cost and the overhead taken out of the functions' CPU time."""
@@ -167,5 +188,6 @@ def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool 
     console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by {what}",
                        style="bold"))
     console.print(build_table(profile, limit, clock))
-    for line in [*split_lines(profile), *scope_lines(profile), *summary_lines(profile)]:
+    for line in [*split_lines(profile), *scope_lines(profile), *dial_lines(profile),
+                 *summary_lines(profile)]:
         console.print(line)
