@@ -68,7 +68,8 @@ def _header(profile: Profile) -> dict[str, Any]:
             "budget": profile.dial.budget, "estimate": profile.dial.estimate,
             "history": [list(p) for p in profile.dial.history],
             "switched_off": [{"function": sw.name, "fid": sw.fid, "at_s": sw.at_s, "calls": sw.calls,
-                              "events_per_s": sw.rate, "back_on_s": sw.back_on_s}
+                              "events_per_s": sw.rate, "back_on_s": sw.back_on_s,
+                              "done_mono_ns": sw.done_ns}
                              for sw in profile.dial.switches]},
     }
 

@@ -6,9 +6,10 @@ see ulma/agent/calibrate.py), so over one refresh window the estimate is
 
     overhead % of plain = 100 * events * probe_ns / (window - events * probe_ns)
 
-(the program's own time is the window less what the probes took; with
-several threads busy at once the window counts once, so the estimate is high
-rather than low).  When it is over the budget the dial switches functions
+where the window is the CPU time the program's threads had in it (from
+/proc/PID/task/*/schedstat: on a busy machine the program gets less than the
+wall window, and several busy threads get more), or the wall window where the
+kernel does not say.  The program's own time is that less what the probes took.  When it is over the budget the dial switches functions
 off through the control channel -- the same OFF command as the view's `x` --
 cheapest detail first: the functions whose probes cost most for the time
 they show (their events' cost over their total time, i.e. many short calls),
@@ -54,6 +55,7 @@ class Switch:
     rate: float  # its events per second when chosen
     calls: int | None = None  # its exact count up to the switch (None: not read yet)
     back_on_s: float | None = None  # when the dial switched it on again
+    done_ns: int | None = None  # when the agent applied it (CLOCK_MONOTONIC)
 
 
 @dataclass(slots=True)
@@ -85,6 +87,7 @@ class Dial:
         self.period_s = period_s
         self._start = time.monotonic()
         self._last_t: float | None = None
+        self._last_cpu: int | None = None
         self._last: dict[int, tuple[int, int, int]] = {}  # fid -> (calls, resumes, total ticks)
         self._off: dict[int, Switch] = {}  # switched off by the dial, off now
         self._baseline: float | None = None  # traced events/s after the last decision
@@ -92,6 +95,7 @@ class Dial:
         self._retry_at = 0.0
         self._retrying: set[int] = set()  # switched on to be judged again
         self._settling = False  # a window with a switch in it is not judged
+        self._read: set[int] = set()  # OFF commands whose switch has its count
 
     def due(self, now: float) -> bool:
         return self._last_t is None or now - self._last_t >= self.period_s
@@ -103,17 +107,23 @@ class Dial:
         self._retry_at = 0.0
 
     def tick(self, rows: list[tuple[int, ...]], names: dict[int, str], probe_ns: float,
-             ns_per_tick: float, now: float | None = None) -> None:
-        """`rows`: the replay's cumulative (id, calls, resumes, self, total)."""
+             ns_per_tick: float, now: float | None = None, cpu_ns: int | None = None) -> None:
+        """`rows`: the replay's cumulative (id, calls, resumes, self, total);
+        `cpu_ns`: the program's CPU time so far (all its threads), if known."""
         now = time.monotonic() if now is None else now
         if self._last_t is None:
-            self._last_t = now
+            self._last_t, self._last_cpu = now, cpu_ns
             self._remember(rows)
             return
         window_s = now - self._last_t
         if window_s < self.period_s:
             return
-        self._last_t = now
+        # the program's own time in the window: its CPU time where the kernel
+        # says (on a busy machine it gets less than the wall window), else wall
+        window_ns = window_s * 1e9
+        if cpu_ns is not None and self._last_cpu is not None and cpu_ns > self._last_cpu:
+            window_ns = float(cpu_ns - self._last_cpu)
+        self._last_t, self._last_cpu = now, cpu_ns
         t = now - self._start
         events: dict[int, int] = {}
         shown: dict[int, float] = {}
@@ -132,7 +142,6 @@ class Dial:
         self._read_counts(rows, now)
         if cleared or probe_ns <= 0:
             return
-        window_ns = window_s * 1e9
         est = _pct(sum(events.values()) * probe_ns, window_ns)
         self.state.estimate = est
         self.state.add_point(t, est)
@@ -141,7 +150,7 @@ class Dial:
             self._settling = bool(self.control.pending())
             return
         budget = self.state.budget
-        rate = sum(events.values()) / window_s
+        rate = sum(events.values()) / (window_ns / 1e9)
         retried, self._retrying = bool(self._retrying), set()
         if est > budget:
             self._switch_off(events, shown, probe_ns, window_ns, names, t, retried)
@@ -166,8 +175,10 @@ class Dial:
             if cmd.done_ns is None or time.monotonic_ns() - cmd.done_ns < SETTLE_NS:
                 continue
             for sw in self.state.switches:
-                if sw.fid == cmd.fid and sw.calls is None and cmd.off:
-                    sw.calls = calls.get(sw.fid, 0)
+                if sw.fid == cmd.fid and sw.calls is None and cmd.off and cmd.seq not in self._read:
+                    sw.calls, sw.done_ns = calls.get(sw.fid, 0), cmd.done_ns
+                    self._read.add(cmd.seq)
+                    break
 
     def _switch_off(self, events: dict[int, int], shown: dict[int, float], probe_ns: float,
                     window_ns: float, names: dict[int, str], t: float, retried: bool) -> None:
@@ -222,6 +233,12 @@ class Dial:
             for sw in self.state.switches:
                 if sw.back_on_s is None:
                     sw.calls = calls.get(sw.fid, 0)
+            for cmd in self.control.done:  # when the last ones took effect
+                for sw in self.state.switches:
+                    if sw.fid == cmd.fid and sw.done_ns is None and cmd.off and cmd.seq not in self._read:
+                        sw.done_ns = cmd.done_ns
+                        self._read.add(cmd.seq)
+                        break
         return self.state
 
 

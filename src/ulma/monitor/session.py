@@ -192,9 +192,10 @@ class Session:
         with self.lock:
             functions, _ = self.core.snapshot(live=False, split=False, rate=scale)
             probe_ns = self.core.agent_info()["probe_ns"]
+            pid = self.core.counters()["agent_pid"]
         names = {sid: s.name for sid, s in list(self.symbols.items())
                  if s.kind == _core.LAYOUT["SYM_PYFUNC"] and not s.flags & HIDDEN_OR_OFF}
-        dial.tick(functions, names, probe_ns, scale)
+        dial.tick(functions, names, probe_ns, scale, cpu_ns=process_cpu_ns(pid))
 
     def clear(self) -> None:
         with self.lock:
@@ -569,6 +570,25 @@ class Run:
             trace_error = self.recorder.error
         self.session.close()
         return RunResult(returncode, profile, started, trace_error)
+
+
+def process_cpu_ns(pid: int) -> int | None:
+    """CPU time of every thread of `pid` so far (ns, from schedstat), or None
+    where the kernel does not say."""
+    if not pid:
+        return None
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return total
 
 
 def scope_of(only: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
