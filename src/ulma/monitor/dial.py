@@ -101,10 +101,15 @@ class Dial:
         return self._last_t is None or now - self._last_t >= self.period_s
 
     def budget(self, pct: float) -> None:
-        """Turns the dial (the view's `d`)."""
+        """Turns the dial (the view's `d`): 0 turns it off, switching on
+        again what it switched off."""
         self.state.budget = pct
         self._baseline = None
         self._retry_at = 0.0
+        self._retry_gap = RETRY_FIRST_S
+        if pct <= 0 and self._off:
+            self._switch_on(time.monotonic() - self._start)
+            self._retrying = set()
 
     def tick(self, rows: list[tuple[int, ...]], names: dict[int, str], probe_ns: float,
              ns_per_tick: float, now: float | None = None, cpu_ns: int | None = None) -> None:
@@ -140,7 +145,7 @@ class Dial:
                 shown[fid] = max((total - t0) * ns_per_tick, 1.0)
         self._remember(rows)
         self._read_counts(rows, now)
-        if cleared or probe_ns <= 0:
+        if cleared or probe_ns <= 0 or self.state.budget <= 0:
             return
         est = _pct(sum(events.values()) * probe_ns, window_ns)
         self.state.estimate = est

@@ -21,7 +21,7 @@ from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
 from ulma.monitor.control import Control
-from ulma.monitor.dial import Dial
+from ulma.monitor.dial import Dial, DialState
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 from ulma.monitor.terminal import Forwarding
 
@@ -182,6 +182,14 @@ class Session:
         if self.dial is not None:
             self.turn_dial()
         return n
+
+    def set_budget(self, pct: float) -> DialState:
+        """The view's `d`: the dial at `pct` % (0: off), made if there was none."""
+        if self.dial is None:
+            self.dial = Dial(pct, self.control, DIAL_SECONDS)
+        else:
+            self.dial.budget(pct)
+        return self.dial.state
 
     def turn_dial(self) -> None:
         """Lets the dial look at the totals, once per its window."""
