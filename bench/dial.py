@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from control import seconds  # noqa: E402
+from control import seconds
 
 HERE = Path(__file__).resolve().parent
 TARGET = 1.07

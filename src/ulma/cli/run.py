@@ -19,7 +19,8 @@ USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 
 # options of `ulma run` that take a value: the first other token starts the program
 _VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output",
-           "--cpu-interval", "--exclude", "--only", "--budget", "--refresh", "--clock", "--id-limit", "--test-ring-size"}
+           "--cpu-interval", "--exclude", "--only", "--clock", "--id-limit", "--test-ring-size",
+           "--budget", "--refresh"}
 
 
 def add_measure_arguments(p: argparse.ArgumentParser) -> None:

@@ -9,8 +9,9 @@ see ulma/agent/calibrate.py), so over one refresh window the estimate is
 where the window is the CPU time the program's threads had in it (from
 /proc/PID/task/*/schedstat: on a busy machine the program gets less than the
 wall window, and several busy threads get more), or the wall window where the
-kernel does not say.  The program's own time is that less what the probes took.  When it is over the budget the dial switches functions
-off through the control channel -- the same OFF command as the view's `x` --
+kernel does not say.  The program's own time is that less what the probes
+took.  When it is over the budget the dial switches functions off through
+the control channel -- the same OFF command as the view's `x` --
 cheapest detail first: the functions whose probes cost most for the time
 they show (their events' cost over their total time, i.e. many short calls),
 until the estimate left is under the budget.  A switched-off function's
@@ -204,8 +205,9 @@ class Dial:
             return
         try:
             self.control.switch(chosen, off=True)
-        except ChannelFull:
-            pass
+        except ChannelFull:  # the agent is behind: what was posted stands, the rest waits
+            posted = self.control.functions
+            chosen = [fid for fid in chosen if fid in posted and posted[fid].pending]
         for fid in chosen:
             sw = Switch(fid, names[fid], round(t, 3), events[fid] / (window_ns / 1e9))
             self.state.switches.append(sw)
