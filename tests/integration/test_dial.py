@@ -101,3 +101,35 @@ def test_bad_dial_values_are_one_line_and_exit_2(args: list[str], line: str) -> 
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(line), result.stderr
     assert result.stdout == ""
+
+
+def test_burst_counts_are_marked_sampled_at_most_the_true_counts_and_scaled_within_a_sane_factor(
+    engine_flags: list[str], reference: tuple[str, dict[Key, int]],
+    ulma_json: Callable[..., tuple[Completed, dict[str, Any]]],
+    ulma_functions: Callable[[Mapping[str, Any], Path], dict[Key, dict[str, Any]]],
+) -> None:
+    stdout, counts = reference
+    result, report = ulma_json([*engine_flags, "--burst", "10:50", str(PROGRAM)], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0 and result.stdout == stdout, result.stderr
+    burst = report["burst"]
+    assert burst["sampled"] is True and (burst["on_ms"], burst["period_ms"]) == (10, 50)
+    assert 0 < burst["traced_share"] < 1
+    got = ulma_functions(report, PROGRAM)
+    for key, n in counts.items():
+        fn = got.get(key)
+        assert fn is None or fn["calls"] <= n, (key, n, fn)  # only what was seen
+    (leaf_key,) = [key for key in counts if key[1] == "leaf"]
+    leaf = got[leaf_key]
+    assert leaf["calls"] < counts[leaf_key]  # really sampled: most calls went unseen
+    # the scaled estimate: the true count within a factor of 3 either way
+    assert counts[leaf_key] / 3 <= leaf["calls_scaled"] <= 3 * counts[leaf_key], (leaf, counts[leaf_key])
+    assert "sampled (--burst 10:50)" in result.stderr and "estimated" in result.stderr
+
+
+def test_bad_burst_values_are_one_line_and_exit_2() -> None:
+    for value in ("5:3", "abc", "0:10", "5:5", "5:70000"):
+        result = run_process(ulma_command(["run", "--burst", value, str(PROGRAM)]), cwd=PROGRAMS_DIR)
+        assert result.returncode == 2, result
+        lines = result.stderr.splitlines()
+        want = "ulma: error: argument --burst: must be ON_MS:PERIOD_MS with 1 <= ON_MS < PERIOD_MS"
+        assert len(lines) == 1 and lines[0].startswith(want), result.stderr

@@ -109,6 +109,10 @@ class Control:
                     sw.off_since_ns = None
         return acked
 
+    def room(self) -> int:
+        """Commands that can be posted now without waiting for the agent."""
+        return max(CONTROL_SLOTS - len(self._pending), 0)
+
     def pending(self) -> bool:
         """Commands await their acknowledgement."""
         return bool(self._pending)

@@ -19,7 +19,8 @@ counts stop exactly; its time is its callers' (marked, see profile.py).
 
 It switches them on again when the program's shape changes: when what is
 still traced runs at a rate more than twice (or less than half) the one seen
-after the last decision while the estimate is under half the budget, every
+after the last decision, the estimate having moved by more than a quarter of
+the budget, while the estimate is under half the budget, every
 function it switched off is switched on for a window and judged again.  Such
 a retry is spaced by a back-off (1 s, doubled each time it ends with the same
 functions off, at most 32 s), so a program whose shape does not change pays
@@ -33,7 +34,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ulma.monitor.control import ChannelFull, Control
+from ulma.monitor.control import ChannelFull, Command, Control
 from ulma.monitor.profile import FunctionStats
 
 # a function is worth switching off only if its probes are at least this share
@@ -92,6 +93,7 @@ class Dial:
         self._last: dict[int, tuple[int, int, int]] = {}  # fid -> (calls, resumes, total ticks)
         self._off: dict[int, Switch] = {}  # switched off by the dial, off now
         self._baseline: float | None = None  # traced events/s after the last decision
+        self._baseline_est = 0.0  # and the estimate then
         self._retry_gap = RETRY_FIRST_S
         self._retry_at = 0.0
         self._retrying: set[int] = set()  # switched on to be judged again
@@ -165,9 +167,12 @@ class Dial:
         if retried:  # switched on again and the program can afford it now
             self._retry_gap = RETRY_FIRST_S
         if self._baseline is None:
-            self._baseline = rate
+            self._baseline, self._baseline_est = rate, est
             return
-        changed = rate > 2 * self._baseline + 1000 / max(probe_ns, 1) or rate < self._baseline / 2
+        # a change of shape: the traced rate doubled or halved, by enough to
+        # matter (a quarter of the budget): a quiet program's few events jitter
+        changed = ((rate > 2 * self._baseline or rate < self._baseline / 2)
+                   and abs(est - self._baseline_est) > budget / 4)
         if self._off and est < budget / 2 and changed and t >= self._retry_at:
             self._switch_on(t)
 
@@ -255,3 +260,88 @@ def _pct(cost_ns: float, window_ns: float) -> float:
     if own <= 0:
         return 1000.0
     return 100.0 * cost_ns / own
+
+
+@dataclass(slots=True)
+class BurstState:
+    """What the report shows of `--burst ON_MS:PERIOD_MS`."""
+
+    on_ms: int
+    period_ms: int
+    traced_ns: int = 0  # time every function was on (from the agent's acknowledgements)
+    elapsed_ns: int = 0  # from the start to the last look
+
+    @property
+    def share(self) -> float:
+        """The part of the run that was traced; counts seen / share estimate the true counts."""
+        if self.elapsed_ns <= 0:
+            return self.on_ms / self.period_ms
+        return min(max(self.traced_ns / self.elapsed_ns, 1e-6), 1.0)
+
+
+class Burst:
+    """`--burst ON_MS:PERIOD_MS`: every function traced for ON_MS out of every
+    PERIOD_MS, switched off and on again through the control channel (OFF
+    and ON per function, as many as the channel holds at a time).  A burst
+    starts with every function on; on sys.monitoring the agent restates the
+    stacks then (ULMA_SYNC_RESTATE), on PEP 523 frames end as they began.
+    `tick()` after each drain."""
+
+    def __init__(self, on_ms: int, period_ms: int, control: Control) -> None:
+        self.state = BurstState(on_ms, period_ms)
+        self.control = control
+        self._start_ns = time.monotonic_ns()
+        self._off: set[int] = set()  # switched off by the burst, off now
+        self._todo: list[int] = []  # still to post for this phase
+        self._on_phase = True
+        self._on_since: int | None = self._start_ns  # every function on since (CLOCK_MONOTONIC)
+        self._phase_cmds: list[Command] = []  # this phase's commands
+        self._all_acked = True
+
+    def tick(self, names: dict[int, str], now_ns: int | None = None) -> None:
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        self._account(now)
+        into = (now - self._start_ns) % (self.state.period_ms * 1_000_000)
+        on = into < self.state.on_ms * 1_000_000
+        if on != self._on_phase:  # a new phase: the other switches
+            self._on_phase = on
+            self._phase_cmds = []
+            self._all_acked = False
+            if on:
+                self._todo = sorted(self._off)
+            else:
+                self._todo = []
+        if not on:  # functions seen since: off too
+            self._todo += [fid for fid in names if fid not in self._off and fid not in self._todo]
+        room = self.control.room()
+        batch, self._todo = self._todo[:room], self._todo[room:]
+        if batch:
+            self._phase_cmds += self.control.switch(batch, off=not on)
+            if on:
+                self._off.difference_update(batch)
+            else:
+                self._off.update(batch)
+
+    def _account(self, now: int) -> None:
+        """Traced time: from the last ON of a burst taking effect to the first
+        OFF taking effect."""
+        st = self.state
+        if not self._all_acked and not self._todo and all(c.done_ns for c in self._phase_cmds):
+            self._all_acked = True
+            if self._on_phase:
+                done = [c.done_ns for c in self._phase_cmds if c.done_ns]
+                self._on_since = max(done) if done else now
+            elif self._on_since is not None:
+                done = [c.done_ns for c in self._phase_cmds if c.done_ns]
+                end = min(done) if done else now
+                st.traced_ns += max(end - self._on_since, 0)
+                self._on_since = None
+        st.elapsed_ns = now - self._start_ns
+
+    def report(self) -> BurstState:
+        now = time.monotonic_ns()
+        self._account(now)
+        if self._on_since is not None and self._on_phase:  # traced until the end
+            self.state.traced_ns += max(now - self._on_since, 0)
+            self._on_since = now
+        return self.state

@@ -21,7 +21,7 @@ from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
 from ulma.monitor.control import Control
-from ulma.monitor.dial import Dial, DialState
+from ulma.monitor.dial import Burst, Dial, DialState
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 from ulma.monitor.terminal import Forwarding
 
@@ -68,7 +68,7 @@ DIAL_SECONDS = 0.02
 
 
 class Options(Frozen):
-    __slots__ = ("budget", "cpu_interval_us", "dial_seconds", "empty_hooks", "engine", "exclude",
+    __slots__ = ("budget", "burst", "cpu_interval_us", "dial_seconds", "empty_hooks", "engine", "exclude",
                  "id_limit", "max_threads", "native_calls", "only", "poll_seconds", "recording_floor",
                  "ring_bytes", "trace_path")
 
@@ -86,6 +86,7 @@ class Options(Frozen):
     only: tuple[str, ...]  # --only: trace only the Python functions these shell patterns match
     budget: float  # --budget: the overhead the dial keeps under, % of plain (0: no dial)
     dial_seconds: float  # the dial's window (--refresh)
+    burst: tuple[int, int] | None  # --burst ON_MS:PERIOD_MS
 
     def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
                  max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
@@ -94,7 +95,7 @@ class Options(Frozen):
                  native_calls: bool = False, cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
                  exclude: tuple[str, ...] = (), id_limit: int = 0,
                  only: tuple[str, ...] = (), budget: float = 0.0,
-                 dial_seconds: float = DIAL_SECONDS) -> None:
+                 dial_seconds: float = DIAL_SECONDS, burst: tuple[int, int] | None = None) -> None:
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "ring_bytes", ring_bytes)
         object.__setattr__(self, "max_threads", max_threads)
@@ -109,6 +110,7 @@ class Options(Frozen):
         object.__setattr__(self, "only", only)
         object.__setattr__(self, "budget", budget)
         object.__setattr__(self, "dial_seconds", dial_seconds)
+        object.__setattr__(self, "burst", burst)
 
     def agent(self) -> AgentOptions:
         return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
@@ -159,6 +161,9 @@ class Session:
         self.control = Control(self.core, self.lock, lambda t: self.mono_ns(t, self.ns_per_tick()),
                                time.monotonic_ns)
         self.dial: Dial | None = None  # --budget: switches functions off to keep the overhead down
+        self.burst: Burst | None = None  # --burst: every function on in bursts only
+        self._names: dict[int, str] = {}  # every symbol, when _switchable was made
+        self._switchable: dict[int, str] = {}  # the functions the dial and the burst may switch
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -181,7 +186,18 @@ class Session:
         self.control.poll()
         if self.dial is not None:
             self.turn_dial()
+        if self.burst is not None:
+            self.burst.tick(self.switchable())
         return n
+
+    def switchable(self) -> dict[int, str]:
+        """id -> name of the Python functions seen that the dial or a burst may switch."""
+        if len(self._names) != len(self.symbols):
+            pyfunc = _core.LAYOUT["SYM_PYFUNC"]
+            self._names = {sid: s.name for sid, s in list(self.symbols.items())}
+            self._switchable = {sid: s.name for sid, s in list(self.symbols.items())
+                                if s.kind == pyfunc and not s.flags & HIDDEN_OR_OFF}
+        return self._switchable
 
     def set_budget(self, pct: float) -> DialState:
         """The view's `d`: the dial at `pct` % (0: off), made if there was none."""
@@ -201,9 +217,7 @@ class Session:
             functions, _ = self.core.snapshot(live=False, split=False, rate=scale)
             probe_ns = self.core.agent_info()["probe_ns"]
             pid = self.core.counters()["agent_pid"]
-        names = {sid: s.name for sid, s in list(self.symbols.items())
-                 if s.kind == _core.LAYOUT["SYM_PYFUNC"] and not s.flags & HIDDEN_OR_OFF}
-        dial.tick(functions, names, probe_ns, scale, cpu_ns=process_cpu_ns(pid))
+        dial.tick(functions, self.switchable(), probe_ns, scale, cpu_ns=process_cpu_ns(pid))
 
     def clear(self) -> None:
         with self.lock:
@@ -275,6 +289,8 @@ class Session:
         profile.scope = self.scope
         if self.dial is not None:
             profile.dial = self.dial.report(profile.functions, final)
+        if self.burst is not None:
+            profile.burst = self.burst.report()
         profile.threads = [
             ThreadInfo(thread=t["thread"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
                        lost_ns=round(t["lost_ticks"] * scale), unmatched=t["unmatched"])
@@ -460,6 +476,8 @@ class Run:
         self.session.scope = scope_of(options.only, options.exclude)
         if options.budget:
             self.session.dial = Dial(options.budget, self.session.control, options.dial_seconds)
+        if options.burst:
+            self.session.burst = Burst(*options.burst, self.session.control)
         env = dict(os.environ)
         env[bootstrap.ENV_FD] = str(self.session.fd)
         env[bootstrap.ENV_OPTIONS] = options.agent().encode()

@@ -122,6 +122,23 @@ def dial_lines(profile: Profile) -> list[Text]:
     return lines
 
 
+BURST_ROWS = 15
+
+
+def burst_lines(profile: Profile) -> list[Text]:
+    """--burst: the counts are sampled; estimates for the whole run beside them."""
+    burst = profile.burst
+    if burst is None:
+        return []
+    share = burst.share
+    lines = [Text(f"sampled (--burst {burst.on_ms}:{burst.period_ms}): every function was traced "
+                  f"{100 * share:.1f}% of the run; the counts above are the calls seen then, "
+                  "the estimates (seen / share) are for the whole run", style="bold magenta")]
+    for f in sorted(profile.functions, key=lambda f: f.calls, reverse=True)[:BURST_ROWS]:
+        lines.append(Text(f"  {f.name}  {location(f)}  seen {f.calls:,}  estimated {f.calls / share:,.0f}"))
+    return lines
+
+
 def split_lines(profile: Profile) -> list[Text]:
     """The legend, and what the split rests on: CPU readings, the calibrated
     probe cost and the overhead taken out of the functions' CPU time."""
@@ -188,6 +205,6 @@ def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool 
     console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by {what}",
                        style="bold"))
     console.print(build_table(profile, limit, clock))
-    for line in [*split_lines(profile), *scope_lines(profile), *dial_lines(profile),
+    for line in [*split_lines(profile), *scope_lines(profile), *dial_lines(profile), *burst_lines(profile),
                  *summary_lines(profile)]:
         console.print(line)
