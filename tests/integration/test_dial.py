@@ -42,12 +42,12 @@ def test_budget_switches_off_the_short_hot_function_and_counts_the_rest_as_cprof
     ulma_functions: Callable[[Mapping[str, Any], Path], dict[Key, dict[str, Any]]],
 ) -> None:
     stdout, counts = reference
-    result, report = ulma_json([*engine_flags, "--no-report", "--budget", "5", str(PROGRAM)],
+    result, report = ulma_json([*engine_flags, "--no-report", "--budget", "1", str(PROGRAM)],
                                cwd=PROGRAMS_DIR)
     assert result.returncode == 0 and result.stdout == stdout, result.stderr
     assert report["dropped"] == 0
     dial = report["dial"]
-    assert dial["budget"] == 5
+    assert dial["budget"] == 1
     off = {sw["function"] for sw in dial["switched_off"]}
     # leaf makes 99.9 % of the calls, each a few hundred ns: it is what the budget cannot afford
     assert "leaf" in off, dial
@@ -66,7 +66,7 @@ def test_report_lists_what_the_dial_switched_off_with_its_count_up_to_the_switch
     ulma_json: Callable[..., tuple[Completed, dict[str, Any]]],
 ) -> None:
     stamps_file = tmp_path / "stamps"
-    result, report = ulma_json([*engine_flags, "--budget", "5", str(PROGRAM), str(stamps_file)],
+    result, report = ulma_json([*engine_flags, "--budget", "1", str(PROGRAM), str(stamps_file)],
                                cwd=PROGRAMS_DIR)
     assert result.returncode == 0, result.stderr
     stamps = array("q")
@@ -113,7 +113,6 @@ def test_burst_counts_are_marked_sampled_at_most_the_true_counts_and_scaled_with
     assert result.returncode == 0 and result.stdout == stdout, result.stderr
     burst = report["burst"]
     assert burst["sampled"] is True and (burst["on_ms"], burst["period_ms"]) == (10, 50)
-    assert 0 < burst["traced_share"] < 1
     got = ulma_functions(report, PROGRAM)
     for key, n in counts.items():
         fn = got.get(key)

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from ulma.format import files
-from ulma.monitor.dial import BurstState
+from ulma.monitor.dial import traced_share
 from ulma.monitor.profile import EdgeStats, FunctionStats, Profile
 
 VERSION = 1
@@ -74,7 +74,7 @@ def _header(profile: Profile) -> dict[str, Any]:
                              for sw in profile.dial.switches]},
         "burst": None if profile.burst is None else {
             "sampled": True, "on_ms": profile.burst.on_ms, "period_ms": profile.burst.period_ms,
-            "traced_share": profile.burst.share},
+            "calls_scaled": "calls seen / the part of the run the function was on"},
     }
 
 
@@ -83,7 +83,8 @@ def _edge(e: EdgeStats) -> dict[str, Any]:
             "total_ns": e.total_ns}
 
 
-def _function(f: FunctionStats, known: bool, burst: BurstState | None = None) -> dict[str, Any]:
+def _function(f: FunctionStats, known: bool, sampled: int | None = None) -> dict[str, Any]:
+    """`sampled`: --burst, the run's wall time (each function's calls are scaled by its traced share)."""
     return {
         "name": f.name, "file": f.file, "line": f.line, "calls": f.calls, "resumes": f.resumes,
         "self_ns": f.self_ns, "total_ns": f.total_ns,
@@ -92,7 +93,7 @@ def _function(f: FunctionStats, known: bool, burst: BurstState | None = None) ->
         "overhead_ns": f.overhead_ns, "unmeasured_ns": f.unmeasured_ns,
         "self_cpu_ns": f.self_cpu_ns if known else None, "self_wait_ns": f.self_wait_ns if known else None,
         "self_overhead_ns": f.self_overhead_ns, "call_overhead_ns": f.call_overhead_ns,
-        "calls_scaled": None if burst is None else f.calls / burst.share,
+        "calls_scaled": None if sampled is None else f.calls / traced_share(f, sampled),
         "native": f.native, "off": f.off, "off_ns": f.off_ns, "untraced_callees": f.untraced_callees,
     }
 
@@ -106,7 +107,8 @@ def write(profile: Profile, path: str) -> None:
     with files.writing_text(path) as f:  # 0600, no link followed
         head = json.dumps(_header(profile), indent=1)
         f.write(head[:-2])  # without the closing "\n}"
-        rows = (_function(fn, known, profile.burst) for fn in profile.functions)
+        sampled = profile.wall_ns if profile.burst is not None else None
+        rows = (_function(fn, known, sampled) for fn in profile.functions)
         _write_list(f, "functions", rows, last=False)
         _write_list(f, "edges", (_edge(e) for e in profile.edges), last=True)
         f.write("}\n")

@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ulma.monitor.control import ChannelFull, Command, Control
+from ulma.monitor.control import ChannelFull, Control
 from ulma.monitor.profile import FunctionStats
 
 # a function is worth switching off only if its probes are at least this share
@@ -264,19 +264,11 @@ def _pct(cost_ns: float, window_ns: float) -> float:
 
 @dataclass(slots=True)
 class BurstState:
-    """What the report shows of `--burst ON_MS:PERIOD_MS`."""
+    """What the report shows of `--burst ON_MS:PERIOD_MS`: each function's
+    own traced share comes from how long it was off (traced_share)."""
 
     on_ms: int
     period_ms: int
-    traced_ns: int = 0  # time every function was on (from the agent's acknowledgements)
-    elapsed_ns: int = 0  # from the start to the last look
-
-    @property
-    def share(self) -> float:
-        """The part of the run that was traced; counts seen / share estimate the true counts."""
-        if self.elapsed_ns <= 0:
-            return self.on_ms / self.period_ms
-        return min(max(self.traced_ns / self.elapsed_ns, 1e-6), 1.0)
 
 
 class Burst:
@@ -294,19 +286,13 @@ class Burst:
         self._off: set[int] = set()  # switched off by the burst, off now
         self._todo: list[int] = []  # still to post for this phase
         self._on_phase = True
-        self._on_since: int | None = self._start_ns  # every function on since (CLOCK_MONOTONIC)
-        self._phase_cmds: list[Command] = []  # this phase's commands
-        self._all_acked = True
 
     def tick(self, names: dict[int, str], now_ns: int | None = None) -> None:
         now = time.monotonic_ns() if now_ns is None else now_ns
-        self._account(now)
         into = (now - self._start_ns) % (self.state.period_ms * 1_000_000)
         on = into < self.state.on_ms * 1_000_000
         if on != self._on_phase:  # a new phase: the other switches
             self._on_phase = on
-            self._phase_cmds = []
-            self._all_acked = False
             if on:
                 self._todo = sorted(self._off)
             else:
@@ -316,32 +302,20 @@ class Burst:
         room = self.control.room()
         batch, self._todo = self._todo[:room], self._todo[room:]
         if batch:
-            self._phase_cmds += self.control.switch(batch, off=not on)
+            self.control.switch(batch, off=not on)
             if on:
                 self._off.difference_update(batch)
             else:
                 self._off.update(batch)
 
-    def _account(self, now: int) -> None:
-        """Traced time: from the last ON of a burst taking effect to the first
-        OFF taking effect."""
-        st = self.state
-        if not self._all_acked and not self._todo and all(c.done_ns for c in self._phase_cmds):
-            self._all_acked = True
-            if self._on_phase:
-                done = [c.done_ns for c in self._phase_cmds if c.done_ns]
-                self._on_since = max(done) if done else now
-            elif self._on_since is not None:
-                done = [c.done_ns for c in self._phase_cmds if c.done_ns]
-                end = min(done) if done else now
-                st.traced_ns += max(end - self._on_since, 0)
-                self._on_since = None
-        st.elapsed_ns = now - self._start_ns
-
     def report(self) -> BurstState:
-        now = time.monotonic_ns()
-        self._account(now)
-        if self._on_since is not None and self._on_phase:  # traced until the end
-            self.state.traced_ns += max(now - self._on_since, 0)
-            self._on_since = now
         return self.state
+
+
+def traced_share(f: FunctionStats, run_ns: int) -> float:
+    """The part of the run (`run_ns`, the profile's wall time) when `f` was on
+    under --burst: the control channel's acknowledgements say how long it was
+    off (FunctionStats.off_ns).  Its calls seen / this estimate its calls."""
+    if run_ns <= 0:
+        return 1.0
+    return min(max(1.0 - f.off_ns / run_ns, 1e-3), 1.0)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ulma.monitor.dial import traced_share
 from ulma.monitor.profile import FunctionStats, Profile
 from ulma.views import bar
 from ulma.views.live_rows import on_clock, times
@@ -130,12 +131,15 @@ def burst_lines(profile: Profile) -> list[Text]:
     burst = profile.burst
     if burst is None:
         return []
-    share = burst.share
-    lines = [Text(f"sampled (--burst {burst.on_ms}:{burst.period_ms}): every function was traced "
-                  f"{100 * share:.1f}% of the run; the counts above are the calls seen then, "
-                  "the estimates (seen / share) are for the whole run", style="bold magenta")]
+    lines = [Text(f"sampled (--burst {burst.on_ms}:{burst.period_ms}): every function traced "
+                  f"{burst.on_ms} ms of every {burst.period_ms} ms; the counts above are "
+                  "the calls seen then; "
+                  "estimated for the whole run: seen / the part of the run the function was on",
+                  style="bold magenta")]
     for f in sorted(profile.functions, key=lambda f: f.calls, reverse=True)[:BURST_ROWS]:
-        lines.append(Text(f"  {f.name}  {location(f)}  seen {f.calls:,}  estimated {f.calls / share:,.0f}"))
+        share = traced_share(f, profile.wall_ns)
+        lines.append(Text(f"  {f.name}  {location(f)}  seen {f.calls:,}  on {100 * share:.0f}%  "
+                          f"estimated {f.calls / share:,.0f}"))
     return lines
 
 
