@@ -324,9 +324,11 @@ PARTS: list[tuple[str, Callable[[int], int], int]] = [
 
 def main() -> None:
     start = time.perf_counter()
+    cpu0 = time.thread_time()
     results = [part(size) for _, part, size in PARTS]
     elapsed = time.perf_counter() - start
     print(f"BENCH_CHECK={','.join(map(str, results))}", file=sys.stderr)
+    print(f"BENCH_CPU_SECONDS={time.thread_time() - cpu0:.6f}", file=sys.stderr)
     print(f"BENCH_SECONDS={elapsed:.6f}", file=sys.stderr)
 
 

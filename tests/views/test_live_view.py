@@ -469,3 +469,31 @@ def test_x_after_a_filter_switches_every_function_shown_and_shift_x_the_whole_mo
 
     with live_run() as (live, _):
         drive(body, live)
+
+
+def test_d_opens_the_dial_and_a_budget_typed_there_switches_the_hot_function_off() -> None:
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        await until(app, pilot, lambda: calls(app, COLD) >= 100, "100 calls of cold()")
+        assert live.session.dial is None  # started without --budget
+        await pilot.press("d", *"abc", "enter")  # not a budget: refused, nothing changes
+        assert live.session.dial is None
+        # hot() takes nearly all the time: spin()'s 50 calls of cold() a round cost some 0.03 %
+        await pilot.press("d", *"0.01", "enter")
+        dial = live.session.dial
+        assert dial is not None and dial.state.budget == 0.01
+        app.refresh_now()
+        assert "dial 0.01%" in header(app)
+        # the dial judges the overhead and switches off what costs most for what it shows
+        await until(app, pilot, lambda: any(sw.calls is not None for sw in dial.state.switches),
+                    "the dial to switch a function off")
+        assert "cold" in {sw.name for sw in dial.state.switches}
+        assert live.control.done[0].off and live.control.done[0].status == "applied"
+        await pilot.press("d", *["backspace"] * 4, "0", "enter")  # off: what it switched off comes back
+        assert dial.state.budget == 0
+        await until(app, pilot, lambda: not any(live.control.is_off(sw.fid) for sw in dial.state.switches),
+                    "the functions to be switched on again")
+        app.refresh_now()
+        assert "dial off" in header(app)
+
+    with live_run() as (live, _):
+        drive(body, live)

@@ -86,6 +86,9 @@ BOUNDS: dict[str, Bound] = {
     # the longest wait Python can make (threading.TIMEOUT_MAX)
     "duration": Bound("--duration", 0, threading.TIMEOUT_MAX, above=True, unit=" seconds"),
     "pid": Bound("PID", 1, PID_MAX),
+    # the dial: an overhead of 0 would mean tracing nothing; 100 %% is plain time again
+    "budget": Bound("--budget", 0, 100, above=True, unit=" per cent"),
+    "refresh": Bound("--refresh", 1, 60_000, unit=" ms"),
 }
 
 

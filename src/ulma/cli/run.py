@@ -20,7 +20,7 @@ USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 # options of `ulma run` that take a value: the first other token starts the program
 _VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output",
            "--cpu-interval", "--exclude", "--only", "--clock", "--id-limit", "--test-ring-size",
-           "--log", "--jsonl"}
+           "--log", "--jsonl", "--budget", "--refresh", "--burst"}
 
 
 def add_measure_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,6 +64,33 @@ def check_streams(opts: argparse.Namespace, *others: str | None) -> None:
             if path in named:
                 raise UsageError(f"{path} is named by two outputs: give each its own file")
             named.append(path)
+
+
+def add_dial_arguments(p: argparse.ArgumentParser) -> None:
+    """The dial: overhead against detail (ulma.monitor.dial)."""
+    p.add_argument("--budget", type=float, default=None, metavar="PCT",
+                   help="keep ulma's estimated overhead under PCT %% of the plain run time by "
+                        "switching off the functions whose events cost most for the time they show "
+                        "(and on again when the program's shape changes); the report lists them")
+    p.add_argument("--burst", type=burst_value, default=None, metavar="ON_MS:PERIOD_MS",
+                   help="trace every function for ON_MS out of every PERIOD_MS only; the counts are "
+                        "marked sampled, with estimates scaled to the whole run beside them")
+    p.add_argument("--refresh", type=int, default=None, metavar="MS",
+                   help="how often the live view redraws and the dial judges the overhead "
+                        f"(default: the view its own, the dial {round(sessions.DIAL_SECONDS * 1000)} ms)")
+
+
+def burst_value(text: str) -> tuple[int, int]:
+    """--burst ON_MS:PERIOD_MS, 1 <= ON_MS < PERIOD_MS <= 60000."""
+    on, sep, period = text.partition(":")
+    try:
+        a, b = int(on), int(period)
+    except ValueError:
+        a = b = 0
+    if not sep or not 1 <= a < b <= 60_000:
+        raise argparse.ArgumentTypeError(
+            f"must be ON_MS:PERIOD_MS with 1 <= ON_MS < PERIOD_MS <= 60000, not {text!r}")
+    return a, b
 
 
 def add_ring_argument(p: argparse.ArgumentParser) -> None:
@@ -181,6 +208,7 @@ def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
     mine, rest = split_argv(argv)
     parser = Parser(prog=prog, usage=usage, description=description)
     add_arguments(parser)
+    add_dial_arguments(parser)
     if live:
         add_live_arguments(parser)
     opts = parser.parse(mine)
@@ -205,7 +233,10 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         empty_hooks=opts.empty_hooks, recording_floor=opts.recording_floor,
         trace_path=opts.output, native_calls=opts.native_calls,
         cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit,
-        only=tuple(opts.only), log_path=opts.log, jsonl_path=opts.jsonl)
+        only=tuple(opts.only), log_path=opts.log, jsonl_path=opts.jsonl, budget=opts.budget or 0.0,
+        dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst)
+    if opts.burst and opts.budget:
+        raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     if opts.live:
         return start_live(target, options, opts)
     return sessions.run(target, options)
@@ -229,6 +260,8 @@ def start_live(target: sessions.Target, options: sessions.Options,
 
     title = " ".join([target.name if target.kind == "script" else f"-m {target.name}", *target.args])
     settings = ViewSettings(title=title, exit_when_done=opts.live_exit, clock=opts.clock)
+    if opts.refresh:
+        settings.refresh_seconds = opts.refresh / 1000
     return run_live(target, options, settings, output_pane=opts.output_pane)
 
 

@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from ulma.format import files
+from ulma.monitor.dial import traced_share
 from ulma.monitor.profile import EdgeStats, FunctionStats, Profile
 
 VERSION = 1
@@ -69,6 +70,16 @@ def _header(profile: Profile) -> dict[str, Any]:
         "ids_overflow": profile.ids_overflow,
         "forked_children": profile.forked_children,
         "scope": list(profile.scope),
+        "dial": None if profile.dial is None else {
+            "budget": profile.dial.budget, "estimate": profile.dial.estimate,
+            "history": [list(p) for p in profile.dial.history],
+            "switched_off": [{"function": sw.name, "fid": sw.fid, "at_s": sw.at_s, "calls": sw.calls,
+                              "events_per_s": sw.rate, "back_on_s": sw.back_on_s,
+                              "done_mono_ns": sw.done_ns}
+                             for sw in profile.dial.switches]},
+        "burst": None if profile.burst is None else {
+            "sampled": True, "on_ms": profile.burst.on_ms, "period_ms": profile.burst.period_ms,
+            "calls_scaled": "calls seen / the part of the run the function was on"},
     }
 
 
@@ -77,7 +88,8 @@ def _edge(e: EdgeStats) -> dict[str, Any]:
             "total_ns": e.total_ns}
 
 
-def _function(f: FunctionStats, known: bool) -> dict[str, Any]:
+def _function(f: FunctionStats, known: bool, sampled: int | None = None) -> dict[str, Any]:
+    """`sampled`: --burst, the run's wall time (each function's calls are scaled by its traced share)."""
     return {
         "name": f.name, "file": f.file, "line": f.line, "calls": f.calls, "resumes": f.resumes,
         "self_ns": f.self_ns, "total_ns": f.total_ns,
@@ -86,6 +98,7 @@ def _function(f: FunctionStats, known: bool) -> dict[str, Any]:
         "overhead_ns": f.overhead_ns, "unmeasured_ns": f.unmeasured_ns,
         "self_cpu_ns": f.self_cpu_ns if known else None, "self_wait_ns": f.self_wait_ns if known else None,
         "self_overhead_ns": f.self_overhead_ns, "call_overhead_ns": f.call_overhead_ns,
+        "calls_scaled": None if sampled is None else f.calls / traced_share(f, sampled),
         "native": f.native, "off": f.off, "off_ns": f.off_ns, "untraced_callees": f.untraced_callees,
     }
 
@@ -99,7 +112,9 @@ def write(profile: Profile, path: str) -> None:
     with files.writing_text(path) as f:  # 0600, no link followed
         head = json.dumps(_header(profile), indent=1)
         f.write(head[:-2])  # without the closing "\n}"
-        _write_list(f, "functions", (_function(fn, known) for fn in profile.functions), last=False)
+        sampled = profile.wall_ns if profile.burst is not None else None
+        rows = (_function(fn, known, sampled) for fn in profile.functions)
+        _write_list(f, "functions", rows, last=False)
         _write_list(f, "edges", (_edge(e) for e in profile.edges), last=True)
         f.write("}\n")
 

@@ -118,6 +118,14 @@ class Control:
                     sw.off_since_ns = None
         return acked
 
+    def room(self) -> int:
+        """Commands that can be posted now without waiting for the agent."""
+        return max(CONTROL_SLOTS - len(self._pending), 0)
+
+    def pending(self) -> bool:
+        """Commands await their acknowledgement."""
+        return bool(self._pending)
+
     def is_off(self, fid: int) -> bool:
         sw = self.functions.get(fid)
         return sw is not None and sw.off_since_ns is not None

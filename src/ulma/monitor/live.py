@@ -72,6 +72,8 @@ class LiveSource(Protocol):
     def health(self) -> Health: ...
     @property
     def control(self) -> Control: ...
+    @property
+    def session(self) -> Session: ...
 
 
 class _DrainThread:
@@ -157,6 +159,10 @@ class LiveRun(_DrainThread):
         """The channel to the agent: functions off and on."""
         return self.run.session.control
 
+    @property
+    def session(self) -> Session:
+        return self.run.session
+
     def health(self) -> Health:
         return health_of(self.run.session, self.done.is_set(), self.returncode)
 
@@ -226,6 +232,10 @@ class LiveAttachment(_DrainThread):
     @property
     def control(self) -> Control:
         return self.attachment.session.control
+
+    @property
+    def session(self) -> Session:
+        return self.attachment.session
 
     def health(self) -> Health:
         return health_of(self.attachment.session, self.done.is_set(), None)

@@ -12,6 +12,10 @@ from collections.abc import Iterable, Sequence
 from ulma.format.plain import Frozen, Plain
 from ulma.format.records import SYM_CFUNC, Symbol
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ulma.monitor.dial import BurstState, DialState
+
 __all__ = ["EdgeStats", "FunctionStats", "Profile", "Symbol", "ThreadInfo", "build_profile"]
 
 
@@ -145,8 +149,9 @@ class ThreadInfo(Plain):
 
 
 class Profile(Plain):
-    __slots__ = ("clock", "edges", "engine", "forked_children", "functions", "hooks_displaced",
-                 "ids_overflow", "native_calls", "probe_ns", "python", "schedstat", "scope", "split_known",
+    __slots__ = ("burst", "clock", "dial", "edges", "engine", "forked_children", "functions",
+                 "hooks_displaced", "ids_overflow", "native_calls", "probe_ns", "python", "schedstat",
+                 "scope", "split_known",
                  "symtab_overflow", "threads", "threads_overflow", "tool_id", "untraced_events", "wall_ns")
 
     python: str
@@ -170,6 +175,8 @@ class Profile(Plain):
     # --only / --exclude patterns in effect ("--only P", "--exclude P"): the functions they
     # leave out are not traced, and their time is in their callers' self time
     scope: tuple[str, ...]
+    dial: DialState | None  # --budget: what the dial switched off, and the estimated overhead
+    burst: BurstState | None  # --burst: the counts are sampled, over this share of the run
 
     def __init__(self, python: str, wall_ns: int, engine: str, clock: str,
                  functions: list[FunctionStats] | None = None, edges: list[EdgeStats] | None = None,
@@ -197,6 +204,8 @@ class Profile(Plain):
         self.tool_id = tool_id
         self.hooks_displaced = hooks_displaced
         self.scope = ()
+        self.dial = None
+        self.burst = None
 
     @property
     def overhead_ns(self) -> int:

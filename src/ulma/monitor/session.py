@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from typing import IO, Any, TypeVar
 
     from ulma.format import trace
+    from ulma.monitor.dial import Burst, Dial, DialState
     from ulma.monitor.live import Health
     from ulma.monitor.profile import Profile, Symbol
     from ulma.monitor.streams import LogWriter, Streams
@@ -65,9 +66,15 @@ class Target(Frozen):
         object.__setattr__(self, "args", args)
 
 
+# the dial's window: short, as a call-bound program pays full tracing until
+# its first decision (fib: 2.7x for those 20 ms)
+DIAL_SECONDS = 0.02
+
+
 class Options(Frozen):
-    __slots__ = ("cpu_interval_us", "empty_hooks", "engine", "exclude", "id_limit", "jsonl_path",
-                 "log_path", "max_threads", "native_calls", "only", "poll_seconds", "recording_floor",
+    __slots__ = ("budget", "burst", "cpu_interval_us", "dial_seconds", "empty_hooks", "engine", "exclude",
+                 "id_limit", "jsonl_path", "log_path", "max_threads", "native_calls", "only",
+                 "poll_seconds", "recording_floor",
                  "ring_bytes", "trace_path")
 
     engine: str
@@ -84,6 +91,9 @@ class Options(Frozen):
     log_path: str | None  # --log: the text export's lines, as the program runs
     jsonl_path: str | None  # --jsonl: one JSON object per refresh
     only: tuple[str, ...]  # --only: trace only the Python functions these shell patterns match
+    budget: float  # --budget: the overhead the dial keeps under, % of plain (0: no dial)
+    dial_seconds: float  # the dial's window (--refresh)
+    burst: tuple[int, int] | None  # --burst ON_MS:PERIOD_MS
 
     def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
                  max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
@@ -91,7 +101,8 @@ class Options(Frozen):
                  trace_path: str | None = None,
                  native_calls: bool = False, cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
                  exclude: tuple[str, ...] = (), id_limit: int = 0, log_path: str | None = None,
-                 jsonl_path: str | None = None, only: tuple[str, ...] = ()) -> None:
+                 jsonl_path: str | None = None, only: tuple[str, ...] = (), budget: float = 0.0,
+                 dial_seconds: float = DIAL_SECONDS, burst: tuple[int, int] | None = None) -> None:
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "ring_bytes", ring_bytes)
         object.__setattr__(self, "max_threads", max_threads)
@@ -106,6 +117,9 @@ class Options(Frozen):
         object.__setattr__(self, "log_path", log_path)
         object.__setattr__(self, "jsonl_path", jsonl_path)
         object.__setattr__(self, "only", only)
+        object.__setattr__(self, "budget", budget)
+        object.__setattr__(self, "dial_seconds", dial_seconds)
+        object.__setattr__(self, "burst", burst)
 
     def agent(self) -> AgentOptions:
         return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
@@ -122,6 +136,10 @@ def _hint_scale(text: str | None) -> float:
         from ulma.cli.errors import UsageError
         raise UsageError(f"{Session.ENV_HINT_SCALE} must be a positive number, not {text!r}")
     return value
+
+
+# symbols the dial never switches: ulma's own, and those not traced anyway
+HIDDEN_OR_OFF: int = _core.LAYOUT["SYMF_HIDDEN"] | _core.LAYOUT["SYMF_UNMEASURED"] | _core.LAYOUT["SYMF_OFF"]
 
 
 class Session:
@@ -152,6 +170,10 @@ class Session:
         self.scope: tuple[str, ...] = ()  # --only / --exclude in effect, for the report
         self.control = Control(self.core, self.lock, lambda t: self.mono_ns(t, self.ns_per_tick()),
                                time.monotonic_ns)
+        self.dial: Dial | None = None  # --budget: switches functions off to keep the overhead down
+        self.burst: Burst | None = None  # --burst: every function on in bursts only
+        self._names: dict[int, str] = {}  # every symbol, when _switchable was made
+        self._switchable: dict[int, str] = {}  # the functions the dial and the burst may switch
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -185,7 +207,42 @@ class Session:
         if recorder is not None:
             recorder.write(new, chunks, log.ns_per_tick if log is not None else None)
         self.control.poll()
+        if self.dial is not None:
+            self.turn_dial()
+        if self.burst is not None:
+            self.burst.tick(self.switchable())
         return n
+
+    def switchable(self) -> dict[int, str]:
+        """id -> name of the Python functions seen that the dial or a burst may switch."""
+        if len(self._names) != len(self.symbols):
+            pyfunc = _core.LAYOUT["SYM_PYFUNC"]
+            self._names = {sid: s.name for sid, s in list(self.symbols.items())}
+            self._switchable = {sid: s.name for sid, s in list(self.symbols.items())
+                                if s.kind == pyfunc and not s.flags & HIDDEN_OR_OFF}
+        return self._switchable
+
+    def set_budget(self, pct: float) -> DialState:
+        """The view's `d`: the dial at `pct` % (0: off), made if there was none."""
+        if self.dial is None:
+            from ulma.monitor.dial import Dial  # only with a dial (dataclasses, the profile)
+
+            self.dial = Dial(pct, self.control, DIAL_SECONDS)
+        else:
+            self.dial.budget(pct)
+        return self.dial.state
+
+    def turn_dial(self) -> None:
+        """Lets the dial look at the totals, once per its window."""
+        dial = self.dial
+        if dial is None or not dial.due(time.monotonic()):
+            return
+        scale = self.ns_per_tick()
+        with self.lock:
+            functions, _ = self.core.snapshot(live=False, split=False, rate=scale)
+            probe_ns = self.core.agent_info()["probe_ns"]
+            pid = self.core.counters()["agent_pid"]
+        dial.tick(functions, self.switchable(), probe_ns, scale, cpu_ns=process_cpu_ns(pid))
 
     def clear(self) -> None:
         with self.lock:
@@ -257,6 +314,10 @@ class Session:
             native_calls=info["native_calls"], switched=self.switched(),
         )
         profile.scope = self.scope
+        if self.dial is not None:
+            profile.dial = self.dial.report(profile.functions, final)
+        if self.burst is not None:
+            profile.burst = self.burst.report()
         profile.threads = [
             ThreadInfo(thread=t["thread"], os_tid=t["os_tid"], events=t["events"], dropped=t["dropped"],
                        lost_ns=round(t["lost_ticks"] * scale), unmatched=t["unmatched"])
@@ -459,6 +520,12 @@ class Run:
                 early.discard()
             raise
         self.session.scope = scope_of(options.only, options.exclude)
+        if options.budget or options.burst:
+            from ulma.monitor.dial import Burst, Dial  # only with a dial (dataclasses, the profile)
+        if options.budget:
+            self.session.dial = Dial(options.budget, self.session.control, options.dial_seconds)
+        if options.burst:
+            self.session.burst = Burst(*options.burst, self.session.control)
         empty = "2" if options.recording_floor else "1" if options.empty_hooks else "0"
         env = dict(os.environ)
         env[bootstrap.ENV_FD] = str(self.session.fd)
@@ -617,6 +684,25 @@ class Run:
         self.session.close()
         said = self.streams.close(profile) if self.streams is not None else []
         return RunResult(returncode, profile, started, trace_error, said)
+
+
+def process_cpu_ns(pid: int) -> int | None:
+    """CPU time of every thread of `pid` so far (ns, from schedstat), or None
+    where the kernel does not say."""
+    if not pid:
+        return None
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return total
 
 
 def scope_of(only: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:

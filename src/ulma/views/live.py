@@ -133,6 +133,8 @@ class LiveView(App[None]):
     #output { height: 8; border-top: solid $accent; }
     #filter { display: none; }
     #filter.open { display: block; }
+    #dial { display: none; }
+    #dial.open { display: block; }
     #keys { height: 1; padding: 0 1; background: $boost; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -145,6 +147,7 @@ class LiveView(App[None]):
         Binding("slash", "filter", "filter"),
         Binding("x", "switch", "off/on"),
         Binding("X", "switch_module", "module off/on"),
+        Binding("d", "dial", "dial"),
         Binding("escape", "close", "close"),
         *(Binding(str(i + 1), f"sort({i})", c.label, show=False) for i, c in enumerate(COLUMNS)),
     ]
@@ -191,6 +194,8 @@ class LiveView(App[None]):
         if self.settings.output is not None:
             yield Log(id="output", max_lines=5000)
         yield Input(placeholder="filter by name or file (enter keeps it, esc clears it)", id="filter")
+        yield Input(placeholder="dial: overhead budget in % of the plain run (0: off; enter sets it, "
+                                "esc closes)", id="dial")
         yield Static(id="keys")
 
     def on_mount(self) -> None:
@@ -373,6 +378,14 @@ class LiveView(App[None]):
             line.append(f"  filter {self.needle!r}")
         if self.snap is not None and self.source.cleared:
             line.append(f"  since clear {fmt_ns(self.snap.profile.wall_ns)}")
+        dial = self.source.session.dial
+        if dial is not None:
+            st = dial.state
+            if st.budget > 0:
+                line.append(f"  dial {st.budget:g}%: overhead {st.estimate:.1f}% (estimated), "
+                            f"{st.off_now} off", style="magenta")
+            else:
+                line.append("  dial off", style="magenta")
         if self.paused:
             line.append("  PAUSED", style="bold reverse")
         return line
@@ -508,7 +521,32 @@ class LiveView(App[None]):
         box.value = self.needle
         box.focus()
 
+    def action_dial(self) -> None:
+        """d: opens the dial (the overhead budget)."""
+        box = self.query_one("#dial", Input)
+        box.set_class(True, "open")
+        dial = self.source.session.dial
+        box.value = f"{dial.state.budget:g}" if dial is not None else ""
+        box.focus()
+
+    def _set_dial(self, text: str) -> None:
+        try:
+            pct = float(text)
+        except ValueError:
+            pct = -1.0
+        if not 0 <= pct <= 100:
+            self.notify("the dial takes a budget from 0 (off) to 100 %", severity="warning", timeout=3)
+            return
+        self.source.session.set_budget(pct)
+        self.notify(f"dial: {'off' if pct == 0 else f'overhead under {pct:g}%'}", timeout=2)
+        self._render_health()
+
     def action_close(self) -> None:
+        dial_box = self.query_one("#dial", Input)
+        if dial_box.has_class("open"):
+            dial_box.set_class(False, "open")
+            self.query_one("#functions", Grid).focus()
+            return
         box = self.query_one("#filter", Input)
         if box.has_class("open"):
             self._close_filter(keep=False)
@@ -527,11 +565,18 @@ class LiveView(App[None]):
         self.query_one("#functions", Grid).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "filter":
+            return
         self.needle = event.value.strip()
         self._render_table()
         self._render_health()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "dial":
+            event.input.set_class(False, "open")
+            self.query_one("#functions", Grid).focus()
+            self._set_dial(event.value.strip())
+            return
         self._close_filter(keep=True)
 
     def on_grid_selected(self, event: Grid.Selected) -> None:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ulma.monitor.dial import traced_share
 from ulma.monitor.profile import FunctionStats, Profile
 from ulma.views import bar
 from ulma.views.live_rows import on_clock, times
@@ -101,6 +102,47 @@ def scope_lines(profile: Profile) -> list[Text]:
     return lines
 
 
+def dial_lines(profile: Profile) -> list[Text]:
+    """--budget: what the dial switched off (with its exact count up to then)
+    and the overhead it estimated over the run."""
+    dial = profile.dial
+    if dial is None:
+        return []
+    lines = [Text(f"dial: budget {dial.budget:g}% -- switched off {len(dial.switches)} time(s), "
+                  f"{dial.off_now} off at the end; estimated overhead now {dial.estimate:.1f}%",
+                  style="bold magenta")]
+    for sw in dial.switches:
+        count = "?" if sw.calls is None else f"{sw.calls:,}"
+        back = f", on again at {sw.back_on_s:.2f} s" if sw.back_on_s is not None else ""
+        lines.append(Text(f"  off at {sw.at_s:.2f} s: {sw.name}  {count} calls up to then "
+                          f"({sw.rate:,.0f} events/s){back}"))
+    if dial.history:
+        step = max(len(dial.history) // 8, 1)
+        points = "  ".join(f"{t:.2f}s {p:.1f}%" for t, p in dial.history[::step])
+        lines.append(Text(f"  estimated overhead over time: {points}", style="dim"))
+    return lines
+
+
+BURST_ROWS = 15
+
+
+def burst_lines(profile: Profile) -> list[Text]:
+    """--burst: the counts are sampled; estimates for the whole run beside them."""
+    burst = profile.burst
+    if burst is None:
+        return []
+    lines = [Text(f"sampled (--burst {burst.on_ms}:{burst.period_ms}): every function traced "
+                  f"{burst.on_ms} ms of every {burst.period_ms} ms; the counts above are "
+                  "the calls seen then; "
+                  "estimated for the whole run: seen / the part of the run the function was on",
+                  style="bold magenta")]
+    for f in sorted(profile.functions, key=lambda f: f.calls, reverse=True)[:BURST_ROWS]:
+        share = traced_share(f, profile.wall_ns)
+        lines.append(Text(f"  {f.name}  {location(f)}  seen {f.calls:,}  on {100 * share:.0f}%  "
+                          f"estimated {f.calls / share:,.0f}"))
+    return lines
+
+
 def split_lines(profile: Profile) -> list[Text]:
     """The legend, and what the split rests on: CPU readings, the calibrated
     probe cost and the overhead taken out of the functions' CPU time."""
@@ -167,5 +209,6 @@ def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool 
     console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by {what}",
                        style="bold"))
     console.print(build_table(profile, limit, clock))
-    for line in [*split_lines(profile), *scope_lines(profile), *summary_lines(profile)]:
+    for line in [*split_lines(profile), *scope_lines(profile), *dial_lines(profile), *burst_lines(profile),
+                 *summary_lines(profile)]:
         console.print(line)
