@@ -22,6 +22,7 @@ from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
 from ulma.monitor.control import Control
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
+from ulma.monitor.step import Stepper
 from ulma.monitor.terminal import Forwarding
 
 # `ulma run` imports this on its way to starting the program: what only a
@@ -142,6 +143,7 @@ class Session:
         self.scope: tuple[str, ...] = ()  # --only / --exclude in effect, for the report
         self.control = Control(self.core, self.lock, lambda t: self.mono_ns(t, self.ns_per_tick()),
                                time.monotonic_ns)
+        self.stepper = Stepper(self.core, self.lock)
 
     def close_fd(self) -> None:
         if self.fd >= 0:
