@@ -14,8 +14,9 @@ from typing import Protocol, Self
 
 from ulma.monitor.attach import Attachment
 from ulma.monitor.control import Control
-from ulma.monitor.profile import Profile
+from ulma.monitor.profile import Profile, Symbol
 from ulma.monitor.session import Run, Session
+from ulma.monitor.step import Stepper
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,9 @@ class LiveSource(Protocol):
     def health(self) -> Health: ...
     @property
     def control(self) -> Control: ...
+    @property
+    def stepper(self) -> Stepper: ...
+    def symbols(self) -> dict[int, Symbol]: ...
 
 
 class _DrainThread:
@@ -157,6 +161,16 @@ class LiveRun(_DrainThread):
         """The channel to the agent: functions off and on."""
         return self.run.session.control
 
+    @property
+    def stepper(self) -> Stepper:
+        """Single-step, through the same channel."""
+        return self.run.session.stepper
+
+    def symbols(self) -> dict[int, Symbol]:
+        """The functions known so far, by id (a copy)."""
+        with self.run.session.lock:
+            return dict(self.run.session.symbols)
+
     def health(self) -> Health:
         return health_of(self.run.session, self.done.is_set(), self.returncode)
 
@@ -226,6 +240,14 @@ class LiveAttachment(_DrainThread):
     @property
     def control(self) -> Control:
         return self.attachment.session.control
+
+    @property
+    def stepper(self) -> Stepper:
+        return self.attachment.session.stepper
+
+    def symbols(self) -> dict[int, Symbol]:
+        with self.attachment.session.lock:
+            return dict(self.attachment.session.symbols)
 
     def health(self) -> Health:
         return health_of(self.attachment.session, self.done.is_set(), None)
