@@ -3,9 +3,11 @@
     stepped.py          main() at once
     stepped.py wait     main() once a line arrives on stdin
     stepped.py spin     fib(3) until Ctrl-C; its handler prints "interrupted"
-    stepped.py threads  four threads run fib(12) 30 times each; "done" at the end
+    stepped.py threads  four threads run fib(10) until a line arrives on stdin ("started"
+                        once they all started, "finished" as each ends); "done" at the end
 """
 
+import os
 import sys
 import threading
 
@@ -29,16 +31,22 @@ def spin() -> None:
         print("interrupted", flush=True)
 
 
+stopping = threading.Event()
+
+
 def work() -> None:
-    for _ in range(30):
-        fib(12)
+    while not stopping.is_set():
+        fib(10)
+    os.write(1, b"finished\n")  # one write: the threads print at once
 
 
 def threads() -> None:
-    print("started", flush=True)
     workers = [threading.Thread(target=work) for _ in range(4)]
     for w in workers:
         w.start()
+    print("started", flush=True)
+    sys.stdin.readline()
+    stopping.set()
     for w in workers:
         w.join()
     print("done", flush=True)
