@@ -7,9 +7,14 @@
                         once they all started, "finished" as each ends); "done" at the end
 """
 
+from __future__ import annotations
+
 import os
 import sys
-import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import threading
 
 
 def fib(n: int) -> int:
@@ -31,17 +36,17 @@ def spin() -> None:
         print("interrupted", flush=True)
 
 
-stopping = threading.Event()
-
-
-def work() -> None:
+def work(stopping: threading.Event) -> None:
     while not stopping.is_set():
         fib(10)
     os.write(1, b"finished\n")  # one write: the threads print at once
 
 
 def threads() -> None:
-    workers = [threading.Thread(target=work) for _ in range(4)]
+    import threading  # here: main() imports nothing (ulma run --step steps through it from the start)
+
+    stopping = threading.Event()
+    workers = [threading.Thread(target=work, args=(stopping,)) for _ in range(4)]
     for w in workers:
         w.start()
     print("started", flush=True)

@@ -413,9 +413,12 @@ class Run:
     releases the GIL)."""
 
     def __init__(self, target: Target, options: Options, *, stdin: int | IO[bytes] | None = None,
-                 stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None) -> None:
+                 stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None,
+                 step: bool = False) -> None:
         self.options = options
         self.session = Session(options.ring_bytes, options.max_threads)
+        if step:  # single-step from the program's first call (--step): asked before it starts
+            self.session.stepper.stop()
         self.session.scope = scope_of(options.only, options.exclude)
         env = dict(os.environ)
         env[bootstrap.ENV_FD] = str(self.session.fd)

@@ -213,8 +213,8 @@ class LiveView(App[None]):
         if self.settings.refresh_seconds:
             self.set_interval(self.settings.refresh_seconds, self._tick)
             self.set_interval(STEP_SECONDS, self.refresh_step)
-        if self.settings.step:
-            self.action_step_stop()
+        if self.settings.step:  # --step: the stop was asked before the program started
+            self._open_step()
 
     def _render_keys(self) -> None:
         keys = Text(KEYS, style="dim", no_wrap=True, overflow="ellipsis")
@@ -576,9 +576,12 @@ class LiveView(App[None]):
 
     def action_step_stop(self) -> None:
         """s: stop the program at its next call or return event."""
+        self._open_step()
+        self._step_post("stop")
+
+    def _open_step(self) -> None:
         self.stepping = True
         self.query_one("#step", Static).set_class(True, "open")
-        self._step_post("stop")
 
     def action_step_next(self) -> None:
         """n: one event further (the stopped thread)."""
@@ -631,5 +634,6 @@ class LiveView(App[None]):
                 text.append(f"  {where(f.file, f.line, self.roots) if f else ''}\n", style="dim")
             if stop.truncated:
                 text.append("  … (deeper frames not shown)\n", style="dim")
-        self.step_text = text
-        self.query_one("#step", Static).update(text)
+        if text.plain != self.step_text.plain:  # redrawn only when it changed
+            self.step_text = text
+            self.query_one("#step", Static).update(text)
