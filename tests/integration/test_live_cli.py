@@ -166,30 +166,3 @@ def test_ctrl_c_in_the_view_interrupts_the_program_and_q_then_shows_the_report()
         tail = after_view(term.seen)
     assert "still runs" not in tail and "KeyboardInterrupt" in tail and REPORT.search(tail), tail
 
-
-def read_shown(term: Terminal, text: str) -> None:
-    """Reads the terminal until `text` is shown (styles between its words removed)."""
-    deadline = time.monotonic() + DEADLINE
-    while text not in ESCAPES.sub("", term.seen[-20000:]):
-        if term.closed or time.monotonic() > deadline:
-            pytest.fail(f"never saw {text!r} on the terminal; it showed:\n{ESCAPES.sub('', term.seen)[-2000:]!r}")
-        term._read(deadline - time.monotonic())
-
-
-def test_run_step_stops_at_the_first_call_and_n_shift_n_c_walk_fib_on_a_terminal() -> None:
-    with Terminal(["run", "--step", "--live-exit", str(PROGRAMS_DIR / "stepped.py")]) as term:
-        read_shown(term, "stopped #1: call <module>")  # before anything of the program ran
-        k = 1
-        while f"stopped #{k}: call main" not in ESCAPES.sub("", term.seen[-20000:]):  # its imports, one by one
-            assert k < 500
-            term.type(b"n")
-            k += 1
-            read_shown(term, f"stopped #{k}: ")
-        term.type(b"n")
-        read_shown(term, f"stopped #{k + 1}: call fib")
-        term.type(b"N")  # over fib(3)'s inner calls, to its own return
-        read_shown(term, f"stopped #{k + 2}: return fib")
-        term.type(b"c")
-        assert term.wait() == 0
-        tail = after_view(term.seen)
-    assert tail.startswith("2\n") and REPORT.search(tail), tail

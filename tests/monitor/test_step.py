@@ -189,3 +189,25 @@ def test_a_monitor_that_dies_mid_step_releases_the_stopped_thread(engine: str, t
         if not gone():
             os.kill(pid, signal.SIGKILL)
     assert out.read_text().split() == ["started", *["finished"] * 4, "done"]
+
+
+def test_run_step_stops_the_program_at_its_first_call_before_anything_of_it_ran(engine: str) -> None:
+    # what `ulma run --step` does: the stop is posted before the program starts
+    run = Run(Target("script", str(PROGRAM), ()), Options(engine=resolve_engine(engine)),
+              stdout=subprocess.PIPE, stderr=subprocess.PIPE, step=True)
+    live = LiveRun(run).start()
+    try:
+        stop = stopped_at(live, 0)
+        assert (stop.kind, name(live, stop.fid)) == ("call", "<module>")
+        assert live.symbols()[stop.fid].file == str(PROGRAM)
+        live.stepper.next()
+        stop = stopped_at(live, stop.seq)
+        assert (stop.kind, name(live, stop.fid)) == ("call", "main")
+        live.stepper.cont()
+        assert line(live) == "2"
+        assert live.done.wait(WAIT_S) and run.returncode == 0
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+        live.done.wait(WAIT_S)
+        run.finish()

@@ -7,14 +7,8 @@
                         once they all started, "finished" as each ends); "done" at the end
 """
 
-from __future__ import annotations
-
 import os
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import threading
 
 
 def fib(n: int) -> int:
@@ -36,17 +30,17 @@ def spin() -> None:
         print("interrupted", flush=True)
 
 
-def work(stopping: threading.Event) -> None:
-    while not stopping.is_set():
-        fib(10)
-    os.write(1, b"finished\n")  # one write: the threads print at once
-
-
 def threads() -> None:
     import threading  # here: main() imports nothing (ulma run --step steps through it from the start)
 
     stopping = threading.Event()
-    workers = [threading.Thread(target=work, args=(stopping,)) for _ in range(4)]
+
+    def work() -> None:
+        while not stopping.is_set():
+            fib(10)
+        os.write(1, b"finished\n")  # one write: the threads print at once
+
+    workers = [threading.Thread(target=work) for _ in range(4)]
     for w in workers:
         w.start()
     print("started", flush=True)
