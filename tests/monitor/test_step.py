@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from ulma.agent import resolve_engine
 from ulma.monitor.live import LiveRun
 from ulma.monitor.session import Options, Run, Target

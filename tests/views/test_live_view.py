@@ -551,9 +551,8 @@ def test_n_single_steps_fib_and_the_events_shown_are_the_programs_call_order() -
             await step_until(app, pilot, lambda: len(app.step_events) == 1, "the first stop")
             while not live.done.is_set() and len(app.step_events) < 60:
                 texts.append(app.step_text.plain)
-                shown = len(app.step_events)
                 await pilot.press("n")
-                await step_until(app, pilot, lambda: len(app.step_events) > shown or live.done.is_set(),
+                await step_until(app, pilot, lambda: len(app.step_events) > len(texts) or live.done.is_set(),
                                  "the next stop")
             assert live.done.is_set()
         app = drive(body, live)
