@@ -165,3 +165,4 @@ def test_ctrl_c_in_the_view_interrupts_the_program_and_q_then_shows_the_report()
         assert term.wait() == 130
         tail = after_view(term.seen)
     assert "still runs" not in tail and "KeyboardInterrupt" in tail and REPORT.search(tail), tail
+

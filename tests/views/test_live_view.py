@@ -9,9 +9,11 @@ between the clear and the snapshot that must show zeros.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
@@ -497,3 +499,96 @@ def test_d_opens_the_dial_and_a_budget_typed_there_switches_the_hot_function_off
 
     with live_run() as (live, _):
         drive(body, live)
+
+
+# -- single-step ---------------------------------------------------------------
+
+STEPPED = Path(__file__).resolve().parents[1] / "programs" / "stepped.py"
+
+
+def profiled_order(args: tuple[str, ...], stdin: str) -> list[tuple[str, str]]:
+    """Ground truth: the program's calls and returns of its own functions, in
+    order, as sys.setprofile sees them in a plain run of its own."""
+    tracer = (
+        "import runpy, sys\n"
+        "path = sys.argv[1]\n"
+        "seen = []\n"
+        "def hook(frame, event, arg):\n"
+        "    if event in ('call', 'return') and frame.f_code.co_filename == path:\n"
+        "        seen.append((event, frame.f_code.co_name))\n"
+        "sys.argv = sys.argv[1:]\n"
+        "sys.setprofile(hook)\n"
+        "runpy.run_path(path, run_name='__main__')\n"
+        "sys.setprofile(None)\n"
+        "print(repr(seen))\n")
+    out = subprocess.run([sys.executable, "-c", tracer, str(STEPPED), *args], input=stdin, text=True,
+                         capture_output=True, check=True, timeout=DEADLINE).stdout
+    return list(ast.literal_eval(out.splitlines()[-1]))
+
+
+@contextmanager
+def stepped_run(*args: str) -> Iterator[tuple[LiveRun, Captured]]:
+    captured = Captured()
+    run = Run(Target("script", str(STEPPED), args), Options(engine=resolve_engine("auto")),
+              stdin=subprocess.PIPE, stdout=captured.stdout.file, stderr=captured.stderr.file)
+    live = LiveRun(run).start()
+    try:
+        yield live, captured
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+        live.done.wait(DEADLINE)
+        run.finish()
+        captured.close()
+
+
+async def step_until(app: LiveView, pilot: LivePilot, ready: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not ready():
+        app.refresh_step()
+        await pilot.pause(0.01)
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; shown: {app.step_events}")
+
+
+def in_module(live: LiveRun) -> bool:
+    """The program's <module> started (the monitor knows its name)."""
+    return any(s.file == str(STEPPED) and s.name == "<module>" for s in live.symbols().values())
+
+
+def go(live: LiveRun) -> None:
+    """The program's line on stdin: it starts its work."""
+    stdin = live.run.proc.stdin
+    assert stdin is not None
+    stdin.write(b"go\n")
+    stdin.close()
+
+
+def test_n_single_steps_fib_and_the_events_shown_are_the_programs_call_order() -> None:
+    truth = profiled_order(("wait",), "go\n")
+    # <module>, main and fib's 5 calls: a call and a return each
+    assert truth[:3] == [("call", "<module>"), ("call", "main"), ("call", "fib")] and len(truth) == 14
+    truth = truth[1:]  # <module> started before the line arrived
+    texts: list[str] = []  # the step pane at each stop
+    with stepped_run("wait") as (live, captured):
+        async def body(app: LiveView, pilot: LivePilot) -> None:
+            await step_until(app, pilot, lambda: in_module(live), "the program to wait for its line")
+            await pilot.press("s")
+            assert app.stepping
+            go(live)
+            await step_until(app, pilot, lambda: len(app.step_events) == 1, "the first stop")
+            while not live.done.is_set() and len(app.step_events) < 60:
+                texts.append(app.step_text.plain)
+                await pilot.press("n")
+                await step_until(app, pilot, lambda: len(app.step_events) > len(texts) or live.done.is_set(),
+                                 "the next stop")
+            assert live.done.is_set()
+        app = drive(body, live)
+        # (the program's stdin decoder is stepped through too: sys.setprofile saw it in another file)
+        shown = [(kind, name) for kind, name, file in app.step_events if file == str(STEPPED)]
+        assert shown == truth
+        # the deepest call: the event, the function and the thread's whole stack, innermost first
+        stacks = [[line.split()[-2] for line in t.splitlines()[2:]] for t in texts if "call fib " in t]
+        assert max(stacks, key=len) == ["fib", "fib", "fib", "main", "<module>"]
+        assert live.run.returncode == 0
+        assert captured.stdout._read(0, 100).decode().strip() == "2"

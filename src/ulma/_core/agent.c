@@ -9,6 +9,7 @@
 #include "readings.h"
 #include "symbols.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -360,6 +361,175 @@ static inline void put(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t idv, u
 }
 
 
+/* ---- single-step (records.h "Single-step") ----------------------------- */
+
+/* What the agent steps to, under the GIL.  Anything but STEP_IDLE makes
+ * every event of the stepping thread take the slow path (next_reading = 0,
+ * the mechanism CPU readings use), where step_event decides whether it
+ * stops: the hot path gains nothing. */
+enum { STEP_IDLE = 0, STEP_ANY, STEP_NEXT, STEP_OVER };
+static int g_step_mode;
+static ulma_writer *g_step_w;        /* the thread that steps; NULL: the first to come */
+static int64_t g_step_depth;         /* STEP_OVER: stop at an event this deep or less */
+static int64_t g_step_cur;           /* the stepping thread's depth after its last event */
+static int g_step_blocked;           /* a thread is stopped */
+static _Atomic uint32_t g_step_token; /* futex word (this process's): + 1 releases it */
+#define STEP_WAIT_NS 50000000L        /* the stopped thread looks around this often */
+
+static void step_state(uint32_t state)
+{
+    if (g_session)
+        atomic_store_explicit(&ulma_session_step(g_session)->state, state, memory_order_release);
+}
+
+/* The next event of every thread takes the slow path. */
+static void step_force_slow(void)
+{
+    for (uint32_t i = 0; i < g_writers_len; i++) {
+        ulma_writer *o = g_writers[i];
+        if (o && o->generation == g_generation)
+            o->next_reading = 0;
+    }
+}
+
+static void step_release(void)
+{
+    atomic_fetch_add_explicit(&g_step_token, 1, memory_order_release);
+    syscall(SYS_futex, &g_step_token, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void step_reset(void)
+{
+    g_step_mode = STEP_IDLE;
+    g_step_w = NULL;
+    step_release();
+}
+
+/* A step command from the channel (under the GIL).  1: applied. */
+static int control_step(uint32_t op)
+{
+    switch (op) {
+    case ULMA_CTL_STEP_STOP:
+    case ULMA_CTL_STEP_NEXT:
+    case ULMA_CTL_STEP_OVER:
+        if (!g_step_blocked) {
+            /* nothing stopped: stop at the next event (of the stepping thread, if one was) */
+            if (g_step_mode == STEP_IDLE || op == ULMA_CTL_STEP_STOP)
+                g_step_w = NULL;
+            g_step_mode = g_step_w ? STEP_NEXT : STEP_ANY;
+            step_state(ULMA_STEP_ARMED);
+            step_force_slow();
+            return 1;
+        }
+        if (op == ULMA_CTL_STEP_STOP)
+            return 1; /* stopped already */
+        g_step_mode = op == ULMA_CTL_STEP_OVER ? STEP_OVER : STEP_NEXT;
+        step_state(ULMA_STEP_RUNNING);
+        step_release();
+        return 1;
+    case ULMA_CTL_STEP_CONTINUE:
+        step_reset();
+        step_state(ULMA_STEP_IDLE);
+        return 1;
+    default:
+        return -1;
+    }
+}
+
+/* Is the monitor that made the session gone? */
+static int monitor_gone(ulma_session_header *h)
+{
+    pid_t pid = (pid_t)h->creator_pid;
+    return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/*
+ * Stops the calling thread at this event: says where in the step block (the
+ * ring already published), then waits without the GIL, on a futex of this
+ * process (the session may be unmapped meanwhile), until a command releases
+ * it.  Every STEP_WAIT_NS, and on a signal, it takes the GIL and looks: a
+ * session ended (detach, exit: return at once, touching nothing of it), a
+ * signal for the program (step mode ends, so its handler runs as under
+ * python: KeyboardInterrupt for Ctrl-C), a monitor gone (step mode ends).
+ */
+static void step_block(ulma_writer *w, uint32_t idv, uint8_t kind, int top_is_event)
+{
+    ulma_session_header *h = g_session;
+    ulma_step *s = ulma_session_step(h);
+    uint32_t ids[ULMA_STEP_FRAMES];
+    uint32_t n = 0;
+    int truncated = 0;
+    if (!top_is_event) /* PEP 523: the interpreter's top frame is still (again) the caller */
+        ids[n++] = idv;
+    n += walk_stack(ids + n, ULMA_STEP_FRAMES - n, &truncated);
+    g_step_depth = n;
+    g_step_cur = is_entering(kind) ? (int64_t)n : (int64_t)n - 1;
+    ulma_ring_header *r = w->ring;
+    uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
+    atomic_store_explicit(&r->published, pos, memory_order_release); /* the monitor sees the event */
+    for (uint32_t i = 0; i < n; i++)
+        s->frames[i] = ids[i] & ULMA_ID_MASK;
+    s->slot = w->slot;
+    s->os_tid = r->os_tid;
+    s->kind = kind;
+    s->id = idv & ULMA_ID_MASK;
+    s->nframes = n;
+    s->truncated = (uint32_t)truncated;
+    s->ticks = ulma_ticks(g_clock);
+    s->ring_pos = pos;
+    atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+    atomic_store_explicit(&s->state, ULMA_STEP_STOPPED, memory_order_release);
+
+    uint32_t token = atomic_load_explicit(&g_step_token, memory_order_acquire);
+    g_step_blocked = 1;
+    for (;;) {
+        int intr = 0;
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec ts = {0, STEP_WAIT_NS};
+        if (syscall(SYS_futex, &g_step_token, FUTEX_WAIT_PRIVATE, token, &ts, NULL, 0) < 0 && errno == EINTR)
+            intr = 1;
+        Py_END_ALLOW_THREADS
+        if (g_session != h)
+            return; /* the session ended: agent_stop reset the step state */
+        if (atomic_load_explicit(&g_step_token, memory_order_acquire) != token)
+            break; /* released: a command */
+        /* a signal: one handled on this thread woke us (its Python handler is
+         * pending), or a Ctrl-C the main thread must handle (taken here, so
+         * set again for the interpreter) */
+        if (intr || (PyOS_InterruptOccurred() && (PyErr_SetInterruptEx(SIGINT), 1))) {
+            step_reset();
+            step_state(ULMA_STEP_SIGNALED);
+            break;
+        }
+        if (monitor_gone(h)) {
+            step_reset();
+            step_state(ULMA_STEP_IDLE);
+            break;
+        }
+    }
+    g_step_blocked = 0;
+}
+
+/* After every slow-path event while stepping (under the GIL). */
+static void step_event(ulma_writer *w, uint32_t idv, uint8_t kind, int top_is_event)
+{
+    if (g_step_w && w != g_step_w)
+        return; /* another thread: it runs on */
+    w->next_reading = 0; /* the stepping thread's every event comes here */
+    uint32_t id = idv & ULMA_ID_MASK;
+    if (kind < ULMA_CALL || kind > ULMA_THROW || (idv & ULMA_ID_HIDDEN) || ulma_id_off(id) ||
+        ulma_symbols_hidden(id))
+        return; /* calls and returns of the program's Python functions traced now */
+    int64_t depth = is_entering(kind) ? ++g_step_cur : g_step_cur--;
+    if (g_step_mode == STEP_OVER && depth > g_step_depth)
+        return;
+    g_step_w = w;
+    step_block(w, idv, kind, top_is_event);
+    if (g_session && g_step_mode != STEP_IDLE && g_step_w == w)
+        w->next_reading = 0;
+}
+
+
 /* ---- the control channel (records.h) ---------------------------------- */
 
 /* our own count (what the header says is not trusted); written under the
@@ -418,6 +588,8 @@ static int control_apply(uint64_t t)
         int rc = -1;
         if (seq == k && (op == ULMA_CTL_OFF || op == ULMA_CTL_ON))
             rc = control_switch(arg, op == ULMA_CTL_OFF);
+        else if (seq == k)
+            rc = control_step(op) < 0 ? -1 : 0; /* single-step: nothing to restate */
         if (rc > 0) {
             changed = 1;
             restart |= op == ULMA_CTL_ON;
@@ -552,8 +724,20 @@ static inline void count_drop(ulma_ring_header *r)
  * rebuilds it and goes on; it always comes with a reading (a new baseline).
  * The event after a reading is stamped anew, so the gap is the reading's cost.
  */
+static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
+                      uint16_t aux, int top_is_event);
+static ulma_writer g_scratch; /* calibration's writer (below): never stops */
+
 void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
                     uint16_t aux, int top_is_event)
+{
+    emit_slow(w, t, idv, kind, flags, aux, top_is_event);
+    if (ULMA_UNLIKELY(g_step_mode != STEP_IDLE) && w != &g_untraced && w != &g_scratch && g_session)
+        step_event(w, idv, kind, top_is_event); /* after the event is written */
+}
+
+static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
+                      uint16_t aux, int top_is_event)
 {
     if (ULMA_UNLIKELY(w == &g_untraced)) { /* a thread with no ring: counted only */
         untraced_count(w, 1);
@@ -961,6 +1145,8 @@ void ulma_agent_stop(int flush)
         flush = 0;
     }
     g_forked_from = NULL;
+    step_reset(); /* a stopped thread goes (it finds the session gone) */
+    g_step_blocked = 0;
     if (g_ctl)
         bell_stop(g_ctl);
     if (g_engine == ULMA_ENGINE_MONITORING)

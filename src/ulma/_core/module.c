@@ -715,6 +715,45 @@ static PyObject *session_scribble(SessionObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* step(): where the stepped thread stopped (records.h "Single-step"):
+ * (state, seq, slot, os_tid, kind, id, ticks, [frame ids: the event's
+ * function first, then its callers], truncated).  Read as the agent wrote it
+ * (seq, fields, seq again); nframes is bounded. */
+static PyObject *session_step(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    ulma_step *s = ulma_session_step(self->m.h);
+    ulma_step copy;
+    uint32_t state = 0;
+    for (int tries = 0; tries < 100; tries++) {
+        uint32_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+        state = atomic_load_explicit(&s->state, memory_order_acquire);
+        memcpy(&copy, s, sizeof copy);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&s->seq, memory_order_relaxed) == seq) {
+            copy.seq = seq;
+            break;
+        }
+    }
+    uint32_t n = copy.nframes < ULMA_STEP_FRAMES ? copy.nframes : ULMA_STEP_FRAMES;
+    PyObject *frames = PyList_New(n);
+    if (!frames)
+        return NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(copy.frames[i]);
+        if (!v) {
+            Py_DECREF(frames);
+            return NULL;
+        }
+        PyList_SET_ITEM(frames, i, v);
+    }
+    return Py_BuildValue("(IIIIIIKNO)", state, (unsigned int)copy.seq, copy.slot, copy.os_tid, copy.kind,
+                         copy.id, (unsigned long long)copy.ticks, frames,
+                         copy.truncated ? Py_True : Py_False);
+}
+
 static PyObject *session_close(SessionObject *self, PyObject *unused)
 {
     (void)unused;
@@ -747,6 +786,8 @@ static PyMethodDef session_methods[] = {
     {"command", (PyCFunction)session_command, METH_O,
      "command(k): (status, done_ticks) of command k, or None once its slot was reused"},
     {"control", (PyCFunction)session_control, METH_NOARGS, "the control channel's counters"},
+    {"step", (PyCFunction)session_step, METH_NOARGS,
+     "step(): (state, seq, slot, os_tid, kind, id, ticks, frames, truncated) of single-step"},
     {"scribble", (PyCFunction)session_scribble, METH_VARARGS,
      "scribble(offset, data): raw bytes into the control block (tests: a hostile writer)"},
     {NULL, NULL, 0, NULL},
@@ -1897,6 +1938,18 @@ static int add_layout(PyObject *mod)
               set_int(d, "CONTROL_BYTES", (long)sizeof(ulma_control)) < 0 ||
               set_int(d, "CONTROL_CMD_BYTES", (long)sizeof(ulma_control_cmd)) < 0 ||
               set_int(d, "CONTROL_POLL_US", ULMA_CONTROL_POLL_US) < 0)) {
+        Py_DECREF(d);
+        d = NULL;
+    }
+    /* single-step */
+    if (d && (set_int(d, "CTL_STEP_STOP", ULMA_CTL_STEP_STOP) < 0 ||
+              set_int(d, "CTL_STEP_NEXT", ULMA_CTL_STEP_NEXT) < 0 ||
+              set_int(d, "CTL_STEP_OVER", ULMA_CTL_STEP_OVER) < 0 ||
+              set_int(d, "CTL_STEP_CONTINUE", ULMA_CTL_STEP_CONTINUE) < 0 ||
+              set_int(d, "STEP_IDLE", ULMA_STEP_IDLE) < 0 || set_int(d, "STEP_ARMED", ULMA_STEP_ARMED) < 0 ||
+              set_int(d, "STEP_STOPPED", ULMA_STEP_STOPPED) < 0 ||
+              set_int(d, "STEP_RUNNING", ULMA_STEP_RUNNING) < 0 ||
+              set_int(d, "STEP_SIGNALED", ULMA_STEP_SIGNALED) < 0)) {
         Py_DECREF(d);
         d = NULL;
     }

@@ -333,6 +333,52 @@ static inline ulma_control *ulma_session_control(ulma_session_header *h)
     return (ulma_control *)((char *)h + ULMA_CONTROL_OFFSET);
 }
 
+/*
+ * Single-step (agent -> monitor), in the header's page after the control
+ * block.  The monitor asks through the control channel (ops STEP_*, below);
+ * the agent says here where the stepped thread stopped.  Only one thread
+ * steps: the first whose event comes after a STEP_STOP; the others run on.
+ * The agent writes the fields, then release-stores seq + 1 and state; the
+ * monitor reads seq, the fields, seq again (a torn read is retried), and
+ * trusts nothing (nframes is bounded, ids are looked up).  The stopped
+ * thread blocks in the agent without the GIL; a command, a signal, the
+ * session's end or the monitor's death (its pid gone) releases it.
+ *   STEP_STOP      stop at the next call or return event of any thread
+ *   STEP_NEXT      let the stopped thread go to its next event
+ *   STEP_OVER      ... to its next event at the same depth or lower
+ *   STEP_CONTINUE  leave step mode: every thread runs free
+ */
+#define ULMA_STEP_OFFSET 3200u
+#define ULMA_STEP_FRAMES 192u
+enum ulma_control_step_op { ULMA_CTL_STEP_STOP = 3, ULMA_CTL_STEP_NEXT = 4, ULMA_CTL_STEP_OVER = 5,
+                            ULMA_CTL_STEP_CONTINUE = 6 };
+enum ulma_step_state { ULMA_STEP_IDLE = 0, ULMA_STEP_ARMED = 1, ULMA_STEP_STOPPED = 2,
+                       ULMA_STEP_RUNNING = 3, ULMA_STEP_SIGNALED = 4 };
+
+typedef struct {
+    _Atomic uint32_t state; /* ULMA_STEP_* */
+    _Atomic uint32_t seq;   /* + 1 at every stop, stored after the fields */
+    uint32_t slot;          /* the stopped thread's ring */
+    uint32_t os_tid;
+    uint32_t kind;          /* the event (ULMA_CALL, ...) */
+    uint32_t id;            /* its function */
+    uint32_t nframes;       /* frames[0] the event's own function, then its callers */
+    uint32_t truncated;
+    uint64_t ticks;
+    uint64_t ring_pos;      /* the ring's write_pos once the event was published */
+    uint8_t pad[16];
+    uint32_t frames[ULMA_STEP_FRAMES];
+} ulma_step;
+static_assert(sizeof(ulma_step) == 64 + 4 * ULMA_STEP_FRAMES, "step block layout");
+static_assert(ULMA_CONTROL_OFFSET + sizeof(ulma_control) <= ULMA_STEP_OFFSET &&
+                  ULMA_STEP_OFFSET + sizeof(ulma_step) <= ULMA_HEADER_BYTES,
+              "the step block sits in the header's page, after the control block");
+
+static inline ulma_step *ulma_session_step(ulma_session_header *h)
+{
+    return (ulma_step *)((char *)h + ULMA_STEP_OFFSET);
+}
+
 /* Where slot's ring starts in the memfd. */
 static inline uint64_t ulma_ring_file_offset(uint64_t rings_offset, uint64_t stride, uint32_t slot)
 {

@@ -34,7 +34,7 @@ def run_live(target: sessions.Target, options: sessions.Options, settings: ViewS
     settings.terminal_gone = signals.check_terminal
     try:
         running = sessions.Run(target, options, stdin=subprocess.DEVNULL,
-                               stdout=captured.stdout.file, stderr=captured.stderr.file)
+                               stdout=captured.stdout.file, stderr=captured.stderr.file, step=settings.step)
         with signals.to(running.proc):
             live = LiveRun(running).start()
             _show(live, settings)

@@ -188,6 +188,9 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--live-exit", action="store_true",
                    help="close the live view by itself when the program ends (default: it stays "
                         "until you press q)")
+    p.add_argument("--step", action="store_true",
+                   help="start in single-step mode: the program stops at its first call (implies "
+                        "--live; keys n, N, c, q)")
     p.add_argument("--output-pane", action="store_true",
                    help="show the program's output in a pane of the live view (it is printed "
                         "after the view closes as well)")
@@ -195,6 +198,8 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
 
 def choose_live(opts: argparse.Namespace) -> bool:
     """--live/--no-live, else live when the terminal is ours on all three streams."""
+    if getattr(opts, "step", False) and opts.live is None:
+        opts.live = True  # single-step is driven from the live view
     if opts.live is None:
         return all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr))
     if opts.live and not all(s is not None and s.isatty() for s in (sys.stdin, sys.stderr)):
@@ -259,7 +264,7 @@ def start_live(target: sessions.Target, options: sessions.Options,
     from ulma.views.live import ViewSettings
 
     title = " ".join([target.name if target.kind == "script" else f"-m {target.name}", *target.args])
-    settings = ViewSettings(title=title, exit_when_done=opts.live_exit, clock=opts.clock)
+    settings = ViewSettings(title=title, exit_when_done=opts.live_exit, clock=opts.clock, step=opts.step)
     if opts.refresh:
         settings.refresh_seconds = opts.refresh / 1000
     return run_live(target, options, settings, output_pane=opts.output_pane)

@@ -14,8 +14,9 @@ from typing import Protocol, Self
 
 from ulma.monitor.attach import Attachment
 from ulma.monitor.control import Control
-from ulma.monitor.profile import Profile
+from ulma.monitor.profile import Profile, Symbol
 from ulma.monitor.session import Run, Session
+from ulma.monitor.step import Stepper
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,9 @@ class LiveSource(Protocol):
     def control(self) -> Control: ...
     @property
     def session(self) -> Session: ...
+    @property
+    def stepper(self) -> Stepper: ...
+    def symbols(self) -> dict[int, Symbol]: ...
 
 
 class _DrainThread:
@@ -163,6 +167,16 @@ class LiveRun(_DrainThread):
     def session(self) -> Session:
         return self.run.session
 
+    @property
+    def stepper(self) -> Stepper:
+        """Single-step, through the same channel."""
+        return self.run.session.stepper
+
+    def symbols(self) -> dict[int, Symbol]:
+        """The functions known so far, by id (a copy)."""
+        with self.run.session.lock:
+            return dict(self.run.session.symbols)
+
     def health(self) -> Health:
         return health_of(self.run.session, self.done.is_set(), self.returncode)
 
@@ -236,6 +250,14 @@ class LiveAttachment(_DrainThread):
     @property
     def session(self) -> Session:
         return self.attachment.session
+
+    @property
+    def stepper(self) -> Stepper:
+        return self.attachment.session.stepper
+
+    def symbols(self) -> dict[int, Symbol]:
+        with self.attachment.session.lock:
+            return dict(self.attachment.session.symbols)
 
     def health(self) -> Health:
         return health_of(self.attachment.session, self.done.is_set(), None)

@@ -22,6 +22,7 @@ from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
 from ulma.monitor import prestart
 from ulma.monitor.control import Control
+from ulma.monitor.step import Stepper
 
 # `ulma run` imports this on its way to starting the program: what only a
 # trace file needs (the trace format, zstandard, json, queue, socket) is
@@ -174,6 +175,7 @@ class Session:
         self.burst: Burst | None = None  # --burst: every function on in bursts only
         self._names: dict[int, str] = {}  # every symbol, when _switchable was made
         self._switchable: dict[int, str] = {}  # the functions the dial and the burst may switch
+        self.stepper = Stepper(self.core, self.lock)
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -506,7 +508,8 @@ class Run:
     releases the GIL)."""
 
     def __init__(self, target: Target, options: Options, *, stdin: int | IO[bytes] | None = None,
-                 stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None) -> None:
+                 stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None,
+                 step: bool = False) -> None:
         self.options = options
         # the program's interpreter, if `ulma run` started it early (and its streams are ours)
         early = prestart.take() if stdin is None and stdout is None and stderr is None else None
@@ -519,6 +522,8 @@ class Run:
             if early is not None:
                 early.discard()
             raise
+        if step:  # single-step from the program's first call (--step): asked before it starts
+            self.session.stepper.stop()
         self.session.scope = scope_of(options.only, options.exclude)
         if options.budget or options.burst:
             from ulma.monitor.dial import Burst, Dial  # only with a dial (dataclasses, the profile)

@@ -58,6 +58,8 @@ from ulma.views.report import UNTRACED_MARK
 from ulma.views.units import fmt_ns
 
 REFRESH_SECONDS = 0.25
+STEP_SECONDS = 0.05  # how often the step pane looks for a new stop
+STEP_KEYS = "step mode: n next event  N over a call  c continue  q leave step mode"
 MAX_ROWS = 500  # a table of thousands of rows redrawn 4 times a second helps nobody
 RATE_WINDOW_NS = 1_000_000_000
 BAR_WIDTH = 20
@@ -78,6 +80,7 @@ class ViewSettings:
     terminal_gone: Callable[[], bool] = lambda: False  # asked on every tick: True closes the view
     cwd: str = field(default_factory=os.getcwd)
     clock: str = "wall"  # the time columns: "wall" or "cpu" (key w toggles)
+    step: bool = False  # start in step mode (ulma run --step)
 
 
 def exit_words(code: int) -> str:
@@ -136,6 +139,8 @@ class LiveView(App[None]):
     #dial { display: none; }
     #dial.open { display: block; }
     #keys { height: 1; padding: 0 1; background: $boost; }
+    #step { height: auto; max-height: 16; display: none; border-top: solid $warning; padding: 0 1; }
+    #step.open { display: block; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit_view", "quit"),
@@ -149,6 +154,9 @@ class LiveView(App[None]):
         Binding("X", "switch_module", "module off/on"),
         Binding("d", "dial", "dial"),
         Binding("escape", "close", "close"),
+        Binding("s", "step_stop", "single-step"),
+        Binding("n", "step_next", "step: next event", show=False),
+        Binding("N", "step_over", "step: over a call", show=False),
         *(Binding(str(i + 1), f"sort({i})", c.label, show=False) for i, c in enumerate(COLUMNS)),
     ]
 
@@ -174,6 +182,10 @@ class LiveView(App[None]):
         self.bar_width = BAR_WIDTH
         self.roots = short_roots(self.settings.cwd)
         self._acked = 0  # control commands whose effect was already told
+        self.stepping = False  # step mode: s entered it, c or q leaves it
+        self.step_seen = 0  # the last stop shown (the agent's count)
+        self.step_events: list[tuple[str, str, str]] = []  # every stop shown: (kind, function, file)
+        self.step_text = Text()  # what the step pane shows
         self._decoders = {"out": codecs.getincrementaldecoder("utf-8")("replace"),
                           "err": codecs.getincrementaldecoder("utf-8")("replace")}
 
@@ -193,6 +205,7 @@ class LiveView(App[None]):
                 yield Grid(id="callees")
         if self.settings.output is not None:
             yield Log(id="output", max_lines=5000)
+        yield Static(id="step")
         yield Input(placeholder="filter by name or file (enter keeps it, esc clears it)", id="filter")
         yield Input(placeholder="dial: overhead budget in % of the plain run (0: off; enter sets it, "
                                 "esc closes)", id="dial")
@@ -204,6 +217,9 @@ class LiveView(App[None]):
         self.refresh_now()
         if self.settings.refresh_seconds:
             self.set_interval(self.settings.refresh_seconds, self._tick)
+            self.set_interval(STEP_SECONDS, self.refresh_step)
+        if self.settings.step:  # --step: the stop was asked before the program started
+            self._open_step()
 
     def _render_keys(self) -> None:
         keys = Text(KEYS, style="dim", no_wrap=True, overflow="ellipsis")
@@ -435,6 +451,11 @@ class LiveView(App[None]):
     # -- keys -----------------------------------------------------------------
 
     def action_quit_view(self) -> None:
+        if self.stepping:  # q leaves step mode
+            self._step_post("cont")
+            self.stepping = False
+            self.query_one("#step", Static).set_class(False, "open")
+            return
         self.exit()
 
     def action_interrupt(self) -> None:
@@ -456,6 +477,9 @@ class LiveView(App[None]):
         self.refresh_now(force=True)
 
     def action_clear(self) -> None:
+        if self.stepping:  # c continues: the program runs free, the pane stays (s stops again)
+            self._step_post("cont")
+            return
         if self.source.done.is_set():
             # Nothing more can be counted, and the report after q covers what the view kept.
             self.notify("the program has ended: history kept (q shows the report)", timeout=3)
@@ -592,3 +616,69 @@ class LiveView(App[None]):
         if event.grid.id == "functions" and event.column < len(COLUMNS):
             self.action_sort(event.column)
 
+
+    # -- single-step ----------------------------------------------------------
+
+    def action_step_stop(self) -> None:
+        """s: stop the program at its next call or return event."""
+        self._open_step()
+        self._step_post("stop")
+
+    def _open_step(self) -> None:
+        self.stepping = True
+        self.query_one("#step", Static).set_class(True, "open")
+
+    def action_step_next(self) -> None:
+        """n: one event further (the stopped thread)."""
+        if self.stepping:
+            self._step_post("next")
+
+    def action_step_over(self) -> None:
+        """N: to the next event at the same depth or lower (over a call)."""
+        if self.stepping:
+            self._step_post("over")
+
+    def _step_post(self, what: str) -> None:
+        if self.source.done.is_set():
+            self.notify("the program has ended", timeout=2)
+            return
+        stepper = self.source.stepper
+        try:
+            getattr(stepper, what)()
+        except ChannelFull:
+            self.notify("the agent has not taken the last commands yet", severity="warning", timeout=3)
+        self.refresh_step()
+
+    def refresh_step(self) -> None:
+        """Shows the event the stepped thread stopped at, its function and its stack."""
+        if not self.stepping:
+            return
+        state, stop = self.source.stepper.state()
+        symbols = self.source.symbols()
+        text = Text(STEP_KEYS + "\n", style="dim")
+        if self.source.done.is_set():
+            text.append("the program has ended", style="bold yellow")
+        elif state == "signaled":
+            text.append("the program got a signal: step mode ended, its handler runs", style="bold yellow")
+        elif stop is None or state != "stopped":
+            text.append("running: stops at the next call or return" if state in ("armed", "running")
+                        else "running free (c): n or s stops it again")
+        else:
+            fn = symbols.get(stop.fid)
+            if fn is None:
+                return  # its name is not drained yet: the next look shows it
+            if stop.seq != self.step_seen:
+                self.step_seen = stop.seq
+                self.step_events.append((stop.kind, fn.name, fn.file))
+            text.append(f"stopped #{stop.seq}: ", style="bold")
+            text.append(f"{stop.kind} {fn.name}", style="bold reverse")
+            text.append(f"  {where(fn.file, fn.line, self.roots)}  thread tid {stop.os_tid}\n", style="dim")
+            for depth, fid in enumerate(stop.frames):
+                f = symbols.get(fid)
+                text.append(f"  {'→' if depth == 0 else ' '} {f.name if f else f'#{fid}'}")
+                text.append(f"  {where(f.file, f.line, self.roots) if f else ''}\n", style="dim")
+            if stop.truncated:
+                text.append("  … (deeper frames not shown)\n", style="dim")
+        if text.plain != self.step_text.plain:  # redrawn only when it changed
+            self.step_text = text
+            self.query_one("#step", Static).update(text)
