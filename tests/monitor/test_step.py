@@ -22,7 +22,6 @@ from ulma.monitor.session import Options, Run, Target
 from ulma.monitor.step import Stop
 
 PROGRAM = Path(__file__).resolve().parents[1] / "programs" / "stepped.py"
-SRC = Path(__file__).resolve().parents[2] / "src"
 WAIT_S = 20.0
 
 
@@ -169,9 +168,9 @@ MONITOR = textwrap.dedent("""
 
 def test_a_monitor_that_dies_mid_step_releases_the_stopped_thread(engine: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    # the monitor imports ulma as this test does (installed, or the tree on PYTHONPATH)
     got = subprocess.run([sys.executable, "-c", MONITOR, str(PROGRAM), resolve_engine(engine), str(out)],
-                         capture_output=True, text=True, env=env, timeout=WAIT_S, check=True)
+                         capture_output=True, text=True, timeout=WAIT_S, check=True)
     pid = int(got.stdout.split()[0])
 
     def gone() -> bool:
