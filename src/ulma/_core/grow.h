@@ -1,5 +1,5 @@
-/* grow.h -- room in an array that grows by doubling, for the aggregator and
- * the exporters' replay. */
+/* grow.h -- room in an array that grows by doubling, for the aggregator, the
+ * exporters' replay and the agent's id bitmaps (symbols.c). */
 #ifndef ULMA_GROW_H
 #define ULMA_GROW_H
 

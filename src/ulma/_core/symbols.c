@@ -32,6 +32,7 @@ static inline PyCodeObject *ulma_frame_code(const _PyInterpreterFrame *f)
 }
 #include <stdlib.h>
 #include <string.h>
+#include "grow.h"
 
 static char *g_hidden_prefix;      /* ulma's own files: not reported */
 static size_t g_hidden_prefix_len;
@@ -176,13 +177,8 @@ int ulma_symbols_set_off(uint32_t id, int off)
     if (byte >= g_off_ids_bytes) {
         if (!off)
             return 0;
-        size_t want = (byte + 1) * 2 > 64 ? (byte + 1) * 2 : 64;
-        uint8_t *p = realloc(g_off_ids, want);
-        if (!p)
+        if (ulma_grow((void **)&g_off_ids, &g_off_ids_bytes, byte + 1, 1, 1) < 0)
             return -1;
-        memset(p + g_off_ids_bytes, 0, want - g_off_ids_bytes);
-        g_off_ids = p;
-        g_off_ids_bytes = want;
     }
     if (off)
         g_off_ids[byte] |= (uint8_t)(1u << (id % 8));
@@ -452,15 +448,8 @@ void ulma_symbols_slot_marks(int on)
 static int hidden_ids_add(uint32_t id)
 {
     size_t byte = id / 8;
-    if (byte >= g_hidden_ids_bytes) {
-        size_t want = (byte + 1) * 2 > 64 ? (byte + 1) * 2 : 64;
-        uint8_t *p = realloc(g_hidden_ids, want);
-        if (!p)
-            return -1;
-        memset(p + g_hidden_ids_bytes, 0, want - g_hidden_ids_bytes);
-        g_hidden_ids = p;
-        g_hidden_ids_bytes = want;
-    }
+    if (ulma_grow((void **)&g_hidden_ids, &g_hidden_ids_bytes, byte + 1, 1, 1) < 0)
+        return -1;
     g_hidden_ids[byte] |= (uint8_t)(1u << (id % 8));
     return 0;
 }
