@@ -59,6 +59,17 @@ def test_attach_detach_reattach_counts_only_attached_time_and_leaves_the_program
         assert isinstance(wall, int) and 0.4e9 < wall < 3e9
 
 
+# What both programs below read of the hooks: the frame evaluator in use (PEP 523) against the
+# default one, and sys.monitoring (3.12+).  Needs ctypes and sys imported.
+HOOKS_SEEN = """\
+api = ctypes.pythonapi
+api.PyInterpreterState_Get.restype = ctypes.c_void_p
+evaluator = api._PyInterpreterState_GetEvalFrameFunc
+evaluator.restype, evaluator.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+default = ctypes.cast(api._PyEval_EvalFrameDefault, ctypes.c_void_p).value
+mon = getattr(sys, "monitoring", None)
+"""
+
 # A program that carries an idle agent, watches for the agent's hooks (the frame evaluator on
 # 3.11, a sys.monitoring tool on 3.12+) and works once they are on: half a second on its own clock
 # (`ends`: then it ends while attached), or until they come off again (`detached`); then prints
@@ -67,12 +78,7 @@ HOOKED_SPAN = """\
 import ctypes, sys, time
 import ulma.agent
 ulma.agent.install()
-api = ctypes.pythonapi
-api.PyInterpreterState_Get.restype = ctypes.c_void_p
-evaluator = api._PyInterpreterState_GetEvalFrameFunc
-evaluator.restype, evaluator.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
-default = ctypes.cast(api._PyEval_EvalFrameDefault, ctypes.c_void_p).value
-mon = getattr(sys, "monitoring", None)
+""" + HOOKS_SEEN + """\
 def hooked():
     return (evaluator(api.PyInterpreterState_Get()) != default
             or (mon is not None and any(mon.get_tool(i) is not None for i in range(6))))
@@ -179,12 +185,7 @@ import ctypes, json, sys, threading
 if sys.argv[1:] == ["install"]:
     import ulma.agent
     ulma.agent.install()
-api = ctypes.pythonapi
-api.PyInterpreterState_Get.restype = ctypes.c_void_p
-evaluator = api._PyInterpreterState_GetEvalFrameFunc
-evaluator.restype, evaluator.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
-default = ctypes.cast(api._PyEval_EvalFrameDefault, ctypes.c_void_p).value
-mon = getattr(sys, "monitoring", None)
+""" + HOOKS_SEEN + """\
 print(json.dumps({
     "evaluator_replaced": evaluator(api.PyInterpreterState_Get()) != default,
     "profile": [repr(sys.getprofile()), repr(threading.getprofile())],
