@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from ulma_bench.callgrind import callgrind_loop
+
 HERE = Path(__file__).resolve().parent
 WORKLOAD = HERE / "workloads" / "scoped.py"
 SRC = HERE.parent / "src"
@@ -147,20 +149,7 @@ def callgrind_child(mode: str, engine: str) -> None:
 
 
 def callgrind_instructions(mode: str, engine: str) -> int:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "callgrind.out")
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--toggle-collect=map_next",
-               sys.executable, __file__, "--child", mode, "--engine", engine]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"{mode}: valgrind failed:\n{done.stderr[-2000:]}")
-        with open(out) as f:
-            found = re.search(r"^summary:\s+(\d+)", f.read(), re.M)
-        if not found:
-            raise SystemExit(f"{mode}: no summary in callgrind's output")
-        return int(found.group(1))
+    return callgrind_loop([sys.executable, __file__, "--child", mode, "--engine", engine], mode)[0]
 
 
 def only_instructions(engine: str) -> None:

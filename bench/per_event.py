@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
-import tempfile
+
+from ulma_bench.callgrind import callgrind_loop
 
 FIB_N = 18
 ROUNDS = 3
@@ -76,19 +75,8 @@ def child(mode: str, engine: str, interval: int, depth: int) -> None:
 
 
 def instructions(mode: str, args: argparse.Namespace) -> tuple[int, str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "callgrind.out")
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--toggle-collect=map_next",
-               sys.executable, __file__, "--child", mode, "--engine", args.engine,
-               "--cpu-interval", str(args.cpu_interval), "--depth", str(args.depth)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"{mode}: valgrind failed:\n{done.stderr[-2000:]}")
-        with open(out) as f:
-            found = re.search(r"^summary:\s+(\d+)", f.read(), re.M)
-        if not found:
-            raise SystemExit(f"{mode}: no summary in callgrind's output")
-        return int(found.group(1)), done.stdout
+    return callgrind_loop([sys.executable, __file__, "--child", mode, "--engine", args.engine,
+                           "--cpu-interval", str(args.cpu_interval), "--depth", str(args.depth)], mode)
 
 
 def main() -> None:
