@@ -93,6 +93,26 @@ class _DrainThread:
         self._thread.start()
         return self
 
+    @property
+    def session(self) -> Session:
+        """The session drained (the run's or the attachment's)."""
+        raise NotImplementedError
+
+    @property
+    def control(self) -> Control:
+        """The channel to the agent: functions off and on."""
+        return self.session.control
+
+    @property
+    def stepper(self) -> Stepper:
+        """Single-step, through the same channel."""
+        return self.session.stepper
+
+    def symbols(self) -> dict[int, Symbol]:
+        """The functions known so far, by id (a copy)."""
+        with self.session.lock:
+            return dict(self.session.symbols)
+
     def _run(self) -> None:
         try:
             self._drain(self._stop)
@@ -159,23 +179,8 @@ class LiveRun(_DrainThread):
         return Snapshot(profile, self.health())
 
     @property
-    def control(self) -> Control:
-        """The channel to the agent: functions off and on."""
-        return self.run.session.control
-
-    @property
     def session(self) -> Session:
         return self.run.session
-
-    @property
-    def stepper(self) -> Stepper:
-        """Single-step, through the same channel."""
-        return self.run.session.stepper
-
-    def symbols(self) -> dict[int, Symbol]:
-        """The functions known so far, by id (a copy)."""
-        with self.run.session.lock:
-            return dict(self.run.session.symbols)
 
     def health(self) -> Health:
         return health_of(self.run.session, self.done.is_set(), self.returncode)
@@ -244,20 +249,8 @@ class LiveAttachment(_DrainThread):
         return Snapshot(self.attachment.live_profile(thread=thread), self.health())
 
     @property
-    def control(self) -> Control:
-        return self.attachment.session.control
-
-    @property
     def session(self) -> Session:
         return self.attachment.session
-
-    @property
-    def stepper(self) -> Stepper:
-        return self.attachment.session.stepper
-
-    def symbols(self) -> dict[int, Symbol]:
-        with self.attachment.session.lock:
-            return dict(self.attachment.session.symbols)
 
     def health(self) -> Health:
         return health_of(self.attachment.session, self.done.is_set(), None)
