@@ -473,6 +473,40 @@ def test_x_after_a_filter_switches_every_function_shown_and_shift_x_the_whole_mo
         drive(body, live)
 
 
+PHASES = PROGRAMS_DIR / "module_phases.py"
+
+
+def test_a_module_switched_off_with_shift_x_stays_off_for_functions_it_calls_later(tmp_path: Path) -> None:
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    early, later = (("early", str(PHASES), 12), ("later", str(PHASES), 16))
+    frozen = 0
+
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        nonlocal frozen
+        await until(app, pilot, lambda: calls(app, early) >= 100, "100 calls of early()")
+        control = live.control
+        app.query_one("#functions", Grid).move_to(row_id(early))
+        await pilot.press("X")
+        module = {fid_of(app, r.key) for r in app.rows if r.key[1] == str(PHASES)}
+        await until(app, pilot, lambda: all(control.is_off(f) for f in module), "the module off")
+        go.touch()  # later() starts: the monitor learns of it now
+        await until(app, pilot, lambda: row(app, later) is not None, "later() to show up")
+        fid = fid_of(app, later)
+        await until(app, pilot, lambda: control.is_off(fid), "later() to be switched off")
+        frozen = calls(app, later)
+        time.sleep(0.3)  # the program calls later() some 30 000 times meanwhile
+        await until(app, pilot, lambda: True, "a snapshot")
+        assert calls(app, later) == frozen
+        assert "off " in cells_text(app, later)
+        stop.touch()
+        await until(app, pilot, lambda: live.done.is_set(), "the program's end")
+
+    with live_run(PHASES, (str(go), str(stop))) as (live, captured):
+        app = drive(body, live)
+        made = int(captured.stdout._read(0, 100).decode().split("later=")[1])
+        assert calls(app, later) == frozen < made - 1000
+
+
 def test_d_opens_the_dial_and_a_budget_typed_there_switches_the_hot_function_off() -> None:
     async def body(app: LiveView, pilot: LivePilot) -> None:
         await until(app, pilot, lambda: calls(app, COLD) >= 100, "100 calls of cold()")

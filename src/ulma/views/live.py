@@ -28,6 +28,7 @@ from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.widgets import Input, Log, Static
 
+from ulma.format.records import SYM_PYFUNC
 from ulma.monitor.control import ChannelFull
 from ulma.monitor.live import Health, LiveSource, Rates, Snapshot, rates
 from ulma.monitor.output import Captured, Stream
@@ -182,6 +183,8 @@ class LiveView(App[None]):
         self.bar_width = BAR_WIDTH
         self.roots = short_roots(self.settings.cwd)
         self._acked = 0  # control commands whose effect was already told
+        self._modules_off: set[str] = set()  # files switched off with X
+        self._followed: set[int] = set()  # symbols _follow_modules has looked at
         self.stepping = False  # step mode: s entered it, c or q leaves it
         self.step_seen = 0  # the last stop shown (the agent's count)
         self.step_events: list[tuple[str, str, str]] = []  # every stop shown: (kind, function, file)
@@ -289,6 +292,7 @@ class LiveView(App[None]):
             self._note_health(snap.health)
             self._render_table()
             self._render_links()
+        self._follow_modules()
         self._tell_switches()
         self._show_output()
         self._render_health()
@@ -513,20 +517,43 @@ class LiveView(App[None]):
         self._switch(targets)
 
     def action_switch_module(self) -> None:
-        """X: every function seen of the selected function's module (its file) off or on."""
+        """X: every function of the selected function's module (its file) off or on.  A module
+        switched off stays off: its functions first called later are switched off as they show
+        up (`_follow_modules`), after the calls made before the monitor saw them (counted)."""
         key = self.query_one("#functions", Grid).cursor_key
         picked = next((r.stats for r in self.rows if row_id(r.key) == key), None)
         if picked is not None:
-            self._switch([r.stats for r in self.rows if r.stats.file == picked.file])
+            off = self._switch([r.stats for r in self.rows if r.stats.file == picked.file])
+            if off:
+                self._modules_off.add(picked.file)
+            elif off is not None:
+                self._modules_off.discard(picked.file)
 
-    def _switch(self, targets: list[FunctionStats]) -> None:
+    def _follow_modules(self) -> None:
+        """Switches off the functions of modules switched off with X that the monitor learned of
+        since (a function switched on again with x stays on: it is known to the control)."""
+        if not self._modules_off or self.source.done.is_set():
+            return
+        control = self.source.control
+        symbols = self.source.symbols()
+        new = [fid for fid, sym in symbols.items()
+               if fid not in self._followed and fid not in control.functions
+               and sym.file in self._modules_off and sym.kind == SYM_PYFUNC]
+        self._followed.update(symbols)
+        room = control.room()
+        self._followed.difference_update(new[room:])  # the agent is behind: the next refresh posts these
+        if new[:room]:
+            control.switch(new[:room], True)
+
+    def _switch(self, targets: list[FunctionStats]) -> bool | None:
+        """Posts the switches; True if they were off, False on, None if nothing was asked."""
         targets = [f for f in targets if f.fid and not f.native]
         if not targets:
             self.notify("nothing to switch (C functions cannot be switched)", timeout=2)
-            return
+            return None
         if self.source.done.is_set():
             self.notify("the program has ended", timeout=2)
-            return
+            return None
         control = self.source.control
         # all off already: on again; else off
         off = not all(control.is_off(f.fid) for f in targets)
@@ -538,6 +565,7 @@ class LiveView(App[None]):
         self.notify(f"{len(targets)} function{'s' if len(targets) > 1 else ''} "
                     f"{'off' if off else 'on'}: asked", timeout=2)
         self._render_table()
+        return off
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
