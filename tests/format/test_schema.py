@@ -84,6 +84,29 @@ def test_a_per_thread_map_keeps_its_good_entries(tmp_path: Path) -> None:
     assert reader.end == {"dropped": {"0": 3, "5": 7}} and warned(reader, "dropped")
 
 
+def test_a_list_of_texts_keeps_its_good_entries_and_at_most_256(tmp_path: Path) -> None:
+    meta = {"scope": ["--only a", 7, None, "x" * 10_000, "\ud800", "--exclude b"], "engine": "pep523"}
+    reader = read(tmp_path, meta=json.dumps(meta).encode())
+    assert reader.meta == {"scope": ["--only a", "--exclude b"], "engine": "pep523"}
+    assert warned(reader, "metadata has scope")
+    reader = read(tmp_path, meta=json.dumps({"scope": ["--only a"] * 10_000}).encode())
+    assert reader.meta == {"scope": ["--only a"] * 256} and warned(reader, "scope")
+    reader = read(tmp_path, meta=json.dumps({"scope": "--only a"}).encode())
+    assert reader.meta == {} and warned(reader, "scope")
+
+
+def test_the_switched_off_functions_of_the_end_record_reach_the_profile_only_when_they_fit(
+        tmp_path: Path) -> None:
+    path = tmp_path / "t.ulma"
+    raw_trace(path, [symbols_chunk(WORK), raw_chunk(trace.EVENTS, encoded((10, 1, CALL), (30, 1, RETURN)))],
+              meta=b'{"ns_per_tick": 1.0}',
+              end=b'{"off_ns": {"1": 500, "x": 3, "2": -1}, "off_now": {"1": 1, "1e9": 1}}')
+    reader = trace.TraceReader(str(path))
+    profile = load_profile(reader)
+    assert [(f.name, f.off, f.off_ns) for f in profile.functions] == [("work", True, 500)]
+    assert warned(reader, "off_ns", "off_now")
+
+
 def test_a_string_longer_than_the_schema_allows_is_dropped(tmp_path: Path) -> None:
     reader = read(tmp_path, meta=json.dumps({"python": "3" * 10_000, "engine": "pep523"}).encode())
     assert reader.meta == {"engine": "pep523"} and warned(reader, "metadata has python")

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,30 @@ def test_report_from_a_recording_has_the_counts_the_run_reported(tmp_path: Path,
     assert offline["events"] == live["events"] and offline["dropped"] == live["dropped"] == 0
     assert "ulma: warning" not in reported.stderr
     assert "count_up" in reported.stdout or "gen" in reported.stdout
+
+
+def test_report_from_a_recording_marks_the_switched_off_functions_and_the_scope_as_the_run_did(
+        tmp_path: Path, run_ulma: RunFn) -> None:
+    # the dial switches leaf() off (see test_dial.py); --exclude puts the scope in the report
+    program = str(PROGRAMS_DIR / "budgeted.py")
+    live_json, file_json, trace = tmp_path / "live.json", tmp_path / "file.json", tmp_path / "run.ulma"
+    recorded = run_ulma(["run", "--no-report", "--budget", "1", "--exclude", "nothing_matches_this",
+                         "--json", str(live_json), "-o", str(trace), program], cwd=PROGRAMS_DIR)
+    assert recorded.returncode == 0, recorded.stderr
+    reported = run_ulma(["report", str(trace), "--json", str(file_json)], cwd=PROGRAMS_DIR)
+    assert reported.returncode == 0, reported.stderr
+    live, offline = json.loads(live_json.read_text()), json.loads(file_json.read_text())
+
+    def marks(report: dict[str, Any]) -> dict[str, tuple[bool, int, bool]]:
+        return {f["name"]: (f["off"], f["off_ns"], f["untraced_callees"]) for f in report["functions"]
+                if f["off_ns"] or f["untraced_callees"]}
+
+    assert live["scope"] == ["--exclude nothing_matches_this"]
+    assert offline["scope"] == live["scope"]
+    assert "leaf" in marks(live)
+    assert marks(offline) == marks(live)
+    assert "traced: --exclude nothing_matches_this" in reported.stdout
+    assert "off" in reported.stdout.split("leaf", 1)[1].splitlines()[0]
 
 
 def test_report_from_a_recording_has_the_four_way_split_the_run_reported(

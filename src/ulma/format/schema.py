@@ -56,6 +56,10 @@ NsPerTick = Annotated[float, Range(*NS_PER_TICK_RANGE)]
 ProbeNs = Annotated[float, Range(0, PROBE_NS_MAX)]
 # ring slot (a decimal string: JSON keys are strings) -> a count or an OS thread id
 PerSlot = Annotated[dict[str, int], Range(0, I64_MAX)]
+# a function's id (decimal) -> a count (ns it was switched off; 1 if off at the end)
+PerId = Annotated[dict[str, int], Range(0, I64_MAX)]
+MAX_LIST: Final = 256  # entries of a list of texts (--only/--exclude options)
+Texts = Annotated[list[str], Range(0, MAX_TEXT)]  # each entry a Text; at most MAX_LIST of them
 
 
 class Meta(TypedDict, total=False):
@@ -72,6 +76,7 @@ class Meta(TypedDict, total=False):
     start_real_ns: Ticks
     ring_events: Count
     ns_per_tick: NsPerTick  # a first calibration (2 ms), before any CALIB
+    scope: Texts  # the --only / --exclude options in effect ("--only PATTERN", ...)
 
 
 class Calib(TypedDict, total=False):
@@ -103,6 +108,8 @@ class End(Calib, total=False):
     untraced_events: Count
     symbols_lost: Count
     forked_children: Count
+    off_ns: PerId  # functions switched off while running (x, X, the dial): how long each was off
+    off_now: PerId  # those still off at the end (value 1)
 
 
 class Damaged(Exception):
@@ -217,6 +224,12 @@ def _slots(value: Any, field: _Field) -> dict[str, int]:
             if k.isascii() and k.isdecimal() and len(k) <= 10 and _fits(v, entry)}
 
 
+def _texts(value: list[Any], field: _Field) -> list[str]:
+    """The entries of a list of texts that fit (the first MAX_LIST)."""
+    entry = _Field(str, field.range, False)
+    return [v for v in value[:MAX_LIST] if _fits(v, entry)]
+
+
 def check(record: type, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The keys of `raw` that `record` (Meta, Calib or End) knows, each kept if its
     value fits (a map: its entries that fit); and the names of those that did not."""
@@ -229,6 +242,11 @@ def check(record: type, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
         if field.kind is dict:
             if isinstance(value, dict):
                 out[key] = _slots(value, field)  # a damaged entry does not lose the others
+                if len(out[key]) == len(value):
+                    continue
+        elif field.kind is list:
+            if isinstance(value, list):
+                out[key] = _texts(value, field)
                 if len(out[key]) == len(value):
                     continue
         elif _fits(value, field):

@@ -14,13 +14,14 @@ Format 2 (this one) puts the headers under the checksums; format 1 (ulma
 before it) checked the stored bytes only, so a damaged kind or thread went
 unnoticed.  Format 1 files are still read, with format 1's checks.
 
-Chunk kinds: META (JSON: clock start readings, pid, host, Python, engine),
+Chunk kinds: META (JSON: clock start readings, pid, host, Python, engine, the
+--only/--exclude scope),
 SYMBOLS (packed definitions, see ``_SYMBOL``), EVENTS (16-byte records of one
 thread), CALIB (JSON: the clock calibration so far, so a file cut short still
 converts ticks well, and once the agent started what it measured there,
 ``AGENT_KEYS``: the first CALIB comes before the program's first events, the
 next about once a second), END (JSON: run time, drops, final calibration, the
-agent's figures).  A file cut short --
+agent's figures, the functions switched off while running and for how long).  A file cut short --
 the monitor or the machine killed -- reads up to its last complete chunk and
 the reader says how much was lost.  Nothing in a trace is ever executed.
 

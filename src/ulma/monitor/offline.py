@@ -3,6 +3,9 @@ the file's chunks, so ``ulma report run.ulma`` prints what ``ulma run`` did."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ulma import _core
 from ulma.format import trace
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
@@ -46,7 +49,9 @@ def load_profile(reader: trace.TraceReader) -> Profile:
         engine=str(meta.get("engine", "?")), clock=str(meta.get("clock", "?")),
         probe_ns=reader.latest("probe_ns") or 0.0, split_known=readings,
         schedstat=reader.latest("schedstat") is True, native_calls=reader.latest("native_calls") is True,
+        switched=switched_of(end),
     )
+    profile.scope = tuple(meta.get("scope", ()))
     profile.tool_id = end.get("tool_id")
     profile.hooks_displaced = end.get("hooks_displaced", 0)
     profile.forked_children = end.get("forked_children", 0)
@@ -70,3 +75,11 @@ def load_profile(reader: trace.TraceReader) -> Profile:
         profile.wall_ns = round((last - first) * ns_per_tick)
     return profile
 
+
+
+def switched_of(end: Mapping[str, Any]) -> dict[int, tuple[bool, int]]:
+    """id -> (off at the end, ns it was off) of the functions switched off while the run was
+    recorded, as the END record keeps them."""
+    off_ns: Mapping[str, int] = end.get("off_ns", {})
+    off_now: Mapping[str, int] = end.get("off_now", {})
+    return {int(k): (bool(off_now.get(k)), off_ns.get(k, 0)) for k in {*off_ns, *off_now}}

@@ -400,6 +400,7 @@ class Recorder:
             "start_real_ns": counters["start_real_ns"], "ring_events": counters["ring_events"],
             # a first calibration (2 ms at creation): the replay needs one before the END record's
             "ns_per_tick": session.agent_info()["ns_per_tick_hint"],  # skewed by hint_scale (tests)
+            "scope": list(session.scope),
         }
         self.path = path
         self.error: str | None = None
@@ -682,6 +683,8 @@ class Run:
                 "untraced_events": profile.untraced_events,
                 "symbols_lost": profile.symtab_overflow,
                 "forked_children": profile.forked_children,
+                "off_ns": {str(f.fid): f.off_ns for f in profile.functions if f.off_ns},
+                "off_now": {str(f.fid): 1 for f in profile.functions if f.off},
                 **({"text_ns_per_tick": self.log.ns_per_tick}
                    if self.log is not None and self.log.ns_per_tick is not None else {}),
             })
