@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import select
-import subprocess
 import sys
 import threading
 import time
@@ -26,7 +25,8 @@ from ulma.monitor.step import Stepper
 
 # `ulma run` imports this on its way to starting the program: what only a
 # trace file needs (the trace format, zstandard, json, queue, socket) is
-# imported by the Recorder, typing only by the type checker, and what the
+# imported by the Recorder, typing only by the type checker, subprocess only
+# when the program is not run in the prestarted interpreter, and what the
 # monitor needs once the program runs (profile, terminal) after it started,
 # so that their import overlaps the program's start-up.
 TYPE_CHECKING = False
@@ -561,6 +561,7 @@ class Run:
                 self.session.close()
                 raise OSError(exc.errno, f"cannot write {options.trace_path}: {exc.strerror}") from None
         self.start_ns = time.monotonic_ns()
+        self.proc: prestart.Child
         try:
             if early is not None:
                 if early.go([options.agent().encode(), empty, target.kind, target.name, *target.args]):
@@ -569,8 +570,13 @@ class Run:
                     early.discard()
                     early = None
             if early is None:
-                self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
-                                             stdin=stdin, stdout=stdout, stderr=stderr)
+                import subprocess
+
+                try:
+                    self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
+                                                 stdin=stdin, stdout=stdout, stderr=stderr)
+                except OSError as exc:  # the caller says it in one line
+                    raise OSError(exc.errno, f"cannot start {sys.executable}: {exc.strerror}") from None
         except BaseException:
             if self.streams is not None:
                 self.streams.abandon()
