@@ -155,3 +155,17 @@ def test_a_descriptor_given_to_ulma_run_is_the_program_s_as_under_plain_python(
                 os.close(write)
         assert proc.returncode == 0, describe(proc)
     assert results == [(0, b"reached"), (0, b"reached")]
+
+
+def test_a_run_in_the_prestarted_interpreter_starts_its_session_at_the_clock_pair_read_at_the_start(
+    nothing_prestarted: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "empty.py"
+    script.write_text("")
+    prestart.start()
+    early = prestart._prestarted
+    assert early is not None
+    running = Run(Target("script", str(script), ()), Options(engine=resolve_engine("auto")))
+    assert (running.session.start_ticks, running.session.start_mono_ns) == early.clock_start[:2]
+    running.drain_until_exit()
+    assert running.finish().returncode == 0

@@ -12,7 +12,8 @@ usage error, ``--help``, the live view, whose program needs other streams),
 the pipe is closed unused and the interpreter ends without a word.
 
 The session's memfd is made here, before the interpreter starts, so that it
-inherits it; the session then takes that descriptor (``take``).
+inherits it; the session then takes that descriptor (``take``), and starts
+from a clock pair read here (its first calibration's 2 ms are over by then).
 
 It is started with ``os.posix_spawn``, not ``subprocess``: importing
 subprocess (and the locale, re, enum and threading modules it brings) would
@@ -112,7 +113,7 @@ class Spawned:
 
 
 class Prestarted:
-    __slots__ = ("_pipe", "proc", "session_fd")
+    __slots__ = ("_pipe", "clock_start", "proc", "session_fd")
 
     def __init__(self) -> None:
         self.session_fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -131,6 +132,10 @@ class Prestarted:
             raise
         finally:
             os.close(read)
+        # the session's start: its first calibration (2 ms) runs from here, over by the time it is made
+        from ulma import _core
+
+        self.clock_start: tuple[int, int, int] = _core.clock_pair()
 
     def go(self, fields: list[str]) -> bool:
         """Hands the bootstrap what to run (see bootstrap.main_early); False

@@ -151,13 +151,17 @@ class Session:
     # it (the monitor refines it over the run).
     ENV_HINT_SCALE = "ULMA_DEBUG_HINT_SCALE"
 
-    def __init__(self, ring_bytes: int, max_threads: int, fd: int | None = None) -> None:
-        """`fd`: a new, empty memfd made sealable (ulma.monitor.prestart), else one is made."""
+    def __init__(self, ring_bytes: int, max_threads: int, fd: int | None = None,
+                 clock_start: tuple[int, int, int] | None = None) -> None:
+        """`fd`: a new, empty memfd made sealable (ulma.monitor.prestart), else one is made;
+        `clock_start`: a _core.clock_pair() read earlier, which the session and its first
+        calibration start from (then the 2 ms that calibration needs are likely over)."""
         # sealable: the C side fixes its size (see ulma_monitor_create)
         self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING) if fd is None else fd
         try:
             self.hint_scale = _hint_scale(os.environ.get(self.ENV_HINT_SCALE))
-            self.core = _core.Session(self.fd, ring_bytes, max_threads, hint_scale=self.hint_scale)
+            self.core = _core.Session(self.fd, ring_bytes, max_threads, hint_scale=self.hint_scale,
+                                      clock_start=clock_start)
         except BaseException:
             os.close(self.fd)
             raise
@@ -513,11 +517,12 @@ class Run:
         self.options = options
         # the program's interpreter, if `ulma run` started it early (and its streams are ours)
         early = prestart.take() if stdin is None and stdout is None and stderr is None else None
-        fd = None
+        fd = clock_start = None
         if early is not None:  # its memfd is the session's from now on (closed with it)
             fd, early.session_fd = early.session_fd, -1
+            clock_start = early.clock_start
         try:
-            self.session = Session(options.ring_bytes, options.max_threads, fd=fd)
+            self.session = Session(options.ring_bytes, options.max_threads, fd=fd, clock_start=clock_start)
         except BaseException:
             if early is not None:
                 early.discard()
