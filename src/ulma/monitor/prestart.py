@@ -68,6 +68,10 @@ if TYPE_CHECKING:
 BOOT_EARLY_CODE = "from ulma.agent.bootstrap import main_early; main_early()"
 # options after which `ulma run` runs no program in a prestarted interpreter
 _NOT_PRESTARTED = frozenset({"-h", "--help", "--live", "--live-exit", "--output-pane", "--wait-attach"})
+# options that change what the probe's calibration measures (or turn it off): with none of them,
+# the prestarted interpreter calibrates while it waits (ulma.agent.bootstrap.calibrate_ahead)
+_NOT_AHEAD = ("--engine", "--native-calls", "--cpu-interval", "--exclude", "--only", "--id-limit",
+              "--empty-hooks", "--recording-floor")
 
 
 class Spawned:
@@ -115,14 +119,17 @@ class Spawned:
 class Prestarted:
     __slots__ = ("_pipe", "clock_start", "proc", "session_fd")
 
-    def __init__(self) -> None:
+    def __init__(self, ahead: bool = True) -> None:
+        """`ahead`: the interpreter calibrates the probe while it waits (a guess
+        that the options will be the default ones; a wrong one costs time only)."""
         self.session_fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         read, self._pipe = os.pipe()
         try:
             # inheritable only while the interpreter is spawned
             os.set_inheritable(read, True)
             os.set_inheritable(self.session_fd, True)
-            argv = [sys.executable, "-c", BOOT_EARLY_CODE, str(read), str(self.session_fd)]
+            argv = [sys.executable, "-c", BOOT_EARLY_CODE, str(read), str(self.session_fd),
+                    "1" if ahead else "0"]
             self.proc = Spawned(os.posix_spawn(sys.executable, argv, os.environ,
                                                setsigdef=(SIGPIPE, SIGXFSZ)))
             os.set_inheritable(self.session_fd, False)
@@ -176,14 +183,16 @@ def wanted(run_args: list[str]) -> bool:
     return "--no-live" in run_args or not on_terminal
 
 
-def start() -> None:
+def start(run_args: list[str] | None = None) -> None:
     """Starts the program's interpreter; its pipe closes with this process.
     If it cannot be started now (no descriptors left), `Run` starts the
-    program as usual, and says why if that fails too."""
+    program as usual, and says why if that fails too.  `run_args`: what
+    follows `ulma run`, whether to calibrate ahead is guessed from it."""
     global _prestarted
     if _prestarted is None:
+        ahead = not any(arg.startswith(_NOT_AHEAD) for arg in run_args or ())
         try:
-            _prestarted = Prestarted()
+            _prestarted = Prestarted(ahead)
         except OSError:
             _prestarted = None
 
