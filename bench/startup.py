@@ -7,7 +7,11 @@ and which modules the program finds loaded at its first line.  Target
     python bench/startup.py [--rounds R] [--python PATH] [--compare SRC]
 
 `--compare SRC`: another ulma tree's src/ folder (its C core built), whose
-`ulma run` is timed in the same rounds, interleaved: a before/after.
+`ulma run` is timed in the same rounds, interleaved: a before/after, with
+the difference taken round by round (the two runs of a round see about the
+same machine).  Each figure is a median with its quartiles [p25-p75], and
+the load average before and after is printed: on a shared machine that is
+what the spread follows.
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ def run(cmd: list[str], src: Path = SRC) -> tuple[float, str]:
     return wall, proc.stdout
 
 
+def spread(xs: list[float]) -> str:
+    """median [p25-p75] of seconds, in ms"""
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else xs * 3
+    return f"{statistics.median(xs) * 1000:.1f} ms [{q[0] * 1000:.1f}, {q[2] * 1000:.1f}]"
+
+
+def loads() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def child_alone(python: str, script: Path, rounds: int) -> tuple[float, float]:
     """(plain, profiled) median ms of the program's process alone: a session
     made in this process, the program started with the agent and waited for;
@@ -78,6 +92,7 @@ def main() -> None:
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--compare", type=Path, metavar="SRC", help="another ulma tree's src/, timed alongside")
     opts = p.parse_args()
+    load_before = loads()
     with tempfile.TemporaryDirectory() as tmp:
         empty, show = Path(tmp, "empty.py"), Path(tmp, "show.py")
         empty.write_text("")
@@ -100,13 +115,18 @@ def main() -> None:
     stdlib = [m for m in extra if m not in ours]
     # the monitor's side alone: importing ulma's command line
     program = [run([opts.python, "-c", "import ulma.cli.main, ulma.cli.run"])[0] for _ in range(opts.rounds)]
-    pm, um, im = (statistics.median(x) * 1000 for x in (plain, ulma, program))
-    print(f"Python {sys.version.split()[0]}, {opts.rounds} rounds: empty script plain {pm:.1f} ms, "
-          f"ulma run {um:.1f} ms (+{um - pm:.1f} ms; target +50 ms); of which importing ulma's "
-          f"command line {im - pm:.1f} ms")
+    pm, im = (statistics.median(x) * 1000 for x in (plain, program))
+    over = [u - q for u, q in zip(ulma, plain, strict=True)]
+    print(f"Python {sys.version.split()[0]}, {opts.rounds} rounds, load average {load_before} before, "
+          f"{loads()} after; median [p25, p75]:")
+    print(f"  empty script: plain {spread(plain)}, ulma run {spread(ulma)}; ulma run - plain, round by "
+          f"round: +{spread(over)} (target +50 ms); importing ulma's command line {im - pm:.1f} ms "
+          f"more than plain")
     if other:
-        om = statistics.median(other) * 1000
-        print(f"  against {opts.compare} in the same rounds: ulma run {om:.1f} ms (+{om - pm:.1f} ms)")
+        theirs = [o - q for o, q in zip(other, plain, strict=True)]
+        gain = [u - o for u, o in zip(ulma, other, strict=True)]
+        print(f"  against {opts.compare} in the same rounds: ulma run {spread(other)}; its ulma run - "
+              f"plain: +{spread(theirs)}; this tree's ulma run - that one's, round by round: {spread(gain)}")
     if alone:
         print(f"the program's process alone (session made, bootstrap, calibration): {alone[1]:.1f} ms "
               f"against {alone[0]:.1f} ms (+{alone[1] - alone[0]:.1f} ms)")

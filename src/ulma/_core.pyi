@@ -28,7 +28,8 @@ def text_lines(records: bytes | memoryview, last: int | None, start_ticks: int, 
 
 class Session:
     def __init__(self, fd: int, ring_bytes: int, max_threads: int = ...,
-                 symtab_bytes: int = ..., hint_scale: float = ...) -> None: ...
+                 symtab_bytes: int = ..., hint_scale: float = ...,
+                 clock_start: tuple[int, int, int] | None = ...) -> None: ...
     @overload
     def drain(self, postmortem: bool = ..., copy: Literal[False] = ...) -> int: ...
     @overload

@@ -5,6 +5,8 @@ replaced."""
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import subprocess_env, ulma_command
 from ulma.agent import bootstrap, resolve_engine
 from ulma.monitor import prestart
 from ulma.monitor.session import Options, Run, Target
@@ -95,3 +98,74 @@ def test_a_prestarted_interpreter_runs_the_program_with_the_agent_on(
     calls = {fn.name: fn.calls for fn in result.profile.functions}
     assert calls.get("leaf") == 100, sorted(calls.items())[:20]
     assert capfd.readouterr() == ("", ""), sys.executable
+
+
+def test_a_run_whose_interpreter_could_not_be_spawned_early_starts_the_program_as_usual(
+    nothing_prestarted: None, tmp_path: Path, capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = tmp_path / "show.py"
+    script.write_text(SHOW)
+
+    def no_spawn(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "posix_spawn", no_spawn)
+    prestart.start()
+    assert prestart._prestarted is None
+    monkeypatch.undo()
+    running = Run(Target("script", str(script), ("x",)), Options(engine=resolve_engine("auto")))
+    running.drain_until_exit()
+    result = running.finish()
+    assert result.returncode == 0 and result.started
+    assert capfd.readouterr().out.splitlines() == [repr(bootstrap.BOOT_CODE), "['x']"]
+
+
+def test_ulma_run_with_an_interpreter_that_cannot_start_says_so_in_one_line(
+    run_python: Callable[..., Completed], tmp_path: Path, describe: Callable[[Completed], str]
+) -> None:
+    script = tmp_path / "show.py"
+    script.write_text(SHOW)
+    missing = tmp_path / "no-such-python"
+    main = ("import sys\nsys.executable = sys.argv[1]\nsys.argv[1:2] = []\n"
+            "from ulma.cli.main import main\nsys.exit(main())\n")
+    result = run_python(["-c", main, str(missing), "run", "--no-report", str(script)])
+    assert result.returncode == 1 and result.stdout == "", describe(result)
+    said = f"ulma: error: cannot start {missing}: No such file or directory"
+    assert result.stderr.splitlines() == [said], describe(result)
+
+
+def test_a_descriptor_given_to_ulma_run_is_the_program_s_as_under_plain_python(
+    tmp_path: Path, describe: Callable[[Completed], str]
+) -> None:
+    script = tmp_path / "write.py"
+    script.write_text("import os, sys\nos.write(int(sys.argv[1]), b'reached')\n")
+    results = []
+    for cmd in (ulma_command(["run", "--no-report"]), [sys.executable]):
+        read, write = os.pipe()
+        try:
+            proc = subprocess.run([*cmd, str(script), str(write)], pass_fds=(write,), capture_output=True,
+                                  text=True, env=subprocess_env(), timeout=60, check=False)
+            os.close(write)
+            write = -1
+            results.append((proc.returncode, os.read(read, 100)))
+        finally:
+            os.close(read)
+            if write >= 0:
+                os.close(write)
+        assert proc.returncode == 0, describe(proc)
+    assert results == [(0, b"reached"), (0, b"reached")]
+
+
+def test_a_run_in_the_prestarted_interpreter_starts_its_session_at_the_clock_pair_read_at_the_start(
+    nothing_prestarted: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "empty.py"
+    script.write_text("")
+    prestart.start()
+    early = prestart._prestarted
+    assert early is not None
+    running = Run(Target("script", str(script), ()), Options(engine=resolve_engine("auto")))
+    assert (running.session.start_ticks, running.session.start_mono_ns) == early.clock_start[:2]
+    running.drain_until_exit()
+    assert running.finish().returncode == 0

@@ -71,3 +71,43 @@ def test_the_rate_refined_over_a_session_under_cpu_hogs_is_within_a_ten_thousand
         session.close()
     reference = (m1 - m0) / (t1 - t0)
     assert abs(refined / reference - 1) <= 1e-4, (refined, reference)
+
+
+def test_a_session_started_from_an_earlier_clock_pair_starts_there_and_is_as_exact_under_cpu_hogs(
+    cpu_hogs: int,
+) -> None:
+    """`ulma run` reads the pair when it starts the program's interpreter, and
+    makes the session later: the first calibration runs from that pair."""
+    t0, m0, w0 = _core.clock_pair()
+    hints = []
+    for _ in range(SESSIONS):
+        start = _core.clock_pair()
+        fd = os.memfd_create("ulma-test")
+        try:
+            core = _core.Session(fd, 1 << 16, 1, clock_start=start)
+            counters = core.counters()
+            assert (counters["start_ticks"], counters["start_mono_ns"]) == start[:2]
+            hints.append(core.agent_info()["ns_per_tick_hint"])
+            core.close()
+        finally:
+            os.close(fd)
+    time.sleep(0.5)
+    t1, m1, w1 = _core.clock_pair()
+    assert max(w0, w1) < 100_000, (w0, w1)
+    reference = (m1 - m0) / (t1 - t0)
+    off = sorted(abs(h / reference - 1) for h in hints)
+    assert off[-1] <= 1e-3, f"{cpu_hogs} hogs: worst {off[-1]:.2%} off"
+
+
+def test_a_clock_start_from_the_future_or_over_a_minute_old_is_refused() -> None:
+    ticks, mono, width = _core.clock_pair()
+    fd = os.memfd_create("ulma-test")
+    try:
+        future, old = (ticks, mono + 10**9, width), (ticks, mono - 61 * 10**9, width)
+        for bad in (future, old, (ticks + 10**15, mono, width)):
+            with pytest.raises(ValueError, match="clock_start"):
+                _core.Session(fd, 1 << 16, 1, clock_start=bad)
+        with pytest.raises(TypeError):
+            _core.Session(fd, 1 << 16, 1, clock_start=[ticks, mono, width])  # type: ignore[arg-type]
+    finally:
+        os.close(fd)

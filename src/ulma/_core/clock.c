@@ -83,9 +83,10 @@ ulma_clock_pair ulma_clock_pair_read(uint32_t source)
 /* The error of the result is at most (start width + end width) / 2 over
  * the window: ~1e-4 over 2 ms on an ordinary machine, loaded or not, where
  * one unbracketed pair was off by up to the length of a preemption. */
-double ulma_clock_calibrate(uint32_t source, uint64_t window_ns, ulma_clock_pair *start)
+double ulma_clock_calibrate(uint32_t source, uint64_t window_ns, ulma_clock_pair *start,
+                            const ulma_clock_pair *from)
 {
-    ulma_clock_pair a = ulma_clock_pair_read(source), b;
+    ulma_clock_pair a = from ? *from : ulma_clock_pair_read(source), b;
     if (start)
         *start = a;
     if (source == ULMA_CLOCK_MONOTONIC)

@@ -95,8 +95,11 @@ typedef struct {
 
 ulma_clock_pair ulma_clock_pair_read(uint32_t source);
 /* ns per tick over at least `window_ns` between two tight pairs (the first
- * returned in *start if not NULL); 1.0 for CLOCK_MONOTONIC.  See clock.c. */
-double ulma_clock_calibrate(uint32_t source, uint64_t window_ns, ulma_clock_pair *start);
+ * returned in *start if not NULL); 1.0 for CLOCK_MONOTONIC.  `from`, if not
+ * NULL, is the first pair, read earlier from the same source: the window
+ * then runs from it, and is often over already.  See clock.c. */
+double ulma_clock_calibrate(uint32_t source, uint64_t window_ns, ulma_clock_pair *start,
+                            const ulma_clock_pair *from);
 
 /* Which source this machine can trust (see clock.c). */
 uint32_t ulma_clock_choose(void);

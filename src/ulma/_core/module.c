@@ -151,14 +151,34 @@ typedef struct {
 
 static int session_init(SessionObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"fd", "ring_bytes", "max_threads", "symtab_bytes", "hint_scale", NULL};
+    static char *names[] = {"fd", "ring_bytes", "max_threads", "symtab_bytes", "hint_scale", "clock_start",
+                            NULL};
     int fd;
     unsigned long long symtab_bytes = 16u << 20;
-    PyObject *ring_obj, *threads_obj = NULL;
+    PyObject *ring_obj, *threads_obj = NULL, *start_obj = Py_None;
     double hint_scale = 1.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iO|OKd", names, &fd, &ring_obj, &threads_obj,
-                                     &symtab_bytes, &hint_scale))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iO|OKdO", names, &fd, &ring_obj, &threads_obj,
+                                     &symtab_bytes, &hint_scale, &start_obj))
         return -1;
+    /* clock_start: a clock_pair() of this process, of the last minute */
+    ulma_clock_pair start, *from = NULL;
+    if (start_obj != Py_None) {
+        unsigned long long t, mono, width;
+        if (!PyTuple_Check(start_obj)) {
+            PyErr_SetString(PyExc_TypeError, "clock_start must be a clock_pair() tuple");
+            return -1;
+        }
+        if (!PyArg_ParseTuple(start_obj, "KKK", &t, &mono, &width))
+            return -1;
+        ulma_clock_pair now = ulma_clock_pair_read(ulma_clock_choose());
+        if (mono > now.mono_ns || now.mono_ns - mono > 60000000000ull || t > now.ticks ||
+            width > 1000000u) {
+            PyErr_SetString(PyExc_ValueError, "clock_start must be a clock_pair() of the last minute");
+            return -1;
+        }
+        start = (ulma_clock_pair){t, mono, width};
+        from = &start;
+    }
     /* out of range is an error, never wrapped or clamped */
     unsigned long long ring_bytes = PyLong_AsUnsignedLongLong(ring_obj);
     if (ring_bytes == (unsigned long long)-1 && PyErr_Occurred())
@@ -183,7 +203,7 @@ static int session_init(SessionObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "session already created");
         return -1;
     }
-    int rc = ulma_monitor_create(&self->m, fd, ring_bytes, (uint32_t)max_threads, symtab_bytes);
+    int rc = ulma_monitor_create(&self->m, fd, ring_bytes, (uint32_t)max_threads, symtab_bytes, from);
     if (rc < 0) {
         errno = -rc;
         PyErr_SetFromErrno(PyExc_OSError);
@@ -798,11 +818,13 @@ static PyTypeObject SessionType = {
     .tp_basicsize = sizeof(SessionObject),
     .tp_dealloc = (destructor)session_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Session(fd, ring_bytes, max_threads=4096, symtab_bytes=16 MiB, hint_scale=1.0): the "
+    .tp_doc = "Session(fd, ring_bytes, max_threads=4096, symtab_bytes=16 MiB, hint_scale=1.0, "
+              "clock_start=None): the "
               "monitor's side of a shared-memory session created in the memfd `fd` (max_threads: "
               "rings in use at once, 1 to LIMITS['MAX_THREADS']; a finished thread's ring is reused; "
               "ring_bytes at most LIMITS['MAX_RING_BYTES']; hint_scale skews the rate "
-              "the replay starts from, for tests)",
+              "the replay starts from, for tests; clock_start: a clock_pair() of the last minute the "
+              "session starts from, its first calibration running from it)",
     .tp_methods = session_methods,
     .tp_init = (initproc)session_init,
     .tp_new = PyType_GenericNew,
@@ -1657,7 +1679,7 @@ static PyObject *py_bench_drain(PyObject *self, PyObject *args, PyObject *kw)
     if (fd < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     ulma_monitor m;
-    int rc = ulma_monitor_create(&m, fd, 4u << 20, 1, 1u << 16);
+    int rc = ulma_monitor_create(&m, fd, 4u << 20, 1, 1u << 16, NULL);
     close(fd);
     if (rc < 0) {
         errno = -rc;
@@ -1724,7 +1746,7 @@ static PyObject *py_calibrate_clock(PyObject *self, PyObject *args, PyObject *kw
         return PyErr_Format(PyExc_ValueError, "window_ns is at most 10 s");
     double r;
     Py_BEGIN_ALLOW_THREADS
-    r = ulma_clock_calibrate(ulma_clock_choose(), window, NULL);
+    r = ulma_clock_calibrate(ulma_clock_choose(), window, NULL, NULL);
     Py_END_ALLOW_THREADS
     return PyFloat_FromDouble(r);
 }

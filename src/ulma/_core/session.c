@@ -16,7 +16,10 @@
  * and the agent spaces its readings in ticks: both need a rate at once.  A
  * 2 ms calibration between two tight clock pairs (clock.c) gives ~1e-4 even
  * on a busy machine; the monitor refines it over the whole run from the same
- * start pair, and converts the replay's sums with the refined rate. */
+ * start pair, and converts the replay's sums with the refined rate.  `ulma
+ * run` reads the start pair when it starts the program's interpreter
+ * (ulma.monitor.prestart), so by the time the session is made the 2 ms are
+ * over and nothing waits for them. */
 #define QUICK_CALIBRATION_NS 2000000u
 
 static uint64_t round_up(uint64_t v, uint64_t to)
@@ -29,7 +32,7 @@ static uint64_t round_up(uint64_t v, uint64_t to)
 #define CHUNK_SLOTS 32u
 
 int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t max_threads,
-                        uint64_t symtab_bytes)
+                        uint64_t symtab_bytes, const ulma_clock_pair *clock_start)
 {
     memset(m, 0, sizeof *m);
     m->fd = -1;
@@ -98,11 +101,13 @@ int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t m
     h->chunk_slots = chunk_slots;
     h->freeq_slots = freeq_slots;
     h->freeq_offset = freeq_offset;
-    h->start_real_ns = ulma_real_ns();
     h->creator_pid = (uint32_t)getpid();
     h->creator_uid = (uint32_t)getuid();
     ulma_clock_pair start;
-    h->ns_per_tick_hint = ulma_clock_calibrate(h->clock_source, QUICK_CALIBRATION_NS, &start);
+    /* real time at the start pair: read now, less the monotonic time since */
+    uint64_t real_now = ulma_real_ns(), mono_now = ulma_mono_ns();
+    h->ns_per_tick_hint = ulma_clock_calibrate(h->clock_source, QUICK_CALIBRATION_NS, &start, clock_start);
+    h->start_real_ns = real_now - (mono_now > start.mono_ns ? mono_now - start.mono_ns : 0);
     h->start_ticks = start.ticks;
     h->start_mono_ns = start.mono_ns;
     atomic_store_explicit(&h->next_symbol_id, 1, memory_order_relaxed);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include "records.h"
 #include "aggregate.h"
+#include "clock.h"
 
 #define ULMA_KEEP_ENDED 256u
 #define ULMA_NO_THREAD UINT32_MAX
@@ -69,9 +70,12 @@ typedef struct {
     uint64_t ctl_posted;    /* control commands written (our own count) */
 } ulma_monitor;
 
-/* Sizes the memfd, maps it and writes the header.  0 or -errno. */
+/* Sizes the memfd, maps it and writes the header.  `clock_start`, if not
+ * NULL, is a pair read earlier (ulma_clock_pair_read of
+ * ulma_clock_choose()'s source): the session starts from it, and its quick
+ * calibration runs from it (see session.c).  0 or -errno. */
 int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t max_threads,
-                        uint64_t symtab_bytes);
+                        uint64_t symtab_bytes, const ulma_clock_pair *clock_start);
 void ulma_monitor_free(ulma_monitor *m);
 /* Sees each run of records as it is replayed (a trace file writer), by the
  * monitor's thread number; returns 0, or -1 to stop (out of memory). */

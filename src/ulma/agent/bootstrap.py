@@ -21,7 +21,7 @@ import os
 import sys
 
 from ulma import _core
-from ulma.agent import AgentOptions, calibrate
+from ulma.agent import AgentOptions, calibrate, default_engine
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,6 +39,10 @@ _handoff: "tuple[int, str, str] | None" = None
 
 # ulma's bootstrap code: left out of tracebacks and reports
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# (AgentOptions token, hooks-off ns, hooks-on ns) of a calibration made while
+# a prestarted interpreter waited for its options (see calibrate_ahead)
+_ahead: "tuple[str, int, int] | None" = None
 
 
 def _fail(message: str, code: int = 2) -> "NoReturn":
@@ -105,7 +109,9 @@ def start_agent(fd: int, options: AgentOptions, *, empty: int = 0,
                       native_calls=options.native_calls, cpu_interval_us=options.cpu_interval_us,
                       exclude=list(options.exclude), only=list(options.only))
     if not empty:
-        if alone:
+        if alone and _ahead is not None and _ahead[0] == options.encode():
+            off, on = _ahead[1], _ahead[2]  # measured in this process, with these very options
+        elif alone:
             off, on = calibrate.interleaved()
         else:
             on = calibrate.hooks_on()
@@ -196,18 +202,54 @@ def main() -> None:
     _run(sys.argv[1], sys.argv[2], sys.argv[3:])
 
 
+def calibrate_ahead() -> None:
+    """The probe's calibration, made while a prestarted interpreter waits for
+    its options, rather than after them, on the way to the program's first
+    line: the agent is started with the options `ulma run` gives by default on
+    a private session of its own, the same rounds are timed as
+    start_agent's, and the agent is stopped again.  start_agent uses the
+    figures only if the options that come are those very ones (the same
+    process, interpreter, engine and hooks); otherwise it calibrates as ever.
+    Anything that goes wrong here only means that it does."""
+    global _ahead
+    options = AgentOptions(default_engine())
+    fd = os.memfd_create("ulma-calibration", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        session = _core.Session(fd, 1 << 20, 1, 1 << 16)
+        try:
+            _core.agent_id_limit(1 << 24)
+            _core.agent_start(fd, options.engine, 0, _AGENT_DIR + os.sep,
+                              cpu_interval_us=options.cpu_interval_us)
+            try:
+                off, on = calibrate.interleaved()
+            finally:
+                _core.agent_stop(flush=False)
+        finally:
+            session.close()
+        _ahead = (options.encode(), off, on)
+    except (OSError, RuntimeError, ValueError):
+        _ahead = None
+    finally:
+        os.close(fd)
+
+
 def main_early() -> None:
     """Entry point of a prestarted interpreter: ``sys.argv`` is ``['-c', pipe
-    fd, session fd]``.  Waits for what to run: the AgentOptions token, the
-    empty-hooks flag, 'script'|'module', the target and its arguments, NUL
-    separated, then the end of the pipe.  An empty pipe: ulma ran nothing
-    here, and this interpreter ends quietly."""
+    fd, session fd, ahead]``.  Calibrates ahead if `ahead` is "1" (ulma's
+    command line names no option that changes the calibration), then waits
+    for what to run: the AgentOptions token, the empty-hooks flag,
+    'script'|'module', the target and its arguments, NUL separated, then the
+    end of the pipe.  An empty pipe: ulma ran nothing here, and this
+    interpreter ends quietly."""
     global _handoff
-    if len(sys.argv) != 3 or not (sys.argv[1].isdigit() and sys.argv[2].isdigit()):
+    if (len(sys.argv) != 4 or not (sys.argv[1].isdigit() and sys.argv[2].isdigit())
+            or sys.argv[3] not in ("0", "1")):
         _fail("ulma.agent.bootstrap is started by `ulma run`, not by hand")
     pipe, fd = int(sys.argv[1]), int(sys.argv[2])
     chunks = []
     try:
+        if sys.argv[3] == "1":
+            calibrate_ahead()
         while chunk := os.read(pipe, 1 << 16):
             chunks.append(chunk)
     except KeyboardInterrupt:  # Ctrl-C before ulma handed over: ulma says so

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         from ulma.monitor import prestart
 
         if prestart.wanted(args[1:]):
-            prestart.start()
+            prestart.start(args[1:])
         try:
             return _main(args)
         finally:

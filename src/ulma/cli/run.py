@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
@@ -288,6 +287,8 @@ def exit_code(result: sessions.RunResult) -> int:
 
 def run_idle(target: sessions.Target) -> int:
     """--wait-attach: the program runs with an idle agent; we only wait for it."""
+    import subprocess
+
     program = [target.name] if target.kind == "script" else ["-m", target.name]
     proc = subprocess.Popen([sys.executable, "-m", "ulma.agent", *program, *target.args])
     sys.stderr.write(f"ulma: process {proc.pid} carries an idle agent: `ulma attach {proc.pid}`\n")

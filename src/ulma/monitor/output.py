@@ -13,12 +13,11 @@ that nobody holds is left over."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 TYPE_CHECKING = False  # typing is for the type checker only: `ulma run` does not import it
 if TYPE_CHECKING:
@@ -159,14 +158,22 @@ class Captured:
         if self._dir_fd >= 0:
             if not kept:
                 for name in (*STREAMS, COMMAND):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(name, dir_fd=self._dir_fd)
+                    _quietly(os.unlink, name, dir_fd=self._dir_fd, ignore=FileNotFoundError)
                 assert self.path is not None
-                with contextlib.suppress(OSError):
-                    os.rmdir(self.path)
+                _quietly(os.rmdir, self.path)
             os.close(self._dir_fd)  # the lock goes with it
             self._dir_fd = -1
         return self.path if kept else None
+
+
+def _quietly(remove: Callable[..., None], path: str, *, dir_fd: int | None = None,
+             ignore: type[OSError] = OSError) -> None:
+    """remove(path) whose failure does not matter (contextlib.suppress, which
+    `ulma run` would import for this only, on its way to the program)."""
+    try:
+        remove(path, dir_fd=dir_fd)
+    except ignore:
+        return
 
 
 def leftovers(root: str | None = None) -> Iterator[tuple[str, str]]:
@@ -206,10 +213,8 @@ def _leftover(root_fd: int, name: str) -> str | None:
                 sizes.append(0)
         if not any(sizes):
             for left in (*STREAMS, COMMAND):
-                with contextlib.suppress(OSError):
-                    os.unlink(left, dir_fd=fd)
-            with contextlib.suppress(OSError):
-                os.rmdir(name, dir_fd=root_fd)
+                _quietly(os.unlink, left, dir_fd=fd)
+            _quietly(os.rmdir, name, dir_fd=root_fd)
             return None
         try:
             cfd = os.open(COMMAND, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import select
-import subprocess
 import sys
 import threading
 import time
@@ -26,7 +25,8 @@ from ulma.monitor.step import Stepper
 
 # `ulma run` imports this on its way to starting the program: what only a
 # trace file needs (the trace format, zstandard, json, queue, socket) is
-# imported by the Recorder, typing only by the type checker, and what the
+# imported by the Recorder, typing only by the type checker, subprocess only
+# when the program is not run in the prestarted interpreter, and what the
 # monitor needs once the program runs (profile, terminal) after it started,
 # so that their import overlaps the program's start-up.
 TYPE_CHECKING = False
@@ -151,13 +151,17 @@ class Session:
     # it (the monitor refines it over the run).
     ENV_HINT_SCALE = "ULMA_DEBUG_HINT_SCALE"
 
-    def __init__(self, ring_bytes: int, max_threads: int, fd: int | None = None) -> None:
-        """`fd`: a new, empty memfd made sealable (ulma.monitor.prestart), else one is made."""
+    def __init__(self, ring_bytes: int, max_threads: int, fd: int | None = None,
+                 clock_start: tuple[int, int, int] | None = None) -> None:
+        """`fd`: a new, empty memfd made sealable (ulma.monitor.prestart), else one is made;
+        `clock_start`: a _core.clock_pair() read earlier, which the session and its first
+        calibration start from (then the 2 ms that calibration needs are likely over)."""
         # sealable: the C side fixes its size (see ulma_monitor_create)
         self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING) if fd is None else fd
         try:
             self.hint_scale = _hint_scale(os.environ.get(self.ENV_HINT_SCALE))
-            self.core = _core.Session(self.fd, ring_bytes, max_threads, hint_scale=self.hint_scale)
+            self.core = _core.Session(self.fd, ring_bytes, max_threads, hint_scale=self.hint_scale,
+                                      clock_start=clock_start)
         except BaseException:
             os.close(self.fd)
             raise
@@ -514,11 +518,12 @@ class Run:
         self.options = options
         # the program's interpreter, if `ulma run` started it early (and its streams are ours)
         early = prestart.take() if stdin is None and stdout is None and stderr is None else None
-        fd = None
+        fd = clock_start = None
         if early is not None:  # its memfd is the session's from now on (closed with it)
             fd, early.session_fd = early.session_fd, -1
+            clock_start = early.clock_start
         try:
-            self.session = Session(options.ring_bytes, options.max_threads, fd=fd)
+            self.session = Session(options.ring_bytes, options.max_threads, fd=fd, clock_start=clock_start)
         except BaseException:
             if early is not None:
                 early.discard()
@@ -562,6 +567,7 @@ class Run:
                 self.session.close()
                 raise OSError(exc.errno, f"cannot write {options.trace_path}: {exc.strerror}") from None
         self.start_ns = time.monotonic_ns()
+        self.proc: prestart.Child
         try:
             if early is not None:
                 if early.go([options.agent().encode(), empty, target.kind, target.name, *target.args]):
@@ -570,8 +576,13 @@ class Run:
                     early.discard()
                     early = None
             if early is None:
-                self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
-                                             stdin=stdin, stdout=stdout, stderr=stderr)
+                import subprocess
+
+                try:
+                    self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
+                                                 stdin=stdin, stdout=stdout, stderr=stderr)
+                except OSError as exc:  # the caller says it in one line
+                    raise OSError(exc.errno, f"cannot start {sys.executable}: {exc.strerror}") from None
         except BaseException:
             if self.streams is not None:
                 self.streams.abandon()

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import os
 import signal
-import subprocess
 import termios
 from collections.abc import Callable
 from types import FrameType
@@ -21,6 +20,8 @@ from types import FrameType
 TYPE_CHECKING = False  # typing is for the type checker only: `ulma run` does not import it
 if TYPE_CHECKING:
     from typing import Any, TypeAlias
+
+    from ulma.monitor.prestart import Child
 
     Handler: TypeAlias = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
@@ -77,13 +78,13 @@ class Forwarding:
 
     def __init__(self, on_signal: Callable[[], None] | None = None) -> None:
         self.on_signal = on_signal
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Child | None = None
         self.received: int | None = None
         self.hung_up = False
         self.terminals = terminals()
         self._old: dict[int, Handler] = {}
 
-    def to(self, proc: subprocess.Popen[bytes]) -> Forwarding:
+    def to(self, proc: Child) -> Forwarding:
         self.proc = proc
         return self
 
