@@ -357,12 +357,15 @@ def test_speedscope_events_packed_aside_format_to_the_text_written_directly() ->
     got: dict[bool, dict[int, bytes]] = {}
     for direct in (None, 5):
         out: dict[int, bytes] = {}
+
+        def write(thread: int, data: memoryview, first: int, last: int, out: dict[int, bytes] = out) -> None:
+            out[thread] = out.get(thread, b"") + bytes(data)
+
         replay = _core.Replay(0, run.scale, stacks.FRAMES)
         for thread in (5, 6):
             replay.feed(thread, data)
         replay.close()
-        replay.take_speedscope({}, 0, lambda thread, data, first, last: out.update(
-            {thread: out.get(thread, b"") + bytes(data)}), direct)
+        replay.take_speedscope({}, 0, write, direct)
         got[direct is None] = out
     assert len(got[False][6]) == _core.SPEEDSCOPE_PACKED_BYTES * 2 * (len(ticks) - 1)
     assert got[False][5] == got[True][5] == got[True][6]

@@ -53,7 +53,8 @@ class ChromeExporter(Exporter):
             head.append({"ph": "M", "name": "thread_sort_index", "pid": run.pid, "tid": tid,
                          "args": {"sort_index": index}})
         self.text.write('{"displayTimeUnit":"ns","otherData":' + json.dumps(other, separators=_COMPACT)
-                        + ',\n"traceEvents":[\n' + ",\n".join(json.dumps(e, separators=_COMPACT) for e in head))
+                        + ',\n"traceEvents":[\n'
+                        + ",\n".join(json.dumps(e, separators=_COMPACT) for e in head))
 
     def _prefix(self, thread: int, fid: int) -> bytes:
         f = self.run.frame(fid)
@@ -64,7 +65,8 @@ class ChromeExporter(Exporter):
     def _gap(self, thread: int, start: int, end: int) -> str:
         head = {"ph": "X", "pid": self.run.pid, "tid": self.run.tid(thread), "name": "ulma: events lost",
                 "cat": "ulma", "args": {"why": "a full ring dropped events; the stack was restated after"}}
-        return ",\n" + json.dumps(head, separators=_COMPACT)[:-1] + f',"ts":{us(start)},"dur":{us(end - start)}}}'
+        times = f',"ts":{us(start)},"dur":{us(end - start)}}}'
+        return ",\n" + json.dumps(head, separators=_COMPACT)[:-1] + times
 
     def take_frames(self, replay: _core.Replay) -> None:
         """The frames that ended, formatted in C (one line each, as ``_prefix`` and ``us`` say) and

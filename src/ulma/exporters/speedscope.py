@@ -13,6 +13,7 @@ the shared frame table follow its events.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from typing import IO, BinaryIO
 
@@ -30,13 +31,13 @@ def _copy(sink: IO[bytes], out: BinaryIO) -> None:
     """A thread's packed events, from sink, at the end of out as text (the first without the
     comma before it)."""
     sink.flush()
-    sink.seek(0)
+    fd, at, skip = sink.fileno(), 0, 2
     piece, text = bytearray(_READ_BYTES), bytearray()  # reused: no fresh memory per piece
-    skip = 2
     with memoryview(piece) as read:
-        while size := sink.readinto(read):
-            while size % _PACKED and (more := sink.readinto(read[size:])):  # a short read
+        while size := os.preadv(fd, [read], at):
+            while size % _PACKED and (more := os.preadv(fd, [read[size:]], at + size)):  # a short read
                 size += more
+            at += size
             length = _core.speedscope_text(read[:size], text)
             with memoryview(text) as view:
                 out.write(view[skip:length])
