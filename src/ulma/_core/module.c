@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
@@ -1927,7 +1928,31 @@ done:
     return res;
 }
 
+/* reserve(fd, length) -> bool: the file's blocks up to `length` allocated now
+ * (fallocate(2), mode 0: the file grows to it, reading zeros past what was
+ * written), so the writes that fill them skip the filesystem's allocation
+ * step.  False, and nothing changed, where the filesystem cannot (no
+ * emulation: a pipe, a device, NFS) or the disk has no room. */
+static PyObject *py_reserve(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    int fd;
+    long long length;
+    if (!PyArg_ParseTuple(args, "iL", &fd, &length))
+        return NULL;
+    int rc = -1;
+    if (length > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = fallocate(fd, 0, 0, (off_t)length);
+        Py_END_ALLOW_THREADS
+    }
+    return PyBool_FromLong(rc == 0);
+}
+
 static PyMethodDef module_methods[] = {
+    {"reserve", py_reserve, METH_VARARGS,
+     "reserve(fd, length) -> bool: the file's blocks up to length allocated now (fallocate, the file "
+     "grows to it); False where that cannot be done"},
     {"speedscope_text", py_speedscope_text, METH_VARARGS,
      "speedscope_text(packed, out) -> int: events take_speedscope packed, as its text, into the "
      "bytearray out (grown if short); the text's length"},
