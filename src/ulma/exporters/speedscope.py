@@ -1,7 +1,7 @@
 """``--format speedscope``: speedscope's file format, one evented profile per thread.
 
 Each frame start is an "O" event and each end a "C" event, times in ns from
-the session's start, formatted by the C replay, without spaces (about 36 bytes
+the session's start, formatted by the C replay, without spaces (about 40 bytes
 an event).  speedscope wants each profile's events together, but a trace
 interleaves threads: the thread with the most events is written straight into
 the output, and every other thread's events go packed (12 bytes each, a third
