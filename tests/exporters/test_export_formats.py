@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections import Counter, defaultdict
@@ -60,10 +61,23 @@ def balanced(events: list[tuple[str, int, int]]) -> None:
     assert not stack, "frames left open"
 
 
+def compact(text: str) -> bool:
+    """JSON written without spaces: outside its strings, no whitespace but line ends."""
+    outside = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    return not re.search(r"[ \t\r]", outside)
+
+
+def test_compact_is_true_only_without_spaces_outside_strings() -> None:
+    assert compact('{"name":"a b, c: \\" d",\n"at":1}')
+    assert not compact('{"name": "a"}') and not compact('{"a":1, "b":2}')
+
+
 def test_speedscope_export_validates_against_speedscopes_schema(
         record: RecordFn, export: ExportFn, speedscope_schema: dict[str, Any]) -> None:
     recording = record("threads.py")
-    data = json.loads(export(recording, "speedscope").read_text())
+    text = export(recording, "speedscope").read_text()
+    assert compact(text)  # the README's form: fewer bytes to write
+    data = json.loads(text)
     jsonschema.validate(data, speedscope_schema)
     assert len(data["profiles"]) == recording.report["threads"] == 5  # one per thread
     frames = data["shared"]["frames"]
@@ -87,7 +101,9 @@ def micros_to_ns(value: Decimal) -> int:
 def test_chrome_trace_has_balanced_nested_slices_per_thread_and_names_them(
         record: RecordFn, export: ExportFn) -> None:
     recording = record("threads.py")
-    data = json.loads(export(recording, "chrome").read_text(), parse_float=Decimal)
+    text = export(recording, "chrome").read_text()
+    assert compact(text)  # the README's form: fewer bytes to write
+    data = json.loads(text, parse_float=Decimal)
     events = data["traceEvents"]
     names = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
     assert [e for e in events if e["ph"] == "M" and e["name"] == "process_name"]

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import given, settings
 
 from tests.unit.replay_model import FrameWalk, ThreadModel, snapshot
@@ -334,12 +335,41 @@ def test_c_formatted_times_are_pythons_at_every_digit_boundary() -> None:
     replay.feed(0, records.encode(events))
     replay.take_chrome({}, lambda thread, fid: b"P", lambda thread, start, end: "",
                        lambda text: chrome.append(bytes(text)))
-    assert b"".join(chrome) == b"".join(f"P{us(a)}, \"dur\": {us(b - a)}}}".encode()
+    assert b"".join(chrome) == b"".join(f"P{us(a)},\"dur\":{us(b - a)}}}".encode()
                                         for a, b in pairs)
     speedscope: list[bytes] = []
     replay = _core.Replay(0, run.scale, stacks.FRAMES)
     replay.feed(0, records.encode(events))
     replay.take_speedscope({}, 0, lambda thread, text, first, last: speedscope.append(bytes(text)))
     assert b"".join(speedscope) == b"".join(
-        f',\n{{"type": "O", "frame": 0, "at": {a}}},\n{{"type": "C", "frame": 0, "at": {b}}}'.encode()
+        f',\n{{"type":"O","frame":0,"at":{a}}},\n{{"type":"C","frame":0,"at":{b}}}'.encode()
         for a, b in pairs)
+
+
+def test_speedscope_events_packed_aside_format_to_the_text_written_directly() -> None:
+    # two threads, frames with indexes past a byte and times at every digit boundary: the
+    # thread not written directly is packed, and formats later to what the direct one gets
+    ticks = sorted({n + d for k in range(19) for n in (10**k, 1 << (3 * k + 6)) for d in (-1, 0, 1)})
+    events = [e for i, (a, b) in enumerate(itertools.pairwise(ticks))
+              for e in (ev(a, 1 + i % 300, CALL), ev(b, 1 + i % 300, RETURN))]
+    data = records.encode(events)
+    run = make_run()
+    got: dict[bool, dict[int, bytes]] = {}
+    for direct in (None, 5):
+        out: dict[int, bytes] = {}
+
+        def write(thread: int, data: memoryview, first: int, last: int, out: dict[int, bytes] = out) -> None:
+            out[thread] = out.get(thread, b"") + bytes(data)
+
+        replay = _core.Replay(0, run.scale, stacks.FRAMES)
+        for thread in (5, 6):
+            replay.feed(thread, data)
+        replay.close()
+        replay.take_speedscope({}, 0, write, direct)
+        got[direct is None] = out
+    assert len(got[False][6]) == _core.SPEEDSCOPE_PACKED_BYTES * 2 * (len(ticks) - 1)
+    assert got[False][5] == got[True][5] == got[True][6]
+    text = bytearray(1)  # grown as needed
+    assert bytes(text[:_core.speedscope_text(got[False][6], text)]) == got[True][6]
+    with pytest.raises(ValueError, match="packed events are"):
+        _core.speedscope_text(b"x" * (_core.SPEEDSCOPE_PACKED_BYTES + 1), text)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ulma import _core
 from ulma.format import files
 
 
@@ -78,3 +79,33 @@ def test_a_link_planted_while_the_file_is_written_is_replaced_not_followed(tmp_p
     assert victim.read_bytes() == b"precious"
     assert not out.is_symlink() and out.read_bytes() == b"report"
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_a_new_file_has_its_blocks_reserved_ahead_and_ends_where_the_writes_end(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    with probe.open("wb") as f:
+        if not _core.reserve(f.fileno(), 1 << 20):
+            pytest.skip(f"the filesystem of {tmp_path} cannot allocate blocks ahead (fallocate)")
+    out = tmp_path / "out"
+    piece = bytes(range(256)) * 4096  # 1 MiB
+    with files.writing(str(out)) as f:
+        for _ in range(3):
+            f.write(piece)
+        f.flush()
+        (temp,) = (p for p in tmp_path.iterdir() if p.name.endswith(".ulma-tmp"))
+        # blocks allocated well past what was written (the file grows ahead, reading zeros there)
+        assert temp.stat().st_blocks * 512 >= files.RESERVE_BYTES
+        f.write(b"tail")
+    assert out.read_bytes() == piece * 3 + b"tail"
+    # nothing reserved is left: the size is the data's, and so are the blocks (within a block)
+    assert out.stat().st_blocks * 512 < len(piece) * 3 + 2 * 4096 + 4096
+
+
+def test_reserving_a_pipe_fails_and_changes_nothing() -> None:
+    read, write = os.pipe()
+    try:
+        assert not _core.reserve(write, 1 << 20)
+        assert not _core.reserve(write, 0)
+    finally:
+        os.close(read)
+        os.close(write)

@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
@@ -1422,7 +1423,7 @@ static int take_begin(ReplayObject *self)
 /* take_chrome(prefixes, make_prefix, gap_line, write): the transitions made
  * since the last take, as chrome "X" events, handed to write() as one
  * memoryview (valid during the call only): one per frame that ended,
- * `prefix + ts + ', "dur": ' + dur + '}'`, prefixes[(thread << 32) | fid]
+ * `prefix + ts + ',"dur":' + dur + '}'`, prefixes[(thread << 32) | fid]
  * (bytes) made by make_prefix(thread, fid) when missing; a gap's text comes
  * from gap_line(thread, start, end) (str). */
 static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
@@ -1484,7 +1485,7 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
             goto done;
         char *q = put_lit(b->p + b->n, PyBytes_AS_STRING(prefix), plen);
         q = put_us(q, x->start);
-        q = PUT_LIT(q, ", \"dur\": ");
+        q = PUT_LIT(q, ",\"dur\":");
         q = put_us(q, x->t - x->start);
         *q++ = '}';
         b->n = (size_t)(q - b->p);
@@ -1530,19 +1531,46 @@ static thread_text *thread_text_of(ReplayObject *self, uint32_t thread, size_t *
     return &self->tt[i];
 }
 
-/* take_speedscope(frame_index, flush_bytes, write): the transitions made
- * since the last take as speedscope "O"/"C" events, each
- * `,\n{"type": "O", "frame": N, "at": T}`, kept per thread until a thread has
- * flush_bytes of them (0: all are handed out now); frame_index (id -> index)
- * gets new ids in order of first entry.  A thread's events not handed out
- * before go to write(thread, text, first, last), text a memoryview valid
- * during the call only, first the time of its first enter among them and
- * last of its last leave (-1 if none), threads in order of first appearance. */
+/* A speedscope event, `,\n{"type":"O","frame":N,"at":T}` ("C" when it closes),
+ * at q, which has room for SPEEDSCOPE_TEXT_MAX bytes; returns the end. */
+#define SPEEDSCOPE_TEXT_MAX (2 * NUMBER_TEXT_MAX + 32)
+static inline char *put_speedscope(char *q, int closes, int64_t frame, int64_t at)
+{
+    q = closes ? PUT_LIT(q, ",\n{\"type\":\"C\",\"frame\":") : PUT_LIT(q, ",\n{\"type\":\"O\",\"frame\":");
+    q = put_int(q, frame);
+    q = PUT_LIT(q, ",\"at\":");
+    q = put_int(q, at);
+    *q++ = '}';
+    return q;
+}
+
+/* An event kept packed (take_speedscope's `direct`) until speedscope_text formats it:
+ * 12 bytes, the time (i64) then frame << 1 | closes (u32), native byte order: they
+ * go to a temporary file and come back to this process only.  Frame indexes stay
+ * under 2^31. */
+#define SPEEDSCOPE_PACKED_BYTES 12
+
+/* take_speedscope(frame_index, flush_bytes, write, direct=None): the transitions made
+ * since the last take as speedscope "O"/"C" events, each as put_speedscope
+ * writes it, kept per thread until a thread has flush_bytes of them (0: all
+ * are handed out now); frame_index (id -> index) gets new ids in order of
+ * first entry.  A thread's events not handed out before go to
+ * write(thread, data, first, last), data a memoryview valid during the call
+ * only, first the time of its first enter among them and last of its last
+ * leave (-1 if none), threads in order of first appearance.  data is text
+ * when direct is None; else only thread `direct`'s is (none's when it is
+ * negative), and every other thread's events come packed
+ * (SPEEDSCOPE_PACKED_BYTES each), for speedscope_text to format once they are
+ * read back: a third of the text's bytes to keep aside. */
 static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *args)
 {
-    PyObject *frame_index, *write;
+    PyObject *frame_index, *write, *direct_obj = Py_None;
     Py_ssize_t flush_bytes;
-    if (!PyArg_ParseTuple(args, "O!nO", &PyDict_Type, &frame_index, &flush_bytes, &write))
+    if (!PyArg_ParseTuple(args, "O!nO|O", &PyDict_Type, &frame_index, &flush_bytes, &write, &direct_obj))
+        return NULL;
+    int all_text = direct_obj == Py_None;
+    long long direct = all_text ? -1 : PyLong_AsLongLong(direct_obj); /* -1 (any < 0): none */
+    if (direct == -1 && PyErr_Occurred())
         return NULL;
     if (take_begin(self) < 0)
         return NULL;
@@ -1588,15 +1616,22 @@ static PyObject *replay_take_speedscope(ReplayObject *self, PyObject *args)
         } else {
             th->last = x->t;
         }
-        if (text_reserve(&th->text, 2 * NUMBER_TEXT_MAX + 40) < 0)
+        if (text_reserve(&th->text, SPEEDSCOPE_TEXT_MAX) < 0)
             goto done;
         char *q = th->text.p + th->text.n;
-        q = x->op == ULMA_TR_ENTER ? PUT_LIT(q, ",\n{\"type\": \"O\", \"frame\": ")
-                                   : PUT_LIT(q, ",\n{\"type\": \"C\", \"frame\": ");
-        q = put_int(q, frame);
-        q = PUT_LIT(q, ", \"at\": ");
-        q = put_int(q, x->t);
-        *q++ = '}';
+        if (all_text || (long long)x->thread == direct) {
+            q = put_speedscope(q, x->op == ULMA_TR_LEAVE, frame, x->t);
+        } else {
+            if (frame > INT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "more than 2**31 frames");
+                goto done;
+            }
+            uint32_t word = (uint32_t)frame << 1 | (x->op == ULMA_TR_LEAVE);
+            int64_t t = x->t;
+            memcpy(q, &t, 8);
+            memcpy(q + 8, &word, 4);
+            q += SPEEDSCOPE_PACKED_BYTES;
+        }
         th->text.n = (size_t)(q - th->text.p);
     }
     if (self->ready)
@@ -1631,7 +1666,8 @@ static PyMethodDef replay_methods[] = {
     {"close", (PyCFunction)replay_close, METH_NOARGS, "end of the stream: open frames end at their thread's last tick"},
     {"take", (PyCFunction)replay_take, METH_NOARGS, "the transitions made since the last take, packed (40 bytes each)"},
     {"take_speedscope", (PyCFunction)replay_take_speedscope, METH_VARARGS,
-     "take_speedscope(frame_index, flush_bytes, write): speedscope events, per thread, to write(thread, text, first, last)"},
+     "take_speedscope(frame_index, flush_bytes, write, direct=None): speedscope events, per thread, to "
+     "write(thread, data, first, last); with direct, other threads' packed for speedscope_text"},
     {"take_chrome", (PyCFunction)replay_take_chrome, METH_VARARGS,
      "take_chrome(prefixes, make_prefix, gap_line, write): the frames that ended, as chrome events"},
     {"tree", (PyCFunction)replay_tree, METH_NOARGS, "the stack tree: [(parent, fid, self_ns, entries)] by node"},
@@ -1874,7 +1910,74 @@ done:
 
 /* ---- module --------------------------------------------------------- */
 
+/* speedscope_text(packed, out) -> int: events packed by take_speedscope (its
+ * `direct`) as the text it writes for a thread read directly, into the
+ * bytearray `out` (grown if it is short: a reader that passes the same one
+ * each time reuses its memory); returns the length of the text. */
+static PyObject *py_speedscope_text(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    Py_buffer view;
+    PyObject *out;
+    if (!PyArg_ParseTuple(args, "y*O!", &view, &PyByteArray_Type, &out))
+        return NULL;
+    PyObject *res = NULL;
+    size_t n = (size_t)view.len / SPEEDSCOPE_PACKED_BYTES;
+    if ((size_t)view.len % SPEEDSCOPE_PACKED_BYTES) {
+        PyErr_Format(PyExc_ValueError, "packed events are %d bytes; got %zd bytes", SPEEDSCOPE_PACKED_BYTES,
+                     view.len);
+        goto done;
+    }
+    if (n > (size_t)PY_SSIZE_T_MAX / SPEEDSCOPE_TEXT_MAX) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t room = (Py_ssize_t)(n * SPEEDSCOPE_TEXT_MAX);
+    if (PyByteArray_GET_SIZE(out) < room && PyByteArray_Resize(out, room) < 0)
+        goto done;
+    char *text = PyByteArray_AS_STRING(out), *q = text;
+    const char *p = view.buf;
+    for (size_t i = 0; i < n; i++, p += SPEEDSCOPE_PACKED_BYTES) {
+        int64_t t;
+        uint32_t word;
+        memcpy(&t, p, 8);
+        memcpy(&word, p + 8, 4);
+        q = put_speedscope(q, (int)(word & 1), word >> 1, t);
+    }
+    res = PyLong_FromSsize_t(q - text);
+done:
+    PyBuffer_Release(&view);
+    return res;
+}
+
+/* reserve(fd, length) -> bool: the file's blocks up to `length` allocated now
+ * (fallocate(2), mode 0: the file grows to it, reading zeros past what was
+ * written), so the writes that fill them skip the filesystem's allocation
+ * step.  False, and nothing changed, where the filesystem cannot (no
+ * emulation: a pipe, a device, NFS) or the disk has no room. */
+static PyObject *py_reserve(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    int fd;
+    long long length;
+    if (!PyArg_ParseTuple(args, "iL", &fd, &length))
+        return NULL;
+    int rc = -1;
+    if (length > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = fallocate(fd, 0, 0, (off_t)length);
+        Py_END_ALLOW_THREADS
+    }
+    return PyBool_FromLong(rc == 0);
+}
+
 static PyMethodDef module_methods[] = {
+    {"reserve", py_reserve, METH_VARARGS,
+     "reserve(fd, length) -> bool: the file's blocks up to length allocated now (fallocate, the file "
+     "grows to it); False where that cannot be done"},
+    {"speedscope_text", py_speedscope_text, METH_VARARGS,
+     "speedscope_text(packed, out) -> int: events take_speedscope packed, as its text, into the "
+     "bytearray out (grown if short); the text's length"},
     {"text_lines", py_text_lines, METH_VARARGS,
      "text_lines(records, last, start_ticks, scale, tails, make_tail) -> (bytes, last): one "
      "thread's records as `--format text` lines (see module.c)"},
@@ -2013,7 +2116,8 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddIntConstant(mod, "REPLAY_TREE_PER_THREAD", ULMA_REPLAY_TREE_PER_THREAD) < 0 ||
         PyModule_AddIntConstant(mod, "REPLAY_PSTATS", ULMA_REPLAY_PSTATS) < 0 ||
         PyModule_AddIntConstant(mod, "REPLAY_ENDS_ONLY", ULMA_REPLAY_ENDS_ONLY) < 0 ||
-        PyModule_AddIntConstant(mod, "TRANSITION_BYTES", (long)sizeof(ulma_transition)) < 0) {
+        PyModule_AddIntConstant(mod, "TRANSITION_BYTES", (long)sizeof(ulma_transition)) < 0 ||
+        PyModule_AddIntConstant(mod, "SPEEDSCOPE_PACKED_BYTES", SPEEDSCOPE_PACKED_BYTES) < 0) {
         Py_DECREF(mod);
         return NULL;
     }

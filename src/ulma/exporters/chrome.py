@@ -6,8 +6,9 @@ from a resume to its next yield is one -- on one track per thread, named by
 process_name/thread_name metadata events.  Time lost to dropped events is an
 ``ulma: events lost`` slice.  Timestamps are microseconds written with exactly
 three decimals (whole ns), so slices nest exactly as they did in the program.
-Events are written as frames end, formatted by the C replay: memory holds
-nothing per event.
+Events are written as frames end, formatted by the C replay, one a line and
+without spaces (JSON's compact form: the bytes per event are what the kernel
+copies): memory holds nothing per event.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import BinaryIO
 from ulma import __version__, _core
 from ulma.exporters.base import Exporter
 from ulma.format import runinfo, stacks
+
+_COMPACT = (",", ":")  # json.dumps separators: no spaces
 
 
 def us(ns: int) -> str:
@@ -49,19 +52,21 @@ class ChromeExporter(Exporter):
                          "args": {"name": run.thread_name(slot)}})
             head.append({"ph": "M", "name": "thread_sort_index", "pid": run.pid, "tid": tid,
                          "args": {"sort_index": index}})
-        self.text.write('{"displayTimeUnit": "ns", "otherData": ' + json.dumps(other)
-                        + ',\n"traceEvents": [\n' + ",\n".join(json.dumps(e) for e in head))
+        self.text.write('{"displayTimeUnit":"ns","otherData":' + json.dumps(other, separators=_COMPACT)
+                        + ',\n"traceEvents":[\n'
+                        + ",\n".join(json.dumps(e, separators=_COMPACT) for e in head))
 
     def _prefix(self, thread: int, fid: int) -> bytes:
         f = self.run.frame(fid)
         head = {"ph": "X", "pid": self.run.pid, "tid": self.run.tid(thread), "name": f.name,
                 "cat": "python", "args": {"file": f.file, "line": f.line}}
-        return (",\n" + json.dumps(head)[:-1] + ', "ts": ').encode()
+        return (",\n" + json.dumps(head, separators=_COMPACT)[:-1] + ',"ts":').encode()
 
     def _gap(self, thread: int, start: int, end: int) -> str:
         head = {"ph": "X", "pid": self.run.pid, "tid": self.run.tid(thread), "name": "ulma: events lost",
                 "cat": "ulma", "args": {"why": "a full ring dropped events; the stack was restated after"}}
-        return ",\n" + json.dumps(head)[:-1] + f', "ts": {us(start)}, "dur": {us(end - start)}}}'
+        times = f',"ts":{us(start)},"dur":{us(end - start)}}}'
+        return ",\n" + json.dumps(head, separators=_COMPACT)[:-1] + times
 
     def take_frames(self, replay: _core.Replay) -> None:
         """The frames that ended, formatted in C (one line each, as ``_prefix`` and ``us`` say) and

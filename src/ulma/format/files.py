@@ -42,7 +42,7 @@ from contextlib import contextmanager
 
 TYPE_CHECKING = False  # typing is for the type checker only: `ulma run` does not import it
 if TYPE_CHECKING:
-    from typing import BinaryIO, TextIO
+    from typing import Any, BinaryIO, TextIO
 
 MODE = 0o600
 _TEMP_TRIES = 100
@@ -57,9 +57,11 @@ class NewFile:
     def __init__(self, path: str, *, at_once: bool = False) -> None:
         self.path = path
         self._temp: str | None = None  # the name it has until it is renamed
+        self.in_place = False  # a FIFO, terminal or device, written as it is
         st = _in_place(path)
         if st is not None and not stat.S_ISREG(st.st_mode):
             self.fd = _open_in_place(path, follow=_is_link(path))
+            self.in_place = True
             return
         self._temp, self.fd = _create_beside(path)
         if at_once:
@@ -174,13 +176,49 @@ def _open_in_place(path: str, *, follow: bool = False) -> int:
     return fd
 
 
+RESERVE_BYTES = 64 << 20  # a new file's blocks are allocated this far ahead of its writes
+
+
+class _Reserving(io.FileIO):
+    """A new regular file that has the filesystem allocate its blocks ahead of the writes,
+    RESERVE_BYTES at a time (``_core.reserve``): writing into allocated blocks skips the
+    allocation step (on ext4 a quarter of the kernel's time for a large export).  The file
+    grows ahead; ``close`` cuts it back to the end of what was written.  Where blocks cannot
+    be allocated (the filesystem, no room) it writes as a plain file does."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd, "wb", closefd=False)
+        self.end = 0  # the end of what was written
+        self.reserved = 0  # the file's size once reserved; -1: reserving failed
+        self.written_ahead = False  # the size was ever grown past `end`
+
+    def write(self, data: Any) -> int:
+        n = super().write(data)
+        self.end = max(self.end, self.tell())
+        if 0 <= self.reserved < self.end + (1 << 20):
+            from ulma import _core
+
+            want = self.end + RESERVE_BYTES
+            if _core.reserve(self.fileno(), want):
+                self.reserved, self.written_ahead = want, True
+            else:
+                self.reserved = -1
+        return n
+
+    def close(self) -> None:
+        if not self.closed and self.written_ahead:
+            os.ftruncate(self.fileno(), self.end)
+        super().close()
+
+
 @contextmanager
 def writing(path: str) -> Iterator[BinaryIO]:
     """The file to write in place of `path`; it is there, whole, only if
     the block ends without an error."""
     new = NewFile(path)
     try:
-        with open(new.fd, "wb", closefd=False) as f:
+        raw = _Reserving(new.fd) if new.in_place is False else io.FileIO(new.fd, "wb", closefd=False)
+        with raw, io.BufferedWriter(raw) as f:
             yield f
     except BaseException:
         new.discard()
