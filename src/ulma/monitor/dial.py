@@ -37,6 +37,7 @@ Everything here runs in the drain loop's thread, after a drain.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -59,6 +60,11 @@ SETTLE_NS = 60_000_000
 LAG_MAX_S = 0.2
 # the estimate is judged over the windows of this long (those since the last switch)
 SMOOTH_S = 0.1
+# the price of an event: the median of the latest PRICES measured, measured again
+# REPRICE_FIRST_S after the first, then at doubling gaps up to REPRICE_MAX_S
+PRICES = 7
+REPRICE_FIRST_S = 0.5
+REPRICE_MAX_S = 30.0
 
 
 @dataclass(slots=True)
@@ -87,6 +93,7 @@ class DialState:
     event_ns: float = 0.0  # the price of an event the estimate uses now
     priced_at_s: float | None = None  # when the measured price came (None: the probe cost still)
     price_error: str | None = None  # why there is no measured price
+    prices: int = 0  # how many measured prices event_ns is the median of
 
     HISTORY = 240
 
@@ -116,28 +123,56 @@ class Dial:
         self._retrying: set[int] = set()  # switched on to be judged again
         self._settling = False  # a window with a switch in it is not judged
         self._read: set[int] = set()  # OFF commands whose switch has its count
-        self.pricing: Pricing | None = None  # the price's measurement (start_pricing)
+        self.pricing: Pricing | None = None  # the price's measurement under way (start_pricing)
+        self._pricing_args: tuple[str, bool, int] | None = None
+        self.pricing_started = False
+        self._prices: deque[float] = deque(maxlen=PRICES)  # the latest measured prices
+        self._reprice_gap = REPRICE_FIRST_S
+        self._reprice_at = 0.0
         # the last windows judged together: (events, time shown, CPU ns) per window
         self._recent: deque[tuple[dict[int, int], dict[int, float], float]] = deque(
             maxlen=max(1, round(SMOOTH_S / period_s)))
 
     def start_pricing(self, engine: str, native_calls: bool, ring_bytes: int) -> None:
         """Measures the price of an event in a child process (once the
-        program's agent says which engine it runs), on rings of the run's size."""
-        if self.pricing is None:
+        program's agent says which engine it runs), on rings of the run's size;
+        again and again (see price)."""
+        if not self.pricing_started:
+            self.pricing_started = True
+            self._pricing_args = (engine, native_calls, ring_bytes)
             self.pricing = Pricing(engine, native_calls, ring_bytes)
 
     def price(self, probe_ns: float) -> float:
-        """The price of an event now: measured once the child answered, else
-        the start-up probe cost."""
+        """The price of an event now: the median of the measured ones (the
+        latest PRICES), else the start-up probe cost.  One measurement takes
+        a fraction of a second of a busy machine, whose load moves: it is
+        made again REPRICE_FIRST_S after the first, then at doubling gaps up
+        to REPRICE_MAX_S."""
         pricing = self.pricing
-        if pricing is not None and pricing.poll() is not None and pricing.event_ns is not None:
-            if self.state.priced_at_s is None:
-                self.state.priced_at_s = round(time.monotonic() - self._start, 3)
-            return pricing.event_ns
-        if pricing is not None:
-            self.state.price_error = pricing.error
+        if pricing is not None and pricing.poll() is not None:
+            if pricing.event_ns is not None:
+                self._prices.append(pricing.event_ns)
+                if self.state.priced_at_s is None:
+                    self.state.priced_at_s = round(time.monotonic() - self._start, 3)
+            else:
+                self.state.price_error = pricing.error
+            self.pricing = None
+            self._reprice_at = time.monotonic() + self._reprice_gap
+            self._reprice_gap = min(2 * self._reprice_gap, REPRICE_MAX_S)
+        if (self.pricing is None and self._pricing_args is not None and self._prices
+                and time.monotonic() >= self._reprice_at):
+            self.pricing = Pricing(*self._pricing_args)
+        if self._prices:
+            self.state.prices = len(self._prices)
+            return statistics.median(self._prices)
         return probe_ns
+
+    def close(self) -> None:
+        """Stops a measurement under way."""
+        if self.pricing is not None:
+            self.pricing.close()
+            self.pricing = None
+        self._pricing_args = None
 
     def due(self, now: float) -> bool:
         return self._last_t is None or now - self._last_t >= self.period_s
@@ -302,8 +337,7 @@ class Dial:
         """The state for a profile; `final`: the program ended and every event
         was read, so a function still off has its count up to the switch."""
         if final:
-            if self.pricing is not None:
-                self.pricing.close()
+            self.close()
             calls = {f.fid: f.calls for f in functions}
             for sw in self.state.switches:
                 if sw.back_on_s is None:

@@ -245,7 +245,7 @@ class Session:
             info = self.core.agent_info()
             counters = self.core.counters()
         probe_ns, pid = info["probe_ns"], counters["agent_pid"]
-        if dial.pricing is None and info["program_start_ticks"]:  # the agent started: its engine is known
+        if not dial.pricing_started and info["program_start_ticks"]:  # the agent started: its engine is known
             dial.start_pricing(ENGINE_NAMES.get(counters["engine"], "none"), info["native_calls"],
                                counters["ring_events"] * _core.LAYOUT["EVENT_BYTES"])
         dial.tick(functions, self.switchable(), probe_ns, scale, cpu_ns=process_cpu_ns(pid))

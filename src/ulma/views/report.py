@@ -112,9 +112,9 @@ def dial_lines(profile: Profile) -> list[Text]:
                   f"{dial.off_now} off at the end; estimated overhead now {dial.estimate:.1f}%",
                   style="bold magenta")]
     if dial.priced_at_s is not None:
-        lines.append(Text(f"  an event priced at {dial.event_ns:.1f} ns (what switching a function off "
-                          "saves, measured beside the run; the start-up probe cost before "
-                          f"{dial.priced_at_s:.2f} s)", style="dim"))
+        lines.append(Text(f"  an event priced at {dial.event_ns:.1f} ns: the median of {dial.prices} "
+                          "measurements of what switching a function off saves, made beside the run "
+                          f"(the start-up probe cost before {dial.priced_at_s:.2f} s)", style="dim"))
     else:
         why = f": {dial.price_error}" if dial.price_error else ""
         lines.append(Text(f"  an event priced at the start-up probe cost {dial.event_ns:.1f} ns "
