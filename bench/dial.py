@@ -12,7 +12,8 @@ windows), beside the measured one.  And the estimate checked where there is much
 full tracing's events priced as the dial prices them (each round: the events of the full run
 times the price the dial of the same round measured, ulma/monitor/price.py; and times the
 start-up probe cost, what the dial used before), over the program's CPU time less that, beside
-full tracing's measured overhead (CPU): medians over the rounds, and the per-round ratios.
+full tracing's measured overhead (CPU): medians over the rounds, and the per-round ratios;
+and per event: the prices beside full tracing's CPU time over plain's, over its events.
 
 Not in callgrind: the dial judges windows of real time, which valgrind stretches fifty-fold.
 """
@@ -53,6 +54,7 @@ def one(workload: str, rounds: int, budget: float, engine: list[str]) -> None:
             "full tracing": [py, "-m", "ulma", "run", "--no-report", "--json", full_report, *engine, script],
         }
         estimates: list[tuple[float, float, float]] = []  # (priced, probe-priced, measured) %
+        per_event: list[tuple[float, float, float]] = []  # (price, probe, measured) ns an event
         walls: dict[str, list[float]] = {m: [] for m in modes}
         cpus: dict[str, list[float]] = {m: [] for m in modes}
         plain: list[float] = []
@@ -72,6 +74,7 @@ def one(workload: str, rounds: int, budget: float, engine: list[str]) -> None:
                     estimates.append((estimate(full["events"], price, cpu_t),
                                       estimate(full["events"], full["probe_ns"], cpu_t),
                                       100 * (cpu_t / base_cpu - 1)))
+                    per_event.append((price, full["probe_ns"], (cpu_t - base_cpu) * 1e9 / full["events"]))
         dial = dial_of(report)
     print(f"{workload} ({rounds} rounds, plain CPU median {statistics.median(plain):.3f} s); ratio to plain: "
           "the program thread's CPU time | wall")
@@ -88,6 +91,9 @@ def one(workload: str, rounds: int, budget: float, engine: list[str]) -> None:
           + " ".join(f"{e[0] / e[2]:.2f}" if e[2] > 0 else "-" for e in estimates)
           + "; with the probe cost: "
           + " ".join(f"{e[1] / e[2]:.2f}" if e[2] > 0 else "-" for e in estimates))
+    price, probe, paid = (statistics.median(e[i] for e in per_event) for i in range(3))
+    print(f"  per event (medians): priced {price:.1f} ns, start-up probe {probe:.1f} ns, measured "
+          f"{paid:.1f} ns (full tracing's CPU time over plain's, over its events)")
     history = [p for _, p in dial["history"]]
     mean = statistics.fmean(history) if history else 0.0
     print(f"  the dial (last round): estimated overhead {mean:.1f}% (mean of {len(history)} windows), "

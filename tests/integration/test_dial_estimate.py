@@ -31,7 +31,9 @@ def test_budget_estimate_tracks_the_overhead_the_program_measures_itself(
     assert result.returncode == 0, result.stderr
     measured = json.loads(result.stdout)
     dial = report["dial"]
-    assert not dial["switched_off"], dial  # the whole run stayed traced as the program measured it
+    # the whole run stayed traced as the program measured it
+    assert not dial["switched_off"], (dial["switched_off"], dial["event_ns"], dial["priced_at_s"],
+                                      dial["history"])
     priced_at = dial.get("priced_at_s")
     assert priced_at is not None, dial.get("price_error")
     # what the traced calls took beyond as many untraced ones (means: as the dial's windows,
