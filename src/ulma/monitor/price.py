@@ -1,26 +1,28 @@
 """What one event really costs the program: the dial's price (`--budget`, the view's `d`).
 
 The start-up probe calibration (ulma/agent/calibrate.py) times an empty
-function with the hooks paused and on: what one callback adds between two
-timestamps, for the monitor to take out of the functions' times.  It is not
-what the dial saves when it switches a function off: on 3.12 it read ~28 ns
-per event where fib under `ulma run` paid 31-43 ns (a recursive function with
-an argument; the dial's estimate read about half the measured overhead), on
-3.11 ~28 ns where switching fib off saves 9-12 (the PEP 523 evaluator still
-runs for a function switched off).
+function with the hooks paused and on, into a private scratch ring: what one
+callback adds between two timestamps, for the monitor to take out of the
+functions' times.  It is not what the dial saves when it switches a function
+off: on 3.12 it read 27-31 ns an event where fib under `ulma run` paid 42-61
+(a recursive function with an argument, its events read by the monitor as
+they are written), so the dial's estimate read about half the overhead; on
+3.11 it read 0.36-1.76x (pausing takes the PEP 523 evaluator away too, which
+stays for a function switched off).
 
 This measures that saving directly: a recursive function with an argument is
-called in a loop traced (its events into the agent's scratch ring, as the
-calibration's) and switched off (left out by `only`: no callback fires for
-it, as after the dial's OFF), in alternating rounds timed in the thread's CPU
-time; the price is the median of the rounds' differences, per event.
-
-It runs in a child process of the monitor (`python -m ulma.monitor.price
-ENGINE NATIVE_CALLS`, which prints one JSON line): the same Python with the
-same _core, engine and --native-calls as the program, off its critical path.
+called traced and left out (by `only`: no callback fires for it, as after the
+dial's OFF), in alternating rounds timed in the thread's CPU time, in batches
+spread over ~0.4 s (the machine's load moves); the price is the median of the
+rounds' differences, per event.  Its events go to a session of the run's ring
+size that the monitor drains meanwhile, in a thread, with the run's loop
+(Pricing), so the writes race the reads as in the run.  Same engine and
+--native-calls as the program; on the same Python with the same _core in a
+child process of the monitor (`python -m ulma.monitor.price FD ENGINE
+NATIVE_CALLS`, printing one JSON line), off the program's critical path.
 Only a dial starts it, so `ulma run` without one pays nothing for it.  Until
-it answers (a Python start-up and ~30 ms of rounds) the dial prices events at
-the start-up probe cost.
+it answers (a Python start-up and the rounds: 0.3-2.5 s on a loaded 2-core
+machine) the dial prices events at the start-up probe cost.
 """
 
 from __future__ import annotations
