@@ -27,8 +27,9 @@ def target(tmp_path: Path) -> Iterator[AgentTarget]:
         yield t
 
 
-def attach_json(run_ulma: RunFn, pid: int, out: Path, duration: float) -> dict[str, object]:
-    result = run_ulma(["attach", str(pid), "--duration", str(duration), "--no-report", "--json", str(out)])
+def attach_json(run_ulma: RunFn, pid: int, out: Path, duration: float, *more: str) -> dict[str, object]:
+    result = run_ulma(["attach", str(pid), "--duration", str(duration), "--no-report", "--json", str(out),
+                       *more])
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     report: dict[str, object] = json.loads(out.read_text())

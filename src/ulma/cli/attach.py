@@ -11,6 +11,7 @@ from types import FrameType
 from ulma.cli.errors import Parser, UsageError
 from ulma.cli.run import (
     add_clock_argument,
+    add_dial_arguments,
     add_limit_argument,
     add_measure_arguments,
     add_ring_argument,
@@ -68,16 +69,19 @@ class Detaching:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-def _watch(att: Attachment, pid: int, duration: float | None, clock: str, signals: Detaching) -> str:
+def _watch(att: Attachment, pid: int, duration: float | None, clock: str, signals: Detaching,
+           refresh_ms: int | None) -> str:
     """The live view over an attachment; closing it (q, Ctrl-C, SIGTERM, SIGHUP) detaches."""
     from ulma.monitor.live import LiveAttachment
     from ulma.views.live import LiveView, ViewSettings
 
     live = LiveAttachment(att, duration).start()
+    settings = ViewSettings(title=f"attached to process {pid}", exit_when_done=True, clock=clock,
+                            close_requested=signals.stop, terminal_gone=signals.terminal_gone)
+    if refresh_ms:
+        settings.refresh_seconds = refresh_ms / 1000
     try:
-        LiveView(live, ViewSettings(title=f"attached to process {pid}", exit_when_done=True,
-                                    clock=clock, close_requested=signals.stop,
-                                    terminal_gone=signals.terminal_gone)).run()
+        LiveView(live, settings).run()
     except Exception as exc:
         sys.stderr.write(f"ulma: the live view failed ({type(exc).__name__}: {exc}); detaching\n")
     live.stop()
@@ -100,7 +104,10 @@ def execute(argv: list[str]) -> int:
     add_measure_arguments(p)
     add_clock_argument(p)
     add_stream_arguments(p)
+    add_dial_arguments(p)
     opts = p.parse(argv)
+    if opts.burst and opts.budget:
+        raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     terminal = all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr))
     live = terminal if opts.live is None else opts.live
     if live and not all(s is not None and s.isatty() for s in (sys.stdin, sys.stderr)):
@@ -114,12 +121,13 @@ def execute(argv: list[str]) -> int:
         att = Attachment(opts.pid, sessions.Options(
             engine="auto", ring_bytes=opts.ring_size, native_calls=opts.native_calls,
             cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), only=tuple(opts.only),
-            log_path=opts.log, jsonl_path=opts.jsonl))
+            log_path=opts.log, jsonl_path=opts.jsonl, budget=opts.budget or 0.0,
+            dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
     with Detaching() as signals:
         if live:
-            why = _watch(att, opts.pid, opts.duration, opts.clock, signals)
+            why = _watch(att, opts.pid, opts.duration, opts.clock, signals, opts.refresh)
         else:
             sys.stderr.write(f"ulma: attached to process {opts.pid}; Ctrl-C detaches\n")
             why = att.drain_until(signals.stop, opts.duration)

@@ -72,6 +72,8 @@ def _header(profile: Profile) -> dict[str, Any]:
         "scope": list(profile.scope),
         "dial": None if profile.dial is None else {
             "budget": profile.dial.budget, "estimate": profile.dial.estimate,
+            "event_ns": round(profile.dial.event_ns, 2), "priced_at_s": profile.dial.priced_at_s,
+            "price_error": profile.dial.price_error, "prices": profile.dial.prices,
             "history": [list(p) for p in profile.dial.history],
             "switched_off": [{"function": sw.name, "fid": sw.fid, "at_s": sw.at_s, "calls": sw.calls,
                               "events_per_s": sw.rate, "back_on_s": sw.back_on_s,

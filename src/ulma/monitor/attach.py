@@ -118,6 +118,13 @@ class Attachment:
             message = "".join(c if c.isprintable() else "?" for c in message)[:300]
             raise AttachError(f"process {pid} refused: {message}")
         self.session.close_fd()
+        if options.budget or options.burst:  # the dial (ulma.monitor.dial), as `ulma run` has it
+            from ulma.monitor.dial import Burst, Dial
+
+            if options.budget:
+                self.session.dial = Dial(options.budget, self.session.control, options.dial_seconds)
+            if options.burst:
+                self.session.burst = Burst(*options.burst, self.session.control)
         self._unhooked = False
         self._program_ended = False
         self.start_ns = time.monotonic_ns()

@@ -1,16 +1,22 @@
 """The dial: overhead against detail (`ulma run --budget PCT`).
 
 The monitor estimates what tracing costs the program: every event the agent
-writes costs it the calibrated probe cost (`probe_ns`, measured at start-up,
-see ulma/agent/calibrate.py), so over one refresh window the estimate is
+writes costs it the price of an event (`event_ns`: what switching a function
+off saves per event, measured in a child process, see ulma/monitor/price.py;
+until it answers, the start-up probe cost `probe_ns`, see
+ulma/agent/calibrate.py, which read about half of what an event costs fib
+on 3.12), so over the refresh windows of the last SMOOTH_S the estimate is
 
-    overhead % of plain = 100 * events * probe_ns / (window - events * probe_ns)
+    overhead % of plain = 100 * events * event_ns / (window - events * event_ns)
 
-where the window is the CPU time the program's threads had in it (from
+where the window is the CPU time the program's threads had in them (from
 /proc/PID/task/*/schedstat: on a busy machine the program gets less than the
 wall window, and several busy threads get more), or the wall window where the
 kernel does not say.  The program's own time is that less what the probes
-took.  When it is over the budget the dial switches functions off through
+took.  Judged over several windows, a drain that read late (the monitor
+starved on a busy machine) moves events from one window to the next, not
+out of their sum; a window whose events cost more than its CPU time is
+judged with the next one.  When it is over the budget the dial switches functions off through
 the control channel -- the same OFF command as the view's `x` --
 cheapest detail first: the functions whose probes cost most for the time
 they show (their events' cost over their total time, i.e. many short calls),
@@ -31,10 +37,13 @@ Everything here runs in the drain loop's thread, after a drain.
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from ulma.monitor.control import ChannelFull, Control
+from ulma.monitor.price import Pricing
 from ulma.monitor.profile import FunctionStats
 
 # a function is worth switching off only if its probes are at least this share
@@ -45,6 +54,17 @@ RETRY_MAX_S = 32.0
 # counts are read this long after an OFF was acknowledged: a ring publishes
 # every ULMA_PUBLISH_EVERY events, and a quiet thread's tail is read after 20 ms
 SETTLE_NS = 60_000_000
+# a window whose events cost more than the program's CPU time in it is judged
+# with the next one (a drain that lagged), up to this long (a price too high
+# would otherwise hold a fully traced program back for that long)
+LAG_MAX_S = 0.2
+# the estimate is judged over the windows of this long (those since the last switch)
+SMOOTH_S = 0.1
+# the price of an event: the median of the latest PRICES measured, measured again
+# REPRICE_FIRST_S after the first, then at doubling gaps up to REPRICE_MAX_S
+PRICES = 7
+REPRICE_FIRST_S = 0.5
+REPRICE_MAX_S = 30.0
 
 
 @dataclass(slots=True)
@@ -70,6 +90,10 @@ class DialState:
     history: list[tuple[float, float]] = field(default_factory=list)
     switches: list[Switch] = field(default_factory=list)
     off_now: int = 0
+    event_ns: float = 0.0  # the price of an event the estimate uses now
+    priced_at_s: float | None = None  # when the measured price came (None: the probe cost still)
+    price_error: str | None = None  # why there is no measured price
+    prices: int = 0  # how many measured prices event_ns is the median of
 
     HISTORY = 240
 
@@ -99,6 +123,56 @@ class Dial:
         self._retrying: set[int] = set()  # switched on to be judged again
         self._settling = False  # a window with a switch in it is not judged
         self._read: set[int] = set()  # OFF commands whose switch has its count
+        self.pricing: Pricing | None = None  # the price's measurement under way (start_pricing)
+        self._pricing_args: tuple[str, bool, int] | None = None
+        self.pricing_started = False
+        self._prices: deque[float] = deque(maxlen=PRICES)  # the latest measured prices
+        self._reprice_gap = REPRICE_FIRST_S
+        self._reprice_at = 0.0
+        # the last windows judged together: (events, time shown, CPU ns) per window
+        self._recent: deque[tuple[dict[int, int], dict[int, float], float]] = deque(
+            maxlen=max(1, round(SMOOTH_S / period_s)))
+
+    def start_pricing(self, engine: str, native_calls: bool, ring_bytes: int) -> None:
+        """Measures the price of an event in a child process (once the
+        program's agent says which engine it runs), on rings of the run's size;
+        again and again (see price)."""
+        if not self.pricing_started:
+            self.pricing_started = True
+            self._pricing_args = (engine, native_calls, ring_bytes)
+            self.pricing = Pricing(engine, native_calls, ring_bytes)
+
+    def price(self, probe_ns: float) -> float:
+        """The price of an event now: the median of the measured ones (the
+        latest PRICES), else the start-up probe cost.  One measurement takes
+        a fraction of a second of a busy machine, whose load moves: it is
+        made again REPRICE_FIRST_S after the first, then at doubling gaps up
+        to REPRICE_MAX_S."""
+        pricing = self.pricing
+        if pricing is not None and pricing.poll() is not None:
+            if pricing.event_ns is not None:
+                self._prices.append(pricing.event_ns)
+                if self.state.priced_at_s is None:
+                    self.state.priced_at_s = round(time.monotonic() - self._start, 3)
+            else:
+                self.state.price_error = pricing.error
+            self.pricing = None
+            self._reprice_at = time.monotonic() + self._reprice_gap
+            self._reprice_gap = min(2 * self._reprice_gap, REPRICE_MAX_S)
+        if (self.pricing is None and self._pricing_args is not None and self._prices
+                and time.monotonic() >= self._reprice_at):
+            self.pricing = Pricing(*self._pricing_args)
+        if self._prices:
+            self.state.prices = len(self._prices)
+            return statistics.median(self._prices)
+        return probe_ns
+
+    def close(self) -> None:
+        """Stops a measurement under way."""
+        if self.pricing is not None:
+            self.pricing.close()
+            self.pricing = None
+        self._pricing_args = None
 
     def due(self, now: float) -> bool:
         return self._last_t is None or now - self._last_t >= self.period_s
@@ -117,6 +191,7 @@ class Dial:
     def tick(self, rows: list[tuple[int, ...]], names: dict[int, str], probe_ns: float,
              ns_per_tick: float, now: float | None = None, cpu_ns: int | None = None) -> None:
         """`rows`: the replay's cumulative (id, calls, resumes, self, total);
+        `probe_ns`: the start-up probe cost (the price until the measured one comes);
         `cpu_ns`: the program's CPU time so far (all its threads), if known."""
         now = time.monotonic() if now is None else now
         if self._last_t is None:
@@ -131,7 +206,6 @@ class Dial:
         window_ns = window_s * 1e9
         if cpu_ns is not None and self._last_cpu is not None and cpu_ns > self._last_cpu:
             window_ns = float(cpu_ns - self._last_cpu)
-        self._last_t, self._last_cpu = now, cpu_ns
         t = now - self._start
         events: dict[int, int] = {}
         shown: dict[int, float] = {}
@@ -146,22 +220,42 @@ class Dial:
             if n:
                 events[fid] = n
                 shown[fid] = max((total - t0) * ns_per_tick, 1.0)
-        self._remember(rows)
         self._read_counts(rows, now)
-        if cleared or probe_ns <= 0 or self.state.budget <= 0:
+        event_ns = self.state.event_ns = self.price(probe_ns)
+        if not cleared and sum(events.values()) * event_ns >= window_ns and window_s < LAG_MAX_S:
+            # the events read cost more than the CPU time the program had: they were not all
+            # made in this window (the monitor, starved on a busy machine, read a backlog
+            # late); judged with the next window, the two together
             return
-        est = _pct(sum(events.values()) * probe_ns, window_ns)
-        self.state.estimate = est
-        self.state.add_point(t, est)
+        self._last_t, self._last_cpu = now, cpu_ns
+        self._remember(rows)
+        if cleared or event_ns <= 0 or self.state.budget <= 0:
+            return
         if self.control.pending() or self._settling:
             # the last commands have not taken effect, or took effect inside this window
             self._settling = bool(self.control.pending())
+            self._recent.clear()
+            self.state.estimate = _pct(sum(events.values()) * event_ns, window_ns)
+            self.state.add_point(t, self.state.estimate)
             return
+        # judged over the windows of the last SMOOTH_S: a drain that read late moves events
+        # from one window to the next, not out of their sum
+        self._recent.append((events, shown, window_ns))
+        if len(self._recent) > 1:
+            events, shown = {}, {}
+            for ev, sh, _ in self._recent:
+                for fid, n in ev.items():
+                    events[fid] = events.get(fid, 0) + n
+                    shown[fid] = shown.get(fid, 0.0) + sh[fid]
+            window_ns = sum(w for _, _, w in self._recent)
+        est = _pct(sum(events.values()) * event_ns, window_ns)
+        self.state.estimate = est
+        self.state.add_point(t, est)
         budget = self.state.budget
         rate = sum(events.values()) / (window_ns / 1e9)
         retried, self._retrying = bool(self._retrying), set()
         if est > budget:
-            self._switch_off(events, shown, probe_ns, window_ns, names, t, retried)
+            self._switch_off(events, shown, event_ns, window_ns, names, t, retried)
             self._baseline = None
             return
         if retried:  # switched on again and the program can afford it now
@@ -191,21 +285,21 @@ class Dial:
                     self._read.add(cmd.seq)
                     break
 
-    def _switch_off(self, events: dict[int, int], shown: dict[int, float], probe_ns: float,
+    def _switch_off(self, events: dict[int, int], shown: dict[int, float], event_ns: float,
                     window_ns: float, names: dict[int, str], t: float, retried: bool) -> None:
         total = sum(events.values())
-        cost = total * probe_ns
+        cost = total * event_ns
         floor = MIN_SHARE * total
         # most probe cost per time shown first (many short calls)
         order = sorted((fid for fid, n in events.items()
                         if n >= floor and fid in names and fid not in self._off),
-                       key=lambda fid: events[fid] * probe_ns / shown[fid], reverse=True)
+                       key=lambda fid: events[fid] * event_ns / shown[fid], reverse=True)
         chosen = []
         for fid in order:
             if _pct(cost, window_ns) <= self.state.budget:
                 break
             chosen.append(fid)
-            cost -= events[fid] * probe_ns
+            cost -= events[fid] * event_ns
         if not chosen:
             return
         try:
@@ -219,6 +313,7 @@ class Dial:
             self._off[fid] = sw
         self.state.off_now = len(self._off)
         self._settling = True
+        self._recent.clear()
         if retried:
             self._retry_gap = min(self._retry_gap * 2, RETRY_MAX_S)
         self._retry_at = t + self._retry_gap
@@ -233,6 +328,7 @@ class Dial:
             self._off.pop(fid).back_on_s = round(t, 3)
         self._retrying = set(fids)
         self._settling = True
+        self._recent.clear()
         self.state.off_now = 0
         self._baseline = None
 
@@ -241,6 +337,7 @@ class Dial:
         """The state for a profile; `final`: the program ended and every event
         was read, so a function still off has its count up to the switch."""
         if final:
+            self.close()
             calls = {f.fid: f.calls for f in functions}
             for sw in self.state.switches:
                 if sw.back_on_s is None:

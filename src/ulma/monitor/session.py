@@ -246,8 +246,12 @@ class Session:
         scale = self.ns_per_tick()
         with self.lock:
             functions, _ = self.core.snapshot(live=False, split=False, rate=scale)
-            probe_ns = self.core.agent_info()["probe_ns"]
-            pid = self.core.counters()["agent_pid"]
+            info = self.core.agent_info()
+            counters = self.core.counters()
+        probe_ns, pid = info["probe_ns"], counters["agent_pid"]
+        if not dial.pricing_started and info["program_start_ticks"]:  # the agent started: its engine is known
+            dial.start_pricing(ENGINE_NAMES.get(counters["engine"], "none"), info["native_calls"],
+                               counters["ring_events"] * _core.LAYOUT["EVENT_BYTES"])
         dial.tick(functions, self.switchable(), probe_ns, scale, cpu_ns=process_cpu_ns(pid))
 
     def clear(self) -> None:

@@ -402,7 +402,8 @@ class LiveView(App[None]):
         if dial is not None:
             st = dial.state
             if st.budget > 0:
-                line.append(f"  dial {st.budget:g}%: overhead {st.estimate:.1f}% (estimated), "
+                how = "estimated" if st.priced_at_s is not None else "estimated at the probe cost"
+                line.append(f"  dial {st.budget:g}%: overhead {st.estimate:.1f}% ({how}), "
                             f"{st.off_now} off", style="magenta")
             else:
                 line.append("  dial off", style="magenta")

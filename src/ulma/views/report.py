@@ -111,6 +111,14 @@ def dial_lines(profile: Profile) -> list[Text]:
     lines = [Text(f"dial: budget {dial.budget:g}% -- switched off {len(dial.switches)} time(s), "
                   f"{dial.off_now} off at the end; estimated overhead now {dial.estimate:.1f}%",
                   style="bold magenta")]
+    if dial.priced_at_s is not None:
+        lines.append(Text(f"  an event priced at {dial.event_ns:.1f} ns: the median of {dial.prices} "
+                          "measurements of what switching a function off saves, made beside the run "
+                          f"(the start-up probe cost before {dial.priced_at_s:.2f} s)", style="dim"))
+    else:
+        why = f": {dial.price_error}" if dial.price_error else ""
+        lines.append(Text(f"  an event priced at the start-up probe cost {dial.event_ns:.1f} ns "
+                          f"(no measured price{why})", style="dim"))
     for sw in dial.switches:
         count = "?" if sw.calls is None else f"{sw.calls:,}"
         back = f", on again at {sw.back_on_s:.2f} s" if sw.back_on_s is not None else ""
