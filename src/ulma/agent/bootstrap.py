@@ -35,7 +35,8 @@ ENV_EMPTY = "ULMA_EMPTY_HOOKS"
 # the monitor's socket for child processes (ulma.monitor.children), '@' for the leading NUL
 ENV_CHILDREN = "ULMA_CHILDREN"
 CHILD_PROTOCOL = "ULMA1"
-CHILD_SECONDS = 5.0  # a monitor that has not answered a child by then: the child runs unprofiled
+CHILD_SECONDS = 5.0
+MAX_ARGV = 300  # bytes of a child's command line sent to the monitor  # a monitor that has not answered a child by then: the child runs unprofiled
 BOOT_CODE = "from ulma.agent.bootstrap import main; main()"
 
 # what _start_agent starts: (session fd, AgentOptions token, empty-hooks flag, children's socket)
@@ -133,7 +134,9 @@ def _connect_monitor(how: str) -> "tuple[int, AgentOptions] | None":
         creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
         if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
             return None
-        sock.sendall(f"CHILD {CHILD_PROTOCOL} {how}\n".encode())
+        # its command for the report: sys.argv, unless it ran `-c` (the monitor then reads /proc)
+        argv = b"" if sys.argv[:1] == ["-c"] else " ".join(sys.argv).encode("utf-8", "replace")[:MAX_ARGV]
+        sock.sendall(f"CHILD {CHILD_PROTOCOL} {how} {argv.hex() or '-'}\n".encode())
         data = b""
         while b"\n" not in data and len(data) < 4096:
             msg, anc, _flags, _addr = sock.recvmsg(4096, _socket.CMSG_SPACE(16), _socket.MSG_CMSG_CLOEXEC)

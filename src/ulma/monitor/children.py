@@ -14,7 +14,7 @@ A child connects as soon as it exists: a forked one from inside ``fork()``
 ``sitecustomize`` in ulma/agent/children, which the bootstrap puts on
 PYTHONPATH.  Protocol, one line each way::
 
-    child -> monitor   CHILD ULMA1 fork|exec\\n
+    child -> monitor   CHILD ULMA1 fork|exec <its sys.argv, joined, hex>\\n
     monitor -> child   OK <agent options, encoded>\\n   (+ a fresh session's memfd)
     child -> monitor   UNPROFILED ULMA1 <reason, hex>\\n   (a Python ulma cannot load into)
 
@@ -56,8 +56,10 @@ MAX_CHILDREN = 4096  # sessions followed in one run; later children run unprofil
 class _Child:
     __slots__ = ("command", "how", "pid", "pidfd", "replaced", "session")
 
-    def __init__(self, pid: int, how: str, pidfd: int, session: Session) -> None:
-        self.command = command_of(pid)  # read while it runs (a forked child's is its parent's)
+    def __init__(self, pid: int, how: str, pidfd: int, session: Session, argv: str) -> None:
+        # an exec'd child's command line as ps shows it; a forked one's is its parent's (for the
+        # program: ulma's prestarted interpreter): its sys.argv, if it has one
+        self.command = (command_of(pid) if how == "exec" or not argv else argv)
         self.pid = pid
         self.how = how
         self.pidfd = pidfd
@@ -115,6 +117,7 @@ class Children:
         self.refused = 0  # children beyond MAX_CHILDREN
         self.forks = 0  # followed children that were forked (not exec'd)
         self.closed = False
+        self.program_pid = 0  # the program itself (set once it runs): never one of its children
         self.thread = threading.Thread(target=self._serve, name="ulma-children", daemon=True)
         self.thread.start()
 
@@ -140,7 +143,7 @@ class Children:
 
         conn.settimeout(REQUEST_SECONDS)
         pid, uid = peer_credentials(conn)
-        if uid != os.getuid():
+        if uid != os.getuid() or pid == self.program_pid:  # another user's, or not a child
             return
         words = read_line(conn, MAX_LINE).decode("ascii", "replace").split()
         if len(words) == 3 and words[:2] == ["UNPROFILED", PROTOCOL]:
@@ -152,8 +155,13 @@ class Children:
             with self.lock:
                 self.done.append(ProcessInfo(pid, command_of(pid), "exec", f"unprofiled: {reason}", None))
             return
-        if len(words) != 3 or words[:2] != ["CHILD", PROTOCOL] or words[2] not in ("fork", "exec"):
+        if len(words) != 4 or words[:2] != ["CHILD", PROTOCOL] or words[2] not in ("fork", "exec"):
             return
+        try:  # sys.argv as the child sees it (a forked child's /proc cmdline is its parent's)
+            argv = bytes.fromhex(words[3]).decode("utf-8", "replace") if words[3] != "-" else ""
+        except ValueError:
+            argv = ""
+        argv = "".join(c if c.isprintable() else "?" for c in argv)
         with self.lock:
             if self.closed or len(self.live) + len(self.done) >= MAX_CHILDREN:
                 self.refused += not self.closed
@@ -173,7 +181,7 @@ class Children:
             session.close()
             raise
         session.close_fd()  # the child has it now; our mapping keeps the memory
-        child = _Child(pid, words[2], pidfd, session)
+        child = _Child(pid, words[2], pidfd, session, argv)
         with self.lock:
             for c in self.live:  # it exec'd: its forked self is over (the drain loop finishes it)
                 c.replaced = c.replaced or c.pid == pid

@@ -595,6 +595,8 @@ class Run:
             self.session.close()
             raise
         self.session.close_fd()  # the child has its own; the mapping keeps the memory
+        if self.children is not None:
+            self.children.program_pid = self.proc.pid
         self.returncode: int | None = None
         if self.streams is not None:
             self.streams.start(self.session, self.proc.pid, self._stream_snapshot)
