@@ -118,12 +118,17 @@ class Children:
         self.forks = 0  # followed children that were forked (not exec'd)
         self.closed = False
         self.program_pid = 0  # the program itself (set once it runs): never one of its children
+        # a session made ahead (in the listener thread, between children): a child that forks
+        # does not wait for one to be made (a few ms: its memory, its first calibration)
+        self._spare: Session | None = None
         self.thread = threading.Thread(target=self._serve, name="ulma-children", daemon=True)
         self.thread.start()
 
     # -- the listener thread ------------------------------------------------
 
     def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            self._spare = self._session()
         while not self.closed:
             try:
                 conn, _ = self.sock.accept()
@@ -137,6 +142,12 @@ class Children:
                     self._child(conn)
                 except OSError:
                     pass  # the child went away, sent too little or too slowly: it runs unprofiled
+            if self._spare is None and not self.closed:
+                with contextlib.suppress(OSError):
+                    self._spare = self._session()
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
 
     def _child(self, conn: socket.socket) -> None:
         from ulma.agent.listener import peer_credentials, read_line
@@ -167,8 +178,10 @@ class Children:
                 self.refused += not self.closed
                 return
         pidfd = os.pidfd_open(pid)  # now, while the child waits for us: the pid is its own
+        session, self._spare = self._spare, None
         try:
-            session = self._session()
+            if session is None:
+                session = self._session()
         except BaseException:
             os.close(pidfd)
             raise
