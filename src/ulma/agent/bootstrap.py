@@ -116,9 +116,10 @@ def _children_environment(address: str) -> None:
         os.environ["PYTHONPATH"] = HOOK_DIR + (os.pathsep + path if path else "")
 
 
-def _connect_monitor(how: str) -> "tuple[int, AgentOptions] | None":
+def _connect_monitor(how: str) -> "tuple[int, AgentOptions, float] | None":
     """A child's session from the monitor (see ulma.monitor.children): the
-    memfd and the options, or None (no monitor, another user's socket, a
+    memfd, the options and the program's probe cost if this Python is the
+    program's version (else 0.0: measured here), or None (no monitor, another user's socket, a
     refusal, no answer within CHILD_SECONDS): the child runs unprofiled.
     Only _socket is imported (not socket): the child's own imports stay its own."""
     address = os.environ.get(ENV_CHILDREN, "")
@@ -148,9 +149,12 @@ def _connect_monitor(how: str) -> "tuple[int, AgentOptions] | None":
                 break
             data += msg
         words = data.decode("ascii", "replace").split()
-        if len(words) != 2 or words[0] != "OK" or len(fds) != 1:
+        if len(words) != 4 or words[0] != "OK" or len(fds) != 1:
             return None
         options = AgentOptions.decode(words[1])
+        probe = float(words[2]) if words[3] == str(sys.hexversion) else 0.0
+        if not 0.0 <= probe < 1e6:  # (nan, inf, nonsense: measured here instead)
+            probe = 0.0
         from ulma.agent import resolve_engine
 
         try:
@@ -158,7 +162,7 @@ def _connect_monitor(how: str) -> "tuple[int, AgentOptions] | None":
         except ValueError:  # another Python than the program's: its own engine
             options = options.with_engine(resolve_engine("auto"))
         fd = fds.pop()
-        return fd, options
+        return fd, options, probe
     except (OSError, ValueError):
         return None
     finally:
@@ -187,7 +191,7 @@ def _after_fork_in_child() -> None:
     got = _connect_monitor("fork")
     if got is None:
         return
-    fd, options = got
+    fd, options, _probe = got  # (its own parent's figure is at hand: _probe_ns)
     boundary, adjust = _follow
     if boundary is not None and not _on_this_stack(boundary):  # forked from another thread
         boundary, adjust = None, 0
@@ -207,9 +211,9 @@ def follow_exec() -> None:
     got = _connect_monitor("exec")
     if got is None:
         return
-    fd, options = got
+    fd, options, probe = got
     try:
-        start_agent(fd, options, alone=True)
+        start_agent(fd, options, alone=True, probe_ns=probe)
     except (OSError, RuntimeError, ValueError):
         return
     finally:

@@ -15,7 +15,10 @@ A child connects as soon as it exists: a forked one from inside ``fork()``
 PYTHONPATH.  Protocol, one line each way::
 
     child -> monitor   CHILD ULMA1 fork|exec <its sys.argv, joined, hex>\\n
-    monitor -> child   OK <agent options, encoded>\\n   (+ a fresh session's memfd)
+    monitor -> child   OK <agent options, encoded> <probe ns> <hexversion>\\n   (+ a fresh session's memfd)
+
+(the probe cost the program's agent measured, which an exec'd child of the
+same Python version takes instead of measuring its own: 0 if not known yet)
     child -> monitor   UNPROFILED ULMA1 <reason, hex>\\n   (a Python ulma cannot load into)
 
 The child starts its agent on that session; the monitor drains it with the
@@ -35,8 +38,10 @@ import errno
 import os
 import select
 import socket
+import sys
 import threading
 import time
+from collections.abc import Callable
 
 from ulma.agent.bootstrap import CHILD_PROTOCOL
 from ulma.monitor.profile import EdgeStats, FunctionStats, ProcessInfo, Profile
@@ -108,8 +113,9 @@ def _signal_name(number: int) -> str:
 class Children:
     """The listening socket and the followed children's sessions."""
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, probe_ns: Callable[[], float] = lambda: 0.0) -> None:
         self.options = options
+        self.probe_ns = probe_ns  # the program's calibrated probe cost (0.0: not known yet)
         self.sock, self.address = _listening_socket()
         self.lock = threading.Lock()
         self.live: list[_Child] = []
@@ -186,7 +192,7 @@ class Children:
             os.close(pidfd)
             raise
         try:
-            reply = f"OK {self.options.agent().encode()}\n".encode()
+            reply = f"OK {self.options.agent().encode()} {self.probe_ns()!r} {sys.hexversion}\n".encode()
             fds = array.array("i", [session.fd])
             conn.sendmsg([reply], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
         except BaseException:

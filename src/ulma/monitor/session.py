@@ -573,7 +573,7 @@ class Run:
             if options.children:  # the program's children connect to it (see ulma.monitor.children)
                 from ulma.monitor.children import Children
 
-                self.children = Children(options)
+                self.children = Children(options, lambda: float(self.session.agent_info()["probe_ns"]))
                 children = env[bootstrap.ENV_CHILDREN] = "@" + self.children.address[1:]
             if early is not None:
                 if early.go([options.agent().encode(), empty, children, target.kind, target.name,
