@@ -62,9 +62,10 @@ def main() -> None:
     plain: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(opts.rounds):
         for method in methods:
-            times = {mode: run(opts.python, mode, method) for mode in MODES}
-            if len({check for _, _, check in times.values()}) != 1:
-                sys.exit(f"{method}: the workload's result differs between modes: {times}")
+            runs = {mode: run(opts.python, mode, method) for mode in MODES}
+            if len({check for _, _, check in runs.values()}) != 1:
+                sys.exit(f"{method}: the workload's result differs between modes: {runs}")
+            times = {mode: (pool, whole) for mode, (pool, whole, _) in runs.items()}
             plain[method].append(times["plain"][0])
             for mode in ("no-children", "followed"):
                 for i, what in enumerate(("pool", "whole")):
@@ -77,8 +78,9 @@ def main() -> None:
           f"{'followed / --no-children':>26}")
     for method in methods:
         for what in ("pool", "whole"):
+            alone, followed = ratios[method, "no-children", what], ratios[method, "followed", what]
             print(f"{method:<11} {statistics.median(plain[method]):>12.3f}  {what:<6} "
-                  f"{spread(ratios[method, 'no-children', what]):>22} {spread(ratios[method, 'followed', what]):>22} "
+                  f"{spread(alone):>22} {spread(followed):>22} "
                   f"{spread(ratios[method, 'followed/no-children', what]):>26}")
 
 

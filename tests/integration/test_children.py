@@ -11,7 +11,6 @@ import glob
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.conftest import ulma_command
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 POOL = PROGRAMS_DIR / "children_pool.py"
@@ -157,7 +154,7 @@ def _python_ulma_cannot_load() -> str | None:
     candidates += glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[0-9]*/bin/python3"))
     for exe in filter(None, candidates):
         try:
-            tag = subprocess.run([exe, "-c", "import sys; print(f'{sys.version_info[0]}{sys.version_info[1]}')"],
+            tag = subprocess.run([exe, "-c", "import sys; print('%d%d' % sys.version_info[:2])"],
                                  capture_output=True, text=True, timeout=30).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             continue

@@ -90,7 +90,8 @@ def test_forked_children_of_a_threaded_program_are_followed_and_leave_the_parent
     truth = program_counts(result.stdout)
     main, *children = report["processes"]
     # the program's own row is exactly what --no-children reports, but for the children it forked
-    assert_parent_profile_exact({**main, "forked_children": truth["forks"]}, result.stdout, function_named, why)
+    own = {**main, "forked_children": truth["forks"]}
+    assert_parent_profile_exact(own, result.stdout, function_named, why)
     assert report["forked_children"] == 0 and "ran unprofiled" not in result.stderr, why
     assert len(children) == truth["forks"] and all(c["how"] == "fork" for c in children), why
     for child in children:

@@ -35,8 +35,8 @@ ENV_EMPTY = "ULMA_EMPTY_HOOKS"
 # the monitor's socket for child processes (ulma.monitor.children), '@' for the leading NUL
 ENV_CHILDREN = "ULMA_CHILDREN"
 CHILD_PROTOCOL = "ULMA1"
-CHILD_SECONDS = 5.0
-MAX_ARGV = 300  # bytes of a child's command line sent to the monitor  # a monitor that has not answered a child by then: the child runs unprofiled
+CHILD_SECONDS = 5.0  # a monitor that has not answered a child by then: the child runs unprofiled
+MAX_ARGV = 300  # bytes of a child's command line sent to the monitor
 BOOT_CODE = "from ulma.agent.bootstrap import main; main()"
 
 # what _start_agent starts: (session fd, AgentOptions token, empty-hooks flag, children's socket)
@@ -128,7 +128,7 @@ def _connect_monitor(how: str) -> "tuple[int, AgentOptions, float] | None":
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-    fds: "list[int]" = []
+    fds: list[int] = []
     try:
         sock.settimeout(CHILD_SECONDS)
         sock.connect("\0" + address[1:])
@@ -172,7 +172,7 @@ def _connect_monitor(how: str) -> "tuple[int, AgentOptions, float] | None":
 
 
 def _on_this_stack(frame: "types.FrameType") -> bool:
-    f: "types.FrameType | None" = sys._getframe()
+    f: types.FrameType | None = sys._getframe()
     while f is not None:
         if f is frame:
             return True

@@ -136,8 +136,8 @@ def write(profile: Profile, path: str) -> None:
         _write_list(f, "functions", rows, last=False)
         _write_list(f, "edges", (_edge(e) for e in profile.edges), last=not profile.processes)
         if profile.processes:  # nested rows: laid out by json itself, one level in
-            rows = json.dumps([_process(p, sampled) for p in profile.processes], indent=1)
-            f.write(',\n "processes": ' + rows.replace("\n", "\n ") + "\n")
+            text = json.dumps([_process(p, sampled) for p in profile.processes], indent=1)
+            f.write(',\n "processes": ' + text.replace("\n", "\n ") + "\n")
         f.write("}\n")
 
 

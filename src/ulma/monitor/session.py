@@ -74,9 +74,9 @@ DIAL_SECONDS = 0.02
 
 
 class Options(Frozen):
-    __slots__ = ("budget", "burst", "cpu_interval_us", "dial_seconds", "empty_hooks", "engine", "exclude",
-                 "id_limit", "jsonl_path", "log_path", "max_threads", "native_calls", "only",
-                 "poll_seconds", "recording_floor", "children",
+    __slots__ = ("budget", "burst", "children", "cpu_interval_us", "dial_seconds", "empty_hooks", "engine",
+                 "exclude", "id_limit", "jsonl_path", "log_path", "max_threads", "native_calls", "only",
+                 "poll_seconds", "recording_floor",
                  "ring_bytes", "trace_path")
 
     engine: str

@@ -20,7 +20,7 @@ def _follow() -> None:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
     shadowed = sys.modules.pop("sitecustomize", None)
     try:
-        import sitecustomize  # noqa: F401  the one this file hides, if any
+        import sitecustomize  # type: ignore[import-not-found]  # noqa: F401  (the one this file hides)
     except ImportError:
         pass
     finally:
@@ -33,7 +33,7 @@ def _follow() -> None:
     sys.path.insert(0, root)
     try:
         from ulma.agent import bootstrap
-    except Exception as exc:  # noqa: BLE001  whatever stops the import: this Python runs unprofiled
+    except Exception as exc:  # whatever stops the import: this Python runs unprofiled
         _unprofiled(address, f"cannot load ulma into Python {sys.version.split()[0]} "
                              f"({sys.executable}): {type(exc).__name__}: {exc}")
         return
@@ -54,11 +54,10 @@ def _unprofiled(address: str, reason: str) -> None:
         sock.settimeout(5.0)
         sock.connect("\0" + address[1:])
         sock.sendall(f"UNPROFILED ULMA1 {reason.encode()[:400].hex()}\n".encode())
-    except OSError:
-        pass
+    except OSError:  # noqa: SIM105  (contextlib is not loaded at start-up: the child's to import)
+        pass  # no monitor to tell
     finally:
         sock.close()
 
 
 _follow()
-del _follow, _unprofiled
