@@ -143,11 +143,9 @@ class Children:
                     return
                 time.sleep(0.05)  # out of descriptors for now
                 continue
-            with conn:
-                try:
-                    self._child(conn)
-                except OSError:
-                    pass  # the child went away, sent too little or too slowly: it runs unprofiled
+            # OSError: the child went away, sent too little or too slowly: it runs unprofiled
+            with conn, contextlib.suppress(OSError):
+                self._child(conn)
             if self._spare is None and not self.closed:
                 with contextlib.suppress(OSError):
                     self._spare = self._session()
