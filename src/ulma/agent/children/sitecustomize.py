@@ -50,7 +50,7 @@ def _unprofiled(address: str, reason: str) -> None:
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:  # noqa: SIM105  (contextlib is not loaded at start-up: it is the child's to import)
+    try:
         sock.settimeout(5.0)
         sock.connect("\0" + address[1:])
         sock.sendall(f"UNPROFILED ULMA1 {reason.encode()[:400].hex()}\n".encode())
