@@ -120,7 +120,6 @@ class Children:
         self.lock = threading.Lock()
         self.live: list[_Child] = []
         self.done: list[ProcessInfo] = []
-        self.refused = 0  # children beyond MAX_CHILDREN
         self.forks = 0  # followed children that were forked (not exec'd)
         self.closed = False
         self.program_pid = 0  # the program itself (set once it runs): never one of its children
@@ -179,8 +178,7 @@ class Children:
         argv = "".join(c if c.isprintable() else "?" for c in argv)
         with self.lock:
             if self.closed or len(self.live) + len(self.done) >= MAX_CHILDREN:
-                self.refused += not self.closed
-                return
+                return  # unprofiled (a fork is then in the forked-children count)
         pidfd = os.pidfd_open(pid)  # now, while the child waits for us: the pid is its own
         session, self._spare = self._spare, None
         try:
@@ -350,6 +348,9 @@ def merge_children(profile: Profile, pid: int, command: str, returncode: int, ch
     import copy
 
     rows = children.finish()
+    profile.forked_children = max(profile.forked_children - children.forks, 0)
+    if not rows:  # no child: the report is the program's alone, as it always was
+        return
     status = f"exit {returncode}" if returncode >= 0 else f"killed by {_signal_name(-returncode)}"
     for t in profile.threads:
         t.pid = pid
@@ -362,4 +363,3 @@ def merge_children(profile: Profile, pid: int, command: str, returncode: int, ch
         profile.processes.append(row)
         if row.profile is not None:
             merge_into(profile, row.profile, row.pid)
-    profile.forked_children = max(profile.forked_children - children.forks, 0) + children.refused
