@@ -120,7 +120,7 @@ class Children:
         self.lock = threading.Lock()
         self.live: list[_Child] = []
         self.done: list[ProcessInfo] = []
-        self.forks = 0  # followed children that were forked (not exec'd)
+        self.followed = 0  # children given a session
         self.closed = False
         self.program_pid = 0  # the program itself (set once it runs): never one of its children
         # a session made ahead (in the listener thread, between children): a child that forks
@@ -201,7 +201,7 @@ class Children:
             for c in self.live:  # it exec'd: its forked self is over (the drain loop finishes it)
                 c.replaced = c.replaced or c.pid == pid
             self.live.append(child)
-            self.forks += words[2] == "fork"
+            self.followed += 1
 
     def _session(self) -> Session:
         from ulma.monitor.session import Session, scope_of
@@ -342,14 +342,14 @@ def merge_into(total: Profile, part: Profile, pid: int) -> None:
 
 def merge_children(profile: Profile, pid: int, command: str, returncode: int, children: Children) -> None:
     """After the run: every child's row, and their figures added to the
-    program's (`profile` becomes the merged view).  The children forked and
-    followed are taken out of the forked-children count, which then says
+    program's (`profile` becomes the merged view).  The children followed
+    are taken out of the forked-children count, which then says
     how many ran unprofiled."""
     import copy
 
     rows = children.finish()
-    profile.forked_children = max(profile.forked_children - children.forks, 0)
     if not rows:  # no child: the report is the program's alone, as it always was
+        profile.forked_children = max(profile.forked_children - children.followed, 0)
         return
     status = f"exit {returncode}" if returncode >= 0 else f"killed by {_signal_name(-returncode)}"
     for t in profile.threads:
@@ -363,3 +363,8 @@ def merge_children(profile: Profile, pid: int, command: str, returncode: int, ch
         profile.processes.append(row)
         if row.profile is not None:
             merge_into(profile, row.profile, row.pid)
+    # Every process's forks (merged) less the children followed: the forks that ran unprofiled.
+    # An exec'd child is subtracted too: the fork() that made it was counted if it was a fork
+    # (subprocess on 3.11; 3.12+ mostly uses vfork, which is not: then one unfollowed fork may
+    # go uncounted per followed exec'd child)
+    profile.forked_children = max(profile.forked_children - children.followed, 0)
