@@ -145,6 +145,10 @@ def test_a_python_subprocess_is_followed_with_exact_counts(
     assert calls_of(child["functions"], SUBPROCESS, "child_leaf") == int(made["child_leaf"]), why
     # ulma's own start-up in the child is not reported as the child's
     assert not any("ulma" + os.sep + "agent" in f["file"] for f in child["functions"]), why
+    # the child that is not Python (it lives 1 s: the monitor looks at /proc 4 times a second)
+    (sleep,) = [p for p in children if p["command"] == "sleep 1"]
+    assert not sleep["profiled"] and sleep["status"].startswith("unprofiled: not Python"), why
+    assert len(children) == 2, why
 
 
 def _python_ulma_cannot_load() -> str | None:

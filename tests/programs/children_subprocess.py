@@ -1,5 +1,5 @@
-"""Runs a Python script as a subprocess (and a program that is not Python), and makes calls of
-its own.  `children_subprocess.py`: runs `python children_subprocess.py child N` with
+"""Runs a Python script as a subprocess (and `sleep 1`, a program that is not Python), and makes
+calls of its own.  `children_subprocess.py`: runs `python children_subprocess.py child N` with
 subprocess.run, the child calls `child_leaf` N times; prints the ground truth:
 
     child_leaf <calls made in the child>
@@ -32,7 +32,7 @@ def main() -> None:
         return
     done = subprocess.run([sys.executable, __file__, "child", str(CHILD_CALLS)], check=True,
                           capture_output=True, text=True)
-    subprocess.run(["true"], check=True)  # not Python: nothing to follow
+    subprocess.run(["sleep", "1"], check=True)  # not Python: listed, unprofiled
     n = 0
     for _ in range(PARENT_CALLS):
         n = parent_leaf(n)

@@ -56,6 +56,10 @@ MAX_LINE = 1024
 REQUEST_SECONDS = 2.0
 GRACE_SECONDS = 2.0  # after the program ended, how long children still running are waited for
 MAX_CHILDREN = 4096  # sessions followed in one run; later children run unprofiled, counted
+# how often the monitor looks for descendants that never connected (not Python, or a Python
+# started with -S, -I or -E): one that lives shorter than this may go unlisted
+SCAN_SECONDS = 0.25
+MAX_UNFOLLOWED = 1024  # such processes listed at most
 
 
 class _Child:
@@ -121,6 +125,9 @@ class Children:
         self.live: list[_Child] = []
         self.done: list[ProcessInfo] = []
         self.followed = 0  # children given a session
+        self.connected: set[int] = set()  # pids that spoke to us (followed, or said why not)
+        self.unfollowed: dict[int, str] = {}  # descendants seen in /proc: pid -> command
+        self._next_scan = 0.0
         self.closed = False
         self.program_pid = 0  # the program itself (set once it runs): never one of its children
         # a session made ahead (in the listener thread, between children): a child that forks
@@ -134,9 +141,17 @@ class Children:
     def _serve(self) -> None:
         with contextlib.suppress(OSError):
             self._spare = self._session()
+        self.sock.settimeout(SCAN_SECONDS)  # between children, the listener looks at /proc
         while not self.closed:
+            if self.program_pid and time.monotonic() >= self._next_scan:
+                self._next_scan = time.monotonic() + SCAN_SECONDS
+                with self.lock:
+                    parents = {self.program_pid, *(c.pid for c in self.live)}
+                self.scan(parents)
             try:
                 conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
             except OSError as exc:
                 if self.closed or exc.errno in (errno.EBADF, errno.EINVAL):
                     return
@@ -167,6 +182,7 @@ class Children:
                 reason = "?"
             reason = "".join(c if c.isprintable() else "?" for c in reason)[:200]
             with self.lock:
+                self.connected.add(pid)
                 self.done.append(ProcessInfo(pid, command_of(pid), "exec", f"unprofiled: {reason}", None))
             return
         if len(words) != 4 or words[:2] != ["CHILD", PROTOCOL] or words[2] not in ("fork", "exec"):
@@ -201,6 +217,7 @@ class Children:
             for c in self.live:  # it exec'd: its forked self is over (the drain loop finishes it)
                 c.replaced = c.replaced or c.pid == pid
             self.live.append(child)
+            self.connected.add(pid)
             self.followed += 1
 
     def _session(self) -> Session:
@@ -225,6 +242,36 @@ class Children:
             if select.select([child.pidfd], [], [], 0)[0]:
                 self._finish(child, exit_status(child.pid))
         return n
+
+    def scan(self, parents: set[int]) -> None:
+        """Notes the descendants of `parents` (and of those already noted)
+        that /proc shows now: a child that never connects is listed as
+        unprofiled at the end (a program that is not Python).  Runs in the
+        listener thread, never in the drain loop."""
+        with self.lock:
+            parents |= set(self.unfollowed)
+        try:
+            names = os.listdir("/proc")
+        except OSError:
+            return
+        for name in names:
+            if not name.isdigit() or int(name) in parents:
+                continue
+            try:
+                fd = os.open(f"/proc/{name}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                stat = os.read(fd, 1024)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            fields = stat[stat.rfind(b")") + 2:].split()
+            if len(fields) > 1 and fields[1].isdigit() and int(fields[1]) in parents:
+                with self.lock:
+                    if len(self.unfollowed) < MAX_UNFOLLOWED:
+                        self.unfollowed[int(name)] = command_of(int(name))
 
     def _finish(self, child: _Child, status: str) -> None:
         """The child ended (or exec'd): what it left, its profile, its session
@@ -268,7 +315,11 @@ class Children:
         for child in live:
             self._finish(child, "still running")
         with self.lock:
-            return list(self.done)
+            unfollowed = [ProcessInfo(pid, command, "exec", "unprofiled: not Python (or a Python ulma "
+                                      "does not follow: -S, -I, -E)", None)
+                          for pid, command in self.unfollowed.items()
+                          if pid not in self.connected and pid != self.program_pid]
+            return [*self.done, *unfollowed]
 
 
 def _listening_socket() -> tuple[socket.socket, str]:
