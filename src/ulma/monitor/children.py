@@ -182,6 +182,8 @@ class Children:
                 reason = "?"
             reason = "".join(c if c.isprintable() else "?" for c in reason)[:200]
             with self.lock:
+                if len(self.live) + len(self.done) >= MAX_CHILDREN:
+                    return
                 self.connected.add(pid)
                 self.done.append(ProcessInfo(pid, command_of(pid), "exec", f"unprofiled: {reason}", None))
             return
@@ -235,11 +237,13 @@ class Children:
             live = list(self.live)
         n = 0
         for child in live:
+            if not child.replaced:
+                n += child.session.drain()
+        ended = _ended(live)
+        for child in live:
             if child.replaced:
                 self._finish(child, "exec'd")
-                continue
-            n += child.session.drain()
-            if select.select([child.pidfd], [], [], 0)[0]:
+            elif child.pidfd in ended:
                 self._finish(child, exit_status(child.pid))
         return n
 
@@ -311,7 +315,7 @@ class Children:
                 live = list(self.live)
             if not live or time.monotonic() >= deadline:
                 break
-            select.select([c.pidfd for c in live], [], [], min(0.05, max(deadline - time.monotonic(), 0)))
+            _ended(live, min(0.05, max(deadline - time.monotonic(), 0)))
         for child in live:
             self._finish(child, "still running")
         with self.lock:
@@ -320,6 +324,16 @@ class Children:
                           for pid, command in self.unfollowed.items()
                           if pid not in self.connected and pid != self.program_pid]
             return [*self.done, *unfollowed]
+
+
+def _ended(children: list[_Child], timeout: float = 0.0) -> set[int]:
+    """The pidfds of those children that have ended (waiting up to `timeout` seconds for one)."""
+    if not children:
+        return set()
+    poller = select.poll()  # (select() stops at descriptor 1024)
+    for child in children:
+        poller.register(child.pidfd, select.POLLIN)
+    return {fd for fd, _ in poller.poll(round(timeout * 1000))}
 
 
 def _listening_socket() -> tuple[socket.socket, str]:
