@@ -1,4 +1,5 @@
-"""fork(): a forked child never writes into its parent's rings, never hangs, and is counted as unprofiled.
+"""fork(): a forked child never writes into its parent's rings and never hangs; with --no-children it is
+counted as unprofiled, without it followed (its calls in its own row, added to the merged view).
 
 The ground truth is the program itself (programs/fork_children.py prints how many times it called
 each leaf function).  A child that wrote into its parent's ring made the parent lose or gain calls
@@ -23,6 +24,7 @@ PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 CHILDREN = PROGRAMS_DIR / "fork_children.py"
 THREAD_EXITS = PROGRAMS_DIR / "fork_thread_exits.py"
 REPEATS = 3
+CHILD_CALLS = 3_000  # each child's calls of child_leaf (programs/fork_children.py)
 # The background thread makes ~1.5 M calls a second: a ring that holds a few seconds of them, so that
 # a monitor slowed down by a busy machine drops nothing.
 RING = "128M"
@@ -65,14 +67,38 @@ def test_forked_children_leave_the_parents_counts_exact_and_are_reported_unprofi
 ) -> None:
     for i in range(REPEATS):
         trace = tmp_path / f"run{i}.ulma"
-        result, report = ulma_json([*engine_flags, "--ring-size", RING, "-o", str(trace), str(CHILDREN)],
-                                   cwd=PROGRAMS_DIR, timeout=120)
+        result, report = ulma_json([*engine_flags, "--no-children", "--ring-size", RING, "-o", str(trace),
+                                    str(CHILDREN)], cwd=PROGRAMS_DIR, timeout=120)
         assert result.returncode == 0, describe(result)
         assert_parent_profile_exact(report, result.stdout, function_named, describe(result))
         said = f"{program_counts(result.stdout)['forks']} forked children ran unprofiled"
         assert said in result.stderr, describe(result)
         offline = run_ulma(["report", str(trace)])
         assert offline.returncode == 0 and said in offline.stdout + offline.stderr, describe(offline)
+
+
+def test_forked_children_of_a_threaded_program_are_followed_and_leave_the_parents_counts_exact(
+    engine_flags: list[str],
+    ulma_json: UlmaJson,
+    function_named: FunctionNamed,
+    describe: Callable[[Completed], str],
+) -> None:
+    result, report = ulma_json([*engine_flags, "--ring-size", RING, str(CHILDREN)], cwd=PROGRAMS_DIR,
+                               timeout=120)
+    why = describe(result)
+    assert result.returncode == 0, why
+    truth = program_counts(result.stdout)
+    main, *children = report["processes"]
+    # the program's own row is exactly what --no-children reports, but for the children it forked
+    own = {**main, "forked_children": truth["forks"]}
+    assert_parent_profile_exact(own, result.stdout, function_named, why)
+    assert report["forked_children"] == 0 and "ran unprofiled" not in result.stderr, why
+    assert len(children) == truth["forks"] and all(c["how"] == "fork" for c in children), why
+    for child in children:
+        _, fn = function_named(child, CHILDREN, "child_leaf")
+        assert fn["calls"] == CHILD_CALLS and fn["self_ns"] == fn["total_ns"], f"{child['pid']}\n{why}"
+    _, merged = function_named(report, CHILDREN, "child_leaf")
+    assert merged["calls"] == CHILD_CALLS * truth["forks"], why
 
 
 def start_idle(launcher: str, go: Path) -> tuple[subprocess.Popen[str], int]:

@@ -32,13 +32,27 @@ if TYPE_CHECKING:
 ENV_FD = "ULMA_SESSION_FD"
 ENV_OPTIONS = "ULMA_AGENT_OPTIONS"
 ENV_EMPTY = "ULMA_EMPTY_HOOKS"
+# the monitor's socket for child processes (ulma.monitor.children), '@' for the leading NUL
+ENV_CHILDREN = "ULMA_CHILDREN"
+CHILD_PROTOCOL = "ULMA1"
+CHILD_SECONDS = 5.0  # a monitor that has not answered a child by then: the child runs unprofiled
+MAX_ARGV = 300  # bytes of a child's command line sent to the monitor
 BOOT_CODE = "from ulma.agent.bootstrap import main; main()"
 
-# what _start_agent starts: (session fd, AgentOptions token, empty-hooks flag)
-_handoff: "tuple[int, str, str] | None" = None
+# what _start_agent starts: (session fd, AgentOptions token, empty-hooks flag, children's socket)
+_handoff: "tuple[int, str, str, str] | None" = None
 
 # ulma's bootstrap code: left out of tracebacks and reports
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+# put on PYTHONPATH for the program's children: its sitecustomize connects an exec'd Python
+HOOK_DIR = os.path.join(_AGENT_DIR, "children")
+
+# While a run's agent follows children: the frame its stacks stop at and the
+# recursion adjustment (a forked child, still inside that frame, starts its own
+# agent with them), and the probe cost measured here (a forked child is the
+# same interpreter: it does not measure again).
+_follow: "tuple[types.FrameType | None, int] | None" = None
+_probe_ns = 0.0
 
 # (AgentOptions token, hooks-off ns, hooks-on ns) of a calibration made while
 # a prestarted interpreter waited for its options (see calibrate_ahead)
@@ -80,9 +94,13 @@ def _start_agent(boundary: "types.FrameType", recursion_adjust: int = 0) -> None
     back to the recursion budget, so RecursionError comes at the same depth
     as under plain python.  The variables are removed so the program's
     children do not see them."""
+    global _follow
     assert _handoff is not None
-    fd, token, empty_flag = _handoff
+    fd, token, empty_flag, children = _handoff
     empty = {"1": 1, "2": 2}.get(empty_flag, 0)  # benchmarks: see start_agent
+    if children:  # before the hooks go on: this is ulma's work, not the program's
+        _follow = (boundary, recursion_adjust)
+        _children_environment(children)
     try:
         options = AgentOptions.decode(token)
         start_agent(fd, options, empty=empty, boundary=boundary, recursion_adjust=recursion_adjust,
@@ -93,30 +111,150 @@ def _start_agent(boundary: "types.FrameType", recursion_adjust: int = 0) -> None
         os.close(fd)
 
 
+def _children_environment(address: str) -> None:
+    """What an exec'd child needs to find the monitor: its socket, and the
+    directory whose sitecustomize connects it, first on PYTHONPATH."""
+    os.environ[ENV_CHILDREN] = address
+    path = os.environ.get("PYTHONPATH")
+    if not path or path.split(os.pathsep)[0] != HOOK_DIR:
+        os.environ["PYTHONPATH"] = HOOK_DIR + (os.pathsep + path if path else "")
+
+
+def _connect_monitor(how: str) -> "tuple[int, AgentOptions, float] | None":
+    """A child's session from the monitor (see ulma.monitor.children): the
+    memfd, the options and the program's probe cost if this Python is the
+    program's version (else 0.0: measured here), or None (no monitor, another user's socket, a
+    refusal, no answer within CHILD_SECONDS): the child runs unprofiled.
+    Only _socket is imported (not socket): the child's own imports stay its own."""
+    address = os.environ.get(ENV_CHILDREN, "")
+    if not address.startswith("@"):
+        return None
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    fds: list[int] = []
+    try:
+        sock.settimeout(CHILD_SECONDS)
+        sock.connect("\0" + address[1:])
+        creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+        if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
+            return None
+        # its command for the report: sys.argv, unless it ran `-c` (the monitor then reads /proc)
+        argv = b"" if sys.argv[:1] == ["-c"] else " ".join(sys.argv).encode("utf-8", "replace")[:MAX_ARGV]
+        sock.sendall(f"CHILD {CHILD_PROTOCOL} {how} {argv.hex() or '-'}\n".encode())
+        data = b""
+        while b"\n" not in data and len(data) < 4096:
+            msg, anc, _flags, _addr = sock.recvmsg(4096, _socket.CMSG_SPACE(16), _socket.MSG_CMSG_CLOEXEC)
+            for level, kind, payload in anc:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                    fds += [int.from_bytes(payload[i:i + 4], sys.byteorder)
+                            for i in range(0, len(payload) - 3, 4)]
+            if not msg:
+                break
+            data += msg
+        words = data.decode("ascii", "replace").split()
+        if len(words) != 4 or words[0] != "OK" or len(fds) != 1:
+            return None
+        options = AgentOptions.decode(words[1])
+        probe = float(words[2]) if words[3] == str(sys.hexversion) else 0.0
+        if not 0.0 <= probe < 1e6:  # (nan, inf, nonsense: measured here instead)
+            probe = 0.0
+        from ulma.agent import resolve_engine
+
+        try:
+            options = options.with_engine(resolve_engine(options.engine))
+        except ValueError:  # another Python than the program's: its own engine
+            options = options.with_engine(resolve_engine("auto"))
+        fd = fds.pop()
+        return fd, options, probe
+    except (OSError, ValueError):
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
+        sock.close()
+
+
+def _on_this_stack(frame: "types.FrameType") -> bool:
+    f: types.FrameType | None = sys._getframe()
+    while f is not None:
+        if f is frame:
+            return True
+        f = f.f_back
+    return False
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child, right after fork(): the parent's hooks come off
+    (the C at-fork handler already detached the rings), and if the run
+    follows children, the child gets a session of its own from the monitor
+    and its agent starts on it, before the child runs any code of its own."""
+    _core.agent_stop(flush=False)
+    if _follow is None:
+        return
+    got = _connect_monitor("fork")
+    if got is None:
+        return
+    fd, options, _probe = got  # (its own parent's figure is at hand: _probe_ns)
+    boundary, adjust = _follow
+    if boundary is not None and not _on_this_stack(boundary):  # forked from another thread
+        boundary, adjust = None, 0
+    try:
+        start_agent(fd, options, boundary=boundary, recursion_adjust=adjust, probe_ns=_probe_ns)
+    except (OSError, RuntimeError, ValueError):
+        pass  # unprofiled (the monitor lists it: its agent did not start)
+    finally:
+        os.close(fd)
+
+
+def follow_exec() -> None:
+    """An exec'd Python child of a followed program (called by the
+    sitecustomize in HOOK_DIR, before the child's first line): its own
+    session from the monitor, its agent on, its own children followed."""
+    global _follow
+    got = _connect_monitor("exec")
+    if got is None:
+        return
+    fd, options, probe = got
+    try:
+        start_agent(fd, options, alone=True, probe_ns=probe)
+    except (OSError, RuntimeError, ValueError):
+        return
+    finally:
+        os.close(fd)
+    _follow = (None, 0)
+    _after_start()
+
+
 def start_agent(fd: int, options: AgentOptions, *, empty: int = 0,
                 boundary: "types.FrameType | None" = None, recursion_adjust: int = 0,
-                alone: bool = False) -> None:
+                alone: bool = False, probe_ns: float = 0.0) -> None:
     """Starts the agent on the session in `fd` and measures what one probe
     costs (see ulma.agent.calibrate), for the monitor to take out of the
     functions' times.  Used by `ulma run` and by an attach; `alone`: this is
     the only thread (before a run), so the hooks may be paused to calibrate.
     `empty` (benchmarks): 1 hooks that do nothing, 2 hooks that read the
-    clock and make one 16-byte store (the recording floor)."""
+    clock and make one 16-byte store (the recording floor).  `probe_ns`:
+    the probe cost known already (a forked child: its parent's), not measured."""
+    global _probe_ns
     _unhook_forked_children()
-    off = 0 if empty or alone else calibrate.hooks_off()
+    off = 0 if empty or alone or probe_ns else calibrate.hooks_off()
     _core.agent_id_limit(options.id_limit or 1 << 24)
     _core.agent_start(fd, options.engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust,
                       native_calls=options.native_calls, cpu_interval_us=options.cpu_interval_us,
                       exclude=list(options.exclude), only=list(options.only))
     if not empty:
-        if alone and _ahead is not None and _ahead[0] == options.encode():
-            off, on = _ahead[1], _ahead[2]  # measured in this process, with these very options
-        elif alone:
-            off, on = calibrate.interleaved()
-        else:
-            on = calibrate.hooks_on()
-        per_call = calibrate.callbacks_per_call(options.native_calls, options.engine)
-        _core.agent_set_probe_cost(calibrate.probe_ns(off, on, per_call))
+        if not probe_ns:
+            if alone and _ahead is not None and _ahead[0] == options.encode():
+                off, on = _ahead[1], _ahead[2]  # measured in this process, with these very options
+            elif alone:
+                off, on = calibrate.interleaved()
+            else:
+                on = calibrate.hooks_on()
+            per_call = calibrate.callbacks_per_call(options.native_calls, options.engine)
+            probe_ns = calibrate.probe_ns(off, on, per_call)
+        _core.agent_set_probe_cost(probe_ns)
+        _probe_ns = probe_ns
 
 
 _at_fork_registered = False
@@ -128,7 +266,7 @@ def _unhook_forked_children() -> None:
     its hooks off too, so it runs at full speed, unprofiled."""
     global _at_fork_registered
     if not _at_fork_registered:
-        os.register_at_fork(after_in_child=lambda: _core.agent_stop(flush=False))
+        os.register_at_fork(after_in_child=_after_fork_in_child)
         _at_fork_registered = True
 
 
@@ -198,7 +336,8 @@ def main() -> None:
     global _handoff
     if ENV_FD not in os.environ or len(sys.argv) < 3:
         _fail("ulma.agent.bootstrap is started by `ulma run`, not by hand")
-    _handoff = (int(os.environ.pop(ENV_FD)), os.environ.pop(ENV_OPTIONS, ""), os.environ.pop(ENV_EMPTY, "0"))
+    _handoff = (int(os.environ.pop(ENV_FD)), os.environ.pop(ENV_OPTIONS, ""), os.environ.pop(ENV_EMPTY, "0"),
+                os.environ.pop(ENV_CHILDREN, ""))
     _run(sys.argv[1], sys.argv[2], sys.argv[3:])
 
 
@@ -237,10 +376,10 @@ def main_early() -> None:
     """Entry point of a prestarted interpreter: ``sys.argv`` is ``['-c', pipe
     fd, session fd, ahead]``.  Calibrates ahead if `ahead` is "1" (ulma's
     command line names no option that changes the calibration), then waits
-    for what to run: the AgentOptions token, the empty-hooks flag,
-    'script'|'module', the target and its arguments, NUL separated, then the
-    end of the pipe.  An empty pipe: ulma ran nothing here, and this
-    interpreter ends quietly."""
+    for what to run: the AgentOptions token, the empty-hooks flag, the
+    children's socket (empty: not followed), 'script'|'module', the target
+    and its arguments, NUL separated, then the end of the pipe.  An empty
+    pipe: ulma ran nothing here, and this interpreter ends quietly."""
     global _handoff
     if (len(sys.argv) != 4 or not (sys.argv[1].isdigit() and sys.argv[2].isdigit())
             or sys.argv[3] not in ("0", "1")):
@@ -257,10 +396,10 @@ def main_early() -> None:
     finally:
         os.close(pipe)
     fields = b"".join(chunks).decode("utf-8", "surrogateescape").split("\0")
-    if len(fields) < 4:
+    if len(fields) < 5:
         os._exit(0)
-    token, empty, mode, target, *args = fields
-    _handoff = (fd, token, empty)
+    token, empty, children, mode, target, *args = fields
+    _handoff = (fd, token, empty, children)
     _run(mode, target, args)
 
 

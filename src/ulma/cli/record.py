@@ -16,6 +16,8 @@ def execute(argv: list[str]) -> int:
     opts, rest = run.parse(argv, prog="ulma record", usage=USAGE, description=HELP)
     if not opts.output:
         raise UsageError("ulma record needs -o TRACE, the file to write")
+    # a trace file holds one process: its children are not followed (they would be in no file)
+    opts.no_children = True
     result = run.start(opts, rest)
     if not result.started:
         return result.returncode or 1

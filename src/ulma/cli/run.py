@@ -126,6 +126,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                      f"{bounds.LIMITS['MAX_THREADS']})")
     add_limit_argument(p)
     p.add_argument("--no-report", action="store_true", help="print no report at the end")
+    p.add_argument("--no-children", action="store_true",
+                   help="do not follow the program's child processes (by default each forked or "
+                        "exec'd Python child -- multiprocessing's workers, subprocesses running "
+                        "Python -- is profiled too: the report has a row per process and adds "
+                        "the same function up across them)")
     add_stream_arguments(p)
     add_measure_arguments(p)
     add_clock_argument(p)
@@ -238,7 +243,8 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         trace_path=opts.output, native_calls=opts.native_calls,
         cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit,
         only=tuple(opts.only), log_path=opts.log, jsonl_path=opts.jsonl, budget=opts.budget or 0.0,
-        dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst)
+        dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst,
+        children=not opts.no_children)
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     if opts.live:

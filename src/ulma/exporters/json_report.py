@@ -30,6 +30,14 @@ Loss besides drops: ``untraced_threads`` (threads that got
 no ring: more were alive at once than --max-threads), ``untraced_events``
 (their events, counted, not recorded) and ``symbols_lost`` (function names
 that did not fit the symbol table: those functions show as ``<unknown #id>``).
+With children followed (``ulma run`` without --no-children): ``processes``, one
+object per process of the run, the program first -- ``pid``, ``command``,
+``how`` ("main", "fork", "exec"), ``status`` ("exit 0", "killed by SIGTERM",
+"ended", "still running", "unprofiled: <why>"), ``profiled``, and for a
+profiled one its own ``wall_ns``, ``events``, ``dropped``, ``functions`` and
+``edges`` (as at the top); the top-level functions, edges and counts are then
+every profiled process's added up (the same name, file and line is one
+function), and ``forked_children`` counts only the forks that ran unprofiled.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from typing import Any, TextIO
 
 from ulma.format import files
 from ulma.monitor.dial import traced_share
-from ulma.monitor.profile import EdgeStats, FunctionStats, Profile
+from ulma.monitor.profile import EdgeStats, FunctionStats, ProcessInfo, Profile
 
 VERSION = 1
 _ITEM = json.JSONEncoder(separators=(",\n   ", ": "))
@@ -105,6 +113,17 @@ def _function(f: FunctionStats, known: bool, sampled: int | None = None) -> dict
     }
 
 
+def _process(p: ProcessInfo, sampled: int | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"pid": p.pid, "command": p.command, "how": p.how, "status": p.status,
+                           "profiled": p.profile is not None}
+    if p.profile is not None:
+        known = p.profile.split_known
+        row.update({"wall_ns": p.profile.wall_ns, "events": p.profile.events, "dropped": p.profile.dropped,
+                    "functions": [_function(fn, known, sampled) for fn in p.profile.functions],
+                    "edges": [_edge(e) for e in p.profile.edges]})
+    return row
+
+
 def write(profile: Profile, path: str) -> None:
     """Writes the document item by item (one function, one edge at a time),
     so that memory does not grow by a copy of the whole document: a program
@@ -117,7 +136,10 @@ def write(profile: Profile, path: str) -> None:
         sampled = profile.wall_ns if profile.burst is not None else None
         rows = (_function(fn, known, sampled) for fn in profile.functions)
         _write_list(f, "functions", rows, last=False)
-        _write_list(f, "edges", (_edge(e) for e in profile.edges), last=True)
+        _write_list(f, "edges", (_edge(e) for e in profile.edges), last=not profile.processes)
+        if profile.processes:  # nested rows: laid out by json itself, one level in
+            text = json.dumps([_process(p, sampled) for p in profile.processes], indent=1)
+            f.write(',\n "processes": ' + text.replace("\n", "\n ") + "\n")
         f.write("}\n")
 
 

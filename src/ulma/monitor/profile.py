@@ -16,7 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ulma.monitor.dial import BurstState, DialState
 
-__all__ = ["EdgeStats", "FunctionStats", "Profile", "Symbol", "ThreadInfo", "build_profile"]
+__all__ = ["EdgeStats", "FunctionStats", "ProcessInfo", "Profile", "Symbol", "ThreadInfo", "build_profile"]
 
 
 class FunctionStats(Plain):
@@ -129,7 +129,7 @@ class EdgeStats(Frozen):
 
 
 class ThreadInfo(Plain):
-    __slots__ = ("dropped", "events", "lost_ns", "os_tid", "thread", "unmatched")
+    __slots__ = ("dropped", "events", "lost_ns", "os_tid", "pid", "thread", "unmatched")
 
     thread: int  # the session's number for it, in order of first event (ring slots are reused)
     os_tid: int
@@ -137,9 +137,11 @@ class ThreadInfo(Plain):
     dropped: int
     lost_ns: int
     unmatched: int
+    pid: int  # the process it ran in (0: not known)
 
     def __init__(self, thread: int, os_tid: int, events: int, dropped: int, lost_ns: int,
-                 unmatched: int) -> None:
+                 unmatched: int, pid: int = 0) -> None:
+        self.pid = pid
         self.thread = thread
         self.os_tid = os_tid
         self.events = events
@@ -148,9 +150,30 @@ class ThreadInfo(Plain):
         self.unmatched = unmatched
 
 
+class ProcessInfo(Plain):
+    """One process of the run, as the report's per-process rows show it."""
+
+    __slots__ = ("command", "how", "pid", "profile", "status")
+
+    pid: int
+    command: str
+    how: str  # "main", "fork", "exec"
+    status: str  # "exit 0", "killed by SIGKILL", "ended", "still running", "unprofiled: ..."
+    profile: Profile | None  # None: unprofiled
+
+    def __init__(self, pid: int, command: str, how: str, status: str, profile: Profile | None) -> None:
+        self.pid = pid
+        self.command = command
+        self.how = how
+        self.status = status
+        self.profile = profile
+
+
+
 class Profile(Plain):
     __slots__ = ("burst", "clock", "dial", "edges", "engine", "forked_children", "functions",
-                 "hooks_displaced", "ids_overflow", "native_calls", "probe_ns", "python", "schedstat",
+                 "hooks_displaced", "ids_overflow", "native_calls", "probe_ns", "processes", "python",
+                 "schedstat",
                  "scope", "split_known",
                  "symtab_overflow", "threads", "threads_overflow", "tool_id", "untraced_events", "wall_ns")
 
@@ -177,6 +200,9 @@ class Profile(Plain):
     scope: tuple[str, ...]
     dial: DialState | None  # --budget: what the dial switched off, and the estimated overhead
     burst: BurstState | None  # --burst: the counts are sampled, over this share of the run
+    # the run's processes when children were followed (the program first); the functions,
+    # edges and threads are then every profiled process's, the same function added up
+    processes: list[ProcessInfo]
 
     def __init__(self, python: str, wall_ns: int, engine: str, clock: str,
                  functions: list[FunctionStats] | None = None, edges: list[EdgeStats] | None = None,
@@ -206,6 +232,7 @@ class Profile(Plain):
         self.scope = ()
         self.dial = None
         self.burst = None
+        self.processes = []
 
     @property
     def overhead_ns(self) -> int:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from typing import IO, Any, TypeVar
 
     from ulma.format import trace
+    from ulma.monitor.children import Children
     from ulma.monitor.dial import Burst, Dial, DialState
     from ulma.monitor.live import Health
     from ulma.monitor.profile import Profile, Symbol
@@ -73,8 +74,8 @@ DIAL_SECONDS = 0.02
 
 
 class Options(Frozen):
-    __slots__ = ("budget", "burst", "cpu_interval_us", "dial_seconds", "empty_hooks", "engine", "exclude",
-                 "id_limit", "jsonl_path", "log_path", "max_threads", "native_calls", "only",
+    __slots__ = ("budget", "burst", "children", "cpu_interval_us", "dial_seconds", "empty_hooks", "engine",
+                 "exclude", "id_limit", "jsonl_path", "log_path", "max_threads", "native_calls", "only",
                  "poll_seconds", "recording_floor",
                  "ring_bytes", "trace_path")
 
@@ -95,6 +96,7 @@ class Options(Frozen):
     budget: float  # --budget: the overhead the dial keeps under, % of plain (0: no dial)
     dial_seconds: float  # the dial's window (--refresh)
     burst: tuple[int, int] | None  # --burst ON_MS:PERIOD_MS
+    children: bool  # follow the program's child processes (not --no-children)
 
     def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
                  max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
@@ -103,7 +105,8 @@ class Options(Frozen):
                  native_calls: bool = False, cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
                  exclude: tuple[str, ...] = (), id_limit: int = 0, log_path: str | None = None,
                  jsonl_path: str | None = None, only: tuple[str, ...] = (), budget: float = 0.0,
-                 dial_seconds: float = DIAL_SECONDS, burst: tuple[int, int] | None = None) -> None:
+                 dial_seconds: float = DIAL_SECONDS, burst: tuple[int, int] | None = None,
+                 children: bool = False) -> None:
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "ring_bytes", ring_bytes)
         object.__setattr__(self, "max_threads", max_threads)
@@ -121,6 +124,7 @@ class Options(Frozen):
         object.__setattr__(self, "budget", budget)
         object.__setattr__(self, "dial_seconds", dial_seconds)
         object.__setattr__(self, "burst", burst)
+        object.__setattr__(self, "children", children)
 
     def agent(self) -> AgentOptions:
         return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
@@ -570,11 +574,21 @@ class Run:
                     early.discard()
                 self.session.close()
                 raise OSError(exc.errno, f"cannot write {options.trace_path}: {exc.strerror}") from None
+        self.command = " ".join([target.name if target.kind == "script" else f"-m {target.name}",
+                                 *target.args])
+        self.children: Children | None = None
+        children = ""
         self.start_ns = time.monotonic_ns()
         self.proc: prestart.Child
         try:
+            if options.children:  # the program's children connect to it (see ulma.monitor.children)
+                from ulma.monitor.children import Children
+
+                self.children = Children(options, lambda: float(self.session.agent_info()["probe_ns"]))
+                children = env[bootstrap.ENV_CHILDREN] = "@" + self.children.address[1:]
             if early is not None:
-                if early.go([options.agent().encode(), empty, target.kind, target.name, *target.args]):
+                if early.go([options.agent().encode(), empty, children, target.kind, target.name,
+                             *target.args]):
                     self.proc = early.proc
                 else:  # it died waiting: start another
                     early.discard()
@@ -588,11 +602,17 @@ class Run:
                 except OSError as exc:  # the caller says it in one line
                     raise OSError(exc.errno, f"cannot start {sys.executable}: {exc.strerror}") from None
         except BaseException:
+            if self.children is not None:
+                self.children.finish(0)
+            if early is not None:
+                early.discard()
             if self.streams is not None:
                 self.streams.abandon()
             self.session.close()
             raise
         self.session.close_fd()  # the child has its own; the mapping keeps the memory
+        if self.children is not None:
+            self.children.program_pid = self.proc.pid
         self.returncode: int | None = None
         if self.streams is not None:
             self.streams.start(self.session, self.proc.pid, self._stream_snapshot)
@@ -646,6 +666,8 @@ class Run:
         try:
             while stop is None or not stop.is_set():
                 drained = self.session.drain(recorder=self.recorder, log=self.log)
+                if self.children is not None:
+                    drained += self.children.drain()
                 # A busy ring is drained again at once; otherwise sleep until
                 # the next poll or the program's exit, whichever comes first.
                 wait_ms = 0 if drained > 4096 else int(self.options.poll_seconds * 1000) or 1
@@ -682,6 +704,10 @@ class Run:
         wall_ns = self.covered_ns(scale)
         profile = self.session.profile(wall_ns=wall_ns, scale=scale, final=True)
         started = self.session.counters()["agent_state"] != 0
+        if self.children is not None:
+            from ulma.monitor.children import merge_children
+
+            merge_children(profile, self.proc.pid, self.command, returncode, self.children)
         trace_error = None
         if self.recorder is not None:
             from ulma.format import trace

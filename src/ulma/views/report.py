@@ -199,7 +199,36 @@ def summary_lines(profile: Profile) -> list[Text]:
                           style="bold red"))
     if profile.forked_children:
         lines.append(Text(f"{profile.forked_children} forked children ran unprofiled", style="bold"))
+    if len(profile.processes) > 1:
+        lines[0].append(f"  processes {len(profile.processes)}", style="bold")
     return lines
+
+
+def process_table(profile: Profile) -> Table:
+    """One row per process of the run (children followed): how it came, how
+    it ended, what ulma saw of it."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for name, justify in (("pid", "right"), ("how", "left"), ("status", "left"), ("events", "right"),
+                          ("functions", "right"), ("run time", "right"), ("command", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "command",  # type: ignore[arg-type]
+                         overflow="fold", ratio=1 if name == "command" else None)
+    for p in profile.processes:
+        figures = (["-", "-", "-"] if p.profile is None else
+                   [f"{p.profile.events:,}", str(len(p.profile.functions)), fmt_ns(p.profile.wall_ns)])
+        status = Text(p.status, style="bold red" if p.profile is None else "")
+        table.add_row(str(p.pid), p.how, status, *figures, p.command)
+    return table
+
+
+def process_lines(profile: Profile) -> list[Text]:
+    if not profile.processes:
+        return []
+    unprofiled = sum(p.profile is None for p in profile.processes)
+    line = Text(f"{len(profile.processes)} processes (the program and the children it started); the "
+                "functions above add up the same function across them", style="bold")
+    if unprofiled:
+        line.append(f"; {unprofiled} unprofiled", style="bold red")
+    return [line]
 
 
 def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool | None = None,
@@ -220,3 +249,7 @@ def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool 
     for line in [*split_lines(profile), *scope_lines(profile), *dial_lines(profile), *burst_lines(profile),
                  *summary_lines(profile)]:
         console.print(line)
+    if profile.processes:
+        for line in process_lines(profile):
+            console.print(line)
+        console.print(process_table(profile))

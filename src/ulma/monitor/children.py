@@ -1,0 +1,435 @@
+"""Following the program's child processes (``ulma run``, unless --no-children).
+
+The monitor listens on a Linux abstract Unix socket under an unguessable
+name, ``@ulma-children-<pid>-<random>``: an abstract socket has no file, so
+nothing can be planted in its place and nothing is left behind, and the
+kernel removes it with the monitor.  The name reaches the program through
+the ``ULMA_CHILDREN`` environment variable (the bootstrap sets it); every
+connection's peer uid is read (SO_PEERCRED) before a byte is, and another
+user's is closed at once.
+
+A child connects as soon as it exists: a forked one from inside ``fork()``
+(the agent's after-fork handler, see ulma.agent.bootstrap), an exec'd Python
+(``subprocess``, multiprocessing's spawn and forkserver) from the
+``sitecustomize`` in ulma/agent/children, which the bootstrap puts on
+PYTHONPATH.  Protocol, one line each way::
+
+    child -> monitor   CHILD ULMA1 fork|exec <its sys.argv, joined, hex>\\n
+    monitor -> child   OK <agent options, encoded> <probe ns> <hexversion>\\n   (+ a fresh session's memfd)
+
+(the probe cost the program's agent measured, which an exec'd child of the
+same Python version takes instead of measuring its own: 0 if not known yet)
+    child -> monitor   UNPROFILED ULMA1 <reason, hex>\\n   (a Python ulma cannot load into)
+
+The child starts its agent on that session; the monitor drains it with the
+others, and once the child has ended (its pidfd says so) reads what it left
+in its rings, makes its profile and frees the session.  Every read is bounded
+(a line of at most MAX_LINE bytes within REQUEST_SECONDS): a child that stalls
+or sends garbage loses its connection, never the monitor.  After the program
+ends, children still running are waited for at most GRACE_SECONDS, then
+reported with what they had published.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import errno
+import os
+import select
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from ulma.agent.bootstrap import CHILD_PROTOCOL
+from ulma.monitor.profile import EdgeStats, FunctionStats, ProcessInfo, Profile
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ulma.monitor.session import Options, Session
+
+PROTOCOL = CHILD_PROTOCOL
+ADDRESS_PREFIX = "ulma-children-"
+MAX_LINE = 1024
+REQUEST_SECONDS = 2.0
+GRACE_SECONDS = 2.0  # after the program ended, how long children still running are waited for
+MAX_CHILDREN = 4096  # sessions followed in one run; later children run unprofiled, counted
+# how often the monitor looks for descendants that never connected (not Python, or a Python
+# started with -S, -I or -E): one that lives shorter than this may go unlisted
+SCAN_SECONDS = 0.25
+MAX_UNFOLLOWED = 1024  # such processes listed at most
+
+
+class _Child:
+    __slots__ = ("command", "how", "pid", "pidfd", "replaced", "session")
+
+    def __init__(self, pid: int, how: str, pidfd: int, session: Session, argv: str) -> None:
+        # an exec'd child's command line as ps shows it; a forked one's is its parent's (for the
+        # program: ulma's prestarted interpreter): its sys.argv, if it has one
+        self.command = (command_of(pid) if how == "exec" or not argv else argv)
+        self.pid = pid
+        self.how = how
+        self.pidfd = pidfd
+        self.session = session
+        self.replaced = False  # the process exec'd a Python that connected again: this session is over
+
+
+def command_of(pid: int) -> str:
+    """The process's command line, as ps shows it (empty if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read(4096)
+    except OSError:
+        return ""
+    words = raw.rstrip(b"\0").split(b"\0")
+    return " ".join(w.decode("utf-8", "replace") for w in words)
+
+
+def exit_status(pid: int) -> str:
+    """How an ended process ended, read from /proc while it is a zombie (its
+    parent, the program, has not waited for it yet); "ended" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return "ended"
+    fields = stat[stat.rfind(b")") + 2:].split()
+    # fields[0] is field 3 (state); the exit code is field 52
+    if len(fields) < 50 or fields[0] != b"Z":
+        return "ended"
+    code = int(fields[49])
+    if code & 0x7F:
+        return f"killed by {_signal_name(code & 0x7F)}"
+    return f"exit {code >> 8 & 0xFF}"
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class Children:
+    """The listening socket and the followed children's sessions."""
+
+    def __init__(self, options: Options, probe_ns: Callable[[], float] = lambda: 0.0) -> None:
+        self.options = options
+        self.probe_ns = probe_ns  # the program's calibrated probe cost (0.0: not known yet)
+        self.sock, self.address = _listening_socket()
+        self.lock = threading.Lock()
+        self.live: list[_Child] = []
+        self.done: list[ProcessInfo] = []
+        self.followed = 0  # children given a session
+        self.connected: set[int] = set()  # pids that spoke to us (followed, or said why not)
+        self.unfollowed: dict[int, str] = {}  # descendants seen in /proc: pid -> command
+        self._next_scan = 0.0
+        self.closed = False
+        self.program_pid = 0  # the program itself (set once it runs): never one of its children
+        # a session made ahead (in the listener thread, between children): a child that forks
+        # does not wait for one to be made (a few ms: its memory, its first calibration)
+        self._spare: Session | None = None
+        self.thread = threading.Thread(target=self._serve, name="ulma-children", daemon=True)
+        self.thread.start()
+
+    # -- the listener thread ------------------------------------------------
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            self._spare = self._session()
+        self.sock.settimeout(SCAN_SECONDS)  # between children, the listener looks at /proc
+        while not self.closed:
+            if self.program_pid and time.monotonic() >= self._next_scan:
+                self._next_scan = time.monotonic() + SCAN_SECONDS
+                with self.lock:
+                    parents = {self.program_pid, *(c.pid for c in self.live)}
+                self.scan(parents)
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self.closed or exc.errno in (errno.EBADF, errno.EINVAL):
+                    return
+                time.sleep(0.05)  # out of descriptors for now
+                continue
+            # OSError: the child went away, sent too little or too slowly: it runs unprofiled
+            with conn, contextlib.suppress(OSError):
+                self._child(conn)
+            if self._spare is None and not self.closed:
+                with contextlib.suppress(OSError):
+                    self._spare = self._session()
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
+
+    def _child(self, conn: socket.socket) -> None:
+        from ulma.agent.listener import peer_credentials, read_line
+
+        conn.settimeout(REQUEST_SECONDS)
+        pid, uid = peer_credentials(conn)
+        if uid != os.getuid() or pid == self.program_pid:  # another user's, or not a child
+            return
+        words = read_line(conn, MAX_LINE).decode("ascii", "replace").split()
+        if len(words) == 3 and words[:2] == ["UNPROFILED", PROTOCOL]:
+            try:
+                reason = bytes.fromhex(words[2]).decode("utf-8", "replace")
+            except ValueError:
+                reason = "?"
+            reason = "".join(c if c.isprintable() else "?" for c in reason)[:200]
+            with self.lock:
+                if len(self.live) + len(self.done) >= MAX_CHILDREN:
+                    return
+                self.connected.add(pid)
+                self.done.append(ProcessInfo(pid, command_of(pid), "exec", f"unprofiled: {reason}", None))
+            return
+        if len(words) != 4 or words[:2] != ["CHILD", PROTOCOL] or words[2] not in ("fork", "exec"):
+            return
+        try:  # sys.argv as the child sees it (a forked child's /proc cmdline is its parent's)
+            argv = bytes.fromhex(words[3]).decode("utf-8", "replace") if words[3] != "-" else ""
+        except ValueError:
+            argv = ""
+        argv = "".join(c if c.isprintable() else "?" for c in argv)
+        with self.lock:
+            if self.closed or len(self.live) + len(self.done) >= MAX_CHILDREN:
+                return  # unprofiled (a fork is then in the forked-children count)
+        pidfd = os.pidfd_open(pid)  # now, while the child waits for us: the pid is its own
+        session, self._spare = self._spare, None
+        try:
+            if session is None:
+                session = self._session()
+        except BaseException:
+            os.close(pidfd)
+            raise
+        try:
+            reply = f"OK {self.options.agent().encode()} {self.probe_ns()!r} {sys.hexversion}\n".encode()
+            fds = array.array("i", [session.fd])
+            conn.sendmsg([reply], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+        except BaseException:
+            os.close(pidfd)
+            session.close()
+            raise
+        session.close_fd()  # the child has it now; our mapping keeps the memory
+        child = _Child(pid, words[2], pidfd, session, argv)
+        with self.lock:
+            for c in self.live:  # it exec'd: its forked self is over (the drain loop finishes it)
+                c.replaced = c.replaced or c.pid == pid
+            self.live.append(child)
+            self.connected.add(pid)
+            self.followed += 1
+
+    def _session(self) -> Session:
+        from ulma.monitor.session import Session, scope_of
+
+        session = Session(self.options.ring_bytes, self.options.max_threads)
+        session.scope = scope_of(self.options.only, self.options.exclude)
+        return session
+
+    # -- the drain loop -----------------------------------------------------
+
+    def drain(self) -> int:
+        """Drains every child's session once; finishes those that ended."""
+        with self.lock:
+            live = list(self.live)
+        n = 0
+        for child in live:
+            if not child.replaced:
+                n += child.session.drain()
+        ended = _ended(live)
+        for child in live:
+            if child.replaced:
+                self._finish(child, "exec'd")
+            elif child.pidfd in ended:
+                self._finish(child, exit_status(child.pid))
+        return n
+
+    def scan(self, parents: set[int]) -> None:
+        """Notes the descendants of `parents` (and of those already noted)
+        that /proc shows now: a child that never connects is listed as
+        unprofiled at the end (a program that is not Python).  Runs in the
+        listener thread, never in the drain loop."""
+        with self.lock:
+            parents |= set(self.unfollowed)
+        try:
+            names = os.listdir("/proc")
+        except OSError:
+            return
+        for name in names:
+            if not name.isdigit() or int(name) in parents:
+                continue
+            try:
+                fd = os.open(f"/proc/{name}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                stat = os.read(fd, 1024)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            fields = stat[stat.rfind(b")") + 2:].split()
+            if len(fields) > 1 and fields[1].isdigit() and int(fields[1]) in parents:
+                with self.lock:
+                    if len(self.unfollowed) < MAX_UNFOLLOWED:
+                        self.unfollowed[int(name)] = command_of(int(name))
+
+    def _finish(self, child: _Child, status: str) -> None:
+        """The child ended (or exec'd): what it left, its profile, its session
+        freed.  Only the drain loop's thread calls it."""
+        with self.lock:
+            self.live.remove(child)
+        try:
+            session = child.session
+            session.drain(postmortem=True)
+            session.close_all()
+            scale = session.ns_per_tick()
+            span = session.program_span_ns(scale)
+            wall = span[1] - span[0] if span else 0
+            profile = session.profile(wall_ns=wall, scale=scale, final=True)
+            if session.counters()["agent_state"] == 0:
+                status = f"{status}; its agent did not start"
+        finally:
+            child.session.close()
+            os.close(child.pidfd)
+        with self.lock:
+            self.done.append(ProcessInfo(child.pid, child.command, child.how, status, profile))
+
+    def finish(self, grace: float = GRACE_SECONDS) -> list[ProcessInfo]:
+        """After the program ended: stops listening, waits up to `grace`
+        seconds for the children still running, and returns every child's
+        row, in the order they ended."""
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(REQUEST_SECONDS + 1)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        deadline = time.monotonic() + grace
+        while True:
+            self.drain()
+            with self.lock:
+                live = list(self.live)
+            if not live or time.monotonic() >= deadline:
+                break
+            _ended(live, min(0.05, max(deadline - time.monotonic(), 0)))
+        for child in live:
+            self._finish(child, "still running")
+        with self.lock:
+            unfollowed = [ProcessInfo(pid, command, "exec", "unprofiled: not Python (or a Python ulma "
+                                      "does not follow: -S, -I, -E)", None)
+                          for pid, command in self.unfollowed.items()
+                          if pid not in self.connected and pid != self.program_pid]
+            return [*self.done, *unfollowed]
+
+
+def _ended(children: list[_Child], timeout: float = 0.0) -> set[int]:
+    """The pidfds of those children that have ended (waiting up to `timeout` seconds for one)."""
+    if not children:
+        return set()
+    poller = select.poll()  # (select() stops at descriptor 1024)
+    for child in children:
+        poller.register(child.pidfd, select.POLLIN)
+    return {fd for fd, _ in poller.poll(round(timeout * 1000))}
+
+
+def _listening_socket() -> tuple[socket.socket, str]:
+    for _ in range(8):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        address = f"\0{ADDRESS_PREFIX}{os.getpid()}-{os.urandom(12).hex()}"
+        try:
+            sock.bind(address)
+            sock.listen(64)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                continue
+            raise
+        return sock, address
+    raise OSError(errno.EADDRINUSE, "no free name for the children's socket")
+
+
+_ADDED = ("calls", "resumes", "self_ns", "total_ns", "cpu_ns", "wait_ns", "overhead_ns", "unmeasured_ns",
+          "self_cpu_ns", "self_wait_ns", "self_overhead_ns", "call_overhead_ns", "off_ns")
+
+
+def _key(f: FunctionStats) -> tuple[str, str, int, bool]:
+    return f.name, f.file, f.line, f.native
+
+
+def merge_into(total: Profile, part: Profile, pid: int) -> None:
+    """Adds `part` (another process's profile) to `total`: the same function
+    (same qualified name, file, line) adds up, calls and every time; its edges
+    follow; its threads are appended, each with its pid."""
+    index = {_key(f): i for i, f in enumerate(total.functions)}
+    where: list[int] = []
+    for f in part.functions:
+        i = index.get(_key(f))
+        if i is None:
+            i = index[_key(f)] = len(total.functions)
+            g = FunctionStats(f.name, f.file, f.line, 0, 0, 0, 0, native=f.native)
+            g.wait_blocked_ns, g.wait_runnable_ns = f.wait_blocked_ns, f.wait_runnable_ns
+            total.functions.append(g)
+            g.off, g.untraced_callees = f.off, f.untraced_callees
+        else:
+            g = total.functions[i]
+            for name in ("wait_blocked_ns", "wait_runnable_ns"):
+                a, b = getattr(g, name), getattr(f, name)
+                setattr(g, name, None if a is None and b is None else (a or 0) + (b or 0))
+            g.untraced_callees = g.untraced_callees or f.untraced_callees
+        for name in _ADDED:
+            setattr(g, name, getattr(g, name) + getattr(f, name))
+        where.append(i)
+    edges = {(e.caller, e.callee): n for n, e in enumerate(total.edges)}
+    for e in part.edges:
+        a, b = where[e.caller], where[e.callee]
+        n = edges.get((a, b))
+        if n is None:
+            edges[a, b] = len(total.edges)
+            total.edges.append(EdgeStats(a, b, e.calls, e.resumes, e.total_ns))
+        else:
+            old = total.edges[n]
+            total.edges[n] = EdgeStats(a, b, old.calls + e.calls, old.resumes + e.resumes,
+                                       old.total_ns + e.total_ns)
+    for t in part.threads:
+        t.pid = pid
+        total.threads.append(t)
+    total.threads_overflow += part.threads_overflow
+    total.untraced_events += part.untraced_events
+    total.symtab_overflow += part.symtab_overflow
+    total.ids_overflow += part.ids_overflow
+    total.hooks_displaced += part.hooks_displaced
+    total.forked_children += part.forked_children
+
+
+def merge_children(profile: Profile, pid: int, command: str, returncode: int, children: Children) -> None:
+    """After the run: every child's row, and their figures added to the
+    program's (`profile` becomes the merged view).  The children followed
+    are taken out of the forked-children count, which then says
+    how many ran unprofiled."""
+    import copy
+
+    rows = children.finish()
+    if not rows:  # no child: the report is the program's alone, as it always was
+        profile.forked_children = max(profile.forked_children - children.followed, 0)
+        return
+    status = f"exit {returncode}" if returncode >= 0 else f"killed by {_signal_name(-returncode)}"
+    for t in profile.threads:
+        t.pid = pid
+    own = copy.copy(profile)  # the program's own figures, before the children's are added
+    own.functions = [copy.copy(f) for f in profile.functions]
+    own.edges, own.threads = list(profile.edges), list(profile.threads)
+    main = ProcessInfo(pid, command, "main", status, own)
+    profile.processes = [main]
+    for row in sorted(rows, key=lambda r: r.pid):
+        profile.processes.append(row)
+        if row.profile is not None:
+            merge_into(profile, row.profile, row.pid)
+    # Every process's forks (merged) less the children followed: the forks that ran unprofiled.
+    # An exec'd child is subtracted too: the fork() that made it was counted if it was a fork
+    # (subprocess on 3.11; 3.12+ mostly uses vfork, which is not: then one unfollowed fork may
+    # go uncounted per followed exec'd child)
+    profile.forked_children = max(profile.forked_children - children.followed, 0)
