@@ -119,6 +119,30 @@ def start_idle(launcher: str, go: Path) -> tuple[subprocess.Popen[str], int]:
     return proc, pid
 
 
+WARNING = PROGRAMS_DIR / "fork_warning.py"
+
+
+@pytest.mark.parametrize("children", [[], ["--no-children"]])
+@pytest.mark.parametrize("mode", [[], ["thread"]])
+def test_a_fork_warns_of_threads_exactly_when_plain_python_does(
+        engine_flags: list[str], children: list[str], mode: list[str],
+        run_python: Callable[..., Completed], run_ulma: Callable[..., Completed]) -> None:
+    """Python 3.12+ warns at fork() when the process has more than one thread: the agent's own
+    thread must not be counted (it is stopped around the fork), the program's own still are."""
+    plain = run_python([str(WARNING), *mode], cwd=PROGRAMS_DIR)
+    got = run_ulma(["run", "--no-live", "--no-report", *engine_flags, *children, str(WARNING), *mode],
+                   cwd=PROGRAMS_DIR)
+
+    def same(stderr: str) -> str:
+        return re.sub(r"pid=\d+", "pid=N", stderr)
+
+    assert plain.returncode == got.returncode == 0, got.stderr
+    assert got.stdout == plain.stdout == "forked\n"
+    assert same(got.stderr) == same(plain.stderr)
+    if mode and sys.version_info >= (3, 12):  # the check can fail: the warning is there to see
+        assert "multi-threaded" in plain.stderr
+
+
 @pytest.mark.parametrize("launcher", ["agent", "wait-attach"])
 def test_forked_children_of_an_attached_program_leave_its_counts_exact(
     launcher: str, tmp_path: Path, function_named: FunctionNamed

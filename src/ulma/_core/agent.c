@@ -14,6 +14,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ int g_native_calls = 0;
 
 static ulma_control *g_ctl; /* the control channel; NULL: none (another version, or no session) */
 static int g_bell_running;  /* its waiter thread (below) runs */
+static int g_bell_paused;   /* stopped for a fork() of the program, to start again after */
 static __thread ulma_writer *tls_writer_keep; /* this thread's writer, across sessions */
 static __thread int tls_ignored;              /* ulma's own threads are never traced */
 static size_t g_head_bytes;   /* header, free queue and symbol table: mapped at start */
@@ -110,6 +112,7 @@ static void at_fork_child(void)
     g_session = NULL;
     g_ctl = NULL;
     g_bell_running = 0; /* only this thread survived the fork */
+    g_bell_paused = 0;
     next_generation();
 }
 
@@ -636,6 +639,7 @@ static inline int control_poll(uint64_t t)
 
 static pthread_t g_bell_thread;
 static atomic_int g_bell_stop;
+static _Atomic pid_t g_bell_tid; /* its kernel thread id, once it runs */
 
 static int finalizing(void)
 {
@@ -654,6 +658,7 @@ static void *bell_main(void *arg)
 {
     ulma_control *c = arg;
     int ignored = 0;
+    atomic_store_explicit(&g_bell_tid, (pid_t)syscall(SYS_gettid), memory_order_release);
     for (;;) {
         uint32_t seen = atomic_load_explicit(&c->doorbell, memory_order_acquire);
         if (atomic_load_explicit(&g_bell_stop, memory_order_acquire))
@@ -699,6 +704,44 @@ static void bell_stop(ulma_control *c)
     pthread_join(g_bell_thread, NULL);
     Py_END_ALLOW_THREADS
     g_bell_running = 0;
+}
+
+/*
+ * Around the program's fork() (os.register_at_fork before / after_in_parent,
+ * under the GIL): the waiter is not there while the process forks.  Python
+ * 3.12+ warns "This process is multi-threaded, use of fork() may lead to
+ * deadlocks" when /proc/self/stat counts more than one thread at a fork: a
+ * program with one thread must not get that warning because ulma's waiter
+ * runs.  pthread_join returns when the thread cleared its tid, a little
+ * before the kernel stops counting it: wait (at most ~10 ms) until its
+ * /proc/self/task entry is gone.  The warning comes before after_in_parent,
+ * which starts the waiter again.
+ */
+void ulma_agent_fork_prepare(void)
+{
+    if (!g_bell_running || !g_ctl)
+        return;
+    pid_t tid = atomic_load_explicit(&g_bell_tid, memory_order_acquire);
+    bell_stop(g_ctl);
+    g_bell_paused = 1;
+    if (tid <= 0)
+        return;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
+    struct stat st;
+    for (int i = 0; i < 1000 && stat(path, &st) == 0; i++) {
+        struct timespec pause = {0, 10000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+void ulma_agent_fork_parent(void)
+{
+    if (!g_bell_paused)
+        return;
+    g_bell_paused = 0;
+    if (g_session && g_ctl && g_engine)
+        bell_start(g_ctl);
 }
 
 

@@ -286,6 +286,9 @@ void ulma_agent_set_probe_ps(uint32_t ps);
 int ulma_agent_pause(int paused);
 /* flush=0 in a forked child: unhook and unmap without touching the rings. */
 void ulma_agent_stop(int flush);
+/* Around the program's fork(), in its parent: the doorbell thread stopped, then started again. */
+void ulma_agent_fork_prepare(void);
+void ulma_agent_fork_parent(void);
 
 #define ULMA_ENGINE_MONITORING 1
 #define ULMA_ENGINE_PEP523 2

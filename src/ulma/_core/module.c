@@ -135,6 +135,22 @@ static PyObject *py_agent_stop(PyObject *self, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_agent_fork_prepare(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    ulma_agent_fork_prepare();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_agent_fork_parent(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    ulma_agent_fork_parent();
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_agent_ignore_thread(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -1988,6 +2004,10 @@ static PyMethodDef module_methods[] = {
      "executing frame `boundary` (default: the caller's)"},
     {"agent_stop", (PyCFunction)(void (*)(void))py_agent_stop, METH_VARARGS | METH_KEYWORDS,
      "agent_stop(flush=True): unhook, publish every ring (unless flush=False), unmap"},
+    {"agent_fork_prepare", py_agent_fork_prepare, METH_NOARGS,
+     "agent_fork_prepare(): before the program's fork(), the agent's own thread stopped"},
+    {"agent_fork_parent", py_agent_fork_parent, METH_NOARGS,
+     "agent_fork_parent(): after it, in the parent: that thread started again"},
     {"agent_ignore_thread", py_agent_ignore_thread, METH_NOARGS,
      "never trace the calling thread (ulma's own threads)"},
     {"agent_id_limit", py_agent_id_limit, METH_O,

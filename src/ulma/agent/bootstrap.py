@@ -266,7 +266,10 @@ def _unhook_forked_children() -> None:
     its hooks off too, so it runs at full speed, unprofiled."""
     global _at_fork_registered
     if not _at_fork_registered:
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        # the agent's doorbell thread is not there while the program forks (Python 3.12+
+        # would warn that the process is multi-threaded: see agent.c)
+        os.register_at_fork(before=_core.agent_fork_prepare, after_in_parent=_core.agent_fork_parent,
+                            after_in_child=_after_fork_in_child)
         _at_fork_registered = True
 
 
