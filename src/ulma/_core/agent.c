@@ -714,9 +714,14 @@ static void bell_stop(ulma_control *c)
  * program with one thread must not get that warning because ulma's waiter
  * runs.  pthread_join returns when the thread cleared its tid, a little
  * before the kernel stops counting it: wait (at most ~10 ms) until its
- * /proc/self/task entry is gone.  The warning comes before after_in_parent,
- * which starts the waiter again.
+ * /proc/self/task entry is gone.  after_in_parent starts the waiter again,
+ * but not at once: 3.13 warns after the after_in_parent handlers, 3.12
+ * before them.  It marks when (1 ms on), and the slow path of the first
+ * event after that starts it (bell_resume_if_due).  Until then commands
+ * wait for a slow path.
  */
+static uint64_t g_bell_due = UINT64_MAX; /* while paused: the tick after which it starts again */
+
 void ulma_agent_fork_prepare(void)
 {
     if (!g_bell_running || !g_ctl)
@@ -724,6 +729,7 @@ void ulma_agent_fork_prepare(void)
     pid_t tid = atomic_load_explicit(&g_bell_tid, memory_order_acquire);
     bell_stop(g_ctl);
     g_bell_paused = 1;
+    g_bell_due = UINT64_MAX;
     if (tid <= 0)
         return;
     char path[64];
@@ -737,13 +743,22 @@ void ulma_agent_fork_prepare(void)
 
 void ulma_agent_fork_parent(void)
 {
-    if (!g_bell_paused)
+    if (!g_bell_paused || !g_session)
+        return;
+    double ns_per_tick = g_session->ns_per_tick_hint > 0 ? g_session->ns_per_tick_hint : 1.0;
+    g_bell_due = ulma_ticks(g_clock) + (uint64_t)(1e6 / ns_per_tick);
+}
+
+/* From the slow path (under the GIL), once paused: the waiter again when due. */
+static void bell_resume_if_due(uint64_t t)
+{
+    if (t < g_bell_due)
         return;
     g_bell_paused = 0;
+    g_bell_due = UINT64_MAX;
     if (g_session && g_ctl && g_engine)
         bell_start(g_ctl);
 }
-
 
 /* While a ring stays full (a monitor stopped or slow), each event is only
  * counted: no CPU reading, no stack walk, no store the monitor reads.  Room
@@ -786,6 +801,8 @@ static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, ui
         untraced_count(w, 1);
         return;
     }
+    if (ULMA_UNLIKELY(g_bell_paused))
+        bell_resume_if_due(t);
     static uint32_t ids[ULMA_MAX_SYNC_FRAMES + 1];
     ulma_ring_header *r = w->ring;
     uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
@@ -1192,6 +1209,7 @@ void ulma_agent_stop(int flush)
     g_step_blocked = 0;
     if (g_ctl)
         bell_stop(g_ctl);
+    g_bell_paused = 0;
     if (g_engine == ULMA_ENGINE_MONITORING)
         ulma_engine_monitoring_stop();
     else if (g_engine == ULMA_ENGINE_PEP523)
