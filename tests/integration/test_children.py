@@ -152,17 +152,23 @@ def test_a_python_subprocess_is_followed_with_exact_counts(
 
 
 def _python_ulma_cannot_load() -> str | None:
-    """A Python interpreter on this machine whose version has no built ulma._core."""
-    built = {re.sub(r".*\.cpython-(\d+)-.*", r"\1", p) for p in glob.glob(str(SRC / "ulma" / "_core.*.so"))}
+    """A Python interpreter on this machine that cannot import ulma's C core from where this ulma
+    lives (the source tree, or an installed ulma's site-packages), as a child's sitecustomize tries."""
+    import ulma
+
+    home = str(Path(ulma.__file__).resolve().parents[1])
     candidates = [shutil.which(f"python3.{minor}") for minor in range(8, 15)]
     candidates += glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[0-9]*/bin/python3"))
     for exe in filter(None, candidates):
         try:
-            tag = subprocess.run([exe, "-c", "import sys; print('%d%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=30).stdout.strip()
+            probe = subprocess.run(
+                [exe, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                 "print('%d%d' % sys.version_info[:2]); from ulma._core import agent_start", home],
+                capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.SubprocessError):
             continue
-        if tag and tag not in built and int(tag[1:]) >= 6:
+        tag = probe.stdout.strip()
+        if probe.returncode != 0 and tag.isdigit() and int(tag[1:]) >= 6:
             return exe
     return None
 
