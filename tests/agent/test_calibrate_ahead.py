@@ -62,7 +62,8 @@ def test_the_calibration_made_ahead_is_used_for_the_default_options_it_was_made_
 def test_a_run_with_other_options_calibrates_again_rather_than_take_the_figure_made_ahead() -> None:
     got = _run(USES, "native")
     probe, sentinel = got["probe_ns"], got["from_sentinel"]
-    assert isinstance(probe, float) and probe > 0 and isinstance(sentinel, list), got
+    # measured again (under load it may even come out 0.0, clamped), never the planted figure
+    assert isinstance(probe, float) and isinstance(sentinel, list), got
     assert all(abs(probe - ns) > 0.002 for ns in sentinel), got
 
 
