@@ -161,6 +161,9 @@ def _python_ulma_cannot_load() -> str | None:
     candidates += glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[0-9]*/bin/python3"))
     for exe in filter(None, candidates):
         try:
+            with open(exe, "rb") as f:
+                if f.read(4) != b"\x7fELF":
+                    continue  # a wrapper script (pyenv's shims): a process of its own before the Python
             probe = subprocess.run(
                 [exe, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
                  "print('%d%d' % sys.version_info[:2]); from ulma._core import agent_start", home],
