@@ -126,27 +126,29 @@ def agent_addresses(pid: int) -> list[str]:
     return found
 
 
-def _listening_socket() -> tuple[socket.socket, str]:
-    """A listening abstract socket under a fresh unguessable name."""
+def listening_socket(prefix: str = ADDRESS_PREFIX, backlog: int = 16, name_bytes: int = 8,
+                     what: str = "the agent's socket") -> tuple[socket.socket, str]:
+    """A listening abstract socket under a fresh unguessable name (`prefix`, this pid,
+    `name_bytes` random bytes); also the monitor's socket for children (ulma.monitor.children)."""
     for _ in range(8):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(None)  # blocking, whatever socket.setdefaulttimeout() the program chose
-        address = f"\0{ADDRESS_PREFIX}{os.getpid()}-{os.urandom(8).hex()}"
+        address = f"\0{prefix}{os.getpid()}-{os.urandom(name_bytes).hex()}"
         try:
             sock.bind(address)
-            sock.listen(16)
+            sock.listen(backlog)
         except OSError as exc:
             sock.close()
             if exc.errno == errno.EADDRINUSE:
                 continue  # taken (by chance, or by someone who guessed): another name
             raise
         return sock, address
-    raise OSError(errno.EADDRINUSE, "no free name for the agent's socket")
+    raise OSError(errno.EADDRINUSE, f"no free name for {what}")
 
 
 class _Listener:
     def __init__(self) -> None:
-        self.sock, self.address = _listening_socket()
+        self.sock, self.address = listening_socket()
         self.pid = os.getpid()
         self.closed = False
         self.thread = threading.Thread(target=self._serve, name="ulma-agent-listener", daemon=True)

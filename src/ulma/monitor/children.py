@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable
 
 from ulma.agent.bootstrap import CHILD_PROTOCOL
+from ulma.agent.listener import listening_socket
 from ulma.monitor.profile import EdgeStats, FunctionStats, ProcessInfo, Profile
 
 TYPE_CHECKING = False
@@ -120,7 +121,7 @@ class Children:
     def __init__(self, options: Options, probe_ns: Callable[[], float] = lambda: 0.0) -> None:
         self.options = options
         self.probe_ns = probe_ns  # the program's calibrated probe cost (0.0: not known yet)
-        self.sock, self.address = _listening_socket()
+        self.sock, self.address = listening_socket(ADDRESS_PREFIX, 64, 12, "the children's socket")
         self.lock = threading.Lock()
         self.live: list[_Child] = []
         self.done: list[ProcessInfo] = []
@@ -336,20 +337,6 @@ def _ended(children: list[_Child], timeout: float = 0.0) -> set[int]:
     return {fd for fd, _ in poller.poll(round(timeout * 1000))}
 
 
-def _listening_socket() -> tuple[socket.socket, str]:
-    for _ in range(8):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        address = f"\0{ADDRESS_PREFIX}{os.getpid()}-{os.urandom(12).hex()}"
-        try:
-            sock.bind(address)
-            sock.listen(64)
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                continue
-            raise
-        return sock, address
-    raise OSError(errno.EADDRINUSE, "no free name for the children's socket")
 
 
 _ADDED = ("calls", "resumes", "self_ns", "total_ns", "cpu_ns", "wait_ns", "overhead_ns", "unmeasured_ns",
