@@ -41,7 +41,10 @@ def test_live_final_and_trace_figures_agree_within_one_percent(
     assert all(len(v) == len(NAMES) for v in views), views
     for name in NAMES:
         a, b, c = (v[name] for v in views)
-        assert a.cpu_ns > 0 and a.wait_ns > 0, a
+        # What each function did, so the comparison below is not of zeros:
+        # `computes` may well wait nothing on a quiet machine.
+        assert a.cpu_ns > 0 or name == "sleeps", a
+        assert a.wait_ns > 0 or name == "computes", a
         for part in ("total_ns", "self_ns", "cpu_ns", "wait_ns", "overhead_ns"):
             values = [getattr(f, part) for f in (a, b, c)]
             assert max(values) - min(values) <= 0.01 * a.total_ns, (name, part, values)
