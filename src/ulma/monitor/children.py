@@ -134,6 +134,9 @@ class Children:
         # a session made ahead (in the listener thread, between children): a child that forks
         # does not wait for one to be made (a few ms: its memory, its first calibration)
         self._spare: Session | None = None
+        # `finish` writes here to wake the listener at once (a shut-down
+        # AF_UNIX listening socket does not wake a thread blocked in accept)
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.thread = threading.Thread(target=self._serve, name="ulma-children", daemon=True)
         self.thread.start()
 
@@ -142,16 +145,23 @@ class Children:
     def _serve(self) -> None:
         with contextlib.suppress(OSError):
             self._spare = self._session()
-        self.sock.settimeout(SCAN_SECONDS)  # between children, the listener looks at /proc
+        self.sock.setblocking(False)
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         while not self.closed:
             if self.program_pid and time.monotonic() >= self._next_scan:
                 self._next_scan = time.monotonic() + SCAN_SECONDS
                 with self.lock:
                     parents = {self.program_pid, *(c.pid for c in self.live)}
                 self.scan(parents)
+            # between children, the listener looks at /proc every SCAN_SECONDS
+            if not any(fd == self.sock.fileno() for fd, _ in poller.poll(SCAN_SECONDS * 1000)):
+                continue
             try:
                 conn, _ = self.sock.accept()
-            except TimeoutError:
+                conn.setblocking(True)
+            except BlockingIOError:
                 continue
             except OSError as exc:
                 if self.closed or exc.errno in (errno.EBADF, errno.EINVAL):
@@ -305,10 +315,13 @@ class Children:
         row, in the order they ended."""
         self.closed = True
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+            os.write(self._wake_w, b"x")
         self.thread.join(REQUEST_SECONDS + 1)
         with contextlib.suppress(OSError):
             self.sock.close()
+        if not self.thread.is_alive():  # else it still polls them; they go with the process
+            os.close(self._wake_r)
+            os.close(self._wake_w)
         deadline = time.monotonic() + grace
         while True:
             self.drain()
