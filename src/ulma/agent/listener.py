@@ -35,7 +35,6 @@ from __future__ import annotations
 import array
 import atexit
 import contextlib
-import errno
 import os
 import selectors
 import socket
@@ -45,7 +44,7 @@ import threading
 import time
 
 from ulma import _core
-from ulma.agent import AgentOptions, resolve_engine
+from ulma.agent import AgentOptions, abstract, resolve_engine
 from ulma.agent.bootstrap import start_agent
 
 PROTOCOL = b"ULMA2"  # 2: agent options (native calls, CPU readings, exclusions)
@@ -128,22 +127,9 @@ def agent_addresses(pid: int) -> list[str]:
 
 def listening_socket(prefix: str = ADDRESS_PREFIX, backlog: int = 16, name_bytes: int = 8,
                      what: str = "the agent's socket") -> tuple[socket.socket, str]:
-    """A listening abstract socket under a fresh unguessable name (`prefix`, this pid,
-    `name_bytes` random bytes); also the monitor's socket for children (ulma.monitor.children)."""
-    for _ in range(8):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(None)  # blocking, whatever socket.setdefaulttimeout() the program chose
-        address = f"\0{prefix}{os.getpid()}-{os.urandom(name_bytes).hex()}"
-        try:
-            sock.bind(address)
-            sock.listen(backlog)
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                continue  # taken (by chance, or by someone who guessed): another name
-            raise
-        return sock, address
-    raise OSError(errno.EADDRINUSE, f"no free name for {what}")
+    """The agent's listening socket (see ulma.agent.abstract), as a socket.socket."""
+    raw, address = abstract.listening_socket(prefix, backlog, name_bytes, what)
+    return socket.socket(fileno=raw.detach()), address
 
 
 class _Listener:

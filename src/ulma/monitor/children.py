@@ -32,23 +32,25 @@ reported with what they had published.
 
 from __future__ import annotations
 
+import _socket
 import array
 import contextlib
 import errno
 import os
 import select
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
 
+from ulma.agent.abstract import listening_socket
 from ulma.agent.bootstrap import CHILD_PROTOCOL
-from ulma.agent.listener import listening_socket
 from ulma.monitor.profile import EdgeStats, FunctionStats, ProcessInfo, Profile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
+
     from ulma.monitor.session import Options, Session
 
 PROTOCOL = CHILD_PROTOCOL
@@ -143,12 +145,11 @@ class Children:
     # -- the listener thread ------------------------------------------------
 
     def _serve(self) -> None:
-        with contextlib.suppress(OSError):
-            self._spare = self._session()
         self.sock.setblocking(False)
         poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
+        poller.register(self.sock.fileno(), select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
+        listening: socket.socket | None = None  # self.sock as a socket.socket, once a child came
         while not self.closed:
             if self.program_pid and time.monotonic() >= self._next_scan:
                 self._next_scan = time.monotonic() + SCAN_SECONDS
@@ -156,10 +157,22 @@ class Children:
                     parents = {self.program_pid, *(c.pid for c in self.live)}
                 self.scan(parents)
             # between children, the listener looks at /proc every SCAN_SECONDS
-            if not any(fd == self.sock.fileno() for fd, _ in poller.poll(SCAN_SECONDS * 1000)):
+            if not any(fd != self._wake_r for fd, _ in poller.poll(SCAN_SECONDS * 1000)):
+                # Between children, a session made ahead for the next one; the first is
+                # made here too, once the program runs (not while it starts: the monitor's
+                # own start-up would wait for it, on the program's way to its first line).
+                if self._spare is None and self.program_pid and not self.closed:
+                    with contextlib.suppress(OSError):
+                        self._spare = self._session()
                 continue
+            if listening is None:  # the socket module, imported once a child connects
+                import socket
+
+                listening = socket.socket(fileno=self.sock.detach())
+                listening.setblocking(False)
+                self.sock = listening
             try:
-                conn, _ = self.sock.accept()
+                conn, _ = listening.accept()
                 conn.setblocking(True)
             except BlockingIOError:
                 continue
@@ -219,7 +232,7 @@ class Children:
         try:
             reply = f"OK {self.options.agent().encode()} {self.probe_ns()!r} {sys.hexversion}\n".encode()
             fds = array.array("i", [session.fd])
-            conn.sendmsg([reply], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+            conn.sendmsg([reply], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds.tobytes())])
         except BaseException:
             os.close(pidfd)
             session.close()
@@ -410,12 +423,12 @@ def merge_children(profile: Profile, pid: int, command: str, returncode: int, ch
     program's (`profile` becomes the merged view).  The children followed
     are taken out of the forked-children count, which then says
     how many ran unprofiled."""
-    import copy
-
     rows = children.finish()
     if not rows:  # no child: the report is the program's alone, as it always was
         profile.forked_children = max(profile.forked_children - children.followed, 0)
         return
+    import copy  # (only here: it takes a few ms to import, at the end of every run)
+
     status = f"exit {returncode}" if returncode >= 0 else f"killed by {_signal_name(-returncode)}"
     for t in profile.threads:
         t.pid = pid
