@@ -1,7 +1,5 @@
 """``python -m ulma`` is ``ulma``."""
 
-import sys
+from ulma.cli.main import entry
 
-from ulma.cli.main import main
-
-sys.exit(main())
+entry()
