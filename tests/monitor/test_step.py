@@ -147,6 +147,22 @@ def test_threads_run_on_while_one_is_stopped_and_c_releases_it(engine: str) -> N
         assert live.done.wait(WAIT_S) and live.run.returncode == 0
 
 
+def test_ctrl_c_while_a_worker_is_stopped_ends_step_mode_and_the_program_ends_as_under_python(
+        engine: str) -> None:
+    """The main thread handles Ctrl-C and then waits for the workers: the one
+    stopped in step mode must be let go, or the program never ends."""
+    with stepped(engine, "threads") as live:
+        assert line(live) == "started"
+        live.stepper.stop()
+        stop = stopped_at(live, 0)
+        assert stop.os_tid != live.run.proc.pid  # a worker (the main thread waits in readline)
+        live.interrupt()  # SIGINT, as the view's ^C sends it
+        assert line(live) == "interrupted"
+        assert [line(live) for _ in range(5)] == ["finished"] * 4 + ["done"]
+        assert live.done.wait(WAIT_S) and live.run.returncode == 0
+        assert live.stepper.state()[0] == "idle"
+
+
 MONITOR = textwrap.dedent("""
     import sys, time, subprocess
     from ulma.monitor.session import Options, Run, Target

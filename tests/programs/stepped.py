@@ -4,7 +4,8 @@
     stepped.py wait     main() once a line arrives on stdin
     stepped.py spin     fib(3) until Ctrl-C; its handler prints "interrupted"
     stepped.py threads  four threads run fib(10) until a line arrives on stdin ("started"
-                        once they all started, "finished" as each ends); "done" at the end
+                        once they all started, "finished" as each ends); "done" at the end;
+                        Ctrl-C instead of the line prints "interrupted" and ends them too
 """
 
 import os
@@ -43,8 +44,22 @@ def threads() -> None:
     workers = [threading.Thread(target=work) for _ in range(4)]
     for w in workers:
         w.start()
-    print("started", flush=True)
-    sys.stdin.readline()
+    # A Ctrl-C that the kernel hands to a worker, or that comes just before the
+    # main thread blocks in read(), would never wake it (python's own limit):
+    # the main thread waits in select() on stdin and a signal wakeup pipe.
+    import select
+    import signal
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    try:  # (the Ctrl-C may come while print still waits for the GIL, its line written)
+        print("started", flush=True)
+        while sys.stdin.fileno() not in select.select([sys.stdin.fileno(), wake_r], [], [])[0]:
+            os.read(wake_r, 64)  # a signal: its handler runs now (KeyboardInterrupt for Ctrl-C)
+        sys.stdin.readline()
+    except KeyboardInterrupt:  # Ctrl-C: the threads are told to end, as a line tells them
+        print("interrupted", flush=True)
     stopping.set()
     for w in workers:
         w.join()

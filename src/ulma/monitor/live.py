@@ -6,6 +6,7 @@ through the session's lock."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol, Self
 
 from ulma.monitor.attach import Attachment
-from ulma.monitor.control import Control
+from ulma.monitor.control import ChannelFull, Control
 from ulma.monitor.profile import Profile, Symbol
 from ulma.monitor.session import Run, Session
 from ulma.monitor.step import Stepper
@@ -165,6 +166,14 @@ class LiveRun(_DrainThread):
         """Ctrl-C for the program: the view owns the terminal, so the
         terminal cannot send it."""
         if self.run.proc.poll() is None:
+            state, stop = self.stepper.state()
+            if state == "stopped" and stop is not None and stop.os_tid != self.run.proc.pid:
+                # Only the main thread sees Ctrl-C (it runs the handler), so a
+                # worker stopped in step mode would stay stopped while the main
+                # thread ends the program (and waits for it): step mode ends, as
+                # the agent ends it when the main thread is the one stopped.
+                with contextlib.suppress(ChannelFull):
+                    self.stepper.cont()
             self.run.proc.send_signal(signal.SIGINT)
 
     def clear(self) -> None:
