@@ -125,16 +125,10 @@ def agent_addresses(pid: int) -> list[str]:
     return found
 
 
-def listening_socket(prefix: str = ADDRESS_PREFIX, backlog: int = 16, name_bytes: int = 8,
-                     what: str = "the agent's socket") -> tuple[socket.socket, str]:
-    """The agent's listening socket (see ulma.agent.abstract), as a socket.socket."""
-    raw, address = abstract.listening_socket(prefix, backlog, name_bytes, what)
-    return socket.socket(fileno=raw.detach()), address
-
-
 class _Listener:
     def __init__(self) -> None:
-        self.sock, self.address = listening_socket()
+        raw, self.address = abstract.listening_socket(ADDRESS_PREFIX, 16, 8, "the agent's socket")
+        self.sock = socket.socket(fileno=raw.detach())
         self.pid = os.getpid()
         self.closed = False
         self.thread = threading.Thread(target=self._serve, name="ulma-agent-listener", daemon=True)

@@ -363,8 +363,6 @@ def _ended(children: list[_Child], timeout: float = 0.0) -> set[int]:
     return {fd for fd, _ in poller.poll(round(timeout * 1000))}
 
 
-
-
 _ADDED = ("calls", "resumes", "self_ns", "total_ns", "cpu_ns", "wait_ns", "overhead_ns", "unmeasured_ns",
           "self_cpu_ns", "self_wait_ns", "self_overhead_ns", "call_overhead_ns", "off_ns")
 
