@@ -1,4 +1,4 @@
-"""A tiny function called a million times, timed unprofiled and profiled in
+"""A tiny function called CALLS times (a million by default), timed unprofiled and profiled in
 the same process, round after round (this machine's speed drifts between
 runs, so two processes would not compare).  The profiled rounds start the
 agent on an in-process session, as `ulma run` would (with its probe
@@ -19,7 +19,7 @@ from ulma.agent import AgentOptions, resolve_engine
 from ulma.agent.bootstrap import start_agent
 from ulma.monitor.session import Session
 
-CALLS = 1_000_000
+CALLS = int(os.environ.get("CALLS", "1000000"))
 
 
 def tiny() -> int:
@@ -47,7 +47,7 @@ def loop(f=tiny) -> float:  # type: ignore[no-untyped-def]
 
 
 def profiled(engine: str) -> dict[str, float]:
-    session = Session(ring_bytes=64 << 20, max_threads=4)  # holds the whole run: no drain needed
+    session = Session(ring_bytes=max(8 << 20, CALLS * 64), max_threads=4)  # holds the whole run: no drain needed
     try:
         start_agent(session.fd, AgentOptions(engine), alone=True)
         try:
