@@ -129,7 +129,7 @@ def attach_detach_attach(tmp_path: Path, target: PlainTarget, k: int) -> None:
         assert not [f["name"] for f in report["functions"] if f["name"] in ("_attach", "_load")]
     if "sleep" not in str(target.dir):
         a, b = calls_of(first, "tick"), calls_of(second, "tick")
-        assert 0 < a and 0 < b and a + b < ticks, (a, b, ticks)
+        assert a > 0 and b > 0 and a + b < ticks, (a, b, ticks)
 
 
 def test_attach_to_a_sleeping_plain_python_loads_the_agent_once_and_counts_only_attached_time(
@@ -309,3 +309,63 @@ def test_attach_to_a_program_another_tracer_holds_is_one_line(
     target.run_phase(10)  # unharmed, and free again
     code, out, err, _ = target.finish()
     assert (code, out, err) == (3, "phase 1: marked=10\n", "")
+
+
+# Stands in for a Python 3.14 target (there is none here): runs, in its main thread, the script whose
+# path a fake sys.remote_exec leaves in DIR/remote-exec, as 3.14's sys.remote_exec has the target do.
+REMOTE_EXEC_STAND_IN = """\
+import os, sys, time
+control = sys.argv[1]
+open(os.path.join(control, "ready"), "w").close()
+while not os.path.exists(os.path.join(control, "stop")):
+    request = os.path.join(control, "remote-exec")
+    if os.path.exists(request):
+        with open(request) as f:
+            path = f.read()
+        os.unlink(request)
+        with open(path) as f:
+            exec(compile(f.read(), path, "exec"), {"__name__": "__main__"})
+    time.sleep(0.02)
+print("done")
+"""
+
+
+def test_where_sys_remote_exec_exists_ulma_uses_it_instead_of_gdb(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 3.14 path, with sys.remote_exec faked (no 3.14 here): only the plumbing around it is real."""
+    import ulma.inject
+    from ulma.agent.listener import agent_addresses
+    from ulma.inject import gdb
+
+    control = tmp_path / "control"
+    control.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", REMOTE_EXEC_STAND_IN, str(control)], env=subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    calls: list[tuple[int, str]] = []
+
+    def remote_exec(pid: int, path: str) -> None:
+        calls.append((pid, path))
+        assert os.stat(path).st_mode & 0o077 == 0  # private to us
+        (control / "request.tmp").write_text(path)
+        os.rename(control / "request.tmp", control / "remote-exec")
+
+    def no_gdb(pid: int, commands: list[str]) -> str:
+        raise AssertionError("gdb was run")
+
+    monkeypatch.setattr(sys, "remote_exec", remote_exec, raising=False)
+    monkeypatch.setattr(gdb, "run", no_gdb)
+    try:
+        wait_for("the target to start", (control / "ready").exists, proc)
+        loaded = ulma.inject.ensure_agent(proc.pid, 30)
+        assert loaded is not None and "through sys.remote_exec" in loaded, loaded
+        assert agent_addresses(proc.pid)
+        assert [pid for pid, _ in calls] == [proc.pid]
+        assert not os.path.exists(calls[0][1])  # answered: the script's file is gone
+        assert ulma.inject.ensure_agent(proc.pid, 30) is None and len(calls) == 1  # there: not again
+        (control / "stop").touch()
+        out, err = proc.communicate(timeout=WAIT)
+        assert (proc.returncode, out, err) == (0, "done\n", "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

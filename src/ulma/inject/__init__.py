@@ -121,19 +121,6 @@ def _wait_answer(sock: socket.socket, pid: int, deadline: float) -> str:
             return line.decode("utf-8", "replace").strip() or "ERR the program closed ulma's connection"
 
 
-def _python_version(pid: int) -> tuple[int, int]:
-    from ulma.inject import gdb
-
-    try:
-        version = gdb.python_version(pid)
-    except gdb.GdbError as exc:
-        raise InjectError(str(exc)) from None
-    if version is None:
-        raise InjectError(f"process {pid} runs a Python older than 3.11; ulma attaches to CPython 3.11 "
-                          "and later")
-    return version
-
-
 def ensure_agent(pid: int, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> str | None:
     """Loads ulma's idle agent into process `pid` unless it carries one;
     returns what was done, in a line, or None if the agent was there.
@@ -152,44 +139,49 @@ def ensure_agent(pid: int, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> str | 
         except OSError:
             pass
         raise
-    from ulma.inject import payload, remote
+    from ulma.inject import gdb, payload, remote
 
-    mapped = _version_from_maps(pid)
-    use_remote = remote.available(mapped)
-    version = mapped if use_remote and mapped else _python_version(pid)
-    where = f"{version[0]}.{version[1]}"
-    if not use_remote and version not in SUPPORTED:
-        if version >= (3, 14):
-            raise InjectError(f"process {pid} runs Python {where}: ulma loads into it with sys.remote_exec, "
-                              f"which needs ulma itself on Python {where} (it runs on "
-                              f"{sys.version_info[0]}.{sys.version_info[1]})")
-        raise InjectError(f"process {pid} runs Python {where}; ulma attaches to CPython 3.11 and later")
-    fallback, suffix = _fallback() if version == sys.version_info[:2] else (None, "")
+    ours = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    mapped = _version_from_maps(pid)  # no gdb needed when it says sys.remote_exec can do it
+    fallback, suffix = _fallback()  # taken only by an interpreter of its very suffix (version, ABI)
     sock, report = _report_socket()
     with sock:
-        from ulma.inject import gdb
-
         start = time.monotonic()
         # the target's deadline: whatever gdb takes, then the wait (CLOCK_MONOTONIC is every process's)
         deadline_ns = time.monotonic_ns() + int((gdb.GDB_SECONDS + wait_seconds) * 1e9)
         code = payload.source(deadline_ns, report, fallback, suffix)
         answer = ""
-        if use_remote:
-            def wait() -> None:
-                nonlocal answer
-                answer = _wait_answer(sock, pid, time.monotonic() + wait_seconds)
+
+        def wait() -> bool:
+            nonlocal answer
+            answer = _wait_answer(sock, pid, time.monotonic() + wait_seconds)
+            return bool(answer)
+
+        version = mapped
+        queued = False
+        if mapped is None or not remote.available(mapped):
+            try:
+                version, queued = gdb.add_pending_call(pid, code)
+            except gdb.GdbError as exc:
+                raise InjectError(str(exc)) from None
+        if version is None:
+            raise InjectError(f"process {pid} runs a Python older than 3.11; ulma attaches to CPython 3.11 "
+                              "and later")
+        where = f"{version[0]}.{version[1]}"
+        if queued:
+            how = "gdb"
+            wait()
+        elif remote.available(version):
+            how = "sys.remote_exec"
             try:
                 remote.run(pid, code, wait)
             except remote.RemoteExecError as exc:
                 raise InjectError(str(exc)) from None
-            how = "sys.remote_exec"
+        elif version >= (3, 14):
+            raise InjectError(f"process {pid} runs Python {where}: ulma loads into it with sys.remote_exec, "
+                              f"which needs ulma itself on Python {where} (it runs on {ours})")
         else:
-            try:
-                gdb.add_pending_call(pid, code)
-            except gdb.GdbError as exc:
-                raise InjectError(str(exc)) from None
-            answer = _wait_answer(sock, pid, time.monotonic() + wait_seconds)
-            how = "gdb"
+            raise InjectError(f"process {pid} runs Python {where}; ulma attaches to CPython 3.11 and later")
     if not answer:
         if not os.path.exists(f"/proc/{pid}"):
             raise InjectError(f"process {pid} ended before it loaded ulma's agent")
@@ -203,9 +195,8 @@ def ensure_agent(pid: int, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> str | 
     why = answer.removeprefix("ERR").strip()
     if why.startswith("import "):
         why = why.removeprefix("import ")
-        if fallback is None:
+        if where != ours or fallback is None:
             raise InjectError(f"process {pid} (Python {where}) cannot import ulma ({why}); install ulma in "
-                              f"its environment (this ulma runs on Python "
-                              f"{sys.version_info[0]}.{sys.version_info[1]})")
+                              f"its environment (this ulma runs on Python {ours})")
         raise InjectError(f"process {pid} (Python {where}) cannot import ulma: {why}")
     raise InjectError(f"process {pid} could not start ulma's agent: {why}")

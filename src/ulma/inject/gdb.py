@@ -24,6 +24,7 @@ GDB_SECONDS = 60.0  # attaching and reading libpython's symbols; seconds on a lo
 PAGE = 4096
 _PROT_READ_WRITE = 3
 _MAP_PRIVATE_ANONYMOUS = 0x22
+_FIRST, _LAST = 0x030B, 0x030D  # (major << 8 | minor): the CPythons gdb loads ulma into
 
 _OPTIONS = ["-nx", "-batch", "-q",
             "-iex", "set auto-load off", "-iex", "set debuginfod enabled off",
@@ -104,51 +105,52 @@ def run(pid: int, commands: list[str]) -> str:
     return output
 
 
-def python_version(pid: int) -> tuple[int, int] | None:
-    """(major, minor) of the CPython that process `pid` runs, from the
-    interpreter's own Py_Version (3.11+); raises GdbError naming what it is
-    otherwise."""
-    output = run(pid, [  # (an error ends gdb's script: what every CPython has first)
-        'printf "ulma-python %lu\\n", (unsigned long) &Py_Initialize',
-        'printf "ulma-version %lu\\n", *(unsigned long *) &Py_Version',
-    ])
-    found = re.search(r"^ulma-version (\d+)$", output, re.M)
-    if found:
-        version = int(found.group(1))
-        return version >> 24, (version >> 16) & 0xFF
-    if re.search(r"^ulma-python \d+$", output, re.M):
-        return None  # a Python older than 3.11 (no Py_Version)
-    raise GdbError(f"process {pid} is not a Python process (no CPython interpreter in it)")
-
-
-def add_pending_call(pid: int, code: str) -> None:
-    """Queues PyRun_SimpleString(code) as a pending call in process `pid`:
-    its main thread runs it the next time it runs Python code."""
+def add_pending_call(pid: int, code: str) -> tuple[tuple[int, int] | None, bool]:
+    """Reads the version of the CPython in process `pid` and, if it is 3.11
+    to 3.13, queues PyRun_SimpleString(code) as a pending call there: its main
+    thread runs it the next time it runs Python code.  One gdb session, so the
+    process checked is the process injected.  Returns ((major, minor), queued);
+    the version is None for a CPython older than 3.11 (no Py_Version).
+    Raises GdbError for a process that is not Python, or when gdb fails."""
     data = code.encode("utf-8") + b"\0"
     size = (len(data) + PAGE - 1) // PAGE * PAGE
     data += b"\0" * (-len(data) % 8)
-    commands = [
-        "set $ulma_page = (char *) ((void *(*)(void *, unsigned long, int, int, int, long)) mmap)"
+    version = "(*(unsigned long *) &Py_Version >> 16)"
+    commands = [  # (an error ends gdb's script: what every CPython has comes first)
+        'printf "ulma-python %lu\\n", (unsigned long) &Py_Initialize',
+        'printf "ulma-version %lu\\n", *(unsigned long *) &Py_Version',
+        f"if {version} >= {_FIRST:#x} && {version} <= {_LAST:#x}",
+        "  set $ulma_page = (char *) ((void *(*)(void *, unsigned long, int, int, int, long)) mmap)"
         f"((void *) 0, {size}, {_PROT_READ_WRITE}, {_MAP_PRIVATE_ANONYMOUS}, -1, 0)",
-        "if $ulma_page == (char *) -1",
-        '  printf "ulma-error mmap\\n"',
-        "else",
+        "  if $ulma_page == (char *) -1",
+        '    printf "ulma-error mmap\\n"',
+        "  else",
     ]
     for offset in range(0, len(data), 8):
         word = int.from_bytes(data[offset:offset + 8], "little")
-        commands.append(f"  set *(unsigned long *) ($ulma_page + {offset}) = {word:#x}")
+        commands.append(f"    set *(unsigned long *) ($ulma_page + {offset}) = {word:#x}")
     commands += [
-        '  printf "ulma-pending %d\\n", ((int (*)(void *, void *)) Py_AddPendingCall)'
+        '    printf "ulma-pending %d\\n", ((int (*)(void *, void *)) Py_AddPendingCall)'
         "((void *) PyRun_SimpleString, (void *) $ulma_page)",
+        "  end",
         "end",
     ]
     output = run(pid, commands)
-    found = re.search(r"^ulma-pending (-?\d+)$", output, re.M)
-    if found and found.group(1) == "0":
-        return
+    if not re.search(r"^ulma-python \d+$", output, re.M):
+        raise GdbError(f"process {pid} is not a Python process (no CPython interpreter in it)")
+    found = re.search(r"^ulma-version (\d+)$", output, re.M)
+    if not found:
+        return None, False
+    number = int(found.group(1))
+    seen = (number >> 24, (number >> 16) & 0xFF)
+    if not _FIRST <= number >> 16 <= _LAST:
+        return seen, False
+    pending = re.search(r"^ulma-pending (-?\d+)$", output, re.M)
+    if pending and pending.group(1) == "0":
+        return seen, True
     if "ulma-error mmap" in output:
         raise GdbError(f"cannot map a page in process {pid} for ulma's call")
-    if found:
+    if pending:
         raise GdbError(f"process {pid} refused the pending call (its queue is full); try again")
     last = [ln.strip() for ln in output.splitlines() if ln.strip()]
     raise GdbError(f"gdb could not queue the call in process {pid}: {(last[-1] if last else '?')[:200]}")
