@@ -9,6 +9,7 @@ from __future__ import annotations
 import array
 import contextlib
 import os
+import select
 import socket
 import threading
 import time
@@ -108,12 +109,15 @@ class Attachment:
                 self.streams.abandon()
             raise
         self.session.scope = scope_of(options.only, options.exclude)
+        if self.streams is not None:  # the drain feeds the log from the first event on
+            self.streams.start_log(self.session, pid)
         try:
             request = f"ATTACH {listener.PROTOCOL.decode()} {options.agent().encode()}\n".encode()
             fds = array.array("i", [self.session.fd])
             # BrokenPipeError: the agent answered and closed before reading (busy): read its answer
             with contextlib.suppress(BrokenPipeError):
                 self.sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+            self._drain_until_answer(timeout)
             reply = listener.read_line(self.sock).decode("utf-8", "replace").strip()
         except OSError as exc:
             self._abandon()
@@ -131,6 +135,26 @@ class Attachment:
         self.sock.settimeout(None)
         if self.streams is not None:
             self.streams.start(self.session, pid, self._stream_snapshot)
+
+    def _drain_until_answer(self, timeout: float) -> None:
+        """Drains until the agent's answer can be read (or its connection
+        closed); TimeoutError after `timeout` seconds.  The agent's hooks go on
+        before it answers ATTACH (it then times its probe, in its own thread,
+        which a busy program holds the GIL against: 10-170 ms were seen on a
+        loaded machine), and stay on until it answers DETACH; a busy program
+        fills a ring in tens of milliseconds, so the rings are drained
+        meanwhile, as in any other wait of the monitor."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        while True:
+            drained = self.session.drain(log=self.log)
+            # a busy ring is drained again at once, as in drain_until
+            wait_ms = 0 if drained > 4096 else max(1, int(self.options.poll_seconds * 1000))
+            if poller.poll(wait_ms):  # the answer, or a hang-up or an error: read_line() says which
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError("timed out")
 
     def _stream_snapshot(self) -> tuple[Profile, Health]:
         from ulma.monitor.live import health_of
@@ -192,6 +216,7 @@ class Attachment:
         try:
             self.sock.settimeout(5.0)
             self.sock.sendall(b"DETACH\n")
+            self._drain_until_answer(5.0)
             # no BYE: the program ended first (its time ends at its last event)
             self._program_ended = listener.read_line(self.sock) != b"BYE\n"
         except OSError:

@@ -121,9 +121,20 @@ class LogWriter:
         self._thread = threading.Thread(target=self._loop, name="ulma-log-writer", daemon=True)
 
     def start(self, session: Session, pid: int) -> None:
+        """Once; later calls do nothing (an attach starts the log before the agent answers)."""
+        if self._thread.ident is not None:
+            return
         self._session = session
         self._pid = pid
         self._thread.start()
+
+    def halt(self) -> None:
+        """Ends the writer thread, if started, once it has written what is queued."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread.ident is not None:
+            self._thread.join()
 
     def write(self, symbols: list[tuple[int, int, int, str, str, int]],
               chunks: list[tuple[int, bytes]], tids: dict[int, int]) -> None:
@@ -208,11 +219,7 @@ class LogWriter:
 
     def close(self) -> list[str]:
         """Writes what is queued, closes the file; what the user must be told."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        if self._thread.ident is not None:
-            self._thread.join()
+        self.halt()
         if self._lost and self.error is None:  # dropped at the very end
             try:
                 self._convert([], self._lost)
@@ -335,6 +342,11 @@ class Streams:
                 self.log.file.discard()
             raise
 
+    def start_log(self, session: Session, pid: int) -> None:
+        """The log's writer alone, for drains before start() (see LogWriter.start)."""
+        if self.log is not None:
+            self.log.start(session, pid)
+
     def start(self, session: Session, pid: int,
               snapshot: Callable[[], tuple[Profile, Health]]) -> None:
         if self.log is not None:
@@ -357,6 +369,8 @@ class Streams:
 
     def abandon(self) -> None:
         """The program never started: the files stay, empty but for the log's header."""
+        if self.log is not None:
+            self.log.halt()
         for f in (self.log, self.jsonl):
             if f is not None and f.file.fd >= 0:
                 f.file.close()
