@@ -94,3 +94,54 @@ def test_a_listening_socket_the_target_only_holds_is_not_its_agent() -> None:
     finally:
         ours.close()
         helper.wait(30)
+
+
+# drain_until in the main thread over rings that always hold more (no pause between drains), while
+# a signal handler -- as `ulma attach`'s Ctrl-C handler does -- sets the stop event, every 200 us:
+# it also clears it the first 2,000 times, so that many signals land anywhere in the loop
+SIGNALED_WHILE_DRAINING = """\
+import signal, threading
+from ulma.monitor.attach import Attachment
+
+class Busy:
+    def drain(self, log=None):
+        return 5000
+
+att = object.__new__(Attachment)
+att.session, att.log = Busy(), None
+att.unhook = lambda: None
+att.target_alive = lambda: True
+stop = threading.Event()
+fired = 0
+inside = False
+
+def handler(signum, frame):
+    global fired, inside
+    if inside:  # (a signal within the handler: the handler's own set() must not be interrupted)
+        return
+    inside = True
+    fired += 1
+    stop.set()
+    if fired < 2000:
+        stop.clear()
+    inside = False
+
+signal.signal(signal.SIGALRM, handler)
+signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+why = att.drain_until(stop)
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(why, fired >= 2000)
+"""
+
+
+def test_a_signal_that_stops_the_drain_loop_never_deadlocks_it() -> None:
+    """Event.set() in a handler that interrupted Event.wait() on the same event, in the same
+    thread, waits forever for the event's lock: `ulma attach` on a busy program once hung after
+    Ctrl-C.  The loop must only read the event."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    try:
+        done = subprocess.run([sys.executable, "-c", SIGNALED_WHILE_DRAINING], env=env, capture_output=True,
+                              text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the drain loop deadlocked in the signal handler")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "stopped True\n", "")

@@ -196,8 +196,12 @@ class Attachment:
         try:
             while True:
                 drained = self.session.drain(log=self.log)
-                # a busy ring is drained again at once, as in Run.drain_until_exit
-                if stop.wait(0 if drained > 4096 else self.options.poll_seconds):
+                if drained <= 4096:  # a busy ring is drained again at once, as in Run.drain_until_exit
+                    time.sleep(self.options.poll_seconds)
+                # read, never waited on: `ulma attach` sets `stop` from a signal handler, which runs
+                # in this thread; had the signal come inside stop.wait(), which holds the event's
+                # own lock at times, the handler's stop.set() would wait for that lock forever
+                if stop.is_set():
                     return "stopped"
                 if deadline is not None and time.monotonic() >= deadline:
                     return "duration"
