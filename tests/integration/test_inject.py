@@ -189,11 +189,11 @@ def test_attach_to_a_multithreaded_plain_python_counts_every_threads_attached_ca
 def test_attach_to_a_plain_python_holding_the_gil_drops_nothing_while_its_agent_starts_and_stops(
         tmp_path: Path, targets: list[PlainTarget]) -> None:
     """The agent's hooks go on before it answers ATTACH (it still times its probe) and come off only
-    once it has read DETACH, both in its listener thread, which waits for the GIL: here up to two
-    seconds each time, as the target keeps it that long.  On a 4 MiB ring (262,144 events: a quarter
-    to half a second of this target, where each answer takes two seconds or more) nothing is
-    dropped only if ulma drains meanwhile."""
-    targets.append(target := PlainTarget(tmp_path, "busy", extra=["--hold-gil", "2"]))
+    once it has read DETACH, both in its listener thread, which waits for the GIL: here up to a
+    second each time, as the target keeps it that long.  On a 4 MiB ring (262,144 events: a quarter
+    to half a second of this target, where each answer takes a second or more) nothing is dropped
+    only if ulma drains meanwhile.  (Two seconds would take the agent's answer past ulma's 10 s.)"""
+    targets.append(target := PlainTarget(tmp_path, "busy", extra=["--hold-gil", "1"]))
     attached = attached_phase(target, 1000, tmp_path / "held.json", extra=["--ring-size", "4M"])
     code, out, err, _ = target.finish()
     assert (code, out, err) == (3, "phase 1: marked=1000\n", "")
