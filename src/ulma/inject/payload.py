@@ -71,7 +71,11 @@ def _attach(deadline, report, fallback, suffix):
             if listener is None:
                 answer = "ERR import " + why
             else:
-                address = listener.install()
+                import sys
+                try:  # the outer text's frame (see _OUTER): ATTACH waits until it is left
+                    address = listener.install(sys._getframe(2))
+                except TypeError:  # the program's own ulma, older than this argument
+                    address = listener.install()
                 answer = "OK " + address if address else "ERR the agent cannot listen"
         except BaseException as exc:
             answer = "ERR %s: %s" % (type(exc).__name__, exc)
