@@ -153,7 +153,8 @@ def test_tiny_function_self_cpu_time_less_overhead_is_within_20_percent_of_its_u
     """programs/tiny_calls.py times a loop of 100k calls unprofiled before and
     after timing it profiled (agent and session in the same process), 21 short
     rounds (this machine's speed drifts by up to 40 % over seconds: a round of a
-    million calls lasted ~2 s and its ratio ranged 0.78-1.55 in CI).  The profiled self time less what ulma subtracted (the calibrated
+    million calls lasted ~2 s and its ratio ranged 0.78-1.55 in CI).  The
+    profiled self time less what ulma subtracted (the calibrated
     probe cost per event and the CPU readings' measured cost), in CPU time (at
     the CPU share ulma measured over the whole loop, which tiny shares, as the
     two take turns every few hundred ns), against the unprofiled body: the

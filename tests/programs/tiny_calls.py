@@ -47,7 +47,7 @@ def loop(f=tiny) -> float:  # type: ignore[no-untyped-def]
 
 
 def profiled(engine: str) -> dict[str, float]:
-    session = Session(ring_bytes=max(8 << 20, CALLS * 64), max_threads=4)  # holds the whole run: no drain needed
+    session = Session(ring_bytes=max(8 << 20, CALLS * 64), max_threads=4)  # holds the whole run: no drain
     try:
         start_agent(session.fd, AgentOptions(engine), alone=True)
         try:

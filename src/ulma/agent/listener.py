@@ -47,11 +47,16 @@ from ulma import _core
 from ulma.agent import AgentOptions, abstract, resolve_engine
 from ulma.agent.bootstrap import start_agent
 
+TYPE_CHECKING = False  # no typing import in the profiled program
+if TYPE_CHECKING:
+    from types import FrameType
+
 PROTOCOL = b"ULMA2"  # 2: agent options (native calls, CPU readings, exclusions)
 ADDRESS_PREFIX = "ulma-agent-"
 MAX_LINE = 4096  # a request: options with many exclusion patterns
 MAX_FDS = 4  # descriptors taken per message; the kernel closes what does not fit
 REQUEST_SECONDS = 5.0  # a peer that has not sent its request by then is dropped
+INJECTED_SECONDS = 2.0  # the longest an ATTACH waits for the main thread to leave the payload
 _ACCEPTING = 0x10000  # __SO_ACCEPTCON in /proc/net/unix's flags: a listening socket
 _lock = threading.Lock()
 _listener: _Listener | None = None
@@ -131,6 +136,7 @@ class _Listener:
         self.sock = socket.socket(fileno=raw.detach())
         self.pid = os.getpid()
         self.closed = False
+        self.injected: FrameType | None = None  # see _wait_injected_left
         self.thread = threading.Thread(target=self._serve, name="ulma-agent-listener", daemon=True)
         try:
             self.thread.start()
@@ -190,6 +196,7 @@ class _Listener:
             try:
                 options = AgentOptions.decode(words[2])
                 options = options.with_engine(resolve_engine(options.engine))
+                self._wait_injected_left()
                 start_agent(fds[0], options)
             except (OSError, RuntimeError, ValueError) as exc:
                 conn.sendall(f"ERR {exc}\n".encode())
@@ -202,6 +209,27 @@ class _Listener:
         read_line(conn)  # DETACH, the connection closing, or anything else: all detach
         _core.agent_stop()
         conn.sendall(b"BYE\n")
+
+    def _wait_injected_left(self) -> None:
+        """ulma's attach payload (ulma.inject) loaded this agent from a pending
+        call in the main thread, and answered from there: hooks turned on
+        before the main thread has left that code would restate its frames as
+        the program's (seen 3 attaches in 10 on 3.12).  So the first ATTACH
+        waits, at most INJECTED_SECONDS, until the payload's outermost frame
+        is off the main thread's stack."""
+        frame, self.injected = self.injected, None
+        if frame is None:
+            return
+        main = threading.main_thread().ident
+        deadline = time.monotonic() + INJECTED_SECONDS
+        while time.monotonic() < deadline:
+            f = sys._current_frames().get(main) if main is not None else None
+            while f is not None and f is not frame:
+                f = f.f_back
+            if f is None:
+                return
+            del f
+            time.sleep(0.001)
 
     def _attached(self, conn: socket.socket, monitor: int) -> None:
         """Waits until the monitor says something (or goes); meanwhile another
@@ -230,11 +258,13 @@ class _Listener:
                 other.sendall(message.encode())
 
 
-def install() -> str | None:
+def install(injected: FrameType | None = None) -> str | None:
     """Carries an idle agent in this program; returns the socket's address
     (as `ss -x` shows it) that `ulma attach <pid>` finds.  Idempotent.  If it
     cannot listen, it says so in one line on stderr, returns None, and the
-    program goes on unprofiled."""
+    program goes on unprofiled.  `injected`: the outermost frame of ulma's
+    attach payload that calls this (the next ATTACH waits until the main
+    thread has left it)."""
     global _listener
     with _lock:
         if _listener is None or _listener.pid != os.getpid():
@@ -245,4 +275,6 @@ def install() -> str | None:
                                  "the program runs without an agent\n")
                 sys.stderr.flush()
                 return None
+        if injected is not None:
+            _listener.injected = injected
         return _listener.name

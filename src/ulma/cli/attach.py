@@ -8,6 +8,7 @@ import sys
 import threading
 from types import FrameType
 
+from ulma import inject
 from ulma.cli.errors import Parser, UsageError
 from ulma.cli.run import (
     add_clock_argument,
@@ -26,7 +27,7 @@ from ulma.monitor.attach import AttachError, Attachment
 from ulma.views.report import print_report
 from ulma.views.units import fmt_ns
 
-HELP = "attach to a running program that carries an idle ulma agent; Ctrl-C detaches"
+HELP = "attach to a running Python program (loading ulma's agent into it if needed); Ctrl-C detaches"
 
 
 class Detaching:
@@ -103,11 +104,13 @@ def execute(argv: list[str]) -> int:
                         "q or Ctrl-C in it detaches")
     add_measure_arguments(p)
     add_clock_argument(p)
+    inject.add_arguments(p)
     add_stream_arguments(p)
     add_dial_arguments(p)
     opts = p.parse(argv)
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
+    inject.check_arguments(opts)
     terminal = all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr))
     live = terminal if opts.live is None else opts.live
     if live and not all(s is not None and s.isatty() for s in (sys.stdin, sys.stderr)):
@@ -118,6 +121,9 @@ def execute(argv: list[str]) -> int:
     if live:  # import the view before attaching: a busy import would starve the drain thread
         import ulma.views.live  # noqa: F401
     try:
+        loaded = inject.ensure_agent(opts.pid, opts.inject_timeout)
+        if loaded:
+            sys.stderr.write(f"ulma: {loaded}\n")
         att = Attachment(opts.pid, sessions.Options(
             engine="auto", ring_bytes=opts.ring_size, native_calls=opts.native_calls,
             cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), only=tuple(opts.only),

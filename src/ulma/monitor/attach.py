@@ -32,6 +32,15 @@ def check_target(pid: int) -> list[str]:
     """The addresses the agent of `pid` may listen on, after checking the
     process is there, is ours, and shares our network namespace (where its
     abstract socket lives)."""
+    addresses = agent_addresses(pid)
+    if not addresses:
+        raise AttachError(f"process {pid} has no ulma agent (start it with `python -m ulma.agent` "
+                          "or call ulma.agent.install() in the program)")
+    return addresses
+
+
+def agent_addresses(pid: int) -> list[str]:
+    """check_target(), but an empty list when process `pid` has no agent."""
     try:
         st = os.stat(f"/proc/{pid}")
     except FileNotFoundError:
@@ -46,9 +55,6 @@ def check_target(pid: int) -> list[str]:
         raise AttachError(f"no process {pid}") from None
     except OSError as exc:
         raise AttachError(f"cannot look at process {pid}: {exc.strerror}") from None
-    if not addresses:
-        raise AttachError(f"process {pid} has no ulma agent (start it with `python -m ulma.agent` "
-                          "or call ulma.agent.install() in the program)")
     return addresses
 
 
