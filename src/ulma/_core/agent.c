@@ -359,7 +359,7 @@ static inline void put(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t idv, u
     e->ticks = t;
     e->id = idv & ULMA_ID_MASK;
     e->kind = kind;
-    e->flags = flags | ((idv & ULMA_ID_UNMEASURED) ? ULMA_EVF_UNMEASURED : 0);
+    e->flags = flags | (uint8_t)((idv & ULMA_ID_RECORDED) >> 24);
     e->aux = aux;
 }
 

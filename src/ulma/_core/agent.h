@@ -48,7 +48,15 @@ typedef struct {
  * control channel): none of its events is written.  Its code objects' slots
  * carry ULMA_GEN_SLOW, so the hot paths never see this bit. */
 #define ULMA_ID_OFF 0x20000000u
-#define ULMA_ID_MASK 0x1fffffffu
+/* A coroutine's code (CO_COROUTINE, or a generator made one by
+ * types.coroutine): its every record carries ULMA_EVF_AWAIT, so a YIELD of
+ * it is a suspension in `await` (aggregate.c counts it as waiting) and not a
+ * generator handing out a value.  Free on the hot path: ulma_id_word's rare
+ * branch, taken by coroutines' events only. */
+#define ULMA_ID_AWAIT 0x10000000u
+#define ULMA_ID_MASK 0x0fffffffu
+/* the id bits that records carry, as flags (bit 24 + k -> flag bit k) */
+#define ULMA_ID_RECORDED (ULMA_ID_UNMEASURED | ULMA_ID_AWAIT)
 
 /* Agent globals (agent.c).  g_session is NULL while no session is active. */
 extern ulma_session_header *g_session;
@@ -124,6 +132,7 @@ static inline uint32_t ulma_code_id(PyCodeObject *co)
  * thread's CPU clock (one compare here).
  */
 static_assert((ULMA_ID_UNMEASURED >> 24) == ULMA_EVF_UNMEASURED, "the id bit becomes the flag");
+static_assert((ULMA_ID_AWAIT >> 24) == ULMA_EVF_AWAIT, "the id bit becomes the flag");
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "ulma's records are little-endian, written as such"
 #endif
@@ -142,7 +151,7 @@ static inline void ulma_emit_ex(ulma_writer *w, uint64_t t, uint32_t idv, uint8_
     ulma_event *e = &w->events[pos & w->mask];
     /* id | kind | flags | aux in one store */
     uint64_t rest = (uint64_t)(idv & ULMA_ID_MASK) | (uint64_t)kind << 32 |
-                    (uint64_t)(flags | ((idv >> 24) & ULMA_EVF_UNMEASURED)) << 40 | (uint64_t)aux << 48;
+                    (uint64_t)(flags | ((idv & ULMA_ID_RECORDED) >> 24)) << 40 | (uint64_t)aux << 48;
     e->ticks = t;
     memcpy((char *)e + 8, &rest, sizeof rest);
     /* the record before write_pos: the monitor reads write_pos ahead of
@@ -161,16 +170,17 @@ static inline void ulma_emit(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t k
 }
 
 /* The second word of a record (id, kind, flags, aux) for id `idv` with
- * kind 0, flags 0 (but an excluded function's) and aux 0: OR the kind in at
- * bit 32.  The id's own bits (excluded, hidden) are rare. */
+ * kind 0, flags 0 (but an excluded function's or a coroutine's) and aux 0: OR the kind in at
+ * bit 32.  The id's own bits (excluded, hidden, coroutine) are rare. */
 static inline __attribute__((always_inline)) uint64_t ulma_id_word(uint32_t idv)
 {
     if (ULMA_LIKELY(!(idv & ~ULMA_ID_MASK)))
         return idv;
-    return (uint64_t)(idv & ULMA_ID_MASK) | (uint64_t)(idv & ULMA_ID_UNMEASURED) << 16;
+    return (uint64_t)(idv & ULMA_ID_MASK) | (uint64_t)(idv & ULMA_ID_RECORDED) << 16;
 }
 static_assert((uint64_t)ULMA_ID_UNMEASURED << 16 == (uint64_t)ULMA_EVF_UNMEASURED << 40,
               "the id's bit lands on the flag");
+static_assert((uint64_t)ULMA_ID_AWAIT << 16 == (uint64_t)ULMA_EVF_AWAIT << 40, "the id's bit lands on the flag");
 
 /*
  * The common case of ulma_emit, with no call in it: room in the ring and no

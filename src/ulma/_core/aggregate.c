@@ -64,6 +64,7 @@ void ulma_agg_free(ulma_thread_agg *a)
     free(a->edges);
     free(a->index);
     free(a->stack);
+    free(a->blocks);
     ulma_walk_free(&a->w);
     memset(a, 0, sizeof *a);
 }
@@ -308,6 +309,11 @@ static inline int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind
     }
     a->depth++;
     a->active[slot]++;
+    if (ULMA_UNLIKELY(a->watch != NULL) && id == a->watch->id && !a->watch_depth) {
+        a->watch_depth = a->depth;
+        a->watch_start = t;
+        a->watch_snapped = 0;
+    }
     if (kind == ULMA_CALL || kind == ULMA_C_CALL)
         a->funcs[slot].calls++;
     else if (kind)
@@ -315,8 +321,58 @@ static inline int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind
     return 0;
 }
 
+static void watch_snap(ulma_thread_agg *a)
+{
+    size_t from = a->watch_depth - 1, n = a->depth - from;
+    if (n > ULMA_BLOCK_FRAMES) /* the innermost frames say most */
+        from = a->depth - ULMA_BLOCK_FRAMES, n = ULMA_BLOCK_FRAMES;
+    a->pending.depth = (uint32_t)n;
+    for (size_t i = 0; i < n; i++)
+        a->pending.ids[i] = a->stack[from + i].id;
+    a->watch_snapped = 1;
+}
+
+/* The watched frame ends at t (it is still on the stack). */
+static void watch_end(ulma_thread_agg *a, uint64_t t)
+{
+    a->watch_depth = 0;
+    uint64_t el = t - a->watch_start;
+    if (el <= a->watch->ticks)
+        return;
+    if (!a->watch_snapped) {
+        a->watch_depth = a->depth;
+        watch_snap(a);
+        a->watch_depth = 0;
+    }
+    if (a->nblocks >= ULMA_MAX_BLOCKS) {
+        a->blocks_over++;
+        return;
+    }
+    if (!a->blocks && !(a->blocks = malloc(ULMA_MAX_BLOCKS * sizeof *a->blocks))) {
+        a->blocks_over++;
+        return;
+    }
+    ulma_block *b = &a->blocks[a->nblocks++];
+    *b = a->pending;
+    b->start = a->watch_start;
+    b->ticks = el;
+}
+
+uint32_t ulma_agg_take_blocks(ulma_thread_agg *a, ulma_block **out)
+{
+    uint32_t n = a->nblocks;
+    *out = n ? a->blocks : NULL;
+    if (n) {
+        a->blocks = NULL;
+        a->nblocks = 0;
+    }
+    return n;
+}
+
 static inline void pop(ulma_thread_agg *a, uint64_t t)
 {
+    if (ULMA_UNLIKELY(a->watch_depth == a->depth) && a->watch_depth)
+        watch_end(a, t);
     ulma_frame *f = &a->stack[--a->depth];
     uint64_t el = t - f->start;
     ulma_func_stats *s = &a->funcs[f->slot];
@@ -420,12 +476,101 @@ static void on_cpu_reading(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
     a->have_cpu = 1;
 }
 
+/* ---- coroutines suspended in await (aggregate.h) ---- */
+
+static inline void await_begin(ulma_await *w, uint64_t t)
+{
+    w->sum -= t;
+    w->n++;
+}
+
+/* a resumption pairs with a suspension this thread saw, or counts nothing */
+static inline void await_end(ulma_await *w, uint64_t t)
+{
+    if (w->n) {
+        w->sum += t;
+        w->n--;
+    }
+}
+
+uint64_t ulma_agg_await(const ulma_await *w, uint64_t now)
+{
+    if (w->n && !now)
+        return 0; /* still suspended at an end no one gave: never a sum of bare ticks */
+    uint64_t v = w->sum + w->n * now;
+    return (int64_t)v < 0 ? 0 : v; /* only in a damaged stream */
+}
+
+/* The coroutine resumed by the previous record: if this record resumes a
+ * coroutine on top of it, it was suspended awaiting that one (its edge gets
+ * the time), else awaiting something else (its own waiting). */
+static void await_settle(ulma_thread_agg *a, const ulma_event *e)
+{
+    uint32_t slot = a->resumed - 1;
+    uint64_t t = a->resumed_tick;
+    a->resumed = 0;
+    if (a->depth == 0 || a->stack[a->depth - 1].slot != slot)
+        return; /* it left already: nothing to pair */
+    if ((e->flags & ULMA_EVF_AWAIT) && (e->kind == ULMA_RESUME || e->kind == ULMA_THROW) &&
+        e->id < MAX_FUNC_ID) {
+        uint32_t edge = edge_get_cached(a, a->stack[a->depth - 1].id, e->id);
+        if (edge != ROOT)
+            await_end(&a->edges[edge].await_all, t);
+    } else {
+        await_end(&a->funcs[slot].await_self, t);
+    }
+}
+
+/* A record of a coroutine (ULMA_EVF_AWAIT), before it is applied. */
+static void await_record(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
+{
+    int after_yield = a->after_await_yield;
+    a->after_await_yield = 0;
+    if (e->id >= MAX_FUNC_ID)
+        return;
+    if (e->kind == ULMA_CALL) {
+        uint32_t slot = func_slot(a, e->id);
+        if (slot != ROOT)
+            a->funcs[slot].coro_calls++;
+    } else if (e->kind == ULMA_RESUME || e->kind == ULMA_THROW) {
+        uint32_t slot = func_slot(a, e->id);
+        if (slot == ROOT || !a->funcs[slot].await_all.n)
+            return;
+        await_end(&a->funcs[slot].await_all, t);
+        a->resumed = slot + 1;
+        a->resumed_tick = t;
+    } else if (e->kind == ULMA_YIELD) {
+        if (a->depth == 0 || a->stack[a->depth - 1].id != e->id)
+            return; /* not the frame on top: the stack rules drop or cut it */
+        uint32_t slot = a->stack[a->depth - 1].slot;
+        await_begin(&a->funcs[slot].await_all, t);
+        if (after_yield) {
+            /* the coroutine that yielded just before, on top of this one */
+            uint32_t edge = edge_get_cached(a, e->id, a->await_child);
+            if (edge != ROOT)
+                await_begin(&a->edges[edge].await_all, t);
+        } else {
+            await_begin(&a->funcs[slot].await_self, t);
+        }
+        a->after_await_yield = 1;
+        a->await_child = e->id;
+    }
+}
+
 /* ---- the hooks of the stack rules (walk.h) ---- */
 
 static void hook_record(void *ctx, const ulma_event *e, uint64_t t)
 {
     ulma_thread_agg *a = ctx;
     end_gap(a, t);
+    if (ULMA_UNLIKELY(a->watch_depth) && !a->watch_snapped && t - a->watch_start > a->watch->ticks)
+        watch_snap(a); /* the stack as the frame passes the limit */
+    if (ULMA_UNLIKELY(a->resumed))
+        await_settle(a, e);
+    if (ULMA_UNLIKELY(e->flags & ULMA_EVF_AWAIT))
+        await_record(a, e, t);
+    else
+        a->after_await_yield = 0;
     if ((e->flags & ULMA_EVF_DISPATCH) &&
         (e->kind == ULMA_CALL || e->kind == ULMA_RESUME || e->kind == ULMA_THROW || e->kind == ULMA_C_CALL)) {
         uint64_t d = e->aux, gap = t - a->w.last_tick;
@@ -509,22 +654,46 @@ __attribute__((flatten)) int ulma_agg_feed(ulma_thread_agg *a, const ulma_event 
     return 0;
 }
 
+/* a suspension still open ends at t */
+static inline void await_close(ulma_await *w, uint64_t t)
+{
+    w->sum += w->n * t;
+    w->n = 0;
+}
+
 void ulma_agg_close(ulma_thread_agg *a)
 {
     while (a->depth > 0)
         pop(a, a->w.last_tick);
+    /* coroutines still suspended: until the thread's end */
+    uint64_t end = a->w.last_tick;
+    for (size_t i = 0; i < a->nfuncs; i++) {
+        await_close(&a->funcs[i].await_all, end);
+        await_close(&a->funcs[i].await_self, end);
+    }
+    for (size_t i = 0; i < a->nedges; i++)
+        await_close(&a->edges[i].await_all, end);
+    a->resumed = 0;
+    a->after_await_yield = 0;
 }
 
 void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)
 {
-    for (size_t i = 0; i < a->nfuncs; i++) {
-        ulma_func_stats *f = &a->funcs[i];
-        memset(f, 0, sizeof *f);
-    }
-    for (size_t i = 0; i < a->nedges; i++)
-        a->edges[i].calls = a->edges[i].resumes = a->edges[i].total = 0;
     if (now < a->w.last_tick)
         now = a->w.last_tick;
+    /* coroutines still suspended count from now on */
+    for (size_t i = 0; i < a->nfuncs; i++) {
+        ulma_func_stats *f = &a->funcs[i];
+        uint64_t n_all = f->await_all.n, n_self = f->await_self.n;
+        memset(f, 0, sizeof *f);
+        f->await_all = (ulma_await){0 - n_all * now, n_all};
+        f->await_self = (ulma_await){0 - n_self * now, n_self};
+    }
+    for (size_t i = 0; i < a->nedges; i++) {
+        ulma_edge_stats *e = &a->edges[i];
+        e->calls = e->resumes = e->total = 0;
+        e->await_all.sum = 0 - e->await_all.n * now;
+    }
     for (size_t i = 0; i < a->depth; i++) {
         a->stack[i].start = now;
         a->stack[i].child = 0;
@@ -542,6 +711,11 @@ static void func_add(ulma_func_stats *d, const ulma_func_stats *s)
     split_add(&d->self_split, &s->self_split);
     split_add(&d->total_split, &s->total_split);
     d->dispatch_in += s->dispatch_in;
+    d->await_all.sum += s->await_all.sum;
+    d->await_all.n += s->await_all.n;
+    d->await_self.sum += s->await_self.sum;
+    d->await_self.n += s->await_self.n;
+    d->coro_calls += s->coro_calls;
 }
 
 /* Adds src's totals into dst (a container, never fed).  With now != 0 the
@@ -563,6 +737,8 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
         dst->edges[d].calls += e->calls;
         dst->edges[d].resumes += e->resumes;
         dst->edges[d].total += e->total;
+        dst->edges[d].await_all.sum += e->await_all.sum;
+        dst->edges[d].await_all.n += e->await_all.n;
     }
     dst->cpu_readings += src->cpu_readings;
     if (!now || src->depth == 0)

@@ -39,6 +39,23 @@
  *     says what getting into it cost).
  *   - unmeasured: the self time of excluded frames under this one.
  * CPU is what remains of self once waiting and overhead are taken out.
+ *
+ * Coroutines (records flagged ULMA_EVF_AWAIT).  A coroutine that YIELDs is
+ * suspended in `await` until its next RESUME or THROW: that time is its
+ * waiting, in its total and (unless it was awaiting another coroutine, whose
+ * waiting it then is) its self time.  Instances are not told apart, and need
+ * not be: per function, the time suspended is the sum of its resumption ticks
+ * less the sum of its suspension ticks, plus, at `now`, now times the number
+ * still suspended (ulma_agg_await) -- sums linear in the ticks (mod 2^64),
+ * which add across threads and snapshots like the others.  A resumption is
+ * counted only against a suspension this thread saw (a coroutine resumed in
+ * another thread, or after its YIELD was dropped, adds nothing); one still
+ * suspended when its thread ends counts until then.  Which suspensions were
+ * awaiting another coroutine: the YIELD right after a coroutine's YIELD is
+ * its awaiter's (the await chain unwinds innermost first), and the record
+ * right after a resumption says how it was suspended (a coroutine resumed on
+ * top of it: it was awaiting that one).  The awaiter -> awaited edge gets the
+ * awaiter's suspended time in its total.
  */
 #ifndef ULMA_AGGREGATE_H
 #define ULMA_AGGREGATE_H
@@ -55,11 +72,19 @@ typedef struct {
     uint64_t wait_cpu, runnable_cpu, runnable_ns; /* ns: see wait above */
 } ulma_split;
 
+/* A time suspended, kept as sum + n * now (see Coroutines above). */
+typedef struct {
+    uint64_t sum, n;
+} ulma_await;
+
 typedef struct {
     uint64_t calls, resumes, self, total;
     ulma_split self_split; /* unmeasured stays 0: excluded time is a callee's */
     ulma_split total_split;
     uint64_t dispatch_in;  /* ticks callers spent calling into it */
+    ulma_await await_all;  /* a coroutine's time suspended in await */
+    ulma_await await_self; /* the part of it not awaiting another coroutine */
+    uint64_t coro_calls;   /* its calls flagged ULMA_EVF_AWAIT: it is a coroutine */
 } ulma_func_stats;
 
 typedef struct {
@@ -67,6 +92,7 @@ typedef struct {
     uint64_t calls, resumes, total;
     uint32_t active; /* frames of this pair open on the stack */
     uint32_t pad;
+    ulma_await await_all; /* the caller's time suspended awaiting the callee */
 } ulma_edge_stats;
 
 #define ULMA_EDGE_CACHE 4096u /* power of two */
@@ -83,6 +109,25 @@ typedef struct {
     uint32_t slot;   /* the function's slot in funcs */
     ulma_split at;   /* the thread's sums when it entered */
 } ulma_frame;
+
+/* Long frames of one watched function (asyncio's Handle._run: a callback or
+ * a task's step holding the event loop): set by the owner, shared by its
+ * threads' aggregators; id 0 watches nothing. */
+typedef struct {
+    uint32_t id;
+    uint64_t ticks; /* longer than this is kept */
+} ulma_watch;
+
+/* One such frame: when it started, how long it lasted, and the stack from
+ * it up (outermost first, at most ULMA_BLOCK_FRAMES, innermost kept) at the
+ * first record past the limit, or at its end if none came before. */
+#define ULMA_BLOCK_FRAMES 32u
+#define ULMA_MAX_BLOCKS 256u /* kept per thread until the owner takes them */
+typedef struct {
+    uint64_t start, ticks;
+    uint32_t depth, pad;
+    uint32_t ids[ULMA_BLOCK_FRAMES];
+} ulma_block;
 
 /* Function ids index a two-level table of pages of this many slots. */
 #define ULMA_FUNC_PAGE_BITS 8u
@@ -116,6 +161,21 @@ typedef struct {
     uint64_t last_wall, last_cpu; /* the interval just read: wall ticks, CPU ns */
     uint32_t last_target;      /* the slot that got them, or UINT32_MAX */
     uint8_t have_cpu, have_run_delay, after_reading, pad8;
+    /* coroutines: the previous record was a coroutine's YIELD (of id
+     * await_child); a resumed coroutine (slot + 1, 0: none) whose kind of
+     * suspension the next record tells, resumed at resumed_tick */
+    uint8_t after_await_yield;
+    uint32_t await_child, resumed;
+    uint64_t resumed_tick;
+    /* long frames of the watched function (NULL: none watched) */
+    const ulma_watch *watch;
+    size_t watch_depth;       /* its open frame's depth + 1, 0: none */
+    uint64_t watch_start;
+    ulma_block pending;       /* its stack, taken once past the limit */
+    uint8_t watch_snapped;
+    ulma_block *blocks;       /* kept, ULMA_MAX_BLOCKS at most ... */
+    uint32_t nblocks;
+    uint64_t blocks_over;     /* ... and those past it, counted */
     uint64_t cpu_readings;
     int failed;                /* out of memory: stats stop growing */
 } ulma_thread_agg;
@@ -134,6 +194,10 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
 /* A split's waiting and runnable in ticks, at `ns_per_tick`: W - C and the
  * run delays, never below 0 (noise can make C exceed W at one rate). */
 void ulma_agg_wait(const ulma_split *s, double ns_per_tick, uint64_t *wait, uint64_t *runnable);
+/* Hands the long frames kept over (the caller frees *out); their number. */
+uint32_t ulma_agg_take_blocks(ulma_thread_agg *a, ulma_block **out);
+/* A time suspended at `now` (ticks; `now` 0: all ended). */
+uint64_t ulma_agg_await(const ulma_await *w, uint64_t now);
 /* The slot of function `id` in a->funcs, or UINT32_MAX if it has none. */
 uint32_t ulma_agg_find(const ulma_thread_agg *a, uint32_t id);
 /* Frees the per-function and per-edge totals (and the empty stack) of a

@@ -200,7 +200,7 @@ static __attribute__((noinline)) PyObject *traced_any_eval(PyThreadState *ts, st
  * the hot path keeps no id beside the word. */
 static __attribute__((noinline)) void put_slow(ulma_writer *w, uint64_t t, uint64_t word, uint8_t kind)
 {
-    uint32_t idv = (uint32_t)word | (uint32_t)((word >> 16) & ULMA_ID_UNMEASURED);
+    uint32_t idv = (uint32_t)word | (uint32_t)((word >> 16) & ULMA_ID_RECORDED);
     ulma_emit_slow(w, t, idv, kind, 0, 0, 0);
 }
 

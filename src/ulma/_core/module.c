@@ -426,27 +426,33 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         goto done;
     for (size_t i = 0; i < sum.nfuncs; i++) {
         ulma_func_stats *f = &sum.funcs[i];
-        if (!f->calls && !f->resumes && !f->total && !f->self)
+        /* a coroutine's time suspended in await: waiting, in its self time
+         * (but what it spent awaiting another coroutine) and its total */
+        uint64_t aw = ulma_agg_await(&f->await_all, now), aw_self = ulma_agg_await(&f->await_self, now);
+        if (aw_self > aw)
+            aw_self = aw;
+        if (!f->calls && !f->resumes && !f->total && !f->self && !aw)
             continue;
         const ulma_split *a = &f->self_split, *b = &f->total_split;
         uint64_t a_wait, a_run, b_wait, b_run; /* at the rate given now (aggregate.h) */
         ulma_agg_wait(a, rate, &a_wait, &a_run);
         ulma_agg_wait(b, rate, &b_wait, &b_run);
-        if ((split ? append_built(funcs, "(IKKKKKKKKKKKKKKKK)", sum.func_ids[i], f->calls, f->resumes,
-                                  f->self, f->total, a_wait, a_run, a->probe, a->dispatch, a->segs,
-                                  b_wait, b_run, b->probe, b->dispatch, b->segs, b->unmeasured,
-                                  f->dispatch_in)
-                   : append_built(funcs, "(IKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self,
-                                  f->total)) < 0)
+        if ((split ? append_built(funcs, "(IKKKKKKKKKKKKKKKKKKK)", sum.func_ids[i], f->calls, f->resumes,
+                                  f->self + aw_self, f->total + aw, a_wait + aw_self, a_run, a->probe,
+                                  a->dispatch, a->segs, b_wait + aw, b_run, b->probe, b->dispatch, b->segs,
+                                  b->unmeasured, f->dispatch_in, aw_self, aw, f->coro_calls)
+                   : append_built(funcs, "(IKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self + aw_self,
+                                  f->total + aw)) < 0)
             goto done;
     }
     if (final) /* the function rows are made: their totals can go */
         ulma_agg_release_funcs(&sum);
     for (size_t i = 0; i < sum.nedges; i++) {
         ulma_edge_stats *e = &sum.edges[i];
-        if (!e->calls && !e->resumes && !e->total)
+        uint64_t aw = ulma_agg_await(&e->await_all, now);
+        if (!e->calls && !e->resumes && !e->total && !aw)
             continue;
-        if (append_built(edges, "(IIKKK)", e->caller, e->callee, e->calls, e->resumes, e->total) < 0)
+        if (append_built(edges, "(IIKKK)", e->caller, e->callee, e->calls, e->resumes, e->total + aw) < 0)
             goto done;
     }
     res = PyTuple_Pack(2, funcs, edges);
@@ -455,6 +461,48 @@ done:
     Py_XDECREF(edges);
     ulma_agg_free(&sum);
     return res;
+}
+
+/* watch(id, ticks): frames of function `id` longer than `ticks` are kept
+ * (with their stack) until take_blocks(); id 0 watches nothing. */
+static PyObject *set_watch(ulma_watch *w, PyObject *args)
+{
+    unsigned int id;
+    unsigned long long ticks;
+    if (!PyArg_ParseTuple(args, "IK", &id, &ticks))
+        return NULL;
+    w->id = id;
+    w->ticks = ticks;
+    Py_RETURN_NONE;
+}
+
+/* ([(thread, start, ticks, (ids...))], over): the long frames of the watched
+ * function every thread kept since the last call (stack outermost first),
+ * and how many more were only counted. */
+static PyObject *take_blocks(ulma_thread_agg *aggs, uint32_t n)
+{
+    PyObject *out = PyList_New(0);
+    unsigned long long over = 0;
+    for (uint32_t t = 0; out && t < n; t++) {
+        over += aggs[t].blocks_over;
+        aggs[t].blocks_over = 0;
+        ulma_block *b;
+        uint32_t k = ulma_agg_take_blocks(&aggs[t], &b);
+        for (uint32_t i = 0; out && i < k; i++) {
+            PyObject *ids = PyTuple_New(b[i].depth);
+            for (uint32_t j = 0; ids && j < b[i].depth; j++) {
+                PyObject *v = PyLong_FromUnsignedLong(b[i].ids[j]);
+                if (!v)
+                    Py_CLEAR(ids);
+                else
+                    PyTuple_SET_ITEM(ids, j, v);
+            }
+            if (!ids || append_built(out, "(IKKN)", t, b[i].start, b[i].ticks, ids) < 0)
+                Py_CLEAR(out);
+        }
+        free(b);
+    }
+    return out ? Py_BuildValue("(NK)", out, over) : NULL;
 }
 
 /* The per-thread replay figures shared by Session.threads and Aggregator.threads. */
@@ -798,7 +846,24 @@ static PyObject *session_close(SessionObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *session_watch(SessionObject *self, PyObject *args)
+{
+    return set_watch(&self->m.watch, args);
+}
+
+static PyObject *session_take_blocks(SessionObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (check_open(self) < 0)
+        return NULL;
+    return take_blocks(self->m.aggs, ulma_monitor_threads(&self->m));
+}
+
 static PyMethodDef session_methods[] = {
+    {"watch", (PyCFunction)session_watch, METH_VARARGS,
+     "watch(id, ticks): frames of function id longer than ticks are kept (id 0: none)"},
+    {"take_blocks", (PyCFunction)session_take_blocks, METH_NOARGS,
+     "take_blocks() -> ([(thread, start, ticks, (ids, outermost first))], more_counted) since the last call"},
     {"drain", (PyCFunction)(void (*)(void))session_drain, METH_VARARGS | METH_KEYWORDS,
      "drain(postmortem=False, copy=False) -> events replayed from every ring, or (events, "
      "[(thread, records)]) with copy=True"},
@@ -859,6 +924,7 @@ typedef struct {
     uint32_t n;
     double rate; /* ns per tick for new threads; 0 until set_rate */
     ulma_thread_agg ended; /* totals folded out of idle threads (fold) */
+    ulma_watch watch;
 } AggregatorObject;
 
 #define MAX_OFFLINE_THREADS 65536u
@@ -892,6 +958,7 @@ static ulma_thread_agg *aggregator_thread(AggregatorObject *self, long thread)
         for (uint32_t i = self->n; i < n; i++) {
             ulma_agg_init(&aggs[i]);
             aggs[i].ns_per_tick = self->rate;
+            aggs[i].watch = &self->watch;
             closed[i] = 0;
         }
         self->n = n;
@@ -1029,7 +1096,22 @@ static PyObject *aggregator_threads(AggregatorObject *self, PyObject *unused)
     return out;
 }
 
+static PyObject *aggregator_watch(AggregatorObject *self, PyObject *args)
+{
+    return set_watch(&self->watch, args);
+}
+
+static PyObject *aggregator_take_blocks(AggregatorObject *self, PyObject *unused)
+{
+    (void)unused;
+    return take_blocks(self->aggs, self->n);
+}
+
 static PyMethodDef aggregator_methods[] = {
+    {"watch", (PyCFunction)aggregator_watch, METH_VARARGS,
+     "watch(id, ticks): frames of function id longer than ticks are kept (id 0: none)"},
+    {"take_blocks", (PyCFunction)aggregator_take_blocks, METH_NOARGS,
+     "take_blocks() -> ([(thread, start, ticks, (ids, outermost first))], more_counted) since the last call"},
     {"feed", (PyCFunction)aggregator_feed, METH_VARARGS,
      "feed(thread, records): replay 16-byte event records of one thread"},
     {"close", (PyCFunction)aggregator_close, METH_NOARGS, "close every open stack (end of data)"},
@@ -2077,6 +2159,7 @@ static int add_layout(PyObject *mod)
         "CPU_VALUE_BITS", ULMA_CPU_VALUE_BITS);
     /* the control channel and what came with it */
     if (d && (set_int(d, "SYNC_RESTATE", ULMA_SYNC_RESTATE) < 0 || set_int(d, "SYMF_OFF", ULMA_SYMF_OFF) < 0 ||
+              set_int(d, "EVF_AWAIT", ULMA_EVF_AWAIT) < 0 ||
               set_int(d, "CTL_OFF", ULMA_CTL_OFF) < 0 || set_int(d, "CTL_ON", ULMA_CTL_ON) < 0 ||
               set_int(d, "CONTROL_VERSION", ULMA_CONTROL_VERSION) < 0 ||
               set_int(d, "CONTROL_SLOTS", ULMA_CONTROL_SLOTS) < 0 ||

@@ -129,6 +129,12 @@ enum ulma_kind {
 /* flag of a CALL record: aux = ticks from the caller's CALL instruction to
  * this first instruction (saturated at 65535), seen with native calls. */
 #define ULMA_EVF_DISPATCH 0x40u
+/* flag of any CALL, RESUME, THROW, YIELD, RETURN or UNWIND record of a
+ * coroutine (async def, or types.coroutine): a YIELD of it suspends it in
+ * `await`, until its next RESUME or THROW; a generator's YIELD hands out a
+ * value and has no such flag.  (Async generators have none either: their
+ * YIELD is both.) */
+#define ULMA_EVF_AWAIT 0x10u
 
 /* A CPU reading (kind ULMA_CPU_SAMPLE) carries a 48-bit nanosecond value,
  * modulo 2^48, in id (low 32 bits) and aux (high 16); its ticks are those of

@@ -217,6 +217,7 @@ static int new_thread(ulma_monitor *m, uint32_t slot, const ulma_ring_header *r)
     uint32_t t = m->nthreads++;
     ulma_agg_init(&m->aggs[t]);
     m->aggs[t].ns_per_tick = m->ns_per_tick_hint;
+    m->aggs[t].watch = &m->watch;
     m->closed[t] = ULMA_THREAD_OPEN;
     /* the claiming thread wrote its identity before it published the state */
     m->info[t] = (ulma_thread_info){.slot = slot, .os_tid = r->os_tid, .ident = r->py_thread_ident};
@@ -253,9 +254,14 @@ static void retire(ulma_monitor *m, uint32_t t)
     if (ulma_agg_merge(&m->ended, a, 0, 0) < 0)
         return; /* out of memory: it keeps its own */
     ulma_thread_agg keep = *a;
+    a->blocks = NULL; /* the long frames not taken yet stay */
     ulma_agg_free(a);
     ulma_agg_init(a);
     a->ns_per_tick = keep.ns_per_tick;
+    a->watch = keep.watch;
+    a->blocks = keep.blocks;
+    a->nblocks = keep.nblocks;
+    a->blocks_over = keep.blocks_over;
     a->w = keep.w; /* the stack rules' counters (walk.h); its SYNC buffer was freed */
     a->w.sync_ids = NULL;
     a->w.sync_want = a->w.sync_have = 0;

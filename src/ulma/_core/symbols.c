@@ -483,6 +483,8 @@ static uint32_t code_intern(PyCodeObject *co)
     uint32_t id = definition_id(h, name, (size_t)nlen, file, (size_t)flen, (uint32_t)co->co_firstlineno, co);
     if (ulma_id_off(id & ULMA_ID_MASK))
         id |= ULMA_ID_OFF;
+    if (co->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE))
+        id |= ULMA_ID_AWAIT;
     uint32_t slot_id = id, tag = g_code_gen;
     if (id & ULMA_ID_OFF)
         tag |= ULMA_GEN_SLOW; /* never the hot path: the engines' slow paths see the bit */

@@ -14,6 +14,7 @@ from ulma.cli.run import (
     add_clock_argument,
     add_dial_arguments,
     add_limit_argument,
+    add_loop_argument,
     add_measure_arguments,
     add_ring_argument,
     add_stream_arguments,
@@ -103,6 +104,7 @@ def execute(argv: list[str]) -> int:
                    help="show the live view while attached (default: on a terminal); "
                         "q or Ctrl-C in it detaches")
     add_measure_arguments(p)
+    add_loop_argument(p)
     add_clock_argument(p)
     inject.add_arguments(p)
     add_stream_arguments(p)
@@ -128,7 +130,8 @@ def execute(argv: list[str]) -> int:
             engine="auto", ring_bytes=opts.ring_size, native_calls=opts.native_calls,
             cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), only=tuple(opts.only),
             log_path=opts.log, jsonl_path=opts.jsonl, budget=opts.budget or 0.0,
-            dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst))
+            dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst,
+            loop_block_ms=opts.loop_block))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
     with Detaching() as signals:

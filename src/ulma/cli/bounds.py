@@ -89,6 +89,7 @@ BOUNDS: dict[str, Bound] = {
     # the dial: an overhead of 0 would mean tracing nothing; 100 %% is plain time again
     "budget": Bound("--budget", 0, 100, above=True, unit=" per cent"),
     "refresh": Bound("--refresh", 1, 60_000, unit=" ms"),
+    "loop_block": Bound("--loop-block", 0, 3_600_000, unit=" ms"),
 }
 
 

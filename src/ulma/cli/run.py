@@ -11,6 +11,7 @@ from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
 from ulma.cli import bounds
 from ulma.cli.errors import Parser, UsageError, parse_size
 from ulma.monitor import session as sessions
+from ulma.monitor.eventloop import DEFAULT_BLOCK_MS
 from ulma.views.units import CLOCKS
 
 HELP = "run a Python program under ulma and report where its time went"
@@ -40,6 +41,13 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                    help="trace only the Python functions whose module (or a package above it), "
                         "qualified name or file matches this shell pattern; nothing fires for the "
                         "others; repeatable")
+
+
+def add_loop_argument(p: argparse.ArgumentParser) -> None:
+    """asyncio's loop held too long (`ulma run`, `ulma attach`; see ulma.monitor.eventloop)."""
+    p.add_argument("--loop-block", type=float, default=DEFAULT_BLOCK_MS, metavar="MS",
+                   help="asyncio: flag a callback or task step that holds the event loop longer than "
+                        f"MS milliseconds, with its stack (default: {DEFAULT_BLOCK_MS:g}; 0: never)")
 
 
 def add_stream_arguments(p: argparse.ArgumentParser) -> None:
@@ -133,6 +141,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the same function up across them)")
     add_stream_arguments(p)
     add_measure_arguments(p)
+    add_loop_argument(p)
     add_clock_argument(p)
     p.add_argument("--empty-hooks", action="store_true",
                    help="benchmarking: install the engine with hooks that record nothing")
@@ -244,7 +253,7 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit,
         only=tuple(opts.only), log_path=opts.log, jsonl_path=opts.jsonl, budget=opts.budget or 0.0,
         dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst,
-        children=not opts.no_children)
+        children=not opts.no_children, loop_block_ms=opts.loop_block)
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     if opts.live:

@@ -38,6 +38,17 @@ profiled one its own ``wall_ns``, ``events``, ``dropped``, ``functions`` and
 ``edges`` (as at the top); the top-level functions, edges and counts are then
 every profiled process's added up (the same name, file and line is one
 function), and ``forked_children`` counts only the forks that ran unprofiled.
+asyncio (monitor/eventloop.py): per function ``await_ns`` (a coroutine's time
+suspended in ``await``, part of its ``wait_ns``; null without CPU readings)
+and ``self_await_ns`` (the part not awaiting another coroutine, in
+``self_wait_ns``), and ``idle`` (an event loop's selector waiting with nothing
+ready); at the top ``asyncio``: ``loop_idle_ns`` and ``tasks``, one object per
+coroutine function the loop ran as tasks -- ``name``, ``file``, ``line``,
+``tasks``, ``steps``, ``running_ns``, ``awaiting_ns``; ``block_ns`` (the
+--loop-block limit), ``blocked`` (each callback or task step that held the
+loop longer: ``thread``, ``start_ns`` into the run, ``ns``, ``stack`` from the
+loop's Handle._run up, outermost first, at the moment it passed the limit)
+and ``blocked_more`` (more of them, only counted: past 1000).
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from ulma.format import files
+from ulma.monitor import eventloop
 from ulma.monitor.dial import traced_share
 from ulma.monitor.profile import EdgeStats, FunctionStats, ProcessInfo, Profile
 
@@ -87,6 +99,15 @@ def _header(profile: Profile) -> dict[str, Any]:
                               "events_per_s": sw.rate, "back_on_s": sw.back_on_s,
                               "done_mono_ns": sw.done_ns}
                              for sw in profile.dial.switches]},
+        "asyncio": {"loop_idle_ns": eventloop.idle_ns(profile),
+                    "tasks": [{"name": g.name, "file": g.file, "line": g.line, "tasks": g.tasks,
+                               "steps": g.steps, "running_ns": g.running_ns, "awaiting_ns": g.awaiting_ns}
+                              for g in eventloop.task_groups(profile)],
+                    "block_ns": profile.loop_block_ns,
+                    "blocked": [{"thread": b.thread, "start_ns": b.start_ns, "ns": b.ns,
+                                 "stack": [{"name": n, "file": f, "line": ln} for n, f, ln in b.stack]}
+                                for b in profile.loop_blocks],
+                    "blocked_more": profile.loop_blocks_over},
         "burst": None if profile.burst is None else {
             "sampled": True, "on_ms": profile.burst.on_ms, "period_ms": profile.burst.period_ms,
             "calls_scaled": "calls seen / the part of the run the function was on"},
@@ -108,6 +129,8 @@ def _function(f: FunctionStats, known: bool, sampled: int | None = None) -> dict
         "overhead_ns": f.overhead_ns, "unmeasured_ns": f.unmeasured_ns,
         "self_cpu_ns": f.self_cpu_ns if known else None, "self_wait_ns": f.self_wait_ns if known else None,
         "self_overhead_ns": f.self_overhead_ns, "call_overhead_ns": f.call_overhead_ns,
+        "await_ns": f.await_ns if known else None, "self_await_ns": f.self_await_ns if known else None,
+        "idle": f.idle,
         "calls_scaled": None if sampled is None else f.calls / traced_share(f, sampled),
         "native": f.native, "off": f.off, "off_ns": f.off_ns, "untraced_callees": f.untraced_callees,
     }

@@ -103,6 +103,7 @@ class Attachment:
             raise
         try:
             self.session = Session(options.ring_bytes, options.max_threads)
+            self.session.set_loop_block(options.loop_block_ms)
         except BaseException:
             self.sock.close()
             if self.streams is not None:

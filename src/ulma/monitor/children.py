@@ -45,6 +45,7 @@ from collections.abc import Callable
 
 from ulma.agent.abstract import listening_socket
 from ulma.agent.bootstrap import CHILD_PROTOCOL
+from ulma.monitor import eventloop
 from ulma.monitor.profile import EdgeStats, FunctionStats, ProcessInfo, Profile
 
 TYPE_CHECKING = False
@@ -250,6 +251,7 @@ class Children:
         from ulma.monitor.session import Session, scope_of
 
         session = Session(self.options.ring_bytes, self.options.max_threads)
+        session.set_loop_block(self.options.loop_block_ms)
         session.scope = scope_of(self.options.only, self.options.exclude)
         return session
 
@@ -364,7 +366,8 @@ def _ended(children: list[_Child], timeout: float = 0.0) -> set[int]:
 
 
 _ADDED = ("calls", "resumes", "self_ns", "total_ns", "cpu_ns", "wait_ns", "overhead_ns", "unmeasured_ns",
-          "self_cpu_ns", "self_wait_ns", "self_overhead_ns", "call_overhead_ns", "off_ns")
+          "self_cpu_ns", "self_wait_ns", "self_overhead_ns", "call_overhead_ns", "off_ns", "await_ns",
+          "self_await_ns")
 
 
 def _key(f: FunctionStats) -> tuple[str, str, int, bool]:
@@ -384,13 +387,14 @@ def merge_into(total: Profile, part: Profile, pid: int) -> None:
             g = FunctionStats(f.name, f.file, f.line, 0, 0, 0, 0, native=f.native)
             g.wait_blocked_ns, g.wait_runnable_ns = f.wait_blocked_ns, f.wait_runnable_ns
             total.functions.append(g)
-            g.off, g.untraced_callees = f.off, f.untraced_callees
+            g.off, g.untraced_callees, g.coroutine = f.off, f.untraced_callees, f.coroutine
         else:
             g = total.functions[i]
             for name in ("wait_blocked_ns", "wait_runnable_ns"):
                 a, b = getattr(g, name), getattr(f, name)
                 setattr(g, name, None if a is None and b is None else (a or 0) + (b or 0))
             g.untraced_callees = g.untraced_callees or f.untraced_callees
+            g.coroutine = g.coroutine or f.coroutine
         for name in _ADDED:
             setattr(g, name, getattr(g, name) + getattr(f, name))
         where.append(i)
@@ -405,6 +409,7 @@ def merge_into(total: Profile, part: Profile, pid: int) -> None:
             old = total.edges[n]
             total.edges[n] = EdgeStats(a, b, old.calls + e.calls, old.resumes + e.resumes,
                                        old.total_ns + e.total_ns)
+    eventloop.mark_idle(total)
     for t in part.threads:
         t.pid = pid
         total.threads.append(t)

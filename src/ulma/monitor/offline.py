@@ -8,15 +8,19 @@ from typing import Any
 
 from ulma import _core
 from ulma.format import trace
+from ulma.monitor import eventloop
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 
 
-def load_profile(reader: trace.TraceReader) -> Profile:
+def load_profile(reader: trace.TraceReader, loop_block_ms: float = eventloop.DEFAULT_BLOCK_MS) -> Profile:
     agg = _core.Aggregator()
     # a first rate (META's) for what the replay decides as it goes; waiting is
     # formed at the file's best calibration, read after the chunks (END's)
     agg.set_rate(reader.ns_per_tick() or 1.0)
     symbols: dict[int, Symbol] = {}
+    blocks = eventloop.BlockWatch(agg, loop_block_ms * 1e6)
+    started = reader.latest("program_start_ticks")
+    start_ticks = started if isinstance(started, int) else 0
     for chunk in reader.chunks():
         if chunk.kind == trace.EVENTS:
             try:
@@ -27,6 +31,7 @@ def load_profile(reader: trace.TraceReader) -> Profile:
             # folded ones, as a live session folds ended threads: memory follows the threads
             # running, not every thread the trace ever had
             agg.fold(chunk.thread)
+            blocks.take(symbols, start_ticks, reader.ns_per_tick() or 1.0)
         elif chunk.kind == trace.SYMBOLS:
             try:
                 defs = trace.unpack_symbols(chunk.payload)
@@ -34,7 +39,9 @@ def load_profile(reader: trace.TraceReader) -> Profile:
                 reader.warnings.append(f"symbols chunk at byte {chunk.offset} skipped: {exc}")
                 continue
             symbols.update((s.id, s) for s in defs)
+            blocks.symbols(defs, reader.ns_per_tick() or 1.0)
     agg.close()
+    blocks.take(symbols, start_ticks, reader.ns_per_tick() or 1.0)
     end = reader.end or {}  # every value passed ulma.format.schema
     meta = reader.meta
     if reader.end is None:
@@ -52,6 +59,8 @@ def load_profile(reader: trace.TraceReader) -> Profile:
         switched=switched_of(end),
     )
     profile.scope = tuple(meta.get("scope", ()))
+    profile.loop_block_ns, profile.loop_blocks = blocks.limit_ns, blocks.blocks
+    profile.loop_blocks_over = blocks.over
     profile.tool_id = end.get("tool_id")
     profile.hooks_displaced = end.get("hooks_displaced", 0)
     profile.forked_children = end.get("forked_children", 0)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from ulma.format.plain import Frozen, Plain
 from ulma.format.records import SYM_CFUNC, Symbol
+from ulma.monitor import eventloop
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,11 +28,14 @@ class FunctionStats(Plain):
     kernel says (else those are None)."""
 
     __slots__ = (
+        "await_ns",
         "call_overhead_ns",
         "calls",
+        "coroutine",
         "cpu_ns",
         "fid",
         "file",
+        "idle",
         "line",
         "name",
         "native",
@@ -39,6 +43,7 @@ class FunctionStats(Plain):
         "off_ns",
         "overhead_ns",
         "resumes",
+        "self_await_ns",
         "self_cpu_ns",
         "self_ns",
         "self_overhead_ns",
@@ -68,7 +73,13 @@ class FunctionStats(Plain):
     self_wait_ns: int
     self_overhead_ns: int
     call_overhead_ns: int  # what its callers spent getting into it (native calls only)
+    # a coroutine's time suspended in `await` (part of its waiting): in all,
+    # and the part not awaiting another coroutine (part of its self waiting)
+    await_ns: int
+    self_await_ns: int
     native: bool  # a C function (native calls)
+    idle: bool  # an event loop waiting with nothing ready (monitor/eventloop.py)
+    coroutine: bool  # called as a coroutine (async def) at least once
     fid: int  # the session's id of the function (0: not known)
     off: bool  # switched off now (the control channel): its counts stopped
     off_ns: int  # how long it was switched off so far (0: never)
@@ -99,7 +110,11 @@ class FunctionStats(Plain):
         self.self_wait_ns = self_wait_ns
         self.self_overhead_ns = self_overhead_ns
         self.call_overhead_ns = call_overhead_ns
+        self.await_ns = 0
+        self.self_await_ns = 0
         self.native = native
+        self.idle = False
+        self.coroutine = False
         self.fid = 0
         self.off = False
         self.off_ns = 0
@@ -172,7 +187,8 @@ class ProcessInfo(Plain):
 
 class Profile(Plain):
     __slots__ = ("burst", "clock", "dial", "edges", "engine", "forked_children", "functions",
-                 "hooks_displaced", "ids_overflow", "native_calls", "probe_ns", "processes", "python",
+                 "hooks_displaced", "ids_overflow", "loop_block_ns", "loop_blocks", "loop_blocks_over",
+                 "native_calls", "probe_ns", "processes", "python",
                  "schedstat",
                  "scope", "split_known",
                  "symtab_overflow", "threads", "threads_overflow", "tool_id", "untraced_events", "wall_ns")
@@ -203,6 +219,11 @@ class Profile(Plain):
     # the run's processes when children were followed (the program first); the functions,
     # edges and threads are then every profiled process's, the same function added up
     processes: list[ProcessInfo]
+    # asyncio (monitor/eventloop.py): callbacks and task steps that held an event loop past
+    # loop_block_ns (0: not watched), and how many more were only counted
+    loop_block_ns: float
+    loop_blocks: list[eventloop.LoopBlock]
+    loop_blocks_over: int
 
     def __init__(self, python: str, wall_ns: int, engine: str, clock: str,
                  functions: list[FunctionStats] | None = None, edges: list[EdgeStats] | None = None,
@@ -233,6 +254,9 @@ class Profile(Plain):
         self.dial = None
         self.burst = None
         self.processes = []
+        self.loop_block_ns = 0.0
+        self.loop_blocks = []
+        self.loop_blocks_over = 0
 
     @property
     def overhead_ns(self) -> int:
@@ -258,7 +282,7 @@ def _split(f: FunctionStats, raw: Sequence[int], k: float, probe_ns: float, sche
     rest, so the parts add up; each part is capped by what is left, as the
     attribution of off-CPU time can overshoot by up to one CPU interval."""
     (s_wait, _s_run, s_probe, s_disp, s_segs,
-     t_wait, t_run, t_probe, t_disp, t_segs, t_unm, disp_in) = raw
+     t_wait, t_run, t_probe, t_disp, t_segs, t_unm, disp_in, s_await, t_await, coro_calls) = raw
     f.self_wait_ns = min(round(s_wait * k), f.self_ns)
     f.self_overhead_ns = min(round((s_probe + s_disp) * k + s_segs * probe_ns), f.self_ns - f.self_wait_ns)
     f.self_cpu_ns = f.self_ns - f.self_wait_ns - f.self_overhead_ns
@@ -271,6 +295,11 @@ def _split(f: FunctionStats, raw: Sequence[int], k: float, probe_ns: float, sche
         f.wait_runnable_ns = min(round(t_run * k), f.wait_ns)
         f.wait_blocked_ns = f.wait_ns - f.wait_runnable_ns
     f.call_overhead_ns = round(disp_in * k)
+    # a coroutine suspended in await (in its waiting already, as blocked:
+    # not runnable, though its thread ran other code meanwhile)
+    f.await_ns = min(round(t_await * k), f.wait_ns)
+    f.self_await_ns = min(round(s_await * k), f.self_wait_ns)
+    f.coroutine = coro_calls > 0
 
 
 def build_profile(
@@ -329,4 +358,5 @@ def build_profile(
             profile.edges.append(EdgeStats(a - 1, b - 1, calls, resumes, round(total_t * ns_per_tick)))
             if switched and callee in switched and switched[callee][1] > 0:
                 profile.functions[a - 1].untraced_callees = True
+    eventloop.mark_idle(profile)
     return profile

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from ulma import __version__, _core
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, AgentOptions, bootstrap
 from ulma.format.plain import Frozen, Plain
-from ulma.monitor import prestart
+from ulma.monitor import eventloop, prestart
 from ulma.monitor.control import Control
 from ulma.monitor.step import Stepper
 
@@ -74,10 +74,27 @@ DIAL_SECONDS = 0.02
 
 
 class Options(Frozen):
-    __slots__ = ("budget", "burst", "children", "cpu_interval_us", "dial_seconds", "empty_hooks", "engine",
-                 "exclude", "id_limit", "jsonl_path", "log_path", "max_threads", "native_calls", "only",
-                 "poll_seconds", "recording_floor",
-                 "ring_bytes", "trace_path")
+    __slots__ = (
+        "budget",
+        "burst",
+        "children",
+        "cpu_interval_us",
+        "dial_seconds",
+        "empty_hooks",
+        "engine",
+        "exclude",
+        "id_limit",
+        "jsonl_path",
+        "log_path",
+        "loop_block_ms",
+        "max_threads",
+        "native_calls",
+        "only",
+        "poll_seconds",
+        "recording_floor",
+        "ring_bytes",
+        "trace_path",
+    )
 
     engine: str
     ring_bytes: int
@@ -97,6 +114,7 @@ class Options(Frozen):
     dial_seconds: float  # the dial's window (--refresh)
     burst: tuple[int, int] | None  # --burst ON_MS:PERIOD_MS
     children: bool  # follow the program's child processes (not --no-children)
+    loop_block_ms: float  # --loop-block: flag an event loop held longer (0: never)
 
     def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
                  max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
@@ -106,7 +124,7 @@ class Options(Frozen):
                  exclude: tuple[str, ...] = (), id_limit: int = 0, log_path: str | None = None,
                  jsonl_path: str | None = None, only: tuple[str, ...] = (), budget: float = 0.0,
                  dial_seconds: float = DIAL_SECONDS, burst: tuple[int, int] | None = None,
-                 children: bool = False) -> None:
+                 children: bool = False, loop_block_ms: float = eventloop.DEFAULT_BLOCK_MS) -> None:
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "ring_bytes", ring_bytes)
         object.__setattr__(self, "max_threads", max_threads)
@@ -125,6 +143,7 @@ class Options(Frozen):
         object.__setattr__(self, "dial_seconds", dial_seconds)
         object.__setattr__(self, "burst", burst)
         object.__setattr__(self, "children", children)
+        object.__setattr__(self, "loop_block_ms", loop_block_ms)
 
     def agent(self) -> AgentOptions:
         return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
@@ -184,6 +203,12 @@ class Session:
         self._names: dict[int, str] = {}  # every symbol, when _switchable was made
         self._switchable: dict[int, str] = {}  # the functions the dial and the burst may switch
         self.stepper = Stepper(self.core, self.lock)
+        # asyncio: callbacks and task steps that hold the event loop too long (set_loop_block)
+        self.blocks = eventloop.BlockWatch(self.core, eventloop.DEFAULT_BLOCK_MS * 1e6)
+
+    def set_loop_block(self, ms: float) -> None:
+        """Flags a callback or task step that holds an event loop past `ms` (0: never)."""
+        self.blocks.limit_ns = ms * 1e6
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -194,19 +219,25 @@ class Session:
               log: LogWriter | None = None) -> int:
         """Replays what the rings hold; the same records go to the trace
         (`recorder`, -o) and the text log (`log`, --log)."""
-        from ulma.monitor.profile import Symbol
 
         chunks: list[tuple[int, bytes]] = []
         tids: dict[int, int] = {}
         with self.lock:
+            # symbols before the drain too, until the event loop's Handle._run is known: the
+            # frames of it drained now are then timed (symbols come before their events)
+            early = self.core.symbols() if not self.blocks.fid and self.blocks.limit_ns > 0 else []
+            if early:
+                self._learn(early)
             if (recorder is not None and recorder.active) or (log is not None and log.error is None):
                 n, chunks = self.core.drain(postmortem, copy=True)
             else:
                 n = self.core.drain(postmortem=postmortem)
-            new = self.core.symbols()
-            files = self._files
-            for sid, kind, flags, name, file, line in new:
-                self.symbols[sid] = Symbol(sid, kind, flags, name, files.setdefault(file, file), line)
+            later = self.core.symbols()
+            if later:
+                self._learn(later)
+            new = early + later if early else later
+            if self.blocks.fid:
+                self.blocks.take(self.symbols, self.start_ticks, self.ns_per_tick())
             if log is not None and any(t not in log.known_threads for t, _ in chunks):
                 for t in self.core.threads():  # a new thread: its OS id, once
                     if t["thread"] not in log.known_threads:
@@ -222,6 +253,17 @@ class Session:
         if self.burst is not None:
             self.burst.tick(self.switchable())
         return n
+
+    def _learn(self, new: list[tuple[int, int, int, str, str, int]]) -> None:
+        from ulma.monitor.profile import Symbol
+
+        files = self._files
+        added = []
+        for sid, kind, flags, name, file, line in new:
+            sym = self.symbols[sid] = Symbol(sid, kind, flags, name, files.setdefault(file, file), line)
+            added.append(sym)
+        if not self.blocks.fid and self.blocks.limit_ns > 0:
+            self.blocks.symbols(added, self.ns_per_tick())
 
     def switchable(self) -> dict[int, str]:
         """id -> name of the Python functions seen that the dial or a burst may switch."""
@@ -328,6 +370,9 @@ class Session:
             native_calls=info["native_calls"], switched=self.switched(),
         )
         profile.scope = self.scope
+        profile.loop_block_ns = self.blocks.limit_ns
+        profile.loop_blocks = list(self.blocks.blocks)
+        profile.loop_blocks_over = self.blocks.over
         if self.dial is not None:
             profile.dial = self.dial.report(profile.functions, final)
         if self.burst is not None:
@@ -532,6 +577,7 @@ class Run:
             clock_start = early.clock_start
         try:
             self.session = Session(options.ring_bytes, options.max_threads, fd=fd, clock_start=clock_start)
+            self.session.set_loop_block(options.loop_block_ms)
         except BaseException:
             if early is not None:
                 early.discard()

@@ -29,6 +29,7 @@ from textual.drivers.linux_driver import LinuxDriver
 from textual.widgets import Input, Log, Static
 
 from ulma.format.records import SYM_PYFUNC
+from ulma.monitor import eventloop
 from ulma.monitor.control import ChannelFull
 from ulma.monitor.live import Health, LiveSource, Rates, Snapshot, rates
 from ulma.monitor.output import Captured, Stream
@@ -396,6 +397,11 @@ class LiveView(App[None]):
                     f"{'▼' if self.descending else '▲'}")
         if self.needle:
             line.append(f"  filter {self.needle!r}")
+        if self.snap is not None and (idle := eventloop.idle_ns(self.snap.profile)):
+            line.append(f"  loop idle {fmt_ns(idle)}")
+        if self.snap is not None and (blocks := self.snap.profile.loop_blocks):
+            line.append(f"  loop blocked {len(blocks) + self.snap.profile.loop_blocks_over}x, last "
+                        f"{eventloop.block_words(blocks[-1], 3)}", style="bold red")
         if self.snap is not None and self.source.cleared:
             line.append(f"  since clear {fmt_ns(self.snap.profile.wall_ns)}")
         dial = self.source.session.dial

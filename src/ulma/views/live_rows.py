@@ -145,7 +145,7 @@ def make_rows(profile: Profile, before: Baseline | None, at_ns: int, clock: str 
     dt = (at_ns - before.at_ns) / 1e9 if before is not None else 0.0
     rows = []
     for f in profile.functions:
-        if not on_clock(f, clock):
+        if not on_clock(f, clock) or f.idle:  # the event loop waiting: in the header
             continue
         self_time, total_time = times(f, clock)
         key = key_of(f)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ulma.monitor import eventloop
 from ulma.monitor.dial import traced_share
 from ulma.monitor.profile import FunctionStats, Profile
 from ulma.views import bar
@@ -36,7 +37,7 @@ def location(f: FunctionStats, cwd: str | None = None) -> str:
 def ranked(profile: Profile, clock: str = "wall") -> list[FunctionStats]:
     """Most self time first, on the clock asked for; on the CPU clock,
     functions that used none are left out."""
-    rows = [f for f in profile.functions if on_clock(f, clock)]
+    rows = [f for f in profile.functions if on_clock(f, clock) and not f.idle]
     return sorted(rows, key=lambda f: (-times(f, clock)[0], f.name))
 
 
@@ -170,6 +171,33 @@ def split_lines(profile: Profile) -> list[Text]:
     return lines
 
 
+def asyncio_lines(profile: Profile, limit: int = 5) -> list[Text]:
+    """The event loop's idle wait (left out of the table) and the tasks by
+    coroutine: how many, their time running and awaiting."""
+    lines = []
+    idle = eventloop.idle_ns(profile)
+    if idle:
+        lines.append(Text(f"event loop idle {fmt_ns(idle)}: waiting in the selector with nothing ready "
+                          "(left out of the table)", style="bold"))
+    groups = eventloop.task_groups(profile)
+    if groups:
+        line = Text("asyncio tasks by coroutine: ", style="bold")
+        for n, g in enumerate(groups[:limit]):
+            line.append(f"{'; ' if n else ''}{g.name} x{g.tasks} ", style="bold")
+            line.append(f"running {fmt_ns(g.running_ns)}, awaiting {fmt_ns(g.awaiting_ns)}")
+        if len(groups) > limit:
+            line.append(f"; {len(groups) - limit} more in --json")
+        lines.append(line)
+    blocks = profile.loop_blocks
+    if blocks or profile.loop_blocks_over:
+        n = len(blocks) + profile.loop_blocks_over
+        lines.append(Text(f"event loop blocked {n} times over {fmt_ns(profile.loop_block_ns)} (a callback or "
+                          "task step that never gave the loop back), longest:", style="bold red"))
+        for b in sorted(blocks, key=lambda b: -b.ns)[:limit]:
+            lines.append(Text(f"  at {fmt_ns(b.start_ns)}: {eventloop.block_words(b)}"))
+    return lines
+
+
 def summary_lines(profile: Profile) -> list[Text]:
     events, dropped = profile.events, profile.dropped
     seen = Text(f"events {events:,}  threads {len(profile.threads)}  run time {fmt_ns(profile.wall_ns)}")
@@ -239,15 +267,15 @@ def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool 
     console = Console(file=out, width=None if terminal else 180,
                       force_terminal=color, no_color=color is False or not terminal,
                       highlight=False, soft_wrap=False)
-    rows = len(ranked(profile, clock))
+    rows = len(ranked(profile, clock))  # (the event loop's idle rows are left out)
     limit = limit or rows  # 0: all rows
     shown = min(limit, rows)
     what = "CPU self time" if clock == "cpu" else "self time"
     console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by {what}",
                        style="bold"))
     console.print(build_table(profile, limit, clock))
-    for line in [*split_lines(profile), *scope_lines(profile), *dial_lines(profile), *burst_lines(profile),
-                 *summary_lines(profile)]:
+    for line in [*split_lines(profile), *asyncio_lines(profile), *scope_lines(profile), *dial_lines(profile),
+                 *burst_lines(profile), *summary_lines(profile)]:
         console.print(line)
     if profile.processes:
         for line in process_lines(profile):
