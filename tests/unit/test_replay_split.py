@@ -12,7 +12,8 @@ from ulma.format.records import Event
 CALL, RETURN, C_CALL, C_RETURN = records.CALL, records.RETURN, records.C_CALL, records.C_RETURN
 CPU, RUN_DELAY = records.CPU_SAMPLE, records.CPU_RUN_DELAY
 SYNC, BEGIN, FRAME = records.SYNC, records.SYNC_BEGIN, records.SYNC_FRAME
-UNMEASURED, DISPATCH = records.EVF_UNMEASURED, records.EVF_DISPATCH
+UNMEASURED, DISPATCH, AWAIT = records.EVF_UNMEASURED, records.EVF_DISPATCH, records.EVF_AWAIT
+YIELD, RESUME, THROW, UNWIND = records.YIELD, records.RESUME, records.THROW, records.UNWIND
 
 
 class Split(NamedTuple):
@@ -32,6 +33,9 @@ class Split(NamedTuple):
     segs: int
     unmeasured: int
     dispatch_in: int
+    self_await: int
+    await_: int
+    coro_calls: int
 
 
 def ev(t: int, fid: int, kind: int, flags: int = 0, aux: int = 0) -> Event:
@@ -165,3 +169,61 @@ def test_open_frames_carry_their_split_so_far_in_a_live_snapshot() -> None:
     funcs = {f[0]: Split(*f[1:]) for f in agg.snapshot(now=2000, split=True)[0]}
     assert funcs[1].self_wait == 900 and funcs[1].wait == 900  # still open: inclusive so far
     assert funcs[1].total == 2000 and funcs[2].total == 999
+
+
+# ---- coroutines (aggregate.h, "Coroutines"): a YIELD flagged AWAIT suspends until the next RESUME
+
+
+def test_a_coroutines_time_suspended_in_await_is_its_waiting_even_with_instances_interleaved() -> None:
+    # two instances of coroutine 1, suspended over each other, resumed in the other order
+    funcs = replay([ev(0, 1, CALL, AWAIT), ev(10, 1, YIELD, AWAIT),
+                    ev(20, 1, CALL, AWAIT), ev(30, 1, YIELD, AWAIT),
+                    ev(100, 1, RESUME, AWAIT), ev(110, 1, RETURN, AWAIT),
+                    ev(200, 1, RESUME, AWAIT), ev(205, 1, RETURN, AWAIT)])
+    a = funcs[1]
+    assert (a.calls, a.resumes, a.coro_calls) == (2, 2, 2)
+    assert a.await_ == (100 - 10) + (200 - 30) and a.self_await == a.await_  # whichever paired with which
+    assert a.total == 35 + a.await_ and a.self == a.total  # running 10 + 10 + 10 + 5, and the awaits
+    assert a.wait == a.await_ and a.self_wait == a.await_
+
+
+def test_a_coroutine_awaiting_another_waits_in_its_total_the_awaited_one_in_its_self_time() -> None:
+    # P (1) awaits C (2), which awaits a future: C yields first, then P; P resumes first, then C
+    agg = _core.Aggregator()
+    agg.set_rate(1.0)
+    agg.feed(0, records.encode([ev(0, 1, CALL, AWAIT), ev(5, 2, CALL, AWAIT), ev(10, 2, YIELD, AWAIT),
+                                ev(12, 1, YIELD, AWAIT), ev(100, 1, RESUME, AWAIT), ev(102, 2, RESUME, AWAIT),
+                                ev(110, 2, RETURN, AWAIT), ev(115, 1, RETURN, AWAIT)]))
+    agg.close()
+    rows, edges = agg.snapshot(split=True)
+    funcs = {f[0]: Split(*f[1:]) for f in rows}
+    p, c = funcs[1], funcs[2]
+    assert c.await_ == 92 and c.self_await == 92 and c.total == 5 + 8 + 92
+    assert p.await_ == 88 and p.self_await == 0  # it waited for C, whose waiting that is
+    assert p.total == 115 and p.self == 12 + 15 - 13  # wall; self: its frames less C's (5 + 8)
+    (edge,) = [e for e in edges if e[:2] == (1, 2)]
+    assert edge[4] == 13 + 88  # C's frames under P, and P's time awaiting C
+
+
+def test_a_generators_yield_is_no_waiting() -> None:
+    funcs = replay([ev(0, 1, CALL), ev(10, 2, CALL), ev(20, 2, YIELD), ev(500, 2, RESUME),
+                    ev(510, 2, RETURN), ev(600, 1, RETURN)])
+    assert funcs[2].await_ == 0 and funcs[2].total == 20 and funcs[2].coro_calls == 0
+
+
+def test_a_coroutine_suspended_now_waits_up_to_now_live_and_until_its_threads_end() -> None:
+    stream = [ev(0, 1, CALL, AWAIT), ev(10, 1, YIELD, AWAIT), ev(40, 2, CALL), ev(60, 2, RETURN)]
+    assert replay(stream, now=100)[1].await_ == 90
+    assert replay(stream)[1].await_ == 50  # closed at the thread's last tick
+
+
+def test_a_resumption_without_a_suspension_seen_counts_nothing() -> None:
+    # resumed in this thread, suspended in another (or its YIELD dropped): never a bare tick
+    funcs = replay([ev(1_000_000, 1, RESUME, AWAIT), ev(1_000_010, 1, RETURN, AWAIT)])
+    assert funcs[1].await_ == 0 and funcs[1].total == 10
+
+
+def test_a_throw_into_a_suspended_coroutine_ends_its_wait() -> None:
+    funcs = replay([ev(0, 1, CALL, AWAIT), ev(10, 1, YIELD, AWAIT), ev(70, 1, THROW, AWAIT),
+                    ev(75, 1, UNWIND, AWAIT), ev(500, 2, CALL), ev(501, 2, RETURN)])
+    assert funcs[1].await_ == 60 and funcs[1].total == 75

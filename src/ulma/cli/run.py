@@ -17,11 +17,6 @@ from ulma.views.units import CLOCKS
 HELP = "run a Python program under ulma and report where its time went"
 USAGE = "ulma run [options] (script.py | -m module) [args ...]"
 
-# options of `ulma run` that take a value: the first other token starts the program
-_VALUED = {"--json", "--engine", "--ring-size", "--max-threads", "--limit", "-o", "--output",
-           "--cpu-interval", "--exclude", "--only", "--clock", "--id-limit", "--test-ring-size",
-           "--log", "--jsonl", "--budget", "--refresh", "--burst"}
-
 
 def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     """What the agent measures (`ulma run`, `ulma record`, `ulma attach`)."""
@@ -159,9 +154,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("args", nargs="*", help="arguments for the program")
 
 
-def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Splits `ulma run` options from the program and its arguments, which
-    are passed on untouched even when they look like ulma's options."""
+def valued_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The parser's options that take a value (the token after one is its own)."""
+    return {s for a in parser._actions for s in a.option_strings if a.nargs != 0}
+
+
+def split_argv(argv: list[str], valued: set[str]) -> tuple[list[str], list[str]]:
+    """Splits `ulma run` options (`valued`: those that take a value) from the
+    program and its arguments, which are passed on untouched even when they
+    look like ulma's options."""
     i = 0
     while i < len(argv):
         tok = argv[i]
@@ -173,7 +174,7 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
             return [*argv[:i], "-m", tok[2:]], argv[i + 1:]
         if not tok.startswith("-") or tok == "-":
             return argv[:i], argv[i:]
-        if tok in _VALUED:
+        if tok in valued:
             i += 2
             continue
         i += 1
@@ -223,12 +224,12 @@ def choose_live(opts: argparse.Namespace) -> bool:
 def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
           description: str = HELP, *, live: bool = False) -> tuple[argparse.Namespace, list[str]]:
     """`live`: offer the live view's options (`ulma run` does)."""
-    mine, rest = split_argv(argv)
     parser = Parser(prog=prog, usage=usage, description=description)
     add_arguments(parser)
     add_dial_arguments(parser)
     if live:
         add_live_arguments(parser)
+    mine, rest = split_argv(argv, valued_options(parser))
     opts = parser.parse(mine)
     if opts.program is not None:  # only after `--`
         rest = [opts.program, *opts.args, *rest]

@@ -1,0 +1,139 @@
+"""asyncio under ulma run, read as a user reads it (the JSON report, the
+text report), against what the programs measured or counted themselves: a
+coroutine suspended in await waits for that time, the CPU goes to the
+coroutine that computed, the event loop's idle wait is told apart from work,
+and a callback that holds the loop is flagged with its stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import run_process, ulma_command
+from tests.integration.test_split_under_load import cpu_hogs  # noqa: F401 (a fixture)
+
+PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
+MS = 1_000_000
+
+Completed = subprocess.CompletedProcess[str]
+UlmaJson = Callable[..., tuple[Completed, dict[str, Any]]]
+FunctionNamed = Callable[[Mapping[str, Any], Path, str], tuple[int, dict[str, Any]]]
+
+
+def run_json(ulma_json: UlmaJson, describe: Callable[[Completed], str], program: str,
+             *flags: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    result, report = ulma_json([*flags, "--no-report", str(PROGRAMS_DIR / program)], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    assert report["dropped"] == 0 and report["cpu_readings"] is True, report["dropped"]
+    facts: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report, facts
+
+
+def test_sleeping_coroutines_wait_for_their_awaits_and_the_cpu_goes_to_the_one_computing(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
+    function_named: FunctionNamed, cpu_hogs: int,  # noqa: F811
+) -> None:
+    """On a busy machine (CPU hogs): each sleeper's waiting is the wall time
+    it measured around its await (within 5 ms each), its CPU is next to
+    nothing; the compute coroutine's CPU is the CPU time its thread measured
+    (within 10 %); a coroutine awaiting another (outer -> inner) has the time
+    in its total but not in its self time, which goes to the awaited one."""
+    program = PROGRAMS_DIR / "asyncio_waits.py"
+    report, facts = run_json(ulma_json, describe, "asyncio_waits.py", *engine_flags)
+    _, sleeper = function_named(report, program, "sleeper")
+    awaited = sum(facts["awaited_ns"]["sleeper"])
+    assert sleeper["calls"] == 2 and sleeper["resumes"] == 2, sleeper
+    assert abs(sleeper["await_ns"] - awaited) <= 2 * 5 * MS, (sleeper, awaited)
+    assert sleeper["wait_ns"] >= sleeper["await_ns"] and sleeper["cpu_ns"] <= 5 * MS, sleeper
+    # it awaited asyncio.sleep, a coroutine: that is where its waiting is, not in its own self time
+    assert sleeper["self_await_ns"] <= 1 * MS, sleeper
+    _, inner = function_named(report, program, "inner")
+    _, outer = function_named(report, program, "outer")
+    (inner_awaited,) = facts["awaited_ns"]["inner"]
+    assert abs(inner["await_ns"] - inner_awaited) <= 5 * MS, (inner, inner_awaited)
+    assert abs(outer["await_ns"] - inner_awaited) <= 5 * MS and outer["self_await_ns"] <= 1 * MS, outer
+    assert outer["total_ns"] >= inner_awaited and outer["self_ns"] <= 5 * MS, outer
+    _, computes = function_named(report, program, "computes")
+    truth = facts["computed_cpu_ns"]
+    assert abs(computes["cpu_ns"] - truth) <= 0.10 * truth, (computes, truth)
+    # the hogs took the CPU from it now and then: runnable, never "awaiting" (it only awaited sleep(0))
+    assert computes["self_await_ns"] <= 0.05 * computes["total_ns"], computes
+
+
+def test_an_asyncio_server_reports_its_handlers_first_and_the_idle_loop_apart(
+    engine_flags: list[str], describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    """A real server and its clients on loopback: the handler coroutine ran
+    once per connection (the server's own count), it is a task whose waiting
+    is its awaiting; the selector's select is marked idle, left out of the
+    report's table (which leads with what the handlers awaited), and its time
+    is the report's "event loop idle" line."""
+    out = tmp_path / "server.json"
+    result = run_process(ulma_command(["run", *engine_flags, "--json", str(out), "--limit", "8",
+                                       str(PROGRAMS_DIR / "asyncio_server.py")]), cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(out.read_text())
+    assert served == {"connections": 8, "lines": 160}
+    (handler,) = [f for f in report["functions"] if f["name"] == "handle_client"]
+    assert handler["calls"] == served["connections"], handler
+    assert handler["await_ns"] > 0 and handler["await_ns"] <= handler["wait_ns"], handler
+    idle = [f for f in report["functions"] if f["idle"]]
+    assert idle and all(f["name"].endswith("Selector.select") for f in idle), idle
+    assert report["asyncio"]["loop_idle_ns"] == sum(f["total_ns"] for f in idle) > 0
+    tasks = {t["name"]: t for t in report["asyncio"]["tasks"]}
+    assert tasks["handle_client"]["tasks"] == 8 and tasks["client"]["tasks"] == 8, tasks
+    assert tasks["handle_client"]["awaiting_ns"] == handler["await_ns"], tasks
+    # what the user reads: no selector in the table (it leads with what the handlers awaited:
+    # StreamReader._wait_for_data), the idle line and the tasks under it
+    table = result.stderr.split("bar:")[0]
+    assert "_wait_for_data" in table and "Selector.select" not in table, result.stderr
+    assert "event loop idle" in result.stderr and "handle_client x8" in result.stderr, result.stderr
+
+
+def test_a_callback_or_step_that_holds_the_loop_past_the_limit_is_flagged_with_its_stack(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
+) -> None:
+    """Exactly the two that block (a coroutine calling a 120 ms blocking
+    function, a plain callback of 80 ms), each with its stack from the loop's
+    Handle._run to the blocking function; the 10 ms step is not flagged."""
+    report, facts = run_json(ulma_json, describe, "asyncio_blocking.py", *engine_flags)
+    blocked = report["asyncio"]["blocked"]
+    assert report["asyncio"]["block_ns"] == 50 * MS and report["asyncio"]["blocked_more"] == 0
+    assert [b["stack"][-1]["name"] for b in blocked] == facts["blocked"], blocked
+    assert all(b["stack"][0]["name"] == "Handle._run" for b in blocked), blocked
+    assert [b["stack"][-2]["name"] for b in blocked] == ["stalls", "Handle._run"], blocked
+    assert 120 * MS <= blocked[0]["ns"] <= 400 * MS and 80 * MS <= blocked[1]["ns"] <= 400 * MS, blocked
+    assert blocked[0]["start_ns"] < blocked[1]["start_ns"], blocked
+    # and none with the limit off
+    off, _ = run_json(ulma_json, describe, "asyncio_blocking.py", *engine_flags, "--loop-block", "0")
+    assert off["asyncio"]["blocked"] == [] and off["asyncio"]["block_ns"] == 0
+
+
+def test_a_trace_reports_the_same_awaits_and_blocks_as_the_run(
+    engine_flags: list[str], describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    """One replay for live and offline: `ulma report` of the run's trace has
+    the same await times (to the nanosecond but for the calibration, 1 %)
+    and the same blocked steps."""
+    trace, live_json, offline_json = tmp_path / "run.ulma", tmp_path / "live.json", tmp_path / "offline.json"
+    result = run_process(ulma_command(["run", *engine_flags, "--no-report", "--json", str(live_json),
+                                       "-o", str(trace), str(PROGRAMS_DIR / "asyncio_blocking.py")]),
+                         cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    result = run_process(ulma_command(["report", "--json", str(offline_json), str(trace)]), cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    live, offline = json.loads(live_json.read_text()), json.loads(offline_json.read_text())
+
+    def awaits(report: dict[str, Any]) -> dict[str, int]:
+        return {f["name"]: f["await_ns"] for f in report["functions"] if f["await_ns"]}
+
+    a, b = awaits(live), awaits(offline)
+    assert a.keys() == b.keys() and "stalls" in a, (a, b)
+    assert all(abs(a[k] - b[k]) <= 0.01 * a[k] for k in a), (a, b)
+    names = [[s["name"] for s in blk["stack"]] for blk in live["asyncio"]["blocked"]]
+    assert names == [[s["name"] for s in blk["stack"]] for blk in offline["asyncio"]["blocked"]], (live, offline)
+    assert len(names) == 2
