@@ -54,7 +54,7 @@ MODES: tuple[Mode, ...] = (
          _ulma("-o", str(Path(tempfile.gettempdir()) / "ulma-bench.ulma"))),
 )
 MODE_KEYS = tuple(mode.key for mode in MODES)
-WORKLOADS = ("fib", "mix", "io_wait", "threads", "thread_churn")
+WORKLOADS = ("fib", "mix", "io_wait", "threads", "thread_churn", "aio")
 
 
 def workload_path(name: str) -> Path:

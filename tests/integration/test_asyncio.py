@@ -134,6 +134,24 @@ def test_a_trace_reports_the_same_awaits_and_blocks_as_the_run(
     a, b = awaits(live), awaits(offline)
     assert a.keys() == b.keys() and "stalls" in a, (a, b)
     assert all(abs(a[k] - b[k]) <= 0.01 * a[k] for k in a), (a, b)
-    names = [[s["name"] for s in blk["stack"]] for blk in live["asyncio"]["blocked"]]
-    assert names == [[s["name"] for s in blk["stack"]] for blk in offline["asyncio"]["blocked"]], (live, offline)
-    assert len(names) == 2
+    def stacks(report: dict[str, Any]) -> list[list[str]]:
+        return [[s["name"] for s in blk["stack"]] for blk in report["asyncio"]["blocked"]]
+
+    assert stacks(live) == stacks(offline) and len(stacks(live)) == 2, (live, offline)
+
+
+def test_a_blocked_loop_is_flagged_live_while_the_program_runs_on(
+    engine_flags: list[str], describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    """The --jsonl lines written while the program still runs (not the final
+    one) already carry the block, with its stack."""
+    jsonl = tmp_path / "run.jsonl"
+    result = run_process(ulma_command(["run", *engine_flags, "--no-report", "--jsonl", str(jsonl),
+                                       str(PROGRAMS_DIR / "asyncio_block_live.py")]), cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    live = [ln for ln in lines if not ln["final"] and ln["asyncio"]["blocked"]]
+    assert live, [ln["asyncio"] for ln in lines]
+    (block,) = live[0]["asyncio"]["blocked"]
+    assert [s["name"] for s in block["stack"]][-2:] == ["main", "holds_the_loop"], block
+    assert 150 * MS <= block["ns"] <= 500 * MS, block

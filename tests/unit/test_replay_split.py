@@ -227,3 +227,38 @@ def test_a_throw_into_a_suspended_coroutine_ends_its_wait() -> None:
     funcs = replay([ev(0, 1, CALL, AWAIT), ev(10, 1, YIELD, AWAIT), ev(70, 1, THROW, AWAIT),
                     ev(75, 1, UNWIND, AWAIT), ev(500, 2, CALL), ev(501, 2, RETURN)])
     assert funcs[1].await_ == 60 and funcs[1].total == 75
+
+
+# ---- a watched function's long frames (asyncio's Handle._run: the loop held too long)
+
+
+def blocks_of(events: list[Event], watch: int, limit: int) -> list[tuple[int, int, tuple[int, ...]]]:
+    agg = _core.Aggregator()
+    agg.set_rate(1.0)
+    agg.watch(watch, limit)
+    agg.feed(0, records.encode(events))
+    agg.close()
+    got, more = agg.take_blocks()
+    assert more == 0
+    return [(start, ticks, ids) for _, start, ticks, ids in got]
+
+
+def test_a_watched_frame_past_the_limit_is_kept_with_the_stack_as_it_passed_it() -> None:
+    # run_once(1) -> Handle._run(5) -> step(6) -> block(7) for 500 ticks; limit 100
+    events = [ev(0, 1, CALL), ev(10, 5, CALL), ev(20, 6, CALL), ev(30, 7, CALL), ev(530, 7, RETURN),
+              ev(540, 6, RETURN), ev(550, 5, RETURN),
+              ev(600, 5, CALL), ev(650, 5, RETURN),  # 50 ticks: under the limit
+              ev(700, 1, RETURN)]
+    assert blocks_of(events, 5, 100) == [(10, 540, (5, 6, 7))]
+    assert blocks_of(events, 5, 1000) == []
+    assert blocks_of(events, 0, 100) == []  # nothing watched
+
+
+def test_a_watched_frame_that_no_record_interrupts_is_kept_alone_and_one_cut_by_a_sync_ends_there() -> None:
+    # no record between its call and its return: the frame alone
+    assert blocks_of([ev(0, 5, CALL), ev(400, 5, RETURN), ev(410, 1, CALL)], 5, 100) == [(0, 400, (5,))]
+    # events lost: the restatement closes the stack at the last tick before it
+    got = blocks_of([ev(0, 5, CALL), ev(10, 6, CALL), ev(300, 6, RETURN),
+                     ev(5000, 0, SYNC, BEGIN | records.SYNC_AFTER_DROP, 1), ev(5000, 1, SYNC, FRAME),
+                     ev(5001, 1, RETURN)], 5, 100)
+    assert got == [(0, 300, (5, 6))]  # at the first record past the limit its callee was still on top

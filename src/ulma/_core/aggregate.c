@@ -309,11 +309,6 @@ static inline int push(ulma_thread_agg *a, uint32_t id, uint64_t t, uint8_t kind
     }
     a->depth++;
     a->active[slot]++;
-    if (ULMA_UNLIKELY(a->watch != NULL) && id == a->watch->id && !a->watch_depth) {
-        a->watch_depth = a->depth;
-        a->watch_start = t;
-        a->watch_snapped = 0;
-    }
     if (kind == ULMA_CALL || kind == ULMA_C_CALL)
         a->funcs[slot].calls++;
     else if (kind)
@@ -332,17 +327,17 @@ static void watch_snap(ulma_thread_agg *a)
     a->watch_snapped = 1;
 }
 
-/* The watched frame ends at t (it is still on the stack). */
+/* The watched frame ended at t (popped already: the stack is no deeper
+ * than the frame under it). */
 static void watch_end(ulma_thread_agg *a, uint64_t t)
 {
     a->watch_depth = 0;
     uint64_t el = t - a->watch_start;
     if (el <= a->watch->ticks)
         return;
-    if (!a->watch_snapped) {
-        a->watch_depth = a->depth;
-        watch_snap(a);
-        a->watch_depth = 0;
+    if (!a->watch_snapped) { /* no record came past the limit: the frame alone */
+        a->pending.depth = 1;
+        a->pending.ids[0] = a->watch_id;
     }
     if (a->nblocks >= ULMA_MAX_BLOCKS) {
         a->blocks_over++;
@@ -371,8 +366,6 @@ uint32_t ulma_agg_take_blocks(ulma_thread_agg *a, ulma_block **out)
 
 static inline void pop(ulma_thread_agg *a, uint64_t t)
 {
-    if (ULMA_UNLIKELY(a->watch_depth == a->depth) && a->watch_depth)
-        watch_end(a, t);
     ulma_frame *f = &a->stack[--a->depth];
     uint64_t el = t - f->start;
     ulma_func_stats *s = &a->funcs[f->slot];
@@ -509,6 +502,7 @@ static void await_settle(ulma_thread_agg *a, const ulma_event *e)
     uint32_t slot = a->resumed - 1;
     uint64_t t = a->resumed_tick;
     a->resumed = 0;
+    a->rare &= (uint8_t)~ULMA_RARE_RESUMED;
     if (a->depth == 0 || a->stack[a->depth - 1].slot != slot)
         return; /* it left already: nothing to pair */
     if ((e->flags & ULMA_EVF_AWAIT) && (e->kind == ULMA_RESUME || e->kind == ULMA_THROW) &&
@@ -524,8 +518,8 @@ static void await_settle(ulma_thread_agg *a, const ulma_event *e)
 /* A record of a coroutine (ULMA_EVF_AWAIT), before it is applied. */
 static void await_record(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
 {
-    int after_yield = a->after_await_yield;
-    a->after_await_yield = 0;
+    int after_yield = (a->rare & ULMA_RARE_AFTER_YIELD) != 0;
+    a->rare &= (uint8_t)~ULMA_RARE_AFTER_YIELD;
     if (e->id >= MAX_FUNC_ID)
         return;
     if (e->kind == ULMA_CALL) {
@@ -539,6 +533,7 @@ static void await_record(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
         await_end(&a->funcs[slot].await_all, t);
         a->resumed = slot + 1;
         a->resumed_tick = t;
+        a->rare |= ULMA_RARE_RESUMED;
     } else if (e->kind == ULMA_YIELD) {
         if (a->depth == 0 || a->stack[a->depth - 1].id != e->id)
             return; /* not the frame on top: the stack rules drop or cut it */
@@ -552,38 +547,85 @@ static void await_record(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
         } else {
             await_begin(&a->funcs[slot].await_self, t);
         }
-        a->after_await_yield = 1;
+        a->rare |= ULMA_RARE_AFTER_YIELD;
         a->await_child = e->id;
     }
 }
 
+/* What a record does beyond the common case: a watched function's frame
+ * (ULMA_RARE_WATCH while one is watched at all), a coroutine's record, or
+ * one right after a coroutine's.  Called before the record is applied. */
+static __attribute__((noinline, cold)) void rare_record(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
+{
+    if (a->rare & ULMA_RARE_WATCH) {
+        if (a->watch_depth && a->depth < a->watch_depth)
+            watch_end(a, a->w.last_tick); /* the previous record left it */
+        if (!a->watch_depth) {
+            if (e->id == a->watch_id && (e->kind == ULMA_CALL || e->kind == ULMA_RESUME || e->kind == ULMA_THROW)) {
+                a->watch_depth = a->depth + 1; /* the frame this record pushes */
+                a->watch_start = t;
+                a->watch_snapped = 0;
+            }
+        } else if (!a->watch_snapped && t - a->watch_start > a->watch->ticks) {
+            watch_snap(a); /* the stack as the frame passes the limit */
+        }
+    }
+    if (a->rare & ULMA_RARE_RESUMED)
+        await_settle(a, e);
+    if (e->flags & ULMA_EVF_AWAIT)
+        await_record(a, e, t);
+    else
+        a->rare &= (uint8_t)~ULMA_RARE_AFTER_YIELD;
+}
+
+void ulma_agg_set_watch(ulma_thread_agg *a, const ulma_watch *w)
+{
+    a->watch = w;
+    a->watch_id = w->id;
+    if (w->id)
+        a->rare |= ULMA_RARE_WATCH;
+    else
+        a->rare &= (uint8_t)~ULMA_RARE_WATCH;
+}
+
+/* The stack closed at `at` (a SYNC group, the end): a watched frame ends too. */
+static void watch_close(ulma_thread_agg *a, uint64_t at)
+{
+    if (a->watch_depth)
+        watch_end(a, at);
+}
+
 /* ---- the hooks of the stack rules (walk.h) ---- */
+
+/* With native calls, the ticks from the caller's CALL to this first
+ * instruction (ULMA_EVF_DISPATCH): the caller's. */
+static void dispatch_record(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
+{
+    if (!(e->kind == ULMA_CALL || e->kind == ULMA_RESUME || e->kind == ULMA_THROW || e->kind == ULMA_C_CALL))
+        return;
+    uint64_t d = e->aux, gap = t - a->w.last_tick;
+    if (d > gap)
+        d = gap; /* it happened within the caller's last gap */
+    ulma_func_stats *top = measured_top(a);
+    uint32_t callee = top && e->id < MAX_FUNC_ID ? func_slot(a, e->id) : ROOT;
+    if (callee != ROOT) {
+        top = measured_top(a); /* funcs may have moved */
+        top->self_split.dispatch += d;
+        a->sums.dispatch += d;
+        a->funcs[callee].dispatch_in += d;
+    }
+}
 
 static void hook_record(void *ctx, const ulma_event *e, uint64_t t)
 {
     ulma_thread_agg *a = ctx;
     end_gap(a, t);
-    if (ULMA_UNLIKELY(a->watch_depth) && !a->watch_snapped && t - a->watch_start > a->watch->ticks)
-        watch_snap(a); /* the stack as the frame passes the limit */
-    if (ULMA_UNLIKELY(a->resumed))
-        await_settle(a, e);
-    if (ULMA_UNLIKELY(e->flags & ULMA_EVF_AWAIT))
-        await_record(a, e, t);
-    else
-        a->after_await_yield = 0;
-    if ((e->flags & ULMA_EVF_DISPATCH) &&
-        (e->kind == ULMA_CALL || e->kind == ULMA_RESUME || e->kind == ULMA_THROW || e->kind == ULMA_C_CALL)) {
-        uint64_t d = e->aux, gap = t - a->w.last_tick;
-        if (d > gap)
-            d = gap; /* it happened within the caller's last gap */
-        ulma_func_stats *top = measured_top(a);
-        uint32_t callee = top && e->id < MAX_FUNC_ID ? func_slot(a, e->id) : ROOT;
-        if (callee != ROOT) {
-            top = measured_top(a); /* funcs may have moved */
-            top->self_split.dispatch += d;
-            a->sums.dispatch += d;
-            a->funcs[callee].dispatch_in += d;
-        }
+    /* one test for what most records have none of */
+    if (ULMA_UNLIKELY(a->rare | (e->flags & (ULMA_EVF_AWAIT | ULMA_EVF_DISPATCH)))) {
+        if (e->flags & ULMA_EVF_DISPATCH)
+            dispatch_record(a, e, t);
+        if (a->rare | (e->flags & ULMA_EVF_AWAIT))
+            rare_record(a, e, t);
     }
 }
 
@@ -617,8 +659,9 @@ static int hook_on_stack(const void *ctx, uint32_t id)
 
 static void hook_synced(void *ctx, uint64_t close_at, uint64_t at, uint32_t flags)
 {
-    (void)close_at, (void)at, (void)flags;
+    (void)at, (void)flags;
     ulma_thread_agg *a = ctx;
+    watch_close(a, close_at);
     /* the next CPU reading is a new baseline: the gap held lost events */
     a->have_cpu = a->have_run_delay = 0;
     a->after_reading = 0;
@@ -665,6 +708,7 @@ void ulma_agg_close(ulma_thread_agg *a)
 {
     while (a->depth > 0)
         pop(a, a->w.last_tick);
+    watch_close(a, a->w.last_tick);
     /* coroutines still suspended: until the thread's end */
     uint64_t end = a->w.last_tick;
     for (size_t i = 0; i < a->nfuncs; i++) {
@@ -674,7 +718,7 @@ void ulma_agg_close(ulma_thread_agg *a)
     for (size_t i = 0; i < a->nedges; i++)
         await_close(&a->edges[i].await_all, end);
     a->resumed = 0;
-    a->after_await_yield = 0;
+    a->rare &= (uint8_t)~(ULMA_RARE_RESUMED | ULMA_RARE_AFTER_YIELD);
 }
 
 void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)

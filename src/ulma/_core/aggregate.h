@@ -129,6 +129,10 @@ typedef struct {
     uint32_t ids[ULMA_BLOCK_FRAMES];
 } ulma_block;
 
+#define ULMA_RARE_WATCH 0x1u /* a function is watched (ulma_agg_set_watch) */
+#define ULMA_RARE_RESUMED 0x2u
+#define ULMA_RARE_AFTER_YIELD 0x4u
+
 /* Function ids index a two-level table of pages of this many slots. */
 #define ULMA_FUNC_PAGE_BITS 8u
 
@@ -161,14 +165,19 @@ typedef struct {
     uint64_t last_wall, last_cpu; /* the interval just read: wall ticks, CPU ns */
     uint32_t last_target;      /* the slot that got them, or UINT32_MAX */
     uint8_t have_cpu, have_run_delay, after_reading, pad8;
-    /* coroutines: the previous record was a coroutine's YIELD (of id
-     * await_child); a resumed coroutine (slot + 1, 0: none) whose kind of
-     * suspension the next record tells, resumed at resumed_tick */
-    uint8_t after_await_yield;
+    /* what the next record must look at, besides its own kind (ULMA_RARE_*):
+     * one test per record while none of it is going on */
+    uint8_t rare;
+    /* coroutines: the previous record was a coroutine's YIELD, of id
+     * await_child (ULMA_RARE_AFTER_YIELD); a coroutine just resumed (slot +
+     * 1, 0: none) whose kind of suspension the next record tells, resumed at
+     * resumed_tick (ULMA_RARE_RESUMED) */
     uint32_t await_child, resumed;
     uint64_t resumed_tick;
-    /* long frames of the watched function (NULL: none watched) */
+    /* long frames of the watched function (ulma_agg_set_watch; NULL: none
+     * watched; watch_id is its id, copied: 0 none) */
     const ulma_watch *watch;
+    uint32_t watch_id;
     size_t watch_depth;       /* its open frame's depth + 1, 0: none */
     uint64_t watch_start;
     ulma_block pending;       /* its stack, taken once past the limit */
@@ -194,6 +203,8 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
 /* A split's waiting and runnable in ticks, at `ns_per_tick`: W - C and the
  * run delays, never below 0 (noise can make C exceed W at one rate). */
 void ulma_agg_wait(const ulma_split *s, double ns_per_tick, uint64_t *wait, uint64_t *runnable);
+/* Watches `w` (kept by the caller; its id 0: nothing), from the next record. */
+void ulma_agg_set_watch(ulma_thread_agg *a, const ulma_watch *w);
 /* Hands the long frames kept over (the caller frees *out); their number. */
 uint32_t ulma_agg_take_blocks(ulma_thread_agg *a, ulma_block **out);
 /* A time suspended at `now` (ticks; `now` 0: all ended). */

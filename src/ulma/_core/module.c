@@ -465,7 +465,7 @@ done:
 
 /* watch(id, ticks): frames of function `id` longer than `ticks` are kept
  * (with their stack) until take_blocks(); id 0 watches nothing. */
-static PyObject *set_watch(ulma_watch *w, PyObject *args)
+static PyObject *set_watch(ulma_watch *w, ulma_thread_agg *aggs, uint32_t n, PyObject *args)
 {
     unsigned int id;
     unsigned long long ticks;
@@ -473,6 +473,8 @@ static PyObject *set_watch(ulma_watch *w, PyObject *args)
         return NULL;
     w->id = id;
     w->ticks = ticks;
+    for (uint32_t i = 0; i < n; i++) /* a frame open now is timed from its next entry */
+        ulma_agg_set_watch(&aggs[i], w);
     Py_RETURN_NONE;
 }
 
@@ -848,7 +850,9 @@ static PyObject *session_close(SessionObject *self, PyObject *unused)
 
 static PyObject *session_watch(SessionObject *self, PyObject *args)
 {
-    return set_watch(&self->m.watch, args);
+    if (check_open(self) < 0)
+        return NULL;
+    return set_watch(&self->m.watch, self->m.aggs, ulma_monitor_threads(&self->m), args);
 }
 
 static PyObject *session_take_blocks(SessionObject *self, PyObject *unused)
@@ -958,7 +962,7 @@ static ulma_thread_agg *aggregator_thread(AggregatorObject *self, long thread)
         for (uint32_t i = self->n; i < n; i++) {
             ulma_agg_init(&aggs[i]);
             aggs[i].ns_per_tick = self->rate;
-            aggs[i].watch = &self->watch;
+            ulma_agg_set_watch(&aggs[i], &self->watch);
             closed[i] = 0;
         }
         self->n = n;
@@ -1098,7 +1102,7 @@ static PyObject *aggregator_threads(AggregatorObject *self, PyObject *unused)
 
 static PyObject *aggregator_watch(AggregatorObject *self, PyObject *args)
 {
-    return set_watch(&self->watch, args);
+    return set_watch(&self->watch, self->aggs, self->n, args);
 }
 
 static PyObject *aggregator_take_blocks(AggregatorObject *self, PyObject *unused)

@@ -217,7 +217,7 @@ static int new_thread(ulma_monitor *m, uint32_t slot, const ulma_ring_header *r)
     uint32_t t = m->nthreads++;
     ulma_agg_init(&m->aggs[t]);
     m->aggs[t].ns_per_tick = m->ns_per_tick_hint;
-    m->aggs[t].watch = &m->watch;
+    ulma_agg_set_watch(&m->aggs[t], &m->watch);
     m->closed[t] = ULMA_THREAD_OPEN;
     /* the claiming thread wrote its identity before it published the state */
     m->info[t] = (ulma_thread_info){.slot = slot, .os_tid = r->os_tid, .ident = r->py_thread_ident};
@@ -258,7 +258,8 @@ static void retire(ulma_monitor *m, uint32_t t)
     ulma_agg_free(a);
     ulma_agg_init(a);
     a->ns_per_tick = keep.ns_per_tick;
-    a->watch = keep.watch;
+    if (keep.watch)
+        ulma_agg_set_watch(a, keep.watch);
     a->blocks = keep.blocks;
     a->nblocks = keep.nblocks;
     a->blocks_over = keep.blocks_over;

@@ -66,6 +66,19 @@ VERSION = 1
 _ITEM = json.JSONEncoder(separators=(",\n   ", ": "))
 
 
+def asyncio_object(profile: Profile) -> dict[str, Any]:
+    """The "asyncio" object (of the report and of each --jsonl line)."""
+    return {"loop_idle_ns": eventloop.idle_ns(profile),
+            "tasks": [{"name": g.name, "file": g.file, "line": g.line, "tasks": g.tasks,
+                       "steps": g.steps, "running_ns": g.running_ns, "awaiting_ns": g.awaiting_ns}
+                      for g in eventloop.task_groups(profile)],
+            "block_ns": profile.loop_block_ns,
+            "blocked": [{"thread": b.thread, "start_ns": b.start_ns, "ns": b.ns,
+                         "stack": [{"name": n, "file": f, "line": ln} for n, f, ln in b.stack]}
+                        for b in profile.loop_blocks],
+            "blocked_more": profile.loop_blocks_over}
+
+
 def _header(profile: Profile) -> dict[str, Any]:
     """The document's fields before "functions" and "edges", in order."""
     return {
@@ -99,15 +112,7 @@ def _header(profile: Profile) -> dict[str, Any]:
                               "events_per_s": sw.rate, "back_on_s": sw.back_on_s,
                               "done_mono_ns": sw.done_ns}
                              for sw in profile.dial.switches]},
-        "asyncio": {"loop_idle_ns": eventloop.idle_ns(profile),
-                    "tasks": [{"name": g.name, "file": g.file, "line": g.line, "tasks": g.tasks,
-                               "steps": g.steps, "running_ns": g.running_ns, "awaiting_ns": g.awaiting_ns}
-                              for g in eventloop.task_groups(profile)],
-                    "block_ns": profile.loop_block_ns,
-                    "blocked": [{"thread": b.thread, "start_ns": b.start_ns, "ns": b.ns,
-                                 "stack": [{"name": n, "file": f, "line": ln} for n, f, ln in b.stack]}
-                                for b in profile.loop_blocks],
-                    "blocked_more": profile.loop_blocks_over},
+        "asyncio": asyncio_object(profile),
         "burst": None if profile.burst is None else {
             "sampled": True, "on_ms": profile.burst.on_ms, "period_ms": profile.burst.period_ms,
             "calls_scaled": "calls seen / the part of the run the function was on"},

@@ -239,7 +239,7 @@ class LogWriter:
 def jsonl_object(seq: int, profile: Profile, health: Health | None, rates: tuple[float, float] | None,
                  log: LogWriter | None, *, pid: int, final: bool) -> dict[str, Any]:
     """One line of --jsonl (version JSONL_VERSION; later versions add fields, never rename)."""
-    from ulma.exporters.json_report import _function
+    from ulma.exporters.json_report import _function, asyncio_object
 
     known = profile.split_known
     return {
@@ -263,6 +263,7 @@ def jsonl_object(seq: int, profile: Profile, health: Health | None, rates: tuple
         "cpu_readings": known,
         "probe_ns": round(profile.probe_ns, 2),
         "functions": [_function(f, known) for f in profile.functions],
+        "asyncio": asyncio_object(profile),
     }
 
 
