@@ -134,10 +134,10 @@ def _function(f: FunctionStats, known: bool, sampled: int | None = None) -> dict
         "overhead_ns": f.overhead_ns, "unmeasured_ns": f.unmeasured_ns,
         "self_cpu_ns": f.self_cpu_ns if known else None, "self_wait_ns": f.self_wait_ns if known else None,
         "self_overhead_ns": f.self_overhead_ns, "call_overhead_ns": f.call_overhead_ns,
-        "await_ns": f.await_ns if known else None, "self_await_ns": f.self_await_ns if known else None,
-        "idle": f.idle,
         "calls_scaled": None if sampled is None else f.calls / traced_share(f, sampled),
         "native": f.native, "off": f.off, "off_ns": f.off_ns, "untraced_callees": f.untraced_callees,
+        "await_ns": f.await_ns if known else None, "self_await_ns": f.self_await_ns if known else None,
+        "idle": f.idle,
     }
 
 
