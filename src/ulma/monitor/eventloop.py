@@ -23,14 +23,19 @@ recognised.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Protocol
-
 from ulma.format.plain import Frozen, Plain
 
+TYPE_CHECKING = False  # no typing import in the monitor's start-up (test_footprint)
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Protocol
+
     from ulma.format.records import Symbol
     from ulma.monitor.profile import FunctionStats, Profile
+
+    class _Watched(Protocol):
+        def watch(self, fid: int, ticks: int, /) -> None: ...
+        def take_blocks(self) -> tuple[list[tuple[int, int, int, tuple[int, ...]]], int]: ...
 
 SELECT_FILE = "selectors.py"
 LOOP_FILE = "base_events.py"
@@ -144,11 +149,6 @@ class LoopBlock(Frozen):
         object.__setattr__(self, "start_ns", start_ns)
         object.__setattr__(self, "ns", ns)
         object.__setattr__(self, "stack", stack)
-
-
-class _Watched(Protocol):
-    def watch(self, fid: int, ticks: int, /) -> None: ...
-    def take_blocks(self) -> tuple[list[tuple[int, int, int, tuple[int, ...]]], int]: ...
 
 
 class BlockWatch:
