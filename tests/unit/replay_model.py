@@ -27,11 +27,32 @@ class Frame:
 
 
 @dataclass
+class Suspended:
+    """Times suspended in await: every (begin, end) pair, and begins still open."""
+    closed: int = 0
+    open: list[int] = field(default_factory=list)
+
+    def begin(self, t: int) -> None:
+        self.open.append(t)
+
+    def end(self, t: int) -> None:
+        if self.open:  # which begin it pairs with does not change the sum
+            self.closed += t - self.open.pop()
+
+    def at(self, now: int) -> int:
+        if self.open and not now:
+            return 0
+        return self.closed + sum(now - t for t in self.open)
+
+
+@dataclass
 class Totals:
     calls: int = 0
     resumes: int = 0
     self: int = 0
     total: int = 0
+    awaiting: Suspended = field(default_factory=Suspended)
+    awaiting_self: Suspended = field(default_factory=Suspended)
 
 
 @dataclass
@@ -40,6 +61,7 @@ class EdgeTotals:
     resumes: int = 0
     total: int = 0
     active: int = 0
+    awaiting: Suspended = field(default_factory=Suspended)
 
 
 @dataclass
@@ -56,6 +78,38 @@ class ThreadModel:
     sync_ids: list[int] = field(default_factory=list)
     sync_flags: int = 0
     sync_ticks: int = 0
+    # coroutines (aggregate.h): the id of a coroutine that just yielded; one just resumed, and when
+    after_yield: int | None = None
+    resumed: tuple[int, int] | None = None
+
+    def coroutine(self, e: records.Event, t: int) -> None:
+        """Before a CALL-like or RETURN-like record is applied: the rules of
+        a coroutine's suspensions (aggregate.h, "Coroutines")."""
+        if self.resumed is not None:
+            fid, at = self.resumed
+            self.resumed = None
+            if self.stack and self.stack[-1].id == fid:
+                if (e.flags & records.EVF_AWAIT and e.kind in (records.RESUME, records.THROW)
+                        and e.id < MAX_FUNC_ID):
+                    self.edges.setdefault((fid, e.id), EdgeTotals()).awaiting.end(at)
+                else:
+                    self.funcs[fid].awaiting_self.end(at)
+        after, self.after_yield = self.after_yield, None
+        if not e.flags & records.EVF_AWAIT or e.id >= MAX_FUNC_ID:
+            return
+        if e.kind in (records.RESUME, records.THROW):
+            f = self.funcs.setdefault(e.id, Totals())
+            if f.awaiting.open:
+                f.awaiting.end(t)
+                self.resumed = (e.id, t)
+        elif e.kind == records.YIELD and self.stack and self.stack[-1].id == e.id:
+            f = self.funcs[e.id]
+            f.awaiting.begin(t)
+            if after is not None:  # it awaited the coroutine that yielded just before
+                self.edges.setdefault((e.id, after), EdgeTotals()).awaiting.begin(t)
+            else:
+                f.awaiting_self.begin(t)
+            self.after_yield = e.id
 
     def push(self, fid: int, t: int, kind: int) -> None:
         if fid >= MAX_FUNC_ID:
@@ -125,6 +179,8 @@ class ThreadModel:
             self.events += 1
             if self.sync_want and not (e.kind == records.SYNC and e.flags & records.SYNC_FRAME):
                 self.sync_want, self.sync_ids = 0, []  # a group is contiguous, or dropped
+            if e.kind in ENTER or e.kind in EXIT or e.kind in (records.C_CALL, records.C_RETURN):
+                self.coroutine(e, t)
             if e.kind in ENTER:
                 self.push(e.id, t, e.kind)
             elif e.kind in EXIT:
@@ -149,6 +205,14 @@ class ThreadModel:
     def close(self) -> None:
         while self.stack:
             self.pop(self.last)
+        # coroutines still suspended: until the thread's last tick
+        for f in self.funcs.values():
+            for w in (f.awaiting, f.awaiting_self):
+                w.closed, w.open = w.at(self.last) if w.open else w.closed, []
+        for e in self.edges.values():
+            e.awaiting.closed, e.awaiting.open = e.awaiting.at(self.last) if e.awaiting.open \
+                else e.awaiting.closed, []
+        self.resumed = self.after_yield = None
 
 
 def snapshot(threads: list[ThreadModel], now: int = 0) -> tuple[
@@ -156,6 +220,8 @@ def snapshot(threads: list[ThreadModel], now: int = 0) -> tuple[
     """Merged totals in the C snapshot's shape; with `now`, open frames count to now."""
     funcs: dict[int, Totals] = {}
     edges: dict[tuple[int, int], EdgeTotals] = {}
+    awaited: dict[int, list[int]] = {}  # fid -> [suspended, of it not awaiting a coroutine]
+    edge_awaited: dict[tuple[int, int], int] = {}
     for th in threads:
         for fid, f in th.funcs.items():
             m = funcs.setdefault(fid, Totals())
@@ -163,11 +229,17 @@ def snapshot(threads: list[ThreadModel], now: int = 0) -> tuple[
             m.resumes += f.resumes
             m.self += f.self
             m.total += f.total
+            got = awaited.setdefault(fid, [0, 0, 0, 0])
+            got[0] += f.awaiting.closed + sum(now - t for t in f.awaiting.open)
+            got[1] += len(f.awaiting.open)
+            got[2] += f.awaiting_self.closed + sum(now - t for t in f.awaiting_self.open)
+            got[3] += len(f.awaiting_self.open)
         for key, e in th.edges.items():
             me = edges.setdefault(key, EdgeTotals())
             me.calls += e.calls
             me.resumes += e.resumes
             me.total += e.total
+            edge_awaited[key] = edge_awaited.get(key, 0) + e.awaiting.at(now)
         if now and th.stack:
             t = max(now, th.last)
             above = 0
@@ -185,6 +257,15 @@ def snapshot(threads: list[ThreadModel], now: int = 0) -> tuple[
                 if frame.edge is not None and frame.edge not in seen_e:
                     seen_e.add(frame.edge)
                     edges[frame.edge].total += el
+    # a coroutine's time suspended: in its total, and (but what awaited another) in its self time;
+    # never a sum of bare ticks while one is still open with no `now` to end it
+    for fid, (aw, n, aw_self, n_self) in awaited.items():
+        aw = 0 if n and not now else aw
+        aw_self = min(0 if n_self and not now else aw_self, aw)
+        funcs[fid].self += aw_self
+        funcs[fid].total += aw
+    for key, aw in edge_awaited.items():
+        edges[key].total += aw
     f_out = sorted((fid, f.calls, f.resumes, f.self, f.total) for fid, f in funcs.items()
                    if f.calls or f.resumes or f.self or f.total)
     e_out = sorted((c, d, e.calls, e.resumes, e.total) for (c, d), e in edges.items()

@@ -97,7 +97,7 @@ kinds = st.sampled_from([CALL, RETURN, records.UNWIND, YIELD, RESUME, records.TH
 event_lists = st.lists(
     st.builds(lambda dt, fid, kind, flags, aux: (dt, fid, kind, flags, aux),
               st.integers(0, 50), st.integers(0, 6) | st.just((1 << 24) + 1), kinds,
-              st.sampled_from([0, BEGIN, FRAME, BEGIN | records.SYNC_AFTER_DROP, 0xFF]),
+              st.sampled_from([0, BEGIN, FRAME, BEGIN | records.SYNC_AFTER_DROP, 0xFF, records.EVF_AWAIT]),
               st.integers(0, 3)),
     max_size=120)
 
