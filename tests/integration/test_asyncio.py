@@ -36,26 +36,36 @@ def test_sleeping_coroutines_wait_for_their_awaits_and_the_cpu_goes_to_the_one_c
     engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
     function_named: FunctionNamed, cpu_hogs: int,  # noqa: F811
 ) -> None:
-    """On a busy machine (CPU hogs): each sleeper's waiting is the wall time
-    it measured around its await (within 5 ms each), its CPU is next to
-    nothing; the compute coroutine's CPU is the CPU time its thread measured
-    (within 10 %); a coroutine awaiting another (outer -> inner) has the time
-    in its total but not in its self time, which goes to the awaited one."""
+    """On a busy machine (CPU hogs).  Each sleeper measured the wall time
+    around its await: that window holds its time suspended and a few of its
+    own steps (asyncio.sleep making its future), so ulma's await time is at
+    most the window and its total at least the window (1 ms and 1 % for the
+    two clocks), and the suspension is most of it (90 %: the steps are
+    microseconds of CPU, preempted now and then by the hogs).  The compute
+    coroutine's CPU is the CPU time its thread measured (within 10 %); a
+    coroutine awaiting another (outer -> inner) has the time in its total but
+    not in its self time, which goes to the awaited one."""
     program = PROGRAMS_DIR / "asyncio_waits.py"
     report, facts = run_json(ulma_json, describe, "asyncio_waits.py", *engine_flags)
+
+    def within_window(fn: dict[str, Any], window: int) -> None:
+        slack = 1 * MS + 0.01 * window
+        assert fn["await_ns"] <= window + slack and fn["total_ns"] >= window - slack, (fn, window)
+        assert fn["await_ns"] >= 0.9 * window, (fn, window)
+
     _, sleeper = function_named(report, program, "sleeper")
-    awaited = sum(facts["awaited_ns"]["sleeper"])
     assert sleeper["calls"] == 2 and sleeper["resumes"] == 2, sleeper
-    assert abs(sleeper["await_ns"] - awaited) <= 2 * 5 * MS, (sleeper, awaited)
-    assert sleeper["wait_ns"] >= sleeper["await_ns"] and sleeper["cpu_ns"] <= 5 * MS, sleeper
+    within_window(sleeper, sum(facts["awaited_ns"]["sleeper"]))
+    assert sleeper["wait_ns"] >= sleeper["await_ns"], sleeper
     # it awaited asyncio.sleep, a coroutine: that is where its waiting is, not in its own self time
     assert sleeper["self_await_ns"] <= 1 * MS, sleeper
     _, inner = function_named(report, program, "inner")
     _, outer = function_named(report, program, "outer")
     (inner_awaited,) = facts["awaited_ns"]["inner"]
-    assert abs(inner["await_ns"] - inner_awaited) <= 5 * MS, (inner, inner_awaited)
-    assert abs(outer["await_ns"] - inner_awaited) <= 5 * MS and outer["self_await_ns"] <= 1 * MS, outer
-    assert outer["total_ns"] >= inner_awaited and outer["self_ns"] <= 5 * MS, outer
+    within_window(inner, inner_awaited)
+    within_window(outer, inner_awaited)  # its await holds inner's, its frames hold inner's
+    assert outer["await_ns"] <= inner["await_ns"] and outer["self_await_ns"] <= 1 * MS, (outer, inner)
+    assert outer["total_ns"] >= inner["total_ns"], (outer, inner)
     _, computes = function_named(report, program, "computes")
     truth = facts["computed_cpu_ns"]
     assert abs(computes["cpu_ns"] - truth) <= 0.10 * truth, (computes, truth)

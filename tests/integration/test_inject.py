@@ -29,12 +29,15 @@ def needs_gdb() -> None:
         missing_dependency("attaching to a plain python program needs gdb (Debian package: gdb)")
 
 
-def wait_for(what: str, ready: Any, proc: subprocess.Popen[str] | None = None) -> None:
+def wait_for(what: str, ready: Any, proc: subprocess.Popen[str] | None = None,
+             log: Path | None = None) -> None:
     deadline = time.monotonic() + WAIT
     while not ready():
         if proc is not None and proc.poll() is not None:
             out, err = proc.communicate()
-            pytest.fail(f"the process ended while waiting for {what}: {proc.returncode}\n{out}\n{err}")
+            said = log.read_text() if log is not None else ""
+            pytest.fail(f"the process ended while waiting for {what}: {proc.returncode}\n{out}\n{err}\n"
+                        f"{said}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
 
@@ -111,7 +114,7 @@ def attached_phase(target: PlainTarget, k: int, out: Path, extra: Sequence[str] 
                                 env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, text=True, start_new_session=True)
     try:
-        wait_for("ulma to attach", lambda: "attached to process" in log.read_text(), proc)
+        wait_for("ulma to attach", lambda: "attached to process" in log.read_text(), proc, log)
         on = target.mark()
         target.run_phase(k)
         off = target.mark()
@@ -192,7 +195,7 @@ def test_attach_to_a_plain_python_holding_the_gil_drops_nothing_while_its_agent_
     once it has read DETACH, both in its listener thread, which waits for the GIL: here up to a
     second each time, as the target keeps it that long.  On a 4 MiB ring (262,144 events: a quarter
     to half a second of this target, where each answer takes a second or more) nothing is dropped
-    only if ulma drains meanwhile.  (Two seconds would take the agent's answer past ulma's 10 s.)"""
+    only if ulma drains meanwhile.  (An answer takes 6-8 s here: ulma waits up to 30 s for it.)"""
     targets.append(target := PlainTarget(tmp_path, "busy", extra=["--hold-gil", "1"]))
     attached = attached_phase(target, 1000, tmp_path / "held.json", extra=["--ring-size", "4M"])
     code, out, err, _ = target.finish()

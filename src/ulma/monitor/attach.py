@@ -80,10 +80,19 @@ def _connect(pid: int, addresses: list[str], timeout: float) -> socket.socket:
     raise AttachError(why)
 
 
+# How long the agent may take to answer ATTACH.  Its listener thread needs the
+# GIL after each system call (accept, receive, send, the probe's calibration
+# between them): a program that keeps the GIL a second at a time
+# (sys.setswitchinterval(1), tests/programs/plain_target.py --hold-gil) makes
+# every one of them wait up to that long -- 6 to 8 s seen for one ATTACH, which
+# a 10 s limit failed now and then on a loaded machine.
+ANSWER_SECONDS = 30.0
+
+
 class Attachment:
     """A monitor attached to a running program (same interface as Run for views)."""
 
-    def __init__(self, pid: int, options: Options, *, timeout: float = 10.0) -> None:
+    def __init__(self, pid: int, options: Options, *, timeout: float = ANSWER_SECONDS) -> None:
         addresses = check_target(pid)
         self.pid = pid
         self.options = options
