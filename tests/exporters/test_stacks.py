@@ -162,7 +162,7 @@ def test_walker_transitions_rebuild_the_models_totals(raw: list[tuple[int, int, 
     model.close()
     sink = Rebuild()
     replay = walk(events, sink, make_run())
-    funcs, edges = snapshot([model])
+    funcs, edges = snapshot([model], awaits=False)
     got_funcs = sorted((fid, *f) for fid, f in sink.funcs.items() if any(f))
     got_edges = sorted((c, d, *e) for (c, d), e in sink.edges.items() if any(e))
     assert (got_funcs, got_edges) == (funcs, edges)
@@ -184,7 +184,7 @@ def test_pstats_figures_are_the_models(raw: list[tuple[int, int, int, int, int]]
     exporter.replayed(walk(events, None, run, stacks.PSTATS))
     exporter.finish()
     stats = marshal.loads(out.getvalue())
-    funcs, edges = snapshot([model])
+    funcs, edges = snapshot([model], awaits=False)
     want = {("prog.py", fid, f"f{fid}"): (calls + resumes, self_t / 1e9, total / 1e9)
             for fid, calls, resumes, self_t, total in funcs}
     got = {key: (nc, tt, ct) for key, (_cc, nc, tt, ct, _callers) in stats.items() if nc or tt or ct}

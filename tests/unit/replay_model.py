@@ -215,9 +215,12 @@ class ThreadModel:
         self.resumed = self.after_yield = None
 
 
-def snapshot(threads: list[ThreadModel], now: int = 0) -> tuple[
+def snapshot(threads: list[ThreadModel], now: int = 0, *, awaits: bool = True) -> tuple[
         list[tuple[int, int, int, int, int]], list[tuple[int, int, int, int, int]]]:
-    """Merged totals in the C snapshot's shape; with `now`, open frames count to now."""
+    """Merged totals in the C snapshot's shape; with `now`, open frames count to now.
+    `awaits`: with coroutines' time suspended (the aggregator's totals); without it,
+    the frames as they ran (the exporters' replay: a suspended coroutine is on no
+    thread's stack, and pstats counts as cProfile, which times resumptions only)."""
     funcs: dict[int, Totals] = {}
     edges: dict[tuple[int, int], EdgeTotals] = {}
     awaited: dict[int, list[int]] = {}  # fid -> [suspended, of it not awaiting a coroutine]
@@ -259,12 +262,12 @@ def snapshot(threads: list[ThreadModel], now: int = 0) -> tuple[
                     edges[frame.edge].total += el
     # a coroutine's time suspended: in its total, and (but what awaited another) in its self time;
     # never a sum of bare ticks while one is still open with no `now` to end it
-    for fid, (aw, n, aw_self, n_self) in awaited.items():
+    for fid, (aw, n, aw_self, n_self) in (awaited.items() if awaits else ()):
         aw = 0 if n and not now else aw
         aw_self = min(0 if n_self and not now else aw_self, aw)
         funcs[fid].self += aw_self
         funcs[fid].total += aw
-    for key, aw in edge_awaited.items():
+    for key, aw in (edge_awaited.items() if awaits else ()):
         edges[key].total += aw
     f_out = sorted((fid, f.calls, f.resumes, f.self, f.total) for fid, f in funcs.items()
                    if f.calls or f.resumes or f.self or f.total)
