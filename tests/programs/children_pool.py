@@ -2,7 +2,10 @@
 
 `children_pool.py METHOD`: a Pool of WORKERS processes started by METHOD (fork, spawn or
 forkserver) maps `task` over TASKS items; each task calls `leaf` LEAF_CALLS times in a worker.
-The parent calls `parent_leaf` PARENT_CALLS times.  It prints the ground truth for ulma's counts:
+The parent calls `parent_leaf` PARENT_CALLS times.  Each worker waits in its initializer until
+every worker has started (a barrier), so none is left without a task and killed by the pool's end
+before it ran any: every worker forked is a worker followed.  It prints the ground truth for ulma's
+counts:
 
     task <calls>
     leaf <calls>
@@ -10,6 +13,7 @@ The parent calls `parent_leaf` PARENT_CALLS times.  It prints the ground truth f
 """
 
 import multiprocessing
+import multiprocessing.synchronize
 import sys
 
 WORKERS = 3
@@ -33,9 +37,14 @@ def task(_item: int) -> int:
     return n
 
 
+def all_started(barrier: "multiprocessing.synchronize.Barrier") -> None:
+    barrier.wait(60)
+
+
 def main() -> None:
     context = multiprocessing.get_context(sys.argv[1])
-    with context.Pool(WORKERS) as pool:
+    barrier = context.Barrier(WORKERS)
+    with context.Pool(WORKERS, initializer=all_started, initargs=(barrier,)) as pool:
         done = pool.map(task, range(TASKS), chunksize=1)
     n = 0
     for _ in range(PARENT_CALLS):
