@@ -239,6 +239,24 @@ def test_attach_to_a_process_that_is_not_python_is_one_line() -> None:
     assert f"process {sleeper.pid} is not a Python process" in line
 
 
+def test_attach_is_not_hung_by_a_sanitizer_runtime_preloaded_for_programs() -> None:
+    """LD_PRELOAD in ulma's environment is meant for the programs it runs; gdb, started with it,
+    hangs on AddressSanitizer's runtime (what .ci/sanitize preloads).  ulma gives gdb its
+    environment without the loader's and Python's variables, so the answer comes as without."""
+    found = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True)
+    runtime = found.stdout.strip()
+    if found.returncode != 0 or not os.path.isabs(runtime):
+        missing_dependency("needs gcc's AddressSanitizer runtime (Debian package: gcc)")
+    sleeper = subprocess.Popen(["sleep", "60"])
+    env = subprocess_env({"LD_PRELOAD": runtime, "ASAN_OPTIONS": "detect_leaks=0"})
+    try:
+        line = one_line_error(run_attach([str(sleeper.pid)], env=env))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert f"process {sleeper.pid} is not a Python process" in line
+
+
 def test_attach_without_gdb_names_its_debian_package(tmp_path: Path, targets: list[PlainTarget]) -> None:
     targets.append(target := PlainTarget(tmp_path, "sleep"))
     empty = tmp_path / "bin"

@@ -3,7 +3,10 @@ pending call in it (CPython 3.11-3.13; 3.14+ has sys.remote_exec, see remote.py)
 
 gdb runs with no init file, no auto-loaded scripts (a target's directory
 could hold a ``libpython*-gdb.py``: it is never run) and no debuginfod
-(no network, no wait).  The commands are fixed text from ulma with only
+(no network, no wait), and without the loader's and Python's variables from
+ulma's environment (LD_PRELOAD, LD_AUDIT, LD_LIBRARY_PATH, PYTHON*): they are
+meant for programs, not for gdb and the Python inside it; a sanitizer runtime
+preloaded into gdb hangs it.  The commands are fixed text from ulma with only
 numbers in them; the code for the target is written into a page mapped in
 the target (mmap, a plain system call) eight bytes at a time, so gdb needs no
 malloc() in the target, which may be stopped inside malloc() itself.  The
@@ -29,6 +32,12 @@ _FIRST, _LAST = 0x030B, 0x030D  # (major << 8 | minor): the CPythons gdb loads u
 _OPTIONS = ["-nx", "-batch", "-q",
             "-iex", "set auto-load off", "-iex", "set debuginfod enabled off",
             "-iex", "set pagination off", "-iex", "set confirm off"]
+
+
+def _environment() -> dict[str, str]:
+    """ulma's environment less what would change how gdb itself loads and runs."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH") and not k.startswith("PYTHON")}
 
 
 class GdbError(Exception):
@@ -89,7 +98,8 @@ def run(pid: int, commands: list[str]) -> str:
         try:
             done = subprocess.run([gdb, *_OPTIONS, "-p", str(pid), "-x", script],
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  errors="replace", timeout=GDB_SECONDS, cwd=tmp)
+                                  errors="replace", timeout=GDB_SECONDS, cwd=tmp,
+                                  env=_environment())
         except subprocess.TimeoutExpired:
             raise GdbError(f"gdb did not finish with process {pid} within {GDB_SECONDS:.0f} s") from None
         except OSError as exc:
