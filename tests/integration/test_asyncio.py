@@ -150,6 +150,35 @@ def test_a_trace_reports_the_same_awaits_and_blocks_as_the_run(
     assert stacks(live) == stacks(offline) and len(stacks(live)) == 2, (live, offline)
 
 
+def test_a_trace_keeps_the_runs_loop_block_limit_and_a_report_may_judge_by_another(
+    engine_flags: list[str], describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    """`ulma record --loop-block 100`: the 120 ms step is flagged, the 80 ms callback is not, live
+    and in `ulma report` of the trace alike (which reads the limit from the trace); `ulma report
+    --loop-block 60` replays the same trace with another limit and finds both."""
+    trace, live_json = tmp_path / "run.ulma", tmp_path / "live.json"
+    result = run_process(ulma_command(["record", *engine_flags, "--loop-block", "100",
+                                       "--json", str(live_json), "-o", str(trace),
+                                       str(PROGRAMS_DIR / "asyncio_blocking.py")]),
+                         cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+
+    def blocked(report: dict[str, Any]) -> tuple[int, list[str]]:
+        return report["asyncio"]["block_ns"], [b["stack"][-1]["name"] for b in report["asyncio"]["blocked"]]
+
+    def offline(*args: str) -> dict[str, Any]:
+        out = tmp_path / f"offline{len(args)}.json"
+        done = run_process(ulma_command(["report", *args, "--json", str(out), str(trace)]), cwd=PROGRAMS_DIR)
+        assert done.returncode == 0, describe(done)
+        report: dict[str, Any] = json.loads(out.read_text())
+        return report
+
+    once = (100 * MS, ["blocks_in_a_coroutine"])
+    assert blocked(json.loads(live_json.read_text())) == once
+    assert blocked(offline()) == once
+    assert blocked(offline("--loop-block", "60")) == (60 * MS, ["blocks_in_a_coroutine", "blocking_callback"])
+
+
 def test_a_blocked_loop_is_flagged_live_while_the_program_runs_on(
     engine_flags: list[str], describe: Callable[[Completed], str], tmp_path: Path,
 ) -> None:

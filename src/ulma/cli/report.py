@@ -20,10 +20,13 @@ def execute(argv: list[str]) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     add_limit_argument(parser)
     add_clock_argument(parser)
+    parser.add_argument("--loop-block", type=float, metavar="MS",
+                        help="asyncio: flag a callback or task step that held the event loop longer than MS "
+                             "milliseconds (default: the run's --loop-block; 0: never)")
     opts = parser.parse(argv)
     try:
         reader = trace.TraceReader(opts.trace)
-        profile = load_profile(reader)
+        profile = load_profile(reader, opts.loop_block)
     except trace.TraceError as exc:
         raise UsageError(str(exc), 1) from None
     for warning in reader.warnings:

@@ -77,6 +77,7 @@ class Meta(TypedDict, total=False):
     ring_events: Count
     ns_per_tick: NsPerTick  # a first calibration (2 ms), before any CALIB
     scope: Texts  # the --only / --exclude options in effect ("--only PATTERN", ...)
+    loop_block_ms: Annotated[float, Range(0, 3_600_000)]  # --loop-block (ulma.cli.bounds)
 
 
 class Calib(TypedDict, total=False):

@@ -111,8 +111,8 @@ class Attachment:
                 self.streams.abandon()
             raise
         try:
-            self.session = Session(options.ring_bytes, options.max_threads)
-            self.session.set_loop_block(options.loop_block_ms)
+            self.session = Session(options.ring_bytes, options.max_threads,
+                                   loop_block_ms=options.loop_block_ms)
         except BaseException:
             self.sock.close()
             if self.streams is not None:

@@ -250,8 +250,8 @@ class Children:
     def _session(self) -> Session:
         from ulma.monitor.session import Session, scope_of
 
-        session = Session(self.options.ring_bytes, self.options.max_threads)
-        session.set_loop_block(self.options.loop_block_ms)
+        session = Session(self.options.ring_bytes, self.options.max_threads,
+                          loop_block_ms=self.options.loop_block_ms)
         session.scope = scope_of(self.options.only, self.options.exclude)
         return session
 

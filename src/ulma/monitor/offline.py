@@ -12,7 +12,11 @@ from ulma.monitor import eventloop
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 
 
-def load_profile(reader: trace.TraceReader, loop_block_ms: float = eventloop.DEFAULT_BLOCK_MS) -> Profile:
+def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) -> Profile:
+    """`loop_block_ms`: flag an event loop held longer; None: as the run did (its --loop-block,
+    kept in META; the default for a trace from before it was kept)."""
+    if loop_block_ms is None:
+        loop_block_ms = reader.meta.get("loop_block_ms", eventloop.DEFAULT_BLOCK_MS)
     agg = _core.Aggregator()
     # a first rate (META's) for what the replay decides as it goes; waiting is
     # formed at the file's best calibration, read after the chunks (END's)

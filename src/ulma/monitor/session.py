@@ -175,10 +175,12 @@ class Session:
     ENV_HINT_SCALE = "ULMA_DEBUG_HINT_SCALE"
 
     def __init__(self, ring_bytes: int, max_threads: int, fd: int | None = None,
-                 clock_start: tuple[int, int, int] | None = None) -> None:
+                 clock_start: tuple[int, int, int] | None = None,
+                 loop_block_ms: float = eventloop.DEFAULT_BLOCK_MS) -> None:
         """`fd`: a new, empty memfd made sealable (ulma.monitor.prestart), else one is made;
         `clock_start`: a _core.clock_pair() read earlier, which the session and its first
-        calibration start from (then the 2 ms that calibration needs are likely over)."""
+        calibration start from (then the 2 ms that calibration needs are likely over);
+        `loop_block_ms`: --loop-block, an event loop held longer is flagged (0: never)."""
         # sealable: the C side fixes its size (see ulma_monitor_create)
         self.fd = os.memfd_create("ulma-session", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING) if fd is None else fd
         try:
@@ -203,12 +205,8 @@ class Session:
         self._names: dict[int, str] = {}  # every symbol, when _switchable was made
         self._switchable: dict[int, str] = {}  # the functions the dial and the burst may switch
         self.stepper = Stepper(self.core, self.lock)
-        # asyncio: callbacks and task steps that hold the event loop too long (set_loop_block)
-        self.blocks = eventloop.BlockWatch(self.core, eventloop.DEFAULT_BLOCK_MS * 1e6)
-
-    def set_loop_block(self, ms: float) -> None:
-        """Flags a callback or task step that holds an event loop past `ms` (0: never)."""
-        self.blocks.limit_ns = ms * 1e6
+        # asyncio: callbacks and task steps that hold the event loop too long
+        self.blocks = eventloop.BlockWatch(self.core, loop_block_ms * 1e6)
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -458,6 +456,7 @@ class Recorder:
             # a first calibration (2 ms at creation): the replay needs one before the END record's
             "ns_per_tick": session.agent_info()["ns_per_tick_hint"],  # skewed by hint_scale (tests)
             "scope": list(session.scope),
+            "loop_block_ms": session.blocks.limit_ns / 1e6,  # `ulma report` judges the trace by it
         }
         self.path = path
         self.error: str | None = None
@@ -576,8 +575,8 @@ class Run:
             fd, early.session_fd = early.session_fd, -1
             clock_start = early.clock_start
         try:
-            self.session = Session(options.ring_bytes, options.max_threads, fd=fd, clock_start=clock_start)
-            self.session.set_loop_block(options.loop_block_ms)
+            self.session = Session(options.ring_bytes, options.max_threads, fd=fd, clock_start=clock_start,
+                                   loop_block_ms=options.loop_block_ms)
         except BaseException:
             if early is not None:
                 early.discard()
