@@ -73,6 +73,29 @@ def test_sleeping_coroutines_wait_for_their_awaits_and_the_cpu_goes_to_the_one_c
     assert computes["self_await_ns"] <= 0.05 * computes["total_ns"], computes
 
 
+def test_an_async_generator_waits_in_its_awaits_and_not_at_its_yields(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
+    function_named: FunctionNamed,
+) -> None:
+    """`ticks` awaits asyncio.sleep before each value: that time, which it measured, is its waiting
+    (in its total; in its self time not, as it awaited a coroutine).  `values` sat at `yield`
+    while its consumer slept, as long: that is no waiting of its, and not in its total either,
+    as for any generator handing out a value.  `stuck`, cancelled in its await (a throw into it),
+    waited until then, not on through the program's later sleep."""
+    program = PROGRAMS_DIR / "asyncio_agen.py"
+    report, facts = run_json(ulma_json, describe, "asyncio_agen.py", *engine_flags)
+    _, ticks = function_named(report, program, "ticks")
+    window = facts["awaited_ns"]
+    slack = 1 * MS + 0.01 * window
+    assert 0.9 * window <= ticks["await_ns"] <= window + slack, (ticks, window)
+    assert ticks["total_ns"] >= window - slack and ticks["self_await_ns"] <= 1 * MS, (ticks, window)
+    _, values = function_named(report, program, "values")
+    assert values["await_ns"] == 0 and values["total_ns"] <= 0.1 * facts["handed_ns"], (values, facts)
+    _, stuck = function_named(report, program, "stuck")
+    window = facts["stuck_ns"]
+    assert 0.9 * window <= stuck["await_ns"] <= window + 1 * MS + 0.01 * window, (stuck, window)
+
+
 def test_an_asyncio_server_reports_its_handlers_first_and_the_idle_loop_apart(
     engine_flags: list[str], describe: Callable[[Completed], str], tmp_path: Path,
 ) -> None:

@@ -331,12 +331,12 @@ static uint32_t walk_stack(uint32_t *ids, uint32_t cap, int *truncated)
     return n;
 }
 
-int ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event, int force)
+int ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event, int force, uint32_t id_bits)
 {
     ulma_writer *w = ulma_writer_get();
     if (ULMA_LIKELY(w != NULL)) {
         uint64_t t = ulma_ticks(g_clock);
-        uint32_t idv = ulma_code_id(co);
+        uint32_t idv = ulma_code_id(co) | id_bits;
         if (ULMA_UNLIKELY(idv & ULMA_ID_OFF)) {
             if (!force)
                 return 1;

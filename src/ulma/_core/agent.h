@@ -52,7 +52,9 @@ typedef struct {
  * types.coroutine): its every record carries ULMA_EVF_AWAIT, so a YIELD of
  * it is a suspension in `await` (aggregate.c counts it as waiting) and not a
  * generator handing out a value.  Free on the hot path: ulma_id_word's rare
- * branch, taken by coroutines' events only. */
+ * branch, taken by coroutines' events only.  An async generator's code has
+ * no such bit: its suspensions in `await` are told from its yields one by
+ * one (agen.h) and written with the bit added. */
 #define ULMA_ID_AWAIT 0x10000000u
 #define ULMA_ID_MASK 0x0fffffffu
 /* the id bits that records carry, as flags (bit 24 + k -> flag bit k) */
@@ -251,8 +253,10 @@ static inline __attribute__((always_inline)) int ulma_code_event_fast(PyCodeObje
 /* Everything ulma_code_event_fast leaves (out of line).  Returns 1 if the
  * code's function is not traced now (nothing written; sys.monitoring may
  * disable the event), else 0.  `force` (PEP 523, an exit whose entry was
- * written): written even if the function was switched off meanwhile. */
-int ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event, int force);
+ * written): written even if the function was switched off meanwhile.
+ * `id_bits`: added to the code's id (ULMA_ID_AWAIT: an async generator's
+ * await, agen.h). */
+int ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event, int force, uint32_t id_bits);
 /* Is the function of id `id` (no flag bits) off now? */
 int ulma_id_off(uint32_t id);
 

@@ -9,6 +9,7 @@
  * tool bits from 0 up for every event: 3 costs ~3 instructions less than 4.)
  */
 #include "agent.h"
+#include "agen.h"
 
 #include <string.h>
 
@@ -31,7 +32,7 @@ static inline PyObject *not_traced(uint8_t kind)
 
 static __attribute__((noinline)) PyObject *code_event_slow(PyObject *code, uint8_t kind)
 {
-    if (ulma_code_event_slow((PyCodeObject *)code, kind, 1, 0))
+    if (ulma_code_event_slow((PyCodeObject *)code, kind, 1, 0, 0))
         return not_traced(kind);
     Py_RETURN_NONE;
 }
@@ -132,12 +133,38 @@ static PyObject *on_start_native(PyObject *self, PyObject *const *args, Py_ssize
 }
 
 CALLBACK(on_start, ULMA_CALL)
-CALLBACK(on_resume, ULMA_RESUME)
-CALLBACK(on_throw, ULMA_THROW)
 CALLBACK(on_return, ULMA_RETURN)
-CALLBACK(on_yield, ULMA_YIELD)
 CALLBACK(on_unwind, ULMA_UNWIND)
 #undef CALLBACK
+
+/* An async generator's YIELD, RESUME or THROW at an await (agen.h): the
+ * event's offset (bytes) is its YIELD_VALUE or RESUME. */
+static __attribute__((noinline)) PyObject *agen_event(PyObject *const *args, Py_ssize_t nargs, uint8_t kind)
+{
+    PyCodeObject *co = (PyCodeObject *)args[0];
+    Py_ssize_t offset = nargs >= 2 && PyLong_CheckExact(args[1]) ? PyLong_AsSsize_t(args[1]) : -1;
+    if (offset < 0 && PyErr_Occurred())
+        PyErr_Clear();
+    if (offset < 0 || !ulma_agen_awaits(co, offset / (Py_ssize_t)sizeof(_Py_CODEUNIT)))
+        return code_event(args[0], kind);
+    if (ulma_code_event_slow(co, kind, 1, 0, ULMA_ID_AWAIT))
+        return not_traced(kind);
+    Py_RETURN_NONE;
+}
+
+/* Generators' and coroutines' events: an async generator's go through agen_event. */
+#define GEN_CALLBACK(fn, kind)                                                     \
+    static PyObject *fn(PyObject *self, PyObject *const *args, Py_ssize_t nargs)   \
+    {                                                                              \
+        (void)self;                                                                \
+        if (ULMA_UNLIKELY(((PyCodeObject *)args[0])->co_flags & CO_ASYNC_GENERATOR)) \
+            return agen_event(args, nargs, kind);                                  \
+        return code_event(args[0], kind);                                          \
+    }
+GEN_CALLBACK(on_resume, ULMA_RESUME)
+GEN_CALLBACK(on_throw, ULMA_THROW)
+GEN_CALLBACK(on_yield, ULMA_YIELD)
+#undef GEN_CALLBACK
 
 /* The floor: the same dispatch into C, doing nothing. */
 static PyObject *on_empty(PyObject *self, PyObject *const *args, Py_ssize_t nargs)

@@ -21,6 +21,7 @@
 #include "internal/pycore_frame.h"
 #undef Py_BUILD_CORE
 
+#include "agen.h"
 #include "stack.h"
 #include "symbols.h"
 
@@ -93,7 +94,7 @@ static inline __attribute__((always_inline)) int code_event(PyCodeObject *co, ui
     if (ULMA_UNLIKELY(how == ULMA_FAST_EMIT))
         ulma_emit_slow(w, t, *idp, kind, 0, 0, 0);
     else if (ULMA_UNLIKELY(how == ULMA_FAST_NONE))
-        return ulma_code_event_slow(co, kind, 0, 0) ? EVENT_OFF : EVENT_WRITTEN;
+        return ulma_code_event_slow(co, kind, 0, 0, 0) ? EVENT_OFF : EVENT_WRITTEN;
     return EVENT_KNOWN;
 }
 
@@ -112,7 +113,7 @@ static inline __attribute__((always_inline)) void code_exit(PyCodeObject *co, ui
             ulma_emit_slow(w, t, idv, kind, 0, 0, 0);
         return;
     }
-    ulma_code_event_slow(co, kind, 0, 1); /* rare: not worth inlining the lookup again */
+    ulma_code_event_slow(co, kind, 0, 1, 0); /* rare: not worth inlining the lookup again */
 }
 
 /* Is a code object whose co_extra slot holds `v` a function not traced now
@@ -135,6 +136,20 @@ static void native_displaced(void);
 static int native_profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 
 static PyObject *traced_gen_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag);
+
+/* An async generator's frame, suspended or about to go on: ULMA_ID_AWAIT if
+ * at an await (agen.h), else 0. */
+static inline uint32_t agen_await_bits(struct _PyInterpreterFrame *f, PyCodeObject *co)
+{
+    if (!(co->co_flags & CO_ASYNC_GENERATOR))
+        return 0;
+#if PY_VERSION_HEX >= 0x030D0000
+    const _Py_CODEUNIT *at = f->instr_ptr;
+#else
+    const _Py_CODEUNIT *at = f->prev_instr;
+#endif
+    return ulma_agen_awaits(co, at - (const _Py_CODEUNIT *)co->co_code_adaptive) ? ULMA_ID_AWAIT : 0;
+}
 
 /* `gens`: 0 in the evaluators (a generator's frame goes to traced_gen_eval, so
  * the common path carries nothing of generators), 1 in traced_gen_eval. */
@@ -163,8 +178,11 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
     Py_INCREF(co); /* a finished generator drops its frame's reference */
 
     uint32_t gen0 = g_generation, id0 = 0;
+    /* an async generator going on after an await (the generator paths only) */
+    uint32_t awaits = gens && kind != ULMA_CALL ? agen_await_bits(f, co) : 0;
     g_intern_frame = f; /* its module, should the code be new (--only) */
-    int known = code_event(co, kind, &id0);
+    int known = ULMA_LIKELY(!awaits) ? code_event(co, kind, &id0)
+                                     : ulma_code_event_slow(co, kind, 0, 0, awaits) ? EVENT_OFF : EVENT_WRITTEN;
     g_intern_frame = NULL;
 
     PyObject *res = eval_next(ts, f, throwflag);
@@ -181,7 +199,10 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
         out = ULMA_UNWIND;
     else if (gen && gen->gi_frame_state < FRAME_EXECUTING)
         out = ULMA_YIELD;
-    code_exit(co, out, known == EVENT_KNOWN, gen0, id0);
+    if (gens && out == ULMA_YIELD && (awaits = agen_await_bits(f, co)) != 0)
+        ulma_code_event_slow(co, out, 0, 1, awaits); /* suspended in an await (gen holds f) */
+    else
+        code_exit(co, out, known == EVENT_KNOWN, gen0, id0);
     Py_DECREF(co);
     Py_XDECREF(gen);
     return res;
@@ -208,12 +229,12 @@ static __attribute__((noinline)) void put_slow(ulma_writer *w, uint64_t t, uint6
 #if PY_VERSION_HEX >= 0x030C0000
 static __attribute__((noinline)) void return_in_new_session(PyCodeObject *co, PyObject *res)
 {
-    ulma_code_event_slow(co, res ? ULMA_RETURN : ULMA_UNWIND, 0, 1);
+    ulma_code_event_slow(co, res ? ULMA_RETURN : ULMA_UNWIND, 0, 1, 0);
 }
 #else
 static __attribute__((noinline)) void return_in_new_session(struct _PyInterpreterFrame *f, PyObject *res)
 {
-    ulma_code_event_slow(frame_code(f), res ? ULMA_RETURN : ULMA_UNWIND, 0, 1);
+    ulma_code_event_slow(frame_code(f), res ? ULMA_RETURN : ULMA_UNWIND, 0, 1, 0);
 }
 #endif
 
