@@ -15,7 +15,7 @@ from typing import IO
 import pytest
 
 from ulma import _core
-from ulma.agent import resolve_engine
+from ulma.agent import DEFAULT_CPU_INTERVAL_US, resolve_engine
 from ulma.monitor.control import CTL_OFF
 from ulma.monitor.live import LiveRun
 from ulma.monitor.profile import FunctionStats, Profile
@@ -28,8 +28,9 @@ WAIT_S = 20.0
 class Driven:
     """The program under ulma, its rounds started through stdin."""
 
-    def __init__(self, engine: str) -> None:
-        self.run = Run(Target("script", str(PROGRAM), ()), Options(engine=resolve_engine(engine)),
+    def __init__(self, engine: str, cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US) -> None:
+        self.run = Run(Target("script", str(PROGRAM), ()),
+                       Options(engine=resolve_engine(engine), cpu_interval_us=cpu_interval_us),
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.live = LiveRun(self.run).start()
         self.lines: list[str] = []
@@ -168,3 +169,56 @@ def test_garbage_in_the_channel_is_refused_counted_and_changes_nothing(driven: D
     profile = driven.end()
     assert named(profile, "hot").calls == 4000 and not named(profile, "hot").off_ns
     assert driven.lines == plain_output([1000] * 4)
+
+
+def readings(d: Driven) -> int:
+    """CPU clock readings the monitor has read from the program's (one) thread."""
+    with d.run.session.lock:
+        threads = d.run.session.core.threads()
+    return sum(int(t["cpu_readings"]) for t in threads)
+
+
+def test_a_new_cpu_clock_interval_takes_effect_while_the_program_runs(driven: Driven) -> None:
+    """From the default 100 µs to 5 ms: a round after the acknowledgement reads the clock at
+    most once per 5 ms of the round's wall time (timed around it here, so longer than the
+    program's own), two more at most at its edges; before, at least ten times as often."""
+    calls = 600_000
+    t0 = time.monotonic()
+    driven.round(calls)
+    before_s = time.monotonic() - t0
+    snap_before = readings_after(driven, 1)
+    assert snap_before >= 0.1 * before_s / 100e-6, (snap_before, before_s)  # ~1 a 100 µs while it ran
+    cmd = driven.live.control.set_interval(5000)
+    driven.round(10)  # the program's next events poll the channel
+    wait_acked(driven, cmd.seq)
+    assert cmd.status == "applied", cmd
+    assert driven.run.session.agent_info()["cpu_interval_us"] == 5000
+    assert [us for _, us in driven.live.control.intervals] == [5000]
+    start = readings_after(driven, 2)
+    t0 = time.monotonic()
+    driven.round(calls)
+    after_s = time.monotonic() - t0
+    made = readings_after(driven, 3) - start
+    assert made <= after_s / 5e-3 + 2, (made, after_s)
+    assert driven.lines == plain_output([calls, 10, calls])
+
+
+def readings_after(d: Driven, caller_calls: int) -> int:
+    caught_up(d, caller_calls)
+    return readings(d)
+
+
+def test_a_cpu_clock_interval_is_refused_when_the_run_reads_no_cpu_clock(engine: str) -> None:
+    d = Driven(engine, cpu_interval_us=0)
+    try:
+        d.round(1000)
+        cmd = d.live.control.set_interval(5000)
+        d.round(10)
+        wait_acked(d, cmd.seq)
+        assert cmd.status == "refused" and d.live.control.intervals == []
+        assert d.run.session.agent_info()["cpu_interval_us"] == 0
+        with pytest.raises(ValueError, match="1 to"):
+            d.live.control.set_interval(0)
+        d.end()
+    finally:
+        d.kill()

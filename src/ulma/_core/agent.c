@@ -552,6 +552,22 @@ static int control_switch(uint32_t id, int off)
     return ulma_symbols_set_off(id, off) < 0 ? -1 : 1;
 }
 
+/* INTERVAL: the CPU clock read every `us` from now on, by every thread (each
+ * takes its slow path at its next event, where the new spacing starts).
+ * 0 if applied, -1 if refused (out of range, or no readings in this run). */
+static int control_interval(uint32_t us)
+{
+    if (us > ULMA_MAX_CPU_INTERVAL_US || ulma_readings_interval(us) < 0)
+        return -1;
+    atomic_store_explicit(&g_session->cpu_interval_us, us, memory_order_relaxed);
+    for (uint32_t i = 0; i < g_writers_len; i++) {
+        ulma_writer *o = g_writers[i];
+        if (o && o->generation == g_generation)
+            o->next_reading = 0;
+    }
+    return 0;
+}
+
 /*
  * Applies the commands posted since the last poll, in the slow path of the
  * thread that polls (under the GIL).  What "off" means:
@@ -591,6 +607,8 @@ static int control_apply(uint64_t t)
         int rc = -1;
         if (seq == k && (op == ULMA_CTL_OFF || op == ULMA_CTL_ON))
             rc = control_switch(arg, op == ULMA_CTL_OFF);
+        else if (seq == k && op == ULMA_CTL_INTERVAL)
+            rc = control_interval(arg);
         else if (seq == k)
             rc = control_step(op) < 0 ? -1 : 0; /* single-step: nothing to restate */
         if (rc > 0) {

@@ -2165,6 +2165,7 @@ static int add_layout(PyObject *mod)
     if (d && (set_int(d, "SYNC_RESTATE", ULMA_SYNC_RESTATE) < 0 || set_int(d, "SYMF_OFF", ULMA_SYMF_OFF) < 0 ||
               set_int(d, "EVF_AWAIT", ULMA_EVF_AWAIT) < 0 ||
               set_int(d, "CTL_OFF", ULMA_CTL_OFF) < 0 || set_int(d, "CTL_ON", ULMA_CTL_ON) < 0 ||
+              set_int(d, "CTL_INTERVAL", ULMA_CTL_INTERVAL) < 0 ||
               set_int(d, "CONTROL_VERSION", ULMA_CONTROL_VERSION) < 0 ||
               set_int(d, "CONTROL_SLOTS", ULMA_CONTROL_SLOTS) < 0 ||
               set_int(d, "CONTROL_BYTES", (long)sizeof(ulma_control)) < 0 ||

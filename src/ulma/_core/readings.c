@@ -39,6 +39,15 @@ void ulma_readings_configure(double ns_per_tick, uint32_t interval_us)
     }
 }
 
+int ulma_readings_interval(uint32_t interval_us)
+{
+    if (!g_reading_ticks || !interval_us)
+        return -1;
+    uint64_t ticks = (uint64_t)((double)interval_us * 1000.0 / g_ns_per_tick);
+    g_reading_ticks = ticks ? ticks : 1;
+    return 0;
+}
+
 /* The run-queue delay (ns) from /proc/thread-self/schedstat.  No descriptor
  * is kept: one per thread would count against the program's open-file limit
  * (and stay open in it after a detach).  Opened, read and closed each time

@@ -12,6 +12,9 @@ extern uint64_t g_reading_ticks;
 
 /* ns_per_tick: the session's quick calibration; interval_us 0 turns readings off. */
 void ulma_readings_configure(double ns_per_tick, uint32_t interval_us);
+/* A new interval while readings are on (the control channel's INTERVAL);
+ * -1 if they are off or `interval_us` is 0. */
+int ulma_readings_interval(uint32_t interval_us);
 /* Reads the CPU clock into out[0] and, on a baseline or after a while off
  * CPU, the run delay into out[1]; schedules the next reading.  Returns the
  * record count (0 if the clock could not be read). */

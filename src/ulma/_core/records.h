@@ -274,13 +274,16 @@ static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its
  *     never read.
  *
  * Ops: OFF and ON switch the Python function of id `arg` off or on (see
- * agent.c control_apply for what "off" means on each engine).
+ * agent.c control_apply for what "off" means on each engine).  INTERVAL
+ * sets how often the threads read their CPU clock: every `arg` microseconds
+ * (1 to ULMA_MAX_CPU_INTERVAL_US; refused when the run reads none, as with
+ * --cpu-interval 0); the header's cpu_interval_us says the one in effect.
  */
 #define ULMA_CONTROL_VERSION 1u
 #define ULMA_CONTROL_OFFSET 1024u
 #define ULMA_CONTROL_SLOTS 64u /* power of two */
 #define ULMA_CONTROL_POLL_US 10000u
-enum ulma_control_op { ULMA_CTL_OFF = 1, ULMA_CTL_ON = 2 };
+enum ulma_control_op { ULMA_CTL_OFF = 1, ULMA_CTL_ON = 2, ULMA_CTL_INTERVAL = 7 }; /* 3-6: single-step */
 enum ulma_control_status { ULMA_CTL_PENDING = 0, ULMA_CTL_APPLIED = 1, ULMA_CTL_REFUSED = 2 };
 
 typedef struct {

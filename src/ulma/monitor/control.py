@@ -1,7 +1,8 @@
 """Steering the agent while the program runs: the control channel, seen from
 the monitor (its layout and rules are in records.h, read through `_core`).
 
-`Control` posts commands (switch a function off or on), follows their
+`Control` posts commands (switch a function off or on, set how often the
+threads read their CPU clock), follows their
 acknowledgements (the agent echoes each command's number with the tick it
 took effect) and keeps, per function, whether it is off and for how long it
 was.  `ulma run` and `ulma attach` both map the session, so both have it.
@@ -17,6 +18,8 @@ from ulma import _core
 
 CTL_OFF: int = _core.LAYOUT["CTL_OFF"]
 CTL_ON: int = _core.LAYOUT["CTL_ON"]
+CTL_INTERVAL: int = _core.LAYOUT["CTL_INTERVAL"]
+MAX_CPU_INTERVAL_US: int = _core.LIMITS["MAX_CPU_INTERVAL_US"]
 CONTROL_SLOTS: int = _core.LAYOUT["CONTROL_SLOTS"]
 
 
@@ -28,18 +31,20 @@ class ChannelFull(Exception):
 class Command:
     """One command posted (plain class: `ulma run` imports no dataclasses)."""
 
-    __slots__ = ("done_ns", "fid", "off", "posted_ns", "seq", "status")
+    __slots__ = ("done_ns", "fid", "interval_us", "off", "posted_ns", "seq", "status")
 
-    def __init__(self, seq: int, fid: int, off: bool, posted_ns: int) -> None:
+    def __init__(self, seq: int, fid: int, off: bool, posted_ns: int, interval_us: int = 0) -> None:
         self.seq = seq
-        self.fid = fid
+        self.fid = fid  # a switch's function (0: not a switch)
         self.off = off
+        self.interval_us = interval_us  # a new CPU clock interval (0: not one)
         self.posted_ns = posted_ns  # CLOCK_MONOTONIC when posted
         self.status = "pending"  # "applied" or "refused" once acknowledged
         self.done_ns: int | None = None  # when it took effect (the agent's tick, as CLOCK_MONOTONIC)
 
     def __repr__(self) -> str:
-        return (f"Command(seq={self.seq}, fid={self.fid}, off={self.off}, status={self.status!r}, "
+        return (f"Command(seq={self.seq}, fid={self.fid}, off={self.off}, interval_us={self.interval_us}, "
+                f"status={self.status!r}, "
                 f"posted_ns={self.posted_ns}, done_ns={self.done_ns})")
 
 
@@ -72,6 +77,20 @@ class Control:
         self._pending: dict[int, Command] = {}
         self.done: list[Command] = []  # every acknowledged command, in order
         self.functions: dict[int, Switched] = {}
+        self.intervals: list[tuple[int, int]] = []  # (when, µs): each CPU clock interval set while running
+
+    def set_interval(self, us: int) -> Command:
+        """Posts a new CPU clock interval (1 to MAX_CPU_INTERVAL_US µs); the agent refuses it
+        when the run reads no CPU clock (--cpu-interval 0).  Raises ChannelFull, ValueError."""
+        if not 1 <= us <= MAX_CPU_INTERVAL_US:
+            raise ValueError(f"the CPU clock interval is 1 to {MAX_CPU_INTERVAL_US} microseconds")
+        with self._lock:
+            seq = self._core.post(CTL_INTERVAL, us)
+            if not seq:
+                raise ChannelFull("the agent has not taken the last commands yet")
+            cmd = Command(seq, 0, False, self._now_ns(), interval_us=us)
+            self._pending[seq] = cmd
+        return cmd
 
     def switch(self, fids: Iterable[int], off: bool) -> list[Command]:
         """Posts one command per function; raises ChannelFull (after posting
@@ -107,8 +126,12 @@ class Control:
                 acked.append(cmd)
             for cmd in acked:
                 self.done.append(cmd)
+                if cmd.interval_us:
+                    if cmd.status == "applied" and cmd.done_ns is not None:
+                        self.intervals.append((cmd.done_ns, cmd.interval_us))
+                    continue
                 sw = self.functions[cmd.fid]
-                sw.pending = any(c.fid == cmd.fid for c in self._pending.values())
+                sw.pending = any(c.fid == cmd.fid and not c.interval_us for c in self._pending.values())
                 if cmd.status != "applied" or cmd.done_ns is None:
                     continue
                 if cmd.off and sw.off_since_ns is None:

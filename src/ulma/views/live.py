@@ -30,7 +30,7 @@ from textual.widgets import Input, Log, Static
 
 from ulma.format.records import SYM_PYFUNC
 from ulma.monitor import eventloop
-from ulma.monitor.control import ChannelFull
+from ulma.monitor.control import MAX_CPU_INTERVAL_US, ChannelFull
 from ulma.monitor.live import Health, LiveSource, Rates, Snapshot, rates
 from ulma.monitor.output import Captured, Stream
 from ulma.monitor.profile import FunctionStats
@@ -140,6 +140,8 @@ class LiveView(App[None]):
     #filter.open { display: block; }
     #dial { display: none; }
     #dial.open { display: block; }
+    #interval { display: none; }
+    #interval.open { display: block; }
     #keys { height: 1; padding: 0 1; background: $boost; }
     #step { height: auto; max-height: 16; display: none; border-top: solid $warning; padding: 0 1; }
     #step.open { display: block; }
@@ -155,6 +157,7 @@ class LiveView(App[None]):
         Binding("x", "switch", "off/on"),
         Binding("X", "switch_module", "module off/on"),
         Binding("d", "dial", "dial"),
+        Binding("i", "interval", "cpu clock"),
         Binding("escape", "close", "close"),
         Binding("s", "step_stop", "single-step"),
         Binding("n", "step_next", "step: next event", show=False),
@@ -213,6 +216,8 @@ class LiveView(App[None]):
         yield Input(placeholder="filter by name or file (enter keeps it, esc clears it)", id="filter")
         yield Input(placeholder="dial: overhead budget in % of the plain run (0: off; enter sets it, "
                                 "esc closes)", id="dial")
+        yield Input(placeholder="how often the threads read their CPU clock, in microseconds (enter sets "
+                                "it, esc closes)", id="interval")
         yield Static(id="keys")
 
     def on_mount(self) -> None:
@@ -364,6 +369,14 @@ class LiveView(App[None]):
         done = self.source.control.done
         names = {r.stats.fid: r.stats.name for r in self.rows}
         for cmd in done[self._acked:]:
+            if cmd.interval_us:
+                if cmd.status != "applied" or cmd.done_ns is None:
+                    self.notify("the agent refused the CPU clock interval (this run reads no CPU clock: "
+                                "--cpu-interval 0)", severity="warning", timeout=3)
+                else:
+                    self.notify(f"CPU clock read every {cmd.interval_us} µs: took effect "
+                                f"{fmt_ns(max(cmd.done_ns - cmd.posted_ns, 0))} after the key", timeout=3)
+                continue
             name = names.get(cmd.fid, f"#{cmd.fid}")
             if cmd.status != "applied" or cmd.done_ns is None:
                 self.notify(f"{name}: the agent refused the switch", severity="warning", timeout=3)
@@ -588,6 +601,22 @@ class LiveView(App[None]):
         box.value = f"{dial.state.budget:g}" if dial is not None else ""
         box.focus()
 
+    def action_interval(self) -> None:
+        """i: how often the threads read their CPU clock (--cpu-interval, changed while running)."""
+        box = self.query_one("#interval", Input)
+        box.set_class(True, "open")
+        box.value = ""
+        box.focus()
+
+    def _set_interval(self, text: str) -> None:
+        try:
+            self.source.control.set_interval(int(text))
+        except ValueError:
+            self.notify(f"the CPU clock interval is 1 to {MAX_CPU_INTERVAL_US} microseconds",
+                        severity="warning", timeout=3)
+        except ChannelFull as exc:
+            self.notify(str(exc), severity="warning", timeout=3)
+
     def _set_dial(self, text: str) -> None:
         try:
             pct = float(text)
@@ -601,11 +630,12 @@ class LiveView(App[None]):
         self._render_health()
 
     def action_close(self) -> None:
-        dial_box = self.query_one("#dial", Input)
-        if dial_box.has_class("open"):
-            dial_box.set_class(False, "open")
-            self.query_one("#functions", Grid).focus()
-            return
+        for prompt in ("#dial", "#interval"):
+            prompt_box = self.query_one(prompt, Input)
+            if prompt_box.has_class("open"):
+                prompt_box.set_class(False, "open")
+                self.query_one("#functions", Grid).focus()
+                return
         box = self.query_one("#filter", Input)
         if box.has_class("open"):
             self._close_filter(keep=False)
@@ -631,10 +661,10 @@ class LiveView(App[None]):
         self._render_health()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "dial":
+        if event.input.id in ("dial", "interval"):
             event.input.set_class(False, "open")
             self.query_one("#functions", Grid).focus()
-            self._set_dial(event.value.strip())
+            (self._set_dial if event.input.id == "dial" else self._set_interval)(event.value.strip())
             return
         self._close_filter(keep=True)
 
