@@ -131,7 +131,9 @@ class Children:
         self.followed = 0  # children given a session
         self.connected: set[int] = set()  # pids that spoke to us (followed, or said why not)
         self.unfollowed: dict[int, str] = {}  # descendants seen in /proc: pid -> command
-        self._next_scan = 0.0
+        # the first look at /proc once the program had time to start any child (at its start it
+        # has none: a scan then only costs, on the program's way to its first line)
+        self._next_scan = time.monotonic() + SCAN_SECONDS
         self.closed = False
         self.program_pid = 0  # the program itself (set once it runs): never one of its children
         # a session made ahead (in the listener thread, between children): a child that forks
