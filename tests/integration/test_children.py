@@ -8,6 +8,7 @@ the children's rows must add up to the rest.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import run_process, ulma_command
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 POOL = PROGRAMS_DIR / "children_pool.py"
@@ -266,3 +269,32 @@ def test_the_childrens_socket_gives_a_session_to_the_user_only(tmp_path: Path) -
         rows = children.finish(0)
     assert answers == {0: "OK 1", 65534: "nothing 0"}, answers
     assert len(rows) == 1 and rows[0].how == "fork"
+
+
+def test_jsonl_lines_count_a_running_child_as_the_report_does(tmp_path: Path) -> None:
+    """While the child runs, --jsonl lines have a row for it ("running", its calls so far) beside
+    the program's, and their functions add its calls in, as the report does; the last line has
+    it ended with every call it made (the program's own count)."""
+    program = PROGRAMS_DIR / "children_jsonl.py"
+    jsonl = tmp_path / "run.jsonl"
+    result = run_process(ulma_command(["run", "--no-report", "--jsonl", str(jsonl), str(program)]),
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    facts = truth(result.stdout)
+    child, made = int(facts["child"]), int(facts["child_leaf"])
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    running = [line for line in lines if not line["final"]
+               and any(p["pid"] == child and p["status"] == "running" for p in line.get("processes", []))]
+    assert running, [line.get("processes") for line in lines]
+    for line in running:
+        (row,) = [p for p in line["processes"] if p["pid"] == child]
+        seen = calls_of(row["functions"], program, "child_leaf")
+        assert 0 < seen <= made and line["processes"][0]["how"] == "main", row
+        assert calls_of(line["functions"], program, "child_leaf") == seen
+    last = lines[-1]
+    assert last["final"]
+    (row,) = [p for p in last["processes"] if p["pid"] == child]
+    # (its parent waited for it at once: no zombie left in /proc to read its status from)
+    assert row["status"] in ("exit 0", "ended") and calls_of(row["functions"], program, "child_leaf") == made
+    assert calls_of(last["functions"], program, "child_leaf") == made
+    assert calls_of(last["functions"], program, "parent_leaf") == int(facts["parent_leaf"])

@@ -326,6 +326,23 @@ class Children:
         with self.lock:
             self.done.append(ProcessInfo(child.pid, child.command, child.how, status, profile))
 
+    def snapshot(self) -> list[ProcessInfo]:
+        """The children so far, for --jsonl while the program runs: those that ended with their
+        final figures, those running with theirs up to now ("running")."""
+        with self.lock:
+            rows = list(self.done)
+            live = [c for c in self.live if not c.replaced]
+        for child in live:
+            session = child.session
+            try:
+                span = session.program_span_ns()
+                wall = time.monotonic_ns() - span[0] if span else 0
+                profile = session.profile(wall_ns=max(wall, 0), live=True)
+            except (ValueError, RuntimeError, OSError):
+                continue  # it ended meanwhile and its session was closed: in `done` next time
+            rows.append(ProcessInfo(child.pid, child.command, child.how, "running", profile))
+        return sorted(rows, key=lambda r: r.pid)
+
     def finish(self, grace: float = GRACE_SECONDS) -> list[ProcessInfo]:
         """After the program ended: stops listening, waits up to `grace`
         seconds for the children still running, and returns every child's
@@ -423,6 +440,24 @@ def merge_into(total: Profile, part: Profile, pid: int) -> None:
     total.forked_children += part.forked_children
 
 
+def merge_rows(profile: Profile, main: ProcessInfo, rows: list[ProcessInfo]) -> None:
+    """`profile` (the program's) becomes the merged view: `main` gets a copy of the program's own
+    figures, then every row's are added; profile.processes lists them all, main first."""
+    import copy  # (only here: it takes a few ms to import, at the end of every run)
+
+    for t in profile.threads:
+        t.pid = main.pid
+    own = copy.copy(profile)  # the program's own figures, before the children's are added
+    own.functions = [copy.copy(f) for f in profile.functions]
+    own.edges, own.threads = list(profile.edges), list(profile.threads)
+    main.profile = own
+    profile.processes = [main]
+    for row in rows:
+        profile.processes.append(row)
+        if row.profile is not None:
+            merge_into(profile, row.profile, row.pid)
+
+
 def merge_children(profile: Profile, pid: int, command: str, returncode: int, children: Children) -> None:
     """After the run: every child's row, and their figures added to the
     program's (`profile` becomes the merged view).  The children followed
@@ -432,20 +467,8 @@ def merge_children(profile: Profile, pid: int, command: str, returncode: int, ch
     if not rows:  # no child: the report is the program's alone, as it always was
         profile.forked_children = max(profile.forked_children - children.followed, 0)
         return
-    import copy  # (only here: it takes a few ms to import, at the end of every run)
-
     status = f"exit {returncode}" if returncode >= 0 else f"killed by {_signal_name(-returncode)}"
-    for t in profile.threads:
-        t.pid = pid
-    own = copy.copy(profile)  # the program's own figures, before the children's are added
-    own.functions = [copy.copy(f) for f in profile.functions]
-    own.edges, own.threads = list(profile.edges), list(profile.threads)
-    main = ProcessInfo(pid, command, "main", status, own)
-    profile.processes = [main]
-    for row in sorted(rows, key=lambda r: r.pid):
-        profile.processes.append(row)
-        if row.profile is not None:
-            merge_into(profile, row.profile, row.pid)
+    merge_rows(profile, ProcessInfo(pid, command, "main", status, None), sorted(rows, key=lambda r: r.pid))
     # Every process's forks (merged) less the children followed: the forks that ran unprofiled.
     # An exec'd child is subtracted too: the fork() that made it was counted if it was a fork
     # (subprocess on 3.11; 3.12+ mostly uses vfork, which is not: then one unfollowed fork may

@@ -666,6 +666,13 @@ class Run:
         from ulma.monitor.live import health_of
 
         profile = self.live_profile()
+        if self.children is not None:  # --jsonl's lines count the children as the report does
+            rows = self.children.snapshot()
+            if rows:
+                from ulma.monitor.children import merge_rows
+                from ulma.monitor.profile import ProcessInfo
+
+                merge_rows(profile, ProcessInfo(self.proc.pid, self.command, "main", "running", None), rows)
         return profile, health_of(self.session, self.end_ns is not None, self.returncode)
 
 

@@ -239,9 +239,10 @@ class LogWriter:
 def jsonl_object(seq: int, profile: Profile, health: Health | None, rates: tuple[float, float] | None,
                  log: LogWriter | None, *, pid: int, final: bool) -> dict[str, Any]:
     """One line of --jsonl (version JSONL_VERSION; later versions add fields, never rename)."""
-    from ulma.exporters.json_report import _function, asyncio_object
+    from ulma.exporters.json_report import _function, _process, asyncio_object
 
     known = profile.split_known
+    processes = [{k: v for k, v in _process(p, None).items() if k != "edges"} for p in profile.processes]
     return {
         "v": JSONL_VERSION,
         "seq": seq,
@@ -264,6 +265,7 @@ def jsonl_object(seq: int, profile: Profile, health: Health | None, rates: tuple
         "probe_ns": round(profile.probe_ns, 2),
         "functions": [_function(f, known) for f in profile.functions],
         "asyncio": asyncio_object(profile),
+        **({"processes": processes} if processes else {}),
     }
 
 
