@@ -67,7 +67,7 @@ MAX_UNFOLLOWED = 1024  # such processes listed at most
 
 
 class _Child:
-    __slots__ = ("command", "how", "pid", "pidfd", "replaced", "session")
+    __slots__ = ("command", "finishing", "how", "lock", "pid", "pidfd", "replaced", "session")
 
     def __init__(self, pid: int, how: str, pidfd: int, session: Session, argv: str) -> None:
         # an exec'd child's command line as ps shows it; a forked one's is its parent's (for the
@@ -78,6 +78,10 @@ class _Child:
         self.pidfd = pidfd
         self.session = session
         self.replaced = False  # the process exec'd a Python that connected again: this session is over
+        # its last figures are being taken (they free its totals): a --jsonl snapshot, which takes
+        # its figures so far under `lock`, leaves it out from then on
+        self.finishing = False
+        self.lock = threading.Lock()
 
 
 def command_of(pid: int) -> str:
@@ -308,8 +312,8 @@ class Children:
     def _finish(self, child: _Child, status: str) -> None:
         """The child ended (or exec'd): what it left, its profile, its session
         freed.  Only the drain loop's thread calls it."""
-        with self.lock:
-            self.live.remove(child)
+        with child.lock:
+            child.finishing = True
         try:
             session = child.session
             session.drain(postmortem=True)
@@ -320,10 +324,15 @@ class Children:
             profile = session.profile(wall_ns=wall, scale=scale, final=True)
             if session.counters()["agent_state"] == 0:
                 status = f"{status}; its agent did not start"
+        except BaseException:
+            with self.lock:
+                self.live.remove(child)
+            raise
         finally:
             child.session.close()
             os.close(child.pidfd)
-        with self.lock:
+        with self.lock:  # at once: a snapshot finds it in one list or the other
+            self.live.remove(child)
             self.done.append(ProcessInfo(child.pid, child.command, child.how, status, profile))
 
     def snapshot(self) -> list[ProcessInfo]:
@@ -332,15 +341,20 @@ class Children:
         with self.lock:
             rows = list(self.done)
             live = [c for c in self.live if not c.replaced]
+        skipped = set()
         for child in live:
-            session = child.session
-            try:
+            with child.lock:
+                if child.finishing:  # ending now: its row is in `done` once it is made
+                    skipped.add(child.pid)
+                    continue
+                session = child.session
                 span = session.program_span_ns()
                 wall = time.monotonic_ns() - span[0] if span else 0
                 profile = session.profile(wall_ns=max(wall, 0), live=True)
-            except (ValueError, RuntimeError, OSError):
-                continue  # it ended meanwhile and its session was closed: in `done` next time
             rows.append(ProcessInfo(child.pid, child.command, child.how, "running", profile))
+        if skipped:
+            with self.lock:
+                rows += [r for r in self.done if r.pid in skipped]
         return sorted(rows, key=lambda r: r.pid)
 
     def finish(self, grace: float = GRACE_SECONDS) -> list[ProcessInfo]:
