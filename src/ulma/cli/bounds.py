@@ -14,6 +14,7 @@ import threading
 
 from ulma import _core
 from ulma.cli.errors import UsageError
+from ulma.monitor.eventloop import MAX_BLOCK_MS
 
 TYPE_CHECKING = False  # typing is not imported on `ulma run`'s way to the program
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ BOUNDS: dict[str, Bound] = {
     # the dial: an overhead of 0 would mean tracing nothing; 100 %% is plain time again
     "budget": Bound("--budget", 0, 100, above=True, unit=" per cent"),
     "refresh": Bound("--refresh", 1, 60_000, unit=" ms"),
-    "loop_block": Bound("--loop-block", 0, 3_600_000, unit=" ms"),
+    "loop_block": Bound("--loop-block", 0, MAX_BLOCK_MS, unit=" ms"),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ulma.cli.errors import Parser, UsageError
-from ulma.cli.run import add_clock_argument, add_limit_argument
+from ulma.cli.run import add_clock_argument, add_limit_argument, add_loop_argument
 from ulma.exporters import json_report
 from ulma.format import trace
 from ulma.monitor.offline import load_profile
@@ -20,9 +20,7 @@ def execute(argv: list[str]) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     add_limit_argument(parser)
     add_clock_argument(parser)
-    parser.add_argument("--loop-block", type=float, metavar="MS",
-                        help="asyncio: flag a callback or task step that held the event loop longer than MS "
-                             "milliseconds (default: the run's --loop-block; 0: never)")
+    add_loop_argument(parser, default=None)
     opts = parser.parse(argv)
     try:
         reader = trace.TraceReader(opts.trace)

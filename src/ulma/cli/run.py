@@ -38,11 +38,13 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                         "others; repeatable")
 
 
-def add_loop_argument(p: argparse.ArgumentParser) -> None:
-    """asyncio's loop held too long (`ulma run`, `ulma attach`; see ulma.monitor.eventloop)."""
-    p.add_argument("--loop-block", type=float, default=DEFAULT_BLOCK_MS, metavar="MS",
+def add_loop_argument(p: argparse.ArgumentParser, default: float | None = DEFAULT_BLOCK_MS) -> None:
+    """asyncio's loop held too long (`ulma run`, `ulma attach`; `ulma report` with no default: the
+    trace's; see ulma.monitor.eventloop)."""
+    said = "the run's --loop-block" if default is None else f"{default:g}"
+    p.add_argument("--loop-block", type=float, default=default, metavar="MS",
                    help="asyncio: flag a callback or task step that holds the event loop longer than "
-                        f"MS milliseconds, with its stack (default: {DEFAULT_BLOCK_MS:g}; 0: never)")
+                        f"MS milliseconds, with its stack (default: {said}; 0: never)")
 
 
 def add_stream_arguments(p: argparse.ArgumentParser) -> None:

@@ -141,14 +141,15 @@ def _function(f: FunctionStats, known: bool, sampled: int | None = None) -> dict
     }
 
 
-def _process(p: ProcessInfo, sampled: int | None) -> dict[str, Any]:
+def _process(p: ProcessInfo, sampled: int | None, edges: bool = True) -> dict[str, Any]:
     row: dict[str, Any] = {"pid": p.pid, "command": p.command, "how": p.how, "status": p.status,
                            "profiled": p.profile is not None}
     if p.profile is not None:
         known = p.profile.split_known
         row.update({"wall_ns": p.profile.wall_ns, "events": p.profile.events, "dropped": p.profile.dropped,
-                    "functions": [_function(fn, known, sampled) for fn in p.profile.functions],
-                    "edges": [_edge(e) for e in p.profile.edges]})
+                    "functions": [_function(fn, known, sampled) for fn in p.profile.functions]})
+        if edges:
+            row["edges"] = [_edge(e) for e in p.profile.edges]
     return row
 
 

@@ -27,6 +27,8 @@ import types
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, TypedDict, get_args, get_origin, get_type_hints
 
+from ulma.monitor.eventloop import MAX_BLOCK_MS
+
 MAX_JSON_BYTES: Final = 1 << 20  # an END with ~40 000 threads' drops and tids fits
 MAX_DEPTH: Final = 8  # the writer's deepest is 2 (END's per-thread maps)
 MAX_TEXT: Final = 256  # characters of a version, host, engine or clock name
@@ -77,7 +79,7 @@ class Meta(TypedDict, total=False):
     ring_events: Count
     ns_per_tick: NsPerTick  # a first calibration (2 ms), before any CALIB
     scope: Texts  # the --only / --exclude options in effect ("--only PATTERN", ...)
-    loop_block_ms: Annotated[float, Range(0, 3_600_000)]  # --loop-block (ulma.cli.bounds)
+    loop_block_ms: Annotated[float, Range(0, MAX_BLOCK_MS)]  # --loop-block (ulma.cli.bounds)
 
 
 class Calib(TypedDict, total=False):

@@ -128,6 +128,7 @@ def task_groups(profile: Profile) -> list[TaskGroup]:
 
 
 DEFAULT_BLOCK_MS = 50.0  # asyncio's debug mode warns past 100 ms; a server feels 50
+MAX_BLOCK_MS = 3_600_000  # --loop-block at most an hour (ulma.cli.bounds, a trace's META)
 MAX_BLOCKS = 1000  # kept per run; more are counted
 
 

@@ -242,7 +242,7 @@ def jsonl_object(seq: int, profile: Profile, health: Health | None, rates: tuple
     from ulma.exporters.json_report import _function, _process, asyncio_object
 
     known = profile.split_known
-    processes = [{k: v for k, v in _process(p, None).items() if k != "edges"} for p in profile.processes]
+    processes = [_process(p, None, edges=False) for p in profile.processes]
     return {
         "v": JSONL_VERSION,
         "seq": seq,
