@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "agent.h"
+#include "tasks.h"
 #include "readings.h"
 #include "symbols.h"
 
@@ -804,6 +805,20 @@ static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, ui
                       uint16_t aux, int top_is_event);
 static ulma_writer g_scratch; /* calibration's writer (below): never stops */
 
+/* A full ring: the event is counted as dropped, the thread's next events
+ * are only counted for a while, and the first one to find room restates
+ * the stack. */
+static void drop_event(ulma_writer *w, ulma_ring_header *r, uint64_t t, uint64_t pos)
+{
+    count_drop(r);
+    r->need_sync = 1;
+    w->next_reading = 0; /* the next events take the slow path ... */
+    w->retry_tick = t + g_retry_ticks; /* ... and are only counted until then */
+    r->sync_flags = ULMA_SYNC_AFTER_DROP;
+    /* Let the monitor see everything written so far, so it frees room. */
+    atomic_store_explicit(&r->published, pos, memory_order_release);
+}
+
 void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
                     uint16_t aux, int top_is_event)
 {
@@ -907,13 +922,35 @@ static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, ui
     return;
 
 drop:
-    count_drop(r);
-    r->need_sync = 1;
-    w->next_reading = 0; /* the next events take the slow path ... */
-    w->retry_tick = t + g_retry_ticks; /* ... and are only counted until then */
-    r->sync_flags = ULMA_SYNC_AFTER_DROP;
-    /* Let the monitor see everything written so far, so it frees room. */
-    atomic_store_explicit(&r->published, pos, memory_order_release);
+    drop_event(w, r, t, pos);
+}
+
+/* A record that states no frame (ULMA_TASK): written if the ring has room
+ * and no restatement is pending.  Otherwise it is dropped and counted, as
+ * any event: the next event restates the stack, and what it said is lost.
+ * No reading and no poll of the channel: the event after it takes them. */
+void ulma_emit_note(ulma_writer *w, uint64_t t, uint32_t id, uint8_t kind, uint8_t flags)
+{
+    if (ULMA_UNLIKELY(w == &g_untraced)) {
+        untraced_count(w, 1);
+        return;
+    }
+    ulma_ring_header *r = w->ring;
+    uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
+    if (r->need_sync) {
+        count_drop(r);
+        return;
+    }
+    if (pos >= w->room_end)
+        set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
+    if (pos >= w->room_end) {
+        drop_event(w, r, t, pos);
+        return;
+    }
+    put(w, pos++, t, id, kind, flags, 0);
+    atomic_store_explicit(&r->write_pos, pos, memory_order_release);
+    if ((pos & (ULMA_PUBLISH_EVERY - 1)) == 0)
+        atomic_store_explicit(&r->published, pos, memory_order_release);
 }
 
 /* ---- calibration ------------------------------------------------------ */
@@ -1250,6 +1287,7 @@ void ulma_agent_stop(int flush)
     pthread_mutex_unlock(&g_exit_lock);
     ulma_agent_scratch(0);
     ulma_symbols_reset();
+    ulma_tasks_reset();
     g_native_calls = 0;
     ulma_readings_configure(1.0, 0);
     if (g_boot_thread == PyThreadState_GET())

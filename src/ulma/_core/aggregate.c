@@ -539,6 +539,10 @@ static void await_record(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
             return; /* not the frame on top: the stack rules drop or cut it */
         uint32_t slot = a->stack[a->depth - 1].slot;
         await_begin(&a->funcs[slot].await_all, t);
+        if (!after_yield)
+            a->chain_n = 0;
+        if (a->chain_n < ULMA_TASK_AWAIT_FRAMES)
+            a->chain[a->chain_n++] = e->id;
         if (after_yield) {
             /* the coroutine that yielded just before, on top of this one */
             uint32_t edge = edge_get_cached(a, e->id, a->await_child);
@@ -549,6 +553,50 @@ static void await_record(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
         }
         a->rare |= ULMA_RARE_AFTER_YIELD;
         a->await_child = e->id;
+    }
+}
+
+/* The record after a TASK record: a step of that task starts or ends. */
+static void task_step(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
+{
+    uint32_t number = a->task_pending;
+    a->task_pending = 0;
+    a->rare &= (uint8_t)~ULMA_RARE_TASK;
+    if (!a->tasks || !(e->flags & ULMA_EVF_AWAIT) || e->id >= MAX_FUNC_ID)
+        return; /* not the coroutine event it was written for: a damaged stream */
+    ulma_task *k = ulma_tasks_get(a->tasks, number);
+    if (!k)
+        return;
+    if (k->state == ULMA_TASK_DONE || k->state == ULMA_TASK_FAILED)
+        return; /* a number is never given twice: a damaged stream */
+    k->thread = a->task_thread;
+    if (!k->coro)
+        k->coro = e->id;
+    if (e->kind == ULMA_CALL || e->kind == ULMA_RESUME || e->kind == ULMA_THROW) {
+        if (k->state == ULMA_TASK_RUNNING)
+            return; /* its step's end was lost */
+        if (k->state == ULMA_TASK_WAITING && t > k->since)
+            k->waiting += t - k->since;
+        if (!k->steps)
+            k->first = t;
+        k->steps++;
+        k->state = ULMA_TASK_RUNNING;
+        k->since = t;
+        return;
+    }
+    if (k->state == ULMA_TASK_RUNNING && t > k->since)
+        k->running += t - k->since;
+    k->since = t;
+    if (e->kind == ULMA_YIELD) {
+        /* the coroutines that yielded right before it: what it awaits */
+        uint32_t n = (a->rare & ULMA_RARE_AFTER_YIELD) ? a->chain_n : 0;
+        memcpy(k->awaiting, a->chain, n * sizeof *k->awaiting);
+        k->nawait = n;
+        k->state = ULMA_TASK_WAITING;
+    } else {
+        k->nawait = 0;
+        k->state = e->kind == ULMA_RETURN ? ULMA_TASK_DONE : ULMA_TASK_FAILED;
+        a->tasks->ndone++;
     }
 }
 
@@ -572,6 +620,8 @@ static __attribute__((noinline, cold)) void rare_record(ulma_thread_agg *a, cons
     }
     if (a->rare & ULMA_RARE_RESUMED)
         await_settle(a, e);
+    if (a->rare & ULMA_RARE_TASK)
+        task_step(a, e, t);
     if (e->flags & ULMA_EVF_AWAIT)
         await_record(a, e, t);
     else
@@ -586,6 +636,12 @@ void ulma_agg_set_watch(ulma_thread_agg *a, const ulma_watch *w)
         a->rare |= ULMA_RARE_WATCH;
     else
         a->rare &= (uint8_t)~ULMA_RARE_WATCH;
+}
+
+void ulma_agg_set_tasks(ulma_thread_agg *a, ulma_tasks *k, uint32_t thread)
+{
+    a->tasks = k;
+    a->task_thread = thread;
 }
 
 /* The stack closed at `at` (a SYNC group, the end): a watched frame ends too. */
@@ -667,6 +723,16 @@ static void hook_synced(void *ctx, uint64_t close_at, uint64_t at, uint32_t flag
     a->after_reading = 0;
 }
 
+static void hook_task(void *ctx, const ulma_event *e, uint64_t t)
+{
+    (void)t;
+    ulma_thread_agg *a = ctx;
+    if (a->tasks) {
+        a->task_pending = e->id;
+        a->rare |= ULMA_RARE_TASK;
+    }
+}
+
 static void hook_cpu(void *ctx, const ulma_event *e, uint64_t t)
 {
     ulma_thread_agg *a = ctx;
@@ -684,6 +750,7 @@ static const ulma_walk_hooks AGG_HOOKS = {
     .on_stack = hook_on_stack,
     .synced = hook_synced,
     .cpu = hook_cpu,
+    .task = hook_task,
 };
 
 __attribute__((flatten)) int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
@@ -718,7 +785,19 @@ void ulma_agg_close(ulma_thread_agg *a)
     for (size_t i = 0; i < a->nedges; i++)
         await_close(&a->edges[i].await_all, end);
     a->resumed = 0;
-    a->rare &= (uint8_t)~(ULMA_RARE_RESUMED | ULMA_RARE_AFTER_YIELD);
+    a->rare &= (uint8_t)~(ULMA_RARE_RESUMED | ULMA_RARE_AFTER_YIELD | ULMA_RARE_TASK);
+    a->task_pending = 0;
+    /* a task in a step of this thread: its step ends with the thread */
+    ulma_tasks *k = a->tasks;
+    for (size_t i = 0; k && i < k->n; i++) {
+        ulma_task *t = &k->tasks[i];
+        if (t->state == ULMA_TASK_RUNNING && t->thread == a->task_thread) {
+            if (end > t->since)
+                t->running += end - t->since;
+            t->since = end;
+            t->state = ULMA_TASK_WAITING;
+        }
+    }
 }
 
 void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)

@@ -56,6 +56,15 @@
  * right after a resumption says how it was suspended (a coroutine resumed on
  * top of it: it was awaiting that one).  The awaiter -> awaited edge gets the
  * awaiter's suspended time in its total.
+ *
+ * Tasks (asyncio's; records.h "TASK records").  A TASK record says that the
+ * next coroutine event (ULMA_EVF_AWAIT) starts or ends a step of task `id`:
+ * a CALL, RESUME or THROW starts one (the time since its last step ended is
+ * its waiting), a YIELD, RETURN or UNWIND ends it (the step's time is its
+ * running; after a YIELD it is suspended, in the coroutines that yielded
+ * just before it, innermost first; after a RETURN or UNWIND it is done).
+ * The tasks live in the owner's table (tasktable.h): a task may run its
+ * steps on any thread of the process.
  */
 #ifndef ULMA_AGGREGATE_H
 #define ULMA_AGGREGATE_H
@@ -64,6 +73,7 @@
 #include <stdint.h>
 #include "records.h"
 #include "walk.h"
+#include "tasktable.h"
 
 /* Running per-thread sums; a frame keeps their values at its entry, and its
  * inclusive share is the difference at its exit. */
@@ -132,6 +142,7 @@ typedef struct {
 #define ULMA_RARE_WATCH 0x1u /* a function is watched (ulma_agg_set_watch) */
 #define ULMA_RARE_RESUMED 0x2u
 #define ULMA_RARE_AFTER_YIELD 0x4u
+#define ULMA_RARE_TASK 0x8u /* a TASK record came: the next event is a task's */
 
 /* Function ids index a two-level table of pages of this many slots. */
 #define ULMA_FUNC_PAGE_BITS 8u
@@ -186,6 +197,14 @@ typedef struct {
     uint32_t nblocks;
     uint64_t blocks_over;     /* ... and those past it, counted */
     uint64_t cpu_readings;
+    /* asyncio tasks (records.h "TASK records"): the owner's table (NULL:
+     * none kept), this thread's number there, the task of the next event
+     * (ULMA_RARE_TASK), and the coroutines that yielded in a row just now,
+     * innermost first (where a task is suspended) */
+    ulma_tasks *tasks;
+    uint32_t task_thread, task_pending;
+    uint32_t chain_n;
+    uint32_t chain[ULMA_TASK_AWAIT_FRAMES];
     int failed;                /* out of memory: stats stop growing */
 } ulma_thread_agg;
 
@@ -205,6 +224,9 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
 void ulma_agg_wait(const ulma_split *s, double ns_per_tick, uint64_t *wait, uint64_t *runnable);
 /* Watches `w` (kept by the caller; its id 0: nothing), from the next record. */
 void ulma_agg_set_watch(ulma_thread_agg *a, const ulma_watch *w);
+/* Keeps the tasks this thread runs in `k` (the caller's; NULL: none), as
+ * thread number `thread`. */
+void ulma_agg_set_tasks(ulma_thread_agg *a, ulma_tasks *k, uint32_t thread);
 /* Hands the long frames kept over (the caller frees *out); their number. */
 uint32_t ulma_agg_take_blocks(ulma_thread_agg *a, ulma_block **out);
 /* A time suspended at `now` (ticks; `now` 0: all ended). */

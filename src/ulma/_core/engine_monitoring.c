@@ -10,6 +10,7 @@
  */
 #include "agent.h"
 #include "agen.h"
+#include "tasks.h"
 
 #include <string.h>
 
@@ -32,6 +33,10 @@ static inline PyObject *not_traced(uint8_t kind)
 
 static __attribute__((noinline)) PyObject *code_event_slow(PyObject *code, uint8_t kind)
 {
+    /* a coroutine's (a task's own?) when it is traced now */
+    PyCodeObject *co = (PyCodeObject *)code;
+    if ((co->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE)) && !(ulma_code_id(co) & ULMA_ID_OFF))
+        ulma_task_current(kind);
     if (ulma_code_event_slow((PyCodeObject *)code, kind, 1, 0, 0))
         return not_traced(kind);
     Py_RETURN_NONE;

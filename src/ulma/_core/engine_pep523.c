@@ -16,6 +16,7 @@
  * call the first time it runs and as a resume (or throw) after that.
  */
 #include "agent.h"
+#include "tasks.h"
 
 #define Py_BUILD_CORE 1
 #include "internal/pycore_frame.h"
@@ -180,6 +181,10 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
     uint32_t gen0 = g_generation, id0 = 0;
     /* an async generator going on after an await (the generator paths only) */
     uint32_t awaits = gens && kind != ULMA_CALL ? agen_await_bits(f, co) : 0;
+    /* a task's own coroutine: a TASK record before its event (tasks.c) */
+    uint32_t task = gens && (co->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE)) && ulma_task_candidate(f)
+                        ? ulma_task_event((PyObject *)gen, kind)
+                        : 0;
     g_intern_frame = f; /* its module, should the code be new (--only) */
     int known = ULMA_LIKELY(!awaits) ? code_event(co, kind, &id0)
                                      : ulma_code_event_slow(co, kind, 0, 0, awaits) ? EVENT_OFF : EVENT_WRITTEN;
@@ -199,6 +204,8 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
         out = ULMA_UNWIND;
     else if (gen && gen->gi_frame_state < FRAME_EXECUTING)
         out = ULMA_YIELD;
+    if (task)
+        ulma_task_event((PyObject *)gen, out);
     if (gens && out == ULMA_YIELD && (awaits = agen_await_bits(f, co)) != 0)
         ulma_code_event_slow(co, out, 0, 1, awaits); /* suspended in an await (gen holds f) */
     else

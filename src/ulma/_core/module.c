@@ -507,6 +507,51 @@ static PyObject *take_blocks(ulma_thread_agg *aggs, uint32_t n)
     return out ? Py_BuildValue("(NK)", out, over) : NULL;
 }
 
+/* One task as (number, coro, thread, state, first, since, steps, running,
+ * waiting, (awaiting ids, innermost first)); ticks. */
+static int append_task(PyObject *list, const ulma_task *t)
+{
+    uint32_t n = t->nawait < ULMA_TASK_AWAIT_FRAMES ? t->nawait : ULMA_TASK_AWAIT_FRAMES;
+    PyObject *ids = PyTuple_New(n);
+    for (uint32_t j = 0; ids && j < n; j++) {
+        PyObject *v = PyLong_FromUnsignedLong(t->awaiting[j]);
+        if (!v)
+            Py_CLEAR(ids);
+        else
+            PyTuple_SET_ITEM(ids, j, v);
+    }
+    if (!ids)
+        return -1;
+    return append_built(list, "(IIIIKKKKKN)", t->number, t->coro, t->thread, t->state, t->first, t->since,
+                        t->steps, t->running, t->waiting, ids);
+}
+
+/* take_tasks(live) -> (done, going, over): the tasks done since the last
+ * call (handed over: the table forgets them), with live=True those still
+ * going too (copied), and the tasks not kept so far. */
+static PyObject *take_tasks(ulma_tasks *k, PyObject *args)
+{
+    int live = 0;
+    if (!PyArg_ParseTuple(args, "|p", &live))
+        return NULL;
+    ulma_task *done;
+    size_t n = ulma_tasks_take_done(k, &done);
+    PyObject *a = PyList_New(0), *b = PyList_New(0);
+    for (size_t i = 0; a && i < n; i++)
+        if (append_task(a, &done[i]) < 0)
+            Py_CLEAR(a);
+    free(done);
+    for (size_t i = 0; live && a && b && i < k->n; i++)
+        if (append_task(b, &k->tasks[i]) < 0)
+            Py_CLEAR(b);
+    if (!a || !b) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        return NULL;
+    }
+    return Py_BuildValue("(NNK)", a, b, (unsigned long long)k->over);
+}
+
 /* The per-thread replay figures shared by Session.threads and Aggregator.threads. */
 static PyObject *agg_figures(const ulma_thread_agg *a)
 {
@@ -694,6 +739,7 @@ static PyObject *session_clear(SessionObject *self, PyObject *unused)
     for (uint32_t t = 0; t < threads; t++)
         ulma_agg_clear(&self->m.aggs[t], now);
     ulma_agg_clear(&self->m.ended, now);
+    ulma_tasks_clear(&self->m.tasks, now);
     Py_RETURN_NONE;
 }
 
@@ -855,6 +901,13 @@ static PyObject *session_watch(SessionObject *self, PyObject *args)
     return set_watch(&self->m.watch, self->m.aggs, ulma_monitor_threads(&self->m), args);
 }
 
+static PyObject *session_take_tasks(SessionObject *self, PyObject *args)
+{
+    if (check_open(self) < 0)
+        return NULL;
+    return take_tasks(&self->m.tasks, args);
+}
+
 static PyObject *session_take_blocks(SessionObject *self, PyObject *unused)
 {
     (void)unused;
@@ -866,6 +919,9 @@ static PyObject *session_take_blocks(SessionObject *self, PyObject *unused)
 static PyMethodDef session_methods[] = {
     {"watch", (PyCFunction)session_watch, METH_VARARGS,
      "watch(id, ticks): frames of function id longer than ticks are kept (id 0: none)"},
+    {"take_tasks", (PyCFunction)session_take_tasks, METH_VARARGS,
+     "take_tasks(live=False) -> (done, going, over): asyncio tasks (number, coro, thread, state, first, since, "
+     "steps, running, waiting, awaiting)"},
     {"take_blocks", (PyCFunction)session_take_blocks, METH_NOARGS,
      "take_blocks() -> ([(thread, start, ticks, (ids, outermost first))], more_counted) since the last call"},
     {"drain", (PyCFunction)(void (*)(void))session_drain, METH_VARARGS | METH_KEYWORDS,
@@ -929,6 +985,7 @@ typedef struct {
     double rate; /* ns per tick for new threads; 0 until set_rate */
     ulma_thread_agg ended; /* totals folded out of idle threads (fold) */
     ulma_watch watch;
+    ulma_tasks tasks;
 } AggregatorObject;
 
 #define MAX_OFFLINE_THREADS 65536u
@@ -938,6 +995,7 @@ static void aggregator_dealloc(AggregatorObject *self)
     for (uint32_t i = 0; i < self->n; i++)
         ulma_agg_free(&self->aggs[i]);
     ulma_agg_free(&self->ended);
+    ulma_tasks_free(&self->tasks);
     PyMem_Free(self->aggs);
     PyMem_Free(self->closed);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -963,6 +1021,7 @@ static ulma_thread_agg *aggregator_thread(AggregatorObject *self, long thread)
             ulma_agg_init(&aggs[i]);
             aggs[i].ns_per_tick = self->rate;
             ulma_agg_set_watch(&aggs[i], &self->watch);
+            ulma_agg_set_tasks(&aggs[i], &self->tasks, i);
             closed[i] = 0;
         }
         self->n = n;
@@ -1105,6 +1164,11 @@ static PyObject *aggregator_watch(AggregatorObject *self, PyObject *args)
     return set_watch(&self->watch, self->aggs, self->n, args);
 }
 
+static PyObject *aggregator_take_tasks(AggregatorObject *self, PyObject *args)
+{
+    return take_tasks(&self->tasks, args);
+}
+
 static PyObject *aggregator_take_blocks(AggregatorObject *self, PyObject *unused)
 {
     (void)unused;
@@ -1114,6 +1178,9 @@ static PyObject *aggregator_take_blocks(AggregatorObject *self, PyObject *unused
 static PyMethodDef aggregator_methods[] = {
     {"watch", (PyCFunction)aggregator_watch, METH_VARARGS,
      "watch(id, ticks): frames of function id longer than ticks are kept (id 0: none)"},
+    {"take_tasks", (PyCFunction)aggregator_take_tasks, METH_VARARGS,
+     "take_tasks(live=False) -> (done, going, over): asyncio tasks (number, coro, thread, state, first, since, "
+     "steps, running, waiting, awaiting)"},
     {"take_blocks", (PyCFunction)aggregator_take_blocks, METH_NOARGS,
      "take_blocks() -> ([(thread, start, ticks, (ids, outermost first))], more_counted) since the last call"},
     {"feed", (PyCFunction)aggregator_feed, METH_VARARGS,
@@ -2171,6 +2238,13 @@ static int add_layout(PyObject *mod)
               set_int(d, "CONTROL_BYTES", (long)sizeof(ulma_control)) < 0 ||
               set_int(d, "CONTROL_CMD_BYTES", (long)sizeof(ulma_control_cmd)) < 0 ||
               set_int(d, "CONTROL_POLL_US", ULMA_CONTROL_POLL_US) < 0)) {
+        Py_DECREF(d);
+        d = NULL;
+    }
+    /* asyncio tasks */
+    if (d && (set_int(d, "TASK", ULMA_TASK) < 0 || set_int(d, "TASKF_NEW", ULMA_TASKF_NEW) < 0 ||
+              set_int(d, "SYM_TASK", ULMA_SYM_TASK) < 0 ||
+              set_int(d, "TASK_SYMBOL_BASE", (long)ULMA_TASK_SYMBOL_BASE) < 0)) {
         Py_DECREF(d);
         d = NULL;
     }

@@ -55,8 +55,8 @@
 #include <assert.h>
 
 #define ULMA_SESSION_MAGIC 0x31534553414d4c55ULL /* "ULMASES1" */
-#define ULMA_FORMAT_VERSION 4u /* 2: CPU readings, native calls, probe cost; 3: reused rings in chunks;
-                                  4: the control channel */
+#define ULMA_FORMAT_VERSION 5u /* 2: CPU readings, native calls, probe cost; 3: reused rings in chunks;
+                                  4: the control channel; 5: asyncio tasks */
 #define ULMA_HEADER_BYTES 4096u
 #define ULMA_RING_HEADER_BYTES 256u
 #define ULMA_PUBLISH_EVERY 32u /* power of two */
@@ -107,8 +107,27 @@ enum ulma_kind {
     ULMA_CPU_SAMPLE = 13,
     ULMA_SYNC = 14,      /* stack restatement, see ULMA_SYNC_* flags        */
     ULMA_MARK = 15,
-    ULMA_KIND_MAX = 15
+    ULMA_TASK = 16,      /* the next event is a step of an asyncio task     */
+    ULMA_KIND_MAX = 16
 };
+
+/*
+ * TASK records (tasks.c).  An asyncio task runs its coroutine one step at a
+ * time; the agent writes a TASK record just before the event that starts a
+ * step of a task's own coroutine (its CALL, RESUME or THROW) and just before
+ * the one that ends it (YIELD, RETURN or UNWIND): id = the task's number
+ * (1, 2, ... in the order the agent first saw the tasks of the process;
+ * below 2^31), flags ULMA_TASKF_NEW on its first record.  Its name is a
+ * symbol of kind ULMA_SYM_TASK and id ULMA_TASK_SYMBOL_BASE + number,
+ * appended before that record -- unless task names already took
+ * ULMA_TASK_NAMES_SHARE of the symbol table, which is the functions': then
+ * it is counted (tasks_unnamed) and the task goes by its number.  Only
+ * CPU readings (and a SYNC group, after drops) come between a TASK record
+ * and its event; a TASK record is dropped as any other when its ring is full.
+ */
+#define ULMA_TASKF_NEW 0x01u
+#define ULMA_TASK_SYMBOL_BASE 0x80000000u
+#define ULMA_TASK_NAMES_SHARE 4u /* at most a quarter of the table */
 
 /* flags of a SYNC record: a group is one BEGIN record (aux = frame count)
  * followed by `aux` FRAME records, outermost frame first, all with the same
@@ -164,7 +183,8 @@ static_assert(ULMA_MIN_RING_EVENTS / 2 >= ULMA_MAX_SYNC_FRAMES + 4u,
               "half the smallest ring holds a whole stack restatement");
 
 /* Symbol kinds and flags. */
-enum ulma_symbol_kind { ULMA_SYM_PYFUNC = 1, ULMA_SYM_CFUNC = 2, ULMA_SYM_SCOPE = 3, ULMA_SYM_TYPE = 4 };
+enum ulma_symbol_kind { ULMA_SYM_PYFUNC = 1, ULMA_SYM_CFUNC = 2, ULMA_SYM_SCOPE = 3, ULMA_SYM_TYPE = 4,
+                        ULMA_SYM_TASK = 5 };
 #define ULMA_SYMF_HIDDEN 0x01u     /* ulma's own bootstrap code: not reported */
 #define ULMA_SYMF_UNMEASURED 0x02u /* excluded by a filter: time unmeasured */
 /* not traced from the start (--exclude, or outside every --only pattern):
@@ -243,6 +263,8 @@ typedef struct {
     _Atomic uint64_t freeq_head;       /* free queue: the monitor pushes here ... */
     _Atomic uint64_t freeq_tail;       /* ... threads claim here (CAS) */
     _Atomic uint32_t forked_children;  /* children forked while profiling: unprofiled */
+    _Atomic uint32_t tasks_unnamed;    /* tasks whose name found no room (ULMA_TASK_NAMES_SHARE) */
+    _Atomic uint32_t tasks_seen;       /* asyncio tasks numbered (the last number given) */
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 

@@ -87,6 +87,7 @@ int ulma_monitor_create(ulma_monitor *m, int fd, uint64_t ring_bytes, uint32_t m
     for (uint32_t s = 0; s < max_threads; s++)
         m->slots[s].thread = ULMA_NO_THREAD;
     ulma_agg_init(&m->ended);
+    ulma_tasks_init(&m->tasks);
     ulma_session_header *h = base;
     h->version = ULMA_FORMAT_VERSION;
     h->header_bytes = ULMA_HEADER_BYTES;
@@ -151,6 +152,7 @@ void ulma_monitor_free(ulma_monitor *m)
     for (uint32_t i = 0; i < m->nthreads; i++)
         ulma_agg_free(&m->aggs[i]);
     ulma_agg_free(&m->ended);
+    ulma_tasks_free(&m->tasks);
     free(m->aggs);
     free(m->closed);
     free(m->info);
@@ -218,6 +220,7 @@ static int new_thread(ulma_monitor *m, uint32_t slot, const ulma_ring_header *r)
     ulma_agg_init(&m->aggs[t]);
     m->aggs[t].ns_per_tick = m->ns_per_tick_hint;
     ulma_agg_set_watch(&m->aggs[t], &m->watch);
+    ulma_agg_set_tasks(&m->aggs[t], &m->tasks, t);
     m->closed[t] = ULMA_THREAD_OPEN;
     /* the claiming thread wrote its identity before it published the state */
     m->info[t] = (ulma_thread_info){.slot = slot, .os_tid = r->os_tid, .ident = r->py_thread_ident};
@@ -260,6 +263,7 @@ static void retire(ulma_monitor *m, uint32_t t)
     a->ns_per_tick = keep.ns_per_tick;
     if (keep.watch)
         ulma_agg_set_watch(a, keep.watch);
+    ulma_agg_set_tasks(a, keep.tasks, keep.task_thread);
     a->blocks = keep.blocks;
     a->nblocks = keep.nblocks;
     a->blocks_over = keep.blocks_over;

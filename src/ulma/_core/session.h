@@ -69,6 +69,7 @@ typedef struct {
     uint64_t chunk_failures; /* chunks we could not map: their threads are not read */
     uint64_t ctl_posted;    /* control commands written (our own count) */
     ulma_watch watch;       /* long frames every thread's aggregator keeps */
+    ulma_tasks tasks;       /* the program's asyncio tasks (tasktable.h) */
 } ulma_monitor;
 
 /* Sizes the memfd, maps it and writes the header.  `clock_start`, if not

@@ -486,8 +486,10 @@ static uint32_t code_intern(PyCodeObject *co)
     if (co->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE))
         id |= ULMA_ID_AWAIT;
     uint32_t slot_id = id, tag = g_code_gen;
-    if (id & ULMA_ID_OFF)
-        tag |= ULMA_GEN_SLOW; /* never the hot path: the engines' slow paths see the bit */
+    /* never the hot path: the engines' slow paths see the bit; a
+     * coroutine's events look for its task there (tasks.c) */
+    if (id & (ULMA_ID_OFF | ULMA_ID_AWAIT))
+        tag |= ULMA_GEN_SLOW;
     if (g_slot_marks) {
         if ((id & ULMA_ID_HIDDEN) && hidden_ids_add(id & ULMA_ID_MASK) == 0)
             slot_id &= ~ULMA_ID_HIDDEN;

@@ -19,7 +19,8 @@
  *     and pushes the stated frames, outermost first, at the group's tick
  *     (never before the last tick); after drops, the time between is lost;
  *     a restatement (ULMA_SYNC_RESTATE) closes the old stack at its own tick;
- *   - CPU readings go to the `cpu` hook; other kinds are skipped.
+ *   - CPU readings go to the `cpu` hook, TASK records to `task`; other kinds
+ *     are skipped.
  * The functions are inline and the hooks constant, so each user gets its own
  * copy of the loop with its hooks inlined: no call per event.
  */
@@ -69,6 +70,8 @@ typedef struct {
     void (*synced)(void *ctx, uint64_t close_at, uint64_t at, uint32_t flags);
     /* a CPU reading; may be NULL */
     void (*cpu)(void *ctx, const ulma_event *e, uint64_t t);
+    /* a TASK record (records.h): the next event is a task's; may be NULL */
+    void (*task)(void *ctx, const ulma_event *e, uint64_t t);
 } ulma_walk_hooks;
 
 #define ULMA_WALK_INLINE static inline __attribute__((always_inline))
@@ -175,6 +178,10 @@ ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void
         case ULMA_CPU_SAMPLE:
             if (h->cpu)
                 h->cpu(ctx, e, t);
+            break;
+        case ULMA_TASK:
+            if (h->task)
+                h->task(ctx, e, t);
             break;
         case ULMA_SYNC:
             if (e->flags & ULMA_SYNC_BEGIN) {

@@ -1,0 +1,99 @@
+"""asyncio tasks, each knowing what it did.  Two tasks run one coroutine
+function (`worker`) under different names and pauses, so only telling tasks
+apart (not coroutine functions) gives each its own figures; `crunch`
+computes between `sleep(0)`s (its time is running, not waiting); `held`
+waits on an Event the program sets only at its end (a task suspended now,
+in Event.wait); one task keeps its default name (Task-N); `fails` raises.
+Each task measures, with the loop's thread clock, the wall time of its
+awaits (`awaited_ns`: from before each await to after it) and its life
+(`life_ns`: from its first line to its last), and counts its awaits that
+suspended it.  Prints one JSON line: {name: {"awaited_ns", "life_ns",
+"awaits"}, ...} with the tasks' own names (asyncio's get_name()).
+
+With --hold S, `held` is set only after S seconds (for a live view)."""
+
+import asyncio
+import json
+import sys
+import time
+
+FACTS: dict[str, dict[str, int]] = {}
+
+
+def me() -> dict[str, int]:
+    task = asyncio.current_task()
+    assert task is not None
+    return FACTS.setdefault(task.get_name(), {"awaited_ns": 0, "life_ns": 0, "awaits": 0})
+
+
+async def pause(seconds: float) -> None:
+    facts = me()
+    t0 = time.perf_counter_ns()
+    await asyncio.sleep(seconds)
+    facts["awaited_ns"] += time.perf_counter_ns() - t0
+    facts["awaits"] += 1
+
+
+async def worker(rounds: int, seconds: float) -> None:
+    t0 = time.perf_counter_ns()
+    for _ in range(rounds):
+        await pause(seconds)
+    me()["life_ns"] = time.perf_counter_ns() - t0
+
+
+def spin(seconds: float) -> int:
+    end, n = time.perf_counter() + seconds, 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+async def crunch(rounds: int) -> None:
+    t0 = time.perf_counter_ns()
+    for _ in range(rounds):
+        spin(0.02)
+        await pause(0)
+    me()["life_ns"] = time.perf_counter_ns() - t0
+
+
+async def held(event: asyncio.Event) -> None:
+    t0 = time.perf_counter_ns()
+    facts = me()
+    t1 = time.perf_counter_ns()
+    await event.wait()
+    facts["awaited_ns"] += time.perf_counter_ns() - t1
+    facts["awaits"] += 1
+    facts["life_ns"] = time.perf_counter_ns() - t0
+
+
+async def fails() -> None:
+    t0 = time.perf_counter_ns()
+    await pause(0.01)
+    me()["life_ns"] = time.perf_counter_ns() - t0
+    raise ValueError("on purpose")
+
+
+async def main(hold: float) -> None:
+    event = asyncio.Event()
+    waiting = asyncio.create_task(held(event), name="held")
+    tasks = [
+        asyncio.create_task(worker(5, 0.01), name="worker-fast"),
+        asyncio.create_task(worker(5, 0.06), name="worker-slow"),
+        asyncio.create_task(crunch(6), name="crunch"),
+        asyncio.create_task(worker(2, 0.02)),  # Task-N
+    ]
+    failing = asyncio.create_task(fails(), name="fails")
+    await asyncio.gather(*tasks)
+    try:
+        await failing
+    except ValueError:
+        pass
+    await asyncio.sleep(hold)
+    event.set()
+    await waiting
+
+
+if __name__ == "__main__":
+    hold = float(sys.argv[sys.argv.index("--hold") + 1]) if "--hold" in sys.argv else 0.05
+    asyncio.run(main(hold))
+    print(json.dumps(FACTS))
