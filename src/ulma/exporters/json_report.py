@@ -48,7 +48,17 @@ coroutine function the loop ran as tasks -- ``name``, ``file``, ``line``,
 --loop-block limit), ``blocked`` (each callback or task step that held the
 loop longer: ``thread``, ``start_ns`` into the run, ``ns``, ``stack`` from the
 loop's Handle._run up, outermost first, at the moment it passed the limit)
-and ``blocked_more`` (more of them, only counted: past 1000).
+and ``blocked_more`` (more of them, only counted: past 1000); ``task_list``,
+the tasks one by one (those still going, then the finished ones kept: the
+1000 longest-lived), each with ``number`` (1, 2, ... per process in the order
+seen), ``name``, its ``coroutine`` function (``file``, ``line``), ``pid`` (0
+without children followed), ``thread``, ``state`` (running, waiting, done,
+failed), ``steps``, ``running_ns`` (in its steps), ``waiting_ns`` (suspended
+between them), ``start_ns`` (its first step, into the run) and ``awaiting``
+(suspended: the coroutines above its own it sits in, innermost first); and
+``task_totals``: ``seen``, ``done``, ``failed``, ``not_listed`` (finished or
+going tasks left out of the list), ``not_followed`` (past the replay's
+table) and ``unnamed``.
 """
 
 from __future__ import annotations
@@ -68,6 +78,8 @@ _ITEM = json.JSONEncoder(separators=(",\n   ", ": "))
 
 def asyncio_object(profile: Profile) -> dict[str, Any]:
     """The "asyncio" object (of the report and of each --jsonl line)."""
+    listed, cut = eventloop.tasks_listed(profile.tasks)
+    totals = profile.task_totals
     return {"loop_idle_ns": eventloop.idle_ns(profile),
             "tasks": [{"name": g.name, "file": g.file, "line": g.line, "tasks": g.tasks,
                        "steps": g.steps, "running_ns": g.running_ns, "awaiting_ns": g.awaiting_ns}
@@ -76,7 +88,18 @@ def asyncio_object(profile: Profile) -> dict[str, Any]:
             "blocked": [{"thread": b.thread, "start_ns": b.start_ns, "ns": b.ns,
                          "stack": [{"name": n, "file": f, "line": ln} for n, f, ln in b.stack]}
                         for b in profile.loop_blocks],
-            "blocked_more": profile.loop_blocks_over}
+            "blocked_more": profile.loop_blocks_over,
+            "task_list": [task_object(t) for t in listed],
+            "task_totals": {"seen": totals.seen, "done": totals.done, "failed": totals.failed,
+                            "not_listed": totals.not_listed + cut, "not_followed": totals.not_followed,
+                            "unnamed": totals.unnamed}}
+
+
+def task_object(t: eventloop.AsyncTask) -> dict[str, Any]:
+    return {"number": t.number, "name": t.name, "coroutine": t.coroutine, "file": t.file, "line": t.line,
+            "pid": t.pid, "thread": t.thread, "state": t.state, "steps": t.steps,
+            "running_ns": t.running_ns, "waiting_ns": t.waiting_ns, "start_ns": t.start_ns,
+            "awaiting": list(t.awaiting)}
 
 
 def _header(profile: Profile) -> dict[str, Any]:

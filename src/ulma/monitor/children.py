@@ -452,6 +452,8 @@ def merge_into(total: Profile, part: Profile, pid: int) -> None:
     total.ids_overflow += part.ids_overflow
     total.hooks_displaced += part.hooks_displaced
     total.forked_children += part.forked_children
+    total.tasks.extend(t.of_process(pid) for t in part.tasks)
+    total.task_totals.add(part.task_totals)
 
 
 def merge_rows(profile: Profile, main: ProcessInfo, rows: list[ProcessInfo]) -> None:
@@ -461,9 +463,11 @@ def merge_rows(profile: Profile, main: ProcessInfo, rows: list[ProcessInfo]) -> 
 
     for t in profile.threads:
         t.pid = main.pid
+    profile.tasks = [t.of_process(main.pid) for t in profile.tasks]
     own = copy.copy(profile)  # the program's own figures, before the children's are added
     own.functions = [copy.copy(f) for f in profile.functions]
-    own.edges, own.threads = list(profile.edges), list(profile.threads)
+    own.edges, own.threads, own.tasks = list(profile.edges), list(profile.threads), list(profile.tasks)
+    own.task_totals = profile.task_totals.copy()
     main.profile = own
     profile.processes = [main]
     for row in rows:

@@ -12,9 +12,14 @@ the functions and edges of a profile, live or final, from a run or a trace:
 - **blocked**: a callback or a task's step (Handle._run) that held the loop
   longer than ``--loop-block`` ms (default 50) is kept with its stack
   (BlockWatch: the C replay times that one function's frames).
-- **tasks**: the coroutines an event loop runs as tasks (their caller is the
-  loop's ``Handle._run``), one line per coroutine function: how many, their
-  time running (on the thread: CPU, or blocking the loop) and awaiting.
+- **tasks by coroutine**: the coroutines an event loop runs as tasks (their
+  caller is the loop's ``Handle._run``), one line per coroutine function: how
+  many, their time running (on the thread: CPU, or blocking the loop) and
+  awaiting.
+- **tasks** one by one (TaskWatch): the agent says which task each step is
+  (records.h, "TASK records"), so each task has its name, its state (running,
+  waiting -- in which coroutines --, done, failed), its steps, and its time
+  running and waiting; the replay keeps them (tasktable.h), this names them.
 
 Names are matched on the standard library's own files (``.../asyncio/...``,
 ``.../selectors.py``); an event loop other than asyncio's (uvloop) is not
@@ -36,6 +41,12 @@ if TYPE_CHECKING:
     class _Watched(Protocol):
         def watch(self, fid: int, ticks: int, /) -> None: ...
         def take_blocks(self) -> tuple[list[tuple[int, int, int, tuple[int, ...]]], int]: ...
+
+    # (number, coro, thread, state, first, since, steps, running, waiting, awaiting): ticks
+    TaskRow = tuple[int, int, int, int, int, int, int, int, int, tuple[int, ...]]
+
+    class _Tasked(Protocol):
+        def take_tasks(self, live: bool = ..., /) -> tuple[list[TaskRow], list[TaskRow], int]: ...
 
 SELECT_FILE = "selectors.py"
 LOOP_FILE = "base_events.py"
@@ -199,3 +210,172 @@ def block_words(b: LoopBlock, frames: int = 4) -> str:
         name, file, line = b.stack[-1]
         where = where.replace(name, f"{name} ({file.rsplit('/', 1)[-1]}:{line})", 1)
     return f"{fmt_ns(b.ns)} in {where}"
+
+
+# the replay's task states (tasktable.h), as the report says them
+TASK_STATES = {1: "running", 2: "waiting", 3: "done", 4: "failed"}
+MAX_TASKS_KEPT = 1000  # finished tasks kept per run, the longest-lived; the others are counted
+
+
+class AsyncTask(Frozen):
+    """One asyncio task: its `number` (the agent's, in the order first seen),
+    `name` (get_name() at its first step), its coroutine function (`coroutine`,
+    `file`, `line`), the `thread` that ran its last step, its `state`
+    (TASK_STATES), `steps`, time `running_ns` (in its steps, on its thread)
+    and `waiting_ns` (suspended between them), `start_ns` (its first step,
+    into the run) and, suspended, `awaiting`: the coroutines above its own
+    that it sits in, innermost first."""
+
+    __slots__ = ("awaiting", "coroutine", "file", "line", "name", "number", "pid", "running_ns", "start_ns",
+                 "state", "steps", "thread", "waiting_ns")
+
+    number: int
+    name: str
+    coroutine: str
+    file: str
+    line: int
+    thread: int
+    state: str
+    steps: int
+    running_ns: int
+    waiting_ns: int
+    start_ns: int
+    awaiting: tuple[str, ...]
+    pid: int  # its process, once the children's are merged (0: not said)
+
+    def __init__(self, number: int, name: str, coroutine: str, file: str, line: int, thread: int, state: str,
+                 steps: int, running_ns: int, waiting_ns: int, start_ns: int, awaiting: tuple[str, ...],
+                 pid: int = 0) -> None:
+        for k, v in (("number", number), ("name", name), ("coroutine", coroutine), ("file", file),
+                     ("line", line), ("thread", thread), ("state", state), ("steps", steps),
+                     ("running_ns", running_ns), ("waiting_ns", waiting_ns), ("start_ns", start_ns),
+                     ("awaiting", awaiting), ("pid", pid)):
+            object.__setattr__(self, k, v)
+
+    def of_process(self, pid: int) -> AsyncTask:
+        return AsyncTask(self.number, self.name, self.coroutine, self.file, self.line, self.thread, self.state,
+                         self.steps, self.running_ns, self.waiting_ns, self.start_ns, self.awaiting, pid)
+
+
+class TaskTotals(Plain):
+    """What the run's tasks add up to: `seen` (numbered by the agent), `done`
+    and `failed` (finished, by a return or an exception), `not_listed` (finished
+    tasks past MAX_TASKS_KEPT: counted here only), `not_followed` (past what the
+    replay keeps at once) and `unnamed` (the agent had no room for their names)."""
+
+    __slots__ = ("done", "failed", "not_followed", "not_listed", "seen", "unnamed")
+
+    seen: int
+    done: int
+    failed: int
+    not_listed: int
+    not_followed: int
+    unnamed: int
+
+    def __init__(self) -> None:
+        self.seen = self.done = self.failed = self.not_listed = self.not_followed = self.unnamed = 0
+
+    def copy(self) -> TaskTotals:
+        out = TaskTotals()
+        out.add(self)
+        return out
+
+    def add(self, other: TaskTotals) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class TaskWatch:
+    """The tasks the C replay (`core`, a Session or an Aggregator) keeps,
+    named: their names come as symbols of kind SYM_TASK (`names`), their
+    coroutines as the functions' symbols.  Finished tasks are taken from the
+    replay as they come (`take`); the MAX_TASKS_KEPT longest-lived are kept."""
+
+    def __init__(self, core: _Tasked) -> None:
+        self.core = core
+        self.names: dict[int, str] = {}  # task number -> name
+        self._done: list[tuple[int, int, AsyncTask]] = []  # a heap: (life, -number, task)
+        self.totals = TaskTotals()
+
+    def symbol(self, sid: int, name: str) -> None:
+        """A task's name (a symbol of kind SYM_TASK, id TASK_SYMBOL_BASE + number)."""
+        from ulma.format.records import TASK_SYMBOL_BASE
+
+        self.names[sid - TASK_SYMBOL_BASE] = name
+
+    def _task(self, row: TaskRow, names: Mapping[int, Symbol], start_ticks: int, ns_per_tick: float,
+              now: int) -> AsyncTask:
+        number, coro, thread, state, first, since, steps, running, waiting, awaiting = row
+        if now > since:  # still going: its current step or suspension counts until now
+            if state == 1:
+                running += now - since
+            elif state == 2:
+                waiting += now - since
+        fn = names.get(coro)
+        return AsyncTask(number, self.names.get(number, f"task #{number}"),
+                         fn.name if fn is not None else f"<unknown #{coro}>", fn.file if fn is not None else "?",
+                         fn.line if fn is not None else 0, thread, TASK_STATES.get(state, "?"), steps,
+                         round(running * ns_per_tick), round(waiting * ns_per_tick),
+                         round((first - start_ticks) * ns_per_tick) if first >= start_ticks else 0,
+                         tuple(s.name if (s := names.get(i)) is not None else f"<unknown #{i}>"
+                               for i in awaiting))
+
+    def take(self, names: Mapping[int, Symbol], start_ticks: int, ns_per_tick: float, *,
+             live: bool = False, now: int = 0) -> list[AsyncTask]:
+        """Takes the tasks finished since the last call; with `live`, returns
+        the tasks still going (their figures up to `now`, in ticks), else []."""
+        import heapq
+
+        done, going, over = self.core.take_tasks(live)
+        totals = self.totals
+        totals.not_followed = over
+        for row in (*done, *going):
+            totals.seen = max(totals.seen, row[0])  # numbers go 1, 2, ... as the agent sees tasks
+        for row in done:
+            if row[0] not in self.names:
+                totals.unnamed += 1
+            task = self._task(row, names, start_ticks, ns_per_tick, 0)
+            if task.state == "failed":
+                self.totals.failed += 1
+            else:
+                self.totals.done += 1
+            item = (task.running_ns + task.waiting_ns, -task.number, task)
+            if len(self._done) < MAX_TASKS_KEPT:
+                heapq.heappush(self._done, item)
+            else:
+                heapq.heappushpop(self._done, item)
+                self.totals.not_listed += 1
+        self.names_done(done)
+        return [self._task(row, names, start_ticks, ns_per_tick, now) for row in going]
+
+    def names_done(self, done: list[TaskRow]) -> None:
+        """A finished task's name is not needed again (numbers are never reused)."""
+        for row in done:
+            self.names.pop(row[0], None)
+
+    def finished(self) -> list[AsyncTask]:
+        """The finished tasks kept, in the order they started."""
+        return sorted((t for _, _, t in self._done), key=lambda t: t.number)
+
+
+MAX_TASKS_LISTED = 1000  # tasks still going listed in the JSON (the longest-lived); more are counted
+
+
+def tasks_listed(tasks: Iterable[AsyncTask]) -> tuple[list[AsyncTask], int]:
+    """The tasks a report lists: those still going (at most MAX_TASKS_LISTED,
+    the longest-lived), then the finished ones, each by start; and how many
+    going ones were left out."""
+    going = [t for t in tasks if t.state in ("running", "waiting")]
+    finished = [t for t in tasks if t.state not in ("running", "waiting")]
+    cut = max(len(going) - MAX_TASKS_LISTED, 0)
+    if cut:
+        going = sorted(going, key=lambda t: -(t.running_ns + t.waiting_ns))[:MAX_TASKS_LISTED]
+    key = lambda t: (t.pid, t.number)  # noqa: E731
+    return sorted(going, key=key) + sorted(finished, key=key), cut
+
+
+def task_words(t: AsyncTask) -> str:
+    """'waiting in sleep <- pause' / 'running' / 'done': a task's state as a line says it."""
+    if t.state == "waiting" and t.awaiting:
+        return "waiting in " + " <- ".join(t.awaiting[:4])
+    return t.state

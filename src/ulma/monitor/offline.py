@@ -8,6 +8,7 @@ from typing import Any
 
 from ulma import _core
 from ulma.format import trace
+from ulma.format.records import SYM_TASK
 from ulma.monitor import eventloop
 from ulma.monitor.profile import Profile, Symbol, ThreadInfo, build_profile
 
@@ -23,6 +24,7 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
     agg.set_rate(reader.ns_per_tick() or 1.0)
     symbols: dict[int, Symbol] = {}
     blocks = eventloop.BlockWatch(agg, loop_block_ms * 1e6)
+    tasks = eventloop.TaskWatch(agg)
     started = reader.latest("program_start_ticks")
     start_ticks = started if isinstance(started, int) else 0
     for chunk in reader.chunks():
@@ -36,13 +38,18 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
             # running, not every thread the trace ever had
             agg.fold(chunk.thread)
             blocks.take(symbols, start_ticks, reader.ns_per_tick() or 1.0)
+            tasks.take(symbols, start_ticks, reader.ns_per_tick() or 1.0)
         elif chunk.kind == trace.SYMBOLS:
             try:
                 defs = trace.unpack_symbols(chunk.payload)
             except trace.TraceError as exc:
                 reader.warnings.append(f"symbols chunk at byte {chunk.offset} skipped: {exc}")
                 continue
-            symbols.update((s.id, s) for s in defs)
+            for s in defs:
+                if s.kind == SYM_TASK:  # a task's name: not a function's
+                    tasks.symbol(s.id, s.name)
+                else:
+                    symbols[s.id] = s
             blocks.symbols(defs, reader.ns_per_tick() or 1.0)
     agg.close()
     blocks.take(symbols, start_ticks, reader.ns_per_tick() or 1.0)
@@ -65,6 +72,10 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
     profile.scope = tuple(meta.get("scope", ()))
     profile.loop_block_ns, profile.loop_blocks = blocks.limit_ns, blocks.blocks
     profile.loop_blocks_over = blocks.over
+    # tasks still going at the trace's end: until its last event
+    going = tasks.take(symbols, start_ticks, ns_per_tick, live=True,
+                       now=max((f["last_tick"] for f in agg.threads()), default=0))
+    profile.tasks, profile.task_totals = tasks.finished() + going, tasks.totals
     profile.tool_id = end.get("tool_id")
     profile.hooks_displaced = end.get("hooks_displaced", 0)
     profile.forked_children = end.get("forked_children", 0)

@@ -188,6 +188,7 @@ class ProcessInfo(Plain):
 class Profile(Plain):
     __slots__ = ("burst", "clock", "dial", "edges", "engine", "forked_children", "functions",
                  "hooks_displaced", "ids_overflow", "loop_block_ns", "loop_blocks", "loop_blocks_over",
+                 "task_totals", "tasks",
                  "native_calls", "probe_ns", "processes", "python",
                  "schedstat",
                  "scope", "split_known",
@@ -224,6 +225,9 @@ class Profile(Plain):
     loop_block_ns: float
     loop_blocks: list[eventloop.LoopBlock]
     loop_blocks_over: int
+    # asyncio tasks one by one: those still going and the finished ones kept (eventloop.TaskWatch)
+    tasks: list[eventloop.AsyncTask]
+    task_totals: eventloop.TaskTotals
 
     def __init__(self, python: str, wall_ns: int, engine: str, clock: str,
                  functions: list[FunctionStats] | None = None, edges: list[EdgeStats] | None = None,
@@ -257,6 +261,8 @@ class Profile(Plain):
         self.loop_block_ns = 0.0
         self.loop_blocks = []
         self.loop_blocks_over = 0
+        self.tasks = []
+        self.task_totals = eventloop.TaskTotals()
 
     @property
     def overhead_ns(self) -> int:

@@ -207,6 +207,7 @@ class Session:
         self.stepper = Stepper(self.core, self.lock)
         # asyncio: callbacks and task steps that hold the event loop too long
         self.blocks = eventloop.BlockWatch(self.core, loop_block_ms * 1e6)
+        self.tasks = eventloop.TaskWatch(self.core)  # asyncio tasks one by one
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -236,6 +237,7 @@ class Session:
             new = early + later if early else later
             if self.blocks.fid:
                 self.blocks.take(self.symbols, self.start_ticks, self.ns_per_tick())
+            self.tasks.take(self.symbols, self.start_ticks, self.ns_per_tick())  # the finished ones
             if log is not None and any(t not in log.known_threads for t, _ in chunks):
                 for t in self.core.threads():  # a new thread: its OS id, once
                     if t["thread"] not in log.known_threads:
@@ -257,7 +259,11 @@ class Session:
 
         files = self._files
         added = []
+        task_kind = _core.LAYOUT["SYM_TASK"]
         for sid, kind, flags, name, file, line in new:
+            if kind == task_kind:  # a task's name: not a function's
+                self.tasks.symbol(sid, name)
+                continue
             sym = self.symbols[sid] = Symbol(sid, kind, flags, name, files.setdefault(file, file), line)
             added.append(sym)
         if not self.blocks.fid and self.blocks.limit_ns > 0:
@@ -357,6 +363,11 @@ class Session:
             info = self.core.agent_info()
             # nothing adds symbols after the last drain: no copy needed
             symbols = self.symbols if final else dict(self.symbols)
+            # the tasks still going: their current step or wait counts until now (live), or
+            # until the program's last event (final)
+            now = (max((t["last_tick"] for t in threads), default=0) if final or not live
+                   else self.core.clock()[0])
+            tasks = self.tasks.take(symbols, self.start_ticks, scale, live=True, now=now)
         # the rows are dropped as they become the profile's: a program that
         # made 300 000 functions never holds both forms at once
         rows = _consumed(functions)
@@ -371,6 +382,8 @@ class Session:
         profile.loop_block_ns = self.blocks.limit_ns
         profile.loop_blocks = list(self.blocks.blocks)
         profile.loop_blocks_over = self.blocks.over
+        profile.tasks = self.tasks.finished() + tasks
+        profile.task_totals = self.tasks.totals.copy()
         if self.dial is not None:
             profile.dial = self.dial.report(profile.functions, final)
         if self.burst is not None:

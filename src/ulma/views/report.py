@@ -188,6 +188,24 @@ def asyncio_lines(profile: Profile, limit: int = 5) -> list[Text]:
         if len(groups) > limit:
             line.append(f"; {len(groups) - limit} more in --json")
         lines.append(line)
+    tasks, totals = profile.tasks, profile.task_totals
+    if tasks:
+        going = sum(t.state in ("running", "waiting") for t in tasks)
+        line = Text(f"asyncio tasks {totals.seen:,}: {totals.done:,} done, {totals.failed:,} failed, "
+                    f"{going:,} not finished", style="bold")
+        line.append("; " + ("those not finished, then the longest-lived:" if going else "the longest-lived:"))
+        lines.append(line)
+        shown = sorted(tasks, key=lambda t: (t.state not in ("running", "waiting"),
+                                             -(t.running_ns + t.waiting_ns)))[:limit]
+        for t in shown:
+            where = f"{t.file.rsplit('/', 1)[-1]}:{t.line}"
+            row = Text(f"  {t.name}", style="bold")
+            row.append(f" ({where})" if t.name == t.coroutine else f" ({t.coroutine}, {where})")
+            row.append(f": running {fmt_ns(t.running_ns)}, waiting {fmt_ns(t.waiting_ns)}, "
+                       f"{t.steps:,} steps, {eventloop.task_words(t)}")
+            lines.append(row)
+        if len(tasks) > limit or totals.not_listed:
+            lines.append(Text(f"  ({len(tasks) - len(shown) + totals.not_listed:,} more in --json)", style="dim"))
     blocks = profile.loop_blocks
     if blocks or profile.loop_blocks_over:
         n = len(blocks) + profile.loop_blocks_over
