@@ -1,8 +1,10 @@
 """Instructions per traced event, counted by callgrind (exact, unlike wall time on a busy machine).
 
-    python bench/per_event.py [--engine E] [--cpu-interval US] [--depth N]
+    python bench/per_event.py [--engine E] [--cpu-interval US] [--depth N] [--workload fib|afib]
 
-runs recursive fib three times under `valgrind --tool=callgrind`, counting only what runs inside
+runs recursive fib (or, with --workload afib, the same recursion as coroutines awaiting each
+other, driven by send() with no event loop: each call a coroutine's start and return) three times
+under `valgrind --tool=callgrind`, counting only what runs inside
 the measured region (the fib calls, entered through `map`, so `--toggle-collect=map_next`):
 
   plain   no agent
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Coroutine
 
 from ulma_bench.callgrind import callgrind_loop
 
@@ -43,9 +46,28 @@ def calls(n: int) -> int:
     return 1 if n < 2 else 1 + calls(n - 1) + calls(n - 2)
 
 
+async def afib(n: int) -> int:
+    if n < 2:
+        return n
+    return await afib(n - 1) + await afib(n - 2)
+
+
+def drive(coro: Coroutine[None, None, int]) -> int:
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return int(done.value)
+    raise RuntimeError("afib never suspends")
+
+
+WORKLOAD = "fib"
+
+
 def nested(depth: int) -> int:
     if depth:
         return nested(depth - 1)
+    if WORKLOAD == "afib":
+        return sum(map(lambda _: drive(afib(FIB_N)), range(ROUNDS)))
     return sum(map(lambda _: fib(FIB_N), range(ROUNDS)))  # map_next brackets the region
 
 
@@ -76,7 +98,8 @@ def child(mode: str, engine: str, interval: int, depth: int) -> None:
 
 def instructions(mode: str, args: argparse.Namespace) -> tuple[int, str]:
     return callgrind_loop([sys.executable, __file__, "--child", mode, "--engine", args.engine,
-                           "--cpu-interval", str(args.cpu_interval), "--depth", str(args.depth)], mode)
+                           "--cpu-interval", str(args.cpu_interval), "--depth", str(args.depth),
+                           "--workload", args.workload], mode)
 
 
 def main() -> None:
@@ -84,17 +107,22 @@ def main() -> None:
     p.add_argument("--engine", default="auto")
     p.add_argument("--cpu-interval", type=int, default=0, metavar="US")
     p.add_argument("--depth", type=int, default=0)
+    p.add_argument("--workload", choices=("fib", "afib"), default="fib")
     p.add_argument("--child", choices=("plain", "room", "full", "floor"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    global WORKLOAD
+    WORKLOAD = args.workload
     if args.child:
         child(args.child, args.engine, args.cpu_interval, args.depth)
         return
-    events = 2 * ROUNDS * (calls(FIB_N) + 1)  # fib's calls and the lambda's
+    # fib's calls and the lambda's (and drive's)
+    events = 2 * ROUNDS * (calls(FIB_N) + (2 if args.workload == "afib" else 1))
     plain, _ = instructions("plain", args)
     room, _ = instructions("room", args)
     full, full_out = instructions("full", args)
     floor, _ = instructions("floor", args)
-    print(f"Python {sys.version.split()[0]}, engine {args.engine}, cpu-interval {args.cpu_interval} us, "
+    print(f"Python {sys.version.split()[0]}, {args.workload}, engine {args.engine}, "
+          f"cpu-interval {args.cpu_interval} us, "
           f"{events:,} events, {full_out.strip()} with a full ring")
     print(f"instructions per event added to plain python: ring with room {(room - plain) / events:.1f}, "
           f"ring full {(full - plain) / events:.1f}")

@@ -13,6 +13,7 @@ suspended it.  Prints one JSON line: {name: {"awaited_ns", "life_ns",
 With --hold S, `held` is set only after S seconds (for a live view)."""
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -84,10 +85,8 @@ async def main(hold: float) -> None:
     ]
     failing = asyncio.create_task(fails(), name="fails")
     await asyncio.gather(*tasks)
-    try:
+    with contextlib.suppress(ValueError):
         await failing
-    except ValueError:
-        pass
     await asyncio.sleep(hold)
     event.set()
     await waiting

@@ -258,6 +258,7 @@ ulma_writer *ulma_writer_claim(void)
     w->retry_tick = 0;
     w->reading_tick = 0;
     w->call_code = NULL;
+    w->tstate = PyThreadState_GET();
     /* A reused ring was zeroed by the monitor; say so anyway. */
     r->write_pos = 0;
     set_tail(w, r, 0);

@@ -37,6 +37,9 @@ typedef struct {
     /* native calls: the Python function a CALL is about to enter */
     void *call_code;
     uint64_t call_tick;
+    /* the thread's own state (its frames: tasks.c); NULL for the shared
+     * writers (no ring, calibration) */
+    PyThreadState *tstate;
 } ulma_writer;
 
 /* The agent's ids carry two bits the records do not: an excluded function

@@ -12,6 +12,10 @@
 #include "agen.h"
 #include "tasks.h"
 
+#define Py_BUILD_CORE 1
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
+
 #include <string.h>
 
 #if PY_VERSION_HEX >= 0x030C0000
@@ -31,12 +35,64 @@ static inline PyObject *not_traced(uint8_t kind)
     return Py_NewRef(g_disable);
 }
 
+/* Is the current frame of w's thread awaited by the one right below it
+ * (a generator's or coroutine's, no C in between)?  Then it is no task's own
+ * coroutine (tasks.c): the common case, told inline. */
+static inline int awaited(const ulma_writer *w)
+{
+    const PyThreadState *ts = w->tstate;
+    if (!ts)
+        return 0;
+#if PY_VERSION_HEX >= 0x030D0000
+    const _PyInterpreterFrame *f = ts->current_frame;
+#else
+    const _PyInterpreterFrame *f = ts->cframe ? ts->cframe->current_frame : NULL;
+#endif
+    const _PyInterpreterFrame *below = f ? f->previous : NULL;
+    if (!below || below->owner == FRAME_OWNED_BY_CSTACK)
+        return 0;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *code = below->f_executable;
+    return PyCode_Check(code) && (((PyCodeObject *)code)->co_flags & ULMA_GEN_FAMILY);
+#else
+    return (below->f_code->co_flags & ULMA_GEN_FAMILY) != 0;
+#endif
+}
+
+/* A coroutine's event (its code's slot carries ULMA_GEN_SLOW, symbols.c):
+ * a TASK record first if it is a task's own coroutine (tasks.c). */
+static inline __attribute__((always_inline)) PyObject *coroutine_event(PyCodeObject *co, uint8_t kind)
+{
+    ulma_writer *w = tls_writer;
+    ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
+    if (ULMA_LIKELY(tls_writer_gen == g_generation && w != NULL && x != NULL && g_extra_index < x->size)) {
+        uintptr_t v = (uintptr_t)x->slots[g_extra_index];
+        uint32_t idv = (uint32_t)(v >> 32);
+        if (ULMA_LIKELY(((uint32_t)v & ~ULMA_GEN_SLOW) == g_code_gen && !(idv & ULMA_ID_OFF))) {
+            if (!awaited(w))
+                ulma_task_current(w, kind);
+            uint64_t t = ulma_ticks(g_clock);
+            if (!ulma_emit_fast(w, t, idv, kind))
+                ulma_emit_slow(w, t, idv, kind, 0, 0, 1);
+            Py_RETURN_NONE;
+        }
+    }
+    /* the general way: a new thread or code, or a function not traced now */
+    uint32_t idv = ulma_code_id(co);
+    if (idv & ULMA_ID_OFF)
+        return not_traced(kind);
+    w = ulma_writer_get();
+    if (ULMA_LIKELY(w != NULL)) {
+        ulma_task_current(w, kind);
+        ulma_emit(w, ulma_ticks(g_clock), idv, kind, 1);
+    }
+    Py_RETURN_NONE;
+}
+
 static __attribute__((noinline)) PyObject *code_event_slow(PyObject *code, uint8_t kind)
 {
-    /* a coroutine's (a task's own?) when it is traced now */
-    PyCodeObject *co = (PyCodeObject *)code;
-    if ((co->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE)) && !(ulma_code_id(co) & ULMA_ID_OFF))
-        ulma_task_current(kind);
+    if (((PyCodeObject *)code)->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE))
+        return coroutine_event((PyCodeObject *)code, kind);
     if (ulma_code_event_slow((PyCodeObject *)code, kind, 1, 0, 0))
         return not_traced(kind);
     Py_RETURN_NONE;

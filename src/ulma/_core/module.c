@@ -27,6 +27,7 @@
 #include "replay.h"
 #include "session.h"
 #include "symbols.h"
+#include "tasktable.h"
 
 /* ---- agent ---------------------------------------------------------- */
 
@@ -2268,12 +2269,12 @@ static int add_layout(PyObject *mod)
 static int add_limits(PyObject *mod)
 {
     PyObject *d = Py_BuildValue(
-        "{s:K,s:K,s:I,s:I,s:I,s:I,s:I}",
+        "{s:K,s:K,s:I,s:I,s:I,s:I,s:I,s:I}",
         "MIN_RING_BYTES", (unsigned long long)(ULMA_MIN_RING_EVENTS * sizeof(ulma_event)),
         "MAX_RING_BYTES", (unsigned long long)(ULMA_MAX_RING_EVENTS * sizeof(ulma_event)),
         "DRAIN_WAIT_US", ULMA_DRAIN_WAIT_US, "MAX_THREADS", ULMA_MAX_THREADS,
         "MAX_CPU_INTERVAL_US", ULMA_MAX_CPU_INTERVAL_US, "ID_LIMIT", ULMA_ID_LIMIT,
-        "MIN_ID_LIMIT", ULMA_MIN_ID_LIMIT);
+        "MIN_ID_LIMIT", ULMA_MIN_ID_LIMIT, "MAX_TASKS", ULMA_MAX_TASKS);
     return add_owned(mod, "LIMITS", d);
 }
 

@@ -37,7 +37,7 @@
 
 #define TASK_MAP_MAX (1u << 22)
 #define TASK_NUMBER_MAX 0x7fffffffu
-#define GEN_FAMILY (CO_GENERATOR | CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR)
+#define GEN_FAMILY ULMA_GEN_FAMILY
 
 typedef struct {
     uintptr_t key; /* the coroutine's address; 0 = empty */
@@ -312,9 +312,9 @@ void ulma_tasks_reset(void)
     Py_CLEAR(g_task_get_name);
 }
 
-void ulma_task_current(uint8_t kind)
+void ulma_task_current(ulma_writer *w, uint8_t kind)
 {
-    PyThreadState *ts = PyThreadState_GET();
+    PyThreadState *ts = w->tstate ? w->tstate : PyThreadState_GET();
 #if PY_VERSION_HEX >= 0x030D0000
     _PyInterpreterFrame *f = ts->current_frame;
 #else

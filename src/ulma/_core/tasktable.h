@@ -16,7 +16,7 @@
 
 enum ulma_task_state { ULMA_TASK_RUNNING = 1, ULMA_TASK_WAITING = 2, ULMA_TASK_DONE = 3, ULMA_TASK_FAILED = 4 };
 #define ULMA_TASK_AWAIT_FRAMES 8u
-#define ULMA_MAX_TASKS (1u << 20)
+#define ULMA_MAX_TASKS (1u << 18) /* 24 MiB of them */
 
 typedef struct {
     uint32_t number;  /* the agent's (a TASK record's id) */

@@ -11,7 +11,9 @@ c_return (C functions, with native calls; their file is ``<built-in>``);
 ``run_delay_ns=N`` (its run-queue wait so far) as function and ``-`` as file;
 ``sync`` (or
 ``sync_after_drop``, after lost events) starts a restatement of the thread's
-stack, whose frames follow as ``frame`` lines, outermost first.  Events of
+stack, whose frames follow as ``frame`` lines, outermost first; ``task``
+says the next event starts or ends a step of an asyncio task: its name as
+function, ``#N`` (its number; ``#N new`` the first time) as file.  Events of
 ulma's own bootstrap code are left out, as in the report.  Tabs separate the
 columns because file names may hold spaces: ``awk -F'\\t'``.
 """
@@ -75,6 +77,9 @@ class TextExporter(Exporter):
         if kind == records.CPU_SAMPLE:
             what = "run_delay_ns" if flags & records.CPU_RUN_DELAY else "cpu_ns"
             return f"{prefix}cpu\t{what}={fid | aux << 32}\t-\n"
+        if kind == records.TASK:
+            name = _clean(self.run.tasks.get(fid, f"task #{fid}"))
+            return f"{prefix}task\t{name}\t#{fid}{' new' if flags & records.TASKF_NEW else ''}\n"
         if kind == records.SYNC and flags & records.SYNC_BEGIN:
             name = "sync_after_drop" if flags & records.SYNC_AFTER_DROP else "sync"
             return f"{prefix}{name}\t-\t-\n"

@@ -30,6 +30,7 @@ class Run:
     warnings: list[str] = field(default_factory=list)
     # the calibration of the text log written along with the trace (--log), if there was one
     text_ns_per_tick: float | None = None
+    tasks: dict[int, str] = field(default_factory=dict)  # asyncio task number -> its name
 
     @property
     def hidden(self) -> frozenset[int]:
@@ -68,6 +69,7 @@ class Run:
 def scan(reader: trace.TraceReader) -> Run:
     """The first of two passes over the file: symbols, threads and the END record."""
     frames: dict[int, records.Symbol] = {}
+    tasks: dict[int, str] = {}
     events: dict[int, int] = {}
     warnings: list[str] = []
     for chunk in reader.chunks(events=False):  # the events are decompressed by the second pass only
@@ -79,7 +81,11 @@ def scan(reader: trace.TraceReader) -> Run:
             except trace.TraceError as exc:
                 warnings.append(f"symbols chunk at byte {chunk.offset} skipped: {exc}")
                 continue
-            frames.update((s.id, s) for s in defs)
+            for s in defs:
+                if s.kind == records.SYM_TASK:  # a task's name: not a function's
+                    tasks[s.id - records.TASK_SYMBOL_BASE] = s.name
+                else:
+                    frames[s.id] = s
     warnings[:0] = reader.warnings
     end = reader.end
     meta = reader.meta
@@ -92,4 +98,4 @@ def scan(reader: trace.TraceReader) -> Run:
         ns_per_tick=reader.ns_per_tick() or 1.0,
         start_ticks=meta.get("start_ticks", 0), pid=e.get("program_pid", 0),
         os_tids={int(k): v for k, v in e.get("os_tid", {}).items()},
-        events=events, warnings=warnings, text_ns_per_tick=reader.latest("text_ns_per_tick"))
+        events=events, warnings=warnings, text_ns_per_tick=reader.latest("text_ns_per_tick"), tasks=tasks)

@@ -188,11 +188,11 @@ class ProcessInfo(Plain):
 class Profile(Plain):
     __slots__ = ("burst", "clock", "dial", "edges", "engine", "forked_children", "functions",
                  "hooks_displaced", "ids_overflow", "loop_block_ns", "loop_blocks", "loop_blocks_over",
-                 "task_totals", "tasks",
                  "native_calls", "probe_ns", "processes", "python",
                  "schedstat",
                  "scope", "split_known",
-                 "symtab_overflow", "threads", "threads_overflow", "tool_id", "untraced_events", "wall_ns")
+                 "symtab_overflow", "task_totals", "tasks", "threads", "threads_overflow", "tool_id",
+                 "untraced_events", "wall_ns")
 
     python: str
     wall_ns: int

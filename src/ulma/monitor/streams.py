@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ulma.format import files
-from ulma.format.records import Symbol
+from ulma.format.records import SYM_TASK, TASK_SYMBOL_BASE, Symbol
 from ulma.monitor.profile import Profile
 
 TYPE_CHECKING = False
@@ -111,6 +111,7 @@ class LogWriter:
         self._exporter: text.TextExporter | None = None
         self._out = _Collect()
         self._frames: dict[int, Symbol] = {}  # the symbols so far, by id
+        self._tasks: dict[int, str] = {}  # asyncio task number -> name
         self._tids: dict[int, int] = {}  # thread -> OS thread id
         self.known_threads: set[int] = set()  # threads whose OS id was looked up
         try:
@@ -188,13 +189,16 @@ class LogWriter:
         for symbols, chunks, tids in items:
             self._tids.update(tids)
             for sid, kind, flags, name, file, line in symbols:
-                self._frames[sid] = Symbol(sid, kind, flags, name, file, line)
+                if kind == SYM_TASK:  # a task's name (text.py writes it on `task` lines)
+                    self._tasks[sid - TASK_SYMBOL_BASE] = name
+                else:
+                    self._frames[sid] = Symbol(sid, kind, flags, name, file, line)
             if self._exporter is None and chunks:  # the calibration is fixed with the first events
                 assert self._session is not None and self.ns_per_tick is not None
                 run = runinfo.Run(path=self.path, meta={}, end=None, frames=self._frames,
                                   ns_per_tick=self.ns_per_tick,
                                   start_ticks=self._session.start_ticks, pid=self._pid,
-                                  os_tids=self._tids, events={})
+                                  os_tids=self._tids, events={}, tasks=self._tasks)
                 self._exporter = text.TextExporter(run, self._out)  # type: ignore[arg-type]
                 self._out.take()  # its header is already in the file
             for thread, data in chunks:

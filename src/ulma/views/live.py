@@ -69,7 +69,8 @@ MIN_BAR_WIDTH = 8
 MIN_NAME_WIDTH = 24
 SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
 KEYS = ("1-7 sort (again: reverse)  / filter  x off/on (filtered: all shown)  X module off/on  "
-        "w wall/cpu  p pause  t thread  c clear  ⏎ callers/callees  esc close  ^C interrupt program  q quit")
+        "w wall/cpu  p pause  t thread  a tasks  c clear  ⏎ callers/callees  esc close  ^C interrupt program  "
+        "q quit")
 
 
 @dataclass(slots=True)
@@ -135,6 +136,10 @@ class LiveView(App[None]):
     #links.open { display: block; }
     #links-title { height: 1; padding: 0 1; }
     #links Grid { width: 1fr; height: 1fr; }
+    #tasks { height: 12; display: none; border-top: solid $accent; }
+    #tasks.open { display: block; }
+    #tasks-title { height: 1; padding: 0 1; }
+    #task-rows { height: 1fr; }
     #output { height: 8; border-top: solid $accent; }
     #filter { display: none; }
     #filter.open { display: block; }
@@ -151,6 +156,7 @@ class LiveView(App[None]):
         Binding("ctrl+c", "interrupt", "interrupt the program", priority=True),
         Binding("p", "pause", "pause"),
         Binding("t", "next_thread", "thread"),
+        Binding("a", "tasks", "asyncio tasks"),
         Binding("c", "clear", "clear history"),
         Binding("w", "toggle_clock", "wall/cpu"),
         Binding("slash", "filter", "filter"),
@@ -193,6 +199,7 @@ class LiveView(App[None]):
         self.step_seen = 0  # the last stop shown (the agent's count)
         self.step_events: list[tuple[str, str, str]] = []  # every stop shown: (kind, function, file)
         self.step_text = Text()  # what the step pane shows
+        self.show_tasks = False  # a: the asyncio tasks pane
         self._decoders = {"out": codecs.getincrementaldecoder("utf-8")("replace"),
                           "err": codecs.getincrementaldecoder("utf-8")("replace")}
 
@@ -210,6 +217,9 @@ class LiveView(App[None]):
             with Horizontal():
                 yield Grid(id="callers")
                 yield Grid(id="callees")
+        with Vertical(id="tasks"):
+            yield Static(id="tasks-title")
+            yield Grid(id="task-rows")
         if self.settings.output is not None:
             yield Log(id="output", max_lines=5000)
         yield Static(id="step")
@@ -298,6 +308,7 @@ class LiveView(App[None]):
             self._note_health(snap.health)
             self._render_table()
             self._render_links()
+            self._render_tasks()
         self._follow_modules()
         self._tell_switches()
         self._show_output()
@@ -466,6 +477,38 @@ class LiveView(App[None]):
         self.query_one("#links-title", Static).update(title)
         self._fill_links("callers", callers)
         self._fill_links("callees", callees)
+
+    def _render_tasks(self) -> None:
+        """The asyncio tasks: those not finished (what each waits in), then the finished ones
+        kept, longest-lived first."""
+        pane = self.query_one("#tasks", Vertical)
+        pane.set_class(self.show_tasks, "open")
+        if not self.show_tasks or self.snap is None:
+            return
+        tasks, totals = self.snap.profile.tasks, self.snap.profile.task_totals
+        going = [t for t in tasks if t.state in ("running", "waiting")]
+        title = Text("asyncio tasks ", style="bold")
+        title.append(f"{totals.seen:,} seen, {len(going):,} not finished, {totals.done:,} done, "
+                     f"{totals.failed:,} failed   (every thread; a closes)", style="dim")
+        self.query_one("#tasks-title", Static).update(title)
+        shown = sorted(tasks, key=lambda t: (t.state not in ("running", "waiting"),
+                                             -(t.running_ns + t.waiting_ns)))[:MAX_ROWS]
+        rows = []
+        for t in shown:
+            name = t.name if t.name == t.coroutine else f"{t.name} ({t.coroutine})"
+            rows.append((f"task-{t.pid}-{t.number}", [[(name, "bold")], [(eventloop.task_words(t), "")],
+                                                      [(f"{t.steps:,}", "")], [(fmt_ns(t.running_ns), "")],
+                                                      [(fmt_ns(t.waiting_ns), "")]]))
+        grid = self.query_one("#task-rows", Grid)
+        side = max(16, (self.size.width - 3 * 11 - 8) // 2)
+        grid.set_columns([Col([("task", "")], side), Col([("state", "")], side),
+                          Col([("steps", "")], 10, right=True), Col([("running", "")], 10, right=True),
+                          Col([("waiting", "")], 10, right=True)])
+        grid.set_rows(rows)
+
+    def action_tasks(self) -> None:
+        self.show_tasks = not self.show_tasks
+        self._render_tasks()
 
     def _fill_links(self, side: str, links: list[Link]) -> None:
         rows = [(row_id(link.key), [[(link.label, "")], *([(v, "")] for v in (

@@ -205,7 +205,8 @@ def asyncio_lines(profile: Profile, limit: int = 5) -> list[Text]:
                        f"{t.steps:,} steps, {eventloop.task_words(t)}")
             lines.append(row)
         if len(tasks) > limit or totals.not_listed:
-            lines.append(Text(f"  ({len(tasks) - len(shown) + totals.not_listed:,} more in --json)", style="dim"))
+            more = len(tasks) - len(shown) + totals.not_listed
+            lines.append(Text(f"  ({more:,} more in --json)", style="dim"))
     blocks = profile.loop_blocks
     if blocks or profile.loop_blocks_over:
         n = len(blocks) + profile.loop_blocks_over
