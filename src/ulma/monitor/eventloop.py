@@ -254,7 +254,8 @@ class AsyncTask(Frozen):
 
     def of_process(self, pid: int) -> AsyncTask:
         return AsyncTask(self.number, self.name, self.coroutine, self.file, self.line, self.thread,
-                         self.state, self.steps, self.running_ns, self.waiting_ns, self.start_ns, self.awaiting, pid)
+                         self.state, self.steps, self.running_ns, self.waiting_ns, self.start_ns,
+                         self.awaiting, pid)
 
 
 class TaskTotals(Plain):
@@ -313,7 +314,8 @@ class TaskWatch:
                 waiting += now - since
         fn = names.get(coro)
         where = (fn.name, fn.file, fn.line) if fn is not None else (f"<unknown #{coro}>", "?", 0)
-        return AsyncTask(number, self.names.get(number, f"task #{number}"), *where, thread, TASK_STATES.get(state, "?"), steps,
+        return AsyncTask(number, self.names.get(number, f"task #{number}"), *where, thread,
+                         TASK_STATES.get(state, "?"), steps,
                          round(running * ns_per_tick), round(waiting * ns_per_tick),
                          round((first - start_ticks) * ns_per_tick) if first >= start_ticks else 0,
                          tuple(s.name if (s := names.get(i)) is not None else f"<unknown #{i}>"

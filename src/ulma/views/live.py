@@ -69,8 +69,8 @@ MIN_BAR_WIDTH = 8
 MIN_NAME_WIDTH = 24
 SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
 KEYS = ("1-7 sort (again: reverse)  / filter  x off/on (filtered: all shown)  X module off/on  "
-        "w wall/cpu  p pause  t thread  a tasks  c clear  ⏎ callers/callees  esc close  ^C interrupt program  "
-        "q quit")
+        "w wall/cpu  p pause  t thread  a tasks  c clear  ⏎ callers/callees  esc close  "
+        "^C interrupt program  q quit")
 
 
 @dataclass(slots=True)
