@@ -6,6 +6,7 @@ and a callback that holds the loop is flagged with its stack."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from collections.abc import Callable, Mapping
@@ -217,3 +218,99 @@ def test_a_blocked_loop_is_flagged_live_while_the_program_runs_on(
     (block,) = live[0]["asyncio"]["blocked"]
     assert [s["name"] for s in block["stack"]][-2:] == ["main", "holds_the_loop"], block
     assert 150 * MS <= block["ns"] <= 500 * MS, block
+
+
+def tasks_by_name(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    listed = report["asyncio"]["task_list"]
+    by_name = {t["name"]: t for t in listed}
+    assert len(by_name) == len(listed), listed  # the program's names are unique
+    return by_name
+
+
+def check_tasks_against_the_program(tasks: Mapping[str, Mapping[str, Any]], facts: Mapping[str, Any]) -> None:
+    """Every task the program named is there with its own coroutine, its steps (its awaits that
+    suspended it, plus one), its waiting (the wall time it measured around its awaits) and its
+    life (running and waiting together: from its first line to its last)."""
+    coroutine = {"worker-fast": "worker", "worker-slow": "worker", "crunch": "crunch", "held": "held",
+                 "fails": "fails"}
+    (default,) = [name for name in facts if name not in coroutine]
+    assert default.startswith("Task-"), facts
+    coroutine[default] = "worker"
+    for name, fact in facts.items():
+        t = tasks[name]
+        assert t["coroutine"] == coroutine[name], t
+        assert t["state"] == ("failed" if name == "fails" else "done"), t
+        assert t["steps"] == fact["awaits"] + 1, (t, fact)
+        slack = 1 * MS + 0.02 * fact["life_ns"]
+        assert abs(t["waiting_ns"] - fact["awaited_ns"]) <= slack, (t, fact)
+        span = t["running_ns"] + t["waiting_ns"]
+        assert fact["life_ns"] - slack <= span <= fact["life_ns"] + slack, (t, fact)
+        assert t["running_ns"] >= fact["life_ns"] - fact["awaited_ns"] - slack, (t, fact)
+    # one coroutine function, two tasks, each with its own figures (the slow one slept 5 x 50 ms
+    # more; crunch's computing stretched the fast one's sleeps)
+    assert tasks["worker-slow"]["waiting_ns"] > tasks["worker-fast"]["waiting_ns"] + 100 * MS, tasks
+
+
+def test_each_task_has_its_name_steps_and_time_running_and_waiting_as_it_measured_them(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
+    cpu_hogs: int,  # noqa: F811
+) -> None:
+    """On a busy machine (CPU hogs).  Tasks told apart one by one, not by coroutine function:
+    `worker-fast` and `worker-slow` run the same coroutine and each has what it measured itself;
+    `crunch` computed (its time is running), `fails` raised (failed), one kept its default name;
+    and the totals say every task the run had finished."""
+    report, facts = run_json(ulma_json, describe, "asyncio_tasks.py", *engine_flags)
+    tasks = tasks_by_name(report)
+    check_tasks_against_the_program(tasks, facts)
+    assert tasks["crunch"]["running_ns"] >= 6 * 20 * MS, tasks["crunch"]
+    totals = report["asyncio"]["task_totals"]
+    # the program's tasks, its main one, and asyncio.run's two shutdown tasks
+    assert totals["seen"] == len(report["asyncio"]["task_list"]) == len(facts) + 3, totals
+    assert (totals["done"], totals["failed"]) == (totals["seen"] - 1, 1), totals
+    assert totals["not_listed"] == totals["not_followed"] == totals["unnamed"] == 0, totals
+
+
+def test_a_trace_reports_the_same_tasks_as_the_run(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    """One replay: `ulma report` of the run's trace lists the same tasks, with the same names,
+    coroutines, states and steps, and the same times (within 1 %: the report uses the trace's
+    final calibration)."""
+    trace = tmp_path / "tasks.ulma"
+    report, facts = run_json(ulma_json, describe, "asyncio_tasks.py", *engine_flags, "-o", str(trace))
+    out = tmp_path / "from_trace.json"
+    result = run_process(ulma_command(["report", str(trace), "--json", str(out)]))
+    assert result.returncode == 0, describe(result)
+    live, offline = tasks_by_name(report), tasks_by_name(json.loads(out.read_text()))
+    assert live.keys() == offline.keys(), (live, offline)
+    for name, t in live.items():
+        o = offline[name]
+        assert [t[k] for k in ("number", "coroutine", "state", "steps", "awaiting")] == \
+            [o[k] for k in ("number", "coroutine", "state", "steps", "awaiting")], (t, o)
+        for k in ("running_ns", "waiting_ns"):
+            assert abs(t[k] - o[k]) <= 0.01 * t[k] + 1000, (k, t, o)
+    check_tasks_against_the_program(offline, facts)
+
+
+def test_a_task_suspended_now_shows_live_where_it_waits_and_for_how_long(
+    engine_flags: list[str], describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    """While the program runs (--jsonl lines), `held` waits in Event.wait, its waiting growing
+    from line to line; at the end it is done, having waited what it measured."""
+    jsonl = tmp_path / "run.jsonl"
+    result = run_process(ulma_command(["run", *engine_flags, "--no-report", "--jsonl", str(jsonl),
+                                       str(PROGRAMS_DIR / "asyncio_tasks.py"), "--hold", "1.5"]),
+                         cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    seen = [tasks_by_name(line)["held"] for line in lines if not line["final"]]
+    waiting = [t for t in seen if t["state"] == "waiting"]
+    assert len(waiting) >= 2, seen
+    assert all(t["awaiting"][:1] == ["Event.wait"] for t in waiting), waiting
+    assert all(a["waiting_ns"] < b["waiting_ns"] for a, b in itertools.pairwise(waiting)), waiting
+    # each line's figure is the time so far: at most what the program measured in all
+    assert waiting[-1]["waiting_ns"] <= facts["held"]["awaited_ns"] + 1 * MS, (waiting, facts)
+    final = tasks_by_name(lines[-1])["held"]
+    assert final["state"] == "done" and final["awaiting"] == [], final
+    assert abs(final["waiting_ns"] - facts["held"]["awaited_ns"]) <= 1 * MS + 0.02 * facts["held"]["life_ns"]

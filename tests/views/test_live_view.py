@@ -640,3 +640,30 @@ def test_n_single_steps_fib_and_the_events_shown_are_the_programs_call_order() -
         assert max(stacks, key=len) == ["fib", "fib", "fib", "main", "<module>"]
         assert live.run.returncode == 0
         assert captured.stdout._read(0, 100).decode().strip() == "2"
+
+
+def test_a_shows_the_asyncio_tasks_with_where_each_waits_and_a_closes_them() -> None:
+    """tests/programs/asyncio_tasks.py holds `held` in Event.wait for a while: the tasks pane
+    (key a) lists it waiting there, by name, while the program runs; a again closes the pane."""
+    program = PROGRAMS_DIR / "asyncio_tasks.py"
+
+    def cells(grid: Grid) -> dict[str, list[str]]:
+        return {"".join(t for t, _ in row[0]): ["".join(t for t, _ in c) for c in row[1:]]
+                for row in grid.rows}
+
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        pane = app.query_one("#tasks")
+        assert not pane.has_class("open")
+        await pilot.press("a")
+        assert pane.has_class("open")
+        grid = app.query_one("#task-rows", Grid)
+        await until(app, pilot, lambda: "held" in cells(grid), "the held task")
+        held = cells(grid)["held"]
+        assert held[0] == "waiting in Event.wait", held
+        title = str(app.query_one("#tasks-title", Static).render())
+        assert "not finished" in title, title
+        await pilot.press("a")
+        assert not pane.has_class("open")
+
+    with live_run(program, ("--hold", "30")) as (live, _):
+        drive(body, live, ViewSettings(title="asyncio_tasks.py", refresh_seconds=None))
