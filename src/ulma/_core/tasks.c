@@ -8,8 +8,9 @@
  * event loop's Handle._run: an awaited coroutine's caller is its awaiter)
  * can be one; for such a frame the agent looks the coroutine up in a map
  * (coroutine address -> task number, 0 for "not a task"), and on a miss
- * asks asyncio: `_asyncio.current_task()`, whose `get_coro()` must be this
- * very coroutine.  That is once per task (and once per coroutine started
+ * asks asyncio: `_asyncio.current_task()` (on 3.11, where that one is Python,
+ * `_asyncio._current_tasks[get_running_loop()]`), whose `get_coro()` must be
+ * this very coroutine.  That is once per task (and once per coroutine started
  * by other means outside any await); an entry goes when its coroutine
  * returns or unwinds, and a coroutine starting anew at an address replaces
  * whatever was kept there.  Everything else a coroutine's event pays is the
@@ -49,7 +50,8 @@ static size_t g_cap, g_n; /* g_cap a power of two, or 0 */
 static unsigned g_shift;
 static uint32_t g_last_number;
 static uint64_t g_name_bytes;     /* symbol-table bytes task names took */
-static PyObject *g_current_task;  /* _asyncio.current_task, once _asyncio is imported */
+static PyObject *g_current_task;  /* _asyncio.current_task (3.12+), once _asyncio is imported */
+static PyObject *g_running_loop, *g_current_tasks; /* 3.11: get_running_loop, _current_tasks */
 static PyObject *g_task_get_coro, *g_task_get_name; /* _asyncio.Task's own methods */
 
 static inline PyCodeObject *code_of(const _PyInterpreterFrame *f)
@@ -174,11 +176,21 @@ static int load_asyncio(void)
     Py_DECREF(name);
     if (!mod)
         return 0;
+    /* 3.12+: current_task is C; 3.11: it is Python, made of these two (C) */
     PyObject *ct = PyObject_GetAttrString(mod, "current_task");
+    PyObject *loop = NULL, *tasks = NULL;
+    if (!ct) {
+        PyErr_Clear();
+        loop = PyObject_GetAttrString(mod, "get_running_loop");
+        tasks = PyObject_GetAttrString(mod, "_current_tasks");
+    }
     PyObject *task = PyObject_GetAttrString(mod, "Task");
     Py_DECREF(mod);
-    if (!ct || !task || !PyType_Check(task)) {
+    if ((!ct && (!loop || !tasks || !PyDict_Check(tasks))) || !task || !PyType_Check(task)) {
+        PyErr_Clear();
         Py_XDECREF(ct);
+        Py_XDECREF(loop);
+        Py_XDECREF(tasks);
         Py_XDECREF(task);
         return 0;
     }
@@ -186,10 +198,14 @@ static int load_asyncio(void)
     PyObject *nm = lookup_in_type((PyTypeObject *)task, "get_name");
     Py_DECREF(task);
     if (!coro || !nm) {
-        Py_DECREF(ct);
+        Py_XDECREF(ct);
+        Py_XDECREF(loop);
+        Py_XDECREF(tasks);
         return 0;
     }
     g_current_task = ct;
+    g_running_loop = loop;
+    g_current_tasks = tasks;
     g_task_get_coro = Py_NewRef(coro);
     g_task_get_name = Py_NewRef(nm);
     return 1;
@@ -208,9 +224,16 @@ static PyObject *task_name(PyObject *task)
 /* The running task if its own coroutine is `coro`, else NULL (new reference). */
 static PyObject *task_running(PyObject *coro)
 {
-    if (!g_current_task && !load_asyncio())
+    if (!g_task_get_coro && !load_asyncio())
         return NULL;
-    PyObject *task = PyObject_CallNoArgs(g_current_task);
+    PyObject *task;
+    if (g_current_task) {
+        task = PyObject_CallNoArgs(g_current_task);
+    } else {
+        PyObject *loop = PyObject_CallNoArgs(g_running_loop);
+        task = loop ? Py_XNewRef(PyDict_GetItemWithError(g_current_tasks, loop)) : NULL;
+        Py_XDECREF(loop);
+    }
     if (!task || task == Py_None) {
         Py_XDECREF(task);
         return NULL;
@@ -308,6 +331,8 @@ void ulma_tasks_reset(void)
     g_last_number = 0;
     g_name_bytes = 0;
     Py_CLEAR(g_current_task);
+    Py_CLEAR(g_running_loop);
+    Py_CLEAR(g_current_tasks);
     Py_CLEAR(g_task_get_coro);
     Py_CLEAR(g_task_get_name);
 }
