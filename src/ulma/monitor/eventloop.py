@@ -354,6 +354,12 @@ class TaskWatch:
         for row in done:
             self.names.pop(row[0], None)
 
+    def clear(self) -> None:
+        """History cleared (the live view's c): finished tasks forgotten, the totals restart
+        (the replay restarts its tasks not finished at the same moment)."""
+        self._done = []
+        self.totals = TaskTotals()
+
     def finished(self) -> list[AsyncTask]:
         """The finished tasks kept, in the order they started."""
         return sorted((t for _, _, t in self._done), key=lambda t: t.number)

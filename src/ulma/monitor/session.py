@@ -307,6 +307,7 @@ class Session:
     def clear(self) -> None:
         with self.lock:
             self.core.clear()
+            self.tasks.clear()
 
     def close_all(self) -> None:
         with self.lock:
