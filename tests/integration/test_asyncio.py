@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import run_process, ulma_command
 from tests.integration.test_split_under_load import cpu_hogs  # noqa: F401 (a fixture)
 
@@ -314,3 +316,16 @@ def test_a_task_suspended_now_shows_live_where_it_waits_and_for_how_long(
     final = tasks_by_name(lines[-1])["held"]
     assert final["state"] == "done" and final["awaiting"] == [], final
     assert abs(final["waiting_ns"] - facts["held"]["awaited_ns"]) <= 1 * MS + 0.02 * facts["held"]["life_ns"]
+
+
+def test_tasks_on_uvloops_event_loop_are_told_apart_as_on_asyncios(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
+) -> None:
+    """uvloop runs the loop (and each task's step) in C: the tasks are asyncio's own, found the
+    same way, with what each measured (uvloop is a test dependency: pyproject.toml)."""
+    pytest.importorskip("uvloop", reason="uvloop (pip install uvloop) is not installed")
+    result, report = ulma_json([*engine_flags, "--no-report", str(PROGRAMS_DIR / "asyncio_tasks.py"),
+                                "--uvloop"], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    assert report["dropped"] == 0, report["dropped"]
+    check_tasks_against_the_program(tasks_by_name(report), json.loads(result.stdout.strip().splitlines()[-1]))

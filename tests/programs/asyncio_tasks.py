@@ -10,7 +10,8 @@ awaits (`awaited_ns`: from before each await to after it) and its life
 suspended it.  Prints one JSON line: {name: {"awaited_ns", "life_ns",
 "awaits"}, ...} with the tasks' own names (asyncio's get_name()).
 
-With --hold S, `held` is set only after S seconds (for a live view)."""
+With --hold S, `held` is set only after S seconds (for a live view); with --uvloop the tasks
+run on uvloop's event loop."""
 
 import asyncio
 import contextlib
@@ -94,5 +95,10 @@ async def main(hold: float) -> None:
 
 if __name__ == "__main__":
     hold = float(sys.argv[sys.argv.index("--hold") + 1]) if "--hold" in sys.argv else 0.05
-    asyncio.run(main(hold))
+    if "--uvloop" in sys.argv:
+        import uvloop
+
+        uvloop.run(main(hold))
+    else:
+        asyncio.run(main(hold))
     print(json.dumps(FACTS))
