@@ -329,3 +329,18 @@ def test_tasks_on_uvloops_event_loop_are_told_apart_as_on_asyncios(
     assert result.returncode == 0, describe(result)
     assert report["dropped"] == 0, report["dropped"]
     check_tasks_against_the_program(tasks_by_name(report), json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_on_uvloop_a_task_step_that_holds_the_loop_is_flagged_from_the_task_up(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
+) -> None:
+    """uvloop's Handle._run is C: the coroutine's 120 ms step is flagged by the task's own step
+    (its TASK record), its stack from the task's coroutine up to the blocking function; the 10 ms
+    step is not.  (uvloop's plain callbacks have no Python frame to time: not flagged.)"""
+    pytest.importorskip("uvloop", reason="uvloop (pip install uvloop) is not installed")
+    result, report = ulma_json([*engine_flags, "--no-report", str(PROGRAMS_DIR / "asyncio_blocking.py"),
+                                "--uvloop"], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    (blocked,) = report["asyncio"]["blocked"]
+    assert [f["name"] for f in blocked["stack"]] == ["stalls", "blocks_in_a_coroutine"], blocked
+    assert 120 * MS <= blocked["ns"] <= 400 * MS, blocked

@@ -1,9 +1,11 @@
 """An event loop held on purpose: a coroutine that calls a blocking function
 (120 ms), a plain callback that blocks (80 ms), and a coroutine that computes
-only 10 ms before it awaits (under the 50 ms limit).  Prints what it did."""
+only 10 ms before it awaits (under the 50 ms limit).  Prints what it did.
+With --uvloop, on uvloop's event loop."""
 
 import asyncio
 import json
+import sys
 import time
 
 
@@ -34,4 +36,9 @@ async def main() -> None:
     print(json.dumps({"blocked": ["blocks_in_a_coroutine", "blocking_callback"]}))
 
 
-asyncio.run(main())
+if "--uvloop" in sys.argv:
+    import uvloop
+
+    uvloop.run(main())
+else:
+    asyncio.run(main())

@@ -337,7 +337,7 @@ static void watch_end(ulma_thread_agg *a, uint64_t t)
         return;
     if (!a->watch_snapped) { /* no record came past the limit: the frame alone */
         a->pending.depth = 1;
-        a->pending.ids[0] = a->watch_id;
+        a->pending.ids[0] = a->watch_frame;
     }
     if (a->nblocks >= ULMA_MAX_BLOCKS) {
         a->blocks_over++;
@@ -609,8 +609,12 @@ static __attribute__((noinline, cold)) void rare_record(ulma_thread_agg *a, cons
         if (a->watch_depth && a->depth < a->watch_depth)
             watch_end(a, a->w.last_tick); /* the previous record left it */
         if (!a->watch_depth) {
-            if (e->id == a->watch_id && (e->kind == ULMA_CALL || e->kind == ULMA_RESUME || e->kind == ULMA_THROW)) {
+            /* the watched function's frame, or a task's step (its TASK record came) */
+            if ((e->kind == ULMA_CALL || e->kind == ULMA_RESUME || e->kind == ULMA_THROW) &&
+                (e->id == a->watch_id ||
+                 ((a->rare & ULMA_RARE_TASK) && a->watch->steps && (e->flags & ULMA_EVF_AWAIT)))) {
                 a->watch_depth = a->depth + 1; /* the frame this record pushes */
+                a->watch_frame = e->id;
                 a->watch_start = t;
                 a->watch_snapped = 0;
             }
@@ -731,6 +735,8 @@ static void hook_task(void *ctx, const ulma_event *e, uint64_t t)
         a->task_pending = e->id;
         a->rare |= ULMA_RARE_TASK;
     }
+    if (a->watch && a->watch->steps && a->watch->ticks)
+        a->rare |= ULMA_RARE_WATCH; /* its steps are watched from now on */
 }
 
 static void hook_cpu(void *ctx, const ulma_event *e, uint64_t t)

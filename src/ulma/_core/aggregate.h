@@ -122,9 +122,14 @@ typedef struct {
 
 /* Long frames of one watched function (asyncio's Handle._run: a callback or
  * a task's step holding the event loop): set by the owner, shared by its
- * threads' aggregators; id 0 watches nothing. */
+ * threads' aggregators; id 0 watches nothing.  With `steps`, a task's step
+ * (the frame its TASK record starts) is watched too where no watched frame
+ * is open under it: an event loop whose Handle._run is not Python (uvloop)
+ * is seen blocked by its tasks' steps.  A thread pays for it from its first
+ * TASK record only. */
 typedef struct {
     uint32_t id;
+    uint32_t steps;
     uint64_t ticks; /* longer than this is kept */
 } ulma_watch;
 
@@ -190,6 +195,7 @@ typedef struct {
     const ulma_watch *watch;
     uint32_t watch_id;
     size_t watch_depth;       /* its open frame's depth + 1, 0: none */
+    uint32_t watch_frame;     /* that frame's function */
     uint64_t watch_start;
     ulma_block pending;       /* its stack, taken once past the limit */
     uint8_t watch_snapped;

@@ -464,16 +464,19 @@ done:
     return res;
 }
 
-/* watch(id, ticks): frames of function `id` longer than `ticks` are kept
- * (with their stack) until take_blocks(); id 0 watches nothing. */
+/* watch(id, ticks, steps=False): frames of function `id` longer than
+ * `ticks` are kept (with their stack) until take_blocks(); id 0 watches no
+ * function; with steps, asyncio tasks' steps too (aggregate.h ulma_watch). */
 static PyObject *set_watch(ulma_watch *w, ulma_thread_agg *aggs, uint32_t n, PyObject *args)
 {
     unsigned int id;
     unsigned long long ticks;
-    if (!PyArg_ParseTuple(args, "IK", &id, &ticks))
+    int steps = 0;
+    if (!PyArg_ParseTuple(args, "IK|p", &id, &ticks, &steps))
         return NULL;
     w->id = id;
     w->ticks = ticks;
+    w->steps = (uint32_t)steps;
     for (uint32_t i = 0; i < n; i++) /* a frame open now is timed from its next entry */
         ulma_agg_set_watch(&aggs[i], w);
     Py_RETURN_NONE;
@@ -919,7 +922,8 @@ static PyObject *session_take_blocks(SessionObject *self, PyObject *unused)
 
 static PyMethodDef session_methods[] = {
     {"watch", (PyCFunction)session_watch, METH_VARARGS,
-     "watch(id, ticks): frames of function id longer than ticks are kept (id 0: none)"},
+     "watch(id, ticks, steps=False): frames of function id (0: none) longer than ticks are kept; with steps, "
+     "asyncio tasks' steps too"},
     {"take_tasks", (PyCFunction)session_take_tasks, METH_VARARGS,
      "take_tasks(live=False) -> (done, going, over): asyncio tasks (number, coro, thread, state, first, since, "
      "steps, running, waiting, awaiting)"},
@@ -1178,7 +1182,8 @@ static PyObject *aggregator_take_blocks(AggregatorObject *self, PyObject *unused
 
 static PyMethodDef aggregator_methods[] = {
     {"watch", (PyCFunction)aggregator_watch, METH_VARARGS,
-     "watch(id, ticks): frames of function id longer than ticks are kept (id 0: none)"},
+     "watch(id, ticks, steps=False): frames of function id (0: none) longer than ticks are kept; with steps, "
+     "asyncio tasks' steps too"},
     {"take_tasks", (PyCFunction)aggregator_take_tasks, METH_VARARGS,
      "take_tasks(live=False) -> (done, going, over): asyncio tasks (number, coro, thread, state, first, since, "
      "steps, running, waiting, awaiting)"},

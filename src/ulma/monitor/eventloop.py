@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ulma.monitor.profile import FunctionStats, Profile
 
     class _Watched(Protocol):
-        def watch(self, fid: int, ticks: int, /) -> None: ...
+        def watch(self, fid: int, ticks: int, steps: bool = ..., /) -> None: ...
         def take_blocks(self) -> tuple[list[tuple[int, int, int, tuple[int, ...]]], int]: ...
 
     # (number, coro, thread, state, first, since, steps, running, waiting, awaiting): ticks
@@ -166,14 +166,25 @@ class LoopBlock(Frozen):
 class BlockWatch:
     """Flags the event loop held too long: asks the C replay (`core`, a
     Session or an Aggregator) to keep every Handle._run frame longer than
-    `limit_ns` once that function's symbol is seen, and names what it kept."""
+    `limit_ns` once that function's symbol is seen, and every asyncio task's
+    step from the start (`start`: a loop whose Handle._run is not Python,
+    uvloop's, is seen blocked by its tasks' steps; under asyncio's own a
+    step is inside a Handle._run frame already watched), and names what it
+    kept."""
 
     def __init__(self, core: _Watched, limit_ns: float) -> None:
         self.core = core
         self.limit_ns = limit_ns
         self.fid = 0  # Handle._run's id, once seen
+        self.started = False  # tasks' steps watched
         self.blocks: list[LoopBlock] = []
         self.over = 0  # blocks past MAX_BLOCKS (or past what the replay keeps between takes)
+
+    def start(self, ns_per_tick: float) -> None:
+        """Watches tasks' steps (before the first events are replayed)."""
+        self.started = True
+        if self.limit_ns > 0:
+            self.core.watch(self.fid, max(1, round(self.limit_ns / max(ns_per_tick, 1e-9))), True)
 
     def symbols(self, new: Iterable[Symbol], ns_per_tick: float) -> None:
         """Looks for Handle._run among new symbols; watches it from then on."""
@@ -182,11 +193,11 @@ class BlockWatch:
         for s in new:
             if s.name == HANDLE_RUN and s.file.replace("\\", "/").endswith(f"/asyncio/{HANDLE_FILE}"):
                 self.fid = s.id
-                self.core.watch(s.id, max(1, round(self.limit_ns / max(ns_per_tick, 1e-9))))
+                self.core.watch(s.id, max(1, round(self.limit_ns / max(ns_per_tick, 1e-9))), True)
                 return
 
     def take(self, names: Mapping[int, Symbol], start_ticks: int, ns_per_tick: float) -> None:
-        if not self.fid:
+        if not self.fid and not self.started:
             return
         got, over = self.core.take_blocks()
         self.over += over

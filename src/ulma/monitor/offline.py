@@ -27,6 +27,7 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
     tasks = eventloop.TaskWatch(agg)
     started = reader.latest("program_start_ticks")
     start_ticks = started if isinstance(started, int) else 0
+    blocks.start(reader.ns_per_tick() or 1.0)
     for chunk in reader.chunks():
         if chunk.kind == trace.EVENTS:
             try:

@@ -227,6 +227,8 @@ class Session:
             early = self.core.symbols() if not self.blocks.fid and self.blocks.limit_ns > 0 else []
             if early:
                 self._learn(early)
+            if not self.blocks.started:  # tasks' steps, from the first events on
+                self.blocks.start(self.ns_per_tick())
             if (recorder is not None and recorder.active) or (log is not None and log.error is None):
                 n, chunks = self.core.drain(postmortem, copy=True)
             else:
@@ -235,8 +237,7 @@ class Session:
             if later:
                 self._learn(later)
             new = early + later if early else later
-            if self.blocks.fid:
-                self.blocks.take(self.symbols, self.start_ticks, self.ns_per_tick())
+            self.blocks.take(self.symbols, self.start_ticks, self.ns_per_tick())
             self.tasks.take(self.symbols, self.start_ticks, self.ns_per_tick())  # the finished ones
             if log is not None and any(t not in log.known_threads for t, _ in chunks):
                 for t in self.core.threads():  # a new thread: its OS id, once
@@ -368,7 +369,10 @@ class Session:
             # until the program's last event (final)
             now = (max((t["last_tick"] for t in threads), default=0) if final or not live
                    else self.core.clock()[0])
-            tasks = self.tasks.take(symbols, self.start_ticks, scale, live=True, now=now)
+            # (under the lock: the drain adds finished tasks meanwhile)
+            going = self.tasks.take(symbols, self.start_ticks, scale, live=True, now=now)
+            tasks = self.tasks.finished() + going
+            task_totals = self.tasks.totals.copy()
         # the rows are dropped as they become the profile's: a program that
         # made 300 000 functions never holds both forms at once
         rows = _consumed(functions)
@@ -383,8 +387,7 @@ class Session:
         profile.loop_block_ns = self.blocks.limit_ns
         profile.loop_blocks = list(self.blocks.blocks)
         profile.loop_blocks_over = self.blocks.over
-        profile.tasks = self.tasks.finished() + tasks
-        profile.task_totals = self.tasks.totals.copy()
+        profile.tasks, profile.task_totals = tasks, task_totals
         if self.dial is not None:
             profile.dial = self.dial.report(profile.functions, final)
         if self.burst is not None:
