@@ -316,3 +316,22 @@ def test_a_second_monitor_is_told_at_once_that_one_is_attached_and_the_first_goe
     assert tick_calls(json.loads(out.read_text())) > 0
     code, _, _ = target.finish()
     assert code == 3
+
+
+def test_attach_to_an_asyncio_program_names_the_task_that_ran_before_it(
+        run_ulma: RunFn, tmp_path: Path) -> None:
+    """The task started before the attachment: it is named and followed from its first step
+    seen (its steps counted only while attached), and the program's output and exit code are its
+    own."""
+    with agent_target(PROGRAMS_DIR / "attach_tasks_target.py", tmp_path) as t:
+        time.sleep(0.3)  # the ticker runs a while unwatched
+        report = attach_json(run_ulma, t.proc.pid, tmp_path / "tasks.json", 0.5)
+        code, out, err = t.finish()
+    assert code == 3 and "Traceback" not in err, err
+    wakeups = int(out.strip().removeprefix("wakeups="))
+    asyncio_ = report["asyncio"]
+    assert isinstance(asyncio_, dict)
+    (ticker,) = [task for task in asyncio_["task_list"] if task["name"] == "ticker"]
+    assert ticker["coroutine"] == "ticker" and ticker["state"] in ("running", "waiting"), ticker
+    # a step per wakeup while attached (0.5 s of 2 ms sleeps: fewer than the program made in all)
+    assert 10 <= ticker["steps"] < wakeups, (ticker, wakeups)
