@@ -44,7 +44,7 @@ def tasks_of(*streams: list[Event], close: bool = True) -> dict[int, Task]:
         agg.feed(thread, records.encode(events))
     if close:
         agg.close()
-    done, going, _ = agg.take_tasks(True)
+    done, going, _, _ = agg.take_tasks(True)
     return {row[0]: Task(*row[1:]) for row in (*done, *going)}
 
 
@@ -121,8 +121,8 @@ def test_a_crafted_stream_of_tasks_that_never_end_is_kept_to_a_bound_and_the_res
             agg.feed(0, records.encode(chunk))
             chunk = []
     agg.feed(0, records.encode(chunk))
-    done, going, over = agg.take_tasks(True)
-    assert done == [] and len(going) == limit and over == 1000
+    done, going, over, total = agg.take_tasks(True)
+    assert done == [] and len(going) == total == limit and over == 1000
 
 
 def test_finished_tasks_are_handed_over_once_and_going_ones_stay() -> None:
@@ -130,10 +130,20 @@ def test_finished_tasks_are_handed_over_once_and_going_ones_stay() -> None:
     agg.set_rate(1.0)
     agg.feed(0, records.encode(step(0, 10, 1, 5, CALL, flags=NEW, end=RETURN)
                                + step(20, 30, 2, 5, CALL, flags=NEW)))
-    done, going, _ = agg.take_tasks(True)
-    assert [r[0] for r in done] == [1] and [r[0] for r in going] == [2]
-    done, going, _ = agg.take_tasks(False)
+    done, going, _, total = agg.take_tasks(True)
+    assert [r[0] for r in done] == [1] and [r[0] for r in going] == [2] and total == 1
+    done, going, _, _ = agg.take_tasks(False)
     assert done == [] and going == []
     agg.feed(0, records.encode(step(40, 50, 2, 5, end=RETURN)))
-    done, going, _ = agg.take_tasks(True)
+    done, going, _, _ = agg.take_tasks(True)
     assert [(r[0], r[6]) for r in done] == [(2, 2)] and going == []
+
+
+def test_a_live_take_lists_the_longest_lived_tasks_going_first_up_to_its_limit() -> None:
+    agg = _core.Aggregator()
+    agg.set_rate(1.0)
+    # tasks 7, 3, 9 start in that order; 3 ends
+    agg.feed(0, records.encode(step(0, 10, 7, 5, CALL, flags=NEW) + step(20, 30, 3, 5, CALL, flags=NEW)
+                               + step(40, 50, 9, 5, CALL, flags=NEW) + step(60, 70, 3, 5, end=RETURN)))
+    done, going, _, total = agg.take_tasks(True, 1)
+    assert [r[0] for r in done] == [3] and [r[0] for r in going] == [7] and total == 2

@@ -733,6 +733,7 @@ static void hook_task(void *ctx, const ulma_event *e, uint64_t t)
     ulma_thread_agg *a = ctx;
     if (a->tasks) {
         a->task_pending = e->id;
+        a->task_seen = 1;
         a->rare |= ULMA_RARE_TASK;
     }
     if (a->watch && a->watch->steps && a->watch->ticks)
@@ -794,7 +795,7 @@ void ulma_agg_close(ulma_thread_agg *a)
     a->rare &= (uint8_t)~(ULMA_RARE_RESUMED | ULMA_RARE_AFTER_YIELD | ULMA_RARE_TASK);
     a->task_pending = 0;
     /* a task in a step of this thread: its step ends with the thread */
-    ulma_tasks *k = a->tasks;
+    ulma_tasks *k = a->task_seen ? a->tasks : NULL;
     for (size_t i = 0; k && i < k->n; i++) {
         ulma_task *t = &k->tasks[i];
         if (t->state == ULMA_TASK_RUNNING && t->thread == a->task_thread) {

@@ -209,6 +209,7 @@ typedef struct {
      * innermost first (where a task is suspended) */
     ulma_tasks *tasks;
     uint32_t task_thread, task_pending;
+    uint32_t task_seen;        /* a TASK record came (its close looks at the tasks) */
     uint32_t chain_n;
     uint32_t chain[ULMA_TASK_AWAIT_FRAMES];
     int failed;                /* out of memory: stats stop growing */

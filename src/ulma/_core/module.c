@@ -530,13 +530,16 @@ static int append_task(PyObject *list, const ulma_task *t)
                         t->steps, t->running, t->waiting, ids);
 }
 
-/* take_tasks(live) -> (done, going, over): the tasks done since the last
- * call (handed over: the table forgets them), with live=True those still
- * going too (copied), and the tasks not kept so far. */
+/* take_tasks(live, limit) -> (done, going, over, going_total): the tasks
+ * done since the last call (handed over: the table forgets them), with
+ * live=True the first `limit` still going (copied; the table keeps them in
+ * the order of their first step: the longest-lived first), the tasks not
+ * kept so far, and how many are going. */
 static PyObject *take_tasks(ulma_tasks *k, PyObject *args)
 {
     int live = 0;
-    if (!PyArg_ParseTuple(args, "|p", &live))
+    unsigned long long limit = ULLONG_MAX;
+    if (!PyArg_ParseTuple(args, "|pK", &live, &limit))
         return NULL;
     ulma_task *done;
     size_t n = ulma_tasks_take_done(k, &done);
@@ -545,7 +548,8 @@ static PyObject *take_tasks(ulma_tasks *k, PyObject *args)
         if (append_task(a, &done[i]) < 0)
             Py_CLEAR(a);
     free(done);
-    for (size_t i = 0; live && a && b && i < k->n; i++)
+    /* (after a take none is done: compacted) */
+    for (size_t i = 0; live && a && b && i < k->n && i < limit; i++)
         if (append_task(b, &k->tasks[i]) < 0)
             Py_CLEAR(b);
     if (!a || !b) {
@@ -553,7 +557,7 @@ static PyObject *take_tasks(ulma_tasks *k, PyObject *args)
         Py_XDECREF(b);
         return NULL;
     }
-    return Py_BuildValue("(NNK)", a, b, (unsigned long long)k->over);
+    return Py_BuildValue("(NNKn)", a, b, (unsigned long long)k->over, (Py_ssize_t)k->n);
 }
 
 /* The per-thread replay figures shared by Session.threads and Aggregator.threads. */
@@ -925,8 +929,8 @@ static PyMethodDef session_methods[] = {
      "watch(id, ticks, steps=False): frames of function id (0: none) longer than ticks are kept; with steps, "
      "asyncio tasks' steps too"},
     {"take_tasks", (PyCFunction)session_take_tasks, METH_VARARGS,
-     "take_tasks(live=False) -> (done, going, over): asyncio tasks (number, coro, thread, state, first, since, "
-     "steps, running, waiting, awaiting)"},
+     "take_tasks(live=False, limit=all) -> (done, going, over, going_total): asyncio tasks (number, coro, "
+     "thread, state, first, since, steps, running, waiting, awaiting)"},
     {"take_blocks", (PyCFunction)session_take_blocks, METH_NOARGS,
      "take_blocks() -> ([(thread, start, ticks, (ids, outermost first))], more_counted) since the last call"},
     {"drain", (PyCFunction)(void (*)(void))session_drain, METH_VARARGS | METH_KEYWORDS,
@@ -1185,8 +1189,8 @@ static PyMethodDef aggregator_methods[] = {
      "watch(id, ticks, steps=False): frames of function id (0: none) longer than ticks are kept; with steps, "
      "asyncio tasks' steps too"},
     {"take_tasks", (PyCFunction)aggregator_take_tasks, METH_VARARGS,
-     "take_tasks(live=False) -> (done, going, over): asyncio tasks (number, coro, thread, state, first, since, "
-     "steps, running, waiting, awaiting)"},
+     "take_tasks(live=False, limit=all) -> (done, going, over, going_total): asyncio tasks (number, coro, "
+     "thread, state, first, since, steps, running, waiting, awaiting)"},
     {"take_blocks", (PyCFunction)aggregator_take_blocks, METH_NOARGS,
      "take_blocks() -> ([(thread, start, ticks, (ids, outermost first))], more_counted) since the last call"},
     {"feed", (PyCFunction)aggregator_feed, METH_VARARGS,

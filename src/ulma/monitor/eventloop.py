@@ -44,9 +44,10 @@ if TYPE_CHECKING:
 
     # (number, coro, thread, state, first, since, steps, running, waiting, awaiting): ticks
     TaskRow = tuple[int, int, int, int, int, int, int, int, int, tuple[int, ...]]
+    TaskTake = tuple[list[TaskRow], list[TaskRow], int, int]  # (done, going, over, going_total)
 
     class _Tasked(Protocol):
-        def take_tasks(self, live: bool = ..., /) -> tuple[list[TaskRow], list[TaskRow], int]: ...
+        def take_tasks(self, live: bool = ..., limit: int = ..., /) -> TaskTake: ...
 
 SELECT_FILE = "selectors.py"
 LOOP_FILE = "base_events.py"
@@ -308,6 +309,7 @@ class TaskWatch:
         self.names: dict[int, str] = {}  # task number -> name
         self._done: list[tuple[int, int, AsyncTask]] = []  # a heap: (life, -number, task)
         self.totals = TaskTotals()
+        self.going_cut = 0  # tasks going left out of the last live take
 
     def symbol(self, sid: int, name: str) -> None:
         """A task's name (a symbol of kind SYM_TASK, id TASK_SYMBOL_BASE + number)."""
@@ -335,10 +337,14 @@ class TaskWatch:
     def take(self, names: Mapping[int, Symbol], start_ticks: int, ns_per_tick: float, *,
              live: bool = False, now: int = 0) -> list[AsyncTask]:
         """Takes the tasks finished since the last call; with `live`, returns
-        the tasks still going (their figures up to `now`, in ticks), else []."""
+        the tasks still going (their figures up to `now`, in ticks; the
+        MAX_TASKS_LISTED longest-lived, the others counted in `going_cut`),
+        else []."""
         import heapq
 
-        done, going, over = self.core.take_tasks(live)
+        done, going, over, going_total = self.core.take_tasks(live, MAX_TASKS_LISTED)
+        if live:
+            self.going_cut = going_total - len(going)
         totals = self.totals
         totals.not_followed = over
         for row in (*done, *going):
@@ -370,6 +376,12 @@ class TaskWatch:
         (the replay restarts its tasks not finished at the same moment)."""
         self._done = []
         self.totals = TaskTotals()
+
+    def snapshot_totals(self) -> TaskTotals:
+        """The totals, with the going tasks the last live take left out as not listed."""
+        out = self.totals.copy()
+        out.not_listed += self.going_cut
+        return out
 
     def finished(self) -> list[AsyncTask]:
         """The finished tasks kept, in the order they started."""

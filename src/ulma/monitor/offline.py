@@ -76,7 +76,7 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
     # tasks still going at the trace's end: until its last event
     going = tasks.take(symbols, start_ticks, ns_per_tick, live=True,
                        now=max((f["last_tick"] for f in agg.threads()), default=0))
-    profile.tasks, profile.task_totals = tasks.finished() + going, tasks.totals
+    profile.tasks, profile.task_totals = tasks.finished() + going, tasks.snapshot_totals()
     profile.tool_id = end.get("tool_id")
     profile.hooks_displaced = end.get("hooks_displaced", 0)
     profile.forked_children = end.get("forked_children", 0)

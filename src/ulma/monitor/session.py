@@ -372,7 +372,7 @@ class Session:
             # (under the lock: the drain adds finished tasks meanwhile)
             going = self.tasks.take(symbols, self.start_ticks, scale, live=True, now=now)
             tasks = self.tasks.finished() + going
-            task_totals = self.tasks.totals.copy()
+            task_totals = self.tasks.snapshot_totals()
         # the rows are dropped as they become the profile's: a program that
         # made 300 000 functions never holds both forms at once
         rows = _consumed(functions)
