@@ -268,7 +268,7 @@ def test_each_task_has_its_name_steps_and_time_running_and_waiting_as_it_measure
     totals = report["asyncio"]["task_totals"]
     # the program's tasks, its main one, and asyncio.run's two shutdown tasks
     assert totals["seen"] == len(report["asyncio"]["task_list"]) == len(facts) + 3, totals
-    assert (totals["done"], totals["failed"]) == (totals["seen"] - 1, 1), totals
+    assert (totals["done"], totals["failed"], totals["going"]) == (totals["seen"] - 1, 1, 0), totals
     assert totals["not_listed"] == totals["not_followed"] == totals["unnamed"] == 0, totals
 
 
@@ -313,6 +313,8 @@ def test_a_task_suspended_now_shows_live_where_it_waits_and_for_how_long(
     assert all(a["waiting_ns"] < b["waiting_ns"] for a, b in itertools.pairwise(waiting)), waiting
     # each line's figure is the time so far: at most what the program measured in all
     assert waiting[-1]["waiting_ns"] <= facts["held"]["awaited_ns"] + 1 * MS, (waiting, facts)
+    assert all(line["asyncio"]["task_totals"]["going"] >= 2 for line in lines[:len(seen)]
+               if tasks_by_name(line)["held"]["state"] == "waiting"), lines  # held and main
     final = tasks_by_name(lines[-1])["held"]
     assert final["state"] == "done" and final["awaiting"] == [], final
     assert abs(final["waiting_ns"] - facts["held"]["awaited_ns"]) <= 1 * MS + 0.02 * facts["held"]["life_ns"]

@@ -662,6 +662,8 @@ def test_a_shows_the_asyncio_tasks_with_where_each_waits_and_a_closes_them() -> 
         assert held[0] == "waiting in Event.wait", held
         title = str(app.query_one("#tasks-title", Static).render())
         assert "not finished" in title, title
+        going = sum(state[0].startswith(("waiting", "running")) for state in cells(grid).values())
+        assert f"tasks {going} going" in header(app), (header(app), cells(grid))
         await pilot.press("a")
         assert not pane.has_class("open")
 

@@ -56,7 +56,8 @@ without children followed), ``thread``, ``state`` (running, waiting, done,
 failed), ``steps``, ``running_ns`` (in its steps), ``waiting_ns`` (suspended
 between them), ``start_ns`` (its first step, into the run) and ``awaiting``
 (suspended: the coroutines above its own it sits in, innermost first); and
-``task_totals``: ``seen``, ``done``, ``failed``, ``not_listed`` (finished or
+``task_totals``: ``seen``, ``done``, ``failed``, ``going`` (not finished),
+``not_listed`` (finished or
 going tasks left out of the list), ``not_followed`` (past the replay's
 table) and ``unnamed``.
 """
@@ -91,6 +92,7 @@ def asyncio_object(profile: Profile) -> dict[str, Any]:
             "blocked_more": profile.loop_blocks_over,
             "task_list": [task_object(t) for t in listed],
             "task_totals": {"seen": totals.seen, "done": totals.done, "failed": totals.failed,
+                            "going": totals.going,
                             "not_listed": totals.not_listed + cut, "not_followed": totals.not_followed,
                             "unnamed": totals.unnamed}}
 

@@ -272,21 +272,25 @@ class AsyncTask(Frozen):
 
 class TaskTotals(Plain):
     """What the run's tasks add up to: `seen` (numbered by the agent), `done`
-    and `failed` (finished, by a return or an exception), `not_listed` (finished
-    tasks past MAX_TASKS_KEPT: counted here only), `not_followed` (past what the
-    replay keeps at once) and `unnamed` (the agent had no room for their names)."""
+    and `failed` (finished, by a return or an exception), `going` (not
+    finished at the snapshot), `not_listed` (finished tasks past MAX_TASKS_KEPT
+    and going ones past MAX_TASKS_LISTED: counted here only), `not_followed`
+    (past what the replay keeps at once) and `unnamed` (the agent had no room
+    for their names)."""
 
-    __slots__ = ("done", "failed", "not_followed", "not_listed", "seen", "unnamed")
+    __slots__ = ("done", "failed", "going", "not_followed", "not_listed", "seen", "unnamed")
 
     seen: int
     done: int
     failed: int
+    going: int
     not_listed: int
     not_followed: int
     unnamed: int
 
     def __init__(self) -> None:
-        self.seen = self.done = self.failed = self.not_listed = self.not_followed = self.unnamed = 0
+        self.seen = self.done = self.failed = self.going = self.not_listed = self.not_followed = 0
+        self.unnamed = 0
 
     def copy(self) -> TaskTotals:
         out = TaskTotals()
@@ -309,7 +313,7 @@ class TaskWatch:
         self.names: dict[int, str] = {}  # task number -> name
         self._done: list[tuple[int, int, AsyncTask]] = []  # a heap: (life, -number, task)
         self.totals = TaskTotals()
-        self.going_cut = 0  # tasks going left out of the last live take
+        self.going_total = self.going_cut = 0  # tasks going at the last live take, left out of it
 
     def symbol(self, sid: int, name: str) -> None:
         """A task's name (a symbol of kind SYM_TASK, id TASK_SYMBOL_BASE + number)."""
@@ -344,7 +348,7 @@ class TaskWatch:
 
         done, going, over, going_total = self.core.take_tasks(live, MAX_TASKS_LISTED)
         if live:
-            self.going_cut = going_total - len(going)
+            self.going_total, self.going_cut = going_total, going_total - len(going)
         totals = self.totals
         totals.not_followed = over
         for row in (*done, *going):
@@ -380,6 +384,7 @@ class TaskWatch:
     def snapshot_totals(self) -> TaskTotals:
         """The totals, with the going tasks the last live take left out as not listed."""
         out = self.totals.copy()
+        out.going = self.going_total
         out.not_listed += self.going_cut
         return out
 

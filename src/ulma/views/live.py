@@ -423,6 +423,8 @@ class LiveView(App[None]):
             line.append(f"  filter {self.needle!r}")
         if self.snap is not None and (idle := eventloop.idle_ns(self.snap.profile)):
             line.append(f"  loop idle {fmt_ns(idle)}")
+        if self.snap is not None and self.snap.profile.task_totals.seen:
+            line.append(f"  tasks {self.snap.profile.task_totals.going:,} going (a)")
         if self.snap is not None and (blocks := self.snap.profile.loop_blocks):
             line.append(f"  loop blocked {len(blocks) + self.snap.profile.loop_blocks_over}x, last "
                         f"{eventloop.block_words(blocks[-1], 3)}", style="bold red")

@@ -190,7 +190,7 @@ def asyncio_lines(profile: Profile, limit: int = 5) -> list[Text]:
         lines.append(line)
     tasks, totals = profile.tasks, profile.task_totals
     if tasks:
-        going = sum(t.state in ("running", "waiting") for t in tasks)
+        going = totals.going
         line = Text(f"asyncio tasks {totals.seen:,}: {totals.done:,} done, {totals.failed:,} failed, "
                     f"{going:,} not finished", style="bold")
         line.append("; " + ("those not finished, then the longest-lived:" if going else "the longest-lived:"))
