@@ -59,9 +59,11 @@ static inline int awaited(const ulma_writer *w)
 #endif
 }
 
+static __attribute__((noinline)) PyObject *emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind);
+
 /* A coroutine's event (its code's slot carries ULMA_GEN_SLOW, symbols.c):
  * a TASK record first if it is a task's own coroutine (tasks.c). */
-static inline __attribute__((always_inline)) PyObject *coroutine_event(PyCodeObject *co, uint8_t kind)
+static __attribute__((noinline)) PyObject *coroutine_event_slow(PyCodeObject *co, uint8_t kind)
 {
     ulma_writer *w = tls_writer;
     ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
@@ -87,6 +89,27 @@ static inline __attribute__((always_inline)) PyObject *coroutine_event(PyCodeObj
         ulma_emit(w, ulma_ticks(g_clock), idv, kind, 1);
     }
     Py_RETURN_NONE;
+}
+
+/* The common case, with no call in it (the rest is a tail call): a known
+ * coroutine awaited by the frame below (no task's own), room in the ring,
+ * no reading due. */
+static inline __attribute__((always_inline)) PyObject *coroutine_event(PyCodeObject *co, uint8_t kind)
+{
+    ulma_writer *w = tls_writer;
+    ulma_code_extra *x = (ulma_code_extra *)co->co_extra;
+    uint64_t t;
+    if (ULMA_LIKELY(tls_writer_gen == g_generation && w != NULL && x != NULL && g_extra_index < x->size)) {
+        uintptr_t v = (uintptr_t)x->slots[g_extra_index];
+        uint32_t idv = (uint32_t)(v >> 32);
+        if (ULMA_LIKELY(((uint32_t)v & ~ULMA_GEN_SLOW) == g_code_gen && !(idv & ULMA_ID_OFF) && awaited(w) &&
+                        ulma_ticks_inline(g_clock, &t))) {
+            if (ULMA_LIKELY(ulma_emit_fast(w, t, idv, kind)))
+                Py_RETURN_NONE;
+            return emit_slow(w, t, idv, kind); /* a full ring, a reading due */
+        }
+    }
+    return coroutine_event_slow(co, kind);
 }
 
 static __attribute__((noinline)) PyObject *code_event_slow(PyObject *code, uint8_t kind)
