@@ -7,8 +7,14 @@ in Event.wait); one task keeps its default name (Task-N); `fails` raises.
 Each task measures, with the loop's thread clock, the wall time of its
 awaits (`awaited_ns`: from before each await to after it) and its life
 (`life_ns`: from its first line to its last), and counts its awaits that
-suspended it.  Prints one JSON line: {name: {"awaited_ns", "life_ns",
-"awaits"}, ...} with the tasks' own names (asyncio's get_name()).
+suspended it.  An await's window also holds the end of the step that
+suspends and the start of the one that resumes (the task running); on a
+busy machine the thread may be preempted there, for a time slice or more.
+So each task also sums the windows in which its thread was not preempted
+(`clean_ns`: no involuntary context switch, getrusage(RUSAGE_THREAD)), where
+nearly all of the window is waiting.  Prints one JSON line: {name:
+{"awaited_ns", "clean_ns", "life_ns", "awaits"}, ...} with the tasks' own
+names (asyncio's get_name()).
 
 With --hold S, `held` is set only after S seconds (for a live view); with --uvloop the tasks
 run on uvloop's event loop."""
@@ -16,6 +22,7 @@ run on uvloop's event loop."""
 import asyncio
 import contextlib
 import json
+import resource
 import sys
 import time
 
@@ -25,15 +32,27 @@ FACTS: dict[str, dict[str, int]] = {}
 def me() -> dict[str, int]:
     task = asyncio.current_task()
     assert task is not None
-    return FACTS.setdefault(task.get_name(), {"awaited_ns": 0, "life_ns": 0, "awaits": 0})
+    return FACTS.setdefault(task.get_name(), {"awaited_ns": 0, "clean_ns": 0, "life_ns": 0, "awaits": 0})
+
+
+def preempted() -> int:
+    """The thread's involuntary context switches so far."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+
+
+def count_await(facts: dict[str, int], t0: int, switches: int) -> None:
+    window = time.perf_counter_ns() - t0
+    facts["awaited_ns"] += window
+    if preempted() == switches:
+        facts["clean_ns"] += window
+    facts["awaits"] += 1
 
 
 async def pause(seconds: float) -> None:
     facts = me()
-    t0 = time.perf_counter_ns()
+    switches, t0 = preempted(), time.perf_counter_ns()
     await asyncio.sleep(seconds)
-    facts["awaited_ns"] += time.perf_counter_ns() - t0
-    facts["awaits"] += 1
+    count_await(facts, t0, switches)
 
 
 async def worker(rounds: int, seconds: float) -> None:
@@ -61,10 +80,9 @@ async def crunch(rounds: int) -> None:
 async def held(event: asyncio.Event) -> None:
     t0 = time.perf_counter_ns()
     facts = me()
-    t1 = time.perf_counter_ns()
+    switches, t1 = preempted(), time.perf_counter_ns()
     await event.wait()
-    facts["awaited_ns"] += time.perf_counter_ns() - t1
-    facts["awaits"] += 1
+    count_await(facts, t1, switches)
     facts["life_ns"] = time.perf_counter_ns() - t0
 
 
