@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_process, ulma_command
+from tests.conftest import missing_dependency, run_process, ulma_command
 from tests.integration.test_split_under_load import cpu_hogs  # noqa: F401 (a fixture)
+from ulma.format import records
+from ulma.format import trace as trace_format
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 MS = 1_000_000
@@ -349,3 +352,84 @@ def test_on_uvloop_a_task_step_that_holds_the_loop_is_flagged_from_the_task_up(
     (blocked,) = report["asyncio"]["blocked"]
     assert [f["name"] for f in blocked["stack"]] == ["stalls", "blocks_in_a_coroutine"], blocked
     assert 120 * MS <= blocked["ns"] <= 400 * MS, blocked
+
+
+def test_tasks_are_told_apart_with_native_calls_too(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
+) -> None:
+    """--native-calls takes a coroutine's first step through another hook (its dispatch is
+    measured there on sys.monitoring): the task is still found at that step, so every task
+    has all its steps, a one-step task included."""
+    report, facts = run_json(ulma_json, describe, "asyncio_tasks.py", *engine_flags, "--native-calls")
+    tasks = tasks_by_name(report)
+    check_tasks_against_the_program(tasks, facts)
+    totals = report["asyncio"]["task_totals"]
+    assert totals["seen"] == len(facts) + 3 and totals["done"] == totals["seen"] - 1, totals
+
+
+def test_a_task_record_and_its_event_are_written_together_when_a_tiny_ring_drops(
+    engine_flags: list[str], describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    """A ring of 256 records, overflowed again and again by thousands of short steps: a TASK
+    record is never written without its event, so in the trace every TASK record is followed
+    right away by a coroutine's event going the way it says (a step's start or end).  What the
+    replay makes of what was kept never exceeds what the program did: no task has more steps
+    than its awaits plus one, and every task listed is one the program made (or asyncio.run's)."""
+    out, report_json = tmp_path / "run.ulma", tmp_path / "run.json"
+    result = run_process(ulma_command(["record", *engine_flags, "--test-ring-size", "4K", "--json",
+                                       str(report_json), "-o", str(out),
+                                       str(PROGRAMS_DIR / "asyncio_many_steps.py")]), cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    awaits: dict[str, int] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(awaits) == 200 and set(awaits.values()) == {40}, awaits
+    report = json.loads(report_json.read_text())
+    assert report["dropped"] > 0, "a 4K ring dropped nothing"
+
+    streams: dict[int, list[records.Event]] = {}
+    for chunk in trace_format.TraceReader(str(out)).chunks():
+        if chunk.kind == trace_format.EVENTS:
+            streams.setdefault(chunk.thread, []).extend(records.decode(chunk.payload))
+    entering = {records.CALL, records.RESUME, records.THROW}
+    leaving = {records.YIELD, records.RETURN, records.UNWIND}
+    notes = 0
+    for events in streams.values():
+        for e, after in itertools.pairwise(events):
+            if e.kind != records.TASK:
+                continue
+            notes += 1
+            assert after.flags & records.EVF_AWAIT, (e, after)
+            assert after.kind in (leaving if e.flags & records.TASKF_END else entering), (e, after)
+        assert not events or events[-1].kind != records.TASK, events[-1]
+    assert notes > 100, notes
+
+    for t in report["asyncio"]["task_list"]:
+        if t["name"].startswith("hopper-"):
+            assert t["coroutine"] == "hopper" and t["steps"] <= awaits[t["name"]] + 1, t
+        else:
+            assert t["coroutine"].rpartition(".")[2] in ("main", "shutdown_asyncgens",
+                                                          "shutdown_default_executor"), t
+    assert report["asyncio"]["task_totals"]["seen"] <= 203, report["asyncio"]["task_totals"]
+
+
+def test_tasks_in_a_thread_python_did_not_make_are_followed_through_its_new_thread_states(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    """A C thread calls into Python three times (ctypes callbacks): each call has a new thread
+    state, the last one freed and its memory overwritten in between (foreign_thread.c).  The
+    agent keeps nothing of a freed thread state: each call's tasks are all there, with all
+    their steps, and the program ends as it would."""
+    if shutil.which("gcc") is None:
+        missing_dependency("gcc (Debian package gcc) is not installed")
+    helper = tmp_path / "foreign_thread.so"
+    built = run_process(["gcc", "-shared", "-fPIC", "-O1", "-o", str(helper),
+                         str(PROGRAMS_DIR / "foreign_thread.c"), "-lpthread"])
+    assert built.returncode == 0, describe(built)
+    result, report = ulma_json([*engine_flags, "--no-report", str(PROGRAMS_DIR / "asyncio_foreign_thread.py"),
+                                str(helper)], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    awaits: dict[str, int] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(awaits) == 9, awaits
+    tasks = tasks_by_name(report)
+    assert {name: tasks[name]["steps"] for name in awaits if name in tasks} == \
+        {name: n + 1 for name, n in awaits.items()}, report["asyncio"]["task_list"]
+    assert all(tasks[name]["coroutine"] == "napper" and tasks[name]["state"] == "done" for name in awaits)

@@ -11,7 +11,9 @@ from ulma.format.records import Event
 
 CALL, RETURN, YIELD, RESUME, THROW, UNWIND = (records.CALL, records.RETURN, records.YIELD, records.RESUME,
                                               records.THROW, records.UNWIND)
-TASK, NEW, AWAIT, CPU = records.TASK, records.TASKF_NEW, records.EVF_AWAIT, records.CPU_SAMPLE
+TASK, NEW, END = records.TASK, records.TASKF_NEW, records.TASKF_END
+AWAIT, CPU = records.EVF_AWAIT, records.CPU_SAMPLE
+SYNC, SYNC_BEGIN, SYNC_FRAME = records.SYNC, records.SYNC_BEGIN, records.SYNC_FRAME
 RUNNING, WAITING, DONE, FAILED = 1, 2, 3, 4
 RUN = 9  # Handle._run: a plain function, the task's step under it is C (no record)
 
@@ -55,7 +57,7 @@ def step(t0: int, t1: int, number: int, coro: int, start: int = RESUME, end: int
     out = [ev(t0, RUN, CALL), task(t0 + 1, number, flags), ev(t0 + 1, coro, start, AWAIT)]
     out += [ev(t1 - 1, c, CALL, AWAIT) for c in reversed(inner)]
     out += [ev(t1 - 1, c, YIELD, AWAIT) for c in inner]
-    out += [task(t1, number), ev(t1, coro, end, AWAIT), ev(t1 + 1, RUN, RETURN)]
+    out += [task(t1, number, END), ev(t1, coro, end, AWAIT), ev(t1 + 1, RUN, RETURN)]
     return out
 
 
@@ -90,11 +92,31 @@ def test_a_task_runs_its_steps_on_the_thread_that_ran_the_last_one() -> None:
     assert got[1].thread == 1 and got[1].steps == 2  # thread 1 ran the last step
 
 
-def test_a_cpu_reading_between_a_task_record_and_its_event_changes_nothing() -> None:
-    stream = [ev(0, RUN, CALL), task(1, 1, NEW), Event(1, 1000, CPU, 0, 0), ev(2, 5, CALL, AWAIT),
-              task(50, 1), Event(50, 1040, CPU, 0, 0), ev(51, 5, RETURN, AWAIT), ev(52, RUN, RETURN)]
+def test_a_cpu_reading_before_a_task_record_changes_nothing() -> None:
+    # the agent writes a reading (when one is due) before the TASK record and its event, never between
+    stream = [ev(0, RUN, CALL), Event(1, 1000, CPU, 0, 0), task(1, 1, NEW), ev(2, 5, CALL, AWAIT),
+              Event(50, 1040, CPU, 0, 0), task(50, 1, END), ev(51, 5, RETURN, AWAIT), ev(52, RUN, RETURN)]
     t = tasks_of(stream)[1]
     assert (t.coro, t.state, t.steps, t.running) == (5, DONE, 1, 51 - 2)
+
+
+def test_a_task_record_whose_event_is_not_right_after_it_is_ignored() -> None:
+    # damaged: a reading, or a restatement, between the record and the coroutine's event
+    reading = [ev(0, RUN, CALL), task(1, 1, NEW), Event(1, 1000, CPU, 0, 0), ev(2, 5, CALL, AWAIT),
+               ev(3, 5, RETURN, AWAIT)]
+    restated = [ev(0, RUN, CALL), task(1, 1, NEW), Event(1, 0, SYNC, SYNC_BEGIN, 1),
+                Event(1, RUN, SYNC, SYNC_FRAME, 0), ev(2, 5, CALL, AWAIT), ev(3, 5, RETURN, AWAIT)]
+    assert tasks_of(reading) == {} and tasks_of(restated) == {}
+
+
+def test_a_task_record_says_whether_the_step_starts_or_ends_and_another_event_is_not_taken() -> None:
+    # damaged: a record for a step's start followed by a coroutine's yield, one for an end by a resume
+    starts = [ev(0, RUN, CALL), task(1, 1, NEW), ev(2, 5, YIELD, AWAIT)]
+    ends = [*step(0, 10, 2, 5, CALL, flags=NEW), ev(20, RUN, CALL), task(21, 2, END),
+            ev(22, 5, RESUME, AWAIT)]
+    assert tasks_of(starts) == {}
+    t = tasks_of(ends, close=False)[2]
+    assert (t.state, t.steps, t.since) == (WAITING, 1, 10)  # the resume did not start a step
 
 
 def test_a_task_record_not_followed_by_a_coroutines_event_is_ignored() -> None:
@@ -121,6 +143,12 @@ def test_a_crafted_stream_of_tasks_that_never_end_is_kept_to_a_bound_and_the_res
             agg.feed(0, records.encode(chunk))
             chunk = []
     agg.feed(0, records.encode(chunk))
+    # the tasks not kept step again: counted once each, at their first record
+    again = []
+    for number in range(limit + 1, n + 1):
+        again += [task(n + number, number, END), ev(n + number, 5, YIELD, AWAIT),
+                  task(n + number, number), ev(n + number, 5, RESUME, AWAIT)]
+    agg.feed(0, records.encode(again))
     done, going, over, total = agg.take_tasks(True)
     assert done == [] and len(going) == total == limit and over == 1000
 

@@ -25,11 +25,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define Py_BUILD_CORE 1
-#include "internal/pycore_frame.h"
-#undef Py_BUILD_CORE
+#include "frames.h"
 
 ulma_session_header *g_session = NULL;
+const volatile uint64_t *g_tstates_counter; /* frames.h */
 uint32_t g_clock = ULMA_CLOCK_MONOTONIC;
 uint32_t g_generation = 0;
 uint32_t g_code_gen = 0;
@@ -258,6 +257,7 @@ ulma_writer *ulma_writer_claim(void)
     w->retry_tick = 0;
     w->reading_tick = 0;
     w->call_code = NULL;
+    w->tstate_made = ulma_tstates_made();
     w->tstate = PyThreadState_GET();
     /* A reused ring was zeroed by the monitor; say so anyway. */
     r->write_pos = 0;
@@ -288,37 +288,19 @@ void ulma_agent_ignore_thread(void)
 
 /* ---- the rare paths of the writer ----------------------------------- */
 
-static PyCodeObject *frame_code(const _PyInterpreterFrame *f)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyCode_Check(f->f_executable) ? (PyCodeObject *)f->f_executable : NULL;
-#else
-    return f->f_code;
-#endif
-}
-
 /* Collects the ids of the thread's Python frames, innermost first, without
  * allocating (frame objects are not materialised).  Returns the count. */
 static uint32_t walk_stack(uint32_t *ids, uint32_t cap, int *truncated)
 {
-    PyThreadState *ts = PyThreadState_GET();
-#if PY_VERSION_HEX >= 0x030D0000
-    const _PyInterpreterFrame *f = ts->current_frame;
-#else
-    const _PyInterpreterFrame *f = ts->cframe ? ts->cframe->current_frame : NULL;
-#endif
+    const _PyInterpreterFrame *f = ulma_current_frame(PyThreadState_GET());
     uint32_t n = 0;
     *truncated = 0;
     for (; f != NULL; f = f->previous) {
         if (f == g_boundary)
             break;
-#if PY_VERSION_HEX >= 0x030C0000
-        if (f->owner == FRAME_OWNED_BY_CSTACK)
+        if (!ulma_frame_counts(f))
             continue;
-#endif
-        if (_PyFrame_IsIncomplete((_PyInterpreterFrame *)f))
-            continue;
-        PyCodeObject *co = frame_code(f);
+        PyCodeObject *co = ulma_frame_code(f);
         if (!co)
             continue;
         uint32_t idv = ulma_code_id(co);
@@ -333,7 +315,8 @@ static uint32_t walk_stack(uint32_t *ids, uint32_t cap, int *truncated)
     return n;
 }
 
-int ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event, int force, uint32_t id_bits)
+int ulma_code_event_noted(PyCodeObject *co, uint8_t kind, int top_is_event, int force, uint32_t id_bits,
+                          uint64_t note)
 {
     ulma_writer *w = ulma_writer_get();
     if (ULMA_LIKELY(w != NULL)) {
@@ -344,9 +327,17 @@ int ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event, int f
                 return 1;
             idv &= ~ULMA_ID_OFF;
         }
-        ulma_emit(w, t, idv, kind, top_is_event);
+        if (ULMA_UNLIKELY(note))
+            ulma_emit_noted(w, t, idv, kind, 0, 0, top_is_event, note);
+        else
+            ulma_emit(w, t, idv, kind, top_is_event);
     }
     return 0;
+}
+
+int ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event, int force, uint32_t id_bits)
+{
+    return ulma_code_event_noted(co, kind, top_is_event, force, id_bits, 0);
 }
 
 static inline int is_entering(uint8_t kind)
@@ -803,7 +794,7 @@ static inline void count_drop(ulma_ring_header *r)
  * The event after a reading is stamped anew, so the gap is the reading's cost.
  */
 static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
-                      uint16_t aux, int top_is_event);
+                      uint16_t aux, int top_is_event, uint64_t note);
 static ulma_writer g_scratch; /* calibration's writer (below): never stops */
 
 /* A full ring: the event is counted as dropped, the thread's next events
@@ -823,13 +814,33 @@ static void drop_event(ulma_writer *w, ulma_ring_header *r, uint64_t t, uint64_t
 void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
                     uint16_t aux, int top_is_event)
 {
-    emit_slow(w, t, idv, kind, flags, aux, top_is_event);
+    emit_slow(w, t, idv, kind, flags, aux, top_is_event, 0);
     if (ULMA_UNLIKELY(g_step_mode != STEP_IDLE) && w != &g_untraced && w != &g_scratch && g_session)
         step_event(w, idv, kind, top_is_event); /* after the event is written */
 }
 
+/* Rare (a task's step starts or ends): the slow path, which writes the note
+ * and the event side by side or neither. */
+void ulma_emit_noted(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags, uint16_t aux,
+                     int top_is_event, uint64_t note)
+{
+    emit_slow(w, t, idv, kind, flags, aux, top_is_event, note);
+    if (ULMA_UNLIKELY(g_step_mode != STEP_IDLE) && w != &g_untraced && w != &g_scratch && g_session)
+        step_event(w, idv, kind, top_is_event);
+}
+
+/* The event at pos, with its note (if any) right before it; the next position. */
+static inline uint64_t put_event(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t idv, uint8_t kind,
+                                 uint8_t flags, uint16_t aux, uint64_t note)
+{
+    if (note)
+        put(w, pos++, t, (uint32_t)note, ULMA_TASK, (uint8_t)(note >> 32), 0);
+    put(w, pos++, t, idv, kind, flags, aux);
+    return pos;
+}
+
 static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
-                      uint16_t aux, int top_is_event)
+                      uint16_t aux, int top_is_event, uint64_t note)
 {
     if (ULMA_UNLIKELY(w == &g_untraced)) { /* a thread with no ring: counted only */
         untraced_count(w, 1);
@@ -864,14 +875,14 @@ static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, ui
     }
 
     if (!r->need_sync) {
-        uint64_t need = (uint64_t)nread + 1;
+        uint64_t need = (uint64_t)nread + 1 + (note != 0);
         if (pos - r->tail_cache + need > cap)
             set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
         if (pos - r->tail_cache + need > cap)
             goto drop;
         for (uint32_t i = 0; i < nread; i++)
             w->events[pos++ & w->mask] = reading[i];
-        put(w, pos++, t_event, idv, kind, flags, aux);
+        pos = put_event(w, pos, t_event, idv, kind, flags, aux, note);
         atomic_store_explicit(&r->write_pos, pos, memory_order_release);
         atomic_store_explicit(&r->published, pos, memory_order_release);
         if (!g_reading_ticks && t >= w->next_reading) /* a poll of the channel was due */
@@ -903,7 +914,7 @@ static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, ui
     }
     w->in_slow = 0;
 
-    uint64_t need = (uint64_t)n + 2 + nread;
+    uint64_t need = (uint64_t)n + 2 + nread + (note != 0);
     set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
     if (pos - r->tail_cache + need > cap)
         goto drop;
@@ -913,7 +924,7 @@ static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, ui
         put(w, pos++, t, ids[i], ULMA_SYNC, ULMA_SYNC_FRAME, 0);
     for (uint32_t i = 0; i < nread; i++)
         w->events[pos++ & w->mask] = reading[i];
-    put(w, pos++, t_event, idv, kind, flags, aux);
+    pos = put_event(w, pos, t_event, idv, kind, flags, aux, note);
     atomic_store_explicit(&r->write_pos, pos, memory_order_release);
     r->need_sync = 0;
     r->sync_flags = 0;
@@ -924,34 +935,6 @@ static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, ui
 
 drop:
     drop_event(w, r, t, pos);
-}
-
-/* A record that states no frame (ULMA_TASK): written if the ring has room
- * and no restatement is pending.  Otherwise it is dropped and counted, as
- * any event: the next event restates the stack, and what it said is lost.
- * No reading and no poll of the channel: the event after it takes them. */
-void ulma_emit_note(ulma_writer *w, uint64_t t, uint32_t id, uint8_t kind, uint8_t flags)
-{
-    if (ULMA_UNLIKELY(w == &g_untraced)) {
-        untraced_count(w, 1);
-        return;
-    }
-    ulma_ring_header *r = w->ring;
-    uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
-    if (r->need_sync) {
-        count_drop(r);
-        return;
-    }
-    if (pos >= w->room_end)
-        set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
-    if (pos >= w->room_end) {
-        drop_event(w, r, t, pos);
-        return;
-    }
-    put(w, pos++, t, id, kind, flags, 0);
-    atomic_store_explicit(&r->write_pos, pos, memory_order_release);
-    if ((pos & (ULMA_PUBLISH_EVERY - 1)) == 0)
-        atomic_store_explicit(&r->published, pos, memory_order_release);
 }
 
 /* ---- calibration ------------------------------------------------------ */
@@ -1231,6 +1214,7 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
             g_poll_ticks = 1;
     }
     g_clock = h->clock_source;
+    g_tstates_counter = ulma_tstates_counter();
     g_session = h;
     next_generation();
     untraced_setup();

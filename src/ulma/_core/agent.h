@@ -37,9 +37,11 @@ typedef struct {
     /* native calls: the Python function a CALL is about to enter */
     void *call_code;
     uint64_t call_tick;
-    /* the thread's own state (its frames: tasks.c); NULL for the shared
-     * writers (no ring, calibration) */
+    /* the thread's own state (its frames: tasks.c), valid while no thread
+     * state was made since tstate_made (frames.h ulma_tstates_made); NULL
+     * for the shared writers (no ring, calibration) */
     PyThreadState *tstate;
+    uint64_t tstate_made;
 } ulma_writer;
 
 /* The agent's ids carry two bits the records do not: an excluded function
@@ -92,6 +94,11 @@ void ulma_agent_ignore_thread(void);
 uint32_t ulma_code_intern(PyCodeObject *co);
 void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
                     uint16_t aux, int top_is_event);
+/* ulma_emit with a record that states no frame right before the event, the
+ * two written together or not at all: `note` is its id | flags << 32, kind
+ * ULMA_TASK (tasks.h).  0: the event alone. */
+void ulma_emit_noted(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags, uint16_t aux,
+                     int top_is_event, uint64_t note);
 /* The id of a C function (native calls), interned on first sight. */
 uint32_t ulma_native_id(PyObject *callable);
 
@@ -260,6 +267,9 @@ static inline __attribute__((always_inline)) int ulma_code_event_fast(PyCodeObje
  * `id_bits`: added to the code's id (ULMA_ID_AWAIT: an async generator's
  * await, agen.h). */
 int ulma_code_event_slow(PyCodeObject *co, uint8_t kind, int top_is_event, int force, uint32_t id_bits);
+/* The same, with a note written right before the event (ulma_emit_noted). */
+int ulma_code_event_noted(PyCodeObject *co, uint8_t kind, int top_is_event, int force, uint32_t id_bits,
+                          uint64_t note);
 /* Is the function of id `id` (no flag bits) off now? */
 int ulma_id_off(uint32_t id);
 

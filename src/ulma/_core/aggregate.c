@@ -556,15 +556,30 @@ static void await_record(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
     }
 }
 
+static inline int is_entry(uint8_t kind)
+{
+    return kind == ULMA_CALL || kind == ULMA_RESUME || kind == ULMA_THROW;
+}
+
+/* A TASK record still pending is ignored: what came after it was not its
+ * event (a damaged stream). */
+static inline void task_dropped(ulma_thread_agg *a)
+{
+    a->rare &= (uint8_t)~ULMA_RARE_TASK;
+    a->task_pending = 0;
+}
+
 /* The record after a TASK record: a step of that task starts or ends. */
 static void task_step(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
 {
     uint32_t number = a->task_pending;
+    int ends = (a->task_pending_flags & ULMA_TASKF_END) != 0;
     a->task_pending = 0;
     a->rare &= (uint8_t)~ULMA_RARE_TASK;
-    if (!a->tasks || !(e->flags & ULMA_EVF_AWAIT) || e->id >= MAX_FUNC_ID)
+    if (!a->tasks || !(e->flags & ULMA_EVF_AWAIT) || e->id >= MAX_FUNC_ID || ends == is_entry(e->kind)) {
         return; /* not the coroutine event it was written for: a damaged stream */
-    ulma_task *k = ulma_tasks_get(a->tasks, number);
+    }
+    ulma_task *k = ulma_tasks_get(a->tasks, number, (a->task_pending_flags & ULMA_TASKF_NEW) != 0);
     if (!k)
         return;
     if (k->state == ULMA_TASK_DONE || k->state == ULMA_TASK_FAILED)
@@ -572,7 +587,7 @@ static void task_step(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
     k->thread = a->task_thread;
     if (!k->coro)
         k->coro = e->id;
-    if (e->kind == ULMA_CALL || e->kind == ULMA_RESUME || e->kind == ULMA_THROW) {
+    if (!ends) {
         if (k->state == ULMA_TASK_RUNNING)
             return; /* its step's end was lost */
         if (k->state == ULMA_TASK_WAITING && t > k->since)
@@ -722,6 +737,7 @@ static void hook_synced(void *ctx, uint64_t close_at, uint64_t at, uint32_t flag
     (void)at, (void)flags;
     ulma_thread_agg *a = ctx;
     watch_close(a, close_at);
+    task_dropped(a); /* a TASK record's event comes right after it */
     /* the next CPU reading is a new baseline: the gap held lost events */
     a->have_cpu = a->have_run_delay = 0;
     a->after_reading = 0;
@@ -732,7 +748,9 @@ static void hook_task(void *ctx, const ulma_event *e, uint64_t t)
     (void)t;
     ulma_thread_agg *a = ctx;
     if (a->tasks) {
+        task_dropped(a); /* two in a row: the first had no event */
         a->task_pending = e->id;
+        a->task_pending_flags = e->flags;
         a->task_seen = 1;
         a->rare |= ULMA_RARE_TASK;
     }
@@ -743,6 +761,7 @@ static void hook_task(void *ctx, const ulma_event *e, uint64_t t)
 static void hook_cpu(void *ctx, const ulma_event *e, uint64_t t)
 {
     ulma_thread_agg *a = ctx;
+    task_dropped(a);
     if (!(e->flags & ULMA_CPU_RUN_DELAY))
         end_gap(a, t); /* the gap before the reading held a probe */
     on_cpu_reading(a, e, t);

@@ -58,7 +58,9 @@
  * awaiter's suspended time in its total.
  *
  * Tasks (asyncio's; records.h "TASK records").  A TASK record says that the
- * next coroutine event (ULMA_EVF_AWAIT) starts or ends a step of task `id`:
+ * record right after it, a coroutine's event (ULMA_EVF_AWAIT) of the
+ * direction its flags say, starts or ends a step of task `id` (any other
+ * record after it means a damaged stream: the TASK record is ignored):
  * a CALL, RESUME or THROW starts one (the time since its last step ended is
  * its waiting), a YIELD, RETURN or UNWIND ends it (the step's time is its
  * running; after a YIELD it is suspended, in the coroutines that yielded
@@ -208,7 +210,7 @@ typedef struct {
      * (ULMA_RARE_TASK), and the coroutines that yielded in a row just now,
      * innermost first (where a task is suspended) */
     ulma_tasks *tasks;
-    uint32_t task_thread, task_pending;
+    uint32_t task_thread, task_pending, task_pending_flags;
     uint32_t task_seen;        /* a TASK record came (its close looks at the tasks) */
     uint32_t chain_n;
     uint32_t chain[ULMA_TASK_AWAIT_FRAMES];

@@ -12,10 +12,6 @@
 #include "agen.h"
 #include "tasks.h"
 
-#define Py_BUILD_CORE 1
-#include "internal/pycore_frame.h"
-#undef Py_BUILD_CORE
-
 #include <string.h>
 
 #if PY_VERSION_HEX >= 0x030C0000
@@ -40,23 +36,18 @@ static inline PyObject *not_traced(uint8_t kind)
  * coroutine (tasks.c): the common case, told inline. */
 static inline int awaited(const ulma_writer *w)
 {
-    const PyThreadState *ts = w->tstate;
-    if (!ts)
-        return 0;
-#if PY_VERSION_HEX >= 0x030D0000
-    const _PyInterpreterFrame *f = ts->current_frame;
-#else
-    const _PyInterpreterFrame *f = ts->cframe ? ts->cframe->current_frame : NULL;
-#endif
+    const PyThreadState *ts = ulma_writer_tstate(w);
+    const _PyInterpreterFrame *f = ts ? ulma_current_frame(ts) : NULL;
     const _PyInterpreterFrame *below = f ? f->previous : NULL;
     if (!below || below->owner == FRAME_OWNED_BY_CSTACK)
         return 0;
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject *code = below->f_executable;
-    return PyCode_Check(code) && (((PyCodeObject *)code)->co_flags & ULMA_GEN_FAMILY);
-#else
-    return (below->f_code->co_flags & ULMA_GEN_FAMILY) != 0;
-#endif
+    return ulma_frame_gen_family(below);
+}
+
+/* The TASK record due before a coroutine's event on w's thread (tasks.h). */
+static inline uint64_t task_note(ulma_writer *w, uint8_t kind)
+{
+    return awaited(w) ? 0 : ulma_task_note_current(w, kind);
 }
 
 static __attribute__((noinline)) PyObject *emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind);
@@ -71,10 +62,11 @@ static __attribute__((noinline)) PyObject *coroutine_event_slow(PyCodeObject *co
         uintptr_t v = (uintptr_t)x->slots[g_extra_index];
         uint32_t idv = (uint32_t)(v >> 32);
         if (ULMA_LIKELY(((uint32_t)v & ~ULMA_GEN_SLOW) == g_code_gen && !(idv & ULMA_ID_OFF))) {
-            if (!awaited(w))
-                ulma_task_current(w, kind);
+            uint64_t note = task_note(w, kind);
             uint64_t t = ulma_ticks(g_clock);
-            if (!ulma_emit_fast(w, t, idv, kind))
+            if (note)
+                ulma_emit_noted(w, t, idv, kind, 0, 0, 1, note);
+            else if (!ulma_emit_fast(w, t, idv, kind))
                 ulma_emit_slow(w, t, idv, kind, 0, 0, 1);
             Py_RETURN_NONE;
         }
@@ -85,8 +77,8 @@ static __attribute__((noinline)) PyObject *coroutine_event_slow(PyCodeObject *co
         return not_traced(kind);
     w = ulma_writer_get();
     if (ULMA_LIKELY(w != NULL)) {
-        ulma_task_current(w, kind);
-        ulma_emit(w, ulma_ticks(g_clock), idv, kind, 1);
+        uint64_t note = task_note(w, kind);
+        ulma_emit_noted(w, ulma_ticks(g_clock), idv, kind, 0, 0, 1, note);
     }
     Py_RETURN_NONE;
 }
@@ -211,7 +203,14 @@ static PyObject *on_start_native(PyObject *self, PyObject *const *args, Py_ssize
         uint32_t idv = ulma_code_id((PyCodeObject *)args[0]);
         if (idv & ULMA_ID_OFF)
             return not_traced(ULMA_CALL);
-        ulma_emit_ex(w, t, idv, ULMA_CALL, flags, aux, 1);
+        /* a coroutine's first step: a task's, perhaps (tasks.h) */
+        uint64_t note = ((PyCodeObject *)args[0])->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE)
+                            ? task_note(w, ULMA_CALL)
+                            : 0;
+        if (ULMA_UNLIKELY(note))
+            ulma_emit_noted(w, t, idv, ULMA_CALL, flags, aux, 1, note);
+        else
+            ulma_emit_ex(w, t, idv, ULMA_CALL, flags, aux, 1);
     }
     Py_RETURN_NONE;
 }

@@ -18,10 +18,6 @@
 #include "agent.h"
 #include "tasks.h"
 
-#define Py_BUILD_CORE 1
-#include "internal/pycore_frame.h"
-#undef Py_BUILD_CORE
-
 #include "agen.h"
 #include "stack.h"
 #include "symbols.h"
@@ -33,6 +29,7 @@ static _PyFrameEvalFunction g_current; /* the wrapper installed */
 #define C_COUNTS_PER_CALL 2
 #define GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
 
+/* The code a frame the evaluator is given runs (always a code object). */
 static inline PyCodeObject *frame_code(struct _PyInterpreterFrame *f)
 {
 #if PY_VERSION_HEX >= 0x030D0000
@@ -181,16 +178,24 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
     uint32_t gen0 = g_generation, id0 = 0;
     /* an async generator going on after an await (the generator paths only) */
     uint32_t awaits = gens && kind != ULMA_CALL ? agen_await_bits(f, co) : 0;
-    /* a task's own coroutine: a TASK record before its event (tasks.c) */
-    uint32_t task = gens && (co->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE)) && ulma_task_candidate(f)
-                        ? ulma_task_event((PyObject *)gen, kind)
-                        : 0;
+    /* a coroutine that may be a task's own (tasks.h): its caller is the
+     * thread's current frame (f->previous is linked only once f runs) */
+    int candidate = gens && (co->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE)) &&
+                    ulma_task_candidate(ulma_current_frame(ts));
+    uint64_t note = candidate ? ulma_task_note((PyObject *)gen, kind) : 0;
     g_intern_frame = f; /* its module, should the code be new (--only) */
-    int known = ULMA_LIKELY(!awaits) ? code_event(co, kind, &id0)
-                                     : ulma_code_event_slow(co, kind, 0, 0, awaits) ? EVENT_OFF : EVENT_WRITTEN;
+    int known = ULMA_LIKELY(!awaits && !note) ? code_event(co, kind, &id0)
+                : ulma_code_event_noted(co, kind, 0, 0, awaits, note) ? EVENT_OFF : EVENT_WRITTEN;
     g_intern_frame = NULL;
 
     PyObject *res = eval_next(ts, f, throwflag);
+    /* (profiling may have stopped or restarted meanwhile: both paths look) */
+    uint8_t out = ULMA_RETURN;
+    if (res == NULL)
+        out = ULMA_UNWIND;
+    else if (gen && gen->gi_frame_state < FRAME_EXECUTING)
+        out = ULMA_YIELD;
+    note = candidate ? ulma_task_note((PyObject *)gen, out) : 0; /* (its map entry goes at its end) */
     if (ULMA_UNLIKELY(known == EVENT_OFF)) {
         /* not traced now: its exit is not either, whatever happens meanwhile */
         Py_DECREF(co);
@@ -198,16 +203,10 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
         return res;
     }
 
-    /* (profiling may have stopped or restarted meanwhile: both paths look) */
-    uint8_t out = ULMA_RETURN;
-    if (res == NULL)
-        out = ULMA_UNWIND;
-    else if (gen && gen->gi_frame_state < FRAME_EXECUTING)
-        out = ULMA_YIELD;
-    if (task)
-        ulma_task_event((PyObject *)gen, out);
     if (gens && out == ULMA_YIELD && (awaits = agen_await_bits(f, co)) != 0)
         ulma_code_event_slow(co, out, 0, 1, awaits); /* suspended in an await (gen holds f) */
+    else if (ULMA_UNLIKELY(note))
+        ulma_code_event_noted(co, out, 0, 1, 0, note);
     else
         code_exit(co, out, known == EVENT_KNOWN, gen0, id0);
     Py_DECREF(co);

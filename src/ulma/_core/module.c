@@ -685,7 +685,7 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
     ulma_monitor *m = &self->m;
     ulma_session_header *h = m->h;
     return Py_BuildValue(
-        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K,s:K,s:I,s:K,s:I,s:I,s:I}",
+        "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K,s:K,s:I,s:K,s:I,s:I,s:I,s:I}",
         "version", ULMA_FORMAT_VERSION, "clock", ulma_clock_name(m->clock_source), "start_ticks",
         m->start_ticks, "start_mono_ns", m->start_mono_ns, "start_real_ns", m->start_real_ns,
         "ring_events", m->ring_events, "max_threads", m->max_threads, "rings_used",
@@ -702,7 +702,8 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         "ring_stride", m->ring_stride, "hooks_displaced",
         atomic_load_explicit(&h->hooks_displaced, memory_order_relaxed), "ids_overflow",
         atomic_load_explicit(&h->ids_overflow, memory_order_relaxed), "forked_children",
-        atomic_load_explicit(&h->forked_children, memory_order_relaxed));
+        atomic_load_explicit(&h->forked_children, memory_order_relaxed), "tasks_untold",
+        atomic_load_explicit(&h->tasks_untold, memory_order_relaxed));
 }
 
 /* What the agent measures: its flags, calibrated probe cost, CPU interval. */
@@ -2253,6 +2254,7 @@ static int add_layout(PyObject *mod)
     }
     /* asyncio tasks */
     if (d && (set_int(d, "TASK", ULMA_TASK) < 0 || set_int(d, "TASKF_NEW", ULMA_TASKF_NEW) < 0 ||
+              set_int(d, "TASKF_END", ULMA_TASKF_END) < 0 ||
               set_int(d, "SYM_TASK", ULMA_SYM_TASK) < 0 ||
               set_int(d, "TASK_SYMBOL_BASE", (long)ULMA_TASK_SYMBOL_BASE) < 0)) {
         Py_DECREF(d);

@@ -113,19 +113,23 @@ enum ulma_kind {
 
 /*
  * TASK records (tasks.c).  An asyncio task runs its coroutine one step at a
- * time; the agent writes a TASK record just before the event that starts a
- * step of a task's own coroutine (its CALL, RESUME or THROW) and just before
- * the one that ends it (YIELD, RETURN or UNWIND): id = the task's number
- * (1, 2, ... in the order the agent first saw the tasks of the process;
- * below 2^31), flags ULMA_TASKF_NEW on its first record.  Its name is a
- * symbol of kind ULMA_SYM_TASK and id ULMA_TASK_SYMBOL_BASE + number,
- * appended before that record -- unless task names already took
+ * time; the agent writes a TASK record right before the event that starts a
+ * step of a task's own coroutine (its CALL, RESUME or THROW) and right before
+ * the one that ends it (YIELD, RETURN or UNWIND, with ULMA_TASKF_END): id =
+ * the task's number (1, 2, ... in the order the agent first saw the tasks of
+ * the process; below 2^31), flags ULMA_TASKF_NEW on its first record.  Its
+ * name is a symbol of kind ULMA_SYM_TASK and id ULMA_TASK_SYMBOL_BASE +
+ * number, appended before that record -- unless task names already took
  * ULMA_TASK_NAMES_SHARE of the symbol table, which is the functions': then
- * it is counted (tasks_unnamed) and the task goes by its number.  Only
- * CPU readings (and a SYNC group, after drops) come between a TASK record
- * and its event; a TASK record is dropped as any other when its ring is full.
+ * it is counted (tasks_unnamed) and the task goes by its number.  The record
+ * and its event are written together or not at all (a full ring drops both,
+ * counted as one event lost): nothing comes between them, and a TASK record
+ * followed by anything but a coroutine's event of its direction is damage.
+ * Tasks past the agent's own bound (tasks.c TASK_MAP_MAX coroutines kept at
+ * once) get no number and no records: counted (tasks_untold).
  */
 #define ULMA_TASKF_NEW 0x01u
+#define ULMA_TASKF_END 0x02u /* the step ends (else it starts) */
 #define ULMA_TASK_SYMBOL_BASE 0x80000000u
 #define ULMA_TASK_NAMES_SHARE 4u /* at most a quarter of the table */
 
@@ -265,6 +269,7 @@ typedef struct {
     _Atomic uint32_t forked_children;  /* children forked while profiling: unprofiled */
     _Atomic uint32_t tasks_unnamed;    /* tasks whose name found no room (ULMA_TASK_NAMES_SHARE) */
     _Atomic uint32_t tasks_seen;       /* asyncio tasks numbered (the last number given) */
+    _Atomic uint32_t tasks_untold;     /* asyncio tasks given no number (TASK records) */
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 

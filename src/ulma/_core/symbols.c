@@ -18,18 +18,7 @@
 
 #include <fnmatch.h>
 
-#define Py_BUILD_CORE 1
-#include "internal/pycore_frame.h"
-#undef Py_BUILD_CORE
-
-static inline PyCodeObject *ulma_frame_code(const _PyInterpreterFrame *f)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyCode_Check(f->f_executable) ? (PyCodeObject *)f->f_executable : NULL;
-#else
-    return f->f_code;
-#endif
-}
+#include "frames.h"
 #include <stdlib.h>
 #include <string.h>
 #include "grow.h"
@@ -151,12 +140,7 @@ static const char *module_name(PyCodeObject *co)
     const _PyInterpreterFrame *f = g_intern_frame;
     if (f && ulma_frame_code(f) == co)
         return globals_name(f->f_globals);
-    PyThreadState *ts = PyThreadState_GET();
-#if PY_VERSION_HEX >= 0x030D0000
-    f = ts->current_frame;
-#else
-    f = ts->cframe ? ts->cframe->current_frame : NULL;
-#endif
+    f = ulma_current_frame(PyThreadState_GET());
     for (int i = 0; f && i < 256; f = f->previous, i++)
         if (ulma_frame_code(f) == co)
             return globals_name(f->f_globals);

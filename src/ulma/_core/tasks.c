@@ -3,28 +3,32 @@
  * side of records.h "TASK records").
  *
  * A task is told by its own coroutine: the object the task sends into at
- * each of its steps.  Only a coroutine's frame whose caller is not itself a
- * generator or coroutine (the task's step, which is C, is called from the
- * event loop's Handle._run: an awaited coroutine's caller is its awaiter)
- * can be one; for such a frame the agent looks the coroutine up in a map
- * (coroutine address -> task number, 0 for "not a task"), and on a miss
- * asks asyncio: `_asyncio.current_task()` (on 3.11, where that one is Python,
- * `_asyncio._current_tasks[get_running_loop()]`), whose `get_coro()` must be
- * this very coroutine.  That is once per task (and once per coroutine started
- * by other means outside any await); an entry goes when its coroutine
- * returns or unwinds, and a coroutine starting anew at an address replaces
- * whatever was kept there.  Everything else a coroutine's event pays is the
- * look at its caller's code flags.
+ * each of its steps.  Only a coroutine whose caller (the first frame below
+ * its own that counts) is not a generator or coroutine can be one: a task's
+ * step is C, called from the event loop's Handle._run, while an awaited
+ * coroutine's caller is its awaiter.  For such a coroutine the agent looks it
+ * up in a map (coroutine address -> task number, 0 for "not a task"), and
+ * on a miss asks asyncio: `_asyncio.current_task()` (on 3.11, where that one
+ * is Python, `_asyncio._current_tasks[get_running_loop()]`), whose
+ * `get_coro()` must be this very coroutine.  That is once per task (and once
+ * per coroutine started by other means outside any await); an entry goes
+ * when its coroutine returns or unwinds, and a coroutine starting anew at an
+ * address replaces whatever was kept there.  Everything else a coroutine's
+ * event pays is the look at its caller's code flags.
  *
  * The map's entries are the program's own live top-level coroutines; it
- * stops growing at TASK_MAP_MAX (the tasks past it are not told apart).
+ * stops growing at TASK_MAP_MAX: a task first seen past that is not asked
+ * about, gets no number and is counted (tasks_untold).
+ *
+ * The engines write the record with the event (ulma_emit_noted): both or
+ * neither.
  *
  * Not seen: a task created eagerly (3.12's eager_task_factory) runs its first
  * step inside create_task, called from a coroutine: that step is its
  * creator's, and the task is known from its next step.  A task type that
  * overrides get_coro() is not followed (the agent never runs the program's
  * Python code from its hooks); one that overrides get_name() is named by its
- * type.
+ * type.  Coroutines of a sub-interpreter are not followed.
  */
 #include "tasks.h"
 #include "symbols.h"
@@ -32,13 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define Py_BUILD_CORE 1
-#include "internal/pycore_frame.h"
-#undef Py_BUILD_CORE
-
 #define TASK_MAP_MAX (1u << 22)
 #define TASK_NUMBER_MAX 0x7fffffffu
-#define GEN_FAMILY ULMA_GEN_FAMILY
 
 typedef struct {
     uintptr_t key; /* the coroutine's address; 0 = empty */
@@ -54,29 +53,10 @@ static PyObject *g_current_task;  /* _asyncio.current_task (3.12+), once _asynci
 static PyObject *g_running_loop, *g_current_tasks; /* 3.11: get_running_loop, _current_tasks */
 static PyObject *g_task_get_coro, *g_task_get_name; /* _asyncio.Task's own methods */
 
-static inline PyCodeObject *code_of(const _PyInterpreterFrame *f)
+int ulma_task_candidate(const _PyInterpreterFrame *below)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    return (PyCodeObject *)f->f_executable;
-#else
-    return f->f_code;
-#endif
-}
-
-int ulma_task_candidate(const struct _PyInterpreterFrame *frame)
-{
-    const _PyInterpreterFrame *f = frame->previous;
-    for (; f != NULL; f = f->previous) {
-#if PY_VERSION_HEX >= 0x030C0000
-        if (f->owner == FRAME_OWNED_BY_CSTACK)
-            continue;
-#endif
-        if (_PyFrame_IsIncomplete((_PyInterpreterFrame *)f))
-            continue;
-        PyCodeObject *co = code_of(f);
-        return !co || !PyCode_Check(co) || !(co->co_flags & GEN_FAMILY);
-    }
-    return 1;
+    below = ulma_frame_counting(below);
+    return below == NULL || !ulma_frame_gen_family(below);
 }
 
 static inline size_t slot_of(uintptr_t key)
@@ -272,55 +252,58 @@ static uint32_t number_task(PyObject *task)
     return number;
 }
 
-uint32_t ulma_task_event(PyObject *coro, uint8_t kind)
+static inline uint64_t note(uint32_t number, uint8_t flags)
+{
+    return (uint64_t)number | (uint64_t)flags << 32;
+}
+
+uint64_t ulma_task_note(PyObject *coro, uint8_t kind)
 {
     if (!g_session || !coro)
         return 0;
-    ulma_writer *w = ulma_writer_get();
-    if (!w)
-        return 0;
     uintptr_t key = (uintptr_t)coro;
     task_slot *s = find(key);
-    uint32_t number = 0;
-    uint8_t flags = 0;
     int entering = kind == ULMA_CALL || kind == ULMA_RESUME || kind == ULMA_THROW;
-    if (s && kind != ULMA_CALL) {
-        number = s->number; /* a CALL starts a coroutine anew: what was kept is stale */
-    } else if (entering) {
-        /* asyncio's calls must not see or lose an exception in flight (a THROW) */
+    if (!entering) {
+        if (!s)
+            return 0; /* the end of a coroutine never seen to start */
+        uint32_t number = s->number;
+        if (kind != ULMA_YIELD)
+            forget(s); /* returned or unwound: its address may serve another */
+        return number ? note(number, ULMA_TASKF_END) : 0;
+    }
+    if (s && kind != ULMA_CALL)
+        return s->number ? note(s->number, 0) : 0;
+    /* (a CALL starts a coroutine anew: what was kept at its address is stale) */
+    if (!s && g_n >= TASK_MAP_MAX && kind != ULMA_CALL)
+        return 0; /* no room to remember it: counted at its start if a task */
+    /* asyncio's calls must not see or lose an exception in flight (a THROW) */
 #if PY_VERSION_HEX >= 0x030C0000
-        PyObject *exc = PyErr_GetRaisedException();
+    PyObject *exc = PyErr_GetRaisedException();
 #else
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
 #endif
-        PyObject *task = task_running(coro);
-        if (task) {
-            number = number_task(task);
-            flags = ULMA_TASKF_NEW;
-            Py_DECREF(task);
-        }
-        if (PyErr_Occurred())
-            PyErr_Clear();
-#if PY_VERSION_HEX >= 0x030C0000
-        PyErr_SetRaisedException(exc);
-#else
-        PyErr_Restore(et, ev, tb);
-#endif
-        if (!put(key, number))
-            number = 0; /* past TASK_MAP_MAX: not told apart */
-        s = NULL;
+    PyObject *task = task_running(coro);
+    uint32_t number = 0;
+    if (!s && !put(key, 0)) {
+        /* no room: a task is not numbered (it would be again at each step) */
+        if (task && kind == ULMA_CALL)
+            atomic_fetch_add_explicit(&g_session->tasks_untold, 1, memory_order_relaxed);
     } else {
-        return 0; /* the end of a coroutine never seen to start */
+        if (task)
+            number = number_task(task);
+        find(key)->number = number; /* (put may have moved the entries) */
     }
-    if (number)
-        ulma_emit_note(w, ulma_ticks(g_clock), number, ULMA_TASK, flags);
-    if (kind == ULMA_RETURN || kind == ULMA_UNWIND) {
-        s = find(key);
-        if (s)
-            forget(s);
-    }
-    return number;
+    Py_XDECREF(task);
+    if (PyErr_Occurred())
+        PyErr_Clear();
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(et, ev, tb);
+#endif
+    return number ? note(number, ULMA_TASKF_NEW) : 0;
 }
 
 void ulma_tasks_reset(void)
@@ -337,14 +320,13 @@ void ulma_tasks_reset(void)
     Py_CLEAR(g_task_get_name);
 }
 
-void ulma_task_current(ulma_writer *w, uint8_t kind)
+uint64_t ulma_task_note_current(ulma_writer *w, uint8_t kind)
 {
-    PyThreadState *ts = w->tstate ? w->tstate : PyThreadState_GET();
-#if PY_VERSION_HEX >= 0x030D0000
-    _PyInterpreterFrame *f = ts->current_frame;
-#else
-    _PyInterpreterFrame *f = ts->cframe ? ts->cframe->current_frame : NULL;
-#endif
-    if (f && f->owner == FRAME_OWNED_BY_GENERATOR && ulma_task_candidate(f))
-        ulma_task_event((PyObject *)_PyFrame_GetGenerator(f), kind);
+    PyThreadState *ts = PyThreadState_GET();
+    w->tstate_made = ulma_tstates_made();
+    w->tstate = ts;
+    _PyInterpreterFrame *f = ulma_current_frame(ts);
+    if (f && f->owner == FRAME_OWNED_BY_GENERATOR && ulma_task_candidate(f->previous))
+        return ulma_task_note((PyObject *)_PyFrame_GetGenerator(f), kind);
+    return 0;
 }

@@ -40,7 +40,7 @@ static int reindex(ulma_tasks *k, size_t cap)
     return 0;
 }
 
-ulma_task *ulma_tasks_get(ulma_tasks *k, uint32_t number)
+ulma_task *ulma_tasks_get(ulma_tasks *k, uint32_t number, int first)
 {
     if (k->index_cap) {
         for (size_t h = home(number, k->index_cap); k->index[h]; h = (h + 1) & (k->index_cap - 1))
@@ -48,7 +48,7 @@ ulma_task *ulma_tasks_get(ulma_tasks *k, uint32_t number)
                 return &k->tasks[k->index[h] - 1];
     }
     if (k->failed || k->n >= ULMA_MAX_TASKS) {
-        k->over++;
+        k->over += first != 0;
         return NULL;
     }
     if (k->n == k->cap) {
@@ -56,7 +56,7 @@ ulma_task *ulma_tasks_get(ulma_tasks *k, uint32_t number)
         ulma_task *tasks = realloc(k->tasks, cap * sizeof *tasks);
         if (!tasks) {
             k->failed = 1;
-            k->over++;
+            k->over += first != 0;
             return NULL;
         }
         k->tasks = tasks;
@@ -64,7 +64,7 @@ ulma_task *ulma_tasks_get(ulma_tasks *k, uint32_t number)
     }
     if ((k->n + 1) * 2 > k->index_cap && reindex(k, k->index_cap ? k->index_cap * 2 : 128) < 0) {
         k->failed = 1;
-        k->over++;
+        k->over += first != 0;
         return NULL;
     }
     ulma_task *t = &k->tasks[k->n];

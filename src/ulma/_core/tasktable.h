@@ -39,15 +39,16 @@ typedef struct {
     uint32_t *index;    /* open addressing by number: position + 1, 0 = empty */
     size_t index_cap;
     size_t ndone;       /* of them done */
-    uint64_t over;      /* not kept: ULMA_MAX_TASKS were */
+    uint64_t over;      /* tasks not kept: ULMA_MAX_TASKS were */
     int failed;         /* out of memory once: tasks are counted as over */
 } ulma_tasks;
 
 void ulma_tasks_init(ulma_tasks *k);
 void ulma_tasks_free(ulma_tasks *k);
-/* Task `number`, made if new (NULL: past ULMA_MAX_TASKS or out of memory,
- * counted in `over`).  A pointer holds until the next ulma_tasks_get or take. */
-ulma_task *ulma_tasks_get(ulma_tasks *k, uint32_t number);
+/* Task `number`, made if new (NULL: past ULMA_MAX_TASKS or out of memory;
+ * counted in `over` if `first`, its first record, so once a task).  A
+ * pointer holds until the next ulma_tasks_get or take. */
+ulma_task *ulma_tasks_get(ulma_tasks *k, uint32_t number, int first);
 /* Moves the tasks done out (the caller frees *out); their number. */
 size_t ulma_tasks_take_done(ulma_tasks *k, ulma_task **out);
 /* Forgets the tasks done; those still going count from `now` on. */

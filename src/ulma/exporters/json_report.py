@@ -59,7 +59,7 @@ between them), ``start_ns`` (its first step, into the run) and ``awaiting``
 ``task_totals``: ``seen``, ``done``, ``failed``, ``going`` (not finished),
 ``not_listed`` (finished or
 going tasks left out of the list), ``not_followed`` (past the replay's
-table) and ``unnamed``.
+table, or the agent's: no number) and ``unnamed``.
 """
 
 from __future__ import annotations

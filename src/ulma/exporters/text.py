@@ -79,7 +79,9 @@ class TextExporter(Exporter):
             return f"{prefix}cpu\t{what}={fid | aux << 32}\t-\n"
         if kind == records.TASK:
             name = _clean(self.run.tasks.get(fid, f"task #{fid}"))
-            return f"{prefix}task\t{name}\t#{fid}{' new' if flags & records.TASKF_NEW else ''}\n"
+            how = "end" if flags & records.TASKF_END else "start"
+            how += " new" if flags & records.TASKF_NEW else ""
+            return f"{prefix}task\t{name}\t#{fid} {how}\n"
         if kind == records.SYNC and flags & records.SYNC_BEGIN:
             name = "sync_after_drop" if flags & records.SYNC_AFTER_DROP else "sync"
             return f"{prefix}{name}\t-\t-\n"

@@ -111,6 +111,7 @@ class End(Calib, total=False):
     untraced_events: Count
     symbols_lost: Count
     forked_children: Count
+    tasks_untold: Count  # asyncio tasks the agent gave no number (records.h "TASK records")
     off_ns: PerId  # functions switched off while running (x, X, the dial): how long each was off
     off_now: PerId  # those still off at the end (value 1)
 

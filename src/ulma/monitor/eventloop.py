@@ -275,7 +275,8 @@ class TaskTotals(Plain):
     and `failed` (finished, by a return or an exception), `going` (not
     finished at the snapshot), `not_listed` (finished tasks past MAX_TASKS_KEPT
     and going ones past MAX_TASKS_LISTED: counted here only), `not_followed`
-    (past what the replay keeps at once) and `unnamed` (the agent had no room
+    (past what the replay keeps at once; the session adds the tasks the agent
+    gave no number, past its own bound) and `unnamed` (the agent had no room
     for their names)."""
 
     __slots__ = ("done", "failed", "going", "not_followed", "not_listed", "seen", "unnamed")

@@ -77,6 +77,7 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
     going = tasks.take(symbols, start_ticks, ns_per_tick, live=True,
                        now=max((f["last_tick"] for f in agg.threads()), default=0))
     profile.tasks, profile.task_totals = tasks.finished() + going, tasks.snapshot_totals()
+    profile.task_totals.not_followed += end.get("tasks_untold", 0)  # the agent's (tasks.c)
     profile.tool_id = end.get("tool_id")
     profile.hooks_displaced = end.get("hooks_displaced", 0)
     profile.forked_children = end.get("forked_children", 0)

@@ -404,6 +404,7 @@ class Session:
         profile.hooks_displaced = counters["hooks_displaced"]
         profile.ids_overflow = counters["ids_overflow"]
         profile.forked_children = counters["forked_children"]
+        profile.task_totals.not_followed += counters["tasks_untold"]  # the agent's (tasks.c)
         return profile
 
     def switched(self) -> dict[int, tuple[bool, int]]:
@@ -772,7 +773,8 @@ class Run:
         scale = self.session.ns_per_tick()  # one calibration for the report and the trace
         wall_ns = self.covered_ns(scale)
         profile = self.session.profile(wall_ns=wall_ns, scale=scale, final=True)
-        started = self.session.counters()["agent_state"] != 0
+        counters = self.session.counters()
+        started = counters["agent_state"] != 0
         if self.children is not None:
             from ulma.monitor.children import merge_children
 
@@ -793,6 +795,7 @@ class Run:
                 "untraced_events": profile.untraced_events,
                 "symbols_lost": profile.symtab_overflow,
                 "forked_children": profile.forked_children,
+                "tasks_untold": counters["tasks_untold"],
                 "off_ns": {str(f.fid): f.off_ns for f in profile.functions if f.off_ns},
                 "off_now": {str(f.fid): 1 for f in profile.functions if f.off},
                 **({"text_ns_per_tick": self.log.ns_per_tick}
