@@ -433,3 +433,21 @@ def test_tasks_in_a_thread_python_did_not_make_are_followed_through_its_new_thre
     assert {name: tasks[name]["steps"] for name in awaits if name in tasks} == \
         {name: n + 1 for name, n in awaits.items()}, report["asyncio"]["task_list"]
     assert all(tasks[name]["coroutine"] == "napper" and tasks[name]["state"] == "done" for name in awaits)
+
+
+def test_tasks_past_the_agents_bound_are_counted_once_and_the_others_followed_whole(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
+) -> None:
+    """The agent keeps at most so many live top-level coroutines (tasks.c TASK_MAP_MAX; 50 here,
+    through the tests' ULMA_TEST_TASK_MAP_MAX): 200 tasks live at once do not fit.  Each task is
+    either followed, with all its steps, or counted as not followed -- once, never both."""
+    result, report = ulma_json([*engine_flags, "--no-report", str(PROGRAMS_DIR / "asyncio_many_steps.py")],
+                               cwd=PROGRAMS_DIR, env={"ULMA_TEST_TASK_MAP_MAX": "50"})
+    assert result.returncode == 0, describe(result)
+    awaits: dict[str, int] = json.loads(result.stdout.strip().splitlines()[-1])
+    totals = report["asyncio"]["task_totals"]
+    assert 0 < totals["not_followed"] < 200 and totals["seen"] + totals["not_followed"] == 203, totals
+    hoppers = [t for t in report["asyncio"]["task_list"] if t["name"].startswith("hopper-")]
+    # main starts before the hoppers and asyncio.run's two shutdown tasks after them: room for those
+    assert len(hoppers) == totals["seen"] - 3, (totals, len(hoppers))
+    assert all(t["steps"] == awaits[t["name"]] + 1 and t["state"] == "done" for t in hoppers), hoppers

@@ -28,7 +28,8 @@
 #include "frames.h"
 
 ulma_session_header *g_session = NULL;
-const volatile uint64_t *g_tstates_counter; /* frames.h */
+static const uint64_t g_no_tstates;
+const volatile uint64_t *g_tstates_counter = &g_no_tstates; /* frames.h */
 uint32_t g_clock = ULMA_CLOCK_MONOTONIC;
 uint32_t g_generation = 0;
 uint32_t g_code_gen = 0;
@@ -793,8 +794,10 @@ static inline void count_drop(ulma_ring_header *r)
  * rebuilds it and goes on; it always comes with a reading (a new baseline).
  * The event after a reading is stamped anew, so the gap is the reading's cost.
  */
-static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
-                      uint16_t aux, int top_is_event, uint64_t note);
+/* (inlined in its two callers: the common one, with no note, pays nothing for notes) */
+static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv,
+                                                            uint8_t kind, uint8_t flags, uint16_t aux,
+                                                            int top_is_event, uint64_t note);
 static ulma_writer g_scratch; /* calibration's writer (below): never stops */
 
 /* A full ring: the event is counted as dropped, the thread's next events
@@ -839,8 +842,9 @@ static inline uint64_t put_event(ulma_writer *w, uint64_t pos, uint64_t t, uint3
     return pos;
 }
 
-static void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags,
-                      uint16_t aux, int top_is_event, uint64_t note)
+static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint64_t t, uint32_t idv,
+                                                            uint8_t kind, uint8_t flags, uint16_t aux,
+                                                            int top_is_event, uint64_t note)
 {
     if (ULMA_UNLIKELY(w == &g_untraced)) { /* a thread with no ring: counted only */
         untraced_count(w, 1);
@@ -1215,6 +1219,8 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
     }
     g_clock = h->clock_source;
     g_tstates_counter = ulma_tstates_counter();
+    if (!g_tstates_counter)
+        g_tstates_counter = &g_no_tstates;
     g_session = h;
     next_generation();
     untraced_setup();

@@ -66,8 +66,12 @@ static inline const _PyInterpreterFrame *ulma_frame_counting(const _PyInterprete
 /* Does `f` (a frame that counts) run a generator's or coroutine's code? */
 static inline int ulma_frame_gen_family(const _PyInterpreterFrame *f)
 {
+#if PY_VERSION_HEX >= 0x030D0000
     PyCodeObject *co = ulma_frame_code(f);
     return co != NULL && (co->co_flags & ULMA_GEN_FAMILY) != 0;
+#else
+    return (f->f_code->co_flags & ULMA_GEN_FAMILY) != 0; /* never NULL */
+#endif
 }
 
 /*
@@ -80,11 +84,12 @@ static inline int ulma_frame_gen_family(const _PyInterpreterFrame *f)
  * __tls_get_addr (3.12+).  The counter is the interpreter's own
  * (interp.c); g_tstates_counter is set as the agent starts.
  */
-const volatile uint64_t *ulma_tstates_counter(void);
-extern const volatile uint64_t *g_tstates_counter;
+const volatile uint64_t *ulma_tstates_counter(void); /* NULL: none (no interpreter) */
+/* the counter, or a zero that stays zero: never NULL (agent.c) */
+extern __attribute__((visibility("hidden"))) const volatile uint64_t *g_tstates_counter;
 static inline uint64_t ulma_tstates_made(void)
 {
-    return g_tstates_counter ? *g_tstates_counter : 0;
+    return *g_tstates_counter;
 }
 
 #endif

@@ -17,8 +17,11 @@
  * event pays is the look at its caller's code flags.
  *
  * The map's entries are the program's own live top-level coroutines; it
- * stops growing at TASK_MAP_MAX: a task first seen past that is not asked
- * about, gets no number and is counted (tasks_untold).
+ * stops growing at TASK_MAP_MAX (ULMA_TEST_TASK_MAP_MAX in the environment
+ * sets a lower bound, for tests): a task that starts with the map full gets
+ * no number and is counted (tasks_untold).  From then on a coroutine not in
+ * the map is asked about only at its start, so a task is never counted
+ * there and numbered later too.
  *
  * The engines write the record with the event (ulma_emit_noted): both or
  * neither.
@@ -46,6 +49,8 @@ typedef struct {
 
 static task_slot *g_slots;
 static size_t g_cap, g_n; /* g_cap a power of two, or 0 */
+static size_t g_max;      /* TASK_MAP_MAX, or lower for tests; 0: not read yet */
+static int g_untold;      /* a task got no number (the map was full) */
 static unsigned g_shift;
 static uint32_t g_last_number;
 static uint64_t g_name_bytes;     /* symbol-table bytes task names took */
@@ -108,7 +113,7 @@ static int put(uintptr_t key, uint32_t number)
         s->number = number;
         return 1;
     }
-    if (g_n >= TASK_MAP_MAX || ((g_n + 1) * 2 > g_cap && grow() < 0))
+    if (g_n >= g_max || ((g_n + 1) * 2 > g_cap && grow() < 0))
         return 0;
     size_t i = slot_of(key);
     while (g_slots[i].key)
@@ -252,6 +257,13 @@ static uint32_t number_task(PyObject *task)
     return number;
 }
 
+static size_t map_max(void)
+{
+    const char *v = getenv("ULMA_TEST_TASK_MAP_MAX");
+    long n = v ? strtol(v, NULL, 10) : 0;
+    return n > 0 && n < TASK_MAP_MAX ? (size_t)n : TASK_MAP_MAX;
+}
+
 static inline uint64_t note(uint32_t number, uint8_t flags)
 {
     return (uint64_t)number | (uint64_t)flags << 32;
@@ -275,8 +287,10 @@ uint64_t ulma_task_note(PyObject *coro, uint8_t kind)
     if (s && kind != ULMA_CALL)
         return s->number ? note(s->number, 0) : 0;
     /* (a CALL starts a coroutine anew: what was kept at its address is stale) */
-    if (!s && g_n >= TASK_MAP_MAX && kind != ULMA_CALL)
-        return 0; /* no room to remember it: counted at its start if a task */
+    if (!g_max)
+        g_max = map_max();
+    if (!s && kind != ULMA_CALL && (g_n >= g_max || g_untold))
+        return 0; /* not remembered: counted at its start if a task */
     /* asyncio's calls must not see or lose an exception in flight (a THROW) */
 #if PY_VERSION_HEX >= 0x030C0000
     PyObject *exc = PyErr_GetRaisedException();
@@ -288,8 +302,10 @@ uint64_t ulma_task_note(PyObject *coro, uint8_t kind)
     uint32_t number = 0;
     if (!s && !put(key, 0)) {
         /* no room: a task is not numbered (it would be again at each step) */
-        if (task && kind == ULMA_CALL)
+        if (task && kind == ULMA_CALL) {
+            g_untold = 1;
             atomic_fetch_add_explicit(&g_session->tasks_untold, 1, memory_order_relaxed);
+        }
     } else {
         if (task)
             number = number_task(task);
@@ -310,7 +326,8 @@ void ulma_tasks_reset(void)
 {
     free(g_slots);
     g_slots = NULL;
-    g_cap = g_n = 0;
+    g_cap = g_n = g_max = 0;
+    g_untold = 0;
     g_last_number = 0;
     g_name_bytes = 0;
     Py_CLEAR(g_current_task);
