@@ -1,5 +1,6 @@
 """`ulma attach PID` on a plain python program, started without ulma's agent: ulma loads its agent
-into it (gdb queues a pending call), then attaches as usual; errors are one line."""
+into it (a pending call, queued by ulma's own ptrace injector on x86-64, by gdb elsewhere), then
+attaches as usual; errors are one line."""
 
 from __future__ import annotations
 
@@ -17,15 +18,19 @@ from typing import Any
 import pytest
 
 from tests.conftest import missing_dependency, subprocess_env, ulma_command
+from ulma.inject import ptrace
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 TARGET = PROGRAMS_DIR / "plain_target.py"
 WAIT = 60.0  # for anything the test waits on; a loaded machine is slow, a hang still fails
 
 
+OWN_INJECTOR = ptrace.available()  # x86-64: no gdb
+
+
 @pytest.fixture(autouse=True)
 def needs_gdb() -> None:
-    if shutil.which("gdb") is None:
+    if not OWN_INJECTOR and shutil.which("gdb") is None:
         missing_dependency("attaching to a plain python program needs gdb (Debian package: gdb)")
 
 
@@ -103,7 +108,8 @@ class Attached:
         self.marks = marks
 
 
-def attached_phase(target: PlainTarget, k: int, out: Path, extra: Sequence[str] = ()) -> Attached:
+def attached_phase(target: PlainTarget, k: int, out: Path, extra: Sequence[str] = (),
+                   env: dict[str, str] | None = None) -> Attached:
     """`ulma attach PID` (no live view) while the target runs a phase of k marked() calls; Ctrl-C
     detaches."""
     log = out.with_suffix(".err")
@@ -111,7 +117,7 @@ def attached_phase(target: PlainTarget, k: int, out: Path, extra: Sequence[str] 
     with open(log, "w") as err:
         proc = subprocess.Popen(ulma_command(["attach", str(target.pid), "--no-report", "--json", str(out),
                                               *extra]),
-                                env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                env=subprocess_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, text=True, start_new_session=True)
     try:
         wait_for("ulma to attach", lambda: "attached to process" in log.read_text(), proc, log)
@@ -257,13 +263,19 @@ def test_attach_is_not_hung_by_a_sanitizer_runtime_preloaded_for_programs() -> N
     assert f"process {sleeper.pid} is not a Python process" in line
 
 
-def test_attach_without_gdb_names_its_debian_package(tmp_path: Path, targets: list[PlainTarget]) -> None:
+def test_attach_without_gdb_loads_the_agent_on_x86_64_and_names_gdbs_package_elsewhere(
+        tmp_path: Path, targets: list[PlainTarget]) -> None:
     targets.append(target := PlainTarget(tmp_path, "sleep"))
     empty = tmp_path / "bin"
     empty.mkdir()
-    line = one_line_error(run_attach([str(target.pid)], env=subprocess_env({"PATH": str(empty)})))
-    assert "gdb" in line and "Debian package: gdb" in line
-    target.run_phase(10)  # unharmed
+    if OWN_INJECTOR:  # ulma's own ptrace injector: no gdb on PATH, no matter
+        attached = attached_phase(target, 10, tmp_path / "run.json", env={"PATH": str(empty)})
+        assert "through ptrace" in attached.log, attached.log
+        assert calls_of(attached.report, "marked") == 10
+    else:
+        line = one_line_error(run_attach([str(target.pid)], env=subprocess_env({"PATH": str(empty)})))
+        assert "gdb" in line and "Debian package: gdb" in line
+        target.run_phase(10)  # unharmed
     code, out, err, _ = target.finish()
     assert (code, out, err) == (3, "phase 1: marked=10\n", "")
 
@@ -426,8 +438,12 @@ def test_where_sys_remote_exec_exists_ulma_uses_it_instead_of_gdb(
     def no_gdb(pid: int, commands: list[str]) -> str:
         raise AssertionError("gdb was run")
 
+    def no_ptrace(pid: int, code: str) -> tuple[tuple[int, int] | None, bool]:
+        raise AssertionError("ulma's ptrace injector was run")
+
     monkeypatch.setattr(sys, "remote_exec", remote_exec, raising=False)
     monkeypatch.setattr(gdb, "run", no_gdb)
+    monkeypatch.setattr(ptrace, "add_pending_call", no_ptrace)
     try:
         wait_for("the target to start", (control / "ready").exists, proc)
         loaded = ulma.inject.ensure_agent(proc.pid, 30)

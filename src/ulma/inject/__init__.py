@@ -3,8 +3,9 @@ without one, so that ``ulma attach PID`` works on any Python program.
 
 The target is made to run fixed text of ulma's (ulma.inject.payload) at a
 safe point of its own, in its main thread with the GIL held: a pending call
-queued through gdb on CPython 3.11-3.13 (ulma.inject.gdb), sys.remote_exec
-on 3.14+ (ulma.inject.remote, untested).  That text starts the same idle
+queued on CPython 3.11-3.13 by ulma's own ptrace injector on x86-64
+(ulma.inject.ptrace) or through gdb elsewhere (ulma.inject.gdb),
+sys.remote_exec on 3.14+ (ulma.inject.remote, untested).  That text starts the same idle
 agent and listener as ``ulma.agent.install()`` and says how it went on an
 abstract socket of the attacher's; from there on, attaching is the usual
 hot attach (ulma.monitor.attach).  A target that already carries an agent
@@ -44,7 +45,8 @@ class InjectError(AttachError):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inject-timeout", type=float, default=DEFAULT_WAIT_SECONDS, metavar="SECONDS",
                         help="for a program without an agent: how long to wait for it to load "
-                             f"ulma's (default {DEFAULT_WAIT_SECONDS:g}; needs gdb before Python 3.14)")
+                             f"ulma's (default {DEFAULT_WAIT_SECONDS:g}; needs gdb before Python 3.14 "
+                             "except on x86-64)")
 
 
 def check_arguments(opts: argparse.Namespace) -> None:
@@ -133,13 +135,13 @@ def ensure_agent(pid: int, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> str | 
             os.stat(f"/proc/{pid}/ns/net")
             os.listdir(f"/proc/{pid}/fd")
         except PermissionError:  # ours, but not dumpable: only CAP_SYS_PTRACE may look inside
-            from ulma.inject.gdb import ptrace_refused
+            from ulma.inject.ptrace import ptrace_refused
 
             raise InjectError(ptrace_refused(pid)) from None
         except OSError:
             pass
         raise
-    from ulma.inject import gdb, payload, remote
+    from ulma.inject import gdb, payload, ptrace, remote
 
     ours = f"{sys.version_info[0]}.{sys.version_info[1]}"
     mapped = _version_from_maps(pid)  # no gdb needed when it says sys.remote_exec can do it
@@ -147,8 +149,9 @@ def ensure_agent(pid: int, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> str | 
     sock, report = _report_socket()
     with sock:
         start = time.monotonic()
-        # the target's deadline: whatever gdb takes, then the wait (CLOCK_MONOTONIC is every process's)
+        # the target's deadline: whatever queueing takes, then the wait (CLOCK_MONOTONIC is every process's)
         deadline_ns = time.monotonic_ns() + int((gdb.GDB_SECONDS + wait_seconds) * 1e9)
+        own = ptrace.available()
         code = payload.source(deadline_ns, report, fallback, suffix)
         answer = ""
 
@@ -161,15 +164,18 @@ def ensure_agent(pid: int, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> str | 
         queued = False
         if mapped is None or not remote.available(mapped):
             try:
-                version, queued = gdb.add_pending_call(pid, code)
-            except gdb.GdbError as exc:
+                if own:
+                    version, queued = ptrace.add_pending_call(pid, code)
+                else:
+                    version, queued = gdb.add_pending_call(pid, code)
+            except (gdb.GdbError, ptrace.PtraceError) as exc:
                 raise InjectError(str(exc)) from None
         if version is None:
             raise InjectError(f"process {pid} runs a Python older than 3.11; ulma attaches to CPython 3.11 "
                               "and later")
         where = f"{version[0]}.{version[1]}"
         if queued:
-            how = "gdb"
+            how = "ptrace" if own else "gdb"
             wait()
         elif remote.available(version):
             how = "sys.remote_exec"

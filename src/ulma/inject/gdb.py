@@ -1,5 +1,6 @@
 """Driving Debian's gdb to read a target's Python version and to queue a
-pending call in it (CPython 3.11-3.13; 3.14+ has sys.remote_exec, see remote.py).
+pending call in it (CPython 3.11-3.13, where ulma's own injector does not
+run: not x86-64, see ptrace.py; 3.14+ has sys.remote_exec, see remote.py).
 
 gdb runs with no init file, no auto-loaded scripts (a target's directory
 could hold a ``libpython*-gdb.py``: it is never run) and no debuginfod
@@ -22,6 +23,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+
+from ulma.inject.ptrace import ptrace_refused
 
 GDB_SECONDS = 60.0  # attaching and reading libpython's symbols; seconds on a loaded machine
 PAGE = 4096
@@ -50,40 +53,6 @@ def find() -> str:
         raise GdbError("attaching to a program without an agent needs gdb (Debian package: gdb), "
                        "which is not on PATH")
     return path
-
-
-def _status(pid: int | str, field: str) -> str | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def ptrace_refused(pid: int) -> str:
-    """Why the kernel refuses ulma's ptrace of `pid`, with what to change."""
-    tracer = _status(pid, "TracerPid")
-    if tracer not in (None, "0"):
-        return f"process {pid} is already traced by process {tracer} (a debugger?); ulma cannot trace it too"
-    try:
-        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
-            scope = f.read().strip()
-    except OSError:
-        scope = "0"  # no Yama
-    capable = bool(int(_status("self", "CapEff") or "0", 16) >> 19 & 1)  # CAP_SYS_PTRACE
-    why = f"the kernel does not let ulma trace process {pid}: "
-    if scope == "3":
-        return why + "kernel.yama.ptrace_scope is 3 (no tracing at all until reboot)"
-    if scope in ("1", "2") and not capable:
-        return why + (f"kernel.yama.ptrace_scope is {scope}; set it to 0 (sysctl kernel.yama.ptrace_scope=0) "
-                      "or give ulma attach CAP_SYS_PTRACE")
-    if not capable:
-        return why + ("it is not dumpable, which takes CAP_SYS_PTRACE, and ulma attach lacks it "
-                      "(in a container: --cap-add=SYS_PTRACE)")
-    return why + "refused by a security module (seccomp, AppArmor or SELinux?)"
 
 
 def run(pid: int, commands: list[str]) -> str:
