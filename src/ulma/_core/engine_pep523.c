@@ -179,9 +179,15 @@ traced_eval(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag, int
     /* an async generator going on after an await (the generator paths only) */
     uint32_t awaits = gens && kind != ULMA_CALL ? agen_await_bits(f, co) : 0;
     /* a coroutine that may be a task's own (tasks.h): its caller is the
-     * thread's current frame (f->previous is linked only once f runs) */
+     * thread's current frame (3.12+ link f->previous only once f runs;
+     * 3.11's generators link it before) */
+#if PY_VERSION_HEX >= 0x030C0000
+    const _PyInterpreterFrame *caller = ulma_current_frame(ts);
+#else
+    const _PyInterpreterFrame *caller = f->previous;
+#endif
     int candidate = gens && (co->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE)) &&
-                    ulma_task_candidate(ulma_current_frame(ts));
+                    ulma_task_candidate(caller);
     uint64_t note = candidate ? ulma_task_note((PyObject *)gen, kind) : 0;
     g_intern_frame = f; /* its module, should the code be new (--only) */
     int known = ULMA_LIKELY(!awaits && !note) ? code_event(co, kind, &id0)

@@ -58,12 +58,6 @@ static PyObject *g_current_task;  /* _asyncio.current_task (3.12+), once _asynci
 static PyObject *g_running_loop, *g_current_tasks; /* 3.11: get_running_loop, _current_tasks */
 static PyObject *g_task_get_coro, *g_task_get_name; /* _asyncio.Task's own methods */
 
-int ulma_task_candidate(const _PyInterpreterFrame *below)
-{
-    below = ulma_frame_counting(below);
-    return below == NULL || !ulma_frame_gen_family(below);
-}
-
 static inline size_t slot_of(uintptr_t key)
 {
     return (size_t)(((uint64_t)(key >> 4) * 0x9E3779B97F4A7C15ull) >> g_shift);

@@ -14,7 +14,11 @@
  * or the thread's current frame as the frame is entered, PEP 523) be a
  * task's own?  Not if the first frame from `below` down that counts is a
  * generator's or coroutine's: an awaited coroutine's caller is its awaiter. */
-int ulma_task_candidate(const _PyInterpreterFrame *below);
+static inline int ulma_task_candidate(const _PyInterpreterFrame *below)
+{
+    below = ulma_frame_counting(below);
+    return below == NULL || !ulma_frame_gen_family(below);
+}
 /* The TASK record due before event `kind` of coroutine `coro` (a candidate),
  * if it is an asyncio task's own coroutine, as a note for ulma_emit_noted
  * (the task's number | flags << 32); 0 if none.  Keeps the map of
