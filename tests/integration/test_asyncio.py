@@ -10,6 +10,7 @@ import itertools
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -451,3 +452,19 @@ def test_tasks_past_the_agents_bound_are_counted_once_and_the_others_followed_wh
     # main starts before the hoppers and asyncio.run's two shutdown tasks after them: room for those
     assert len(hoppers) == totals["seen"] - 3, (totals, len(hoppers))
     assert all(t["steps"] == awaits[t["name"]] + 1 and t["state"] == "done" for t in hoppers), hoppers
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks came in Python 3.12")
+def test_an_eager_tasks_first_step_inside_create_task_is_its_own(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
+) -> None:
+    """With asyncio.eager_task_factory a task's first step runs inside create_task(), called from
+    its creator's coroutine (which is at a call, not an await): that step is the task's, so a task
+    that finishes there is seen, with its one step, and one that goes on has all its steps.  (A
+    task goes by the name it had at its first step: asyncio names an eager one after that step.)"""
+    report, awaits = run_json(ulma_json, describe, "asyncio_eager.py", *engine_flags)
+    tasks = tasks_by_name(report)
+    assert len(awaits) == 3, awaits
+    assert {name: (tasks[name]["steps"], tasks[name]["state"]) for name in awaits if name in tasks} == \
+        {name: (n + 1, "done") for name, n in awaits.items()}, report["asyncio"]["task_list"]
+    assert sorted(tasks[name]["coroutine"] for name in awaits) == ["napper", "napper", "quick"]

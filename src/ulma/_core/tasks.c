@@ -26,9 +26,10 @@
  * The engines write the record with the event (ulma_emit_noted): both or
  * neither.
  *
- * Not seen: a task created eagerly (3.12's eager_task_factory) runs its first
- * step inside create_task, called from a coroutine: that step is its
- * creator's, and the task is known from its next step.  A task type that
+ * A task created eagerly (3.12's eager_task_factory) runs its first step
+ * inside create_task(), called from its creator's coroutine: that coroutine
+ * is at a call, not an await, so the step is looked up too (tasks.h
+ * ulma_task_candidate).  Not seen: a task type that
  * overrides get_coro() is not followed (the agent never runs the program's
  * Python code from its hooks); one that overrides get_name() is named by its
  * type.  Coroutines of a sub-interpreter are not followed.

@@ -8,16 +8,49 @@
 
 #include "agent.h"
 
+#include "agen.h"
 #include "frames.h"
+
+/* Is `op`, the instruction a generator's or coroutine's frame is at, an
+ * await (or `yield from`): SEND running the awaited one, or the frame
+ * suspended in it (its YIELD_VALUE or RESUME) passing it a throw or a close?
+ * An instruction another tool instrumented (a line event) is not read: taken
+ * as an await. */
+static inline int ulma_op_awaits(int op)
+{
+    return op == SEND || ulma_op_is_yield(op) || ulma_op_is_resume(op)
+#ifdef SEND_GEN
+           || op == SEND_GEN
+#endif
+#ifdef INSTRUMENTED_LINE
+           || op == INSTRUMENTED_LINE
+#endif
+#if PY_VERSION_HEX < 0x030C0000
+           || op == JUMP_BACKWARD_NO_INTERRUPT /* 3.11: a throw, past the RESUME (agen.h) */
+#endif
+        ;
+}
+
+/* The instruction frame `f` is at (running or suspended). */
+static inline int ulma_frame_op(const _PyInterpreterFrame *f)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return ULMA_UNIT_OP(*f->instr_ptr);
+#else
+    return ULMA_UNIT_OP(*f->prev_instr);
+#endif
+}
 
 /* Can a coroutine whose frame's caller is `below` (its frame's `previous`,
  * or the thread's current frame as the frame is entered, PEP 523) be a
  * task's own?  Not if the first frame from `below` down that counts is a
- * generator's or coroutine's: an awaited coroutine's caller is its awaiter. */
+ * generator's or coroutine's at an await: that is its awaiter.  One that is
+ * at a call instead started it otherwise: 3.12's eager tasks run their
+ * first step inside create_task(), called from their creator's coroutine. */
 static inline int ulma_task_candidate(const _PyInterpreterFrame *below)
 {
     below = ulma_frame_counting(below);
-    return below == NULL || !ulma_frame_gen_family(below);
+    return below == NULL || !ulma_frame_gen_family(below) || !ulma_op_awaits(ulma_frame_op(below));
 }
 /* The TASK record due before event `kind` of coroutine `coro` (a candidate),
  * if it is an asyncio task's own coroutine, as a note for ulma_emit_noted
