@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import subprocess
 import sys
 
@@ -55,3 +56,31 @@ def test_a_call_in_a_stopped_process_returns_its_answer_and_the_process_goes_on(
             proc.wait()
     assert answers == [proc.pid] * 3
     assert proc.returncode == 0 and out == f"{sum(i * 0.5 for i in range(1000))}\n"
+
+
+HANDLER = """\
+import signal, sys, time
+got = []
+signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
+print("ready", flush=True)
+deadline = time.monotonic() + 20
+while not got and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(f"usr1 {len(got)}", flush=True)
+"""
+
+
+def test_a_signal_that_comes_while_ulma_holds_the_thread_reaches_the_program_after() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", HANDLER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        getpid = ptrace.find_symbols(proc.pid, ["getpid"])["getpid"]
+        with ptrace.Stopped(proc.pid) as thread:
+            os.kill(proc.pid, signal.SIGUSR1)
+            assert thread.call(getpid) == proc.pid
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and out == "usr1 1\n", out

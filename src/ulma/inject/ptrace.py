@@ -207,7 +207,9 @@ class Stopped:
             raise PtraceError(ptrace_refused(self.pid)) from None
         try:
             self._ptrace(PTRACE_INTERRUPT, 0, 0)
-            self._wait_stop(time.monotonic() + CALL_SECONDS)
+            sig = self._wait_stop(time.monotonic() + CALL_SECONDS)
+            if sig:
+                self.held.append(sig)  # stopped on its way to the program: delivered after
             self._ptrace(PTRACE_GETREGS, 0, ctypes.addressof(self.regs))
             self._ptrace(PTRACE_GETFPREGS, 0, ctypes.addressof(self.fpregs))
             iov = IoVec(ctypes.addressof(self.xstate), XSTATE_MAX_BYTES)
