@@ -459,3 +459,45 @@ def test_where_sys_remote_exec_exists_ulma_uses_it_instead_of_gdb(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def gdb_can_call_into_a_process() -> str | None:
+    """None if gdb here can make a call in a stopped process, else why not (one line)."""
+    from ulma.inject import gdb
+
+    if shutil.which("gdb") is None:
+        return "gdb (Debian package: gdb) is not installed"
+    sleeper = subprocess.Popen(["sleep", "30"])  # a throwaway: a failed call can break its sleep
+    try:
+        out = gdb.run(sleeper.pid, ["call (int) getpid()"])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    if f"= {sleeper.pid}" in out:
+        return None
+    said = [ln.strip() for ln in out.splitlines() if ln.strip()]
+    return "gdb cannot call into a process on this machine: " + (said[-1] if said else "?")[:160]
+
+
+def test_where_ulma_has_no_injector_of_its_own_gdb_queues_the_call(
+        tmp_path: Path, targets: list[PlainTarget], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The way on arm64, taken here by pretending this machine has no injector of ulma's own: gdb
+    queues the call, the agent loads and a second load finds it there.  (gdb 13 cannot put back the
+    extended state on an x86-64 CPU with AMX tiles: there the test says so and is skipped.)"""
+    import ulma.inject
+    from ulma.agent.listener import agent_addresses
+
+    why = gdb_can_call_into_a_process()
+    if why is not None:
+        if shutil.which("gdb") is None:
+            missing_dependency(why)
+        pytest.skip(why)
+    monkeypatch.setattr(ptrace, "available", lambda: False)
+    targets.append(target := PlainTarget(tmp_path, "busy"))
+    loaded = ulma.inject.ensure_agent(target.pid, WAIT)
+    assert loaded is not None and "through gdb" in loaded, loaded
+    assert agent_addresses(target.pid)
+    assert ulma.inject.ensure_agent(target.pid, WAIT) is None
+    target.run_phase(10)
+    code, out, err, _ = target.finish()
+    assert (code, out, err) == (3, "phase 1: marked=10\n", "")
