@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,31 @@ def test_a_signal_that_comes_while_ulma_holds_the_thread_reaches_the_program_aft
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and out == "usr1 1\n", out
+
+
+MAPS_A_FILE = """\
+import ctypes, mmap, sys
+f = open(sys.argv[1], "rb")
+m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+print(ctypes.cast(ctypes.pythonapi.Py_Initialize, ctypes.c_void_p).value, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_damaged_library_mapped_in_the_process_is_passed_over(tmp_path: Path) -> None:
+    """A file named like a libpython, mapped from its start, whose ELF headers point past its end:
+    it is skipped, and the real interpreter's functions are found all the same."""
+    fake = tmp_path / "libpython3.99.so.1.0"
+    with open("/proc/self/exe", "rb") as real:  # an ELF's first 4 KiB: headers pointing past them
+        fake.write_bytes(real.read(4096))
+    proc = subprocess.Popen([sys.executable, "-c", MAPS_A_FILE, str(fake)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        its_own = int(proc.stdout.readline())
+        with open(f"/proc/{proc.pid}/maps") as maps:
+            assert str(fake) in maps.read()
+        found = ptrace.find_symbols(proc.pid)
+    finally:
+        proc.communicate("")
+    assert found["Py_Initialize"] == its_own

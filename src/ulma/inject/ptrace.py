@@ -137,7 +137,6 @@ def _candidates(objects: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
 def find_symbols(pid: int, names: Iterable[str] = WANTED) -> dict[str, int]:
     """name -> address in process `pid` of each of `names` that its python,
     libpython or libc defines (dynamic symbols)."""
-    from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     from elftools.elf.sections import SymbolTableSection
 
@@ -153,6 +152,8 @@ def find_symbols(pid: int, names: Iterable[str] = WANTED) -> dict[str, int]:
         with f:
             try:
                 elf = ELFFile(f)
+                if elf.elfclass != 64 or elf["e_machine"] != "EM_X86_64":
+                    continue  # (a 32-bit process: not one ulma calls into)
                 loads = [seg["p_vaddr"] for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
                 dynsym = elf.get_section_by_name(".dynsym")
                 if not loads or not isinstance(dynsym, SymbolTableSection):
@@ -163,7 +164,7 @@ def find_symbols(pid: int, names: Iterable[str] = WANTED) -> dict[str, int]:
                         if sym["st_shndx"] != "SHN_UNDEF" and sym["st_value"]:
                             found[name] = base + sym["st_value"]
                             break
-            except (ELFError, ValueError, KeyError, OSError):
+            except Exception:  # a file pyelftools cannot read (damaged, not ELF): not one of these
                 continue
     return found
 
