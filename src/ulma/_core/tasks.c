@@ -14,7 +14,8 @@
  * per coroutine started by other means outside any await); an entry goes
  * when its coroutine returns or unwinds, and a coroutine starting anew at an
  * address replaces whatever was kept there.  Everything else a coroutine's
- * event pays is the look at its caller's code flags.
+ * event pays is the look at its caller's code flags (and, for a caller
+ * that is a coroutine, at the instruction it is at: tasks.h).
  *
  * The map's entries are the program's own live top-level coroutines; it
  * stops growing at TASK_MAP_MAX (ULMA_TEST_TASK_MAP_MAX in the environment
@@ -304,7 +305,12 @@ uint64_t ulma_task_note(PyObject *coro, uint8_t kind)
     } else {
         if (task)
             number = number_task(task);
-        find(key)->number = number; /* (put may have moved the entries) */
+        /* found again: put may have moved the entries, and naming the task
+         * (C calls that may free objects, whose coroutines' ends come here)
+         * may have removed this one */
+        task_slot *at = find(key);
+        if (at)
+            at->number = number;
     }
     Py_XDECREF(task);
     if (PyErr_Occurred())
