@@ -35,7 +35,7 @@ setup(
         Extension(
             "ulma._core",
             sources=sorted(str(p) for p in CORE.glob("*.c")),
-            depends=sorted(str(p) for p in CORE.glob("*.h")),
+            depends=[*sorted(str(p) for p in CORE.glob("*.h")), "src/ulma/include/ulma/ulma.h"],
             extra_compile_args=flags,
             extra_link_args=link_flags,
         )

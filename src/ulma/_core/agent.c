@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "frames.h"
+#include "scopes.h"
 
 ulma_session_header *g_session = NULL;
 static const uint64_t g_no_tstates;
@@ -172,6 +173,7 @@ static void untraced_setup(void)
     g_untraced.next_reading = UINT64_MAX; /* no readings, no restatement */
     g_untraced.generation = g_generation;
     g_untraced.slot = UINT32_MAX;
+    g_untraced.shared = 1;
 }
 
 /* A ring slot: the oldest one the monitor gave back (a finished thread's,
@@ -232,7 +234,15 @@ static ulma_writer *untraced(ulma_session_header *h)
     return &g_untraced;
 }
 
-ulma_writer *ulma_writer_claim(void)
+/* Some thread wrote without the GIL this session (native scopes): its
+ * writes may race ulma_agent_stop, which then leaves the mappings' address
+ * ranges in place (as private zero pages) instead of unmapping them. */
+_Atomic int g_nogil_used;
+
+/* `ts`: the calling thread's state (it holds the GIL), or NULL (it does
+ * not: a thread without the GIL, under g_exit_lock; no ring left gives no
+ * writer then, as the untraced one is shared under the GIL). */
+static ulma_writer *claim(PyThreadState *ts)
 {
     ulma_session_header *h = g_session;
     tls_writer_gen = 0; /* no writer (yet): asked again at the next event */
@@ -244,11 +254,11 @@ ulma_writer *ulma_writer_claim(void)
      * session reuses it, so attaching again and again costs no memory. */
     ulma_writer *w = tls_writer_keep;
     if (!w && !(w = tls_writer_keep = calloc(1, sizeof *w)))
-        return untraced(h);
+        goto none;
     uint32_t slot = take_slot(h);
     ulma_ring_header *r = slot == UINT32_MAX ? NULL : ring_of(slot);
     if (!r)
-        return untraced(h); /* (a slot whose chunk could not be mapped stays unused) */
+        goto none; /* (a slot whose chunk could not be mapped stays unused) */
     w->ring = r;
     w->events = ulma_ring_events(r);
     w->mask = g_ring_events - 1;
@@ -258,8 +268,11 @@ ulma_writer *ulma_writer_claim(void)
     w->retry_tick = 0;
     w->reading_tick = 0;
     w->call_code = NULL;
+    w->shared = 0;
+    w->py_resync = 0;
+    w->scope_depth = 0;
     w->tstate_made = ulma_tstates_made();
-    w->tstate = PyThreadState_GET();
+    w->tstate = ts;
     /* A reused ring was zeroed by the monitor; say so anyway. */
     r->write_pos = 0;
     set_tail(w, r, 0);
@@ -275,8 +288,29 @@ ulma_writer *ulma_writer_claim(void)
         pthread_setspecific(g_thread_key, w);
     tls_writer = w;
     tls_writer_gen = g_generation;
-    if (g_native_calls && g_engine == ULMA_ENGINE_PEP523)
+    if (ts && g_native_calls && g_engine == ULMA_ENGINE_PEP523)
         ulma_engine_pep523_thread_claimed();
+    if (!ts)
+        atomic_store_explicit(&g_nogil_used, 1, memory_order_relaxed);
+    return w;
+
+none:
+    if (ts)
+        return untraced(h);
+    atomic_fetch_add_explicit(&h->threads_overflow, 1, memory_order_relaxed);
+    return NULL;
+}
+
+ulma_writer *ulma_writer_claim(void)
+{
+    return claim(PyThreadState_GET());
+}
+
+ulma_writer *ulma_writer_claim_nogil(void)
+{
+    pthread_mutex_lock(&g_exit_lock); /* against ulma_agent_stop and other such claims */
+    ulma_writer *w = claim(NULL);
+    pthread_mutex_unlock(&g_exit_lock);
     return w;
 }
 
@@ -290,15 +324,26 @@ void ulma_agent_ignore_thread(void)
 /* ---- the rare paths of the writer ----------------------------------- */
 
 /* Collects the ids of the thread's Python frames, innermost first, without
- * allocating (frame objects are not materialised).  Returns the count. */
-static uint32_t walk_stack(uint32_t *ids, uint32_t cap, int *truncated)
+ * allocating (frame objects are not materialised), with w's open native
+ * scopes among them: a scope right inside the frame it was opened in (one
+ * opened without the GIL, inside every frame; none if w is NULL).  Returns
+ * the count. */
+static uint32_t walk_stack(const ulma_writer *w, uint32_t *ids, uint32_t cap, int *truncated)
 {
     const _PyInterpreterFrame *f = ulma_current_frame(PyThreadState_GET());
     uint32_t n = 0;
+    int64_t j = !w ? -1 : (int64_t)(w->scope_depth < ULMA_SCOPE_STACK ? w->scope_depth : ULMA_SCOPE_STACK) - 1;
     *truncated = 0;
     for (; f != NULL; f = f->previous) {
         if (f == g_boundary)
             break;
+        for (; j >= 0 && (w->scope_frames[j] == NULL || w->scope_frames[j] == f); j--) {
+            if (n == cap) {
+                *truncated = 1;
+                return n;
+            }
+            ids[n++] = w->scope_ids[j];
+        }
         if (!ulma_frame_counts(f))
             continue;
         PyCodeObject *co = ulma_frame_code(f);
@@ -313,6 +358,10 @@ static uint32_t walk_stack(uint32_t *ids, uint32_t cap, int *truncated)
         }
         ids[n++] = idv;
     }
+    for (; j >= 0 && n < cap; j--) /* opened in frames not seen now (a damaged pairing) */
+        ids[n++] = w->scope_ids[j];
+    if (j >= 0)
+        *truncated = 1;
     return n;
 }
 
@@ -458,7 +507,7 @@ static void step_block(ulma_writer *w, uint32_t idv, uint8_t kind, int top_is_ev
     int truncated = 0;
     if (!top_is_event) /* PEP 523: the interpreter's top frame is still (again) the caller */
         ids[n++] = idv;
-    n += walk_stack(ids + n, ULMA_STEP_FRAMES - n, &truncated);
+    n += walk_stack(NULL, ids + n, ULMA_STEP_FRAMES - n, &truncated); /* Python frames: stepping counts those */
     g_step_depth = n;
     g_step_cur = is_entering(kind) ? (int64_t)n : (int64_t)n - 1;
     ulma_ring_header *r = w->ring;
@@ -818,7 +867,8 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
                     uint16_t aux, int top_is_event)
 {
     emit_slow(w, t, idv, kind, flags, aux, top_is_event, 0);
-    if (ULMA_UNLIKELY(g_step_mode != STEP_IDLE) && w != &g_untraced && w != &g_scratch && g_session)
+    if (ULMA_UNLIKELY(g_step_mode != STEP_IDLE) && w != &g_untraced && w != &g_scratch && g_session &&
+        kind <= ULMA_C_RETURN) /* native scopes are not stepped */
         step_event(w, idv, kind, top_is_event); /* after the event is written */
 }
 
@@ -855,6 +905,10 @@ static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint
     static uint32_t ids[ULMA_MAX_SYNC_FRAMES + 1];
     ulma_ring_header *r = w->ring;
     uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
+    if (ULMA_UNLIKELY(w->py_resync)) { /* the Python frames a restatement without the GIL left out */
+        w->py_resync = 0;
+        r->need_sync = 1;
+    }
     uint64_t cap = w->mask + 1;
     ulma_event reading[2];
     uint32_t nread = 0;
@@ -871,7 +925,7 @@ static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint
     /* the control channel, while the ring has room (its waiter thread
      * applies commands meanwhile); may set need_sync (a restatement) */
     if (ULMA_UNLIKELY(control_poll(t)) && g_engine == ULMA_ENGINE_MONITORING &&
-        ulma_id_off(idv & ULMA_ID_MASK) && kind != ULMA_C_CALL && kind != ULMA_C_RETURN)
+        ulma_id_off(idv & ULMA_ID_MASK) && kind < ULMA_C_CALL)
         return; /* its function was just switched off: the next event restates the stack */
     if (g_reading_ticks && (r->need_sync || t >= w->next_reading)) {
         nread = ulma_take_reading(w, t, r->need_sync, reading);
@@ -902,7 +956,7 @@ static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint
     if (cap / 2 < (uint64_t)limit + 4)
         limit = cap / 2 > 4 ? (uint32_t)(cap / 2 - 4) : 0;
     int truncated = 0;
-    uint32_t n = walk_stack(ids, limit, &truncated);
+    uint32_t n = walk_stack(w, ids, limit, &truncated);
     /* Make the walk describe the stack *before* this event.  A C function
      * has no interpreter frame: before its call the top is its caller, before
      * its return it is on top of what the walk sees. */
@@ -941,6 +995,71 @@ drop:
     drop_event(w, r, t, pos);
 }
 
+/* ---- without the GIL (native scopes) ---------------------------------- */
+
+/* The deepest restatement written without the GIL: the scopes' stack. */
+#define NOGIL_SYNC_MAX ULMA_SCOPE_STACK
+
+void ulma_emit_nogil(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags, uint16_t aux)
+{
+    ulma_ring_header *r = w->ring;
+    uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
+    uint64_t cap = w->mask + 1;
+    ulma_event reading[2];
+    uint32_t nread = 0;
+    uint64_t t_event = t;
+    if (r->need_sync) {
+        if (t < w->retry_tick) {
+            count_drop(r);
+            return;
+        }
+        set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
+        if (pos - r->tail_cache + ULMA_MIN_RESTATEMENT > cap)
+            goto drop;
+    }
+    /* (while py_resync holds next_reading at 0, a reading is due by its own interval) */
+    if (g_reading_ticks && (r->need_sync || (w->py_resync ? t >= w->reading_tick + g_reading_ticks
+                                                             : t >= w->next_reading))) {
+        nread = ulma_take_reading(w, t, r->need_sync, reading);
+        t_event = ulma_ticks(g_clock);
+    }
+    uint32_t ids[NOGIL_SYNC_MAX];
+    uint32_t n = 0;
+    int sync = r->need_sync != 0;
+    if (sync) /* the open scopes, outermost first (the Python frames need the GIL) */
+        for (uint32_t i = 0; i < w->scope_depth && i < NOGIL_SYNC_MAX; i++)
+            ids[n++] = w->scope_ids[i];
+    uint64_t need = (sync ? (uint64_t)n + 1 : 0) + nread + 1;
+    if (pos - r->tail_cache + need > cap)
+        set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
+    if (pos - r->tail_cache + need > cap)
+        goto drop;
+    if (sync) {
+        int py = w->tstate != NULL; /* a Python thread: its frames are left out until it has the GIL */
+        uint8_t gflags = ULMA_SYNC_BEGIN | r->sync_flags | (py ? ULMA_SYNC_TRUNCATED : 0);
+        put(w, pos++, t, 0, ULMA_SYNC, gflags, (uint16_t)n);
+        for (uint32_t i = 0; i < n; i++)
+            put(w, pos++, t, ids[i], ULMA_SYNC, ULMA_SYNC_FRAME, 0);
+        r->need_sync = 0;
+        r->sync_flags = 0;
+        if (py)
+            w->py_resync = 1;
+    }
+    for (uint32_t i = 0; i < nread; i++)
+        w->events[pos++ & w->mask] = reading[i];
+    put(w, pos++, t_event, idv, kind, flags, aux);
+    atomic_store_explicit(&r->write_pos, pos, memory_order_release);
+    atomic_store_explicit(&r->published, pos, memory_order_release);
+    if (w->py_resync)
+        w->next_reading = 0; /* every event takes the slow path until one with the GIL restates */
+    else if (!g_reading_ticks && t >= w->next_reading)
+        w->next_reading = g_poll_ticks == UINT64_MAX ? UINT64_MAX : t + g_poll_ticks;
+    return;
+
+drop:
+    drop_event(w, r, t, pos);
+}
+
 /* ---- calibration ------------------------------------------------------ */
 
 /* A private ring the calibration writes into: the probe's full cost is paid
@@ -973,6 +1092,7 @@ int ulma_agent_scratch(int on)
         g_scratch.mask = SCRATCH_EVENTS - 1;
         g_scratch.room_end = SCRATCH_EVENTS; /* tail 0 */
         g_scratch.next_reading = UINT64_MAX; /* readings are measured on their own */
+        g_scratch.shared = 1;
         g_scratch.generation = g_generation;
         g_saved_writer = tls_writer;
         g_saved_gen = tls_writer_gen;
@@ -1024,13 +1144,25 @@ static void recursion_budget(PyThreadState *ts, int delta)
 }
 
 /* Unmaps the session and closes our descriptor (if it still is ours). */
+/* munmap, or -- if a thread without the GIL may still be writing there
+ * (g_nogil_used) -- private zero pages over the same range, so that its
+ * last writes land nowhere; the range stays reserved, the memfd is let go. */
+static void unmap_or_void(void *p, size_t len)
+{
+    if (atomic_load_explicit(&g_nogil_used, memory_order_relaxed) &&
+        mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) !=
+            MAP_FAILED)
+        return;
+    munmap(p, len);
+}
+
 static void session_unmap(void *base)
 {
     for (uint32_t k = 0; g_chunks && k < g_nchunks; k++)
         if (g_chunks[k]) {
             uint32_t first = k * g_chunk_slots;
             uint32_t n = g_writers_len - first < g_chunk_slots ? g_writers_len - first : g_chunk_slots;
-            munmap(g_chunks[k], (size_t)n * g_stride);
+            unmap_or_void(g_chunks[k], (size_t)n * g_stride);
         }
     free(g_chunks);
     g_chunks = NULL;
@@ -1042,8 +1174,9 @@ static void session_unmap(void *base)
         close(g_fd);
     g_fd = -1;
     if (base)
-        munmap(base, g_head_bytes);
+        unmap_or_void(base, g_head_bytes);
     g_head_bytes = 0;
+    atomic_store_explicit(&g_nogil_used, 0, memory_order_relaxed);
 }
 
 /* Does the layout in `p` fit in `size` bytes?  Every offset and size is
@@ -1238,6 +1371,8 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
     g_engine = engine;
     if (g_ctl)
         bell_start(g_ctl);
+    if (!empty)
+        ulma_scopes_start(); /* native scopes' hooks point at the runtime */
     return 0;
 }
 
@@ -1251,6 +1386,7 @@ void ulma_agent_stop(int flush)
         flush = 0;
     }
     g_forked_from = NULL;
+    ulma_scopes_stop(); /* native scopes' hooks cleared: no new scope begins */
     step_reset(); /* a stopped thread goes (it finds the session gone) */
     g_step_blocked = 0;
     if (g_ctl)

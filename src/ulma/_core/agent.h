@@ -20,6 +20,8 @@
 #define ULMA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define ULMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+#define ULMA_SCOPE_STACK 64u
+
 typedef struct {
     ulma_ring_header *ring;
     ulma_event *events;
@@ -42,6 +44,16 @@ typedef struct {
      * for the shared writers (no ring, calibration) */
     PyThreadState *tstate;
     uint64_t tstate_made;
+    /* native scopes (scopes.c): the thread's open scopes, innermost last,
+     * each with the Python frame that was current when it opened (NULL:
+     * opened without the GIL, or on a thread Python never saw); deeper
+     * ones are counted in scope_depth only */
+    uint32_t shared;      /* 1: a writer of several threads (no ring, calibration): no scopes */
+    uint32_t py_resync;   /* a restatement made without the GIL left the Python frames out:
+                             the next event with the GIL restates them */
+    uint32_t scope_depth;
+    uint32_t scope_ids[ULMA_SCOPE_STACK];
+    const void *scope_frames[ULMA_SCOPE_STACK];
 } ulma_writer;
 
 /* The agent's ids carry two bits the records do not: an excluded function
@@ -99,6 +111,17 @@ void ulma_emit_slow(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint
  * ULMA_TASK (tasks.h).  0: the event alone. */
 void ulma_emit_noted(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags, uint16_t aux,
                      int top_is_event, uint64_t note);
+/* ulma_emit_slow for a thread that does not hold the GIL (native scopes):
+ * the same rules, but no control poll, and a restatement states its open
+ * scopes only (ULMA_SYNC_TRUNCATED if it has Python frames, which the
+ * thread's next event with the GIL restates). */
+void ulma_emit_nogil(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uint8_t flags, uint16_t aux);
+/* A writer for a thread that does not hold the GIL (maybe one Python never
+ * saw); NULL if none (no session, no ring left: counted). */
+ulma_writer *ulma_writer_claim_nogil(void);
+/* Set once a native scope was named this session: its threads may write
+ * without the GIL, so ulma_agent_stop leaves the mappings' ranges in place. */
+extern _Atomic int g_nogil_used;
 /* The id of a C function (native calls), interned on first sight. */
 uint32_t ulma_native_id(PyObject *callable);
 

@@ -8,6 +8,7 @@
  *   bench_drain                 the monitor's replay rate on a synthetic ring
  */
 #define PY_SSIZE_T_CLEAN
+#include "scopes.h"
 #include <Python.h>
 #include <endian.h>
 #include <errno.h>
@@ -2260,6 +2261,13 @@ static int add_layout(PyObject *mod)
         Py_DECREF(d);
         d = NULL;
     }
+    /* native scopes */
+    if (d && (set_int(d, "COUNTER", ULMA_COUNTER) < 0 || set_int(d, "COUNTER_VALUE", ULMA_COUNTER_VALUE) < 0 ||
+              set_int(d, "SYM_SCOPE", ULMA_SYM_SCOPE) < 0 || set_int(d, "SYM_MARK", ULMA_SYM_MARK) < 0 ||
+              set_int(d, "SYM_COUNTER", ULMA_SYM_COUNTER) < 0 || set_int(d, "KIND_MAX", ULMA_KIND_MAX) < 0)) {
+        Py_DECREF(d);
+        d = NULL;
+    }
     /* single-step */
     if (d && (set_int(d, "CTL_STEP_STOP", ULMA_CTL_STEP_STOP) < 0 ||
               set_int(d, "CTL_STEP_NEXT", ULMA_CTL_STEP_NEXT) < 0 ||
@@ -2297,6 +2305,15 @@ PyMODINIT_FUNC PyInit__core(void)
     PyObject *mod = PyModule_Create(&module_def);
     if (!mod)
         return NULL;
+    /* native scopes (ulma.h): the runtime's table, global for the header's
+     * lookup, and as a capsule for code that asks through Python */
+    ulma_scopes_export();
+    PyObject *api = PyCapsule_New((void *)&ulma_runtime_v1, "ulma._core.scopes_api", NULL);
+    if (!api || PyModule_AddObject(mod, "scopes_api", api) < 0) {
+        Py_XDECREF(api);
+        Py_DECREF(mod);
+        return NULL;
+    }
     Py_INCREF(&SessionType);
     if (PyModule_AddObject(mod, "Session", (PyObject *)&SessionType) < 0) {
         Py_DECREF(&SessionType);

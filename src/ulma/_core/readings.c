@@ -84,7 +84,9 @@ static int read_run_delay(uint64_t *out)
         g_no_run_delay = 1;
         return 0;
     }
-    atomic_fetch_or_explicit(&g_session->agent_flags, ULMA_AGENT_SCHEDSTAT, memory_order_relaxed);
+    ulma_session_header *h = g_session; /* (a thread without the GIL may read after the session) */
+    if (h)
+        atomic_fetch_or_explicit(&h->agent_flags, ULMA_AGENT_SCHEDSTAT, memory_order_relaxed);
     return 1;
 }
 

@@ -100,16 +100,33 @@ enum ulma_kind {
     ULMA_THROW = 6,      /* it is resumed with an exception (PY_THROW)      */
     ULMA_C_CALL = 7,
     ULMA_C_RETURN = 8,
-    ULMA_SCOPE_BEGIN = 9,
-    ULMA_SCOPE_END = 10,
+    ULMA_SCOPE_BEGIN = 9, /* a native scope opens (ulma.h's ULMA_SCOPE)     */
+    ULMA_SCOPE_END = 10,  /* and closes                                      */
     ULMA_OBJ_NEW = 11,
     ULMA_OBJ_FREE = 12,
     ULMA_CPU_SAMPLE = 13,
     ULMA_SYNC = 14,      /* stack restatement, see ULMA_SYNC_* flags        */
-    ULMA_MARK = 15,
+    ULMA_MARK = 15,      /* an instant (ULMA_MARK): id its site's           */
     ULMA_TASK = 16,      /* the next event is a step of an asyncio task     */
-    ULMA_KIND_MAX = 16
+    ULMA_COUNTER = 17,   /* a counter's value (ULMA_COUNTER), two records    */
+    ULMA_KIND_MAX = 17
 };
+
+/*
+ * Native scopes (ulma.h, scopes.c).  A site (a place in C or C++ code) is
+ * named once per session by a symbol of kind ULMA_SYM_SCOPE, ULMA_SYM_MARK
+ * or ULMA_SYM_COUNTER (name, file, line), from the functions' id space.  A
+ * scope is a SCOPE_BEGIN and a SCOPE_END record of its site's id on the
+ * thread's own ring; the replay takes them as a native function's entry and
+ * exit, so a scope nests under the Python function that opened it and a
+ * Python function called inside it nests under the scope.  A restatement
+ * states open scopes among the Python frames, where they were opened.  A
+ * MARK record is an instant.  A counter's value (64 bits) is two records
+ * with the same ticks: COUNTER (id the site, aux the value's bits 44..59,
+ * flags bits 60..63 in their high nibble), then COUNTER with
+ * ULMA_COUNTER_VALUE (id bits 0..27, aux bits 28..43).
+ */
+#define ULMA_COUNTER_VALUE 0x01u
 
 /*
  * TASK records (tasks.c).  An asyncio task runs its coroutine one step at a
@@ -188,7 +205,7 @@ static_assert(ULMA_MIN_RING_EVENTS / 2 >= ULMA_MAX_SYNC_FRAMES + 4u,
 
 /* Symbol kinds and flags. */
 enum ulma_symbol_kind { ULMA_SYM_PYFUNC = 1, ULMA_SYM_CFUNC = 2, ULMA_SYM_SCOPE = 3, ULMA_SYM_TYPE = 4,
-                        ULMA_SYM_TASK = 5 };
+                        ULMA_SYM_TASK = 5, ULMA_SYM_MARK = 6, ULMA_SYM_COUNTER = 7 };
 #define ULMA_SYMF_HIDDEN 0x01u     /* ulma's own bootstrap code: not reported */
 #define ULMA_SYMF_UNMEASURED 0x02u /* excluded by a filter: time unmeasured */
 /* not traced from the start (--exclude, or outside every --only pattern):

@@ -66,6 +66,11 @@ static uint32_t new_id(ulma_session_header *h)
 }
 
 
+uint32_t ulma_symbols_new_id(void)
+{
+    return g_session ? new_id(g_session) : 0;
+}
+
 void ulma_symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t line,
                           const char *name, size_t nlen, const char *file, size_t flen)
 {

@@ -12,6 +12,8 @@
  * overflow); `size` is stored last, with release. */
 void ulma_symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t line, const char *name,
                         size_t nlen, const char *file, size_t flen);
+/* A new function id of the session (native scopes' sites), 0 if none. */
+uint32_t ulma_symbols_new_id(void);
 /* ulma's own files (hidden), the --exclude and the --only patterns for a
  * new session; 0, or -1 with an exception.  A Python function that an
  * --exclude pattern matches, or (with --only) no --only pattern does, is off

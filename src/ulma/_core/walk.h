@@ -7,9 +7,10 @@
  *   - ticks never go back within a thread: a tick below the last one is
  *     taken as the last one (and counted); the first tick is taken as at
  *     least `floor_tick`;
- *   - CALL, C_CALL, RESUME and THROW push a frame; ids at or above
+ *   - CALL, C_CALL, RESUME, THROW and SCOPE_BEGIN push a frame (a scope's
+ *     as a C function's call); ids at or above
  *     ULMA_MAX_FUNC_ID are corruption: counted as unmatched, never pushed;
- *   - RETURN, C_RETURN, YIELD and UNWIND pop the frame of their id; frames
+ *   - RETURN, C_RETURN, YIELD, UNWIND and SCOPE_END pop the frame of their id; frames
  *     above it pop with it (their exits were not seen); an id with no open
  *     frame is counted as unmatched and changes nothing.  The hooks say in
  *     O(1) whether an id has an open frame, so such a record costs O(1), and
@@ -167,10 +168,16 @@ ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void
                 h->record(ctx, e, t);
             rc = ulma_walk_push(w, h, ctx, e->id, t, e->kind, (e->flags & ULMA_EVF_UNMEASURED) != 0);
             break;
+        case ULMA_SCOPE_BEGIN: /* a native scope: entered as a C function is */
+            if (h->record)
+                h->record(ctx, e, t);
+            rc = ulma_walk_push(w, h, ctx, e->id, t, ULMA_C_CALL, 0);
+            break;
         case ULMA_RETURN:
         case ULMA_YIELD:
         case ULMA_UNWIND:
         case ULMA_C_RETURN:
+        case ULMA_SCOPE_END:
             if (h->record)
                 h->record(ctx, e, t);
             ulma_walk_exit(w, h, ctx, e->id, t);
