@@ -92,6 +92,34 @@ static PyObject *nogil(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static long long cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* `n` timed_work scopes of `work` iterations each, the GIL released; the
+ * thread's CPU ns inside them, read inside each scope (the ground truth of
+ * the scopes' CPU time). */
+static PyObject *timed(PyObject *self, PyObject *args)
+{
+    (void)self;
+    long n, work;
+    if (!PyArg_ParseTuple(args, "ll", &n, &work))
+        return NULL;
+    long long inside = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (long i = 0; i < n; i++) {
+        ULMA_SCOPE("timed_work");
+        long long a = cpu_ns();
+        busy(work);
+        inside += cpu_ns() - a;
+    }
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong(inside);
+}
+
 /* `n` marks and counter values 0, 1, ..., n - 1 (the last one negative: -1). */
 static PyObject *marks(PyObject *self, PyObject *args)
 {
@@ -128,6 +156,7 @@ static PyMethodDef methods[] = {
     {"in_thread", in_thread, METH_VARARGS, NULL},
     {"nogil", nogil, METH_VARARGS, NULL},
     {"marks", marks, METH_VARARGS, NULL},
+    {"timed", timed, METH_VARARGS, NULL},
     {"spin", spin, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -1092,7 +1092,7 @@ int ulma_agent_scratch(int on)
         g_scratch.mask = SCRATCH_EVENTS - 1;
         g_scratch.room_end = SCRATCH_EVENTS; /* tail 0 */
         g_scratch.next_reading = UINT64_MAX; /* readings are measured on their own */
-        g_scratch.shared = 1;
+        g_scratch.shared = 0; /* one thread's (the calibrating one): native scopes too */
         g_scratch.generation = g_generation;
         g_saved_writer = tls_writer;
         g_saved_gen = tls_writer_gen;
@@ -1122,6 +1122,14 @@ int ulma_agent_pause(int paused)
 
 /* Published once the calibration is done: the program's own code starts
  * now, which is where its run time starts too. */
+void ulma_agent_set_scope_probe_ps(uint32_t begin_ps, uint32_t end_ps)
+{
+    if (g_session) {
+        atomic_store_explicit(&g_session->scope_probe_ps, begin_ps, memory_order_relaxed);
+        atomic_store_explicit(&g_session->scope_end_probe_ps, end_ps, memory_order_relaxed);
+    }
+}
+
 void ulma_agent_set_probe_ps(uint32_t ps)
 {
     if (g_session) {

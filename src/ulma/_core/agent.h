@@ -330,6 +330,7 @@ int ulma_agent_start(int fd, const ulma_agent_options *o);
  * or back to the session (on=0).  Returns 0, or -1 with an exception. */
 int ulma_agent_scratch(int on);
 void ulma_agent_set_probe_ps(uint32_t ps);
+void ulma_agent_set_scope_probe_ps(uint32_t begin_ps, uint32_t end_ps);
 /* Calibration at start-up, before the program runs: hooks off (1) or on (0)
  * while the session stays.  Events of other threads would be lost meanwhile,
  * so an attach does not use it.  0, or -1 with an exception. */

@@ -20,6 +20,8 @@ static inline void split_add_diff(ulma_split *dst, const ulma_split *now, const 
     dst->dispatch += now->dispatch - then->dispatch;
     dst->unmeasured += now->unmeasured - then->unmeasured;
     dst->segs += now->segs - then->segs;
+    dst->bsegs += now->bsegs - then->bsegs;
+    dst->esegs += now->esegs - then->esegs;
     dst->wait_cpu += now->wait_cpu - then->wait_cpu;
     dst->runnable_cpu += now->runnable_cpu - then->runnable_cpu;
     dst->runnable_ns += now->runnable_ns - then->runnable_ns;
@@ -33,6 +35,8 @@ static inline void split_add(ulma_split *dst, const ulma_split *src)
     dst->dispatch += src->dispatch;
     dst->unmeasured += src->unmeasured;
     dst->segs += src->segs;
+    dst->bsegs += src->bsegs;
+    dst->esegs += src->esegs;
     dst->wait_cpu += src->wait_cpu;
     dst->runnable_cpu += src->runnable_cpu;
     dst->runnable_ns += src->runnable_ns;
@@ -398,7 +402,8 @@ static inline ulma_func_stats *measured_top(ulma_thread_agg *a)
 /* Every record but CPU readings and SYNC parts closes a gap between records
  * that holds one probe's cost, or, right after a CPU reading, the reading's
  * own measured cost. */
-static inline void end_gap(ulma_thread_agg *a, uint64_t t)
+/* native: 0 a Python record's, 1 a native scope's begin (mark, counter), 2 its end */
+static inline void end_gap(ulma_thread_agg *a, uint64_t t, int native)
 {
     ulma_func_stats *top = measured_top(a);
     if (ULMA_UNLIKELY(a->after_reading)) {
@@ -412,6 +417,16 @@ static inline void end_gap(ulma_thread_agg *a, uint64_t t)
         if (top) {
             top->self_split.probe += cost;
             a->sums.probe += cost;
+        }
+        return;
+    }
+    if (ULMA_UNLIKELY(native)) {
+        if (top && native == 2) {
+            top->self_split.esegs++;
+            a->sums.esegs++;
+        } else if (top) {
+            top->self_split.bsegs++;
+            a->sums.bsegs++;
         }
         return;
     }
@@ -694,7 +709,9 @@ static void dispatch_record(ulma_thread_agg *a, const ulma_event *e, uint64_t t)
 static void hook_record(void *ctx, const ulma_event *e, uint64_t t)
 {
     ulma_thread_agg *a = ctx;
-    end_gap(a, t);
+    /* (a counter's second record has its first one's ticks: no gap) */
+    if (ULMA_LIKELY(e->kind != ULMA_COUNTER || !(e->flags & ULMA_COUNTER_VALUE)))
+        end_gap(a, t, e->kind < ULMA_SCOPE_BEGIN ? 0 : e->kind == ULMA_SCOPE_END ? 2 : 1);
     /* one test for what most records have none of */
     if (ULMA_UNLIKELY(a->rare | (e->flags & (ULMA_EVF_AWAIT | ULMA_EVF_DISPATCH)))) {
         if (e->flags & ULMA_EVF_DISPATCH)
@@ -763,7 +780,7 @@ static void hook_cpu(void *ctx, const ulma_event *e, uint64_t t)
     ulma_thread_agg *a = ctx;
     task_dropped(a);
     if (!(e->flags & ULMA_CPU_RUN_DELAY))
-        end_gap(a, t); /* the gap before the reading held a probe */
+        end_gap(a, t, 0); /* the gap before the reading held a probe */
     on_cpu_reading(a, e, t);
 }
 

@@ -33,7 +33,10 @@
  *     (run delays smaller than the interval's wait).
  *   - segs: the gaps between records each hold one probe's cost (the tail
  *     of one callback and the head of the next); the monitor multiplies by
- *     the calibrated probe cost.  probe: the measured cost of CPU readings.
+ *     the calibrated probe cost.  bsegs, esegs: those closed by a native
+ *     scope's begin (or a mark's, a counter's) and end record, which cost
+ *     what the scope probe's calibration says (scopes.c: the tail of one
+ *     record and the head of the next, each way).  probe: the measured cost of CPU readings.
  *   - dispatch: with native calls, the ticks from a caller's CALL to the
  *     callee's first instruction (the caller pays; the callee's dispatch_in
  *     says what getting into it cost).
@@ -81,6 +84,7 @@
  * inclusive share is the difference at its exit. */
 typedef struct {
     uint64_t wait, runnable, probe, dispatch, unmeasured, segs;
+    uint64_t bsegs, esegs; /* the gaps closed by a native scope's begin (mark, counter) or end */
     uint64_t wait_cpu, runnable_cpu, runnable_ns; /* ns: see wait above */
 } ulma_split;
 

@@ -102,6 +102,10 @@ static PyObject *py_agent_set_probe_cost(PyObject *self, PyObject *arg)
     if (!(ns >= 0) || ns > 4e6)
         return PyErr_Format(PyExc_ValueError, "probe cost out of range");
     ulma_agent_set_probe_ps((uint32_t)(ns * 1000.0 + 0.5));
+    /* native scopes' records cost less than a Python callback: their own figure (scopes.c) */
+    double begin_ns, end_ns;
+    if (ulma_scopes_calibrate(&begin_ns, &end_ns) == 0 && begin_ns <= 4e6 && end_ns <= 4e6)
+        ulma_agent_set_scope_probe_ps((uint32_t)(begin_ns * 1000.0 + 0.5), (uint32_t)(end_ns * 1000.0 + 0.5));
     Py_RETURN_NONE;
 }
 
@@ -439,10 +443,11 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         uint64_t a_wait, a_run, b_wait, b_run; /* at the rate given now (aggregate.h) */
         ulma_agg_wait(a, rate, &a_wait, &a_run);
         ulma_agg_wait(b, rate, &b_wait, &b_run);
-        if ((split ? append_built(funcs, "(IKKKKKKKKKKKKKKKKKKK)", sum.func_ids[i], f->calls, f->resumes,
+        if ((split ? append_built(funcs, "(IKKKKKKKKKKKKKKKKKKKKKKK)", sum.func_ids[i], f->calls, f->resumes,
                                   f->self + aw_self, f->total + aw, a_wait + aw_self, a_run, a->probe,
                                   a->dispatch, a->segs, b_wait + aw, b_run, b->probe, b->dispatch, b->segs,
-                                  b->unmeasured, f->dispatch_in, aw_self, aw, f->coro_calls)
+                                  b->unmeasured, f->dispatch_in, aw_self, aw, f->coro_calls, a->bsegs,
+                                  a->esegs, b->bsegs, b->esegs)
                    : append_built(funcs, "(IKKKK)", sum.func_ids[i], f->calls, f->resumes, f->self + aw_self,
                                   f->total + aw)) < 0)
             goto done;
@@ -720,11 +725,13 @@ static PyObject *session_agent_info(SessionObject *self, PyObject *unused)
     unsigned long long start =
         atomic_load_explicit(&h->program_start_ticks, memory_order_acquire);
     double probe_ns = atomic_load_explicit(&h->probe_ps, memory_order_relaxed) / 1000.0;
-    return Py_BuildValue("{s:O,s:O,s:O,s:d,s:I,s:d,s:K}", "cpu_samples",
+    double scope_probe_ns = atomic_load_explicit(&h->scope_probe_ps, memory_order_relaxed) / 1000.0;
+    double scope_end_ns = atomic_load_explicit(&h->scope_end_probe_ps, memory_order_relaxed) / 1000.0;
+    return Py_BuildValue("{s:O,s:O,s:O,s:d,s:d,s:d,s:I,s:d,s:K}", "cpu_samples",
                          (flags & ULMA_AGENT_CPU_SAMPLES) ? Py_True : Py_False, "native_calls",
                          (flags & ULMA_AGENT_NATIVE_CALLS) ? Py_True : Py_False, "schedstat",
                          (flags & ULMA_AGENT_SCHEDSTAT) ? Py_True : Py_False, "probe_ns", probe_ns,
-                         "cpu_interval_us",
+                         "scope_probe_ns", scope_probe_ns, "scope_end_probe_ns", scope_end_ns, "cpu_interval_us",
                          atomic_load_explicit(&h->cpu_interval_us, memory_order_relaxed),
                          "ns_per_tick_hint", self->m.ns_per_tick_hint, "program_start_ticks", start);
 }

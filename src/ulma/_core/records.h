@@ -121,9 +121,9 @@ enum ulma_kind {
  * exit, so a scope nests under the Python function that opened it and a
  * Python function called inside it nests under the scope.  A restatement
  * states open scopes among the Python frames, where they were opened.  A
- * MARK record is an instant.  A counter's value (64 bits) is two records
- * with the same ticks: COUNTER (id the site, aux the value's bits 44..59,
- * flags bits 60..63 in their high nibble), then COUNTER with
+ * MARK record is an instant.  A counter's value (60 bits, two's complement:
+ * ULMA_COUNTER clamps to that) is two records with the same ticks: COUNTER
+ * (id the site, aux the value's bits 44..59), then COUNTER with
  * ULMA_COUNTER_VALUE (id bits 0..27, aux bits 28..43).
  */
 #define ULMA_COUNTER_VALUE 0x01u
@@ -287,6 +287,10 @@ typedef struct {
     _Atomic uint32_t tasks_unnamed;    /* tasks whose name found no room (ULMA_TASK_NAMES_SHARE) */
     _Atomic uint32_t tasks_seen;       /* asyncio tasks numbered (the last number given) */
     _Atomic uint32_t tasks_untold;     /* asyncio tasks given no number (TASK records) */
+    /* calibrated cost of a gap closed by a native scope's begin (a mark's,
+     * a counter's) record, and by its end record, ps (scopes.c) */
+    _Atomic uint32_t scope_probe_ps;
+    _Atomic uint32_t scope_end_probe_ps;
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 

@@ -179,15 +179,11 @@ static inline PyThreadState *gil_tstate(void)
 }
 
 /* The site's id in this session, naming it on first sight (0: none). */
-static uint32_t site_id(ulma_site *site, uint16_t kind)
+static __attribute__((noinline)) uint32_t site_name(ulma_site *site, uint16_t kind)
 {
-    uint64_t st = __atomic_load_n(&site->state, __ATOMIC_ACQUIRE);
-    uint32_t gen = g_generation;
-    if (ULMA_LIKELY((uint32_t)(st >> 32) == gen && (uint32_t)st))
-        return (uint32_t)st;
     uint32_t id = 0;
     pthread_mutex_lock(&g_site_lock);
-    st = __atomic_load_n(&site->state, __ATOMIC_ACQUIRE);
+    uint64_t st = __atomic_load_n(&site->state, __ATOMIC_ACQUIRE);
     if ((uint32_t)(st >> 32) == g_generation && (uint32_t)st) {
         id = (uint32_t)st;
     } else if (g_session && (id = ulma_symbols_new_id()) != 0) {
@@ -199,6 +195,14 @@ static uint32_t site_id(ulma_site *site, uint16_t kind)
     }
     pthread_mutex_unlock(&g_site_lock);
     return id;
+}
+
+static inline uint32_t site_id(ulma_site *site, uint16_t kind)
+{
+    uint64_t st = __atomic_load_n(&site->state, __ATOMIC_ACQUIRE);
+    if (ULMA_LIKELY((uint32_t)(st >> 32) == g_generation && (uint32_t)st))
+        return (uint32_t)st;
+    return site_name(site, kind);
 }
 
 /* The calling thread's writer (claimed on its first record); NULL if none. */
@@ -278,17 +282,85 @@ static void rt_counter(ulma_site *site, int64_t value)
     uint32_t id = w ? site_id(site, ULMA_SYM_COUNTER) : 0;
     if (!id)
         return;
-    uint64_t v = (uint64_t)value, t = ulma_ticks(g_clock);
-    /* two records with the same ticks (records.h: the value's bits 0..27 and
-     * 28..43 in the second, 44..59 and 60..63 in the first); each may take
-     * the rare path alone */
+    /* 60 bits, two's complement (records.h): beyond, the nearest that fits */
+    const int64_t most = ((int64_t)1 << 59) - 1;
+    int64_t c = value > most ? most : value < -most - 1 ? -most - 1 : value;
+    uint64_t v = (uint64_t)c, t = ulma_ticks(g_clock);
+    /* two records with the same ticks (records.h); each may take the rare path alone */
     uint16_t hi = (uint16_t)(v >> 44);
-    uint8_t top = (uint8_t)((v >> 60) << 4);
-    if (!ulma_put_fast(w, t, (uint64_t)id | (uint64_t)ULMA_COUNTER << 32 | (uint64_t)top << 40 | (uint64_t)hi << 48))
-        emit_rare(w, t, id, ULMA_COUNTER, top, hi);
+    if (!ulma_put_fast(w, t, (uint64_t)id | (uint64_t)ULMA_COUNTER << 32 | (uint64_t)hi << 48))
+        emit_rare(w, t, id, ULMA_COUNTER, 0, hi);
     uint32_t lo = (uint32_t)(v & ULMA_ID_MASK);
     uint16_t mid = (uint16_t)(v >> 28);
     if (!ulma_put_fast(w, t, (uint64_t)lo | (uint64_t)ULMA_COUNTER << 32 | (uint64_t)ULMA_COUNTER_VALUE << 40 |
                                  (uint64_t)mid << 48))
         emit_rare(w, t, lo, ULMA_COUNTER, ULMA_COUNTER_VALUE, mid);
+}
+
+/* ---- calibration ---------------------------------------------------------- */
+
+#define CALIBRATE_PAIRS 4000u /* 8000 records a round: well inside the scratch ring */
+#define CALIBRATE_ROUNDS 7u
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median gap closed by records of `kind` in the scratch ring's first n records. */
+static uint64_t median_gap(const ulma_event *ev, uint32_t n, uint8_t kind, uint64_t *buf)
+{
+    uint32_t m = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (ev[i].kind == kind && ev[i].ticks >= ev[i - 1].ticks)
+            buf[m++] = ev[i].ticks - ev[i - 1].ticks;
+    if (!m)
+        return 0;
+    qsort(buf, m, sizeof *buf, cmp_u64);
+    return buf[m / 2];
+}
+
+int ulma_scopes_calibrate(double *begin_ns, double *end_ns)
+{
+    ulma_session_header *h = g_session;
+    *begin_ns = *end_ns = 0;
+    if (!h || !(h->ns_per_tick_hint > 0))
+        return -1;
+    uint64_t *gaps = malloc(2 * CALIBRATE_PAIRS * sizeof *gaps);
+    if (!gaps)
+        return -1;
+    uint64_t best_b = UINT64_MAX, best_e = UINT64_MAX;
+    for (uint32_t r = 0; r < CALIBRATE_ROUNDS; r++) {
+        if (ulma_agent_scratch(1) < 0) { /* a fresh scratch ring each round */
+            PyErr_Clear();
+            free(gaps);
+            return -1;
+        }
+        ulma_writer *w = tls_writer;
+        /* named already: nothing reaches the session's symbol table */
+        ulma_site site = {"calibration", "", 0, ULMA_SITE_SCOPE, (uint64_t)g_generation << 32 | 1u};
+        for (uint32_t i = 0; i < CALIBRATE_PAIRS; i++) {
+            const ulma_runtime *rt = ulma_runtime_v1.begin(&site);
+            __asm__ volatile("" ::: "memory");
+            if (rt)
+                rt->end(&site);
+        }
+        uint64_t n = w ? atomic_load_explicit(&w->ring->write_pos, memory_order_relaxed) : 0;
+        if (n > 2 * CALIBRATE_PAIRS)
+            n = 2 * CALIBRATE_PAIRS;
+        uint64_t b = n ? median_gap(w->events, (uint32_t)n, ULMA_SCOPE_BEGIN, gaps) : 0;
+        uint64_t e = n ? median_gap(w->events, (uint32_t)n, ULMA_SCOPE_END, gaps) : 0;
+        ulma_agent_scratch(0);
+        if (b && b < best_b)
+            best_b = b;
+        if (e && e < best_e)
+            best_e = e;
+    }
+    free(gaps);
+    if (best_b == UINT64_MAX || best_e == UINT64_MAX)
+        return -1;
+    *begin_ns = (double)best_b * h->ns_per_tick_hint;
+    *end_ns = (double)best_e * h->ns_per_tick_hint;
+    return 0;
 }

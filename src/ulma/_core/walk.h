@@ -20,8 +20,9 @@
  *     and pushes the stated frames, outermost first, at the group's tick
  *     (never before the last tick); after drops, the time between is lost;
  *     a restatement (ULMA_SYNC_RESTATE) closes the old stack at its own tick;
- *   - CPU readings go to the `cpu` hook, TASK records to `task`; other kinds
- *     are skipped.
+ *   - CPU readings go to the `cpu` hook, TASK records to `task`; MARK and
+ *     COUNTER records to `record` alone (they close a gap, change no stack);
+ *     other kinds are skipped.
  * The functions are inline and the hooks constant, so each user gets its own
  * copy of the loop with its hooks inlined: no call per event.
  */
@@ -181,6 +182,11 @@ ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void
             if (h->record)
                 h->record(ctx, e, t);
             ulma_walk_exit(w, h, ctx, e->id, t);
+            break;
+        case ULMA_MARK:
+        case ULMA_COUNTER:
+            if (h->record)
+                h->record(ctx, e, t);
             break;
         case ULMA_CPU_SAMPLE:
             if (h->cpu)

@@ -12,7 +12,9 @@ cpu_ns and wait_ns are null when no CPU readings were taken), with
 (else null); the split of self_ns (``self_cpu_ns``, ``self_wait_ns``,
 ``self_overhead_ns``); ``call_overhead_ns`` (what callers spent getting into
 it, with native calls) and ``native`` (a C function).  At the top:
-``probe_ns`` (the calibrated cost of one probe), ``overhead_ns`` (all
+``probe_ns`` (the calibrated cost of one probe; ``scope_probe_ns`` and
+``scope_end_probe_ns`` those of the gaps a native scope's begin and end records close,
+ulma.h), ``overhead_ns`` (all
 overhead taken out of the functions' CPU time), ``cpu_readings``,
 ``native_calls``, ``tool_id`` (the sys.monitoring tool id ulma used, 3 or 4;
 null on the PEP 523 engine), ``hooks_displaced`` (how often the program's own
@@ -120,6 +122,8 @@ def _header(profile: Profile) -> dict[str, Any]:
         "engine": profile.engine,
         "clock": profile.clock,
         "probe_ns": round(profile.probe_ns, 2),
+        "scope_probe_ns": round(profile.scope_probe_ns, 2),
+        "scope_end_probe_ns": round(profile.scope_end_probe_ns, 2),
         "overhead_ns": profile.overhead_ns,
         "cpu_readings": profile.split_known,
         "native_calls": profile.native_calls,

@@ -6,7 +6,9 @@ Columns (documented in the README)::
 
 ``time_ns`` counts from the session's start and never goes backwards within a
 thread; ``kind`` is call, return, unwind, yield, resume, throw, c_call or
-c_return (C functions, with native calls; their file is ``<built-in>``);
+c_return (C functions, with native calls; their file is ``<built-in>``),
+scope_begin, scope_end or mark (native scopes and marks of ulma.h, with
+their site's name and file:line) or counter (``name=value`` as function);
 ``cpu`` is a CPU reading, with ``cpu_ns=N`` (the thread's CPU time) or
 ``run_delay_ns=N`` (its run-queue wait so far) as function and ``-`` as file;
 ``sync`` (or
@@ -29,7 +31,10 @@ from ulma.format import records, runinfo
 _U64 = (1 << 64) - 1
 HEADER = "# time_ns\tpid\ttid\tkind\tfunction\tfile:line\n"
 _FUNCTION_KINDS = frozenset((records.CALL, records.RETURN, records.UNWIND, records.YIELD,
-                             records.RESUME, records.THROW, records.C_CALL, records.C_RETURN))
+                             records.RESUME, records.THROW, records.C_CALL, records.C_RETURN,
+                             records.SCOPE_BEGIN, records.SCOPE_END, records.MARK))
+# records whose line depends on more than their word (never cached)
+_VALUE_KINDS = frozenset((records.CPU_SAMPLE, records.COUNTER))
 
 
 class TextExporter(Exporter):
@@ -46,6 +51,7 @@ class TextExporter(Exporter):
         # bounded by the symbol table
         self.tails: dict[int, dict[int, bytes]] = {}
         self.last: dict[int, int] = {}  # thread -> its last tick (clamped)
+        self.counting: dict[str, tuple[int, int]] = {}  # thread's prefix -> a counter's (site, high bits)
 
     def _where(self, fid: int) -> str:
         f = self.run.frame(fid)
@@ -62,7 +68,7 @@ class TextExporter(Exporter):
         def make_tail(word: int) -> bytes:
             fid, kind, flags, aux = word & 0xFFFFFFFF, word >> 32 & 0xFF, word >> 40 & 0xFF, word >> 48
             tail = self._tail(prefix, fid, kind, flags, aux).encode()
-            if word >> 40 == 0 and kind != records.CPU_SAMPLE and fid in frames:
+            if word >> 40 == 0 and kind not in _VALUE_KINDS and fid in frames:
                 tails[word] = tail
             return tail
 
@@ -77,6 +83,21 @@ class TextExporter(Exporter):
         if kind == records.CPU_SAMPLE:
             what = "run_delay_ns" if flags & records.CPU_RUN_DELAY else "cpu_ns"
             return f"{prefix}cpu\t{what}={fid | aux << 32}\t-\n"
+        if kind == records.COUNTER:  # two records (records.h): the line comes with the second
+            if not flags & records.COUNTER_VALUE:
+                self.counting[prefix] = (fid, aux)
+                return ""
+            site, hi = self.counting.pop(prefix, (0, 0))
+            if not site:
+                return ""  # its first record was not seen (a damaged stream)
+            value = hi << 44 | aux << 28 | fid
+            if value >> 59:
+                value -= 1 << 60  # 60 bits, two's complement
+            where = (self.where.get(site) or self._where(site)) if site in self.run.frames else ""
+            if not where:
+                return ""
+            name, at = where.split("\t", 1)
+            return f"{prefix}counter\t{name}={value}\t{at}\n"
         if kind == records.TASK:
             name = _clean(self.run.tasks.get(fid, f"task #{fid}"))
             how = "end" if flags & records.TASKF_END else "start"

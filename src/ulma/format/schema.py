@@ -91,6 +91,8 @@ class Calib(TypedDict, total=False):
     # text export uses it, so that both agree line for line
     text_ns_per_tick: NsPerTick
     probe_ns: ProbeNs
+    scope_probe_ns: ProbeNs  # a gap closed by a native scope's begin record (ulma.h)
+    scope_end_probe_ns: ProbeNs  # ... and by its end record
     cpu_samples: bool
     schedstat: bool
     native_calls: bool

@@ -86,7 +86,8 @@ def budget(size: int) -> int:
 
 
 # The agent's figures (Session.agent_info) kept in CALIB and END records.
-AGENT_KEYS: Final = ("probe_ns", "cpu_samples", "schedstat", "native_calls", "program_start_ticks")
+AGENT_KEYS: Final = ("probe_ns", "scope_probe_ns", "scope_end_probe_ns", "cpu_samples", "schedstat",
+                      "native_calls", "program_start_ticks")
 
 
 class TraceError(Exception):

@@ -66,7 +66,9 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
         symbols, functions, edges, ns_per_tick,
         python=str(meta.get("python", "?")), wall_ns=end.get("wall_ns", 0),
         engine=str(meta.get("engine", "?")), clock=str(meta.get("clock", "?")),
-        probe_ns=reader.latest("probe_ns") or 0.0, split_known=readings,
+        probe_ns=reader.latest("probe_ns") or 0.0, scope_probe_ns=reader.latest("scope_probe_ns") or 0.0,
+        scope_end_probe_ns=reader.latest("scope_end_probe_ns") or 0.0,
+        split_known=readings,
         schedstat=reader.latest("schedstat") is True, native_calls=reader.latest("native_calls") is True,
         switched=switched_of(end),
     )

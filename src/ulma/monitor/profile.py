@@ -190,7 +190,7 @@ class Profile(Plain):
                  "hooks_displaced", "ids_overflow", "loop_block_ns", "loop_blocks", "loop_blocks_over",
                  "native_calls", "probe_ns", "processes", "python",
                  "schedstat",
-                 "scope", "split_known",
+                 "scope", "scope_end_probe_ns", "scope_probe_ns", "split_known",
                  "symtab_overflow", "task_totals", "tasks", "threads", "threads_overflow", "tool_id",
                  "untraced_events", "wall_ns")
 
@@ -210,6 +210,10 @@ class Profile(Plain):
     schedstat: bool  # waiting splits into blocked and runnable
     native_calls: bool
     probe_ns: float  # calibrated cost of one probe
+    # calibrated cost of a gap closed by a native scope's begin (mark, counter) record, and
+    # by its end record (ulma.h)
+    scope_probe_ns: float
+    scope_end_probe_ns: float
     tool_id: int | None  # the sys.monitoring tool id ulma used (None: PEP 523 engine)
     hooks_displaced: int  # times the program's own profile function or evaluator took over ulma's
     # --only / --exclude patterns in effect ("--only P", "--exclude P"): the functions they
@@ -252,6 +256,8 @@ class Profile(Plain):
         self.schedstat = schedstat
         self.native_calls = native_calls
         self.probe_ns = probe_ns
+        self.scope_probe_ns = 0.0
+        self.scope_end_probe_ns = 0.0
         self.tool_id = tool_id
         self.hooks_displaced = hooks_displaced
         self.scope = ()
@@ -282,19 +288,25 @@ class Profile(Plain):
         return sum(t.lost_ns for t in self.threads)
 
 
-def _split(f: FunctionStats, raw: Sequence[int], k: float, probe_ns: float, schedstat: bool) -> None:
+def _split(f: FunctionStats, raw: Sequence[int], k: float, probe_ns: float, schedstat: bool,
+           scope_ns: tuple[float, float]) -> None:
     """Fills f's four-way split from a snapshot's split figures (ticks, and
     probe counts): waiting, then overhead, come out of the time, CPU is the
     rest, so the parts add up; each part is capped by what is left, as the
     attribution of off-CPU time can overshoot by up to one CPU interval."""
     (s_wait, _s_run, s_probe, s_disp, s_segs,
-     t_wait, t_run, t_probe, t_disp, t_segs, t_unm, disp_in, s_await, t_await, coro_calls) = raw
+     t_wait, t_run, t_probe, t_disp, t_segs, t_unm, disp_in, s_await, t_await, coro_calls,
+     s_bsegs, s_esegs, t_bsegs, t_esegs) = raw
+    scope_b, scope_e = scope_ns
     f.self_wait_ns = min(round(s_wait * k), f.self_ns)
-    f.self_overhead_ns = min(round((s_probe + s_disp) * k + s_segs * probe_ns), f.self_ns - f.self_wait_ns)
+    f.self_overhead_ns = min(round((s_probe + s_disp) * k + s_segs * probe_ns + s_bsegs * scope_b
+                                   + s_esegs * scope_e),
+                             f.self_ns - f.self_wait_ns)
     f.self_cpu_ns = f.self_ns - f.self_wait_ns - f.self_overhead_ns
     f.unmeasured_ns = min(round(t_unm * k), f.total_ns)
     f.wait_ns = min(round(t_wait * k), f.total_ns - f.unmeasured_ns)
-    f.overhead_ns = min(round((t_probe + t_disp) * k + t_segs * probe_ns),
+    f.overhead_ns = min(round((t_probe + t_disp) * k + t_segs * probe_ns + t_bsegs * scope_b
+                              + t_esegs * scope_e),
                         f.total_ns - f.unmeasured_ns - f.wait_ns)
     f.cpu_ns = f.total_ns - f.unmeasured_ns - f.wait_ns - f.overhead_ns
     if schedstat:
@@ -319,6 +331,8 @@ def build_profile(
     engine: str,
     clock: str,
     probe_ns: float = 0.0,
+    scope_probe_ns: float = 0.0,
+    scope_end_probe_ns: float = 0.0,
     split_known: bool = False,
     schedstat: bool = False,
     native_calls: bool = False,
@@ -334,6 +348,7 @@ def build_profile(
     profile = Profile(python=python, wall_ns=wall_ns, engine=engine, clock=clock,
                       split_known=split_known, schedstat=schedstat and split_known,
                       native_calls=native_calls, probe_ns=probe_ns)
+    profile.scope_probe_ns, profile.scope_end_probe_ns = scope_probe_ns, scope_end_probe_ns
     index = array("i")  # id -> row + 1 (0: none); ids are small, a dict would cost more
     for row in functions:
         fid, calls, resumes, self_t, total_t = row[:5]
@@ -350,7 +365,7 @@ def build_profile(
             native=sym is not None and sym.kind == SYM_CFUNC,
         )
         if len(row) > 5:
-            _split(f, row[5:], ns_per_tick, probe_ns, profile.schedstat)
+            _split(f, row[5:], ns_per_tick, probe_ns, profile.schedstat, (scope_probe_ns, scope_end_probe_ns))
         else:
             f.cpu_ns, f.self_cpu_ns = f.total_ns, f.self_ns
         f.fid = fid

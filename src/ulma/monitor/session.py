@@ -380,7 +380,9 @@ class Session:
             symbols, rows, _consumed(edges), scale,
             python=sys.version.split()[0], wall_ns=wall_ns,
             engine=ENGINE_NAMES.get(counters["engine"], "none"), clock=self.clock,
-            probe_ns=info["probe_ns"], split_known=info["cpu_samples"], schedstat=info["schedstat"],
+            probe_ns=info["probe_ns"], scope_probe_ns=info["scope_probe_ns"],
+            scope_end_probe_ns=info["scope_end_probe_ns"],
+            split_known=info["cpu_samples"], schedstat=info["schedstat"],
             native_calls=info["native_calls"], switched=self.switched(),
         )
         profile.scope = self.scope

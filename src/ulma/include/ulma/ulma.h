@@ -23,7 +23,8 @@
  *
  * With -DULMA_DISABLE everything here compiles to nothing.
  *
- * Names are string literals: a site (one use of a macro) is named once per
+ * Counters take int64_t values and keep 60 bits of them (beyond +-2^59, the
+ * nearest value that fits).  Names are string literals: a site (one use of a macro) is named once per
  * session, by its name, file and line.  Threads that Python never saw get
  * rings of their own.  Linux (ELF, glibc or musl).
  */
