@@ -23,7 +23,7 @@ from tests.integration.test_split_under_load import cpu_hogs  # noqa: F401 (a fi
 from ulma import include
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
-PROGRAM = PROGRAMS_DIR / "scoped.py"
+PROGRAM = PROGRAMS_DIR / "native_scoped.py"
 EXT_SOURCE = PROGRAMS_DIR / "scoped_ext.c"
 MS = 1_000_000
 

@@ -1,51 +1,26 @@
-"""A program calling the C extension tests/programs/scoped_ext.c, which uses ulma's public header
-(ulma.h): `python scoped.py EXT_DIR MODE [N]`.  Each mode prints one JSON line of what the program
-did (its own counts and clocks: the ground truth).
+"""A program whose package `scopedpkg` makes about a tenth of the calls
+(ulma run --only scopedpkg / --exclude): the rest are calls of its own."""
 
-  nested   run() -> scoped_ext.nested(N, cb): scope outer once, N inner scopes each calling cb(i)
-  threads  run() -> scoped_ext.in_thread(N, 2000) (a thread Python never sees: thread_main once,
-           N thread_work scopes) and scoped_ext.nogil(N, 2000) (N nogil_work scopes, GIL released)
-  timed    run() -> scoped_ext.timed(N, 200000): N timed_work scopes; the thread CPU ns inside them
-  marks    scoped_ext.marks(N): N marks and counter values 0 .. N-2, then -1
-  flood    scoped_ext.nested(N, cb) as fast as it goes, in a loop of 400 (a ring that fills)
-"""
-
-import json
-import sys
-
-sys.path.insert(0, sys.argv[1])
-
-import scoped_ext  # type: ignore[import-not-found]
-
-MODE = sys.argv[2]
-N = int(sys.argv[3]) if len(sys.argv) > 3 else 100
-called = 0
+from scopedpkg.work import Acc, chosen  # type: ignore[import-not-found]
 
 
-def cb(i: int) -> int:
-    global called
-    called += 1
-    return i
+def other(x: int) -> int:
+    return x * 2
 
 
-def run() -> dict[str, int]:
-    if MODE == "nested":
-        scoped_ext.nested(N, cb)
-        return {"cb": called}
-    if MODE == "threads":
-        scoped_ext.in_thread(N, 2000)
-        scoped_ext.nogil(N, 2000)
-        return {}
-    if MODE == "timed":
-        return {"inside_cpu_ns": scoped_ext.timed(N, 200000)}
-    if MODE == "marks":
-        scoped_ext.marks(N)
-        return {}
-    if MODE == "flood":
-        for _ in range(400):
-            scoped_ext.nested(N, cb)
-        return {"cb": called}
-    raise SystemExit(f"unknown mode {MODE}")
+def busy(x: int) -> int:
+    return other(x) + other(x + 1)
 
 
-print(json.dumps(run()), flush=True)
+def main() -> None:
+    acc = Acc()
+    s = 0
+    for i in range(20_000):
+        for j in range(16):
+            s += busy(i + j) if j % 3 == 0 else other(j)
+        chosen(acc, i)
+    print(acc.total, s)
+
+
+if __name__ == "__main__":
+    main()

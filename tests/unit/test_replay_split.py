@@ -36,6 +36,10 @@ class Split(NamedTuple):
     self_await: int
     await_: int
     coro_calls: int
+    self_bsegs: int
+    self_esegs: int
+    bsegs: int
+    esegs: int
 
 
 def ev(t: int, fid: int, kind: int, flags: int = 0, aux: int = 0) -> Event:
@@ -118,6 +122,23 @@ def test_each_gap_between_records_counts_one_probe_for_the_function_on_top() -> 
     funcs = replay([ev(0, 1, CALL), ev(10, 2, CALL), ev(20, 2, RETURN), ev(30, 1, RETURN)])
     assert (funcs[1].self_segs, funcs[1].segs) == (2, 3)
     assert (funcs[2].self_segs, funcs[2].segs) == (1, 1)
+
+
+def test_native_scopes_nest_and_the_gaps_their_records_close_are_counted_apart() -> None:
+    # main(1) [0..60] -> scope(2) [10..40] -> cb(3) [20..30]; a mark at 50, a counter's two
+    # records at 55 (the second closes no gap)
+    SB, SE, MARK, COUNTER = records.SCOPE_BEGIN, records.SCOPE_END, records.MARK, records.COUNTER
+    funcs = replay([ev(0, 1, CALL), ev(10, 2, SB), ev(20, 3, CALL), ev(30, 3, RETURN), ev(40, 2, SE),
+                    ev(50, 4, MARK), ev(55, 5, COUNTER), ev(55, 7, COUNTER, records.COUNTER_VALUE),
+                    ev(60, 1, RETURN)])
+    assert (funcs[2].calls, funcs[2].total, funcs[2].self) == (1, 30, 20)
+    assert (funcs[1].total, funcs[1].self) == (60, 30)
+    assert 4 not in funcs and 5 not in funcs and 7 not in funcs  # marks and counters are no frames
+    # main's own gaps: closed by the scope's begin, the mark and the counter (native begins), and
+    # by its own return; the scope's: by cb's call (Python) and by its own end
+    assert (funcs[1].self_segs, funcs[1].self_bsegs, funcs[1].self_esegs) == (1, 3, 0)
+    assert (funcs[2].self_segs, funcs[2].self_bsegs, funcs[2].self_esegs) == (1, 0, 1)
+    assert (funcs[3].self_segs, funcs[3].self_bsegs, funcs[3].self_esegs) == (1, 0, 0)
 
 
 def test_dispatch_is_the_callers_overhead_and_the_callees_call_overhead() -> None:
