@@ -101,9 +101,10 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}: ns per empty scope (begin + end), {args.scopes:,} scopes, "
           f"{args.rounds} rounds, thread CPU time: median [lowest .. highest]")
     for mode, values in ns.items():
-        line = f"  {mode:<10} {statistics.median(values):7.2f} [{min(values):.2f} .. {max(values):.2f}]"
+        med = statistics.median(values)
+        line = f"  {mode:<10} {med:7.2f} [{min(values):.2f} .. {max(values):.2f}]"
         if mode == "traced":
-            line += f"   target <= {TARGET_NS:g} ns: {'ok' if statistics.median(values) <= TARGET_NS else 'MISS'}"
+            line += f"   target <= {TARGET_NS:g} ns: {'ok' if med <= TARGET_NS else 'MISS'}"
         print(line)
     print(f"  {'floor':<10} {statistics.median(floor):7.2f} [{min(floor):.2f} .. {max(floor):.2f}]"
           "   (two cycle-counter reads stored: what any timed scope pays here)")
