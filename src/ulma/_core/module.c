@@ -8,7 +8,6 @@
  *   bench_drain                 the monitor's replay rate on a synthetic ring
  */
 #define PY_SSIZE_T_CLEAN
-#include "scopes.h"
 #include <Python.h>
 #include <endian.h>
 #include <errno.h>
@@ -26,6 +25,7 @@
 #include "clock.h"
 #include "records.h"
 #include "replay.h"
+#include "scopes.h"
 #include "session.h"
 #include "symbols.h"
 #include "tasktable.h"
@@ -334,6 +334,7 @@ static PyObject *session_drain(SessionObject *self, PyObject *args, PyObject *kw
     }
     int64_t n;
     Py_BEGIN_ALLOW_THREADS
+    ULMA_CORE_SCOPE("drain");
     n = ulma_monitor_drain(&self->m, postmortem, copy ? copy_sink : NULL, &c);
     Py_END_ALLOW_THREADS
     if (n < 0) {
@@ -629,6 +630,7 @@ static PyObject *session_snapshot(SessionObject *self, PyObject *args, PyObject 
     if (!cpu)
         return NULL;
     uint64_t now = live ? ulma_ticks(self->m.clock_source) : 0;
+    ULMA_CORE_SCOPE("snapshot");
     PyObject *res = snapshot_of(self->m.aggs, self->m.closed, threads, only, now, cpu, split, rate, final,
                                 &self->m.ended);
     PyMem_Free(cpu);
@@ -1094,7 +1096,12 @@ static PyObject *aggregator_feed(AggregatorObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "thread %ld was closed", thread);
         goto out;
     }
-    if (feed_records(&buf, agg_records, a) < 0) {
+    int rc;
+    {
+        ULMA_CORE_SCOPE("aggregate");
+        rc = feed_records(&buf, agg_records, a);
+    }
+    if (rc < 0) {
         PyErr_NoMemory();
         goto out;
     }
@@ -1338,6 +1345,7 @@ static PyObject *replay_feed(ReplayObject *self, PyObject *args)
     struct replay_feed_ctx ctx = {&self->r, thread};
     int rc;
     Py_BEGIN_ALLOW_THREADS
+    ULMA_CORE_SCOPE("replay");
     rc = feed_records(&buf, replay_records, &ctx);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
@@ -2006,7 +2014,16 @@ static int text_u128(text_buf *b, unsigned __int128 v)
  * tail is tails[record's second word: id | kind << 32 | flags << 40 | aux << 48]
  * (bytes), made by make_tail(word) when missing (which may store it in tails);
  * an empty tail leaves the record out.  Returns the text and the last tick. */
+static PyObject *text_lines(PyObject *mod, PyObject *args);
+
+/* text_lines(records, last, t0, scale_hi, scale_lo, tails, make_tail): see text_lines below */
 static PyObject *py_text_lines(PyObject *mod, PyObject *args)
+{
+    ULMA_CORE_SCOPE("text lines");
+    return text_lines(mod, args);
+}
+
+static PyObject *text_lines(PyObject *mod, PyObject *args)
 {
     (void)mod;
     Py_buffer view;
@@ -2318,6 +2335,10 @@ PyMODINIT_FUNC PyInit__core(void)
     PyObject *api = PyCapsule_New((void *)&ulma_runtime_v1, "ulma._core.scopes_api", NULL);
     if (!api || PyModule_AddObject(mod, "scopes_api", api) < 0) {
         Py_XDECREF(api);
+        Py_DECREF(mod);
+        return NULL;
+    }
+    if (ulma_scopes_add_site_type(mod) < 0) {
         Py_DECREF(mod);
         return NULL;
     }

@@ -34,8 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ULMA_TYPES_ONLY
-#include "../include/ulma/ulma.h"
 
 /* Hooks registered (each a module's; modules are never unloaded by Python). */
 #define MAX_HOOKS 4096u
@@ -44,6 +42,7 @@ static uint32_t g_nhooks;
 static int g_tracing; /* hooks point at the runtime */
 static pthread_mutex_t g_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_site_lock = PTHREAD_MUTEX_INITIALIZER;
+const ulma_runtime *g_core_hook; /* _core's own scopes (scopes.h) */
 
 static const ulma_runtime *rt_begin(ulma_site *site);
 static void rt_end(ulma_site *site);
@@ -133,6 +132,7 @@ static void find_hooks(void)
 void ulma_scopes_start(void)
 {
     pthread_mutex_lock(&g_hooks_lock);
+    hook_add(&g_core_hook); /* this process's monitor, if it is one */
     find_hooks();
     g_tracing = 1;
     for (uint32_t i = 0; i < g_nhooks; i++)
@@ -363,4 +363,100 @@ int ulma_scopes_calibrate(double *begin_ns, double *end_ns)
     *begin_ns = (double)best_b * h->ns_per_tick_hint;
     *end_ns = (double)best_e * h->ns_per_tick_hint;
     return 0;
+}
+
+/* ---- Site: scopes for Python code ------------------------------------------ */
+
+/* A site named from Python (`_core.Site(name, file, line)`), used as a
+ * context manager: `with SITE:` is a scope of it on the calling thread,
+ * through the runtime's hook of _core's own (scopes.h) -- so a program's
+ * Python code, and ulma's monitor itself, can mark phases that are no one
+ * function.  Scopes of one site nest (recursion): each __enter__ is paired
+ * with the innermost open __exit__. */
+typedef struct {
+    PyObject_HEAD
+    ulma_site site;
+    PyObject *name, *file; /* the strings site.name and site.file point into */
+    const ulma_runtime *open[ULMA_SCOPE_STACK]; /* per nesting level: what __enter__ began */
+    uint32_t depth;
+} SiteObject;
+
+static int site_init(SiteObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"name", "file", "line", NULL};
+    PyObject *name, *file = NULL;
+    unsigned int line = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|UI", names, &name, &file, &line))
+        return -1;
+    const char *n = PyUnicode_AsUTF8(name);
+    const char *f = file ? PyUnicode_AsUTF8(file) : "<python>";
+    if (!n || !f)
+        return -1;
+    Py_XSETREF(self->name, Py_NewRef(name));
+    Py_XSETREF(self->file, file ? Py_NewRef(file) : NULL);
+    self->site = (ulma_site){n, f, line, ULMA_SITE_SCOPE, 0};
+    self->depth = 0;
+    return 0;
+}
+
+static void site_dealloc(SiteObject *self)
+{
+    Py_XDECREF(self->name);
+    Py_XDECREF(self->file);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *site_enter(SiteObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!self->name)
+        return PyErr_Format(PyExc_ValueError, "Site not initialised");
+    ulma_scope s = ulma_core_begin(&self->site);
+    if (self->depth < ULMA_SCOPE_STACK)
+        self->open[self->depth] = s.rt;
+    self->depth++;
+    return Py_NewRef(self);
+}
+
+static PyObject *site_exit(SiteObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    (void)args, (void)n;
+    if (self->depth) {
+        self->depth--;
+        if (self->depth < ULMA_SCOPE_STACK) {
+            ulma_scope s = {self->open[self->depth], &self->site};
+            ulma_core_end(&s);
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *site_repr(SiteObject *self)
+{
+    return PyUnicode_FromFormat("<ulma Site %R>", self->name ? self->name : Py_None);
+}
+
+static PyMethodDef site_methods[] = {
+    {"__enter__", (PyCFunction)site_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))site_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SiteType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ulma._core.Site",
+    .tp_basicsize = sizeof(SiteObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Site(name, file='<python>', line=0): a native scope's site; `with site:` is a scope of it",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)site_init,
+    .tp_dealloc = (destructor)site_dealloc,
+    .tp_methods = site_methods,
+    .tp_repr = (reprfunc)site_repr,
+};
+
+int ulma_scopes_add_site_type(PyObject *mod)
+{
+    if (PyType_Ready(&SiteType) < 0)
+        return -1;
+    return PyModule_AddObjectRef(mod, "Site", (PyObject *)&SiteType);
 }

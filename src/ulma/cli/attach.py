@@ -97,6 +97,9 @@ def execute(argv: list[str]) -> int:
     p.add_argument("pid", type=int, help="the process to attach to")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="detach after SECONDS")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    p.add_argument("-o", "--output", metavar="TRACE",
+                   help="also keep the event stream while attached in the trace file TRACE "
+                        "(see `ulma report`)")
     add_ring_argument(p)
     add_limit_argument(p)
     p.add_argument("--no-report", action="store_true", help="print no report after detaching")
@@ -119,7 +122,11 @@ def execute(argv: list[str]) -> int:
         raise UsageError("--live needs a terminal on stdin and stderr")
     if opts.json:
         check_output(opts.json)
-    check_streams(opts, opts.json)
+    if opts.output:
+        check_output(opts.output)
+        if opts.output == opts.json:
+            raise UsageError(f"{opts.output} is named by two outputs: give each its own file")
+    check_streams(opts, opts.json, opts.output)
     if live:  # import the view before attaching: a busy import would starve the drain thread
         import ulma.views.live  # noqa: F401
     try:
@@ -131,7 +138,7 @@ def execute(argv: list[str]) -> int:
             cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), only=tuple(opts.only),
             log_path=opts.log, jsonl_path=opts.jsonl, budget=opts.budget or 0.0,
             dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst,
-            loop_block_ms=opts.loop_block))
+            loop_block_ms=opts.loop_block, trace_path=opts.output))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
     with Detaching() as signals:
@@ -143,6 +150,8 @@ def execute(argv: list[str]) -> int:
         profile = att.detach()
     for line in att.streams_said:  # --log, --jsonl
         sys.stderr.write(f"ulma: {line}\n")
+    if att.trace_error:
+        sys.stderr.write(f"ulma: error: {att.trace_error}\n")
     ended = "the program ended" if why == "exited" else "detached; the program goes on"
     sys.stderr.write(f"ulma: {ended} after {fmt_ns(profile.wall_ns)} attached\n")
     if opts.json:

@@ -144,6 +144,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="benchmarking: install the engine with hooks that record nothing")
     p.add_argument("--recording-floor", action="store_true",
                    help="benchmarking: hooks that only read the clock and store 16 bytes per event")
+    p.add_argument("--self-profile", metavar="TRACE",
+                   help="also profile ulma's monitor itself, into the trace file TRACE (its Python "
+                        "functions and its phases: drain, snapshot, render, trace writing, ...; "
+                        "read it with `ulma report TRACE`)")
     p.add_argument("--wait-attach", action="store_true",
                    help="run the program with an idle agent (no hooks, no cost) and no monitor: "
                         "connect later with `ulma attach PID`")
@@ -322,7 +326,19 @@ def execute(argv: list[str]) -> int:
     opts, rest = parse(argv, live=True)
     if opts.wait_attach:
         return run_idle(target_from(opts, rest))
-    result = start(opts, rest)
+    if opts.self_profile:
+        from ulma.monitor.selfprofile import SelfProfile, SelfProfileError
+
+        check_output(opts.self_profile)
+        try:
+            with SelfProfile(opts.self_profile) as me:
+                result = start(opts, rest)
+        except SelfProfileError as exc:
+            raise UsageError(str(exc), 1) from None
+        if me.error:
+            sys.stderr.write(f"ulma: error: {me.error}\n")
+    else:
+        result = start(opts, rest)
     if not result.started:  # the agent said why, in one line
         return result.returncode or 1
     # the report's modules (rich) are loaded only when there is a report to make

@@ -52,6 +52,11 @@ from typing import IO, Any, Final
 import zstandard
 
 from ulma.format import files, records, schema
+from ulma.phases import site
+
+# the monitor's own phases, seen when ulma profiles the monitor (ulma.phases)
+_WRITE = site("trace write")
+_COMPRESS = site("compress")
 
 MAGIC: Final = b"ULMATRCE"
 VERSION: Final = 2  # 2: checksums over the file and chunk headers too
@@ -154,15 +159,17 @@ class TraceWriter:
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        with _WRITE:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
         self.bytes_written += len(data)
 
     def chunk(self, kind: int, payload: bytes, thread: int = 0) -> None:
         stored, codec = payload, RAW
         if self._zstd is not None and len(payload) > 256:
-            packed = self._zstd.compress(payload)
+            with _COMPRESS:
+                packed = self._zstd.compress(payload)
             if len(packed) < len(payload):
                 stored, codec = packed, ZSTD
         self.bytes_raw += len(payload)

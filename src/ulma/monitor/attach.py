@@ -16,7 +16,7 @@ import time
 
 from ulma.agent import listener
 from ulma.monitor.profile import Profile
-from ulma.monitor.session import Options, Session, scope_of
+from ulma.monitor.session import ENGINE_NAMES, Options, Recorder, Session, end_record, scope_of
 from ulma.monitor.streams import LogWriter, Streams
 
 TYPE_CHECKING = False
@@ -104,6 +104,8 @@ class Attachment:
             except OSError as exc:
                 raise AttachError(exc.strerror or str(exc)) from None
         self.log: LogWriter | None = self.streams.log if self.streams else None
+        self.recorder: Recorder | None = None  # -o
+        self.trace_error: str | None = None
         try:
             self.sock = _connect(pid, addresses, timeout)
         except BaseException:
@@ -138,6 +140,14 @@ class Attachment:
             message = "".join(c if c.isprintable() else "?" for c in message)[:300]
             raise AttachError(f"process {pid} refused: {message}")
         self.session.close_fd()
+        if options.trace_path:  # -o: the agent answered, so its engine is known
+            try:
+                self.recorder = Recorder(options.trace_path, self.session,
+                                         ENGINE_NAMES.get(self.session.counters()["engine"], "none"))
+            except OSError as exc:
+                self.unhook()
+                self._abandon()
+                raise AttachError(f"cannot write {options.trace_path}: {exc.strerror or exc}") from None
         if options.budget or options.burst:  # the dial (ulma.monitor.dial), as `ulma run` has it
             from ulma.monitor.dial import Burst, Dial
 
@@ -153,6 +163,9 @@ class Attachment:
         if self.streams is not None:
             self.streams.start(self.session, pid, self._stream_snapshot)
 
+    def _drain(self, postmortem: bool = False) -> int:
+        return self.session.drain(postmortem=postmortem, recorder=self.recorder, log=self.log)
+
     def _drain_until_answer(self, timeout: float) -> None:
         """Drains until the agent's answer can be read (or its connection
         closed); TimeoutError after `timeout` seconds.  The agent's hooks go on
@@ -165,7 +178,7 @@ class Attachment:
         poller.register(self.sock, select.POLLIN)
         deadline = time.monotonic() + timeout
         while True:
-            drained = self.session.drain(log=self.log)
+            drained = self._drain()
             # a busy ring is drained again at once, as in drain_until
             wait_ms = 0 if drained > 4096 else max(1, int(self.options.poll_seconds * 1000))
             if poller.poll(wait_ms):  # the answer, or a hang-up or an error: read_line() says which
@@ -212,7 +225,7 @@ class Attachment:
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while True:
-                drained = self.session.drain(log=self.log)
+                drained = self._drain()
                 if drained <= 4096:  # a busy ring is drained again at once, as in Run.drain_until_exit
                     time.sleep(self.options.poll_seconds)
                 # read, never waited on: `ulma attach` sets `stop` from a signal handler, which runs
@@ -255,10 +268,14 @@ class Attachment:
         self.sock.close()
         if self.streams is not None:
             self.streams.stop()  # no snapshot from here on
-        self.session.drain(postmortem=True, log=self.log)
+        self._drain(postmortem=True)
         self.session.close_all()
         scale = self.session.ns_per_tick()  # one calibration for the run time and the totals
-        profile = self.session.profile(wall_ns=self.elapsed_ns(scale), scale=scale)
+        wall_ns = self.elapsed_ns(scale)
+        profile = self.session.profile(wall_ns=wall_ns, scale=scale)
+        if self.recorder is not None:
+            self.recorder.close(end_record(self.session, profile, wall_ns, scale, None, self.pid, self.log))
+            self.trace_error = self.recorder.error
         self.session.close()
         if self.streams is not None:
             self.streams_said = self.streams.close(profile)

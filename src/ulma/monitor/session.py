@@ -783,30 +783,39 @@ class Run:
             merge_children(profile, self.proc.pid, self.command, returncode, self.children)
         trace_error = None
         if self.recorder is not None:
-            from ulma.format import trace
-
-            info = self.session.agent_info()
-            self.recorder.close({
-                "wall_ns": wall_ns, "ns_per_tick": scale,
-                **{key: info[key] for key in trace.AGENT_KEYS},
-                "returncode": returncode, "program_pid": self.proc.pid,
-                "dropped": {str(t.thread): t.dropped for t in profile.threads},
-                "os_tid": {str(t.thread): t.os_tid for t in profile.threads},
-                "tool_id": profile.tool_id, "hooks_displaced": profile.hooks_displaced,
-                "untraced_threads": profile.threads_overflow,
-                "untraced_events": profile.untraced_events,
-                "symbols_lost": profile.symtab_overflow,
-                "forked_children": profile.forked_children,
-                "tasks_untold": counters["tasks_untold"],
-                "off_ns": {str(f.fid): f.off_ns for f in profile.functions if f.off_ns},
-                "off_now": {str(f.fid): 1 for f in profile.functions if f.off},
-                **({"text_ns_per_tick": self.log.ns_per_tick}
-                   if self.log is not None and self.log.ns_per_tick is not None else {}),
-            })
+            self.recorder.close(end_record(self.session, profile, wall_ns, scale, returncode, self.proc.pid,
+                                           self.log))
             trace_error = self.recorder.error
         self.session.close()
         said = self.streams.close(profile) if self.streams is not None else []
         return RunResult(returncode, profile, started, trace_error, said)
+
+
+def end_record(session: Session, profile: Profile, wall_ns: int, scale: float, returncode: int | None,
+               program_pid: int, log: LogWriter | None) -> dict[str, Any]:
+    """A trace's END record (ulma.format.schema.End) for a run or an attachment that ended:
+    its figures and final calibration.  `returncode`: None while the program goes on (a detach)."""
+    from ulma.format import trace
+
+    info = session.agent_info()
+    counters = session.counters()
+    return {
+        "wall_ns": wall_ns, "ns_per_tick": scale,
+        **{key: info[key] for key in trace.AGENT_KEYS},
+        **({"returncode": returncode} if returncode is not None else {}),
+        "program_pid": program_pid,
+        "dropped": {str(t.thread): t.dropped for t in profile.threads},
+        "os_tid": {str(t.thread): t.os_tid for t in profile.threads},
+        "tool_id": profile.tool_id, "hooks_displaced": profile.hooks_displaced,
+        "untraced_threads": profile.threads_overflow,
+        "untraced_events": profile.untraced_events,
+        "symbols_lost": profile.symtab_overflow,
+        "forked_children": profile.forked_children,
+        "tasks_untold": counters["tasks_untold"],
+        "off_ns": {str(f.fid): f.off_ns for f in profile.functions if f.off_ns},
+        "off_now": {str(f.fid): 1 for f in profile.functions if f.off},
+        **({"text_ns_per_tick": log.ns_per_tick} if log is not None and log.ns_per_tick is not None else {}),
+    }
 
 
 def process_cpu_ns(pid: int) -> int | None:

@@ -34,6 +34,7 @@ from ulma.monitor.control import MAX_CPU_INTERVAL_US, ChannelFull
 from ulma.monitor.live import Health, LiveSource, Rates, Snapshot, rates
 from ulma.monitor.output import Captured, Stream
 from ulma.monitor.profile import FunctionStats
+from ulma.phases import site
 from ulma.views import bar
 from ulma.views.grid import Cell, Col, Grid
 from ulma.views.live_rows import (
@@ -71,6 +72,9 @@ SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
 KEYS = ("1-7 sort (again: reverse)  / filter  x off/on (filtered: all shown)  X module off/on  "
         "w wall/cpu  p pause  t thread  a tasks  c clear  ⏎ callers/callees  esc close  "
         "^C interrupt program  q quit")
+
+
+_RENDER = site("render")  # the monitor's own phase (ulma.phases)
 
 
 @dataclass(slots=True)
@@ -292,6 +296,10 @@ class LiveView(App[None]):
     def refresh_now(self, force: bool = False) -> None:
         """Takes a snapshot and redraws (while paused: only the header,
         unless forced)."""
+        with _RENDER:
+            self._refresh_now(force)
+
+    def _refresh_now(self, force: bool) -> None:
         done = self.source.done.is_set()
         if self.paused and not force:
             self._note_health(self.source.health())
