@@ -20,7 +20,7 @@ def execute(argv: list[str]) -> int:
     opts.no_children = True
     result = run.start(opts, rest)
     if not result.started:
-        return result.returncode or 1
+        return run.not_started(opts, rest, result)
     p = result.profile
     if not result.trace_error:
         sys.stderr.write(f"ulma: recorded {p.events:,} events ({p.dropped:,} dropped) from "

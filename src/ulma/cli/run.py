@@ -197,6 +197,8 @@ def target_from(opts: argparse.Namespace, rest: list[str]) -> sessions.Target:
         raise UsageError(f"no such file: {script}")
     if os.path.isdir(script):
         raise UsageError(f"{script} is a directory; give a script or -m module")
+    if sessions.is_native(script):  # a program built with ulma's runtime (ulma/ulma_runtime.c)
+        return sessions.Target("native", os.path.abspath(script), tuple(args))
     return sessions.Target("script", script, tuple(args))
 
 
@@ -322,6 +324,16 @@ def run_idle(target: sessions.Target) -> int:
     return 128 - code if code < 0 else code
 
 
+def not_started(opts: argparse.Namespace, rest: list[str], result: sessions.RunResult) -> int:
+    """The exit code when the program never started its agent: a Python program's agent said
+    why, in one line; a native program's has no agent to say it, so we do."""
+    if rest and not opts.module and sessions.is_native(rest[0]):
+        sys.stderr.write(f"ulma: {rest[0]} recorded nothing: it was not built with ulma's runtime "
+                         "(ulma/ulma_runtime.c, see `python -m ulma.include`)\n")
+        return 1
+    return result.returncode or 1
+
+
 def execute(argv: list[str]) -> int:
     opts, rest = parse(argv, live=True)
     if opts.wait_attach:
@@ -339,8 +351,8 @@ def execute(argv: list[str]) -> int:
             sys.stderr.write(f"ulma: error: {me.error}\n")
     else:
         result = start(opts, rest)
-    if not result.started:  # the agent said why, in one line
-        return result.returncode or 1
+    if not result.started:
+        return not_started(opts, rest, result)
     # the report's modules (rich) are loaded only when there is a report to make
     if opts.json:
         from ulma.exporters import json_report

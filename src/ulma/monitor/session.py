@@ -50,7 +50,7 @@ MAX_THREADS_LIMIT: int = _core.LIMITS["MAX_THREADS"]  # records.h ULMA_MAX_THREA
 # the wait after a drain that found little; the smallest ring allowed holds a thread's events
 # for this long (records.h ULMA_DRAIN_WAIT_US)
 DRAIN_WAIT_SECONDS: float = _core.LIMITS["DRAIN_WAIT_US"] / 1e6
-ENGINE_NAMES = {1: "monitoring", 2: "pep523"}
+ENGINE_NAMES = {1: "monitoring", 2: "pep523", 3: "native"}
 
 
 class Target(Frozen):
@@ -58,7 +58,7 @@ class Target(Frozen):
 
     __slots__ = ("args", "kind", "name")
 
-    kind: str  # "script" or "module"
+    kind: str  # "script", "module", or "native" (a program without Python, ulma/ulma_runtime.c)
     name: str
     args: tuple[str, ...]
 
@@ -573,7 +573,19 @@ class RunResult(Plain):
 
 
 def _child_command(target: Target) -> list[str]:
+    if target.kind == "native":  # its runtime maps the session itself (ULMA_SESSION_FD)
+        return [target.name, *target.args]
     return [sys.executable, "-c", bootstrap.BOOT_CODE, target.kind, target.name, *target.args]
+
+
+def is_native(path: str) -> bool:
+    """Is `path` an executable ELF file (a program ulma starts as it is, for its own runtime
+    to report into), rather than a Python script?"""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF" and os.access(path, os.X_OK)
+    except OSError:
+        return False
 
 
 class Run:
@@ -590,6 +602,9 @@ class Run:
         self.options = options
         # the program's interpreter, if `ulma run` started it early (and its streams are ours)
         early = prestart.take() if stdin is None and stdout is None and stderr is None else None
+        if early is not None and target.kind == "native":  # no Python to run: not needed
+            early.discard()
+            early = None
         fd = clock_start = None
         if early is not None:  # its memfd is the session's from now on (closed with it)
             fd, early.session_fd = early.session_fd, -1
@@ -646,7 +661,9 @@ class Run:
         self.start_ns = time.monotonic_ns()
         self.proc: prestart.Child
         try:
-            if options.children:  # the program's children connect to it (see ulma.monitor.children)
+            # the program's children connect to it (see ulma.monitor.children); a native
+            # program's runtime follows none
+            if options.children and target.kind != "native":
                 from ulma.monitor.children import Children
 
                 self.children = Children(options, lambda: float(self.session.agent_info()["probe_ns"]))
@@ -665,7 +682,8 @@ class Run:
                     self.proc = subprocess.Popen(_child_command(target), env=env, pass_fds=(self.session.fd,),
                                                  stdin=stdin, stdout=stdout, stderr=stderr)
                 except OSError as exc:  # the caller says it in one line
-                    raise OSError(exc.errno, f"cannot start {sys.executable}: {exc.strerror}") from None
+                    what = target.name if target.kind == "native" else sys.executable
+                    raise OSError(exc.errno, f"cannot start {what}: {exc.strerror}") from None
         except BaseException:
             if self.children is not None:
                 self.children.finish(0)

@@ -165,8 +165,13 @@ def split_lines(profile: Profile) -> list[Text]:
     total = sum(f.self_ns for f in profile.functions)
     over = profile.overhead_ns
     share = f" ({100 * over / total:.1f}% of measured time)" if total else ""
+    if profile.engine == "native":  # a program without Python: its scopes alone (ulma_runtime.c)
+        probes = [f"scopes calibrated at {profile.scope_probe_ns:.1f} / {profile.scope_end_probe_ns:.1f} ns "
+                  "a begin / end"]
+    else:
+        probes = [f"probe calibrated at {profile.probe_ns:.1f} ns per event"]
     lines.append(Text(f"call overhead {fmt_ns(over)}{share} taken out of CPU time, shown yellow; "
-                      f"probe calibrated at {profile.probe_ns:.1f} ns per event"
+                      f"{', '.join(probes)}"
                       f"{'; native calls traced' if profile.native_calls else ''}", style="dim"))
     return lines
 
