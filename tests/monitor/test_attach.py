@@ -104,11 +104,11 @@ import signal, threading
 from ulma.monitor.attach import Attachment
 
 class Busy:
-    def drain(self, log=None):
+    def drain(self, postmortem=False, recorder=None, log=None):
         return 5000
 
 att = object.__new__(Attachment)
-att.session, att.log = Busy(), None
+att.session, att.log, att.recorder = Busy(), None, None
 att.unhook = lambda: None
 att.target_alive = lambda: True
 stop = threading.Event()

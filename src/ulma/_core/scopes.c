@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 /* Hooks registered (each a module's; modules are never unloaded by Python). */
@@ -132,11 +133,15 @@ static void find_hooks(void)
 void ulma_scopes_start(void)
 {
     pthread_mutex_lock(&g_hooks_lock);
-    hook_add(&g_core_hook); /* this process's monitor, if it is one */
     find_hooks();
     g_tracing = 1;
     for (uint32_t i = 0; i < g_nhooks; i++)
         hook_set(g_hooks[i], &ulma_runtime_v1);
+    /* _core's own phases, if this process is a monitor another process watches; not when it
+     * drains its own session (a test's in-process session): its drains would record themselves */
+    ulma_session_header *h = g_session;
+    if (h && h->creator_pid != (uint32_t)getpid())
+        hook_set(&g_core_hook, &ulma_runtime_v1);
     pthread_mutex_unlock(&g_hooks_lock);
 }
 
@@ -146,6 +151,7 @@ void ulma_scopes_stop(void)
     g_tracing = 0;
     for (uint32_t i = 0; i < g_nhooks; i++)
         hook_set(g_hooks[i], NULL);
+    hook_set(&g_core_hook, NULL);
     pthread_mutex_unlock(&g_hooks_lock);
 }
 

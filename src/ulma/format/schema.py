@@ -102,6 +102,9 @@ class Calib(TypedDict, total=False):
 class End(Calib, total=False):
     """The last chunk of a run that ended: its figures and final calibration."""
 
+    # the engine the agent ran (META's may say "auto": an attachment's trace is opened before
+    # the agent answers, so that nothing it drains meanwhile is left out)
+    engine: Text
     wall_ns: Count
     returncode: Annotated[int, Range(-(1 << 31), (1 << 31) - 1)]
     program_pid: Pid

@@ -16,7 +16,7 @@ import time
 
 from ulma.agent import listener
 from ulma.monitor.profile import Profile
-from ulma.monitor.session import ENGINE_NAMES, Options, Recorder, Session, end_record, scope_of
+from ulma.monitor.session import Options, Recorder, Session, end_record, scope_of
 from ulma.monitor.streams import LogWriter, Streams
 
 TYPE_CHECKING = False
@@ -121,6 +121,15 @@ class Attachment:
                 self.streams.abandon()
             raise
         self.session.scope = scope_of(options.only, options.exclude)
+        if options.trace_path:  # -o: opened before the agent starts, so nothing drained is left out
+            try:            # (its engine, not known yet, goes in the END record)
+                self.recorder = Recorder(options.trace_path, self.session, "auto")
+            except OSError as exc:
+                self.sock.close()
+                self.session.close()
+                if self.streams is not None:
+                    self.streams.abandon()
+                raise AttachError(f"cannot write {options.trace_path}: {exc.strerror or exc}") from None
         if self.streams is not None:  # the drain feeds the log from the first event on
             self.streams.start_log(self.session, pid)
         try:
@@ -140,14 +149,6 @@ class Attachment:
             message = "".join(c if c.isprintable() else "?" for c in message)[:300]
             raise AttachError(f"process {pid} refused: {message}")
         self.session.close_fd()
-        if options.trace_path:  # -o: the agent answered, so its engine is known
-            try:
-                self.recorder = Recorder(options.trace_path, self.session,
-                                         ENGINE_NAMES.get(self.session.counters()["engine"], "none"))
-            except OSError as exc:
-                self.unhook()
-                self._abandon()
-                raise AttachError(f"cannot write {options.trace_path}: {exc.strerror or exc}") from None
         if options.budget or options.burst:  # the dial (ulma.monitor.dial), as `ulma run` has it
             from ulma.monitor.dial import Burst, Dial
 
@@ -193,6 +194,8 @@ class Attachment:
 
     def _abandon(self) -> None:
         self.sock.close()
+        if self.recorder is not None:
+            self.recorder.abandon()
         self.session.close()
         if self.streams is not None:
             self.streams.abandon()

@@ -65,7 +65,7 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
     profile = build_profile(
         symbols, functions, edges, ns_per_tick,
         python=str(meta.get("python", "?")), wall_ns=end.get("wall_ns", 0),
-        engine=str(meta.get("engine", "?")), clock=str(meta.get("clock", "?")),
+        engine=str(end.get("engine") or meta.get("engine", "?")), clock=str(meta.get("clock", "?")),
         probe_ns=reader.latest("probe_ns") or 0.0, scope_probe_ns=reader.latest("scope_probe_ns") or 0.0,
         scope_end_probe_ns=reader.latest("scope_end_probe_ns") or 0.0,
         split_known=readings,

@@ -544,6 +544,13 @@ class Recorder:
                     for sid, kind, flags, name, file, line in symbols]
             self._queue.put((defs, chunks, calib))
 
+    def abandon(self) -> None:
+        """Nothing more comes (the attach failed): the file goes."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is None:
+            self.writer.abandon()
+
     def close(self, end: dict[str, Any]) -> None:
         self._queue.put(None)
         self._thread.join()
@@ -818,7 +825,7 @@ def end_record(session: Session, profile: Profile, wall_ns: int, scale: float, r
     info = session.agent_info()
     counters = session.counters()
     return {
-        "wall_ns": wall_ns, "ns_per_tick": scale,
+        "wall_ns": wall_ns, "ns_per_tick": scale, "engine": ENGINE_NAMES.get(counters["engine"], "none"),
         **{key: info[key] for key in trace.AGENT_KEYS},
         **({"returncode": returncode} if returncode is not None else {}),
         "program_pid": program_pid,
