@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import missing_dependency, run_process, ulma_command
+from tests.conftest import missing_dependency, run_process, subprocess_env, ulma_command, wait_for_agent
 from ulma import include
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
@@ -41,12 +43,14 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
          str(Path(inc) / "ulma" / "ulma_runtime.c"), "-o", str(runtime)],
         [gxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", f"-I{inc}",
          str(PROGRAMS_DIR / "native_prog.cpp"), str(runtime), "-o", str(where / "native_prog")],
+        [gxx, "-std=c++11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", f"-I{inc}",
+         str(PROGRAMS_DIR / "native_target.cpp"), str(runtime), "-o", str(where / "native_target")],
         [gcc, "-O2", str(PROGRAMS_DIR / "native_plain.c"), "-o", str(where / "native_plain")],
     ]
     for cmd in steps:
         built = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert built.returncode == 0, built.stderr
-    return {"prog": where / "native_prog", "plain": where / "native_plain"}
+    return {"prog": where / "native_prog", "plain": where / "native_plain", "target": where / "native_target"}
 
 
 def counts(report: dict[str, Any]) -> dict[str, int]:
@@ -116,3 +120,59 @@ def test_a_program_without_the_runtime_is_said_to_have_recorded_nothing(
     assert ran.returncode == 1 and ran.stdout == "plain\n", describe(ran)
     lines = ran.stderr.strip().splitlines()
     assert len(lines) == 1 and "ulma_runtime.c" in lines[0] and "Traceback" not in ran.stderr, ran.stderr
+
+
+def test_attach_and_detach_an_idle_native_program_count_only_while_attached(
+    programs: dict[str, Path], tmp_path: Path,
+) -> None:
+    proc = subprocess.Popen([str(programs["target"])], env=subprocess_env({"ULMA_LISTEN": "1"}),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def phase(k: int) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(f"{k}\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().split()[:2] == ["done", str(k)]
+
+    def attached(k: int, name: str) -> dict[str, Any]:
+        out, log = tmp_path / f"{name}.json", tmp_path / f"{name}.err"
+        with open(log, "w") as err:
+            command = ulma_command(["attach", str(proc.pid), "--no-report", "--json", str(out)])
+            ulma = subprocess.Popen(command, env=subprocess_env(), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while "attached to process" not in log.read_text():
+                assert ulma.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.01)
+            phase(k)
+            ulma.send_signal(signal.SIGINT)
+            ulma.wait(60)
+        finally:
+            if ulma.poll() is None:
+                ulma.kill()
+                ulma.wait()
+        assert ulma.returncode == 0, log.read_text()
+        report: dict[str, Any] = json.loads(out.read_text())
+        return report
+
+    try:
+        wait_for_agent(proc)
+        phase(5)  # before any attach: nothing recorded
+        first = attached(40, "first")
+        phase(7)  # detached
+        second = attached(3, "second")  # a second session of the same runtime
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert first["engine"] == "native" and first["dropped"] == 0
+    assert counts_in(first) == {"job": 40, "fib": 40 * FIB_10}
+    assert counts_in(second) == {"job": 3, "fib": 3 * FIB_10}
+
+
+def counts_in(report: dict[str, Any]) -> dict[str, int]:
+    return {f["name"]: f["calls"] for f in report["functions"] if f["file"].endswith("native_target.cpp")}

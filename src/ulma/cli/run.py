@@ -313,8 +313,11 @@ def run_idle(target: sessions.Target) -> int:
     """--wait-attach: the program runs with an idle agent; we only wait for it."""
     import subprocess
 
-    program = [target.name] if target.kind == "script" else ["-m", target.name]
-    proc = subprocess.Popen([sys.executable, "-m", "ulma.agent", *program, *target.args])
+    if target.kind == "native":  # its runtime listens by itself (ulma/ulma_runtime.c)
+        proc = subprocess.Popen([target.name, *target.args], env=dict(os.environ, ULMA_LISTEN="1"))
+    else:
+        program = [target.name] if target.kind == "script" else ["-m", target.name]
+        proc = subprocess.Popen([sys.executable, "-m", "ulma.agent", *program, *target.args])
     sys.stderr.write(f"ulma: process {proc.pid} carries an idle agent: `ulma attach {proc.pid}`\n")
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the program's to handle
     try:

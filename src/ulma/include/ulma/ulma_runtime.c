@@ -20,8 +20,14 @@
  * open scopes restated when room comes back, the thread's CPU clock read
  * every 100 us.  Sites are named once per session (symbols of kind
  * ULMA_SYM_SCOPE, ULMA_SYM_MARK, ULMA_SYM_COUNTER).  Linux; C11 atomics.
- * Not built yet: an idle runtime for `ulma attach` (the session comes only
- * from ulma run / record).
+ *
+ * Idle, for `ulma attach PID`: started with ULMA_LISTEN=1 (or by `ulma run
+ * --wait-attach ./prog`), the runtime listens on an abstract Unix socket
+ * (@ulma-agent-<pid>-<random>, the Python agent's protocol, ulma/agent/
+ * listener.py): a monitor of the same user sends ATTACH with the session's
+ * memfd, the runtime maps it and answers OK; on DETACH (or the connection
+ * closing) the hook is cleared, every ring finished, and it answers BYE.
+ * While nobody is attached, scopes cost one branch.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,7 +36,12 @@
 
 #include "../../_core/clock.h" /* records.h too: the layout has one source */
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +73,9 @@ static uint64_t g_ring_events, g_stride, g_rings_offset, g_freeq_offset, g_readi
 static char **g_chunks;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t g_key;
+static int g_key_made;
 static __thread urt_writer *tls_w;
+static urt_writer **g_writers; /* by ring slot: what a detach finishes */
 
 /* ---- session -------------------------------------------------------------- */
 
@@ -173,6 +186,9 @@ static void urt_thread_exit(void *p)
     pthread_mutex_lock(&g_lock);
     if (g_h && w->gen == g_gen)
         urt_finish(w);
+    for (uint32_t i = 0; g_writers && i < g_max_threads; i++)
+        if (g_writers[i] == w)
+            g_writers[i] = NULL;
     pthread_mutex_unlock(&g_lock);
     free(w);
 }
@@ -213,6 +229,8 @@ static urt_writer *urt_writer_get(void)
     r->py_thread_ident = (uint64_t)pthread_self();
     r->need_sync = 1;
     atomic_store_explicit(&r->state, ULMA_RING_ACTIVE, memory_order_release);
+    if (g_writers)
+        g_writers[slot] = w;
     pthread_mutex_unlock(&g_lock);
     pthread_setspecific(g_key, w);
     return w;
@@ -428,49 +446,34 @@ static void urt_calibrate(void)
     }
 }
 
-static void urt_stop(void)
+/* Maps the session in `fd` (a memfd the monitor made) and turns the hook on:
+ * 0, or -1 with nothing changed (not a session of this version, or not ours).
+ * Under g_lock, no session mapped. */
+static int urt_map(int fd)
 {
-    pthread_mutex_lock(&g_lock);
-    if (g_h) {
-        __atomic_store_n(&ulma_hook_v1, (const ulma_runtime *)0, __ATOMIC_RELEASE);
-        urt_writer *w = tls_w;
-        if (w && w->gen == g_gen)
-            urt_finish(w); /* the main thread's; other threads' finish as they exit */
-        atomic_store_explicit(&g_h->agent_state, ULMA_AGENT_STOPPED, memory_order_release);
-    }
-    pthread_mutex_unlock(&g_lock);
-}
-
-__attribute__((constructor)) static void urt_start(void)
-{
-    const char *fd_text = getenv(URT_ENV_FD);
-    __atomic_store_n(&ulma_hook_v1, (const ulma_runtime *)0, __ATOMIC_RELEASE); /* no session: off */
-    if (!fd_text || !*fd_text)
-        return;
-    char *end;
-    long fd = strtol(fd_text, &end, 10);
     struct stat st;
-    if (*end || fd < 0 || fd > 1 << 20 || fstat((int)fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        st.st_uid != geteuid())
-        return;
     ulma_session_header probe;
-    if (pread((int)fd, &probe, sizeof probe, 0) != (ssize_t)sizeof probe ||
-        !urt_layout_fits(&probe, (uint64_t)st.st_size))
-        return;
-    g_head_bytes = (size_t)probe.rings_offset;
-    void *base = mmap(NULL, g_head_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        pread(fd, &probe, sizeof probe, 0) != (ssize_t)sizeof probe || !urt_layout_fits(&probe, (uint64_t)st.st_size))
+        return -1;
+    void *base = mmap(NULL, (size_t)probe.rings_offset, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED)
-        return;
+        return -1;
+    char **chunks = calloc((probe.max_threads + probe.chunk_slots - 1) / probe.chunk_slots, sizeof *chunks);
+    urt_writer **writers = calloc(probe.max_threads, sizeof *writers);
+    if (!chunks || !writers || (!g_key_made && pthread_key_create(&g_key, urt_thread_exit) != 0)) {
+        free(chunks);
+        free(writers);
+        munmap(base, (size_t)probe.rings_offset);
+        return -1;
+    }
+    g_key_made = 1;
+    g_head_bytes = (size_t)probe.rings_offset;
+    g_chunks = chunks;
+    g_writers = writers;
+    g_fd = fd;
     g_max_threads = probe.max_threads;
     g_chunk_slots = probe.chunk_slots;
-    g_chunks = calloc((g_max_threads + g_chunk_slots - 1) / g_chunk_slots, sizeof *g_chunks);
-    if (!g_chunks || pthread_key_create(&g_key, urt_thread_exit) != 0) {
-        munmap(base, g_head_bytes);
-        return;
-    }
-    g_fd = (int)fd;
-    g_h = base;
-    g_gen = 1;
     g_clock = probe.clock_source;
     g_ring_events = probe.ring_events;
     g_stride = probe.ring_stride;
@@ -480,13 +483,212 @@ __attribute__((constructor)) static void urt_start(void)
     double tick_ns = probe.ns_per_tick_hint > 0 ? probe.ns_per_tick_hint : 1.0;
     g_reading_ticks = (uint64_t)(URT_READING_US * 1000.0 / tick_ns);
     g_retry_ticks = (uint64_t)(URT_RETRY_NS / tick_ns) + 1;
+    g_gen++; /* every thread claims a ring of this session at its next record */
+    g_h = base;
     atomic_store_explicit(&g_h->agent_pid, (uint32_t)getpid(), memory_order_relaxed);
     atomic_store_explicit(&g_h->engine, URT_ENGINE_NATIVE, memory_order_relaxed);
     atomic_store_explicit(&g_h->cpu_interval_us, URT_READING_US, memory_order_relaxed);
     atomic_fetch_or_explicit(&g_h->agent_flags, ULMA_AGENT_CPU_SAMPLES, memory_order_relaxed);
-    __atomic_store_n(&ulma_hook_v1, &ulma_runtime_v1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* The hook on: calibrated, started (after urt_map, outside g_lock). */
+static void urt_go(void)
+{
     urt_calibrate();
+    __atomic_store_n(&ulma_hook_v1, &ulma_runtime_v1, __ATOMIC_RELEASE);
     atomic_store_explicit(&g_h->program_start_ticks, ulma_ticks(g_clock), memory_order_release);
     atomic_store_explicit(&g_h->agent_state, ULMA_AGENT_RUNNING, memory_order_release);
+}
+
+/* The hook off, every ring finished, the session let go: a thread still in
+ * a scope writes into private zero pages laid over the mappings (their
+ * address ranges stay reserved), never into a monitor's next session. */
+static void urt_unmap(void)
+{
+    __atomic_store_n(&ulma_hook_v1, (const ulma_runtime *)0, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&g_lock);
+    if (g_h) {
+        for (uint32_t i = 0; i < g_max_threads; i++)
+            if (g_writers[i] && g_writers[i]->gen == g_gen)
+                urt_finish(g_writers[i]);
+        atomic_store_explicit(&g_h->agent_state, ULMA_AGENT_STOPPED, memory_order_release);
+        g_gen++; /* every writer goes stale */
+        for (uint32_t k = 0; k * g_chunk_slots < g_max_threads; k++)
+            if (g_chunks[k]) {
+                uint32_t n = g_max_threads - k * g_chunk_slots;
+                size_t len = (size_t)(n < g_chunk_slots ? n : g_chunk_slots) * g_stride;
+                mmap(g_chunks[k], len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+            }
+        mmap(g_h, g_head_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        free(g_chunks);
+        g_chunks = NULL;
+        free(g_writers);
+        g_writers = NULL;
+        close(g_fd);
+        g_fd = -1;
+        g_h = NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* ---- idle: ulma attach ------------------------------------------------------ */
+
+#define URT_MAX_LINE 4096
+#define URT_REQUEST_SECONDS 5
+
+static void urt_say(int conn, const char *text)
+{
+    size_t n = strlen(text);
+    while (n) {
+        ssize_t k = send(conn, text, n, MSG_NOSIGNAL);
+        if (k <= 0)
+            return;
+        text += k;
+        n -= (size_t)k;
+    }
+}
+
+/* One line (at most URT_MAX_LINE bytes) and the descriptors that came with it. */
+static ssize_t urt_read_line(int conn, char *line, int *fds, int *nfds)
+{
+    size_t got = 0;
+    *nfds = 0;
+    while (got < URT_MAX_LINE - 1 && !memchr(line, '\n', got)) {
+        char control[CMSG_SPACE(4 * sizeof(int))];
+        struct iovec io = {line + got, URT_MAX_LINE - 1 - got};
+        struct msghdr msg = {0};
+        msg.msg_iov = &io;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t k = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); k >= 0 && c; c = CMSG_NXTHDR(&msg, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+                    int fd;
+                    memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                    if (*nfds < 4)
+                        fds[(*nfds)++] = fd;
+                    else
+                        close(fd);
+                }
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    line[got] = 0;
+    return (ssize_t)got;
+}
+
+static void urt_session(int conn)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != getuid()) {
+        urt_say(conn, "ERR attaching needs the same user\n");
+        return;
+    }
+    struct timeval tv = {URT_REQUEST_SECONDS, 0};
+    setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char line[URT_MAX_LINE];
+    int fds[4], nfds;
+    urt_read_line(conn, line, fds, &nfds);
+    int ok = nfds == 1 && strncmp(line, "ATTACH ULMA2 ", 13) == 0 && strchr(line, '\n');
+    pthread_mutex_lock(&g_lock);
+    int mapped = ok && !g_h && urt_map(fds[0]) == 0;
+    pthread_mutex_unlock(&g_lock);
+    for (int i = 0; i < nfds; i++)
+        if (!mapped || fds[i] != g_fd)
+            close(fds[i]);
+    if (!mapped) {
+        urt_say(conn, ok ? "ERR not a session this runtime can map\n"
+                         : "ERR bad request (is the monitor another ulma version?)\n");
+        return;
+    }
+    urt_go();
+    char reply[64];
+    snprintf(reply, sizeof reply, "OK %d\n", (int)getpid());
+    urt_say(conn, reply);
+    struct timeval forever = {0, 0};
+    setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &forever, sizeof forever);
+    urt_read_line(conn, line, fds, &nfds); /* DETACH, the connection closing, or anything: detach */
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+    urt_unmap();
+    urt_say(conn, "BYE\n");
+}
+
+static void *urt_listen(void *arg)
+{
+    int sock = (int)(intptr_t)arg;
+    for (;;) {
+        int conn = accept4(sock, NULL, NULL, SOCK_CLOEXEC);
+        if (conn < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE ||
+                errno == ENOBUFS || errno == ENOMEM) {
+                usleep(100000);
+                continue;
+            }
+            return NULL;
+        }
+        urt_session(conn);
+        close(conn);
+    }
+}
+
+/* ULMA_LISTEN=1: an idle runtime, listening for `ulma attach`. */
+static void urt_start_idle(void)
+{
+    unsigned char rnd[8];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        return;
+    struct sockaddr_un addr = {0};
+    addr.sun_family = AF_UNIX;
+    int n = snprintf(addr.sun_path + 1, sizeof addr.sun_path - 1,
+                     "ulma-agent-%d-%02x%02x%02x%02x%02x%02x%02x%02x", (int)getpid(), rnd[0], rnd[1], rnd[2],
+                     rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sock < 0)
+        return;
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    pthread_t t;
+    pthread_attr_t attr;
+    if (bind(sock, (struct sockaddr *)&addr, len) != 0 || listen(sock, 4) != 0 || pthread_attr_init(&attr) != 0) {
+        close(sock);
+        return;
+    }
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, urt_listen, (void *)(intptr_t)sock) != 0)
+        close(sock);
+    pthread_attr_destroy(&attr);
+}
+
+static void urt_stop(void)
+{
+    urt_unmap();
+}
+
+__attribute__((constructor)) static void urt_start(void)
+{
+    __atomic_store_n(&ulma_hook_v1, (const ulma_runtime *)0, __ATOMIC_RELEASE); /* no session: off */
+    const char *listen_text = getenv("ULMA_LISTEN");
+    if (listen_text && strcmp(listen_text, "1") == 0) {
+        urt_start_idle();
+        return;
+    }
+    const char *fd_text = getenv(URT_ENV_FD);
+    if (!fd_text || !*fd_text)
+        return;
+    char *end;
+    long fd = strtol(fd_text, &end, 10);
+    if (*end || fd < 0 || fd > 1 << 20)
+        return;
+    pthread_mutex_lock(&g_lock);
+    int mapped = urt_map((int)fd) == 0;
+    pthread_mutex_unlock(&g_lock);
+    if (!mapped)
+        return;
+    urt_go();
     atexit(urt_stop);
 }
