@@ -40,7 +40,7 @@ def test_json_report_is_the_indented_document_with_every_row(tmp_path: Path) -> 
                                "wait_ns", "wait_blocked_ns", "wait_runnable_ns", "overhead_ns",
                                "unmeasured_ns", "self_cpu_ns", "self_wait_ns", "self_overhead_ns",
                                "call_overhead_ns", "calls_scaled", "native", "off", "off_ns",
-                               "untraced_callees", "await_ns", "self_await_ns", "idle"]
+                               "untraced_callees", "await_ns", "self_await_ns", "idle", "kind"]
             assert (f["name"], f["file"], f["line"], f["calls"], f["self_ns"]) == (
                 f'f{i} "q" \\ \n\u00e9\u2028', f"<made {i}>", i, i + 1, 5 * i)
             assert f["cpu_ns"] == (3 * i if known else None)

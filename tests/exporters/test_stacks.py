@@ -54,13 +54,13 @@ class Rebuild:
         assert parent == (self.stack[-1][0] if self.stack else -1)
         self.stack.append((fid, t))
         f = self.funcs.setdefault(fid, [0, 0, 0, 0])
-        f[0] += kind == CALL
-        f[1] += kind not in (0, CALL)
+        f[0] += kind in (CALL, records.C_CALL)  # (a native scope's or mark's entry is a C call's)
+        f[1] += kind not in (0, CALL, records.C_CALL)
         self.active[fid] = self.active.get(fid, 0) + 1
         if parent >= 0:
             e = self.edges.setdefault((parent, fid), [0, 0, 0])
-            e[0] += kind == CALL
-            e[1] += kind not in (0, CALL)
+            e[0] += kind in (CALL, records.C_CALL)
+            e[1] += kind not in (0, CALL, records.C_CALL)
             self.edge_active[(parent, fid)] = self.edge_active.get((parent, fid), 0) + 1
 
     def leave(self, thread: int, t: int, fid: int, parent: int, start: int, self_ns: int) -> None:

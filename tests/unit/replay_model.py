@@ -14,8 +14,13 @@ from ulma.format import records
 from ulma.format.runinfo import SCALE_BITS, Run
 
 MAX_FUNC_ID = 1 << 24
+MAX_SPAN_TICKS = 1 << 62  # walk.h ULMA_MAX_SPAN_TICKS: a tick further from the first is damage
 ENTER = {records.CALL, records.RESUME, records.THROW}
 EXIT = {records.RETURN, records.YIELD, records.UNWIND}
+# the other records the aggregator reads (its `record` hook), each ending a coroutine's
+# "record right after" state as a call or return does
+RECORDED = {records.C_CALL, records.C_RETURN, records.SCOPE_BEGIN, records.SCOPE_END, records.MARK,
+            records.COUNTER}
 
 
 @dataclass
@@ -72,6 +77,7 @@ class ThreadModel:
     stack: list[Frame] = field(default_factory=list)
     events: int = 0
     last: int = 0
+    first: int = 0
     lost: int = 0
     unmatched: int = 0
     sync_want: int = 0
@@ -174,16 +180,22 @@ class ThreadModel:
         for e in events:
             t = e.ticks
             if self.events == 0:
-                self.last = t
-            t = max(t, self.last)
+                self.last = self.first = t
+            if t < self.last or t - self.first > MAX_SPAN_TICKS:  # back, or far beyond: damage
+                t = self.last
             self.events += 1
             if self.sync_want and not (e.kind == records.SYNC and e.flags & records.SYNC_FRAME):
                 self.sync_want, self.sync_ids = 0, []  # a group is contiguous, or dropped
-            if e.kind in ENTER or e.kind in EXIT or e.kind in (records.C_CALL, records.C_RETURN):
+            if e.kind in ENTER or e.kind in EXIT or e.kind in RECORDED:
                 self.coroutine(e, t)
             if e.kind in ENTER:
                 self.push(e.id, t, e.kind)
-            elif e.kind in EXIT:
+            elif e.kind in EXIT or e.kind == records.SCOPE_END:
+                self.exit(e.id, t)
+            elif e.kind == records.SCOPE_BEGIN:  # a native scope: entered as a C function is (a call)
+                self.push(e.id, t, records.CALL)
+            elif e.kind == records.MARK:  # an instant: a frame of no length
+                self.push(e.id, t, records.CALL)
                 self.exit(e.id, t)
             elif e.kind == records.SYNC:
                 if e.flags & records.SYNC_BEGIN:
@@ -277,12 +289,14 @@ def snapshot(threads: list[ThreadModel], now: int = 0, *, awaits: bool = True) -
 
 
 _EVENT = struct.Struct("<QIBBH")
-# what each event kind does to the stack: 1 enters a frame, 2 exits one, 3 restates the stack
+# what each event kind does to the stack: 1 enters a frame, 2 exits one, 3 restates the stack,
+# 4 enters and exits one at once (a mark); a native scope enters as a C function does
 _ACTION = bytes(
-    1 if k in (records.CALL, records.RESUME, records.THROW, records.C_CALL)
-    else 2 if k in (records.RETURN, records.YIELD, records.UNWIND, records.C_RETURN)
-    else 3 if k == records.SYNC else 0
+    1 if k in (records.CALL, records.RESUME, records.THROW, records.C_CALL, records.SCOPE_BEGIN)
+    else 2 if k in (records.RETURN, records.YIELD, records.UNWIND, records.C_RETURN, records.SCOPE_END)
+    else 3 if k == records.SYNC else 4 if k == records.MARK else 0
     for k in range(256))
+_NATIVE_ENTRY = frozenset((records.SCOPE_BEGIN, records.MARK))
 
 
 class LeaveFn(Protocol):
@@ -319,7 +333,7 @@ class FrameWalk:
         self.starts: list[int] = []  # ns
         self.childs: list[int] = []  # ns spent in callees so far
         self.events = 0
-        self.last = 0  # ticks
+        self.last = self.first = 0  # ticks
         self.unmatched = 0
         self.sync_want = 0
         self.sync_ids: list[int] = []
@@ -336,18 +350,18 @@ class FrameWalk:
         t0, scale, thread, action = self.t0, self.scale, self.thread, _ACTION
         enter, leave = sink.enter, sink.leave
         if self.events == 0:  # nothing is before the session's start (a damaged file may say so)
-            self.last = max(_EVENT.unpack_from(data)[0], t0)
-        last = self.last
+            self.last = self.first = max(_EVENT.unpack_from(data)[0], t0)
+        last, first = self.last, self.first
         in_group = self.sync_want != 0  # inside a SYNC group, which only SYNC records continue
         self.events += len(data) // _EVENT.size
         for ticks, fid, code in zip(*_columns(data), strict=True):
-            if ticks < last:
+            if ticks < last or ticks - first > MAX_SPAN_TICKS:
                 ticks = last
             kind = code & 0xFF
             a = action[kind]
             if in_group and a != 3:
                 self.sync_want, self.sync_ids, in_group = 0, [], False  # a broken group is dropped
-            if a == 1:
+            if a == 1 or a == 4:
                 if fid < MAX_FUNC_ID:
                     t = (ticks - t0) * scale >> SCALE_BITS
                     parent = fids[-1] if fids else -1
@@ -355,9 +369,14 @@ class FrameWalk:
                     push_start(t)
                     push_child(0)
                     if fid not in hidden:
-                        enter(thread, t, fid, parent, kind)
+                        enter(thread, t, fid, parent, records.C_CALL if kind in _NATIVE_ENTRY else kind)
                 else:
                     self.unmatched += 1
+            if a == 4:  # a mark's frame ends where it began
+                if fids and fids[-1] == fid:
+                    self._pop((ticks - t0) * scale >> SCALE_BITS, leave)
+                else:
+                    self._exit_below(ticks, fid, leave)
             elif a == 2:
                 if fids and fids[-1] == fid:
                     t = (ticks - t0) * scale >> SCALE_BITS

@@ -29,6 +29,18 @@ def ev(t: int, fid: int, kind: int, flags: int = 0, aux: int = 0) -> Event:
     return Event(t, fid, kind, flags, aux)
 
 
+def test_a_tick_far_past_the_threads_first_is_damage_and_sums_over_threads_stay_ordered() -> None:
+    # a crafted trace: a call at the last tick there is (2^64 - 1) would make its frame 2^64 ticks
+    # long and its sums wrap around; it is taken as the last tick before it
+    funcs, _ = replay([ev(0, 1, CALL), ev(10, 2, CALL), ev((1 << 64) - 1, 1, CALL)])
+    assert funcs[1][2:4] == (10, 10) and funcs[2][2:4] == (0, 0)  # (self, total): nothing wrapped
+    # five threads each 2^62 - 1 ticks long add up past 2^64: the sums stop there, self <= total
+    far = (1 << 62) - 1
+    funcs, _ = replay(*[[ev(0, 1, CALL), ev(far, 1, RETURN)] for _ in range(5)])
+    calls, _resumes, self_t, total = funcs[1][:4]
+    assert calls == 5 and self_t == total == (1 << 64) - 1
+
+
 def test_self_and_total_of_a_call_tree_are_exact() -> None:
     # main(1) [0..100] calls work(2) [10..70], which calls leaf(3) [20..30]
     funcs, edges = replay([ev(0, 1, CALL), ev(10, 2, CALL), ev(20, 3, CALL), ev(30, 3, RETURN),
@@ -93,7 +105,7 @@ def test_feeding_a_partial_record_is_refused() -> None:
 
 
 kinds = st.sampled_from([CALL, RETURN, records.UNWIND, YIELD, RESUME, records.THROW, SYNC,
-                         records.LAYOUT["MARK"], 0, 200])
+                         records.MARK, records.SCOPE_BEGIN, records.SCOPE_END, records.COUNTER, 0, 200])
 event_lists = st.lists(
     st.builds(lambda dt, fid, kind, flags, aux: (dt, fid, kind, flags, aux),
               st.integers(0, 50), st.integers(0, 6) | st.just((1 << 24) + 1), kinds,

@@ -124,8 +124,9 @@ def test_each_gap_between_records_counts_one_probe_for_the_function_on_top() -> 
     assert (funcs[2].self_segs, funcs[2].segs) == (1, 1)
 
 
-def test_native_scopes_nest_and_the_gaps_their_records_close_are_counted_apart() -> None:
-    # main(1) [0..60] -> scope(2) [10..40] -> cb(3) [20..30]; a mark at 50, a counter's two
+def test_native_scopes_nest_marks_are_instants_and_the_gaps_native_records_close_are_counted_apart(
+) -> None:
+    # main(1) [0..60] -> scope(2) [10..40] -> cb(3) [20..30]; a mark(4) at 50, a counter's two
     # records at 55 (the second closes no gap)
     SB, SE, MARK, COUNTER = records.SCOPE_BEGIN, records.SCOPE_END, records.MARK, records.COUNTER
     funcs = replay([ev(0, 1, CALL), ev(10, 2, SB), ev(20, 3, CALL), ev(30, 3, RETURN), ev(40, 2, SE),
@@ -133,7 +134,8 @@ def test_native_scopes_nest_and_the_gaps_their_records_close_are_counted_apart()
                     ev(60, 1, RETURN)])
     assert (funcs[2].calls, funcs[2].total, funcs[2].self) == (1, 30, 20)
     assert (funcs[1].total, funcs[1].self) == (60, 30)
-    assert 4 not in funcs and 5 not in funcs and 7 not in funcs  # marks and counters are no frames
+    assert 5 not in funcs and 7 not in funcs  # counters are no frames ...
+    assert (funcs[4].calls, funcs[4].total) == (1, 0)  # ... a mark is one of no length
     # main's own gaps: closed by the scope's begin, the mark and the counter (native begins), and
     # by its own return; the scope's: by cb's call (Python) and by its own end
     assert (funcs[1].self_segs, funcs[1].self_bsegs, funcs[1].self_esegs) == (1, 3, 0)

@@ -868,12 +868,20 @@ void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)
     a->w.lost_ticks = 0;
 }
 
+/* a + b, at most UINT64_MAX: times added up across threads (each below
+ * 2^62 ticks, walk.h) stay ordered (self <= total) however many there are */
+static inline uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    uint64_t s = a + b;
+    return s < a ? UINT64_MAX : s;
+}
+
 static void func_add(ulma_func_stats *d, const ulma_func_stats *s)
 {
     d->calls += s->calls;
     d->resumes += s->resumes;
-    d->self += s->self;
-    d->total += s->total;
+    d->self = sat_add(d->self, s->self);
+    d->total = sat_add(d->total, s->total);
     split_add(&d->self_split, &s->self_split);
     split_add(&d->total_split, &s->total_split);
     d->dispatch_in += s->dispatch_in;
@@ -902,7 +910,7 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
             return -1;
         dst->edges[d].calls += e->calls;
         dst->edges[d].resumes += e->resumes;
-        dst->edges[d].total += e->total;
+        dst->edges[d].total = sat_add(dst->edges[d].total, e->total);
         dst->edges[d].await_all.sum += e->await_all.sum;
         dst->edges[d].await_all.n += e->await_all.n;
     }
@@ -940,7 +948,8 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
         uint64_t el = now - f->start;
         uint64_t busy = f->child + above;
         uint64_t own = el > busy ? el - busy : 0;
-        dst->funcs[ulma_agg_find(dst, f->id)].self += own;
+        uint64_t *self_sum = &dst->funcs[ulma_agg_find(dst, f->id)].self;
+        *self_sum = sat_add(*self_sum, own);
         unm_above[i] = unm_above[i + 1] + (f->unmeasured ? own : 0);
         above = el;
     }
@@ -950,7 +959,7 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
         if (!seen_f[f->slot]) {
             seen_f[f->slot] = 1;
             ulma_func_stats *d = &dst->funcs[ulma_agg_find(dst, f->id)];
-            d->total += el;
+            d->total = sat_add(d->total, el);
             split_add_diff(&d->total_split, &src->sums, &f->at);
             d->total_split.unmeasured += unm_above[i + 1];
             d->total_split.wait += pending_wall;
@@ -961,7 +970,7 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
             const ulma_edge_stats *e = &src->edges[f->edge];
             uint32_t d = edge_get(dst, e->caller, e->callee);
             if (d != ROOT)
-                dst->edges[d].total += el;
+                dst->edges[d].total = sat_add(dst->edges[d].total, el);
         }
     }
     free(seen_f);

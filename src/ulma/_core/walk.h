@@ -4,9 +4,9 @@
  * and the exporters' replay (replay.c: frames and stacks) both run
  * ulma_walk_feed with their own hooks; what the rules decide is the same for
  * both:
- *   - ticks never go back within a thread: a tick below the last one is
- *     taken as the last one (and counted); the first tick is taken as at
- *     least `floor_tick`;
+ *   - ticks never go back within a thread: a tick below the last one, or
+ *     ULMA_MAX_SPAN_TICKS past the thread's first, is taken as the last one
+ *     (and counted); the first tick is taken as at least `floor_tick`;
  *   - CALL, C_CALL, RESUME, THROW and SCOPE_BEGIN push a frame (a scope's
  *     as a C function's call); ids at or above
  *     ULMA_MAX_FUNC_ID are corruption: counted as unmatched, never pushed;
@@ -20,9 +20,11 @@
  *     and pushes the stated frames, outermost first, at the group's tick
  *     (never before the last tick); after drops, the time between is lost;
  *     a restatement (ULMA_SYNC_RESTATE) closes the old stack at its own tick;
- *   - CPU readings go to the `cpu` hook, TASK records to `task`; MARK and
- *     COUNTER records to `record` alone (they close a gap, change no stack);
- *     other kinds are skipped.
+ *   - a MARK record (an instant of ulma.h) is a frame of no length: its site
+ *     pushed and popped at its tick, so it is counted where it happened;
+ *   - CPU readings go to the `cpu` hook, TASK records to `task`; COUNTER
+ *     records to `record` alone (they close a gap, change no stack); other
+ *     kinds are skipped.
  * The functions are inline and the hooks constant, so each user gets its own
  * copy of the loop with its hooks inlined: no call per event.
  */
@@ -37,6 +39,9 @@
 /* A corrupt stream must not make a replay allocate by the id: ids at or
  * above this are counted as unmatched. */
 #define ULMA_MAX_FUNC_ID (1u << 24)
+/* A thread's records span at most this many ticks (48 years of a 3 GHz
+ * counter); beyond, a tick is taken as damage (ulma_walk_feed). */
+#define ULMA_MAX_SPAN_TICKS (1ull << 62)
 /* sync_ids keep a frame's unmeasured flag in their top bit */
 #define ULMA_SYNC_ID_UNMEASURED 0x80000000u
 
@@ -150,7 +155,10 @@ ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void
                 t = w->floor_tick;
             w->first_tick = w->last_tick = t;
         }
-        if (t < w->last_tick) {
+        /* a tick ULMA_MAX_SPAN_TICKS past the thread's first is damage too (a
+         * crafted trace): taken as the last one, so no duration reaches 2^62
+         * ticks and no sum of a thread's wraps around */
+        if (t < w->last_tick || t - w->first_tick > ULMA_MAX_SPAN_TICKS) {
             w->clock_backwards++;
             t = w->last_tick;
         }
@@ -184,6 +192,12 @@ ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void
             ulma_walk_exit(w, h, ctx, e->id, t);
             break;
         case ULMA_MARK:
+            if (h->record)
+                h->record(ctx, e, t);
+            rc = ulma_walk_push(w, h, ctx, e->id, t, ULMA_C_CALL, 0);
+            if (rc == 0)
+                ulma_walk_exit(w, h, ctx, e->id, t);
+            break;
         case ULMA_COUNTER:
             if (h->record)
                 h->record(ctx, e, t);

@@ -11,7 +11,9 @@ cpu_ns and wait_ns are null when no CPU readings were taken), with
 ``wait_blocked_ns`` and ``wait_runnable_ns`` where the kernel tells them apart
 (else null); the split of self_ns (``self_cpu_ns``, ``self_wait_ns``,
 ``self_overhead_ns``); ``call_overhead_ns`` (what callers spent getting into
-it, with native calls) and ``native`` (a C function).  At the top:
+it, with native calls), ``native`` (a C function) and ``kind`` (``python``, ``c``,
+``scope`` or ``mark``: a native scope's or mark's site, whose calls are its instants).  At
+the top:
 ``probe_ns`` (the calibrated cost of one probe; ``scope_probe_ns`` and
 ``scope_end_probe_ns`` those of the gaps a native scope's begin and end records close,
 ulma.h), ``overhead_ns`` (all
@@ -166,7 +168,7 @@ def _function(f: FunctionStats, known: bool, sampled: int | None = None) -> dict
         "calls_scaled": None if sampled is None else f.calls / traced_share(f, sampled),
         "native": f.native, "off": f.off, "off_ns": f.off_ns, "untraced_callees": f.untraced_callees,
         "await_ns": f.await_ns if known else None, "self_await_ns": f.self_await_ns if known else None,
-        "idle": f.idle,
+        "idle": f.idle, "kind": f.kind,
     }
 
 

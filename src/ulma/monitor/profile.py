@@ -10,7 +10,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 
 from ulma.format.plain import Frozen, Plain
-from ulma.format.records import SYM_CFUNC, Symbol
+from ulma.format.records import SYM_CFUNC, SYM_MARK, SYM_SCOPE, Symbol
 from ulma.monitor import eventloop
 
 TYPE_CHECKING = False
@@ -36,6 +36,7 @@ class FunctionStats(Plain):
         "fid",
         "file",
         "idle",
+        "kind",
         "line",
         "name",
         "native",
@@ -79,6 +80,9 @@ class FunctionStats(Plain):
     self_await_ns: int
     native: bool  # a C function (native calls)
     idle: bool  # an event loop waiting with nothing ready (monitor/eventloop.py)
+    # "python", "c" (a C function, native calls), "scope" or "mark" (a native scope's or mark's
+    # site, ulma.h / ulma.phases: a mark's calls are its instants, of no length)
+    kind: str
     coroutine: bool  # called as a coroutine (async def) at least once
     fid: int  # the session's id of the function (0: not known)
     off: bool  # switched off now (the control channel): its counts stopped
@@ -114,6 +118,7 @@ class FunctionStats(Plain):
         self.self_await_ns = 0
         self.native = native
         self.idle = False
+        self.kind = "c" if native else "python"
         self.coroutine = False
         self.fid = 0
         self.off = False
@@ -320,6 +325,9 @@ def _split(f: FunctionStats, raw: Sequence[int], k: float, probe_ns: float, sche
     f.coroutine = coro_calls > 0
 
 
+_KINDS = {SYM_CFUNC: "c", SYM_SCOPE: "scope", SYM_MARK: "mark"}
+
+
 def build_profile(
     symbols: dict[int, Symbol],
     functions: Iterable[Sequence[int]],
@@ -364,6 +372,8 @@ def build_profile(
             self_ns=round(self_t * ns_per_tick), total_ns=round(total_t * ns_per_tick),
             native=sym is not None and sym.kind == SYM_CFUNC,
         )
+        if sym is not None:
+            f.kind = _KINDS.get(sym.kind, f.kind)
         if len(row) > 5:
             _split(f, row[5:], ns_per_tick, probe_ns, profile.schedstat, (scope_probe_ns, scope_end_probe_ns))
         else:
