@@ -66,7 +66,9 @@ def test_run_profiles_a_native_programs_scopes_with_exact_counts(
     entered = int(result.stdout.split()[0])
     assert entered == rounds * FIB_15 + 100 * FIB_10
     assert report["engine"] == "native" and report["dropped"] == 0 and report["threads"] == 2
-    assert counts(report) == {"fib": entered, "main_work": 1, "worker": 1, "job": 100}
+    # the mark at the end is an instant, counted once
+    assert counts(report) == {"fib": entered, "main_work": 1, "worker": 1, "job": 100, "done": 1}
+    assert {f["kind"] for f in report["functions"] if f["name"] == "done"} == {"mark"}
     fns = {f["name"]: i for i, f in enumerate(report["functions"]) if f["file"].endswith("native_prog.cpp")}
     edges = {(e["caller"], e["callee"]): e["calls"] for e in report["edges"]}
     assert edges[(fns["main_work"], fns["fib"])] == rounds
@@ -84,7 +86,8 @@ def test_record_keeps_a_trace_that_reports_the_same_counts(
     entered = int(recorded.stdout.split()[0])
     made = run_process(ulma_command(["report", str(trace), "--json", str(out)]))
     assert made.returncode == 0, describe(made)
-    assert counts(json.loads(out.read_text())) == {"fib": entered, "main_work": 1, "worker": 1, "job": 100}
+    assert counts(json.loads(out.read_text())) == {"fib": entered, "main_work": 1, "worker": 1, "job": 100,
+                                                   "done": 1}
     text = run_process(ulma_command(["export", str(trace), "--format", "text", "-o", "-"]))
     lines = [line.split("\t") for line in text.stdout.splitlines() if not line.startswith("#")]
     assert [f[4] for f in lines if f[3] == "mark"] == ["done"]

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "frames.h"
+#include "ringwrite.h"
 #include "scopes.h"
 
 ulma_session_header *g_session = NULL;
@@ -121,10 +122,7 @@ static void at_fork_child(void)
 /* Publishes what the writer wrote and marks its ring finished. */
 static void writer_finish(ulma_writer *w)
 {
-    ulma_ring_header *r = w->ring;
-    atomic_store_explicit(&r->published, atomic_load_explicit(&r->write_pos, memory_order_relaxed),
-                          memory_order_release);
-    atomic_store_explicit(&r->state, ULMA_RING_FINISHED, memory_order_release);
+    ulma_ring_finish(w->ring);
 }
 
 /* pthread key destructor: runs when a thread exits, without the GIL.  Once
@@ -176,24 +174,9 @@ static void untraced_setup(void)
     g_untraced.shared = 1;
 }
 
-/* A ring slot: the oldest one the monitor gave back (a finished thread's,
- * zeroed), else the next never used; UINT32_MAX if none is left. */
 static uint32_t take_slot(ulma_session_header *h)
 {
-    _Atomic uint32_t *q = ulma_freeq(h, g_freeq_offset);
-    uint64_t tail = atomic_load_explicit(&h->freeq_tail, memory_order_relaxed);
-    for (;;) {
-        uint64_t head = atomic_load_explicit(&h->freeq_head, memory_order_acquire);
-        if (tail == head || head - tail > g_freeq_slots)
-            break; /* empty (or nonsense) */
-        uint32_t slot = atomic_load_explicit(&q[tail & (g_freeq_slots - 1)], memory_order_relaxed);
-        if (atomic_compare_exchange_weak_explicit(&h->freeq_tail, &tail, tail + 1, memory_order_acq_rel,
-                                                  memory_order_relaxed) &&
-            slot < g_writers_len)
-            return slot;
-    }
-    uint32_t slot = atomic_fetch_add_explicit(&h->rings_used, 1, memory_order_acq_rel);
-    return slot < g_writers_len ? slot : UINT32_MAX;
+    return ulma_ring_take_slot(h, g_freeq_offset, g_freeq_slots, g_writers_len);
 }
 
 /* Is our descriptor still the memfd we duplicated? */
@@ -212,13 +195,8 @@ static ulma_ring_header *ring_of(uint32_t slot)
     if (!g_chunks[k]) {
         if (!own_fd_intact())
             return NULL; /* the program closed our descriptor */
-        uint32_t first = k * g_chunk_slots;
-        uint32_t n = g_writers_len - first < g_chunk_slots ? g_writers_len - first : g_chunk_slots;
-        void *p = mmap(NULL, (size_t)n * g_stride, PROT_READ | PROT_WRITE, MAP_SHARED, g_fd,
-                       (off_t)ulma_ring_file_offset(g_rings_offset, g_stride, first));
-        if (p == MAP_FAILED)
+        if (!(g_chunks[k] = ulma_ring_chunk_map(g_fd, k, g_chunk_slots, g_writers_len, g_stride, g_rings_offset)))
             return NULL;
-        g_chunks[k] = p;
     }
     return (ulma_ring_header *)(g_chunks[k] + (uint64_t)(slot % g_chunk_slots) * g_stride);
 }

@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "symbols.h"
+#include "ringwrite.h"
 
 #include <fnmatch.h>
 
@@ -74,23 +75,7 @@ uint32_t ulma_symbols_new_id(void)
 void ulma_symbol_append(uint32_t id, uint16_t kind, uint16_t flags, uint32_t line,
                           const char *name, size_t nlen, const char *file, size_t flen)
 {
-    ulma_session_header *h = g_session;
-    uint64_t size = (sizeof(ulma_symbol) + nlen + flen + 7) & ~(uint64_t)7;
-    uint64_t off = atomic_fetch_add_explicit(&h->symtab_reserved, size, memory_order_relaxed);
-    if (off + size > h->symtab_bytes) {
-        atomic_fetch_add_explicit(&h->symtab_overflow, 1, memory_order_relaxed);
-        return;
-    }
-    ulma_symbol *s = (ulma_symbol *)((char *)h + h->symtab_offset + off);
-    s->id = id;
-    s->kind = kind;
-    s->flags = flags;
-    s->line = line;
-    s->name_len = (uint32_t)nlen;
-    s->file_len = (uint32_t)flen;
-    memcpy((char *)(s + 1), name, nlen);
-    memcpy((char *)(s + 1) + nlen, file, flen);
-    atomic_store_explicit(&s->size, (uint32_t)size, memory_order_release);
+    ulma_symbol_write(g_session, id, kind, flags, line, name, nlen, file, flen);
 }
 
 /* Does an --exclude pattern match this qualified name or file? */

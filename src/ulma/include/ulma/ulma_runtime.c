@@ -34,7 +34,8 @@
 #endif
 #include "ulma.h"
 
-#include "../../_core/clock.h" /* records.h too: the layout has one source */
+#include "../../_core/clock.h"     /* records.h too: the layout has one source ... */
+#include "../../_core/ringwrite.h" /* ... and the writer's side of it */
 
 #include <errno.h>
 #include <pthread.h>
@@ -95,23 +96,7 @@ static int urt_layout_fits(const ulma_session_header *p, uint64_t size)
 
 static void urt_symbol(uint32_t id, uint16_t kind, uint32_t line, const char *name, const char *file)
 {
-    size_t nlen = strnlen(name, 512), flen = strnlen(file, 4096);
-    uint64_t size = (sizeof(ulma_symbol) + nlen + flen + 7) & ~(uint64_t)7;
-    uint64_t off = atomic_fetch_add_explicit(&g_h->symtab_reserved, size, memory_order_relaxed);
-    if (off + size > g_h->symtab_bytes) {
-        atomic_fetch_add_explicit(&g_h->symtab_overflow, 1, memory_order_relaxed);
-        return;
-    }
-    ulma_symbol *s = (ulma_symbol *)((char *)g_h + g_h->symtab_offset + off);
-    s->id = id;
-    s->kind = kind;
-    s->flags = 0;
-    s->line = line;
-    s->name_len = (uint32_t)nlen;
-    s->file_len = (uint32_t)flen;
-    memcpy((char *)(s + 1), name, nlen);
-    memcpy((char *)(s + 1) + nlen, file, flen);
-    atomic_store_explicit(&s->size, (uint32_t)size, memory_order_release);
+    ulma_symbol_write(g_h, id, kind, 0, line, name, strnlen(name, 512), file, strnlen(file, 4096));
 }
 
 /* The site's id in this session, naming it on first sight; 0: none left. */
@@ -141,43 +126,22 @@ static uint32_t urt_site_id(ulma_site *site, uint16_t kind)
 
 static uint32_t urt_take_slot(void)
 {
-    _Atomic uint32_t *q = ulma_freeq(g_h, g_freeq_offset);
-    uint64_t tail = atomic_load_explicit(&g_h->freeq_tail, memory_order_relaxed);
-    for (;;) {
-        uint64_t head = atomic_load_explicit(&g_h->freeq_head, memory_order_acquire);
-        if (tail == head || head - tail > g_freeq_slots)
-            break;
-        uint32_t slot = atomic_load_explicit(&q[tail & (g_freeq_slots - 1)], memory_order_relaxed);
-        if (atomic_compare_exchange_weak_explicit(&g_h->freeq_tail, &tail, tail + 1, memory_order_acq_rel,
-                                                  memory_order_relaxed) &&
-            slot < g_max_threads)
-            return slot;
-    }
-    uint32_t slot = atomic_fetch_add_explicit(&g_h->rings_used, 1, memory_order_acq_rel);
-    return slot < g_max_threads ? slot : UINT32_MAX;
+    return ulma_ring_take_slot(g_h, g_freeq_offset, g_freeq_slots, g_max_threads);
 }
 
 static ulma_ring_header *urt_ring_of(uint32_t slot) /* under g_lock */
 {
     uint32_t k = slot / g_chunk_slots;
     if (!g_chunks[k]) {
-        uint32_t first = k * g_chunk_slots;
-        uint32_t n = g_max_threads - first < g_chunk_slots ? g_max_threads - first : g_chunk_slots;
-        void *p = mmap(NULL, (size_t)n * g_stride, PROT_READ | PROT_WRITE, MAP_SHARED, g_fd,
-                       (off_t)ulma_ring_file_offset(g_rings_offset, g_stride, first));
-        if (p == MAP_FAILED)
+        if (!(g_chunks[k] = ulma_ring_chunk_map(g_fd, k, g_chunk_slots, g_max_threads, g_stride, g_rings_offset)))
             return NULL;
-        g_chunks[k] = p;
     }
     return (ulma_ring_header *)(g_chunks[k] + (uint64_t)(slot % g_chunk_slots) * g_stride);
 }
 
 static void urt_finish(urt_writer *w)
 {
-    ulma_ring_header *r = w->ring;
-    atomic_store_explicit(&r->published, atomic_load_explicit(&r->write_pos, memory_order_relaxed),
-                          memory_order_release);
-    atomic_store_explicit(&r->state, ULMA_RING_FINISHED, memory_order_release);
+    ulma_ring_finish(w->ring);
 }
 
 static void urt_thread_exit(void *p)
