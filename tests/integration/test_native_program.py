@@ -179,3 +179,12 @@ def test_attach_and_detach_an_idle_native_program_count_only_while_attached(
 
 def counts_in(report: dict[str, Any]) -> dict[str, int]:
     return {f["name"]: f["calls"] for f in report["functions"] if f["file"].endswith("native_target.cpp")}
+
+
+def test_options_a_native_program_cannot_follow_are_refused_in_one_line(
+    programs: dict[str, Path], describe: Callable[[Completed], str],
+) -> None:
+    for flags in (["--only", "fib"], ["--budget", "5"], ["--native-calls"]):
+        ran = run_process(ulma_command(["run", "--no-report", *flags, str(programs["prog"])]))
+        assert ran.returncode == 2 and ran.stdout == "", describe(ran)  # the program never ran
+        assert ran.stderr.count("\n") == 1 and f"{flags[0]} applies to Python programs" in ran.stderr

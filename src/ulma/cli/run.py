@@ -252,6 +252,15 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     target = target_from(opts, rest)
+    if target.kind == "native":  # its runtime reads no options: the ones it would ignore are refused
+        python_only = [flag for flag, given in (
+            ("--only", opts.only), ("--exclude", opts.exclude), ("--budget", opts.budget),
+            ("--burst", opts.burst), ("--native-calls", opts.native_calls),
+            ("--step", getattr(opts, "step", False)), ("--engine", opts.engine != "auto"),
+            ("--empty-hooks", opts.empty_hooks), ("--recording-floor", opts.recording_floor)) if given]
+        if python_only:
+            raise UsageError(f"{python_only[0]} applies to Python programs; {target.name} is a native "
+                             "program")
     if opts.json:  # refused now rather than after the program ran
         check_output(opts.json)
     check_streams(opts, opts.json, opts.output)
