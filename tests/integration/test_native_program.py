@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import missing_dependency, run_process, subprocess_env, ulma_command, wait_for_agent
+from tests.integration.test_native_scopes import compiler_env
 from ulma import include
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
@@ -48,7 +49,7 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         [gcc, "-O2", str(PROGRAMS_DIR / "native_plain.c"), "-o", str(where / "native_plain")],
     ]
     for cmd in steps:
-        built = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        built = subprocess.run(cmd, capture_output=True, text=True, check=False, env=compiler_env())
         assert built.returncode == 0, built.stderr
     return {"prog": where / "native_prog", "plain": where / "native_plain", "target": where / "native_target"}
 
