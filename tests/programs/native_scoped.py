@@ -7,11 +7,13 @@ did (its own counts and clocks: the ground truth).
            N thread_work scopes) and scoped_ext.nogil(N, 2000) (N nogil_work scopes, GIL released)
   timed    run() -> scoped_ext.timed(N, 200000): N timed_work scopes; the thread CPU ns inside them
   marks    scoped_ext.marks(N): N marks and counter values 0 .. N-2, then -1
-  flood    scoped_ext.nested(N, cb) as fast as it goes, in a loop of 400 (a ring that fills)
+  flood    scoped_ext.nested(N, cb) as fast as it goes, again and again for 0.5 s (a ring that fills,
+           and is drained meanwhile); prints how many times
 """
 
 import json
 import sys
+import time
 
 sys.path.insert(0, sys.argv[1])
 
@@ -42,9 +44,11 @@ def run() -> dict[str, int]:
         scoped_ext.marks(N)
         return {}
     if MODE == "flood":
-        for _ in range(400):
+        rounds, end = 0, time.perf_counter() + 0.5
+        while time.perf_counter() < end:
             scoped_ext.nested(N, cb)
-        return {"cb": called}
+            rounds += 1
+        return {"cb": called, "rounds": rounds}
     raise SystemExit(f"unknown mode {MODE}")
 
 
