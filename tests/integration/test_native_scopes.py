@@ -166,6 +166,16 @@ def test_a_full_ring_loses_scopes_counted_and_restates_them_among_the_python_fra
     assert counts["inner"] > 0 and counts["cb"] > 0, counts
 
 
+def test_a_forked_childs_scopes_leave_the_parents_counts_exact(
+    ext_dir: Path, ulma_json: UlmaJson, describe: Callable[[Completed], str],
+) -> None:
+    n = 200
+    report, facts = run_scoped(ulma_json, describe, ext_dir, "fork", n, "--no-children")
+    assert facts["cb"] == 2 * n and report["forked_children"] == 1
+    calls = {f["name"]: f["calls"] for f in report["functions"] if Path(f["file"]).resolve() == EXT_SOURCE}
+    assert calls == {"outer": 2, "inner": 2 * n}, calls  # the child's 10 * n inner scopes: none
+
+
 def test_marks_and_counters_reach_the_text_export_with_their_values(
     ext_dir: Path, tmp_path: Path, describe: Callable[[Completed], str],
 ) -> None:

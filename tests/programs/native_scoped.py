@@ -7,11 +7,14 @@ did (its own counts and clocks: the ground truth).
            N thread_work scopes) and scoped_ext.nogil(N, 2000) (N nogil_work scopes, GIL released)
   timed    run() -> scoped_ext.timed(N, 200000): N timed_work scopes; the thread CPU ns inside them
   marks    scoped_ext.marks(N): N marks and counter values 0 .. N-2, then -1
+  fork     run() -> nested(N, cb), then a child forked that runs nested(10 * N, None) and exits, then
+           nested(N, cb) again in the parent
   flood    scoped_ext.nested(N, cb) as fast as it goes, again and again for 0.5 s (a ring that fills,
            and is drained meanwhile); prints how many times
 """
 
 import json
+import os
 import sys
 import time
 
@@ -40,6 +43,15 @@ def run() -> dict[str, int]:
         return {}
     if MODE == "timed":
         return {"inside_cpu_ns": scoped_ext.timed(N, 200000)}
+    if MODE == "fork":
+        scoped_ext.nested(N, cb)
+        pid = os.fork()
+        if pid == 0:
+            scoped_ext.nested(10 * N, None)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        scoped_ext.nested(N, cb)
+        return {"cb": called}
     if MODE == "marks":
         scoped_ext.marks(N)
         return {}

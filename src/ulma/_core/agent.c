@@ -110,6 +110,7 @@ static void at_fork_child(void)
     pthread_mutex_init(&g_exit_lock, NULL);
     if (!h)
         return;
+    ulma_scopes_after_fork(); /* the child's native scopes: one branch, as untraced */
     atomic_fetch_add_explicit(&h->forked_children, 1, memory_order_relaxed);
     g_forked_from = h;
     g_session = NULL;

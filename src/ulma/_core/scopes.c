@@ -145,6 +145,18 @@ void ulma_scopes_start(void)
     pthread_mutex_unlock(&g_hooks_lock);
 }
 
+void ulma_scopes_after_fork(void)
+{
+    /* inside fork(), in the child: only this thread is left, and a lock another thread
+     * held stays held, so none is taken; the child is not traced, its scopes cost a branch */
+    pthread_mutex_init(&g_hooks_lock, NULL);
+    pthread_mutex_init(&g_site_lock, NULL);
+    g_tracing = 0;
+    for (uint32_t i = 0; i < g_nhooks; i++)
+        hook_set(g_hooks[i], NULL);
+    hook_set(&g_core_hook, NULL);
+}
+
 void ulma_scopes_stop(void)
 {
     pthread_mutex_lock(&g_hooks_lock);

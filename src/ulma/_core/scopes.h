@@ -17,6 +17,8 @@
 void ulma_scopes_start(void);
 /* It stops: every hook is cleared, so no scope begins. */
 void ulma_scopes_stop(void);
+/* In a forked child, inside fork(): the same, taking no lock. */
+void ulma_scopes_after_fork(void);
 /* _core was loaded: its runtime symbol is made global for ulma.h's lookup.
  * 0, or -1 (dlopen failed: scopes then find no runtime). */
 int ulma_scopes_export(void);
