@@ -889,7 +889,7 @@ static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint
         r->need_sync = 1;
     }
     uint64_t cap = w->mask + 1;
-    ulma_event reading[2];
+    ulma_event reading[ULMA_READINGS_MAX];
     uint32_t nread = 0;
     uint64_t t_event = t;
     if (r->need_sync) {
@@ -906,10 +906,8 @@ static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint
     if (ULMA_UNLIKELY(control_poll(t)) && g_engine == ULMA_ENGINE_MONITORING &&
         ulma_id_off(idv & ULMA_ID_MASK) && kind < ULMA_C_CALL)
         return; /* its function was just switched off: the next event restates the stack */
-    if (g_reading_ticks && (r->need_sync || t >= w->next_reading)) {
-        nread = ulma_take_reading(w, t, r->need_sync, reading);
-        t_event = ulma_ticks(g_clock);
-    }
+    if (g_reading_ticks && (r->need_sync || t >= w->next_reading))
+        nread = ulma_take_reading_for(w, t, r->need_sync, reading, &t_event);
 
     if (!r->need_sync) {
         uint64_t need = (uint64_t)nread + 1 + (note != 0);
@@ -984,7 +982,7 @@ void ulma_emit_nogil(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uin
     ulma_ring_header *r = w->ring;
     uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
     uint64_t cap = w->mask + 1;
-    ulma_event reading[2];
+    ulma_event reading[ULMA_READINGS_MAX];
     uint32_t nread = 0;
     uint64_t t_event = t;
     if (r->need_sync) {
@@ -998,10 +996,8 @@ void ulma_emit_nogil(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uin
     }
     /* (while py_resync holds next_reading at 0, a reading is due by its own interval) */
     if (g_reading_ticks && (r->need_sync || (w->py_resync ? t >= w->reading_tick + g_reading_ticks
-                                                             : t >= w->next_reading))) {
-        nread = ulma_take_reading(w, t, r->need_sync, reading);
-        t_event = ulma_ticks(g_clock);
-    }
+                                                             : t >= w->next_reading)))
+        nread = ulma_take_reading_for(w, t, r->need_sync, reading, &t_event);
     uint32_t ids[NOGIL_SYNC_MAX];
     uint32_t n = 0;
     int sync = r->need_sync != 0;

@@ -97,6 +97,29 @@ static inline ulma_event reading_record(uint64_t t, uint64_t ns, uint8_t flags)
     return e;
 }
 
+/* A reading that took longer than this (the thread lost the CPU in it) is
+ * followed by another (ulma_take_reading_for); the aggregator takes no more
+ * than this as a reading's own cost (aggregate.c READING_COST_MAX_NS). */
+#define READING_LATE_NS 50000.0
+
+uint32_t ulma_take_reading_for(ulma_writer *w, uint64_t t, int baseline, ulma_event *out, uint64_t *t_event)
+{
+    uint32_t n = ulma_take_reading(w, t, baseline, out);
+    uint64_t te = ulma_ticks(g_clock);
+    struct timespec ts;
+    if (n && (double)(te - t) * g_ns_per_tick > READING_LATE_NS &&
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) {
+        uint64_t cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        out[n++] = reading_record(te, cpu, 0);
+        w->reading_tick = te;
+        w->reading_cpu_ns = cpu;
+        w->next_reading = te + g_reading_ticks;
+        te = ulma_ticks(g_clock);
+    }
+    *t_event = te;
+    return n;
+}
+
 /* Reads the thread's CPU clock into out[0] and, on a baseline or after a
  * while off CPU, its run delay into out[1].  Returns the record count. */
 uint32_t ulma_take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event *out)

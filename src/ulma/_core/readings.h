@@ -19,5 +19,13 @@ int ulma_readings_interval(uint32_t interval_us);
  * CPU, the run delay into out[1]; schedules the next reading.  Returns the
  * record count (0 if the clock could not be read). */
 uint32_t ulma_take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event *out);
+/* ulma_take_reading at tick t for the event that follows, whose tick it
+ * returns in *t_event (read after the reading: the gap is its cost).  A
+ * thread that lost the CPU while it read (the run delay's file, under load)
+ * would leave that time for the next reading, made maybe after the event,
+ * with another function on top: then the CPU clock is read once more at
+ * *t_event, so the time off CPU is this interval's.  out holds 3 records. */
+uint32_t ulma_take_reading_for(ulma_writer *w, uint64_t t, int baseline, ulma_event *out, uint64_t *t_event);
+#define ULMA_READINGS_MAX 3
 
 #endif

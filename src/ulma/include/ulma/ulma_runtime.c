@@ -71,6 +71,7 @@ static size_t g_head_bytes;
 static int g_fd = -1;
 static uint32_t g_clock, g_gen, g_max_threads, g_chunk_slots, g_freeq_slots;
 static uint64_t g_ring_events, g_stride, g_rings_offset, g_freeq_offset, g_reading_ticks, g_retry_ticks;
+static uint64_t g_reading_late_ticks; /* a reading this long: the thread lost the CPU in it */
 static char **g_chunks;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t g_key;
@@ -223,18 +224,24 @@ static void urt_emit_slow(urt_writer *w, uint64_t t, uint32_t id, uint8_t kind, 
     uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed), cap = w->mask + 1;
     if (r->need_sync && t < w->retry_tick)
         goto count; /* still dropping */
-    ulma_event reading;
+    ulma_event reading[2];
     int have_reading = 0;
     uint64_t t_event = t;
     if (g_reading_ticks && (r->need_sync || t >= w->reading_tick + g_reading_ticks)) {
         struct timespec ts;
         if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) {
             uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-            reading = (ulma_event){t, (uint32_t)ns, ULMA_CPU_SAMPLE, 0, (uint16_t)(ns >> 32)};
-            have_reading = 1;
+            reading[have_reading++] = (ulma_event){t, (uint32_t)ns, ULMA_CPU_SAMPLE, 0, (uint16_t)(ns >> 32)};
             t_event = ulma_ticks(g_clock); /* the gap is the reading's cost */
+            /* the thread lost the CPU while it read: read again, so that time is this interval's */
+            if (t_event - t > g_reading_late_ticks && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) {
+                ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+                reading[have_reading++] =
+                    (ulma_event){t_event, (uint32_t)ns, ULMA_CPU_SAMPLE, 0, (uint16_t)(ns >> 32)};
+                t_event = ulma_ticks(g_clock);
+            }
         }
-        w->reading_tick = t;
+        w->reading_tick = have_reading ? reading[have_reading - 1].ticks : t;
     }
     uint32_t n = r->need_sync ? (w->depth < URT_STACK ? w->depth : URT_STACK) : 0;
     uint64_t need = (r->need_sync ? n + 1u : 0u) + (uint64_t)have_reading + 1u;
@@ -256,8 +263,8 @@ static void urt_emit_slow(urt_writer *w, uint64_t t, uint32_t id, uint8_t kind, 
         r->need_sync = 0;
         r->sync_flags = 0;
     }
-    if (have_reading)
-        w->events[pos++ & w->mask] = reading;
+    for (int i = 0; i < have_reading; i++)
+        w->events[pos++ & w->mask] = reading[i];
     urt_put(w, pos++, t_event, id, kind, flags, aux);
     atomic_store_explicit(&r->write_pos, pos, memory_order_release);
     atomic_store_explicit(&r->published, pos, memory_order_release);
@@ -447,6 +454,7 @@ static int urt_map(int fd)
     double tick_ns = probe.ns_per_tick_hint > 0 ? probe.ns_per_tick_hint : 1.0;
     g_reading_ticks = (uint64_t)(URT_READING_US * 1000.0 / tick_ns);
     g_retry_ticks = (uint64_t)(URT_RETRY_NS / tick_ns) + 1;
+    g_reading_late_ticks = (uint64_t)(50000.0 / tick_ns);
     g_gen++; /* every thread claims a ring of this session at its next record */
     g_h = base;
     atomic_store_explicit(&g_h->agent_pid, (uint32_t)getpid(), memory_order_relaxed);
