@@ -252,16 +252,8 @@ static ulma_writer *claim(PyThreadState *ts)
     w->scope_depth = 0;
     w->tstate_made = ulma_tstates_made();
     w->tstate = ts;
-    /* A reused ring was zeroed by the monitor; say so anyway. */
-    r->write_pos = 0;
-    set_tail(w, r, 0);
-    r->sync_flags = 0;
-    atomic_store_explicit(&r->published, 0, memory_order_relaxed);
-    atomic_store_explicit(&r->dropped, 0, memory_order_relaxed);
-    r->os_tid = (uint32_t)syscall(SYS_gettid);
-    r->py_thread_ident = (uint64_t)PyThread_get_thread_ident();
-    r->need_sync = 1; /* a thread's first event states its stack */
-    atomic_store_explicit(&r->state, ULMA_RING_ACTIVE, memory_order_release);
+    w->room_end = w->mask + 1; /* the tail ulma_ring_claim sets: 0 */
+    ulma_ring_claim(r, (uint32_t)syscall(SYS_gettid), (uint64_t)PyThread_get_thread_ident());
     g_writers[slot] = w;
     if (g_thread_key_ready)
         pthread_setspecific(g_thread_key, w);
@@ -374,15 +366,12 @@ static inline int is_entering(uint8_t kind)
     return kind == ULMA_CALL || kind == ULMA_RESUME || kind == ULMA_THROW;
 }
 
+/* A record of id `idv`: the id's own bits become its flags (agent.h). */
 static inline void put(ulma_writer *w, uint64_t pos, uint64_t t, uint32_t idv, uint8_t kind,
                        uint8_t flags, uint16_t aux)
 {
-    ulma_event *e = &w->events[pos & w->mask];
-    e->ticks = t;
-    e->id = idv & ULMA_ID_MASK;
-    e->kind = kind;
-    e->flags = flags | (uint8_t)((idv & ULMA_ID_RECORDED) >> 24);
-    e->aux = aux;
+    ulma_record_put(w->events, w->mask, pos, t, idv & ULMA_ID_MASK, kind,
+                    flags | (uint8_t)((idv & ULMA_ID_RECORDED) >> 24), aux);
 }
 
 
@@ -828,6 +817,32 @@ static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint
                                                             int top_is_event, uint64_t note);
 static ulma_writer g_scratch; /* calibration's writer (below): never stops */
 
+/* Is there room for `need` records at pos?  The monitor's read position is
+ * read again only when the cached one says no. */
+static inline int room_for(ulma_writer *w, ulma_ring_header *r, uint64_t pos, uint64_t need)
+{
+    uint64_t cap = w->mask + 1;
+    if (pos - r->tail_cache + need > cap)
+        set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
+    return pos - r->tail_cache + need <= cap;
+}
+
+/* After drops (need_sync), what becomes of an event: AFTER_DROPS_GO (room
+ * for a restatement came back), _COUNTED (not yet time to look for room:
+ * counted, nothing else) or _FULL (still no room: drop it). */
+enum { AFTER_DROPS_GO, AFTER_DROPS_COUNTED, AFTER_DROPS_FULL };
+static inline int after_drops(ulma_writer *w, ulma_ring_header *r, uint64_t t, uint64_t pos)
+{
+    if (!r->need_sync)
+        return AFTER_DROPS_GO;
+    if (t < w->retry_tick) {
+        count_drop(r);
+        return AFTER_DROPS_COUNTED;
+    }
+    set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
+    return pos - r->tail_cache + ULMA_MIN_RESTATEMENT > w->mask + 1 ? AFTER_DROPS_FULL : AFTER_DROPS_GO;
+}
+
 /* A full ring: the event is counted as dropped, the thread's next events
  * are only counted for a while, and the first one to find room restates
  * the stack. */
@@ -892,15 +907,11 @@ static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint
     ulma_event reading[ULMA_READINGS_MAX];
     uint32_t nread = 0;
     uint64_t t_event = t;
-    if (r->need_sync) {
-        if (t < w->retry_tick) {
-            count_drop(r); /* still dropping: not yet time to look for room */
-            return;
-        }
-        set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
-        if (pos - r->tail_cache + ULMA_MIN_RESTATEMENT > cap)
-            goto drop; /* still full: no reading, no walk */
-    }
+    int after = after_drops(w, r, t, pos);
+    if (after == AFTER_DROPS_COUNTED) /* still dropping: not yet time to look for room */
+        return;
+    if (after == AFTER_DROPS_FULL)
+        goto drop; /* still full: no reading, no walk */
     /* the control channel, while the ring has room (its waiter thread
      * applies commands meanwhile); may set need_sync (a restatement) */
     if (ULMA_UNLIKELY(control_poll(t)) && g_engine == ULMA_ENGINE_MONITORING &&
@@ -910,10 +921,7 @@ static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint
         nread = ulma_take_reading_for(w, t, r->need_sync, reading, &t_event);
 
     if (!r->need_sync) {
-        uint64_t need = (uint64_t)nread + 1 + (note != 0);
-        if (pos - r->tail_cache + need > cap)
-            set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
-        if (pos - r->tail_cache + need > cap)
+        if (!room_for(w, r, pos, (uint64_t)nread + 1 + (note != 0)))
             goto drop;
         for (uint32_t i = 0; i < nread; i++)
             w->events[pos++ & w->mask] = reading[i];
@@ -949,10 +957,9 @@ static inline __attribute__((always_inline)) void emit_slow(ulma_writer *w, uint
     }
     w->in_slow = 0;
 
-    uint64_t need = (uint64_t)n + 2 + nread + (note != 0);
-    set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
-    if (pos - r->tail_cache + need > cap)
+    if (!room_for(w, r, pos, (uint64_t)n + 2 + nread + (note != 0)))
         goto drop;
+    /* (frames through put: an excluded function's id bit becomes its frame's flag) */
     uint8_t gflags = ULMA_SYNC_BEGIN | (truncated ? ULMA_SYNC_TRUNCATED : 0) | r->sync_flags;
     put(w, pos++, t, 0, ULMA_SYNC, gflags, (uint16_t)n);
     for (uint32_t i = n; i-- > 0;) /* outermost first */
@@ -981,40 +988,27 @@ void ulma_emit_nogil(ulma_writer *w, uint64_t t, uint32_t idv, uint8_t kind, uin
 {
     ulma_ring_header *r = w->ring;
     uint64_t pos = atomic_load_explicit(&r->write_pos, memory_order_relaxed);
-    uint64_t cap = w->mask + 1;
     ulma_event reading[ULMA_READINGS_MAX];
     uint32_t nread = 0;
     uint64_t t_event = t;
-    if (r->need_sync) {
-        if (t < w->retry_tick) {
-            count_drop(r);
-            return;
-        }
-        set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
-        if (pos - r->tail_cache + ULMA_MIN_RESTATEMENT > cap)
-            goto drop;
-    }
+    int after = after_drops(w, r, t, pos);
+    if (after == AFTER_DROPS_COUNTED)
+        return;
+    if (after == AFTER_DROPS_FULL)
+        goto drop;
     /* (while py_resync holds next_reading at 0, a reading is due by its own interval) */
     if (g_reading_ticks && (r->need_sync || (w->py_resync ? t >= w->reading_tick + g_reading_ticks
                                                              : t >= w->next_reading)))
         nread = ulma_take_reading_for(w, t, r->need_sync, reading, &t_event);
-    uint32_t ids[NOGIL_SYNC_MAX];
-    uint32_t n = 0;
     int sync = r->need_sync != 0;
-    if (sync) /* the open scopes, outermost first (the Python frames need the GIL) */
-        for (uint32_t i = 0; i < w->scope_depth && i < NOGIL_SYNC_MAX; i++)
-            ids[n++] = w->scope_ids[i];
-    uint64_t need = (sync ? (uint64_t)n + 1 : 0) + nread + 1;
-    if (pos - r->tail_cache + need > cap)
-        set_tail(w, r, atomic_load_explicit(&r->read_pos, memory_order_acquire));
-    if (pos - r->tail_cache + need > cap)
+    /* a restatement states the open scopes, outermost first (the Python frames need the GIL) */
+    uint32_t n = !sync ? 0 : w->scope_depth < NOGIL_SYNC_MAX ? w->scope_depth : NOGIL_SYNC_MAX;
+    if (!room_for(w, r, pos, (sync ? (uint64_t)n + 1 : 0) + nread + 1))
         goto drop;
     if (sync) {
         int py = w->tstate != NULL; /* a Python thread: its frames are left out until it has the GIL */
-        uint8_t gflags = ULMA_SYNC_BEGIN | r->sync_flags | (py ? ULMA_SYNC_TRUNCATED : 0);
-        put(w, pos++, t, 0, ULMA_SYNC, gflags, (uint16_t)n);
-        for (uint32_t i = 0; i < n; i++)
-            put(w, pos++, t, ids[i], ULMA_SYNC, ULMA_SYNC_FRAME, 0);
+        pos = ulma_ring_put_sync(w->events, w->mask, pos, t, r->sync_flags | (py ? ULMA_SYNC_TRUNCATED : 0),
+                                 w->scope_ids, n);
         r->need_sync = 0;
         r->sync_flags = 0;
         if (py)

@@ -52,6 +52,46 @@ static inline char *ulma_ring_chunk_map(int fd, uint32_t k, uint32_t chunk_slots
     return p == MAP_FAILED ? NULL : (char *)p;
 }
 
+/* A ring just claimed by the calling thread (os_tid, ident): empty (a reused
+ * one was zeroed by the monitor; said anyway), its first record to restate
+ * the thread's stack, ACTIVE last (release). */
+static inline void ulma_ring_claim(ulma_ring_header *r, uint32_t os_tid, uint64_t ident)
+{
+    r->write_pos = 0;
+    r->tail_cache = 0;
+    r->sync_flags = 0;
+    atomic_store_explicit(&r->published, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->dropped, 0, memory_order_relaxed);
+    r->os_tid = os_tid;
+    r->py_thread_ident = ident;
+    r->need_sync = 1;
+    atomic_store_explicit(&r->state, ULMA_RING_ACTIVE, memory_order_release);
+}
+
+/* One record at pos of a ring of mask + 1 records. */
+static inline void ulma_record_put(ulma_event *events, uint64_t mask, uint64_t pos, uint64_t t, uint32_t id,
+                                   uint8_t kind, uint8_t flags, uint16_t aux)
+{
+    ulma_event *e = &events[pos & mask];
+    e->ticks = t;
+    e->id = id;
+    e->kind = kind;
+    e->flags = flags;
+    e->aux = aux;
+}
+
+/* A SYNC group at pos (records.h) stating a stack of plain ids (no flag
+ * bits), outermost first: its BEGIN record (flags added to ULMA_SYNC_BEGIN),
+ * then the n frames.  The position after it. */
+static inline uint64_t ulma_ring_put_sync(ulma_event *events, uint64_t mask, uint64_t pos, uint64_t t,
+                                          uint8_t flags, const uint32_t *ids, uint32_t n)
+{
+    ulma_record_put(events, mask, pos++, t, 0, ULMA_SYNC, ULMA_SYNC_BEGIN | flags, (uint16_t)n);
+    for (uint32_t i = 0; i < n; i++)
+        ulma_record_put(events, mask, pos++, t, ids[i], ULMA_SYNC, ULMA_SYNC_FRAME, 0);
+    return pos;
+}
+
 /* Publishes what the ring's writer wrote and marks the ring finished. */
 static inline void ulma_ring_finish(ulma_ring_header *r)
 {

@@ -78,9 +78,9 @@ static const ulma_runtime *rt_attach(const ulma_runtime **hook)
     if (!hook)
         return NULL;
     pthread_mutex_lock(&g_hooks_lock);
-    const ulma_runtime *to = g_tracing && hook_add(hook) == 0 ? &ulma_runtime_v1 : NULL;
-    if (!g_tracing)
-        hook_add(hook); /* for the next session (a full table: its scopes stay off) */
+    /* known from now on, for this session and the next (a full table: its scopes stay off) */
+    int known = hook_add(hook) == 0;
+    const ulma_runtime *to = g_tracing && known ? &ulma_runtime_v1 : NULL;
     hook_set(hook, to);
     pthread_mutex_unlock(&g_hooks_lock);
     return to;

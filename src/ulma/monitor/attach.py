@@ -125,10 +125,7 @@ class Attachment:
             try:            # (its engine, not known yet, goes in the END record)
                 self.recorder = Recorder(options.trace_path, self.session, "auto")
             except OSError as exc:
-                self.sock.close()
-                self.session.close()
-                if self.streams is not None:
-                    self.streams.abandon()
+                self._abandon()
                 raise AttachError(f"cannot write {options.trace_path}: {exc.strerror or exc}") from None
         if self.streams is not None:  # the drain feeds the log from the first event on
             self.streams.start_log(self.session, pid)

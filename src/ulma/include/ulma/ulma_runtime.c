@@ -185,15 +185,7 @@ static urt_writer *urt_writer_get(void)
     w->reading_tick = 0;
     w->gen = g_gen;
     w->depth = 0;
-    r->write_pos = 0;
-    r->tail_cache = 0;
-    r->sync_flags = 0;
-    atomic_store_explicit(&r->published, 0, memory_order_relaxed);
-    atomic_store_explicit(&r->dropped, 0, memory_order_relaxed);
-    r->os_tid = (uint32_t)syscall(SYS_gettid);
-    r->py_thread_ident = (uint64_t)pthread_self();
-    r->need_sync = 1;
-    atomic_store_explicit(&r->state, ULMA_RING_ACTIVE, memory_order_release);
+    ulma_ring_claim(r, (uint32_t)syscall(SYS_gettid), (uint64_t)pthread_self());
     if (g_writers)
         g_writers[slot] = w;
     pthread_mutex_unlock(&g_lock);
@@ -203,12 +195,7 @@ static urt_writer *urt_writer_get(void)
 
 static void urt_put(urt_writer *w, uint64_t pos, uint64_t t, uint32_t id, uint8_t kind, uint8_t flags, uint16_t aux)
 {
-    ulma_event *e = &w->events[pos & w->mask];
-    e->ticks = t;
-    e->id = id;
-    e->kind = kind;
-    e->flags = flags;
-    e->aux = aux;
+    ulma_record_put(w->events, w->mask, pos, t, id, kind, flags, aux);
 }
 
 static void urt_set_tail(urt_writer *w, ulma_ring_header *r)
@@ -256,10 +243,8 @@ static void urt_emit_slow(urt_writer *w, uint64_t t, uint32_t id, uint8_t kind, 
         goto count;
     }
     if (r->need_sync) { /* the open scopes, outermost first */
-        uint8_t gflags = ULMA_SYNC_BEGIN | r->sync_flags | (w->depth > URT_STACK ? ULMA_SYNC_TRUNCATED : 0);
-        urt_put(w, pos++, t, 0, ULMA_SYNC, gflags, (uint16_t)n);
-        for (uint32_t i = 0; i < n; i++)
-            urt_put(w, pos++, t, w->ids[i], ULMA_SYNC, ULMA_SYNC_FRAME, 0);
+        pos = ulma_ring_put_sync(w->events, w->mask, pos, t,
+                                 r->sync_flags | (w->depth > URT_STACK ? ULMA_SYNC_TRUNCATED : 0), w->ids, n);
         r->need_sync = 0;
         r->sync_flags = 0;
     }
