@@ -10,6 +10,8 @@ ENGINES: Final[tuple[str, ...]]
 # an asyncio task: (number, coro, thread, state, first, since, steps, running, waiting, awaiting)
 TaskRow = tuple[int, int, int, int, int, int, int, int, int, tuple[int, ...]]
 TaskTake = tuple[list[TaskRow], list[TaskRow], int, int]  # (done, going, over, going_total)
+# a native counter's site: (id, values set, last, min, max, mean, tick of the last)
+CounterRow = tuple[int, int, int, int, int, float, int]
 
 def agent_start(fd: int, engine: str, empty: int = ..., hidden_prefix: str | None = ...,
                 boundary: FrameType | None = ..., recursion_adjust: int = ..., *,
@@ -60,7 +62,7 @@ class Session:
     def snapshot(self, live: bool = ..., thread: int | None = ..., split: bool = ...,
                  now_cpu: dict[int, int] | None = ..., rate: float = ...,
                  final: bool = ...) -> tuple[
-        list[tuple[int, ...]], list[tuple[int, int, int, int, int]]]: ...
+        list[tuple[int, ...]], list[tuple[int, int, int, int, int]], list[CounterRow]]: ...
     # one dict per thread seen ("thread": the session's number for it, "slot": its ring)
     def threads(self, open_only: bool = ...) -> list[dict[str, Any]]: ...
     def counters(self) -> dict[str, Any]: ...
@@ -78,7 +80,7 @@ class Aggregator:
     def take_tasks(self, live: bool = ..., limit: int = ..., /) -> TaskTake: ...
     def snapshot(self, now: int = ..., thread: int = ..., split: bool = ...,
                  rate: float = ...) -> tuple[
-        list[tuple[int, ...]], list[tuple[int, int, int, int, int]]]: ...
+        list[tuple[int, ...]], list[tuple[int, int, int, int, int]], list[CounterRow]]: ...
     def set_rate(self, ns_per_tick: float, /) -> None: ...
     def threads(self) -> list[dict[str, Any]]: ...
     def fold(self, thread: int, /) -> bool: ...
@@ -88,6 +90,7 @@ REPLAY_TREE: Final[int]
 REPLAY_TREE_PER_THREAD: Final[int]
 REPLAY_PSTATS: Final[int]
 REPLAY_ENDS_ONLY: Final[int]
+REPLAY_COUNTERS: Final[int]
 TRANSITION_BYTES: Final[int]
 SPEEDSCOPE_PACKED_BYTES: Final[int]
 
@@ -99,7 +102,7 @@ class Replay:
     def take_speedscope(self, frame_index: dict[int, int], flush_bytes: int,
                         write: Callable[[int, memoryview, int, int], object], direct: int | None = None, /
                         ) -> None: ...
-    def take_chrome(self, prefixes: dict[int, bytes], make_prefix: Callable[[int, int], bytes],
+    def take_chrome(self, prefixes: dict[int, bytes], make_prefix: Callable[[int, int, int], bytes],
                     gap_line: Callable[[int, int, int], str], write: Callable[[memoryview], object], /
                     ) -> None: ...
     def tree(self) -> list[tuple[int, int, int, int]]: ...

@@ -50,9 +50,11 @@ def check_text(path: Path) -> None:
 def check_chrome(path: Path) -> None:
     events = strict_json(path)["traceEvents"]
     for e in events:
-        assert e["ph"] in ("X", "M"), e
+        assert e["ph"] in ("X", "M", "C"), e
         if e["ph"] == "X":
             assert e["ts"] >= 0 and e["dur"] >= 0, e
+        if e["ph"] == "C":  # a native counter's value: 60 bits, signed (records.h)
+            assert e["ts"] >= 0 and -(1 << 59) <= e["args"]["value"] < 1 << 59, e
 
 
 def check_speedscope(path: Path) -> None:

@@ -333,7 +333,7 @@ def test_c_formatted_times_are_pythons_at_every_digit_boundary() -> None:
     chrome: list[bytes] = []
     replay = _core.Replay(0, run.scale, stacks.FRAMES | stacks.ENDS_ONLY)
     replay.feed(0, records.encode(events))
-    replay.take_chrome({}, lambda thread, fid: b"P", lambda thread, start, end: "",
+    replay.take_chrome({}, lambda thread, fid, counter: b"P", lambda thread, start, end: "",
                        lambda text: chrome.append(bytes(text)))
     assert b"".join(chrome) == b"".join(f"P{us(a)},\"dur\":{us(b - a)}}}".encode()
                                         for a, b in pairs)

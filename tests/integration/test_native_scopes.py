@@ -190,8 +190,55 @@ def test_marks_and_counters_reach_the_text_export_with_their_values(
     marks = [f for f in lines if f[3] == "mark"]
     counters = [f for f in lines if f[3] == "counter"]
     assert len(marks) == n and {f[4] for f in marks} == {"tick"}, marks
-    assert [f[4] for f in counters] == [f"level={i}" for i in range(n - 1)] + ["level=-1"], counters
+    level = [f[4] for f in counters if f[4].startswith("level=")]
+    assert level == [f"level={i}" for i in range(n - 1)] + ["level=-1"], counters
+    wide = [f[4] for f in counters if f[4].startswith("wide=")]
+    assert wide == [f"wide={-(1 << 50) * (i + 1)}" for i in range(n)], counters
     assert all(f[5].startswith(str(EXT_SOURCE)) for f in marks + counters)
+
+
+def test_counters_are_in_the_report_the_json_and_the_chrome_export(
+    ext_dir: Path, tmp_path: Path, describe: Callable[[Completed], str],
+) -> None:
+    """What the program set (level: 0 .. n-2 then -1; wide: -(2^50) * (i + 1)), per counter: how
+    many values, the last, least, most and mean -- live (--json), from the trace (ulma report),
+    and as chrome counter events, one per value in order."""
+    n = 40
+    trace, live_json, trace_json = tmp_path / "run.ulma", tmp_path / "live.json", tmp_path / "trace.json"
+    ran = run_process(ulma_command(["run", "-o", str(trace), "--json", str(live_json), str(PROGRAM),
+                                    str(ext_dir), "marks", str(n)]), cwd=PROGRAMS_DIR)
+    assert ran.returncode == 0, describe(ran)
+    level = [*range(n - 1), -1]
+    wide = [-(1 << 50) * (i + 1) for i in range(n)]
+    expected = {name: (len(v), v[-1], min(v), max(v)) for name, v in (("level", level), ("wide", wide))}
+    means = {"level": sum(level) / n, "wide": sum(wide) / n}
+    at = _line_of('ULMA_COUNTER("level"')
+    assert "counters 2 (ULMA_COUNTER)" in ran.stderr, ran.stderr
+    assert f"level (scoped_ext.c:{at}): -1 at" in ran.stderr, ran.stderr
+    reported = run_process(ulma_command(["report", str(trace), "--json", str(trace_json)]))
+    assert reported.returncode == 0, describe(reported)
+    assert "counters 2 (ULMA_COUNTER)" in reported.stdout + reported.stderr
+    for path in (live_json, trace_json):
+        rows = {c["name"]: c for c in json.loads(path.read_text())["counters"]}
+        assert set(rows) == {"level", "wide"}, rows
+        for name, row in rows.items():
+            assert (row["samples"], row["last"], row["min"], row["max"]) == expected[name], (path, row)
+            assert abs(row["mean"] - means[name]) <= 1e-9 * abs(means[name]) + 1e-9, row
+            assert Path(row["file"]).resolve() == EXT_SOURCE and row["line"] > 0
+            assert 0 < row["last_ns"] <= json.loads(path.read_text())["wall_ns"]
+    chrome = run_process(ulma_command(["export", str(trace), "--format", "chrome", "-o", "-"]))
+    assert chrome.returncode == 0, describe(chrome)
+    events = json.loads(chrome.stdout)["traceEvents"]
+    for name, values in (("level", level), ("wide", wide)):
+        got = [e for e in events if e["ph"] == "C" and e["name"] == name]
+        assert [e["args"]["value"] for e in got] == values, got[:5]
+        stamps = [float(e["ts"]) for e in got]
+        assert stamps == sorted(stamps)
+
+
+def _line_of(text: str) -> int:
+    """The line of scoped_ext.c that holds `text`."""
+    return next(i for i, line in enumerate(EXT_SOURCE.read_text().splitlines(), 1) if text in line)
 
 
 def test_scopes_appear_in_the_exports_stacks(

@@ -6,7 +6,7 @@ did (its own counts and clocks: the ground truth).
   threads  run() -> scoped_ext.in_thread(N, 2000) (a thread Python never sees: thread_main once,
            N thread_work scopes) and scoped_ext.nogil(N, 2000) (N nogil_work scopes, GIL released)
   timed    run() -> scoped_ext.timed(N, 200000): N timed_work scopes; the thread CPU ns inside them
-  marks    scoped_ext.marks(N): N marks and counter values 0 .. N-2, then -1
+  marks    scoped_ext.marks(N): N marks and counter values 0 .. N-2, then -1 (and "wide")
   fork     run() -> nested(N, cb), then a child forked that runs nested(10 * N, None) and exits, then
            nested(N, cb) again in the parent
   flood    scoped_ext.nested(N, cb) as fast as it goes, again and again for 0.5 s (a ring that fills,

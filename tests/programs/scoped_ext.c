@@ -120,7 +120,8 @@ static PyObject *timed(PyObject *self, PyObject *args)
     return PyLong_FromLongLong(inside);
 }
 
-/* `n` marks and counter values 0, 1, ..., n - 1 (the last one negative: -1). */
+/* `n` marks and counter values 0, 1, ..., n - 2, then -1; and "wide": -(2^50) * (i + 1),
+ * values past 32 bits each way. */
 static PyObject *marks(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -130,6 +131,7 @@ static PyObject *marks(PyObject *self, PyObject *args)
     for (long i = 0; i < n; i++) {
         ULMA_MARK("tick");
         ULMA_COUNTER("level", i + 1 < n ? (int64_t)i : -1);
+        ULMA_COUNTER("wide", -((int64_t)1 << 50) * (i + 1));
     }
     Py_RETURN_NONE;
 }

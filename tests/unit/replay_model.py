@@ -87,6 +87,25 @@ class ThreadModel:
     # coroutines (aggregate.h): the id of a coroutine that just yielded; one just resumed, and when
     after_yield: int | None = None
     resumed: tuple[int, int] | None = None
+    # native counters (walk.h): a first record's site and high bits, waiting for its value;
+    # per site [values, last, least, most, sum, tick of the last]
+    counting: tuple[int, int] | None = None
+    counters: dict[int, list[int]] = field(default_factory=dict)
+
+    def counter(self, e: records.Event, t: int) -> None:
+        """A counter's two records (records.h): the value comes with the second."""
+        value = counter_value(self, e)
+        if value is None:
+            return
+        site, v = value
+        c = self.counters.get(site)
+        if c is None:
+            self.counters[site] = [1, v, v, v, v, t]
+            return
+        c[0] += 1
+        c[2], c[3], c[4] = min(c[2], v), max(c[3], v), c[4] + v
+        if t >= c[5]:
+            c[1], c[5] = v, t
 
     def coroutine(self, e: records.Event, t: int) -> None:
         """Before a CALL-like or RETURN-like record is applied: the rules of
@@ -197,6 +216,8 @@ class ThreadModel:
             elif e.kind == records.MARK:  # an instant: a frame of no length
                 self.push(e.id, t, records.CALL)
                 self.exit(e.id, t)
+            elif e.kind == records.COUNTER:
+                self.counter(e, t)
             elif e.kind == records.SYNC:
                 if e.flags & records.SYNC_BEGIN:
                     self.sync_want, self.sync_ids = e.aux, []
@@ -288,6 +309,46 @@ def snapshot(threads: list[ThreadModel], now: int = 0, *, awaits: bool = True) -
     return f_out, e_out
 
 
+class _Counting(Protocol):
+    counting: tuple[int, int] | None
+    unmatched: int
+
+
+def counter_value(th: _Counting, e: records.Event) -> tuple[int, int] | None:
+    """(site, value) once a counter's second record comes; damage (a site past the id limit, a
+    second record with no first) is counted as unmatched."""
+    if not e.flags & records.COUNTER_VALUE:
+        if e.id >= MAX_FUNC_ID:
+            th.unmatched += 1
+            th.counting = None
+        else:
+            th.counting = (e.id, e.aux)
+        return None
+    if th.counting is None:
+        th.unmatched += 1
+        return None
+    (site, high), th.counting = th.counting, None
+    value = (high & 0xFFFF) << 44 | (e.aux & 0xFFFF) << 28 | (e.id & 0xFFFFFFF)
+    return site, value - (1 << 60) if value >> 59 else value
+
+
+def counters(threads: list[ThreadModel]) -> list[tuple[int, int, int, int, int, float, int]]:
+    """Every thread's counters added up, in the C snapshot's shape, sorted."""
+    merged: dict[int, list[int]] = {}
+    for th in threads:
+        for site, (n, last, low, high, total, tick) in th.counters.items():
+            m = merged.get(site)
+            if m is None:
+                merged[site] = [n, last, low, high, total, tick]
+                continue
+            m[0] += n
+            m[2], m[3], m[4] = min(m[2], low), max(m[3], high), m[4] + total
+            if tick >= m[5]:
+                m[1], m[5] = last, tick
+    return sorted((site, n, last, low, high, float(total) / float(n), tick)
+                  for site, (n, last, low, high, total, tick) in merged.items())
+
+
 _EVENT = struct.Struct("<QIBBH")
 # what each event kind does to the stack: 1 enters a frame, 2 exits one, 3 restates the stack,
 # 4 enters and exits one at once (a mark); a native scope enters as a C function does
@@ -339,6 +400,7 @@ class FrameWalk:
         self.sync_ids: list[int] = []
         self.sync_flags = 0
         self.sync_ticks = 0
+        self.counting: tuple[int, int] | None = None  # a counter's first record (counter_value)
 
     def feed(self, data: memoryview, sink: Sink) -> None:
         # The hot loop: the common cases (a push; an exit of the top frame) are inlined.
@@ -394,6 +456,8 @@ class FrameWalk:
                 self.last = last
                 ticks = self._sync(ticks, fid, code >> 8 & 0xFF, code >> 16, sink)
                 in_group = self.sync_want != 0
+            elif kind == records.COUNTER:
+                counter_value(self, records.Event(ticks, fid, kind, code >> 8 & 0xFF, code >> 16))
             last = ticks
         self.last = last
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-from tests.unit.replay_model import ThreadModel, snapshot
+from tests.unit.replay_model import ThreadModel, counters, snapshot
 from ulma import _core
 from ulma.format import records
 from ulma.format.records import Event
@@ -21,7 +21,7 @@ def replay(*threads: list[Event], now: int = 0) -> tuple[dict[int, tuple[int, ..
         agg.feed(i, records.encode(events))
     if not now:
         agg.close()
-    funcs, edges = agg.snapshot(now=now)
+    funcs, edges, _ = agg.snapshot(now=now)
     return {f[0]: f[1:] for f in funcs}, sorted(edges)
 
 
@@ -144,8 +144,42 @@ def test_c_replay_matches_the_python_model(raws: list[list[tuple[int, int, int, 
         agg.close()
         for m in models:
             m.close()
-    c_funcs, c_edges = agg.snapshot(now=now)
+    c_funcs, c_edges, c_counters = agg.snapshot(now=now)
     assert (sorted(c_funcs), sorted(c_edges)) == snapshot(models, now)
+    assert sorted(c_counters) == counters(models)
     for m, figures in zip(models, agg.threads(), strict=True):
         assert (figures["events"], figures["unmatched"], figures["lost_ticks"]) == (
             m.events, m.unmatched, m.lost)
+
+
+def counter_records(site: int, value: int, t: int) -> list[Event]:
+    """A counter's value as ulma.h writes it (records.h): two records of the same tick."""
+    bits = value & ((1 << 60) - 1)
+    return [Event(t, site, records.COUNTER, 0, bits >> 44),
+            Event(t, bits & 0xFFFFFFF, records.COUNTER, records.COUNTER_VALUE, bits >> 28 & 0xFFFF)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(1, 3), st.integers(-(1 << 59), (1 << 59) - 1)),
+                         max_size=30), min_size=1, max_size=3))
+def test_a_counters_values_come_back_whole_from_every_thread(sets: list[list[tuple[int, int]]]) -> None:
+    """What the program set (the values themselves, not a model of the replay): per site, how many,
+    the last, least, most and mean, every thread's together."""
+    agg = _core.Aggregator()
+    t = 100
+    for thread, pairs in enumerate(sets):
+        events = [Event(t, 9, CALL, 0, 0)]
+        for site, value in pairs:
+            t += 7
+            events += counter_records(site, value, t)
+        events.append(Event(t + 1, 9, RETURN, 0, 0))
+        agg.feed(thread, records.encode(events))
+    agg.close()
+    _funcs, _edges, rows = agg.snapshot()
+    got = {row[0]: row[1:] for row in rows}
+    for site in {s for made in sets for s, _v in made}:
+        values = [v for made in sets for s, v in made if s == site]  # ticks grow across the threads
+        n, got_last, low, high, mean, _tick = got.pop(site)
+        assert (n, got_last, low, high) == (len(values), values[-1], min(values), max(values))
+        assert abs(mean - sum(values) / len(values)) <= 1e-9 * max(abs(low), abs(high), 1)
+    assert not got  # no site that was never set

@@ -69,6 +69,7 @@ void ulma_agg_free(ulma_thread_agg *a)
     free(a->index);
     free(a->stack);
     free(a->blocks);
+    ulma_counters_free(&a->counters);
     ulma_walk_free(&a->w);
     memset(a, 0, sizeof *a);
 }
@@ -105,6 +106,7 @@ void ulma_agg_release(ulma_thread_agg *a)
     free(a->stack); /* empty */
     a->stack = NULL;
     a->stack_cap = 0;
+    ulma_counters_free(&a->counters);
     if (!a->w.sync_want) /* not inside a SYNC group cut by a chunk's end */
         ulma_walk_free(&a->w);
 }
@@ -117,7 +119,13 @@ int ulma_agg_hand_over(ulma_thread_agg *dst, ulma_thread_agg *src)
         ulma_agg_release(src);
         return 0;
     }
+    ulma_counters kept = dst->counters; /* (a thread may set counters and run no function) */
+    memset(&dst->counters, 0, sizeof dst->counters);
     ulma_agg_release(dst); /* empty, but may hold arrays */
+    dst->counters = kept;
+    if (ulma_counters_merge(&dst->counters, &src->counters) < 0)
+        return -1;
+    ulma_counters_free(&src->counters);
     dst->funcs = src->funcs;
     dst->active = src->active;
     dst->func_ids = src->func_ids;
@@ -726,6 +734,13 @@ static int hook_push(void *ctx, uint32_t id, uint64_t t, uint8_t kind, int unmea
     return push(ctx, id, t, kind, unmeasured);
 }
 
+static void hook_counter(void *ctx, uint32_t id, int64_t value, uint64_t t)
+{
+    ulma_thread_agg *a = ctx;
+    if (ulma_counters_add(&a->counters, id, value, t) < 0)
+        a->failed = 1;
+}
+
 static void hook_pop(void *ctx, uint64_t t)
 {
     pop(ctx, t);
@@ -794,13 +809,14 @@ static const ulma_walk_hooks AGG_HOOKS = {
     .synced = hook_synced,
     .cpu = hook_cpu,
     .task = hook_task,
+    .counter = hook_counter,
 };
 
 __attribute__((flatten)) int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
 {
     if (a->failed)
         return -1;
-    if (ulma_walk_feed(&a->w, &AGG_HOOKS, a, ev, n) < 0) {
+    if (ulma_walk_feed(&a->w, &AGG_HOOKS, a, ev, n) < 0 || a->failed) {
         a->failed = 1;
         return -1;
     }
@@ -866,6 +882,7 @@ void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)
         a->stack[i].at = a->sums;
     }
     a->w.lost_ticks = 0;
+    ulma_counters_free(&a->counters);
 }
 
 /* a + b, at most UINT64_MAX: times added up across threads (each below
@@ -915,6 +932,8 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
         dst->edges[d].await_all.n += e->await_all.n;
     }
     dst->cpu_readings += src->cpu_readings;
+    if (ulma_counters_merge(&dst->counters, &src->counters) < 0)
+        return -1;
     if (!now || src->depth == 0)
         return 0;
     if (now < src->w.last_tick)

@@ -79,6 +79,7 @@
 #include "records.h"
 #include "walk.h"
 #include "tasktable.h"
+#include "counters.h"
 
 /* Running per-thread sums; a frame keeps their values at its entry, and its
  * inclusive share is the difference at its exit. */
@@ -218,6 +219,7 @@ typedef struct {
     uint32_t task_seen;        /* a TASK record came (its close looks at the tasks) */
     uint32_t chain_n;
     uint32_t chain[ULMA_TASK_AWAIT_FRAMES];
+    ulma_counters counters;    /* native counters' values, per site */
     int failed;                /* out of memory: stats stop growing */
 } ulma_thread_agg;
 

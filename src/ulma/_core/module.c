@@ -400,7 +400,7 @@ static int append_built(PyObject *list, const char *fmt, ...)
     return rc;
 }
 
-/* (functions, edges) of the merged aggregators, as Python lists; open frames
+/* (functions, edges, counters) of the merged aggregators, as Python lists; open frames
  * of unclosed threads count up to `now` when it is not 0.  now_cpu[slot], if
  * given and not 0, is that thread's CPU time now (ns).  split=1 adds the
  * four-way figures to each function (the order of monitor/profile.py's _split). */
@@ -428,7 +428,7 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
             return PyErr_NoMemory();
         }
     }
-    PyObject *funcs = PyList_New(0), *edges = PyList_New(0), *res = NULL;
+    PyObject *funcs = PyList_New(0), *edges = PyList_New(0), *counters = NULL, *res = NULL;
     if (!funcs || !edges)
         goto done;
     for (size_t i = 0; i < sum.nfuncs; i++) {
@@ -463,10 +463,21 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         if (append_built(edges, "(IIKKK)", e->caller, e->callee, e->calls, e->resumes, e->total + aw) < 0)
             goto done;
     }
-    res = PyTuple_Pack(2, funcs, edges);
+    counters = PyList_New(0);
+    if (!counters)
+        goto done;
+    for (size_t i = 0; i < sum.counters.n; i++) {
+        const ulma_counter_stats *c = &sum.counters.rows[i];
+        if (c->samples && append_built(counters, "(IKLLLdK)", c->id, c->samples, (long long)c->last,
+                                       (long long)c->min, (long long)c->max,
+                                       (double)c->sum / (double)c->samples, c->last_tick) < 0)
+            goto done;
+    }
+    res = PyTuple_Pack(3, funcs, edges, counters);
 done:
     Py_XDECREF(funcs);
     Py_XDECREF(edges);
+    Py_XDECREF(counters);
     ulma_agg_free(&sum);
     return res;
 }
@@ -950,7 +961,7 @@ static PyMethodDef session_methods[] = {
     {"symbols", (PyCFunction)session_symbols, METH_NOARGS, "new symbol definitions"},
     {"snapshot", (PyCFunction)(void (*)(void))session_snapshot, METH_VARARGS | METH_KEYWORDS,
      "snapshot(live=False, thread=None, split=False, now_cpu=None, rate=hint, final=False) -> "
-     "(functions, edges) in ticks; split adds the four-way figures, waiting formed at `rate` ns "
+     "(functions, edges, counters) in ticks; split adds the four-way figures, waiting formed at `rate` ns "
      "per tick; now_cpu {thread: ns} splits open intervals; final hands the totals over"},
     {"threads", (PyCFunction)(void (*)(void))session_threads, METH_VARARGS | METH_KEYWORDS,
      "threads(open_only=False): per thread seen (the monitor's thread numbers): identity, ring "
@@ -1213,7 +1224,7 @@ static PyMethodDef aggregator_methods[] = {
      "feed(thread, records): replay 16-byte event records of one thread"},
     {"close", (PyCFunction)aggregator_close, METH_NOARGS, "close every open stack (end of data)"},
     {"snapshot", (PyCFunction)(void (*)(void))aggregator_snapshot, METH_VARARGS | METH_KEYWORDS,
-     "snapshot(now=0, thread=-1, split=False, rate=set_rate's) -> (functions, edges), as "
+     "snapshot(now=0, thread=-1, split=False, rate=set_rate's) -> (functions, edges, counters), as "
      "Session.snapshot"},
     {"set_rate", (PyCFunction)aggregator_set_rate, METH_O,
      "set_rate(ns_per_tick): a first rate, before feed (run delays and readings' cost are "
@@ -1620,8 +1631,10 @@ static int take_begin(ReplayObject *self)
  * since the last take, as chrome "X" events, handed to write() as one
  * memoryview (valid during the call only): one per frame that ended,
  * `prefix + ts + ',"dur":' + dur + '}'`, prefixes[(thread << 32) | fid]
- * (bytes) made by make_prefix(thread, fid) when missing; a gap's text comes
- * from gap_line(thread, start, end) (str). */
+ * (bytes) made by make_prefix(thread, fid, 0) when missing; one per value a
+ * native counter was set to, `prefix + ts + ',"args":{"value":' + value +
+ * '}}'`, prefixes[1 << 63 | (thread << 32) | fid] made by make_prefix(thread,
+ * fid, 1); a gap's text comes from gap_line(thread, start, end) (str). */
 static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
 {
     PyObject *prefixes, *make_prefix, *gap_line, *write;
@@ -1649,9 +1662,10 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
                 goto done;
             continue;
         }
-        if (x->op != ULMA_TR_LEAVE)
+        if (x->op != ULMA_TR_LEAVE && x->op != ULMA_TR_COUNTER)
             continue;
-        uint64_t k = (uint64_t)x->thread << 32 | x->fid;
+        int counter = x->op == ULMA_TR_COUNTER;
+        uint64_t k = (uint64_t)counter << 63 | (uint64_t)x->thread << 32 | x->fid;
         size_t slot = (size_t)((k ^ k >> 29) * 0x9E3779B97F4A7C15u >> 56) % CACHE;
         PyObject *prefix = cache[slot].prefix && cache[slot].key == k ? cache[slot].prefix : NULL;
         if (!prefix) {
@@ -1660,7 +1674,7 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
                 goto done;
             prefix = PyDict_GetItemWithError(prefixes, key); /* borrowed */
             if (!prefix && !PyErr_Occurred()) {
-                prefix = PyObject_CallFunction(make_prefix, "II", x->thread, x->fid);
+                prefix = PyObject_CallFunction(make_prefix, "IIi", x->thread, x->fid, counter);
                 if (prefix && PyDict_SetItem(prefixes, key, prefix) < 0)
                     Py_CLEAR(prefix);
                 Py_XDECREF(prefix); /* the dict holds it */
@@ -1680,9 +1694,16 @@ static PyObject *replay_take_chrome(ReplayObject *self, PyObject *args)
         if (text_reserve(b, plen + 2 * NUMBER_TEXT_MAX + 16) < 0)
             goto done;
         char *q = put_lit(b->p + b->n, PyBytes_AS_STRING(prefix), plen);
-        q = put_us(q, x->start);
-        q = PUT_LIT(q, ",\"dur\":");
-        q = put_us(q, x->t - x->start);
+        if (counter) {
+            q = put_us(q, x->t);
+            q = PUT_LIT(q, ",\"args\":{\"value\":");
+            q = put_int(q, x->start);
+            *q++ = '}';
+        } else {
+            q = put_us(q, x->start);
+            q = PUT_LIT(q, ",\"dur\":");
+            q = put_us(q, x->t - x->start);
+        }
         *q++ = '}';
         b->n = (size_t)(q - b->p);
     }
@@ -2355,6 +2376,7 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddIntConstant(mod, "REPLAY_TREE_PER_THREAD", ULMA_REPLAY_TREE_PER_THREAD) < 0 ||
         PyModule_AddIntConstant(mod, "REPLAY_PSTATS", ULMA_REPLAY_PSTATS) < 0 ||
         PyModule_AddIntConstant(mod, "REPLAY_ENDS_ONLY", ULMA_REPLAY_ENDS_ONLY) < 0 ||
+        PyModule_AddIntConstant(mod, "REPLAY_COUNTERS", ULMA_REPLAY_COUNTERS) < 0 ||
         PyModule_AddIntConstant(mod, "TRANSITION_BYTES", (long)sizeof(ulma_transition)) < 0 ||
         PyModule_AddIntConstant(mod, "SPEEDSCOPE_PACKED_BYTES", SPEEDSCOPE_PACKED_BYTES) < 0) {
         Py_DECREF(mod);

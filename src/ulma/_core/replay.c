@@ -354,7 +354,26 @@ static void hook_synced(void *ctx, uint64_t close_at, uint64_t at, uint32_t flag
     x->thread = th->thread;
 }
 
+static void hook_counter(void *ctx, uint32_t id, int64_t value, uint64_t t)
+{
+    ulma_replay_thread *th = ctx;
+    if (!(th->r->what & ULMA_REPLAY_COUNTERS))
+        return;
+    ulma_transition *x = emit(th->r);
+    if (!x) {
+        th->failed = 1;
+        return;
+    }
+    x->op = ULMA_TR_COUNTER;
+    x->t = ns_of(th->r, t);
+    x->start = value;
+    x->fid = id;
+    x->parent = -1;
+    x->thread = th->thread;
+}
+
 static const ulma_walk_hooks REPLAY_HOOKS = {
+    .counter = hook_counter,
     .push = hook_push,
     .pop = hook_pop,
     .depth = hook_depth,

@@ -2,7 +2,8 @@
  * replay.h -- the exporters' replay of a trace's event stream: the stack
  * rules of walk.h (the aggregator's own), turned into what exporters write:
  *   - frames: every frame that starts or ends, and every gap left by
- *     dropped events, as packed transitions the caller takes in batches;
+ *     dropped events, as packed transitions the caller takes in batches
+ *     (and, if asked, every value a native counter was set to);
  *   - a tree of distinct stacks with self time and entries per stack (shared
  *     by all threads, or one root per thread), for collapsed stacks and pprof;
  *   - cProfile's figures per function and per caller->callee pair (entries,
@@ -24,11 +25,13 @@
 #include "records.h"
 #include "walk.h"
 
-enum { ULMA_TR_ENTER = 1, ULMA_TR_LEAVE = 2, ULMA_TR_GAP = 3 };
+enum { ULMA_TR_ENTER = 1, ULMA_TR_LEAVE = 2, ULMA_TR_GAP = 3, ULMA_TR_COUNTER = 4 };
 
 /* One transition, 40 bytes little-endian (Python reads them with struct
  * "<qqqIiIBBH"): enter (t, fid, parent, kind), leave (t, start, self_ns,
- * fid, parent) and gap (t = start, `start` = end). */
+ * fid, parent), gap (t = start, `start` = end) and, with
+ * ULMA_REPLAY_COUNTERS, a counter's value (t, fid = its site, `start` = the
+ * value). */
 typedef struct {
     int64_t t;
     int64_t start;
@@ -94,6 +97,8 @@ typedef struct {
 /* with FRAMES: no enter transitions, only leaves and gaps (for writers that
  * write a frame once, when it ends) */
 #define ULMA_REPLAY_ENDS_ONLY 0x10u
+/* with FRAMES: native counters' values as ULMA_TR_COUNTER transitions */
+#define ULMA_REPLAY_COUNTERS 0x20u
 
 typedef struct {
     uint64_t entries, recursive, self, cum;

@@ -23,8 +23,11 @@
  *   - a MARK record (an instant of ulma.h) is a frame of no length: its site
  *     pushed and popped at its tick, so it is counted where it happened;
  *   - CPU readings go to the `cpu` hook, TASK records to `task`; COUNTER
- *     records to `record` alone (they close a gap, change no stack); other
- *     kinds are skipped.
+ *     records to `record` (they close a gap, change no stack), and a
+ *     counter's value, put together from its two records (records.h), to
+ *     `counter`: a second record with no first one before it, or a site
+ *     past ULMA_MAX_FUNC_ID, is damage, counted as unmatched; other kinds
+ *     are skipped.
  * The functions are inline and the hooks constant, so each user gets its own
  * copy of the loop with its hooks inlined: no call per event.
  */
@@ -57,6 +60,9 @@ typedef struct {
     uint32_t *sync_ids;
     uint32_t sync_want, sync_have, sync_flags;
     uint64_t sync_ticks;
+    /* a counter's first record (site + 1, 0: none) and its high bits */
+    uint32_t counter_site;
+    uint32_t counter_high;
 } ulma_walk;
 
 /* What a replay does at each step.  ctx is the replay's own state. */
@@ -79,6 +85,8 @@ typedef struct {
     void (*cpu)(void *ctx, const ulma_event *e, uint64_t t);
     /* a TASK record (records.h): the next event is a task's; may be NULL */
     void (*task)(void *ctx, const ulma_event *e, uint64_t t);
+    /* a counter's value (60 bits, sign-extended) at site `id`; may be NULL */
+    void (*counter)(void *ctx, uint32_t id, int64_t value, uint64_t t);
 } ulma_walk_hooks;
 
 #define ULMA_WALK_INLINE static inline __attribute__((always_inline))
@@ -143,6 +151,35 @@ ULMA_WALK_INLINE int ulma_walk_apply_sync(ulma_walk *w, const ulma_walk_hooks *h
     return 0;
 }
 
+/* A counter's two records (records.h): the first keeps the site and the
+ * value's bits 44..59, the second gives the rest and the value. */
+ULMA_WALK_INLINE void ulma_walk_counter(ulma_walk *w, const ulma_walk_hooks *h, void *ctx,
+                                        const ulma_event *e, uint64_t t)
+{
+    if (!(e->flags & ULMA_COUNTER_VALUE)) {
+        if (e->id >= ULMA_MAX_FUNC_ID) {
+            w->unmatched++;
+            w->counter_site = 0;
+            return;
+        }
+        w->counter_site = e->id + 1;
+        w->counter_high = e->aux;
+        return;
+    }
+    if (!w->counter_site) {
+        w->unmatched++;
+        return;
+    }
+    uint64_t bits = (uint64_t)(w->counter_high & 0xffffu) << 44 | (uint64_t)(e->aux & 0xffffu) << 28 |
+                    (e->id & 0xfffffffu);
+    /* 60 bits, two's complement */
+    int64_t value = (int64_t)(bits << 4) >> 4;
+    uint32_t site = w->counter_site - 1;
+    w->counter_site = 0;
+    if (h->counter)
+        h->counter(ctx, site, value, t);
+}
+
 /* Replays n records; 0, or -1 if memory ran out (the caller stops then). */
 ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void *ctx,
                                     const ulma_event *ev, size_t n)
@@ -201,6 +238,7 @@ ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void
         case ULMA_COUNTER:
             if (h->record)
                 h->record(ctx, e, t);
+            ulma_walk_counter(w, h, ctx, e, t);
             break;
         case ULMA_CPU_SAMPLE:
             if (h->cpu)

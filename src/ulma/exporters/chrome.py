@@ -4,7 +4,9 @@ chrome://tracing and speedscope.
 One complete ("X") event per activation of a function -- a generator's run
 from a resume to its next yield is one -- on one track per thread, named by
 process_name/thread_name metadata events.  Time lost to dropped events is an
-``ulma: events lost`` slice.  Timestamps are microseconds written with exactly
+``ulma: events lost`` slice.  A native counter (ulma.h's ``ULMA_COUNTER``) is a
+counter ("C") event per value set, ``args.value``: a track of its own per
+process, named after the counter.  Timestamps are microseconds written with exactly
 three decimals (whole ns), so slices nest exactly as they did in the program.
 Events are written as frames end, formatted by the C replay, one a line and
 without spaces (JSON's compact form: the bytes per event are what the kernel
@@ -32,7 +34,8 @@ def us(ns: int) -> str:
 
 
 class ChromeExporter(Exporter):
-    REPLAY = stacks.FRAMES | stacks.ENDS_ONLY  # an event is written whole, as its frame ends
+    # an event is written whole, as its frame ends; a counter's value as it is set
+    REPLAY = stacks.FRAMES | stacks.ENDS_ONLY | stacks.COUNTERS
 
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)
@@ -56,8 +59,12 @@ class ChromeExporter(Exporter):
                         + ',\n"traceEvents":[\n'
                         + ",\n".join(json.dumps(e, separators=_COMPACT) for e in head))
 
-    def _prefix(self, thread: int, fid: int) -> bytes:
+    def _prefix(self, thread: int, fid: int, counter: int) -> bytes:
         f = self.run.frame(fid)
+        if counter:  # (the value follows the time: take_chrome)
+            head = {"ph": "C", "pid": self.run.pid, "tid": self.run.tid(thread), "name": f.name,
+                    "cat": "ulma.counter"}
+            return (",\n" + json.dumps(head, separators=_COMPACT)[:-1] + ',"ts":').encode()
         head = {"ph": "X", "pid": self.run.pid, "tid": self.run.tid(thread), "name": f.name,
                 "cat": "python", "args": {"file": f.file, "line": f.line}}
         return (",\n" + json.dumps(head, separators=_COMPACT)[:-1] + ',"ts":').encode()

@@ -64,6 +64,10 @@ between them), ``start_ns`` (its first step, into the run) and ``awaiting``
 ``not_listed`` (finished or
 going tasks left out of the list), ``not_followed`` (past the replay's
 table, or the agent's: no number) and ``unnamed``.
+Native counters (ulma.h's ``ULMA_COUNTER``): ``counters``, one object per counter site, in
+the order first seen -- ``name``, ``file``, ``line``, ``samples`` (values set), ``last`` (the
+value set last), ``min``, ``max``, ``mean``, ``last_ns`` (when the last was set, ns after its
+process's program started); with children followed, every process's values of the same site together.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ from typing import Any, TextIO
 from ulma.format import files
 from ulma.monitor import eventloop
 from ulma.monitor.dial import traced_share
-from ulma.monitor.profile import EdgeStats, FunctionStats, ProcessInfo, Profile
+from ulma.monitor.profile import CounterStats, EdgeStats, FunctionStats, ProcessInfo, Profile
 
 VERSION = 1
 _ITEM = json.JSONEncoder(separators=(",\n   ", ": "))
@@ -99,6 +103,11 @@ def asyncio_object(profile: Profile) -> dict[str, Any]:
                             "going": totals.going,
                             "not_listed": totals.not_listed + cut, "not_followed": totals.not_followed,
                             "unnamed": totals.unnamed}}
+
+
+def counter_object(c: CounterStats) -> dict[str, Any]:
+    return {"name": c.name, "file": c.file, "line": c.line, "samples": c.samples, "last": c.last,
+            "min": c.min, "max": c.max, "mean": c.mean, "last_ns": c.last_ns}
 
 
 def task_object(t: eventloop.AsyncTask) -> dict[str, Any]:
@@ -144,6 +153,7 @@ def _header(profile: Profile) -> dict[str, Any]:
                               "done_mono_ns": sw.done_ns}
                              for sw in profile.dial.switches]},
         "asyncio": asyncio_object(profile),
+        "counters": [counter_object(c) for c in profile.counters],
         "burst": None if profile.burst is None else {
             "sampled": True, "on_ms": profile.burst.on_ms, "period_ms": profile.burst.period_ms,
             "calls_scaled": "calls seen / the part of the run the function was on"},

@@ -40,9 +40,10 @@ TREE: Final = _core.REPLAY_TREE
 TREE_PER_THREAD: Final = _core.REPLAY_TREE_PER_THREAD
 PSTATS: Final = _core.REPLAY_PSTATS
 ENDS_ONLY: Final = _core.REPLAY_ENDS_ONLY  # with FRAMES: frames as they end (and gaps) only
+COUNTERS: Final = _core.REPLAY_COUNTERS  # with FRAMES: native counters' values too
 _TRANSITION = struct.Struct("<qqqIiIBBH")  # replay.h's ulma_transition
 assert _TRANSITION.size == _core.TRANSITION_BYTES
-_ENTER, _LEAVE = 1, 2
+_ENTER, _LEAVE, _GAP = 1, 2, 3
 _EVENT = struct.Struct("<QIBBH")
 
 
@@ -78,7 +79,7 @@ def deliver(transitions: bytes, sink: Sink) -> None:
             leave(thread, t, fid, parent, start, own)
         elif op == _ENTER:
             enter(thread, t, fid, parent, kind)
-        else:
+        elif op == _GAP:
             gap(thread, t, start)
 
 

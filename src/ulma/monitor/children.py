@@ -443,6 +443,7 @@ def merge_into(total: Profile, part: Profile, pid: int) -> None:
             total.edges[n] = EdgeStats(a, b, old.calls + e.calls, old.resumes + e.resumes,
                                        old.total_ns + e.total_ns)
     eventloop.mark_idle(total)
+    merge_counters(total, part)
     for t in part.threads:
         t.pid = pid
         total.threads.append(t)
@@ -456,10 +457,29 @@ def merge_into(total: Profile, part: Profile, pid: int) -> None:
     total.task_totals.add(part.task_totals)
 
 
+def merge_counters(total: Profile, part: Profile) -> None:
+    """The same counter site (name, file, line) in another process adds up: its values are
+    counted together, and its last value is the one set last (by CLOCK_MONOTONIC)."""
+    import copy  # (only here: it takes a few ms to import, at the end of every run)
+
+    index = {(c.name, c.file, c.line): c for c in total.counters}
+    for c in part.counters:
+        g = index.get((c.name, c.file, c.line))
+        if g is None:
+            index[c.name, c.file, c.line] = g = copy.copy(c)
+            total.counters.append(g)
+            continue
+        g.mean = (g.mean * g.samples + c.mean * c.samples) / (g.samples + c.samples)
+        g.samples += c.samples
+        g.min, g.max = min(g.min, c.min), max(g.max, c.max)
+        if c.last_mono_ns >= g.last_mono_ns:
+            g.last, g.last_ns, g.last_mono_ns = c.last, c.last_ns, c.last_mono_ns
+
+
 def merge_rows(profile: Profile, main: ProcessInfo, rows: list[ProcessInfo]) -> None:
     """`profile` (the program's) becomes the merged view: `main` gets a copy of the program's own
     figures, then every row's are added; profile.processes lists them all, main first."""
-    import copy  # (only here: it takes a few ms to import, at the end of every run)
+    import copy
 
     for t in profile.threads:
         t.pid = main.pid
@@ -467,6 +487,7 @@ def merge_rows(profile: Profile, main: ProcessInfo, rows: list[ProcessInfo]) -> 
     own = copy.copy(profile)  # the program's own figures, before the children's are added
     own.functions = [copy.copy(f) for f in profile.functions]
     own.edges, own.threads, own.tasks = list(profile.edges), list(profile.threads), list(profile.tasks)
+    own.counters = [copy.copy(c) for c in profile.counters]
     own.task_totals = profile.task_totals.copy()
     main.profile = own
     profile.processes = [main]

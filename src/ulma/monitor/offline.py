@@ -60,7 +60,7 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
         reader.warnings.append("the trace has no end record: the run was cut short "
                                "(figures cover what was written)")
     ns_per_tick = reader.ns_per_tick() or 1.0
-    functions, edges = agg.snapshot(split=True, rate=ns_per_tick)
+    functions, edges, counter_rows = agg.snapshot(split=True, rate=ns_per_tick)
     readings = any(f["cpu_readings"] for f in agg.threads())
     profile = build_profile(
         symbols, functions, edges, ns_per_tick,
@@ -71,6 +71,9 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
         split_known=readings,
         schedstat=reader.latest("schedstat") is True, native_calls=reader.latest("native_calls") is True,
         switched=switched_of(end),
+        counters=counter_rows,
+        clock0=(_int(reader.latest("program_start_ticks")) or _int(meta.get("start_ticks")),
+                _int(meta.get("start_ticks")), _int(meta.get("start_mono_ns"))),
     )
     profile.scope = tuple(meta.get("scope", ()))
     profile.loop_block_ns, profile.loop_blocks = blocks.limit_ns, blocks.blocks
@@ -111,3 +114,8 @@ def switched_of(end: Mapping[str, Any]) -> dict[int, tuple[bool, int]]:
     off_ns: Mapping[str, int] = end.get("off_ns", {})
     off_now: Mapping[str, int] = end.get("off_now", {})
     return {int(k): (bool(off_now.get(k)), off_ns.get(k, 0)) for k in {*off_ns, *off_now}}
+
+
+def _int(value: object) -> int:
+    """A META figure that passed the schema, or 0 when it is missing."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -17,7 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ulma.monitor.dial import BurstState, DialState
 
-__all__ = ["EdgeStats", "FunctionStats", "ProcessInfo", "Profile", "Symbol", "ThreadInfo", "build_profile"]
+__all__ = ["CounterStats", "EdgeStats", "FunctionStats", "ProcessInfo", "Profile", "Symbol", "ThreadInfo",
+           "build_profile"]
 
 
 class FunctionStats(Plain):
@@ -148,6 +149,37 @@ class EdgeStats(Frozen):
         object.__setattr__(self, "total_ns", total_ns)
 
 
+class CounterStats(Plain):
+    """A native counter's site (ulma.h's ULMA_COUNTER): the values the program set there, every
+    thread's (and, with children followed, every process's) together."""
+
+    __slots__ = ("file", "last", "last_mono_ns", "last_ns", "line", "max", "mean", "min", "name", "samples")
+
+    name: str
+    file: str
+    line: int
+    samples: int  # values set
+    last: int  # the one set last
+    min: int
+    max: int
+    mean: float
+    last_ns: int  # when the last one was set: ns since its process's program started
+    last_mono_ns: int  # the same on CLOCK_MONOTONIC (processes compare by it)
+
+    def __init__(self, name: str, file: str, line: int, samples: int, last: int, min: int, max: int,
+                 mean: float, last_ns: int = 0, last_mono_ns: int = 0) -> None:
+        self.name = name
+        self.file = file
+        self.line = line
+        self.samples = samples
+        self.last = last
+        self.min = min
+        self.max = max
+        self.mean = mean
+        self.last_ns = last_ns
+        self.last_mono_ns = last_mono_ns
+
+
 class ThreadInfo(Plain):
     __slots__ = ("dropped", "events", "lost_ns", "os_tid", "pid", "thread", "unmatched")
 
@@ -191,7 +223,7 @@ class ProcessInfo(Plain):
 
 
 class Profile(Plain):
-    __slots__ = ("burst", "clock", "dial", "edges", "engine", "forked_children", "functions",
+    __slots__ = ("burst", "clock", "counters", "dial", "edges", "engine", "forked_children", "functions",
                  "hooks_displaced", "ids_overflow", "loop_block_ns", "loop_blocks", "loop_blocks_over",
                  "native_calls", "probe_ns", "processes", "python",
                  "schedstat",
@@ -205,6 +237,7 @@ class Profile(Plain):
     clock: str
     functions: list[FunctionStats]
     edges: list[EdgeStats]
+    counters: list[CounterStats]  # native counters (ulma.h), in the order first seen
     threads: list[ThreadInfo]
     threads_overflow: int  # threads that got no ring: untraced
     untraced_events: int  # their events, counted by the agent
@@ -251,6 +284,7 @@ class Profile(Plain):
         self.clock = clock
         self.functions = [] if functions is None else functions
         self.edges = [] if edges is None else edges
+        self.counters = []
         self.threads = [] if threads is None else threads
         self.threads_overflow = threads_overflow
         self.untraced_events = untraced_events
@@ -345,6 +379,8 @@ def build_profile(
     schedstat: bool = False,
     native_calls: bool = False,
     switched: dict[int, tuple[bool, int]] | None = None,
+    counters: Iterable[tuple[int, int, int, int, int, float, int]] = (),
+    clock0: tuple[int, int, int] = (0, 0, 0),
 ) -> Profile:
     """Names the snapshot's ids and converts ticks to ns.  ulma's own
     bootstrap functions (hidden symbols), excluded functions (their time is
@@ -352,7 +388,10 @@ def build_profile(
     `functions` rows are (id, calls, resumes, self, total), with the split
     figures after them when the snapshot was taken with split=True.
     `switched`: id -> (off now, ns it was off) of the functions switched
-    through the control channel; their callers get `untraced_callees`."""
+    through the control channel; their callers get `untraced_callees`.
+    `counters` rows are a snapshot's (id, values, last, min, max, mean, tick
+    of the last); `clock0` is (the ticks the program started at, the
+    session's start ticks, its start on CLOCK_MONOTONIC in ns)."""
     profile = Profile(python=python, wall_ns=wall_ns, engine=engine, clock=clock,
                       split_known=split_known, schedstat=schedstat and split_known,
                       native_calls=native_calls, probe_ns=probe_ns)
@@ -389,5 +428,12 @@ def build_profile(
             profile.edges.append(EdgeStats(a - 1, b - 1, calls, resumes, round(total_t * ns_per_tick)))
             if switched and callee in switched and switched[callee][1] > 0:
                 profile.functions[a - 1].untraced_callees = True
+    program_ticks, start_ticks, start_mono_ns = clock0
+    for site, samples, last, low, high, mean, tick in counters:
+        sym = symbols.get(site)
+        name, file, line = (sym.name, sym.file, sym.line) if sym else (f"<unknown counter #{site}>", "?", 0)
+        profile.counters.append(CounterStats(name, file, line, samples, last, low, high, mean,
+                                             round(max(tick - program_ticks, 0) * ns_per_tick),
+                                             start_mono_ns + round(max(tick - start_ticks, 0) * ns_per_tick)))
     eventloop.mark_idle(profile)
     return profile

@@ -296,7 +296,7 @@ class Session:
             return
         scale = self.ns_per_tick()
         with self.lock:
-            functions, _ = self.core.snapshot(live=False, split=False, rate=scale)
+            functions, _, _ = self.core.snapshot(live=False, split=False, rate=scale)
             info = self.core.agent_info()
             counters = self.core.counters()
         probe_ns, pid = info["probe_ns"], counters["agent_pid"]
@@ -357,7 +357,7 @@ class Session:
         if scale is None:
             scale = self.ns_per_tick()
         with self.lock:
-            functions, edges = self.core.snapshot(live=live, thread=thread, split=True,
+            functions, edges, counter_rows = self.core.snapshot(live=live, thread=thread, split=True,
                                                   now_cpu=self._cpu_now() if live else None,
                                                   rate=scale, final=final)
             counters = self.core.counters()
@@ -384,6 +384,8 @@ class Session:
             scope_end_probe_ns=info["scope_end_probe_ns"],
             split_known=info["cpu_samples"], schedstat=info["schedstat"],
             native_calls=info["native_calls"], switched=self.switched(),
+            counters=counter_rows,
+            clock0=(info["program_start_ticks"] or self.start_ticks, self.start_ticks, self.start_mono_ns),
         )
         profile.scope = self.scope
         profile.loop_block_ns = self.blocks.limit_ns

@@ -436,6 +436,9 @@ class LiveView(App[None]):
         if self.snap is not None and (blocks := self.snap.profile.loop_blocks):
             line.append(f"  loop blocked {len(blocks) + self.snap.profile.loop_blocks_over}x, last "
                         f"{eventloop.block_words(blocks[-1], 3)}", style="bold red")
+        if self.snap is not None and (counters := self.snap.profile.counters):
+            shown = ", ".join(f"{c.name}={c.last:,}" for c in counters[:3])
+            line.append(f"  counters {shown}{', ...' if len(counters) > 3 else ''}", style="cyan")
         if self.snap is not None and self.source.cleared:
             line.append(f"  since clear {fmt_ns(self.snap.profile.wall_ns)}")
         dial = self.source.session.dial

@@ -103,6 +103,25 @@ def scope_lines(profile: Profile) -> list[Text]:
     return lines
 
 
+def counter_lines(profile: Profile, limit: int = 10) -> list[Text]:
+    """Native counters (ULMA_COUNTER): per site, its last value and what it went through."""
+    counters = profile.counters
+    if not counters:
+        return []
+    lines = [Text(f"counters {len(counters)} (ULMA_COUNTER): last value, least, most, mean, values set",
+                  style="bold")]
+    for c in counters[:limit]:
+        row = Text(f"  {c.name}", style="bold")
+        row.append(f" ({c.file.rsplit('/', 1)[-1]}:{c.line}): ")
+        row.append(f"{c.last:,}", style="bold")
+        row.append(f" at {fmt_ns(c.last_ns)}; {c.min:,} .. {c.max:,}, mean {c.mean:,.6g}, "
+                   f"{c.samples:,} values")
+        lines.append(row)
+    if len(counters) > limit:
+        lines.append(Text(f"  ({len(counters) - limit} more in --json)", style="dim"))
+    return lines
+
+
 def dial_lines(profile: Profile) -> list[Text]:
     """--budget: what the dial switched off (with its exact count up to then)
     and the overhead it estimated over the run."""
@@ -298,8 +317,8 @@ def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool 
     console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by {what}",
                        style="bold"))
     console.print(build_table(profile, limit, clock))
-    for line in [*split_lines(profile), *asyncio_lines(profile), *scope_lines(profile), *dial_lines(profile),
-                 *burst_lines(profile), *summary_lines(profile)]:
+    parts = (split_lines, asyncio_lines, scope_lines, counter_lines, dial_lines, burst_lines, summary_lines)
+    for line in [line for part in parts for line in part(profile)]:
         console.print(line)
     if profile.processes:
         for line in process_lines(profile):
