@@ -17,6 +17,7 @@ import pytest
 
 from ulma import _core
 from ulma.agent import resolve_engine
+from ulma.format import records
 
 
 def leaf() -> int:
@@ -75,9 +76,25 @@ static PyObject *install(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* one that runs every frame itself: it passes nothing on to the evaluator before it */
+static PyObject *own_eval_alone(PyThreadState *ts, struct _PyInterpreterFrame *f, int throwflag)
+{
+    frames++;
+    return _PyEval_EvalFrameDefault(ts, f, throwflag);
+}
+
+static PyObject *install_alone(PyObject *self, PyObject *unused)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    prev = _PyInterpreterState_GetEvalFrameFunc(interp);
+    _PyInterpreterState_SetEvalFrameFunc(interp, own_eval_alone);
+    Py_RETURN_NONE;
+}
+
 static PyObject *installed(PyObject *self, PyObject *unused)
 {
-    return PyBool_FromLong(_PyInterpreterState_GetEvalFrameFunc(PyInterpreterState_Get()) == own_eval);
+    _PyFrameEvalFunction now = _PyInterpreterState_GetEvalFrameFunc(PyInterpreterState_Get());
+    return PyBool_FromLong(now == own_eval || now == own_eval_alone);
 }
 
 static PyObject *uninstall(PyObject *self, PyObject *unused)
@@ -93,6 +110,7 @@ static PyObject *count(PyObject *self, PyObject *unused)
 
 static PyMethodDef methods[] = {
     {"install", install, METH_NOARGS, NULL},
+    {"install_alone", install_alone, METH_NOARGS, NULL},
     {"installed", installed, METH_NOARGS, NULL},
     {"uninstall", uninstall, METH_NOARGS, NULL},
     {"count", count, METH_NOARGS, NULL},
@@ -144,10 +162,16 @@ def test_an_evaluator_installed_after_ulmas_stays_when_ulma_stops(tmp_path: Path
         assert still, "ulma's stop removed the program's frame evaluator"
         assert grew == 23, grew  # work, 10 leaf calls, its generator expression: 12 runs (start, 11 resumes)
         session.drain()
-        names = {sid: name for sid, _kind, _flags, name, _file, _line in session.symbols()}
+        symbols = session.symbols()
+        names = {sid: name for sid, _kind, _flags, name, _file, _line in symbols}
         calls = {names[fid]: c for fid, c, _r, _s, _t in session.snapshot()[0]}
         assert calls["leaf"] == 10  # ulma's, under the program's, still saw every call
-        assert session.counters()["hooks_displaced"] == 1  # and says the program's took the front
+        # and nothing was displaced: the program's passes every frame on to ulma's (no false alarm)
+        assert session.counters()["hooks_displaced"] == 0
+        # (it ran a probe to find out, which is ulma's own: hidden)
+        probes = [(flags, fid) for fid, _kind, flags, _name, file, _line in symbols
+                  if file == "<ulma: evaluator probe>"]
+        assert probes and all(flags & records.SYMF_HIDDEN for flags, _fid in probes), probes
         # the program took its own out, which put back ulma's (idle now); ulma starts again on top of it
         _core.agent_start(fd, "pep523")
         try:
@@ -158,6 +182,81 @@ def test_an_evaluator_installed_after_ulmas_stays_when_ulma_stops(tmp_path: Path
         names.update((sid, name) for sid, _kind, _flags, name, _file, _line in session.symbols())
         leaf_calls = sum(c for fid, c, _r, _s, _t in session.snapshot()[0] if names[fid] == "leaf")
         assert leaf_calls == 20  # 10 more: each session names the function anew
+    finally:
+        session.close()
+        os.close(fd)
+
+
+def test_an_evaluator_that_passes_nothing_on_is_said_to_have_displaced_ulmas(tmp_path: Path) -> None:
+    """The program's evaluator runs every frame itself: ulma sees none of the calls after it came,
+    and says so (hooks_displaced) rather than showing a profile that silently stops."""
+    if resolve_engine("pep523") != "pep523":
+        pytest.skip("no PEP 523 engine here")
+    build_evaluator(tmp_path)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import own_evaluator
+    finally:
+        sys.path.remove(str(tmp_path))
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    session = _core.Session(fd, 1 << 20, 8)
+    try:
+        _core.agent_start(fd, "pep523")
+        try:
+            work()
+            own_evaluator.install_alone()
+            work()
+        finally:
+            _core.agent_stop()
+            own_evaluator.uninstall()
+        session.drain()
+        names = {sid: name for sid, _kind, _flags, name, _file, _line in session.symbols()}
+        calls = {names[fid]: c for fid, c, _r, _s, _t in session.snapshot()[0]}
+        assert calls["leaf"] == 10  # the first round only
+        assert session.counters()["hooks_displaced"] == 1
+    finally:
+        session.close()
+        os.close(fd)
+
+
+def test_a_session_after_one_that_left_its_evaluator_behind_the_programs_counts_every_call(
+        tmp_path: Path) -> None:
+    """attach, the program installs its own evaluator (chaining), detach (both stay), attach again:
+    the new session must not chain round through the program's to the old one's (a crash: C stack
+    overflow), and counts every call."""
+    if resolve_engine("pep523") != "pep523":
+        pytest.skip("no PEP 523 engine here")
+    build_evaluator(tmp_path)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import own_evaluator
+    finally:
+        sys.path.remove(str(tmp_path))
+    fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    session = _core.Session(fd, 1 << 20, 8)
+    try:
+        _core.agent_start(fd, "pep523")
+        try:
+            own_evaluator.install()
+        finally:
+            _core.agent_stop()
+        try:
+            _core.agent_start(fd, "pep523")
+            try:
+                before = own_evaluator.count()
+                work()
+                grew = own_evaluator.count() - before
+            finally:
+                _core.agent_stop()
+        finally:
+            own_evaluator.uninstall()
+        assert grew == 23, grew  # the program's: work, 10 leaf calls, its generator expression 12 times
+        session.drain()
+        symbols = session.symbols()
+        names = {sid: name for sid, _kind, _flags, name, _file, _line in symbols}
+        calls = {names[fid]: c for fid, c, _r, _s, _t in session.snapshot()[0]}
+        assert calls["leaf"] == 10 and calls["work"] == 1, calls
+        assert session.counters()["hooks_displaced"] == 0
     finally:
         session.close()
         os.close(fd)

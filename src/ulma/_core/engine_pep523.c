@@ -25,6 +25,9 @@
 static _PyFrameEvalFunction g_prev_eval;
 static int g_installed;
 static _PyFrameEvalFunction g_current; /* the wrapper installed */
+/* a stop found the program's evaluator in front of g_current and left both
+ * in place: g_current may still be called (it chains to g_prev_eval) */
+static int g_left_behind;
 
 #define C_COUNTS_PER_CALL 2
 #define GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
@@ -498,6 +501,16 @@ int ulma_engine_pep523_start(int empty, int native_calls)
     _PyFrameEvalFunction cur = _PyInterpreterState_GetEvalFrameFunc(interp);
     /* ulma's own, left by a session whose stop found the program's evaluator
      * in front (which the program took out since): keep what it chained to */
+    if (g_left_behind && !is_ours(cur)) {
+        /* The program's evaluator is still in front of the one ulma left:
+         * a new one in front of it would chain to the program's, which
+         * chains to the old one, which chains to g_prev_eval: round and
+         * round.  The old one (a wrapper of ulma's that reads the session
+         * as it goes) works again instead, where it is. */
+        g_installed = 1;
+        return 0;
+    }
+    g_left_behind = 0;
     if (!is_ours(cur))
         g_prev_eval = cur == _PyEval_EvalFrameDefault ? NULL : cur;
     g_current = empty == ULMA_HOOKS_FLOOR ? ulma_eval_floor
@@ -527,6 +540,33 @@ int ulma_engine_pep523_pause(int paused)
     return 0;
 }
 
+/* Another evaluator is in front of ulma's: does it pass frames on to ulma's?
+ * A code object never seen runs once through the interpreter's evaluator; if
+ * ulma's is reached, the code is interned (symbols.c notes the probe and
+ * hides it).  Nothing of the program's state changes: a fresh namespace, and
+ * an exception in flight kept. */
+static int reaches_ulma(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *code = Py_CompileString("None", "<ulma: evaluator probe>", Py_eval_input);
+    PyObject *ns = code ? PyDict_New() : NULL;
+    int seen = 0;
+    if (ns && PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) == 0) {
+        ulma_probe_code = (PyCodeObject *)code;
+        ulma_probe_seen = 0;
+        PyObject *res = PyEval_EvalCode(code, ns, ns);
+        seen = ulma_probe_seen;
+        ulma_probe_code = NULL;
+        Py_XDECREF(res);
+    }
+    Py_XDECREF(ns);
+    Py_XDECREF(code);
+    PyErr_Clear(); /* the probe's own failure, if any: counted as not reached */
+    PyErr_Restore(type, value, tb);
+    return seen;
+}
+
 void ulma_engine_pep523_stop(void)
 {
     if (!g_installed)
@@ -536,7 +576,9 @@ void ulma_engine_pep523_stop(void)
         _PyInterpreterState_SetEvalFrameFunc(interp, g_prev_eval ? g_prev_eval : _PyEval_EvalFrameDefault);
         g_prev_eval = NULL;
     } else {
-        count_displaced(); /* kept, and ulma_eval keeps chaining to g_prev_eval */
+        g_left_behind = 1; /* kept, and it keeps chaining to g_prev_eval */
+        if (!reaches_ulma())
+            count_displaced();
     }
     g_installed = 0;
     if (g_native)

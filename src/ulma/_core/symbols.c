@@ -390,8 +390,8 @@ static uint32_t definition_id(ulma_session_header *h, const char *name, size_t n
             return d->idv;
     }
     uint16_t flags = 0;
-    if (g_hidden_prefix_len && flen >= g_hidden_prefix_len &&
-        memcmp(file, g_hidden_prefix, g_hidden_prefix_len) == 0)
+    if ((g_hidden_prefix_len && flen >= g_hidden_prefix_len &&
+         memcmp(file, g_hidden_prefix, g_hidden_prefix_len) == 0) || co == ulma_probe_code)
         flags |= ULMA_SYMF_HIDDEN;
     else if (excluded(name, file) || (g_only_len && !only_matches(module_name(co), name, file)))
         flags |= ULMA_SYMF_OFF; /* names and files are NUL-terminated (CPython's UTF-8 cache) */
@@ -436,11 +436,16 @@ int ulma_symbols_hidden(uint32_t idv)
     return id / 8 < g_hidden_ids_bytes && (g_hidden_ids[id / 8] >> (id % 8)) & 1;
 }
 
+PyCodeObject *ulma_probe_code;
+int ulma_probe_seen;
+
 static uint32_t code_intern(PyCodeObject *co)
 {
     ulma_session_header *h = g_session;
     if (!h)
         return 0;
+    if (co == ulma_probe_code)
+        ulma_probe_seen = 1;
     Py_ssize_t nlen = 0, flen = 0;
     const char *name = PyUnicode_AsUTF8AndSize(co->co_qualname, &nlen);
     if (!name) {

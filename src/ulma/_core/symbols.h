@@ -40,5 +40,10 @@ void ulma_symbols_slot_marks(int on);
 int ulma_symbols_hidden(uint32_t idv);
 /* Forgets all of it, the C function ids too (ids are per session). */
 void ulma_symbols_reset(void);
+/* A code object run once to see whether ulma's evaluator is reached (the
+ * PEP 523 engine's stop, under another evaluator): interned as ulma's own
+ * (hidden), and ulma_probe_seen set when it is.  NULL: none. */
+extern PyCodeObject *ulma_probe_code;
+extern int ulma_probe_seen;
 
 #endif
