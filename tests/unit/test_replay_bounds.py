@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import subprocess_env, ulma_command
+from tests.hostile_traces import SANITIZED
 from ulma.exporters.base import FORMATS
 from ulma.format import records, trace
 from ulma.format.records import Event
@@ -34,7 +35,8 @@ def bounded(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     """Runs cmd under RLIMIT_AS = 1 GiB.  Fails the test if it still runs after HARD_TIMEOUT."""
 
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (LIMIT_AS, LIMIT_AS))
+        if not SANITIZED:  # (tests/hostile_traces.py)
+            resource.setrlimit(resource.RLIMIT_AS, (LIMIT_AS, LIMIT_AS))
 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=subprocess_env(), preexec_fn=limit, start_new_session=True)
@@ -163,7 +165,8 @@ def peak_kib(cmd: list[str]) -> int:
     """Peak resident KiB of one run of cmd (wait4's figure for that child alone)."""
 
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (LIMIT_AS, LIMIT_AS))
+        if not SANITIZED:  # (tests/hostile_traces.py)
+            resource.setrlimit(resource.RLIMIT_AS, (LIMIT_AS, LIMIT_AS))
 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env(),
                             preexec_fn=limit, start_new_session=True)
