@@ -327,12 +327,20 @@ def test_a_task_suspended_now_shows_live_where_it_waits_and_for_how_long(
     assert abs(final["waiting_ns"] - facts["held"]["awaited_ns"]) <= 1 * MS + 0.02 * facts["held"]["life_ns"]
 
 
+def need_uvloop() -> None:
+    """uvloop is a test dependency (pyproject.toml): missing, the test fails in CI, skips elsewhere."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        missing_dependency("uvloop (pip install uvloop, a test dependency) is not installed")
+
+
 def test_tasks_on_uvloops_event_loop_are_told_apart_as_on_asyncios(
     engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str],
 ) -> None:
     """uvloop runs the loop (and each task's step) in C: the tasks are asyncio's own, found the
     same way, with what each measured (uvloop is a test dependency: pyproject.toml)."""
-    pytest.importorskip("uvloop", reason="uvloop (pip install uvloop) is not installed")
+    need_uvloop()
     result, report = ulma_json([*engine_flags, "--no-report", str(PROGRAMS_DIR / "asyncio_tasks.py"),
                                 "--uvloop"], cwd=PROGRAMS_DIR)
     assert result.returncode == 0, describe(result)
@@ -346,7 +354,7 @@ def test_on_uvloop_a_task_step_that_holds_the_loop_is_flagged_from_the_task_up(
     """uvloop's Handle._run is C: the coroutine's 120 ms step is flagged by the task's own step
     (its TASK record), its stack from the task's coroutine up to the blocking function; the 10 ms
     step is not.  (uvloop's plain callbacks have no Python frame to time: not flagged.)"""
-    pytest.importorskip("uvloop", reason="uvloop (pip install uvloop) is not installed")
+    need_uvloop()
     result, report = ulma_json([*engine_flags, "--no-report", str(PROGRAMS_DIR / "asyncio_blocking.py"),
                                 "--uvloop"], cwd=PROGRAMS_DIR)
     assert result.returncode == 0, describe(result)
