@@ -42,7 +42,7 @@ def one_run(workload: str, interval_us: int) -> tuple[float, int, float]:
             _core.agent_stop()
         session.drain()
         session.close_all()
-        rows, _, _ = session.core.snapshot(split=True)
+        rows, _, _, _ = session.core.snapshot(split=True)
         readings = sum(t["cpu_readings"] for t in session.core.threads())
         cost = sum(row[PROBE_TICKS] for row in rows) * session.ns_per_tick()
     finally:

@@ -21,7 +21,7 @@ def replay(*threads: list[Event], now: int = 0) -> tuple[dict[int, tuple[int, ..
         agg.feed(i, records.encode(events))
     if not now:
         agg.close()
-    funcs, edges, _ = agg.snapshot(now=now)
+    funcs, edges, _, _ = agg.snapshot(now=now)
     return {f[0]: f[1:] for f in funcs}, sorted(edges)
 
 
@@ -144,7 +144,7 @@ def test_c_replay_matches_the_python_model(raws: list[list[tuple[int, int, int, 
         agg.close()
         for m in models:
             m.close()
-    c_funcs, c_edges, c_counters = agg.snapshot(now=now)
+    c_funcs, c_edges, c_counters, _ = agg.snapshot(now=now)
     assert (sorted(c_funcs), sorted(c_edges)) == snapshot(models, now)
     assert sorted(c_counters) == counters(models)
     for m, figures in zip(models, agg.threads(), strict=True):
@@ -175,7 +175,7 @@ def test_a_counters_values_come_back_whole_from_every_thread(sets: list[list[tup
         events.append(Event(t + 1, 9, RETURN, 0, 0))
         agg.feed(thread, records.encode(events))
     agg.close()
-    _funcs, _edges, rows = agg.snapshot()
+    _funcs, _edges, rows, _ = agg.snapshot()
     got = {row[0]: row[1:] for row in rows}
     for site in {s for made in sets for s, _v in made}:
         values = [v for made in sets for s, v in made if s == site]  # ticks grow across the threads

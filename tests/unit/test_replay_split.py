@@ -57,7 +57,7 @@ def replay(events: list[Event], *, now: int = 0) -> dict[int, Split]:
     agg.feed(0, records.encode(events))
     if not now:
         agg.close()
-    funcs, _, _ = agg.snapshot(now=now, split=True)
+    funcs, _, _, _ = agg.snapshot(now=now, split=True)
     return {f[0]: Split(*f[1:]) for f in funcs}
 
 
@@ -218,7 +218,7 @@ def test_a_coroutine_awaiting_another_waits_in_its_total_the_awaited_one_in_its_
                                 ev(12, 1, YIELD, AWAIT), ev(100, 1, RESUME, AWAIT), ev(102, 2, RESUME, AWAIT),
                                 ev(110, 2, RETURN, AWAIT), ev(115, 1, RETURN, AWAIT)]))
     agg.close()
-    rows, edges, _ = agg.snapshot(split=True)
+    rows, edges, _, _ = agg.snapshot(split=True)
     funcs = {f[0]: Split(*f[1:]) for f in rows}
     p, c = funcs[1], funcs[2]
     assert c.await_ == 92 and c.self_await == 92 and c.total == 5 + 8 + 92

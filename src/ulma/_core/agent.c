@@ -9,6 +9,7 @@
 #include "tasks.h"
 #include "readings.h"
 #include "symbols.h"
+#include "objtrace.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -111,6 +112,7 @@ static void at_fork_child(void)
     if (!h)
         return;
     ulma_scopes_after_fork(); /* the child's native scopes: one branch, as untraced */
+    ulma_objects_after_fork();
     atomic_fetch_add_explicit(&h->forked_children, 1, memory_order_relaxed);
     g_forked_from = h;
     g_session = NULL;
@@ -1346,6 +1348,10 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         return -1;
     }
     g_engine = engine;
+    if (!empty && o->objects && o->objects != Py_None && ulma_objects_start(o->objects) < 0) {
+        ulma_agent_stop(1);
+        return -1;
+    }
     if (g_ctl)
         bell_start(g_ctl);
     if (!empty)
@@ -1364,6 +1370,7 @@ void ulma_agent_stop(int flush)
     }
     g_forked_from = NULL;
     ulma_scopes_stop(); /* native scopes' hooks cleared: no new scope begins */
+    ulma_objects_stop();
     step_reset(); /* a stopped thread goes (it finds the session gone) */
     g_step_blocked = 0;
     if (g_ctl)

@@ -323,6 +323,7 @@ typedef struct {
     PyObject *boundary;       /* frame or None */
     PyObject *exclude;        /* sequence of fnmatch patterns, or None */
     PyObject *only;           /* sequence of fnmatch patterns, or None: trace only these */
+    PyObject *objects;        /* None: no object records; a sequence of type patterns (empty: all) */
 } ulma_agent_options;
 
 int ulma_agent_start(int fd, const ulma_agent_options *o);

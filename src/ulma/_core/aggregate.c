@@ -70,6 +70,7 @@ void ulma_agg_free(ulma_thread_agg *a)
     free(a->stack);
     free(a->blocks);
     ulma_counters_free(&a->counters);
+    ulma_objstats_release(&a->objects);
     ulma_walk_free(&a->w);
     memset(a, 0, sizeof *a);
 }
@@ -107,6 +108,7 @@ void ulma_agg_release(ulma_thread_agg *a)
     a->stack = NULL;
     a->stack_cap = 0;
     ulma_counters_free(&a->counters);
+    ulma_objstats_release(&a->objects);
     if (!a->w.sync_want) /* not inside a SYNC group cut by a chunk's end */
         ulma_walk_free(&a->w);
 }
@@ -119,13 +121,19 @@ int ulma_agg_hand_over(ulma_thread_agg *dst, ulma_thread_agg *src)
         ulma_agg_release(src);
         return 0;
     }
-    ulma_counters kept = dst->counters; /* (a thread may set counters and run no function) */
+    /* (a thread may set counters or make objects and run no function) */
+    ulma_counters kept = dst->counters;
+    ulma_objstats kept_objects = dst->objects;
     memset(&dst->counters, 0, sizeof dst->counters);
+    memset(&dst->objects, 0, sizeof dst->objects);
     ulma_agg_release(dst); /* empty, but may hold arrays */
     dst->counters = kept;
-    if (ulma_counters_merge(&dst->counters, &src->counters) < 0)
+    dst->objects = kept_objects;
+    if (ulma_counters_merge(&dst->counters, &src->counters) < 0 ||
+        ulma_objstats_merge(&dst->objects, &src->objects) < 0)
         return -1;
     ulma_counters_free(&src->counters);
+    ulma_objstats_release(&src->objects);
     dst->funcs = src->funcs;
     dst->active = src->active;
     dst->func_ids = src->func_ids;
@@ -734,6 +742,23 @@ static int hook_push(void *ctx, uint32_t id, uint64_t t, uint8_t kind, int unmea
     return push(ctx, id, t, kind, unmeasured);
 }
 
+/* An object's record: made by e->id, or destroyed (made by e->id, or by no
+ * one known) in the function on top now. */
+static void hook_object(void *ctx, const ulma_event *e)
+{
+    ulma_thread_agg *a = ctx;
+    int rc;
+    if (e->kind == ULMA_OBJ_NEW) {
+        rc = ulma_objstats_new(&a->objects, e->id, e->aux);
+    } else {
+        uint32_t freer = a->depth ? a->stack[a->depth - 1].id : 0;
+        rc = ulma_objstats_free(&a->objects, e->flags & ULMA_OBJF_UNKNOWN ? ULMA_OBJ_NO_CREATOR : e->id,
+                                e->aux, freer);
+    }
+    if (rc < 0)
+        a->failed = 1;
+}
+
 static void hook_counter(void *ctx, uint32_t id, int64_t value, uint64_t t)
 {
     ulma_thread_agg *a = ctx;
@@ -810,6 +835,7 @@ static const ulma_walk_hooks AGG_HOOKS = {
     .cpu = hook_cpu,
     .task = hook_task,
     .counter = hook_counter,
+    .object = hook_object,
 };
 
 __attribute__((flatten)) int ulma_agg_feed(ulma_thread_agg *a, const ulma_event *ev, size_t n)
@@ -883,6 +909,7 @@ void ulma_agg_clear(ulma_thread_agg *a, uint64_t now)
     }
     a->w.lost_ticks = 0;
     ulma_counters_free(&a->counters);
+    /* (objects stay: how many are live is a state, not a total since) */
 }
 
 /* a + b, at most UINT64_MAX: times added up across threads (each below
@@ -932,7 +959,8 @@ int ulma_agg_merge(ulma_thread_agg *dst, const ulma_thread_agg *src, uint64_t no
         dst->edges[d].await_all.n += e->await_all.n;
     }
     dst->cpu_readings += src->cpu_readings;
-    if (ulma_counters_merge(&dst->counters, &src->counters) < 0)
+    if (ulma_counters_merge(&dst->counters, &src->counters) < 0 ||
+        ulma_objstats_merge(&dst->objects, &src->objects) < 0)
         return -1;
     if (!now || src->depth == 0)
         return 0;

@@ -80,6 +80,7 @@
 #include "walk.h"
 #include "tasktable.h"
 #include "counters.h"
+#include "objstats.h"
 
 /* Running per-thread sums; a frame keeps their values at its entry, and its
  * inclusive share is the difference at its exit. */
@@ -220,6 +221,7 @@ typedef struct {
     uint32_t chain_n;
     uint32_t chain[ULMA_TASK_AWAIT_FRAMES];
     ulma_counters counters;    /* native counters' values, per site */
+    ulma_objstats objects;     /* objects made and destroyed, per (function, type) */
     int failed;                /* out of memory: stats stop growing */
 } ulma_thread_agg;
 

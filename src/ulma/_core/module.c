@@ -30,19 +30,21 @@
 #include "symbols.h"
 #include "tasktable.h"
 
+static int set_int(PyObject *d, const char *name, long v);
+
 /* ---- agent ---------------------------------------------------------- */
 
 static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
     static char *names[] = {"fd", "engine", "empty", "hidden_prefix", "boundary", "recursion_adjust",
-                            "native_calls", "cpu_interval_us", "exclude", "only", NULL};
+                            "native_calls", "cpu_interval_us", "exclude", "only", "objects", NULL};
     int fd, empty = 0, adjust = 0, native = 0;
     unsigned int interval = 100;
     const char *engine;
-    PyObject *hidden = Py_None, *boundary = Py_None, *exclude = Py_None, *only = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|iOOipIOO", names, &fd, &engine, &empty, &hidden,
-                                     &boundary, &adjust, &native, &interval, &exclude, &only))
+    PyObject *hidden = Py_None, *boundary = Py_None, *exclude = Py_None, *only = Py_None, *objects = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "is|iOOipIOOO", names, &fd, &engine, &empty, &hidden,
+                                     &boundary, &adjust, &native, &interval, &exclude, &only, &objects))
         return NULL;
     if (boundary != Py_None && !PyFrame_Check(boundary))
         return PyErr_Format(PyExc_TypeError, "boundary must be a frame or None");
@@ -56,7 +58,7 @@ static PyObject *py_agent_start(PyObject *self, PyObject *args, PyObject *kw)
     ulma_agent_options o = {.engine = e, .empty = empty, .native_calls = native,
                             .recursion_adjust = adjust, .cpu_interval_us = interval,
                             .hidden_prefix = hidden, .boundary = boundary, .exclude = exclude,
-                            .only = only};
+                            .only = only, .objects = objects};
     if (ulma_agent_start(fd, &o) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -400,7 +402,7 @@ static int append_built(PyObject *list, const char *fmt, ...)
     return rc;
 }
 
-/* (functions, edges, counters) of the merged aggregators, as Python lists; open frames
+/* (functions, edges, counters, objects) of the merged aggregators, as Python lists; open frames
  * of unclosed threads count up to `now` when it is not 0.  now_cpu[slot], if
  * given and not 0, is that thread's CPU time now (ns).  split=1 adds the
  * four-way figures to each function (the order of monitor/profile.py's _split). */
@@ -428,7 +430,7 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
             return PyErr_NoMemory();
         }
     }
-    PyObject *funcs = PyList_New(0), *edges = PyList_New(0), *counters = NULL, *res = NULL;
+    PyObject *funcs = PyList_New(0), *edges = PyList_New(0), *counters = NULL, *objects = NULL, *res = NULL;
     if (!funcs || !edges)
         goto done;
     for (size_t i = 0; i < sum.nfuncs; i++) {
@@ -473,11 +475,21 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
                                        (double)c->sum / (double)c->samples, c->last_tick) < 0)
             goto done;
     }
-    res = PyTuple_Pack(3, funcs, edges, counters);
+    objects = PyList_New(0);
+    if (!objects)
+        goto done;
+    for (size_t i = 0; i < sum.objects.n; i++) {
+        const ulma_obj_row *o = &sum.objects.rows[i];
+        if (append_built(objects, "(IIKKK)", o->function, (unsigned)o->type, o->created, o->freed,
+                         o->freed_here) < 0)
+            goto done;
+    }
+    res = PyTuple_Pack(4, funcs, edges, counters, objects);
 done:
     Py_XDECREF(funcs);
     Py_XDECREF(edges);
     Py_XDECREF(counters);
+    Py_XDECREF(objects);
     ulma_agg_free(&sum);
     return res;
 }
@@ -703,7 +715,7 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         return NULL;
     ulma_monitor *m = &self->m;
     ulma_session_header *h = m->h;
-    return Py_BuildValue(
+    PyObject *res = Py_BuildValue(
         "{s:I,s:s,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:K,s:K,s:I,s:K,s:I,s:I,s:I,s:I}",
         "version", ULMA_FORMAT_VERSION, "clock", ulma_clock_name(m->clock_source), "start_ticks",
         m->start_ticks, "start_mono_ns", m->start_mono_ns, "start_real_ns", m->start_real_ns,
@@ -723,6 +735,16 @@ static PyObject *session_counters(SessionObject *self, PyObject *unused)
         atomic_load_explicit(&h->ids_overflow, memory_order_relaxed), "forked_children",
         atomic_load_explicit(&h->forked_children, memory_order_relaxed), "tasks_untold",
         atomic_load_explicit(&h->tasks_untold, memory_order_relaxed));
+    if (res && (set_int(res, "objects_mechanism", (long)atomic_load_explicit(&h->objects_mechanism,
+                                                                              memory_order_relaxed)) < 0 ||
+                set_int(res, "types_overflow", (long)atomic_load_explicit(&h->types_overflow,
+                                                                          memory_order_relaxed)) < 0 ||
+                set_int(res, "objects_untracked", (long)atomic_load_explicit(&h->objects_untracked,
+                                                                             memory_order_relaxed)) < 0 ||
+                set_int(res, "objects_displaced", (long)atomic_load_explicit(&h->objects_displaced,
+                                                                             memory_order_relaxed)) < 0))
+        Py_CLEAR(res);
+    return res;
 }
 
 /* What the agent measures: its flags, calibrated probe cost, CPU interval. */
@@ -961,7 +983,7 @@ static PyMethodDef session_methods[] = {
     {"symbols", (PyCFunction)session_symbols, METH_NOARGS, "new symbol definitions"},
     {"snapshot", (PyCFunction)(void (*)(void))session_snapshot, METH_VARARGS | METH_KEYWORDS,
      "snapshot(live=False, thread=None, split=False, now_cpu=None, rate=hint, final=False) -> "
-     "(functions, edges, counters) in ticks; split adds the four-way figures, waiting formed at `rate` ns "
+     "(functions, edges, counters, objects) in ticks; split adds the four-way figures, waiting formed at `rate` ns "
      "per tick; now_cpu {thread: ns} splits open intervals; final hands the totals over"},
     {"threads", (PyCFunction)(void (*)(void))session_threads, METH_VARARGS | METH_KEYWORDS,
      "threads(open_only=False): per thread seen (the monitor's thread numbers): identity, ring "
@@ -1224,7 +1246,7 @@ static PyMethodDef aggregator_methods[] = {
      "feed(thread, records): replay 16-byte event records of one thread"},
     {"close", (PyCFunction)aggregator_close, METH_NOARGS, "close every open stack (end of data)"},
     {"snapshot", (PyCFunction)(void (*)(void))aggregator_snapshot, METH_VARARGS | METH_KEYWORDS,
-     "snapshot(now=0, thread=-1, split=False, rate=set_rate's) -> (functions, edges, counters), as "
+     "snapshot(now=0, thread=-1, split=False, rate=set_rate's) -> (functions, edges, counters, objects), as "
      "Session.snapshot"},
     {"set_rate", (PyCFunction)aggregator_set_rate, METH_O,
      "set_rate(ns_per_tick): a first rate, before feed (run delays and readings' cost are "
@@ -2303,6 +2325,15 @@ static int add_layout(PyObject *mod)
               set_int(d, "TASKF_END", ULMA_TASKF_END) < 0 ||
               set_int(d, "SYM_TASK", ULMA_SYM_TASK) < 0 ||
               set_int(d, "TASK_SYMBOL_BASE", (long)ULMA_TASK_SYMBOL_BASE) < 0)) {
+        Py_DECREF(d);
+        d = NULL;
+    }
+    /* object lifecycle */
+    if (d && (set_int(d, "SYM_TYPE", ULMA_SYM_TYPE) < 0 || set_int(d, "OBJF_UNKNOWN", ULMA_OBJF_UNKNOWN) < 0 ||
+              set_int(d, "TYPE_SYMBOL_BASE", (long)ULMA_TYPE_SYMBOL_BASE) < 0 ||
+              set_int(d, "MAX_TYPES", (long)ULMA_MAX_TYPES) < 0 ||
+              set_int(d, "OBJECTS_REFTRACER", ULMA_OBJECTS_REFTRACER) < 0 ||
+              set_int(d, "OBJECTS_HEAP_TYPES", ULMA_OBJECTS_HEAP_TYPES) < 0)) {
         Py_DECREF(d);
         d = NULL;
     }

@@ -145,6 +145,23 @@ enum ulma_kind {
  * Tasks past the agent's own bound (tasks.c TASK_MAP_MAX coroutines kept at
  * once) get no number and no records: counted (tasks_untold).
  */
+/*
+ * Object lifecycle records (objtrace.c, --objects).  OBJ_NEW: an object of
+ * type `aux` was made while function `id` was the thread's innermost Python
+ * frame (0: none); OBJ_FREE: one was destroyed, `id` the function that made
+ * it, or ULMA_OBJF_UNKNOWN in flags when the agent does not know (made
+ * before tracing began, or not kept: objects_untracked); the function that
+ * destroyed it is the one on top of the replayed stack.  Types have their
+ * own ids, 1 .. ULMA_MAX_TYPES - 1 (ULMA_MAX_TYPES - 1 stands for every type
+ * past the limit: types_overflow), named by symbols of kind ULMA_SYM_TYPE
+ * and id ULMA_TYPE_SYMBOL_BASE + type id ("module.qualname").  Neither
+ * record closes a gap or moves the stack.
+ */
+#define ULMA_OBJF_UNKNOWN 0x01u
+#define ULMA_TYPE_SYMBOL_BASE 0x40000000u
+#define ULMA_MAX_TYPES 0x10000u
+enum { ULMA_OBJECTS_OFF = 0, ULMA_OBJECTS_REFTRACER = 1, ULMA_OBJECTS_HEAP_TYPES = 2 };
+
 #define ULMA_TASKF_NEW 0x01u
 #define ULMA_TASKF_END 0x02u /* the step ends (else it starts) */
 #define ULMA_TASK_SYMBOL_BASE 0x80000000u
@@ -291,6 +308,14 @@ typedef struct {
      * a counter's) record, and by its end record, ps (scopes.c) */
     _Atomic uint32_t scope_probe_ps;
     _Atomic uint32_t scope_end_probe_ps;
+    /* --objects (objtrace.c): how the agent sees objects (ULMA_OBJECTS_*),
+     * types past ULMA_MAX_TYPES, objects whose creator found no room in the
+     * agent's table (their destruction has no known creator), and whether
+     * another ref tracer stood in ulma's way */
+    _Atomic uint32_t objects_mechanism;
+    _Atomic uint32_t types_overflow;
+    _Atomic uint64_t objects_untracked;
+    _Atomic uint32_t objects_displaced;
 } ulma_session_header;
 static_assert(sizeof(ulma_session_header) <= ULMA_HEADER_BYTES, "header fits its page");
 

@@ -26,8 +26,9 @@
  *     records to `record` (they close a gap, change no stack), and a
  *     counter's value, put together from its two records (records.h), to
  *     `counter`: a second record with no first one before it, or a site
- *     past ULMA_MAX_FUNC_ID, is damage, counted as unmatched; other kinds
- *     are skipped.
+ *     past ULMA_MAX_FUNC_ID, is damage, counted as unmatched; OBJ_NEW and
+ *     OBJ_FREE records to `object` (nothing else: an object's record closes
+ *     no gap); other kinds are skipped.
  * The functions are inline and the hooks constant, so each user gets its own
  * copy of the loop with its hooks inlined: no call per event.
  */
@@ -87,6 +88,8 @@ typedef struct {
     void (*task)(void *ctx, const ulma_event *e, uint64_t t);
     /* a counter's value (60 bits, sign-extended) at site `id`; may be NULL */
     void (*counter)(void *ctx, uint32_t id, int64_t value, uint64_t t);
+    /* an OBJ_NEW or OBJ_FREE record (records.h); may be NULL */
+    void (*object)(void *ctx, const ulma_event *e);
 } ulma_walk_hooks;
 
 #define ULMA_WALK_INLINE static inline __attribute__((always_inline))
@@ -243,6 +246,11 @@ ULMA_WALK_INLINE int ulma_walk_feed(ulma_walk *w, const ulma_walk_hooks *h, void
         case ULMA_CPU_SAMPLE:
             if (h->cpu)
                 h->cpu(ctx, e, t);
+            break;
+        case ULMA_OBJ_NEW:
+        case ULMA_OBJ_FREE:
+            if (h->object)
+                h->object(ctx, e);
             break;
         case ULMA_TASK:
             if (h->task)

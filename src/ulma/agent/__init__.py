@@ -38,22 +38,24 @@ class AgentOptions:
     `id_limit` (0: the default, 2**24) bounds the function ids; tests use a
     small one to reach the overflow row."""
 
-    __slots__ = ("cpu_interval_us", "engine", "exclude", "id_limit", "native_calls", "only")
+    __slots__ = ("cpu_interval_us", "engine", "exclude", "id_limit", "native_calls", "objects", "only")
 
     def __init__(self, engine: str, native_calls: bool = False,
                  cpu_interval_us: int = DEFAULT_CPU_INTERVAL_US,
                  exclude: tuple[str, ...] = (), id_limit: int = 0,
-                 only: tuple[str, ...] = ()) -> None:
+                 only: tuple[str, ...] = (), objects: tuple[str, ...] | None = None) -> None:
         self.engine = engine
         self.native_calls = native_calls  # C functions get their own rows
         self.cpu_interval_us = cpu_interval_us  # 0: no CPU readings
         self.exclude = tuple(exclude)  # fnmatch patterns: not traced (C functions: unmeasured)
         self.id_limit = id_limit
         self.only = tuple(only)  # fnmatch patterns: only these Python functions are traced
+        # --objects: None off; else the types kept (fnmatch patterns; empty: every type)
+        self.objects = None if objects is None else tuple(objects)
 
     def _fields(self) -> tuple[object, ...]:
         return (self.engine, self.native_calls, self.cpu_interval_us, self.exclude, self.id_limit,
-                self.only)
+                self.only, self.objects)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AgentOptions) and self._fields() == other._fields()
@@ -62,21 +64,24 @@ class AgentOptions:
         return hash(self._fields())
 
     def __repr__(self) -> str:
-        return "AgentOptions({!r}, {!r}, {!r}, {!r}, {!r}, {!r})".format(*self._fields())
+        return "AgentOptions({!r}, {!r}, {!r}, {!r}, {!r}, {!r}, {!r})".format(*self._fields())
 
     def with_engine(self, engine: str) -> "AgentOptions":
         return AgentOptions(engine, self.native_calls, self.cpu_interval_us, self.exclude, self.id_limit,
-                            self.only)
+                            self.only, self.objects)
 
     def encode(self) -> str:
         """One token (no spaces) for an environment variable or the attach
         request: ``1,engine,native,interval,id_limit[,pattern...]``, each
         pattern as the hex of its UTF-8 bytes, an --only pattern after a
-        ``+``; decoded with builtins only."""
+        ``+``, an --objects-types pattern after a ``@`` (``@`` alone: --objects
+        with every type); decoded with builtins only."""
         fields = ["1", self.engine, "1" if self.native_calls else "0", str(self.cpu_interval_us),
                   str(self.id_limit)]
         fields += [p.encode("utf-8", "surrogateescape").hex() for p in self.exclude]
         fields += ["+" + p.encode("utf-8", "surrogateescape").hex() for p in self.only]
+        if self.objects is not None:
+            fields += ["@" + p.encode("utf-8", "surrogateescape").hex() for p in self.objects] or ["@"]
         return ",".join(fields)
 
     @classmethod
@@ -93,12 +98,15 @@ class AgentOptions:
             raise ValueError("bad agent options")
         try:
             exclude = tuple(bytes.fromhex(p).decode("utf-8", "surrogateescape")
-                            for p in fields[5:] if not p.startswith("+"))
+                            for p in fields[5:] if not p.startswith(("+", "@")))
             only = tuple(bytes.fromhex(p[1:]).decode("utf-8", "surrogateescape")
                          for p in fields[5:] if p.startswith("+"))
+            kept = [p[1:] for p in fields[5:] if p.startswith("@")]
+            objects = tuple(bytes.fromhex(p).decode("utf-8", "surrogateescape") for p in kept if p)
         except ValueError:
             raise ValueError("bad agent options") from None
-        return cls(fields[1], fields[2] == "1", interval, exclude, id_limit, only)
+        return cls(fields[1], fields[2] == "1", interval, exclude, id_limit, only,
+                   objects if kept else None)
 
 
 def install() -> str | None:

@@ -242,7 +242,8 @@ def start_agent(fd: int, options: AgentOptions, *, empty: int = 0,
     _core.agent_id_limit(options.id_limit or 1 << 24)
     _core.agent_start(fd, options.engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust,
                       native_calls=options.native_calls, cpu_interval_us=options.cpu_interval_us,
-                      exclude=list(options.exclude), only=list(options.only))
+                      exclude=list(options.exclude), only=list(options.only),
+                      objects=None if options.objects is None else list(options.objects))
     if not empty:
         if not probe_ns:
             per_call = calibrate.callbacks_per_call(options.native_calls, options.engine)

@@ -20,6 +20,7 @@ from ulma.cli.run import (
     add_stream_arguments,
     check_output,
     check_streams,
+    objects_wanted,
 )
 from ulma.exporters import json_report
 from ulma.monitor import session as sessions
@@ -138,7 +139,7 @@ def execute(argv: list[str]) -> int:
             cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), only=tuple(opts.only),
             log_path=opts.log, jsonl_path=opts.jsonl, budget=opts.budget or 0.0,
             dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst,
-            loop_block_ms=opts.loop_block, trace_path=opts.output))
+            loop_block_ms=opts.loop_block, trace_path=opts.output, objects=objects_wanted(opts)))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
     with Detaching() as signals:

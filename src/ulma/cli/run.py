@@ -36,6 +36,37 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                    help="trace only the Python functions whose module (or a package above it), "
                         "qualified name or file matches this shell pattern; nothing fires for the "
                         "others; repeatable")
+    p.add_argument("--objects", action="store_true",
+                   help="count objects made and destroyed, per type and per function that made "
+                        "them (Python 3.13+; costs more: see the README)")
+    p.add_argument("--objects-types", type=_type_list, metavar="LIST",
+                   help="with --objects, only these types (comma-separated shell patterns on the "
+                        "type's name or module.name, as list,dict,MyClass); implies --objects")
+
+
+def _type_list(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"a comma-separated list of type names, not {text!r}")
+    return names
+
+
+def objects_wanted(opts: argparse.Namespace) -> tuple[str, ...] | None:
+    """--objects and --objects-types as the agent takes them; None: off."""
+    if not opts.objects and opts.objects_types is None:
+        return None
+    return opts.objects_types or ()
+
+
+def objects_option(opts: argparse.Namespace) -> tuple[str, ...] | None:
+    """objects_wanted, refused in one line where this Python (the program's) has no way to see
+    objects."""
+    if objects_wanted(opts) is None:
+        return None
+    if sys.version_info < (3, 13):
+        raise UsageError(f"--objects needs Python 3.13 or later (its ref tracer); this is "
+                         f"{sys.version.split()[0]}")
+    return opts.objects_types or ()
 
 
 def add_loop_argument(p: argparse.ArgumentParser, default: float | None = DEFAULT_BLOCK_MS) -> None:
@@ -256,6 +287,7 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         python_only = [flag for flag, given in (
             ("--only", opts.only), ("--exclude", opts.exclude), ("--budget", opts.budget),
             ("--burst", opts.burst), ("--native-calls", opts.native_calls),
+            ("--objects", opts.objects or opts.objects_types is not None),
             ("--step", getattr(opts, "step", False)), ("--engine", opts.engine != "auto"),
             ("--empty-hooks", opts.empty_hooks), ("--recording-floor", opts.recording_floor)) if given]
         if python_only:
@@ -271,7 +303,7 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit,
         only=tuple(opts.only), log_path=opts.log, jsonl_path=opts.jsonl, budget=opts.budget or 0.0,
         dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst,
-        children=not opts.no_children, loop_block_ms=opts.loop_block)
+        children=not opts.no_children, loop_block_ms=opts.loop_block, objects=objects_option(opts))
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     if opts.live:

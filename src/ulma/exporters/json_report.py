@@ -68,6 +68,16 @@ Native counters (ulma.h's ``ULMA_COUNTER``): ``counters``, one object per counte
 the order first seen -- ``name``, ``file``, ``line``, ``samples`` (values set), ``last`` (the
 value set last), ``min``, ``max``, ``mean``, ``last_ns`` (when the last was set, ns after its
 process's program started); with children followed, every process's values of the same site together.
+Objects (``--objects``, Python 3.13+): ``types``, one object per type seen, in the order first seen
+-- ``name`` (module.qualname; builtins bare), ``created`` (made while traced), ``freed`` (of
+those, destroyed since), ``live`` (the difference), ``freed_untracked`` (destroyed, made before
+tracing began or not kept by the agent: apart, never taken from ``live``), ``bytes`` (null: the
+ref tracer does not say), ``by_function`` (``function``: index into functions, null for a
+function with no row there; ``name``; ``created`` and ``freed`` of the objects it made;
+``freed_here``: objects of the type destroyed while it was on top); and ``objects``: null when
+not asked for, else ``mechanism`` ("reftracer"), ``untracked`` (objects whose creator the agent's
+table had no room for), ``types_overflow`` (types past 65 534, one row) and ``displaced`` (times
+the program's own ref tracer stood in front of ulma's at its end).
 """
 
 from __future__ import annotations
@@ -79,7 +89,7 @@ from typing import Any, TextIO
 from ulma.format import files
 from ulma.monitor import eventloop
 from ulma.monitor.dial import traced_share
-from ulma.monitor.profile import CounterStats, EdgeStats, FunctionStats, ProcessInfo, Profile
+from ulma.monitor.profile import CounterStats, EdgeStats, FunctionStats, ProcessInfo, Profile, TypeStats
 
 VERSION = 1
 _ITEM = json.JSONEncoder(separators=(",\n   ", ": "))
@@ -108,6 +118,13 @@ def asyncio_object(profile: Profile) -> dict[str, Any]:
 def counter_object(c: CounterStats) -> dict[str, Any]:
     return {"name": c.name, "file": c.file, "line": c.line, "samples": c.samples, "last": c.last,
             "min": c.min, "max": c.max, "mean": c.mean, "last_ns": c.last_ns}
+
+
+def type_object(t: TypeStats) -> dict[str, Any]:
+    return {"name": t.name, "created": t.created, "freed": t.freed, "live": t.live,
+            "freed_untracked": t.freed_untracked, "bytes": t.bytes,
+            "by_function": [{"function": f.function, "name": f.name, "created": f.created, "freed": f.freed,
+                             "freed_here": f.freed_here} for f in t.by_function]}
 
 
 def task_object(t: eventloop.AsyncTask) -> dict[str, Any]:
@@ -154,6 +171,8 @@ def _header(profile: Profile) -> dict[str, Any]:
                              for sw in profile.dial.switches]},
         "asyncio": asyncio_object(profile),
         "counters": [counter_object(c) for c in profile.counters],
+        "objects": profile.objects,
+        "types": [type_object(t) for t in profile.types],
         "burst": None if profile.burst is None else {
             "sampled": True, "on_ms": profile.burst.on_ms, "period_ms": profile.burst.period_ms,
             "calls_scaled": "calls seen / the part of the run the function was on"},

@@ -56,6 +56,11 @@ COUNTER_VALUE: Final = LAYOUT["COUNTER_VALUE"]
 SYM_SCOPE: Final = LAYOUT["SYM_SCOPE"]
 SYM_MARK: Final = LAYOUT["SYM_MARK"]
 SYM_COUNTER: Final = LAYOUT["SYM_COUNTER"]
+# object lifecycle (records.h): types are symbols of their own id space
+SYM_TYPE: Final = LAYOUT["SYM_TYPE"]
+TYPE_SYMBOL_BASE: Final = LAYOUT["TYPE_SYMBOL_BASE"]
+OBJF_UNKNOWN: Final = LAYOUT["OBJF_UNKNOWN"]
+MAX_TYPES: Final = LAYOUT["MAX_TYPES"]
 
 KIND_NAMES: Final[dict[int, str]] = {
     LAYOUT[name]: name.lower()

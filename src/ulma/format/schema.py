@@ -119,6 +119,11 @@ class End(Calib, total=False):
     tasks_untold: Count  # asyncio tasks the agent gave no number (records.h "TASK records")
     off_ns: PerId  # functions switched off while running (x, X, the dial): how long each was off
     off_now: PerId  # those still off at the end (value 1)
+    # --objects (session.objects_info): how objects were seen, and what the agent could not keep
+    objects_mechanism: Text
+    objects_untracked: Count
+    objects_types_overflow: Count
+    objects_displaced: Count
 
 
 class Damaged(Exception):

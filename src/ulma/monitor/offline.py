@@ -60,7 +60,7 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
         reader.warnings.append("the trace has no end record: the run was cut short "
                                "(figures cover what was written)")
     ns_per_tick = reader.ns_per_tick() or 1.0
-    functions, edges, counter_rows = agg.snapshot(split=True, rate=ns_per_tick)
+    functions, edges, counter_rows, object_rows = agg.snapshot(split=True, rate=ns_per_tick)
     readings = any(f["cpu_readings"] for f in agg.threads())
     profile = build_profile(
         symbols, functions, edges, ns_per_tick,
@@ -71,7 +71,7 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
         split_known=readings,
         schedstat=reader.latest("schedstat") is True, native_calls=reader.latest("native_calls") is True,
         switched=switched_of(end),
-        counters=counter_rows,
+        counters=counter_rows, objects=object_rows,
         clock0=(_int(reader.latest("program_start_ticks")) or _int(meta.get("start_ticks")),
                 _int(meta.get("start_ticks")), _int(meta.get("start_mono_ns"))),
     )
@@ -86,6 +86,9 @@ def load_profile(reader: trace.TraceReader, loop_block_ms: float | None = None) 
     profile.tool_id = end.get("tool_id")
     profile.hooks_displaced = end.get("hooks_displaced", 0)
     profile.forked_children = end.get("forked_children", 0)
+    if "objects_mechanism" in end:  # --objects (session.objects_info)
+        profile.objects = {key: end.get(f"objects_{key}", 0)
+                           for key in ("mechanism", "untracked", "types_overflow", "displaced")}
     dropped = end.get("dropped", {})
     for thread, figures in enumerate(agg.threads()):
         if not figures["events"]:

@@ -10,7 +10,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 
 from ulma.format.plain import Frozen, Plain
-from ulma.format.records import SYM_CFUNC, SYM_MARK, SYM_SCOPE, Symbol
+from ulma.format.records import SYM_CFUNC, SYM_MARK, SYM_SCOPE, TYPE_SYMBOL_BASE, Symbol
 from ulma.monitor import eventloop
 
 TYPE_CHECKING = False
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from ulma.monitor.dial import BurstState, DialState
 
 __all__ = ["CounterStats", "EdgeStats", "FunctionStats", "ProcessInfo", "Profile", "Symbol", "ThreadInfo",
-           "build_profile"]
+           "TypeFunction", "TypeStats", "build_profile"]
+
+NO_CREATOR = 0xFFFFFFFF  # objstats.h: made before tracing began, or not kept by the agent
 
 
 class FunctionStats(Plain):
@@ -180,6 +182,52 @@ class CounterStats(Plain):
         self.last_mono_ns = last_mono_ns
 
 
+class TypeFunction(Plain):
+    """One function's share of a type's objects (--objects)."""
+
+    __slots__ = ("created", "freed", "freed_here", "function", "name")
+
+    function: int | None  # index into Profile.functions (None: a function with no row there)
+    name: str
+    created: int  # objects of the type it made
+    freed: int  # of those, destroyed since (wherever that happened)
+    freed_here: int  # objects of the type destroyed while it was on top (whoever made them)
+
+    def __init__(self, function: int | None, name: str, created: int = 0, freed: int = 0,
+                 freed_here: int = 0) -> None:
+        self.function = function
+        self.name = name
+        self.created = created
+        self.freed = freed
+        self.freed_here = freed_here
+
+
+class TypeStats(Plain):
+    """Objects of one type (--objects): made while traced, destroyed of those, still live; and
+    destructions of objects made before tracing began (or not kept by the agent), apart."""
+
+    __slots__ = ("by_function", "bytes", "created", "freed", "freed_untracked", "name")
+
+    name: str  # module.qualname (builtins: the bare name)
+    created: int
+    freed: int
+    freed_untracked: int
+    bytes: int | None  # (the ref tracer does not say)
+    by_function: list[TypeFunction]
+
+    def __init__(self, name: str, created: int = 0, freed: int = 0, freed_untracked: int = 0) -> None:
+        self.name = name
+        self.created = created
+        self.freed = freed
+        self.freed_untracked = freed_untracked
+        self.bytes = None
+        self.by_function = []
+
+    @property
+    def live(self) -> int:
+        return self.created - self.freed
+
+
 class ThreadInfo(Plain):
     __slots__ = ("dropped", "events", "lost_ns", "os_tid", "pid", "thread", "unmatched")
 
@@ -225,11 +273,9 @@ class ProcessInfo(Plain):
 class Profile(Plain):
     __slots__ = ("burst", "clock", "counters", "dial", "edges", "engine", "forked_children", "functions",
                  "hooks_displaced", "ids_overflow", "loop_block_ns", "loop_blocks", "loop_blocks_over",
-                 "native_calls", "probe_ns", "processes", "python",
-                 "schedstat",
-                 "scope", "scope_end_probe_ns", "scope_probe_ns", "split_known",
-                 "symtab_overflow", "task_totals", "tasks", "threads", "threads_overflow", "tool_id",
-                 "untraced_events", "wall_ns")
+                 "native_calls", "objects", "probe_ns", "processes", "python", "schedstat", "scope",
+                 "scope_end_probe_ns", "scope_probe_ns", "split_known", "symtab_overflow", "task_totals",
+                 "tasks", "threads", "threads_overflow", "tool_id", "types", "untraced_events", "wall_ns")
 
     python: str
     wall_ns: int
@@ -238,6 +284,10 @@ class Profile(Plain):
     functions: list[FunctionStats]
     edges: list[EdgeStats]
     counters: list[CounterStats]  # native counters (ulma.h), in the order first seen
+    types: list[TypeStats]  # --objects: objects per type, in the order first seen
+    # --objects: how objects were seen ("reftracer"; None: not asked for), objects whose creator the
+    # agent could not keep, types past its limit, and times another ref tracer stood in ulma's way
+    objects: dict[str, int | str] | None
     threads: list[ThreadInfo]
     threads_overflow: int  # threads that got no ring: untraced
     untraced_events: int  # their events, counted by the agent
@@ -285,6 +335,8 @@ class Profile(Plain):
         self.functions = [] if functions is None else functions
         self.edges = [] if edges is None else edges
         self.counters = []
+        self.types = []
+        self.objects = None
         self.threads = [] if threads is None else threads
         self.threads_overflow = threads_overflow
         self.untraced_events = untraced_events
@@ -380,6 +432,7 @@ def build_profile(
     native_calls: bool = False,
     switched: dict[int, tuple[bool, int]] | None = None,
     counters: Iterable[tuple[int, int, int, int, int, float, int]] = (),
+    objects: Iterable[tuple[int, int, int, int, int]] = (),
     clock0: tuple[int, int, int] = (0, 0, 0),
 ) -> Profile:
     """Names the snapshot's ids and converts ticks to ns.  ulma's own
@@ -435,5 +488,35 @@ def build_profile(
         profile.counters.append(CounterStats(name, file, line, samples, last, low, high, mean,
                                              round(max(tick - program_ticks, 0) * ns_per_tick),
                                              start_mono_ns + round(max(tick - start_ticks, 0) * ns_per_tick)))
+    _types(profile, symbols, objects, index)
     eventloop.mark_idle(profile)
     return profile
+
+
+def _types(profile: Profile, symbols: dict[int, Symbol], rows: Iterable[tuple[int, int, int, int, int]],
+           index: array[int]) -> None:
+    """Per type, from the (function, type, made, destroyed of those, destroyed in it) rows."""
+    by_type: dict[int, TypeStats] = {}
+    shares: dict[tuple[int, int], TypeFunction] = {}
+    for fid, tid, created, freed, freed_here in rows:
+        t = by_type.get(tid)
+        if t is None:
+            sym = symbols.get(TYPE_SYMBOL_BASE + tid)
+            t = by_type[tid] = TypeStats(sym.name if sym else f"<unknown type #{tid}>")
+            profile.types.append(t)
+        if fid == NO_CREATOR:
+            t.freed_untracked += freed
+            continue
+        t.created += created
+        t.freed += freed
+        row = index[fid] - 1 if fid < len(index) and index[fid] else None
+        share = shares.get((tid, fid))
+        if share is None:
+            sym = symbols.get(fid)
+            name = (profile.functions[row].name if row is not None
+                    else sym.name if sym is not None else "<no Python frame>" if fid == 0 else f"#{fid}")
+            share = shares[tid, fid] = TypeFunction(row, name)
+            t.by_function.append(share)
+        share.created += created
+        share.freed += freed
+        share.freed_here += freed_here

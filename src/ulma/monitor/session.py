@@ -89,6 +89,7 @@ class Options(Frozen):
         "loop_block_ms",
         "max_threads",
         "native_calls",
+        "objects",
         "only",
         "poll_seconds",
         "recording_floor",
@@ -115,6 +116,7 @@ class Options(Frozen):
     burst: tuple[int, int] | None  # --burst ON_MS:PERIOD_MS
     children: bool  # follow the program's child processes (not --no-children)
     loop_block_ms: float  # --loop-block: flag an event loop held longer (0: never)
+    objects: tuple[str, ...] | None  # --objects (--objects-types: the types kept; empty: all); None: off
 
     def __init__(self, engine: str, ring_bytes: int = DEFAULT_RING_BYTES,
                  max_threads: int = DEFAULT_MAX_THREADS, empty_hooks: bool = False,
@@ -124,7 +126,8 @@ class Options(Frozen):
                  exclude: tuple[str, ...] = (), id_limit: int = 0, log_path: str | None = None,
                  jsonl_path: str | None = None, only: tuple[str, ...] = (), budget: float = 0.0,
                  dial_seconds: float = DIAL_SECONDS, burst: tuple[int, int] | None = None,
-                 children: bool = False, loop_block_ms: float = eventloop.DEFAULT_BLOCK_MS) -> None:
+                 children: bool = False, loop_block_ms: float = eventloop.DEFAULT_BLOCK_MS,
+                 objects: tuple[str, ...] | None = None) -> None:
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "ring_bytes", ring_bytes)
         object.__setattr__(self, "max_threads", max_threads)
@@ -144,10 +147,11 @@ class Options(Frozen):
         object.__setattr__(self, "burst", burst)
         object.__setattr__(self, "children", children)
         object.__setattr__(self, "loop_block_ms", loop_block_ms)
+        object.__setattr__(self, "objects", objects)
 
     def agent(self) -> AgentOptions:
         return AgentOptions(self.engine, self.native_calls, self.cpu_interval_us, self.exclude,
-                            self.id_limit, self.only)
+                            self.id_limit, self.only, self.objects)
 
 
 def _hint_scale(text: str | None) -> float:
@@ -296,7 +300,7 @@ class Session:
             return
         scale = self.ns_per_tick()
         with self.lock:
-            functions, _, _ = self.core.snapshot(live=False, split=False, rate=scale)
+            functions, _, _, _ = self.core.snapshot(live=False, split=False, rate=scale)
             info = self.core.agent_info()
             counters = self.core.counters()
         probe_ns, pid = info["probe_ns"], counters["agent_pid"]
@@ -357,9 +361,9 @@ class Session:
         if scale is None:
             scale = self.ns_per_tick()
         with self.lock:
-            functions, edges, counter_rows = self.core.snapshot(live=live, thread=thread, split=True,
-                                                  now_cpu=self._cpu_now() if live else None,
-                                                  rate=scale, final=final)
+            functions, edges, counter_rows, object_rows = self.core.snapshot(
+                live=live, thread=thread, split=True, now_cpu=self._cpu_now() if live else None, rate=scale,
+                final=final)
             counters = self.core.counters()
             threads = self.core.threads()
             info = self.core.agent_info()
@@ -384,7 +388,7 @@ class Session:
             scope_end_probe_ns=info["scope_end_probe_ns"],
             split_known=info["cpu_samples"], schedstat=info["schedstat"],
             native_calls=info["native_calls"], switched=self.switched(),
-            counters=counter_rows,
+            counters=counter_rows, objects=object_rows,
             clock0=(info["program_start_ticks"] or self.start_ticks, self.start_ticks, self.start_mono_ns),
         )
         profile.scope = self.scope
@@ -408,6 +412,7 @@ class Session:
         profile.hooks_displaced = counters["hooks_displaced"]
         profile.ids_overflow = counters["ids_overflow"]
         profile.forked_children = counters["forked_children"]
+        profile.objects = objects_info(counters)
         profile.task_totals.not_followed += counters["tasks_untold"]  # the agent's (tasks.c)
         return profile
 
@@ -839,10 +844,23 @@ def end_record(session: Session, profile: Profile, wall_ns: int, scale: float, r
         "symbols_lost": profile.symtab_overflow,
         "forked_children": profile.forked_children,
         "tasks_untold": counters["tasks_untold"],
+        **({f"objects_{key}": value for key, value in profile.objects.items()} if profile.objects else {}),
         "off_ns": {str(f.fid): f.off_ns for f in profile.functions if f.off_ns},
         "off_now": {str(f.fid): 1 for f in profile.functions if f.off},
         **({"text_ns_per_tick": log.ns_per_tick} if log is not None and log.ns_per_tick is not None else {}),
     }
+
+
+OBJECTS_MECHANISMS = {_core.LAYOUT["OBJECTS_REFTRACER"]: "reftracer"}
+
+
+def objects_info(counters: dict[str, Any]) -> dict[str, int | str] | None:
+    """--objects: how the agent saw objects, and what it could not keep (None: not asked for)."""
+    mechanism = OBJECTS_MECHANISMS.get(counters["objects_mechanism"])
+    if mechanism is None:
+        return None
+    return {"mechanism": mechanism, "untracked": counters["objects_untracked"],
+            "types_overflow": counters["types_overflow"], "displaced": counters["objects_displaced"]}
 
 
 def process_cpu_ns(pid: int) -> int | None:

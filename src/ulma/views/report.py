@@ -122,6 +122,32 @@ def counter_lines(profile: Profile, limit: int = 10) -> list[Text]:
     return lines
 
 
+def type_lines(profile: Profile, limit: int = 10) -> list[Text]:
+    """--objects: the types with the most objects live, and who made them."""
+    if profile.objects is None:
+        return []
+    types = sorted(profile.types, key=lambda t: (-t.live, -t.created))
+    lines = [Text(f"objects ({profile.objects['mechanism']}): {len(types)} types; live, made, destroyed of "
+                  "those, and the function that made most", style="bold")]
+    for t in types[:limit]:
+        row = Text(f"  {t.name}", style="bold")
+        row.append(f": {t.live:,} live, {t.created:,} made, {t.freed:,} destroyed")
+        if t.freed_untracked:
+            row.append(f" (+{t.freed_untracked:,} made before tracing)", style="dim")
+        top = max(t.by_function, key=lambda f: f.created, default=None)
+        if top is not None and top.created:
+            row.append(f"; most by {top.name} ({top.created:,} made, {top.created - top.freed:,} live)")
+        lines.append(row)
+    if len(types) > limit:
+        lines.append(Text(f"  ({len(types) - limit} more in --json)", style="dim"))
+    lost = profile.objects
+    if lost["untracked"] or lost["types_overflow"] or lost["displaced"]:
+        lines.append(Text(f"  objects whose maker was not kept: {lost['untracked']:,}; types past the limit: "
+                          f"{lost['types_overflow']:,}; the program's own ref tracer in front of ulma's: "
+                          f"{lost['displaced']}", style="bold red"))
+    return lines
+
+
 def dial_lines(profile: Profile) -> list[Text]:
     """--budget: what the dial switched off (with its exact count up to then)
     and the overhead it estimated over the run."""
@@ -317,7 +343,8 @@ def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool 
     console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by {what}",
                        style="bold"))
     console.print(build_table(profile, limit, clock))
-    parts = (split_lines, asyncio_lines, scope_lines, counter_lines, dial_lines, burst_lines, summary_lines)
+    parts = (split_lines, asyncio_lines, scope_lines, counter_lines, type_lines, dial_lines, burst_lines,
+             summary_lines)
     for line in [line for part in parts for line in part(profile)]:
         console.print(line)
     if profile.processes:

@@ -1,0 +1,39 @@
+/*
+ * objstats.h -- what the replay keeps of the object lifecycle records
+ * (records.h, --objects): per (function, type), the objects the function
+ * made, those of them destroyed (wherever that happened), and the objects
+ * of the type the function destroyed itself (whoever made them).  Creator
+ * ULMA_OBJ_NO_CREATOR stands for objects made before tracing began or not
+ * kept by the agent.  One table a thread in the aggregator, added up across
+ * threads like its other totals; memory follows the pairs seen.
+ */
+#ifndef ULMA_OBJSTATS_H
+#define ULMA_OBJSTATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ULMA_OBJ_NO_CREATOR 0xFFFFFFFFu
+
+typedef struct {
+    uint32_t function;
+    uint16_t type;
+    uint16_t pad;
+    uint64_t created, freed, freed_here;
+} ulma_obj_row;
+
+typedef struct {
+    ulma_obj_row *rows; /* in the order first seen */
+    size_t n, cap;
+    uint32_t *index;    /* row + 1, 0 = empty; index_cap a power of two */
+    size_t index_cap;
+} ulma_objstats;
+
+/* An object of `type` made by `creator`; 0, or -1 if memory ran out. */
+int ulma_objstats_new(ulma_objstats *s, uint32_t creator, uint16_t type);
+/* One destroyed in function `freer`, made by `creator`. */
+int ulma_objstats_free(ulma_objstats *s, uint32_t creator, uint16_t type, uint32_t freer);
+int ulma_objstats_merge(ulma_objstats *dst, const ulma_objstats *src);
+void ulma_objstats_release(ulma_objstats *s);
+
+#endif

@@ -1,0 +1,551 @@
+/*
+ * objtrace.c -- --objects: each object's creation and destruction as a
+ * record on its thread's ring (objtrace.h, records.h "Object lifecycle
+ * records").
+ *
+ * The tracer runs inside CPython's object creation and deallocation, with
+ * the GIL held: it allocates no Python object on the common path, and keeps
+ * whatever exception is in flight.  Per object made it finds the thread's
+ * innermost Python frame (the creator), the type's id (a table by type
+ * pointer) and writes one record; it keeps the creator per live object in a
+ * table by address (bounded: ULMA_OBJECTS_LIVE_MAX, past which an object is
+ * counted as untracked and its destruction has no known creator).  Per object
+ * destroyed it looks the address up, forgets it and writes one record.
+ */
+#include "objtrace.h"
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "frames.h"
+#include "records.h"
+#include "symbols.h"
+
+#define ULMA_OBJECTS_LIVE_MAX (1u << 22) /* slots: at most half of them used (64 MiB) */
+
+int ulma_objects_available(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#if PY_VERSION_HEX >= 0x030D0000
+
+static int g_on;                 /* records are written */
+static int g_installed;          /* ulma's tracer is (or was left) set */
+static PyRefTracer g_prev;       /* the tracer ulma's chains to */
+static void *g_prev_data;
+static __thread int tls_inside;  /* the tracer's own allocations are not traced */
+
+/* ---- objects by address: the live ones (creator, type), and those the
+ * tracer was told of that a wrapper below will see go (pending) ---- */
+typedef struct {
+    uintptr_t addr; /* 0: empty */
+    uint32_t creator;
+    uint16_t type;
+    uint16_t pad;
+} addr_slot;
+typedef struct {
+    addr_slot *slots;
+    size_t cap, n;
+} addr_map;
+static addr_map g_live, g_pending;
+
+static inline size_t mix(uintptr_t k, size_t cap)
+{
+    return (size_t)(((uint64_t)k * 0x9E3779B97F4A7C15ull) >> 29) & (cap - 1);
+}
+
+static int map_grow(addr_map *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 1u << 12;
+    if (cap > ULMA_OBJECTS_LIVE_MAX)
+        return -1;
+    addr_slot *fresh = calloc(cap, sizeof *fresh);
+    if (!fresh)
+        return -1;
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->slots[i].addr)
+            continue;
+        size_t j = mix(m->slots[i].addr, cap);
+        while (fresh[j].addr)
+            j = (j + 1) & (cap - 1);
+        fresh[j] = m->slots[i];
+    }
+    free(m->slots);
+    m->slots = fresh;
+    m->cap = cap;
+    return 0;
+}
+
+/* Keeps `addr` (with its creator and type); 0, or -1 if there is no room. */
+static int map_put(addr_map *m, uintptr_t addr, uint32_t creator, uint16_t type)
+{
+    if ((m->n + 1) * 2 > m->cap && map_grow(m) < 0)
+        return -1;
+    size_t i = mix(addr, m->cap);
+    while (m->slots[i].addr && m->slots[i].addr != addr)
+        i = (i + 1) & (m->cap - 1);
+    if (!m->slots[i].addr)
+        m->n++;
+    m->slots[i] = (addr_slot){addr, creator, type, 0};
+    return 0;
+}
+
+/* Takes `addr` out; its slot's copy, or addr 0 if it was not kept. */
+static addr_slot map_take(addr_map *m, uintptr_t addr)
+{
+    addr_slot none = {0, 0, 0, 0};
+    if (!m->n)
+        return none;
+    size_t i = mix(addr, m->cap);
+    while (m->slots[i].addr != addr) {
+        if (!m->slots[i].addr)
+            return none;
+        i = (i + 1) & (m->cap - 1);
+    }
+    addr_slot got = m->slots[i];
+    /* backward-shift deletion: no tombstones */
+    size_t hole = i, cap = m->cap;
+    for (size_t j = (i + 1) & (cap - 1); m->slots[j].addr; j = (j + 1) & (cap - 1)) {
+        size_t home = mix(m->slots[j].addr, cap);
+        /* j's entry may fill the hole unless its home lies in (hole, j] */
+        if ((j > hole && (home <= hole || home > j)) || (j < hole && home <= hole && home > j)) {
+            m->slots[hole] = m->slots[j];
+            hole = j;
+        }
+    }
+    m->slots[hole].addr = 0;
+    m->n--;
+    return got;
+}
+
+static void map_clear(addr_map *m)
+{
+    free(m->slots);
+    m->slots = NULL;
+    m->cap = m->n = 0;
+}
+
+/* ---- types: by pointer; a type object freed and another made at the same
+ * address has another tp_name pointer, so it is looked up anew ---- */
+typedef struct {
+    PyTypeObject *type;
+    const char *tp_name;
+    uint16_t id;
+    uint8_t off; /* left out by --objects-types */
+} type_slot;
+static type_slot *g_types;
+static size_t g_types_cap, g_types_n;
+static uint32_t g_next_type;
+static char **g_patterns;
+static size_t g_npatterns;
+
+/*
+ * CPython 3.13.0's eval loop frees objects without telling the ref tracer
+ * (its own Py_DECREF calls tp_dealloc directly: an object dropped by
+ * STORE_FAST or POP_TOP gets no DESTROY).  So ulma also sees objects go
+ * where their memory goes: a static type's tp_dealloc (freelists too) and a
+ * heap type's tp_free are wrapped, from the first object of the type seen
+ * (a heap type's tp_dealloc cannot be: subtype_dealloc finds its bases' by
+ * comparing with itself).  An object the tracer was told of is "pending"
+ * until its wrapper runs, so it is counted once.  The wrapped slots stay
+ * wrapped once a heap type has them (the type may be gone by the stop: not
+ * touched again); a stopped wrapper only calls what it wraps.  The table is
+ * never freed: a wrapper may run after any session.
+ */
+typedef struct {
+    PyTypeObject *type;
+    destructor dealloc; /* a static type's own */
+    freefunc free;      /* a heap type's own */
+} wrapped_slot;
+static wrapped_slot *g_wrapped;
+static size_t g_wrapped_cap, g_wrapped_n;
+
+static void dealloc_wrap(PyObject *op);
+static void free_wrap(void *p);
+
+static wrapped_slot *wrapped_find(PyTypeObject *t)
+{
+    if (!g_wrapped_cap)
+        return NULL;
+    for (size_t i = mix((uintptr_t)t, g_wrapped_cap);; i = (i + 1) & (g_wrapped_cap - 1)) {
+        if (!g_wrapped[i].type)
+            return NULL;
+        if (g_wrapped[i].type == t)
+            return &g_wrapped[i];
+    }
+}
+
+static wrapped_slot *wrapped_add(PyTypeObject *t)
+{
+    wrapped_slot *w = wrapped_find(t);
+    if (w)
+        return w;
+    if ((g_wrapped_n + 1) * 2 > g_wrapped_cap) {
+        size_t cap = g_wrapped_cap ? g_wrapped_cap * 2 : 256;
+        wrapped_slot *fresh = calloc(cap, sizeof *fresh);
+        if (!fresh)
+            return NULL;
+        for (size_t i = 0; i < g_wrapped_cap; i++) {
+            if (!g_wrapped[i].type)
+                continue;
+            size_t j = mix((uintptr_t)g_wrapped[i].type, cap);
+            while (fresh[j].type)
+                j = (j + 1) & (cap - 1);
+            fresh[j] = g_wrapped[i];
+        }
+        free(g_wrapped);
+        g_wrapped = fresh;
+        g_wrapped_cap = cap;
+    }
+    size_t i = mix((uintptr_t)t, g_wrapped_cap);
+    while (g_wrapped[i].type)
+        i = (i + 1) & (g_wrapped_cap - 1);
+    g_wrapped[i] = (wrapped_slot){t, NULL, NULL};
+    g_wrapped_n++;
+    return &g_wrapped[i];
+}
+
+/* From now on, objects of `t` are seen going by their memory too. */
+static void wrap(PyTypeObject *t)
+{
+    if (t->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+        if (t->tp_free == free_wrap || !t->tp_free)
+            return;
+        wrapped_slot *w = wrapped_add(t);
+        if (w) {
+            w->free = t->tp_free;
+            t->tp_free = free_wrap;
+        }
+    } else {
+        if (t->tp_dealloc == dealloc_wrap || !t->tp_dealloc)
+            return;
+        wrapped_slot *w = wrapped_add(t);
+        if (w) {
+            w->dealloc = t->tp_dealloc;
+            t->tp_dealloc = dealloc_wrap;
+        }
+    }
+}
+
+/* The static types' tp_dealloc back (they live as long as the process). */
+static void unwrap_static(void)
+{
+    for (size_t i = 0; i < g_wrapped_cap; i++) {
+        wrapped_slot *w = &g_wrapped[i];
+        if (w->type && w->dealloc && w->type->tp_dealloc == dealloc_wrap)
+            w->type->tp_dealloc = w->dealloc; /* (w->dealloc kept: a subtype may have inherited the wrapper) */
+    }
+}
+
+static int matches(const char *name)
+{
+    if (!g_npatterns)
+        return 1;
+    const char *dot = strrchr(name, '.');
+    for (size_t i = 0; i < g_npatterns; i++)
+        if (fnmatch(g_patterns[i], name, 0) == 0 || (dot && fnmatch(g_patterns[i], dot + 1, 0) == 0))
+            return 1;
+    return 0;
+}
+
+/* Names type `t` (a symbol) and gives slot `s` the next id. */
+static void type_name(type_slot *s, PyTypeObject *t)
+{
+    char buf[512];
+    const char *name = t->tp_name;
+    PyObject *full = NULL;
+    if (t->tp_flags & Py_TPFLAGS_HEAPTYPE) { /* tp_name has no module */
+        PyObject *exc = PyErr_GetRaisedException();
+        full = PyType_GetFullyQualifiedName(t);
+        const char *u = full ? PyUnicode_AsUTF8(full) : NULL;
+        if (u)
+            name = u;
+        PyErr_Clear();
+        PyErr_SetRaisedException(exc);
+    }
+    size_t n = strlen(name);
+    if (n >= sizeof buf)
+        n = sizeof buf - 1;
+    memcpy(buf, name, n);
+    buf[n] = 0;
+    Py_XDECREF(full);
+    if (g_next_type >= ULMA_MAX_TYPES - 1) { /* the row of every type past the limit */
+        s->id = (uint16_t)(ULMA_MAX_TYPES - 1);
+        s->off = 0;
+        atomic_fetch_add_explicit(&g_session->types_overflow, 1, memory_order_relaxed);
+        if (g_next_type == ULMA_MAX_TYPES - 1) {
+            static const char over[] = "<types past the limit>";
+            ulma_symbol_append(ULMA_TYPE_SYMBOL_BASE + ULMA_MAX_TYPES - 1, ULMA_SYM_TYPE, 0, 0, over,
+                               sizeof over - 1, "", 0);
+            g_next_type++;
+        }
+        return;
+    }
+    s->id = (uint16_t)g_next_type++;
+    s->off = !matches(buf);
+    ulma_symbol_append(ULMA_TYPE_SYMBOL_BASE + s->id, ULMA_SYM_TYPE, 0, 0, buf, n, "", 0);
+}
+
+/* Type `t`'s slot, named (and wrapped) if new; NULL if memory ran out. */
+static type_slot *type_of(PyTypeObject *t)
+{
+    if (g_types_cap) {
+        for (size_t i = mix((uintptr_t)t, g_types_cap);; i = (i + 1) & (g_types_cap - 1)) {
+            type_slot *s = &g_types[i];
+            if (!s->type)
+                break;
+            if (s->type == t && s->tp_name == t->tp_name)
+                return s;
+        }
+    }
+    if ((g_types_n + 1) * 2 > g_types_cap) {
+        size_t cap = g_types_cap ? g_types_cap * 2 : 256;
+        type_slot *fresh = calloc(cap, sizeof *fresh);
+        if (!fresh)
+            return NULL;
+        for (size_t i = 0; i < g_types_cap; i++) {
+            if (!g_types[i].type)
+                continue;
+            size_t j = mix((uintptr_t)g_types[i].type, cap);
+            while (fresh[j].type)
+                j = (j + 1) & (cap - 1);
+            fresh[j] = g_types[i];
+        }
+        free(g_types);
+        g_types = fresh;
+        g_types_cap = cap;
+    }
+    size_t i = mix((uintptr_t)t, g_types_cap);
+    while (g_types[i].type && g_types[i].type != t)
+        i = (i + 1) & (g_types_cap - 1);
+    type_slot *s = &g_types[i];
+    if (!s->type)
+        g_types_n++;
+    s->type = t;
+    s->tp_name = t->tp_name;
+    type_name(s, t);
+    if (!s->off)
+        wrap(t);
+    return s;
+}
+
+/* The function of the thread's innermost Python frame (0: none). */
+static uint32_t creator_now(void)
+{
+    PyThreadState *ts = PyThreadState_GET();
+    const _PyInterpreterFrame *f = ts ? ulma_frame_counting(ulma_current_frame(ts)) : NULL;
+    PyCodeObject *co = f ? ulma_frame_code(f) : NULL;
+    return co ? ulma_code_id(co) & ULMA_ID_MASK : 0;
+}
+
+static void record(uint8_t kind, uint32_t id, uint8_t flags, uint16_t type)
+{
+    ulma_writer *w = ulma_writer_get();
+    if (w)
+        ulma_emit_ex(w, ulma_ticks(g_clock), id, kind, flags, type, 1);
+}
+
+/* Object `op` goes: its record, made by whom the live table says (or by no
+ * one known: made before tracing, or not kept). */
+static void gone(PyObject *op)
+{
+    addr_slot got = map_take(&g_live, (uintptr_t)op);
+    if (got.addr) {
+        record(ULMA_OBJ_FREE, got.creator, 0, got.type);
+        return;
+    }
+    type_slot *s = type_of(Py_TYPE(op));
+    if (s && !s->off)
+        record(ULMA_OBJ_FREE, 0, ULMA_OBJF_UNKNOWN, s->id);
+}
+
+static inline int recording(void)
+{
+    return g_on && !tls_inside && g_session;
+}
+
+/* A wrapper saw `op` go: counted unless the tracer was told of it first. */
+static void wrapper_saw(PyObject *op)
+{
+    if (!recording())
+        return;
+    tls_inside = 1;
+    if (!map_take(&g_pending, (uintptr_t)op).addr)
+        gone(op);
+    tls_inside = 0;
+}
+
+static void dealloc_wrap(PyObject *op)
+{
+    PyTypeObject *t = Py_TYPE(op);
+    /* a heap type's object goes by its own tp_free (free_wrap) */
+    if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE))
+        wrapper_saw(op);
+    /* called as the tp_dealloc of the first base not dealloc'd by
+     * subtype_dealloc (or of t itself): the first one ulma wrapped; a static
+     * subtype readied meanwhile took the wrapper from its base (inherited),
+     * whose own it calls, wrapped now or not */
+    int inherited = 0;
+    for (; t; t = t->tp_base) {
+        if (t->tp_dealloc != dealloc_wrap && !inherited)
+            continue;
+        wrapped_slot *w = wrapped_find(t);
+        if (w && w->dealloc) {
+            w->dealloc(op);
+            return;
+        }
+        inherited = 1;
+    }
+    Py_FatalError("ulma: a wrapped tp_dealloc lost what it wrapped");
+}
+
+static void free_wrap(void *p)
+{
+    PyObject *op = p;
+    wrapper_saw(op);
+    int inherited = 0;
+    for (PyTypeObject *t = Py_TYPE(op); t; t = t->tp_base) {
+        if (t->tp_free != free_wrap && !inherited)
+            continue;
+        wrapped_slot *w = wrapped_find(t);
+        if (w && w->free) {
+            w->free(p);
+            return;
+        }
+        inherited = 1;
+    }
+    Py_FatalError("ulma: a wrapped tp_free lost what it wrapped");
+}
+
+static int tracer(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    (void)data;
+    if (g_prev)
+        g_prev(op, event, g_prev_data);
+    if (!recording() || !op)
+        return 0;
+    tls_inside = 1;
+    if (event == PyRefTracer_CREATE) {
+        map_take(&g_pending, (uintptr_t)op); /* (a stale one: that object went unseen) */
+        type_slot *s = type_of(Py_TYPE(op));
+        if (s && !s->off) {
+            uint32_t creator = creator_now();
+            if (map_put(&g_live, (uintptr_t)op, creator, s->id) < 0)
+                atomic_fetch_add_explicit(&g_session->objects_untracked, 1, memory_order_relaxed);
+            record(ULMA_OBJ_NEW, creator, 0, s->id);
+        }
+    } else if (event == PyRefTracer_DESTROY) {
+        gone(op);
+        /* its wrapper comes next (or, for a heap type's object, its tp_free) */
+        if (map_put(&g_pending, (uintptr_t)op, 0, 0) < 0)
+            atomic_fetch_add_explicit(&g_session->objects_untracked, 1, memory_order_relaxed);
+    }
+    tls_inside = 0;
+    return 0;
+}
+
+static void patterns_free(void)
+{
+    for (size_t i = 0; i < g_npatterns; i++)
+        free(g_patterns[i]);
+    free(g_patterns);
+    g_patterns = NULL;
+    g_npatterns = 0;
+}
+
+int ulma_objects_start(PyObject *types)
+{
+    patterns_free();
+    if (types && types != Py_None) {
+        PyObject *seq = PySequence_Fast(types, "object types must be a sequence of str");
+        if (!seq)
+            return -1;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        g_patterns = calloc((size_t)n + 1, sizeof *g_patterns);
+        for (Py_ssize_t i = 0; g_patterns && i < n; i++) {
+            const char *p = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
+            if (!p || !(g_patterns[i] = strdup(p))) {
+                Py_DECREF(seq);
+                patterns_free();
+                if (!PyErr_Occurred())
+                    PyErr_NoMemory();
+                return -1;
+            }
+            g_npatterns++;
+        }
+        Py_DECREF(seq);
+        if (!g_patterns) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    /* new ids: every type is named again in this session */
+    free(g_types);
+    g_types = NULL;
+    g_types_cap = g_types_n = 0;
+    g_next_type = 1;
+    map_clear(&g_live);
+    map_clear(&g_pending);
+    void *data = NULL;
+    PyRefTracer now = PyRefTracer_GetTracer(&data);
+    if (now != tracer) { /* (ulma's, left set by a stop the program's stood in front of) */
+        g_prev = now;
+        g_prev_data = data;
+        if (PyRefTracer_SetTracer(tracer, NULL) < 0)
+            return -1;
+    }
+    g_installed = 1;
+    g_on = 1;
+    atomic_store_explicit(&g_session->objects_mechanism, ULMA_OBJECTS_REFTRACER, memory_order_relaxed);
+    return 0;
+}
+
+void ulma_objects_stop(void)
+{
+    if (!g_installed)
+        return;
+    g_on = 0;
+    void *data = NULL;
+    if (PyRefTracer_GetTracer(&data) == tracer) {
+        PyRefTracer_SetTracer(g_prev, g_prev_data);
+        g_prev = NULL;
+        g_prev_data = NULL;
+        g_installed = 0;
+    } else if (g_session) {
+        atomic_fetch_add_explicit(&g_session->objects_displaced, 1, memory_order_relaxed);
+    }
+    unwrap_static();
+    map_clear(&g_live); /* what was live then is made before the next session */
+    map_clear(&g_pending);
+}
+
+void ulma_objects_after_fork(void)
+{
+    g_on = 0; /* its parent's tables: a session of its own starts afresh */
+}
+
+#else /* before 3.13: no ref tracer */
+
+int ulma_objects_start(PyObject *types)
+{
+    (void)types;
+    PyErr_SetString(PyExc_RuntimeError, "--objects needs Python 3.13 or later (PyRefTracer)");
+    return -1;
+}
+
+void ulma_objects_stop(void)
+{
+}
+
+void ulma_objects_after_fork(void)
+{
+}
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * objtrace.h -- object lifecycle records for --objects (records.h "Object
+ * lifecycle records"): on Python 3.13+ a ref tracer (PyRefTracer_SetTracer)
+ * turns each object's creation and destruction into one OBJ_NEW or
+ * OBJ_FREE record on the thread's ring.  Not installed at all unless asked
+ * for: without --objects it costs nothing.
+ */
+#ifndef ULMA_OBJTRACE_H
+#define ULMA_OBJTRACE_H
+
+#include <Python.h>
+
+/* Is there a mechanism on this Python (3.13+: the ref tracer)? */
+int ulma_objects_available(void);
+/* Starts the records, for the types whose name matches one of `types`
+ * (fnmatch patterns on "qualname" or "module.qualname"; NULL or empty: all
+ * types).  Another ref tracer already set is chained to (called first, with
+ * its own data).  0, or -1 with an exception. */
+int ulma_objects_start(PyObject *types);
+/* Stops them: ulma's tracer comes out if it is still the one set (the one
+ * it chained to goes back); if the program set its own since, both stay and
+ * ulma's records nothing more (counted: objects_displaced). */
+void ulma_objects_stop(void);
+/* A forked child: the tables are its parent's copy; forget them (no lock). */
+void ulma_objects_after_fork(void);
+
+#endif

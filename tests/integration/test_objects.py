@@ -1,0 +1,110 @@
+"""--objects: objects made and destroyed per type and per function that made them, read from the
+JSON report and the trace's, against what tests/programs/objects_made.py knows it did (N objects of
+each type made by its own maker, K of them kept; N made in a thread of its own and dropped by the
+main thread)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_process, ulma_command
+
+PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
+PROGRAM = PROGRAMS_DIR / "objects_made.py"
+N, KEEP = 1000, 100
+
+Completed = subprocess.CompletedProcess[str]
+UlmaJson = Callable[..., tuple[Completed, dict[str, Any]]]
+
+needs_313 = pytest.mark.skipif(sys.version_info < (3, 13), reason="--objects needs Python 3.13 (PyRefTracer)")
+
+
+def shares(report: dict[str, Any]) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """(type, function) -> (made, of them destroyed, destroyed while it was on top)."""
+    return {(t["name"], f["name"]): (f["created"], f["freed"], f["freed_here"])
+            for t in report["types"] for f in t["by_function"]}
+
+
+def check_made(report: dict[str, Any]) -> None:
+    got = shares(report)
+    for type_name, maker in (("list", "make_lists"), ("dict", "make_dicts"), ("str", "make_strs"),
+                             ("Thing", "make_things")):
+        made, freed, _here = got[type_name, maker]
+        assert (made, freed) == (N, N - KEEP), (type_name, got[type_name, maker])
+    # made in another thread, destroyed in the main one: credited to the maker, and to the dropper
+    assert got["AcrossThing", "across"][:2] == (N, N)
+    assert got["AcrossThing", "drop_all"] == (0, 0, N)
+    by_name = {t["name"]: t for t in report["types"]}
+    thing = by_name["Thing"]
+    assert (thing["created"], thing["freed"], thing["live"]) == (N, N - KEEP, KEEP)
+    assert report["objects"]["mechanism"] == "reftracer" and report["objects"]["untracked"] == 0
+
+
+@needs_313
+def test_each_makers_objects_are_counted_exactly_made_destroyed_and_live(
+    engine_flags: list[str], ulma_json: UlmaJson, describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    trace = tmp_path / "run.ulma"
+    result, report = ulma_json([*engine_flags, "--objects", "--no-report", "-o", str(trace), str(PROGRAM),
+                                str(N), str(KEEP)], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    assert json.loads(result.stdout.strip().splitlines()[-1])["kept"] == 4 * KEEP
+    check_made(report)
+    # the trace says the same
+    out = tmp_path / "trace.json"
+    reported = run_process(ulma_command(["report", str(trace), "--json", str(out)]))
+    assert reported.returncode == 0, describe(reported)
+    assert "objects (reftracer)" in reported.stdout + reported.stderr
+    check_made(json.loads(out.read_text()))
+
+
+@needs_313
+def test_objects_types_keeps_only_the_types_named(
+    ulma_json: UlmaJson, describe: Callable[[Completed], str],
+) -> None:
+    result, report = ulma_json(["--objects-types", "list,Thing", "--no-report", str(PROGRAM), str(N),
+                                str(KEEP)], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    assert {t["name"] for t in report["types"]} == {"list", "Thing"}
+    got = shares(report)
+    assert got["list", "make_lists"][:2] == got["Thing", "make_things"][:2] == (N, N - KEEP)
+
+
+TRACER_SET = """
+import ctypes, sys
+get = ctypes.pythonapi.PyRefTracer_GetTracer
+get.restype, get.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+print(get(None) or 0)
+"""
+
+
+@needs_313
+def test_without_objects_no_ref_tracer_is_set_and_the_report_has_no_types(
+    ulma_json: UlmaJson, describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    """The cost with --objects off is nothing: no tracer is installed at all."""
+    program = tmp_path / "tracer_set.py"
+    program.write_text(TRACER_SET)
+    result, report = ulma_json(["--no-report", str(program)])
+    assert result.returncode == 0, describe(result)
+    assert result.stdout.split()[-1] == "0", result.stdout
+    assert report["objects"] is None and report["types"] == []
+    result, report = ulma_json(["--objects", "--no-report", str(program)])
+    assert result.stdout.split()[-1] != "0", result.stdout  # (the check itself can see one)
+    assert report["objects"]["mechanism"] == "reftracer"
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13 has the ref tracer")
+def test_objects_before_313_is_refused_in_one_line(describe: Callable[[Completed], str]) -> None:
+    ran = run_process(ulma_command(["run", "--objects", str(PROGRAM), "10", "1"]), cwd=PROGRAMS_DIR)
+    lines = ran.stderr.strip().splitlines()
+    assert ran.returncode == 2 and len(lines) == 1, describe(ran)
+    assert "--objects needs Python 3.13" in lines[0], describe(ran)
+    assert not ran.stdout  # the program never ran
