@@ -53,10 +53,11 @@ HOT, COLD, SPIN, MAIN = key("hot"), key("cold"), key("spin"), key("main")
 
 
 @contextmanager
-def live_run(program: Path = PROGRAM, args: tuple[str, ...] = ("120",)) -> Iterator[tuple[LiveRun, Captured]]:
+def live_run(program: Path = PROGRAM, args: tuple[str, ...] = ("120",),
+             options: Options | None = None) -> Iterator[tuple[LiveRun, Captured]]:
     """The program running under ulma, drained by a worker thread; stopped and finished afterwards."""
     captured = Captured()
-    run = Run(Target("script", str(program), args), Options(engine=resolve_engine("auto")),
+    run = Run(Target("script", str(program), args), options or Options(engine=resolve_engine("auto")),
               stdin=subprocess.DEVNULL, stdout=captured.stdout.file, stderr=captured.stderr.file)
     live = LiveRun(run).start()
     try:
@@ -669,3 +670,46 @@ def test_a_shows_the_asyncio_tasks_with_where_each_waits_and_a_closes_them() -> 
 
     with live_run(program, ("--hold", "30")) as (live, _):
         drive(body, live, ViewSettings(title="asyncio_tasks.py", refresh_seconds=None))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="--objects needs Python 3.13 (PyRefTracer)")
+def test_o_shows_the_types_by_objects_live_and_with_a_function_selected_what_it_made() -> None:
+    """tests/programs/objects_live.py keeps every Thing `grow` makes and none of the lists `churn`
+    makes: the pane (key o) lists Thing with its live objects growing, lists made and destroyed
+    at the same rate; with grow selected, the Things it made, all live."""
+    program = PROGRAMS_DIR / "objects_live.py"
+    grow = ("grow", str(program), next(i for i, text in enumerate(program.read_text().splitlines(), 1)
+                                       if text.startswith("def grow(")))
+
+    def cells(grid: Grid) -> dict[str, list[str]]:
+        return {"".join(t for t, _ in row[0]): ["".join(t for t, _ in c) for c in row[1:]]
+                for row in grid.rows}
+
+    def number(text: str) -> int:
+        return int(text.replace(",", ""))
+
+    async def body(app: LiveView, pilot: LivePilot) -> None:
+        pane = app.query_one("#objects")
+        await pilot.press("o")
+        assert pane.has_class("open")
+        grid = app.query_one("#object-rows", Grid)
+        await until(app, pilot, lambda: "Thing" in cells(grid) and number(cells(grid)["Thing"][0]) >= 200,
+                    "200 Things live")
+        first = number(cells(grid)["Thing"][0])
+        await until(app, pilot, lambda: number(cells(grid)["Thing"][0]) > first, "more Things live")
+        lists = cells(grid)["list"]
+        assert number(lists[0]) < 20 and number(lists[3]) >= 200, lists  # (live, made/s, destroyed/s, made)
+        title = str(app.query_one("#objects-title", Static).render())
+        assert any(c in title for c in "▁▂▃▄▅▆▇█"), title  # the sparkline of objects live
+        app.query_one("#functions", Grid).move_to(row_id(grow))
+        await pilot.press("enter")
+        await until(app, pilot, lambda: "Thing" in cells(grid) and "made by grow" in
+                    str(app.query_one("#objects-title", Static).render()), "grow's objects")
+        live, made, destroyed, _here = (number(x) for x in cells(grid)["Thing"])
+        assert live == made > 0 and destroyed == 0, cells(grid)
+        await pilot.press("o")
+        assert not pane.has_class("open")
+
+    options = Options(engine=resolve_engine("auto"), objects=())
+    with live_run(program, ("60",), options) as (live, _):
+        drive(body, live, ViewSettings(title="objects_live.py", refresh_seconds=None))

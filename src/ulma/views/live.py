@@ -33,7 +33,7 @@ from ulma.monitor import eventloop
 from ulma.monitor.control import MAX_CPU_INTERVAL_US, ChannelFull
 from ulma.monitor.live import Health, LiveSource, Rates, Snapshot, rates
 from ulma.monitor.output import Captured, Stream
-from ulma.monitor.profile import FunctionStats
+from ulma.monitor.profile import FunctionStats, Profile
 from ulma.phases import site
 from ulma.views import bar
 from ulma.views.grid import Cell, Col, Grid
@@ -64,13 +64,24 @@ REFRESH_SECONDS = 0.25
 STEP_SECONDS = 0.05  # how often the step pane looks for a new stop
 STEP_KEYS = "step mode: n next event  N over a call  c continue  q leave step mode"
 MAX_ROWS = 500  # a table of thousands of rows redrawn 4 times a second helps nobody
+SPARK_POINTS = 40  # the objects pane's sparkline: the last this many refreshes
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[int]) -> str:
+    """values as a line of block characters, the least at the bottom, the most at the top."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = high - low or 1
+    return "".join(_SPARKS[(v - low) * (len(_SPARKS) - 1) // span] for v in values)
 RATE_WINDOW_NS = 1_000_000_000
 BAR_WIDTH = 20
 MIN_BAR_WIDTH = 8
 MIN_NAME_WIDTH = 24
 SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
 KEYS = ("1-7 sort (again: reverse)  / filter  x off/on (filtered: all shown)  X module off/on  "
-        "w wall/cpu  p pause  t thread  a tasks  c clear  ⏎ callers/callees  esc close  "
+        "w wall/cpu  p pause  t thread  a tasks  o objects  c clear  ⏎ callers/callees  esc close  "
         "^C interrupt program  q quit")
 
 
@@ -144,6 +155,10 @@ class LiveView(App[None]):
     #tasks.open { display: block; }
     #tasks-title { height: 1; padding: 0 1; }
     #task-rows { height: 1fr; }
+    #objects { height: 12; display: none; border-top: solid $accent; }
+    #objects.open { display: block; }
+    #objects-title { height: 1; padding: 0 1; }
+    #object-rows { height: 1fr; }
     #output { height: 8; border-top: solid $accent; }
     #filter { display: none; }
     #filter.open { display: block; }
@@ -161,6 +176,7 @@ class LiveView(App[None]):
         Binding("p", "pause", "pause"),
         Binding("t", "next_thread", "thread"),
         Binding("a", "tasks", "asyncio tasks"),
+        Binding("o", "objects", "objects"),
         Binding("c", "clear", "clear history"),
         Binding("w", "toggle_clock", "wall/cpu"),
         Binding("slash", "filter", "filter"),
@@ -204,6 +220,12 @@ class LiveView(App[None]):
         self.step_events: list[tuple[str, str, str]] = []  # every stop shown: (kind, function, file)
         self.step_text = Text()  # what the step pane shows
         self.show_tasks = False  # a: the asyncio tasks pane
+        self.show_objects = False  # o: the objects pane (--objects)
+        # objects: each type's (made, destroyed) at the last snapshot and when, for the rates; the
+        # objects live over time, for the sparkline
+        self._object_counts: tuple[int, dict[str, tuple[int, int]]] | None = None
+        self._object_rates: dict[str, tuple[float, float]] = {}
+        self._live_history: deque[int] = deque(maxlen=SPARK_POINTS)
         self._decoders = {"out": codecs.getincrementaldecoder("utf-8")("replace"),
                           "err": codecs.getincrementaldecoder("utf-8")("replace")}
 
@@ -224,6 +246,9 @@ class LiveView(App[None]):
         with Vertical(id="tasks"):
             yield Static(id="tasks-title")
             yield Grid(id="task-rows")
+        with Vertical(id="objects"):
+            yield Static(id="objects-title")
+            yield Grid(id="object-rows")
         if self.settings.output is not None:
             yield Log(id="output", max_lines=5000)
         yield Static(id="step")
@@ -317,6 +342,8 @@ class LiveView(App[None]):
             self._render_table()
             self._render_links()
             self._render_tasks()
+            self._note_objects(snap.profile, at)
+            self._render_objects()
         self._follow_modules()
         self._tell_switches()
         self._show_output()
@@ -518,6 +545,69 @@ class LiveView(App[None]):
                           Col([("steps", "")], 10, right=True), Col([("running", "")], 10, right=True),
                           Col([("waiting", "")], 10, right=True)])
         grid.set_rows(rows)
+
+    def _note_objects(self, profile: Profile, at_ns: int) -> None:
+        """Each type's rates since the last snapshot, and the objects live now (--objects)."""
+        if profile.objects is None:
+            return
+        counts = {t.name: (t.created, t.freed) for t in profile.types}
+        if self._object_counts is not None and at_ns > self._object_counts[0]:
+            seconds = (at_ns - self._object_counts[0]) / 1e9
+            before = self._object_counts[1]
+            self._object_rates = {name: ((made - before.get(name, (0, 0))[0]) / seconds,
+                                         (freed - before.get(name, (0, 0))[1]) / seconds)
+                                  for name, (made, freed) in counts.items()}
+        self._object_counts = (at_ns, counts)
+        self._live_history.append(sum(t.live for t in profile.types))
+
+    def _render_objects(self) -> None:
+        """--objects: the types by objects live, with what is made and destroyed per second; with a
+        function selected (enter), the types it made."""
+        pane = self.query_one("#objects", Vertical)
+        pane.set_class(self.show_objects, "open")
+        if not self.show_objects or self.snap is None:
+            return
+        profile = self.snap.profile
+        title = Text("objects ", style="bold")
+        grid = self.query_one("#object-rows", Grid)
+        if profile.objects is None:
+            title.append("not counted: run with --objects (Python 3.13+)   (o closes)", style="dim")
+            self.query_one("#objects-title", Static).update(title)
+            grid.set_rows([])
+            return
+        title.append(f"live {sum(t.live for t in profile.types):,} ")
+        title.append(sparkline(list(self._live_history)), style="cyan")
+        rows = []
+        if self.focus_key is not None:
+            name = self.focus_key[0]
+            title.append(f"   made by {name} (enter on another row changes it; o closes)", style="dim")
+            made = [(t, f) for t in profile.types for f in t.by_function
+                    if (f.function is not None and
+                        (profile.functions[f.function].name, profile.functions[f.function].file,
+                         profile.functions[f.function].line) == self.focus_key)]
+            for t, f in sorted(made, key=lambda tf: -(tf[1].created - tf[1].freed))[:MAX_ROWS]:
+                rows.append((f"objects-{t.name}", [[(t.name, "bold")], [(f"{f.created - f.freed:,}", "")],
+                                                   [(f"{f.created:,}", "")], [(f"{f.freed:,}", "")],
+                                                   [(f"{f.freed_here:,}", "")]]))
+            heads = ("type", "live", "made", "destroyed", "destroyed here")
+        else:
+            title.append(f"   {len(profile.types)} types, every thread; enter on a function shows what it "
+                         "made (o closes)", style="dim")
+            for t in sorted(profile.types, key=lambda t: (-t.live, -t.created))[:MAX_ROWS]:
+                made_s, freed_s = self._object_rates.get(t.name, (0.0, 0.0))
+                rows.append((f"objects-{t.name}", [[(t.name, "bold")], [(f"{t.live:,}", "")],
+                                                   [(f"{made_s:,.0f}", "")], [(f"{freed_s:,.0f}", "")],
+                                                   [(f"{t.created:,}", "")]]))
+            heads = ("type", "live", "made/s", "destroyed/s", "made")
+        self.query_one("#objects-title", Static).update(title)
+        side = max(16, self.size.width - 4 * 14 - 8)
+        grid.set_columns([Col([(heads[0], "")], side),
+                          *(Col([(h, "")], 13, right=True) for h in heads[1:])])
+        grid.set_rows(rows)
+
+    def action_objects(self) -> None:
+        self.show_objects = not self.show_objects
+        self._render_objects()
 
     def action_tasks(self) -> None:
         self.show_tasks = not self.show_tasks
