@@ -262,6 +262,53 @@ def test_a_session_after_one_that_left_its_evaluator_behind_the_programs_counts_
         os.close(fd)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+def test_a_sys_monitoring_session_after_one_that_left_its_evaluator_counts_each_call_once(
+        tmp_path: Path) -> None:
+    """An evaluator of ulma's left behind the program's would record a sys.monitoring session's
+    calls a second time: with the program's still in front, the session runs on it (PEP 523,
+    said as its engine); once the program took its own out, ulma's goes and the session is
+    sys.monitoring's."""
+    if resolve_engine("pep523") != "pep523":
+        pytest.skip("no PEP 523 engine here")
+    build_evaluator(tmp_path)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import own_evaluator
+    finally:
+        sys.path.remove(str(tmp_path))
+    engines = {"monitoring": 1, "pep523": 2}
+    for program_took_its_own_out in (False, True):
+        fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        session = _core.Session(fd, 1 << 20, 8)
+        try:
+            _core.agent_start(fd, "pep523")
+            try:
+                own_evaluator.install()
+            finally:
+                _core.agent_stop()
+            if program_took_its_own_out:
+                own_evaluator.uninstall()
+            try:
+                _core.agent_start(fd, "monitoring")
+                try:
+                    work()
+                finally:
+                    _core.agent_stop()
+            finally:
+                if not program_took_its_own_out:
+                    own_evaluator.uninstall()
+            session.drain()
+            names = {sid: name for sid, _kind, _flags, name, _file, _line in session.symbols()}
+            calls = {names[fid]: c for fid, c, _r, _s, _t in session.snapshot()[0]}
+            assert calls["leaf"] == 10, (program_took_its_own_out, calls)
+            engine = "monitoring" if program_took_its_own_out else "pep523"
+            assert session.counters()["engine"] == engines[engine], program_took_its_own_out
+        finally:
+            session.close()
+            os.close(fd)
+
+
 def test_an_evaluator_installed_before_ulmas_sees_every_frame_and_ulma_every_call(tmp_path: Path) -> None:
     """ulma's hot path is chosen at start: with the program's evaluator already
     there, it is the one that chains to it."""

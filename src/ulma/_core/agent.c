@@ -1253,6 +1253,8 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
         return -1;
     }
     ulma_agent_stop(0); /* the hooks of a session detached by a fork, if any */
+    if (engine == ULMA_ENGINE_MONITORING && !empty && ulma_engine_pep523_buried())
+        engine = ULMA_ENGINE_PEP523;
     if (!g_atfork_ready && pthread_atfork(NULL, NULL, at_fork_child) == 0)
         g_atfork_ready = 1;
     ulma_session_header probe;

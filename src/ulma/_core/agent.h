@@ -310,6 +310,11 @@ int ulma_engine_pep523_pause(int paused);
 /* The calling thread just claimed its ring (native calls on PEP 523). */
 void ulma_engine_pep523_thread_claimed(void);
 int ulma_engine_pep523_start(int empty, int native_calls);
+/* Is an evaluator of ulma's, left by an earlier session behind the
+ * program's, still in the program's evaluator chain?  It would record a
+ * sys.monitoring session's calls again: such a session runs on it instead
+ * (PEP 523).  One the program has put back on top is taken out (0). */
+int ulma_engine_pep523_buried(void);
 void ulma_engine_pep523_stop(void);
 
 /* The agent's session lifecycle (agent.c). */

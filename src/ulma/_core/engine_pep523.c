@@ -494,6 +494,21 @@ static int is_ours(_PyFrameEvalFunction e)
     return e == ulma_eval || e == ulma_eval_native || e == ulma_eval_empty || e == ulma_eval_floor;
 }
 
+int ulma_engine_pep523_buried(void)
+{
+    if (!g_left_behind)
+        return 0;
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    if (is_ours(_PyInterpreterState_GetEvalFrameFunc(interp))) {
+        /* the program took its own out since: ulma's, on top again, goes */
+        _PyInterpreterState_SetEvalFrameFunc(interp, g_prev_eval ? g_prev_eval : _PyEval_EvalFrameDefault);
+        g_prev_eval = NULL;
+        g_left_behind = 0;
+        return 0;
+    }
+    return 1;
+}
+
 int ulma_engine_pep523_start(int empty, int native_calls)
 {
     g_native = native_calls && !empty;
