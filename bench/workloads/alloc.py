@@ -26,8 +26,8 @@ def churn(n: int) -> int:
     for i in range(n):
         p = Point(i, i + 1)
         r = Record(f"k{i % 977}", i)
-        row = [p.x, p.y, r.value]
-        d = {"a": row, "b": [i, r.key]}
+        row: list[object] = [p.x, p.y, r.value]
+        d: dict[str, list[object]] = {"a": row, "b": [i, r.key]}
         total += len(d["a"]) + len(d["b"])
         if i % 1000 == 0:
             kept.append(d)
