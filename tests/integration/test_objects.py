@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_process, ulma_command
+from tests.conftest import agent_target, run_process, ulma_command
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 PROGRAM = PROGRAMS_DIR / "objects_made.py"
@@ -108,3 +108,23 @@ def test_objects_before_313_is_refused_in_one_line(describe: Callable[[Completed
     assert ran.returncode == 2 and len(lines) == 1, describe(ran)
     assert "--objects needs Python 3.13" in lines[0], describe(ran)
     assert not ran.stdout  # the program never ran
+
+
+@needs_313
+def test_an_attach_counts_objects_made_before_it_apart_from_those_it_saw_made(
+    tmp_path: Path, describe: Callable[[Completed], str],
+) -> None:
+    """Objects made before the attach are not counted as made; their destructions are counted,
+    apart (freed_untracked)."""
+    out = tmp_path / "attach.json"
+    with agent_target(PROGRAMS_DIR / "objects_attach.py", tmp_path) as target:
+        ran = run_process(ulma_command(["attach", str(target.proc.pid), "--objects", "--duration", "3",
+                                        "--no-report", "--json", str(out)]))
+        assert ran.returncode == 0, describe(ran)
+        code, stdout, err = target.finish()
+    assert code == 0 and "done old=1000 new=500 kept=100" in stdout, (code, stdout, err)
+    thing = {t["name"]: t for t in json.loads(out.read_text())["types"]}["Thing"]
+    assert (thing["created"], thing["freed"], thing["live"]) == (500, 400, 100), thing
+    assert thing["freed_untracked"] == 1000, thing
+    assert [(f["name"], f["created"], f["freed"]) for f in thing["by_function"] if f["created"]] == [
+        ("make_new", 500, 400)]

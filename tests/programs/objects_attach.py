@@ -1,0 +1,49 @@
+"""A program with an idle agent (`python -m ulma.agent objects_attach.py STOPFILE`) that made
+OLD Things before anyone attached; once a ref tracer is set (ulma attached with --objects) it
+drops those, makes NEW Things in `make_new` and keeps KEEP of them, and says so on stdout; it
+exits when STOPFILE exists."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+
+OLD, NEW, KEEP = 1000, 500, 100
+
+
+class Thing:
+    pass
+
+
+def tracer_set() -> bool:
+    get = ctypes.pythonapi.PyRefTracer_GetTracer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    return bool(get(None))
+
+
+def make_new(kept: list[Thing]) -> None:
+    for i in range(NEW):
+        t = Thing()
+        if i < KEEP:
+            kept.append(t)
+
+
+def main() -> None:
+    stop = sys.argv[1]
+    old = [Thing() for _ in range(OLD)]
+    kept: list[Thing] = []
+    while not tracer_set():
+        if os.path.exists(stop):
+            sys.exit("never attached")
+        time.sleep(0.005)
+    old.clear()
+    make_new(kept)
+    print(f"done old={OLD} new={NEW} kept={len(kept)}", flush=True)
+    while not os.path.exists(stop):
+        time.sleep(0.01)
+
+
+if __name__ == "__main__":
+    main()
