@@ -63,6 +63,13 @@ def test_each_makers_objects_are_counted_exactly_made_destroyed_and_live(
     assert reported.returncode == 0, describe(reported)
     assert "objects (reftracer)" in reported.stdout + reported.stderr
     check_made(json.loads(out.read_text()))
+    # and the text export has every record: the type, and the function that made the object
+    text = run_process(ulma_command(["export", str(trace), "--format", "text", "-o", "-"]))
+    assert text.returncode == 0, describe(text)
+    lines = [line.split("\t") for line in text.stdout.splitlines() if "\tobj_" in line]
+    for kind, count in (("obj_new", N), ("obj_free", N - KEEP)):
+        made = [f for f in lines if f[3] == kind and f[4] == "list" and f[5].startswith("make_lists ")]
+        assert len(made) == count, (kind, len(made))
 
 
 @needs_313

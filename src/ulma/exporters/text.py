@@ -15,7 +15,10 @@ their site's name and file:line) or counter (``name=value`` as function);
 ``sync_after_drop``, after lost events) starts a restatement of the thread's
 stack, whose frames follow as ``frame`` lines, outermost first; ``task``
 says the next event starts or ends a step of an asyncio task: its name as
-function, ``#N`` (its number; ``#N new`` the first time) as file.  Events of
+function, ``#N`` (its number; ``#N new`` the first time) as file; ``obj_new``
+and ``obj_free`` (``--objects``): the object's type as function, the function
+that made it and its file:line as file (``-`` if it was made before tracing
+began or not kept).  Events of
 ulma's own bootstrap code are left out, as in the report.  Tabs separate the
 columns because file names may hold spaces: ``awk -F'\\t'``.
 """
@@ -35,6 +38,7 @@ _FUNCTION_KINDS = frozenset((records.CALL, records.RETURN, records.UNWIND, recor
                              records.SCOPE_BEGIN, records.SCOPE_END, records.MARK))
 # records whose line depends on more than their word (never cached)
 _VALUE_KINDS = frozenset((records.CPU_SAMPLE, records.COUNTER))
+_OBJECT_KINDS = frozenset((records.OBJ_NEW, records.OBJ_FREE))
 
 
 class TextExporter(Exporter):
@@ -68,8 +72,9 @@ class TextExporter(Exporter):
         def make_tail(word: int) -> bytes:
             fid, kind, flags, aux = word & 0xFFFFFFFF, word >> 32 & 0xFF, word >> 40 & 0xFF, word >> 48
             tail = self._tail(prefix, fid, kind, flags, aux).encode()
-            if word >> 40 == 0 and kind not in _VALUE_KINDS and fid in frames:
-                tails[word] = tail
+            if ((word >> 40 == 0 and kind not in _VALUE_KINDS and fid in frames)
+                    or (kind in _OBJECT_KINDS and records.TYPE_SYMBOL_BASE + aux in frames)):
+                tails[word] = tail  # (an object's record: its maker and type are all its tail says)
             return tail
 
         scale = self.run.text_scale  # the run's --log's, if it wrote one
@@ -98,6 +103,15 @@ class TextExporter(Exporter):
                 return ""
             name, at = where.split("\t", 1)
             return f"{prefix}counter\t{name}={value}\t{at}\n"
+        if kind in _OBJECT_KINDS:  # --objects: the type, and the function that made the object
+            sym = self.run.frames.get(records.TYPE_SYMBOL_BASE + aux)
+            if sym is None:
+                return ""
+            maker = "-"
+            if not flags & records.OBJF_UNKNOWN and fid in self.run.frames:
+                f = self.run.frame(fid)
+                maker = f"{_clean(f.name)} {_clean(f.file)}:{f.line}"
+            return f"{prefix}{records.KIND_NAMES[kind]}\t{_clean(sym.name)}\t{maker}\n"
         if kind == records.TASK:
             name = _clean(self.run.tasks.get(fid, f"task #{fid}"))
             how = "end" if flags & records.TASKF_END else "start"

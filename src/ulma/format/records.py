@@ -57,6 +57,8 @@ SYM_SCOPE: Final = LAYOUT["SYM_SCOPE"]
 SYM_MARK: Final = LAYOUT["SYM_MARK"]
 SYM_COUNTER: Final = LAYOUT["SYM_COUNTER"]
 # object lifecycle (records.h): types are symbols of their own id space
+OBJ_NEW: Final = LAYOUT["OBJ_NEW"]
+OBJ_FREE: Final = LAYOUT["OBJ_FREE"]
 SYM_TYPE: Final = LAYOUT["SYM_TYPE"]
 TYPE_SYMBOL_BASE: Final = LAYOUT["TYPE_SYMBOL_BASE"]
 OBJF_UNKNOWN: Final = LAYOUT["OBJF_UNKNOWN"]
