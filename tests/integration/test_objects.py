@@ -6,6 +6,8 @@ main thread)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import agent_target, run_process, ulma_command
+from tests.conftest import agent_target, missing_dependency, run_process, ulma_command
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 PROGRAM = PROGRAMS_DIR / "objects_made.py"
@@ -135,3 +137,24 @@ def test_an_attach_counts_objects_made_before_it_apart_from_those_it_saw_made(
     assert thing["freed_untracked"] == 1000, thing
     assert [(f["name"], f["created"], f["freed"]) for f in thing["by_function"] if f["created"]] == [
         ("make_new", 500, 400)]
+
+
+@needs_313
+def test_go_tool_pprof_reads_the_objects_each_stack_made(
+    ulma_json: UlmaJson, describe: Callable[[Completed], str], tmp_path: Path,
+) -> None:
+    go = shutil.which("go")
+    if go is None:
+        missing_dependency("`go` is not installed (Debian package golang-go): cannot run go tool pprof")
+    trace, out = tmp_path / "run.ulma", tmp_path / "run.pb.gz"
+    result, _report = ulma_json(["--objects-types", "list,Thing", "--no-report", "-o", str(trace),
+                                 str(PROGRAM), str(N), str(KEEP)], cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    exported = run_process(ulma_command(["export", str(trace), "--format", "pprof", "-o", str(out)]))
+    assert exported.returncode == 0, describe(exported)
+    env = {**os.environ, "PPROF_TMPDIR": str(tmp_path), "HOME": str(tmp_path), "GOCACHE": str(tmp_path)}
+    top = subprocess.run([go, "tool", "pprof", "-top", "-sample_index=objects", str(out)],
+                         capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert top.returncode == 0, top.stderr
+    flat = {row[-1]: row[0] for row in (line.split() for line in top.stdout.splitlines()) if len(row) >= 6}
+    assert flat.get("make_lists") == flat.get("make_things") == str(N), top.stdout

@@ -1421,8 +1421,8 @@ static PyObject *replay_tree(ReplayObject *self, PyObject *unused)
     (void)unused;
     PyObject *out = PyList_New(0);
     for (size_t i = 0; out && self->ready && i < self->r.nnodes; i++) {
-        if (append_built(out, "(iLKK)", self->r.node_parent[i], (long long)self->r.node_fid[i],
-                         self->r.node_self[i], self->r.node_calls[i]) < 0)
+        if (append_built(out, "(iLKKK)", self->r.node_parent[i], (long long)self->r.node_fid[i],
+                         self->r.node_self[i], self->r.node_calls[i], self->r.node_objects[i]) < 0)
             Py_CLEAR(out);
     }
     return out;
@@ -1909,7 +1909,7 @@ static PyMethodDef replay_methods[] = {
      "write(thread, data, first, last); with direct, other threads' packed for speedscope_text"},
     {"take_chrome", (PyCFunction)replay_take_chrome, METH_VARARGS,
      "take_chrome(prefixes, make_prefix, gap_line, write): the frames that ended, as chrome events"},
-    {"tree", (PyCFunction)replay_tree, METH_NOARGS, "the stack tree: [(parent, fid, self_ns, entries)] by node"},
+    {"tree", (PyCFunction)replay_tree, METH_NOARGS, "the stack tree: [(parent, fid, self_ns, entries, objects made)] by node"},
     {"pstats", (PyCFunction)replay_pstats, METH_NOARGS,
      "([(fid, entries, recursive, self_ns, cum_ns)], [(caller, callee, entries, recursive, self_ns, cum_ns)])"},
     {"threads", (PyCFunction)replay_threads, METH_NOARGS, "per-thread figures, in order of first feed"},

@@ -139,12 +139,15 @@ static uint32_t node_new(ulma_replay *r, int32_t parent, int64_t fid)
         c = cap;
         if (ulma_grow((void **)&r->node_calls, &c, cap + 1, sizeof *r->node_calls, 0) < 0)
             return NONE;
+        c = cap;
+        if (ulma_grow((void **)&r->node_objects, &c, cap + 1, sizeof *r->node_objects, 0) < 0)
+            return NONE;
         r->nodes_cap = c;
     }
     uint32_t n = (uint32_t)r->nnodes++;
     r->node_parent[n] = parent;
     r->node_fid[n] = fid;
-    r->node_self[n] = r->node_calls[n] = 0;
+    r->node_self[n] = r->node_calls[n] = r->node_objects[n] = 0;
     return n;
 }
 
@@ -372,8 +375,20 @@ static void hook_counter(void *ctx, uint32_t id, int64_t value, uint64_t t)
     x->thread = th->thread;
 }
 
+/* An object made: counted on the stack on top (the tree's). */
+static void hook_object(void *ctx, const ulma_event *e)
+{
+    ulma_replay_thread *th = ctx;
+    if (e->kind != ULMA_OBJ_NEW || !(th->r->what & ULMA_REPLAY_TREE) || !th->depth)
+        return;
+    uint32_t node = th->stack[th->depth - 1].node;
+    if (node != NONE && node < th->r->nnodes)
+        th->r->node_objects[node]++;
+}
+
 static const ulma_walk_hooks REPLAY_HOOKS = {
     .counter = hook_counter,
+    .object = hook_object,
     .push = hook_push,
     .pop = hook_pop,
     .depth = hook_depth,
@@ -411,6 +426,7 @@ void ulma_replay_free(ulma_replay *r)
     free(r->node_fid);
     free(r->node_self);
     free(r->node_calls);
+    free(r->node_objects);
     map_free(&r->children);
     free(r->func_ids);
     free(r->funcs);

@@ -4,8 +4,9 @@
  *   - frames: every frame that starts or ends, and every gap left by
  *     dropped events, as packed transitions the caller takes in batches
  *     (and, if asked, every value a native counter was set to);
- *   - a tree of distinct stacks with self time and entries per stack (shared
- *     by all threads, or one root per thread), for collapsed stacks and pprof;
+ *   - a tree of distinct stacks with self time, entries and objects made
+ *     (--objects) per stack (shared by all threads, or one root per thread),
+ *     for collapsed stacks and pprof;
  *   - cProfile's figures per function and per caller->callee pair (entries,
  *     recursive entries, self, cumulative), for pstats.
  * Times are ns since `start_ticks` (ticks * scale >> 48; ticks before the
@@ -119,6 +120,7 @@ typedef struct ulma_replay {
     int32_t *node_parent;
     int64_t *node_fid;
     uint64_t *node_self, *node_calls;
+    uint64_t *node_objects;  /* objects made with the stack on top (--objects) */
     size_t nnodes, nodes_cap;
     ulma_map children;       /* node << 32 | fid -> node */
     uint64_t cut_frames;     /* frames past ULMA_TREE_MAX_DEPTH */

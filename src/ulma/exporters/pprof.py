@@ -39,6 +39,11 @@ class PprofExporter(StackTreeExporter):
         super().__init__(run, out)
         self.strings: dict[str, int] = {"": 0}
 
+    @property
+    def with_objects(self) -> bool:
+        """The run counted objects (--objects): samples carry them too."""
+        return "objects_mechanism" in (self.run.end or {})
+
     def s(self, text: str) -> int:
         """The string's index in the string table."""
         index = self.strings.get(text)
@@ -55,6 +60,8 @@ class PprofExporter(StackTreeExporter):
         with gzip.GzipFile(fileobj=self.out, mode="wb", compresslevel=6, mtime=0) as z:
             z.write(pb.nested(P_SAMPLE_TYPE, self.value_type("wall", "nanoseconds")))
             z.write(pb.nested(P_SAMPLE_TYPE, self.value_type("calls", "count")))
+            if self.with_objects:  # --objects: objects made, per stack (the ref tracer gives no bytes)
+                z.write(pb.nested(P_SAMPLE_TYPE, self.value_type("objects", "count")))
             locations = self.write_samples(z)
             self.write_functions(z, locations)
             self.write_header(z)
@@ -67,14 +74,15 @@ class PprofExporter(StackTreeExporter):
         location_varint: dict[int, bytes] = {}  # trace id -> its location id, encoded
         thread_label: dict[int, bytes] = {}
         key = self.s("thread")
-        parent, fids, self_ns, calls = self.parent, self.fid, self.self_ns, self.calls
+        parent, fids, self_ns, calls, objects = self.parent, self.fid, self.self_ns, self.calls, self.objects
+        with_objects = self.with_objects
         roots = self.thread_of_root
         varint, nested, location_key = pb.varint, pb.nested, pb.varint(S_LOCATION << 3 | 2)
         value_key = pb.varint(S_VALUE << 3 | 2)
         samples: list[bytes] = []
         for node in range(1, len(fids)):
-            wall, count = self_ns[node], calls[node]
-            if parent[node] < 0 or not (wall or count):
+            wall, count, made = self_ns[node], calls[node], objects[node]
+            if parent[node] < 0 or not (wall or count or made):
                 continue  # a thread's root, or a stack only passed through
             ids = []  # innermost first: up the tree to the thread's root
             at = node
@@ -92,7 +100,7 @@ class PprofExporter(StackTreeExporter):
                 label = thread_label[thread] = nested(
                     S_LABEL, pb.integer(LABEL_KEY, key) + pb.integer(LABEL_STR, name))
             packed_ids = b"".join(ids)
-            values = varint(wall) + varint(count)
+            values = varint(wall) + varint(count) + (varint(made) if with_objects else b"")
             samples.append(nested(P_SAMPLE, location_key + varint(len(packed_ids)) + packed_ids + value_key
                                   + varint(len(values)) + values + label))
             if len(samples) >= 1024:
