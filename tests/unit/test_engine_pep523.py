@@ -121,6 +121,21 @@ PyMODINIT_FUNC PyInit_own_evaluator(void) { return PyModule_Create(&def); }
 """
 
 
+@pytest.fixture
+def own_evaluator(tmp_path: Path) -> Any:
+    """The program's own frame evaluator (EVALUATOR_C), built and imported; skips where the
+    PEP 523 engine is not."""
+    if resolve_engine("pep523") != "pep523":
+        pytest.skip("no PEP 523 engine here")
+    build_evaluator(tmp_path)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import own_evaluator  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    return own_evaluator
+
+
 def build_evaluator(where: Path) -> Path:
     """A frame evaluator of the program's own (chaining to the one before it), as an extension module."""
     src = where / "own_evaluator.c"
@@ -132,15 +147,7 @@ def build_evaluator(where: Path) -> Path:
     return out
 
 
-def test_an_evaluator_installed_after_ulmas_stays_when_ulma_stops(tmp_path: Path) -> None:
-    if resolve_engine("pep523") != "pep523":
-        pytest.skip("no PEP 523 engine here")
-    build_evaluator(tmp_path)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import own_evaluator  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
+def test_an_evaluator_installed_after_ulmas_stays_when_ulma_stops(own_evaluator: Any) -> None:
     fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 1 << 20, 8)
     try:
@@ -187,17 +194,9 @@ def test_an_evaluator_installed_after_ulmas_stays_when_ulma_stops(tmp_path: Path
         os.close(fd)
 
 
-def test_an_evaluator_that_passes_nothing_on_is_said_to_have_displaced_ulmas(tmp_path: Path) -> None:
+def test_an_evaluator_that_passes_nothing_on_is_said_to_have_displaced_ulmas(own_evaluator: Any) -> None:
     """The program's evaluator runs every frame itself: ulma sees none of the calls after it came,
     and says so (hooks_displaced) rather than showing a profile that silently stops."""
-    if resolve_engine("pep523") != "pep523":
-        pytest.skip("no PEP 523 engine here")
-    build_evaluator(tmp_path)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import own_evaluator
-    finally:
-        sys.path.remove(str(tmp_path))
     fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 1 << 20, 8)
     try:
@@ -220,18 +219,10 @@ def test_an_evaluator_that_passes_nothing_on_is_said_to_have_displaced_ulmas(tmp
 
 
 def test_a_session_after_one_that_left_its_evaluator_behind_the_programs_counts_every_call(
-        tmp_path: Path) -> None:
+        own_evaluator: Any) -> None:
     """attach, the program installs its own evaluator (chaining), detach (both stay), attach again:
     the new session must not chain round through the program's to the old one's (a crash: C stack
     overflow), and counts every call."""
-    if resolve_engine("pep523") != "pep523":
-        pytest.skip("no PEP 523 engine here")
-    build_evaluator(tmp_path)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import own_evaluator
-    finally:
-        sys.path.remove(str(tmp_path))
     fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 1 << 20, 8)
     try:
@@ -264,19 +255,11 @@ def test_a_session_after_one_that_left_its_evaluator_behind_the_programs_counts_
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
 def test_a_sys_monitoring_session_after_one_that_left_its_evaluator_counts_each_call_once(
-        tmp_path: Path) -> None:
+        own_evaluator: Any) -> None:
     """An evaluator of ulma's left behind the program's would record a sys.monitoring session's
     calls a second time: with the program's still in front, the session runs on it (PEP 523,
     said as its engine); once the program took its own out, ulma's goes and the session is
     sys.monitoring's."""
-    if resolve_engine("pep523") != "pep523":
-        pytest.skip("no PEP 523 engine here")
-    build_evaluator(tmp_path)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import own_evaluator
-    finally:
-        sys.path.remove(str(tmp_path))
     engines = {"monitoring": 1, "pep523": 2}
     for program_took_its_own_out in (False, True):
         fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -309,17 +292,9 @@ def test_a_sys_monitoring_session_after_one_that_left_its_evaluator_counts_each_
             os.close(fd)
 
 
-def test_an_evaluator_installed_before_ulmas_sees_every_frame_and_ulma_every_call(tmp_path: Path) -> None:
+def test_an_evaluator_installed_before_ulmas_sees_every_frame_and_ulma_every_call(own_evaluator: Any) -> None:
     """ulma's hot path is chosen at start: with the program's evaluator already
     there, it is the one that chains to it."""
-    if resolve_engine("pep523") != "pep523":
-        pytest.skip("no PEP 523 engine here")
-    build_evaluator(tmp_path)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import own_evaluator
-    finally:
-        sys.path.remove(str(tmp_path))
     fd = os.memfd_create("ulma-test", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     session = _core.Session(fd, 1 << 20, 8)
     own_evaluator.install()

@@ -5,52 +5,20 @@
 #include <string.h>
 #include "grow.h"
 
-static inline size_t hash(uint32_t id, size_t cap)
-{
-    return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
-}
-
-static int reindex(ulma_counters *c, size_t cap)
-{
-    uint32_t *index = calloc(cap, sizeof *index);
-    if (!index)
-        return -1;
-    for (size_t r = 0; r < c->n; r++) {
-        size_t i = hash(c->rows[r].id, cap);
-        while (index[i])
-            i = (i + 1) & (cap - 1);
-        index[i] = (uint32_t)r + 1;
-    }
-    free(c->index);
-    c->index = index;
-    c->index_cap = cap;
-    return 0;
-}
-
 /* The row of site id, made (empty) if it has none; NULL if memory ran out. */
 static ulma_counter_stats *row_of(ulma_counters *c, uint32_t id)
 {
-    if (c->index_cap) {
-        size_t i = hash(id, c->index_cap);
-        for (uint32_t r; (r = c->index[i]) != 0; i = (i + 1) & (c->index_cap - 1))
-            if (c->rows[r - 1].id == id)
-                return &c->rows[r - 1];
-    }
-    if (c->n >= UINT32_MAX - 1)
+    uint32_t *row = ulma_map_find(&c->index, id);
+    if (row)
+        return &c->rows[*row];
+    if (c->n >= UINT32_MAX - 1 ||
+        ulma_grow((void **)&c->rows, &c->cap, c->n + 1, sizeof *c->rows, 0) < 0 ||
+        !ulma_map_get(&c->index, id, (uint32_t)c->n, NULL))
         return NULL;
-    /* at most half full */
-    if ((c->n + 1) * 2 > c->index_cap && reindex(c, c->index_cap ? c->index_cap * 2 : 16) < 0)
-        return NULL;
-    if (ulma_grow((void **)&c->rows, &c->cap, c->n + 1, sizeof *c->rows, 0) < 0)
-        return NULL;
-    ulma_counter_stats *row = &c->rows[c->n];
-    memset(row, 0, sizeof *row);
-    row->id = id;
-    size_t i = hash(id, c->index_cap);
-    while (c->index[i])
-        i = (i + 1) & (c->index_cap - 1);
-    c->index[i] = (uint32_t)++c->n;
-    return row;
+    ulma_counter_stats *made = &c->rows[c->n++];
+    memset(made, 0, sizeof *made);
+    made->id = id;
+    return made;
 }
 
 int ulma_counters_add(ulma_counters *c, uint32_t id, int64_t value, uint64_t tick)
@@ -97,6 +65,6 @@ int ulma_counters_merge(ulma_counters *dst, const ulma_counters *src)
 void ulma_counters_free(ulma_counters *c)
 {
     free(c->rows);
-    free(c->index);
+    ulma_map_free(&c->index);
     memset(c, 0, sizeof *c);
 }

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "map.h"
 
 typedef struct {
     uint32_t id;
@@ -25,8 +26,7 @@ typedef struct {
 typedef struct {
     ulma_counter_stats *rows; /* in the order first seen */
     size_t n, cap;
-    uint32_t *index; /* row + 1, 0 = empty; index_cap a power of two */
-    size_t index_cap;
+    ulma_map index;           /* site id -> row */
 } ulma_counters;
 
 /* Counts `value` set at `tick` for site `id`; 0, or -1 if memory ran out. */

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "map.h"
 
 #define ULMA_OBJ_NO_CREATOR 0xFFFFFFFFu
 
@@ -25,8 +26,7 @@ typedef struct {
 typedef struct {
     ulma_obj_row *rows; /* in the order first seen */
     size_t n, cap;
-    uint32_t *index;    /* row + 1, 0 = empty; index_cap a power of two */
-    size_t index_cap;
+    ulma_map index;     /* function << 16 | type -> row */
 } ulma_objstats;
 
 /* An object of `type` made by `creator`; 0, or -1 if memory ran out. */

@@ -9,101 +9,6 @@
 #define NONE UINT32_MAX
 #define SCALE_BITS 48
 
-/* ---- map ---- */
-
-static inline uint64_t mix(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    return k;
-}
-
-static void map_free(ulma_map *m)
-{
-    uint32_t gen = m->gen + 1; /* references into it are stale */
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof *m);
-    m->gen = gen;
-}
-
-static int map_grow(ulma_map *m)
-{
-    size_t cap = m->cap ? m->cap * 2 : 16;
-    uint64_t *keys = calloc(cap, sizeof *keys);
-    uint32_t *vals = malloc(cap * sizeof *vals);
-    if (!keys || !vals) {
-        free(keys);
-        free(vals);
-        return -1;
-    }
-    for (size_t i = 0; i < m->cap; i++) {
-        if (!m->keys[i])
-            continue;
-        size_t j = mix(m->keys[i]) & (cap - 1);
-        while (keys[j])
-            j = (j + 1) & (cap - 1);
-        keys[j] = m->keys[i];
-        vals[j] = m->vals[i];
-    }
-    free(m->keys);
-    free(m->vals);
-    m->keys = keys;
-    m->vals = vals;
-    m->cap = cap;
-    m->gen++;
-    return 0;
-}
-
-/* The value of key, or NULL. */
-static inline uint32_t *map_find(const ulma_map *m, uint64_t key)
-{
-    if (!m->cap)
-        return NULL;
-    key++;
-    for (size_t j = mix(key) & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
-        if (m->keys[j] == key)
-            return &m->vals[j];
-        if (!m->keys[j])
-            return NULL;
-    }
-}
-
-/* The value of key, made `fresh` if new; NULL if memory ran out. */
-static inline uint32_t *map_get(ulma_map *m, uint64_t key, uint32_t fresh, int *made)
-{
-    uint32_t *v = map_find(m, key);
-    if (made)
-        *made = 0;
-    if (v)
-        return v;
-    if ((m->n + 1) * 2 > m->cap && map_grow(m) < 0)
-        return NULL;
-    key++;
-    size_t j = mix(key) & (m->cap - 1);
-    while (m->keys[j])
-        j = (j + 1) & (m->cap - 1);
-    m->keys[j] = key;
-    m->vals[j] = fresh;
-    m->n++;
-    if (made)
-        *made = 1;
-    return &m->vals[j];
-}
-
-/* A reference to v, a value in m, for map_at. */
-static inline ulma_map_ref map_ref(const ulma_map *m, const uint32_t *v)
-{
-    return (ulma_map_ref){(uint32_t)(v - m->vals), m->gen};
-}
-
-/* The value of key, at `ref` if the map has not moved it since (no search). */
-static inline uint32_t *map_at(const ulma_map *m, ulma_map_ref ref, uint64_t key)
-{
-    return ref.gen == m->gen ? &m->vals[ref.slot] : map_find(m, key);
-}
-
 /* ---- the replay ---- */
 
 static inline int64_t ns_of(const ulma_replay *r, uint64_t t)
@@ -156,7 +61,7 @@ static uint32_t pstat_of(ulma_map *index, uint64_t key, ulma_pstat **arr, size_t
                          void **keys, size_t key_size)
 {
     int made;
-    uint32_t *v = map_get(index, key, (uint32_t)*n, &made);
+    uint32_t *v = ulma_map_get(index, key, (uint32_t)*n, &made);
     if (!v)
         return NONE;
     if (made) {
@@ -183,7 +88,7 @@ static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t ki
     if (th->depth == th->cap &&
         ulma_grow((void **)&th->stack, &th->cap, th->depth + 1, sizeof *th->stack, 0) < 0)
         return -1;
-    uint32_t *open = map_get(&th->open, id, 0, NULL);
+    uint32_t *open = ulma_map_get(&th->open, id, 0, NULL);
     if (!open)
         return -1;
     uint32_t level = (*open)++;
@@ -194,9 +99,9 @@ static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t ki
     f->id = id;
     f->start = t;
     f->child = 0;
-    f->hidden = r->hidden.n && map_find(&r->hidden, id) != NULL;
+    f->hidden = r->hidden.n && ulma_map_find(&r->hidden, id) != NULL;
     f->node = f > th->stack ? f[-1].node : th->root;
-    f->open = map_ref(&th->open, open);
+    f->open = ulma_map_ref_of(&th->open, open);
     f->func = f->edge = NONE;
     if (f->hidden)
         return 0;
@@ -227,7 +132,7 @@ static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t ki
             f->node = th->root;
         }
         int made;
-        uint32_t *child = map_get(&r->children, (uint64_t)f->node << 32 | id, (uint32_t)r->nnodes, &made);
+        uint32_t *child = ulma_map_get(&r->children, (uint64_t)f->node << 32 | id, (uint32_t)r->nnodes, &made);
         if (!child)
             return -1;
         if (made && node_new(r, (int32_t)f->node, id) == NONE)
@@ -248,7 +153,7 @@ static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t ki
         }
         if (parent >= 0 && !parent_hidden) {
             uint64_t key = (uint64_t)(uint32_t)parent << 32 | id;
-            uint32_t *eo = map_get(&th->edge_open, key, 0, NULL);
+            uint32_t *eo = ulma_map_get(&th->edge_open, key, 0, NULL);
             if (!eo)
                 return -1;
             uint32_t edge = pstat_of(&r->edge_index, key, &r->edges, &r->nedges, &r->edges_cap,
@@ -256,7 +161,7 @@ static int rpush(ulma_replay_thread *th, uint32_t id, uint64_t ticks, uint8_t ki
             if (edge == NONE)
                 return -1;
             f->edge = edge;
-            f->edge_open = map_ref(&th->edge_open, eo);
+            f->edge_open = ulma_map_ref_of(&th->edge_open, eo);
             p = &r->edges[edge];
             if (kind) {
                 p->entries++;
@@ -277,7 +182,7 @@ static void rpop(ulma_replay_thread *th, uint64_t ticks)
     int64_t own = el - f->child;
     if (th->depth)
         th->stack[th->depth - 1].child += el;
-    uint32_t left = --*map_at(&th->open, f->open, f->id);
+    uint32_t left = --*ulma_map_at(&th->open, f->open, f->id);
     if (f->hidden)
         return;
     int32_t parent = th->depth ? (int32_t)th->stack[th->depth - 1].id : -1;
@@ -306,7 +211,7 @@ static void rpop(ulma_replay_thread *th, uint64_t ticks)
             uint64_t key = (uint64_t)(uint32_t)parent << 32 | f->id;
             ulma_pstat *e = &r->edges[f->edge];
             e->self += (uint64_t)own;
-            if (!--*map_at(&th->edge_open, f->edge_open, key))
+            if (!--*ulma_map_at(&th->edge_open, f->edge_open, key))
                 e->cum += (uint64_t)el;
         }
     }
@@ -337,7 +242,7 @@ static uint32_t hook_id_at(const void *ctx, size_t i)
 
 static int hook_on_stack(const void *ctx, uint32_t id)
 {
-    const uint32_t *open = map_find(&((const ulma_replay_thread *)ctx)->open, id);
+    const uint32_t *open = ulma_map_find(&((const ulma_replay_thread *)ctx)->open, id);
     return open && *open;
 }
 
@@ -414,38 +319,38 @@ void ulma_replay_free(ulma_replay *r)
         ulma_replay_thread *th = r->threads[i];
         ulma_walk_free(&th->w);
         free(th->stack);
-        map_free(&th->open);
-        map_free(&th->edge_open);
+        ulma_map_free(&th->open);
+        ulma_map_free(&th->edge_open);
         free(th);
     }
     free(r->threads);
-    map_free(&r->thread_index);
-    map_free(&r->hidden);
+    ulma_map_free(&r->thread_index);
+    ulma_map_free(&r->hidden);
     free(r->out);
     free(r->node_parent);
     free(r->node_fid);
     free(r->node_self);
     free(r->node_calls);
     free(r->node_objects);
-    map_free(&r->children);
+    ulma_map_free(&r->children);
     free(r->func_ids);
     free(r->funcs);
-    map_free(&r->func_index);
+    ulma_map_free(&r->func_index);
     free(r->edge_keys);
     free(r->edges);
-    map_free(&r->edge_index);
+    ulma_map_free(&r->edge_index);
     memset(r, 0, sizeof *r);
 }
 
 int ulma_replay_hide(ulma_replay *r, uint32_t id)
 {
-    return map_get(&r->hidden, id, 1, NULL) ? 0 : -1;
+    return ulma_map_get(&r->hidden, id, 1, NULL) ? 0 : -1;
 }
 
 static ulma_replay_thread *thread_of(ulma_replay *r, uint32_t thread)
 {
     int made;
-    uint32_t *v = map_get(&r->thread_index, thread, (uint32_t)r->nthreads, &made);
+    uint32_t *v = ulma_map_get(&r->thread_index, thread, (uint32_t)r->nthreads, &made);
     if (!v)
         return NULL;
     if (!made)
@@ -478,8 +383,8 @@ __attribute__((flatten)) int ulma_replay_feed(ulma_replay *r, uint32_t thread, c
         free(th->stack);
         th->stack = NULL;
         th->cap = 0;
-        map_free(&th->open);
-        map_free(&th->edge_open);
+        ulma_map_free(&th->open);
+        ulma_map_free(&th->edge_open);
         ulma_walk_free(&th->w);
     }
     return 0;

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include "records.h"
 #include "walk.h"
+#include "map.h"
 
 enum { ULMA_TR_ENTER = 1, ULMA_TR_LEAVE = 2, ULMA_TR_GAP = 3, ULMA_TR_COUNTER = 4 };
 
@@ -45,19 +46,6 @@ typedef struct {
     uint16_t pad;
 } ulma_transition;
 _Static_assert(sizeof(ulma_transition) == 40, "transitions are 40 bytes");
-
-/* an open-addressing map from 64-bit keys to 32-bit values */
-typedef struct {
-    uint64_t *keys; /* key + 1; 0 = empty */
-    uint32_t *vals;
-    size_t n, cap;
-    uint32_t gen;   /* changes whenever values move: a slot kept from before is stale */
-} ulma_map;
-
-/* Where a value sat in a map (found again by key if the map moved it since). */
-typedef struct {
-    uint32_t slot, gen;
-} ulma_map_ref;
 
 typedef struct {
     uint32_t id;
