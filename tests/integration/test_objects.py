@@ -10,13 +10,21 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import agent_target, missing_dependency, run_process, ulma_command
+from tests.conftest import (
+    agent_target,
+    missing_dependency,
+    run_process,
+    subprocess_env,
+    ulma_command,
+    wait_for_agent,
+)
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 PROGRAM = PROGRAMS_DIR / "objects_made.py"
@@ -158,3 +166,64 @@ def test_go_tool_pprof_reads_the_objects_each_stack_made(
     assert top.returncode == 0, top.stderr
     flat = {row[-1]: row[0] for row in (line.split() for line in top.stdout.splitlines()) if len(row) >= 6}
     assert flat.get("make_lists") == flat.get("make_things") == str(N), top.stdout
+
+
+@pytest.fixture
+def own_tracer(tmp_path: Path) -> Path:
+    """tests/programs/own_tracer.c built as an extension module: its directory."""
+    where = tmp_path / "own_tracer"
+    where.mkdir()
+    out = where / f"own_tracer{sysconfig.get_config_var('EXT_SUFFIX')}"
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    subprocess.run([*cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror",
+                    f"-I{sysconfig.get_paths()['include']}", "-o", str(out),
+                    str(PROGRAMS_DIR / "own_tracer.c")], check=True, capture_output=True, text=True, env=env)
+    return where
+
+
+TRACER_USER = PROGRAMS_DIR / "own_tracer_user.py"
+
+
+@needs_313
+def test_a_programs_own_ref_tracer_set_after_ulmas_works_as_under_python_and_ulma_says_so(
+    own_tracer: Path, ulma_json: UlmaJson, describe: Callable[[Completed], str],
+) -> None:
+    plain = run_process([sys.executable, str(TRACER_USER), str(own_tracer), "after"])
+    assert plain.returncode == 0 and plain.stdout.startswith("lists="), describe(plain)
+    result, report = ulma_json(["--objects", str(TRACER_USER), str(own_tracer), "after"])
+    assert result.returncode == 0, describe(result)
+    assert result.stdout == plain.stdout  # its tracer saw what it sees under python
+    assert report["objects"]["displaced"] == 1  # and ulma's own stood aside, said
+    assert "ref tracer in front of ulma's: 1" in result.stderr, result.stderr
+
+
+@needs_313
+def test_an_attach_chains_to_the_programs_own_ref_tracer(
+    own_tracer: Path, tmp_path: Path, describe: Callable[[Completed], str],
+) -> None:
+    """The program's tracer was set first: ulma's, in front of it, passes every event on (the
+    program's count is what it is under python) and counts the lists itself."""
+    plain = run_process([sys.executable, str(TRACER_USER), str(own_tracer), "after"])
+    assert plain.returncode == 0, describe(plain)
+    expected = int(plain.stdout.strip().removeprefix("lists="))
+    out = tmp_path / "attach.json"
+    stop = tmp_path / "stop"
+    proc = subprocess.Popen([sys.executable, "-m", "ulma.agent", str(TRACER_USER), str(own_tracer), "before",
+                             str(stop)], cwd=PROGRAMS_DIR, env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_agent(proc)
+        ran = run_process(ulma_command(["attach", str(proc.pid), "--objects", "--duration", "3",
+                                        "--no-report", "--json", str(out)]))
+        assert ran.returncode == 0, describe(ran)
+        stop.touch()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and stdout.strip() == f"lists={expected}", (stdout, stderr)
+    lists = {t["name"]: t for t in json.loads(out.read_text())["types"]}["list"]
+    made = {f["name"]: f["created"] for f in lists["by_function"]}
+    assert made["make_lists"] == expected, made
