@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, sys.argv[1])
-import own_tracer
+import own_tracer  # type: ignore[import-not-found]
 
 
 def make_lists(n: int) -> list[list[int]]:
