@@ -442,10 +442,13 @@ static int tracer(PyObject *op, PyRefTracerEvent event, void *data)
             record(ULMA_OBJ_NEW, creator, 0, s->id);
         }
     } else if (event == PyRefTracer_DESTROY) {
-        gone(op);
-        /* its wrapper comes next (or, for a heap type's object, its tp_free) */
-        if (map_put(&g_pending, (uintptr_t)op, 0, 0) < 0)
-            atomic_fetch_add_explicit(&g_session->objects_untracked, 1, memory_order_relaxed);
+        type_slot *s = type_of(Py_TYPE(op));
+        if (s && !s->off) { /* (a type left out is not wrapped either: nothing pends) */
+            gone(op);
+            /* its wrapper comes next (or, for a heap type's object, its tp_free) */
+            if (map_put(&g_pending, (uintptr_t)op, 0, 0) < 0)
+                atomic_fetch_add_explicit(&g_session->objects_untracked, 1, memory_order_relaxed);
+        }
     }
     tls_inside = 0;
     return 0;
