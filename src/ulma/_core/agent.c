@@ -342,6 +342,8 @@ int ulma_code_event_noted(PyCodeObject *co, uint8_t kind, int top_is_event, int 
                           uint64_t note)
 {
     ulma_writer *w = ulma_writer_get();
+    if (ULMA_UNLIKELY(w == NULL) && co == ulma_probe_code)
+        ulma_probe_seen = 1; /* (reached from a thread ulma does not trace: its listener's detach) */
     if (ULMA_LIKELY(w != NULL)) {
         uint64_t t = ulma_ticks(g_clock);
         uint32_t idv = ulma_code_id(co) | id_bits;
@@ -1342,6 +1344,8 @@ int ulma_agent_start(int fd, const ulma_agent_options *o)
     atomic_store_explicit(&h->engine, (uint32_t)engine, memory_order_relaxed);
     atomic_store_explicit(&h->agent_state, ULMA_AGENT_RUNNING, memory_order_release);
 
+    if (!empty && o->objects && o->objects != Py_None)
+        ulma_objects_check(); /* (before the hooks: it runs a few lines of Python) */
     int rc = engine == ULMA_ENGINE_MONITORING ? ulma_engine_monitoring_start(empty, g_native_calls)
                                               : ulma_engine_pep523_start(empty, g_native_calls);
     if (rc < 0) {

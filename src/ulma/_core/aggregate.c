@@ -751,7 +751,10 @@ static void hook_object(void *ctx, const ulma_event *e)
     if (e->kind == ULMA_OBJ_NEW) {
         rc = ulma_objstats_new(&a->objects, e->id, e->aux);
     } else {
-        uint32_t freer = a->depth ? a->stack[a->depth - 1].id : 0;
+        /* (one found late went earlier, in a function unknown) */
+        uint32_t freer = e->flags & ULMA_OBJF_LATE ? ULMA_OBJ_NO_CREATOR
+                         : a->depth                ? a->stack[a->depth - 1].id
+                                                   : 0;
         rc = ulma_objstats_free(&a->objects, e->flags & ULMA_OBJF_UNKNOWN ? ULMA_OBJ_NO_CREATOR : e->id,
                                 e->aux, freer);
     }

@@ -590,10 +590,10 @@ void ulma_engine_pep523_stop(void)
     if (_PyInterpreterState_GetEvalFrameFunc(interp) == g_current) {
         _PyInterpreterState_SetEvalFrameFunc(interp, g_prev_eval ? g_prev_eval : _PyEval_EvalFrameDefault);
         g_prev_eval = NULL;
+    } else if (reaches_ulma()) {
+        g_left_behind = 1; /* kept behind the program's, and still called: it chains to g_prev_eval */
     } else {
-        g_left_behind = 1; /* kept, and it keeps chaining to g_prev_eval */
-        if (!reaches_ulma())
-            count_displaced();
+        count_displaced(); /* the program's passes nothing on: ulma's is never called again */
     }
     g_installed = 0;
     if (g_native)

@@ -2333,7 +2333,8 @@ static int add_layout(PyObject *mod)
               set_int(d, "TYPE_SYMBOL_BASE", (long)ULMA_TYPE_SYMBOL_BASE) < 0 ||
               set_int(d, "MAX_TYPES", (long)ULMA_MAX_TYPES) < 0 ||
               set_int(d, "OBJECTS_REFTRACER", ULMA_OBJECTS_REFTRACER) < 0 ||
-              set_int(d, "OBJECTS_HEAP_TYPES", ULMA_OBJECTS_HEAP_TYPES) < 0)) {
+              set_int(d, "OBJECTS_REFTRACER_LATE", ULMA_OBJECTS_REFTRACER_LATE) < 0 ||
+              set_int(d, "OBJF_LATE", ULMA_OBJF_LATE) < 0)) {
         Py_DECREF(d);
         d = NULL;
     }

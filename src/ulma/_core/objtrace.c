@@ -6,11 +6,21 @@
  * The tracer runs inside CPython's object creation and deallocation, with
  * the GIL held: it allocates no Python object on the common path, and keeps
  * whatever exception is in flight.  Per object made it finds the thread's
- * innermost Python frame (the creator), the type's id (a table by type
- * pointer) and writes one record; it keeps the creator per live object in a
+ * innermost Python frame (the maker), the type's id (a table by type
+ * pointer) and writes one record; it keeps the maker per live object in a
  * table by address (bounded: ULMA_OBJECTS_LIVE_MAX, past which an object is
- * counted as untracked and its destruction has no known creator).  Per object
+ * counted as untracked and its destruction has no known maker).  Per object
  * destroyed it looks the address up, forgets it and writes one record.
+ *
+ * CPython 3.13.0's eval loop frees objects without telling the ref tracer
+ * (its own Py_DECREF calls tp_dealloc directly: an object dropped by
+ * STORE_FAST or POP_TOP gets no DESTROY).  Start checks whether this
+ * interpreter tells of every destruction; where it does not, an object
+ * still kept when its address is taken by a new one is counted destroyed
+ * then (ULMA_OBJF_LATE), and the mechanism says so.  (Wrapping the types'
+ * tp_dealloc or tp_free to see the rest was tried: it defeats CPython's
+ * trashcan, which compares tp_dealloc, recurses in a subtype's dealloc
+ * that calls its base's slot, and makes __class__ assignment refuse.)
  */
 #include "objtrace.h"
 
@@ -42,8 +52,7 @@ static PyRefTracer g_prev;       /* the tracer ulma's chains to */
 static void *g_prev_data;
 static __thread int tls_inside;  /* the tracer's own allocations are not traced */
 
-/* ---- objects by address: the live ones (creator, type), and those the
- * tracer was told of that a wrapper below will see go (pending) ---- */
+/* ---- live objects by address: their maker and type ---- */
 typedef struct {
     uintptr_t addr; /* 0: empty */
     uint32_t creator;
@@ -54,7 +63,7 @@ typedef struct {
     addr_slot *slots;
     size_t cap, n;
 } addr_map;
-static addr_map g_live, g_pending;
+static addr_map g_live;
 
 static inline size_t mix(uintptr_t k, size_t cap)
 {
@@ -146,104 +155,6 @@ static uint32_t g_next_type;
 static char **g_patterns;
 static size_t g_npatterns;
 
-/*
- * CPython 3.13.0's eval loop frees objects without telling the ref tracer
- * (its own Py_DECREF calls tp_dealloc directly: an object dropped by
- * STORE_FAST or POP_TOP gets no DESTROY).  So ulma also sees objects go
- * where their memory goes: a static type's tp_dealloc (freelists too) and a
- * heap type's tp_free are wrapped, from the first object of the type seen
- * (a heap type's tp_dealloc cannot be: subtype_dealloc finds its bases' by
- * comparing with itself).  An object the tracer was told of is "pending"
- * until its wrapper runs, so it is counted once.  The wrapped slots stay
- * wrapped once a heap type has them (the type may be gone by the stop: not
- * touched again); a stopped wrapper only calls what it wraps.  The table is
- * never freed: a wrapper may run after any session.
- */
-typedef struct {
-    PyTypeObject *type;
-    destructor dealloc; /* a static type's own */
-    freefunc free;      /* a heap type's own */
-} wrapped_slot;
-static wrapped_slot *g_wrapped;
-static size_t g_wrapped_cap, g_wrapped_n;
-
-static void dealloc_wrap(PyObject *op);
-static void free_wrap(void *p);
-
-static wrapped_slot *wrapped_find(PyTypeObject *t)
-{
-    if (!g_wrapped_cap)
-        return NULL;
-    for (size_t i = mix((uintptr_t)t, g_wrapped_cap);; i = (i + 1) & (g_wrapped_cap - 1)) {
-        if (!g_wrapped[i].type)
-            return NULL;
-        if (g_wrapped[i].type == t)
-            return &g_wrapped[i];
-    }
-}
-
-static wrapped_slot *wrapped_add(PyTypeObject *t)
-{
-    wrapped_slot *w = wrapped_find(t);
-    if (w)
-        return w;
-    if ((g_wrapped_n + 1) * 2 > g_wrapped_cap) {
-        size_t cap = g_wrapped_cap ? g_wrapped_cap * 2 : 256;
-        wrapped_slot *fresh = calloc(cap, sizeof *fresh);
-        if (!fresh)
-            return NULL;
-        for (size_t i = 0; i < g_wrapped_cap; i++) {
-            if (!g_wrapped[i].type)
-                continue;
-            size_t j = mix((uintptr_t)g_wrapped[i].type, cap);
-            while (fresh[j].type)
-                j = (j + 1) & (cap - 1);
-            fresh[j] = g_wrapped[i];
-        }
-        free(g_wrapped);
-        g_wrapped = fresh;
-        g_wrapped_cap = cap;
-    }
-    size_t i = mix((uintptr_t)t, g_wrapped_cap);
-    while (g_wrapped[i].type)
-        i = (i + 1) & (g_wrapped_cap - 1);
-    g_wrapped[i] = (wrapped_slot){t, NULL, NULL};
-    g_wrapped_n++;
-    return &g_wrapped[i];
-}
-
-/* From now on, objects of `t` are seen going by their memory too. */
-static void wrap(PyTypeObject *t)
-{
-    if (t->tp_flags & Py_TPFLAGS_HEAPTYPE) {
-        if (t->tp_free == free_wrap || !t->tp_free)
-            return;
-        wrapped_slot *w = wrapped_add(t);
-        if (w) {
-            w->free = t->tp_free;
-            t->tp_free = free_wrap;
-        }
-    } else {
-        if (t->tp_dealloc == dealloc_wrap || !t->tp_dealloc)
-            return;
-        wrapped_slot *w = wrapped_add(t);
-        if (w) {
-            w->dealloc = t->tp_dealloc;
-            t->tp_dealloc = dealloc_wrap;
-        }
-    }
-}
-
-/* The static types' tp_dealloc back (they live as long as the process). */
-static void unwrap_static(void)
-{
-    for (size_t i = 0; i < g_wrapped_cap; i++) {
-        wrapped_slot *w = &g_wrapped[i];
-        if (w->type && w->dealloc && w->type->tp_dealloc == dealloc_wrap)
-            w->type->tp_dealloc = w->dealloc; /* (w->dealloc kept: a subtype may have inherited the wrapper) */
-    }
-}
-
 static int matches(const char *name)
 {
     if (!g_npatterns)
@@ -293,7 +204,7 @@ static void type_name(type_slot *s, PyTypeObject *t)
     ulma_symbol_append(ULMA_TYPE_SYMBOL_BASE + s->id, ULMA_SYM_TYPE, 0, 0, buf, n, "", 0);
 }
 
-/* Type `t`'s slot, named (and wrapped) if new; NULL if memory ran out. */
+/* Type `t`'s slot, named if new; NULL if memory ran out. */
 static type_slot *type_of(PyTypeObject *t)
 {
     if (g_types_cap) {
@@ -331,8 +242,6 @@ static type_slot *type_of(PyTypeObject *t)
     s->type = t;
     s->tp_name = t->tp_name;
     type_name(s, t);
-    if (!s->off)
-        wrap(t);
     return s;
 }
 
@@ -371,57 +280,58 @@ static inline int recording(void)
     return g_on && !tls_inside && g_session;
 }
 
-/* A wrapper saw `op` go: counted unless the tracer was told of it first. */
-static void wrapper_saw(PyObject *op)
+/* ---- does this interpreter tell the tracer of every destruction? ---- */
+static int g_exact = -1; /* -1: not checked yet */
+static long g_probe_made, g_probe_gone;
+static PyThreadState *g_probe_ts;   /* the thread checking: other threads' lists do not count */
+static PyRefTracer g_probe_next;    /* the tracer set before: it goes on seeing everything */
+static void *g_probe_next_data;
+
+static int probe_tracer(PyObject *op, PyRefTracerEvent event, void *data)
 {
-    if (!recording())
-        return;
-    tls_inside = 1;
-    if (!map_take(&g_pending, (uintptr_t)op).addr)
-        gone(op);
-    tls_inside = 0;
+    (void)data;
+    if (g_probe_next)
+        g_probe_next(op, event, g_probe_next_data);
+    if (op && Py_TYPE(op) == &PyList_Type && PyThreadState_GetUnchecked() == g_probe_ts)
+        ++*(event == PyRefTracer_CREATE ? &g_probe_made : &g_probe_gone);
+    return 0;
 }
 
-static void dealloc_wrap(PyObject *op)
+/* Runs 100 lists made and dropped by the eval loop under a counting tracer
+ * (before any hook is on: nothing of it is recorded), which passes every
+ * event on to the tracer set before (another thread may run meanwhile). */
+static int check_exact(void)
 {
-    PyTypeObject *t = Py_TYPE(op);
-    /* a heap type's object goes by its own tp_free (free_wrap) */
-    if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE))
-        wrapper_saw(op);
-    /* called as the tp_dealloc of the first base not dealloc'd by
-     * subtype_dealloc (or of t itself): the first one ulma wrapped; a static
-     * subtype readied meanwhile took the wrapper from its base (inherited),
-     * whose own it calls, wrapped now or not */
-    int inherited = 0;
-    for (; t; t = t->tp_base) {
-        if (t->tp_dealloc != dealloc_wrap && !inherited)
-            continue;
-        wrapped_slot *w = wrapped_find(t);
-        if (w && w->dealloc) {
-            w->dealloc(op);
-            return;
-        }
-        inherited = 1;
+    if (g_exact >= 0)
+        return g_exact;
+    static const char src[] = "def _f():\n    for i in range(100):\n        x = [i]\n    x = None\n_f()\n";
+    PyObject *exc = PyErr_GetRaisedException();
+    void *data = NULL;
+    PyRefTracer before = PyRefTracer_GetTracer(&data);
+    PyObject *code = Py_CompileString(src, "<ulma: objects check>", Py_file_input);
+    PyObject *ns = code ? PyDict_New() : NULL;
+    int exact = 0;
+    if (ns && PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) == 0) {
+        g_probe_made = g_probe_gone = 0;
+        g_probe_ts = PyThreadState_Get();
+        g_probe_next = before;
+        g_probe_next_data = data;
+        PyRefTracer_SetTracer(probe_tracer, NULL);
+        PyObject *res = PyEval_EvalCode(code, ns, ns);
+        PyRefTracer_SetTracer(before, data);
+        exact = res && g_probe_made >= 100 && g_probe_gone == g_probe_made;
+        Py_XDECREF(res);
     }
-    Py_FatalError("ulma: a wrapped tp_dealloc lost what it wrapped");
+    Py_XDECREF(ns);
+    Py_XDECREF(code);
+    PyErr_Clear();
+    PyErr_SetRaisedException(exc);
+    return g_exact = exact;
 }
 
-static void free_wrap(void *p)
+void ulma_objects_check(void)
 {
-    PyObject *op = p;
-    wrapper_saw(op);
-    int inherited = 0;
-    for (PyTypeObject *t = Py_TYPE(op); t; t = t->tp_base) {
-        if (t->tp_free != free_wrap && !inherited)
-            continue;
-        wrapped_slot *w = wrapped_find(t);
-        if (w && w->free) {
-            w->free(p);
-            return;
-        }
-        inherited = 1;
-    }
-    Py_FatalError("ulma: a wrapped tp_free lost what it wrapped");
+    check_exact();
 }
 
 static int tracer(PyObject *op, PyRefTracerEvent event, void *data)
@@ -433,7 +343,12 @@ static int tracer(PyObject *op, PyRefTracerEvent event, void *data)
         return 0;
     tls_inside = 1;
     if (event == PyRefTracer_CREATE) {
-        map_take(&g_pending, (uintptr_t)op); /* (a stale one: that object went unseen) */
+        /* an object kept at this address went unreported (CPython 3.13.0's
+         * eval loop frees some objects without telling the tracer): it is
+         * gone by now, its memory taken again */
+        addr_slot owed = map_take(&g_live, (uintptr_t)op);
+        if (owed.addr)
+            record(ULMA_OBJ_FREE, owed.creator, ULMA_OBJF_LATE, owed.type);
         type_slot *s = type_of(Py_TYPE(op));
         if (s && !s->off) {
             uint32_t creator = creator_now();
@@ -442,13 +357,7 @@ static int tracer(PyObject *op, PyRefTracerEvent event, void *data)
             record(ULMA_OBJ_NEW, creator, 0, s->id);
         }
     } else if (event == PyRefTracer_DESTROY) {
-        type_slot *s = type_of(Py_TYPE(op));
-        if (s && !s->off) { /* (a type left out is not wrapped either: nothing pends) */
-            gone(op);
-            /* its wrapper comes next (or, for a heap type's object, its tp_free) */
-            if (map_put(&g_pending, (uintptr_t)op, 0, 0) < 0)
-                atomic_fetch_add_explicit(&g_session->objects_untracked, 1, memory_order_relaxed);
-        }
+        gone(op);
     }
     tls_inside = 0;
     return 0;
@@ -495,10 +404,13 @@ int ulma_objects_start(PyObject *types)
     g_types_cap = g_types_n = 0;
     g_next_type = 1;
     map_clear(&g_live);
-    map_clear(&g_pending);
     void *data = NULL;
     PyRefTracer now = PyRefTracer_GetTracer(&data);
-    if (now != tracer) { /* (ulma's, left set by a stop the program's stood in front of) */
+    /* ulma's, left set by a stop the program's stood in front of, is still
+     * called where it is (the program's may chain to it): put in front
+     * again, it would chain to the program's, which chains to it, round and
+     * round */
+    if (now != tracer && (!g_installed || !now)) {
         g_prev = now;
         g_prev_data = data;
         if (PyRefTracer_SetTracer(tracer, NULL) < 0)
@@ -506,7 +418,9 @@ int ulma_objects_start(PyObject *types)
     }
     g_installed = 1;
     g_on = 1;
-    atomic_store_explicit(&g_session->objects_mechanism, ULMA_OBJECTS_REFTRACER, memory_order_relaxed);
+    atomic_store_explicit(&g_session->objects_mechanism,
+                          check_exact() ? ULMA_OBJECTS_REFTRACER : ULMA_OBJECTS_REFTRACER_LATE,
+                          memory_order_relaxed);
     return 0;
 }
 
@@ -524,9 +438,7 @@ void ulma_objects_stop(void)
     } else if (g_session) {
         atomic_fetch_add_explicit(&g_session->objects_displaced, 1, memory_order_relaxed);
     }
-    unwrap_static();
     map_clear(&g_live); /* what was live then is made before the next session */
-    map_clear(&g_pending);
 }
 
 void ulma_objects_after_fork(void)
@@ -535,6 +447,10 @@ void ulma_objects_after_fork(void)
 }
 
 #else /* before 3.13: no ref tracer */
+
+void ulma_objects_check(void)
+{
+}
 
 int ulma_objects_start(PyObject *types)
 {

@@ -17,6 +17,10 @@ int ulma_objects_available(void);
  * types).  Another ref tracer already set is chained to (called first, with
  * its own data).  0, or -1 with an exception. */
 int ulma_objects_start(PyObject *types);
+/* Checks (once a process, running a few lines of Python) whether the
+ * interpreter tells the ref tracer of every destruction: call it before
+ * any hook is on, so that nothing of it is recorded. */
+void ulma_objects_check(void);
 /* Stops them: ulma's tracer comes out if it is still the one set (the one
  * it chained to goes back); if the program set its own since, both stay and
  * ulma's records nothing more (counted: objects_displaced). */

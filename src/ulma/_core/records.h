@@ -158,9 +158,17 @@ enum ulma_kind {
  * record closes a gap or moves the stack.
  */
 #define ULMA_OBJF_UNKNOWN 0x01u
+/* an OBJ_FREE the ref tracer was not told of (CPython 3.13.0's eval loop
+ * frees some objects without telling it), written when the object's
+ * address was taken by a new one: it went earlier, in a function unknown */
+#define ULMA_OBJF_LATE 0x02u
 #define ULMA_TYPE_SYMBOL_BASE 0x40000000u
 #define ULMA_MAX_TYPES 0x10000u
-enum { ULMA_OBJECTS_OFF = 0, ULMA_OBJECTS_REFTRACER = 1, ULMA_OBJECTS_HEAP_TYPES = 2 };
+/* objects_mechanism: the ref tracer, told of every destruction (checked at
+ * start), or told of some only (LATE: the rest found when addresses are
+ * taken again; an object gone unseen and its address never reused stays
+ * counted live) */
+enum { ULMA_OBJECTS_OFF = 0, ULMA_OBJECTS_REFTRACER = 1, ULMA_OBJECTS_REFTRACER_LATE = 3 };
 
 #define ULMA_TASKF_NEW 0x01u
 #define ULMA_TASKF_END 0x02u /* the step ends (else it starts) */

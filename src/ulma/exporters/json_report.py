@@ -75,7 +75,10 @@ tracing began or not kept by the agent: apart, never taken from ``live``), ``byt
 ref tracer does not say), ``by_function`` (``function``: index into functions, null for a
 function with no row there; ``name``; ``created`` and ``freed`` of the objects it made;
 ``freed_here``: objects of the type destroyed while it was on top); and ``objects``: null when
-not asked for, else ``mechanism`` ("reftracer"), ``untracked`` (objects whose creator the agent's
+not asked for, else ``mechanism`` ("reftracer"; "reftracer-late" where the interpreter does not
+tell the ref tracer of every destruction, CPython 3.13.0: those are counted when the object's
+address is taken by a new one, so an object gone unseen since may still be counted live),
+``untracked`` (objects whose creator the agent's
 table had no room for), ``types_overflow`` (types past 65 534, one row) and ``displaced`` (times
 the program's own ref tracer stood in front of ulma's at its end).
 """

@@ -141,6 +141,10 @@ def type_lines(profile: Profile, limit: int = 10) -> list[Text]:
     if len(types) > limit:
         lines.append(Text(f"  ({len(types) - limit} more in --json)", style="dim"))
     lost = profile.objects
+    if lost["mechanism"] == "reftracer-late":
+        lines.append(Text("  this Python does not tell ulma of every object destroyed (CPython 3.13.0's eval "
+                          "loop): those are counted when their memory is taken again, so an object gone "
+                          "unseen since may still be counted live", style="yellow"))
     if lost["untracked"] or lost["types_overflow"] or lost["displaced"]:
         lines.append(Text(f"  objects whose maker was not kept: {lost['untracked']:,}; types past the limit: "
                           f"{lost['types_overflow']:,}; the program's own ref tracer in front of ulma's: "
