@@ -56,6 +56,9 @@ def check_made(report: dict[str, Any]) -> None:
         made, freed, _here = got[type_name, maker]
         assert made == N, (type_name, got[type_name, maker])
         assert freed == N - KEEP if exact else freed <= N - KEEP, (type_name, got[type_name, maker])
+        # (late: each one dropped in the loop is found when the next one takes its memory; the
+        # ref tracer alone was told of 1 list of 900 on 3.13.0)
+        assert exact or freed >= (N - KEEP) * 9 // 10, (type_name, got[type_name, maker])
     # made in another thread, destroyed in the main one (by list.clear, which tells the tracer):
     # credited to the maker, and to the dropper
     assert got["AcrossThing", "across"][:2] == (N, N)
