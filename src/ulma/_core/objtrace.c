@@ -35,15 +35,6 @@
 
 #define ULMA_OBJECTS_LIVE_MAX (1u << 22) /* slots: at most half of them used (64 MiB) */
 
-int ulma_objects_available(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 #if PY_VERSION_HEX >= 0x030D0000
 
 static int g_on;                 /* records are written */
@@ -375,28 +366,9 @@ static void patterns_free(void)
 int ulma_objects_start(PyObject *types)
 {
     patterns_free();
-    if (types && types != Py_None) {
-        PyObject *seq = PySequence_Fast(types, "object types must be a sequence of str");
-        if (!seq)
-            return -1;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-        g_patterns = calloc((size_t)n + 1, sizeof *g_patterns);
-        for (Py_ssize_t i = 0; g_patterns && i < n; i++) {
-            const char *p = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
-            if (!p || !(g_patterns[i] = strdup(p))) {
-                Py_DECREF(seq);
-                patterns_free();
-                if (!PyErr_Occurred())
-                    PyErr_NoMemory();
-                return -1;
-            }
-            g_npatterns++;
-        }
-        Py_DECREF(seq);
-        if (!g_patterns) {
-            PyErr_NoMemory();
-            return -1;
-        }
+    if (ulma_patterns_copy(types, &g_patterns, NULL, &g_npatterns) < 0) {
+        patterns_free();
+        return -1;
     }
     /* new ids: every type is named again in this session */
     free(g_types);

@@ -10,8 +10,6 @@
 
 #include <Python.h>
 
-/* Is there a mechanism on this Python (3.13+: the ref tracer)? */
-int ulma_objects_available(void);
 /* Starts the records, for the types whose name matches one of `types`
  * (fnmatch patterns on "qualname" or "module.qualname"; NULL or empty: all
  * types).  Another ref tracer already set is chained to (called first, with

@@ -530,9 +530,7 @@ uint32_t ulma_code_intern(PyCodeObject *co)
     return id;
 }
 
-/* Copies a sequence of patterns into *out (and, if `sub`, each pattern
- * followed by ".*" into *sub); 0, or -1 with an exception. */
-static int patterns_copy(PyObject *patterns, char ***out, char ***sub, size_t *len)
+int ulma_patterns_copy(PyObject *patterns, char ***out, char ***sub, size_t *len)
 {
     if (!patterns || patterns == Py_None)
         return 0;
@@ -570,8 +568,8 @@ static int patterns_copy(PyObject *patterns, char ***out, char ***sub, size_t *l
 static int exclude_set(PyObject *exclude, PyObject *only)
 {
     exclude_free();
-    if (patterns_copy(exclude, &g_exclude, NULL, &g_exclude_len) < 0 ||
-        patterns_copy(only, &g_only, &g_only_sub, &g_only_len) < 0) {
+    if (ulma_patterns_copy(exclude, &g_exclude, NULL, &g_exclude_len) < 0 ||
+        ulma_patterns_copy(only, &g_only, &g_only_sub, &g_only_len) < 0) {
         exclude_free();
         return -1;
     }

@@ -38,6 +38,11 @@ void ulma_symbols_set_id_limit(uint32_t limit);
 void ulma_symbols_slot_marks(int on);
 /* Is `idv` (an id as a slot or ulma_code_intern gives it) ulma's own? */
 int ulma_symbols_hidden(uint32_t idv);
+/* Copies a sequence of patterns (str; None: none) into *out, NULL-ended
+ * (and, if `sub`, each pattern followed by ".*" into *sub), counting the
+ * strings made in *len; 0, or -1 with an exception (what was made is the
+ * caller's to free, *len of it). */
+int ulma_patterns_copy(PyObject *patterns, char ***out, char ***sub, size_t *len);
 /* Forgets all of it, the C function ids too (ids are per session). */
 void ulma_symbols_reset(void);
 /* A code object run once to see whether ulma's evaluator is reached (the
