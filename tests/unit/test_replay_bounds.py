@@ -189,3 +189,23 @@ def test_the_report_of_a_trace_of_many_short_threads_stays_small(tmp_path: Path)
         path = short_threads(tmp_path / f"t{threads}.ulma", threads)
         peaks.append(peak_kib(ulma_command(["report", str(path)])))
     assert peaks[1] - peaks[0] < 6000 * 4, f"{peaks[0]} KiB, then {peaks[1]} KiB"
+
+
+def test_object_records_of_more_pairs_than_the_table_keeps_are_all_counted_in_one_row(tmp_path: Path) -> None:
+    # every OBJ_NEW record a (function, type) pair of its own: the replay kept a row for each (a
+    # crafted trace's memory then grew with its records); past OBJ_MAX_ROWS they add up in one row
+    past = 1000
+    n = records.OBJ_MAX_ROWS + past
+    events = [Event(1, 1, CALL, 0, 0)]
+    events += [Event(2 + i, 2 + i // 60_000, records.OBJ_NEW, 0, 1 + i % 60_000) for i in range(n)]
+    events.append(Event(n + 3, 1, RETURN, 0, 0))
+    path = write(tmp_path / "pairs.ulma", {0: events}, {1: "f"})
+    out = tmp_path / "report.json"
+    result = bounded(ulma_command(["report", str(path), "--json", str(out)]))
+    assert result.returncode == 0, result.stderr
+    types = json.loads(out.read_text())["types"]
+    assert sum(t["created"] for t in types) == n  # nothing lost
+    assert sum(len(t["by_function"]) for t in types) == records.OBJ_MAX_ROWS
+    beyond = [t for t in types if not t["by_function"]]
+    assert [t["created"] for t in beyond] == [past], [t["name"] for t in beyond]
+    assert "past" in beyond[0]["name"]

@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "records.h"
 #include "replay.h"
+#include "objstats.h"
 #include "scopes.h"
 #include "session.h"
 #include "symbols.h"
@@ -2334,7 +2335,10 @@ static int add_layout(PyObject *mod)
               set_int(d, "MAX_TYPES", (long)ULMA_MAX_TYPES) < 0 ||
               set_int(d, "OBJECTS_REFTRACER", ULMA_OBJECTS_REFTRACER) < 0 ||
               set_int(d, "OBJECTS_REFTRACER_LATE", ULMA_OBJECTS_REFTRACER_LATE) < 0 ||
-              set_int(d, "OBJF_LATE", ULMA_OBJF_LATE) < 0)) {
+              set_int(d, "OBJF_LATE", ULMA_OBJF_LATE) < 0 ||
+              set_int(d, "OBJ_NO_CREATOR", (long)ULMA_OBJ_NO_CREATOR) < 0 ||
+              set_int(d, "OBJ_MAX_ROWS", (long)ULMA_OBJ_MAX_ROWS) < 0 ||
+              set_int(d, "OBJ_PAST_ROWS", (long)ULMA_OBJ_PAST_ROWS) < 0)) {
         Py_DECREF(d);
         d = NULL;
     }

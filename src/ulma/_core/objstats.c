@@ -10,14 +10,17 @@ static inline uint64_t key_of(uint32_t function, uint16_t type)
     return (uint64_t)function << 16 | type;
 }
 
-/* The row of (function, type), made empty if new; NULL if memory ran out. */
+/* The row of (function, type), made empty if new (the one row past the
+ * limit if the table is full); NULL if memory ran out. */
 static ulma_obj_row *row_of(ulma_objstats *s, uint32_t function, uint16_t type)
 {
     uint64_t key = key_of(function, type);
     uint32_t *row = ulma_map_find(&s->index, key);
     if (row)
         return &s->rows[*row];
-    if (s->n >= UINT32_MAX - 1 ||
+    if (s->n >= ULMA_OBJ_MAX_ROWS && function != ULMA_OBJ_PAST_ROWS)
+        return row_of(s, ULMA_OBJ_PAST_ROWS, ULMA_OBJ_PAST_ROWS_TYPE);
+    if (s->n > ULMA_OBJ_MAX_ROWS ||
         ulma_grow((void **)&s->rows, &s->cap, s->n + 1, sizeof *s->rows, 0) < 0 ||
         !ulma_map_get(&s->index, key, (uint32_t)s->n, NULL))
         return NULL;

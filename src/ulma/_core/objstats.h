@@ -5,7 +5,8 @@
  * of the type the function destroyed itself (whoever made them).  Creator
  * ULMA_OBJ_NO_CREATOR stands for objects made before tracing began or not
  * kept by the agent.  One table a thread in the aggregator, added up across
- * threads like its other totals; memory follows the pairs seen.
+ * threads like its other totals; memory follows the pairs seen, up to
+ * ULMA_OBJ_MAX_ROWS a table.
  */
 #ifndef ULMA_OBJSTATS_H
 #define ULMA_OBJSTATS_H
@@ -15,6 +16,14 @@
 #include "map.h"
 
 #define ULMA_OBJ_NO_CREATOR 0xFFFFFFFFu
+/* A table keeps at most ULMA_OBJ_MAX_ROWS pairs (a real program makes far
+ * fewer: functions that make objects times the types each makes); counts
+ * of pairs past it go to one row (ULMA_OBJ_PAST_ROWS, type
+ * ULMA_OBJ_PAST_ROWS_TYPE), so nothing is lost and a crafted trace cannot
+ * make a row for each of its records. */
+#define ULMA_OBJ_MAX_ROWS (1u << 18)
+#define ULMA_OBJ_PAST_ROWS 0xFFFFFFFEu
+#define ULMA_OBJ_PAST_ROWS_TYPE 0xFFFFu
 
 typedef struct {
     uint32_t function;

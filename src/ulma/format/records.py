@@ -62,6 +62,11 @@ OBJ_FREE: Final = LAYOUT["OBJ_FREE"]
 SYM_TYPE: Final = LAYOUT["SYM_TYPE"]
 TYPE_SYMBOL_BASE: Final = LAYOUT["TYPE_SYMBOL_BASE"]
 OBJF_UNKNOWN: Final = LAYOUT["OBJF_UNKNOWN"]
+# objstats.h: the maker of objects made before tracing began or not kept by the agent; the one row
+# the replay's table puts the objects of (function, type) pairs past its OBJ_MAX_ROWS in
+OBJ_NO_CREATOR: Final = LAYOUT["OBJ_NO_CREATOR"]
+OBJ_MAX_ROWS: Final = LAYOUT["OBJ_MAX_ROWS"]
+OBJ_PAST_ROWS: Final = LAYOUT["OBJ_PAST_ROWS"]
 MAX_TYPES: Final = LAYOUT["MAX_TYPES"]
 
 KIND_NAMES: Final[dict[int, str]] = {

@@ -10,7 +10,16 @@ from array import array
 from collections.abc import Iterable, Sequence
 
 from ulma.format.plain import Frozen, Plain
-from ulma.format.records import SYM_CFUNC, SYM_MARK, SYM_SCOPE, TYPE_SYMBOL_BASE, Symbol
+from ulma.format.records import (
+    OBJ_MAX_ROWS,
+    OBJ_NO_CREATOR,
+    OBJ_PAST_ROWS,
+    SYM_CFUNC,
+    SYM_MARK,
+    SYM_SCOPE,
+    TYPE_SYMBOL_BASE,
+    Symbol,
+)
 from ulma.monitor import eventloop
 
 TYPE_CHECKING = False
@@ -20,7 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["CounterStats", "EdgeStats", "FunctionStats", "ProcessInfo", "Profile", "Symbol", "ThreadInfo",
            "TypeFunction", "TypeStats", "build_profile"]
 
-NO_CREATOR = 0xFFFFFFFF  # objstats.h: made before tracing began, or not kept by the agent
+NO_CREATOR = OBJ_NO_CREATOR  # made before tracing began, or not kept by the agent
+# the one type row that holds the objects of (function, type) pairs past the replay's table limit
+PAST_ROWS_NAME = f"<objects of (function, type) pairs past {OBJ_MAX_ROWS:,}>"
 
 
 class FunctionStats(Plain):
@@ -499,6 +510,14 @@ def _types(profile: Profile, symbols: dict[int, Symbol], rows: Iterable[tuple[in
     by_type: dict[int, TypeStats] = {}
     shares: dict[tuple[int, int], TypeFunction] = {}
     for fid, tid, created, freed, freed_here in rows:
+        if fid == OBJ_PAST_ROWS:  # (a crafted trace, or a program far past any real one's pairs)
+            t = by_type.get(-1)
+            if t is None:
+                t = by_type[-1] = TypeStats(PAST_ROWS_NAME)
+                profile.types.append(t)
+            t.created += created
+            t.freed += freed
+            continue
         t = by_type.get(tid)
         if t is None:
             sym = symbols.get(TYPE_SYMBOL_BASE + tid)
