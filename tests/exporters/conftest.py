@@ -73,12 +73,11 @@ def export(tmp_path: Path) -> Callable[[Recording, str], Path]:
 
 
 @pytest.fixture(scope="session")
-def speedscope_schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """speedscope's published file-format JSON schema, from its npm package."""
+def speedscope_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """speedscope's web app as published on npm (its package's dist/release folder), unpacked."""
     npm = shutil.which("npm")
     if npm is None:
-        missing_dependency("npm is not installed (Debian package npm): cannot fetch speedscope's "
-                           "file-format schema")
+        missing_dependency("npm is not installed (Debian package npm): cannot fetch speedscope")
     folder = tmp_path_factory.mktemp("speedscope")
     try:
         subprocess.run([npm, "pack", SPEEDSCOPE_PACKAGE, "--silent", "--pack-destination", str(folder)],
@@ -89,7 +88,16 @@ def speedscope_schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
                            f"{' '.join(stderr) or exc}")
     (tarball,) = folder.glob("speedscope-*.tgz")
     with tarfile.open(tarball) as tar:
-        member = tar.extractfile("package/dist/release/file-format-schema.json")
-        assert member is not None, "the speedscope package no longer ships its schema there"
-        schema: dict[str, Any] = json.load(member)
-    return schema
+        tar.extractall(folder, filter="data")
+    release = folder / "package" / "dist" / "release"
+    assert (release / "index.html").exists(), "the speedscope package no longer ships its app there"
+    return release
+
+
+@pytest.fixture(scope="session")
+def speedscope_schema(speedscope_app: Path) -> dict[str, Any]:
+    """speedscope's published file-format JSON schema, from its npm package."""
+    schema = speedscope_app / "file-format-schema.json"
+    assert schema.exists(), "the speedscope package no longer ships its schema there"
+    loaded: dict[str, Any] = json.loads(schema.read_text())
+    return loaded

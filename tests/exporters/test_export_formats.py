@@ -103,8 +103,7 @@ def test_chrome_trace_has_balanced_nested_slices_per_thread_and_names_them(
     recording = record("threads.py")
     text = export(recording, "chrome").read_text()
     assert compact(text)  # the README's form: fewer bytes to write
-    data = json.loads(text, parse_float=Decimal)
-    events = data["traceEvents"]
+    events = json.loads(text, parse_float=Decimal)  # the array form (speedscope reads it by any name)
     names = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
     assert [e for e in events if e["ph"] == "M" and e["name"] == "process_name"]
     slices: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
@@ -113,7 +112,7 @@ def test_chrome_trace_has_balanced_nested_slices_per_thread_and_names_them(
             start = micros_to_ns(Decimal(e["ts"]))
             slices[e["tid"]].append((start, start + micros_to_ns(Decimal(e["dur"])), e["name"]))
         else:
-            assert e["ph"] == "M", e
+            assert e["ph"] in ("M", "P"), e
     assert len(slices) == 5 and set(slices) <= set(names)  # one named track per thread
     assert sum(1 for n in names.values() if n.startswith("main thread")) == 1
     for tid, spans in slices.items():
@@ -126,6 +125,22 @@ def test_chrome_trace_has_balanced_nested_slices_per_thread_and_names_them(
             stack.append((start, end, name))
     square = recording.function("square")
     assert Counter(s[2] for spans in slices.values() for s in spans)["square"] == square["calls"]
+    # each thread's CPU profile (for speedscope) gives every function the self time its slices give
+    for tid, spans in slices.items():
+        self_ns: Counter[str] = Counter()
+        for start, end, name in spans:
+            self_ns[name] += end - start
+            inner = [s for s in spans if start <= s[0] and s[1] <= end and s != (start, end, name)]
+            outer = [s for s in inner if not any(o != s and o[0] <= s[0] and s[1] <= o[1] for o in inner)]
+            self_ns[name] -= sum(e - s for s, e, _ in outer)
+        chunk = next(e for e in events if e["name"] == "ProfileChunk" and e["tid"] == tid)
+        profile = chunk["args"]["data"]
+        frame = {n["id"]: n["callFrame"]["functionName"] for n in profile["cpuProfile"]["nodes"]}
+        samples, deltas = profile["cpuProfile"]["samples"], profile["timeDeltas"]
+        sampled: Counter[str] = Counter()
+        for node, delta in zip(samples[:-1], deltas[1:], strict=True):  # a sample's time: the next delta
+            sampled[frame[node]] += micros_to_ns(Decimal(delta))
+        assert +sampled == +self_ns, f"thread {tid}"
 
 
 @pytest.mark.parametrize("program", ["generators.py", "threads.py", "mutual_recursion.py"])

@@ -228,7 +228,7 @@ def test_counters_are_in_the_report_the_json_and_the_chrome_export(
             assert 0 < row["last_ns"] <= json.loads(path.read_text())["wall_ns"]
     chrome = run_process(ulma_command(["export", str(trace), "--format", "chrome", "-o", "-"]))
     assert chrome.returncode == 0, describe(chrome)
-    events = json.loads(chrome.stdout)["traceEvents"]
+    events = json.loads(chrome.stdout)  # (the array form)
     for name, values in (("level", level), ("wide", wide)):
         got = [e for e in events if e["ph"] == "C" and e["name"] == name]
         assert [e["args"]["value"] for e in got] == values, got[:5]

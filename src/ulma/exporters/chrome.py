@@ -1,5 +1,5 @@
 """``--format chrome``: the Trace Event Format read by ui.perfetto.dev,
-chrome://tracing and speedscope.
+chrome://tracing and speedscope, whatever the file is named.
 
 One complete ("X") event per activation of a function -- a generator's run
 from a resume to its next yield is one -- on one track per thread, named by
@@ -11,6 +11,16 @@ three decimals (whole ns), so slices nest exactly as they did in the program.
 Events are written as frames end, formatted by the C replay, one a line and
 without spaces (JSON's compact form: the bytes per event are what the kernel
 copies): memory holds nothing per event.
+
+The file is the format's JSON array form, and ends with one CPU profile per
+thread (a ``Profile`` and a ``ProfileChunk`` event, as Chrome's own traces
+carry): speedscope reads any file named ``*.chrome.json`` as a Chrome timeline
+and takes only those (it failed on the object form), and reads an array with
+them the same way under any other name.  That profile is the thread's tree of
+distinct stacks, each with its exact self time -- speedscope's left-heavy and
+sandwich views are then exact; its time order is the tree's, not the
+program's (the slices are the time line, for Perfetto).  Its events have the
+category ``ulma.stacks``.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import json
 from typing import BinaryIO
 
 from ulma import __version__, _core
-from ulma.exporters.base import Exporter
+from ulma.exporters.tree import StackTreeExporter
 from ulma.format import runinfo, stacks
 
 _COMPACT = (",", ":")  # json.dumps separators: no spaces
@@ -33,9 +43,10 @@ def us(ns: int) -> str:
     return f"{ns // 1000}.{ns % 1000:03d}"
 
 
-class ChromeExporter(Exporter):
-    # an event is written whole, as its frame ends; a counter's value as it is set
-    REPLAY = stacks.FRAMES | stacks.ENDS_ONLY | stacks.COUNTERS
+class ChromeExporter(StackTreeExporter):
+    # an event is written whole, as its frame ends; a counter's value as it is set; and the tree of
+    # each thread's stacks for the CPU profiles at the end
+    REPLAY = stacks.FRAMES | stacks.ENDS_ONLY | stacks.COUNTERS | stacks.TREE | stacks.TREE_PER_THREAD
 
     def __init__(self, run: runinfo.Run, out: BinaryIO) -> None:
         super().__init__(run, out)
@@ -47,17 +58,17 @@ class ChromeExporter(Exporter):
         about = {key: meta.get(key) for key in ("python", "engine", "clock", "host", "start_real_ns")}
         other = {"ulma": __version__, **{key: value if isinstance(value, str | int) else None
                                          for key, value in about.items()}, "trace": run.path}
-        head = [{"ph": "M", "name": "process_name", "pid": run.pid, "tid": 0,
-                 "args": {"name": f"python {meta.get('python', '')} (pid {run.pid})"}}]
+        # (speedscope takes an array for a Chrome timeline if its first event has a "cat")
+        head = [{"ph": "M", "name": "process_name", "pid": run.pid, "tid": 0, "cat": "__metadata",
+                 "args": {"name": f"python {meta.get('python', '')} (pid {run.pid})"}},
+                {"ph": "M", "name": "ulma", "pid": run.pid, "tid": 0, "cat": "__metadata", "args": other}]
         for index, slot in enumerate(sorted(run.events)):
             tid = run.tid(slot)
             head.append({"ph": "M", "name": "thread_name", "pid": run.pid, "tid": tid,
                          "args": {"name": run.thread_name(slot)}})
             head.append({"ph": "M", "name": "thread_sort_index", "pid": run.pid, "tid": tid,
                          "args": {"sort_index": index}})
-        self.text.write('{"displayTimeUnit":"ns","otherData":' + json.dumps(other, separators=_COMPACT)
-                        + ',\n"traceEvents":[\n'
-                        + ",\n".join(json.dumps(e, separators=_COMPACT) for e in head))
+        self.text.write("[\n" + ",\n".join(json.dumps(e, separators=_COMPACT) for e in head))
 
     def _prefix(self, thread: int, fid: int, counter: int) -> bytes:
         f = self.run.frame(fid)
@@ -75,13 +86,53 @@ class ChromeExporter(Exporter):
         times = f',"ts":{us(start)},"dur":{us(end - start)}}}'
         return ",\n" + json.dumps(head, separators=_COMPACT)[:-1] + times
 
+    def write_profiles(self) -> None:
+        """Each thread's tree of stacks as a V8 CPU profile: one node per distinct stack (Chrome's
+        ``lineNumber`` counts from 0), one sample per stack with self time, that time the next
+        sample's delta (speedscope weighs a sample by the delta after it), microseconds."""
+        children: dict[int, list[int]] = {}
+        for node in range(1, len(self.parent)):
+            if self.parent[node] >= 0:
+                children.setdefault(self.parent[node], []).append(node)
+        for number, (root, thread) in enumerate(sorted(self.thread_of_root.items()), 1):
+            if thread < 0 or root not in children:
+                continue
+            nodes = [{"id": root, "callFrame": {"functionName": "(root)", "url": "", "lineNumber": -1,
+                                                "columnNumber": -1, "scriptId": "0"}}]
+            samples, deltas, total = [], ["0"], 0
+            order = list(reversed(children[root]))
+            while order:  # depth first, callees in the order first called
+                node = order.pop()
+                f = self.run.frame(self.fid[node])
+                nodes.append({"id": node, "parent": self.parent[node],
+                              "callFrame": {"functionName": f.name, "url": f.file, "lineNumber": f.line - 1,
+                                            "columnNumber": 0, "scriptId": "0"}})
+                if self.self_ns[node]:
+                    samples.append(node)
+                    deltas.append(us(self.self_ns[node]))
+                    total += self.self_ns[node]
+                order.extend(reversed(children.get(node, ())))
+            samples.append(root)  # the last sample's delta closes the one before it
+            where = {"pid": self.run.pid, "tid": self.run.tid(thread), "ts": 0, "cat": "ulma.stacks",
+                     "id": f"0x{number:x}"}
+            profile = {"ph": "P", "name": "Profile", **where, "args": {"data": {"startTime": 0}}}
+            chunk = {"ph": "P", "name": "ProfileChunk", **where,
+                     "args": {"data": {"cpuProfile": {"nodes": nodes, "samples": samples},
+                                       "timeDeltas": [], "endTime": 0}}}
+            text = json.dumps(chunk, separators=_COMPACT)
+            # the deltas are exact decimals (us()), not floats: put in as they are
+            text = text.replace('"timeDeltas":[]', '"timeDeltas":[' + ",".join(deltas) + "]")
+            text = text.replace('"endTime":0', f'"endTime":{us(total)}')
+            self.text.write(",\n" + json.dumps(profile, separators=_COMPACT) + ",\n" + text)
+
     def take_frames(self, replay: _core.Replay) -> None:
         """The frames that ended, formatted in C (one line each, as ``_prefix`` and ``us`` say) and
         written straight from its buffer."""
         replay.take_chrome(self.prefix, self._prefix, self._gap, self.out.write)
 
     def finish(self) -> None:
-        self.text.write("\n]}\n")
+        self.write_profiles()
+        self.text.write("\n]\n")
         self.text.flush()
         self.text.detach()
 
