@@ -47,6 +47,23 @@ def test_go_tool_pprof_reads_the_pprof_export_and_lists_the_hot_function_first(
     assert cold[0] == "100", calls.stdout  # cold() is called 100 times
 
 
+def test_pprof_samples_carry_the_python_name_of_their_thread(
+        tmp_path: Path, record: RecordFn, export: ExportFn) -> None:
+    go = shutil.which("go")
+    if go is None:
+        missing_dependency("`go` is not installed (Debian package golang-go): cannot run go tool pprof")
+    out = export(record("named_threads.py"), "pprof")
+    env = {**os.environ, "PPROF_TMPDIR": str(tmp_path), "HOME": str(tmp_path), "GOCACHE": str(tmp_path)}
+    for index in range(3):  # the program's worker-i calls square 100 * (i + 1) times
+        result = subprocess.run([go, "tool", "pprof", "-top", "-sample_index=calls",
+                                 f"-tagfocus=thread=worker-{index} ", str(out)],
+                                capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert result.returncode == 0, result.stderr
+        square = next((row for row in (line.split() for line in result.stdout.splitlines())
+                       if row[-1:] == ["square"]), None)
+        assert square is not None and square[0] == str(100 * (index + 1)), result.stdout
+
+
 def balanced(events: list[tuple[str, int, int]]) -> None:
     """events: (type "O"/"C", frame, at) of one profile; must nest like calls and never go back."""
     stack: list[int] = []

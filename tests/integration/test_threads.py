@@ -156,6 +156,23 @@ def test_an_attachment_leaves_no_descriptor_open_in_the_program(
     assert attach_target.proc.returncode == 3 and "Traceback" not in err
 
 
+def test_an_attachment_names_the_threads_already_running_by_their_python_names(
+    attach_target: AgentTarget, run_ulma: RunFn, tmp_path: Path,
+) -> None:
+    trace = tmp_path / "attach.ulma"
+    result = run_ulma(["attach", str(attach_target.proc.pid), "--duration", "0.5", "--no-report",
+                       "-o", str(trace)])
+    assert result.returncode == 0, result.stderr
+    chrome = run_ulma(["export", str(trace), "--format", "chrome", "-o", "-"])
+    assert chrome.returncode == 0, chrome.stderr
+    names = {e["args"]["name"] for e in json.loads(chrome.stdout) if e["name"] == "thread_name"}
+    # threading's own names for Thread(target=body): "Thread-1 (body)" .. "Thread-20 (body)"
+    named = {n.split(" (thread ")[0] for n in names if " (thread " in n}
+    assert {f"Thread-{i} (body)" for i in range(1, 21)} <= named, sorted(names)
+    attach_target.stop.touch()
+    attach_target.proc.communicate(timeout=60)
+
+
 @pytest.mark.parametrize("value", ["0", "65537"])
 def test_max_threads_out_of_range_is_one_line(value: str, run_ulma: RunFn) -> None:
     result = run_ulma(["run", "--max-threads", value, str(SEQUENTIAL), "1"], cwd=PROGRAMS_DIR)

@@ -30,6 +30,7 @@
 #include "session.h"
 #include "symbols.h"
 #include "tasktable.h"
+#include "threadnames.h"
 
 static int set_int(PyObject *d, const char *name, long v);
 
@@ -166,6 +167,17 @@ static PyObject *py_agent_ignore_thread(PyObject *self, PyObject *unused)
     (void)unused;
     ulma_agent_ignore_thread();
     Py_RETURN_NONE;
+}
+
+static PyObject *py_agent_thread_name(PyObject *self, PyObject *args)
+{
+    (void)self;
+    unsigned long long tid;
+    const char *name;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "Ks#", &tid, &name, &n))
+        return NULL;
+    return PyBool_FromLong(ulma_thread_name(tid, name, (size_t)n));
 }
 
 /* ---- monitor session ------------------------------------------------ */
@@ -2243,6 +2255,12 @@ static PyMethodDef module_methods[] = {
      "agent_fork_parent(): after it, in the parent: that thread started again"},
     {"agent_ignore_thread", py_agent_ignore_thread, METH_NOARGS,
      "never trace the calling thread (ulma's own threads)"},
+    {"agent_thread_name", py_agent_thread_name, METH_VARARGS,
+     "agent_thread_name(native_id, name) -> written: names an OS thread in the session (False: no "
+     "session, or thread names took their share of the symbol table)"},
+    {"thread_starter", ulma_thread_starter, METH_O,
+     "thread_starter(start) -> a callable like _thread's `start` that names, in the session, each "
+     "thread it starts for a threading.Thread"},
     {"agent_id_limit", py_agent_id_limit, METH_O,
      "agent_id_limit(n): sessions started after this use ids below n (at most 2**24); the "
      "functions seen once they are taken share the last one, counted as ids_overflow"},
@@ -2338,7 +2356,9 @@ static int add_layout(PyObject *mod)
               set_int(d, "OBJF_LATE", ULMA_OBJF_LATE) < 0 ||
               set_int(d, "OBJ_NO_CREATOR", (long)ULMA_OBJ_NO_CREATOR) < 0 ||
               set_int(d, "OBJ_MAX_ROWS", (long)ULMA_OBJ_MAX_ROWS) < 0 ||
-              set_int(d, "OBJ_PAST_ROWS", (long)ULMA_OBJ_PAST_ROWS) < 0)) {
+              set_int(d, "OBJ_PAST_ROWS", (long)ULMA_OBJ_PAST_ROWS) < 0 ||
+              set_int(d, "SYM_THREAD", ULMA_SYM_THREAD) < 0 ||
+              set_int(d, "THREAD_SYMBOL_BASE", (long)ULMA_THREAD_SYMBOL_BASE) < 0)) {
         Py_DECREF(d);
         d = NULL;
     }
@@ -2381,7 +2401,7 @@ static int add_limits(PyObject *mod)
 PyMODINIT_FUNC PyInit__core(void)
 {
     if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&AggregatorType) < 0 ||
-        PyType_Ready(&ReplayType) < 0)
+        PyType_Ready(&ReplayType) < 0 || ulma_thread_names_ready() < 0)
         return NULL;
     PyObject *mod = PyModule_Create(&module_def);
     if (!mod)

@@ -173,6 +173,18 @@ enum { ULMA_OBJECTS_OFF = 0, ULMA_OBJECTS_REFTRACER = 1, ULMA_OBJECTS_REFTRACER_
 #define ULMA_TASKF_NEW 0x01u
 #define ULMA_TASKF_END 0x02u /* the step ends (else it starts) */
 #define ULMA_TASK_SYMBOL_BASE 0x80000000u
+/*
+ * Thread names.  A Python thread's name (threading.Thread.name) is a symbol
+ * of kind ULMA_SYM_THREAD and id ULMA_THREAD_SYMBOL_BASE + its OS thread id
+ * (Linux's are below 2^22), written when the thread starts and, for those
+ * already running, when the session starts (symbols.c ulma_thread_name); a
+ * later name of the same thread is a later symbol of the same id (the last
+ * one read wins).  Names take at most 1 / ULMA_THREAD_NAMES_SHARE of the
+ * symbol table: past that a thread goes by its id.
+ */
+#define ULMA_THREAD_SYMBOL_BASE 0x60000000u
+#define ULMA_THREAD_ID_MAX 0x10000000u
+#define ULMA_THREAD_NAMES_SHARE 8u
 #define ULMA_TASK_NAMES_SHARE 4u /* at most a quarter of the table */
 
 /* flags of a SYNC record: a group is one BEGIN record (aux = frame count)
@@ -230,7 +242,7 @@ static_assert(ULMA_MIN_RING_EVENTS / 2 >= ULMA_MAX_SYNC_FRAMES + 4u,
 
 /* Symbol kinds and flags. */
 enum ulma_symbol_kind { ULMA_SYM_PYFUNC = 1, ULMA_SYM_CFUNC = 2, ULMA_SYM_SCOPE = 3, ULMA_SYM_TYPE = 4,
-                        ULMA_SYM_TASK = 5, ULMA_SYM_MARK = 6, ULMA_SYM_COUNTER = 7 };
+                        ULMA_SYM_TASK = 5, ULMA_SYM_MARK = 6, ULMA_SYM_COUNTER = 7, ULMA_SYM_THREAD = 8 };
 #define ULMA_SYMF_HIDDEN 0x01u     /* ulma's own bootstrap code: not reported */
 #define ULMA_SYMF_UNMEASURED 0x02u /* excluded by a filter: time unmeasured */
 /* not traced from the start (--exclude, or outside every --only pattern):

@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "symbols.h"
+#include "threadnames.h"
 #include "ringwrite.h"
 
 #include <fnmatch.h>
@@ -600,6 +601,7 @@ int ulma_symbols_configure(PyObject *hidden_prefix, PyObject *exclude, PyObject 
 
 void ulma_symbols_reset(void)
 {
+    ulma_thread_names_reset();
     free(g_off_ids);
     g_off_ids = NULL;
     g_off_ids_bytes = 0;

@@ -21,7 +21,7 @@ import os
 import sys
 
 from ulma import _core
-from ulma.agent import AgentOptions, calibrate, default_engine
+from ulma.agent import AgentOptions, calibrate, default_engine, threadnames
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -240,10 +240,12 @@ def start_agent(fd: int, options: AgentOptions, *, empty: int = 0,
     _unhook_forked_children()
     off = 0 if empty or alone or probe_ns else calibrate.hooks_off()
     _core.agent_id_limit(options.id_limit or 1 << 24)
+    names = threadnames.running()
     _core.agent_start(fd, options.engine, empty, _AGENT_DIR + os.sep, boundary, recursion_adjust,
                       native_calls=options.native_calls, cpu_interval_us=options.cpu_interval_us,
                       exclude=list(options.exclude), only=list(options.only),
                       objects=None if options.objects is None else list(options.objects))
+    threadnames.install(names)
     if not empty:
         if not probe_ns:
             per_call = calibrate.callbacks_per_call(options.native_calls, options.engine)

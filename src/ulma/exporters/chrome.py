@@ -89,7 +89,9 @@ class ChromeExporter(StackTreeExporter):
     def write_profiles(self) -> None:
         """Each thread's tree of stacks as a V8 CPU profile: one node per distinct stack (Chrome's
         ``lineNumber`` counts from 0), one sample per stack with self time, that time the next
-        sample's delta (speedscope weighs a sample by the delta after it), microseconds."""
+        sample's delta (speedscope weighs a sample by the delta after it), microseconds.  ulma's
+        own hidden frames are left out as from the slices: their time is their caller's."""
+        hidden = self.run.hidden
         children: dict[int, list[int]] = {}
         for node in range(1, len(self.parent)):
             if self.parent[node] >= 0:
@@ -97,21 +99,29 @@ class ChromeExporter(StackTreeExporter):
         for number, (root, thread) in enumerate(sorted(self.thread_of_root.items()), 1):
             if thread < 0 or root not in children:
                 continue
-            nodes = [{"id": root, "callFrame": {"functionName": "(root)", "url": "", "lineNumber": -1,
-                                                "columnNumber": -1, "scriptId": "0"}}]
-            samples, deltas, total = [], ["0"], 0
+            nodes: list[dict[str, object]] = [
+                {"id": root, "callFrame": {"functionName": "(root)", "url": "", "lineNumber": -1,
+                                           "columnNumber": -1, "scriptId": "0"}}]
+            shown = {root: root}  # node -> the node it is shown as (a hidden one: its caller's)
+            own: dict[int, int] = {}  # shown node -> self ns, in depth-first order
             order = list(reversed(children[root]))
             while order:  # depth first, callees in the order first called
                 node = order.pop()
-                f = self.run.frame(self.fid[node])
-                nodes.append({"id": node, "parent": self.parent[node],
-                              "callFrame": {"functionName": f.name, "url": f.file, "lineNumber": f.line - 1,
-                                            "columnNumber": 0, "scriptId": "0"}})
-                if self.self_ns[node]:
-                    samples.append(node)
-                    deltas.append(us(self.self_ns[node]))
-                    total += self.self_ns[node]
+                above = shown[self.parent[node]]
+                if self.fid[node] in hidden:
+                    shown[node] = above
+                else:
+                    shown[node] = node
+                    f = self.run.frame(self.fid[node])
+                    frame = {"functionName": f.name, "url": f.file, "lineNumber": f.line - 1,
+                             "columnNumber": 0, "scriptId": "0"}
+                    nodes.append({"id": node, "parent": above, "callFrame": frame})
+                    own.setdefault(node, 0)
+                if shown[node] != root:  # (time under no frame of the program's: no slice either)
+                    own[shown[node]] = own.get(shown[node], 0) + self.self_ns[node]
                 order.extend(reversed(children.get(node, ())))
+            samples = [node for node, ns in own.items() if ns]
+            deltas = ["0", *(us(own[node]) for node in samples)]
             samples.append(root)  # the last sample's delta closes the one before it
             where = {"pid": self.run.pid, "tid": self.run.tid(thread), "ts": 0, "cat": "ulma.stacks",
                      "id": f"0x{number:x}"}
@@ -122,7 +132,7 @@ class ChromeExporter(StackTreeExporter):
             text = json.dumps(chunk, separators=_COMPACT)
             # the deltas are exact decimals (us()), not floats: put in as they are
             text = text.replace('"timeDeltas":[]', '"timeDeltas":[' + ",".join(deltas) + "]")
-            text = text.replace('"endTime":0', f'"endTime":{us(total)}')
+            text = text.replace('"endTime":0', f'"endTime":{us(sum(own.values()))}')
             self.text.write(",\n" + json.dumps(profile, separators=_COMPACT) + ",\n" + text)
 
     def take_frames(self, replay: _core.Replay) -> None:

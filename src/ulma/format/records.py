@@ -65,6 +65,8 @@ OBJF_UNKNOWN: Final = LAYOUT["OBJF_UNKNOWN"]
 # objstats.h: the maker of objects made before tracing began or not kept by the agent; the one row
 # the replay's table puts the objects of (function, type) pairs past its OBJ_MAX_ROWS in
 OBJ_NO_CREATOR: Final = LAYOUT["OBJ_NO_CREATOR"]
+SYM_THREAD: Final = LAYOUT["SYM_THREAD"]  # a Python thread's name, at THREAD_SYMBOL_BASE + OS tid
+THREAD_SYMBOL_BASE: Final = LAYOUT["THREAD_SYMBOL_BASE"]
 OBJ_MAX_ROWS: Final = LAYOUT["OBJ_MAX_ROWS"]
 OBJ_PAST_ROWS: Final = LAYOUT["OBJ_PAST_ROWS"]
 MAX_TYPES: Final = LAYOUT["MAX_TYPES"]

@@ -31,6 +31,7 @@ class Run:
     # the calibration of the text log written along with the trace (--log), if there was one
     text_ns_per_tick: float | None = None
     tasks: dict[int, str] = field(default_factory=dict)  # asyncio task number -> its name
+    thread_names: dict[int, str] = field(default_factory=dict)  # OS thread id -> its Python name
 
     @property
     def hidden(self) -> frozenset[int]:
@@ -45,10 +46,15 @@ class Run:
         return self.os_tids.get(slot, slot)
 
     def thread_name(self, slot: int) -> str:
+        """"main thread 123", or the Python thread's name with its OS id ("worker-2 (thread
+        124)"), or "thread 124" where the trace has no name for it."""
         tid = self.tid(slot)
-        if slot in self.os_tids and tid == self.pid:
+        if slot not in self.os_tids:
+            return f"thread slot {slot}"
+        if tid == self.pid:
             return f"main thread {tid}"
-        return f"thread {tid}" if slot in self.os_tids else f"thread slot {slot}"
+        name = self.thread_names.get(tid)
+        return f"{name} (thread {tid})" if name else f"thread {tid}"
 
     @property
     def scale(self) -> int:
@@ -70,6 +76,7 @@ def scan(reader: trace.TraceReader) -> Run:
     """The first of two passes over the file: symbols, threads and the END record."""
     frames: dict[int, records.Symbol] = {}
     tasks: dict[int, str] = {}
+    thread_names: dict[int, str] = {}
     events: dict[int, int] = {}
     warnings: list[str] = []
     for chunk in reader.chunks(events=False):  # the events are decompressed by the second pass only
@@ -84,6 +91,8 @@ def scan(reader: trace.TraceReader) -> Run:
             for s in defs:
                 if s.kind == records.SYM_TASK:  # a task's name: not a function's
                     tasks[s.id - records.TASK_SYMBOL_BASE] = s.name
+                elif s.kind == records.SYM_THREAD:  # a thread's (the last given wins)
+                    thread_names[s.id - records.THREAD_SYMBOL_BASE] = s.name
                 else:
                     frames[s.id] = s
     warnings[:0] = reader.warnings
@@ -98,4 +107,5 @@ def scan(reader: trace.TraceReader) -> Run:
         ns_per_tick=reader.ns_per_tick() or 1.0,
         start_ticks=meta.get("start_ticks", 0), pid=e.get("program_pid", 0),
         os_tids={int(k): v for k, v in e.get("os_tid", {}).items()},
-        events=events, warnings=warnings, text_ns_per_tick=reader.latest("text_ns_per_tick"), tasks=tasks)
+        events=events, warnings=warnings, text_ns_per_tick=reader.latest("text_ns_per_tick"), tasks=tasks,
+        thread_names=thread_names)
