@@ -287,7 +287,10 @@ class LiveView(App[None]):
         legend = bar.legend_items(bar.parts_for(split_known, self.clock), self.plain)
         legend[0] = Text("bar: ").append_text(legend[0])
         width = max(self.size.width - 2, 20)  # the padding
-        self.query_one("#keys", Static).update(pack([*items, *legend], width))
+        footer = pack([*items, *legend], width)
+        if "\n" in footer.plain:  # on two lines or more: the legend on a line of its own, not split
+            footer = pack(items, width).append("\n").append_text(pack(legend, width))
+        self.query_one("#keys", Static).update(footer)
 
     @property
     def clock(self) -> str:
