@@ -43,7 +43,7 @@ def function(name: str, file: str, line: int, calls: int, resumes: int, self_ms:
     """A function whose figures (times and counts times `scale`) add up: the four parts of its total
     time are the split's shares of it, and its self time splits in the same shares."""
     self_ns, total_ns = round(self_ms * MS * scale), round(total_ms * MS * scale)
-    cpu, over, wait, unmeasured = (round(total_ns * s) for s in split)
+    _, over, wait, unmeasured = (round(total_ns * s) for s in split)
     f = FunctionStats(name, file, line, round(calls * scale), round(resumes * scale), self_ns, total_ns,
                       cpu_ns=total_ns - over - wait - unmeasured, wait_ns=wait, overhead_ns=over,
                       unmeasured_ns=unmeasured,
