@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from ulma.monitor.profile import EdgeStats, FunctionStats, Profile
@@ -17,12 +15,11 @@ from ulma.views.live_rows import (
     key_of,
     label,
     make_rows,
+    mostly_waiting,
     neighbours,
-    short_roots,
     texts,
     time_bar,
     visible,
-    where,
 )
 from ulma.views.units import fmt_ns
 
@@ -103,13 +100,20 @@ def test_callers_and_callees_with_counts_time_and_share() -> None:
     assert neighbours(p, ("gone", "x", 1)) == ([], [])
 
 
-def test_locations_are_short_inside_the_working_directory_site_packages_and_the_standard_library() -> None:
-    assert where("/work/app/x.py", 3, ("/work/app",)) == "x.py:3"
-    assert where("/elsewhere/x.py", 3, ("/work/app",)) == "/elsewhere/x.py:3"
-    assert where("/elsewhere/x.py", 3, ()) == "/elsewhere/x.py:3"
-    roots = short_roots("/work/app")
-    assert where(threading.__file__, 10, roots) == "threading.py:10"
-    assert where(pytest.__file__, 1, roots) == "pytest/__init__.py:1"
+def test_i_hides_the_functions_that_waited_95_percent_of_their_total_time_or_more() -> None:
+    sleeper = FunctionStats("sleeper", "/src/app.py", 1, 1, 0, 1000, 1000, cpu_ns=40, wait_ns=960)
+    almost = FunctionStats("almost", "/src/app.py", 2, 1, 0, 1000, 1000, cpu_ns=60, wait_ns=940)
+    worker = FunctionStats("worker", "/src/app.py", 3, 1, 0, 1000, 1000, cpu_ns=1000)
+    p = Profile(python="3.12", wall_ns=10_000, engine="monitoring", clock="tsc", split_known=True,
+                functions=[sleeper, almost, worker])
+    rows = make_rows(p, None, 0)
+    by_self = COLUMNS[COLUMN_INDEX["function"]]
+    assert [r.key[0] for r in visible(rows, "", by_self, False)] == ["almost", "sleeper", "worker"]
+    assert [r.key[0] for r in visible(rows, "", by_self, False, hide_waiting=True)] == ["almost", "worker"]
+    # without CPU readings waiting is not told apart: nothing is idle
+    assert not mostly_waiting(sleeper, split_known=False)
+    assert [r.key[0] for r in visible(rows, "", by_self, False, True, split_known=False)] == [
+        "almost", "sleeper", "worker"]
 
 
 MS = 1_000_000
@@ -188,3 +192,20 @@ def test_without_cpu_readings_the_cpu_clock_shows_wall_time_not_a_cpu_time_it_do
     rows = make_rows(p, None, 0, "cpu")
     assert {r.clock for r in rows} == {"wall"}
     assert drawn(rows)["naps"]["self"] == "5.90 s"
+
+
+def test_without_colour_each_part_of_the_bar_has_its_own_letter_and_the_legend_says_which() -> None:
+    text = "".join(t for t, _ in bar.render([40, 30, 20, 10], bar.FOUR_WAY, 100, 10, plain=True))
+    assert text == "CCCCooowwu"
+    assert len({p.glyph for p in bar.FOUR_WAY}) == 4 and len({p.glyph for p in bar.UNSPLIT}) == 3
+    legend = bar.legend(bar.FOUR_WAY, plain=True).plain
+    assert legend == "bar: C CPU  o overhead  w waiting  u unmeasured"
+    assert bar.legend(bar.FOUR_WAY).plain.count(bar.BLOCK) == 4  # in colour: blocks
+
+
+def test_colour_is_lost_with_no_color_term_dumb_or_no_terminal() -> None:
+    assert not bar.colourless({"TERM": "xterm-256color"}, tty=True)
+    assert bar.colourless({"TERM": "xterm", "NO_COLOR": "1"}, tty=True)
+    assert not bar.colourless({"NO_COLOR": ""}, tty=True)  # no-color.org: set and not empty
+    assert bar.colourless({"TERM": "dumb"}, tty=True)
+    assert bar.colourless({"TERM": "xterm"}, tty=False)

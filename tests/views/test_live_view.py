@@ -536,12 +536,12 @@ def test_d_opens_the_dial_and_a_budget_typed_there_switches_the_hot_function_off
         drive(body, live)
 
 
-def test_i_sets_how_often_the_cpu_clock_is_read_and_the_agent_takes_it() -> None:
+def test_shift_i_sets_how_often_the_cpu_clock_is_read_and_the_agent_takes_it() -> None:
     async def body(app: LiveView, pilot: LivePilot) -> None:
         await until(app, pilot, lambda: calls(app, COLD) >= 100, "100 calls of cold()")
-        await pilot.press("i", *"0", "enter")  # out of range: refused here, nothing posted
+        await pilot.press("I", *"0", "enter")  # out of range: refused here, nothing posted
         assert live.control.done == [] and not live.control.pending()
-        await pilot.press("i", *"2500", "enter")
+        await pilot.press("I", *"2500", "enter")
         await until(app, pilot, lambda: live.control.intervals != [], "the agent to take the interval")
         assert [us for _, us in live.control.intervals] == [2500]
         assert live.session.agent_info()["cpu_interval_us"] == 2500

@@ -2,11 +2,16 @@
 split four ways -- CPU red, call overhead yellow, waiting blue, unmeasured
 white (excluded callees) -- all rows on one length scale.  Without CPU
 readings CPU and waiting cannot be told apart: that part is drawn as one.
-On the CPU clock the bar is the CPU part alone, on the same scale."""
+On the CPU clock the bar is the CPU part alone, on the same scale.
+
+Without colour (piped, NO_COLOR, TERM=dumb) four runs of the same block
+would read as one: each part is then drawn with a letter of its own
+(``CCCCoowwu``), and the legend says which is which."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -18,11 +23,13 @@ from ulma.monitor.profile import FunctionStats
 class Part:
     name: str
     style: str
+    glyph: str  # drawn without colour: one letter per part, all different
 
 
-FOUR_WAY = (Part("CPU", "red"), Part("overhead", "yellow"), Part("waiting", "blue"),
-            Part("unmeasured", "white"))
-UNSPLIT = (Part("CPU or waiting", "magenta"), Part("overhead", "yellow"), Part("unmeasured", "white"))
+FOUR_WAY = (Part("CPU", "red", "C"), Part("overhead", "yellow", "o"), Part("waiting", "blue", "w"),
+            Part("unmeasured", "white", "u"))
+UNSPLIT = (Part("CPU or waiting", "magenta", "x"), Part("overhead", "yellow", "o"),
+           Part("unmeasured", "white", "u"))
 CPU_ONLY = (FOUR_WAY[0],)
 
 
@@ -64,21 +71,40 @@ def cells(values: Sequence[float], full: float, width: int) -> list[int]:
     return whole
 
 
-def render(values: Sequence[float], parts: Sequence[Part], full: float, width: int) -> list[tuple[str, str]]:
+def colourless(environ: Mapping[str, str] | None = None, tty: bool = True) -> bool:
+    """Will colours be lost?  NO_COLOR set (https://no-color.org: any value
+    but empty), TERM=dumb, or not a terminal."""
+    env = os.environ if environ is None else environ
+    return not tty or env.get("NO_COLOR", "") != "" or env.get("TERM", "") == "dumb"
+
+
+def mark(part: Part, plain: bool) -> str:
+    """The cell a part is drawn with: a block in colour, its letter without."""
+    return part.glyph if plain else BLOCK
+
+
+def render(values: Sequence[float], parts: Sequence[Part], full: float, width: int,
+           plain: bool = False) -> list[tuple[str, str]]:
     """A bar of `width` cells as (text, style) pieces: one coloured run per
-    part, blank after."""
+    part (`plain`: one run of the part's letter), blank after."""
     if len(values) != len(parts):
         raise ValueError(f"{len(values)} values for {len(parts)} parts")
     runs = cells(values, full, width)
-    pieces = [(BLOCK * n, part.style) for n, part in zip(runs, parts, strict=True) if n]
+    pieces = [(mark(part, plain) * n, part.style) for n, part in zip(runs, parts, strict=True) if n]
     return [*pieces, (" " * (width - sum(runs)), "")]
 
 
-def legend(parts: Sequence[Part]) -> Text:
+def legend_items(parts: Sequence[Part], plain: bool = False) -> list[Text]:
+    """One item per part (its mark and its name), for a line that wraps between items."""
+    items = []
+    for part in parts:
+        item = Text(mark(part, plain), style=part.style)
+        item.append(f" {part.name}")
+        items.append(item)
+    return items
+
+
+def legend(parts: Sequence[Part], plain: bool = False) -> Text:
     text = Text("bar: ")
-    for i, part in enumerate(parts):
-        if i:
-            text.append("  ")
-        text.append(BLOCK, style=part.style)
-        text.append(f" {part.name}")
+    text.append_text(Text("  ").join(legend_items(parts, plain)))
     return text

@@ -35,8 +35,10 @@ from ulma.monitor.live import Health, LiveSource, Rates, Snapshot, rates
 from ulma.monitor.output import Captured, Stream
 from ulma.monitor.profile import FunctionStats, Profile
 from ulma.phases import site
-from ulma.views import bar
+from ulma.views import bar, paths
 from ulma.views.grid import Cell, Col, Grid
+from ulma.views.help import HelpScreen
+from ulma.views.layout import pack
 from ulma.views.live_rows import (
     COLUMN_INDEX,
     COLUMNS,
@@ -45,17 +47,16 @@ from ulma.views.live_rows import (
     Link,
     Row,
     baseline,
+    fit_columns,
     fmt_count,
     label,
     make_rows,
     neighbours,
     row_id,
-    short_roots,
     shown_clock,
     texts,
     time_bar,
     visible,
-    where,
 )
 from ulma.views.report import UNTRACED_MARK
 from ulma.views.units import fmt_ns
@@ -76,13 +77,11 @@ def sparkline(values: list[int]) -> str:
     span = high - low or 1
     return "".join(_SPARKS[(v - low) * (len(_SPARKS) - 1) // span] for v in values)
 RATE_WINDOW_NS = 1_000_000_000
-BAR_WIDTH = 20
-MIN_BAR_WIDTH = 8
-MIN_NAME_WIDTH = 24
 SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
-KEYS = ("1-7 sort (again: reverse)  / filter  x off/on (filtered: all shown)  X module off/on  "
-        "w wall/cpu  p pause  t thread  a tasks  o objects  c clear  ⏎ callers/callees  esc close  "
-        "^C interrupt program  q quit")
+# The footer: the keys a newcomer needs first (every key: ? help)
+FOOTER_KEYS = (("?", "help"), ("1-7", "sort"), ("/", "filter"), ("p", "pause"), ("w", "wall/cpu"),
+               ("i", "hide idle"), ("⏎", "callers"), ("q", "quit"))
+SCROLLBAR = 2  # cells the table's vertical scrollbar takes
 
 
 _RENDER = site("render")  # the monitor's own phase (ulma.phases)
@@ -99,6 +98,8 @@ class ViewSettings:
     cwd: str = field(default_factory=os.getcwd)
     clock: str = "wall"  # the time columns: "wall" or "cpu" (key w toggles)
     step: bool = False  # start in step mode (ulma run --step)
+    plain: bool | None = None  # the bar in letters, not colours; None: if NO_COLOR or TERM=dumb
+    hide_idle: bool = False  # hide the functions that mostly wait (key i toggles)
 
 
 def exit_words(code: int) -> str:
@@ -145,7 +146,7 @@ class _Driver(LinuxDriver):
 class LiveView(App[None]):
     TITLE = "ulma"
     CSS = """
-    #health { height: 2; padding: 0 1; background: $boost; }
+    #health { height: auto; max-height: 5; padding: 0 1; background: $boost; }
     #functions { height: 1fr; }
     #links { height: 14; display: none; border-top: solid $accent; }
     #links.open { display: block; }
@@ -166,7 +167,7 @@ class LiveView(App[None]):
     #dial.open { display: block; }
     #interval { display: none; }
     #interval.open { display: block; }
-    #keys { height: 1; padding: 0 1; background: $boost; }
+    #keys { height: auto; max-height: 3; padding: 0 1; background: $boost; }
     #step { height: auto; max-height: 16; display: none; border-top: solid $warning; padding: 0 1; }
     #step.open { display: block; }
     """
@@ -183,7 +184,9 @@ class LiveView(App[None]):
         Binding("x", "switch", "off/on"),
         Binding("X", "switch_module", "module off/on"),
         Binding("d", "dial", "dial"),
-        Binding("i", "interval", "cpu clock"),
+        Binding("i", "toggle_idle", "hide idle"),
+        Binding("I", "interval", "cpu clock interval"),
+        Binding("question_mark", "help", "help"),
         Binding("escape", "close", "close"),
         Binding("s", "step_stop", "single-step"),
         Binding("n", "step_next", "step: next event", show=False),
@@ -210,8 +213,12 @@ class LiveView(App[None]):
         self._history: deque[Health] = deque()
         self._exit_seen = False
         self._drawn_clock = ""  # the clock the headers and the legend were drawn for
-        self.bar_width = BAR_WIDTH
-        self.roots = short_roots(self.settings.cwd)
+        self.bar_width = 0  # the table's columns: set from the width (_set_columns)
+        self.name_width = 0
+        self.shown_columns: list[int] = list(range(len(COLUMNS)))  # indexes into COLUMNS
+        self.plain = bar.colourless() if self.settings.plain is None else self.settings.plain
+        self.hidden_idle = 0  # rows hidden by i at the last redraw
+        self.roots = paths.roots(self.settings.cwd)
         self._acked = 0  # control commands whose effect was already told
         self._modules_off: set[str] = set()  # files switched off with X
         self._followed: set[int] = set()  # symbols _follow_modules has looked at
@@ -270,11 +277,20 @@ class LiveView(App[None]):
             self._open_step()
 
     def _render_keys(self) -> None:
-        keys = Text(KEYS, style="dim", no_wrap=True, overflow="ellipsis")
-        keys.append("   ")
+        """The footer: the main keys, then the bar's legend, wrapped between items."""
+        items = []
+        for key, meaning in FOOTER_KEYS:
+            item = Text(key, style="bold")
+            item.append(f" {meaning}", style="dim")
+            items.append(item)
         split_known = self.snap.profile.split_known if self.snap is not None else True
-        keys.append_text(bar.legend(bar.parts_for(split_known, self.clock)))
-        self.query_one("#keys", Static).update(keys)
+        legend = bar.legend_items(bar.parts_for(split_known, self.clock), self.plain)
+        legend[0] = Text("bar: ").append_text(legend[0])
+        width = max(self.size.width - 2, 20)  # the padding
+        footer = pack([*items, *legend], width)
+        if "\n" in footer.plain:  # on two lines or more: the legend on a line of its own, not split
+            footer = pack(items, width).append("\n").append_text(pack(legend, width))
+        self.query_one("#keys", Static).update(footer)
 
     @property
     def clock(self) -> str:
@@ -283,16 +299,24 @@ class LiveView(App[None]):
             else self.settings.clock
 
     def on_resize(self) -> None:
+        # (the app's size is the new one only once the resize is handled: after this handler)
+        self.call_after_refresh(self._lay_out)
+
+    def _lay_out(self) -> None:
+        """Everything whose layout depends on the width, for the width now."""
         self._set_columns()
+        self._render_table()
+        self._render_keys()
+        self._render_health()
 
     def _set_columns(self) -> None:
-        # The name takes what the numbers leave; on a narrow terminal the bar gives way first.
-        room = self.size.width - sum(c.width + 1 for c in COLUMNS) - 4  # margins and the scrollbar
-        self.bar_width = max(MIN_BAR_WIDTH, min(BAR_WIDTH, room - MIN_NAME_WIDTH - 1))
-        name_width = max(MIN_NAME_WIDTH, room - self.bar_width - 1)
-        columns = [Col(self._header(i), c.width or name_width, right=bool(c.width))
-                   for i, c in enumerate(COLUMNS)]
-        bar_column = Col([("CPU time" if self.clock == "cpu" else "time split", "")], self.bar_width)
+        # What gives way on a narrow screen, in order: the name's path, the bar's length, calls/s and
+        # per call (layout.fit).  The line is the width less the scrollbar, and a margin before it.
+        self.shown_columns, self.name_width, self.bar_width = fit_columns(self.size.width - SCROLLBAR - 1)
+        columns = [Col(self._header(i), COLUMNS[i].width or self.name_width, right=bool(COLUMNS[i].width))
+                   for i in self.shown_columns]
+        split_label = "time split" if self.bar_width >= len("time split") else "split"
+        bar_column = Col([("CPU time" if self.clock == "cpu" else split_label, "")], self.bar_width)
         self.query_one("#functions", Grid).set_columns([*columns, bar_column])
         # Per-edge times are wall times: the replay keeps no CPU time per caller-callee pair.
         numbers = (("calls", 9), ("wall time" if self.clock == "cpu" else "time", 9),
@@ -383,7 +407,12 @@ class LiveView(App[None]):
     def _render_table(self) -> None:
         if self.snap is None:
             return
-        rows = visible(self.rows, self.needle, COLUMNS[self.sort_index], self.descending)[:MAX_ROWS]
+        known = self.snap.profile.split_known
+        column = COLUMNS[self.sort_index]
+        rows = visible(self.rows, self.needle, column, self.descending, self.settings.hide_idle, known)
+        self.hidden_idle = len(visible(self.rows, self.needle, column, self.descending)) - len(rows) \
+            if self.settings.hide_idle else 0
+        rows = rows[:MAX_ROWS]
         self.shown = [r.key for r in rows]
         wall = max(self.snap.profile.wall_ns, 1)
         self.query_one("#functions", Grid).set_rows([(row_id(r.key), self._cells(r, wall)) for r in rows])
@@ -391,13 +420,18 @@ class LiveView(App[None]):
     def _cells(self, row: Row, wall: int) -> list[Cell]:
         f = row.stats
         mark = self._switch_mark(f)
-        name: Cell = [(f.name, "bold"), *([(f"  {mark}", "bold magenta")] if mark else []),
-                      (f"  {where(f.file, f.line, self.roots)}", "dim")]
+        head: Cell = [(f.name, "bold"), *([(f"  {mark}", "bold magenta")] if mark else [])]
+        # the name whole, the path shortened to what is left (paths.elide)
+        room = self.name_width - sum(len(text) for text, _ in head) - 2
+        where = paths.elide(paths.location(f.file, f.line, self.roots), room) if room > 0 else ""
+        name: Cell = [*head, *([(f"  {where}", "dim")] if where else [])]
         known = self.snap is None or self.snap.profile.split_known
         values = list(texts(row))
         if f.untraced_callees:  # its self time holds callees' time while they were off
             values[COLUMN_INDEX["self"] - 1] += UNTRACED_MARK
-        return [name, *([(v, "")] for v in values), time_bar(row, known, wall, self.bar_width)]
+        cells: list[Cell] = [name, *([(v, "")] for v in values)]
+        return [*(cells[i] for i in self.shown_columns),
+                time_bar(row, known, wall, self.bar_width, self.plain)]
 
     def _switch_mark(self, f: FunctionStats) -> str:
         """off (since when), off… (asked, not yet taken), or how long it was off."""
@@ -433,53 +467,62 @@ class LiveView(App[None]):
         self._acked = len(done)
 
     def _render_health(self) -> None:
-        lines = [self._status_line(), self._monitor_line()]
-        self.query_one("#health", Static).update(Text("\n", no_wrap=True, overflow="ellipsis").join(lines))
+        """The header: the run's state, then the monitor's, each wrapped
+        between its items to the screen's width."""
+        width = max(self.size.width - 2, 20)  # the padding
+        text = pack(self._status_items(), width)
+        text.append("\n")
+        text.append_text(pack(self._monitor_items(), width))
+        self.query_one("#health", Static).update(text)
 
-    def _status_line(self) -> Text:
-        line = Text("ulma ", style="bold")
-        line.append(self.settings.title or "")
+    def _status_items(self) -> list[Text]:
+        head = Text("ulma ", style="bold")
+        head.append(self.settings.title or "")
+        items = [head]
         code = self.source.returncode
         elapsed = fmt_ns(self.source.elapsed_ns())
         if self.source.error is not None:
-            line.append(f"  monitor failed: {self.source.error}", style="bold red")
+            items.append(Text(f"monitor failed: {self.source.error}", style="bold red"))
         elif code is None:
-            line.append(f"  pid {self.source.pid}  running {elapsed}")
+            items += [Text(f"pid {self.source.pid}"), Text(f"running {elapsed}")]
         else:
-            line.append(f"  program {exit_words(code)} after {elapsed}", style="bold yellow")
-            line.append(" (q shows the report)")
+            ended = Text(f"program {exit_words(code)} after {elapsed}", style="bold yellow")
+            ended.append(" (q shows the report)", style="")
+            items.append(ended)
         clock = self.settings.clock
         if clock != self.clock:
             clock += f" unavailable (no CPU readings): {self.clock} shown"
-        line.append(f"  thread {self._thread_label()}  clock {clock}"
-                    f"  sort {label(COLUMNS[self.sort_index], self.clock)} "
-                    f"{'▼' if self.descending else '▲'}")
+        items += [Text(f"thread {self._thread_label()}"), Text(f"clock {clock}"),
+                  Text(f"sort {label(COLUMNS[self.sort_index], self.clock)} "
+                       f"{'▼' if self.descending else '▲'}")]
         if self.needle:
-            line.append(f"  filter {self.needle!r}")
+            items.append(Text(f"filter {self.needle!r}"))
+        if self.settings.hide_idle:
+            items.append(Text(f"idle hidden: {self.hidden_idle} (i shows)", style="bold cyan"))
         if self.snap is not None and (idle := eventloop.idle_ns(self.snap.profile)):
-            line.append(f"  loop idle {fmt_ns(idle)}")
+            items.append(Text(f"loop idle {fmt_ns(idle)}"))
         if self.snap is not None and self.snap.profile.task_totals.seen:
-            line.append(f"  tasks {self.snap.profile.task_totals.going:,} going (a)")
+            items.append(Text(f"tasks {self.snap.profile.task_totals.going:,} going (a)"))
         if self.snap is not None and (blocks := self.snap.profile.loop_blocks):
-            line.append(f"  loop blocked {len(blocks) + self.snap.profile.loop_blocks_over}x, last "
-                        f"{eventloop.block_words(blocks[-1], 3)}", style="bold red")
+            items.append(Text(f"loop blocked {len(blocks) + self.snap.profile.loop_blocks_over}x, last "
+                              f"{eventloop.block_words(blocks[-1], 3)}", style="bold red"))
         if self.snap is not None and (counters := self.snap.profile.counters):
             shown = ", ".join(f"{c.name}={c.last:,}" for c in counters[:3])
-            line.append(f"  counters {shown}{', ...' if len(counters) > 3 else ''}", style="cyan")
+            items.append(Text(f"counters {shown}{', ...' if len(counters) > 3 else ''}", style="cyan"))
         if self.snap is not None and self.source.cleared:
-            line.append(f"  since clear {fmt_ns(self.snap.profile.wall_ns)}")
+            items.append(Text(f"since clear {fmt_ns(self.snap.profile.wall_ns)}"))
         dial = self.source.session.dial
         if dial is not None:
             st = dial.state
             if st.budget > 0:
                 how = "estimated" if st.priced_at_s is not None else "estimated at the probe cost"
-                line.append(f"  dial {st.budget:g}%: overhead {st.estimate:.1f}% ({how}), "
-                            f"{st.off_now} off", style="magenta")
+                items.append(Text(f"dial {st.budget:g}%: overhead {st.estimate:.1f}% ({how}), "
+                                  f"{st.off_now} off", style="magenta"))
             else:
-                line.append("  dial off", style="magenta")
+                items.append(Text("dial off", style="magenta"))
         if self.paused:
-            line.append("  PAUSED", style="bold reverse")
-        return line
+            items.append(Text("PAUSED", style="bold reverse"))
+        return items
 
     def _thread_label(self) -> str:
         if self.thread is None:
@@ -487,19 +530,18 @@ class LiveView(App[None]):
         tids = dict(self._health.slots) if self._health else {}
         return f"#{self.thread} (tid {tids.get(self.thread, '?')})"
 
-    def _monitor_line(self) -> Text:
+    def _monitor_items(self) -> list[Text]:
         h, r = self._health, self._rates
-        line = Text("monitor: ", style="dim")
+        first = Text("monitor: ", style="dim")
         if h is None:
-            return line
-        line.append(f"drained {fmt_count(r.events_per_s) if r else '-'} events/s  ")
+            return [first]
+        first.append(f"drained {fmt_count(r.events_per_s) if r else '-'} events/s")
         fill_style = "bold red" if h.fill > 0.9 else "yellow" if h.fill > 0.5 else ""
-        line.append(f"ring fill {100 * h.fill:.1f}%", style=fill_style)
-        line.append(f"  dropped {h.dropped:,}", style="bold red" if h.dropped else "")
-        line.append(f"  lag {fmt_ns(h.lag_ns) if h.lag_ns is not None else '-'}")
-        line.append(f"  CPU {r.cpu_percent:.1f}%" if r else "  CPU -")
-        line.append(f"  events {h.events:,}  threads {len(h.slots)}", style="dim")
-        return line
+        return [first, Text(f"ring fill {100 * h.fill:.1f}%", style=fill_style),
+                Text(f"dropped {h.dropped:,}", style="bold red" if h.dropped else ""),
+                Text(f"lag {fmt_ns(h.lag_ns) if h.lag_ns is not None else '-'}"),
+                Text(f"CPU {r.cpu_percent:.1f}%" if r else "CPU -"),
+                Text(f"events {h.events:,}", style="dim"), Text(f"threads {len(h.slots)}", style="dim")]
 
     def _render_links(self) -> None:
         pane = self.query_one("#links", Vertical)
@@ -513,7 +555,8 @@ class LiveView(App[None]):
         title.append(name, style="bold")
         what = ("wall time: CPU time is not kept per caller and callee; % of its total wall time"
                 if self.clock == "cpu" else "% of its total time")
-        title.append(f"  {where(file, line, self.roots)}   ({what}; enter on a row goes there)", style="dim")
+        title.append(f"  {paths.location(file, line, self.roots)}   ({what}; enter on a row goes there)",
+                     style="dim")
         self.query_one("#links-title", Static).update(title)
         self._fill_links("callers", callers)
         self._fill_links("callees", callees)
@@ -747,8 +790,19 @@ class LiveView(App[None]):
         box.value = f"{dial.state.budget:g}" if dial is not None else ""
         box.focus()
 
+    def action_toggle_idle(self) -> None:
+        """i: hides (or shows again) the functions that spent nearly all their time waiting."""
+        self.settings.hide_idle = not self.settings.hide_idle
+        self._render_table()
+        self._render_health()
+
+    def action_help(self) -> None:
+        """?: every key, what % and the bar mean."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
     def action_interval(self) -> None:
-        """i: how often the threads read their CPU clock (--cpu-interval, changed while running)."""
+        """I: how often the threads read their CPU clock (--cpu-interval, changed while running)."""
         box = self.query_one("#interval", Input)
         box.set_class(True, "open")
         box.value = ""
@@ -824,8 +878,8 @@ class LiveView(App[None]):
             self.query_one("#functions", Grid).move_to(event.key)
 
     def on_grid_header_clicked(self, event: Grid.HeaderClicked) -> None:
-        if event.grid.id == "functions" and event.column < len(COLUMNS):
-            self.action_sort(event.column)
+        if event.grid.id == "functions" and event.column < len(self.shown_columns):
+            self.action_sort(self.shown_columns[event.column])
 
 
     # -- single-step ----------------------------------------------------------
@@ -883,11 +937,12 @@ class LiveView(App[None]):
                 self.step_events.append((stop.kind, fn.name, fn.file))
             text.append(f"stopped #{stop.seq}: ", style="bold")
             text.append(f"{stop.kind} {fn.name}", style="bold reverse")
-            text.append(f"  {where(fn.file, fn.line, self.roots)}  thread tid {stop.os_tid}\n", style="dim")
+            text.append(f"  {paths.location(fn.file, fn.line, self.roots)}  thread tid {stop.os_tid}\n",
+                        style="dim")
             for depth, fid in enumerate(stop.frames):
                 f = symbols.get(fid)
                 text.append(f"  {'→' if depth == 0 else ' '} {f.name if f else f'#{fid}'}")
-                text.append(f"  {where(f.file, f.line, self.roots) if f else ''}\n", style="dim")
+                text.append(f"  {paths.location(f.file, f.line, self.roots) if f else ''}\n", style="dim")
             if stop.truncated:
                 text.append("  … (deeper frames not shown)\n", style="dim")
         if text.plain != self.step_text.plain:  # redrawn only when it changed

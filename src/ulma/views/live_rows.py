@@ -4,13 +4,11 @@ profiles, so they are tested without a screen."""
 
 from __future__ import annotations
 
-import os
-import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ulma.monitor.profile import FunctionStats, Profile
-from ulma.views import bar
+from ulma.views import bar, layout, paths
 from ulma.views.units import fmt_ns
 
 FuncKey = tuple[str, str, int]  # (qualified name, file, first line): stable across snapshots
@@ -36,20 +34,15 @@ def key_of(f: FunctionStats) -> FuncKey:
     return (f.name, f.file, f.line)
 
 
-def short_roots(cwd: str) -> tuple[str, ...]:
-    """Folders whose files are named relative to them in the narrow name
-    column: the working directory, site-packages, the standard library
-    (the program runs on this same interpreter).  Longest first, as
-    site-packages lies inside the standard library's folder."""
-    paths = sysconfig.get_paths()
-    found = {cwd, paths["purelib"], paths["platlib"], paths["stdlib"]} - {""}
-    return tuple(sorted(found, key=len, reverse=True))
+# A function idle for the `i` key: this share of its total (inclusive) time or more was spent
+# waiting (blocked or not scheduled), as py-spy hides its idle frames.
+IDLE_SHARE = 0.95
 
 
-def where(file: str, line: int, roots: Sequence[str]) -> str:
-    """file:line, relative to the first of `roots` that holds the file."""
-    root = next((r for r in roots if file.startswith(r + os.sep)), None)
-    return f"{file[len(root) + 1:] if root else file}:{line}"
+def mostly_waiting(f: FunctionStats, split_known: bool) -> bool:
+    """Did f spend IDLE_SHARE of its total time or more waiting?  Never
+    without CPU readings: waiting is then not told apart from CPU."""
+    return split_known and f.total_ns > 0 and f.wait_ns >= IDLE_SHARE * f.total_ns
 
 
 def row_id(key: FuncKey) -> str:
@@ -80,18 +73,30 @@ class Column:
     value: Callable[[Row], float | str]
     descending: bool = True  # the first press of its key sorts this way
     cpu_label: str = ""  # the label on the CPU clock, for the columns that count time
+    drop: int = 0  # on a narrow screen the lowest drops first (0: never; see layout.fit)
 
 
+# (widths: a header with its sort key and arrow, "cpu total⁵▼", fits)
 COLUMNS: tuple[Column, ...] = (
     Column("function", "function", 0, lambda r: r.stats.name.lower(), descending=False),
-    Column("calls", "calls", 12, lambda r: r.stats.activations),
-    Column("rate", "calls/s", 10, lambda r: r.rate or 0.0),
+    Column("calls", "calls", 10, lambda r: r.stats.activations),
+    Column("rate", "calls/s", 10, lambda r: r.rate or 0.0, drop=1),
     Column("self", "self", 10, lambda r: r.self_time, cpu_label="cpu self"),
     Column("total", "total", 11, lambda r: r.total_time, cpu_label="cpu total"),
-    Column("per_call", "per call", 10, lambda r: r.per_call_ns or 0.0, cpu_label="cpu/call"),
+    Column("per_call", "per call", 10, lambda r: r.per_call_ns or 0.0, cpu_label="cpu/call", drop=2),
     Column("share", "%", 6, lambda r: r.share, cpu_label="cpu%"),
 )
 COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
+
+
+def fit_columns(width: int) -> tuple[list[int], int, int]:
+    """The table in `width` cells (columns and the gaps after them): the
+    indexes into COLUMNS shown (the function first), the function column's
+    width and the bar's."""
+    numbers = [layout.Number(c.key, c.width, c.drop) for c in COLUMNS if c.width]
+    fitted = layout.fit(width, numbers)
+    shown = [0, *(COLUMN_INDEX[key] for key in fitted.shown)]
+    return shown, fitted.name_width, fitted.bar_width
 
 
 def label(column: Column, clock: str) -> str:
@@ -116,11 +121,14 @@ def texts(row: Row) -> tuple[str, ...]:
             fmt_ns(row.total_time), "-" if per_call is None else fmt_ns(per_call), f"{row.share:.1f}")
 
 
-def time_bar(row: Row, split_known: bool, wall_ns: int, width: int) -> list[tuple[str, str]]:
+def time_bar(row: Row, split_known: bool, wall_ns: int, width: int,
+             plain: bool = False) -> list[tuple[str, str]]:
     """The row's bar: its total time split four ways on the wall clock, its
-    CPU time alone on the CPU clock; every row on the scale of `wall_ns`."""
+    CPU time alone on the CPU clock; every row on the scale of `wall_ns`
+    (`plain`: in letters, for a screen without colour)."""
     parts = bar.parts_for(split_known, row.clock)
-    return bar.render(bar.split_values(row.stats, split_known, row.clock), parts, max(wall_ns, 1), width)
+    return bar.render(bar.split_values(row.stats, split_known, row.clock), parts, max(wall_ns, 1), width,
+                      plain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +179,12 @@ def ordered(rows: list[Row], column: Column, descending: bool) -> list[Row]:
     return sorted(by_name, key=column.value, reverse=descending)
 
 
-def visible(rows: list[Row], needle: str, column: Column, descending: bool) -> list[Row]:
-    return ordered([r for r in rows if matches(r, needle)], column, descending)
+def visible(rows: list[Row], needle: str, column: Column, descending: bool,
+            hide_waiting: bool = False, split_known: bool = True) -> list[Row]:
+    """The rows shown: those matching the filter, without the mostly-waiting
+    ones when they are hidden (key i), sorted."""
+    return ordered([r for r in rows if matches(r, needle)
+                    and not (hide_waiting and mostly_waiting(r.stats, split_known))], column, descending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +199,7 @@ class Link:
 
 
 def neighbours(profile: Profile, key: FuncKey,
-               roots: Sequence[str] = ()) -> tuple[list[Link], list[Link]]:
+               roots: Sequence[paths.Root] = ()) -> tuple[list[Link], list[Link]]:
     """(callers, callees) of the function `key`, most time first.
 
     A caller's time is the focused function's time when called from there;
@@ -204,7 +216,7 @@ def neighbours(profile: Profile, key: FuncKey,
         for side, mine, other in ((callers, e.callee, e.caller), (callees, e.caller, e.callee)):
             if mine == index:
                 f = profile.functions[other]
-                label = f"{f.name}  {where(f.file, f.line, roots)}"
+                label = f"{f.name}  {paths.location(f.file, f.line, roots)}"
                 side.append(Link(key_of(f), label, e.calls + e.resumes, e.total_ns,
                                  100 * e.total_ns / focus_total))
 

@@ -1,11 +1,19 @@
 """The end-of-run report: a table of functions sorted by self time (wall or
 CPU), each with its total time drawn as a bar split four ways, and the
 figures that say how far to trust it (events, drops, lost time, the probe
-cost taken out)."""
+cost taken out).
+
+The table is laid out for the width it is printed in (layout.fit): at 80
+columns the path beside each name is shortened and per call gives way, the
+% column and the bar stay.  A name is never cut: one too long for its column
+wraps.  Printed without colour (piped, NO_COLOR, TERM=dumb) the bar is
+drawn in letters (bar.py)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TextIO
 
 from rich import box
@@ -16,22 +24,21 @@ from rich.text import Text
 from ulma.monitor import eventloop
 from ulma.monitor.dial import traced_share
 from ulma.monitor.profile import FunctionStats, Profile
-from ulma.views import bar
+from ulma.views import bar, layout, paths
 from ulma.views.live_rows import on_clock, times
 from ulma.views.units import fmt_ns
 
-BAR_WIDTH = 20
+BAR_WIDTH = layout.BAR_MAX
+PIPED_WIDTH = 180  # the report's width when not printed on a terminal (and COLUMNS is not set)
+GAP = 3  # cells between two columns of the table: a padding cell, the (blank) rule, a padding cell
 
 
-def location(f: FunctionStats, cwd: str | None = None) -> str:
-    """file:line, relative to the working directory when inside it."""
-    cwd = cwd or os.getcwd()
+def location(f: FunctionStats, where: tuple[paths.Root, ...] | None = None) -> str:
+    """file:line, short (paths.short): relative to the working directory, a
+    package or the standard library."""
     if f.native:
         return "(C)"
-    path = f.file
-    if path.startswith(cwd + os.sep):
-        path = path[len(cwd) + 1:]
-    return f"{path}:{f.line}"
+    return paths.location(f.file, f.line, paths.roots(os.getcwd()) if where is None else where)
 
 
 def ranked(profile: Profile, clock: str = "wall") -> list[FunctionStats]:
@@ -41,39 +48,75 @@ def ranked(profile: Profile, clock: str = "wall") -> list[FunctionStats]:
     return sorted(rows, key=lambda f: (-times(f, clock)[0], f.name))
 
 
-def split_bar(f: FunctionStats, profile: Profile, width: int = BAR_WIDTH) -> Text:
-    """f's total time as a box split four ways, to the scale of the run."""
+def split_bar(f: FunctionStats, profile: Profile, width: int = BAR_WIDTH, plain: bool = False) -> Text:
+    """f's total time as a box split four ways, to the scale of the run
+    (`plain`: in letters, for output without colour)."""
     known = profile.split_known
-    pieces = bar.render(bar.split_values(f, known), bar.parts_for(known), max(profile.wall_ns, 1), width)
+    pieces = bar.render(bar.split_values(f, known), bar.parts_for(known), max(profile.wall_ns, 1), width,
+                        plain)
     text = Text()
     for piece, style in pieces:
         text.append(piece, style=style)
     return text
 
 
-def build_table(profile: Profile, limit: int, clock: str = "wall") -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("function", overflow="fold", ratio=1)
-    table.add_column("calls", justify="right", no_wrap=True)
-    label = "cpu " if clock == "cpu" else ""
-    table.add_column(f"{label}self", justify="right", no_wrap=True)
-    table.add_column(f"{label}total", justify="right", no_wrap=True)
-    table.add_column("per call", justify="right", no_wrap=True)
-    table.add_column("%", justify="right", no_wrap=True)
-    table.add_column("time split", no_wrap=True, min_width=BAR_WIDTH)
+@dataclass(frozen=True, slots=True)
+class _Line:
+    f: FunctionStats
+    numbers: dict[str, str]  # by column key
+
+
+# (key, header, drop): the numbers after the name; on a narrow page the lowest drop goes first
+_NUMBERS = (("calls", "calls", 0), ("self", "self", 0), ("total", "total", 0), ("per_call", "per call", 1),
+            ("share", "%", 0))
+
+
+def build_table(profile: Profile, limit: int, clock: str = "wall", width: int = PIPED_WIDTH,
+                plain: bool = False, where: tuple[paths.Root, ...] | None = None) -> Table:
+    """The functions with the most self time in a table `width` cells wide."""
+    where = paths.roots(os.getcwd()) if where is None else where
     wall = max(profile.wall_ns, 1)
+    lines = []
     for f in ranked(profile, clock)[:limit]:
         self_t, total_t = times(f, clock)
-        calls = str(f.calls) if not f.resumes else f"{f.calls}+{f.resumes}r"
-        per_call = fmt_ns(total_t / f.calls) if f.calls else "-"
-        name = Text(f.name, style="bold")
-        name.append(f"  {location(f)}", style="dim")
-        if f.off_ns:
-            name.append(f"  {off_words(f)}", style="bold magenta")
-        self_text = fmt_ns(self_t) + (UNTRACED_MARK if f.untraced_callees else "")
-        table.add_row(name, calls, self_text, fmt_ns(total_t), per_call,
-                      f"{100 * self_t / wall:.1f}", split_bar(f, profile))
+        lines.append(_Line(f, {
+            "calls": str(f.calls) if not f.resumes else f"{f.calls}+{f.resumes}r",
+            "self": fmt_ns(self_t) + (UNTRACED_MARK if f.untraced_callees else ""),
+            "total": fmt_ns(total_t),
+            "per_call": fmt_ns(total_t / f.calls) if f.calls else "-",
+            "share": f"{100 * self_t / wall:.1f}"}))
+    label = "cpu " if clock == "cpu" else ""
+    headers = {key: f"{label}{head}" if key in ("self", "total") else head for key, head, _ in _NUMBERS}
+    widths = {key: max([len(headers[key]), *(len(line.numbers[key]) for line in lines)])
+              for key, _, _ in _NUMBERS}
+    # layout.fit counts a gap after every column; the table has none after its last
+    fitted = layout.fit(width + GAP, [layout.Number(key, widths[key], drop) for key, _, drop in _NUMBERS],
+                        gap=GAP)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    table.add_column("function", width=fitted.name_width, overflow="fold")
+    for key in fitted.shown:
+        table.add_column(headers[key], justify="right", no_wrap=True, width=widths[key])
+    split = "time split" if fitted.bar_width >= len("time split") else "split"
+    table.add_column(split, no_wrap=True, width=fitted.bar_width)
+    for line in lines:
+        table.add_row(_name(line.f, fitted.name_width, where),
+                      *(line.numbers[key] for key in fitted.shown),
+                      split_bar(line.f, profile, fitted.bar_width, plain))
     return table
+
+
+def _name(f: FunctionStats, width: int, where: tuple[paths.Root, ...]) -> Text:
+    """The name whole (wrapped if longer than the column), then where it is,
+    shortened to the room left (paths.elide), then whether it was switched off."""
+    name = Text(f.name, style="bold")
+    off = f"  {off_words(f)}" if f.off_ns else ""
+    room = width - len(f.name) - len(off) - 2
+    place = "(C)" if f.native else paths.elide(location(f, where), room)
+    if place and room > 0:
+        name.append(f"  {place}", style="dim")
+    if off:
+        name.append(off, style="bold magenta")
+    return name
 
 
 # after a self time that includes the time of callees switched off (not measured)
@@ -201,10 +244,10 @@ def burst_lines(profile: Profile) -> list[Text]:
     return lines
 
 
-def split_lines(profile: Profile) -> list[Text]:
+def split_lines(profile: Profile, plain: bool = False) -> list[Text]:
     """The legend, and what the split rests on: CPU readings, the calibrated
     probe cost and the overhead taken out of the functions' CPU time."""
-    lines = [bar.legend(bar.parts_for(profile.split_known))]
+    lines = [bar.legend(bar.parts_for(profile.split_known), plain)]
     if profile.split_known:
         where = "blocked and runnable told apart by the kernel's schedstat" if profile.schedstat \
             else "blocked and runnable not told apart (no schedstat)"
@@ -332,24 +375,36 @@ def process_lines(profile: Profile) -> list[Text]:
     return [line]
 
 
+def page_width(terminal: bool, environ: Mapping[str, str] | None = None) -> int | None:
+    """The report's width: the terminal's (None: rich asks it); piped, COLUMNS
+    if set, else PIPED_WIDTH (wide enough for every column)."""
+    if terminal:
+        return None
+    columns = (os.environ if environ is None else environ).get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH
+
+
 def print_report(profile: Profile, out: TextIO, *, limit: int = 30, color: bool | None = None,
-                 clock: str = "wall") -> None:
+                 clock: str = "wall", width: int | None = None, cwd: str | None = None) -> None:
     """The end-of-run report: the `limit` functions with the most self time
-    (0: all of them), then the run's summary lines."""
+    (0: all of them), then the run's summary lines; `width` cells wide (None:
+    page_width), files named from `cwd` (None: the working directory)."""
     terminal = out.isatty()
-    console = Console(file=out, width=None if terminal else 180,
-                      force_terminal=color, no_color=color is False or not terminal,
+    no_color = color is False or (color is None and bar.colourless(tty=terminal))
+    console = Console(file=out, width=width or page_width(terminal),
+                      force_terminal=color, no_color=no_color,
                       highlight=False, soft_wrap=False)
+    plain = no_color or console.color_system is None
     rows = len(ranked(profile, clock))  # (the event loop's idle rows are left out)
     limit = limit or rows  # 0: all rows
     shown = min(limit, rows)
     what = "CPU self time" if clock == "cpu" else "self time"
     console.print(Text(f"ulma: {len(profile.functions)} functions, top {shown} by {what}",
                        style="bold"))
-    console.print(build_table(profile, limit, clock))
-    parts = (split_lines, asyncio_lines, scope_lines, counter_lines, type_lines, dial_lines, burst_lines,
-             summary_lines)
-    for line in [line for part in parts for line in part(profile)]:
+    where = paths.roots(os.getcwd() if cwd is None else cwd)
+    console.print(build_table(profile, limit, clock, console.width, plain, where))
+    parts = (asyncio_lines, scope_lines, counter_lines, type_lines, dial_lines, burst_lines, summary_lines)
+    for line in [*split_lines(profile, plain), *(line for part in parts for line in part(profile))]:
         console.print(line)
     if profile.processes:
         for line in process_lines(profile):
