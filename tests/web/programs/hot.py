@@ -1,6 +1,8 @@
-"""A program that knows where its time goes: `hot` burns CPU, `cold` little, `snooze` waits.
-Runs for the seconds given (default 3), then prints how many calls it made and exits 3."""
+"""A program that knows where its time goes: `hot` burns CPU (most of the run's self time),
+`cold` next to nothing, `snooze` waits a little.  Runs until the file named by its first argument
+exists (or 60 s pass), then prints how many rounds it made and exits 3."""
 
+import os
 import sys
 import time
 
@@ -17,19 +19,19 @@ def cold() -> int:
 
 
 def snooze() -> None:
-    time.sleep(0.002)
+    time.sleep(0.0005)
 
 
 def main() -> int:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
-    end = time.monotonic() + seconds
-    calls = 0
-    while time.monotonic() < end:
-        hot(20000)
+    stop = sys.argv[1] if len(sys.argv) > 1 else ""
+    end = time.monotonic() + 60
+    rounds = 0
+    while time.monotonic() < end and not (stop and os.path.exists(stop)):
+        hot(50_000)
         cold()
         snooze()
-        calls += 1
-    print(f"rounds {calls}")
+        rounds += 1
+    print(f"rounds {rounds}")
     return 3
 
 

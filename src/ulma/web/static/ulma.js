@@ -269,6 +269,10 @@
       const lane = svg.append("g").attr("class", "lane").attr("data-thread", th.name)
         .attr("transform", "translate(0," + y + ")");
       lane.append("text").attr("x", 2).attr("y", 11).text(fit(th.name, labelW));
+      if (t.kind !== "spans") {
+        const peak = d3.max(th.samples, (s) => s[1]) || 0;
+        lane.append("text").attr("x", 2).attr("y", 11 + LANE).text("peak " + fmtCount(peak) + " events/s");
+      }
       lane.append("rect").attr("x", labelW).attr("width", width - labelW - 4).attr("height", rows * LANE)
         .attr("fill", "#f0f0f0");
       if (t.kind === "spans") {
@@ -289,8 +293,6 @@
           .attr("y", (s) => rows * LANE - h(s[1])).attr("height", (s) => h(s[1]))
           .attr("fill", "#3b7dd8")
           .append("title").text((s) => fmtCount(s[1]) + " events/s");
-        lane.append("text").attr("x", width - 6).attr("y", 11).attr("text-anchor", "end")
-          .text("peak " + fmtCount(peak) + "/s");
       }
       y += rows * LANE + 4;
     }
