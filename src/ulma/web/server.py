@@ -251,6 +251,7 @@ class WebServer:
         self.token = secrets.token_urlsafe(24)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)  # a page opened before uvicorn is up waits in the backlog, not refused
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/?token={self.token}"
         self.hub = Hub(source, title, refresh_seconds or REFRESH_SECONDS)
@@ -268,8 +269,12 @@ class WebServer:
         except BaseException as exc:  # said by the caller; the program goes on without the page
             self.error = exc
 
-    def start(self) -> WebServer:
+    def start(self, timeout: float = 10.0) -> WebServer:
+        """Starts serving; returns once uvicorn is up (or failed, or `timeout` passed)."""
         self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
         return self
 
     def wait_final(self, timeout: float) -> None:
