@@ -43,7 +43,7 @@ def offline_page(report: Path, browser_context: BrowserContext) -> Iterator[tupl
     page = browser_context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("request", lambda request: None if request.url.startswith("file:") else fetched.append(request.url))
+    page.on("request", lambda req: None if req.url.startswith("file:") else fetched.append(req.url))
     page.goto(report.as_uri())
     page.wait_for_selector("#table tbody tr")
     yield page, fetched
@@ -67,7 +67,8 @@ def test_the_table_shows_each_function_with_its_calls(offline_page: tuple[Page, 
     assert fetched == []
 
 
-def test_the_flame_graph_has_a_frame_per_function_in_four_colours(offline_page: tuple[Page, list[str]]) -> None:
+def test_the_flame_graph_has_a_frame_per_function_in_four_colours(
+        offline_page: tuple[Page, list[str]]) -> None:
     page, _fetched = offline_page
     for name in COUNTS:
         assert page.locator(f'#flame g.frame[data-name="{name}"]').count() >= 1, name

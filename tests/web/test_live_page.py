@@ -85,7 +85,8 @@ def test_clear_starts_the_counts_again(web_run: WebRun, browser_context: Browser
         ".textContent.replace(/,/g, '')) >= 600", timeout=WAIT_MS)
     before = calls_of(page, "hot")
     page.locator("#clear").click()
-    page.wait_for_function("() => document.querySelector('#notice').textContent === 'cleared'", timeout=WAIT_MS)
+    page.wait_for_function("() => document.querySelector('#notice').textContent === 'cleared'",
+                           timeout=WAIT_MS)
     updates = int(page.evaluate("document.body.dataset.updates"))
     page.wait_for_function(f"() => +document.body.dataset.updates > {updates}", timeout=WAIT_MS)
     assert "since the last clear" in page.locator("#status").inner_text()
@@ -106,7 +107,8 @@ def test_switching_a_function_off_shows_it_off(web_run: WebRun, browser_context:
     assert calls_of(page, "hot") > frozen  # while the program goes on
 
 
-def test_closing_the_page_leaves_the_program_running(web_run: WebRun, browser_context: BrowserContext) -> None:
+def test_closing_the_page_leaves_the_program_running(web_run: WebRun,
+                                                     browser_context: BrowserContext) -> None:
     page = open_page(browser_context, web_run.url)
     page.close()
     time.sleep(1.0)

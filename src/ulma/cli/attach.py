@@ -133,9 +133,9 @@ def execute(argv: list[str]) -> int:
             raise UsageError(f"{opts.output} is named by two outputs: give each its own file")
     check_streams(opts, opts.json, opts.output)
     if live:  # import the view before attaching: a busy import would starve the drain thread
-        import ulma.views.live  # noqa: F401
+        pass
     if opts.web:  # the same for the server
-        import ulma.web.cli  # noqa: F401
+        pass
     try:
         loaded = inject.ensure_agent(opts.pid, opts.inject_timeout)
         if loaded:

@@ -68,9 +68,9 @@ class HtmlExporter(Exporter):
         for warning in reader.warnings:
             if warning not in self.run.warnings:
                 self.run.warnings.append(warning)
-        self.out.write(page.render(self.model(profile)).encode("utf-8"))
+        self.out.write(page.render(self.page_data(profile)).encode("utf-8"))
 
-    def model(self, profile: Profile) -> model.Json:
+    def page_data(self, profile: Profile) -> model.Json:
         by_fid = {f.fid: f for f in profile.functions if f.fid}
         return {
             "type": "snapshot", "live": False, "title": os.path.basename(self.run.path),
@@ -107,14 +107,14 @@ class HtmlExporter(Exporter):
             if node == 0:
                 frames.append(model.frame("all", "", 0, 0, value[0], split[0]))
                 continue
-            f = self.run.frame(fid)
-            frames.append(model.frame(f.name, f.file, f.line, fid, value[node], split[node]))
+            sym = self.run.frame(fid)
+            frames.append(model.frame(sym.name, sym.file, sym.line, fid, value[node], split[node]))
             if parent >= 0 and value[node] >= floor and _kept(frames[parent]):
                 frames[parent]["children"].append(frames[node])
             else:
                 frames[node]["dropped"] = True
-        for f in frames:
-            f.pop("dropped", None)
+        for kept in frames:
+            kept.pop("dropped", None)
         return frames[0] if frames else model.frame("all", "", 0, 0, 0, [0.0] * width)
 
     def timeline(self, by_fid: dict[int, FunctionStats], known: bool) -> model.Json:

@@ -138,7 +138,8 @@ class Hub:
         for info in threads:
             before = self._events.get(info.thread)
             self._events[info.thread] = info.events
-            self._names[info.thread] = f"thread {info.thread}" + (f" (tid {info.os_tid})" if info.os_tid else "")
+            tid = f" (tid {info.os_tid})" if info.os_tid else ""
+            self._names[info.thread] = f"thread {info.thread}{tid}"
             if before is not None and dt > 0:
                 self._samples.setdefault(info.thread, deque()).append((t, max(info.events - before, 0) / dt))
         self._last_t = t
