@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import threading
@@ -133,9 +134,9 @@ def execute(argv: list[str]) -> int:
             raise UsageError(f"{opts.output} is named by two outputs: give each its own file")
     check_streams(opts, opts.json, opts.output)
     if live:  # import the view before attaching: a busy import would starve the drain thread
-        pass
+        import ulma.views.live  # noqa: F401
     if opts.web:  # the same for the server
-        pass
+        importlib.import_module("ulma.web.cli")
     try:
         loaded = inject.ensure_agent(opts.pid, opts.inject_timeout)
         if loaded:
