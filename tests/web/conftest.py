@@ -49,11 +49,12 @@ def browser_context(tmp_path: Path) -> Iterator[BrowserContext]:
 
 
 class WebRun:
-    """`ulma run --web PROGRAM STOPFILE` in its own session; `url` once it printed it."""
+    """`ulma run --web PROGRAM STOPFILE` (or another ulma command, `args`) in its own session;
+    `url` once it printed it."""
 
-    def __init__(self, program: str, tmp_path: Path, *extra: str) -> None:
+    def __init__(self, program: str, tmp_path: Path, *extra: str, args: list[str] | None = None) -> None:
         self.stop_file = tmp_path / f"stop-{program}"
-        cmd = ulma_command(["run", "--web", *extra, str(PROGRAMS / program), str(self.stop_file)])
+        cmd = ulma_command(args or ["run", "--web", *extra, str(PROGRAMS / program), str(self.stop_file)])
         self.proc = subprocess.Popen(cmd, env=subprocess_env({"ULMA_NO_BROWSER": "1"}),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
