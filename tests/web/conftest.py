@@ -60,7 +60,10 @@ class WebRun:
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.stderr_lines: list[str] = []
+        self._out: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
+        self._out_reader = threading.Thread(target=self._read_out, daemon=True)
+        self._out_reader.start()
         self.url = self._wait_for_url()
 
     def _read(self) -> None:
@@ -68,6 +71,10 @@ class WebRun:
         for line in self.proc.stderr:
             self._lines.put(line)
         self._lines.put(None)
+
+    def _read_out(self) -> None:
+        assert self.proc.stdout is not None
+        self._out.append(self.proc.stdout.read())
 
     def _wait_for_url(self) -> str:
         deadline = time.monotonic() + START_TIMEOUT
@@ -89,13 +96,14 @@ class WebRun:
         """Lets the program end (its stop file) and returns its exit code, stdout and ulma's stderr."""
         self.stop_file.touch()
         try:
-            out, _ = self.proc.communicate(timeout=FINISH_TIMEOUT)
+            self.proc.wait(timeout=FINISH_TIMEOUT)  # both pipes are read by threads of ours
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail("`ulma run --web` did not end after its program was told to stop")
         while (line := self._lines.get(timeout=10)) is not None:
             self.stderr_lines.append(line)
-        return self.proc.returncode, out, "".join(self.stderr_lines)
+        self._out_reader.join(10)
+        return self.proc.returncode, "".join(self._out), "".join(self.stderr_lines)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -23,9 +23,8 @@ def test_attach_web_shows_the_running_program_and_detaches_leaving_it_alone(
         try:
             page = browser_context.new_page()
             page.goto(run.url)
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('#table tbody tr')].some(tr => tr.dataset.name === 'tick')",
-                timeout=20_000)
+            page.wait_for_function("() => [...document.querySelectorAll('#table tbody tr')]"
+                                   ".some(tr => tr.dataset.name === 'tick')", timeout=20_000)
             assert f"attached to process {pid}" in page.locator("#title").inner_text()
             code, _out, err = run.finish()  # --duration: it detaches by itself
         finally:
