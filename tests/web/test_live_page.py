@@ -97,7 +97,7 @@ def test_clear_starts_the_counts_again(web_run: WebRun, browser_context: Browser
 def test_switching_a_function_off_shows_it_off(web_run: WebRun, browser_context: BrowserContext) -> None:
     page = open_page(browser_context, web_run.url)
     row = page.locator('#table tbody tr[data-name="cold"]')
-    row.locator("button", has_text="switch off").click()
+    row.locator("button", has_text="off").click()
     page.wait_for_function(
         "() => document.querySelector('#table tbody tr[data-name=\"cold\"] .mark')?.textContent === 'off'",
         timeout=WAIT_MS)

@@ -90,7 +90,7 @@
   function drawTable(m) {
     const cols = COLUMNS.filter((c) => m.live || !c.live);
     const head = d3.select("#table thead tr");
-    const ths = head.selectAll("th").data(m.live ? [...cols, { key: "switch", label: "" }] : cols);
+    const ths = head.selectAll("th").data(m.live ? [...cols, { key: "switch", label: "trace" }] : cols);
     ths.join("th")
       .text((c) => c.label)
       .attr("class", (c) => (c.key === state.sort ? "sorted" + (state.desc ? "" : " up") : ""))
@@ -116,7 +116,7 @@
     const tr = d3.select("#table tbody").selectAll("tr").data(shown, keyOf).join("tr")
       .attr("data-name", (r) => r.name);
     tr.selectAll("td").data((r) => (m.live ? [...cols, { key: "switch" }] : cols).map((c) => [c.key, r])).join("td")
-      .attr("class", ([k]) => (k === "where" ? "where" : k === "split" ? "bar" : null))
+      .attr("class", ([k]) => ({ name: "name", where: "where", split: "bar" })[k] || null)
       .each(function ([k, r]) { fillCell(this, k, r, m, wall); });
   }
 
@@ -140,8 +140,8 @@
     else if (key === "switch" && !r.native && r.fid) {
       const b = document.createElement("button");
       const off = r.mark === "off" || r.mark === "off…";
-      b.textContent = off ? "switch on" : "switch off";
-      b.title = "stop (or restart) tracing this function in the program";
+      b.textContent = off ? "on" : "off";
+      b.title = off ? "trace this function again" : "stop tracing this function (its time goes to its callers)";
       b.disabled = !!m.ended;
       b.addEventListener("click", () => send({ action: "switch", fid: r.fid, off: !off }));
       td.append(b);
@@ -151,7 +151,7 @@
   function splitBox(split, parts, percent) {
     const box = document.createElement("div");
     box.className = "box";
-    box.style.width = Math.min(100, Math.max(0, percent)).toFixed(2) + "%";
+    box.style.width = (2 * Math.min(100, Math.max(0, percent))).toFixed(1) + "px"; // td.bar: 200px
     const total = split.reduce((a, b) => a + b, 0) || 1;
     split.forEach((v, i) => {
       const s = document.createElement("span");
