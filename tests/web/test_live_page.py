@@ -107,6 +107,17 @@ def test_switching_a_function_off_shows_it_off(web_run: WebRun, browser_context:
     assert calls_of(page, "hot") > frozen  # while the program goes on
 
 
+def test_pause_stops_redrawing_and_resume_goes_on(web_run: WebRun, browser_context: BrowserContext) -> None:
+    page = open_page(browser_context, web_run.url)
+    page.locator("#pause").click()
+    paused_at = int(page.evaluate("document.body.dataset.updates"))
+    page.wait_for_timeout(1500)  # three refreshes come, none is drawn
+    assert int(page.evaluate("document.body.dataset.updates")) == paused_at
+    assert "paused" in page.locator("#status").inner_text()
+    page.locator("#pause").click()  # now "resume"
+    page.wait_for_function(f"() => +document.body.dataset.updates > {paused_at}", timeout=WAIT_MS)
+
+
 def test_closing_the_page_leaves_the_program_running(web_run: WebRun,
                                                      browser_context: BrowserContext) -> None:
     page = open_page(browser_context, web_run.url)

@@ -39,8 +39,16 @@ def open_browser(url: str) -> None:
 
 def serve(source: LiveSource, title: str, refresh_ms: int | None,
           until: Callable[[], bool]) -> None:
-    """Serves the page over `source` until `until()` says stop (polled)."""
-    server = WebServer(source, title, refresh_ms / 1000 if refresh_ms else None).start()
+    """Serves the page over `source` until `until()` says stop (polled).  A server that cannot
+    start is said in a line: the program runs on, profiled, and the report follows."""
+    try:
+        server = WebServer(source, title, refresh_ms / 1000 if refresh_ms else None).start()
+    except Exception as exc:
+        sys.stderr.write(f"ulma: the web view could not start ({type(exc).__name__}: {exc}); "
+                         "the report follows\n")
+        while not until():
+            source.done.wait(WAIT_SECONDS)
+        return
     sys.stderr.write(f"ulma: web view at {server.url}\n")
     sys.stderr.flush()
     open_browser(server.url)
