@@ -119,8 +119,20 @@ def check_pstats(path: Path) -> None:
         assert cc >= 0 and nc >= 0 and math.isfinite(tt) and math.isfinite(ct), (cc, nc, tt, ct)
 
 
+def check_html(path: Path) -> None:
+    """The page's embedded data parses (no NaN), and every flame frame holds its children."""
+    text = path.read_text(encoding="utf-8")
+    start = text.index('<script id="ulma-data" type="application/json">') + 47
+    data = json.loads(text[start:text.index("</script>", start)], parse_constant=no_constants)
+    frames = [data["flame"]]
+    while frames:
+        frame = frames.pop()
+        assert frame["value"] >= sum(c["value"] for c in frame["children"]) >= 0, frame["name"]
+        frames.extend(frame["children"])
+
+
 CHECKS = {"text": check_text, "chrome": check_chrome, "speedscope": check_speedscope,
-          "collapsed": check_collapsed, "pprof": check_pprof, "pstats": check_pstats}
+          "collapsed": check_collapsed, "pprof": check_pprof, "pstats": check_pstats, "html": check_html}
 
 
 def test_every_export_format_is_fuzzed() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ from ulma.cli.run import (
     add_measure_arguments,
     add_ring_argument,
     add_stream_arguments,
+    add_web_argument,
     check_output,
     check_streams,
     objects_wanted,
@@ -113,12 +115,15 @@ def execute(argv: list[str]) -> int:
     inject.add_arguments(p)
     add_stream_arguments(p)
     add_dial_arguments(p)
+    add_web_argument(p)
     opts = p.parse(argv)
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     inject.check_arguments(opts)
+    if opts.web and opts.live:
+        raise UsageError("--web and --live cannot go together: the view is in the browser or on the terminal")
     terminal = all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr))
-    live = terminal if opts.live is None else opts.live
+    live = terminal if opts.live is None and not opts.web else bool(opts.live)
     if live and not all(s is not None and s.isatty() for s in (sys.stdin, sys.stderr)):
         raise UsageError("--live needs a terminal on stdin and stderr")
     if opts.json:
@@ -130,6 +135,8 @@ def execute(argv: list[str]) -> int:
     check_streams(opts, opts.json, opts.output)
     if live:  # import the view before attaching: a busy import would starve the drain thread
         import ulma.views.live  # noqa: F401
+    if opts.web:  # the same for the server
+        importlib.import_module("ulma.web.cli")
     try:
         loaded = inject.ensure_agent(opts.pid, opts.inject_timeout)
         if loaded:
@@ -145,6 +152,10 @@ def execute(argv: list[str]) -> int:
     with Detaching() as signals:
         if live:
             why = _watch(att, opts.pid, opts.duration, opts.clock, signals, opts.refresh)
+        elif opts.web:
+            from ulma.web.cli import watch_web
+
+            why = watch_web(att, opts.pid, opts.duration, signals.stop, opts.refresh)
         else:
             sys.stderr.write(f"ulma: attached to process {opts.pid}; Ctrl-C detaches\n")
             why = att.drain_until(signals.stop, opts.duration)

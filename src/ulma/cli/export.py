@@ -9,7 +9,7 @@ from ulma.cli.errors import Parser, UsageError
 from ulma.exporters.base import FORMATS, export
 from ulma.format import trace
 
-HELP = "convert a trace file to text, chrome, speedscope, pprof, collapsed or pstats"
+HELP = "convert a trace file to text, chrome, speedscope, pprof, collapsed, pstats or html"
 
 FORMAT_HELP = {
     "text": "one event per line, tab-separated (see the README)",
@@ -18,6 +18,8 @@ FORMAT_HELP = {
     "pprof": "gzipped profile.proto for `go tool pprof`",
     "collapsed": "folded stacks (a;b;c NS) for flamegraph tools",
     "pstats": "a cProfile-style stats file for pstats, snakeviz, gprof2dot",
+    "html": "one self-contained page (opens offline): the table, a flame graph in four colours, "
+            "each thread's timeline",
 }
 
 

@@ -249,6 +249,26 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                         "after the view closes as well)")
 
 
+def add_web_argument(p: argparse.ArgumentParser) -> None:
+    """The live view in a browser (`ulma run`, `ulma attach`; see ulma.web)."""
+    p.add_argument("--web", action="store_true",
+                   help="serve a live view of the program to a browser on 127.0.0.1 (a random port, "
+                        "with a random token in the address printed on stderr; opened when there is "
+                        "a display and ULMA_NO_BROWSER is not set); the report follows at the end")
+
+
+def check_web(opts: argparse.Namespace) -> None:
+    """--web serves the view instead of drawing it on the terminal: not with --live or --step
+    (single-step is driven from the terminal view)."""
+    if not opts.web:
+        return
+    if getattr(opts, "step", False):
+        raise UsageError("--web and --step cannot go together: single-step is driven from the terminal view")
+    if opts.live:
+        raise UsageError("--web and --live cannot go together: the view is in the browser or on the terminal")
+    opts.live = False
+
+
 def choose_live(opts: argparse.Namespace) -> bool:
     """--live/--no-live, else live when the terminal is ours on all three streams."""
     if getattr(opts, "step", False) and opts.live is None:
@@ -268,10 +288,13 @@ def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
     add_dial_arguments(parser)
     if live:
         add_live_arguments(parser)
+        add_web_argument(parser)
     mine, rest = split_argv(argv, valued_options(parser))
     opts = parser.parse(mine)
     if opts.program is not None:  # only after `--`
         rest = [opts.program, *opts.args, *rest]
+    if live:
+        check_web(opts)
     opts.live = live and choose_live(opts)
     return opts, rest
 
@@ -308,7 +331,16 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     if opts.live:
         return start_live(target, options, opts)
+    if getattr(opts, "web", False):
+        from ulma.web.cli import run_web  # starlette and uvicorn only when the page is served
+
+        return run_web(target, options, title_of(target), opts.refresh)
     return sessions.run(target, options)
+
+
+def title_of(target: sessions.Target) -> str:
+    """The program as the user named it."""
+    return " ".join([target.name if target.kind == "script" else f"-m {target.name}", *target.args])
 
 
 def check_output(path: str) -> None:
@@ -327,7 +359,7 @@ def start_live(target: sessions.Target, options: sessions.Options,
     from ulma.cli.live import run_live
     from ulma.views.live import ViewSettings
 
-    title = " ".join([target.name if target.kind == "script" else f"-m {target.name}", *target.args])
+    title = title_of(target)
     settings = ViewSettings(title=title, exit_when_done=opts.live_exit, clock=opts.clock, step=opts.step)
     if opts.refresh:
         settings.refresh_seconds = opts.refresh / 1000

@@ -28,6 +28,7 @@ FORMATS: dict[str, str] = {
     "pprof": "pprof",
     "collapsed": "collapsed",
     "pstats": "pstats",
+    "html": "html",
 }
 
 
