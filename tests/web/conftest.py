@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browser import ARGS as CHROMIUM_ARGS
+from tests.browser import CHROMIUM
 from tests.conftest import kill_group, missing_dependency, subprocess_env, ulma_command
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 URL = re.compile(r"ulma: web view at (http://\S+)")
 START_TIMEOUT = 30.0

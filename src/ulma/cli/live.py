@@ -19,7 +19,6 @@ from ulma.monitor import terminal
 from ulma.monitor.live import LiveRun
 from ulma.monitor.output import Captured
 from ulma.views.live import LiveView, ViewSettings
-from ulma.views.units import fmt_ns
 
 PASS_THROUGH_SECONDS = 0.1  # how often output is copied while waiting for the program
 
@@ -40,13 +39,7 @@ def run_live(target: sessions.Target, options: sessions.Options, settings: ViewS
             _show(live, settings)
             _pass_through(captured, signals)
             _wait_for_exit(live, captured, signals)
-        if live.error is not None:
-            sys.stderr.write(f"ulma: error: the monitor stopped draining: {live.error}\n")
-        result = running.finish()
-        if running.cleared:
-            sys.stderr.write(f"ulma: history was cleared during the run; the report covers the last "
-                             f"{fmt_ns(result.profile.wall_ns)}\n")
-        return result
+        return live.finish()
     finally:
         # What the terminal could not show any more is kept for the next ulma to name.
         captured.close(keep=signals.hung_up)

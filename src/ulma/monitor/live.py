@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from typing import Protocol, Self
 from ulma.monitor.attach import Attachment
 from ulma.monitor.control import ChannelFull, Control
 from ulma.monitor.profile import Profile, Symbol
-from ulma.monitor.session import Run, Session
+from ulma.monitor.session import Run, RunResult, Session
 from ulma.monitor.step import Stepper
+from ulma.views.units import fmt_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,18 @@ class LiveRun(_DrainThread):
     @property
     def pid(self) -> int:
         return self.run.proc.pid
+
+    def finish(self) -> RunResult:
+        """The run's result once the drain ended (wait for ``done`` first), saying on stderr what
+        its user must know of it: the monitor failing, or history cleared during the run (the
+        report then covers less)."""
+        if self.error is not None:
+            sys.stderr.write(f"ulma: error: the monitor stopped draining: {self.error}\n")
+        result = self.run.finish()
+        if self.run.cleared:
+            sys.stderr.write(f"ulma: history was cleared during the run; the report covers the last "
+                             f"{fmt_ns(result.profile.wall_ns)}\n")
+        return result
 
     def started(self) -> bool:
         """False once it is known that the program never ran (bad module,

@@ -18,7 +18,6 @@ from ulma.monitor import session as sessions
 from ulma.monitor.attach import Attachment
 from ulma.monitor.live import LiveAttachment, LiveRun, LiveSource
 from ulma.monitor.terminal import Forwarding
-from ulma.views.units import fmt_ns
 from ulma.web.server import WebServer
 
 NO_BROWSER = "ULMA_NO_BROWSER"  # set (to anything but empty): never open a browser
@@ -70,13 +69,7 @@ def run_web(target: sessions.Target, options: sessions.Options, title: str,
         live = LiveRun(running).start()
         serve(live, title, refresh_ms, live.done.is_set)
         live.done.wait()
-    if live.error is not None:
-        sys.stderr.write(f"ulma: error: the monitor stopped draining: {live.error}\n")
-    result = running.finish()
-    if running.cleared:
-        sys.stderr.write(f"ulma: history was cleared during the run; the report covers the last "
-                         f"{fmt_ns(result.profile.wall_ns)}\n")
-    return result
+    return live.finish()
 
 
 def watch_web(att: Attachment, pid: int, duration: float | None, stop: threading.Event,
