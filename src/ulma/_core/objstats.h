@@ -14,16 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "map.h"
+#include "records.h"
 
-#define ULMA_OBJ_NO_CREATOR 0xFFFFFFFFu
-/* A table keeps at most ULMA_OBJ_MAX_ROWS pairs (a real program makes far
- * fewer: functions that make objects times the types each makes); counts
- * of pairs past it go to one row (ULMA_OBJ_PAST_ROWS, type
- * ULMA_OBJ_PAST_ROWS_TYPE), so nothing is lost and a crafted trace cannot
- * make a row for each of its records. */
-#define ULMA_OBJ_MAX_ROWS (1u << 18)
-#define ULMA_OBJ_PAST_ROWS 0xFFFFFFFEu
-#define ULMA_OBJ_PAST_ROWS_TYPE 0xFFFFu
+/* ULMA_OBJ_NO_CREATOR, ULMA_OBJ_MAX_ROWS, ULMA_OBJ_PAST_ROWS: records.h (the layout's one source) */
 
 typedef struct {
     uint32_t function;

@@ -164,6 +164,20 @@ enum ulma_kind {
 #define ULMA_OBJF_LATE 0x02u
 #define ULMA_TYPE_SYMBOL_BASE 0x40000000u
 #define ULMA_MAX_TYPES 0x10000u
+/* The replay's per (function, type) tables (objstats.h): the maker of objects
+ * made before tracing began or not kept by the agent, and the one row of a
+ * table that holds the objects of pairs past its ULMA_OBJ_MAX_ROWS (a real
+ * program makes far fewer pairs; a crafted trace cannot make a row per
+ * record). */
+#define ULMA_OBJ_NO_CREATOR 0xFFFFFFFFu
+/* A table keeps at most ULMA_OBJ_MAX_ROWS pairs (a real program makes far
+ * fewer: functions that make objects times the types each makes); counts
+ * of pairs past it go to one row (ULMA_OBJ_PAST_ROWS, type
+ * ULMA_OBJ_PAST_ROWS_TYPE), so nothing is lost and a crafted trace cannot
+ * make a row for each of its records. */
+#define ULMA_OBJ_MAX_ROWS 0x40000u /* 2^18 */
+#define ULMA_OBJ_PAST_ROWS 0xFFFFFFFEu
+#define ULMA_OBJ_PAST_ROWS_TYPE 0xFFFFu
 /* objects_mechanism: the ref tracer, told of every destruction (checked at
  * start), or told of some only (LATE: the rest found when addresses are
  * taken again; an object gone unseen and its address never reused stays
