@@ -24,12 +24,14 @@ from ulma.monitor.profile import FunctionStats, Profile
 from ulma.web import model, page
 
 MAX_DEPTH = 6  # timeline rows per thread
-MAX_SPANS = 20_000  # timeline frames in the file, all threads
+MAX_SPANS = 8_000  # timeline frames in the file, all threads
+MAX_TREE_DEPTH = 128  # icicle levels: deeper frames are in their ancestors' time, not drawn
 MAX_TREE_NODES = 5000  # with more distinct stacks than this ...
 MIN_TREE_SHARE = 0.0002  # ... frames under this share of the whole are left in their caller's
 TIMELINE_NOTE = (f"each thread's frames up to {MAX_DEPTH} deep, long enough to show (at most "
                  f"{MAX_SPANS:,}), coloured by their function's main part")
-TREE_NOTE = "exact: every distinct call stack of the trace (all threads together)"
+TREE_NOTE = (f"exact: every distinct call stack of the trace (all threads together), {MAX_TREE_DEPTH} "
+             "frames deep at most")
 
 
 class HtmlExporter(Exporter):
@@ -103,13 +105,18 @@ class HtmlExporter(Exporter):
                 split[parent] = [a + b for a, b in zip(split[parent], split[node], strict=True)]
         floor = max(value[0] if value else 0, 1) * MIN_TREE_SHARE if len(self.nodes) > MAX_TREE_NODES else 0
         frames: list[model.Json] = []
+        depth = [0] * len(self.nodes)
         for node, (parent, fid, _self, _calls, _objects) in enumerate(self.nodes):
             if node == 0:
                 frames.append(model.frame("all", "", 0, 0, value[0], split[0]))
                 continue
             sym = self.run.frame(fid)
             frames.append(model.frame(sym.name, sym.file, sym.line, fid, value[node], split[node]))
-            if parent >= 0 and value[node] >= floor and _kept(frames[parent]):
+            depth[node] = depth[parent] + 1 if parent >= 0 else 0
+            # (nested frames: a tree as deep as the program's recursion would overflow the JSON
+            # encoder's stack and the page's)
+            shown = value[node] >= floor and depth[node] <= MAX_TREE_DEPTH
+            if parent >= 0 and shown and _kept(frames[parent]):
                 frames[parent]["children"].append(frames[node])
             else:
                 frames[node]["dropped"] = True
