@@ -154,3 +154,27 @@ def export_chrome(directory: str, out_path: str) -> list[str]:
             if m.get("error_ns") is None:
                 warnings.append(f"{m.get('file')}: no clock offset was measured: its times are its own")
     return warnings
+
+
+def export_fleet(directory: str, fmt: str, out_path: str) -> int:
+    """`ulma export DIR`: the exit code; errors in one line (UsageError)."""
+    import sys
+
+    from ulma.cli.errors import UsageError
+
+    if not is_fleet(directory):
+        raise UsageError(f"{directory} is a directory, not a merged trace (it has no {INDEX})", 1)
+    if fmt != "chrome":
+        raise UsageError(f"a merged trace exports to chrome only; export its members ({directory}/*.ulma) "
+                         f"to {fmt} one by one", 1)
+    if out_path == "-":
+        raise UsageError("a merged trace is exported to a file, not to standard output", 1)
+    try:
+        warnings = export_chrome(directory, out_path)
+    except (trace.TraceError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{directory}: {exc}", 1) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {out_path}: {exc.strerror or exc}", 1) from None
+    for warning in warnings:
+        sys.stderr.write(f"ulma: warning: {warning}\n")
+    return 0
