@@ -246,7 +246,8 @@ class Streamer:
             self._finish_seq = self._queue(wire.FINISH, body, len(body)).seq
             self._closing = True
         self._notify()
-        self._finished.wait(FINISH_SECONDS)
+        # a collector never reached: one more try, not the whole wait
+        self._finished.wait(FINISH_SECONDS if self.connections else RETRY_SECONDS[1])
         with self._lock:
             self._closing = True
         self._notify()
@@ -298,7 +299,8 @@ class Streamer:
         deadline: float | None = None
         while not self._done():
             if self._closing:
-                deadline = deadline or time.monotonic() + FINISH_SECONDS
+                deadline = deadline or time.monotonic() + (FINISH_SECONDS if self.connections
+                                                           else RETRY_SECONDS[1])
                 if time.monotonic() >= deadline:
                     return
             try:
@@ -417,8 +419,8 @@ def _why(exc: BaseException) -> str:
         return "the connection closed"
     if isinstance(exc, TimeoutError):
         return str(exc) or "timed out"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):  # (asyncio's connect errors carry the errno, not its words)
+        return os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc) or type(exc).__name__
     return str(exc) or type(exc).__name__
 
 

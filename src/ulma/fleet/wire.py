@@ -58,8 +58,9 @@ class WireError(Exception):
     """The peer broke the protocol or refused us; the message says it in one line."""
 
 
-def parse_address(text: str, option: str) -> tuple[str, int]:
-    """HOST:PORT ([v6]:PORT for IPv6); ValueError saying what is wrong, in words."""
+def parse_address(text: str, option: str, *, any_port: bool = False) -> tuple[str, int]:
+    """HOST:PORT ([v6]:PORT for IPv6); ValueError saying what is wrong, in words.  `any_port`:
+    port 0 too (listen on a port the system picks, said on stderr)."""
     host, sep, port = text.rpartition(":")
     if not sep or not host:
         raise ValueError(f"{option} must be HOST:PORT, not {text!r}")
@@ -71,8 +72,9 @@ def parse_address(text: str, option: str) -> tuple[str, int]:
             raise ValueError(f"{option}: {host!r} is not an IPv6 address") from None
     elif ":" in host:
         raise ValueError(f"{option}: write an IPv6 address in brackets, as [::1]:PORT, not {text!r}")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{option}: the port must be a number from 1 to 65535, not {port!r}")
+    low = 0 if any_port else 1
+    if not port.isdigit() or not low <= int(port) <= 65535:
+        raise ValueError(f"{option}: the port must be a number from {low} to 65535, not {port!r}")
     if any(c.isspace() for c in host):
         raise ValueError(f"{option}: {host!r} is not a host name")
     return host, int(port)
