@@ -189,7 +189,7 @@ def test_a_full_send_queue_drops_events_from_the_stream_only_and_says_so(tmp_pat
     try:
         result = run(["--to", collector.address, "--to-send", "events", "-o", str(tmp_path / "local.ulma"),
                       "--json", str(tmp_path / "local.json"), str(program), "40"],
-                     cwd=tmp_path, ULMA_FLEET_TEST_QUEUE_BYTES="2048")
+                     cwd=tmp_path, ULMA_FLEET_TEST_QUEUE_BYTES="64")
         _, _, doc = collector.stop()
     finally:
         collector.kill()
