@@ -272,11 +272,10 @@ class Streamer:
             lines.append(f"the stream to {self.where} fell behind: {self.dropped_events} of "
                          f"{self.taken_events} events were not streamed (the figures were; the local "
                          "report and -o have everything)")
-        if not lines:
-            what = f"{self.acked_events} events and " if self.events else ""
-            lines.append(f"streamed {what}the figures to {self.where}: {self.wire_bytes / 1024:.0f} KiB "
-                         f"sent ({self.raw_bytes / 1024:.0f} KiB before compression), "
-                         f"{self.connections} connection{'s' if self.connections > 1 else ''}")
+        what = f"{self.acked_events} events and " if self.events else ""  # what was sent, in any case
+        lines.append(f"streamed {what}the figures to {self.where}: {self.wire_bytes / 1024:.0f} KiB "
+                     f"sent ({self.raw_bytes / 1024:.0f} KiB before compression), "
+                     f"{self.connections} connection{'s' if self.connections > 1 else ''}")
         return lines
 
     # -- the sender's thread
@@ -334,7 +333,7 @@ class Streamer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self._wake is not None
         await asyncio.wait_for(wire.client_handshake(reader, writer, self.token), CONNECT_SECONDS)
-        compress = zstandard.ZstdCompressor(level=3).compressobj()
+        compress = zstandard.ZstdCompressor(level=1).compressobj()
 
         def send(kind: bytes, payload: bytes) -> None:
             data = wire.frame(kind, payload)
