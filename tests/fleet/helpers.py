@@ -90,7 +90,7 @@ def trace_pid(path: Path) -> int:
 def member(merged: Path, pid: int) -> Path:
     index = json.loads((merged / "fleet.json").read_text())
     (m,) = [m for m in index["members"] if m["pid"] == pid]
-    return merged / m["file"]
+    return merged / str(m["file"])
 
 
 def ulma_lines(stderr: str) -> list[str]:

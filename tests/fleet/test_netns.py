@@ -62,8 +62,8 @@ def hosts() -> Iterator[None]:
         _cleanup()
         missing_dependency(f"cannot make network namespaces here: {exc.stderr.decode().strip()}")
     try:
-        probe = subprocess.run(["unshare", "--time", "--fork", "--monotonic", "1", "true"], capture_output=True,
-                               timeout=30)
+        probe = subprocess.run(["unshare", "--time", "--fork", "--monotonic", "1", "true"],
+                               capture_output=True, timeout=30)
         if probe.returncode != 0:
             missing_dependency(f"no time namespaces here: {probe.stderr.decode().strip()}")
         yield
@@ -126,7 +126,8 @@ def start(h: str, tmp: Path, collector: str, script: str, *args: str) -> subproc
     cmd = [*on(h), *ulma_command(["run", "--no-live", "--to", collector, "--to-send", "events",
                                   "--json", str(tmp / f"{h}.json"), "-o", str(tmp / f"{h}.ulma"),
                                   str(path), *args])]
-    return subprocess.Popen(cmd, env=env(), cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, env=env(), cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def slices(chrome: list[dict[str, object]], pid: int, name: str) -> list[tuple[float, float]]:
@@ -142,7 +143,7 @@ def test_two_hosts_counts_offsets_and_causal_order(hosts: None, tmp_path: Path) 
         server = start("B", tmp_path, f"10.231.1.1:{PORT}", SERVER)
         client = start("A", tmp_path, f"10.231.1.1:{PORT}", CLIENT, str(rounds), "0.01")
         said = {h: p.communicate(timeout=120) for h, p in (("A", client), ("B", server))}
-        _, err, doc = collector.stop()
+        _, _, doc = collector.stop()
     finally:
         collector.kill()
     for h, p in (("A", client), ("B", server)):
@@ -159,8 +160,8 @@ def test_two_hosts_counts_offsets_and_causal_order(hosts: None, tmp_path: Path) 
         assert clock["error_ns"] < 1_000_000, (h, clock)  # well under the 2 ms gaps checked below
     # the merged trace on one time line: each request asked on A, handled on B, answered on A
     out = tmp_path / "merged.json"
-    result = subprocess.run(ulma_command(["export", "--format", "chrome", str(collector.trace), "-o", str(out)]),
-                            env=env(), capture_output=True, text=True, timeout=120)
+    export = ["export", "--format", "chrome", str(collector.trace), "-o", str(out)]
+    result = subprocess.run(ulma_command(export), env=env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     chrome = json.loads(out.read_text())
     names = {e["pid"]: e["args"]["name"] for e in chrome if e.get("name") == "process_name"
@@ -183,7 +184,7 @@ def test_a_link_break_loses_nothing_locally_and_the_stream_resumes(hosts: None, 
         time.sleep(6)  # longer than the stream's silence limit: it reconnects
         sh("ip", "-n", NS["A"], "link", "set", "ufl-a1", "up")
         said = {h: p.communicate(timeout=120) for h, p in (("A", client), ("B", server))}
-        _, err, doc = collector.stop()
+        _, _, doc = collector.stop()
     finally:
         collector.kill()
     assert client.returncode == 0, said["A"][1]
@@ -191,9 +192,10 @@ def test_a_link_break_loses_nothing_locally_and_the_stream_resumes(hosts: None, 
     row = {p["pid"]: p for p in processes(doc)}[pid]
     local = json.loads((tmp_path / "A.json").read_text())
     assert calls(row["functions"]) == calls(local["functions"])
-    assert calls(local["functions"])[("ask", str(tmp_path / "A.py"), 3)] == 1200  # the local trace lost nothing
+    # the local trace lost nothing
+    assert calls(local["functions"])[("ask", str(tmp_path / "A.py"), 3)] == 1200
     assert trace_events(tmp_path / "A.ulma") == local["events"]
     assert row["connections"] >= 2 and row["finished"], row
     assert trace_events(member(collector.trace, pid)) == trace_events(tmp_path / "A.ulma")
-    assert [line for line in ulma_lines(said["A"][1]) if "stream" in line][0].startswith("ulma: streamed"), \
-        said["A"][1]
+    stream_lines = [line for line in ulma_lines(said["A"][1]) if "stream" in line]
+    assert len(stream_lines) == 1 and stream_lines[0].startswith("ulma: streamed"), said["A"][1]

@@ -51,14 +51,16 @@ def program(tmp_path: Path) -> Path:
     return path
 
 
-def test_collector_counts_equal_each_runs_report_and_offsets_are_recovered(tmp_path: Path, program: Path) -> None:
+def test_collector_counts_equal_each_runs_report_and_offsets_are_recovered(tmp_path: Path,
+                                                                           program: Path) -> None:
     collector = Collector(tmp_path)
     try:
         offsets = {0: 3_000_000_000, 1: -2_000_000_000}  # the two "hosts'" clocks, against ours
         procs = []
         for i, offset in offsets.items():
             cmd = ulma_command(["run", "--no-live", "--to", collector.address, "--to-send", "events",
-                                "--json", str(tmp_path / f"local{i}.json"), "-o", str(tmp_path / f"local{i}.ulma"),
+                                "--json", str(tmp_path / f"local{i}.json"),
+                                "-o", str(tmp_path / f"local{i}.ulma"),
                                 str(program), "60"])
             procs.append(subprocess.Popen(cmd, env=env(ULMA_FLEET_TEST_CLOCK_OFFSET_NS=str(offset)),
                                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -108,8 +110,8 @@ def test_a_wrong_token_is_refused_in_one_line_and_the_run_goes_on(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "local.json").exists()
     said = [line for line in ulma_lines(result.stderr) if "stream" in line]
-    assert said == [f"ulma: the stream to {collector.address} failed: the collector refused us: wrong token"], \
-        result.stderr
+    assert said == [f"ulma: the stream to {collector.address} failed: the collector refused us: "
+                    "wrong token"], result.stderr
     assert "Traceback" not in result.stderr
     assert [line for line in err.splitlines() if "refused" in line] == \
         ["ulma collect: refused a connection from 127.0.0.1: wrong token"], err
@@ -130,7 +132,8 @@ def test_a_missing_token_is_one_line_before_anything_runs(tmp_path: Path, progra
 def test_a_token_file_is_read_and_a_short_token_refused(tmp_path: Path, program: Path) -> None:
     short = tmp_path / "short"
     short.write_text("abc\n")
-    result = run(["--to", "127.0.0.1:9", "--token-file", str(short), str(program), "1"], token=None, cwd=tmp_path)
+    result = run(["--to", "127.0.0.1:9", "--token-file", str(short), str(program), "1"], token=None,
+                 cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"ulma: error: the token file {short} holds a token of 3 bytes: use at least 8"]
@@ -148,9 +151,12 @@ def test_a_token_file_is_read_and_a_short_token_refused(tmp_path: Path, program:
 
 BAD = [
     (["run", "--to", "nonsense"], "ulma: error: --to must be HOST:PORT, not 'nonsense'"),
-    (["run", "--to", "host:99999"], "ulma: error: --to: the port must be a number from 1 to 65535, not '99999'"),
-    (["run", "--to", "::1:80"], "ulma: error: --to: write an IPv6 address in brackets, as [::1]:PORT, not '::1:80'"),
-    (["run", "--to-send", "events"], "ulma: error: --to-send, --token-file and --tls-* go with --to HOST:PORT"),
+    (["run", "--to", "host:99999"],
+     "ulma: error: --to: the port must be a number from 1 to 65535, not '99999'"),
+    (["run", "--to", "::1:80"],
+     "ulma: error: --to: write an IPv6 address in brackets, as [::1]:PORT, not '::1:80'"),
+    (["run", "--to-send", "events"],
+     "ulma: error: --to-send, --token-file and --tls-* go with --to HOST:PORT"),
     (["collect", "--listen", "x"], "ulma: error: --listen must be HOST:PORT, not 'x'"),
     (["collect", "--listen", "127.0.0.1:0", "--duration", "0"],
      "ulma: error: --duration must be more than 0 and at most"),
@@ -168,7 +174,8 @@ def test_bad_input_is_one_line(tmp_path: Path, program: Path, args: list[str], e
     assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
 
 
-def test_an_unreachable_collector_is_one_line_and_the_report_still_comes(tmp_path: Path, program: Path) -> None:
+def test_an_unreachable_collector_is_one_line_and_the_report_still_comes(tmp_path: Path,
+                                                                         program: Path) -> None:
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
@@ -184,7 +191,8 @@ def test_an_unreachable_collector_is_one_line_and_the_report_still_comes(tmp_pat
                     "(the local report has everything)"], result.stderr
 
 
-def test_a_full_send_queue_drops_events_from_the_stream_only_and_says_so(tmp_path: Path, program: Path) -> None:
+def test_a_full_send_queue_drops_events_from_the_stream_only_and_says_so(tmp_path: Path,
+                                                                         program: Path) -> None:
     collector = Collector(tmp_path)
     try:
         result = run(["--to", collector.address, "--to-send", "events", "-o", str(tmp_path / "local.ulma"),
@@ -204,5 +212,6 @@ def test_a_full_send_queue_drops_events_from_the_stream_only_and_says_so(tmp_pat
     assert calls(row["functions"]) == calls(local["functions"])  # the figures are whole
     said = [line for line in ulma_lines(result.stderr) if "stream" in line]
     assert len(said) == 2 and said[1].startswith("ulma: streamed "), result.stderr
-    assert said[:1] == [f"ulma: the stream to {collector.address} fell behind: {dropped} of {total} events were "
-                    "not streamed (the figures were; the local report and -o have everything)"], result.stderr
+    assert said[:1] == [f"ulma: the stream to {collector.address} fell behind: {dropped} of {total} "
+                        "events were not streamed (the figures were; the local report and -o have "
+                        "everything)"], result.stderr

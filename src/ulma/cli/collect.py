@@ -14,7 +14,8 @@ def execute(argv: list[str]) -> int:
     p = Parser(prog="ulma collect", description=HELP)
     p.add_argument("--listen", required=True, metavar="HOST:PORT",
                    help="the address to listen on, and only there (as 127.0.0.1:7000, 10.0.0.1:7000, "
-                        "[::1]:7000; port 0: one the system picks, said on stderr; the token: $ULMA_TOKEN or --token-file, the monitors' own)")
+                        "[::1]:7000; port 0: one the system picks, said on stderr; "
+                        "the token: $ULMA_TOKEN or --token-file, the monitors' own)")
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="stop after SECONDS (else: SIGINT, SIGTERM)")
     p.add_argument("--json", metavar="FILE",
