@@ -25,6 +25,7 @@ from ulma.cli.run import (
     objects_wanted,
 )
 from ulma.exporters import json_report
+from ulma.fleet.options import add_stream_to_argument, attach_stream, streamer_from
 from ulma.monitor import session as sessions
 from ulma.monitor import terminal
 from ulma.monitor.attach import AttachError, Attachment
@@ -116,7 +117,9 @@ def execute(argv: list[str]) -> int:
     add_stream_arguments(p)
     add_dial_arguments(p)
     add_web_argument(p)
+    add_stream_to_argument(p)
     opts = p.parse(argv)
+    opts.streamer = streamer_from(opts)  # --to
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     inject.check_arguments(opts)
@@ -149,6 +152,7 @@ def execute(argv: list[str]) -> int:
             loop_block_ms=opts.loop_block, trace_path=opts.output, objects=objects_wanted(opts)))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
+    stream = attach_stream(opts, att)
     with Detaching() as signals:
         if live:
             why = _watch(att, opts.pid, opts.duration, opts.clock, signals, opts.refresh)
@@ -159,7 +163,11 @@ def execute(argv: list[str]) -> int:
         else:
             sys.stderr.write(f"ulma: attached to process {opts.pid}; Ctrl-C detaches\n")
             why = att.drain_until(signals.stop, opts.duration)
+        if stream is not None:
+            stream.stop()
         profile = att.detach()
+    if stream is not None:
+        stream.finish(profile)
     for line in att.streams_said:  # --log, --jsonl
         sys.stderr.write(f"ulma: {line}\n")
     if att.trace_error:

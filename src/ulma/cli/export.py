@@ -35,6 +35,10 @@ def execute(argv: list[str]) -> int:
     if opts.output != "-" and os.path.exists(opts.output) and os.path.exists(opts.trace) \
             and os.path.samefile(opts.output, opts.trace):
         raise UsageError(f"{opts.output} is the trace itself: give another output file")
+    if os.path.isdir(opts.trace):  # a merged trace of several hosts (`ulma collect -o DIR`)
+        from ulma.fleet.merged import export_fleet
+
+        return export_fleet(opts.trace, opts.format, opts.output)
     try:
         run = export(opts.trace, opts.format, opts.output)
     except BrokenPipeError:

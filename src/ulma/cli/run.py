@@ -10,6 +10,7 @@ import sys
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
 from ulma.cli import bounds
 from ulma.cli.errors import Parser, UsageError, parse_size
+from ulma.fleet.options import add_stream_to_argument, streamer_from
 from ulma.monitor import session as sessions
 from ulma.monitor.eventloop import DEFAULT_BLOCK_MS
 from ulma.views.units import CLOCKS
@@ -168,6 +169,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "Python -- is profiled too: the report has a row per process and adds "
                         "the same function up across them)")
     add_stream_arguments(p)
+    add_stream_to_argument(p)
     add_measure_arguments(p)
     add_loop_argument(p)
     add_clock_argument(p)
@@ -295,6 +297,7 @@ def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
         rest = [opts.program, *opts.args, *rest]
     if live:
         check_web(opts)
+    opts.streamer = streamer_from(opts)  # --to: checked (and --live off) before anything runs
     opts.live = live and choose_live(opts)
     return opts, rest
 
@@ -335,6 +338,10 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         from ulma.web.cli import run_web  # starlette and uvicorn only when the page is served
 
         return run_web(target, options, title_of(target), opts.refresh)
+    if opts.streamer is not None:
+        from ulma.fleet.sender import run as run_streaming
+
+        return run_streaming(target, options, opts.streamer)
     return sessions.run(target, options)
 
 

@@ -212,6 +212,9 @@ class Session:
         # asyncio: callbacks and task steps that hold the event loop too long
         self.blocks = eventloop.BlockWatch(self.core, loop_block_ms * 1e6)
         self.tasks = eventloop.TaskWatch(self.core)  # asyncio tasks one by one
+        # --to (ulma.fleet.sender.Streamer): takes each drain's new symbols and, when its
+        # `events` is set, copies of its records; it never waits
+        self.tap: Any = None
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -233,7 +236,8 @@ class Session:
                 self._learn(early)
             if not self.blocks.started:  # tasks' steps, from the first events on
                 self.blocks.start(self.ns_per_tick())
-            if (recorder is not None and recorder.active) or (log is not None and log.error is None):
+            if (recorder is not None and recorder.active) or (log is not None and log.error is None) \
+                    or (self.tap is not None and self.tap.events):
                 n, chunks = self.core.drain(postmortem, copy=True)
             else:
                 n = self.core.drain(postmortem=postmortem)
@@ -252,6 +256,8 @@ class Session:
             log.write(new, chunks, tids)
         if recorder is not None:
             recorder.write(new, chunks, log.ns_per_tick if log is not None else None)
+        if self.tap is not None:
+            self.tap.take(new, chunks)
         self.control.poll()
         if self.dial is not None:
             self.turn_dial()
