@@ -90,7 +90,8 @@ def test_each_readme_command_parses(line: int, argv: list[str], monkeypatch: pyt
 @pytest.mark.parametrize("command", main.COMMANDS)
 def test_every_option_in_help_is_in_the_readme(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
     sample = {"run": ["script.py"], "record": ["-o", "x.ulma", "script.py"], "report": ["x.ulma"],
-              "export": ["x.ulma", "--format", "text", "-o", "-"], "attach": ["1"]}[command]
+              "export": ["x.ulma", "--format", "text", "-o", "-"], "attach": ["1"],
+              "collect": ["--listen", "127.0.0.1:0"]}[command]
     parser = parsed_by([command, *sample], monkeypatch)
     text = README.read_text()
     def named(option: str) -> bool:
