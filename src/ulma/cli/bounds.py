@@ -90,6 +90,8 @@ BOUNDS: dict[str, Bound] = {
     # the dial: an overhead of 0 would mean tracing nothing; 100 %% is plain time again
     "budget": Bound("--budget", 0, 100, above=True, unit=" per cent"),
     "refresh": Bound("--refresh", 1, 60_000, unit=" ms"),
+    # `ulma history compare`: slower by more than PCT %% per call
+    "threshold": Bound("--threshold", 0, 1_000_000, unit=" per cent"),
     "loop_block": Bound("--loop-block", 0, MAX_BLOCK_MS, unit=" ms"),
 }
 

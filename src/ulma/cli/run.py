@@ -10,6 +10,7 @@ import sys
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
 from ulma.cli import bounds
 from ulma.cli.errors import Parser, UsageError, parse_size
+from ulma.cli.history import add_history_arguments, check_history, run_with_history
 from ulma.monitor import session as sessions
 from ulma.monitor.eventloop import DEFAULT_BLOCK_MS
 from ulma.views.units import CLOCKS
@@ -289,12 +290,14 @@ def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
     if live:
         add_live_arguments(parser)
         add_web_argument(parser)
+        argv = add_history_arguments(parser, argv)  # --history [DSN] (ulma.cli.history)
     mine, rest = split_argv(argv, valued_options(parser))
     opts = parser.parse(mine)
     if opts.program is not None:  # only after `--`
         rest = [opts.program, *opts.args, *rest]
     if live:
         check_web(opts)
+        check_history(opts)
     opts.live = live and choose_live(opts)
     return opts, rest
 
@@ -335,6 +338,8 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         from ulma.web.cli import run_web  # starlette and uvicorn only when the page is served
 
         return run_web(target, options, title_of(target), opts.refresh)
+    if getattr(opts, "history", None) is not None:
+        return run_with_history(target, options, opts)
     return sessions.run(target, options)
 
 

@@ -1,0 +1,215 @@
+"""The history's tables, on chDB or a ClickHouse server (or cluster), through one small interface.
+
+Schema (the same on both; SQL that ClickHouse 18.16 takes as well as current ClickHouse: no
+CODEC, no LowCardinality, no Nullable, times as DateTime seconds and read back as Unix seconds):
+
+``functions``: one row per (process, second, function) in which the function did anything --
+``ts`` (the second, UTC), ``host``, ``pid``, ``run_id``, ``name``, ``file``, ``line``, ``calls``
+and the times in ns of that second: ``total_ns``, ``self_ns``, the four-way split of the total
+(``cpu_ns``, ``overhead_ns``, ``wait_ns``, ``unmeasured_ns``) and the split of self time
+(``self_cpu_ns``, ``self_wait_ns``, ``self_overhead_ns``).  Signed: a second's figure is the
+difference of two live snapshots.  MergeTree, a partition per day (toYYYYMMDD(ts)), ordered by
+(toStartOfHour(ts), name, file, line, ts): a time range reads only its hours and days ("top N over
+the last hour"), and within each hour one function's rows lie together ("one function's trend").
+
+``runs``: one row per run -- ``run_id``, ``host``, ``pid``, ``command``, ``started``.
+
+On a cluster each shard holds ``functions_local`` and ``runs_local``, and every shard a
+``Distributed`` table of the plain name over them (rows spread at random): reads and writes name
+the plain tables everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ulma.history import INSTALL, HistoryError, first_line
+from ulma.history.dsn import Dsn
+
+FIGURES = ("calls", "total_ns", "self_ns", "cpu_ns", "overhead_ns", "wait_ns", "unmeasured_ns",
+           "self_cpu_ns", "self_wait_ns", "self_overhead_ns")
+FUNCTION_COLUMNS = ("ts", "host", "pid", "run_id", "name", "file", "line", *FIGURES)
+RUN_COLUMNS = ("run_id", "host", "pid", "command", "started")
+
+_FUNCTIONS = """CREATE TABLE IF NOT EXISTS {db}.{table} (
+    ts DateTime, host String, pid UInt32, run_id String, name String, file String, line UInt32,
+    {figures}
+) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(ts) ORDER BY (toStartOfHour(ts), name, file, line, ts)"""
+_RUNS = """CREATE TABLE IF NOT EXISTS {db}.{table} (
+    run_id String, host String, pid UInt32, command String, started DateTime
+) ENGINE = MergeTree() PARTITION BY toYYYYMM(started) ORDER BY (started, run_id)"""
+
+
+def ddl(db: str, functions: str = "functions", runs: str = "runs") -> list[str]:
+    figures = ", ".join(f"{name} Int64" for name in FIGURES)
+    return [f"CREATE DATABASE IF NOT EXISTS {db}",
+            _FUNCTIONS.format(db=db, table=functions, figures=figures),
+            _RUNS.format(db=db, table=runs)]
+
+
+Value = int | str
+Row = Sequence[Value]
+
+
+def literal(value: Value) -> str:
+    """A value as a ClickHouse SQL literal."""
+    if isinstance(value, int):
+        return str(value)
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class Store(Protocol):
+    dsn: Dsn
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]: ...
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None: ...
+    def close(self) -> None: ...
+
+
+def missing(what: str) -> str:
+    return f"{what}: {INSTALL}"
+
+
+def open_store(dsn: Dsn, *, create: bool) -> Store:
+    """The history at `dsn`, its tables made first if `create` (writers) -- HistoryError if the
+    client library is missing (say so before anything runs: `check_client`) or the store cannot
+    be reached."""
+    store: Store = ChdbStore(dsn, create=create) if dsn.kind == "chdb" else ServerStore(dsn)
+    if create:
+        try:
+            if isinstance(store, ServerStore):
+                store.create()
+            else:
+                for sql in ddl(dsn.db):
+                    store.query(sql)
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
+def check_client(dsn: Dsn) -> None:
+    """HistoryError naming what to install when the client library for `dsn` is missing."""
+    name, what = ("chdb", "needs chDB") if dsn.kind == "chdb" else ("clickhouse_driver",
+                                                                   f"{dsn.where()} needs clickhouse-driver")
+    if importlib.util.find_spec(name) is None:
+        raise HistoryError(missing(what))
+
+
+class ChdbStore:
+    """The embedded chDB: ClickHouse in this process, its data in a directory (made 0700)."""
+
+    def __init__(self, dsn: Dsn, *, create: bool) -> None:
+        self.dsn = dsn
+        if not create and not os.path.isdir(dsn.path):
+            raise HistoryError(f"no history at {dsn.path} yet (`ulma run --history` writes it)")
+        try:
+            os.makedirs(dsn.path, mode=0o700, exist_ok=True)
+            parent = os.path.dirname(dsn.path.rstrip("/"))
+            if os.path.basename(parent) == "ulma":  # the default place: ulma's own directory too
+                os.chmod(parent, 0o700)
+            os.chmod(dsn.path, 0o700)
+        except OSError as exc:
+            raise HistoryError(f"cannot make {dsn.path}: {exc.strerror}") from None
+        try:
+            session: Any = importlib.import_module("chdb.session")
+        except ImportError:
+            raise HistoryError(missing("needs chDB")) from None
+        try:
+            self._session: Any = session.Session(dsn.path)
+        except Exception as exc:
+            raise HistoryError(f"cannot open chDB at {dsn.path}: {first_line(exc)}") from None
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        try:
+            result = self._session.query(sql, "JSONCompact")
+        except Exception as exc:
+            raise HistoryError(f"chDB {self.dsn.path}: {first_line(exc)}") from None
+        data = result.bytes() if hasattr(result, "bytes") else bytes(result)
+        if not data.strip():
+            return []
+        return [tuple(row) for row in json.loads(data)["data"]]
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        values = ",".join("(" + ",".join(literal(v) for v in row) + ")" for row in rows)
+        self.query(f"INSERT INTO {self.dsn.db}.{table} ({', '.join(columns)}) VALUES {values}")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing what failed to open, or twice: nothing to tell
+            self._session.close()
+
+
+class ServerStore:
+    """A ClickHouse server, or a cluster through one of its servers (clickhouse-driver)."""
+
+    CONNECT_TIMEOUT = 3
+    TIMEOUT = 60
+
+    def __init__(self, dsn: Dsn, host: str | None = None, port: int | None = None) -> None:
+        self.dsn = dsn
+        try:
+            driver: Any = importlib.import_module("clickhouse_driver")
+        except ImportError:
+            raise HistoryError(missing(f"{dsn.where()} needs clickhouse-driver")) from None
+        self._host, self._port = host or dsn.host, port or dsn.port
+        # a Distributed table's insert returns once every shard has its rows
+        self._client: Any = driver.Client(self._host, port=self._port, user=dsn.user,
+                                          password=dsn.password, connect_timeout=self.CONNECT_TIMEOUT,
+                                          send_receive_timeout=self.TIMEOUT,
+                                          settings={"insert_distributed_sync": 1})
+
+    def _fail(self, exc: BaseException) -> HistoryError:
+        return HistoryError(f"clickhouse://{self._host}:{self._port}: {first_line(exc)}")
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        try:
+            return [tuple(row) for row in self._client.execute(sql)]
+        except Exception as exc:
+            raise self._fail(exc) from None
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        try:
+            self._client.execute(f"INSERT INTO {self.dsn.db}.{table} ({', '.join(columns)}) VALUES",
+                                 [tuple(r) for r in rows])
+        except Exception as exc:
+            raise self._fail(exc) from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a connection that never came up
+            self._client.disconnect()
+
+    def create(self) -> None:
+        """The tables: on this server, or on every shard of the cluster with a Distributed table
+        over them on each."""
+        db = self.dsn.db
+        if self.dsn.cluster is None:
+            for sql in ddl(db):
+                self.query(sql)
+            return
+        name = self.dsn.cluster
+        shards = self.query(f"SELECT DISTINCT host_name, port FROM system.clusters WHERE cluster = "
+                            f"{literal(name)}")
+        if not shards:
+            raise HistoryError(f"clickhouse://{self._host}:{self._port} knows no cluster {name!r} "
+                               "(its remote_servers)")
+        for host, port in shards:
+            shard = self if (host, port) == (self._host, self._port) else ServerStore(self.dsn, host, port)
+            try:
+                for sql in ddl(db, "functions_local", "runs_local"):
+                    shard.query(sql)
+                for table in ("functions", "runs"):
+                    shard.query(f"CREATE TABLE IF NOT EXISTS {db}.{table} AS {db}.{table}_local "
+                                f"ENGINE = Distributed({name}, {db}, {table}_local, rand())")
+            finally:
+                if shard is not self:
+                    shard.close()
