@@ -81,6 +81,17 @@ def open_store(dsn: Dsn, *, create: bool) -> Store:
     client library is missing (say so before anything runs: `check_client`) or the store cannot
     be reached."""
     store: Store = ChdbStore(dsn, create=create) if dsn.kind == "chdb" else ServerStore(dsn)
+    if not create:
+        try:
+            found = store.query(f"EXISTS TABLE {dsn.db}.functions")
+        except HistoryError as exc:
+            if "exist" not in str(exc):  # the server cannot be reached, or says something else
+                store.close()
+                raise
+            found = [(0,)]
+        if not found or not int(found[0][0]):
+            store.close()
+            raise HistoryError(f"no history in {dsn.where()} yet (`ulma run --history` writes it)")
     if create:
         try:
             if isinstance(store, ServerStore):
@@ -108,7 +119,7 @@ class ChdbStore:
     def __init__(self, dsn: Dsn, *, create: bool) -> None:
         self.dsn = dsn
         if not create and not os.path.isdir(dsn.path):
-            raise HistoryError(f"no history at {dsn.path} yet (`ulma run --history` writes it)")
+            raise HistoryError(f"no history in chDB {dsn.path} yet (`ulma run --history` writes it)")
         try:
             os.makedirs(dsn.path, mode=0o700, exist_ok=True)
             parent = os.path.dirname(dsn.path.rstrip("/"))
@@ -159,6 +170,13 @@ class ServerStore:
             driver: Any = importlib.import_module("clickhouse_driver")
         except ImportError:
             raise HistoryError(missing(f"{dsn.where()} needs clickhouse-driver")) from None
+        # it logs a connection that failed, traceback and all, before raising what we say in a line
+        import logging
+
+        quiet = logging.getLogger("clickhouse_driver")
+        if not quiet.handlers:
+            quiet.addHandler(logging.NullHandler())
+            quiet.propagate = False
         self._host, self._port = host or dsn.host, port or dsn.port
         # a Distributed table's insert returns once every shard has its rows
         self._client: Any = driver.Client(self._host, port=self._port, user=dsn.user,
