@@ -11,7 +11,7 @@ from types import FrameType
 
 from ulma import inject
 from ulma.cli.errors import Parser, UsageError
-from ulma.cli.history import add_history_arguments, finish_history, history_writer
+from ulma.cli.history import add_history_arguments, observers
 from ulma.cli.run import (
     add_clock_argument,
     add_dial_arguments,
@@ -119,7 +119,7 @@ def execute(argv: list[str]) -> int:
     add_web_argument(p)
     argv = add_history_arguments(p, argv, program=False)  # --history [DSN] (ulma.cli.history)
     opts = p.parse(argv)
-    history = history_writer(opts, opts.pid, f"attached to process {opts.pid}")
+    watching = observers(opts, opts.pid, f"attached to process {opts.pid}")  # --history, --push-pprof
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     inject.check_arguments(opts)
@@ -152,8 +152,8 @@ def execute(argv: list[str]) -> int:
             loop_block_ms=opts.loop_block, trace_path=opts.output, objects=objects_wanted(opts)))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
-    if history is not None:
-        history.start(att.live_profile)
+    if watching is not None:
+        watching.start(att.live_profile)
     with Detaching() as signals:
         if live:
             why = _watch(att, opts.pid, opts.duration, opts.clock, signals, opts.refresh)
@@ -164,10 +164,11 @@ def execute(argv: list[str]) -> int:
         else:
             sys.stderr.write(f"ulma: attached to process {opts.pid}; Ctrl-C detaches\n")
             why = att.drain_until(signals.stop, opts.duration)
-        if history is not None:
-            history.stop()  # no snapshot from here on: the session's final figures come next
+        if watching is not None:
+            watching.stop()  # no snapshot from here on: the session's final figures come next
         profile = att.detach()
-    finish_history(history, profile)
+    if watching is not None:
+        watching.close(profile)
     for line in att.streams_said:  # --log, --jsonl
         sys.stderr.write(f"ulma: {line}\n")
     if att.trace_error:

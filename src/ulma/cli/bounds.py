@@ -92,6 +92,8 @@ BOUNDS: dict[str, Bound] = {
     "refresh": Bound("--refresh", 1, 60_000, unit=" ms"),
     # `ulma history compare`: slower by more than PCT %% per call
     "threshold": Bound("--threshold", 0, 1_000_000, unit=" per cent"),
+    # --push-pprof: a profile at most ten times a second, at least once an hour
+    "push_interval": Bound("--push-interval", 0.1, 3600, unit=" seconds"),
     "loop_block": Bound("--loop-block", 0, MAX_BLOCK_MS, unit=" ms"),
 }
 

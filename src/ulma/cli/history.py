@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ulma.history.dsn import Dsn
+    from ulma.history.push import PprofPusher
     from ulma.history.store import Store
     from ulma.history.writer import HistoryWriter
     from ulma.monitor import session as sessions
@@ -40,6 +41,13 @@ def add_history_arguments(p: argparse.ArgumentParser, argv: list[str], *, progra
     p.add_argument("--history", nargs="?", const="", default=None, metavar="DSN",
                    help="write the run's figures per second and per function into the fleet history "
                         f"while it runs (read them with `ulma history`): {DSN_HELP}")
+    p.add_argument("--push-pprof", metavar="URL",
+                   help="POST a gzipped pprof profile of each function's self time and calls to URL "
+                        "every --push-interval seconds while the program runs, and at the end "
+                        "(Grafana Pyroscope's /ingest?name=APP&format=pprof, an OpenTelemetry "
+                        "collector, ...)")
+    p.add_argument("--push-interval", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds between two --push-pprof profiles (default: 10)")
     if "--history" not in argv:
         return argv
     valued: set[str] = set()
@@ -81,53 +89,94 @@ def history_dsn(opts: argparse.Namespace) -> Dsn | None:
     return dsn
 
 
+def observed(opts: argparse.Namespace) -> bool:
+    """--history or --push-pprof asked for."""
+    return getattr(opts, "history", None) is not None or bool(getattr(opts, "push_pprof", None))
+
+
 def check_history(opts: argparse.Namespace) -> None:
-    """`ulma run`: --history goes with the report (not the live views: they drain the run their own
-    way); without --live asked, no live view."""
-    if getattr(opts, "history", None) is None:
+    """`ulma run`: --history and --push-pprof go with the report (not the live views: they drain
+    the run their own way); without --live asked, no live view."""
+    if not observed(opts):
         return
+    mine = "--history" if opts.history is not None else "--push-pprof"
     for flag, given in (("--live", opts.live), ("--step", getattr(opts, "step", False)),
                         ("--web", getattr(opts, "web", False))):
         if given:
-            raise UsageError(f"--history and {flag} cannot go together yet: --history runs with the report")
+            raise UsageError(f"{mine} and {flag} cannot go together yet: {mine} runs with the report")
     opts.live = False
+    check_observers(opts)
+
+
+def check_observers(opts: argparse.Namespace) -> None:
+    """--history's DSN and --push-pprof's URL, before anything runs."""
     opts.history_dsn = history_dsn(opts)
+    if opts.push_pprof:
+        from ulma.history.push import check_url
+
+        why = check_url(opts.push_pprof)
+        if why:
+            raise UsageError(why)
 
 
-def history_writer(opts: argparse.Namespace, pid: int, command: str) -> HistoryWriter | None:
-    dsn = getattr(opts, "history_dsn", None) or history_dsn(opts)
-    if dsn is None:
+class Observers:
+    """What watches a run's live snapshots from threads of their own: the history writer, the
+    pprof pusher."""
+
+    def __init__(self, opts: argparse.Namespace, pid: int, command: str) -> None:
+        self.each: list[HistoryWriter | PprofPusher] = []
+        if getattr(opts, "history_dsn", None) is not None:
+            from ulma.history.writer import HistoryWriter
+
+            self.each.append(HistoryWriter(opts.history_dsn, pid, command))
+        if opts.push_pprof:
+            from ulma.history.push import PprofPusher
+
+            self.each.append(PprofPusher(opts.push_pprof, opts.push_interval, command))
+
+    def start(self, snapshot: Callable[[], Profile]) -> None:
+        for one in self.each:
+            one.start(snapshot)
+
+    def stop(self) -> None:
+        """No more snapshots (before the session's final figures are taken)."""
+        for one in self.each:
+            one.stop()
+
+    def close(self, final: Profile | None) -> None:
+        """The final figures written and pushed; what to say, said."""
+        for one in self.each:
+            said = one.close(final)
+            if said:
+                sys.stderr.write(f"ulma: {said}\n")
+
+
+def observers(opts: argparse.Namespace, pid: int, command: str) -> Observers | None:
+    """`ulma attach`: its --history and --push-pprof, checked (None: neither asked for)."""
+    if not observed(opts):
         return None
-    from ulma.history.writer import HistoryWriter
-
-    return HistoryWriter(dsn, pid, command)
-
-
-def finish_history(writer: HistoryWriter | None, final: Profile | None) -> None:
-    if writer is not None:
-        said = writer.close(final)
-        if said:
-            sys.stderr.write(f"ulma: {said}\n")
+    check_observers(opts)
+    return Observers(opts, pid, command)
 
 
 def run_with_history(target: sessions.Target, options: sessions.Options,
                      opts: argparse.Namespace) -> sessions.RunResult:
-    """sessions.run, with the drain in a worker thread and the history written beside it."""
+    """sessions.run, with the drain in a worker thread and the history written (and profiles
+    pushed) beside it."""
     from ulma.cli.run import title_of
     from ulma.monitor import session as sessions
     from ulma.monitor.live import LiveRun
     from ulma.monitor.terminal import Forwarding
 
     running = sessions.Run(target, options)
-    writer = history_writer(opts, running.proc.pid, title_of(target))
-    assert writer is not None
+    watching = Observers(opts, running.proc.pid, title_of(target))
     with Forwarding().to(running.proc):
         live = LiveRun(running).start()
-        writer.start(_snapshot_of(running))
+        watching.start(_snapshot_of(running))
         live.done.wait()
-    writer.stop()
+    watching.stop()
     result = live.finish()
-    finish_history(writer, result.profile if result.started else None)
+    watching.close(result.profile if result.started else None)
     return result
 
 

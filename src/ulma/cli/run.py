@@ -10,7 +10,7 @@ import sys
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
 from ulma.cli import bounds
 from ulma.cli.errors import Parser, UsageError, parse_size
-from ulma.cli.history import add_history_arguments, check_history, run_with_history
+from ulma.cli.history import add_history_arguments, check_history, observed, run_with_history
 from ulma.monitor import session as sessions
 from ulma.monitor.eventloop import DEFAULT_BLOCK_MS
 from ulma.views.units import CLOCKS
@@ -338,7 +338,7 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         from ulma.web.cli import run_web  # starlette and uvicorn only when the page is served
 
         return run_web(target, options, title_of(target), opts.refresh)
-    if getattr(opts, "history", None) is not None:
+    if observed(opts):  # --history, --push-pprof
         return run_with_history(target, options, opts)
     return sessions.run(target, options)
 
