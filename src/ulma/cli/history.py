@@ -36,8 +36,6 @@ def add_history_arguments(p: argparse.ArgumentParser, argv: list[str], *, progra
     """Adds --history [DSN]; returns `argv` with a bare --history spelled out (``--history=`` or
     ``--history=DSN``), so that the word after it is the DSN only if it looks like one (a program,
     a pid are not).  `program`: argv ends with a program and its arguments (`ulma run`)."""
-    from ulma.history.dsn import looks_like
-
     p.add_argument("--history", nargs="?", const="", default=None, metavar="DSN",
                    help="write the run's figures per second and per function into the fleet history "
                         f"while it runs (read them with `ulma history`): {DSN_HELP}")
@@ -50,6 +48,8 @@ def add_history_arguments(p: argparse.ArgumentParser, argv: list[str], *, progra
                    help="seconds between two --push-pprof profiles (default: 10)")
     if "--history" not in argv:
         return argv
+    from ulma.history.dsn import looks_like
+
     valued: set[str] = set()
     if program:
         from ulma.cli.run import valued_options
