@@ -64,3 +64,48 @@ def test_attach_writes_history_that_is_its_report(tmp_path: Path) -> None:
     trend = json.loads(run_process(ulma_command(["history", "trend", "tick", "--json", "--dsn", dsn]),
                                    timeout=60).stdout)
     assert len(trend["points"]) >= 2 and sum(p["calls"] for p in trend["points"]) == expected["tick"][0]
+
+
+def test_two_runs_at_once_into_one_chdb_both_land(tmp_path: Path) -> None:
+    """chDB lets one process at a time open it: the second run spools its rows beside it and they
+    are taken in when it is free -- no run loses its history, nothing but one line each is said."""
+    import subprocess
+    import time
+
+    from tests.conftest import subprocess_env
+
+    need_chdb()
+    where = tmp_path / "h"
+    dsn = f"chdb:{where}"
+    first = subprocess.Popen(ulma_command(["run", "--history", dsn, "--no-report", "--json",
+                                           str(tmp_path / "a.json"), str(PROGRAM)]),
+                             env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (where / "status").exists():  # the first has the chDB open
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        second = run_process(ulma_command(["run", "--history", dsn, "--no-report", "--json",
+                                           str(tmp_path / "b.json"), str(PROGRAM), "slow"]), timeout=120)
+        _, first_err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0 and second.returncode == 0, (first_err, second.stderr)
+    ids = []
+    for err in (first_err, second.stderr):
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ulma: history: "), err
+        ids.append(lines[0].split(" of run ")[1].split()[0])
+    runs = json.loads(run_process(ulma_command(["history", "runs", "--json", "--dsn", dsn]),
+                                  timeout=60).stdout)
+    assert sorted(r["run_id"] for r in runs["runs"]) == sorted(ids)
+    for run_id, report in zip(ids, ("a.json", "b.json"), strict=True):
+        expected = {f["name"]: f["calls"] for f in json.loads((tmp_path / report).read_text())["functions"]
+                    if f["calls"]}
+        got = run_process(ulma_command(["history", "top", "--json", "--dsn", dsn, "--run", run_id]),
+                          timeout=60)
+        assert {f["name"]: f["calls"] for f in json.loads(got.stdout)["functions"] if f["calls"]} == expected
+    assert not list((tmp_path / "h.spool").glob("*.rows"))  # taken in, none left

@@ -113,8 +113,37 @@ def check_client(dsn: Dsn) -> None:
         raise HistoryError(missing(what))
 
 
+class HistoryBusy(HistoryError):
+    """The embedded chDB's directory is open in another process (one at a time: ClickHouse's
+    lock on its status file)."""
+
+
+def chdb_holder(path: str) -> int | None:
+    """The pid of the process that has the chDB in `path` open, or None if none has.  Asked
+    before opening it: chDB would say it on stderr itself, in lines of its own."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(path, "status"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 200).decode(errors="replace")
+            first = text.split("\n", 1)[0]
+            return int(first[4:]) if first.startswith("PID:") and first[4:].strip().isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class ChdbStore:
-    """The embedded chDB: ClickHouse in this process, its data in a directory (made 0700)."""
+    """The embedded chDB: ClickHouse in this process, its data in a directory (made 0700).  One
+    process at a time has it open (HistoryBusy for the others): a run writing while another writes
+    spools its rows beside it (ulma.history.spool), taken in by the next ulma that opens it."""
 
     def __init__(self, dsn: Dsn, *, create: bool) -> None:
         self.dsn = dsn
@@ -132,10 +161,19 @@ class ChdbStore:
             session: Any = importlib.import_module("chdb.session")
         except ImportError:
             raise HistoryError(missing("needs chDB")) from None
+        holder = chdb_holder(dsn.path)
+        if holder is not None:
+            by = f" (pid {holder})" if holder else ""
+            raise HistoryBusy(f"the history in chDB {dsn.path} is open in another ulma{by}: chDB lets "
+                              "one process at a time (ask when that run ends, or keep the history in a "
+                              "ClickHouse server)")
         try:
             self._session: Any = session.Session(dsn.path)
         except Exception as exc:
             raise HistoryError(f"cannot open chDB at {dsn.path}: {first_line(exc)}") from None
+        from ulma.history import spool
+
+        spool.take_in(self, dsn.path)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         try:

@@ -23,11 +23,13 @@ from collections.abc import Callable
 
 from ulma.history import HistoryError, first_line
 from ulma.history.dsn import Dsn
-from ulma.history.store import FUNCTION_COLUMNS, RUN_COLUMNS, Row, Store, open_store
+from ulma.history.spool import Spool
+from ulma.history.store import FUNCTION_COLUMNS, RUN_COLUMNS, HistoryBusy, Row, Store, open_store
 from ulma.monitor.profile import Profile
 
 Key = tuple[str, str, int]
 Totals = dict[Key, tuple[int, ...]]
+UNSPOOL_SECONDS = 2.0  # how long a run that spooled waits at its end for the chDB to be free
 OFFSET = 0.02  # after the second turns: the snapshot's rows belong to the second just ended
 
 
@@ -59,6 +61,7 @@ class HistoryWriter:
         self.rows = 0
         self.error: str | None = None
         self._store: Store | None = None
+        self._spool: Spool | None = None  # chDB open in another ulma: rows kept beside it
         self._prev: Totals = {}
         self._prev_t = time.time()
         self._stop = threading.Event()
@@ -77,14 +80,25 @@ class HistoryWriter:
         sys.stderr.flush()
 
     def _open(self, started: float) -> bool:
+        run = [(self.run_id, self.host, self.pid, self.command, int(started))]
         try:
-            self._store = open_store(self.dsn, create=True)
-            self._store.insert("runs", RUN_COLUMNS,
-                               [(self.run_id, self.host, self.pid, self.command, int(started))])
+            try:
+                self._store = open_store(self.dsn, create=True)
+            except HistoryBusy:
+                self._spool = Spool(self.dsn.path, self.run_id)
+                self._spool.insert("runs", run)
+                return True
+            self._store.insert("runs", RUN_COLUMNS, run)
         except Exception as exc:
             self._fail(exc)
             return False
         return True
+
+    def _insert(self, rows: list[Row]) -> None:
+        if self._spool is not None:
+            self._spool.insert("functions", rows)
+        elif self._store is not None:
+            self._store.insert("functions", FUNCTION_COLUMNS, rows)
 
     def _loop(self, snapshot: Callable[[], Profile]) -> None:
         if not self._open(self._prev_t):
@@ -99,7 +113,7 @@ class HistoryWriter:
 
     def _write(self, profile: Profile) -> bool:
         """The rows since the last snapshot; False once writing failed."""
-        if self._store is None or self.error is not None:
+        if (self._store is None and self._spool is None) or self.error is not None:
             return False
         now = time.time()
         current = totals(profile)
@@ -111,7 +125,7 @@ class HistoryWriter:
             if any(delta):
                 rows.append((second, self.host, self.pid, self.run_id, *key, *delta))
         try:
-            self._store.insert("functions", FUNCTION_COLUMNS, rows)
+            self._insert(rows)
         except Exception as exc:
             self._fail(exc)
             return False
@@ -128,13 +142,41 @@ class HistoryWriter:
     def close(self, final: Profile | None) -> str | None:
         """The last rows from the final totals; the line to say (None: the failure was said)."""
         self.stop()
-        if self._store is None:
+        if self._store is None and self._spool is None:
             return None
         try:
             if final is not None and self.error is None:
                 self._write(final)
         finally:
-            self._store.close()
+            if self._store is not None:
+                self._store.close()
+        if self._spool is not None:
+            return self._unspool()
         if self.error is not None:
             return None
         return f"history: {self.rows} rows of run {self.run_id} in {self.dsn.where()}"
+
+    def _unspool(self) -> str | None:
+        """The spool ended; taken in now if the chDB is free within a moment, else left for the
+        next ulma that opens it."""
+        assert self._spool is not None
+        try:
+            self._spool.close()
+        except OSError as exc:
+            self._fail(exc)
+            return None
+        if self.error is not None:
+            return None
+        deadline = time.monotonic() + UNSPOOL_SECONDS
+        while True:
+            try:
+                open_store(self.dsn, create=True).close()  # opening it takes the spool in
+                return f"history: {self.rows} rows of run {self.run_id} in {self.dsn.where()}"
+            except HistoryBusy:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            except Exception:
+                break
+        return (f"history: {self.rows} rows of run {self.run_id} kept in {self._spool.path} (the chDB was "
+                "open in another ulma): the next ulma to open it takes them in")
