@@ -86,6 +86,10 @@ def test_two_runs_at_once_into_one_chdb_both_land(tmp_path: Path) -> None:
         while not (where / "status").exists():  # the first has the chDB open
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
+        # a reader meanwhile: one line saying why not
+        busy = run_process(ulma_command(["history", "runs", "--dsn", dsn]), timeout=60)
+        assert busy.returncode == 1 and len(busy.stderr.splitlines()) == 1, busy.stderr
+        assert f"is open in another ulma (pid {first.pid})" in busy.stderr
         second = run_process(ulma_command(["run", "--history", dsn, "--no-report", "--json",
                                            str(tmp_path / "b.json"), str(PROGRAM), "slow"]), timeout=120)
         _, first_err = first.communicate(timeout=120)
