@@ -1,5 +1,6 @@
 """Fixtures for the fleet history: the embedded chDB, and a real two-shard ClickHouse cluster
-(two Debian clickhouse-server processes on loopback, stopped at the end of the module)."""
+(two Debian clickhouse-server processes on loopback, started once for the tests that need it and
+stopped at the end of the session)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def need_server() -> None:
         missing_dependency(NEEDS_DRIVER)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     need_server()
     with LocalCluster(tmp_path_factory.mktemp("clickhouse")) as running:

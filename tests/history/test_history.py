@@ -63,7 +63,14 @@ def on_cluster(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Backen
     return Backend(cluster.dsn(), tmp_path_factory.mktemp("runs-cluster"))
 
 
-@pytest.fixture(params=["chdb", "cluster"])
+@pytest.fixture(scope="module")
+def on_server(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+    """One server on its own (the cluster's second, another database): plain MergeTree tables."""
+    return Backend(f"clickhouse://127.0.0.1:{cluster.ports[1]}/single",
+                   tmp_path_factory.mktemp("runs-server"))
+
+
+@pytest.fixture(params=["chdb", "cluster", "server"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     (need_chdb if request.param == "chdb" else need_server)()
     found: Backend = request.getfixturevalue(f"on_{request.param}")
@@ -99,14 +106,15 @@ def test_a_time_range_before_the_runs_holds_nothing(backend: Backend) -> None:
     assert top(backend, "--since", "1h") == top(backend)
 
 
-def test_both_backends_give_the_same_answers(on_chdb: Backend, on_cluster: Backend) -> None:
+def test_every_backend_gives_the_same_answers(on_chdb: Backend, on_cluster: Backend,
+                                              on_server: Backend) -> None:
     need_chdb()
     need_server()
 
     def calls(b: Backend) -> dict[Key, int]:
         return {key: figures["calls"] for key, figures in top(b).items()}
 
-    assert calls(on_chdb) == calls(on_cluster) != {}
+    assert calls(on_chdb) == calls(on_cluster) == calls(on_server) != {}
 
 
 @pytest.mark.parametrize("step", ["second", "minute"])
