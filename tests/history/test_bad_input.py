@@ -127,3 +127,12 @@ def test_missing_chdb_is_said_in_one_line(marker_program: Path, tmp_path: Path) 
     assert result.returncode == 2 and not (marker_program.parent / "ran").exists()
     result = run_process(ulma_command(["history", "runs"]), env=env, timeout=60)
     assert one_line(result.stderr) == "ulma: error: ulma history needs chDB: pip install 'ulma[history]'"
+
+
+def test_callers_of_a_function_never_called_is_one_line(tmp_path: Path) -> None:
+    need_chdb()
+    dsn = f"chdb:{tmp_path / 'h'}"
+    ran = run_process(ulma_command(["run", "--history", dsn, "--no-report", str(PROGRAM)]), timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    result = run_process(ulma_command(["history", "callers", "nobody", "--dsn", dsn]), timeout=60)
+    assert result.returncode == 1 and "no calls of 'nobody' in the history" in one_line(result.stderr)

@@ -165,3 +165,15 @@ def test_the_tables_print(backend: Backend) -> None:
     assert result.returncode == 0 and "work" in result.stdout and "other" in result.stdout, result.stderr
 
 
+
+
+def test_callers_are_the_reports_edges(backend: Backend) -> None:
+    for run, report in zip(backend.runs, backend.reports, strict=True):
+        fs = report["functions"]
+        for callee in ("work", "other"):
+            expected = {(fs[e["caller"]]["name"], fs[e["caller"]]["line"]): (e["calls"], e["total_ns"])
+                        for e in report["edges"] if fs[e["callee"]]["name"] == callee}
+            got = backend.ask("callers", callee, "--run", run)["callers"]
+            assert {(c["name"], c["line"]): (c["calls"], c["total_ns"]) for c in got} == expected
+            assert [c["name"] for c in got] == ["main"]
+            assert got[0]["calls"] == (WORK if callee == "work" else OTHER)

@@ -1,5 +1,5 @@
 """``ulma history``: the fleet history that ``ulma run --history`` writes (ulma.history), read
-back -- ``top``, ``trend``, ``compare``, ``hosts``, ``runs``; a table on the terminal, JSON with
+back -- ``top``, ``trend``, ``callers``, ``compare``, ``hosts``, ``runs``; a table on the terminal, JSON with
 ``--json``.  Also the ``--history [DSN]`` option of ``ulma run`` and ``ulma attach``.
 
 Imports stay light here: `ulma run` loads this module on its way to the program; the store's
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ulma.monitor import session as sessions
     from ulma.monitor.profile import Profile
 
-HELP = "read the fleet history that `run --history` writes: top, trend, compare, hosts, runs"
+HELP = "read the fleet history that `run --history` writes: top, trend, callers, compare, hosts, runs"
 DSN_HELP = ("clickhouse://HOST[:PORT][/DB][?cluster=NAME] for a ClickHouse server or cluster, "
             "chdb:PATH for an embedded chDB in PATH; none: the embedded chDB under "
             "$XDG_DATA_HOME/ulma/history")
@@ -226,7 +226,7 @@ def when(text: str) -> int:
 
 def _parser() -> Parser:
     p = Parser(prog="ulma history", description=HELP)
-    sub = p.add_subparsers(dest="what", metavar="{top,trend,compare,hosts,runs}", parser_class=Parser)
+    sub = p.add_subparsers(dest="what", metavar="{top,trend,callers,compare,hosts,runs}", parser_class=Parser)
 
     def common(q: argparse.ArgumentParser, scope: bool = True) -> None:
         q.add_argument("--dsn", default=None, metavar="DSN", help=f"where the history is: {DSN_HELP}")
@@ -248,6 +248,10 @@ def _parser() -> Parser:
     q.add_argument("--step", choices=tuple(STEPS), default="second",
                    help="one row per second, minute, hour or day (default: second)")
     common(q)
+    q = sub.add_parser("callers", help="who called a function: calls and its time from each caller")
+    q.add_argument("function", help="the function's name, as the report shows it")
+    q.add_argument("--file", help="only the function of that name in this file")
+    common(q)
     q = sub.add_parser("compare", help="which functions got slower per call in RUN than in BASELINE, "
                                        "and in which part of the split")
     q.add_argument("run", metavar="RUN")
@@ -268,7 +272,7 @@ def execute(argv: list[str]) -> int:
     parser = _parser()
     opts = parser.parse(argv)
     if opts.what is None:
-        raise UsageError("ulma history needs one of top, trend, compare, hosts, runs "
+        raise UsageError("ulma history needs one of top, trend, callers, compare, hosts, runs "
                          "(see `ulma history --help`)")
     try:
         answer = _ask(opts)
@@ -314,6 +318,9 @@ def _answer(store: Store, opts: argparse.Namespace, queries: Any) -> dict[str, A
     if opts.what == "trend":
         found: dict[str, Any] = queries.trend(store, scope, opts.function, opts.file, STEPS[opts.step])
         return found
+    if opts.what == "callers":
+        called: dict[str, Any] = queries.callers(store, scope, opts.function, opts.file)
+        return called
     if opts.what == "hosts":
         return {"hosts": queries.hosts(store, scope)}
     return {"runs": queries.runs(store, scope)}
@@ -354,6 +361,12 @@ def _show(what: str, answer: dict[str, Any]) -> None:
         for p in answer["points"]:
             table.add_row(at(p["ts"]), f"{p['calls']:,}", ns(p["total_ns"]), ns(p["self_ns"]),
                           *(ns(p[c]) for c in split))
+    elif what == "callers":
+        table = Table(title=f"callers of {answer['name']}")
+        for h in ("caller", "file:line", "calls", "total"):
+            table.add_column(h, justify="left" if h in ("caller", "file:line") else "right")
+        for f in answer["callers"]:
+            table.add_row(f["name"], place(f), f"{f['calls']:,}", ns(f["total_ns"]))
     elif what == "compare":
         table = Table(title=f"{answer['run']} against {answer['baseline']} (per call)")
         for h in ("function", "file:line", "calls", "before", "now", "change", "Δ CPU", "Δ overhead",

@@ -65,6 +65,21 @@ def trend(store: Store, scope: Scope, name: str, file: str | None, step: int) ->
             "step": step, "points": points}
 
 
+def callers(store: Store, scope: Scope, name: str, file: str | None) -> dict[str, Any]:
+    """Who called the function (every file and line of that name unless `file`), with the calls and
+    the function's time from each caller, summed."""
+    match = [f"name = {literal(name)}"] + ([f"file = {literal(file)}"] if file else [])
+    sql = (f"SELECT caller_name, caller_file, caller_line, sum(calls) AS s_calls, sum(total_ns) AS s_total "
+           f"FROM {store.dsn.db}.edges{scope.where(*match)} GROUP BY caller_name, caller_file, caller_line "
+           "ORDER BY s_total DESC, caller_name")
+    rows = store.query(sql)
+    if not rows:
+        what = f"{name!r} in {file}" if file else repr(name)
+        raise HistoryError(f"no calls of {what} in the history (see `ulma history top`)")
+    return {"name": name, "callers": [{"name": r[0], "file": r[1], "line": int(r[2]), "calls": int(r[3]),
+                                       "total_ns": int(r[4])} for r in rows]}
+
+
 def run_ids(store: Store) -> set[str]:
     return {r[0] for r in store.query(f"SELECT DISTINCT run_id FROM {store.dsn.db}.functions")}
 

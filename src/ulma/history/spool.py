@@ -4,7 +4,7 @@ second as they would have been inserted, and taken in by the next ulma that open
 starting or ending, or `ulma history`) once complete -- its writer wrote the end line, or died.
 
 A file: JSON lines, the first ``{"pid": writer's pid}``, then ``["runs", row]`` and
-``["functions", row]`` lines, the last ``{"end": true}``."""
+``["functions", row]`` and ``["edges", row]`` lines, the last ``{"end": true}``."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import os
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
-from ulma.history.store import FUNCTION_COLUMNS, RUN_COLUMNS, Row
+from ulma.history.store import EDGE_COLUMNS, FUNCTION_COLUMNS, RUN_COLUMNS, Row
 
 if TYPE_CHECKING:
     from ulma.history.store import ChdbStore
 
-COLUMNS = {"functions": FUNCTION_COLUMNS, "runs": RUN_COLUMNS}
+COLUMNS = {"functions": FUNCTION_COLUMNS, "edges": EDGE_COLUMNS, "runs": RUN_COLUMNS}
 
 
 def spool_dir(path: str) -> str:
@@ -84,7 +84,7 @@ def take_in(store: ChdbStore, path: str) -> int:
         ended = bool(items) and isinstance(items[-1], dict) and items[-1].get("end") is True
         if not ended and isinstance(head.get("pid"), int) and _alive(head["pid"]):
             continue  # still being written
-        tables: dict[str, list[Row]] = {"runs": [], "functions": []}
+        tables: dict[str, list[Row]] = {table: [] for table in COLUMNS}
         for item in items:
             if isinstance(item, list) and len(item) == 2 and item[0] in tables:
                 tables[item[0]].append(item[1])

@@ -12,9 +12,14 @@ difference of two live snapshots.  MergeTree, a partition per day (toYYYYMMDD(ts
 (toStartOfHour(ts), name, file, line, ts): a time range reads only its hours and days ("top N over
 the last hour"), and within each hour one function's rows lie together ("one function's trend").
 
+``edges``: one row per (process, second, caller and callee) with calls between them that second
+-- ``caller_name``, ``caller_file``, ``caller_line``, the callee's ``name``, ``file``, ``line``,
+``calls`` and ``total_ns`` (the callee's time when called from there); ordered as ``functions``, by
+the callee.
+
 ``runs``: one row per run -- ``run_id``, ``host``, ``pid``, ``command``, ``started``.
 
-On a cluster each shard holds ``functions_local`` and ``runs_local``, and every shard a
+On a cluster each shard holds ``functions_local``, ``edges_local`` and ``runs_local``, and every shard a
 ``Distributed`` table of the plain name over them (rows spread at random): reads and writes name
 the plain tables everywhere.
 """
@@ -36,21 +41,33 @@ FIGURES = ("calls", "total_ns", "self_ns", "cpu_ns", "overhead_ns", "wait_ns", "
            "self_cpu_ns", "self_wait_ns", "self_overhead_ns")
 FUNCTION_COLUMNS = ("ts", "host", "pid", "run_id", "name", "file", "line", *FIGURES)
 RUN_COLUMNS = ("run_id", "host", "pid", "command", "started")
+EDGE_COLUMNS = ("ts", "host", "pid", "run_id", "caller_name", "caller_file", "caller_line", "name", "file",
+                "line", "calls", "total_ns")
 
 _FUNCTIONS = """CREATE TABLE IF NOT EXISTS {db}.{table} (
     ts DateTime, host String, pid UInt32, run_id String, name String, file String, line UInt32,
     {figures}
+) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(ts) ORDER BY (toStartOfHour(ts), name, file, line, ts)"""
+_EDGES = """CREATE TABLE IF NOT EXISTS {db}.{table} (
+    ts DateTime, host String, pid UInt32, run_id String,
+    caller_name String, caller_file String, caller_line UInt32, name String, file String, line UInt32,
+    calls Int64, total_ns Int64
 ) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(ts) ORDER BY (toStartOfHour(ts), name, file, line, ts)"""
 _RUNS = """CREATE TABLE IF NOT EXISTS {db}.{table} (
     run_id String, host String, pid UInt32, command String, started DateTime
 ) ENGINE = MergeTree() PARTITION BY toYYYYMM(started) ORDER BY (started, run_id)"""
 
 
-def ddl(db: str, functions: str = "functions", runs: str = "runs") -> list[str]:
+TABLES = ("functions", "edges", "runs")
+
+
+def ddl(db: str, suffix: str = "") -> list[str]:
+    """The database and TABLES (each name + `suffix`: "_local" on a cluster's shards)."""
     figures = ", ".join(f"{name} Int64" for name in FIGURES)
     return [f"CREATE DATABASE IF NOT EXISTS {db}",
-            _FUNCTIONS.format(db=db, table=functions, figures=figures),
-            _RUNS.format(db=db, table=runs)]
+            _FUNCTIONS.format(db=db, table="functions" + suffix, figures=figures),
+            _EDGES.format(db=db, table="edges" + suffix),
+            _RUNS.format(db=db, table="runs" + suffix)]
 
 
 Value = int | str
@@ -261,9 +278,9 @@ class ServerStore:
         for host, port in shards:
             shard = self if (host, port) == (self._host, self._port) else ServerStore(self.dsn, host, port)
             try:
-                for sql in ddl(db, "functions_local", "runs_local"):
+                for sql in ddl(db, "_local"):
                     shard.query(sql)
-                for table in ("functions", "runs"):
+                for table in TABLES:
                     shard.query(f"CREATE TABLE IF NOT EXISTS {db}.{table} AS {db}.{table}_local "
                                 f"ENGINE = Distributed({name}, {db}, {table}_local, rand())")
             finally:

@@ -24,7 +24,15 @@ from collections.abc import Callable
 from ulma.history import HistoryError, first_line
 from ulma.history.dsn import Dsn
 from ulma.history.spool import Spool
-from ulma.history.store import FUNCTION_COLUMNS, RUN_COLUMNS, HistoryBusy, Row, Store, open_store
+from ulma.history.store import (
+    EDGE_COLUMNS,
+    FUNCTION_COLUMNS,
+    RUN_COLUMNS,
+    HistoryBusy,
+    Row,
+    Store,
+    open_store,
+)
 from ulma.monitor.profile import Profile
 
 Key = tuple[str, str, int]
@@ -42,6 +50,21 @@ def totals(profile: Profile) -> Totals:
                f.self_cpu_ns, f.self_wait_ns, f.self_overhead_ns)
         before = out.get(key)
         out[key] = row if before is None else tuple(a + b for a, b in zip(before, row, strict=True))
+    return out
+
+
+EdgeKey = tuple[str, str, int, str, str, int]
+
+
+def edge_totals(profile: Profile) -> dict[EdgeKey, tuple[int, int]]:
+    """Each caller-callee pair's calls and time, the same ends added up."""
+    fs = profile.functions
+    out: dict[EdgeKey, tuple[int, int]] = {}
+    for e in profile.edges:
+        a, b = fs[e.caller], fs[e.callee]
+        key = (a.name, a.file, a.line, b.name, b.file, b.line)
+        calls, total = out.get(key, (0, 0))
+        out[key] = (calls + e.calls, total + e.total_ns)
     return out
 
 
@@ -63,6 +86,7 @@ class HistoryWriter:
         self._store: Store | None = None
         self._spool: Spool | None = None  # chDB open in another ulma: rows kept beside it
         self._prev: Totals = {}
+        self._prev_edges: dict[EdgeKey, tuple[int, int]] = {}
         self._prev_t = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -94,11 +118,13 @@ class HistoryWriter:
             return False
         return True
 
-    def _insert(self, rows: list[Row]) -> None:
+    def _insert(self, rows: list[Row], edges: list[Row]) -> None:
         if self._spool is not None:
             self._spool.insert("functions", rows)
+            self._spool.insert("edges", edges)
         elif self._store is not None:
             self._store.insert("functions", FUNCTION_COLUMNS, rows)
+            self._store.insert("edges", EDGE_COLUMNS, edges)
 
     def _loop(self, snapshot: Callable[[], Profile]) -> None:
         if not self._open(self._prev_t):
@@ -124,13 +150,20 @@ class HistoryWriter:
             delta = figures if before is None else tuple(a - b for a, b in zip(figures, before, strict=True))
             if any(delta):
                 rows.append((second, self.host, self.pid, self.run_id, *key, *delta))
+        current_edges = edge_totals(profile)
+        edges: list[Row] = []
+        for ekey, (calls, total) in current_edges.items():
+            calls0, total0 = self._prev_edges.get(ekey, (0, 0))
+            if calls != calls0 or total != total0:
+                edges.append((second, self.host, self.pid, self.run_id, *ekey, calls - calls0,
+                              total - total0))
         try:
-            self._insert(rows)
+            self._insert(rows, edges)
         except Exception as exc:
             self._fail(exc)
             return False
         self.rows += len(rows)
-        self._prev, self._prev_t = current, now
+        self._prev, self._prev_edges, self._prev_t = current, current_edges, now
         return True
 
     def stop(self) -> None:
