@@ -91,13 +91,17 @@ def test_each_readme_command_parses(line: int, argv: list[str], monkeypatch: pyt
 def test_every_option_in_help_is_in_the_readme(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
     sample = {"run": ["script.py"], "record": ["-o", "x.ulma", "script.py"], "report": ["x.ulma"],
               "export": ["x.ulma", "--format", "text", "-o", "-"], "attach": ["1"],
-              "collect": ["--listen", "127.0.0.1:0"]}[command]
+              "collect": ["--listen", "127.0.0.1:0"], "history": ["top"]}[command]
     parser = parsed_by([command, *sample], monkeypatch)
     text = README.read_text()
     def named(option: str) -> bool:
         return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text) is not None
 
-    listed = [action for action in parser._actions  # what --help shows (not the hidden ones)
+    parsers = [parser]
+    for action in parser._actions:  # and every subcommand's (`ulma history top`, ...)
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += list(action.choices.values())
+    listed = [action for each in parsers for action in each._actions  # what --help shows (not the hidden)
               if action.option_strings and action.help != argparse.SUPPRESS
               and "--help" not in action.option_strings]
     missing = [action.option_strings[-1] for action in listed if not any(map(named, action.option_strings))]

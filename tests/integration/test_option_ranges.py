@@ -135,3 +135,22 @@ def test_the_bounds_themselves_are_taken_and_limit_0_shows_every_function(tmp_pa
     most = run_process(ulma_command(["run", "--no-report", "--ring-size", "1G", str(program)]),
                        cwd=tmp_path, timeout=60)
     assert most.returncode == 0, most.stderr
+
+
+THRESHOLD = "--threshold must be between 0 and 1000000 per cent"
+HISTORY_CASES = [
+    (["top", "--limit", "-1"], LIMIT),
+    (["top", "--limit", str(LIMITS["ID_LIMIT"] + 1)], LIMIT),
+    (["compare", "a", "b", "--threshold", "-0.5"], THRESHOLD),
+    (["compare", "a", "b", "--threshold", "1000001"], THRESHOLD),
+    (["compare", "a", "b", "--threshold", "nan"], THRESHOLD),
+]
+
+
+@pytest.mark.parametrize(("options", "expected"), HISTORY_CASES, ids=[" ".join(o) for o, _ in HISTORY_CASES])
+def test_history_refuses_an_option_outside_its_range_in_one_line(options: list[str], expected: str,
+                                                                  tmp_path: Path) -> None:
+    # a history that does not exist: had the options been taken, the error would be that (exit code 1)
+    dsn = f"chdb:{tmp_path / 'none'}"
+    assert_one_line(run_process(ulma_command(["history", *options, "--dsn", dsn]), timeout=60), expected)
+    assert not (tmp_path / "none").exists()

@@ -11,6 +11,7 @@ from types import FrameType
 
 from ulma import inject
 from ulma.cli.errors import Parser, UsageError
+from ulma.cli.history import add_history_arguments, observed, observers
 from ulma.cli.run import (
     add_clock_argument,
     add_dial_arguments,
@@ -118,8 +119,12 @@ def execute(argv: list[str]) -> int:
     add_dial_arguments(p)
     add_web_argument(p)
     add_stream_to_argument(p)
+    argv = add_history_arguments(p, argv, program=False)  # --history [DSN] (ulma.cli.history)
     opts = p.parse(argv)
     opts.streamer = streamer_from(opts)  # --to
+    if opts.streamer is not None and observed(opts):
+        raise UsageError("--to does not go with --history or --push-pprof yet")
+    watching = observers(opts, opts.pid, f"attached to process {opts.pid}")  # --history, --push-pprof
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     inject.check_arguments(opts)
@@ -153,6 +158,8 @@ def execute(argv: list[str]) -> int:
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
     stream = attach_stream(opts, att)
+    if watching is not None:
+        watching.start(att.live_profile)
     with Detaching() as signals:
         if live:
             why = _watch(att, opts.pid, opts.duration, opts.clock, signals, opts.refresh)
@@ -165,9 +172,13 @@ def execute(argv: list[str]) -> int:
             why = att.drain_until(signals.stop, opts.duration)
         if stream is not None:
             stream.stop()
+        if watching is not None:
+            watching.stop()  # no snapshot from here on: the session's final figures come next
         profile = att.detach()
     if stream is not None:
         stream.finish(profile)
+    if watching is not None:
+        watching.close(profile)
     for line in att.streams_said:  # --log, --jsonl
         sys.stderr.write(f"ulma: {line}\n")
     if att.trace_error:

@@ -90,6 +90,10 @@ BOUNDS: dict[str, Bound] = {
     # the dial: an overhead of 0 would mean tracing nothing; 100 %% is plain time again
     "budget": Bound("--budget", 0, 100, above=True, unit=" per cent"),
     "refresh": Bound("--refresh", 1, 60_000, unit=" ms"),
+    # `ulma history compare`: slower by more than PCT %% per call
+    "threshold": Bound("--threshold", 0, 1_000_000, unit=" per cent"),
+    # --push-pprof: a profile at most ten times a second, at least once an hour
+    "push_interval": Bound("--push-interval", 0.1, 3600, unit=" seconds"),
     "loop_block": Bound("--loop-block", 0, MAX_BLOCK_MS, unit=" ms"),
 }
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 # imported when used: `ulma run` starts without loading what only the others need
-COMMANDS = ("run", "record", "report", "export", "attach", "collect")
+COMMANDS = ("run", "record", "report", "export", "attach", "collect", "history")
 
 
 def _command(name: str) -> ModuleType:

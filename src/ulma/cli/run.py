@@ -10,6 +10,7 @@ import sys
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
 from ulma.cli import bounds
 from ulma.cli.errors import Parser, UsageError, parse_size
+from ulma.cli.history import add_history_arguments, check_history, observed, run_with_history
 from ulma.fleet.options import add_stream_to_argument, streamer_from
 from ulma.monitor import session as sessions
 from ulma.monitor.eventloop import DEFAULT_BLOCK_MS
@@ -291,13 +292,17 @@ def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
     if live:
         add_live_arguments(parser)
         add_web_argument(parser)
+        argv = add_history_arguments(parser, argv)  # --history [DSN] (ulma.cli.history)
     mine, rest = split_argv(argv, valued_options(parser))
     opts = parser.parse(mine)
     if opts.program is not None:  # only after `--`
         rest = [opts.program, *opts.args, *rest]
     if live:
         check_web(opts)
+        check_history(opts)
     opts.streamer = streamer_from(opts)  # --to: checked (and --live off) before anything runs
+    if opts.streamer is not None and observed(opts):
+        raise UsageError("--to does not go with --history or --push-pprof yet")
     opts.live = live and choose_live(opts)
     return opts, rest
 
@@ -342,6 +347,8 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         from ulma.fleet.sender import run as run_streaming
 
         return run_streaming(target, options, opts.streamer)
+    if observed(opts):  # --history, --push-pprof
+        return run_with_history(target, options, opts)
     return sessions.run(target, options)
 
 

@@ -1,0 +1,31 @@
+"""A program that knows its call counts: `work` WORK times and `other` OTHER times, over about two
+seconds, so its history spans several seconds.  With the argument `slow`, `other` sleeps three
+times as long per call (and `work` as before): what `ulma history compare` must flag."""
+
+import sys
+import time
+
+WORK = 1000
+OTHER = 400
+
+
+def work(i: int) -> int:
+    time.sleep(0.001)
+    return i * 2
+
+
+def other(slow: bool) -> None:
+    time.sleep(0.003 if slow else 0.001)
+
+
+def main() -> None:
+    slow = sys.argv[1:] == ["slow"]
+    total = 0
+    for i in range(WORK):
+        total += work(i)
+        if i % (WORK // OTHER) == 0 and i // (WORK // OTHER) < OTHER:
+            other(slow)
+    print(total)
+
+
+main()
