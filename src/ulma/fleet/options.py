@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 MODES = ("aggregates", "events")
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (typing is never imported by `ulma run`: tests/integration/test_footprint.py)
     import ssl
+    from typing import Any
 
     from ulma.fleet.sender import Streamer
     from ulma.monitor.profile import Profile
