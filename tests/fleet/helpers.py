@@ -30,10 +30,10 @@ class Collector:
     """`ulma collect` in a process of its own (optionally inside a network namespace)."""
 
     def __init__(self, tmp: Path, listen: str = "127.0.0.1:0", *, prefix: Sequence[str] = (),
-                 token: str = TOKEN, events: bool = True) -> None:
+                 token: str = TOKEN, events: bool = True, extra: Sequence[str] = ()) -> None:
         self.json = tmp / "collector.json"
         self.trace = tmp / "merged"
-        cmd = [*prefix, *ulma_command(["collect", "--listen", listen, "--json", str(self.json)])]
+        cmd = [*prefix, *ulma_command(["collect", "--listen", listen, "--json", str(self.json), *extra])]
         if events:
             cmd += ["-o", str(self.trace)]
         self.proc = subprocess.Popen(cmd, env=env(token), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
