@@ -3,11 +3,19 @@ event, for --to-send aggregates and --to-send events, against a local `ulma coll
 time against `ulma run` without --to (the stream is the monitor's work, never the program's).
 
     python bench/fleet.py [--rounds R] [--python PATH] [--workload calls|sleepy]
+    python bench/fleet.py --ingest [--streams 4]
 
 calls: a call-bound loop (about a million events a second); sleepy: a program that mostly waits
 (few events; the aggregates' fixed cost shows).  Each mode is run R times; the table gives the median
 with the lowest and highest in brackets.  Bytes are the monitor's own count (its last line:
-"... KiB sent (... KiB before compression)").
+"... KiB sent (... KiB before compression)").  The ratio of the program's own time with --to to
+without it is printed last (the issue's target: at most 1.05).
+
+--ingest: the collector's own capacity.  STREAMS programs run at once, each streaming every event
+(`--to-send events`) to one collector that keeps them (`-o DIR`); the collector's CPU time (from
+/proc, read just before it is stopped) and the events it received give events per CPU-second of the
+collector -- the rate one core of it ingests (the issue's target: 5 M events/s from 4 streams) --
+beside the events per wall second the programs managed to send on this machine.
 """
 
 from __future__ import annotations
@@ -59,6 +67,44 @@ def one(python: str, program: Path, to: str | None, mode: str, tmp: Path) -> dic
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ingest(python: str, streams: int, tmp: Path) -> None:
+    program = tmp / "w.py"
+    program.write_text(WORKLOADS["calls"])
+    report = tmp / "collector.json"
+    coll = subprocess.Popen([python, "-m", "ulma", "collect", "--listen", "127.0.0.1:0", "--no-table",
+                             "--json", str(report), "-o", str(tmp / "merged")],
+                            env=env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert coll.stderr is not None
+    m = re.search(r"listening on (\S+)", coll.stderr.readline())
+    if m is None:
+        raise SystemExit("the collector did not start")
+    before = cpu_seconds(coll.pid)
+    t0 = time.perf_counter()
+    runs = [subprocess.Popen([python, "-m", "ulma", "run", "--no-live", "--no-report", "--to", m.group(1),
+                              "--to-send", "events", str(program)], env=env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for _ in range(streams)]
+    for r in runs:
+        _, err = r.communicate()
+        if r.returncode:
+            raise SystemExit(err)
+    time.sleep(1.0)  # (the collector takes the last frames)
+    wall = time.perf_counter() - t0
+    used = cpu_seconds(coll.pid) - before
+    coll.send_signal(signal.SIGINT)
+    coll.wait(60)
+    doc = json.loads(report.read_text())
+    received = sum(p.get("events_received") or 0 for h in doc["hosts"] for p in h["processes"])
+    print(f"{streams} streams: {received:,} events received in {wall:.1f} s wall "
+          f"({received / wall / 1e6:.2f} M/s sent on this machine); the collector used {used:.2f} CPU-s: "
+          f"{received / max(used, 1e-9) / 1e6:.2f} M events per CPU-second of the collector")
+
+
 def fmt(values: list[float], unit: str = "", scale: float = 1.0) -> str:
     v = [x / scale for x in values]
     return f"{statistics.median(v):.1f}{unit} [{min(v):.1f}-{max(v):.1f}]"
@@ -69,7 +115,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--workload", choices=list(WORKLOADS), default="calls")
+    p.add_argument("--ingest", action="store_true", help="the collector's capacity (see above)")
+    p.add_argument("--streams", type=int, default=4)
     opts = p.parse_args()
+    if opts.ingest:
+        with tempfile.TemporaryDirectory() as d:
+            ingest(opts.python, opts.streams, Path(d))
+        return
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         program = tmp / "w.py"
@@ -106,6 +158,10 @@ def main() -> None:
             dropped = statistics.median(r["dropped"] for r in rs)
             line += f" {fmt(rate):>22} {fmt(per):>16} {ratio:>5.1f} {dropped:>12.0f}"
         print(line)
+    plain = statistics.median(r["program_s"] for r in rows["no --to"])
+    for mode in ("aggregates", "events"):
+        ratio = statistics.median(r["program_s"] for r in rows[mode]) / plain
+        print(f"program time with --to-send {mode} / without --to: {ratio:.3f}x (target: at most 1.05x)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ other by veth pairs.  Needs root (CI runs as root); elsewhere missing_dependency
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ NS = {"A": "ulmafleetA", "B": "ulmafleetB"}
 ADDR = {"A": "10.231.1.2", "B": "10.231.2.2"}  # the collector: 10.231.1.1 (A's link), 10.231.2.1 (B's)
 CLOCK_S = {"A": 3, "B": -2}  # each host's CLOCK_MONOTONIC against the collector's, seconds
 PORT = 47011
+LOCK = "/tmp/ulma-tests-fleet-netns.lock"
 
 
 def sh(*cmd: str) -> None:
@@ -38,6 +40,17 @@ def _cleanup() -> None:
 def hosts() -> Iterator[None]:
     if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("unshare") is None:
         missing_dependency("network and time namespaces need root, iproute2 and util-linux's unshare")
+    # the namespaces, links and addresses are the machine's, not this test session's: another
+    # session running these tests at the same time waits its turn instead of tearing them down
+    lock = os.open(LOCK, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from _hosts()
+    finally:
+        os.close(lock)
+
+
+def _hosts() -> Iterator[None]:
     _cleanup()
     try:
         for h, link, collector_ip in (("A", "ufl-a", "10.231.1.1"), ("B", "ufl-b", "10.231.2.1")):
