@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import agent_target, run_process, ulma_command
-from tests.fleet.helpers import Collector, calls, env, member, processes, run, trace_events, ulma_lines
+from tests.fleet.helpers import TOKEN, Collector, calls, env, member, processes, run, trace_events, ulma_lines
 from tests.fleet.test_stream import PROGRAM
 
 ATTACHED = Path(__file__).resolve().parent.parent / "history" / "attach_program.py"
@@ -69,3 +69,29 @@ def test_attach_web_to_streams_what_the_report_says(tmp_path: Path) -> None:
     local = json.loads(report.read_text())
     assert calls(row["functions"]) == calls(local["functions"])
     assert {k[0]: n for k, n in calls(local["functions"]).items()}["tick"] > 100
+
+
+def test_run_live_to_streams_what_the_report_says(tmp_path: Path) -> None:
+    """The terminal view, on a pseudo-terminal of its own; the token from a file (the terminal's
+    environment is the test's)."""
+    from tests.integration.test_live_cli import HOT, REPORT, Terminal, after_view
+
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    report = tmp_path / "local.json"
+    collector = Collector(tmp_path, events=False)
+    try:
+        with Terminal(["run", "--live", "--live-exit", "--to", collector.address, "--token-file", str(token),
+                       "--json", str(report), str(HOT)]) as term:
+            term.read_until("ulma ")  # the view's header
+            assert term.wait() == 0, term.seen[-3000:]
+            tail = after_view(term.seen)
+        _, _, doc = collector.stop()
+    finally:
+        collector.kill()
+    assert REPORT.search(tail) and "ulma: streamed " in tail, tail
+    (row,) = processes(doc)
+    assert row["finished"], row
+    local = json.loads(report.read_text())
+    assert calls(row["functions"]) == calls(local["functions"])
+    assert row["events"] == local["events"]
