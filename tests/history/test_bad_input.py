@@ -108,12 +108,6 @@ def test_bad_history_options_are_one_line(args: list[str], said: str) -> None:
     assert result.returncode == 2 and said in one_line(result.stderr), result.stderr
 
 
-def test_history_cannot_go_with_the_live_views(marker_program: Path) -> None:
-    result = run_process(ulma_command(["run", "--history", "--web", str(marker_program)]), timeout=60)
-    assert result.returncode == 2 and "--history and --web cannot go together" in one_line(result.stderr)
-    assert not (marker_program.parent / "ran").exists()
-
-
 def test_missing_chdb_is_said_in_one_line(marker_program: Path, tmp_path: Path) -> None:
     """Where chDB is not installed (here: hidden from the interpreter by a sitecustomize)."""
     hide = tmp_path / "hide"

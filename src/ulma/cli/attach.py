@@ -11,7 +11,7 @@ from types import FrameType
 
 from ulma import inject
 from ulma.cli.errors import Parser, UsageError
-from ulma.cli.history import add_history_arguments, observed, observers
+from ulma.cli.history import add_history_arguments, check_history
 from ulma.cli.run import (
     add_clock_argument,
     add_dial_arguments,
@@ -25,8 +25,9 @@ from ulma.cli.run import (
     check_streams,
     objects_wanted,
 )
+from ulma.cli.watchers import Watchers
 from ulma.exporters import json_report
-from ulma.fleet.options import add_stream_to_argument, attach_stream, streamer_from
+from ulma.fleet.options import add_stream_to_argument, streamer_from
 from ulma.monitor import session as sessions
 from ulma.monitor import terminal
 from ulma.monitor.attach import AttachError, Attachment
@@ -122,9 +123,7 @@ def execute(argv: list[str]) -> int:
     argv = add_history_arguments(p, argv, program=False)  # --history [DSN] (ulma.cli.history)
     opts = p.parse(argv)
     opts.streamer = streamer_from(opts)  # --to
-    if opts.streamer is not None and observed(opts):
-        raise UsageError("--to does not go with --history or --push-pprof yet")
-    watching = observers(opts, opts.pid, f"attached to process {opts.pid}")  # --history, --push-pprof
+    check_history(opts)  # --history, --push-pprof
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     inject.check_arguments(opts)
@@ -157,9 +156,8 @@ def execute(argv: list[str]) -> int:
             loop_block_ms=opts.loop_block, trace_path=opts.output, objects=objects_wanted(opts)))
     except AttachError as exc:
         raise UsageError(str(exc), 1) from None
-    stream = attach_stream(opts, att)
-    if watching is not None:
-        watching.start(att.live_profile)
+    watchers = Watchers(opts)  # --to, --history, --push-pprof, whichever view drains
+    watchers.start(att.session, att._stream_snapshot, opts.pid, f"attached to process {opts.pid}")
     with Detaching() as signals:
         if live:
             why = _watch(att, opts.pid, opts.duration, opts.clock, signals, opts.refresh)
@@ -170,15 +168,9 @@ def execute(argv: list[str]) -> int:
         else:
             sys.stderr.write(f"ulma: attached to process {opts.pid}; Ctrl-C detaches\n")
             why = att.drain_until(signals.stop, opts.duration)
-        if stream is not None:
-            stream.stop()
-        if watching is not None:
-            watching.stop()  # no snapshot from here on: the session's final figures come next
+        watchers.stop()  # no snapshot from here on: the session's final figures come next
         profile = att.detach()
-    if stream is not None:
-        stream.finish(profile)
-    if watching is not None:
-        watching.close(profile)
+    watchers.finish(profile)
     for line in att.streams_said:  # --log, --jsonl
         sys.stderr.write(f"ulma: {line}\n")
     if att.trace_error:

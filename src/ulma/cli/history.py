@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from ulma.history.push import PprofPusher
     from ulma.history.store import Store
     from ulma.history.writer import HistoryWriter
-    from ulma.monitor import session as sessions
     from ulma.monitor.profile import Profile
 
 HELP = "read the fleet history that `run --history` writes: top, trend, callers, compare, hosts, runs"
@@ -95,17 +94,10 @@ def observed(opts: argparse.Namespace) -> bool:
 
 
 def check_history(opts: argparse.Namespace) -> None:
-    """`ulma run`: --history and --push-pprof go with the report (not the live views: they drain
-    the run their own way); without --live asked, no live view."""
-    if not observed(opts):
-        return
-    mine = "--history" if opts.history is not None else "--push-pprof"
-    for flag, given in (("--live", opts.live), ("--step", getattr(opts, "step", False)),
-                        ("--web", getattr(opts, "web", False))):
-        if given:
-            raise UsageError(f"{mine} and {flag} cannot go together yet: {mine} runs with the report")
-    opts.live = False
-    check_observers(opts)
+    """--history's DSN and --push-pprof's URL, if asked for, before anything runs (they go with
+    every view: ulma.cli.watchers)."""
+    if observed(opts):
+        check_observers(opts)
 
 
 def check_observers(opts: argparse.Namespace) -> None:
@@ -149,53 +141,6 @@ class Observers:
             said = one.close(final)
             if said:
                 sys.stderr.write(f"ulma: {said}\n")
-
-
-def observers(opts: argparse.Namespace, pid: int, command: str) -> Observers | None:
-    """`ulma attach`: its --history and --push-pprof, checked (None: neither asked for)."""
-    if not observed(opts):
-        return None
-    check_observers(opts)
-    return Observers(opts, pid, command)
-
-
-def run_with_history(target: sessions.Target, options: sessions.Options,
-                     opts: argparse.Namespace) -> sessions.RunResult:
-    """sessions.run, with the drain in a worker thread and the history written (and profiles
-    pushed) beside it."""
-    from ulma.cli.run import title_of
-    from ulma.monitor import session as sessions
-    from ulma.monitor.live import LiveRun
-    from ulma.monitor.terminal import Forwarding
-
-    running = sessions.Run(target, options)
-    watching = Observers(opts, running.proc.pid, title_of(target))
-    with Forwarding().to(running.proc):
-        live = LiveRun(running).start()
-        watching.start(_snapshot_of(running))
-        live.done.wait()
-    watching.stop()
-    result = live.finish()
-    watching.close(result.profile if result.started else None)
-    return result
-
-
-def _snapshot_of(running: sessions.Run) -> Callable[[], Profile]:
-    """The live totals, the program's children added in as the report adds them."""
-
-    def snapshot() -> Profile:
-        profile = running.live_profile()
-        if running.children is not None:
-            rows = running.children.snapshot()
-            if rows:
-                from ulma.monitor.children import merge_rows
-                from ulma.monitor.profile import ProcessInfo
-
-                merge_rows(profile, ProcessInfo(running.proc.pid, running.command, "main", "running", None),
-                           rows)
-        return profile
-
-    return snapshot
 
 
 # -- `ulma history` ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from ulma.cli.watchers import Watchers
 from ulma.monitor import session as sessions
 from ulma.monitor import terminal
 from ulma.monitor.live import LiveRun
@@ -23,8 +24,10 @@ from ulma.views.live import LiveView, ViewSettings
 PASS_THROUGH_SECONDS = 0.1  # how often output is copied while waiting for the program
 
 
-def run_live(target: sessions.Target, options: sessions.Options, settings: ViewSettings, *,
-             output_pane: bool = False) -> sessions.RunResult:
+def run_live(target: sessions.Target, options: sessions.Options, settings: ViewSettings,
+             watchers: Watchers, *, output_pane: bool = False) -> sessions.RunResult:
+    """`watchers` (--to, --history, --push-pprof) are started before the drain thread and
+    finished with the run's final figures."""
     captured = Captured(command=f"ulma run {settings.title}")
     if captured.warning:
         sys.stderr.write(f"ulma: warning: {captured.warning}\n")
@@ -34,12 +37,16 @@ def run_live(target: sessions.Target, options: sessions.Options, settings: ViewS
     try:
         running = sessions.Run(target, options, stdin=subprocess.DEVNULL,
                                stdout=captured.stdout.file, stderr=captured.stderr.file, step=settings.step)
+        watchers.start(running.session, running._stream_snapshot, running.proc.pid, running.command)
         with signals.to(running.proc):
             live = LiveRun(running).start()
             _show(live, settings)
             _pass_through(captured, signals)
             _wait_for_exit(live, captured, signals)
-        return live.finish()
+        watchers.stop()
+        result = live.finish()
+        watchers.finish(result.profile, result.returncode, result.started)
+        return result
     finally:
         # What the terminal could not show any more is kept for the next ulma to name.
         captured.close(keep=signals.hung_up)

@@ -10,7 +10,8 @@ import sys
 from ulma.agent import DEFAULT_CPU_INTERVAL_US, ENGINES, resolve_engine
 from ulma.cli import bounds
 from ulma.cli.errors import Parser, UsageError, parse_size
-from ulma.cli.history import add_history_arguments, check_history, observed, run_with_history
+from ulma.cli.history import add_history_arguments, check_history
+from ulma.cli.watchers import Watchers
 from ulma.fleet.options import add_stream_to_argument, streamer_from
 from ulma.monitor import session as sessions
 from ulma.monitor.eventloop import DEFAULT_BLOCK_MS
@@ -300,9 +301,7 @@ def parse(argv: list[str], prog: str = "ulma run", usage: str = USAGE,
     if live:
         check_web(opts)
         check_history(opts)
-    opts.streamer = streamer_from(opts)  # --to: checked (and --live off) before anything runs
-    if opts.streamer is not None and observed(opts):
-        raise UsageError("--to does not go with --history or --push-pprof yet")
+    opts.streamer = streamer_from(opts)  # --to: checked before anything runs
     opts.live = live and choose_live(opts)
     return opts, rest
 
@@ -337,18 +336,17 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         children=not opts.no_children, loop_block_ms=opts.loop_block, objects=objects_option(opts))
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
+    watchers = Watchers(opts)  # --to, --history, --push-pprof: around whichever drain
     if opts.live:
-        return start_live(target, options, opts)
+        return start_live(target, options, opts, watchers)
     if getattr(opts, "web", False):
         from ulma.web.cli import run_web  # starlette and uvicorn only when the page is served
 
-        return run_web(target, options, title_of(target), opts.refresh)
-    if opts.streamer is not None:
-        from ulma.fleet.sender import run as run_streaming
+        return run_web(target, options, title_of(target), opts.refresh, watchers)
+    if watchers:
+        from ulma.cli.watchers import run as run_watched
 
-        return run_streaming(target, options, opts.streamer)
-    if observed(opts):  # --history, --push-pprof
-        return run_with_history(target, options, opts)
+        return run_watched(target, options, watchers)
     return sessions.run(target, options)
 
 
@@ -367,8 +365,8 @@ def check_output(path: str) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror}", 1) from None
 
 
-def start_live(target: sessions.Target, options: sessions.Options,
-               opts: argparse.Namespace) -> sessions.RunResult:
+def start_live(target: sessions.Target, options: sessions.Options, opts: argparse.Namespace,
+               watchers: Watchers) -> sessions.RunResult:
     # Textual is imported only when the view is shown.
     from ulma.cli.live import run_live
     from ulma.views.live import ViewSettings
@@ -377,7 +375,7 @@ def start_live(target: sessions.Target, options: sessions.Options,
     settings = ViewSettings(title=title, exit_when_done=opts.live_exit, clock=opts.clock, step=opts.step)
     if opts.refresh:
         settings.refresh_seconds = opts.refresh / 1000
-    return run_live(target, options, settings, output_pane=opts.output_pane)
+    return run_live(target, options, settings, watchers, output_pane=opts.output_pane)
 
 
 def exit_code(result: sessions.RunResult) -> int:

@@ -5,17 +5,14 @@ starting the program."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 MODES = ("aggregates", "events")
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (typing is never imported by `ulma run`: tests/integration/test_footprint.py)
     import ssl
-    from typing import Any
 
     from ulma.fleet.sender import Streamer
-    from ulma.monitor.profile import Profile
 
 
 def add_stream_to_argument(p: argparse.ArgumentParser) -> None:
@@ -82,36 +79,6 @@ def streamer_from(opts: argparse.Namespace) -> Streamer | None:
         tls = tls_context(opts, server=False)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if getattr(opts, "live", None) or getattr(opts, "web", False):
-        raise UsageError("--to goes without --live and --web for now: the stream needs the plain run")
-    if hasattr(opts, "live"):
-        opts.live = False
     from ulma.fleet.sender import Streamer
 
     return Streamer(address, token, opts.to_send, tls)
-
-
-class AttachStream:
-    """`ulma attach --to`: started once attached, finished after detaching."""
-
-    def __init__(self, streamer: Streamer, att: Any) -> None:
-        self.streamer = streamer
-        self.att = att
-        streamer.start(att.session, att._stream_snapshot, att.pid, f"attached to process {att.pid}")
-
-    def stop(self) -> None:
-        self.streamer.stop_snapshots()
-
-    def finish(self, profile: Profile) -> None:
-        from ulma.fleet.sender import end_of
-
-        end = end_of(profile, self.streamer.last_scale or 1.0, None, self.att.pid)
-        for line in self.streamer.finish(profile, end):
-            sys.stderr.write(f"ulma: {line}\n")
-
-
-def attach_stream(opts: argparse.Namespace, att: Any) -> AttachStream | None:
-    """After attaching: the stream, if --to asked for one (its options were checked by
-    `streamer_from` before attaching)."""
-    streamer: Streamer | None = getattr(opts, "streamer", None)
-    return AttachStream(streamer, att) if streamer is not None else None

@@ -42,8 +42,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ulma.monitor.live import Health
     from ulma.monitor.profile import Profile
-    from ulma.monitor.session import Options as SessionOptions
-    from ulma.monitor.session import RunResult, Session, Target
+    from ulma.monitor.session import Session
 
 QUEUE_BYTES = 64 << 20  # queued + unacknowledged at most; past it a drain's records are not streamed
 AGGREGATE_SECONDS = 0.5  # between two aggregates (as --jsonl)
@@ -430,20 +429,3 @@ def end_of(profile: Profile, scale: float, returncode: int | None, pid: int) -> 
             "program_pid": pid,
             "dropped": {str(t.thread): t.dropped for t in profile.threads},
             "os_tid": {str(t.thread): t.os_tid for t in profile.threads}}
-
-
-def run(target: Target, options: SessionOptions, streamer: Streamer) -> RunResult:
-    """`ulma run --to`: as ulma.monitor.session.run, streaming while it drains."""
-    from ulma.monitor import session as sessions
-    from ulma.monitor.terminal import Forwarding
-
-    running = sessions.Run(target, options)
-    streamer.start(running.session, running._stream_snapshot, running.proc.pid, running.command)
-    with Forwarding().to(running.proc):
-        running.drain_until_exit()
-    streamer.stop_snapshots()
-    result = running.finish()  # (its last drain is taken too)
-    end = end_of(result.profile, streamer.last_scale or 1.0, result.returncode, running.proc.pid)
-    for line in streamer.finish(result.profile, end):
-        sys.stderr.write(f"ulma: {line}\n")
-    return result

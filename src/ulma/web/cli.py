@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from ulma.cli.watchers import Watchers
 from ulma.monitor import session as sessions
 from ulma.monitor.attach import Attachment
 from ulma.monitor.live import LiveAttachment, LiveRun, LiveSource
@@ -63,13 +64,19 @@ def serve(source: LiveSource, title: str, refresh_ms: int | None,
 
 
 def run_web(target: sessions.Target, options: sessions.Options, title: str,
-            refresh_ms: int | None) -> sessions.RunResult:
+            refresh_ms: int | None, watchers: Watchers) -> sessions.RunResult:
+    """`watchers` (--to, --history, --push-pprof) are started before the drain thread and
+    finished with the run's final figures."""
     running = sessions.Run(target, options)
+    watchers.start(running.session, running._stream_snapshot, running.proc.pid, running.command)
     with Forwarding().to(running.proc):
         live = LiveRun(running).start()
         serve(live, title, refresh_ms, live.done.is_set)
         live.done.wait()
-    return live.finish()
+    watchers.stop()
+    result = live.finish()
+    watchers.finish(result.profile, result.returncode, result.started)
+    return result
 
 
 def watch_web(att: Attachment, pid: int, duration: float | None, stop: threading.Event,
