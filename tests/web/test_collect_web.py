@@ -88,7 +88,8 @@ def test_the_collector_page_shows_each_process_and_all_merged(tmp_path: Path,
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(with_token)
-        page.wait_for_function("() => document.querySelectorAll('#view option').length === 3", timeout=WAIT_MS)
+        page.wait_for_function("() => document.querySelectorAll('#view option').length === 3",
+                               timeout=WAIT_MS)
         labels = page.locator("#view option").all_inner_texts()
         assert labels[0].startswith("all (merged): 2 processes"), labels
         for pid in pids:
