@@ -59,6 +59,8 @@ class FleetHub(Hub):
         for s, a in aggs:
             state = "finished" if s.finished else "live" if s.connected else "cut"
             clock = s.clock.report()
+            if s.clock.known:
+                state += f", clock {s.clock.offset_ns / 1e6:+.3f} ms ±{(s.clock.error_ns or 0) / 1e3:.0f} µs"
             views.append(_view(f"{s.host}/{s.pid}", f"{s.host} pid {s.pid}: {s.command} ({state})",
                                a.get("functions") or [], a.get("wall_ns") or 0, bool(a.get("cpu_readings")),
                                [a.get("monitor") or {}], clock=clock))
