@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
 import signal
@@ -41,16 +42,23 @@ class Collector:
         assert self.proc.stderr is not None
         self.lines: list[str] = []
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stderr], [], [], 1.0)
+        fd, rest = self.proc.stderr.fileno(), b""
+        while time.monotonic() < deadline:  # read from the pipe itself: no line left in a buffer
+            ready, _, _ = select.select([fd], [], [], 1.0)
             if ready:
-                line = self.proc.stderr.readline()
-                if not line:
+                data = os.read(fd, 1 << 16)
+                if not data:
                     break
-                self.lines.append(line)
-                m = re.search(r"listening on (\S+):(\d+)", line)
-                if m:
-                    self.address = f"{m.group(1)}:{m.group(2)}"
+                *whole, rest = (rest + data).split(b"\n")
+                for raw in whole:
+                    line = raw.decode() + "\n"
+                    self.lines.append(line)
+                    m = re.search(r"listening on (\S+):(\d+)", line)
+                    if m:
+                        self.address = f"{m.group(1)}:{m.group(2)}"
+                if any("listening on" in line for line in self.lines):
+                    if rest:
+                        self.lines.append(rest.decode())
                     return
         self.proc.kill()
         raise AssertionError(f"the collector did not start: {''.join(self.lines)}")

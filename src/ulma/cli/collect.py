@@ -27,6 +27,9 @@ def execute(argv: list[str]) -> int:
                         "--format chrome DIR` puts them on one time line")
     p.add_argument("--no-table", action="store_true",
                    help="print no table of hosts and processes (every 2 s and at the end) on stdout")
+    p.add_argument("--web", action="store_true",
+                   help="serve the live view in a browser too, on 127.0.0.1 (its address with its token "
+                        "on stderr): each host's processes and all of them merged")
     add_token_arguments(p)
     opts = p.parse(argv)
     try:
@@ -48,6 +51,6 @@ def execute(argv: list[str]) -> int:
 
     try:
         return collect(host, port, token, tls, duration=opts.duration, json_path=opts.json,
-                       trace_dir=opts.output, table=not opts.no_table)
+                       trace_dir=opts.output, table=not opts.no_table, web=opts.web)
     except OSError as exc:
         raise UsageError(f"cannot listen on {opts.listen}: {exc.strerror or exc}", 1) from None

@@ -264,6 +264,30 @@ class Collector:
             self.trace.close(list(self.sources.values()))
 
 
+@dataclass
+class _Page:
+    server: Any  # ulma.web.server.WebServer
+    hub: Any  # ulma.web.fleet.FleetHub
+
+
+def start_web(collector: Collector, title: str) -> _Page | None:
+    """The browser page (its address on stderr, and opened where a browser can show it); a page
+    that cannot start is said in a line and the collector goes on."""
+    try:
+        from ulma.web import fleet
+        from ulma.web.cli import open_browser
+
+        server = fleet.start(collector, title)
+        if server.error is not None or not server.server.started:
+            raise RuntimeError(str(server.error or "the server did not start"))
+    except Exception as exc:
+        collector.say(f"the web view could not start ({type(exc).__name__}: {exc}); collecting on")
+        return None
+    collector.say(f"web view at {server.url}")
+    open_browser(server.url)
+    return _Page(server, server.hub)
+
+
 def _top(functions: list[dict[str, Any]], n: int = 3) -> str:
     top = sorted(functions, key=lambda f: -(f.get("self_ns") or 0))[:n]
     return ", ".join(f"{f['name']} {(f.get('self_ns') or 0) / 1e6:.1f}ms" for f in top)
@@ -306,9 +330,11 @@ def merge_functions(sources: Any) -> list[dict[str, Any]]:
 
 
 def collect(host: str, port: int, token: bytes, tls: ssl.SSLContext | None, *, duration: float | None,
-            json_path: str | None, trace_dir: str | None, table: bool) -> int:
-    """Runs the collector until SIGINT, SIGTERM or `duration`; writes --json and -o."""
+            json_path: str | None, trace_dir: str | None, table: bool, web: bool = False) -> int:
+    """Runs the collector until SIGINT, SIGTERM or `duration`; writes --json and -o; `web`: the
+    browser page too, while it runs (ulma.web.fleet)."""
     collector = Collector(token, tls, trace_dir, sys.stdout if table else None)
+    page = start_web(collector, f"collector on {host}:{port}") if web else None
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -320,6 +346,10 @@ def collect(host: str, port: int, token: bytes, tls: ssl.SSLContext | None, *, d
     try:
         asyncio.run(main())
     finally:
+        if page is not None:
+            page.hub.stopped.done.set()
+            page.server.wait_final(timeout=2.0)
+            page.server.stop()
         collector.close()
     if table:
         sys.stdout.write(collector.table() + "\n")

@@ -3,7 +3,7 @@
 A merged trace is a directory: one ordinary trace per streamed session
 (``HOST-PID.ulma``, readable by every ``ulma`` command on its own, its times on
 its host's clock) and ``fleet.json``, the index: each member's host, pid and
-clock offset against the collector (with its error bound).
+clock offset against the collector (with its drift and its error bound).
 ``ulma export --format chrome DIR`` puts them all on the collector's time line:
 one process track per host and process, time 0 the earliest session's start.
 """
@@ -122,6 +122,17 @@ class FleetChromeExporter(ChromeExporter):
         self.text.detach()
 
 
+def to_collector(member: dict[str, Any], host_ns: int) -> int:
+    """A member's time (its host's clock) on the collector's: less its offset, and the drift
+    since the offset's reference (fleet.json's offset_ns, ref_ns, drift_ppm; ulma.fleet.clocks)."""
+    offset = int(member.get("offset_ns") or 0)  # host minus collector
+    drift = float(member.get("drift_ppm") or 0.0)
+    ref = member.get("ref_ns")
+    if drift and ref is not None:
+        offset += round(drift * 1e-6 * (host_ns - offset - int(ref)))
+    return host_ns - offset
+
+
 def export_chrome(directory: str, out_path: str) -> list[str]:
     """Every member on the collector's time line; the warnings (members cut short, ...)."""
     with open(os.path.join(directory, INDEX), encoding="utf-8") as f:
@@ -133,8 +144,13 @@ def export_chrome(directory: str, out_path: str) -> list[str]:
     for m in members:
         reader = trace.TraceReader(os.path.join(directory, str(m["file"])))
         run = runinfo.scan(reader)
-        offset = int(m.get("offset_ns") or 0)  # host minus collector
-        start = int(run.meta.get("start_mono_ns", 0)) - offset  # the session's start, collector's clock
+        host_start = int(run.meta.get("start_mono_ns", 0))
+        start = to_collector(m, host_start)  # the session's start, collector's clock
+        drift = float(m.get("drift_ppm") or 0.0)
+        if drift:  # the host's ns are (1 + drift) of the collector's: its ticks are that much shorter
+            run.ns_per_tick /= 1 + drift * 1e-6
+            if run.text_ns_per_tick:
+                run.text_ns_per_tick /= 1 + drift * 1e-6
         runs.append((m, reader, run, start))
     origin = min(start for _, _, _, start in runs)
     warnings: list[str] = []

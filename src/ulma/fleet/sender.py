@@ -54,22 +54,39 @@ SEND_BATCH = 4 << 20  # bytes sent before the loop looks at pings and acknowledg
 MODES = ("aggregates", "events")
 # tests only: added to every time this side sends (a host whose clock is this far ahead)
 ENV_TEST_OFFSET = "ULMA_FLEET_TEST_CLOCK_OFFSET_NS"
+# tests only: this side's clock runs this many ppm fast (from when ulma started): every time and
+# every ns per tick it sends (a host whose clock drifts)
+ENV_TEST_DRIFT = "ULMA_FLEET_TEST_CLOCK_DRIFT_PPM"
 ENV_TEST_QUEUE = "ULMA_FLEET_TEST_QUEUE_BYTES"  # tests only: a smaller queue, to fill it
 
 
 def now_ns() -> int:
-    """This host's CLOCK_MONOTONIC, as the session's times are (plus a test's offset)."""
-    return time.monotonic_ns() + TEST_OFFSET
+    """This host's CLOCK_MONOTONIC, as the session's times are (plus a test's offset and drift)."""
+    return host_ns(time.monotonic_ns())
 
 
-def _test_offset() -> int:
+def host_ns(mono_ns: int) -> int:
+    """A CLOCK_MONOTONIC time as this side says it (a test's clock: offset and drift)."""
+    if TEST_DRIFT:
+        return mono_ns + TEST_OFFSET + round((mono_ns - TEST_EPOCH) * TEST_DRIFT * 1e-6)
+    return mono_ns + TEST_OFFSET
+
+
+def host_scale(ns_per_tick: float) -> float:
+    """ns per tick as this side says it (a test's drifting clock: that much longer)."""
+    return ns_per_tick * (1 + TEST_DRIFT * 1e-6)
+
+
+def _test_number(name: str) -> float:
     try:
-        return int(os.environ.get(ENV_TEST_OFFSET, "0"))
+        return float(os.environ.get(name, "0"))
     except ValueError:
         return 0
 
 
-TEST_OFFSET = _test_offset()
+TEST_OFFSET = int(_test_number(ENV_TEST_OFFSET))
+TEST_DRIFT = _test_number(ENV_TEST_DRIFT)
+TEST_EPOCH = time.monotonic_ns()
 
 
 @dataclass(slots=True)
@@ -144,7 +161,6 @@ class Streamer:
         """Before the first drain of `session` (or as early as can be): from now on it is streamed."""
         counters = session.counters()
         info = session.agent_info()
-        shift = TEST_OFFSET
         self._session = session
         self._pid = pid
         self._hello = {
@@ -153,9 +169,9 @@ class Streamer:
             "meta": {"ulma": __version__, "python": sys.version.split()[0], "host": socket.gethostname(),
                      "engine": "auto", "clock": session.clock, "monitor_pid": os.getpid(),
                      "start_ticks": counters["start_ticks"],
-                     "start_mono_ns": counters["start_mono_ns"] + shift,
+                     "start_mono_ns": host_ns(counters["start_mono_ns"]),
                      "start_real_ns": counters["start_real_ns"], "ring_events": counters["ring_events"],
-                     "ns_per_tick": info["ns_per_tick_hint"], "scope": list(session.scope),
+                     "ns_per_tick": host_scale(info["ns_per_tick_hint"]), "scope": list(session.scope),
                      "loop_block_ms": session.blocks.limit_ns / 1e6},
         }
         session.tap = self
@@ -168,7 +184,8 @@ class Streamer:
     def take(self, symbols: list[tuple[int, int, int, str, str, int]],
              chunks: list[tuple[int, bytes]]) -> None:
         """From the drain: never waits."""
-        scale = self.last_scale = self._session.ns_per_tick() if self._session is not None else 0.0
+        session = self._session
+        scale = self.last_scale = host_scale(session.ns_per_tick()) if session is not None else 0.0
         if not symbols and not chunks:
             return
         size = sum(len(data) for _, data in chunks)

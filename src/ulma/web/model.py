@@ -147,3 +147,49 @@ def health(h: Health, events_per_s: float | None, cpu_percent: float | None) -> 
     """The monitor's health strip (monitor/live.py's Health, and its rates)."""
     return {"events": h.events, "dropped": h.dropped, "fill": h.fill, "lag_ns": h.lag_ns,
             "events_per_s": events_per_s, "cpu_percent": cpu_percent, "returncode": h.returncode}
+
+
+# -- the collector's view (ulma collect --web): its figures are plain dicts, --jsonl's functions
+
+
+def figures_split(f: Json, split_known: bool) -> list[int]:
+    """A --jsonl function's total time in the order of ``parts(split_known)``."""
+    total, over, unmeasured = f.get("total_ns") or 0, f.get("overhead_ns") or 0, f.get("unmeasured_ns") or 0
+    if split_known:
+        return [f.get("cpu_ns") or 0, over, f.get("wait_ns") or 0, unmeasured]
+    return [max(total - over - unmeasured, 0), over, unmeasured]
+
+
+def figures_rows(functions: Iterable[Json], wall_ns: int, split_known: bool) -> list[Json]:
+    """The table's rows from --jsonl functions (a streamed process's, or several added up):
+    no calls/s (the collector hears figures every second or so), no switches (fid 0)."""
+    wall = max(wall_ns, 1)
+    out = []
+    for f in functions:
+        if f.get("idle"):
+            continue
+        calls, self_ns, total = f.get("calls") or 0, f.get("self_ns") or 0, f.get("total_ns") or 0
+        out.append({
+            "fid": 0, "name": str(f.get("name")), "file": str(f.get("file") or ""),
+            "line": f.get("line") or 0,
+            "calls": calls, "resumes": f.get("resumes") or 0, "rate": None, "self": self_ns, "total": total,
+            "per_call": total / calls if calls else None, "share": 100 * self_ns / wall,
+            "split": figures_split(f, split_known), "native": bool(f.get("native")), "mark": "",
+        })
+    return out
+
+
+def figures_tree(functions: Iterable[Json], split_known: bool) -> Json:
+    """What an icicle can be without call edges: each function's self time under the root."""
+    root = frame("all", "", 0, 0, 0, [0.0] * len(parts(split_known)))
+    for f in sorted(functions, key=lambda f: -(f.get("self_ns") or 0))[:MAX_FLAME_NODES]:
+        self_ns = f.get("self_ns") or 0
+        if f.get("idle") or self_ns <= 0:
+            continue
+        total = f.get("total_ns") or 0
+        share = self_ns / total if total else 0.0
+        root["children"].append(frame(str(f.get("name")), str(f.get("file") or ""), f.get("line") or 0, 0,
+                                      self_ns, [v * share for v in figures_split(f, split_known)]))
+    root["value"] = sum(c["value"] for c in root["children"])
+    root["split"] = _sum_splits(c["split"] for c in root["children"])
+    return root

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -248,14 +249,22 @@ def make_app(hub: Hub, token: str, port: int) -> ASGIApp:
 class WebServer:
     """The server in a daemon thread; ``url`` carries the token."""
 
-    def __init__(self, source: LiveSource, title: str, refresh_seconds: float | None = None) -> None:
+    def __init__(self, source: LiveSource | None, title: str, refresh_seconds: float | None = None,
+                 hub: Callable[[float], Hub] | None = None) -> None:
+        """`hub`: makes the Hub (of its refresh) for a page over something other than a live
+        session (ulma.web.fleet: the collector's)."""
         self.token = secrets.token_urlsafe(24)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)  # a page opened before uvicorn is up waits in the backlog, not refused
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/?token={self.token}"
-        self.hub = Hub(source, title, refresh_seconds or REFRESH_SECONDS)
+        refresh = refresh_seconds or REFRESH_SECONDS
+        if hub is not None:
+            self.hub = hub(refresh)
+        else:
+            assert source is not None
+            self.hub = Hub(source, title, refresh)
         config = uvicorn.Config(make_app(self.hub, self.token, self.port), log_config=None,
                                 log_level="warning", access_log=False, lifespan="off",
                                 ws="websockets-sansio", server_header=False, date_header=False,

@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   const embedded = JSON.parse(document.getElementById("ulma-data").textContent || "null");
-  const state = { model: null, sort: "total", desc: true, filter: "", paused: false, zoom: [], ws: null };
+  const state = { model: null, raw: null, view: null, sort: "total", desc: true, filter: "", paused: false, zoom: [], ws: null };
 
   const COLUMNS = [
     { key: "name", label: "function", desc: false, value: (r) => r.name.toLowerCase() },
@@ -90,7 +90,8 @@
   function drawTable(m) {
     const cols = COLUMNS.filter((c) => m.live || !c.live);
     const head = d3.select("#table thead tr");
-    const ths = head.selectAll("th").data(m.live ? [...cols, { key: "switch", label: "trace" }] : cols);
+    const switches = m.live && !m.fleet; // a collector cannot switch another host's functions off
+    const ths = head.selectAll("th").data(switches ? [...cols, { key: "switch", label: "trace" }] : cols);
     ths.join("th")
       .text((c) => c.label)
       .attr("class", (c) => (c.key === state.sort ? "sorted" + (state.desc ? "" : " up") : ""))
@@ -115,7 +116,7 @@
     const wall = Math.max(m.wall_ns, 1);
     const tr = d3.select("#table tbody").selectAll("tr").data(shown, keyOf).join("tr")
       .attr("data-name", (r) => r.name);
-    tr.selectAll("td").data((r) => (m.live ? [...cols, { key: "switch" }] : cols).map((c) => [c.key, r])).join("td")
+    tr.selectAll("td").data((r) => (switches ? [...cols, { key: "switch" }] : cols).map((c) => [c.key, r])).join("td")
       .attr("class", ([k]) => ({ name: "name", where: "where", split: "bar" })[k] || null)
       .each(function ([k, r]) { fillCell(this, k, r, m, wall); });
   }
@@ -335,7 +336,29 @@
     document.getElementById("clear").addEventListener("click", () => send({ action: "clear" }));
   }
 
-  function show(m) {
+  // the collector's page: one view per host and process and one of them all; the selector chooses
+  function drawViews(m) {
+    const select = document.getElementById("view");
+    if (!m.views) { select.hidden = true; return m; }
+    select.hidden = false;
+    document.getElementById("clear").hidden = true;
+    if (!m.views.some((v) => v.key === state.view)) state.view = m.views[0].key;
+    const options = d3.select(select).selectAll("option").data(m.views, (v) => v.key).join("option")
+      .attr("value", (v) => v.key).text((v) => v.label);
+    options.order();
+    select.value = state.view;
+    return Object.assign({}, m, m.views.find((v) => v.key === state.view));
+  }
+
+  document.getElementById("view").addEventListener("change", (ev) => {
+    state.view = ev.target.value;
+    state.zoom = [];
+    if (state.raw) show(state.raw);
+  });
+
+  function show(raw) {
+    state.raw = raw;
+    const m = drawViews(raw);
     state.model = m;
     document.body.dataset.updates = String((+document.body.dataset.updates || 0) + 1);
     drawHeader(m);
