@@ -22,15 +22,24 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
+# the extensions Python 3.13's strict verification (VERIFY_X509_STRICT) asks of a CA and of a leaf
+CA_EXTENSIONS = ("basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign",
+                 "subjectKeyIdentifier=hash")
+LEAF_EXTENSIONS = ("basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
+                   "extendedKeyUsage=serverAuth,clientAuth", "subjectAltName=IP:127.0.0.1",
+                   "authorityKeyIdentifier=keyid", "subjectKeyIdentifier=hash")
+
+
 def _ca(folder: Path, name: str) -> None:
+    extensions = [arg for ext in CA_EXTENSIONS for arg in ("-addext", ext)]
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-             "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=folder)
+             "-keyout", f"{name}.key", "-out", f"{name}.pem", *extensions, cwd=folder)
 
 
 def _signed(folder: Path, name: str, ca: str) -> None:
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
              "-out", f"{name}.csr", cwd=folder)
-    (folder / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    (folder / f"{name}.ext").write_text("".join(f"{ext}\n" for ext in LEAF_EXTENSIONS))
     _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
              "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=folder)
 

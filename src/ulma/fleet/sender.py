@@ -434,6 +434,8 @@ def _why(exc: BaseException) -> str:
         return "the connection closed"
     if isinstance(exc, TimeoutError):
         return str(exc) or "timed out"
+    if isinstance(exc, ssl.SSLError):  # (its errno is OpenSSL's, not the OS's: say its reason)
+        return f"TLS: {getattr(exc, 'verify_message', None) or exc.reason or exc}"
     if isinstance(exc, OSError):  # (asyncio's connect errors carry the errno, not its words)
         return os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc) or type(exc).__name__
     return str(exc) or type(exc).__name__
