@@ -1,5 +1,5 @@
 """A program with an idle agent (`python -m ulma.agent objects_attach.py STOPFILE`) that made
-OLD Things before anyone attached; once a ref tracer is set (ulma attached with --objects) it
+OLD Things before anyone attached; once ulma's hook is set (ulma attached with --objects) it
 drops those, makes NEW Things in `make_new` and keeps KEEP of them, and says so on stdout; it
 exits when STOPFILE exists."""
 
@@ -17,7 +17,24 @@ class Thing:
     pass
 
 
+class Allocator(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_void_p) for name in ("ctx", "malloc", "calloc", "realloc", "free")]
+
+
+def object_malloc() -> int | None:
+    """The object domain's malloc (PYMEM_DOMAIN_OBJ = 2)."""
+    got = Allocator()
+    ctypes.pythonapi.PyMem_GetAllocator(2, ctypes.byref(got))
+    return got.malloc
+
+
+PLAIN_MALLOC = object_malloc()
+
+
 def tracer_set() -> bool:
+    """ulma's hook is on: a ref tracer (3.13), else an object allocator of its own (3.11, 3.12)."""
+    if sys.version_info < (3, 13):
+        return object_malloc() != PLAIN_MALLOC
     get = ctypes.pythonapi.PyRefTracer_GetTracer
     get.restype, get.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
     return bool(get(None))

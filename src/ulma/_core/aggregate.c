@@ -748,15 +748,16 @@ static void hook_object(void *ctx, const ulma_event *e)
 {
     ulma_thread_agg *a = ctx;
     int rc;
+    uint64_t bytes = ulma_obj_class_bytes((e->flags & ULMA_OBJF_SIZE_MASK) >> ULMA_OBJF_SIZE_SHIFT);
     if (e->kind == ULMA_OBJ_NEW) {
-        rc = ulma_objstats_new(&a->objects, e->id, e->aux);
+        rc = ulma_objstats_new(&a->objects, e->id, e->aux, bytes);
     } else {
         /* (one found late went earlier, in a function unknown) */
         uint32_t freer = e->flags & ULMA_OBJF_LATE ? ULMA_OBJ_NO_CREATOR
                          : a->depth                ? a->stack[a->depth - 1].id
                                                    : 0;
         rc = ulma_objstats_free(&a->objects, e->flags & ULMA_OBJF_UNKNOWN ? ULMA_OBJ_NO_CREATOR : e->id,
-                                e->aux, freer);
+                                e->aux, freer, bytes);
     }
     if (rc < 0)
         a->failed = 1;

@@ -493,8 +493,8 @@ static PyObject *snapshot_of(ulma_thread_agg *aggs, const uint8_t *closed, uint3
         goto done;
     for (size_t i = 0; i < sum.objects.n; i++) {
         const ulma_obj_row *o = &sum.objects.rows[i];
-        if (append_built(objects, "(IIKKK)", o->function, (unsigned)o->type, o->created, o->freed,
-                         o->freed_here) < 0)
+        if (append_built(objects, "(IIKKKKK)", o->function, (unsigned)o->type, o->created, o->freed,
+                         o->freed_here, o->bytes_made, o->bytes_freed) < 0)
             goto done;
     }
     res = PyTuple_Pack(4, funcs, edges, counters, objects);
@@ -2354,6 +2354,9 @@ static int add_layout(PyObject *mod)
               set_int(d, "OBJECTS_REFTRACER", ULMA_OBJECTS_REFTRACER) < 0 ||
               set_int(d, "OBJECTS_REFTRACER_LATE", ULMA_OBJECTS_REFTRACER_LATE) < 0 ||
               set_int(d, "OBJF_LATE", ULMA_OBJF_LATE) < 0 ||
+              set_int(d, "OBJECTS_ALLOCATOR", ULMA_OBJECTS_ALLOCATOR) < 0 ||
+              set_int(d, "OBJF_SIZE_SHIFT", ULMA_OBJF_SIZE_SHIFT) < 0 ||
+              set_int(d, "OBJF_SIZE_MASK", ULMA_OBJF_SIZE_MASK) < 0 ||
               set_int(d, "OBJ_NO_CREATOR", (long)ULMA_OBJ_NO_CREATOR) < 0 ||
               set_int(d, "OBJ_MAX_ROWS", (long)ULMA_OBJ_MAX_ROWS) < 0 ||
               set_int(d, "OBJ_PAST_ROWS", (long)ULMA_OBJ_PAST_ROWS) < 0 ||

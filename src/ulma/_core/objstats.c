@@ -31,21 +31,23 @@ static ulma_obj_row *row_of(ulma_objstats *s, uint32_t function, uint16_t type)
     return made;
 }
 
-int ulma_objstats_new(ulma_objstats *s, uint32_t creator, uint16_t type)
+int ulma_objstats_new(ulma_objstats *s, uint32_t creator, uint16_t type, uint64_t bytes)
 {
     ulma_obj_row *row = row_of(s, creator, type);
     if (!row)
         return -1;
     row->created++;
+    row->bytes_made += bytes;
     return 0;
 }
 
-int ulma_objstats_free(ulma_objstats *s, uint32_t creator, uint16_t type, uint32_t freer)
+int ulma_objstats_free(ulma_objstats *s, uint32_t creator, uint16_t type, uint32_t freer, uint64_t bytes)
 {
     ulma_obj_row *made = row_of(s, creator, type);
     if (!made)
         return -1;
     made->freed++;
+    made->bytes_freed += bytes;
     ulma_obj_row *here = row_of(s, freer, type); /* (made may have moved) */
     if (!here)
         return -1;
@@ -63,6 +65,8 @@ int ulma_objstats_merge(ulma_objstats *dst, const ulma_objstats *src)
         d->created += s->created;
         d->freed += s->freed;
         d->freed_here += s->freed_here;
+        d->bytes_made += s->bytes_made;
+        d->bytes_freed += s->bytes_freed;
     }
     return 0;
 }

@@ -23,6 +23,9 @@ typedef struct {
     uint16_t type;
     uint16_t pad;
     uint64_t created, freed, freed_here;
+    /* bytes of the objects made, and of those of them destroyed, where the
+     * records tell sizes (records.h ULMA_OBJF_SIZE_MASK; else 0) */
+    uint64_t bytes_made, bytes_freed;
 } ulma_obj_row;
 
 typedef struct {
@@ -31,10 +34,11 @@ typedef struct {
     ulma_map index;     /* function << 16 | type -> row */
 } ulma_objstats;
 
-/* An object of `type` made by `creator`; 0, or -1 if memory ran out. */
-int ulma_objstats_new(ulma_objstats *s, uint32_t creator, uint16_t type);
+/* An object of `type` (`bytes` of it, 0: not told) made by `creator`; 0, or
+ * -1 if memory ran out. */
+int ulma_objstats_new(ulma_objstats *s, uint32_t creator, uint16_t type, uint64_t bytes);
 /* One destroyed in function `freer`, made by `creator`. */
-int ulma_objstats_free(ulma_objstats *s, uint32_t creator, uint16_t type, uint32_t freer);
+int ulma_objstats_free(ulma_objstats *s, uint32_t creator, uint16_t type, uint32_t freer, uint64_t bytes);
 int ulma_objstats_merge(ulma_objstats *dst, const ulma_objstats *src);
 void ulma_objstats_release(ulma_objstats *s);
 

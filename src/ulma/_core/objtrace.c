@@ -3,14 +3,15 @@
  * record on its thread's ring (objtrace.h, records.h "Object lifecycle
  * records").
  *
- * The tracer runs inside CPython's object creation and deallocation, with
- * the GIL held: it allocates no Python object on the common path, and keeps
- * whatever exception is in flight.  Per object made it finds the thread's
- * innermost Python frame (the maker), the type's id (a table by type
- * pointer) and writes one record; it keeps the maker per live object in a
- * table by address (bounded: ULMA_OBJECTS_LIVE_MAX, past which an object is
- * counted as untracked and its destruction has no known maker).  Per object
- * destroyed it looks the address up, forgets it and writes one record.
+ * Python 3.13+: a ref tracer.  It runs inside CPython's object creation and
+ * deallocation, with the GIL held: it allocates no Python object on the
+ * common path, and keeps whatever exception is in flight.  Per object made
+ * it finds the thread's innermost Python frame (the maker), the type's id (a
+ * table by type pointer) and writes one record; it keeps the maker per live
+ * object in a table by address (bounded: ULMA_OBJECTS_LIVE_MAX, past which an
+ * object is counted as untracked and its destruction has no known maker).
+ * Per object destroyed it looks the address up, forgets it and writes one
+ * record.
  *
  * CPython 3.13.0's eval loop frees objects without telling the ref tracer
  * (its own Py_DECREF calls tp_dealloc directly: an object dropped by
@@ -21,6 +22,9 @@
  * tp_dealloc or tp_free to see the rest was tried: it defeats CPython's
  * trashcan, which compares tp_dealloc, recurses in a subtype's dealloc
  * that calls its base's slot, and makes __class__ assignment refuse.)
+ *
+ * Python 3.11 and 3.12 have no ref tracer: the object allocator's blocks
+ * stand in (ULMA_OBJECTS_ALLOCATOR; "Allocator" below).
  */
 #include "objtrace.h"
 
@@ -35,20 +39,16 @@
 
 #define ULMA_OBJECTS_LIVE_MAX (1u << 22) /* slots: at most half of them used (64 MiB) */
 
-#if PY_VERSION_HEX >= 0x030D0000
-
 static int g_on;                 /* records are written */
-static int g_installed;          /* ulma's tracer is (or was left) set */
-static PyRefTracer g_prev;       /* the tracer ulma's chains to */
-static void *g_prev_data;
-static __thread int tls_inside;  /* the tracer's own allocations are not traced */
+static int g_installed;          /* ulma's hook is (or was left) set */
+static __thread int tls_inside;  /* the hook's own allocations are not traced */
 
 /* ---- live objects by address: their maker and type ---- */
 typedef struct {
     uintptr_t addr; /* 0: empty */
     uint32_t creator;
     uint16_t type;
-    uint16_t pad;
+    uint16_t size_class; /* records.h ULMA_OBJF_SIZE_MASK (0: not known) */
 } addr_slot;
 typedef struct {
     addr_slot *slots;
@@ -84,7 +84,7 @@ static int map_grow(addr_map *m)
 }
 
 /* Keeps `addr` (with its creator and type); 0, or -1 if there is no room. */
-static int map_put(addr_map *m, uintptr_t addr, uint32_t creator, uint16_t type)
+static int map_put(addr_map *m, uintptr_t addr, uint32_t creator, uint16_t type, uint16_t size_class)
 {
     if ((m->n + 1) * 2 > m->cap && map_grow(m) < 0)
         return -1;
@@ -93,7 +93,18 @@ static int map_put(addr_map *m, uintptr_t addr, uint32_t creator, uint16_t type)
         i = (i + 1) & (m->cap - 1);
     if (!m->slots[i].addr)
         m->n++;
-    m->slots[i] = (addr_slot){addr, creator, type, 0};
+    m->slots[i] = (addr_slot){addr, creator, type, size_class};
+    return 0;
+}
+
+/* Is `addr` kept? */
+static inline int map_has(const addr_map *m, uintptr_t addr)
+{
+    if (!m->n)
+        return 0;
+    for (size_t i = mix(addr, m->cap); m->slots[i].addr; i = (i + 1) & (m->cap - 1))
+        if (m->slots[i].addr == addr)
+            return 1;
     return 0;
 }
 
@@ -157,11 +168,17 @@ static int matches(const char *name)
     return 0;
 }
 
-/* Names type `t` (a symbol) and gives slot `s` the next id. */
-static void type_name(type_slot *s, PyTypeObject *t)
+#if PY_VERSION_HEX < 0x030D0000
+static PyObject *g_str_module; /* "__module__", made at start (not inside the allocator) */
+#endif
+
+/* Type `t`'s "module.qualname" in `buf` (builtins and __main__ bare, as
+ * __fully_qualified_name__ says it); its length. */
+static size_t full_name(PyTypeObject *t, char *buf, size_t cap)
 {
-    char buf[512];
     const char *name = t->tp_name;
+    size_t n = 0;
+#if PY_VERSION_HEX >= 0x030D0000
     PyObject *full = NULL;
     if (t->tp_flags & Py_TPFLAGS_HEAPTYPE) { /* tp_name has no module */
         PyObject *exc = PyErr_GetRaisedException();
@@ -172,12 +189,44 @@ static void type_name(type_slot *s, PyTypeObject *t)
         PyErr_Clear();
         PyErr_SetRaisedException(exc);
     }
-    size_t n = strlen(name);
-    if (n >= sizeof buf)
-        n = sizeof buf - 1;
+    n = strlen(name);
+    if (n >= cap)
+        n = cap - 1;
     memcpy(buf, name, n);
-    buf[n] = 0;
     Py_XDECREF(full);
+#else
+    /* Called from inside the object allocator: nothing here may allocate,
+     * run Python code or raise.  A heap type's module is its dict's
+     * __module__, its qualname ht_qualname; read only where they are ASCII
+     * strings (their bytes are then in the object), else tp_name stands. */
+    if (t->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+        PyObject *mod = t->tp_dict ? PyDict_GetItem(t->tp_dict, g_str_module) : NULL;
+        PyObject *qual = ((PyHeapTypeObject *)t)->ht_qualname;
+        if (qual && PyUnicode_Check(qual) && PyUnicode_IS_READY(qual) && PyUnicode_IS_COMPACT_ASCII(qual)) {
+            if (mod && PyUnicode_Check(mod) && PyUnicode_IS_READY(mod) && PyUnicode_IS_COMPACT_ASCII(mod) &&
+                strcmp((const char *)PyUnicode_DATA(mod), "builtins") != 0 &&
+                strcmp((const char *)PyUnicode_DATA(mod), "__main__") != 0) {
+                n = (size_t)snprintf(buf, cap, "%s.%s", (const char *)PyUnicode_DATA(mod),
+                                     (const char *)PyUnicode_DATA(qual));
+                return n >= cap ? cap - 1 : n;
+            }
+            name = (const char *)PyUnicode_DATA(qual);
+        }
+    }
+    n = strlen(name);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(buf, name, n);
+#endif
+    buf[n] = 0;
+    return n;
+}
+
+/* Names type `t` (a symbol) and gives slot `s` the next id. */
+static void type_name(type_slot *s, PyTypeObject *t)
+{
+    char buf[512];
+    size_t n = full_name(t, buf, sizeof buf);
     if (g_next_type >= ULMA_MAX_TYPES - 1) { /* the row of every type past the limit */
         s->id = (uint16_t)(ULMA_MAX_TYPES - 1);
         s->off = 0;
@@ -236,10 +285,19 @@ static type_slot *type_of(PyTypeObject *t)
     return s;
 }
 
+static inline PyThreadState *ulma_tstate_unchecked(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyThreadState_GetUnchecked();
+#else
+    return _PyThreadState_UncheckedGet();
+#endif
+}
+
 /* The function of the thread's innermost Python frame (0: none). */
 static uint32_t creator_now(void)
 {
-    PyThreadState *ts = PyThreadState_GET();
+    PyThreadState *ts = ulma_tstate_unchecked(); /* (an allocation may come with none) */
     const _PyInterpreterFrame *f = ts ? ulma_frame_counting(ulma_current_frame(ts)) : NULL;
     PyCodeObject *co = f ? ulma_frame_code(f) : NULL;
     return co ? ulma_code_id(co) & ULMA_ID_MASK : 0;
@@ -251,6 +309,25 @@ static void record(uint8_t kind, uint32_t id, uint8_t flags, uint16_t type)
     if (w)
         ulma_emit_ex(w, ulma_ticks(g_clock), id, kind, flags, type, 1);
 }
+
+static inline int recording(void)
+{
+    return g_on && !tls_inside && g_session;
+}
+
+static void patterns_free(void)
+{
+    for (size_t i = 0; i < g_npatterns; i++)
+        free(g_patterns[i]);
+    free(g_patterns);
+    g_patterns = NULL;
+    g_npatterns = 0;
+}
+
+#if PY_VERSION_HEX >= 0x030D0000
+
+static PyRefTracer g_prev; /* the tracer ulma's chains to */
+static void *g_prev_data;
 
 /* Object `op` goes: its record, made by whom the live table says (or by no
  * one known: made before tracing, or not kept). */
@@ -264,11 +341,6 @@ static void gone(PyObject *op)
     type_slot *s = type_of(Py_TYPE(op));
     if (s && !s->off)
         record(ULMA_OBJ_FREE, 0, ULMA_OBJF_UNKNOWN, s->id);
-}
-
-static inline int recording(void)
-{
-    return g_on && !tls_inside && g_session;
 }
 
 /* ---- does this interpreter tell the tracer of every destruction? ---- */
@@ -343,7 +415,7 @@ static int tracer(PyObject *op, PyRefTracerEvent event, void *data)
         type_slot *s = type_of(Py_TYPE(op));
         if (s && !s->off) {
             uint32_t creator = creator_now();
-            if (map_put(&g_live, (uintptr_t)op, creator, s->id) < 0)
+            if (map_put(&g_live, (uintptr_t)op, creator, s->id, 0) < 0)
                 atomic_fetch_add_explicit(&g_session->objects_untracked, 1, memory_order_relaxed);
             record(ULMA_OBJ_NEW, creator, 0, s->id);
         }
@@ -352,15 +424,6 @@ static int tracer(PyObject *op, PyRefTracerEvent event, void *data)
     }
     tls_inside = 0;
     return 0;
-}
-
-static void patterns_free(void)
-{
-    for (size_t i = 0; i < g_npatterns; i++)
-        free(g_patterns[i]);
-    free(g_patterns);
-    g_patterns = NULL;
-    g_npatterns = 0;
 }
 
 int ulma_objects_start(PyObject *types)
@@ -418,7 +481,352 @@ void ulma_objects_after_fork(void)
     g_on = 0; /* its parent's tables: a session of its own starts afresh */
 }
 
-#else /* before 3.13: no ref tracer */
+#else /* 3.11, 3.12: no ref tracer */
+
+/* ---- Allocator ----
+ *
+ * Every block of the object domain (PyObject_Malloc and the rest: every
+ * object CPython allocates, and some buffers) goes through ulma's
+ * allocator, which calls the one set before (`g_base`).  Every call of this
+ * domain comes with the GIL held: the tables need no lock.
+ *
+ * A block made is zeroed where an object header can lie (its first 48
+ * bytes) and waits in `g_pending`, with the function that asked for it,
+ * until its object is made: at each later call into the allocator the
+ * oldest are read where an object header holds its type -- at the block's
+ * start (an object without GC), after the 16-byte GC header, or after a
+ * 16-byte pre-header and the GC header (an object with a managed dict).
+ * Only a pointer to a type ulma knows counts (`g_known`: every type
+ * object.__subclasses__() reaches at start, each type object made since,
+ * and a walk again, at most every ULMA_WALK_GAP_NS, when an unknown pointer
+ * shows: a static type readied later).  A block with none there is no
+ * object (dict keys, buffers) and is forgotten; one still all zeros waits
+ * (its type is set after its allocation: a GC object's allocation may run
+ * a collection first).  All reads stay inside the block.
+ *
+ * A block freed is looked up by address in the live table: its maker and
+ * type, and its size class.  The objects the garbage collector tracks when
+ * the records start are put there too, made before (their destruction is
+ * counted apart); other blocks made before are not read (their size is not
+ * known).  Objects CPython takes from and gives back to its free lists
+ * (float, tuple, list, dict, ...) pass no block: neither made nor destroyed
+ * is seen, and a block a free list keeps counts as live.
+ */
+#include <time.h>
+
+#define ULMA_PENDING_MAX 64
+#define ULMA_OBJ_HEADER_BYTES (6 * sizeof(void *)) /* where the three headers may hold a type */
+#define ULMA_WALK_GAP_NS 200000000ull
+#define ULMA_MADE_BEFORE 0xFFFFFFFFu /* creator of an object made before the records began */
+#if PY_VERSION_HEX >= 0x030C0000
+#define ULMA_PREHEADER_FLAGS (Py_TPFLAGS_MANAGED_DICT | Py_TPFLAGS_MANAGED_WEAKREF)
+#else
+#define ULMA_PREHEADER_FLAGS Py_TPFLAGS_MANAGED_DICT
+#endif
+
+static PyMemAllocatorEx g_base; /* the domain's allocator before ulma's */
+static addr_map g_known;        /* type objects, by address */
+static PyObject *g_subclasses;  /* type.__subclasses__ */
+static uint64_t g_walked_ns;    /* when types were last walked */
+static int g_walk_asked;
+
+typedef struct {
+    uintptr_t block;
+    size_t size;
+    uint32_t creator;
+} pending_block;
+static pending_block g_pending[ULMA_PENDING_MAX]; /* oldest first */
+static unsigned g_pending_n;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Puts every type reachable from `object` by __subclasses__ in g_known. */
+static void learn_types(void)
+{
+    PyObject *todo = PyList_New(0);
+    if (!todo || PyList_Append(todo, (PyObject *)&PyBaseObject_Type) < 0) {
+        Py_XDECREF(todo);
+        PyErr_Clear();
+        return;
+    }
+    Py_ssize_t n;
+    while ((n = PyList_GET_SIZE(todo)) > 0) {
+        PyObject *t = Py_NewRef(PyList_GET_ITEM(todo, n - 1));
+        if (PyList_SetSlice(todo, n - 1, n, NULL) < 0)
+            break;
+        if (PyType_Check(t) && !map_has(&g_known, (uintptr_t)t) &&
+            map_put(&g_known, (uintptr_t)t, 0, 0, 0) == 0) {
+            PyObject *subs = PyObject_CallOneArg(g_subclasses, t);
+            if (!subs || PyList_SetSlice(todo, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, subs) < 0)
+                PyErr_Clear();
+            Py_XDECREF(subs);
+        }
+        Py_DECREF(t);
+    }
+    PyErr_Clear();
+    Py_DECREF(todo);
+    g_walked_ns = now_ns();
+}
+
+/* The exception in flight, taken (and put back). */
+static PyObject *raised_take(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value && tb)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+static void raised_put(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* A pending call (the main thread, between bytecodes): the walk again. */
+static int walk_again(void *arg)
+{
+    (void)arg;
+    g_walk_asked = 0;
+    if (g_on && !tls_inside) {
+        PyObject *exc = PyErr_Occurred() ? raised_take() : NULL;
+        tls_inside = 1;
+        learn_types();
+        tls_inside = 0;
+        if (exc)
+            raised_put(exc);
+    }
+    return 0;
+}
+
+enum { NOT_MADE, NO_OBJECT, TYPED };
+
+/* What block `b` (`size` bytes) holds: its object's type (TYPED), nothing
+ * made yet (all zeros where a header's type would be), or no object of a
+ * type ulma knows. */
+static int block_type(uintptr_t b, size_t size, PyTypeObject **type, uintptr_t *object)
+{
+    static const size_t header_at[3] = {0, 2 * sizeof(void *), 4 * sizeof(void *)};
+    int made = 0;
+    for (int i = 0; i < 3 && header_at[i] + 2 * sizeof(void *) <= size; i++) {
+        uintptr_t v;
+        memcpy(&v, (const void *)(b + header_at[i] + sizeof(void *)), sizeof v);
+        if (v < 4096) /* zero, or a GC header's flags */
+            continue;
+        made = 1;
+        if (map_has(&g_known, v)) {
+            *type = (PyTypeObject *)v;
+            *object = b + header_at[i];
+            return TYPED;
+        }
+    }
+    return made ? NO_OBJECT : NOT_MADE;
+}
+
+/* Block `b` of `size`, asked for by `creator`, holds an object of `t`: the
+ * record, and the block kept. */
+static void block_made(uintptr_t b, size_t size, uint32_t creator, PyTypeObject *t, uintptr_t object)
+{
+    /* a type in the making: its instances will point at it */
+    if (PyType_FastSubclass(t, Py_TPFLAGS_TYPE_SUBCLASS))
+        map_put(&g_known, object, 0, 0, 0);
+    type_slot *s = type_of(t);
+    if (!s || s->off)
+        return;
+    uint16_t size_class = (uint16_t)ulma_obj_size_class(size);
+    if (map_put(&g_live, b, creator, s->id, size_class) < 0)
+        atomic_fetch_add_explicit(&g_session->objects_untracked, 1, memory_order_relaxed);
+    record(ULMA_OBJ_NEW, creator, (uint8_t)(size_class << ULMA_OBJF_SIZE_SHIFT), s->id);
+}
+
+/* The pending block at `i`: typed now (or forgotten) and taken out. */
+static void settle_one(unsigned i, int got, PyTypeObject *t, uintptr_t object)
+{
+    pending_block pb = g_pending[i];
+    memmove(&g_pending[i], &g_pending[i + 1], (g_pending_n - i - 1) * sizeof *g_pending);
+    g_pending_n--;
+    if (got == TYPED) {
+        block_made(pb.block, pb.size, pb.creator, t, object);
+    } else if (got == NO_OBJECT) {
+        /* no object, or one of a type readied since the last walk (a block
+         * still all zeros when ULMA_PENDING_MAX blocks more were made, or
+         * when the records end, holds none: an object gets its type as soon
+         * as its block is made, or at the latest after the collection its
+         * allocation ran) */
+        if (!g_walk_asked && now_ns() - g_walked_ns > ULMA_WALK_GAP_NS && Py_AddPendingCall(walk_again, NULL) == 0)
+            g_walk_asked = 1;
+    }
+}
+
+/* The oldest pending blocks whose objects are made by now; with `all`
+ * (the records end), every one: a block still all zeros holds no object. */
+static void settle(int all)
+{
+    while (g_pending_n) {
+        PyTypeObject *t = NULL;
+        uintptr_t object = 0;
+        int got = block_type(g_pending[0].block, g_pending[0].size, &t, &object);
+        if (got == NOT_MADE && !all)
+            return;
+        settle_one(0, got == NOT_MADE ? NO_OBJECT : got, t, object);
+    }
+}
+
+/* Block `b` of `size` bytes is new (`zero`: zero where a header lies). */
+static void block_new(uintptr_t b, size_t size, int zero)
+{
+    /* kept still: freed while ulma was not looking (a collection run from
+     * inside ulma's own allocation), gone by now */
+    addr_slot owed = map_take(&g_live, b);
+    if (owed.addr)
+        record(ULMA_OBJ_FREE, owed.creator == ULMA_MADE_BEFORE ? 0 : owed.creator,
+               (uint8_t)(ULMA_OBJF_LATE | (owed.creator == ULMA_MADE_BEFORE ? ULMA_OBJF_UNKNOWN : 0) |
+                         owed.size_class << ULMA_OBJF_SIZE_SHIFT),
+               owed.type);
+    if (size < 2 * sizeof(void *)) /* too small for any object */
+        return;
+    if (zero)
+        memset((void *)b, 0, size < ULMA_OBJ_HEADER_BYTES ? size : ULMA_OBJ_HEADER_BYTES);
+    if (g_pending_n == ULMA_PENDING_MAX) {
+        PyTypeObject *t = NULL;
+        uintptr_t object = 0;
+        int got = block_type(g_pending[0].block, g_pending[0].size, &t, &object);
+        settle_one(0, got == NOT_MADE ? NO_OBJECT : got, t, object);
+    }
+    g_pending[g_pending_n++] = (pending_block){b, size, creator_now()};
+}
+
+/* Block `b` goes. */
+static void block_gone(uintptr_t b)
+{
+    for (unsigned i = 0; i < g_pending_n; i++) {
+        if (g_pending[i].block != b)
+            continue;
+        PyTypeObject *t = NULL;
+        uintptr_t object = 0;
+        int got = block_type(b, g_pending[i].size, &t, &object);
+        settle_one(i, got == NOT_MADE ? NO_OBJECT : got, t, object); /* (made and gone unmade: none) */
+        break;
+    }
+    addr_slot got = map_take(&g_live, b);
+    if (got.addr) {
+        int before = got.creator == ULMA_MADE_BEFORE;
+        record(ULMA_OBJ_FREE, before ? 0 : got.creator,
+               (uint8_t)((before ? ULMA_OBJF_UNKNOWN : 0) | got.size_class << ULMA_OBJF_SIZE_SHIFT), got.type);
+    }
+    /* a type object (GC, no pre-header) gone: no instance can point at it */
+    if (g_known.n) {
+        map_take(&g_known, b + 2 * sizeof(void *));
+        map_take(&g_known, b + 4 * sizeof(void *));
+    }
+}
+
+static void *hook_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    void *b = g_base.malloc(g_base.ctx, size);
+    if (b && recording()) {
+        tls_inside = 1;
+        settle(0);
+        block_new((uintptr_t)b, size, 1);
+        tls_inside = 0;
+    }
+    return b;
+}
+
+static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    (void)ctx;
+    void *b = g_base.calloc(g_base.ctx, nelem, elsize);
+    if (b && recording()) {
+        tls_inside = 1;
+        settle(0);
+        block_new((uintptr_t)b, nelem * elsize, 0);
+        tls_inside = 0;
+    }
+    return b;
+}
+
+static void *hook_realloc(void *ctx, void *ptr, size_t size)
+{
+    if (!ptr)
+        return hook_malloc(ctx, size);
+    void *b = g_base.realloc(g_base.ctx, ptr, size);
+    if (b && recording()) {
+        tls_inside = 1;
+        settle(0);
+        /* the object moves with its block (the size it was made with stays
+         * its size: its records add up) */
+        int moved = 0;
+        for (unsigned i = 0; i < g_pending_n; i++)
+            if (g_pending[i].block == (uintptr_t)ptr) {
+                g_pending[i].block = (uintptr_t)b;
+                g_pending[i].size = size;
+                moved = 1;
+                break;
+            }
+        if (!moved && b != ptr) {
+            addr_slot got = map_take(&g_live, (uintptr_t)ptr);
+            if (got.addr && map_put(&g_live, (uintptr_t)b, got.creator, got.type, got.size_class) < 0)
+                atomic_fetch_add_explicit(&g_session->objects_untracked, 1, memory_order_relaxed);
+        }
+        tls_inside = 0;
+    }
+    return b;
+}
+
+static void hook_free(void *ctx, void *ptr)
+{
+    (void)ctx;
+    if (ptr && recording()) {
+        tls_inside = 1;
+        settle(0);
+        block_gone((uintptr_t)ptr);
+        tls_inside = 0;
+    }
+    g_base.free(g_base.ctx, ptr);
+}
+
+/* The objects the collector tracks now: kept as made before (their
+ * destructions are counted apart, their type known). */
+static void adopt_existing(void)
+{
+    PyObject *gc = PyImport_ImportModule("gc");
+    PyObject *all = gc ? PyObject_CallMethod(gc, "get_objects", NULL) : NULL;
+    Py_XDECREF(gc);
+    if (!all || !PyList_Check(all)) {
+        Py_XDECREF(all);
+        PyErr_Clear();
+        return;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
+        PyObject *o = PyList_GET_ITEM(all, i);
+        PyTypeObject *t = Py_TYPE(o);
+        if (o == all || !PyType_IS_GC(t))
+            continue;
+        size_t pre = 2 * sizeof(void *) + ((t->tp_flags & ULMA_PREHEADER_FLAGS) ? 2 * sizeof(void *) : 0);
+        type_slot *s = type_of(t);
+        if (s && !s->off && map_put(&g_live, (uintptr_t)o - pre, ULMA_MADE_BEFORE, s->id, 0) < 0)
+            break; /* (the table is full: the rest go unseen, as other blocks made before) */
+    }
+    Py_DECREF(all);
+}
 
 void ulma_objects_check(void)
 {
@@ -426,17 +834,67 @@ void ulma_objects_check(void)
 
 int ulma_objects_start(PyObject *types)
 {
-    (void)types;
-    PyErr_SetString(PyExc_RuntimeError, "--objects needs Python 3.13 or later (PyRefTracer)");
-    return -1;
+    patterns_free();
+    if (ulma_patterns_copy(types, &g_patterns, NULL, &g_npatterns) < 0) {
+        patterns_free();
+        return -1;
+    }
+    if (!g_str_module && !(g_str_module = PyUnicode_InternFromString("__module__")))
+        return -1;
+    if (!g_subclasses && !(g_subclasses = PyObject_GetAttrString((PyObject *)&PyType_Type, "__subclasses__")))
+        return -1;
+    free(g_types);
+    g_types = NULL;
+    g_types_cap = g_types_n = 0;
+    g_next_type = 1;
+    map_clear(&g_live);
+    map_clear(&g_known);
+    g_pending_n = 0;
+    tls_inside = 1;
+    learn_types();
+    adopt_existing();
+    tls_inside = 0;
+    /* ulma's, left set by a stop another allocator stood in front of, is
+     * still called where it is: set in front again, it would call that one,
+     * which calls it */
+    if (!g_installed) {
+        PyMemAllocatorEx mine = {NULL, hook_malloc, hook_calloc, hook_realloc, hook_free};
+        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &g_base);
+        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &mine);
+        g_installed = 1;
+    }
+    g_on = 1;
+    atomic_store_explicit(&g_session->objects_mechanism, ULMA_OBJECTS_ALLOCATOR, memory_order_relaxed);
+    return 0;
 }
 
 void ulma_objects_stop(void)
 {
+    if (!g_installed)
+        return;
+    if (g_on && g_session) {
+        tls_inside = 1;
+        settle(1);
+        tls_inside = 0;
+    }
+    g_on = 0;
+    PyMemAllocatorEx now;
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &now);
+    if (now.malloc == hook_malloc) {
+        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &g_base);
+        g_installed = 0;
+    } else if (g_session) {
+        atomic_fetch_add_explicit(&g_session->objects_displaced, 1, memory_order_relaxed);
+    }
+    map_clear(&g_live);
+    map_clear(&g_known);
+    g_pending_n = 0;
 }
 
 void ulma_objects_after_fork(void)
 {
+    g_on = 0; /* its parent's tables: a session of its own starts afresh */
+    g_pending_n = 0;
 }
 
 #endif

@@ -162,6 +162,26 @@ enum ulma_kind {
  * frees some objects without telling it), written when the object's
  * address was taken by a new one: it went earlier, in a function unknown */
 #define ULMA_OBJF_LATE 0x02u
+/* Flags bits 2..7 of both records: the object's size class where the agent
+ * knows its bytes (the object allocator told them: mechanism ALLOCATOR), 0
+ * where it does not (the ref tracer is told no size).  Class c 1..32 stands
+ * for 16 * c bytes (pymalloc's own steps: exact for the blocks it hands out),
+ * 33..63 for 2^(c - 23) bytes (1 KiB .. 1 TiB: a bound, rounded up). */
+#define ULMA_OBJF_SIZE_SHIFT 2
+#define ULMA_OBJF_SIZE_MASK 0xFCu
+static inline unsigned ulma_obj_size_class(uint64_t bytes)
+{
+    if (bytes <= 512)
+        return bytes ? (unsigned)((bytes + 15) / 16) : 1u;
+    unsigned c = 33; /* 2^10 */
+    while (c < 63 && (1ull << (c - 23)) < bytes)
+        c++;
+    return c;
+}
+static inline uint64_t ulma_obj_class_bytes(unsigned c)
+{
+    return c == 0 ? 0 : c <= 32 ? 16ull * c : 1ull << (c - 23);
+}
 #define ULMA_TYPE_SYMBOL_BASE 0x40000000u
 #define ULMA_MAX_TYPES 0x10000u
 /* The replay's per (function, type) tables (objstats.h): the maker of objects
@@ -182,7 +202,13 @@ enum ulma_kind {
  * start), or told of some only (LATE: the rest found when addresses are
  * taken again; an object gone unseen and its address never reused stays
  * counted live) */
-enum { ULMA_OBJECTS_OFF = 0, ULMA_OBJECTS_REFTRACER = 1, ULMA_OBJECTS_REFTRACER_LATE = 3 };
+/* ALLOCATOR (Python 3.11, 3.12: no ref tracer): the object allocator's
+ * blocks (PyMem_SetAllocator, PYMEM_DOMAIN_OBJ), each typed by the type
+ * pointer its object header holds once made; objects CPython reuses from a
+ * free list (float, tuple, list, dict, ...) are not seen made or destroyed,
+ * and a block kept in one counts as live */
+enum { ULMA_OBJECTS_OFF = 0, ULMA_OBJECTS_REFTRACER = 1, ULMA_OBJECTS_REFTRACER_LATE = 3,
+       ULMA_OBJECTS_ALLOCATOR = 4 };
 
 #define ULMA_TASKF_NEW 0x01u
 #define ULMA_TASKF_END 0x02u /* the step ends (else it starts) */

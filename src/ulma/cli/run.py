@@ -41,7 +41,9 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                         "others; repeatable")
     p.add_argument("--objects", action="store_true",
                    help="count objects made and destroyed, per type and per function that made "
-                        "them (Python 3.13+; costs more: see the README)")
+                        "them (Python 3.13: the ref tracer; 3.11 and 3.12: the object allocator's "
+                        "blocks, which miss objects reused from CPython's free lists; costs more: see "
+                        "the README)")
     p.add_argument("--objects-types", type=_type_list, metavar="LIST",
                    help="with --objects, only these types (comma-separated shell patterns on the "
                         "type's name or module.name, as list,dict,MyClass); implies --objects")
@@ -58,17 +60,6 @@ def objects_wanted(opts: argparse.Namespace) -> tuple[str, ...] | None:
     """--objects and --objects-types as the agent takes them; None: off."""
     if not opts.objects and opts.objects_types is None:
         return None
-    return opts.objects_types or ()
-
-
-def objects_option(opts: argparse.Namespace) -> tuple[str, ...] | None:
-    """objects_wanted, refused in one line where this Python (the program's) has no way to see
-    objects."""
-    if objects_wanted(opts) is None:
-        return None
-    if sys.version_info < (3, 13):
-        raise UsageError(f"--objects needs Python 3.13 or later (its ref tracer); this is "
-                         f"{sys.version.split()[0]}")
     return opts.objects_types or ()
 
 
@@ -333,7 +324,7 @@ def start(opts: argparse.Namespace, rest: list[str]) -> sessions.RunResult:
         cpu_interval_us=opts.cpu_interval, exclude=tuple(opts.exclude), id_limit=opts.id_limit,
         only=tuple(opts.only), log_path=opts.log, jsonl_path=opts.jsonl, budget=opts.budget or 0.0,
         dial_seconds=opts.refresh / 1000 if opts.refresh else sessions.DIAL_SECONDS, burst=opts.burst,
-        children=not opts.no_children, loop_block_ms=opts.loop_block, objects=objects_option(opts))
+        children=not opts.no_children, loop_block_ms=opts.loop_block, objects=objects_wanted(opts))
     if opts.burst and opts.budget:
         raise UsageError("--burst and --budget cannot go together: both switch functions off and on")
     watchers = Watchers(opts)  # --to, --history, --push-pprof: around whichever drain

@@ -68,16 +68,21 @@ Native counters (ulma.h's ``ULMA_COUNTER``): ``counters``, one object per counte
 the order first seen -- ``name``, ``file``, ``line``, ``samples`` (values set), ``last`` (the
 value set last), ``min``, ``max``, ``mean``, ``last_ns`` (when the last was set, ns after its
 process's program started); with children followed, every process's values of the same site together.
-Objects (``--objects``, Python 3.13+): ``types``, one object per type seen, in the order first seen
+Objects (``--objects``): ``types``, one object per type seen, in the order first seen
 -- ``name`` (module.qualname; builtins bare), ``created`` (made while traced), ``freed`` (of
 those, destroyed since), ``live`` (the difference), ``freed_untracked`` (destroyed, made before
-tracing began or not kept by the agent: apart, never taken from ``live``), ``bytes`` (null: the
-ref tracer does not say), ``by_function`` (``function``: index into functions, null for a
+tracing began or not kept by the agent: apart, never taken from ``live``), ``bytes`` (of the
+objects live, in the allocator's size classes: exact to 16 bytes up to 512, above rounded up to a
+power of two; null where the mechanism is told no size: the ref tracer), ``by_function`` (``function``: index into functions, null for a
 function with no row there; ``name``; ``created`` and ``freed`` of the objects it made;
 ``freed_here``: objects of the type destroyed while it was on top); and ``objects``: null when
 not asked for, else ``mechanism`` ("reftracer"; "reftracer-late" where the interpreter does not
 tell the ref tracer of every destruction, CPython 3.13.0: those are counted when the object's
-address is taken by a new one, so an object gone unseen since may still be counted live),
+address is taken by a new one, so an object gone unseen since may still be counted live;
+"allocator" on Python 3.11 and 3.12, which have no ref tracer: the object allocator's blocks, each
+typed by its object's header -- objects CPython reuses from its free lists (float, tuple, list,
+dict and a few more) are not seen made or destroyed, and one a free list keeps counts as live;
+objects made before tracing began are seen destroyed only if the garbage collector tracked them),
 ``untracked`` (objects whose creator the agent's
 table had no room for), ``types_overflow`` (types past 65 534, one row) and ``displaced`` (times
 the program's own ref tracer stood in front of ulma's at its end).

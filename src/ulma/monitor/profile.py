@@ -223,7 +223,7 @@ class TypeStats(Plain):
     created: int
     freed: int
     freed_untracked: int
-    bytes: int | None  # (the ref tracer does not say)
+    bytes: int | None  # of the objects live, as the allocator's size classes (None: not told)
     by_function: list[TypeFunction]
 
     def __init__(self, name: str, created: int = 0, freed: int = 0, freed_untracked: int = 0) -> None:
@@ -504,12 +504,13 @@ def build_profile(
     return profile
 
 
-def _types(profile: Profile, symbols: dict[int, Symbol], rows: Iterable[tuple[int, int, int, int, int]],
-           index: array[int]) -> None:
-    """Per type, from the (function, type, made, destroyed of those, destroyed in it) rows."""
+def _types(profile: Profile, symbols: dict[int, Symbol],
+           rows: Iterable[tuple[int, int, int, int, int, int, int]], index: array[int]) -> None:
+    """Per type, from the (function, type, made, destroyed of those, destroyed in it, bytes made,
+    bytes of those destroyed) rows; a type's bytes where the records told sizes."""
     by_type: dict[int, TypeStats] = {}
     shares: dict[tuple[int, int], TypeFunction] = {}
-    for fid, tid, created, freed, freed_here in rows:
+    for fid, tid, created, freed, freed_here, bytes_made, bytes_freed in rows:
         if fid == OBJ_PAST_ROWS:  # (a crafted trace, or a program far past any real one's pairs)
             t = by_type.get(-1)
             if t is None:
@@ -528,6 +529,8 @@ def _types(profile: Profile, symbols: dict[int, Symbol], rows: Iterable[tuple[in
             continue
         t.created += created
         t.freed += freed
+        if bytes_made:
+            t.bytes = (t.bytes or 0) + bytes_made - bytes_freed
         row = index[fid] - 1 if fid < len(index) and index[fid] else None
         share = shares.get((tid, fid))
         if share is None:

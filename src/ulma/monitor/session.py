@@ -860,7 +860,8 @@ def end_record(session: Session, profile: Profile, wall_ns: int, scale: float, r
 # records.h ULMA_OBJECTS_*: "reftracer-late" where the interpreter does not tell the ref tracer of
 # every destruction (CPython 3.13.0): those are found when the address is taken again
 OBJECTS_MECHANISMS = {_core.LAYOUT["OBJECTS_REFTRACER"]: "reftracer",
-                      _core.LAYOUT["OBJECTS_REFTRACER_LATE"]: "reftracer-late"}
+                      _core.LAYOUT["OBJECTS_REFTRACER_LATE"]: "reftracer-late",
+                      _core.LAYOUT["OBJECTS_ALLOCATOR"]: "allocator"}
 
 
 def objects_info(counters: dict[str, Any]) -> dict[str, int | str] | None:

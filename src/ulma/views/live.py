@@ -59,7 +59,7 @@ from ulma.views.live_rows import (
     visible,
 )
 from ulma.views.report import UNTRACED_MARK
-from ulma.views.units import fmt_ns
+from ulma.views.units import fmt_bytes, fmt_ns
 
 REFRESH_SECONDS = 0.25
 STEP_SECONDS = 0.05  # how often the step pane looks for a new stop
@@ -614,7 +614,7 @@ class LiveView(App[None]):
         title = Text("objects ", style="bold")
         grid = self.query_one("#object-rows", Grid)
         if profile.objects is None:
-            title.append("not counted: run with --objects (Python 3.13+)   (o closes)", style="dim")
+            title.append("not counted: run with --objects   (o closes)", style="dim")
             self.query_one("#objects-title", Static).update(title)
             grid.set_rows([])
             return
@@ -636,14 +636,17 @@ class LiveView(App[None]):
         else:
             title.append(f"   {len(profile.types)} types, every thread; enter on a function shows what it "
                          "made (o closes)", style="dim")
+            sized = any(t.bytes is not None for t in profile.types)  # (the allocator tells sizes)
             for t in sorted(profile.types, key=lambda t: (-t.live, -t.created))[:MAX_ROWS]:
                 made_s, freed_s = self._object_rates.get(t.name, (0.0, 0.0))
-                rows.append((f"objects-{t.name}", [[(t.name, "bold")], [(f"{t.live:,}", "")],
-                                                   [(f"{made_s:,.0f}", "")], [(f"{freed_s:,.0f}", "")],
-                                                   [(f"{t.created:,}", "")]]))
-            heads = ("type", "live", "made/s", "destroyed/s", "made")
+                cells = [[(t.name, "bold")], [(f"{t.live:,}", "")]]
+                if sized:
+                    cells.append([(fmt_bytes(t.bytes) if t.bytes is not None else "-", "")])
+                cells += [[(f"{made_s:,.0f}", "")], [(f"{freed_s:,.0f}", "")], [(f"{t.created:,}", "")]]
+                rows.append((f"objects-{t.name}", cells))
+            heads = ("type", "live", *(("bytes live",) if sized else ()), "made/s", "destroyed/s", "made")
         self.query_one("#objects-title", Static).update(title)
-        side = max(16, self.size.width - 4 * 14 - 8)
+        side = max(16, self.size.width - (len(heads) - 1) * 14 - 8)
         grid.set_columns([Col([(heads[0], "")], side),
                           *(Col([(h, "")], 13, right=True) for h in heads[1:])])
         grid.set_rows(rows)

@@ -26,7 +26,7 @@ from ulma.monitor.dial import traced_share
 from ulma.monitor.profile import FunctionStats, Profile
 from ulma.views import bar, layout, paths
 from ulma.views.live_rows import on_clock, times
-from ulma.views.units import fmt_ns
+from ulma.views.units import fmt_bytes, fmt_ns
 
 BAR_WIDTH = layout.BAR_MAX
 PIPED_WIDTH = 180  # the report's width when not printed on a terminal (and COLUMNS is not set)
@@ -174,7 +174,8 @@ def type_lines(profile: Profile, limit: int = 10) -> list[Text]:
                   "those, and the function that made most", style="bold")]
     for t in types[:limit]:
         row = Text(f"  {t.name}", style="bold")
-        row.append(f": {t.live:,} live, {t.created:,} made, {t.freed:,} destroyed")
+        row.append(f": {t.live:,} live" + (f" ({fmt_bytes(t.bytes)})" if t.bytes is not None else "") +
+                   f", {t.created:,} made, {t.freed:,} destroyed")
         if t.freed_untracked:
             row.append(f" (+{t.freed_untracked:,} made before tracing)", style="dim")
         top = max(t.by_function, key=lambda f: f.created, default=None)
@@ -188,6 +189,10 @@ def type_lines(profile: Profile, limit: int = 10) -> list[Text]:
         lines.append(Text("  this Python does not tell ulma of every object destroyed (CPython 3.13.0's eval "
                           "loop): those are counted when their memory is taken again, so an object gone "
                           "unseen since may still be counted live", style="yellow"))
+    if lost["mechanism"] == "allocator":
+        lines.append(Text("  Python 3.11/3.12 (no ref tracer): counted from the object allocator's blocks; "
+                          "objects CPython reuses from its free lists (float, tuple, list, dict, ...) are "
+                          "not seen made or destroyed, and one a free list keeps counts as live", style="yellow"))
     if lost["untracked"] or lost["types_overflow"] or lost["displaced"]:
         lines.append(Text(f"  objects whose maker was not kept: {lost['untracked']:,}; types past the limit: "
                           f"{lost['types_overflow']:,}; the program's own ref tracer in front of ulma's: "

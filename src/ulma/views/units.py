@@ -1,4 +1,4 @@
-"""Human units for times."""
+"""Human units for times and sizes."""
 
 from __future__ import annotations
 
@@ -17,3 +17,12 @@ def fmt_ns(ns: float) -> str:
     if a < 1_000_000_000:
         return f"{ns / 1_000_000:.1f} ms"
     return f"{ns / 1_000_000_000:.2f} s"
+
+
+def fmt_bytes(n: float) -> str:
+    """A size in bytes, KiB, MiB or GiB, three significant digits."""
+    a = abs(n)
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if a >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
