@@ -1,6 +1,6 @@
 """What `ulma run --objects` costs (issue 14), beside ulma without it and memray's tracking.
 
-    python bench/objects.py [--rounds R]      (Python 3.13+: the ref tracer)
+    python bench/objects.py [--rounds R]   (3.13: the ref tracer; 3.11, 3.12: the object allocator)
 
 workloads/mix.py (a realistic mix) and workloads/alloc.py (objects made and dropped at a high
 rate) run R rounds, interleaved, one subprocess each, the workload timing its own work: plain
@@ -72,8 +72,6 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
-    if sys.version_info < (3, 13):
-        raise SystemExit(f"--objects needs Python 3.13 or later; this is {sys.version.split()[0]}")
     for workload in ("mix.py", "alloc.py"):
         one(workload, args.rounds)
 

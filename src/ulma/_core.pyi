@@ -13,7 +13,7 @@ TaskTake = tuple[list[TaskRow], list[TaskRow], int, int]  # (done, going, over, 
 # a native counter's site: (id, values set, last, min, max, mean, tick of the last)
 CounterRow = tuple[int, int, int, int, int, float, int]
 # objects by (function, type): (function id, type id, made, of them destroyed, destroyed in it)
-ObjectRow = tuple[int, int, int, int, int]
+ObjectRow = tuple[int, int, int, int, int, int, int]  # (+ bytes made, bytes of those freed)
 
 def agent_start(fd: int, engine: str, empty: int = ..., hidden_prefix: str | None = ...,
                 boundary: FrameType | None = ..., recursion_adjust: int = ..., *,
@@ -110,7 +110,7 @@ class Replay:
     def take_chrome(self, prefixes: dict[int, bytes], make_prefix: Callable[[int, int, int], bytes],
                     gap_line: Callable[[int, int, int], str], write: Callable[[memoryview], object], /
                     ) -> None: ...
-    def tree(self) -> list[tuple[int, int, int, int, int]]: ...
+    def tree(self) -> list[tuple[int, int, int, int, int, int]]: ...  # (+ objects, bytes)
     def pstats(self) -> tuple[list[tuple[int, int, int, int, int]],
                               list[tuple[int, int, int, int, int, int]]]: ...
     def threads(self) -> list[dict[str, int]]: ...

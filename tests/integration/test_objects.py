@@ -33,7 +33,8 @@ N, KEEP = 1000, 100
 Completed = subprocess.CompletedProcess[str]
 UlmaJson = Callable[..., tuple[Completed, dict[str, Any]]]
 
-needs_313 = pytest.mark.skipif(sys.version_info < (3, 13), reason="a ref tracer needs Python 3.13 (PyRefTracer)")
+needs_313 = pytest.mark.skipif(sys.version_info < (3, 13),
+                               reason="a ref tracer needs Python 3.13 (PyRefTracer)")
 ALLOCATOR = sys.version_info < (3, 13)  # 3.11, 3.12: the object allocator's blocks
 # CPython's free lists: these types' objects are reused without a block made or freed, unseen there
 FREE_LISTED = {"list", "dict"}
@@ -208,7 +209,8 @@ def test_tracemalloc_in_the_program_works_as_under_python_and_ulma_still_counts(
     result, report = ulma_json(["--objects", "--no-report", str(program)])
     assert result.returncode == 0, describe(result)
     assert result.stdout == plain.stdout
-    assert shares(report)["Thing", "make.<locals>.<listcomp>" if sys.version_info < (3, 12) else "make"][0] == 1000
+    maker = "make.<locals>.<listcomp>" if sys.version_info < (3, 12) else "make"  # (3.12 inlines it)
+    assert shares(report)["Thing", maker][0] == 1000
     assert report["objects"]["displaced"] == 0
 
 
@@ -242,7 +244,7 @@ def test_go_tool_pprof_reads_the_objects_each_stack_made(
     if go is None:
         missing_dependency("`go` is not installed (Debian package golang-go): cannot run go tool pprof")
     trace, out = tmp_path / "run.ulma", tmp_path / "run.pb.gz"
-    result, _report = ulma_json(["--objects-types", "list,Thing", "--no-report", "-o", str(trace),
+    result, report = ulma_json(["--objects-types", "list,Thing", "--no-report", "-o", str(trace),
                                  str(PROGRAM), str(N), str(KEEP)], cwd=PROGRAMS_DIR)
     assert result.returncode == 0, describe(result)
     exported = run_process(ulma_command(["export", str(trace), "--format", "pprof", "-o", str(out)]))
@@ -255,6 +257,15 @@ def test_go_tool_pprof_reads_the_objects_each_stack_made(
     assert flat.get("make_things") == str(N), top.stdout
     if not ALLOCATOR:
         assert flat.get("make_lists") == str(N), top.stdout
+        return
+    # the allocator tells sizes: a bytes sample type, each Thing its block's size class
+    sized = subprocess.run([go, "tool", "pprof", "-top", "-sample_index=bytes", "-unit=B", str(out)],
+                           capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert sized.returncode == 0, sized.stderr
+    flat = {row[-1]: row[0] for row in (line.split() for line in sized.stdout.splitlines()) if len(row) >= 6}
+    thing = {t["name"]: t for t in report["types"]}["Thing"]
+    each = thing["bytes"] // KEEP  # (the JSON's live bytes: the 100 kept)
+    assert 32 <= each <= 512 and flat.get("make_things") == f"{N * each}B", (each, sized.stdout)
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ def object_malloc() -> int | None:
     """The object domain's malloc (PYMEM_DOMAIN_OBJ = 2)."""
     got = Allocator()
     ctypes.pythonapi.PyMem_GetAllocator(2, ctypes.byref(got))
-    return got.malloc
+    malloc: int | None = got.malloc
+    return malloc
 
 
 PLAIN_MALLOC = object_malloc()

@@ -1434,8 +1434,9 @@ static PyObject *replay_tree(ReplayObject *self, PyObject *unused)
     (void)unused;
     PyObject *out = PyList_New(0);
     for (size_t i = 0; out && self->ready && i < self->r.nnodes; i++) {
-        if (append_built(out, "(iLKKK)", self->r.node_parent[i], (long long)self->r.node_fid[i],
-                         self->r.node_self[i], self->r.node_calls[i], self->r.node_objects[i]) < 0)
+        if (append_built(out, "(iLKKKK)", self->r.node_parent[i], (long long)self->r.node_fid[i],
+                         self->r.node_self[i], self->r.node_calls[i], self->r.node_objects[i],
+                         self->r.node_bytes[i]) < 0)
             Py_CLEAR(out);
     }
     return out;

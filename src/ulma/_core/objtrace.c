@@ -737,6 +737,18 @@ static void block_gone(uintptr_t b)
     }
 }
 
+/* Block `b`, pending, freed from inside ulma's own work (a collection its
+ * allocation ran): forgotten, never read again. */
+static void pending_forget(uintptr_t b)
+{
+    for (unsigned i = 0; i < g_pending_n; i++)
+        if (g_pending[i].block == b) {
+            memmove(&g_pending[i], &g_pending[i + 1], (g_pending_n - i - 1) * sizeof *g_pending);
+            g_pending_n--;
+            return;
+        }
+}
+
 static void *hook_malloc(void *ctx, size_t size)
 {
     (void)ctx;
@@ -768,11 +780,13 @@ static void *hook_realloc(void *ctx, void *ptr, size_t size)
     if (!ptr)
         return hook_malloc(ctx, size);
     void *b = g_base.realloc(g_base.ctx, ptr, size);
+    if (b && b != ptr && !recording() && g_on && g_pending_n)
+        pending_forget((uintptr_t)ptr); /* (moved from inside ulma's own work) */
     if (b && recording()) {
         tls_inside = 1;
-        settle(0);
         /* the object moves with its block (the size it was made with stays
-         * its size: its records add up) */
+         * its size: its records add up); the pending entry first: the old
+         * block is freed memory now */
         int moved = 0;
         for (unsigned i = 0; i < g_pending_n; i++)
             if (g_pending[i].block == (uintptr_t)ptr) {
@@ -786,6 +800,7 @@ static void *hook_realloc(void *ctx, void *ptr, size_t size)
             if (got.addr && map_put(&g_live, (uintptr_t)b, got.creator, got.type, got.size_class) < 0)
                 atomic_fetch_add_explicit(&g_session->objects_untracked, 1, memory_order_relaxed);
         }
+        settle(0);
         tls_inside = 0;
     }
     return b;
@@ -799,6 +814,8 @@ static void hook_free(void *ctx, void *ptr)
         settle(0);
         block_gone((uintptr_t)ptr);
         tls_inside = 0;
+    } else if (ptr && g_on && g_pending_n) {
+        pending_forget((uintptr_t)ptr);
     }
     g_base.free(g_base.ctx, ptr);
 }

@@ -47,12 +47,15 @@ static uint32_t node_new(ulma_replay *r, int32_t parent, int64_t fid)
         c = cap;
         if (ulma_grow((void **)&r->node_objects, &c, cap + 1, sizeof *r->node_objects, 0) < 0)
             return NONE;
+        c = cap;
+        if (ulma_grow((void **)&r->node_bytes, &c, cap + 1, sizeof *r->node_bytes, 0) < 0)
+            return NONE;
         r->nodes_cap = c;
     }
     uint32_t n = (uint32_t)r->nnodes++;
     r->node_parent[n] = parent;
     r->node_fid[n] = fid;
-    r->node_self[n] = r->node_calls[n] = r->node_objects[n] = 0;
+    r->node_self[n] = r->node_calls[n] = r->node_objects[n] = r->node_bytes[n] = 0;
     return n;
 }
 
@@ -287,8 +290,10 @@ static void hook_object(void *ctx, const ulma_event *e)
     if (e->kind != ULMA_OBJ_NEW || !(th->r->what & ULMA_REPLAY_TREE) || !th->depth)
         return;
     uint32_t node = th->stack[th->depth - 1].node;
-    if (node != NONE && node < th->r->nnodes)
+    if (node != NONE && node < th->r->nnodes) {
         th->r->node_objects[node]++;
+        th->r->node_bytes[node] += ulma_obj_class_bytes((e->flags & ULMA_OBJF_SIZE_MASK) >> ULMA_OBJF_SIZE_SHIFT);
+    }
 }
 
 static const ulma_walk_hooks REPLAY_HOOKS = {
@@ -332,6 +337,7 @@ void ulma_replay_free(ulma_replay *r)
     free(r->node_self);
     free(r->node_calls);
     free(r->node_objects);
+    free(r->node_bytes);
     ulma_map_free(&r->children);
     free(r->func_ids);
     free(r->funcs);

@@ -109,6 +109,7 @@ typedef struct ulma_replay {
     int64_t *node_fid;
     uint64_t *node_self, *node_calls;
     uint64_t *node_objects;  /* objects made with the stack on top (--objects) */
+    uint64_t *node_bytes;    /* their bytes, where the records tell sizes */
     size_t nnodes, nodes_cap;
     ulma_map children;       /* node << 32 | fid -> node */
     uint64_t cut_frames;     /* frames past ULMA_TREE_MAX_DEPTH */

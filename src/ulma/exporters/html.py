@@ -42,7 +42,7 @@ class HtmlExporter(Exporter):
         self.depth: dict[int, int] = {}
         self.spans: list[tuple[int, int, int, int, int]] = []  # (thread, start, end, fid, depth)
         self.min_ns = 1
-        self.nodes: list[tuple[int, int, int, int, int]] = []
+        self.nodes: list[tuple[int, int, int, int, int, int]] = []
 
     def enter(self, thread: int, t: int, fid: int, parent: int, kind: int) -> None:
         self.depth[thread] = self.depth.get(thread, 0) + 1
@@ -88,7 +88,7 @@ class HtmlExporter(Exporter):
         value = [0] * len(self.nodes)
         split = [[0.0] * width for _ in self.nodes]
         for node in range(len(self.nodes) - 1, -1, -1):  # a child comes after its parent
-            parent, fid, self_ns, _calls, _objects = self.nodes[node]
+            parent, fid, self_ns, _calls, _objects, _bytes = self.nodes[node]
             value[node] += self_ns
             f = by_fid.get(fid)
             if f is not None and self_ns:
@@ -106,7 +106,7 @@ class HtmlExporter(Exporter):
         floor = max(value[0] if value else 0, 1) * MIN_TREE_SHARE if len(self.nodes) > MAX_TREE_NODES else 0
         frames: list[model.Json] = []
         depth = [0] * len(self.nodes)
-        for node, (parent, fid, _self, _calls, _objects) in enumerate(self.nodes):
+        for node, (parent, fid, _self, _calls, _objects, _bytes) in enumerate(self.nodes):
             if node == 0:
                 frames.append(model.frame("all", "", 0, 0, value[0], split[0]))
                 continue

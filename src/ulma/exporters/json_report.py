@@ -73,10 +73,11 @@ Objects (``--objects``): ``types``, one object per type seen, in the order first
 those, destroyed since), ``live`` (the difference), ``freed_untracked`` (destroyed, made before
 tracing began or not kept by the agent: apart, never taken from ``live``), ``bytes`` (of the
 objects live, in the allocator's size classes: exact to 16 bytes up to 512, above rounded up to a
-power of two; null where the mechanism is told no size: the ref tracer), ``by_function`` (``function``: index into functions, null for a
-function with no row there; ``name``; ``created`` and ``freed`` of the objects it made;
-``freed_here``: objects of the type destroyed while it was on top); and ``objects``: null when
-not asked for, else ``mechanism`` ("reftracer"; "reftracer-late" where the interpreter does not
+power of two; null where the mechanism is told no size: the ref tracer), ``by_function``
+(``function``: index into functions, null for a function with no row there; ``name``;
+``created`` and ``freed`` of the objects it made; ``freed_here``: objects of the type destroyed
+while it was on top); and ``objects``: null when not asked for, else ``mechanism`` ("reftracer";
+"reftracer-late" where the interpreter does not
 tell the ref tracer of every destruction, CPython 3.13.0: those are counted when the object's
 address is taken by a new one, so an object gone unseen since may still be counted live;
 "allocator" on Python 3.11 and 3.12, which have no ref tracer: the object allocator's blocks, each

@@ -44,6 +44,11 @@ class PprofExporter(StackTreeExporter):
         """The run counted objects (--objects): samples carry them too."""
         return "objects_mechanism" in (self.run.end or {})
 
+    @property
+    def with_bytes(self) -> bool:
+        """The objects' records told sizes (the allocator does; the ref tracer does not)."""
+        return self.with_objects and any(self.bytes)
+
     def s(self, text: str) -> int:
         """The string's index in the string table."""
         index = self.strings.get(text)
@@ -60,8 +65,10 @@ class PprofExporter(StackTreeExporter):
         with gzip.GzipFile(fileobj=self.out, mode="wb", compresslevel=6, mtime=0) as z:
             z.write(pb.nested(P_SAMPLE_TYPE, self.value_type("wall", "nanoseconds")))
             z.write(pb.nested(P_SAMPLE_TYPE, self.value_type("calls", "count")))
-            if self.with_objects:  # --objects: objects made, per stack (the ref tracer gives no bytes)
+            if self.with_objects:  # --objects: objects made, per stack, and their bytes (allocator)
                 z.write(pb.nested(P_SAMPLE_TYPE, self.value_type("objects", "count")))
+                if self.with_bytes:
+                    z.write(pb.nested(P_SAMPLE_TYPE, self.value_type("bytes", "bytes")))
             locations = self.write_samples(z)
             self.write_functions(z, locations)
             self.write_header(z)
@@ -75,7 +82,7 @@ class PprofExporter(StackTreeExporter):
         thread_label: dict[int, bytes] = {}
         key = self.s("thread")
         parent, fids, self_ns, calls, objects = self.parent, self.fid, self.self_ns, self.calls, self.objects
-        with_objects = self.with_objects
+        with_objects, with_bytes, sizes = self.with_objects, self.with_bytes, self.bytes
         roots = self.thread_of_root
         varint, nested, location_key = pb.varint, pb.nested, pb.varint(S_LOCATION << 3 | 2)
         value_key = pb.varint(S_VALUE << 3 | 2)
@@ -100,7 +107,8 @@ class PprofExporter(StackTreeExporter):
                 label = thread_label[thread] = nested(
                     S_LABEL, pb.integer(LABEL_KEY, key) + pb.integer(LABEL_STR, name))
             packed_ids = b"".join(ids)
-            values = varint(wall) + varint(count) + (varint(made) if with_objects else b"")
+            values = (varint(wall) + varint(count) + (varint(made) if with_objects else b"")
+                      + (varint(sizes[node]) if with_bytes else b""))
             samples.append(nested(P_SAMPLE, location_key + varint(len(packed_ids)) + packed_ids + value_key
                                   + varint(len(values)) + values + label))
             if len(samples) >= 1024:

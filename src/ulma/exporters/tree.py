@@ -26,6 +26,7 @@ class StackTreeExporter(Exporter):
         self.self_ns: list[int] = [0]
         self.calls: list[int] = [0]
         self.objects: list[int] = [0]  # objects made with the stack on top (--objects)
+        self.bytes: list[int] = [0]  # their bytes, where the allocator told sizes
         self.thread_of_root: dict[int, int] = {0: -1}  # root node -> thread (-1: shared)
 
     def replayed(self, replay: _core.Replay) -> None:
@@ -39,8 +40,9 @@ class StackTreeExporter(Exporter):
         self.self_ns = [n[2] for n in nodes]
         self.calls = [n[3] for n in nodes]
         self.objects = [n[4] for n in nodes]
+        self.bytes = [n[5] for n in nodes]
         self.thread_of_root = {0: -1}
-        for node, (parent, fid, _ns, _calls, _objects) in enumerate(nodes):
+        for node, (parent, fid, _ns, _calls, _objects, _bytes) in enumerate(nodes):
             if parent < 0 and node:
                 self.thread_of_root[node] = -1 - fid
 

@@ -443,7 +443,7 @@ def build_profile(
     native_calls: bool = False,
     switched: dict[int, tuple[bool, int]] | None = None,
     counters: Iterable[tuple[int, int, int, int, int, float, int]] = (),
-    objects: Iterable[tuple[int, int, int, int, int]] = (),
+    objects: Iterable[tuple[int, int, int, int, int, int, int]] = (),
     clock0: tuple[int, int, int] = (0, 0, 0),
 ) -> Profile:
     """Names the snapshot's ids and converts ticks to ns.  ulma's own

@@ -192,7 +192,8 @@ def type_lines(profile: Profile, limit: int = 10) -> list[Text]:
     if lost["mechanism"] == "allocator":
         lines.append(Text("  Python 3.11/3.12 (no ref tracer): counted from the object allocator's blocks; "
                           "objects CPython reuses from its free lists (float, tuple, list, dict, ...) are "
-                          "not seen made or destroyed, and one a free list keeps counts as live", style="yellow"))
+                          "not seen made or destroyed, and one a free list keeps counts as live",
+                          style="yellow"))
     if lost["untracked"] or lost["types_overflow"] or lost["displaced"]:
         lines.append(Text(f"  objects whose maker was not kept: {lost['untracked']:,}; types past the limit: "
                           f"{lost['types_overflow']:,}; the program's own ref tracer in front of ulma's: "
