@@ -48,10 +48,11 @@ def shares(report: dict[str, Any]) -> dict[tuple[str, str], tuple[int, int, int]
 
 def check_made(report: dict[str, Any]) -> None:
     """Made: exact.  Destroyed: exact where the interpreter tells the ref tracer of every
-    destruction ("reftracer"); where it does not (CPython 3.13.0: "reftracer-late"), never more
-    than were, and an object kept never counted destroyed.  Python 3.11/3.12 ("allocator"): exact
-    for objects that get a block of their own (str, instances); list and dict objects CPython takes
-    from its free lists are not seen (never more counted than were)."""
+    destruction ("reftracer"); where it does not (CPython 3.13.0: "reftracer-late"), exact for
+    objects whose blocks are freed (str, instances), and for lists and dicts CPython keeps in its
+    free lists never more than were, and an object kept never counted destroyed.  Python 3.11 and
+    3.12 ("allocator"): exact for objects that get a block of their own (str, instances); list and
+    dict objects CPython takes from its free lists are not seen (never more counted than were)."""
     mechanism = report["objects"]["mechanism"]
     exact = mechanism in ("reftracer", "allocator")
     assert mechanism == "allocator" if ALLOCATOR else mechanism in ("reftracer", "reftracer-late")
@@ -67,7 +68,11 @@ def check_made(report: dict[str, Any]) -> None:
             assert 0 < made <= KEEP and freed == 0, (type_name, got[type_name, maker])
             continue
         assert made == N, (type_name, got[type_name, maker])
-        assert freed == N - KEEP if exact else freed <= N - KEEP, (type_name, got[type_name, maker])
+        # (late: an object the tracer was not told of is still seen when its block is freed; only
+        # objects CPython keeps in its free lists give no block back)
+        exact_here = exact or type_name not in FREE_LISTED
+        assert freed == N - KEEP if exact_here else freed <= N - KEEP, (type_name, got[type_name, maker],
+                                                                        mechanism)
         # (late: each one dropped in the loop is found when the next one takes its memory; the
         # ref tracer alone was told of 1 list of 900 on 3.13.0)
         assert exact or freed >= (N - KEEP) * 9 // 10, (type_name, got[type_name, maker])
@@ -76,7 +81,7 @@ def check_made(report: dict[str, Any]) -> None:
     assert got["AcrossThing", "across"][:2] == (N, N)
     assert got["AcrossThing", "drop_all"] == (0, 0, N)
     thing = {t["name"]: t for t in report["types"]}["Thing"]
-    assert thing["created"] == N and (thing["live"] == KEEP if exact else thing["live"] >= KEEP), thing
+    assert thing["created"] == N and thing["live"] == KEEP, thing
     if ALLOCATOR:
         # bytes: the blocks of the 100 kept, each the same size class (at least an object header
         # of 16 bytes and a GC header of 16, at most a pymalloc block of 512)
@@ -160,11 +165,12 @@ for line in open("/proc/self/maps"):
 """
 
 
-@pytest.mark.skipif(not ALLOCATOR, reason="3.13 has the ref tracer (its own test above)")
 def test_without_objects_no_allocator_is_set_and_with_it_ulmas_is(
     ulma_json: UlmaJson, describe: Callable[[Completed], str], tmp_path: Path,
 ) -> None:
-    """The cost with --objects off is nothing: the object allocator is the one python has."""
+    """The cost with --objects off is nothing: the object allocator is the one python has.  With
+    it, ulma's (3.11 and 3.12: the mechanism; 3.13 where the ref tracer is not told of every
+    destruction: its frees)."""
     program = tmp_path / "allocator_set.py"
     program.write_text(OBJECT_ALLOCATOR)
     plain = run_process([sys.executable, str(program)])
@@ -176,8 +182,10 @@ def test_without_objects_no_allocator_is_set_and_with_it_ulmas_is(
     assert report["objects"] is None and report["types"] == []
     result, report = ulma_json(["--objects", "--no-report", str(program)])
     assert result.returncode == 0, describe(result)
-    assert "ulma/_core" in result.stdout.split()[-1], result.stdout
-    assert report["objects"]["mechanism"] == "allocator"
+    hooked = report["objects"]["mechanism"] in ("allocator", "reftracer-late")
+    assert ("ulma/_core" in result.stdout.split()[-1]) == hooked, (result.stdout, report["objects"])
+    if ALLOCATOR or sys.version_info[:3] == (3, 13, 0):
+        assert hooked, report["objects"]
 
 
 TRACEMALLOC_USER = """
@@ -196,12 +204,13 @@ print("tracemalloc saw", seen >= 1000, len(kept))
 """
 
 
-@pytest.mark.skipif(not ALLOCATOR, reason="3.13 counts with the ref tracer, not the allocator")
-def test_tracemalloc_in_the_program_works_as_under_python_and_ulma_still_counts(
+def test_tracemalloc_in_the_program_works_as_under_python_and_ulma_counts_or_says_it_stood_aside(
     ulma_json: UlmaJson, describe: Callable[[Completed], str], tmp_path: Path,
 ) -> None:
-    """tracemalloc's hook goes in front of ulma's allocator and calls it; its stop puts ulma's
-    back: the program's tracemalloc sees what it sees under python, ulma every Thing."""
+    """3.11, 3.12: tracemalloc's hook goes in front of ulma's allocator and calls it; its stop
+    puts ulma's back: the program's tracemalloc sees what it sees under python, ulma every Thing.
+    3.13: tracemalloc sets a ref tracer of its own (and clears it when it stops): it sees what it
+    sees under python, and ulma says its tracer was displaced."""
     program = tmp_path / "tracemalloc_user.py"
     program.write_text(TRACEMALLOC_USER)
     plain = run_process([sys.executable, str(program)])
@@ -209,6 +218,9 @@ def test_tracemalloc_in_the_program_works_as_under_python_and_ulma_still_counts(
     result, report = ulma_json(["--objects", "--no-report", str(program)])
     assert result.returncode == 0, describe(result)
     assert result.stdout == plain.stdout
+    if not ALLOCATOR:
+        assert report["objects"]["displaced"] == 1, report["objects"]
+        return
     maker = "make.<locals>.<listcomp>" if sys.version_info < (3, 12) else "make"  # (3.12 inlines it)
     assert shares(report)["Thing", maker][0] == 1000
     assert report["objects"]["displaced"] == 0

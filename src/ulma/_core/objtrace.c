@@ -18,10 +18,14 @@
  * STORE_FAST or POP_TOP gets no DESTROY).  Start checks whether this
  * interpreter tells of every destruction; where it does not, an object
  * still kept when its address is taken by a new one is counted destroyed
- * then (ULMA_OBJF_LATE), and the mechanism says so.  (Wrapping the types'
- * tp_dealloc or tp_free to see the rest was tried: it defeats CPython's
- * trashcan, which compares tp_dealloc, recurses in a subtype's dealloc
- * that calls its base's slot, and makes __class__ assignment refuse.)
+ * then (ULMA_OBJF_LATE), and the mechanism says so.  There, the object
+ * allocator's frees are hooked too: an object freed untold gives its block
+ * back, and is counted destroyed then, exactly; only objects CPython keeps
+ * in its free lists (list, dict, tuple, float, ...) give none back and are
+ * found late.  (Wrapping the types' tp_dealloc or tp_free to see the rest
+ * was tried: it defeats CPython's trashcan, which compares tp_dealloc,
+ * recurses in a subtype's dealloc that calls its base's slot, and makes
+ * __class__ assignment refuse.)
  *
  * Python 3.11 and 3.12 have no ref tracer: the object allocator's blocks
  * stand in (ULMA_OBJECTS_ALLOCATOR; "Allocator" below).
@@ -426,6 +430,75 @@ static int tracer(PyObject *op, PyRefTracerEvent event, void *data)
     return 0;
 }
 
+/* ---- where the tracer is not told of every destruction: the object
+ * allocator's frees.  An object the eval loop frees untold still gives its
+ * block back (objects CPython keeps in a free list do not: those stay
+ * found late).  Its object lies at the block's start, after the 16-byte GC
+ * header, or after a 16-byte pre-header and the GC header; the live table
+ * has it under that address, unless the tracer was told of it. ---- */
+static PyMemAllocatorEx g_base;  /* the object domain's allocator before ulma's */
+static int g_free_hooked;        /* ulma's is (or was left) set */
+static int g_free_on;
+
+static void *hook_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    return g_base.malloc(g_base.ctx, size);
+}
+
+static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    (void)ctx;
+    return g_base.calloc(g_base.ctx, nelem, elsize);
+}
+
+static void *hook_realloc(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx; /* (an object moved is told to the tracer: gone, then made) */
+    return g_base.realloc(g_base.ctx, ptr, size);
+}
+
+static void hook_free(void *ctx, void *ptr)
+{
+    (void)ctx;
+    if (ptr && g_free_on && recording() && g_live.n) {
+        tls_inside = 1;
+        for (size_t at = 0; at <= 4 * sizeof(void *); at += 2 * sizeof(void *)) {
+            addr_slot got = map_take(&g_live, (uintptr_t)ptr + at);
+            if (got.addr) {
+                record(ULMA_OBJ_FREE, got.creator, 0, got.type);
+                break;
+            }
+        }
+        tls_inside = 0;
+    }
+    g_base.free(g_base.ctx, ptr);
+}
+
+static void free_hook_start(void)
+{
+    if (!g_free_hooked) {
+        PyMemAllocatorEx mine = {NULL, hook_malloc, hook_calloc, hook_realloc, hook_free};
+        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &g_base);
+        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &mine);
+        g_free_hooked = 1;
+    }
+    g_free_on = 1;
+}
+
+static void free_hook_stop(void)
+{
+    g_free_on = 0;
+    if (!g_free_hooked)
+        return;
+    PyMemAllocatorEx now;
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &now);
+    if (now.free == hook_free) { /* else another stands in front, calling ulma's: it stays */
+        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &g_base);
+        g_free_hooked = 0;
+    }
+}
+
 int ulma_objects_start(PyObject *types)
 {
     patterns_free();
@@ -453,14 +526,17 @@ int ulma_objects_start(PyObject *types)
     }
     g_installed = 1;
     g_on = 1;
+    int exact = check_exact();
+    if (!exact)
+        free_hook_start();
     atomic_store_explicit(&g_session->objects_mechanism,
-                          check_exact() ? ULMA_OBJECTS_REFTRACER : ULMA_OBJECTS_REFTRACER_LATE,
-                          memory_order_relaxed);
+                          exact ? ULMA_OBJECTS_REFTRACER : ULMA_OBJECTS_REFTRACER_LATE, memory_order_relaxed);
     return 0;
 }
 
 void ulma_objects_stop(void)
 {
+    free_hook_stop();
     if (!g_installed)
         return;
     g_on = 0;
