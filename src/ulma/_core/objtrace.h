@@ -1,9 +1,12 @@
 /*
  * objtrace.h -- object lifecycle records for --objects (records.h "Object
- * lifecycle records"): on Python 3.13+ a ref tracer (PyRefTracer_SetTracer)
- * turns each object's creation and destruction into one OBJ_NEW or
- * OBJ_FREE record on the thread's ring.  Not installed at all unless asked
- * for: without --objects it costs nothing.
+ * lifecycle records"): on Python 3.13+ a ref tracer (PyRefTracer_SetTracer),
+ * with the object allocator's frees where the interpreter does not tell it
+ * of every destruction; on 3.11 and 3.12 the object allocator's blocks
+ * (PyMem_SetAllocator), typed by their objects' headers.  Each object's
+ * creation and destruction is one OBJ_NEW or OBJ_FREE record on the
+ * thread's ring.  Not installed at all unless asked for: without --objects
+ * it costs nothing.
  */
 #ifndef ULMA_OBJTRACE_H
 #define ULMA_OBJTRACE_H
