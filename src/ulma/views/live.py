@@ -620,6 +620,11 @@ class LiveView(App[None]):
             return
         title.append(f"live {sum(t.live for t in profile.types):,} ")
         title.append(sparkline(list(self._live_history)), style="cyan")
+        mechanism = profile.objects.get("mechanism")
+        if mechanism == "allocator":  # (3.11, 3.12: labelled, as the report and the JSON do)
+            title.append("   allocator's blocks: free-listed list/dict/tuple/float unseen", style="yellow")
+        elif mechanism == "reftracer-late":
+            title.append("   free-listed objects' destructions found late", style="yellow")
         rows = []
         if self.focus_key is not None:
             name = self.focus_key[0]
