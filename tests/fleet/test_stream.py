@@ -5,11 +5,14 @@ line, and bad input is one line.  (tests/fleet/test_netns.py: hosts of their own
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from tests.conftest import run_process, ulma_command
 from tests.fleet.helpers import (
@@ -24,6 +27,7 @@ from tests.fleet.helpers import (
     trace_pid,
     ulma_lines,
 )
+from ulma.fleet import wire
 
 PROGRAM = """\
 import sys, time
@@ -215,3 +219,56 @@ def test_a_full_send_queue_drops_events_from_the_stream_only_and_says_so(tmp_pat
     assert said[:1] == [f"ulma: the stream to {collector.address} fell behind: {dropped} of {total} "
                         "events were not streamed (the figures were; the local report and -o have "
                         "everything)"], result.stderr
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set so far (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+async def send_bomb(address: str, gib: int) -> None:
+    """A peer that holds the token says hello, then sends `gib` GiB of frames (of a kind the
+    collector ignores) that zstd packs into some hundred KiB."""
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        await wire.client_handshake(reader, writer, TOKEN.encode())
+        pack = zstandard.ZstdCompressor(level=3).compressobj()
+        hello = {"stream": "bomb", "pid": 1, "host": "bomb", "command": "bomb", "mode": "aggregates"}
+        writer.write(pack.compress(wire.frame(wire.HELLO, json.dumps(hello).encode())))
+        junk = wire.frame(b"z", b"x" * 1019) * 1024  # 1 MiB
+        for _ in range(gib * 1024):
+            writer.write(pack.compress(junk))
+        writer.write(pack.flush())
+        await writer.drain()
+        await asyncio.wait_for(reader.read(), 30)  # until the collector hangs up
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+
+
+def test_a_decompression_bomb_from_a_peer_with_the_token_is_dropped_in_one_line_without_the_memory(
+        tmp_path: Path, program: Path) -> None:
+    """1 GiB of frames in ~100 KiB of zstd: the collector stops inflating past 1024 times what a read
+    brought, says so in one line and goes on (a run streams to it after); its memory stays bounded
+    (inflating each read whole took GiBs)."""
+    collector = Collector(tmp_path, events=False)
+    try:
+        asyncio.run(send_bomb(collector.address, 1))
+        peak = peak_rss_mib(collector.proc.pid)
+        result = run(["--to", collector.address, "--json", str(tmp_path / "local.json"), str(program), "3"],
+                     cwd=tmp_path)
+        _, err, doc = collector.stop()
+    finally:
+        collector.kill()
+    assert peak < 400, peak
+    said = [line for line in err.splitlines() if "dropped a connection" in line]
+    assert said == ["ulma collect: dropped a connection from 127.0.0.1: WireError: a read decompressed to "
+                    "more than 1024 times its size (a decompression bomb)"], err
+    assert "Traceback" not in err
+    assert result.returncode == 0, result.stderr
+    assert len(doc["hosts"]) >= 1

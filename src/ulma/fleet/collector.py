@@ -19,8 +19,9 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import zstandard
 
@@ -37,6 +38,46 @@ JSON_VERSION = 1
 SUMMED = ("calls", "resumes", "self_ns", "total_ns", "cpu_ns", "wait_ns", "wait_blocked_ns",
           "wait_runnable_ns", "overhead_ns", "unmeasured_ns", "self_cpu_ns", "self_wait_ns",
           "self_overhead_ns", "call_overhead_ns", "await_ns", "self_await_ns")
+
+
+# what one read of a connection may decompress to: zstd makes ulma's frames 5 to 30 times smaller;
+# a stream that makes far more of a read is a decompression bomb, refused before it takes memory
+INFLATE_RATIO = 1024
+INFLATE_SLACK = 1 << 20
+
+
+class _TakenOver(Exception):
+    """A newer connection took the session over."""
+
+
+class Inflow:
+    """One connection's decompressed side: its frames handed on as they come out of zstd (no read's
+    whole output is ever held), and at most INFLATE_RATIO times a read's bytes (plus INFLATE_SLACK)
+    out of one read, else WireError."""
+
+    def __init__(self, handle: Callable[[bytes, bytes], None]) -> None:
+        self.frames = wire.FrameBuffer()
+        self.handle = handle
+        self.budget = 0
+        self.unpack = zstandard.ZstdDecompressor().stream_writer(cast("IO[bytes]", self), write_size=1 << 16,
+                                                                 closefd=False)
+
+    def feed(self, data: bytes) -> None:
+        self.budget = INFLATE_RATIO * len(data) + INFLATE_SLACK
+        self.unpack.write(data)
+
+    def write(self, data: bytes) -> int:
+        """zstd's output, a piece at a time."""
+        self.budget -= len(data)
+        if self.budget < 0:
+            raise wire.WireError(f"a read decompressed to more than {INFLATE_RATIO} times its size "
+                                 "(a decompression bomb)")
+        for kind, body in self.frames.feed(data):
+            self.handle(kind, body)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 @dataclass
@@ -130,10 +171,24 @@ class Collector:
 
     async def _receive(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                        address: str) -> Source | None:
-        unpack = zstandard.ZstdDecompressor().decompressobj()
-        frames = wire.FrameBuffer()
         src: Source | None = None
         pinger: asyncio.Future[None] | None = None
+        t4 = 0
+
+        def handle(kind: bytes, body: bytes) -> None:
+            nonlocal src, pinger
+            if src is None:
+                if kind != wire.HELLO:
+                    raise wire.WireError("no hello")
+                src = self._hello(json.loads(body), address, writer)
+                writer.write(wire.frame(wire.RESUME, wire.SEQ.pack(src.seq)))
+                pinger = asyncio.ensure_future(self._pings(writer))
+                return
+            if src.conn is not writer:  # a newer connection took the session over
+                raise _TakenOver
+            self._message(src, kind, body, t4)
+
+        inflow = Inflow(handle)
         try:
             while True:
                 data = await asyncio.wait_for(reader.read(1 << 16), SILENCE_SECONDS)
@@ -141,17 +196,10 @@ class Collector:
                     return src
                 t4 = time.monotonic_ns()
                 acked = src.seq if src is not None else 0
-                for kind, body in frames.feed(unpack.decompress(data)):
-                    if src is None:
-                        if kind != wire.HELLO:
-                            raise wire.WireError("no hello")
-                        src = self._hello(json.loads(body), address, writer)
-                        writer.write(wire.frame(wire.RESUME, wire.SEQ.pack(src.seq)))
-                        pinger = asyncio.ensure_future(self._pings(writer))
-                        continue
-                    if src.conn is not writer:  # a newer connection took the session over
-                        return src
-                    self._message(src, kind, body, t4)
+                try:
+                    inflow.feed(data)
+                except _TakenOver:
+                    return src
                 if src is not None and src.seq != acked:
                     writer.write(wire.frame(wire.ACK, wire.SEQ.pack(src.seq)))
                 await writer.drain()
