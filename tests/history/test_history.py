@@ -29,8 +29,8 @@ class Backend:
         self.reports: list[dict[str, Any]] = []
         for i, args in enumerate(([], ["slow"])):
             report = tmp / f"report{i}.json"
-            result = run_process(ulma_command(["run", "--history", dsn, "--no-report", "--json", str(report),
-                                               str(PROGRAM), *args]), cwd=tmp, timeout=120)
+            result = run_process(ulma_command(["run", "--history", dsn, "--objects", "--no-report", "--json",
+                                               str(report), str(PROGRAM), *args]), cwd=tmp, timeout=120)
             assert result.returncode == 0, result.stderr
             said = [line for line in result.stderr.splitlines() if line.startswith("ulma: history:")]
             assert len(said) == 1, result.stderr
@@ -177,3 +177,18 @@ def test_callers_are_the_reports_edges(backend: Backend) -> None:
             assert {(c["name"], c["line"]): (c["calls"], c["total_ns"]) for c in got} == expected
             assert [c["name"] for c in got] == ["main"]
             assert got[0]["calls"] == (WORK if callee == "work" else OTHER)
+
+
+def test_object_counts_per_type_are_each_runs_report_and_the_programs(backend: Backend) -> None:
+    """--objects: the history's counts per type over a run are its report's exactly, and the
+    program's own Orders (WORK made, a tenth kept)."""
+    for run, report in zip(backend.runs, backend.reports, strict=True):
+        got = {t["name"]: t for t in backend.ask("types", "--run", run, "--limit", "0")["types"]}
+        want = {t["name"]: t for t in report["types"] if t["created"] or t["freed"] or t["freed_untracked"]}
+        assert got.keys() == want.keys()
+        for name, t in want.items():
+            g = got[name]
+            figures = (g["created"], g["freed"], g["freed_untracked"], g["bytes"])
+            assert figures == (t["created"], t["freed"], t["freed_untracked"], t["bytes"] or 0), name
+        order = got["Order"]
+        assert (order["created"], order["live"]) == (WORK, WORK // 10), order

@@ -54,7 +54,7 @@ def _varints(data: bytes) -> list[int]:
         value |= (b & 0x7F) << shift
         shift += 7
         if not b & 0x80:
-            out.append(value)
+            out.append(value - (1 << 64) if value >= 1 << 63 else value)  # int64
             value = shift = 0
     return out
 

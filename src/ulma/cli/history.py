@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from ulma.history.writer import HistoryWriter
     from ulma.monitor.profile import Profile
 
-HELP = "read the fleet history that `run --history` writes: top, trend, callers, compare, hosts, runs"
+HELP = ("read the fleet history that `run --history` writes: top, trend, callers, compare, hosts, runs, "
+        "types")
 DSN_HELP = ("clickhouse://HOST[:PORT][/DB][?cluster=NAME] for a ClickHouse server or cluster, "
             "chdb:PATH for an embedded chDB in PATH; none: the embedded chDB under "
             "$XDG_DATA_HOME/ulma/history")
@@ -171,7 +172,8 @@ def when(text: str) -> int:
 
 def _parser() -> Parser:
     p = Parser(prog="ulma history", description=HELP)
-    sub = p.add_subparsers(dest="what", metavar="{top,trend,callers,compare,hosts,runs}", parser_class=Parser)
+    sub = p.add_subparsers(dest="what", metavar="{top,trend,callers,compare,hosts,runs,types}",
+                           parser_class=Parser)
 
     def common(q: argparse.ArgumentParser, scope: bool = True) -> None:
         q.add_argument("--dsn", default=None, metavar="DSN", help=f"where the history is: {DSN_HELP}")
@@ -208,6 +210,9 @@ def _parser() -> Parser:
     common(q)
     q = sub.add_parser("runs", help="the runs in the history, with their ids (for compare and --run)")
     common(q)
+    q = sub.add_parser("types", help="runs with --objects: objects made, destroyed and live per type")
+    common(q)
+    q.add_argument("--limit", type=int, default=20, metavar="N", help="rows (default: 20; 0: all)")
     return p
 
 
@@ -217,7 +222,7 @@ def execute(argv: list[str]) -> int:
     parser = _parser()
     opts = parser.parse(argv)
     if opts.what is None:
-        raise UsageError("ulma history needs one of top, trend, callers, compare, hosts, runs "
+        raise UsageError("ulma history needs one of top, trend, callers, compare, hosts, runs, types "
                          "(see `ulma history --help`)")
     try:
         answer = _ask(opts)
@@ -268,6 +273,8 @@ def _answer(store: Store, opts: argparse.Namespace, queries: Any) -> dict[str, A
         return called
     if opts.what == "hosts":
         return {"hosts": queries.hosts(store, scope)}
+    if opts.what == "types":
+        return {"since": opts.since, "until": opts.until, "types": queries.types(store, scope, opts.limit)}
     return {"runs": queries.runs(store, scope)}
 
 
@@ -330,6 +337,13 @@ def _show(what: str, answer: dict[str, Any]) -> None:
         for r in answer["hosts"]:
             table.add_row(r["host"], str(r["processes"]), str(r["runs"]), at(r["first"]), at(r["last"]),
                           f"{r['calls']:,}", ns(r["total_ns"]))
+    elif what == "types":
+        table = Table(title="objects per type")
+        for h in ("type", "live", "made", "destroyed", "made before, destroyed", "bytes live"):
+            table.add_column(h, justify="left" if h == "type" else "right")
+        for t in answer["types"]:
+            table.add_row(t["name"], f"{t['live']:,}", f"{t['created']:,}", f"{t['freed']:,}",
+                          f"{t['freed_untracked']:,}", f"{t['bytes']:,}" if t["bytes"] else "")
     else:
         table = Table(title="runs")
         for h in ("run", "host", "pid", "command", "first", "last", "calls", "total"):

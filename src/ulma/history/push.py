@@ -5,7 +5,8 @@ takes a gzipped ``profile.proto`` as the body of a POST).
 Every ``interval`` seconds, and once more at the end with the final totals, one profile of what
 happened since the previous push: built from the monitor's live snapshot, which holds
 per-function totals and no call tree, so each sample is one function on its own (a one-frame
-stack) with two values -- ``wall``, its self time in ns over the interval, and ``calls``.  (The
+stack) with two values -- ``wall``, its self time in ns over the interval, and ``calls`` (a
+correction of a live estimate of a call still open can make ``wall`` negative).  (The
 whole stacks are in ``ulma export --format pprof`` of a trace.)  The query string gets ``from``
 and ``until`` (Unix seconds) when the URL does not have them, as Pyroscope wants.
 
@@ -115,7 +116,10 @@ class PprofPusher:
         for key, (wall, calls) in current.items():
             w0, c0 = self._prev.get(key, (0, 0))
             if wall != w0 or calls != c0:
-                delta[key] = (max(wall - w0, 0), max(calls - c0, 0))
+                # (signed: a live snapshot counts a call still open up to now, which may be past its
+                # return not yet drained; the next push corrects it, so the pushes add up to the
+                # run's totals exactly -- pprof's values are int64)
+                delta[key] = (wall - w0, calls - c0)
         data = encode(delta, self._prev_ns, now - self._prev_ns, self.command)
         parts = urlsplit(self.url)
         query = parse_qsl(parts.query, keep_blank_values=True)

@@ -135,3 +135,17 @@ def runs(store: Store, scope: Scope) -> list[dict[str, Any]]:
     return [{"run_id": r[0], "host": r[1], "pid": int(r[2]), "command": commands.get(r[0], ""),
              "first": int(r[3]), "last": int(r[4]), "rows": int(r[5]), "calls": int(r[6]),
              "total_ns": int(r[7])} for r in store.query(sql)]
+
+
+def types(store: Store, scope: Scope, limit: int) -> list[dict[str, Any]]:
+    """--objects runs: each type's objects made, destroyed and live bytes over the scope, most
+    left live first; limit 0: all."""
+    db = store.dsn.db
+    if not int(store.query(f"EXISTS TABLE {db}.objects")[0][0]):
+        raise HistoryError("no object counts in the history (`ulma run --objects --history` writes them)")
+    sql = (f"SELECT type_name, sum(created) AS s_created, sum(freed) AS s_freed, sum(freed_untracked), "
+           f"sum(bytes) FROM {db}.objects{scope.where()} GROUP BY type_name "
+           "ORDER BY s_created - s_freed DESC, s_created DESC, type_name"
+           + (f" LIMIT {limit}" if limit else ""))
+    return [{"name": r[0], "created": int(r[1]), "freed": int(r[2]), "live": int(r[1]) - int(r[2]),
+             "freed_untracked": int(r[3]), "bytes": int(r[4])} for r in store.query(sql)]

@@ -4,7 +4,7 @@ second as they would have been inserted, and taken in by the next ulma that open
 starting or ending, or `ulma history`) once complete -- its writer wrote the end line, or died.
 
 A file: JSON lines, the first ``{"pid": writer's pid}``, then ``["runs", row]`` and
-``["functions", row]`` and ``["edges", row]`` lines, the last ``{"end": true}``."""
+``["functions", row]``, ``["edges", row]`` and ``["objects", row]`` lines, the last ``{"end": true}``."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import os
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
-from ulma.history.store import EDGE_COLUMNS, FUNCTION_COLUMNS, RUN_COLUMNS, Row
+from ulma.history.store import EDGE_COLUMNS, FUNCTION_COLUMNS, OBJECT_COLUMNS, RUN_COLUMNS, Row
 
 if TYPE_CHECKING:
     from ulma.history.store import ChdbStore
 
-COLUMNS = {"functions": FUNCTION_COLUMNS, "edges": EDGE_COLUMNS, "runs": RUN_COLUMNS}
+COLUMNS = {"functions": FUNCTION_COLUMNS, "edges": EDGE_COLUMNS, "objects": OBJECT_COLUMNS,
+           "runs": RUN_COLUMNS}
 
 
 def spool_dir(path: str) -> str:

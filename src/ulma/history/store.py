@@ -17,11 +17,16 @@ the last hour"), and within each hour one function's rows lie together ("one fun
 ``calls`` and ``total_ns`` (the callee's time when called from there); ordered as ``functions``, by
 the callee.
 
+``objects`` (runs with ``--objects``): one row per (process, second, type) whose counts moved that
+second -- ``type_name`` (module.qualname), ``created``, ``freed`` (of those made while traced),
+``freed_untracked`` (made before tracing) and ``bytes`` (the change of the type's live bytes, 0
+where the mechanism tells no size); ordered by (hour, type, second).
+
 ``runs``: one row per run -- ``run_id``, ``host``, ``pid``, ``command``, ``started``.
 
-On a cluster each shard holds ``functions_local``, ``edges_local`` and ``runs_local``, and every shard a
-``Distributed`` table of the plain name over them (rows spread at random): reads and writes name
-the plain tables everywhere.
+On a cluster each shard holds ``functions_local``, ``edges_local``, ``objects_local`` and
+``runs_local``, and every shard a ``Distributed`` table of the plain name over them (rows spread at
+random): reads and writes name the plain tables everywhere.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ FUNCTION_COLUMNS = ("ts", "host", "pid", "run_id", "name", "file", "line", *FIGU
 RUN_COLUMNS = ("run_id", "host", "pid", "command", "started")
 EDGE_COLUMNS = ("ts", "host", "pid", "run_id", "caller_name", "caller_file", "caller_line", "name", "file",
                 "line", "calls", "total_ns")
+OBJECT_COLUMNS = ("ts", "host", "pid", "run_id", "type_name", "created", "freed", "freed_untracked", "bytes")
 
 _FUNCTIONS = """CREATE TABLE IF NOT EXISTS {db}.{table} (
     ts DateTime, host String, pid UInt32, run_id String, name String, file String, line UInt32,
@@ -53,12 +59,16 @@ _EDGES = """CREATE TABLE IF NOT EXISTS {db}.{table} (
     caller_name String, caller_file String, caller_line UInt32, name String, file String, line UInt32,
     calls Int64, total_ns Int64
 ) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(ts) ORDER BY (toStartOfHour(ts), name, file, line, ts)"""
+_OBJECTS = """CREATE TABLE IF NOT EXISTS {db}.{table} (
+    ts DateTime, host String, pid UInt32, run_id String, type_name String,
+    created Int64, freed Int64, freed_untracked Int64, bytes Int64
+) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(ts) ORDER BY (toStartOfHour(ts), type_name, ts)"""
 _RUNS = """CREATE TABLE IF NOT EXISTS {db}.{table} (
     run_id String, host String, pid UInt32, command String, started DateTime
 ) ENGINE = MergeTree() PARTITION BY toYYYYMM(started) ORDER BY (started, run_id)"""
 
 
-TABLES = ("functions", "edges", "runs")
+TABLES = ("functions", "edges", "objects", "runs")
 
 
 def ddl(db: str, suffix: str = "") -> list[str]:
@@ -67,6 +77,7 @@ def ddl(db: str, suffix: str = "") -> list[str]:
     return [f"CREATE DATABASE IF NOT EXISTS {db}",
             _FUNCTIONS.format(db=db, table="functions" + suffix, figures=figures),
             _EDGES.format(db=db, table="edges" + suffix),
+            _OBJECTS.format(db=db, table="objects" + suffix),
             _RUNS.format(db=db, table="runs" + suffix)]
 
 

@@ -27,6 +27,7 @@ from ulma.history.spool import Spool
 from ulma.history.store import (
     EDGE_COLUMNS,
     FUNCTION_COLUMNS,
+    OBJECT_COLUMNS,
     RUN_COLUMNS,
     HistoryBusy,
     Row,
@@ -68,6 +69,18 @@ def edge_totals(profile: Profile) -> dict[EdgeKey, tuple[int, int]]:
     return out
 
 
+def type_totals(profile: Profile) -> dict[str, tuple[int, int, int, int]]:
+    """--objects: each type's made, destroyed of those, destroyed made before, live bytes (0: not
+    told)."""
+    out: dict[str, tuple[int, int, int, int]] = {}
+    for t in profile.types:
+        row = (t.created, t.freed, t.freed_untracked, t.bytes or 0)
+        before = out.get(t.name)
+        out[t.name] = row if before is None else (before[0] + row[0], before[1] + row[1],
+                                                  before[2] + row[2], before[3] + row[3])
+    return out
+
+
 def new_run_id(pid: int) -> str:
     """Readable, in time order, and apart from another host's run of the same second."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
@@ -87,6 +100,7 @@ class HistoryWriter:
         self._spool: Spool | None = None  # chDB open in another ulma: rows kept beside it
         self._prev: Totals = {}
         self._prev_edges: dict[EdgeKey, tuple[int, int]] = {}
+        self._prev_types: dict[str, tuple[int, int, int, int]] = {}
         self._prev_t = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -118,13 +132,17 @@ class HistoryWriter:
             return False
         return True
 
-    def _insert(self, rows: list[Row], edges: list[Row]) -> None:
+    def _insert(self, rows: list[Row], edges: list[Row], objects: list[Row]) -> None:
         if self._spool is not None:
             self._spool.insert("functions", rows)
             self._spool.insert("edges", edges)
+            if objects:
+                self._spool.insert("objects", objects)
         elif self._store is not None:
             self._store.insert("functions", FUNCTION_COLUMNS, rows)
             self._store.insert("edges", EDGE_COLUMNS, edges)
+            if objects:
+                self._store.insert("objects", OBJECT_COLUMNS, objects)
 
     def _loop(self, snapshot: Callable[[], Profile]) -> None:
         if not self._open(self._prev_t):
@@ -157,13 +175,21 @@ class HistoryWriter:
             if calls != calls0 or total != total0:
                 edges.append((second, self.host, self.pid, self.run_id, *ekey, calls - calls0,
                               total - total0))
+        current_types = type_totals(profile)
+        objects: list[Row] = []
+        for name, counts in current_types.items():
+            before4 = self._prev_types.get(name, (0, 0, 0, 0))
+            change = tuple(a - b for a, b in zip(counts, before4, strict=True))
+            if any(change):
+                objects.append((second, self.host, self.pid, self.run_id, name, *change))
         try:
-            self._insert(rows, edges)
+            self._insert(rows, edges, objects)
         except Exception as exc:
             self._fail(exc)
             return False
         self.rows += len(rows)
         self._prev, self._prev_edges, self._prev_t = current, current_edges, now
+        self._prev_types = current_types
         return True
 
     def stop(self) -> None:
