@@ -328,6 +328,53 @@ static void patterns_free(void)
     g_npatterns = 0;
 }
 
+/* A session's start, either mechanism: its type patterns, and new type ids
+ * (every type is named again) and no live object; 0, or -1 with an
+ * exception. */
+static int tables_anew(PyObject *types)
+{
+    patterns_free();
+    if (ulma_patterns_copy(types, &g_patterns, NULL, &g_npatterns) < 0) {
+        patterns_free();
+        return -1;
+    }
+    free(g_types);
+    g_types = NULL;
+    g_types_cap = g_types_n = 0;
+    g_next_type = 1;
+    map_clear(&g_live);
+    return 0;
+}
+
+/* ---- ulma's object allocator in front of the domain's (Python 3.11 and
+ * 3.12: the mechanism; 3.13: the frees the ref tracer is not told of) ---- */
+static PyMemAllocatorEx g_base; /* the object domain's allocator before ulma's */
+
+/* Sets `mine` in front, unless ulma's is still set from before (`*set`): a
+ * stop another allocator stood in front of leaves it where it is, still
+ * called; set in front again, it would call that one, which calls it. */
+static void allocator_in_front(const PyMemAllocatorEx *mine, int *set)
+{
+    if (*set)
+        return;
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &g_base);
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, (PyMemAllocatorEx *)mine);
+    *set = 1;
+}
+
+/* Puts the one before back if ulma's (`free`) is still in front; 0 if
+ * another stands there (calling ulma's, which stays and passes on). */
+static int allocator_taken_out(void (*mine_free)(void *, void *), int *set)
+{
+    PyMemAllocatorEx now;
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &now);
+    if (now.free != mine_free)
+        return 0;
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &g_base);
+    *set = 0;
+    return 1;
+}
+
 #if PY_VERSION_HEX >= 0x030D0000
 
 static PyRefTracer g_prev; /* the tracer ulma's chains to */
@@ -436,7 +483,6 @@ static int tracer(PyObject *op, PyRefTracerEvent event, void *data)
  * found late).  Its object lies at the block's start, after the 16-byte GC
  * header, or after a 16-byte pre-header and the GC header; the live table
  * has it under that address, unless the tracer was told of it. ---- */
-static PyMemAllocatorEx g_base;  /* the object domain's allocator before ulma's */
 static int g_free_hooked;        /* ulma's is (or was left) set */
 static int g_free_on;
 
@@ -477,41 +523,22 @@ static void hook_free(void *ctx, void *ptr)
 
 static void free_hook_start(void)
 {
-    if (!g_free_hooked) {
-        PyMemAllocatorEx mine = {NULL, hook_malloc, hook_calloc, hook_realloc, hook_free};
-        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &g_base);
-        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &mine);
-        g_free_hooked = 1;
-    }
+    static const PyMemAllocatorEx mine = {NULL, hook_malloc, hook_calloc, hook_realloc, hook_free};
+    allocator_in_front(&mine, &g_free_hooked);
     g_free_on = 1;
 }
 
 static void free_hook_stop(void)
 {
     g_free_on = 0;
-    if (!g_free_hooked)
-        return;
-    PyMemAllocatorEx now;
-    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &now);
-    if (now.free == hook_free) { /* else another stands in front, calling ulma's: it stays */
-        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &g_base);
-        g_free_hooked = 0;
-    }
+    if (g_free_hooked)
+        allocator_taken_out(hook_free, &g_free_hooked);
 }
 
 int ulma_objects_start(PyObject *types)
 {
-    patterns_free();
-    if (ulma_patterns_copy(types, &g_patterns, NULL, &g_npatterns) < 0) {
-        patterns_free();
+    if (tables_anew(types) < 0)
         return -1;
-    }
-    /* new ids: every type is named again in this session */
-    free(g_types);
-    g_types = NULL;
-    g_types_cap = g_types_n = 0;
-    g_next_type = 1;
-    map_clear(&g_live);
     void *data = NULL;
     PyRefTracer now = PyRefTracer_GetTracer(&data);
     /* ulma's, left set by a stop the program's stood in front of, is still
@@ -600,7 +627,6 @@ void ulma_objects_after_fork(void)
 #define ULMA_PREHEADER_FLAGS Py_TPFLAGS_MANAGED_DICT
 #endif
 
-static PyMemAllocatorEx g_base; /* the domain's allocator before ulma's */
 static addr_map g_known;        /* type objects, by address */
 static PyObject *g_subclasses;  /* type.__subclasses__ */
 static uint64_t g_walked_ns;    /* when types were last walked */
@@ -927,35 +953,20 @@ void ulma_objects_check(void)
 
 int ulma_objects_start(PyObject *types)
 {
-    patterns_free();
-    if (ulma_patterns_copy(types, &g_patterns, NULL, &g_npatterns) < 0) {
-        patterns_free();
+    if (tables_anew(types) < 0)
         return -1;
-    }
     if (!g_str_module && !(g_str_module = PyUnicode_InternFromString("__module__")))
         return -1;
     if (!g_subclasses && !(g_subclasses = PyObject_GetAttrString((PyObject *)&PyType_Type, "__subclasses__")))
         return -1;
-    free(g_types);
-    g_types = NULL;
-    g_types_cap = g_types_n = 0;
-    g_next_type = 1;
-    map_clear(&g_live);
     map_clear(&g_known);
     g_pending_n = 0;
     tls_inside = 1;
     learn_types();
     adopt_existing();
     tls_inside = 0;
-    /* ulma's, left set by a stop another allocator stood in front of, is
-     * still called where it is: set in front again, it would call that one,
-     * which calls it */
-    if (!g_installed) {
-        PyMemAllocatorEx mine = {NULL, hook_malloc, hook_calloc, hook_realloc, hook_free};
-        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &g_base);
-        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &mine);
-        g_installed = 1;
-    }
+    static const PyMemAllocatorEx mine = {NULL, hook_malloc, hook_calloc, hook_realloc, hook_free};
+    allocator_in_front(&mine, &g_installed);
     g_on = 1;
     atomic_store_explicit(&g_session->objects_mechanism, ULMA_OBJECTS_ALLOCATOR, memory_order_relaxed);
     return 0;
@@ -971,14 +982,8 @@ void ulma_objects_stop(void)
         tls_inside = 0;
     }
     g_on = 0;
-    PyMemAllocatorEx now;
-    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &now);
-    if (now.malloc == hook_malloc) {
-        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &g_base);
-        g_installed = 0;
-    } else if (g_session) {
+    if (!allocator_taken_out(hook_free, &g_installed) && g_session)
         atomic_fetch_add_explicit(&g_session->objects_displaced, 1, memory_order_relaxed);
-    }
     map_clear(&g_live);
     map_clear(&g_known);
     g_pending_n = 0;
