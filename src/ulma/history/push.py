@@ -17,8 +17,6 @@ and its report go on.
 from __future__ import annotations
 
 import gzip
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ulma import __version__
 from ulma.exporters import pprof as pp
 from ulma.exporters import protobuf as pb
+from ulma.history.periodic import Periodic
 from ulma.monitor.profile import Profile
 
 Key = tuple[str, str, int]
@@ -77,22 +76,19 @@ def check_url(url: str) -> str | None:
     return None
 
 
-class PprofPusher:
+class PprofPusher(Periodic):
     def __init__(self, url: str, interval: float, command: str) -> None:
+        super().__init__("ulma-push")
         self.url = url
         self.interval = interval
         self.command = command
         self.pushed = 0
-        self.error: str | None = None
         self._prev: dict[Key, tuple[int, int]] = {}
         self._prev_ns = time.time_ns()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self, snapshot: Callable[[], Profile]) -> None:
         self._prev_ns = time.time_ns()
-        self._thread = threading.Thread(target=self._loop, args=(snapshot,), name="ulma-push", daemon=True)
-        self._thread.start()
+        self._start(self._loop, snapshot)
 
     def _loop(self, snapshot: Callable[[], Profile]) -> None:
         while not self._stop.wait(self.interval):
@@ -142,15 +138,8 @@ class PprofPusher:
         return True
 
     def _fail(self, why: str) -> bool:
-        self.error = f"push failed: {why}; no more pushes, the run goes on"
-        sys.stderr.write(f"ulma: {self.error}\n")
-        sys.stderr.flush()
+        self._said(f"push failed: {why}; no more pushes, the run goes on")
         return False
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
 
     def close(self, final: Profile | None) -> str | None:
         self.stop()

@@ -16,13 +16,12 @@ from __future__ import annotations
 import datetime
 import os
 import socket
-import sys
-import threading
 import time
 from collections.abc import Callable
 
 from ulma.history import HistoryError, first_line
 from ulma.history.dsn import Dsn
+from ulma.history.periodic import Periodic
 from ulma.history.spool import Spool
 from ulma.history.store import (
     EDGE_COLUMNS,
@@ -87,35 +86,29 @@ def new_run_id(pid: int) -> str:
     return f"{stamp}-{pid}-{os.urandom(2).hex()}"
 
 
-class HistoryWriter:
+class HistoryWriter(Periodic):
     def __init__(self, dsn: Dsn, pid: int, command: str) -> None:
+        super().__init__("ulma-history")
         self.dsn = dsn
         self.pid = pid
         self.command = command
         self.host = socket.gethostname()
         self.run_id = new_run_id(pid)
         self.rows = 0
-        self.error: str | None = None
         self._store: Store | None = None
         self._spool: Spool | None = None  # chDB open in another ulma: rows kept beside it
         self._prev: Totals = {}
         self._prev_edges: dict[EdgeKey, tuple[int, int]] = {}
         self._prev_types: dict[str, tuple[int, int, int, int]] = {}
         self._prev_t = time.time()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self, snapshot: Callable[[], Profile]) -> None:
         self._prev_t = time.time()
-        self._thread = threading.Thread(target=self._loop, args=(snapshot,), name="ulma-history",
-                                        daemon=True)
-        self._thread.start()
+        self._start(self._loop, snapshot)
 
     def _fail(self, exc: BaseException) -> None:
         why = str(exc) if isinstance(exc, HistoryError) else first_line(exc)
-        self.error = f"history failed: {why}; the run goes on without it"
-        sys.stderr.write(f"ulma: {self.error}\n")
-        sys.stderr.flush()
+        self._said(f"history failed: {why}; the run goes on without it")
 
     def _open(self, started: float) -> bool:
         run = [(self.run_id, self.host, self.pid, self.command, int(started))]
@@ -191,12 +184,6 @@ class HistoryWriter:
         self._prev, self._prev_edges, self._prev_t = current, current_edges, now
         self._prev_types = current_types
         return True
-
-    def stop(self) -> None:
-        """No more snapshots (before the session's final figures are taken)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
 
     def close(self, final: Profile | None) -> str | None:
         """The last rows from the final totals; the line to say (None: the failure was said)."""
