@@ -84,3 +84,31 @@ def test_cpu_and_waiting_agree_with_each_functions_own_clocks_under_cpu_hogs(
         for part in ("total_ns", "cpu_ns", "wait_ns", "self_ns", "overhead_ns"):
             assert abs(live[part] - again[part]) <= 0.01 * live["total_ns"], (part, live, again)
     assert abs(report["wall_ns"] - replayed["wall_ns"]) <= 0.01 * report["wall_ns"], (report, replayed)
+
+
+RUNNABLE_PROGRAM = PROGRAMS_DIR / "runnable_under_load.py"
+
+
+def test_a_function_that_only_computes_waits_runnable_never_blocked_under_cpu_hogs(
+    cpu_hogs: int, engine_flags: list[str], tmp_path: Path, run_ulma: RunFn,
+    describe: Callable[[Completed], str], function_named: FunctionNamed,
+) -> None:
+    """Its thread made no voluntary context switch while it ran (the program's own count): every
+    moment it waited, it waited for a CPU.  The hogs take the CPU from it mostly at the return of a
+    system call -- ulma's own CPU-clock reading -- and that wait was once counted blocked (130 ms of
+    140 ms); a function that sleeps is blocked."""
+    out = tmp_path / "run.json"
+    result = run_ulma(["run", *engine_flags, "--json", str(out), "--no-report", str(RUNNABLE_PROGRAM)],
+                      cwd=PROGRAMS_DIR)
+    assert result.returncode == 0, describe(result)
+    facts: dict[str, dict[str, int]] = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(out.read_text())
+    assert facts["compute"]["voluntary"] == 0, facts  # (the ground truth this test stands on)
+    _, compute = function_named(report, RUNNABLE_PROGRAM, "compute")
+    waited = facts["compute"]["wall_ns"] - facts["compute"]["cpu_ns"]
+    assert waited > 10 * MS, (cpu_hogs, facts)  # (the hogs did take the CPU from it)
+    assert compute["wait_blocked_ns"] is not None, compute  # (schedstat read)
+    assert compute["wait_blocked_ns"] <= max(0.05 * compute["wait_ns"], 2 * MS), compute
+    assert compute["wait_runnable_ns"] >= 0.9 * compute["wait_ns"], compute
+    _, sleeps = function_named(report, RUNNABLE_PROGRAM, "sleeps")
+    assert sleeps["wait_blocked_ns"] >= 0.9 * (facts["sleeps"]["wall_ns"] - facts["sleeps"]["cpu_ns"]), sleeps

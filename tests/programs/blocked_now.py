@@ -1,12 +1,14 @@
-"""Computes a little, then blocks in one long sleep: a live view taken during
-the sleep must show the sleeper waiting, not computing."""
+"""Computes a while (some 200 ms traced: a millisecond the kernel counts as
+blocked -- a page read in, a GIL handed to the agent's thread and back -- is
+not 5 % of it), then blocks in one long sleep: a live view taken during the
+sleep must show the sleeper waiting, not computing."""
 
 import sys
 import time
 
 
 def busy() -> int:
-    return sum(i * i for i in range(200_000))
+    return sum(i * i for i in range(2_000_000))
 
 
 def sleeper() -> None:

@@ -102,6 +102,26 @@ static inline ulma_event reading_record(uint64_t t, uint64_t ns, uint8_t flags)
  * than this as a reading's own cost (aggregate.c READING_COST_MAX_NS). */
 #define READING_LATE_NS 50000.0
 
+/* The run delay at tick t into *out, with ULMA_CPU_NO_BLOCK if the thread
+ * made no voluntary context switch since the last one read; 1, or 0 if it
+ * cannot be read. */
+static uint32_t run_delay_record(ulma_writer *w, uint64_t t, int baseline, ulma_event *out)
+{
+    uint64_t delay;
+    if (!read_run_delay(&delay))
+        return 0;
+    uint8_t flags = ULMA_CPU_RUN_DELAY;
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+        uint64_t nv = (uint64_t)ru.ru_nvcsw;
+        if (!baseline && w->reading_tick && nv == w->nvcsw)
+            flags |= ULMA_CPU_NO_BLOCK;
+        w->nvcsw = nv;
+    }
+    *out = reading_record(t, delay, flags);
+    return 1;
+}
+
 uint32_t ulma_take_reading_for(ulma_writer *w, uint64_t t, int baseline, ulma_event *out, uint64_t *t_event)
 {
     uint32_t n = ulma_take_reading(w, t, baseline, out);
@@ -111,6 +131,12 @@ uint32_t ulma_take_reading_for(ulma_writer *w, uint64_t t, int baseline, ulma_ev
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) {
         uint64_t cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
         out[n++] = reading_record(te, cpu, 0);
+        /* The thread lost the CPU in the reading: the CPU clock is a system
+         * call, and a thread whose time slice ran out is switched at a system
+         * call's return, so under load most of its waits for a CPU fall
+         * here.  Whether it waited for one (runnable) or blocked is the run
+         * delay's to tell, as after any wait this long. */
+        n += run_delay_record(w, te, 0, &out[n]);
         w->reading_tick = te;
         w->reading_cpu_ns = cpu;
         w->next_reading = te + g_reading_ticks;
@@ -136,18 +162,8 @@ uint32_t ulma_take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event 
         double off = (double)(t - w->reading_tick) * g_ns_per_tick - (double)(cpu - w->reading_cpu_ns);
         want = off >= RUN_DELAY_AFTER_NS;
     }
-    uint64_t delay;
-    if (want && read_run_delay(&delay)) {
-        uint8_t flags = ULMA_CPU_RUN_DELAY;
-        struct rusage ru;
-        if (getrusage(RUSAGE_THREAD, &ru) == 0) {
-            uint64_t nv = (uint64_t)ru.ru_nvcsw;
-            if (!baseline && w->reading_tick && nv == w->nvcsw)
-                flags |= ULMA_CPU_NO_BLOCK;
-            w->nvcsw = nv;
-        }
-        out[n++] = reading_record(t, delay, flags);
-    }
+    if (want)
+        n += run_delay_record(w, t, baseline, &out[n]);
     w->reading_tick = t;
     w->reading_cpu_ns = cpu;
     return n;

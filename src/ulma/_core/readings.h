@@ -24,8 +24,9 @@ uint32_t ulma_take_reading(ulma_writer *w, uint64_t t, int baseline, ulma_event 
  * thread that lost the CPU while it read (the run delay's file, under load)
  * would leave that time for the next reading, made maybe after the event,
  * with another function on top: then the CPU clock is read once more at
- * *t_event, so the time off CPU is this interval's.  out holds 3 records. */
+ * *t_event, so the time off CPU is this interval's, with the run delay
+ * then.  out holds ULMA_READINGS_MAX records. */
 uint32_t ulma_take_reading_for(ulma_writer *w, uint64_t t, int baseline, ulma_event *out, uint64_t *t_event);
-#define ULMA_READINGS_MAX 3
+#define ULMA_READINGS_MAX 4
 
 #endif
