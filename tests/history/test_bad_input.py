@@ -102,6 +102,7 @@ def test_history_questions_without_an_answer(tmp_path: Path) -> None:
     (["top", "--limit", "-1"], "--limit must be 0 (all rows)"),
     (["compare", "a", "b", "--threshold", "-5"], "--threshold must be between 0 and"),
     (["trend", "f", "--step", "fortnight"], "invalid choice: 'fortnight'"),
+    (["top", "--html", "/nonexistent-dir/t.html"], "cannot write --html /nonexistent-dir/t.html: No such"),
 ])
 def test_bad_history_options_are_one_line(args: list[str], said: str) -> None:
     result = run_process(ulma_command(["history", *args]), timeout=60)

@@ -5,13 +5,17 @@ own --json report; the history must give back exactly the report's figures, on b
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import run_process, ulma_command
 from tests.history.conftest import need_chdb, need_server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Route
 
 PROGRAM = Path(__file__).with_name("fleet_program.py")
 WORK, OTHER = 1000, 400  # fleet_program.py's counts
@@ -192,3 +196,45 @@ def test_object_counts_per_type_are_each_runs_report_and_the_programs(backend: B
             assert figures == (t["created"], t["freed"], t["freed_untracked"], t["bytes"] or 0), name
         order = got["Order"]
         assert (order["created"], order["live"]) == (WORK, WORK // 10), order
+
+
+def test_the_page_draws_a_trend_split_four_ways_and_a_bar_per_top_function(
+        on_chdb: Backend, tmp_path: Path) -> None:
+    """`--html FILE` beside --json: opened offline in chromium, the trend's page stacks the four
+    parts per step and lists every point; top's page has a bar per function, in the JSON's order,
+    each part as wide as its share of the function's time."""
+    from tests.browser import chromium
+
+    run = on_chdb.runs[0]
+    pages = {what: tmp_path / f"{what}.html" for what in ("trend", "top")}
+    trend = on_chdb.ask("trend", "work", "--run", run, "--html", str(pages["trend"]))
+    top_answer = on_chdb.ask("top", "--run", run, "--limit", "5", "--html", str(pages["top"]))
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in pages.values())
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        fetched: list[str] = []
+
+        def refuse(route: Route) -> None:
+            fetched.append(route.request.url)
+            route.abort()
+
+        context.route(re.compile(r"^(?!file:).*"), refuse)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(pages["trend"].as_uri())
+        parts = page.eval_on_selector_all("#chart-svg path.part", "ps => ps.map(p => p.dataset.part)")
+        assert parts == ["cpu_ns", "overhead_ns", "wait_ns", "unmeasured_ns"], parts
+        assert page.locator("#table tbody tr").count() == len(trend["points"]) >= 2
+        page.goto(pages["top"].as_uri())
+        names = page.eval_on_selector_all("#chart-svg g.bar", "gs => gs.map(g => g.dataset.name)")
+        assert names == [f["name"] for f in top_answer["functions"]], names
+        first = top_answer["functions"][0]
+        widths = page.eval_on_selector_all("#chart-svg g.bar:first-of-type rect.part",
+                                           "rs => rs.map(r => [r.dataset.part, r.width.baseVal.value])")
+        whole = sum(w for _, w in widths)
+        parts_ns = sum(first[p] for p, _ in widths)
+        for part, width in widths:
+            assert abs(width - whole * first[part] / parts_ns) <= 1.0, (part, widths, first)
+        context.close()
+    assert errors == [] and fetched == []

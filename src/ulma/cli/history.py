@@ -178,6 +178,10 @@ def _parser() -> Parser:
     def common(q: argparse.ArgumentParser, scope: bool = True) -> None:
         q.add_argument("--dsn", default=None, metavar="DSN", help=f"where the history is: {DSN_HELP}")
         q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        q.add_argument("--html", metavar="FILE",
+                       help="also write the answer as a page that draws it (a trend's split per step, "
+                            "top's and compare's bars, objects per type) and shows its table; it opens "
+                            "offline in a browser")
         if scope:
             q.add_argument("--since", type=when, metavar="TIME",
                            help="from TIME (1h, 30m, 7d ago; Unix seconds; 2025-01-31T12:00) "
@@ -224,10 +228,19 @@ def execute(argv: list[str]) -> int:
     if opts.what is None:
         raise UsageError("ulma history needs one of top, trend, callers, compare, hosts, runs, types "
                          "(see `ulma history --help`)")
+    if opts.html:
+        from ulma.format import files
+
+        try:
+            files.check(opts.html)
+        except OSError as exc:
+            raise UsageError(f"cannot write --html {opts.html}: {exc.strerror or exc}") from None
     try:
         answer = _ask(opts)
     except HistoryError as exc:
         raise UsageError(str(exc), 1) from None
+    if opts.html:
+        _write_page(opts, answer)
     if opts.json:
         import json
 
@@ -235,6 +248,21 @@ def execute(argv: list[str]) -> int:
     else:
         _show(opts.what, answer)
     return 0
+
+
+def _write_page(opts: argparse.Namespace, answer: dict[str, Any]) -> None:
+    from ulma.format import files
+    from ulma.web import history_page
+
+    title = {"trend": f"trend of {getattr(opts, 'function', '')}",
+             "callers": f"callers of {getattr(opts, 'function', '')}",
+             "compare": f"{getattr(opts, 'run', '')} against {getattr(opts, 'baseline', '')}"}.get(
+                 opts.what, opts.what)
+    try:
+        with files.writing_text(opts.html) as f:  # 0600, no link followed
+            f.write(history_page.render(opts.what, title, answer))
+    except OSError as exc:
+        raise UsageError(f"cannot write --html {opts.html}: {exc.strerror or exc}") from None
 
 
 def _ask(opts: argparse.Namespace) -> dict[str, Any]:

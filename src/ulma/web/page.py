@@ -23,17 +23,18 @@ def embed_json(data: Any) -> str:
     return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def render(data: Any = None) -> str:
+def render(data: Any = None, *, template: str = "page.html", script: str = "ulma.js") -> str:
     """The page; `data` (the model, see ulma.web.model) embedded, or None: the page connects
-    to the websocket of the server that served it."""
+    to the websocket of the server that served it.  `template` and `script`: another page of
+    static/ (the history's)."""
     parts = {
         "CSS": _static("ulma.css"),
         "D3": _static("d3.min.js"),
         "DATA": "null" if data is None else embed_json(data),
-        "JS": _static("ulma.js"),
+        "JS": _static(script),
     }
     for name in ("CSS", "D3", "JS"):
         if "</" in parts[name]:
             raise ValueError(f"static/{name.lower()} holds '</': it would end its element early")
     # one pass over the template: a placeholder's look-alike inside inlined text is left alone
-    return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _static("page.html"))
+    return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _static(template))
