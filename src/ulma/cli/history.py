@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ulma.monitor.profile import Profile
 
 HELP = ("read the fleet history that `run --history` writes: top, trend, callers, compare, hosts, runs, "
-        "types")
+        "types; prune drops old days")
 DSN_HELP = ("clickhouse://HOST[:PORT][/DB][?cluster=NAME] for a ClickHouse server or cluster, "
             "chdb:PATH for an embedded chDB in PATH; none: the embedded chDB under "
             "$XDG_DATA_HOME/ulma/history")
@@ -172,7 +172,7 @@ def when(text: str) -> int:
 
 def _parser() -> Parser:
     p = Parser(prog="ulma history", description=HELP)
-    sub = p.add_subparsers(dest="what", metavar="{top,trend,callers,compare,hosts,runs,types}",
+    sub = p.add_subparsers(dest="what", metavar="{top,trend,callers,compare,hosts,runs,types,prune}",
                            parser_class=Parser)
 
     def common(q: argparse.ArgumentParser, scope: bool = True) -> None:
@@ -217,6 +217,11 @@ def _parser() -> Parser:
     q = sub.add_parser("types", help="runs with --objects: objects made, destroyed and live per type")
     common(q)
     q.add_argument("--limit", type=int, default=20, metavar="N", help="rows (default: 20; 0: all)")
+    q = sub.add_parser("prune", help="retention: drop every day of rows before TIME's day (whole days: "
+                                     "the tables' partitions), on every shard of a cluster")
+    q.add_argument("--before", type=when, required=True, metavar="TIME",
+                   help="the first day kept is TIME's (30d: the last 30 days and today)")
+    common(q, scope=False)
     return p
 
 
@@ -226,7 +231,7 @@ def execute(argv: list[str]) -> int:
     parser = _parser()
     opts = parser.parse(argv)
     if opts.what is None:
-        raise UsageError("ulma history needs one of top, trend, callers, compare, hosts, runs, types "
+        raise UsageError("ulma history needs one of top, trend, callers, compare, hosts, runs, types, prune "
                          "(see `ulma history --help`)")
     if opts.html:
         from ulma.format import files
@@ -286,6 +291,10 @@ def _answer(store: Store, opts: argparse.Namespace, queries: Any) -> dict[str, A
     if opts.what == "compare":
         answer: dict[str, Any] = queries.compare(store, opts.run, opts.baseline, opts.threshold)
         return answer
+    if opts.what == "prune":
+        from ulma.history.store import prune
+
+        return {"before": opts.before, "dropped": prune(store, opts.before)}
     scope = queries.Scope(opts.since, opts.until, opts.host, opts.run)
     if opts.since is not None and opts.until is not None and opts.since > opts.until:
         from ulma.history import HistoryError
@@ -365,6 +374,11 @@ def _show(what: str, answer: dict[str, Any]) -> None:
         for r in answer["hosts"]:
             table.add_row(r["host"], str(r["processes"]), str(r["runs"]), at(r["first"]), at(r["last"]),
                           f"{r['calls']:,}", ns(r["total_ns"]))
+    elif what == "prune":
+        days = sorted({d["day"] for d in answer["dropped"]})
+        rows = sum(d["rows"] for d in answer["dropped"])
+        sys.stdout.write(f"dropped {len(days)} days ({', '.join(days) or 'none'}): {rows:,} rows\n")
+        return
     elif what == "types":
         table = Table(title="objects per type")
         for h in ("type", "live", "made", "destroyed", "made before, destroyed", "bytes live"):

@@ -36,7 +36,7 @@ import importlib
 import importlib.util
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from ulma.history import INSTALL, HistoryError, first_line
@@ -272,6 +272,22 @@ class ServerStore:
         with contextlib.suppress(Exception):  # a connection that never came up
             self._client.disconnect()
 
+    def shards(self) -> Iterator[ServerStore]:
+        """Each shard of the cluster, this one among them (the others closed after their turn)."""
+        name = self.dsn.cluster
+        shards = self.query(f"SELECT DISTINCT host_name, port FROM system.clusters WHERE cluster = "
+                            f"{literal(name or '')}")
+        if not shards:
+            raise HistoryError(f"clickhouse://{self._host}:{self._port} knows no cluster {name!r} "
+                               "(its remote_servers)")
+        for host, port in shards:
+            shard = self if (host, port) == (self._host, self._port) else ServerStore(self.dsn, host, port)
+            try:
+                yield shard
+            finally:
+                if shard is not self:
+                    shard.close()
+
     def create(self) -> None:
         """The tables: on this server, or on every shard of the cluster with a Distributed table
         over them on each."""
@@ -280,20 +296,36 @@ class ServerStore:
             for sql in ddl(db):
                 self.query(sql)
             return
-        name = self.dsn.cluster
-        shards = self.query(f"SELECT DISTINCT host_name, port FROM system.clusters WHERE cluster = "
-                            f"{literal(name)}")
-        if not shards:
-            raise HistoryError(f"clickhouse://{self._host}:{self._port} knows no cluster {name!r} "
-                               "(its remote_servers)")
-        for host, port in shards:
-            shard = self if (host, port) == (self._host, self._port) else ServerStore(self.dsn, host, port)
-            try:
-                for sql in ddl(db, "_local"):
-                    shard.query(sql)
-                for table in TABLES:
-                    shard.query(f"CREATE TABLE IF NOT EXISTS {db}.{table} AS {db}.{table}_local "
-                                f"ENGINE = Distributed({name}, {db}, {table}_local, rand())")
-            finally:
-                if shard is not self:
-                    shard.close()
+        for shard in self.shards():
+            for sql in ddl(db, "_local"):
+                shard.query(sql)
+            for table in TABLES:
+                shard.query(f"CREATE TABLE IF NOT EXISTS {db}.{table} AS {db}.{table}_local "
+                            f"ENGINE = Distributed({self.dsn.cluster}, {db}, {table}_local, rand())")
+
+
+DAILY = ("functions", "edges", "objects")  # the tables partitioned by day (runs: a row a run, kept)
+
+
+def prune(store: Store, before: int) -> list[dict[str, Any]]:
+    """Drops the days (partitions) of DAILY wholly before the day `before` (Unix seconds) falls in,
+    as the server reads its days; on a cluster on every shard.  The days dropped, per table."""
+    db = store.dsn.db
+    day = int(store.query(f"SELECT toYYYYMMDD(toDateTime({int(before)}))")[0][0])
+    on_shards = isinstance(store, ServerStore) and store.dsn.cluster is not None
+    places: Iterator[Store] = iter((store,))
+    if isinstance(store, ServerStore) and on_shards:
+        places = store.shards()
+    suffix = "_local" if on_shards else ""
+    dropped: dict[tuple[str, str], int] = {}
+    for place in places:
+        for table in DAILY:
+            name = table + suffix
+            found = place.query(f"SELECT partition, sum(rows) FROM system.parts WHERE database = "
+                                f"{literal(db)} AND table = {literal(name)} AND active GROUP BY partition")
+            for partition, rows in found:
+                part = str(partition).strip("'")
+                if part.isdigit() and int(part) < day:
+                    place.query(f"ALTER TABLE {db}.{name} DROP PARTITION {part}")
+                    dropped[(table, part)] = dropped.get((table, part), 0) + int(rows)
+    return [{"table": t, "day": d, "rows": n} for (t, d), n in sorted(dropped.items())]

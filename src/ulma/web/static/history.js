@@ -95,7 +95,7 @@
   }
 
   // the table: every answer's rows as they are in the JSON
-  const rows = A.functions || A.points || A.types || A.hosts || A.runs || A.callers || [];
+  const rows = A.functions || A.points || A.types || A.hosts || A.runs || A.callers || A.dropped || [];
   const columns = rows.length ? Object.keys(rows[0]).filter((k) => typeof rows[0][k] !== "object") : [];
   d3.select("#table thead").append("tr").selectAll("th").data(columns).join("th").text((c) => c);
   d3.select("#table tbody").selectAll("tr").data(rows).join("tr").selectAll("td")
