@@ -353,3 +353,18 @@ def test_objects_leave_what_the_program_does_with_its_objects_as_under_python(
     assert result.returncode == 0, describe(result)
     assert result.stdout == plain.stdout == "odict dropped\ndeep list dropped\nclass reassigned: B\n"
     assert any(t["name"] == "collections.OrderedDict" and t["created"] == 1 for t in report["types"])
+
+
+def test_subinterpreters_allocating_under_their_own_gil_leave_the_program_whole_and_the_counts_exact(
+    ulma_json: UlmaJson, describe: Callable[[Completed], str],
+) -> None:
+    """Their objects are theirs (another interpreter: not counted), and their allocations, under a
+    GIL of their own on 3.12+, never touch ulma's tables (unlocked): that crashed the program once
+    (SIGSEGV, 3 runs of 3)."""
+    program = PROGRAMS_DIR / "objects_subinterpreters.py"
+    result, report = ulma_json(["--objects", "--no-report", str(program)])
+    assert result.returncode == 0, describe(result)
+    assert result.stdout.split()[-1] == "200000"
+    types = {t["name"]: t for t in report["types"]}
+    assert (types["Thing"]["created"], types["Thing"]["live"]) == (200_000, 0), types["Thing"]
+    assert "T" not in types

@@ -314,9 +314,17 @@ static void record(uint8_t kind, uint32_t id, uint8_t flags, uint16_t type)
         ulma_emit_ex(w, ulma_ticks(g_clock), id, kind, flags, type, 1);
 }
 
+static PyInterpreterState *g_interp; /* the interpreter whose objects are counted */
+
 static inline int recording(void)
 {
-    return g_on && !tls_inside && g_session;
+    if (!g_on || tls_inside || !g_session)
+        return 0;
+    /* not another interpreter's objects (3.12's subinterpreters may run under
+     * a GIL of their own: the tables have no lock), nor an allocation with no
+     * thread state at all */
+    PyThreadState *ts = ulma_tstate_unchecked();
+    return ts && ts->interp == g_interp;
 }
 
 static void patterns_free(void)
@@ -343,6 +351,7 @@ static int tables_anew(PyObject *types)
     g_types_cap = g_types_n = 0;
     g_next_type = 1;
     map_clear(&g_live);
+    g_interp = PyInterpreterState_Get();
     return 0;
 }
 
