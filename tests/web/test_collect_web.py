@@ -1,6 +1,7 @@
 """`ulma collect --web`: two programs stream to the collector (`ulma run --to`); its page lists both
 processes, shows each one's hot function with the calls that run's own --json report counts, and
-all of them added up; the token gate applies; there is nothing to clear or switch off."""
+all of them added up, its icicle nested by the streamed call edges; the token gate applies; there is
+nothing to clear or switch off."""
 
 from __future__ import annotations
 
@@ -104,6 +105,11 @@ def test_the_collector_page_shows_each_process_and_all_merged(tmp_path: Path,
             assert hot_calls(page) == n
         page.select_option("#view", "all")
         wait_for_hot(page, sum(hot))
+        # the icicle nests by the streamed caller-callee totals, both processes' added up: hot
+        # under main under the module (each function's self time under the root, flat, before)
+        depths = {name: page.locator(f'#flame g.frame[data-name="{name}"]').first.get_attribute("data-depth")
+                  for name in ("<module>", "main", "hot")}
+        assert depths == {"<module>": "1", "main": "2", "hot": "3"}, depths
         # the page said what --json says too
         _, _, doc = collector.stop()
         assert errors == []

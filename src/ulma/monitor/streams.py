@@ -243,7 +243,7 @@ class LogWriter:
 def jsonl_object(seq: int, profile: Profile, health: Health | None, rates: tuple[float, float] | None,
                  log: LogWriter | None, *, pid: int, final: bool) -> dict[str, Any]:
     """One line of --jsonl (version JSONL_VERSION; later versions add fields, never rename)."""
-    from ulma.exporters.json_report import _function, _process, asyncio_object, counter_object
+    from ulma.exporters.json_report import _edge, _function, _process, asyncio_object, counter_object
 
     known = profile.split_known
     processes = [_process(p, None, edges=False) for p in profile.processes]
@@ -268,6 +268,7 @@ def jsonl_object(seq: int, profile: Profile, health: Health | None, rates: tuple
         "cpu_readings": known,
         "probe_ns": round(profile.probe_ns, 2),
         "functions": [_function(f, known) for f in profile.functions],
+        "edges": [_edge(e) for e in profile.edges],
         "asyncio": asyncio_object(profile),
         "counters": [counter_object(c) for c in profile.counters],
         **({"processes": processes} if processes else {}),

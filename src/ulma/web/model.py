@@ -11,10 +11,10 @@ report's icicle is exact (built by the exporter from the replay's tree)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ulma.monitor.live import Health
-from ulma.monitor.profile import EdgeStats, FunctionStats, Profile
+from ulma.monitor.profile import FunctionStats, Profile
 from ulma.views import bar
 
 Json = dict[str, Any]
@@ -84,23 +84,41 @@ def frame(name: str, file: str, line: int, fid: int, value: int, split: Sequence
 
 def edge_tree(profile: Profile) -> Json:
     """An icicle of inclusive time derived from per-function and per-edge totals: what a
-    live snapshot has.  A function's roots are the time not reached through any caller;
-    under a frame standing for share s of function f's total, each callee g gets s times
-    the time f's calls into g took.  Exact when each function is reached along one path;
-    otherwise the children of a function called from several places are spread over those
-    places in proportion (the page says it is an approximation).  Recursion is cut: a
-    function is not expanded below itself.  Each frame is coloured by its function's
-    inclusive split."""
-    funcs = profile.functions
+    live snapshot has (see _derived_tree)."""
     known = profile.split_known
-    out_edges: dict[int, list[EdgeStats]] = {}
+    nodes = [Node(f.name, f.file, f.line, f.fid, f.total_ns, split_of(f, known), f.idle)
+             for f in profile.functions]
+    return _derived_tree(nodes, [(e.caller, e.callee, e.total_ns) for e in profile.edges], known)
+
+
+class Node(NamedTuple):
+    """A function as a derived icicle needs it."""
+
+    name: str
+    file: str
+    line: int
+    fid: int
+    total_ns: int
+    split: list[int]
+    idle: bool
+
+
+def _derived_tree(funcs: Sequence[Node], edges: Iterable[tuple[int, int, int]], known: bool) -> Json:
+    """A function's roots are the time not reached through any caller; under a frame standing
+    for share s of function f's total, each callee g gets s times the time f's calls into g
+    took.  Exact when each function is reached along one path; otherwise the children of a
+    function called from several places are spread over those places in proportion (the page
+    says it is an approximation).  Recursion is cut: a function is not expanded below itself.
+    Each frame is coloured by its function's inclusive split.  `edges`: (caller, callee, total
+    ns), indices into `funcs`."""
+    out_edges: dict[int, list[tuple[int, int]]] = {}
     incoming = [0] * len(funcs)
-    for e in profile.edges:
-        if e.caller != e.callee:
-            out_edges.setdefault(e.caller, []).append(e)
-            incoming[e.callee] += e.total_ns
-    for edges in out_edges.values():
-        edges.sort(key=lambda e: -e.total_ns)
+    for caller, callee, total in edges:
+        if caller != callee and 0 <= caller < len(funcs) and 0 <= callee < len(funcs):
+            out_edges.setdefault(caller, []).append((callee, total))
+            incoming[callee] += total
+    for targets in out_edges.values():
+        targets.sort(key=lambda e: -e[1])
     root = frame("all", "", 0, 0, 0, [0.0] * len(parts(known)))
     tops = [(i, f.total_ns - incoming[i]) for i, f in enumerate(funcs) if not f.idle]
     tops = [(i, v) for i, v in tops if v > 0]
@@ -111,19 +129,19 @@ def edge_tree(profile: Profile) -> Json:
     def grow(i: int, value: float, path: frozenset[int], depth: int) -> Json:
         f = funcs[i]
         share = value / f.total_ns if f.total_ns else 0.0
-        node = frame(f.name, f.file, f.line, f.fid, round(value), [v * share for v in split_of(f, known)])
+        node = frame(f.name, f.file, f.line, f.fid, round(value), [v * share for v in f.split])
         budget[0] -= 1
         if depth >= MAX_FLAME_DEPTH:
             return node
         room = value
-        for e in out_edges.get(i, ()):
-            if e.callee in path:
+        for callee, total in out_edges.get(i, ()):
+            if callee in path:
                 continue
-            child = min(e.total_ns * share, room)
+            child = min(total * share, room)
             if child < floor or budget[0] <= 0:
                 continue
             room -= child
-            node["children"].append(grow(e.callee, child, path | {e.callee}, depth + 1))
+            node["children"].append(grow(callee, child, path | {callee}, depth + 1))
         return node
 
     for i, value in sorted(tops, key=lambda t: -t[1]):
@@ -177,6 +195,14 @@ def figures_rows(functions: Iterable[Json], wall_ns: int, split_known: bool) -> 
             "split": figures_split(f, split_known), "native": bool(f.get("native")), "mark": "",
         })
     return out
+
+
+def figures_edge_tree(functions: Sequence[Json], edges: Iterable[Json], split_known: bool) -> Json:
+    """edge_tree from --jsonl's functions and edges (their ends index the functions)."""
+    nodes = [Node(str(f.get("name")), str(f.get("file") or ""), f.get("line") or 0, 0, f.get("total_ns") or 0,
+                  figures_split(f, split_known), bool(f.get("idle"))) for f in functions]
+    return _derived_tree(nodes, [(int(e["caller"]), int(e["callee"]), int(e.get("total_ns") or 0))
+                                 for e in edges], split_known)
 
 
 def figures_tree(functions: Iterable[Json], split_known: bool) -> Json:
