@@ -454,6 +454,8 @@ def test_a_log_whose_reader_is_slow_loses_lines_counted_and_said_never_the_profi
     assert_log_lines(lines[:-1])
     last = json.loads(jsonl_path.read_text().splitlines()[-1])
     assert last["final"] and last["monitor"]["log_dropped"] == dropped
-    functions = json.loads(report.read_text())["functions"]
-    assert [f["calls"] for f in functions if f["name"] == "leaf"] == [calls]
+    doc = json.loads(report.read_text())
+    # (a drop by a full ring says the drain stopped: what the log must never make it do)
+    assert [f["calls"] for f in doc["functions"] if f["name"] == "leaf"] == [calls], (
+        doc["dropped"], doc.get("monitor"), err.decode()[-2000:])
     assert calls_in_log(lines, "leaf") < calls
