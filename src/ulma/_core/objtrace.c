@@ -656,9 +656,12 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Puts every type reachable from `object` by __subclasses__ in g_known. */
+/* Puts every type reachable from `object` by __subclasses__ in g_known: the
+ * whole tree each time (a type readied since hangs under one known long
+ * since), each type once a walk. */
 static void learn_types(void)
 {
+    addr_map seen = {NULL, 0, 0};
     PyObject *todo = PyList_New(0);
     if (!todo || PyList_Append(todo, (PyObject *)&PyBaseObject_Type) < 0) {
         Py_XDECREF(todo);
@@ -670,8 +673,8 @@ static void learn_types(void)
         PyObject *t = Py_NewRef(PyList_GET_ITEM(todo, n - 1));
         if (PyList_SetSlice(todo, n - 1, n, NULL) < 0)
             break;
-        if (PyType_Check(t) && !map_has(&g_known, (uintptr_t)t) &&
-            map_put(&g_known, (uintptr_t)t, 0, 0, 0) == 0) {
+        if (PyType_Check(t) && !map_has(&seen, (uintptr_t)t) && map_put(&seen, (uintptr_t)t, 0, 0, 0) == 0) {
+            map_put(&g_known, (uintptr_t)t, 0, 0, 0);
             PyObject *subs = PyObject_CallOneArg(g_subclasses, t);
             if (!subs || PyList_SetSlice(todo, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, subs) < 0)
                 PyErr_Clear();
@@ -681,6 +684,7 @@ static void learn_types(void)
     }
     PyErr_Clear();
     Py_DECREF(todo);
+    map_clear(&seen);
     g_walked_ns = now_ns();
 }
 
