@@ -4,6 +4,7 @@ Prints "widgets N K"."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 
@@ -20,8 +21,7 @@ def make_widgets(widget: type) -> None:
 
 def main() -> None:
     sys.path.insert(0, sys.argv[1])
-    import static_type
-
+    static_type = importlib.import_module("static_type")
     time.sleep(0.3)
     make_widgets(static_type.Widget)
     print("widgets", N, len(kept))
