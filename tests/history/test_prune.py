@@ -5,6 +5,7 @@ report), on chDB, a server and every shard of the two-shard cluster."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,22 +26,30 @@ def history(dsn: str, *args: str) -> dict[str, Any]:
     return answer
 
 
-def old_rows(dsn: str, at: int) -> None:
-    """Rows of a run three days back, as a writer would have put them."""
-    from ulma.history.dsn import parse
-    from ulma.history.store import EDGE_COLUMNS, FUNCTION_COLUMNS, OBJECT_COLUMNS, open_store
+OLD_ROWS = """
+import sys
+from ulma.history.dsn import parse
+from ulma.history.store import EDGE_COLUMNS, FUNCTION_COLUMNS, OBJECT_COLUMNS, open_store
 
-    store = open_store(parse(dsn), create=True)
-    try:
-        base = (at, "oldhost", 7, "old-run")
-        store.insert("functions", FUNCTION_COLUMNS,
-                     [(*base, "ancient", "/old.py", n, 5, 500, 400, 300, 50, 150, 0, 250, 100, 50)
-                      for n in range(1, 41)])
-        store.insert("edges", EDGE_COLUMNS,
-                     [(*base, "caller", "/old.py", 1, "ancient", "/old.py", 2, 5, 500)])
-        store.insert("objects", OBJECT_COLUMNS, [(*base, "Relic", 9, 3, 0, 96)])
-    finally:
-        store.close()
+store = open_store(parse(sys.argv[1]), create=True)
+try:
+    base = (int(sys.argv[2]), "oldhost", 7, "old-run")
+    store.insert("functions", FUNCTION_COLUMNS,
+                 [(*base, "ancient", "/old.py", n, 5, 500, 400, 300, 50, 150, 0, 250, 100, 50)
+                  for n in range(1, 41)])
+    store.insert("edges", EDGE_COLUMNS, [(*base, "caller", "/old.py", 1, "ancient", "/old.py", 2, 5, 500)])
+    store.insert("objects", OBJECT_COLUMNS, [(*base, "Relic", 9, 3, 0, 96)])
+finally:
+    store.close()
+"""
+
+
+def old_rows(dsn: str, at: int) -> None:
+    """Rows of a run `at` (three days back), as a writer would have put them -- from a process of
+    their own: chDB in the test's process would block signals in its thread, which every program
+    a later test starts would inherit."""
+    done = run_process([sys.executable, "-c", OLD_ROWS, dsn, str(at)], timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture(params=["chdb", "server", "cluster"])
