@@ -280,32 +280,30 @@ def test_go_tool_pprof_reads_the_objects_each_stack_made(
     assert 32 <= each <= 512 and flat.get("make_things") == f"{N * each}B", (each, sized.stdout)
 
 
-@pytest.fixture
-def own_tracer(tmp_path: Path) -> Path:
-    """tests/programs/own_tracer.c built as an extension module: its directory."""
-    where = tmp_path / "own_tracer"
+def built_extension(name: str, tmp_path: Path) -> Path:
+    """tests/programs/NAME.c built as an extension module (warnings are errors; without the
+    sanitizers' preloads, which the compiler does not want): its directory."""
+    where = tmp_path / name
     where.mkdir()
-    out = where / f"own_tracer{sysconfig.get_config_var('EXT_SUFFIX')}"
+    out = where / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
     cc = (sysconfig.get_config_var("CC") or "cc").split()
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
     subprocess.run([*cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror",
                     f"-I{sysconfig.get_paths()['include']}", "-o", str(out),
-                    str(PROGRAMS_DIR / "own_tracer.c")], check=True, capture_output=True, text=True, env=env)
+                    str(PROGRAMS_DIR / f"{name}.c")], check=True, capture_output=True, text=True, env=env)
     return where
+
+
+@pytest.fixture
+def own_tracer(tmp_path: Path) -> Path:
+    """tests/programs/own_tracer.c (a ref tracer of the program's own), built."""
+    return built_extension("own_tracer", tmp_path)
 
 
 @pytest.fixture
 def static_type(tmp_path: Path) -> Path:
-    """tests/programs/static_type.c built as an extension module: its directory."""
-    where = tmp_path / "static_type"
-    where.mkdir()
-    out = where / f"static_type{sysconfig.get_config_var('EXT_SUFFIX')}"
-    cc = (sysconfig.get_config_var("CC") or "cc").split()
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
-    subprocess.run([*cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror",
-                    f"-I{sysconfig.get_paths()['include']}", "-o", str(out),
-                    str(PROGRAMS_DIR / "static_type.c")], check=True, capture_output=True, text=True, env=env)
-    return where
+    """tests/programs/static_type.c (an extension's static type), built."""
+    return built_extension("static_type", tmp_path)
 
 
 def test_a_static_type_readied_after_the_start_is_counted(
